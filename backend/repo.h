@@ -1,0 +1,195 @@
+/* repo: the backup repository (DESIGN.md section 7): record-level segments, restore-point
+ * manifests, content-addressed blobs, and the local SQLite catalog.
+ *
+ * Object layout in the store (objstore.h):
+ *   config                                 repository id and format version
+ *   objects/<2 hex>/<sha256>               segments and blobs; the name is the SHA-256 of the bytes
+ *   points/<env>/<YYYY-MM-DDTHHMMSSZ>.json restore-point manifests; a point exists iff this exists
+ *   envs/<env>.json                        the environment as the admin API last described it
+ * Objects are immutable and written (durably) before the manifest that names them.
+ *
+ * A segment holds entries (op, key, line) sorted by key bytes, in independent zstd frames of about
+ * 1 MiB with an index, so a table at a point is a k-way merge of its segment chain (newest wins,
+ * deletes drop the record) streamed straight into the table-file format (record.h).
+ *
+ * The catalog (SQLite, WAL, synchronous=FULL) indexes points and segments and holds the capture
+ * state: for every environment, table and record key, the hash and length of the record's current
+ * line. It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
+ *
+ * Threading: struct repo is thread-safe (each thread gets its own SQLite connection and zstd
+ * contexts); readers and writers may run in parallel. One capture writer per environment
+ * (repo_capture_begin takes a lock; -EBUSY when another writer holds it). */
+#ifndef DVSNAP_REPO_H
+#define DVSNAP_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "backend/config.h"
+#include "backend/objstore.h"
+#include "backend/util.h"
+
+struct repo;
+
+/* Create a new repository at cfg->repository (-EEXIST when one exists). */
+int repo_init(const struct config *cfg, struct dverr *err);
+/* Open an existing repository (-ENOENT with a hint to run `dvsnap init` when there is none).
+ * The catalog is <repository>/catalog.db for a directory repository, else under cfg->cache_dir. */
+int repo_open(const struct config *cfg, struct repo **out, struct dverr *err);
+/* Same over a given store (tests, fault injection). Takes ownership of store. */
+int repo_open_store(struct objstore *store, const char *catalog_path, struct repo **out,
+                    struct dverr *err);
+void repo_free(struct repo *r); /* accepts NULL */
+struct objstore *repo_store(struct repo *r);
+
+/* ---- restore points ---- */
+enum segment_op { SEG_BASE = 'b', SEG_CREATE = 'c', SEG_UPDATE = 'u', SEG_DELETE = 'd' };
+
+struct point_table {
+    char *name;              /* logical name; the file is tables/<sanitised name>.json */
+    char *entity_set;
+    char *primary_key;
+    uint64_t records;        /* lines in the table file at this point */
+    uint64_t bytes;          /* exact size of the table file at this point */
+    char **segments;         /* merge chain, oldest first (segment ids) */
+    size_t n_segments;
+    char *delta;             /* this point's change segment (NULL: unchanged since the last point) */
+    uint64_t created, updated, deleted; /* counts in delta */
+    uint64_t changes_bytes;  /* exact size of changes/<table>.json */
+    char *schema;            /* blob id of the table definition document */
+    char *delta_link;        /* change-tracking position after this point; NULL when untracked */
+    char *full_read_reason;  /* NULL, or why this point re-read the whole table (e.g. token expired) */
+};
+struct point_file {          /* files/<table>/<record id>/<file name> */
+    char *table, *record_id, *column, *file_name; /* file_name as the service gave it */
+    char *blob;              /* blob id */
+    uint64_t size;
+};
+struct point {
+    char *env;               /* environment unique name */
+    char *name;              /* YYYY-MM-DDTHHMMSSZ */
+    char *kind;              /* "system" or "manual" */
+    char *label;             /* manual backups; NULL otherwise */
+    time_t taken_at;
+    time_t expires_at;       /* 0: never (set by policy at capture; prune recomputes) */
+    struct point_table *tables; size_t n_tables;
+    struct point_file *files; size_t n_files;
+    char *not_captured_json; /* JSON array of {"what":..,"reason":..}: apps, flows, failures */
+    char *env_json;          /* the environment as the admin API described it at capture */
+    char *audit_table;       /* the table shown as audit.json, or NULL */
+};
+void point_free(struct point *p); /* accepts NULL */
+
+struct point_summary {
+    char name[32];
+    char kind[8];
+    char *label;             /* NULL when none */
+    time_t taken_at, expires_at;
+};
+/* Environments that have points or an envs/ document, sorted. */
+int repo_envs(struct repo *r, char ***names, size_t *n, struct dverr *err);
+void repo_names_free(char **names, size_t n);
+/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing). */
+int repo_points(struct repo *r, const char *env, struct point_summary **out, size_t *n,
+                struct dverr *err);
+void repo_point_summaries_free(struct point_summary *p, size_t n);
+/* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
+int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
+                    struct dverr *err);
+/* The environment document (envs/<env>.json), -ENOENT when none. */
+int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err);
+int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err);
+/* The rendered backup.json of a point (DESIGN.md section 4), exactly what the mount shows. */
+int point_render_backup_json(const struct point *p, struct buf *out);
+
+/* ---- reading tables ---- */
+struct table_reader;
+/* Stream the table file (tables/<t>.json) of table at point p; exactly pt->bytes bytes. */
+int table_reader_open(struct repo *r, const struct point *p, const char *table,
+                      struct table_reader **out, struct dverr *err);
+/* Stream changes/<t>.json: one line per entry of the point's delta, sorted by key:
+ *   {"op":"create","id":"<key>","record":<line>}  {"op":"update",...}  {"op":"delete","id":"<key>"}
+ * framed like a table file; exactly pt->changes_bytes bytes. */
+int changes_reader_open(struct repo *r, const struct point *p, const char *table,
+                        struct table_reader **out, struct dverr *err);
+/* Next bytes (0 at the end, -EIO on a damaged object with detail in err). */
+ssize_t table_reader_read(struct table_reader *tr, void *buf, size_t n, struct dverr *err);
+void table_reader_free(struct table_reader *tr);
+/* Every record of table at p in key order (for restore and comparisons). fn's non-zero return
+ * stops and is returned. */
+int table_iterate(struct repo *r, const struct point *p, const char *table,
+                  int (*fn)(void *ctx, const char *key, size_t key_len, const char *line,
+                            size_t line_len),
+                  void *ctx, struct dverr *err);
+
+/* ---- blobs (attachments, file columns, schema documents) ---- */
+int repo_blob_put(struct repo *r, const void *data, size_t len, char id[65], struct dverr *err);
+/* The blob's bytes, hash verified (-EIO when they do not match). */
+int repo_blob_get(struct repo *r, const char *id, struct buf *out, struct dverr *err);
+
+/* ---- writing (capture) ---- */
+struct segment_writer;
+/* Entries may come in any order (the writer sorts, spilling to temp files beyond a memory budget);
+ * a key added twice keeps the last entry. Lines are canonical record lines (record.h); a delete has
+ * an empty line. */
+int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr *err);
+int segment_writer_add(struct segment_writer *w, enum segment_op op, const char *key,
+                       size_t key_len, const char *line, size_t line_len, struct dverr *err);
+uint64_t segment_writer_count(const struct segment_writer *w);
+/* Write the segment object (durably) and return its id; frees w in every case. With no entries,
+ * id is set to "" and nothing is written. */
+int segment_writer_finish(struct segment_writer *w, char id[65], struct dverr *err);
+void segment_writer_abort(struct segment_writer *w); /* accepts NULL */
+
+/* A capture of one environment in progress: holds the environment's writer lock and a catalog
+ * transaction for the capture state. Nothing is visible until repo_capture_commit. */
+struct repo_capture;
+int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **out,
+                       struct dverr *err);
+/* The latest committed point of env (NULL when none); owned by the capture. */
+const struct point *repo_capture_previous(struct repo_capture *c);
+/* Capture state of one record: found=false when the key is not in the table's current state. */
+int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
+                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
+/* Record the new state of a key (len 0 with deleted=true removes it). */
+int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
+                           size_t key_len, uint64_t hash, uint64_t len, bool deleted);
+/* Every key of the table's current state (for diffing a full read to find deletions). */
+int repo_capture_state_iterate(struct repo_capture *c, const char *table,
+                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                               void *ctx);
+/* 64-bit hash used in the capture state (first 8 bytes of SHA-256 of the line). */
+uint64_t repo_line_hash(const char *line, size_t len);
+/* Write p's manifest (after every object it names is durable), then commit the capture state.
+ * p->name is set from p->taken_at, made unique within the environment. Frees c. */
+int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err);
+void repo_capture_abort(struct repo_capture *c); /* accepts NULL; nothing is kept */
+
+/* ---- maintenance ---- */
+/* Delete a manual point (-EPERM for a system point, -ENOENT when absent). */
+int repo_forget(struct repo *r, const char *env, const char *name, struct dverr *err);
+struct prune_report {
+    uint64_t points_removed, objects_removed, bytes_removed;
+    char **removed; size_t n_removed; /* "env/point" names */
+};
+/* Remove points whose expires_at (recomputed by expires_fn when given) is at or before now,
+ * then every object no remaining point names. dry_run reports without deleting. */
+int repo_prune(struct repo *r, time_t now, bool dry_run,
+               time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
+               struct prune_report *rep, struct dverr *err);
+void prune_report_release(struct prune_report *rep);
+struct check_report {
+    uint64_t points, objects_checked, bytes_checked;
+    char **damaged; size_t n_damaged; /* "env/point: table (what)" lines */
+};
+/* Every manifest parses and every object it names exists; with read_data, every object's hash
+ * matches and every segment decodes. 0 when clean, -EIO when something is damaged (listed). */
+int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct dverr *err);
+void check_report_release(struct check_report *rep);
+/* Recreate the catalog from the repository's objects. */
+int repo_rebuild_catalog(struct repo *r, struct dverr *err);
+
+#endif

@@ -1,0 +1,119 @@
+# Shared shell helpers for integration tests (sourced, not run). Each test script:
+#   . "$(dirname "$0")/../lib.sh"
+#   start_dvsim --seed demo          # real dvsim on 127.0.0.1, port chosen by the kernel
+#   write_config                     # $T/config pointing dvsnap at that dvsim, secret mode 0600
+#   check "what must hold" some command ...    # prints "ok - ..." or "not ok - ..."
+# Everything started here (processes, mounts) is stopped on exit; $T is removed.
+set -u
+BUILD=${BUILD:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/build}
+BUILD=$(cd "$BUILD" && pwd)
+DVSNAP="$BUILD/dvsnap"
+DVSIM="$BUILD/dvsim"
+T=$(mktemp -d /tmp/dvsnap-test.XXXXXX)
+chmod 755 "$T"
+_pids=()
+_mounts=()
+_failed=0
+
+cleanup() {
+  local m p
+  for m in "${_mounts[@]}"; do
+    fusermount3 -u "$m" 2>/dev/null || fusermount3 -uz "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+  done
+  for p in "${_pids[@]}"; do kill "$p" 2>/dev/null; done
+  sleep 0.2
+  for p in "${_pids[@]}"; do kill -9 "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  [ -n "${KEEP_TMP:-}" ] || rm -rf "$T"
+}
+trap cleanup EXIT
+
+ok()     { echo "ok - $*"; }
+not_ok() { echo "not ok - $*"; _failed=1; }
+note()   { echo "# $*"; }
+
+# check DESC CMD...: run CMD; ok when it exits 0.
+check() {
+  local desc=$1; shift
+  if "$@" >"$T/check.out" 2>&1; then ok "$desc"; else not_ok "$desc"; sed 's/^/#   /' "$T/check.out" | head -20; fi
+}
+# check_fails DESC CMD...: ok when CMD exits non-zero.
+check_fails() {
+  local desc=$1; shift
+  if "$@" >"$T/check.out" 2>&1; then not_ok "$desc (succeeded)"; sed 's/^/#   /' "$T/check.out" | head -10; else ok "$desc"; fi
+}
+# check_eq DESC EXPECTED ACTUAL
+check_eq() {
+  if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1"; echo "#   expected: $(printf %s "$2" | head -c 400)"; echo "#   actual:   $(printf %s "$3" | head -c 400)"; fi
+}
+
+# wait_for SECONDS CMD...: poll CMD every 0.1 s until it succeeds; non-zero on time-out.
+wait_for() {
+  local limit=$1; shift
+  local end=$(( $(date +%s%N) / 1000000 + limit * 1000 ))
+  until "$@" >/dev/null 2>&1; do
+    [ $(( $(date +%s%N) / 1000000 )) -lt $end ] || return 1
+    sleep 0.1
+  done
+}
+
+# start_dvsim [ARGS...]: start dvsim with a fresh database; sets DVSIM_PORT, DVSIM_URL, DVSIM_PID.
+# The client id is "dvsnap-test"; the secret is in $T/secret (mode 0600).
+start_dvsim() {
+  printf 'test-secret-%s\n' "$RANDOM$RANDOM" >"$T/secret"; chmod 600 "$T/secret"
+  rm -f "$T/dvsim.ready"
+  "$DVSIM" --listen 127.0.0.1:0 --ready-file "$T/dvsim.ready" --db "$T/dvsim.db" \
+    --client-id dvsnap-test --client-secret-file "$T/secret" "$@" >"$T/dvsim.log" 2>&1 &
+  DVSIM_PID=$!
+  _pids+=("$DVSIM_PID")
+  if ! wait_for 120 test -s "$T/dvsim.ready"; then
+    echo "not ok - dvsim did not start"; sed 's/^/#   /' "$T/dvsim.log" | tail -20; exit 1
+  fi
+  DVSIM_PORT=$(head -n1 "$T/dvsim.ready")
+  DVSIM_URL="http://127.0.0.1:$DVSIM_PORT"
+}
+
+# token: a bearer token from dvsim for the test client (for curl-level tests).
+token() {
+  curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" \
+    --data-urlencode "client_id=dvsnap-test" --data-urlencode "client_secret@$T/secret" \
+    --data-urlencode "grant_type=client_credentials" --data-urlencode "scope=$DVSIM_URL/.default" | jq -r .access_token
+}
+
+# write_config [EXTRA LINES]: $T/config for dvsnap against the running dvsim.
+write_config() {
+  mkdir -p "$T/repo" "$T/cache"
+  cat >"$T/config" <<CFG
+admin_url          = $DVSIM_URL
+token_url          = $DVSIM_URL/contoso/oauth2/v2.0/token
+client_id          = dvsnap-test
+client_secret_file = $T/secret
+repository         = $T/repo
+cache_dir          = $T/cache
+cache_size         = 2G
+environments       = *
+CFG
+  [ $# -eq 0 ] || printf '%s\n' "$@" >>"$T/config"
+  chmod 600 "$T/config"
+}
+
+dvsnap() { "$DVSNAP" --config "$T/config" "$@"; }
+
+# sim_dump ENV TABLE: the table as dvsim holds it now, in the table-file format.
+sim_dump() { curl -sf "$DVSIM_URL/_sim/dump?env=$1&table=$2"; }
+sim_churn() { curl -sf -X POST "$DVSIM_URL/_sim/churn" -d "{\"env\":\"$1\",\"fraction\":$2,\"seed\":${3:-1}}"; }
+
+# mount_dvsnap MOUNTPOINT [ARGS...]: dvsnap mount in the foreground process, waits until mounted.
+mount_dvsnap() {
+  local mp=$1; shift
+  mkdir -p "$mp"
+  "$DVSNAP" --config "$T/config" mount --foreground "$mp" "$@" >"$T/mount.log" 2>&1 &
+  MOUNT_PID=$!
+  _pids+=("$MOUNT_PID")
+  _mounts+=("$mp")
+  if ! wait_for 30 mountpoint -q "$mp"; then
+    echo "not ok - mount did not come up"; sed 's/^/#   /' "$T/mount.log" | tail -20; exit 1
+  fi
+}
+
+finish() { exit $_failed; }

@@ -1,0 +1,107 @@
+/* test_util: buffers, error buffers, SHA-256, time names, durations and sizes, name sanitising. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "backend/util.h"
+
+static void test_buf(void **state)
+{
+    struct buf b = BUF_INIT;
+    assert_int_equal(buf_printf(&b, "%d-%s", 42, "x"), 0);
+    assert_string_equal(b.data, "42-x");
+    assert_int_equal(buf_add_json_string(&b, "a\"\n\x01/é", 7), 0);
+    assert_string_equal(b.data, "42-x\"a\\\"\\n\\u0001/é\"");
+    buf_release(&b);
+    assert_null(b.data);
+}
+
+static void test_dverr_first_wins(void **state)
+{
+    struct dverr e = {0};
+    assert_int_equal(dverr_set(&e, -ENOENT, "first %d", 1), -ENOENT);
+    dverr_set(&e, -EIO, "second");
+    assert_int_equal(e.code, -ENOENT);
+    assert_string_equal(dverr_msg(&e), "first 1");
+}
+
+static void test_sha256(void **state)
+{
+    char h[65];
+    sha256_hex("abc", 3, h);
+    assert_string_equal(h, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    struct sha256_stream *s = sha256_stream_new();
+    sha256_stream_update(s, "a", 1);
+    sha256_stream_update(s, "bc", 2);
+    char h2[65];
+    sha256_stream_finish(s, h2);
+    assert_string_equal(h, h2);
+}
+
+static void test_times(void **state)
+{
+    char name[32];
+    time_t t;
+    point_name_from_time(1763715600, name); /* 2025-11-21T09:00:00Z */
+    assert_string_equal(name, "2025-11-21T090000Z");
+    assert_int_equal(point_name_to_time(name, &t), 0);
+    assert_int_equal(t, 1763715600);
+    assert_int_equal(point_name_to_time("2025-11-21T09:00:00Z", &t), -EINVAL);
+    assert_int_equal(rfc3339_to_time("2025-11-21T10:30:00+01:30", &t), 0);
+    assert_int_equal(t, 1763715600);
+    assert_int_equal(rfc3339_to_time("2025-11-21T09:00:00.123Z", &t), 0);
+    assert_int_equal(t, 1763715600);
+    assert_int_equal(rfc3339_to_time("2025-11-21 09:00", &t), -EINVAL);
+}
+
+static void test_durations_sizes(void **state)
+{
+    int64_t s;
+    uint64_t b;
+    assert_int_equal(parse_duration("15m", &s), 0);
+    assert_int_equal(s, 900);
+    assert_int_equal(parse_duration("2x", &s), -EINVAL);
+    assert_int_equal(parse_size("2G", &b), 0);
+    assert_true(b == 2147483648ULL);
+    assert_int_equal(parse_size("-1", &b), -EINVAL);
+}
+
+static void test_name_sanitize(void **state)
+{
+    char out[256];
+    name_sanitize("a/b", 3, out);
+    assert_string_equal(out, "a\xe2\x88\x95" "b");
+    name_sanitize("..", 2, out);
+    assert_string_equal(out, "_..");
+    name_sanitize("", 0, out);
+    assert_string_equal(out, "_");
+    name_sanitize("x\0y\n", 4, out);
+    assert_string_equal(out, "x_y_");
+    char longname[300];
+    memset(longname, 'a', sizeof longname);
+    name_sanitize(longname, sizeof longname, out);
+    assert_int_equal(strlen(out), 255);
+    char other[256];
+    longname[299] = 'b';
+    name_sanitize(longname, sizeof longname, other);
+    assert_string_not_equal(out, other); /* same prefix, different names stay distinct */
+    name_sanitize("Résumé ü.txt", strlen("Résumé ü.txt"), out);
+    assert_string_equal(out, "Résumé ü.txt");
+    memcpy(out, "dup", 4);
+    name_unique_suffix(out, 2);
+    assert_string_equal(out, "dup~2");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_buf),           cmocka_unit_test(test_dverr_first_wins),
+        cmocka_unit_test(test_sha256),        cmocka_unit_test(test_times),
+        cmocka_unit_test(test_durations_sizes), cmocka_unit_test(test_name_sanitize),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
