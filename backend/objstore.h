@@ -50,5 +50,11 @@ int objstore_open(const char *location, const struct config *cfg, struct objstor
                   struct dverr *err);
 int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err);
 void objstore_free(struct objstore *s); /* accepts NULL */
+/* Object-storage drivers (issue 6): azure://ACCOUNT/CONTAINER/PREFIX and s3://BUCKET/PREFIX, with
+ * endpoints and credential files from cfg. -ENOTSUP until built. */
+int objstore_azure_open(const char *location, const struct config *cfg, struct objstore **out,
+                        struct dverr *err);
+int objstore_s3_open(const char *location, const struct config *cfg, struct objstore **out,
+                     struct dverr *err);
 
 #endif
