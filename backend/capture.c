@@ -981,7 +981,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     if (opts->label && !*opts->label)
         return dverr_set(err, -EINVAL, "a manual backup needs a label");
     dv_client_stats(dv, &st0);
-    time_t taken_at = time(NULL);
+    time_t taken_at = opts->now ? opts->now : time(NULL);
 
     cap.dv = dv;
     cap.repo = repo;

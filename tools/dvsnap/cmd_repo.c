@@ -323,6 +323,12 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
     struct pass_state ps = {{cli_tty(), false}, 0};
     struct capture_opts opts = {0};
     opts.concurrency = concurrency;
+    if (parse_now(NULL, &opts.now)) {
+        free(only);
+        return usage_error("capture", "DVSNAP_NOW must be an RFC 3339 time");
+    }
+    if (!getenv("DVSNAP_NOW"))
+        opts.now = 0;
     opts.progress = show_progress;
     opts.progress_ctx = &ps.progress;
     opts.cancel = &cancel_flag;
@@ -398,6 +404,8 @@ int cmd_backup(struct cli *cli, int argc, char **argv)
     struct capture_opts opts = {0};
     struct capture_result res;
     opts.label = label;
+    if (getenv("DVSNAP_NOW") && parse_now(NULL, &opts.now))
+        return usage_error("backup", "DVSNAP_NOW must be an RFC 3339 time");
     opts.progress = show_progress;
     opts.progress_ctx = &prog;
     opts.cancel = &cancel_flag;
