@@ -132,6 +132,8 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
         snprintf(ct, sizeof ct, "Content-Type: %s", ctype);
         headers[nh++] = ct;
     }
+    else if (!has_body)
+        headers[nh++] = "Content-Type:"; /* a transport's default type would break the signature */
     if (q->if_none_match) {
         snprintf(inm, sizeof inm, "If-None-Match: %s", q->if_none_match);
         headers[nh++] = inm;
