@@ -349,6 +349,8 @@ out:
     return rc;
 }
 
+static int az_stat(void *impl, const char *name, uint64_t *size, struct dverr *err);
+
 static int az_get(void *impl, const char *name, uint64_t off, uint64_t len, struct buf *out,
                   struct dverr *err)
 {
@@ -356,6 +358,12 @@ static int az_get(void *impl, const char *name, uint64_t off, uint64_t len, stru
     int rc = az_check_name(name, err);
     if (rc)
         return rc;
+    if (len == 0) { /* nothing to read; the object must exist and be long enough */
+        uint64_t size;
+        if ((rc = az_stat(az, name, &size, err)))
+            return rc;
+        return off > size ? dverr_set(err, -EIO, "azure get %s: read beyond its end", name) : 0;
+    }
     char range[80];
     const char *x[] = {range, NULL};
     bool ranged = !(off == 0 && len == OBJSTORE_TO_END);
@@ -368,46 +376,10 @@ static int az_get(void *impl, const char *name, uint64_t off, uint64_t len, stru
     http_response_init(&resp);
     struct az_req r = {.method = "GET", .blob = name, .xms = ranged ? x : NULL,
                        .max_response = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 1};
-    if ((rc = az_do(az, &r, &resp, err)))
-        goto out;
-    if (resp.status == 416) { /* range starts at or past the end: nothing to read */
-        rc = 0;
-        goto out;
-    }
-    if ((rc = remote_status(&az->r, &resp, "get", name, err)))
-        goto out;
-    const char *p = resp.body.data ? resp.body.data : "";
-    size_t n = resp.body.len;
-    if (resp.status == 200 && ranged) { /* the range was ignored: cut it here */
-        if (off >= n)
-            n = 0;
-        else {
-            p += off;
-            n -= (size_t)off;
-        }
-    }
-    if (len != OBJSTORE_TO_END && n > len)
-        n = (size_t)len;
-    if ((rc = buf_add(out, p, n)))
-        dverr_set(err, rc, "azure: out of memory");
-out:
+    if ((rc = az_do(az, &r, &resp, err)) == 0)
+        rc = remote_get_finish(&az->r, &resp, name, off, len, ranged, out, err);
     http_response_release(&resp);
     return rc;
-}
-
-static int az_get_exact(void *impl, const char *name, uint64_t off, uint64_t len, struct buf *out,
-                        struct dverr *err)
-{
-    if (len == 0) {
-        /* nothing to read; still report a missing object */
-        size_t keep = out->len;
-        int rc = az_get(impl, name, off, 1, out, err);
-        out->len = keep;
-        if (out->data)
-            out->data[keep] = '\0';
-        return rc;
-    }
-    return az_get(impl, name, off, len, out, err);
 }
 
 static int az_stat(void *impl, const char *name, uint64_t *size, struct dverr *err)
@@ -546,7 +518,7 @@ static const struct objstore_ops azure_ops = {
     .put = az_put,
     .put_file = az_put_file,
     .put_if_absent = az_put_if_absent,
-    .get = az_get_exact,
+    .get = az_get,
     .stat = az_stat,
     .list = az_list,
     .del = az_del,

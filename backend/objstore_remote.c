@@ -71,25 +71,17 @@ bool remote_name_ok(const char *name, bool allow_empty)
         return false;
     if (!*name)
         return allow_empty;
-    if (name[0] == '/')
+    if (!allow_empty)
+        return objstore_name_ok(name);
+    /* a list prefix may end in '/' or part-way through a name */
+    char tmp[1100];
+    size_t n = strlen(name);
+    if (n >= sizeof tmp)
         return false;
-    for (const char *p = name; *p; p++) {
-        unsigned char c = (unsigned char)*p;
-        if (!(isalnum(c) || c == '.' || c == '_' || c == '/' || c == '-'))
-            return false;
-    }
-    /* no ".." component */
-    const char *p = name;
-    while (*p) {
-        const char *e = strchr(p, '/');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        if (n == 2 && p[0] == '.' && p[1] == '.')
-            return false;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return true;
+    memcpy(tmp, name, n + 1);
+    if (tmp[n - 1] == '/')
+        tmp[n - 1] = '\0';
+    return objstore_name_ok(tmp);
 }
 
 int remote_split_location(const char *location, const char *scheme, char **first, char **rest,
@@ -183,6 +175,52 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     buf_release(&c);
     buf_release(&m);
     return code;
+}
+
+int remote_get_finish(struct remote *r, const struct http_response *resp, const char *name,
+                      uint64_t off, uint64_t len, bool ranged, struct buf *out, struct dverr *err)
+{
+    if (resp->status == 416) {
+        /* "Content-Range: bytes * /TOTAL" tells whether off is exactly the end */
+        struct buf v = BUF_INIT;
+        uint64_t total = UINT64_MAX;
+        if (http_response_header(resp, "Content-Range", &v) && v.data) {
+            const char *slash = strchr(v.data, '/');
+            if (slash && slash[1] >= '0' && slash[1] <= '9')
+                total = strtoull(slash + 1, NULL, 10);
+        }
+        size_t pos = 0; /* S3 names the size in its error body instead */
+        if (total == UINT64_MAX && resp->body.data &&
+            remote_xml_next(resp->body.data, resp->body.len, &pos, "ActualObjectSize", &v) &&
+            v.data && v.data[0] >= '0' && v.data[0] <= '9')
+            total = strtoull(v.data, NULL, 10);
+        buf_release(&v);
+        if (len == OBJSTORE_TO_END && total == off)
+            return 0;
+        return dverr_set(err, -EIO, "%s get %s: read at %llu beyond its end", r->what, name,
+                         (unsigned long long)off);
+    }
+    int rc = remote_status(r, resp, "get", name, err);
+    if (rc)
+        return rc;
+    const char *p = resp->body.data ? resp->body.data : "";
+    size_t n = resp->body.len;
+    if (resp->status == 200 && ranged) { /* the server ignored the range: cut it here */
+        if (off > n)
+            return dverr_set(err, -EIO, "%s get %s: read at %llu beyond its end", r->what, name,
+                             (unsigned long long)off);
+        p += off;
+        n -= (size_t)off;
+    }
+    if (len != OBJSTORE_TO_END) {
+        if (n < len)
+            return dverr_set(err, -EIO, "%s get %s: short object (%zu bytes at %llu, wanted %llu)",
+                             r->what, name, n, (unsigned long long)off, (unsigned long long)len);
+        n = (size_t)len;
+    }
+    if ((rc = buf_add(out, p, n)))
+        return dverr_set(err, rc, "%s: out of memory", r->what);
+    return 0;
 }
 
 int remote_urlencode(struct buf *out, const char *s, bool keep_slash)

@@ -59,6 +59,12 @@ int remote_perform(struct remote *r, const struct http_request *req, struct http
 int remote_status(struct remote *r, const struct http_response *resp, const char *op,
                   const char *name, struct dverr *err);
 
+/* Finish a GET of [off, off+len) (len OBJSTORE_TO_END: to the end; ranged: a Range header was
+ * sent): append the bytes to out with the directory driver's semantics: a read starting past the
+ * end, or a bounded read that comes back short, is -EIO; reading to the end from exactly the end
+ * gives nothing. A server that ignored the Range header is handled by cutting here. */
+int remote_get_finish(struct remote *r, const struct http_response *resp, const char *name,
+                      uint64_t off, uint64_t len, bool ranged, struct buf *out, struct dverr *err);
 /* Append s percent-encoded (RFC 3986 unreserved kept; '/' kept when keep_slash). */
 int remote_urlencode(struct buf *out, const char *s, bool keep_slash);
 /* First <tag>...</tag> at or after *pos in xml[0..len): the decoded text into out; *pos moves past

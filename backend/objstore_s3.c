@@ -331,9 +331,12 @@ static int s3_get(void *impl, const char *name, uint64_t off, uint64_t len, stru
     int rc = s3_check_name(name, err);
     if (rc)
         return rc;
-    bool probe = len == 0; /* nothing to read, but a missing object must still say so */
-    if (probe)
-        len = 1;
+    if (len == 0) { /* nothing to read; the object must exist and be long enough */
+        uint64_t size;
+        if ((rc = s3_stat(s, name, &size, err)))
+            return rc;
+        return off > size ? dverr_set(err, -EIO, "s3 get %s: read beyond its end", name) : 0;
+    }
     bool ranged = !(off == 0 && len == OBJSTORE_TO_END);
     char range[80];
     if (len == OBJSTORE_TO_END || off + len < off)
@@ -346,29 +349,8 @@ static int s3_get(void *impl, const char *name, uint64_t off, uint64_t len, stru
     http_response_init(&resp);
     struct s3_req r = {.method = "GET", .key = name, .headers = ranged ? h : NULL,
                        .max_response = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 1};
-    if ((rc = s3_do(s, &r, &resp, err)))
-        goto out;
-    if (resp.status == 416) { /* the range starts at or past the end */
-        rc = 0;
-        goto out;
-    }
-    if ((rc = remote_status(&s->r, &resp, "get", name, err)) || probe)
-        goto out;
-    const char *p = resp.body.data ? resp.body.data : "";
-    size_t n = resp.body.len;
-    if (resp.status == 200 && ranged) {
-        if (off >= n) {
-            n = 0;
-        } else {
-            p += off;
-            n -= (size_t)off;
-        }
-    }
-    if (len != OBJSTORE_TO_END && n > len)
-        n = (size_t)len;
-    if ((rc = buf_add(out, p, n)))
-        dverr_set(err, rc, "s3: out of memory");
-out:
+    if ((rc = s3_do(s, &r, &resp, err)) == 0)
+        rc = remote_get_finish(&s->r, &resp, name, off, len, ranged, out, err);
     http_response_release(&resp);
     return rc;
 }

@@ -28,8 +28,15 @@ run_driver_tests() {
   check_eq "$kind: stat gives the size" "20" "$($O "$L" stat a/b.txt)"
   check_eq "$kind: range in the middle" "llo, o" "$($O "$L" get a/b.txt 2 6)"
   check_eq "$kind: range to the end" "store" "$($O "$L" get a/b.txt 14 | tr -d '\n')"
-  check_eq "$kind: range past the end is empty" "" "$($O "$L" get a/b.txt 100 5)"
-  check_eq "$kind: range longer than the object is cut" "store" "$($O "$L" get a/b.txt 14 1000 | tr -d '\n')"
+  check "$kind: reading to the end from the very end succeeds" "$O" "$L" get a/b.txt 20
+  check_eq "$kind: ... with nothing" "" "$($O "$L" get a/b.txt 20)"
+  $O "$L" get a/b.txt 100 5 >/dev/null 2>&1; rc=$?
+  check_eq "$kind: a read past the end is EIO (as the directory store)" 5 "$rc"
+  $O "$L" get a/b.txt 14 1000 >/dev/null 2>&1; rc=$?
+  check_eq "$kind: a bounded read that comes back short is EIO" 5 "$rc"
+  $O "$L" get a/b.txt 21 >/dev/null 2>&1; rc=$?
+  check_eq "$kind: reading to the end from past the end is EIO" 5 "$rc"
+  check_eq "$kind: a zero-length read of an existing object" "" "$($O "$L" get a/b.txt 3 0)"
   $O "$L" get nope/x >/dev/null 2>"$T/err"; rc=$?
   check_eq "$kind: get of a missing object is ENOENT" 2 "$rc"
   $O "$L" get nope/x 0 0 >/dev/null 2>&1; rc=$?
