@@ -348,7 +348,8 @@ static int s3_get(void *impl, const char *name, uint64_t off, uint64_t len, stru
     struct http_response resp;
     http_response_init(&resp);
     struct s3_req r = {.method = "GET", .key = name, .headers = ranged ? h : NULL,
-                       .max_response = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 1};
+                       .max_response = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 65536};
+    /* (room for an error document in place of a short range) */
     if ((rc = s3_do(s, &r, &resp, err)) == 0)
         rc = remote_get_finish(&s->r, &resp, name, off, len, ranged, out, err);
     http_response_release(&resp);

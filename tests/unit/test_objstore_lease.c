@@ -198,8 +198,9 @@ static void test_renewal_keeps_lease(void **state)
     struct dverr err;
     dverr_clear(&err);
     struct objstore_lease *a = NULL, *b = NULL;
-    assert_int_equal(objstore_lease_take(f->s, "locks/n.lease", "renewed", 1, &a, &err), 0);
-    usleep(2500 * 1000); /* 2.5 ttl: expired unless renewed */
+    /* expiry has whole-second resolution: a ttl of 2 s lives 1-2 s after each write */
+    assert_int_equal(objstore_lease_take(f->s, "locks/n.lease", "renewed", 2, &a, &err), 0);
+    usleep(4500 * 1000); /* past 2 ttl: expired unless renewed */
     assert_int_equal(objstore_lease_check(a, &err), 0);
     assert_int_equal(objstore_lease_take(f->s, "locks/n.lease", "second", 1, &b, &err), -EBUSY);
     objstore_lease_release(a);
