@@ -128,6 +128,8 @@ P4="$M/alpha/2025-11-21T130000Z"
 ino1=$(stat -c %i "$P4/tables/account.json" "$M/alpha" "$P4/files/annotation/r1")
 kill -INT "$FAKE_PID"
 check "SIGINT unmounts cleanly" wait_for 10 bash -c '! mountpoint -q "$1"' _ "$M"
+wait "$FAKE_PID"; rc=$?
+check_eq "the daemon exits 0 after SIGINT" 0 "$rc"
 start_fake --points 6 --records 3000
 check_eq "inode numbers are stable across mounts" "$ino1" "$(stat -c %i "$P4/tables/account.json" "$M/alpha" "$P4/files/annotation/r1")"
 check_eq "warm cache serves the same bytes" "$(sha256sum <"$T/cp/account.json")" "$(sha256sum <"$M/alpha/2025-11-21T130000Z/tables/account.json")"
