@@ -47,10 +47,12 @@ TEST_SRC  := $(wildcard tests/unit/test_*.c)
 TEST_BIN  := $(TEST_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 HELPER_SRC:= $(wildcard tests/tools/*.c)
 HELPER_BIN:= $(HELPER_SRC:tests/tools/%.c=$(BUILD)/tests/%)
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BIN  := $(FUZZ_SRC:tests/fuzz/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all deps check unit integration demo bench clean lint format
-all: $(BUILD)/dvsnap $(BUILD)/dvsim $(TEST_BIN) $(HELPER_BIN)
+.PHONY: all deps check unit integration demo bench fuzz clean lint format
+all: $(BUILD)/dvsnap $(BUILD)/dvsim $(TEST_BIN) $(HELPER_BIN) $(FUZZ_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -82,6 +84,16 @@ $(BUILD)/tests/%: $(BUILD)/tests/tools/%.o $(BUILD)/libdvsnap.a
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  LD      $@")
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(BUILD)/libdvsnap.a $(PKG_LIBS)
+
+# Fuzz targets built for replay (seed corpus + regressions in `make check`); `make fuzz` builds
+# them with libFuzzer (clang) and runs each for FUZZ_SECONDS.
+$(BUILD)/tests/fuzz_%: $(BUILD)/tests/fuzz/fuzz_%.o $(BUILD)/tests/fuzz/replay.o $(BUILD)/libdvsnap.a
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  LD      $@")
+	$(Q)$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+fuzz: deps
+	@tests/fuzz/run
 
 # Install only what is missing; sudo only when not root. Each dev package is probed by dpkg.
 deps:

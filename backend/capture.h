@@ -26,6 +26,8 @@ struct capture_progress {
     uint64_t records;           /* records read so far in this pass */
 };
 
+struct capture_result;
+
 struct capture_opts {
     const char *label;          /* NULL: a system point; else a manual backup with this label */
     int concurrency;            /* table reads in parallel; 0: cfg->max_concurrency */
@@ -33,12 +35,21 @@ struct capture_opts {
     void (*progress)(void *ctx, const struct capture_progress *p);
     void *progress_ctx;
     atomic_int *cancel;         /* when set non-zero, stop at the next page (-ECANCELED) */
+    /* capture_all only (both may be NULL/zero): */
+    const char *const *only_envs; /* NULL-terminated unique names; NULL: cfg->environments */
+    /* Called after each environment capture_all looks at: rc 0 (res filled), the policy's
+     * -EPERM for environments it skips (err says why), or the capture's error. */
+    void (*env_done)(void *ctx, const struct dv_env *env, int rc,
+                     const struct capture_result *res, const struct dverr *err);
+    void *env_done_ctx;
 };
 
 struct capture_result {
     char point[32];             /* the new point's name */
     uint64_t tables, records_read, records_changed, requests, blobs_written;
     uint64_t full_reads, delta_reads;
+    uint64_t tables_failed;     /* tables listed in not_captured (kept as of the previous point) */
+    uint64_t files;             /* files (attachments, file columns) in the point */
 };
 
 /* Capture env once. Refuses (-EPERM) environments policy does not back up, and manual backups

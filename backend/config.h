@@ -5,7 +5,11 @@
  * DVSNAP_<KEY> (upper case). A leading "~/" in path values expands to $HOME. Unknown keys are an
  * error (typos must not silently change behaviour). The secret is never part of struct config: it
  * is read on demand by config_read_secret from a file that must be mode 0600 (or stricter) and
- * owned by the caller. */
+ * owned by the caller.
+ *
+ * The configuration file itself is refused when it is writable by group or others or readable by
+ * others, or owned by another user (root excepted): it names where the secret is sent.
+ * URL keys (admin_url, token_url, endpoints) must be https, except loopback hosts. */
 #ifndef DVSNAP_CONFIG_H
 #define DVSNAP_CONFIG_H
 
@@ -34,6 +38,10 @@ struct config {
     char *s3_endpoint;        /* e.g. http://127.0.0.1:9000 */
     char *s3_region;          /* default us-east-1 */
     char *s3_credentials_file;/* "access_key_id secret_access_key" file, mode 0600 */
+    /* HTTP transport (helper net) */
+    int http_timeout;         /* seconds for one whole request; default 300 */
+    int http_retries;         /* attempts per request including the first; default 8 */
+    char *ca_file;            /* extra CA bundle (PEM) to trust, or NULL for the system store */
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing

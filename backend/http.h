@@ -44,6 +44,8 @@ struct http_response {
     long status;                   /* 0 when no response arrived */
     struct buf body;               /* buffered body (unless on_body) */
     struct buf headers;            /* raw response header block of the final response */
+    uint64_t streamed;             /* body bytes handed to req->on_body (a failed streamed
+                                      request is retried only while this is 0) */
 };
 void http_response_init(struct http_response *r);
 void http_response_release(struct http_response *r);
@@ -78,6 +80,10 @@ struct http_retry {
     int max_delay_ms;              /* cap on one wait; default 60000 */
     int64_t max_total_ms;          /* cap on all waits; default 600000 */
     atomic_int *cancel;            /* stop waiting when set */
+    /* Optional, shared by every thread of one client: no attempt starts before this monotonic
+     * time in ms (now_ms()); a 429/503 Retry-After moves it forward, so one throttled thread
+     * holds them all. NULL: per-request waits only. */
+    atomic_int_fast64_t *hold_until_ms;
 };
 struct http_counters {             /* updated atomically */
     atomic_uint_fast64_t requests, retries, throttled, bytes_in;
@@ -95,5 +101,9 @@ int http_status_to_errno(long status);
 bool http_url_is_loopback(const char *url);
 /* true when a and b have the same scheme, host and port. */
 bool http_same_origin(const char *a, const char *b);
+/* true when url has base's origin and its path lies under base's path (segment boundary; dot
+ * segments resolved; percent-encoded dots, slashes and backslashes refused). The rule for
+ * attaching a bearer token and for following nextLink/deltaLink. */
+bool http_url_within(const char *url, const char *base);
 
 #endif

@@ -42,6 +42,8 @@ struct objstore {
     const struct objstore_ops *ops;
     void *impl;
     char *location; /* as configured, for messages */
+    char *local_dir; /* directory driver: its root (owned); NULL for remote stores. The repository
+                        uses it for flock writer locks and temp files next to the objects. */
 };
 
 /* Open by location: a path (or file://path) -> directory driver; azure:// and s3:// -> the
@@ -49,7 +51,10 @@ struct objstore {
 int objstore_open(const char *location, const struct config *cfg, struct objstore **out,
                   struct dverr *err);
 int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err);
-void objstore_free(struct objstore *s); /* accepts NULL */
+void objstore_free(struct objstore *s); /* accepts NULL; calls ops->free, frees location and
+                                            local_dir */
+/* true when name is a valid object name (see above). */
+bool objstore_name_ok(const char *name);
 /* Object-storage drivers (issue 6): azure://ACCOUNT/CONTAINER/PREFIX and s3://BUCKET/PREFIX, with
  * endpoints and credential files from cfg. -ENOTSUP until built. */
 int objstore_azure_open(const char *location, const struct config *cfg, struct objstore **out,

@@ -143,6 +143,28 @@ uint64_t segment_writer_count(const struct segment_writer *w);
  * id is set to "" and nothing is written. */
 int segment_writer_finish(struct segment_writer *w, char id[65], struct dverr *err);
 void segment_writer_abort(struct segment_writer *w); /* accepts NULL */
+/* What a finished segment holds, so a capture can fill struct point_table without re-reading. */
+struct segment_stats {
+    uint64_t entries, bases, creates, updates, deletes;
+    uint64_t line_bytes;     /* sum of line lengths of non-delete entries */
+    uint64_t table_bytes;    /* table-file size of the non-delete entries alone (for a base) */
+    uint64_t changes_bytes;  /* exact size of the changes file rendered from this segment */
+};
+/* segment_writer_finish that also reports what was written (st may be NULL). */
+int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct segment_stats *st,
+                                struct dverr *err);
+/* Memory for buffered entries before a sorted run is spilled to a temp file (default 256 MiB). */
+void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
+
+/* Compaction: true when table's chain at p should be replaced by a new base (more than
+ * REPO_MAX_CHAIN segments, or the deltas together larger than the base). */
+#define REPO_MAX_CHAIN 32
+bool repo_table_should_compact(struct repo *r, const struct point_table *pt);
+/* Write a base segment holding the table as pt's chain merges (pt need not be committed: a capture
+ * passes its new chain). The caller then sets pt->segments to {id}. records/bytes: what the table
+ * file has (they must equal pt->records/pt->bytes). */
+int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], uint64_t *records,
+                    uint64_t *bytes, struct dverr *err);
 
 /* A capture of one environment in progress: holds the environment's writer lock and a catalog
  * transaction for the capture state. Nothing is visible until repo_capture_commit. */
@@ -164,7 +186,10 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
 /* 64-bit hash used in the capture state (first 8 bytes of SHA-256 of the line). */
 uint64_t repo_line_hash(const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
- * p->name is set from p->taken_at, made unique within the environment. Frees c. */
+ * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
+ * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
+ * "system". Frees c. When the manifest is written but the catalog commit fails, the point exists
+ * and 0 is returned (the next capture_begin repairs the catalog from the manifest). */
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err);
 void repo_capture_abort(struct repo_capture *c); /* accepts NULL; nothing is kept */
 

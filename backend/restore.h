@@ -40,6 +40,10 @@ struct restore_table_outcome {
     char *table;
     uint64_t created, updated, deleted, unchanged, skipped, failed;
     char *first_keys_json; /* dry-run: {"create":[..],"update":[..],"delete":[..]} first few keys */
+    /* added by the restore helper: */
+    uint64_t associated, disassociated; /* N:N pairs ($ref) */
+    uint64_t files;        /* file columns uploaded or cleared */
+    char *note;            /* why the table was skipped, or its first failure; NULL when none */
 };
 struct restore_outcome {
     char state[16];        /* "validating", "backing-up", "comparing", "writing", "done", "failed" */
@@ -47,8 +51,16 @@ struct restore_outcome {
     struct restore_table_outcome *tables; size_t n_tables;
     uint64_t requests, records_written;
     char *skipped_fields_json; /* fields the service does not let us set, per table */
-    int64_t started_ms, finished_ms;
+    int64_t started_ms, finished_ms; /* wall clock (ms since the epoch); finished 0 while running */
     char error[512];
+    /* added by the restore helper: */
+    char operation_id[32];
+    char *source_env, *point, *target; /* owned copies of the request's names */
+    bool dry_run;
+    uint64_t write_requests;   /* requests that change the target ($batch, file uploads, admin mode) */
+    uint64_t batches;          /* $batch requests */
+    uint64_t retried;          /* batch parts sent again after failing */
+    int code;                  /* 0, or the -errno the restore failed with */
 };
 void restore_outcome_release(struct restore_outcome *o);
 /* Render the outcome (and progress while running) as JSON for .restore and .operations/. */

@@ -1,0 +1,611 @@
+/* catalog: SQLite index of points, delta segments and capture state (see catalog.h).
+ * Every SQLite error is translated in one place (sqlite_to_errno); damage names the file and the
+ * way out. Threading: the pool is guarded by c->mu; a connection is used by one thread at a time. */
+#include "backend/catalog.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_MAX 8
+#define ITER_CHUNK 4096
+
+struct catalog {
+    char *path;
+    pthread_mutex_t mu;
+    sqlite3 *pool[POOL_MAX]; /* guarded by mu */
+    int n_pool;              /* guarded by mu */
+};
+
+static const char SCHEMA[] =
+    "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "INSERT OR IGNORE INTO meta VALUES('format','1');"
+    "CREATE TABLE IF NOT EXISTS points(env TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
+    " label TEXT, taken_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
+    " PRIMARY KEY(env, name)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS segments(env TEXT NOT NULL, point TEXT NOT NULL, tbl TEXT NOT NULL,"
+    " id TEXT NOT NULL, PRIMARY KEY(env, point, tbl),"
+    " FOREIGN KEY(env, point) REFERENCES points(env, name) ON DELETE CASCADE) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS segments_id ON segments(id);"
+    "CREATE TABLE IF NOT EXISTS state_point(env TEXT PRIMARY KEY, point TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS state(env TEXT NOT NULL, tbl TEXT NOT NULL, key BLOB NOT NULL,"
+    " hash INTEGER NOT NULL, len INTEGER NOT NULL, PRIMARY KEY(env, tbl, key)) WITHOUT ROWID;";
+
+static int sqlite_to_errno(int code)
+{
+    switch (code & 0xff) {
+    case SQLITE_OK: case SQLITE_ROW: case SQLITE_DONE: return 0;
+    case SQLITE_NOMEM: return -ENOMEM;
+    case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+    case SQLITE_FULL: return -ENOSPC;
+    case SQLITE_READONLY: case SQLITE_PERM: case SQLITE_AUTH: return -EACCES;
+    case SQLITE_CANTOPEN: return -ENOENT;
+    default: return -EIO; /* CORRUPT, NOTADB, IOERR, ... */
+    }
+}
+
+static int db_fail(const struct catalog *c, sqlite3 *db, int code, const char *what, struct dverr *err)
+{
+    int base = code & 0xff;
+    if (base == SQLITE_CORRUPT || base == SQLITE_NOTADB)
+        return dverr_set(err, -EIO, "the catalog %s is damaged (%s: %s); rebuild it from the "
+                         "repository with `dvsnap check --rebuild-catalog`", c->path, what,
+                         db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
+    return dverr_set(err, sqlite_to_errno(code), "catalog %s: %s: %s", c->path, what,
+                     db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
+}
+
+static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2(c->path, &db,
+                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(c, db, rc, "open", err);
+        sqlite3_close(db);
+        return rc;
+    }
+    sqlite3_busy_timeout(db, 30000);
+    rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
+                          "PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        rc = db_fail(c, db, rc, "setup", err);
+        sqlite3_close(db);
+        return rc;
+    }
+    *out = db;
+    return 0;
+}
+
+static int acquire(struct catalog *c, sqlite3 **db, struct dverr *err)
+{
+    pthread_mutex_lock(&c->mu);
+    *db = c->n_pool ? c->pool[--c->n_pool] : NULL;
+    pthread_mutex_unlock(&c->mu);
+    return *db ? 0 : conn_open(c, db, err);
+}
+
+static void release(struct catalog *c, sqlite3 *db)
+{
+    if (!db)
+        return;
+    pthread_mutex_lock(&c->mu);
+    if (c->n_pool < POOL_MAX) {
+        c->pool[c->n_pool++] = db;
+        db = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    sqlite3_close(db);
+}
+
+const char *catalog_path(const struct catalog *c)
+{
+    return c->path;
+}
+
+int catalog_open(const char *path, struct catalog **out, struct dverr *err)
+{
+    *out = NULL;
+    struct catalog *c = calloc(1, sizeof *c);
+    if (!c || !(c->path = strdup(path))) {
+        free(c);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    pthread_mutex_init(&c->mu, NULL);
+    sqlite3 *db = NULL;
+    int rc = conn_open(c, &db, err);
+    if (!rc) {
+        int s = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+        if (s != SQLITE_OK)
+            rc = db_fail(c, db, s, "schema", err);
+    }
+    if (rc) {
+        sqlite3_close(db);
+        catalog_free(c);
+        return rc;
+    }
+    release(c, db);
+    *out = c;
+    return 0;
+}
+
+void catalog_free(struct catalog *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->n_pool; i++)
+        sqlite3_close(c->pool[i]);
+    pthread_mutex_destroy(&c->mu);
+    free(c->path);
+    free(c);
+}
+
+static int exec(struct catalog *c, sqlite3 *db, const char *sql, struct dverr *err)
+{
+    int s = sqlite3_exec(db, sql, NULL, NULL, NULL);
+    return s == SQLITE_OK ? 0 : db_fail(c, db, s, sql, err);
+}
+
+static int prepare(struct catalog *c, sqlite3 *db, const char *sql, sqlite3_stmt **st,
+                   struct dverr *err)
+{
+    int s = sqlite3_prepare_v2(db, sql, -1, st, NULL);
+    return s == SQLITE_OK ? 0 : db_fail(c, db, s, "prepare", err);
+}
+
+static char *col_dup(sqlite3_stmt *st, int i)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    return t ? strdup((const char *)t) : NULL;
+}
+
+int catalog_points(struct catalog *c, const char *env, struct point_summary **out, size_t *n,
+                   struct dverr *err)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    struct point_summary *v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if ((rc = prepare(c, db, "SELECT name, kind, label, taken_at, expires_at FROM points "
+                             "WHERE env = ?1 ORDER BY name", &st, err)))
+        goto out;
+    sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct point_summary *nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                rc = dverr_set(err, -ENOMEM, "out of memory");
+                goto out;
+            }
+            v = nv;
+        }
+        struct point_summary *p = &v[cnt++];
+        memset(p, 0, sizeof *p);
+        snprintf(p->name, sizeof p->name, "%s", (const char *)sqlite3_column_text(st, 0));
+        snprintf(p->kind, sizeof p->kind, "%s", (const char *)sqlite3_column_text(st, 1));
+        p->label = col_dup(st, 2);
+        p->taken_at = (time_t)sqlite3_column_int64(st, 3);
+        p->expires_at = (time_t)sqlite3_column_int64(st, 4);
+    }
+    if (s != SQLITE_DONE)
+        rc = db_fail(c, db, s, "listing points", err);
+out:
+    sqlite3_finalize(st);
+    release(c, db);
+    if (rc) {
+        repo_point_summaries_free(v, cnt);
+        return rc;
+    }
+    *out = v;
+    *n = cnt;
+    return 0;
+}
+
+static int point_add_db(struct catalog *c, sqlite3 *db, const struct point *p, struct dverr *err)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = prepare(c, db, "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6)", &st, err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, p->env, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, p->kind ? p->kind : "system", -1, SQLITE_STATIC);
+    if (p->label)
+        sqlite3_bind_text(st, 4, p->label, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 5, (sqlite3_int64)p->taken_at);
+    sqlite3_bind_int64(st, 6, (sqlite3_int64)p->expires_at);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (s != SQLITE_DONE)
+        return db_fail(c, db, s, "adding a point", err);
+    if ((rc = prepare(c, db, "INSERT OR REPLACE INTO segments VALUES(?1, ?2, ?3, ?4)", &st, err)))
+        return rc;
+    for (size_t i = 0; i < p->n_tables; i++) {
+        if (!p->tables[i].delta)
+            continue;
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, p->env, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, p->tables[i].name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, p->tables[i].delta, -1, SQLITE_STATIC);
+        if ((s = sqlite3_step(st)) != SQLITE_DONE) {
+            rc = db_fail(c, db, s, "adding a segment", err);
+            break;
+        }
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_point_add(struct catalog *c, const struct point *p, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = exec(c, db, "BEGIN IMMEDIATE", err))) {
+        rc = point_add_db(c, db, p, err);
+        if (!rc)
+            rc = exec(c, db, "COMMIT", err);
+        if (rc)
+            sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    release(c, db);
+    return rc;
+}
+
+int catalog_point_del(struct catalog *c, const char *env, const char *name, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = prepare(c, db, "DELETE FROM points WHERE env = ?1 AND name = ?2", &st, err))) {
+        sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s != SQLITE_DONE)
+            rc = db_fail(c, db, s, "deleting a point", err);
+    }
+    sqlite3_finalize(st);
+    release(c, db);
+    return rc;
+}
+
+int catalog_envs(struct catalog *c, char ***names, size_t *n, struct dverr *err)
+{
+    *names = NULL;
+    *n = 0;
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    char **v = NULL;
+    size_t cnt = 0, cap = 0;
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if ((rc = prepare(c, db, "SELECT DISTINCT env FROM points ORDER BY env", &st, err)))
+        goto out;
+    int s;
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cnt == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **nv = realloc(v, cap * sizeof *v);
+            if (!nv) {
+                rc = dverr_set(err, -ENOMEM, "out of memory");
+                goto out;
+            }
+            v = nv;
+        }
+        if (!(v[cnt] = col_dup(st, 0))) {
+            rc = dverr_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        cnt++;
+    }
+    if (s != SQLITE_DONE)
+        rc = db_fail(c, db, s, "listing environments", err);
+out:
+    sqlite3_finalize(st);
+    release(c, db);
+    if (rc) {
+        repo_names_free(v, cnt);
+        return rc;
+    }
+    *names = v;
+    *n = cnt;
+    return 0;
+}
+
+int catalog_state_point(struct catalog *c, const char *env, char out[32], struct dverr *err)
+{
+    out[0] = '\0';
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = prepare(c, db, "SELECT point FROM state_point WHERE env = ?1", &st, err))) {
+        sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW)
+            snprintf(out, 32, "%s", (const char *)sqlite3_column_text(st, 0));
+        else if (s != SQLITE_DONE)
+            rc = db_fail(c, db, s, "reading the state point", err);
+    }
+    sqlite3_finalize(st);
+    release(c, db);
+    return rc;
+}
+
+int catalog_clear(struct catalog *c, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    rc = exec(c, db, "BEGIN IMMEDIATE; DELETE FROM segments; DELETE FROM points; "
+                     "DELETE FROM state; DELETE FROM state_point; COMMIT", err);
+    if (rc)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    release(c, db);
+    return rc;
+}
+
+/* ---- capture ---- */
+
+struct catalog_capture {
+    struct catalog *cat;
+    sqlite3 *db;
+    char *env;
+    bool replace;
+    pthread_mutex_t mu;      /* serialises every use of db */
+    sqlite3_stmt *get_pending, *get_main, *put;
+    struct dverr err;        /* first error of get/put (they have no err parameter) */
+};
+
+int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
+                          struct catalog_capture **out, struct dverr *err)
+{
+    *out = NULL;
+    struct catalog_capture *cc = calloc(1, sizeof *cc);
+    if (!cc || !(cc->env = strdup(env))) {
+        free(cc);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    cc->cat = c;
+    cc->replace = replace;
+    pthread_mutex_init(&cc->mu, NULL);
+    int rc = acquire(c, &cc->db, err);
+    if (rc)
+        goto fail;
+    if ((rc = exec(c, cc->db, "DROP TABLE IF EXISTS temp.pending; "
+                              "CREATE TEMP TABLE pending(tbl TEXT NOT NULL, key BLOB NOT NULL, "
+                              "hash INTEGER NOT NULL, len INTEGER NOT NULL, deleted INTEGER NOT NULL,"
+                              " PRIMARY KEY(tbl, key)) WITHOUT ROWID", err)))
+        goto fail;
+    if ((rc = prepare(c, cc->db, "SELECT hash, len, deleted FROM temp.pending WHERE tbl = ?1 AND "
+                                 "key = ?2", &cc->get_pending, err)) ||
+        (rc = prepare(c, cc->db, "SELECT hash, len FROM main.state WHERE env = ?3 AND tbl = ?1 AND "
+                                 "key = ?2", &cc->get_main, err)) ||
+        (rc = prepare(c, cc->db, "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4, ?5)",
+                      &cc->put, err)))
+        goto fail;
+    *out = cc;
+    return 0;
+fail:
+    catalog_capture_abort(cc);
+    return rc;
+}
+
+int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
+                        size_t key_len, uint64_t *hash, uint64_t *len, bool *found)
+{
+    int rc = 0;
+    *found = false;
+    pthread_mutex_lock(&cc->mu);
+    sqlite3_stmt *st = cc->get_pending;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        if (!sqlite3_column_int(st, 2)) {
+            *hash = (uint64_t)sqlite3_column_int64(st, 0);
+            *len = (uint64_t)sqlite3_column_int64(st, 1);
+            *found = true;
+        }
+        goto out;
+    }
+    if (s != SQLITE_DONE) {
+        rc = db_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
+        goto out;
+    }
+    if (cc->replace)
+        goto out;
+    st = cc->get_main;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+    sqlite3_bind_text(st, 3, cc->env, -1, SQLITE_STATIC);
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        *hash = (uint64_t)sqlite3_column_int64(st, 0);
+        *len = (uint64_t)sqlite3_column_int64(st, 1);
+        *found = true;
+    } else if (s != SQLITE_DONE) {
+        rc = db_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
+    }
+out:
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&cc->mu);
+    return rc;
+}
+
+int catalog_capture_put(struct catalog_capture *cc, const char *table, const char *key,
+                        size_t key_len, uint64_t hash, uint64_t len, bool deleted)
+{
+    int rc = 0;
+    pthread_mutex_lock(&cc->mu);
+    sqlite3_stmt *st = cc->put;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(deleted ? 0 : hash));
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)(deleted ? 0 : len));
+    sqlite3_bind_int(st, 5, deleted ? 1 : 0);
+    int s = sqlite3_step(st);
+    if (s != SQLITE_DONE)
+        rc = db_fail(cc->cat, cc->db, s, "writing the capture state", &cc->err);
+    sqlite3_reset(st);
+    pthread_mutex_unlock(&cc->mu);
+    return rc;
+}
+
+struct iter_row {
+    char *key;
+    uint64_t hash, len;
+};
+
+int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
+                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                            void *ctx)
+{
+    const char *sql_merge =
+        "SELECT key, hash, len FROM main.state s WHERE env = ?1 AND tbl = ?2 AND key > ?3 AND "
+        " NOT EXISTS (SELECT 1 FROM temp.pending p WHERE p.tbl = ?2 AND p.key = s.key) "
+        "UNION ALL SELECT key, hash, len FROM temp.pending WHERE tbl = ?2 AND key > ?3 AND "
+        " deleted = 0 ORDER BY 1 LIMIT ?4";
+    const char *sql_replace = "SELECT key, hash, len FROM temp.pending WHERE tbl = ?2 AND "
+                              "key > ?3 AND deleted = 0 AND ?1 IS NOT NULL ORDER BY 1 LIMIT ?4";
+    struct iter_row *rows = calloc(ITER_CHUNK, sizeof *rows);
+    struct buf last = BUF_INIT;
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (!rows)
+        return -ENOMEM;
+    buf_addstr(&last, "");
+    pthread_mutex_lock(&cc->mu);
+    rc = prepare(cc->cat, cc->db, cc->replace ? sql_replace : sql_merge, &st, &cc->err);
+    pthread_mutex_unlock(&cc->mu);
+    for (bool more = !rc; more;) {
+        size_t n = 0;
+        pthread_mutex_lock(&cc->mu);
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+        sqlite3_bind_blob(st, 3, last.data ? last.data : "", (int)last.len, SQLITE_STATIC);
+        sqlite3_bind_int(st, 4, ITER_CHUNK);
+        int s;
+        while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+            const void *k = sqlite3_column_blob(st, 0);
+            int kl = sqlite3_column_bytes(st, 0);
+            rows[n].key = malloc((size_t)kl + 1);
+            if (!rows[n].key) {
+                rc = -ENOMEM;
+                break;
+            }
+            if (kl)
+                memcpy(rows[n].key, k, (size_t)kl);
+            rows[n].key[kl] = '\0';
+            rows[n].hash = (uint64_t)sqlite3_column_int64(st, 1);
+            rows[n].len = (uint64_t)sqlite3_column_int64(st, 2);
+            n++;
+        }
+        if (!rc && s != SQLITE_DONE)
+            rc = db_fail(cc->cat, cc->db, s, "iterating the capture state", &cc->err);
+        sqlite3_reset(st);
+        pthread_mutex_unlock(&cc->mu);
+        more = !rc && n == ITER_CHUNK;
+        if (n) {
+            buf_reset(&last);
+            buf_addstr(&last, rows[n - 1].key); /* keys hold no NUL (record keys are strings) */
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (!rc)
+                rc = fn(ctx, rows[i].key, rows[i].hash, rows[i].len);
+            free(rows[i].key);
+        }
+        if (rc)
+            more = false;
+    }
+    sqlite3_finalize(st);
+    buf_release(&last);
+    free(rows);
+    return rc;
+}
+
+int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, struct dverr *err)
+{
+    struct catalog *c = cc->cat;
+    sqlite3 *db = cc->db;
+    sqlite3_stmt *st = NULL;
+    int rc = cc->err.code;
+    if (rc) {
+        dverr_set(err, rc, "%s", cc->err.msg);
+        goto out;
+    }
+    sqlite3_finalize(cc->get_pending);
+    sqlite3_finalize(cc->get_main);
+    sqlite3_finalize(cc->put);
+    cc->get_pending = cc->get_main = cc->put = NULL;
+    if ((rc = exec(c, db, "BEGIN IMMEDIATE", err)))
+        goto out;
+    const char *steps[] = {
+        cc->replace ? "DELETE FROM main.state WHERE env = ?1" : NULL,
+        "DELETE FROM main.state WHERE env = ?1 AND (tbl, key) IN "
+        "(SELECT tbl, key FROM temp.pending WHERE deleted = 1)",
+        "INSERT OR REPLACE INTO main.state SELECT ?1, tbl, key, hash, len FROM temp.pending "
+        "WHERE deleted = 0",
+        "INSERT OR REPLACE INTO state_point VALUES(?1, ?2)",
+    };
+    for (size_t i = 0; i < sizeof steps / sizeof *steps && !rc; i++) {
+        if (!steps[i] || (i == 3 && !p))
+            continue;
+        if ((rc = prepare(c, db, steps[i], &st, err)))
+            break;
+        sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
+        if (i == 3)
+            sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s != SQLITE_DONE)
+            rc = db_fail(c, db, s, "committing the capture state", err);
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    if (!rc && p)
+        rc = point_add_db(c, db, p, err);
+    if (!rc)
+        rc = exec(c, db, "COMMIT", err);
+    if (rc)
+        sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+out:
+    catalog_capture_abort(cc);
+    return rc;
+}
+
+void catalog_capture_abort(struct catalog_capture *cc)
+{
+    if (!cc)
+        return;
+    sqlite3_finalize(cc->get_pending);
+    sqlite3_finalize(cc->get_main);
+    sqlite3_finalize(cc->put);
+    if (cc->db) {
+        sqlite3_exec(cc->db, "DROP TABLE IF EXISTS temp.pending", NULL, NULL, NULL);
+        release(cc->cat, cc->db);
+    }
+    pthread_mutex_destroy(&cc->mu);
+    free(cc->env);
+    free(cc);
+}

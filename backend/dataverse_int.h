@@ -1,0 +1,62 @@
+/* dataverse_int: declarations shared by dataverse.c (client, requests, admin API),
+ * dataverse_webapi.c (definitions, reads, files, single requests) and dataverse_batch.c.
+ * Not part of the contract; only these three files include it. */
+#ifndef DVSNAP_DATAVERSE_INT_H
+#define DVSNAP_DATAVERSE_INT_H
+
+#include <stdatomic.h>
+
+#include "backend/auth.h"
+#include "backend/dataverse.h"
+#include "backend/http.h"
+
+#define DV_API_PATH "/api/data/v9.2/"
+
+struct dv_client {
+    char *admin_url;                 /* no trailing slash; immutable */
+    struct http_transport *transport;
+    struct auth *auth;
+    struct http_retry retry;         /* immutable; hold_until_ms points at hold_until below */
+    struct http_counters counters;   /* atomics */
+    atomic_int_fast64_t hold_until;  /* shared Retry-After gate */
+    atomic_int cancel;
+};
+
+/* One call with the client's policies: the URL must lie within resource (http_url_within), else
+ * -EPERM and nothing is sent; the bearer for resource is attached; a 401 drops the token and
+ * retries once with a fresh one. 0 when any response arrived (check resp->status). */
+struct dv_call {
+    const char *method;
+    const char *url;
+    const char *resource;            /* token resource: admin_url or env->api_url */
+    const char *const *headers;      /* extra headers, NULL-terminated, or NULL */
+    const char *body;
+    size_t body_len;
+    bool retry_unsafe;
+    uint64_t max_response;           /* 0: 256 MiB */
+};
+int dv_call(struct dv_client *c, const struct dv_call *call, struct http_response *resp,
+            struct dverr *err);
+
+/* err <- "<what>: HTTP <status>: <service error code and message>"; returns the mapped -errno
+ * (http_status_to_errno). */
+int dv_status_error(const struct http_response *resp, const char *what, struct dverr *err);
+/* The service's error message (error.message) of a response body, escaped, into out. */
+void dv_error_message(const struct http_response *resp, char *out, size_t n);
+
+/* true for names safe to put into a URL path unencoded: [A-Za-z0-9_.-], 1..128 bytes. */
+bool dv_name_safe(const char *s);
+/* true for a GUID "8-4-4-4-12" hex string. */
+bool dv_guid_valid(const char *s);
+/* "<env->api_url>/api/data/v9.2/<path>" into out. -EINVAL when the env has no API URL. */
+int dv_api_url(const struct dv_env *env, const char *path, struct buf *out, struct dverr *err);
+
+/* Parse a JSON body with json.h; -EPROTO with detail when malformed. */
+int dv_parse_body(const struct http_response *resp, const char *what, struct json_doc **doc,
+                  struct dverr *err);
+/* strdup of a member string, NULL when absent (never fails silently: -ENOMEM via *rc). */
+char *dv_dup_str(const struct json_node *obj, const char *key, int *rc);
+/* A bool that may be plain or a managed property {"Value": bool}. */
+bool dv_get_flag(const struct json_node *obj, const char *key, bool dflt);
+
+#endif

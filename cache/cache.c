@@ -1,0 +1,1143 @@
+/* cache: seekable zstd cache files with a SQLite frame index, a byte budget with LRU eviction,
+ * background fills that readers can follow, and crash-safe commits. Contract in cache.h.
+ *
+ * Locks: c->mu guards the entry table, the LRU list, every entry's mutable fields and the
+ * counters; c->db_mu guards the SQLite connection. Never hold c->mu across file I/O that can be
+ * large, zstd or SQLite work; c->db_mu is never taken while c->mu is held.
+ * Each fill runs on its own detached thread holding a reference on its entry; cache_free asks
+ * fills to stop and waits for them (c->fills_running). */
+#include "cache/cache.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include "backend/log.h"
+
+enum entry_state { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
+
+struct entry {
+    char *key;
+    char name[65];          /* SHA-256 of key: the file is files/<name>.zst */
+    uint64_t id;            /* unique per entry object (per-thread frame cache tag) */
+    uint64_t size;          /* plain size */
+    uint64_t disk_bytes;    /* bytes of the cache file so far */
+    uint64_t reserved;      /* bytes counted in c->bytes but not yet written (fill) */
+    uint32_t *frame_len;    /* compressed length of each frame written so far */
+    uint64_t *frame_off;    /* offset of each frame in the file */
+    size_t n_frames, cap_frames;
+    enum entry_state state;
+    int error;              /* -errno when FAILED */
+    char errmsg[256];
+    char sha[65];           /* SHA-256 of the file (READY) */
+    bool verified;          /* sha checked since this process opened the cache */
+    int fd;                 /* open while refs > 0; -1 otherwise */
+    int refs;               /* handles + the fill thread */
+    uint64_t last_use;
+    bool in_table;
+    struct entry *hnext;
+    struct entry *lprev, *lnext; /* LRU: head = least recent */
+};
+
+struct cache {
+    char *dir;
+    char *files_dir;
+    int lock_fd;
+    uint64_t budget;
+    int wait_ms;
+    int level;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cond;     /* fill progress (all entries) and fill thread exit */
+    struct entry **buckets;
+    size_t n_buckets, n_entries;
+    struct entry *lru_head, *lru_tail;
+    uint64_t bytes, max_bytes, use_clock, next_id;
+    uint64_t open_files, fills, hits, evictions;
+    int fills_running;
+    atomic_int stopping;
+    atomic_ullong frames_decoded;
+
+    pthread_mutex_t db_mu;
+    sqlite3 *db;
+};
+
+struct cache_file {
+    struct cache *c;
+    struct entry *e;
+};
+
+/* ---- per-thread frame cache ---- */
+struct frame_tls {
+    uint64_t entry_id;
+    size_t frame;
+    size_t len;
+    bool valid;
+    char *plain;
+    char *comp;
+    size_t comp_cap;
+    ZSTD_DCtx *dctx;
+};
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+
+static void tls_destroy(void *p)
+{
+    struct frame_tls *t = p;
+    if (!t)
+        return;
+    free(t->plain);
+    free(t->comp);
+    ZSTD_freeDCtx(t->dctx);
+    free(t);
+}
+
+static void tls_init(void)
+{
+    pthread_key_create(&tls_key, tls_destroy);
+}
+
+static struct frame_tls *tls_get(void)
+{
+    pthread_once(&tls_once, tls_init);
+    struct frame_tls *t = pthread_getspecific(tls_key);
+    if (t)
+        return t;
+    t = calloc(1, sizeof *t);
+    if (!t)
+        return NULL;
+    t->plain = malloc(CACHE_FRAME);
+    t->dctx = ZSTD_createDCtx();
+    if (!t->plain || !t->dctx) {
+        tls_destroy(t);
+        return NULL;
+    }
+    /* a frame of 1 MiB never needs a bigger window; refuse anything claiming more */
+    ZSTD_DCtx_setParameter(t->dctx, ZSTD_d_windowLogMax, 21);
+    pthread_setspecific(tls_key, t);
+    return t;
+}
+
+/* ---- SQLite ---- */
+static int sqlite_to_errno(int rc)
+{
+    switch (rc & 0xff) {
+    case SQLITE_OK: case SQLITE_DONE: case SQLITE_ROW: return 0;
+    case SQLITE_BUSY: case SQLITE_LOCKED: return -EBUSY;
+    case SQLITE_NOMEM: return -ENOMEM;
+    case SQLITE_FULL: return -ENOSPC;
+    case SQLITE_PERM: case SQLITE_READONLY: case SQLITE_AUTH: return -EACCES;
+    case SQLITE_CANTOPEN: return -ENOENT;
+    default: return -EIO;
+    }
+}
+
+static int db_exec(struct cache *c, const char *sql, struct dverr *err)
+{
+    char *msg = NULL;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) {
+        dverr_set(err, sqlite_to_errno(rc), "cache index: %s", msg ? msg : sqlite3_errstr(rc));
+        sqlite3_free(msg);
+        return sqlite_to_errno(rc) ? sqlite_to_errno(rc) : -EIO;
+    }
+    return 0;
+}
+
+static int db_insert(struct cache *c, const struct entry *e, const uint32_t *frames, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&c->db_mu);
+    int rc = sqlite3_prepare_v2(c->db,
+                                "INSERT OR REPLACE INTO files(name,key,size,disk_bytes,sha256,"
+                                "last_use,frames) VALUES(?,?,?,?,?,?,?)",
+                                -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, e->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, e->key, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 3, (sqlite3_int64)e->size);
+        sqlite3_bind_int64(st, 4, (sqlite3_int64)e->disk_bytes);
+        sqlite3_bind_text(st, 5, e->sha, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 6, (sqlite3_int64)time(NULL));
+        sqlite3_bind_blob(st, 7, frames, (int)(n * sizeof *frames), SQLITE_STATIC);
+        rc = sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&c->db_mu);
+    return sqlite_to_errno(rc);
+}
+
+static void db_delete(struct cache *c, const char *name)
+{
+    sqlite3_stmt *st = NULL;
+    pthread_mutex_lock(&c->db_mu);
+    if (sqlite3_prepare_v2(c->db, "DELETE FROM files WHERE name=?", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        sqlite3_step(st);
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&c->db_mu);
+}
+
+/* ---- entries (c->mu held) ---- */
+static size_t key_hash(const char *name)
+{
+    size_t h = 0;
+    for (int i = 0; i < 16; i++)
+        h = h * 16 + (size_t)(name[i] <= '9' ? name[i] - '0' : name[i] - 'a' + 10);
+    return h;
+}
+
+static struct entry *table_find(struct cache *c, const char *name)
+{
+    for (struct entry *e = c->buckets[key_hash(name) % c->n_buckets]; e; e = e->hnext)
+        if (strcmp(e->name, name) == 0)
+            return e;
+    return NULL;
+}
+
+static void table_grow(struct cache *c)
+{
+    size_t nb = c->n_buckets * 2;
+    struct entry **b = calloc(nb, sizeof *b);
+    if (!b)
+        return; /* stay with longer chains */
+    for (size_t i = 0; i < c->n_buckets; i++) {
+        struct entry *e = c->buckets[i], *next;
+        for (; e; e = next) {
+            next = e->hnext;
+            size_t h = key_hash(e->name) % nb;
+            e->hnext = b[h];
+            b[h] = e;
+        }
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->n_buckets = nb;
+}
+
+static void table_add(struct cache *c, struct entry *e)
+{
+    if (c->n_entries + 1 > c->n_buckets * 2)
+        table_grow(c);
+    size_t h = key_hash(e->name) % c->n_buckets;
+    e->hnext = c->buckets[h];
+    c->buckets[h] = e;
+    e->in_table = true;
+    c->n_entries++;
+}
+
+static void table_remove(struct cache *c, struct entry *e)
+{
+    if (!e->in_table)
+        return;
+    struct entry **pp = &c->buckets[key_hash(e->name) % c->n_buckets];
+    for (; *pp; pp = &(*pp)->hnext)
+        if (*pp == e) {
+            *pp = e->hnext;
+            break;
+        }
+    e->in_table = false;
+    c->n_entries--;
+}
+
+static void lru_unlink(struct cache *c, struct entry *e)
+{
+    if (e->lprev)
+        e->lprev->lnext = e->lnext;
+    else if (c->lru_head == e)
+        c->lru_head = e->lnext;
+    if (e->lnext)
+        e->lnext->lprev = e->lprev;
+    else if (c->lru_tail == e)
+        c->lru_tail = e->lprev;
+    e->lprev = e->lnext = NULL;
+}
+
+static void lru_touch(struct cache *c, struct entry *e)
+{
+    lru_unlink(c, e);
+    e->lprev = c->lru_tail;
+    if (c->lru_tail)
+        c->lru_tail->lnext = e;
+    else
+        c->lru_head = e;
+    c->lru_tail = e;
+    e->last_use = ++c->use_clock;
+}
+
+static struct entry *entry_new(struct cache *c, const char *key, const char *name)
+{
+    struct entry *e = calloc(1, sizeof *e);
+    if (!e)
+        return NULL;
+    e->key = strdup(key);
+    if (!e->key) {
+        free(e);
+        return NULL;
+    }
+    memcpy(e->name, name, 65);
+    e->id = ++c->next_id;
+    e->fd = -1;
+    return e;
+}
+
+static void entry_free(struct entry *e)
+{
+    if (!e)
+        return;
+    if (e->fd >= 0)
+        close(e->fd);
+    free(e->key);
+    free(e->frame_len);
+    free(e->frame_off);
+    free(e);
+}
+
+static int entry_add_frame(struct entry *e, uint32_t len)
+{
+    if (e->n_frames == e->cap_frames) {
+        size_t cap = e->cap_frames ? e->cap_frames * 2 : 16;
+        uint32_t *fl = realloc(e->frame_len, cap * sizeof *fl);
+        if (!fl)
+            return -ENOMEM;
+        e->frame_len = fl;
+        uint64_t *fo = realloc(e->frame_off, cap * sizeof *fo);
+        if (!fo)
+            return -ENOMEM;
+        e->frame_off = fo;
+        e->cap_frames = cap;
+    }
+    e->frame_off[e->n_frames] = e->disk_bytes;
+    e->frame_len[e->n_frames] = len;
+    e->n_frames++;
+    e->disk_bytes += len;
+    return 0;
+}
+
+static void path_of(const struct cache *c, const struct entry *e, bool tmp, char *out, size_t n)
+{
+    snprintf(out, n, "%s/%s.%s", c->files_dir, e->name, tmp ? "tmp" : "zst");
+}
+
+/* Pick victims until bytes fit the budget (c->mu held). Victims leave the table and the LRU and
+ * are returned as a list (linked through hnext) for the caller to delete without the lock. */
+static struct entry *evict_locked(struct cache *c)
+{
+    struct entry *victims = NULL;
+    struct entry *e = c->lru_head;
+    while (c->bytes > c->budget && e) {
+        struct entry *next = e->lnext;
+        if (e->refs == 0 && e->state == ENTRY_READY) {
+            lru_unlink(c, e);
+            table_remove(c, e);
+            c->bytes -= e->disk_bytes;
+            c->evictions++;
+            e->hnext = victims;
+            victims = e;
+        }
+        e = next;
+    }
+    return victims;
+}
+
+static void delete_victims(struct cache *c, struct entry *victims)
+{
+    char path[PATH_MAX];
+    while (victims) {
+        struct entry *next = victims->hnext;
+        db_delete(c, victims->name);
+        path_of(c, victims, false, path, sizeof path);
+        unlink(path);
+        entry_free(victims);
+        victims = next;
+    }
+}
+
+/* Drop a reference (c->mu held). An unreferenced FAILED entry (already out of the table) is
+ * returned for freeing; READY ones close their fd. */
+static struct entry *unref_locked(struct cache *c, struct entry *e)
+{
+    if (--e->refs > 0)
+        return NULL;
+    if (e->fd >= 0) {
+        close(e->fd);
+        e->fd = -1;
+    }
+    if (e->state == ENTRY_FAILED || !e->in_table)
+        return e;
+    return NULL;
+}
+
+/* ---- fill ---- */
+struct fill_job {
+    struct cache *c;
+    struct entry *e;
+    struct cache_source src;
+};
+
+static void fill_fail(struct cache *c, struct entry *e, int rc, const char *msg)
+{
+    char path[PATH_MAX];
+    path_of(c, e, true, path, sizeof path);
+    unlink(path);
+    pthread_mutex_lock(&c->mu);
+    e->state = ENTRY_FAILED;
+    e->error = rc < 0 ? rc : -EIO;
+    snprintf(e->errmsg, sizeof e->errmsg, "%s", msg);
+    table_remove(c, e);
+    lru_unlink(c, e);
+    c->bytes -= e->disk_bytes + e->reserved;
+    e->reserved = 0;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    log_warn("cache: filling %s failed: %s", e->key, msg);
+}
+
+static void *fill_main(void *arg)
+{
+    struct fill_job *job = arg;
+    struct cache *c = job->c;
+    struct entry *e = job->e;
+    struct dverr err = {0};
+    void *stream = NULL;
+    char *plain = malloc(CACHE_FRAME);
+    size_t cap = ZSTD_compressBound(CACHE_FRAME);
+    char *comp = malloc(cap);
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    struct sha256_stream *sha = sha256_stream_new();
+    uint64_t total = 0;
+    int rc = 0;
+    bool opened = false;
+
+    if (!plain || !comp || !cctx || !sha) {
+        rc = dverr_set(&err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, c->level);
+    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    rc = job->src.open(job->src.arg, &stream, &err);
+    if (rc) {
+        dverr_set(&err, rc, "cannot open source");
+        goto out;
+    }
+    opened = true;
+    for (;;) {
+        size_t fill = 0;
+        bool end = false;
+        while (fill < CACHE_FRAME) {
+            if (atomic_load(&c->stopping)) {
+                rc = dverr_set(&err, -ECANCELED, "cache closing");
+                goto out;
+            }
+            ssize_t n = job->src.read(stream, plain + fill, CACHE_FRAME - fill, &err);
+            if (n < 0) {
+                rc = dverr_set(&err, (int)n, "read failed");
+                goto out;
+            }
+            if (n == 0) {
+                end = true;
+                break;
+            }
+            fill += (size_t)n;
+        }
+        total += fill;
+        if (total > e->size) {
+            rc = dverr_set(&err, -EIO, "source gave more than the expected %llu bytes",
+                           (unsigned long long)e->size);
+            goto out;
+        }
+        if (fill > 0) {
+            size_t clen = ZSTD_compress2(cctx, comp, cap, plain, fill);
+            if (ZSTD_isError(clen)) {
+                rc = dverr_set(&err, -EIO, "zstd: %s", ZSTD_getErrorName(clen));
+                goto out;
+            }
+            /* count the frame against the budget (evicting) before it reaches the disk */
+            pthread_mutex_lock(&c->mu);
+            c->bytes += clen;
+            e->reserved += clen;
+            struct entry *victims = evict_locked(c);
+            if (c->bytes > c->max_bytes)
+                c->max_bytes = c->bytes;
+            pthread_mutex_unlock(&c->mu);
+            delete_victims(c, victims);
+            uint64_t off = e->disk_bytes; /* only this thread changes disk_bytes */
+            for (size_t done = 0; done < clen;) {
+                ssize_t w = pwrite(e->fd, comp + done, clen - done, (off_t)(off + done));
+                if (w < 0) {
+                    rc = dverr_set(&err, -errno, "write cache file: %s", strerror(errno));
+                    goto out;
+                }
+                done += (size_t)w;
+            }
+            sha256_stream_update(sha, comp, clen);
+            pthread_mutex_lock(&c->mu);
+            rc = entry_add_frame(e, (uint32_t)clen);
+            if (rc == 0)
+                e->reserved -= clen;
+            pthread_cond_broadcast(&c->cond);
+            pthread_mutex_unlock(&c->mu);
+            if (rc) {
+                dverr_set(&err, rc, "out of memory");
+                goto out;
+            }
+        }
+        if (end || fill < CACHE_FRAME) {
+            if (!end) {
+                /* a short frame must be the last: make sure */
+                ssize_t n = job->src.read(stream, plain, 1, &err);
+                if (n != 0) {
+                    rc = dverr_set(&err, n < 0 ? (int)n : -EIO, "source did not end");
+                    goto out;
+                }
+            }
+            break;
+        }
+    }
+    if (total != e->size) {
+        rc = dverr_set(&err, -EIO, "source gave %llu bytes, expected %llu",
+                       (unsigned long long)total, (unsigned long long)e->size);
+        goto out;
+    }
+    if (fsync(e->fd) < 0) {
+        rc = dverr_set(&err, -errno, "fsync cache file: %s", strerror(errno));
+        goto out;
+    }
+    {
+        char tmp[PATH_MAX], final[PATH_MAX];
+        path_of(c, e, true, tmp, sizeof tmp);
+        path_of(c, e, false, final, sizeof final);
+        if (rename(tmp, final) < 0) {
+            rc = dverr_set(&err, -errno, "rename cache file: %s", strerror(errno));
+            goto out;
+        }
+        fsync_dir(c->files_dir);
+        sha256_stream_finish(sha, e->sha);
+        sha = NULL;
+        if (db_insert(c, e, e->frame_len, e->n_frames) != 0)
+            log_warn("cache: cannot index %s (it will be filled again after a restart)", e->key);
+    }
+out:
+    if (opened)
+        job->src.close(stream);
+    if (job->src.free_arg)
+        job->src.free_arg(job->src.arg);
+    if (sha) {
+        char dummy[65];
+        sha256_stream_finish(sha, dummy);
+    }
+    free(plain);
+    free(comp);
+    ZSTD_freeCCtx(cctx);
+    if (rc)
+        fill_fail(c, e, rc, dverr_msg(&err));
+    pthread_mutex_lock(&c->mu);
+    if (!rc) {
+        e->state = ENTRY_READY;
+        e->verified = true;
+        pthread_cond_broadcast(&c->cond);
+    }
+    struct entry *dead = unref_locked(c, e);
+    struct entry *victims = evict_locked(c);
+    c->fills_running--;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    entry_free(dead);
+    delete_victims(c, victims);
+    free(job);
+    return NULL;
+}
+
+/* ---- open / load ---- */
+static int cleanup_and_load(struct cache *c, struct dverr *err)
+{
+    char path[PATH_MAX];
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+
+    /* remove temp files of an earlier process */
+    DIR *d = opendir(c->files_dir);
+    if (!d)
+        return dverr_set(err, -errno, "cache: %s: %s", c->files_dir, strerror(errno));
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        size_t l = strlen(de->d_name);
+        if (l > 4 && strcmp(de->d_name + l - 4, ".tmp") == 0) {
+            snprintf(path, sizeof path, "%s/%s", c->files_dir, de->d_name);
+            unlink(path);
+        }
+    }
+    closedir(d);
+
+    rc = sqlite3_prepare_v2(c->db,
+                            "SELECT name,key,size,disk_bytes,sha256,frames FROM files "
+                            "ORDER BY last_use",
+                            -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return dverr_set(err, sqlite_to_errno(rc), "cache index: %s", sqlite3_errmsg(c->db));
+    char **stale = NULL;
+    size_t n_stale = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        const char *key = (const char *)sqlite3_column_text(st, 1);
+        uint64_t size = (uint64_t)sqlite3_column_int64(st, 2);
+        uint64_t disk = (uint64_t)sqlite3_column_int64(st, 3);
+        const char *sha = (const char *)sqlite3_column_text(st, 4);
+        const uint32_t *frames = sqlite3_column_blob(st, 5);
+        size_t nf = (size_t)sqlite3_column_bytes(st, 5) / sizeof(uint32_t);
+        struct stat sb;
+        bool ok = name && key && sha && strlen(name) == 64 && strlen(sha) == 64;
+        uint64_t sum = 0;
+        for (size_t i = 0; ok && i < nf; i++)
+            sum += frames[i];
+        ok = ok && sum == disk && nf == (size + CACHE_FRAME - 1) / CACHE_FRAME;
+        if (ok) {
+            snprintf(path, sizeof path, "%s/%s.zst", c->files_dir, name);
+            ok = stat(path, &sb) == 0 && (uint64_t)sb.st_size == disk;
+        }
+        if (ok && !table_find(c, name)) {
+            struct entry *e = entry_new(c, key, name);
+            if (!e) {
+                rc = -ENOMEM;
+                break;
+            }
+            e->size = size;
+            for (size_t i = 0; i < nf; i++)
+                entry_add_frame(e, frames[i]);
+            if (e->n_frames != nf) {
+                entry_free(e);
+                rc = -ENOMEM;
+                break;
+            }
+            memcpy(e->sha, sha, 65);
+            e->state = ENTRY_READY;
+            table_add(c, e);
+            lru_touch(c, e);
+            c->bytes += e->disk_bytes;
+        } else if (name) {
+            char **ns = realloc(stale, (n_stale + 1) * sizeof *ns);
+            if (ns) {
+                stale = ns;
+                stale[n_stale] = strdup(name);
+                if (stale[n_stale])
+                    n_stale++;
+            }
+        }
+    }
+    sqlite3_finalize(st);
+    for (size_t i = 0; i < n_stale; i++) {
+        db_delete(c, stale[i]);
+        snprintf(path, sizeof path, "%s/%s.zst", c->files_dir, stale[i]);
+        unlink(path);
+        free(stale[i]);
+    }
+    free(stale);
+    if (rc == -ENOMEM)
+        return dverr_set(err, -ENOMEM, "out of memory");
+
+    /* files without a row */
+    d = opendir(c->files_dir);
+    if (d) {
+        while ((de = readdir(d))) {
+            size_t l = strlen(de->d_name);
+            if (l != 68 || strcmp(de->d_name + 64, ".zst") != 0) {
+                if (de->d_name[0] != '.') {
+                    snprintf(path, sizeof path, "%s/%s", c->files_dir, de->d_name);
+                    unlink(path);
+                }
+                continue;
+            }
+            char name[65];
+            memcpy(name, de->d_name, 64);
+            name[64] = '\0';
+            if (!table_find(c, name)) {
+                snprintf(path, sizeof path, "%s/%s", c->files_dir, de->d_name);
+                unlink(path);
+            }
+        }
+        closedir(d);
+    }
+    return 0;
+}
+
+int cache_open(const char *dir, const struct cache_opts *opts, struct cache **out,
+               struct dverr *err)
+{
+    struct cache *c = NULL;
+    char path[PATH_MAX];
+    int rc;
+
+    *out = NULL;
+    c = calloc(1, sizeof *c);
+    if (!c)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    c->lock_fd = -1;
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cond, NULL);
+    pthread_mutex_init(&c->db_mu, NULL);
+    c->budget = opts && opts->budget ? opts->budget : (2ULL << 30);
+    c->wait_ms = opts && opts->wait_ms ? opts->wait_ms : 30000;
+    c->level = opts && opts->level ? opts->level : 1;
+    c->n_buckets = 256;
+    c->buckets = calloc(c->n_buckets, sizeof *c->buckets);
+    c->dir = strdup(dir);
+    if (!c->buckets || !c->dir) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = mkdir_p(dir, 0700);
+    if (rc) {
+        dverr_set(err, rc, "cache directory %s: %s", dir, strerror(-rc));
+        goto fail;
+    }
+    {
+        /* absolute: the mount daemon changes directory to / */
+        char *abs = realpath(dir, NULL);
+        if (!abs) {
+            rc = dverr_set(err, -errno, "cache directory %s: %s", dir, strerror(errno));
+            goto fail;
+        }
+        free(c->dir);
+        c->dir = abs;
+        dir = c->dir;
+    }
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && (sb.st_mode & 077) && chmod(dir, 0700) < 0) {
+        rc = dverr_set(err, -errno, "cache directory %s: chmod: %s", dir, strerror(errno));
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/lock", dir);
+    c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (c->lock_fd < 0) {
+        rc = dverr_set(err, -errno, "cache lock %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (flock(c->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+        rc = errno == EWOULDBLOCK ? -EBUSY : -errno;
+        dverr_set(err, rc, "the cache %s is in use by another dvsnap process", dir);
+        goto fail;
+    }
+    if (asprintf(&c->files_dir, "%s/files", dir) < 0) {
+        c->files_dir = NULL;
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = mkdir_p(c->files_dir, 0700);
+    if (rc) {
+        dverr_set(err, rc, "cache directory %s: %s", c->files_dir, strerror(-rc));
+        goto fail;
+    }
+    snprintf(path, sizeof path, "%s/index.db", dir);
+    int old_umask = umask(077);
+    rc = sqlite3_open_v2(path, &c->db,
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+    umask((mode_t)old_umask);
+    if (rc != SQLITE_OK) {
+        rc = dverr_set(err, sqlite_to_errno(rc) ? sqlite_to_errno(rc) : -EIO,
+                       "cache index %s: %s", path, sqlite3_errstr(rc));
+        goto fail;
+    }
+    sqlite3_busy_timeout(c->db, 5000);
+    rc = db_exec(c,
+                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+                 "CREATE TABLE IF NOT EXISTS files(name TEXT PRIMARY KEY, key TEXT NOT NULL,"
+                 " size INTEGER NOT NULL, disk_bytes INTEGER NOT NULL, sha256 TEXT NOT NULL,"
+                 " last_use INTEGER NOT NULL, frames BLOB NOT NULL);",
+                 err);
+    if (rc)
+        goto fail;
+    rc = cleanup_and_load(c, err);
+    if (rc)
+        goto fail;
+    /* bounded by the disk too: what we hold plus 95% of what is free */
+    struct statvfs vfs;
+    if (statvfs(c->files_dir, &vfs) == 0) {
+        uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize;
+        uint64_t limit = c->bytes + avail / 20 * 19;
+        if (limit < c->budget) {
+            log_warn("cache: budget lowered to %llu bytes by free disk space",
+                     (unsigned long long)limit);
+            c->budget = limit;
+        }
+    }
+    struct entry *victims = evict_locked(c);
+    delete_victims(c, victims);
+    log_info("cache: %s, budget %llu bytes, %zu files, %llu bytes", dir,
+             (unsigned long long)c->budget, c->n_entries, (unsigned long long)c->bytes);
+    *out = c;
+    return 0;
+fail:
+    cache_free(c);
+    return rc;
+}
+
+void cache_free(struct cache *c)
+{
+    if (!c)
+        return;
+    atomic_store(&c->stopping, 1);
+    pthread_mutex_lock(&c->mu);
+    while (c->fills_running > 0)
+        pthread_cond_wait(&c->cond, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    if (c->buckets) {
+        for (size_t i = 0; i < c->n_buckets; i++) {
+            struct entry *e = c->buckets[i], *next;
+            for (; e; e = next) {
+                next = e->hnext;
+                entry_free(e);
+            }
+        }
+        free(c->buckets);
+    }
+    if (c->db)
+        sqlite3_close(c->db);
+    if (c->lock_fd >= 0)
+        close(c->lock_fd);
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cond);
+    pthread_mutex_destroy(&c->db_mu);
+    free(c->files_dir);
+    free(c->dir);
+    free(c);
+}
+
+/* Check a loaded file's SHA-256 once per process. */
+static int verify_file(struct cache *c, struct entry *e, int fd)
+{
+    char buf[1 << 16];
+    struct sha256_stream *s = sha256_stream_new();
+    if (!s)
+        return -ENOMEM;
+    off_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0) {
+            char d[65];
+            sha256_stream_finish(s, d);
+            return -errno;
+        }
+        if (n == 0)
+            break;
+        sha256_stream_update(s, buf, (size_t)n);
+        off += n;
+    }
+    char got[65];
+    sha256_stream_finish(s, got);
+    return strcmp(got, e->sha) == 0 && (uint64_t)off == e->disk_bytes ? 0 : -EIO;
+}
+
+int cache_file_open(struct cache *c, const char *key, uint64_t size,
+                    const struct cache_source *src, struct cache_file **out, struct dverr *err)
+{
+    char name[65], path[PATH_MAX];
+    struct cache_source s = *src;
+    struct cache_file *f = NULL;
+    struct entry *e = NULL;
+    int rc = 0;
+
+    *out = NULL;
+    sha256_hex(key, strlen(key), name);
+    f = calloc(1, sizeof *f);
+    if (!f) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    f->c = c;
+again:
+    pthread_mutex_lock(&c->mu);
+    e = table_find(c, name);
+    if (e && e->size != size) {
+        /* the same key must always name the same content: a changed size is a caller bug or a
+         * damaged index; never serve it */
+        pthread_mutex_unlock(&c->mu);
+        rc = dverr_set(err, -EIO, "cache: %s: size %llu, expected %llu", key,
+                       (unsigned long long)e->size, (unsigned long long)size);
+        goto out;
+    }
+    if (e) {
+        e->refs++;
+        lru_touch(c, e);
+        c->hits++;
+        bool need_fd = e->fd < 0;
+        bool need_verify = e->state == ENTRY_READY && !e->verified;
+        pthread_mutex_unlock(&c->mu);
+        if (need_fd || need_verify) {
+            path_of(c, e, false, path, sizeof path);
+            int fd = open(path, O_RDONLY | O_CLOEXEC);
+            int vrc = fd < 0 ? -errno : (need_verify ? verify_file(c, e, fd) : 0);
+            pthread_mutex_lock(&c->mu);
+            if (vrc) {
+                /* damaged or gone: forget it and fill again */
+                log_warn("cache: %s failed its check (%s); filling it again", key,
+                         strerror(-vrc));
+                if (fd >= 0)
+                    close(fd);
+                table_remove(c, e);
+                lru_unlink(c, e);
+                c->bytes -= e->disk_bytes;
+                struct entry *dead = unref_locked(c, e);
+                pthread_mutex_unlock(&c->mu);
+                db_delete(c, name);
+                unlink(path);
+                entry_free(dead);
+                goto again;
+            }
+            e->verified = true;
+            if (e->fd < 0)
+                e->fd = fd;
+            else if (fd >= 0)
+                close(fd);
+            pthread_mutex_unlock(&c->mu);
+        }
+        if (s.free_arg)
+            s.free_arg(s.arg);
+        c->open_files++;
+        f->e = e;
+        *out = f;
+        return 0;
+    }
+    /* not cached: start a fill */
+    e = entry_new(c, key, name);
+    struct fill_job *job = calloc(1, sizeof *job);
+    if (!e || !job) {
+        pthread_mutex_unlock(&c->mu);
+        entry_free(e);
+        free(job);
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    e->size = size;
+    e->state = ENTRY_FILLING;
+    path_of(c, e, true, path, sizeof path);
+    e->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (e->fd < 0) {
+        rc = dverr_set(err, -errno, "cache file %s: %s", path, strerror(errno));
+        pthread_mutex_unlock(&c->mu);
+        entry_free(e);
+        free(job);
+        goto out;
+    }
+    e->refs = 2; /* this handle and the fill */
+    table_add(c, e);
+    lru_touch(c, e);
+    c->fills++;
+    c->fills_running++;
+    job->c = c;
+    job->e = e;
+    job->src = s;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t th;
+    /* fill threads take no signals: SIGINT must reach the thread that unmounts */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int prc = pthread_create(&th, &attr, fill_main, job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (prc) {
+        e->refs = 0;
+        table_remove(c, e);
+        lru_unlink(c, e);
+        c->fills_running--;
+        pthread_mutex_unlock(&c->mu);
+        unlink(path);
+        entry_free(e);
+        free(job);
+        rc = dverr_set(err, -prc, "cannot start a fill thread");
+        goto out;
+    }
+    c->open_files++;
+    pthread_mutex_unlock(&c->mu);
+    f->e = e;
+    *out = f;
+    return 0;
+out:
+    if (s.free_arg)
+        s.free_arg(s.arg);
+    free(f);
+    return rc;
+}
+
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+int cache_wait_fills(struct cache *c, int timeout_ms)
+{
+    struct timespec dl = deadline_in(timeout_ms);
+    int rc = 0;
+    pthread_mutex_lock(&c->mu);
+    while (c->fills_running > 0 && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+    rc = c->fills_running > 0 ? -ETIMEDOUT : 0;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+}
+
+uint64_t cache_file_size(const struct cache_file *f)
+{
+    return f->e->size;
+}
+
+ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
+                         struct dverr *err)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    size_t done = 0;
+
+    if (off >= e->size)
+        return 0;
+    if (n > e->size - off)
+        n = (size_t)(e->size - off);
+    struct frame_tls *t = tls_get();
+    if (!t)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    while (done < n) {
+        uint64_t pos = off + done;
+        size_t fi = (size_t)(pos / CACHE_FRAME);
+        size_t in_frame = (size_t)(pos % CACHE_FRAME);
+        size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
+                                        ? e->size - (uint64_t)fi * CACHE_FRAME
+                                        : CACHE_FRAME);
+        if (!(t->valid && t->entry_id == e->id && t->frame == fi)) {
+            uint64_t foff;
+            uint32_t flen;
+            pthread_mutex_lock(&c->mu);
+            size_t seen = e->n_frames;
+            struct timespec dl = deadline_in(c->wait_ms);
+            while (e->n_frames <= fi && e->state == ENTRY_FILLING) {
+                int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+                if (e->n_frames != seen) {
+                    seen = e->n_frames;
+                    dl = deadline_in(c->wait_ms);
+                } else if (w == ETIMEDOUT) {
+                    break;
+                }
+            }
+            if (e->n_frames <= fi) {
+                int code = e->state == ENTRY_FAILED ? -EIO : -EIO;
+                if (e->state == ENTRY_FAILED)
+                    dverr_set(err, code, "%s", e->errmsg);
+                else if (e->state == ENTRY_FILLING)
+                    dverr_set(err, code, "no progress for %d ms", c->wait_ms);
+                else
+                    dverr_set(err, code, "cache index damaged");
+                pthread_mutex_unlock(&c->mu);
+                return done > 0 ? (ssize_t)done : code;
+            }
+            foff = e->frame_off[fi];
+            flen = e->frame_len[fi];
+            int fd = e->fd;
+            pthread_mutex_unlock(&c->mu);
+            if (flen > t->comp_cap) {
+                char *p = realloc(t->comp, flen);
+                if (!p)
+                    return dverr_set(err, -ENOMEM, "out of memory");
+                t->comp = p;
+                t->comp_cap = flen;
+            }
+            t->valid = false;
+            for (size_t got = 0; got < flen;) {
+                ssize_t r = pread(fd, t->comp + got, flen - got, (off_t)(foff + got));
+                if (r <= 0)
+                    return dverr_set(err, -EIO, "cache file read: %s",
+                                     r < 0 ? strerror(errno) : "short");
+                got += (size_t)r;
+            }
+            size_t dl2 = ZSTD_decompressDCtx(t->dctx, t->plain, CACHE_FRAME, t->comp, flen);
+            if (ZSTD_isError(dl2) || dl2 != plain_len)
+                return dverr_set(err, -EIO, "cache frame %zu of %s is damaged", fi, e->key);
+            atomic_fetch_add(&c->frames_decoded, 1);
+            t->valid = true;
+            t->entry_id = e->id;
+            t->frame = fi;
+            t->len = dl2;
+        }
+        size_t take = t->len - in_frame;
+        if (take > n - done)
+            take = n - done;
+        memcpy((char *)buf + done, t->plain + in_frame, take);
+        done += take;
+    }
+    return (ssize_t)done;
+}
+
+void cache_file_close(struct cache_file *f)
+{
+    if (!f)
+        return;
+    struct cache *c = f->c;
+    pthread_mutex_lock(&c->mu);
+    c->open_files--;
+    struct entry *dead = unref_locked(c, f->e);
+    struct entry *victims = evict_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    entry_free(dead);
+    delete_victims(c, victims);
+    free(f);
+}
+
+void cache_stats(struct cache *c, struct cache_stats *out)
+{
+    pthread_mutex_lock(&c->mu);
+    out->budget = c->budget;
+    out->bytes = c->bytes;
+    out->max_bytes = c->max_bytes;
+    out->files = c->n_entries;
+    out->open_files = c->open_files;
+    out->fills = c->fills;
+    out->hits = c->hits;
+    out->evictions = c->evictions;
+    pthread_mutex_unlock(&c->mu);
+    out->frames_decoded = atomic_load(&c->frames_decoded);
+}
+
+static bool path_within(const char *inner, const char *outer)
+{
+    size_t l = strlen(outer);
+    if (strcmp(outer, "/") == 0)
+        return true;
+    return strncmp(inner, outer, l) == 0 && (inner[l] == '\0' || inner[l] == '/');
+}
+
+int cache_check_mountpoint(const char *cache_dir, const char *mountpoint, struct dverr *err)
+{
+    char a[PATH_MAX], b[PATH_MAX];
+    if (!realpath(cache_dir, a))
+        return dverr_set(err, -errno, "cache directory %s: %s", cache_dir, strerror(errno));
+    if (!realpath(mountpoint, b))
+        return dverr_set(err, -errno, "mountpoint %s: %s", mountpoint, strerror(errno));
+    if (path_within(b, a))
+        return dverr_set(err, -EINVAL, "the mountpoint %s is inside the cache directory %s", b, a);
+    if (path_within(a, b))
+        return dverr_set(err, -EINVAL, "the cache directory %s is inside the mountpoint %s", a, b);
+    return 0;
+}

@@ -1,0 +1,94 @@
+/* cache: the local cache of materialised files (table files, changes files, blobs) that the mount
+ * serves (DESIGN.md sections 3, 4 and 7).
+ *
+ * A cached file is a sequence of independent zstd frames, each holding CACHE_FRAME bytes of the
+ * plain file (the last one fewer), with the zstd content checksum on; the frame index (compressed
+ * length of every frame) lives in SQLite (<dir>/index.db), so a read at any offset decodes one
+ * frame (random reads and mmap work). A file is filled by a background thread from a caller-given
+ * source the first time it is opened; readers get each frame as soon as it is written, so the
+ * first reader of a big table does not wait for the whole table. Decoding goes through a small
+ * per-thread frame cache (one frame per thread), so sequential reads decode each frame once.
+ *
+ * Budget: the bytes of all cache files are kept at or under the budget (the --cache-size, also
+ * bounded by the free disk space at open: 95% of what the cache may grow into) by evicting the
+ * least recently used files that nobody has open. An open (or filling) file is never evicted, so
+ * a single open file bigger than the whole budget can exceed it while it is open.
+ *
+ * Crash safety: a file is filled into <name>.tmp, fsynced and renamed, then its index row is
+ * inserted; at open, temp files, files without a row and rows without a matching file are
+ * removed, and a file's SHA-256 (stored in its row) is checked the first time it is opened after
+ * a restart (a mismatch drops it and the file is filled again).
+ * The directory is 0700 and files 0600 (it holds plaintext customer data). One process per cache
+ * directory: cache_open takes an exclusive lock (-EBUSY when another process holds it).
+ *
+ * Threading: everything is thread-safe. One mutex guards the entry table and LRU; the SQLite
+ * connection has its own mutex and is never used under the entry mutex; zstd work runs without
+ * either. */
+#ifndef DVSNAP_CACHE_H
+#define DVSNAP_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend/util.h"
+
+#define CACHE_FRAME (1u << 20) /* plain bytes per zstd frame */
+
+struct cache;
+struct cache_file;
+
+/* Where a file's bytes come from. Called on the fill thread only: open once, read until it
+ * returns 0 (end) or a negative errno, close once. free_arg (may be NULL) is called with arg when
+ * the cache no longer needs it (also when the file was already cached and open is never called).
+ * The cache copies this struct; arg is owned by the cache from cache_file_open on. */
+struct cache_source {
+    int (*open)(void *arg, void **stream, struct dverr *err);
+    ssize_t (*read)(void *stream, void *buf, size_t n, struct dverr *err);
+    void (*close)(void *stream);
+    void (*free_arg)(void *arg);
+    void *arg;
+};
+
+struct cache_opts {
+    uint64_t budget;       /* bytes; 0 means 2 GiB */
+    int wait_ms;           /* a reader waits at most this long without fill progress; 0: 30000 */
+    int level;             /* zstd level; 0 means 1 */
+};
+
+/* Open (creating with mode 0700) the cache at dir and take its lock. -EBUSY when another process
+ * uses it. */
+int cache_open(const char *dir, const struct cache_opts *opts, struct cache **out,
+               struct dverr *err);
+/* Wait for fill threads to stop (they are asked to stop at the next frame), then free. */
+void cache_free(struct cache *c); /* accepts NULL */
+
+/* Open the cached file for key (any string that names the content for ever; the content must
+ * never change under the same key), whose exact plain size is size. When it is not cached, a fill
+ * from src starts in the background. src is consumed in every case. A source that produces a
+ * different number of bytes than size makes the file fail (-EIO) rather than serve wrong bytes. */
+int cache_file_open(struct cache *c, const char *key, uint64_t size,
+                    const struct cache_source *src, struct cache_file **out, struct dverr *err);
+/* Read up to n bytes at off (fewer only at the end of the file). Waits for the fill while it
+ * makes progress; -EIO when the fill failed or made no progress for wait_ms (detail in err). */
+ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
+                         struct dverr *err);
+/* Wait until no fill is running (at most timeout_ms); 0, or -ETIMEDOUT. */
+int cache_wait_fills(struct cache *c, int timeout_ms);
+uint64_t cache_file_size(const struct cache_file *f);
+void cache_file_close(struct cache_file *f); /* accepts NULL */
+
+struct cache_stats {
+    uint64_t budget;        /* effective budget */
+    uint64_t bytes;         /* bytes of cache files on disk (filling included) */
+    uint64_t max_bytes;     /* the most bytes ever held since open */
+    uint64_t files, open_files, fills, hits, evictions, frames_decoded;
+};
+void cache_stats(struct cache *c, struct cache_stats *out);
+
+/* -EINVAL (with the reason) when mountpoint is inside the cache directory or the cache directory
+ * is inside mountpoint (a mount reading its own cache would deadlock). Both paths must exist. */
+int cache_check_mountpoint(const char *cache_dir, const char *mountpoint, struct dverr *err);
+
+#endif

@@ -1,0 +1,406 @@
+/* test_cache: the table cache on its own: fills followed by readers, random reads across frames,
+ * size mismatches and source errors as EIO, the bounded wait, the budget with LRU eviction that
+ * spares open files, persistence and the hash check across reopen, the one-process lock and the
+ * mountpoint check. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/util.h"
+#include "cache/cache.h"
+
+/* A deterministic pseudo-random source of `size` bytes (text-like so it compresses a little). */
+struct gen {
+    uint64_t size, pos;
+    uint64_t seed;
+    int fail_at_mib;   /* -1: never; else -EIO after that many MiB */
+    int extra;         /* produce this many bytes beyond size */
+    int block_ms;      /* sleep this long before every read (for the bounded wait) */
+    int *opened;       /* counter of opens */
+};
+
+static unsigned char gen_byte(uint64_t seed, uint64_t i)
+{
+    uint64_t x = (i / 7) * 0x9E3779B97F4A7C15ULL ^ seed;
+    x ^= x >> 29;
+    return (unsigned char)("abcdefghij{}\":,\n0123456789"[(x + i % 7) % 26]);
+}
+
+static int gen_open(void *arg, void **stream, struct dverr *err)
+{
+    struct gen *g = arg;
+    if (g->opened)
+        (*g->opened)++;
+    g->pos = 0;
+    *stream = g;
+    return 0;
+}
+
+static ssize_t gen_read(void *stream, void *buf, size_t n, struct dverr *err)
+{
+    struct gen *g = stream;
+    if (g->block_ms)
+        usleep((useconds_t)g->block_ms * 1000);
+    if (g->fail_at_mib >= 0 && g->pos >= (uint64_t)g->fail_at_mib << 20)
+        return dverr_set(err, -EIO, "segment damaged");
+    uint64_t end = g->size + (uint64_t)g->extra;
+    if (g->pos >= end)
+        return 0;
+    if (n > 300000)
+        n = 300000; /* odd chunk sizes on purpose */
+    if (n > end - g->pos)
+        n = (size_t)(end - g->pos);
+    for (size_t i = 0; i < n; i++)
+        ((unsigned char *)buf)[i] = gen_byte(g->seed, g->pos + i);
+    g->pos += n;
+    return (ssize_t)n;
+}
+
+static void gen_close(void *stream) {}
+
+static struct cache_source gen_source(struct gen *g)
+{
+    struct cache_source s = {gen_open, gen_read, gen_close, NULL, g};
+    return s;
+}
+
+static char dir[256];
+
+static int setup(void **state)
+{
+    snprintf(dir, sizeof dir, "/tmp/dvsnap-test-cache.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void check_bytes(const unsigned char *buf, size_t n, uint64_t seed, uint64_t off)
+{
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] != gen_byte(seed, off + i))
+            fail_msg("byte %llu differs", (unsigned long long)(off + i));
+}
+
+static void test_fill_and_read(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    struct cache_opts o = {.budget = 64 << 20};
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    struct stat sb;
+    assert_int_equal(stat(dir, &sb), 0);
+    assert_int_equal(sb.st_mode & 0777, 0700);
+
+    uint64_t size = 5 * CACHE_FRAME + 12345;
+    struct gen g = {.size = size, .seed = 7, .fail_at_mib = -1};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    assert_int_equal(cache_file_open(c, "env/p1/tables/a.json", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_size(f), size);
+    /* sequential read in odd pieces while the fill runs */
+    unsigned char *buf = malloc(size + 10);
+    uint64_t off = 0;
+    while (off < size) {
+        ssize_t n = cache_file_pread(f, buf + off, 131071, off, &err);
+        assert_true(n > 0);
+        off += (uint64_t)n;
+    }
+    assert_int_equal(cache_file_pread(f, buf, 10, size, &err), 0);
+    check_bytes(buf, size, 7, 0);
+    /* random reads across frame boundaries */
+    for (int i = 0; i < 50; i++) {
+        uint64_t o2 = ((uint64_t)i * 2654435761u) % size;
+        size_t len = (size_t)((i * 40503u) % (3 * CACHE_FRAME));
+        ssize_t n = cache_file_pread(f, buf, len, o2, &err);
+        size_t want = len < size - o2 ? len : (size_t)(size - o2);
+        assert_int_equal(n, want);
+        check_bytes(buf, (size_t)n, 7, o2);
+    }
+    cache_file_close(f);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    struct cache_stats st;
+    cache_stats(c, &st);
+    assert_int_equal(st.files, 1);
+    assert_int_equal(st.fills, 1);
+    assert_true(st.bytes > 0 && st.bytes < size);
+    /* files are 0600 */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(find %s/files -type f ! -perm 600)\"", dir);
+    assert_int_equal(system(cmd), 0);
+    cache_free(c);
+
+    /* reopen: served from disk without a new fill; the source is not opened */
+    int opened = 0;
+    struct gen g2 = {.size = size, .seed = 7, .fail_at_mib = -1, .opened = &opened};
+    s = gen_source(&g2);
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    assert_int_equal(cache_file_open(c, "env/p1/tables/a.json", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_pread(f, buf, size, 0, &err), (ssize_t)size);
+    check_bytes(buf, size, 7, 0);
+    cache_file_close(f);
+    assert_int_equal(opened, 0);
+    cache_free(c);
+    free(buf);
+}
+
+static void test_damaged_file_refilled(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    struct cache_opts o = {.budget = 64 << 20};
+    uint64_t size = 2 * CACHE_FRAME + 7;
+    struct gen g = {.size = size, .seed = 9, .fail_at_mib = -1};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    unsigned char *buf = malloc(size);
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    assert_int_equal(cache_file_open(c, "k", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_pread(f, buf, size, 0, &err), (ssize_t)size);
+    cache_file_close(f);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    cache_free(c);
+    /* flip a byte in the cache file */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd,
+             "f=$(ls %s/files/*.zst) && printf 'X' | dd of=$f bs=1 seek=100 conv=notrunc "
+             "status=none",
+             dir);
+    assert_int_equal(system(cmd), 0);
+    int opened = 0;
+    struct gen g2 = {.size = size, .seed = 9, .fail_at_mib = -1, .opened = &opened};
+    s = gen_source(&g2);
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    assert_int_equal(cache_file_open(c, "k", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_pread(f, buf, size, 0, &err), (ssize_t)size);
+    check_bytes(buf, size, 9, 0);
+    assert_int_equal(opened, 1);
+    cache_file_close(f);
+    cache_free(c);
+    free(buf);
+}
+
+static void test_errors_are_eio(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    struct cache_opts o = {.budget = 64 << 20, .wait_ms = 300};
+    unsigned char *buf = malloc(4 * CACHE_FRAME);
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+
+    /* source fails after 2 MiB: the first 2 MiB read, then EIO */
+    uint64_t size = 4 * CACHE_FRAME;
+    struct gen g = {.size = size, .seed = 1, .fail_at_mib = 2};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    assert_int_equal(cache_file_open(c, "bad", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_pread(f, buf, CACHE_FRAME, 0, &err), CACHE_FRAME);
+    dverr_clear(&err);
+    assert_int_equal(cache_file_pread(f, buf, CACHE_FRAME, 3 * CACHE_FRAME, &err), -EIO);
+    assert_non_null(strstr(dverr_msg(&err), "segment damaged"));
+    cache_file_close(f);
+
+    /* more bytes than announced: EIO, never the wrong bytes */
+    struct gen g2 = {.size = CACHE_FRAME / 2, .seed = 1, .fail_at_mib = -1, .extra = 10};
+    s = gen_source(&g2);
+    assert_int_equal(cache_file_open(c, "long", CACHE_FRAME / 2, &s, &f, &err), 0);
+    dverr_clear(&err);
+    assert_int_equal(cache_file_pread(f, buf, 100, 0, &err), -EIO);
+    cache_file_close(f);
+
+    /* fewer bytes than announced */
+    struct gen g3 = {.size = 3 * CACHE_FRAME / 2, .seed = 1, .fail_at_mib = -1};
+    s = gen_source(&g3);
+    assert_int_equal(cache_file_open(c, "short", 3 * CACHE_FRAME / 2 + 1, &s, &f, &err), 0);
+    dverr_clear(&err);
+    ssize_t n = cache_file_pread(f, buf, 3 * CACHE_FRAME / 2 + 1, 0, &err);
+    assert_true(n == -EIO || n == CACHE_FRAME); /* the first full frame may be served */
+    assert_int_equal(cache_file_pread(f, buf, 10, CACHE_FRAME + 10, &err), -EIO);
+    cache_file_close(f);
+
+    /* a source that stalls: EIO after the bounded wait (300 ms), not a hang */
+    struct gen g4 = {.size = CACHE_FRAME, .seed = 1, .fail_at_mib = -1, .block_ms = 1500};
+    s = gen_source(&g4);
+    assert_int_equal(cache_file_open(c, "slow", CACHE_FRAME, &s, &f, &err), 0);
+    int64_t t0 = now_ms();
+    dverr_clear(&err);
+    assert_int_equal(cache_file_pread(f, buf, 10, 0, &err), -EIO);
+    int64_t dt = now_ms() - t0;
+    assert_true(dt >= 250 && dt < 1400);
+    cache_file_close(f);
+
+    struct cache_stats st;
+    cache_stats(c, &st);
+    assert_int_equal(st.files, 1); /* failed fills are not kept; "slow" may still be filling */
+    cache_free(c);
+    free(buf);
+}
+
+static void test_budget_lru(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    /* each file compresses to a bit under 1 MiB per 2 MiB; budget fits about 3 */
+    uint64_t size = 2 * CACHE_FRAME;
+    struct cache_opts o = {.budget = 0};
+    struct cache_file *f, *pinned = NULL;
+    unsigned char *buf = malloc(size);
+    /* measure one file's cache size */
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    struct gen g0 = {.size = size, .seed = 100, .fail_at_mib = -1};
+    struct cache_source s = gen_source(&g0);
+    assert_int_equal(cache_file_open(c, "probe", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_pread(f, buf, size, 0, &err), (ssize_t)size);
+    cache_file_close(f);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    struct cache_stats st;
+    cache_stats(c, &st);
+    uint64_t one = st.bytes;
+    cache_free(c);
+    teardown(state);
+    setup(state);
+
+    o.budget = one * 3 + one / 2;
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    struct gen gs[8];
+    for (int i = 0; i < 8; i++) {
+        char key[16];
+        snprintf(key, sizeof key, "t%d", i);
+        gs[i] = (struct gen){.size = size, .seed = (uint64_t)i, .fail_at_mib = -1};
+        s = gen_source(&gs[i]);
+        assert_int_equal(cache_file_open(c, key, size, &s, &f, &err), 0);
+        assert_int_equal(cache_file_pread(f, buf, size, 0, &err), (ssize_t)size);
+        check_bytes(buf, size, (uint64_t)i, 0);
+        assert_int_equal(cache_wait_fills(c, 5000), 0);
+        if (i == 0)
+            pinned = f; /* kept open: must survive eviction */
+        else
+            cache_file_close(f);
+        cache_stats(c, &st);
+        assert_true(st.bytes <= o.budget);
+    }
+    cache_stats(c, &st);
+    assert_true(st.max_bytes <= o.budget);
+    assert_true(st.evictions >= 4);
+    /* the pinned file still reads correctly */
+    assert_int_equal(cache_file_pread(pinned, buf, size, 0, &err), (ssize_t)size);
+    check_bytes(buf, size, 0, 0);
+    cache_file_close(pinned);
+    /* the most recent file is still cached: no new fill */
+    uint64_t fills = st.fills;
+    s = gen_source(&gs[7]);
+    assert_int_equal(cache_file_open(c, "t7", size, &s, &f, &err), 0);
+    cache_file_close(f);
+    cache_stats(c, &st);
+    assert_int_equal(st.fills, fills);
+    /* files on disk add up to at most the budget */
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "test $(cat %s/files/*.zst | wc -c) -le %llu", dir,
+             (unsigned long long)o.budget);
+    assert_int_equal(system(cmd), 0);
+    cache_free(c);
+    free(buf);
+}
+
+static void test_lock_and_mountpoint(void **state)
+{
+    struct cache *c, *c2;
+    struct dverr err = {0};
+    assert_int_equal(cache_open(dir, NULL, &c, &err), 0);
+    assert_int_equal(cache_open(dir, NULL, &c2, &err), -EBUSY);
+    cache_free(c);
+    assert_int_equal(cache_open(dir, NULL, &c2, &err), 0);
+    cache_free(c2);
+
+    char inner[300];
+    snprintf(inner, sizeof inner, "%s/mnt", dir);
+    assert_int_equal(mkdir(inner, 0755), 0);
+    dverr_clear(&err);
+    assert_int_equal(cache_check_mountpoint(dir, inner, &err), -EINVAL);
+    assert_int_equal(cache_check_mountpoint(inner, dir, &err), -EINVAL);
+    assert_int_equal(cache_check_mountpoint(inner, "/tmp/..", &err), -EINVAL);
+    char other[300];
+    snprintf(other, sizeof other, "%s-other", dir);
+    assert_int_equal(mkdir(other, 0755), 0);
+    dverr_clear(&err);
+    assert_int_equal(cache_check_mountpoint(dir, other, &err), 0); /* prefix but not inside */
+    rmdir(other);
+}
+
+struct par_arg {
+    struct cache *c;
+    int i;
+    int ok;
+};
+
+static void *par_reader(void *p)
+{
+    struct par_arg *a = p;
+    struct dverr err = {0};
+    uint64_t size = 3 * CACHE_FRAME + (uint64_t)a->i * 1000;
+    struct gen g = {.size = size, .seed = (uint64_t)(a->i % 4), .fail_at_mib = -1};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    char key[16];
+    snprintf(key, sizeof key, "par%d", a->i % 4);
+    size = 3 * CACHE_FRAME + (uint64_t)(a->i % 4) * 1000;
+    g.size = size;
+    unsigned char *buf = malloc(size);
+    if (cache_file_open(a->c, key, size, &s, &f, &err) == 0) {
+        a->ok = cache_file_pread(f, buf, size, 0, &err) == (ssize_t)size;
+        for (uint64_t k = 0; a->ok && k < size; k++)
+            a->ok = buf[k] == gen_byte((uint64_t)(a->i % 4), k);
+        cache_file_close(f);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void test_parallel_readers(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    assert_int_equal(cache_open(dir, NULL, &c, &err), 0);
+    pthread_t th[16];
+    struct par_arg a[16];
+    for (int i = 0; i < 16; i++) {
+        a[i] = (struct par_arg){c, i, 0};
+        pthread_create(&th[i], NULL, par_reader, &a[i]);
+    }
+    for (int i = 0; i < 16; i++) {
+        pthread_join(th[i], NULL);
+        assert_true(a[i].ok);
+    }
+    struct cache_stats st;
+    cache_stats(c, &st);
+    assert_int_equal(st.fills, 4); /* four keys, each filled once */
+    cache_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_fill_and_read, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_file_refilled, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_errors_are_eio, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_budget_lru, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lock_and_mountpoint, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,455 @@
+/* test_repo: the repository through its public API (repo.h): segments written in any order and
+ * read back as exact table files, chains merged newest-first with deletes, changes files, captures
+ * with state, points listed and loaded, blobs, forget, prune, check naming a flipped byte, catalog
+ * damage and rebuild, writer locks. Each test works in its own temp directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "backend/catalog.h"
+#include "backend/manifest.h"
+#include "backend/repo.h"
+#include "backend/segment.h"
+
+struct fx {
+    char dir[64];
+    char cat[128];
+    struct repo *r;
+};
+
+static void open_repo(struct fx *f)
+{
+    struct objstore *s = NULL;
+    struct dverr e = {0};
+    assert_int_equal(objstore_dir_open(f->dir, &s, &e), 0);
+    int rc = repo_open_store(s, f->cat, &f->r, &e);
+    if (rc)
+        fprintf(stderr, "repo_open_store: %s\n", dverr_msg(&e));
+    assert_int_equal(rc, 0);
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/test_repo.XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->cat, sizeof f->cat, "%s/catalog.db", f->dir);
+    open_repo(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    repo_free(f->r);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    free(f);
+    return 0;
+}
+
+/* The line of record i (version v): a small JSON object with the key first. */
+static void rec_line(struct buf *b, int i, int v)
+{
+    buf_reset(b);
+    buf_printf(b, "{\"id\":\"k%06d\",\"n\":%d,\"v\":%d,\"big\":12345678901234567890.000000001}", i,
+               i, v);
+}
+static void rec_key(char *k, size_t n, int i)
+{
+    snprintf(k, n, "k%06d", i);
+}
+
+static void read_all(struct table_reader *tr, struct buf *out, size_t chunk)
+{
+    char *tmp = malloc(chunk);
+    struct dverr e = {0};
+    for (;;) {
+        ssize_t n = table_reader_read(tr, tmp, chunk, &e);
+        if (n < 0)
+            fprintf(stderr, "read: %s\n", dverr_msg(&e));
+        assert_true(n >= 0);
+        if (n == 0)
+            break;
+        buf_add(out, tmp, (size_t)n);
+    }
+    free(tmp);
+}
+
+/* Expected table file for records [0,n) where keys in del are gone and versions come from ver. */
+static void expect_table(struct buf *out, int n, const int *ver)
+{
+    struct buf line = BUF_INIT;
+    int lines = 0;
+    buf_addstr(out, "[\n");
+    for (int i = 0; i < n; i++) {
+        if (ver[i] < 0)
+            continue;
+        rec_line(&line, i, ver[i]);
+        if (lines++)
+            buf_addstr(out, ",\n");
+        buf_add(out, line.data, line.len);
+    }
+    buf_addstr(out, lines ? "\n]\n" : "]\n");
+    buf_release(&line);
+}
+
+static char *write_segment(struct repo *r, char op, const int *idx, int n, const int *ver,
+                           struct segment_stats *st, size_t budget)
+{
+    struct segment_writer *w = NULL;
+    struct dverr e = {0};
+    struct buf line = BUF_INIT;
+    char key[32], id[65];
+    assert_int_equal(segment_writer_new(r, &w, &e), 0);
+    if (budget)
+        segment_writer_set_budget(w, budget);
+    for (int j = 0; j < n; j++) {
+        int i = idx[j];
+        rec_key(key, sizeof key, i);
+        rec_line(&line, i, ver ? ver[i] : 0);
+        char o = op == 'x' ? (ver[i] < 0 ? 'd' : 'u') : op;
+        assert_int_equal(segment_writer_add(w, (enum segment_op)o, key, strlen(key), line.data,
+                                            o == 'd' ? 0 : line.len, &e), 0);
+    }
+    int rc = segment_writer_finish_stats(w, id, st, &e);
+    if (rc)
+        fprintf(stderr, "finish: %s\n", dverr_msg(&e));
+    assert_int_equal(rc, 0);
+    buf_release(&line);
+    return strdup(id);
+}
+
+static void shuffle(int *v, int n, unsigned seed)
+{
+    for (int i = n - 1; i > 0; i--) {
+        seed = seed * 1103515245u + 12345u;
+        int j = (int)((seed >> 8) % (unsigned)(i + 1));
+        int t = v[i];
+        v[i] = v[j];
+        v[j] = t;
+    }
+}
+
+static struct point *one_table_point(const char *env, char **chain, size_t n, uint64_t records,
+                                     uint64_t bytes)
+{
+    struct point *p = calloc(1, sizeof *p);
+    p->env = strdup(env);
+    p->kind = strdup("system");
+    p->taken_at = 1763715600;
+    p->n_tables = 1;
+    p->tables = calloc(1, sizeof *p->tables);
+    p->tables[0].name = strdup("account");
+    p->tables[0].primary_key = strdup("id");
+    p->tables[0].segments = calloc(n, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        p->tables[0].segments[i] = strdup(chain[i]);
+    p->tables[0].n_segments = n;
+    p->tables[0].records = records;
+    p->tables[0].bytes = bytes;
+    return p;
+}
+
+/* Base in shuffled order (with a duplicate key that must keep its last entry), then a delta with
+ * updates and deletes: the merged table file equals the expected bytes, read in odd chunk sizes. */
+static void test_segment_chain_roundtrip(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 20000 };
+    int *idx = malloc(N * sizeof *idx), ver[N];
+    for (int i = 0; i < N; i++) {
+        idx[i] = i;
+        ver[i] = 1;
+    }
+    shuffle(idx, N, 7);
+    /* duplicate: key 5 added first with version 0 via a separate writer call sequence */
+    struct segment_writer *w = NULL;
+    struct dverr e = {0};
+    struct buf line = BUF_INIT;
+    char key[32], base[65];
+    assert_int_equal(segment_writer_new(f->r, &w, &e), 0);
+    rec_line(&line, 5, 0);
+    assert_int_equal(segment_writer_add(w, SEG_BASE, "k000005", 7, line.data, line.len, &e), 0);
+    for (int j = 0; j < N; j++) {
+        rec_key(key, sizeof key, idx[j]);
+        rec_line(&line, idx[j], 1);
+        assert_int_equal(segment_writer_add(w, SEG_BASE, key, strlen(key), line.data, line.len, &e), 0);
+    }
+    assert_int_equal(segment_writer_count(w), N + 1);
+    struct segment_stats st;
+    assert_int_equal(segment_writer_finish_stats(w, base, &st, &e), 0);
+    assert_int_equal(st.entries, N);
+    assert_int_equal(strlen(base), 64);
+
+    /* delta: update every 7th, delete every 11th */
+    int dn = 0, *didx = malloc(N * sizeof *didx);
+    for (int i = 0; i < N; i++) {
+        if (i % 11 == 0) {
+            ver[i] = -1;
+            didx[dn++] = i;
+        } else if (i % 7 == 0) {
+            ver[i] = 2;
+            didx[dn++] = i;
+        }
+    }
+    shuffle(didx, dn, 3);
+    struct segment_stats dst;
+    char *delta = write_segment(f->r, 'x', didx, dn, ver, &dst, 0);
+    assert_int_equal(dst.deletes, (N + 10) / 11);
+
+    struct buf want = BUF_INIT, got = BUF_INIT;
+    expect_table(&want, N, ver);
+    char *chain[2] = {base, delta};
+    struct point *p = one_table_point("contoso-dev", chain, 2, 0, want.len);
+    struct table_reader *tr = NULL;
+    assert_int_equal(table_reader_open(f->r, p, "account", &tr, &e), 0);
+    read_all(tr, &got, 4093);
+    table_reader_free(tr);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+
+    /* the base alone gives version 1 of everything */
+    for (int i = 0; i < N; i++)
+        ver[i] = 1;
+    buf_reset(&want);
+    buf_reset(&got);
+    expect_table(&want, N, ver);
+    assert_int_equal(st.table_bytes, want.len);
+    p->tables[0].n_segments = 1;
+    p->tables[0].bytes = want.len;
+    assert_int_equal(table_reader_open(f->r, p, "account", &tr, &e), 0);
+    read_all(tr, &got, 1 << 20);
+    table_reader_free(tr);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+
+    /* a wrong size in the manifest is an error, never silently different bytes */
+    p->tables[0].bytes = want.len - 1;
+    assert_int_equal(table_reader_open(f->r, p, "account", &tr, &e), 0);
+    char tmp[65536];
+    ssize_t n;
+    struct dverr e2 = {0};
+    while ((n = table_reader_read(tr, tmp, sizeof tmp, &e2)) > 0)
+        ;
+    assert_int_equal(n, -EIO);
+    table_reader_free(tr);
+    p->tables[0].n_segments = 2;
+    point_free(p);
+    buf_release(&want);
+    buf_release(&got);
+    buf_release(&line);
+    free(delta);
+    free(idx);
+    free(didx);
+}
+
+/* A tiny memory budget forces spilled runs; the result must equal the in-memory result. */
+static void test_segment_spill(void **state)
+{
+    struct fx *f = *state;
+    enum { N = 5000 };
+    int idx[N], ver[N];
+    for (int i = 0; i < N; i++) {
+        idx[i] = i;
+        ver[i] = 3;
+    }
+    shuffle(idx, N, 11);
+    struct segment_stats a, b;
+    char *spilled = write_segment(f->r, 'b', idx, N, ver, &a, 16 << 10);
+    char *mem = write_segment(f->r, 'b', idx, N, ver, &b, 0);
+    assert_string_equal(spilled, mem); /* same bytes, same id */
+    assert_int_equal(a.entries, N);
+    free(spilled);
+    free(mem);
+}
+
+static void test_changes_file(void **state)
+{
+    struct fx *f = *state;
+    int ver[3] = {1, 1, -1}, idx[3] = {2, 0, 1};
+    struct dverr e = {0};
+    struct segment_writer *w = NULL;
+    char id[65];
+    struct segment_stats st;
+    assert_int_equal(segment_writer_new(f->r, &w, &e), 0);
+    assert_int_equal(segment_writer_add(w, SEG_DELETE, "b\"q", 3, NULL, 0, &e), 0);
+    assert_int_equal(segment_writer_add(w, SEG_CREATE, "a", 1, "{\"id\":\"a\"}", 10, &e), 0);
+    assert_int_equal(segment_writer_add(w, SEG_UPDATE, "c", 1, "{\"id\":\"c\",\"x\":1}", 16, &e), 0);
+    assert_int_equal(segment_writer_finish_stats(w, id, &st, &e), 0);
+    (void)ver;
+    (void)idx;
+    const char *want = "[\n{\"op\":\"create\",\"id\":\"a\",\"record\":{\"id\":\"a\"}},\n"
+                       "{\"op\":\"delete\",\"id\":\"b\\\"q\"},\n"
+                       "{\"op\":\"update\",\"id\":\"c\",\"record\":{\"id\":\"c\",\"x\":1}}\n]\n";
+    assert_int_equal(st.changes_bytes, strlen(want));
+    char *chain[1] = {id};
+    struct point *p = one_table_point("contoso-dev", chain, 1, 2, 0);
+    p->tables[0].delta = strdup(id);
+    p->tables[0].changes_bytes = st.changes_bytes;
+    p->tables[0].bytes = st.table_bytes;
+    struct table_reader *tr = NULL;
+    struct buf got = BUF_INIT;
+    assert_int_equal(changes_reader_open(f->r, p, "account", &tr, &e), 0);
+    read_all(tr, &got, 7);
+    table_reader_free(tr);
+    assert_string_equal(got.data, want);
+    /* the table itself: the delete is not a record */
+    buf_reset(&got);
+    assert_int_equal(table_reader_open(f->r, p, "account", &tr, &e), 0);
+    read_all(tr, &got, 100);
+    table_reader_free(tr);
+    assert_string_equal(got.data, "[\n{\"id\":\"a\"},\n{\"id\":\"c\",\"x\":1}\n]\n");
+    /* no delta: an empty changes file */
+    free(p->tables[0].delta);
+    p->tables[0].delta = NULL;
+    p->tables[0].changes_bytes = 4;
+    buf_reset(&got);
+    assert_int_equal(changes_reader_open(f->r, p, "account", &tr, &e), 0);
+    read_all(tr, &got, 100);
+    table_reader_free(tr);
+    assert_string_equal(got.data, "[\n]\n");
+    point_free(p);
+    buf_release(&got);
+}
+
+/* Capture: begin, state, commit; points listed; manifest round trip; next capture sees previous
+ * point and state; a second concurrent begin is refused. */
+static void test_capture_points(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    struct repo_capture *c = NULL, *c2 = NULL;
+    assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+    assert_null(repo_capture_previous(c));
+    assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c2, &e), -EBUSY);
+    assert_non_null(strstr(dverr_msg(&e), "another capture"));
+    dverr_clear(&e);
+    int idx[100], ver[100];
+    for (int i = 0; i < 100; i++) {
+        idx[i] = i;
+        ver[i] = 1;
+    }
+    struct segment_stats st;
+    char *base = write_segment(f->r, 'b', idx, 100, ver, &st, 0);
+    struct buf line = BUF_INIT;
+    char key[32];
+    for (int i = 0; i < 100; i++) {
+        rec_key(key, sizeof key, i);
+        rec_line(&line, i, 1);
+        assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key),
+                                                repo_line_hash(line.data, line.len), line.len,
+                                                false), 0);
+    }
+    uint64_t h, l;
+    bool found;
+    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
+    assert_true(found);
+    rec_line(&line, 42, 1);
+    assert_true(h == repo_line_hash(line.data, line.len));
+    char *chain[1] = {base};
+    struct point *p = one_table_point("contoso-dev", chain, 1, st.entries, st.table_bytes);
+    p->tables[0].delta = strdup(base);
+    p->tables[0].changes_bytes = st.changes_bytes;
+    p->tables[0].delta_link = strdup("http://x/delta?token=1");
+    p->not_captured_json = strdup("[{\"what\":\"apps\",\"reason\":\"not supported\"}]");
+    p->env_json = strdup("{\"name\":\"contoso-dev\",\"big\":12345678901234567}");
+    int rc = repo_capture_commit(c, p, &e);
+    if (rc)
+        fprintf(stderr, "commit: %s\n", dverr_msg(&e));
+    assert_int_equal(rc, 0);
+    assert_string_equal(p->name, "2025-11-21T090000Z");
+
+    struct point_summary *ps = NULL;
+    size_t n = 0;
+    assert_int_equal(repo_points(f->r, "contoso-dev", &ps, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ps[0].name, "2025-11-21T090000Z");
+    assert_string_equal(ps[0].kind, "system");
+    repo_point_summaries_free(ps, n);
+
+    struct point *q = NULL;
+    assert_int_equal(repo_point_load(f->r, "contoso-dev", "2025-11-21T090000Z", &q, &e), 0);
+    assert_string_equal(q->tables[0].delta_link, "http://x/delta?token=1");
+    assert_int_equal(q->tables[0].bytes, st.table_bytes);
+    assert_string_equal(q->env_json, "{\"name\":\"contoso-dev\",\"big\":12345678901234567}");
+    struct buf bj = BUF_INIT;
+    assert_int_equal(point_render_backup_json(q, &bj), 0);
+    assert_non_null(strstr(bj.data, "\"taken_at\": \"2025-11-21T09:00:00Z\""));
+    assert_non_null(strstr(bj.data, "\"records\": 100"));
+    assert_non_null(strstr(bj.data, "not supported"));
+    buf_release(&bj);
+    point_free(q);
+
+    /* a second capture in the same second gets a later, unique name and sees the state */
+    assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+    assert_non_null(repo_capture_previous(c));
+    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
+    assert_true(found);
+    assert_int_equal(repo_capture_state_put(c, "account", "k000042", 7, 0, 0, true), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
+    assert_false(found);
+    struct point *p2 = one_table_point("contoso-dev", chain, 1, st.entries, st.table_bytes);
+    assert_int_equal(repo_capture_commit(c, p2, &e), 0);
+    assert_string_equal(p2->name, "2025-11-21T090001Z");
+    char **envs = NULL;
+    assert_int_equal(repo_envs(f->r, &envs, &n, &e), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(envs[0], "contoso-dev");
+    repo_names_free(envs, n);
+    point_free(p);
+    point_free(p2);
+    buf_release(&line);
+    free(base);
+}
+
+static void test_blobs(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    char id[65], id2[65];
+    assert_int_equal(repo_blob_put(f->r, "hello", 5, id, &e), 0);
+    assert_int_equal(repo_blob_put(f->r, "hello", 5, id2, &e), 0);
+    assert_string_equal(id, id2);
+    assert_string_equal(id, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824");
+    struct buf b = BUF_INIT;
+    assert_int_equal(repo_blob_get(f->r, id, &b, &e), 0);
+    assert_string_equal(b.data, "hello");
+    buf_release(&b);
+    /* flip a byte: the hash no longer matches -> -EIO, no bytes */
+    char path[256];
+    snprintf(path, sizeof path, "%s/objects/%.2s/%s", f->dir, id, id);
+    FILE *fp = fopen(path, "r+");
+    assert_non_null(fp);
+    fputc('j', fp);
+    fclose(fp);
+    struct dverr e2 = {0};
+    assert_int_equal(repo_blob_get(f->r, id, &b, &e2), -EIO);
+    assert_int_equal(b.len, 0);
+    assert_non_null(strstr(dverr_msg(&e2), "damaged"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_segment_chain_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_segment_spill, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_changes_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_capture_points, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_blobs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
