@@ -22,7 +22,7 @@
 #include <string.h>
 #include <time.h>
 
-void token_fingerprint(const char *token, char out[17])
+void dvsim_token_fingerprint(const char *token, char out[17])
 {
     char hex[65];
     sha256_hex(token, strlen(token), hex);
@@ -41,7 +41,7 @@ static void token_mac(struct dvsim *d, const char *res_hex, long long exp, char 
     out[32] = '\0';
 }
 
-int token_issue(struct dvsim *d, const char *resource, int64_t expires_at, struct buf *out)
+int dvsim_token_issue(struct dvsim *d, const char *resource, int64_t expires_at, struct buf *out)
 {
     struct buf hx = BUF_INIT;
     for (const char *p = resource; *p; p++)
@@ -53,7 +53,7 @@ int token_issue(struct dvsim *d, const char *resource, int64_t expires_at, struc
     return rc;
 }
 
-int token_check(struct dvsim *d, const char *token, char *resource, size_t n)
+int dvsim_token_check(struct dvsim *d, const char *token, char *resource, size_t n)
 {
     if (strncmp(token, "dvs1.", 5) != 0)
         return -EINVAL;
@@ -99,12 +99,12 @@ static void aad_error(struct req *r, int status, const char *error, int code, co
     va_start(ap, fmt);
     vsnprintf(desc, sizeof desc, fmt, ap);
     va_end(ap);
-    iso_from_time((int64_t)time(NULL), ts);
+    dvsim_iso_time((int64_t)time(NULL), ts);
     ts[19] = '\0'; /* AAD format: 2024-01-01 00:00:00Z */
     ts[10] = ' ';
     uint64_t s = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)r;
-    guid_from_u64(splitmix64(&s), splitmix64(&s), trace);
-    guid_from_u64(splitmix64(&s), splitmix64(&s), corr);
+    dvsim_guid(dvsim_splitmix64(&s), dvsim_splitmix64(&s), trace);
+    dvsim_guid(dvsim_splitmix64(&s), dvsim_splitmix64(&s), corr);
     char full[1024];
     snprintf(full, sizeof full, "AADSTS%d: %s Trace ID: %s Correlation ID: %s Timestamp: %sZ", code, desc,
              trace, corr, ts);
@@ -133,7 +133,7 @@ static char *form_get(const struct buf *body, const char *key)
         if ((size_t)(e - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
             char *v = strndup(p + kl + 1, (size_t)(e - p - (ptrdiff_t)kl - 1));
             if (v)
-                url_decode_inplace(v);
+                dvsim_url_decode(v);
             return v;
         }
         p = e + 1;
@@ -141,7 +141,7 @@ static char *form_get(const struct buf *body, const char *key)
     return NULL;
 }
 
-void admin_token(struct req *r, const char *tenant)
+void dvadmin_token(struct req *r, const char *tenant)
 {
     struct dvsim *d = r->d;
     char *client_id = NULL, *secret = NULL, *grant = NULL, *scope = NULL;
@@ -229,7 +229,7 @@ void admin_token(struct req *r, const char *tenant)
             pl--;
         if (pl == 0) {
             resource[0] = '\0';
-        } else if (pl > 5 && strncmp(path, "/org/", 5) == 0 && schema_env_index(path + 5, pl - 5) >= 0) {
+        } else if (pl > 5 && strncmp(path, "/org/", 5) == 0 && dvschema_env_index(path + 5, pl - 5) >= 0) {
             snprintf(resource, sizeof resource, "%.*s", (int)pl, path);
         } else {
             aad_error(r, 400, "invalid_resource", 500011,
@@ -241,14 +241,14 @@ void admin_token(struct req *r, const char *tenant)
     }
     struct buf tok = BUF_INIT;
     int64_t exp = (int64_t)time(NULL) + d->token_lifetime_s;
-    token_issue(d, resource, exp, &tok);
+    dvsim_token_issue(d, resource, exp, &tok);
     buf_reset(&r->out);
     buf_printf(&r->out, "{\"token_type\":\"Bearer\",\"expires_in\":%d,\"ext_expires_in\":%d,\"access_token\":\"%s\"}",
                d->token_lifetime_s, d->token_lifetime_s, tok.data);
     buf_release(&tok);
     r->status = 200;
     r->content_type = "application/json; charset=utf-8";
-    req_add_header(r, "Cache-Control", "no-store, no-cache");
+    sreq_add_header(r, "Cache-Control", "no-store, no-cache");
 out:
     free(client_id);
     free(secret);
@@ -266,8 +266,8 @@ struct env_state {
 static void env_state_load(struct dvsim *d, int env, struct env_state *st)
 {
     snprintf(st->runtime, sizeof st->runtime, "Enabled");
-    snprintf(st->sku, sizeof st->sku, "%s", schema_envs[env].sku);
-    sqlite3 *db = store_get(d->store);
+    snprintf(st->sku, sizeof st->sku, "%s", dvschema_envs[env].sku);
+    sqlite3 *db = dvstore_get(d->store);
     sqlite3_stmt *q = NULL;
     if (db && sqlite3_prepare_v2(db, "SELECT runtime, sku FROM envstate WHERE env=?1", -1, &q, NULL) == SQLITE_OK) {
         sqlite3_bind_int(q, 1, env);
@@ -280,12 +280,12 @@ static void env_state_load(struct dvsim *d, int env, struct env_state *st)
         }
     }
     sqlite3_finalize(q);
-    store_put(d->store, db);
+    dvstore_put(d->store, db);
 }
 
 static int env_state_save(struct dvsim *d, int env, const struct env_state *st)
 {
-    sqlite3 *db = store_get(d->store);
+    sqlite3 *db = dvstore_get(d->store);
     sqlite3_stmt *q = NULL;
     int rc = db ? sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO envstate(env, runtime, sku) VALUES(?1,?2,?3)",
                                      -1, &q, NULL)
@@ -297,17 +297,17 @@ static int env_state_save(struct dvsim *d, int env, const struct env_state *st)
         rc = sqlite3_step(q) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
     }
     sqlite3_finalize(q);
-    store_put(d->store, db);
-    return sqlite_to_errno(rc);
+    dvstore_put(d->store, db);
+    return dvstore_errno(rc);
 }
 
 static cJSON *env_json(struct req *r, int env)
 {
-    const struct env_def *e = &schema_envs[env];
+    const struct env_def *e = &dvschema_envs[env];
     struct env_state st;
     env_state_load(r->d, env, &st);
     char id[64], path[160], url[200];
-    schema_env_guid(env, id);
+    dvschema_env_guid(env, id);
     cJSON *o = cJSON_CreateObject();
     snprintf(path, sizeof path, "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/%s", id);
     cJSON_AddStringToObject(o, "id", path);
@@ -380,11 +380,11 @@ static int env_by_id(const char *id, size_t len)
 {
     for (int i = 0; i < N_ENVS; i++) {
         char g[64];
-        schema_env_guid(i, g);
+        dvschema_env_guid(i, g);
         if (strlen(g) == len && strncasecmp(g, id, len) == 0)
             return i;
     }
-    return schema_env_index(id, len);
+    return dvschema_env_index(id, len);
 }
 
 static void bap_error(struct req *r, int status, const char *code, const char *msg)
@@ -433,7 +433,7 @@ static void env_patch(struct req *r, int env)
         bool valid = false;
         for (size_t i = 0; i < 4 && cJSON_IsString(sku); i++)
             valid |= strcmp(sku->valuestring, ok[i]) == 0;
-        if (!valid || schema_envs[env].is_default) {
+        if (!valid || dvschema_envs[env].is_default) {
             cJSON_Delete(body);
             bap_error(r, 400, "InvalidEnvironmentSku", "The environment SKU cannot be changed to that value.");
             return;
@@ -480,7 +480,7 @@ static void capacity(struct req *r)
     send_cjson(r, 200, o);
 }
 
-void admin_route(struct req *r, const char *rest)
+void dvadmin_route(struct req *r, const char *rest)
 {
     static const char envs[] = "/scopes/admin/environments";
     if (strncmp(rest, envs, sizeof envs - 1) == 0) {

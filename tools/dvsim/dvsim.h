@@ -61,7 +61,7 @@ struct table_def {
     size_t n_cols;
 };
 struct n2n_def {
-    const char *schema_name, *intersect;
+    const char *dvschema_name, *intersect;
     const char *entity1, *entity1_attr, *entity1_nav;
     const char *entity2, *entity2_attr, *entity2_nav;
 };
@@ -75,23 +75,23 @@ struct env_def {
 };
 #define N_ENVS 6
 
-extern const struct table_def schema_tables[N_TABLES];
-extern const struct n2n_def schema_n2n[];
-extern const size_t schema_n_n2n;
-extern const struct env_def schema_envs[N_ENVS];
+extern const struct table_def dvschema_tables[N_TABLES];
+extern const struct n2n_def dvschema_n2n[];
+extern const size_t dvschema_n_n2n;
+extern const struct env_def dvschema_envs[N_ENVS];
 
-const struct table_def *schema_table_by_set(const char *set, size_t len);
-const struct table_def *schema_table_by_logical(const char *logical, size_t len);
-int schema_table_index(const struct table_def *t);
-int schema_env_index(const char *unique_name, size_t len);
+const struct table_def *dvschema_table_by_set(const char *set, size_t len);
+const struct table_def *dvschema_table_by_logical(const char *logical, size_t len);
+int dvschema_table_index(const struct table_def *t);
+int dvschema_env_index(const char *unique_name, size_t len);
 /* The column whose record member is `member` (e.g. "_primarycontactid_value" or "name"). */
-const struct col_def *schema_col_by_member(const struct table_def *t, const char *member, size_t len);
-const struct col_def *schema_col_by_nav(const struct table_def *t, const char *nav, size_t len);
+const struct col_def *dvschema_col_by_member(const struct table_def *t, const char *member, size_t len);
+const struct col_def *dvschema_col_by_nav(const struct table_def *t, const char *nav, size_t len);
 /* The record member name of a column into out ("_x_value" for lookups). */
-void schema_member_name(const struct col_def *c, char *out, size_t n);
-const char *schema_option_label(const struct col_def *c, int value);
+void dvschema_member_name(const struct col_def *c, char *out, size_t n);
+const char *dvschema_option_label(const struct col_def *c, int value);
 /* Deterministic GUID of an environment (admin API name). */
-void schema_env_guid(int env, char out[64]);
+void dvschema_env_guid(int env, char out[64]);
 
 /* ---- flat record lines (line.c) ---- */
 struct lmember {
@@ -101,7 +101,7 @@ struct lmember {
     size_t val_len;
 };
 /* Scan a flat JSON object (values are scalars). Returns the member count (<= max) or -EINVAL. */
-int line_scan(const char *s, size_t n, struct lmember *m, size_t max);
+int dvline_scan(const char *s, size_t n, struct lmember *m, size_t max);
 /* A member list that owns its strings, for building and changing records. */
 struct rec_member {
     char *key;
@@ -111,23 +111,23 @@ struct rec {
     struct rec_member *m;
     size_t n, cap;
 };
-void rec_init(struct rec *r);
-void rec_release(struct rec *r);
-int rec_from_line(struct rec *r, const char *line, size_t len);
+void srec_init(struct rec *r);
+void srec_release(struct rec *r);
+int srec_from_line(struct rec *r, const char *line, size_t len);
 /* Set (replace or add) key to the raw JSON value val; val NULL removes the member. */
-int rec_set(struct rec *r, const char *key, const char *val, size_t val_len);
-int rec_set_str(struct rec *r, const char *key, const char *s); /* JSON-encodes s; NULL -> null */
-const char *rec_get(const struct rec *r, const char *key);
+int srec_set(struct rec *r, const char *key, const char *val, size_t val_len);
+int srec_set_str(struct rec *r, const char *key, const char *s); /* JSON-encodes s; NULL -> null */
+const char *srec_get(const struct rec *r, const char *key);
 /* Canonical line: primary key first, then the rest sorted by key bytes. */
-int rec_render(struct rec *r, const char *pk, struct buf *out);
+int srec_render(struct rec *r, const char *pk, struct buf *out);
 
 /* Which annotations a request asked for (Prefer: odata.include-annotations). */
 struct annot_filter {
     char patterns[8][96];
     int n;
 };
-void annot_filter_parse(struct annot_filter *f, const char *value);
-bool annot_filter_match(const struct annot_filter *f, const char *name, size_t len);
+void dvline_annot_parse(struct annot_filter *f, const char *value);
+bool dvline_annot_match(const struct annot_filter *f, const char *name, size_t len);
 /* The record projected for a response: $select columns (NULL = all) and the annotations asked
  * for; @odata.etag and the primary key always stay. */
 struct projection {
@@ -138,32 +138,32 @@ struct projection {
     struct annot_filter annot;
     bool all_annotations;     /* fast path: every stored annotation kind is wanted */
 };
-int line_project(const struct projection *p, const char *line, size_t len, struct buf *out);
+int dvline_project(const struct projection *p, const char *line, size_t len, struct buf *out);
 
 /* Formatting used for FormattedValue annotations. */
-void fmt_money(const char *num, char *out, size_t n);        /* "$1,234.50" */
-void fmt_number(const char *num, char *out, size_t n);       /* "1,234" */
-void fmt_datetime(const char *iso, char *out, size_t n);     /* "4/7/2023 2:59 PM" */
-void fmt_dateonly(const char *iso, char *out, size_t n);     /* "4/7/2023" */
+void dvsim_fmt_money(const char *num, char *out, size_t n);        /* "$1,234.50" */
+void dvsim_fmt_number(const char *num, char *out, size_t n);       /* "1,234" */
+void dvsim_fmt_datetime(const char *iso, char *out, size_t n);     /* "4/7/2023 2:59 PM" */
+void dvsim_fmt_dateonly(const char *iso, char *out, size_t n);     /* "4/7/2023" */
 /* URL helpers */
-int url_encode(struct buf *b, const char *s, size_t n);      /* query-component encoding */
-size_t url_decode_inplace(char *s);                          /* %XX and '+' */
-void guid_from_u64(uint64_t a, uint64_t b, char out[37]);
-bool guid_valid(const char *s, size_t n);
-uint64_t splitmix64(uint64_t *state);
-void iso_from_time(int64_t t, char out[32]);                 /* "2023-04-07T21:59:01Z" */
+int dvsim_url_encode(struct buf *b, const char *s, size_t n);      /* query-component encoding */
+size_t dvsim_url_decode(char *s);                          /* %XX and '+' */
+void dvsim_guid(uint64_t a, uint64_t b, char out[37]);
+bool dvsim_guid_valid(const char *s, size_t n);
+uint64_t dvsim_splitmix64(uint64_t *state);
+void dvsim_iso_time(int64_t t, char out[32]);                 /* "2023-04-07T21:59:01Z" */
 
 /* ---- store (store.c) ---- */
 struct store;
 struct sqlite3;
-int store_open(const char *path, struct store **out, struct dverr *err);
-void store_free(struct store *s);
-struct sqlite3 *store_get(struct store *s);   /* a connection for this thread; give it back */
-void store_put(struct store *s, struct sqlite3 *db);
-int store_is_seeded(struct store *s, bool *seeded);
+int dvstore_open(const char *path, struct store **out, struct dverr *err);
+void dvstore_free(struct store *s);
+struct sqlite3 *dvstore_get(struct store *s);   /* a connection for this thread; give it back */
+void dvstore_put(struct store *s, struct sqlite3 *db);
+int dvstore_is_seeded(struct store *s, bool *seeded);
 /* 1 when meta key k holds exactly v. */
-int store_meta_equals(struct sqlite3 *db, const char *k, const char *v);
-int sqlite_to_errno(int rc);
+int dvstore_meta_equals(struct sqlite3 *db, const char *k, const char *v);
+int dvstore_errno(int rc);
 static inline int table_id(int env, int table) { return env * 16 + table; }
 
 /* ---- the simulator ---- */
@@ -246,28 +246,28 @@ struct req {
     bool no_faults;
     int64_t start_ms;
 };
-const char *req_header(struct req *r, const char *name);
+const char *sreq_header(struct req *r, const char *name);
 /* Every value of a header joined with ", " into out. */
-void req_header_all(struct req *r, const char *name, struct buf *out);
-const char *req_arg(struct req *r, const char *key);
-int req_add_header(struct req *r, const char *name, const char *value);
+void sreq_header_all(struct req *r, const char *name, struct buf *out);
+const char *sreq_arg(struct req *r, const char *key);
+int sreq_add_header(struct req *r, const char *name, const char *value);
 /* Reply helpers: JSON error in the Dataverse shape {"error":{"code","message"}}. */
-void reply_error(struct req *r, int status, const char *code, const char *fmt, ...)
+void sreply_error(struct req *r, int status, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-void reply_json(struct req *r, int status); /* r->out already holds the body */
+void sreply_json(struct req *r, int status); /* r->out already holds the body */
 /* The absolute base of the request's host ("http://host:port"). */
-void req_base(struct req *r, struct buf *out);
+void sreq_base(struct req *r, struct buf *out);
 
 /* Token helpers (admin.c). resource is "" (admin API) or "/org/<uniqueName>". */
-int token_issue(struct dvsim *d, const char *resource, int64_t expires_at, struct buf *out);
-int token_check(struct dvsim *d, const char *token, char *resource, size_t n);
-void token_fingerprint(const char *token, char out[17]);
+int dvsim_token_issue(struct dvsim *d, const char *resource, int64_t expires_at, struct buf *out);
+int dvsim_token_check(struct dvsim *d, const char *token, char *resource, size_t n);
+void dvsim_token_fingerprint(const char *token, char out[17]);
 
 /* Route handlers. Each fills r->status / r->out / headers. */
-void admin_token(struct req *r, const char *tenant);
-void admin_route(struct req *r, const char *rest);
+void dvadmin_token(struct req *r, const char *tenant);
+void dvadmin_route(struct req *r, const char *rest);
 void webapi_route(struct req *r, const char *rest);   /* rest: after /api/data/v9.2 */
-void sim_route(struct req *r, const char *rest);
+void dvsim_sim_route(struct req *r, const char *rest);
 
 /* Writes (webwrite.c), also used by churn and $batch. */
 struct write_ctx {
@@ -279,31 +279,31 @@ struct write_ctx {
 void webwrite_route(struct req *r, const struct table_def *t, const char *key, const char *sub);
 void webwrite_batch(struct req *r);
 /* Audit row for an operation (1 create, 2 update, 3 delete) inside the caller's transaction. */
-int audit_write(struct write_ctx *w, const struct table_def *t, const char *id, int operation);
+int dvsim_audit_write(struct write_ctx *w, const struct table_def *t, const char *id, int operation);
 /* Next version of an environment (inside the caller's transaction). */
-int store_next_version(struct sqlite3 *db, int env, int64_t *ver);
-int store_put_record(struct sqlite3 *db, int tid, const char *id, int64_t ver, const char *line,
+int dvstore_next_version(struct sqlite3 *db, int env, int64_t *ver);
+int dvstore_put_record(struct sqlite3 *db, int tid, const char *id, int64_t ver, const char *line,
                      size_t len);
-int store_delete_record(struct sqlite3 *db, int tid, const char *id, int64_t ver);
+int dvstore_delete_record(struct sqlite3 *db, int tid, const char *id, int64_t ver);
 /* Current live line (caller frees *line) or -ENOENT. */
-int store_get_record(struct sqlite3 *db, int tid, const char *id, char **line, size_t *len);
-int store_begin(struct sqlite3 *db);
-int store_commit(struct sqlite3 *db);
-void store_rollback(struct sqlite3 *db);
+int dvstore_get_record(struct sqlite3 *db, int tid, const char *id, char **line, size_t *len);
+int dvstore_begin(struct sqlite3 *db);
+int dvstore_commit(struct sqlite3 *db);
+void dvstore_rollback(struct sqlite3 *db);
 
 /* Seed (seed.c): fill an empty store deterministically. */
-int base64_encode(const unsigned char *in, size_t n, struct buf *out);
+int dvsim_base64(const unsigned char *in, size_t n, struct buf *out);
 /* The FormattedValue text of a raw column value; 1 when there is one, else 0. */
-int format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n);
-int seed_tenant(struct dvsim *d, struct dverr *err);
+int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n);
+int dvseed_tenant(struct dvsim *d, struct dverr *err);
 /* Churn (sim.c) */
-int sim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report,
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report,
               struct dverr *err);
 /* Build a record update on rec (modifiedon, versionnumber, etag) for version ver. */
-void rec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
+void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
 
 /* Server (server.c) */
-int server_start(struct dvsim *d, const char *host, int port, struct dverr *err);
-void server_stop(struct dvsim *d);
+int dvsim_server_start(struct dvsim *d, const char *host, int port, struct dverr *err);
+void dvsim_server_stop(struct dvsim *d);
 
 #endif

@@ -29,7 +29,7 @@ static const char *skip_string(const char *p, const char *end)
     return NULL;
 }
 
-int line_scan(const char *s, size_t n, struct lmember *m, size_t max)
+int dvline_scan(const char *s, size_t n, struct lmember *m, size_t max)
 {
     const char *p = s, *end = s + n;
     size_t count = 0;
@@ -97,23 +97,23 @@ int line_scan(const char *s, size_t n, struct lmember *m, size_t max)
     return count > max ? -E2BIG : (int)count;
 }
 
-void rec_init(struct rec *r)
+void srec_init(struct rec *r)
 {
     r->m = NULL;
     r->n = r->cap = 0;
 }
 
-void rec_release(struct rec *r)
+void srec_release(struct rec *r)
 {
     for (size_t i = 0; i < r->n; i++) {
         free(r->m[i].key);
         free(r->m[i].val);
     }
     free(r->m);
-    rec_init(r);
+    srec_init(r);
 }
 
-static int rec_find(const struct rec *r, const char *key)
+static int srec_find(const struct rec *r, const char *key)
 {
     for (size_t i = 0; i < r->n; i++)
         if (strcmp(r->m[i].key, key) == 0)
@@ -121,20 +121,20 @@ static int rec_find(const struct rec *r, const char *key)
     return -1;
 }
 
-const char *rec_get(const struct rec *r, const char *key)
+const char *srec_get(const struct rec *r, const char *key)
 {
-    int i = rec_find(r, key);
+    int i = srec_find(r, key);
     return i < 0 ? NULL : r->m[i].val;
 }
 
-static int rec_set_n(struct rec *r, const char *key, size_t key_len, const char *val, size_t val_len)
+static int srec_set_n(struct rec *r, const char *key, size_t key_len, const char *val, size_t val_len)
 {
     char kbuf[256];
     if (key_len >= sizeof kbuf)
         return -EINVAL;
     memcpy(kbuf, key, key_len);
     kbuf[key_len] = '\0';
-    int i = rec_find(r, kbuf);
+    int i = srec_find(r, kbuf);
     if (!val) {
         if (i >= 0) {
             free(r->m[i].key);
@@ -171,31 +171,31 @@ static int rec_set_n(struct rec *r, const char *key, size_t key_len, const char 
     return 0;
 }
 
-int rec_set(struct rec *r, const char *key, const char *val, size_t val_len)
+int srec_set(struct rec *r, const char *key, const char *val, size_t val_len)
 {
-    return rec_set_n(r, key, strlen(key), val, val_len);
+    return srec_set_n(r, key, strlen(key), val, val_len);
 }
 
-int rec_set_str(struct rec *r, const char *key, const char *s)
+int srec_set_str(struct rec *r, const char *key, const char *s)
 {
     if (!s)
-        return rec_set(r, key, "null", 4);
+        return srec_set(r, key, "null", 4);
     struct buf b = BUF_INIT;
     int rc = buf_add_json_string(&b, s, strlen(s));
     if (!rc)
-        rc = rec_set(r, key, b.data, b.len);
+        rc = srec_set(r, key, b.data, b.len);
     buf_release(&b);
     return rc;
 }
 
-int rec_from_line(struct rec *r, const char *line, size_t len)
+int srec_from_line(struct rec *r, const char *line, size_t len)
 {
     struct lmember m[128];
-    int n = line_scan(line, len, m, 128);
+    int n = dvline_scan(line, len, m, 128);
     if (n < 0)
         return n;
     for (int i = 0; i < n; i++) {
-        int rc = rec_set_n(r, m[i].key, m[i].key_len, m[i].val, m[i].val_len);
+        int rc = srec_set_n(r, m[i].key, m[i].key_len, m[i].val, m[i].val_len);
         if (rc)
             return rc;
     }
@@ -208,12 +208,12 @@ static int member_cmp(const void *a, const void *b)
     return strcmp(x->key, y->key);
 }
 
-int rec_render(struct rec *r, const char *pk, struct buf *out)
+int srec_render(struct rec *r, const char *pk, struct buf *out)
 {
     qsort(r->m, r->n, sizeof r->m[0], member_cmp);
     int rc = buf_addch(out, '{');
     bool first = true;
-    int pki = pk ? rec_find(r, pk) : -1;
+    int pki = pk ? srec_find(r, pk) : -1;
     if (pki >= 0) {
         rc = rc ? rc : buf_add_json_string(out, r->m[pki].key, strlen(r->m[pki].key));
         rc = rc ? rc : buf_addch(out, ':');
@@ -235,7 +235,7 @@ int rec_render(struct rec *r, const char *pk, struct buf *out)
 
 /* ---- annotations and projection ---- */
 
-void annot_filter_parse(struct annot_filter *f, const char *value)
+void dvline_annot_parse(struct annot_filter *f, const char *value)
 {
     f->n = 0;
     if (!value)
@@ -258,7 +258,7 @@ void annot_filter_parse(struct annot_filter *f, const char *value)
     }
 }
 
-bool annot_filter_match(const struct annot_filter *f, const char *name, size_t len)
+bool dvline_annot_match(const struct annot_filter *f, const char *name, size_t len)
 {
     for (int i = 0; i < f->n; i++) {
         const char *pat = f->patterns[i];
@@ -273,12 +273,12 @@ bool annot_filter_match(const struct annot_filter *f, const char *name, size_t l
     return false;
 }
 
-int line_project(const struct projection *p, const char *line, size_t len, struct buf *out)
+int dvline_project(const struct projection *p, const char *line, size_t len, struct buf *out)
 {
     if (p->n_select < 0 && p->all_annotations)
         return buf_add(out, line, len);
     struct lmember m[128];
-    int n = line_scan(line, len, m, 128);
+    int n = dvline_scan(line, len, m, 128);
     if (n < 0)
         return n;
     size_t pklen = strlen(p->t->pk);
@@ -298,7 +298,7 @@ int line_project(const struct projection *p, const char *line, size_t len, struc
             for (int j = 0; j < p->n_select && !keep; j++)
                 keep = p->select_len[j] == base && memcmp(p->select[j], k, base) == 0;
             if (keep && at)
-                keep = annot_filter_match(&p->annot, at + 1, kl - base - 1);
+                keep = dvline_annot_match(&p->annot, at + 1, kl - base - 1);
         }
         if (!keep)
             continue;
@@ -370,12 +370,12 @@ static void fmt_fixed(const char *num, int places, const char *prefix, char *out
         snprintf(out, n, "%s%s%s", neg ? "-" : "", prefix, grouped);
 }
 
-void fmt_money(const char *num, char *out, size_t n)
+void dvsim_fmt_money(const char *num, char *out, size_t n)
 {
     fmt_fixed(num, 2, "$", out, n);
 }
 
-void fmt_number(const char *num, char *out, size_t n)
+void dvsim_fmt_number(const char *num, char *out, size_t n)
 {
     const char *dot = strchr(num, '.');
     int places = 0;
@@ -387,7 +387,7 @@ void fmt_number(const char *num, char *out, size_t n)
     fmt_fixed(num, places, "", out, n);
 }
 
-void fmt_datetime(const char *iso, char *out, size_t n)
+void dvsim_fmt_datetime(const char *iso, char *out, size_t n)
 {
     int y, mo, d, h, mi, s;
     if (sscanf(iso, "%4d-%2d-%2dT%2d:%2d:%2d", &y, &mo, &d, &h, &mi, &s) != 6) {
@@ -398,7 +398,7 @@ void fmt_datetime(const char *iso, char *out, size_t n)
     snprintf(out, n, "%d/%d/%d %d:%02d %s", mo, d, y, h12, mi, h < 12 ? "AM" : "PM");
 }
 
-void fmt_dateonly(const char *iso, char *out, size_t n)
+void dvsim_fmt_dateonly(const char *iso, char *out, size_t n)
 {
     int y, mo, d;
     if (sscanf(iso, "%4d-%2d-%2d", &y, &mo, &d) != 3) {
@@ -410,7 +410,7 @@ void fmt_dateonly(const char *iso, char *out, size_t n)
 
 /* ---- URLs, GUIDs, randomness, time ---- */
 
-int url_encode(struct buf *b, const char *s, size_t n)
+int dvsim_url_encode(struct buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     int rc = buf_reserve(b, n * 3);
@@ -437,7 +437,7 @@ static int hexval(char c)
     return -1;
 }
 
-size_t url_decode_inplace(char *s)
+size_t dvsim_url_decode(char *s)
 {
     char *o = s;
     for (char *p = s; *p; p++) {
@@ -454,7 +454,7 @@ size_t url_decode_inplace(char *s)
     return (size_t)(o - s);
 }
 
-uint64_t splitmix64(uint64_t *state)
+uint64_t dvsim_splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
@@ -462,7 +462,7 @@ uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-void guid_from_u64(uint64_t a, uint64_t b, char out[37])
+void dvsim_guid(uint64_t a, uint64_t b, char out[37])
 {
     a = (a & ~0xf000ull) | 0x4000ull;                      /* version 4 */
     b = (b & ~(3ull << 62)) | (2ull << 62);                /* variant 10 */
@@ -470,7 +470,7 @@ void guid_from_u64(uint64_t a, uint64_t b, char out[37])
              (unsigned)(a & 0xffff), (unsigned)(b >> 48), (unsigned long long)(b & 0xffffffffffffull));
 }
 
-bool guid_valid(const char *s, size_t n)
+bool dvsim_guid_valid(const char *s, size_t n)
 {
     if (n != 36)
         return false;
@@ -485,7 +485,7 @@ bool guid_valid(const char *s, size_t n)
     return true;
 }
 
-void iso_from_time(int64_t t, char out[32])
+void dvsim_iso_time(int64_t t, char out[32])
 {
     time_t tt = (time_t)t;
     struct tm tm;

@@ -1,7 +1,7 @@
 /* dvsim: a local Dataverse simulator (Web API, admin API, token endpoint) for trying and testing
  * dvsnap without a tenant. main parses the command line, opens and seeds the SQLite store, starts
  * the HTTP server, writes the ready file and waits for SIGINT/SIGTERM. See `dvsim --help`.
- * Single-threaded until server_start; the server threads share struct dvsim (dvsim.h). */
+ * Single-threaded until dvsim_server_start; the server threads share struct dvsim (dvsim.h). */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -13,7 +13,7 @@
 #include "backend/log.h"
 #include "tools/dvsim/dvsim.h"
 
-int faults_parse_rate(const char *s, int *n, int *secs);
+int dvsim_parse_rate(const char *s, int *n, int *secs);
 
 static void usage(FILE *f)
 {
@@ -141,7 +141,7 @@ int main(int argc, char **argv)
             rc = parse_long(v, 0, 1LL << 40, &n);
             d.faults.delta_token_lifetime_s = n;
         } else if (!strcmp(a, "--max-requests")) {
-            rc = faults_parse_rate(v, &d.faults.max_requests, &d.faults.window_s);
+            rc = dvsim_parse_rate(v, &d.faults.max_requests, &d.faults.window_s);
         } else if (!strcmp(a, "--max-concurrency")) {
             rc = parse_long(v, 0, 100000, &n);
             d.faults.max_concurrency = (int)n;
@@ -196,23 +196,23 @@ int main(int argc, char **argv)
     dverr_clear(&err);
     if (!d.log || !d.db_path)
         return 1;
-    if ((rc = store_open(db, &d.store, &err)) != 0) {
+    if ((rc = dvstore_open(db, &d.store, &err)) != 0) {
         fprintf(stderr, "dvsim: %s\n", dverr_msg(&err));
         return 1;
     }
     /* reseed when the database holds another seed/size, or when asked */
     bool seeded = false;
-    store_is_seeded(d.store, &seeded);
+    dvstore_is_seeded(d.store, &seeded);
     if (seeded && !reseed) {
-        struct sqlite3 *c = store_get(d.store);
+        struct sqlite3 *c = dvstore_get(d.store);
         char want[64];
         snprintf(want, sizeof want, "%llu/%lld", (unsigned long long)d.seed, (long long)d.records);
-        if (!store_meta_equals(c, "seeded", want))
+        if (!dvstore_meta_equals(c, "seeded", want))
             reseed = true;
-        store_put(d.store, c);
+        dvstore_put(d.store, c);
     }
     if (!seeded || reseed) {
-        if ((rc = seed_tenant(&d, &err)) != 0) {
+        if ((rc = dvseed_tenant(&d, &err)) != 0) {
             fprintf(stderr, "dvsim: %s\n", dverr_msg(&err));
             return 1;
         }
@@ -225,7 +225,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((rc = server_start(&d, host, port, &err)) != 0) {
+    if ((rc = dvsim_server_start(&d, host, port, &err)) != 0) {
         fprintf(stderr, "dvsim: %s\n", dverr_msg(&err));
         return 1;
     }
@@ -236,15 +236,15 @@ int main(int argc, char **argv)
         int n = snprintf(line, sizeof line, "%d\n", d.port);
         if ((rc = write_file_atomic(ready, line, (size_t)n, 0644)) != 0) {
             fprintf(stderr, "dvsim: cannot write %s: %s\n", ready, strerror(-rc));
-            server_stop(&d);
+            dvsim_server_stop(&d);
             return 1;
         }
     }
     int sig = 0;
     sigwait(&set, &sig);
     log_info("dvsim: signal %d, stopping", sig);
-    server_stop(&d);
-    store_free(d.store);
+    dvsim_server_stop(&d);
+    dvstore_free(d.store);
     free(d.log);
     free(d.db_path);
     free(d.client_id);

@@ -153,7 +153,7 @@ static const struct col_def audit_cols[] = {
     {"transactionid", COL_STRING, 0, NULL, NULL, NULL},
 };
 
-const struct table_def schema_tables[N_TABLES] = {
+const struct table_def dvschema_tables[N_TABLES] = {
     [T_ACCOUNT] = {"account", "accounts", "accountid", "name", 1, true, false, false, account_cols, N(account_cols)},
     [T_CONTACT] = {"contact", "contacts", "contactid", "fullname", 2, true, false, false, contact_cols, N(contact_cols)},
     [T_OPPORTUNITY] = {"opportunity", "opportunities", "opportunityid", "name", 3, true, false, false, opportunity_cols, N(opportunity_cols)},
@@ -165,13 +165,13 @@ const struct table_def schema_tables[N_TABLES] = {
     [T_AUDIT] = {"audit", "audits", "auditid", NULL, 4567, true, false, true, audit_cols, N(audit_cols)},
 };
 
-const struct n2n_def schema_n2n[] = {
+const struct n2n_def dvschema_n2n[] = {
     {"new_project_contact", "new_project_contact", "new_project", "new_projectid", "new_project_contact",
      "contact", "contactid", "new_project_contact"},
 };
-const size_t schema_n_n2n = N(schema_n2n);
+const size_t dvschema_n_n2n = N(dvschema_n2n);
 
-const struct env_def schema_envs[N_ENVS] = {
+const struct env_def dvschema_envs[N_ENVS] = {
     {"contoso-prod", "Contoso (Production)", "Production", "unitedstates", "westus", "P28D", true, false},
     {"contoso-dev", "Contoso Dev", "Sandbox", "unitedstates", "eastus", "P7D", false, false},
     {"contoso-test", "Contoso Test", "Sandbox", "europe", "westeurope", "P7D", false, false},
@@ -185,36 +185,36 @@ static bool eq(const char *a, const char *b, size_t blen)
     return strlen(a) == blen && memcmp(a, b, blen) == 0;
 }
 
-const struct table_def *schema_table_by_set(const char *set, size_t len)
+const struct table_def *dvschema_table_by_set(const char *set, size_t len)
 {
     for (int i = 0; i < N_TABLES; i++)
-        if (eq(schema_tables[i].set, set, len))
-            return &schema_tables[i];
+        if (eq(dvschema_tables[i].set, set, len))
+            return &dvschema_tables[i];
     return NULL;
 }
 
-const struct table_def *schema_table_by_logical(const char *logical, size_t len)
+const struct table_def *dvschema_table_by_logical(const char *logical, size_t len)
 {
     for (int i = 0; i < N_TABLES; i++)
-        if (eq(schema_tables[i].logical, logical, len))
-            return &schema_tables[i];
+        if (eq(dvschema_tables[i].logical, logical, len))
+            return &dvschema_tables[i];
     return NULL;
 }
 
-int schema_table_index(const struct table_def *t)
+int dvschema_table_index(const struct table_def *t)
 {
-    return (int)(t - schema_tables);
+    return (int)(t - dvschema_tables);
 }
 
-int schema_env_index(const char *unique_name, size_t len)
+int dvschema_env_index(const char *unique_name, size_t len)
 {
     for (int i = 0; i < N_ENVS; i++)
-        if (eq(schema_envs[i].unique_name, unique_name, len))
+        if (eq(dvschema_envs[i].unique_name, unique_name, len))
             return i;
     return -1;
 }
 
-void schema_member_name(const struct col_def *c, char *out, size_t n)
+void dvschema_member_name(const struct col_def *c, char *out, size_t n)
 {
     if (c->type == COL_LOOKUP || c->type == COL_OWNER || c->type == COL_CUSTOMER)
         snprintf(out, n, "_%s_value", c->name);
@@ -222,18 +222,18 @@ void schema_member_name(const struct col_def *c, char *out, size_t n)
         snprintf(out, n, "%s", c->name);
 }
 
-const struct col_def *schema_col_by_member(const struct table_def *t, const char *member, size_t len)
+const struct col_def *dvschema_col_by_member(const struct table_def *t, const char *member, size_t len)
 {
     char name[128];
     for (size_t i = 0; i < t->n_cols; i++) {
-        schema_member_name(&t->cols[i], name, sizeof name);
+        dvschema_member_name(&t->cols[i], name, sizeof name);
         if (eq(name, member, len))
             return &t->cols[i];
     }
     return NULL;
 }
 
-const struct col_def *schema_col_by_nav(const struct table_def *t, const char *nav, size_t len)
+const struct col_def *dvschema_col_by_nav(const struct table_def *t, const char *nav, size_t len)
 {
     for (size_t i = 0; i < t->n_cols; i++)
         if (t->cols[i].nav && eq(t->cols[i].nav, nav, len))
@@ -241,7 +241,7 @@ const struct col_def *schema_col_by_nav(const struct table_def *t, const char *n
     return NULL;
 }
 
-const char *schema_option_label(const struct col_def *c, int value)
+const char *dvschema_option_label(const struct col_def *c, int value)
 {
     if (!c->options)
         return NULL;
@@ -251,7 +251,7 @@ const char *schema_option_label(const struct col_def *c, int value)
     return NULL;
 }
 
-void schema_env_guid(int env, char out[64])
+void dvschema_env_guid(int env, char out[64])
 {
     static const char *const ids[N_ENVS] = {
         "8a1d3f52-6c0e-4b9a-a1f2-0c9e5d7b3a11", "2b7e9c40-1f3a-4d6e-8b5c-7a0d2e4f6b22",

@@ -4,7 +4,7 @@
  * wall-clock time: timestamps count from a fixed base. Sizes: contoso-prod has `records` accounts
  * and twice as many contacts; the other orgs keep the demo size. One SQLite transaction with
  * prepared statements (about 3 million rows per minute on this machine for --records 1000000).
- * Also the shared formatting of values (format_value) and Base64. Single-threaded (startup). */
+ * Also the shared formatting of values (dvsim_format_value) and Base64. Single-threaded (startup). */
 #include "tools/dvsim/dvsim.h"
 
 #include <errno.h>
@@ -48,7 +48,7 @@ static const char *const jobs[] = {"Purchasing Manager", "CEO", "Ingénieure", "
 #define NA(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- Base64 ---- */
-int base64_encode(const unsigned char *in, size_t n, struct buf *out)
+int dvsim_base64(const unsigned char *in, size_t n, struct buf *out)
 {
     static const char tab[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     int rc = buf_reserve(out, (n + 2) / 3 * 4);
@@ -76,7 +76,7 @@ int base64_encode(const unsigned char *in, size_t n, struct buf *out)
 }
 
 /* ---- formatted values (shared with writes) ---- */
-int format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n)
+int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n)
 {
     char v[128];
     if (len == 4 && memcmp(raw, "null", 4) == 0)
@@ -93,15 +93,15 @@ int format_value(const struct col_def *c, const char *raw, size_t len, char *out
         v[len] = '\0';
     }
     switch (c->type) {
-    case COL_MONEY: fmt_money(v, out, n); return 1;
-    case COL_INTEGER: case COL_BIGINT: case COL_DECIMAL: fmt_number(v, out, n); return 1;
-    case COL_DATETIME: fmt_datetime(v, out, n); return 1;
-    case COL_DATEONLY: fmt_dateonly(v, out, n); return 1;
+    case COL_MONEY: dvsim_fmt_money(v, out, n); return 1;
+    case COL_INTEGER: case COL_BIGINT: case COL_DECIMAL: dvsim_fmt_number(v, out, n); return 1;
+    case COL_DATETIME: dvsim_fmt_datetime(v, out, n); return 1;
+    case COL_DATEONLY: dvsim_fmt_dateonly(v, out, n); return 1;
     case COL_BOOLEAN: snprintf(out, n, "%s", strcmp(v, "true") == 0 ? "Yes" : "No"); return 1;
     case COL_PICKLIST: case COL_STATE: {
         char *end;
         long x = strtol(v, &end, 10);
-        const char *l = *end ? NULL : schema_option_label(c, (int)x);
+        const char *l = *end ? NULL : dvschema_option_label(c, (int)x);
         if (!l)
             return 0;
         snprintf(out, n, "%s", l);
@@ -161,10 +161,10 @@ static void lb_annot(struct lb *b, const char *member, const char *annot, const 
 /* A column value plus its formatted annotation. */
 static void lb_col(struct lb *b, const struct table_def *t, const char *member, const char *raw)
 {
-    const struct col_def *c = schema_col_by_member(t, member, strlen(member));
+    const struct col_def *c = dvschema_col_by_member(t, member, strlen(member));
     lb_raw(b, member, raw, strlen(raw));
     char f[160];
-    if (c && format_value(c, raw, strlen(raw), f, sizeof f))
+    if (c && dvsim_format_value(c, raw, strlen(raw), f, sizeof f))
         lb_annot(b, member, FV, f);
 }
 
@@ -233,8 +233,8 @@ static uint64_t hv(const struct gen *g, int table, uint64_t i, uint64_t salt)
 {
     uint64_t s = g->d->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)g->env << 56) ^ ((uint64_t)table << 48) ^
                  (salt << 40) ^ i;
-    splitmix64(&s);
-    return splitmix64(&s);
+    dvsim_splitmix64(&s);
+    return dvsim_splitmix64(&s);
 }
 
 static void id_of(const struct gen *g, int table, uint64_t i, char out[37])
@@ -243,7 +243,7 @@ static void id_of(const struct gen *g, int table, uint64_t i, char out[37])
         snprintf(out, 37, "%s", DVSIM_APP_USER_ID);
         return;
     }
-    guid_from_u64(hv(g, table, i, 1), hv(g, table, i, 2), out);
+    dvsim_guid(hv(g, table, i, 1), hv(g, table, i, 2), out);
 }
 
 static void account_name(const struct gen *g, uint64_t i, char *out, size_t n)
@@ -282,14 +282,14 @@ static void time_pair(const struct gen *g, int table, uint64_t i, char created[3
     uint64_t h = hv(g, table, i, 5);
     int64_t c = BASE_TIME + (int64_t)(h % (365ull * 86400));
     int64_t m = c + (int64_t)((h >> 32) % (120ull * 86400));
-    iso_from_time(c, created);
-    iso_from_time(m, modified);
+    dvsim_iso_time(c, created);
+    dvsim_iso_time(m, modified);
 }
 
 static void common(struct gen *g, const struct table_def *t, uint64_t i, int64_t ver)
 {
     char c[32], m[32], num[32];
-    time_pair(g, schema_table_index(t), i, c, m);
+    time_pair(g, dvschema_table_index(t), i, c, m);
     char q[40];
     snprintf(q, sizeof q, "\"%s\"", c);
     lb_col(&g->lb, t, "createdon", q);
@@ -315,7 +315,7 @@ static void owner(struct gen *g, int table, uint64_t i)
 
 static int insert(struct gen *g, int table, const char *id)
 {
-    const struct table_def *t = &schema_tables[table];
+    const struct table_def *t = &dvschema_tables[table];
     lb_render(&g->lb, t->pk, &g->line);
     sqlite3_reset(g->ins);
     sqlite3_bind_int(g->ins, 1, table_id(g->env, table));
@@ -323,7 +323,7 @@ static int insert(struct gen *g, int table, const char *id)
     sqlite3_bind_int64(g->ins, 3, g->ver);
     sqlite3_bind_blob(g->ins, 4, g->line.data, (int)g->line.len, SQLITE_STATIC);
     int rc = sqlite3_step(g->ins);
-    return rc == SQLITE_DONE ? 0 : sqlite_to_errno(rc);
+    return rc == SQLITE_DONE ? 0 : dvstore_errno(rc);
 }
 
 static void money(uint64_t h, uint64_t max, char *out, size_t n)
@@ -333,7 +333,7 @@ static void money(uint64_t h, uint64_t max, char *out, size_t n)
 
 static int gen_account(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_ACCOUNT];
+    const struct table_def *t = &dvschema_tables[T_ACCOUNT];
     char id[37], name[160], v[256], rid[37];
     uint64_t h = hv(g, T_ACCOUNT, i, 7);
     int64_t ver = ++g->ver;
@@ -398,7 +398,7 @@ static int gen_account(struct gen *g, uint64_t i)
 
 static int gen_contact(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_CONTACT];
+    const struct table_def *t = &dvschema_tables[T_CONTACT];
     char id[37], name[160], v[256], rid[37];
     uint64_t h = hv(g, T_CONTACT, i, 7);
     int64_t ver = ++g->ver;
@@ -444,7 +444,7 @@ static int gen_contact(struct gen *g, uint64_t i)
 
 static int gen_opportunity(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_OPPORTUNITY];
+    const struct table_def *t = &dvschema_tables[T_OPPORTUNITY];
     char id[37], name[200], an[160], v[128], rid[37];
     uint64_t h = hv(g, T_OPPORTUNITY, i, 7);
     int64_t ver = ++g->ver;
@@ -482,7 +482,7 @@ static int gen_opportunity(struct gen *g, uint64_t i)
 
 static int gen_incident(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_INCIDENT];
+    const struct table_def *t = &dvschema_tables[T_INCIDENT];
     char id[37], name[160], v[256], rid[37];
     uint64_t h = hv(g, T_INCIDENT, i, 7);
     int64_t ver = ++g->ver;
@@ -509,7 +509,7 @@ static int gen_incident(struct gen *g, uint64_t i)
 
 static int gen_systemuser(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_SYSTEMUSER];
+    const struct table_def *t = &dvschema_tables[T_SYSTEMUSER];
     char id[37], name[160], v[160];
     int64_t ver = ++g->ver;
     const char *f, *l;
@@ -567,7 +567,7 @@ static void fake_bytes(uint64_t h, const char *mime, size_t n, struct buf *out)
             size_t k = n - out->len < sizeof words - 1 ? n - out->len : sizeof words - 1;
             buf_add(out, words, k);
         } else {
-            uint64_t r = splitmix64(&s);
+            uint64_t r = dvsim_splitmix64(&s);
             size_t k = n - out->len < 8 ? n - out->len : 8;
             buf_add(out, &r, k);
         }
@@ -576,7 +576,7 @@ static void fake_bytes(uint64_t h, const char *mime, size_t n, struct buf *out)
 
 static int gen_annotation(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_ANNOTATION];
+    const struct table_def *t = &dvschema_tables[T_ANNOTATION];
     char id[37], name[160], v[256], rid[37];
     uint64_t h = hv(g, T_ANNOTATION, i, 7);
     int64_t ver = ++g->ver;
@@ -603,7 +603,7 @@ static int gen_annotation(struct gen *g, uint64_t i)
         size_t size = attach_sizes[(i / NA(attach_kinds)) % NA(attach_sizes)] + (size_t)(h % 97);
         fake_bytes(h, k->mime, size, &g->tmp);
         struct buf b64 = BUF_INIT;
-        base64_encode((const unsigned char *)g->tmp.data, g->tmp.len, &b64);
+        dvsim_base64((const unsigned char *)g->tmp.data, g->tmp.len, &b64);
         snprintf(v, sizeof v, "Attachment: %s", k->name);
         lb_str(&g->lb, "subject", v);
         lb_str(&g->lb, "notetext", NULL);
@@ -621,7 +621,7 @@ static int gen_annotation(struct gen *g, uint64_t i)
 
 static int gen_project(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_PROJECT];
+    const struct table_def *t = &dvschema_tables[T_PROJECT];
     char id[37], name[160], v[256], rid[37];
     uint64_t h = hv(g, T_PROJECT, i, 7);
     int64_t ver = ++g->ver;
@@ -662,7 +662,7 @@ static int gen_project(struct gen *g, uint64_t i)
         if (i == 0 && g->env == 0)
             size = 5u * 1024 * 1024 + 12345; /* more than one 4 MiB chunk */
         char fid[37];
-        guid_from_u64(hv(g, T_PROJECT, i, 8), hv(g, T_PROJECT, i, 9), fid);
+        dvsim_guid(hv(g, T_PROJECT, i, 8), hv(g, T_PROJECT, i, 9), fid);
         lb_str(&g->lb, "new_document", fid);
         lb_str(&g->lb, "new_document_name", k->name);
         fake_bytes(h, k->mime, size, &g->tmp);
@@ -703,7 +703,7 @@ static int gen_project_contact(struct gen *g, uint64_t i)
 
 static int gen_audit(struct gen *g, uint64_t i)
 {
-    const struct table_def *t = &schema_tables[T_AUDIT];
+    const struct table_def *t = &dvschema_tables[T_AUDIT];
     char id[37], rid[37], c[32], m[32], q[40], num[32], etag[40], tx[37];
     uint64_t h = hv(g, T_AUDIT, i, 7);
     int64_t ver = ++g->ver;
@@ -721,7 +721,7 @@ static int gen_audit(struct gen *g, uint64_t i)
     lb_lookup(&g->lb, "objectid", "account", rid, NULL);
     lb_lookup(&g->lb, "userid", "systemuser", DVSIM_APP_USER_ID, "# dvsnap");
     lb_str(&g->lb, "attributemask", create ? NULL : ",3,8,");
-    guid_from_u64(hv(g, T_AUDIT, i, 8), hv(g, T_AUDIT, i, 9), tx);
+    dvsim_guid(hv(g, T_AUDIT, i, 8), hv(g, T_AUDIT, i, 9), tx);
     lb_str(&g->lb, "transactionid", tx);
     snprintf(num, sizeof num, "%lld", (long long)ver);
     (void)num;
@@ -767,26 +767,26 @@ static int seed_env(struct gen *g)
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : SQLITE_ERROR;
     }
     sqlite3_finalize(st);
-    return sqlite_to_errno(rc);
+    return dvstore_errno(rc);
 }
 
-int seed_tenant(struct dvsim *d, struct dverr *err)
+int dvseed_tenant(struct dvsim *d, struct dverr *err)
 {
     struct gen g;
     memset(&g, 0, sizeof g);
     g.d = d;
-    g.db = store_get(d->store);
+    g.db = dvstore_get(d->store);
     int64_t t0 = now_ms();
     int rc = g.db ? 0 : -EIO;
     if (!rc)
-        rc = sqlite_to_errno(sqlite3_exec(g.db, "BEGIN IMMEDIATE; DELETE FROM rec; DELETE FROM orgver;"
+        rc = dvstore_errno(sqlite3_exec(g.db, "BEGIN IMMEDIATE; DELETE FROM rec; DELETE FROM orgver;"
                                                 "DELETE FROM files; DELETE FROM envstate; DELETE FROM meta;",
                                           NULL, NULL, NULL));
     if (!rc)
-        rc = sqlite_to_errno(sqlite3_prepare_v2(
+        rc = dvstore_errno(sqlite3_prepare_v2(
             g.db, "INSERT INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)", -1, &g.ins, NULL));
     if (!rc)
-        rc = sqlite_to_errno(sqlite3_prepare_v2(
+        rc = dvstore_errno(sqlite3_prepare_v2(
             g.db, "INSERT INTO files(tid,id,col,name,mimetype,data) VALUES(?1,?2,?3,?4,?5,?6)", -1,
             &g.ins_file, NULL));
     int64_t total = 0;
@@ -801,20 +801,20 @@ int seed_tenant(struct dvsim *d, struct dverr *err)
         snprintf(sql, sizeof sql,
                  "INSERT INTO meta(k,v) VALUES('seeded','%llu/%lld')", (unsigned long long)d->seed,
                  (long long)d->records);
-        rc = sqlite_to_errno(sqlite3_exec(g.db, sql, NULL, NULL, NULL));
+        rc = dvstore_errno(sqlite3_exec(g.db, sql, NULL, NULL, NULL));
     }
     sqlite3_finalize(g.ins);
     sqlite3_finalize(g.ins_file);
     if (!rc)
-        rc = store_commit(g.db);
+        rc = dvstore_commit(g.db);
     else
-        store_rollback(g.db);
+        dvstore_rollback(g.db);
     if (rc)
         dverr_set(err, rc, "seeding failed: %s", g.db ? sqlite3_errmsg(g.db) : "no database");
     else
         log_info("dvsim: seeded %lld records in %.1f s (seed %llu, --records %lld)", (long long)total,
                  (double)(now_ms() - t0) / 1000.0, (unsigned long long)d->seed, (long long)d->records);
-    store_put(d->store, g.db);
+    dvstore_put(d->store, g.db);
     buf_release(&g.lb.s);
     buf_release(&g.line);
     buf_release(&g.tmp);
@@ -823,9 +823,9 @@ int seed_tenant(struct dvsim *d, struct dverr *err)
 
 /* One new record of `table` in the style of the seed (used by churn). Lookups point at seeded
  * records. The line is not stored; file columns get their bytes stored. */
-int seed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
+int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
                        char id[37]);
-int seed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
+int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
                        char id[37])
 {
     static const gen_fn fns[N_TABLES] = {gen_account, gen_contact, gen_opportunity, gen_incident,
@@ -843,10 +843,10 @@ int seed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_
     g->counts[T_CONTACT] = 2 * a;
     g->counts[T_SYSTEMUSER] = 25;
     g->counts[T_PROJECT] = small / 25 + 6;
-    int rc = sqlite_to_errno(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)",
+    int rc = dvstore_errno(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)",
                                                 -1, &g->ins, NULL));
     if (!rc)
-        rc = sqlite_to_errno(sqlite3_prepare_v2(
+        rc = dvstore_errno(sqlite3_prepare_v2(
             db, "INSERT OR REPLACE INTO files(tid,id,col,name,mimetype,data) VALUES(?1,?2,?3,?4,?5,?6)", -1,
             &g->ins_file, NULL));
     /* generate into a scratch row, then take the line back out and remove the scratch row */
@@ -855,8 +855,8 @@ int seed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_
         rc = fns[table](g, index);
     if (!rc) {
         struct lmember m[128];
-        const struct table_def *t = &schema_tables[table];
-        int n = line_scan(g->line.data, g->line.len, m, 128);
+        const struct table_def *t = &dvschema_tables[table];
+        int n = dvline_scan(g->line.data, g->line.len, m, 128);
         if (n < 1 || m[0].key_len != strlen(t->pk) || m[0].val_len != 38)
             rc = -EIO;
         else {

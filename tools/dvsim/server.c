@@ -26,12 +26,12 @@
 double dvsim_rand(struct dvsim *d)
 {
     pthread_mutex_lock(&d->lock);
-    uint64_t x = splitmix64(&d->rng);
+    uint64_t x = dvsim_splitmix64(&d->rng);
     pthread_mutex_unlock(&d->lock);
     return (double)(x >> 11) / 9007199254740992.0;
 }
 
-const char *req_header(struct req *r, const char *name)
+const char *sreq_header(struct req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
@@ -52,13 +52,13 @@ static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
-void req_header_all(struct req *r, const char *name, struct buf *out)
+void sreq_header_all(struct req *r, const char *name, struct buf *out)
 {
     struct hdr_join j = {name, out};
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, join_header, &j);
 }
 
-const char *req_arg(struct req *r, const char *key)
+const char *sreq_arg(struct req *r, const char *key)
 {
     for (int i = 0; i < r->n_args; i++)
         if (strcmp(r->args[i].key, key) == 0)
@@ -66,18 +66,18 @@ const char *req_arg(struct req *r, const char *key)
     return NULL;
 }
 
-int req_add_header(struct req *r, const char *name, const char *value)
+int sreq_add_header(struct req *r, const char *name, const char *value)
 {
     return buf_printf(&r->headers, "%s: %s\n", name, value);
 }
 
-void reply_json(struct req *r, int status)
+void sreply_json(struct req *r, int status)
 {
     r->status = status;
     r->content_type = "application/json; odata.metadata=minimal";
 }
 
-void reply_error(struct req *r, int status, const char *code, const char *fmt, ...)
+void sreply_error(struct req *r, int status, const char *code, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
@@ -94,9 +94,9 @@ void reply_error(struct req *r, int status, const char *code, const char *fmt, .
     r->content_type = "application/json; odata.metadata=minimal";
 }
 
-void req_base(struct req *r, struct buf *out)
+void sreq_base(struct req *r, struct buf *out)
 {
-    const char *host = req_header(r, "Host");
+    const char *host = sreq_header(r, "Host");
     if (host && *host && strlen(host) < 200 && !strpbrk(host, "/\"\\ \r\n"))
         buf_printf(out, "http://%s", host);
     else
@@ -138,14 +138,14 @@ static void unauthorized(struct req *r, const char *resource, const char *why)
     char hdr[512];
     snprintf(hdr, sizeof hdr, "Bearer authorization_uri=%s/%s/oauth2/authorize, resource_id=%s%s",
              r->d->base_url, DVSIM_TENANT, r->d->base_url, resource);
-    req_add_header(r, "WWW-Authenticate", hdr);
-    reply_error(r, 401, "0x80072560", "%s", why);
+    sreq_add_header(r, "WWW-Authenticate", hdr);
+    sreply_error(r, 401, "0x80072560", "%s", why);
 }
 
 /* 0 when the request carries a valid bearer for resource; else replies 401. */
 static int authorize(struct req *r, const char *resource)
 {
-    const char *h = req_header(r, "Authorization");
+    const char *h = sreq_header(r, "Authorization");
     if (!h || strncasecmp(h, "Bearer ", 7) != 0) {
         unauthorized(r, resource, "The user is not authenticated (no bearer token).");
         return -EACCES;
@@ -153,9 +153,9 @@ static int authorize(struct req *r, const char *resource)
     const char *tok = h + 7;
     while (*tok == ' ')
         tok++;
-    token_fingerprint(tok, r->token);
+    dvsim_token_fingerprint(tok, r->token);
     char res[256];
-    int rc = token_check(r->d, tok, res, sizeof res);
+    int rc = dvsim_token_check(r->d, tok, res, sizeof res);
     if (rc == -ETIMEDOUT) {
         unauthorized(r, resource, "ExpiredAuthTicket: the access token has expired.");
         return rc;
@@ -257,12 +257,12 @@ out:
         return 0;
     char ra[32];
     snprintf(ra, sizeof ra, "%lld", (long long)((retry_ms + 999) / 1000 < 1 ? 1 : (retry_ms + 999) / 1000));
-    req_add_header(r, "Retry-After", ra);
+    sreq_add_header(r, "Retry-After", ra);
     if (fmt)
-        reply_error(r, 429, code, "Number of concurrent requests exceeded the limit of %d.",
+        sreply_error(r, 429, code, "Number of concurrent requests exceeded the limit of %d.",
                     d->faults.max_concurrency);
     else
-        reply_error(r, 429, code, "Number of requests exceeded the limit of %d over time window of %d seconds.",
+        sreply_error(r, 429, code, "Number of requests exceeded the limit of %d over time window of %d seconds.",
                     limit, window);
     return -EBUSY;
 }
@@ -296,9 +296,9 @@ static bool fault_before(struct req *r)
     }
     if (fail > 0 && dvsim_rand(d) < fail) {
         if (dvsim_rand(d) < 0.5)
-            reply_error(r, 503, "0x80040216", "Service Unavailable (injected by dvsim).");
+            sreply_error(r, 503, "0x80040216", "Service Unavailable (injected by dvsim).");
         else
-            reply_error(r, 500, "0x80040216", "An unexpected error occurred (injected by dvsim).");
+            sreply_error(r, 500, "0x80040216", "An unexpected error occurred (injected by dvsim).");
         return true;
     }
     return false;
@@ -365,21 +365,21 @@ static void dispatch(struct req *r)
     if (strncmp(p, "/_sim/", 6) == 0) {
         r->no_faults = true;
         if (!is_loopback(r->conn)) {
-            reply_error(r, 403, "Forbidden", "/_sim/ is only served to loopback clients.");
+            sreply_error(r, 403, "Forbidden", "/_sim/ is only served to loopback clients.");
             return;
         }
-        sim_route(r, p + 5);
+        dvsim_sim_route(r, p + 5);
         return;
     }
     if (r->body_too_big) {
-        reply_error(r, 413, "0x80044a02", "Request body too large.");
+        sreply_error(r, 413, "0x80044a02", "Request body too large.");
         return;
     }
     char tenant[64];
     if (sscanf(p, "/%63[^/]/oauth2/v2.0/token", tenant) == 1 && strstr(p, "/oauth2/v2.0/token") &&
         strcmp(strstr(p, "/oauth2/v2.0/token"), "/oauth2/v2.0/token") == 0) {
         r->no_faults = true;
-        admin_token(r, tenant);
+        dvadmin_token(r, tenant);
         return;
     }
     static const char bap[] = "/providers/Microsoft.BusinessAppPlatform/";
@@ -388,16 +388,16 @@ static void dispatch(struct req *r)
             return;
         if (fault_before(r))
             return;
-        admin_route(r, p + sizeof bap - 2);
+        dvadmin_route(r, p + sizeof bap - 2);
         return;
     }
     if (strncmp(p, "/org/", 5) == 0) {
         const char *name = p + 5;
         const char *slash = strchr(name, '/');
         size_t nl = slash ? (size_t)(slash - name) : strlen(name);
-        int env = schema_env_index(name, nl);
+        int env = dvschema_env_index(name, nl);
         if (env < 0) {
-            reply_error(r, 404, "0x80040217", "No organization named '%.*s'.", (int)(nl > 64 ? 64 : nl), name);
+            sreply_error(r, 404, "0x80040217", "No organization named '%.*s'.", (int)(nl > 64 ? 64 : nl), name);
             return;
         }
         r->env = env;
@@ -405,7 +405,7 @@ static void dispatch(struct req *r)
         static const char prefix[] = DVSIM_API_PREFIX;
         if (strncmp(rest, prefix, sizeof prefix - 1) != 0 ||
             (rest[sizeof prefix - 1] != '/' && rest[sizeof prefix - 1] != '\0')) {
-            reply_error(r, 404, "0x80060888", "Resource not found for the segment '%.*s'.", 64, rest);
+            sreply_error(r, 404, "0x80060888", "Resource not found for the segment '%.*s'.", 64, rest);
             return;
         }
         char resource[128];
@@ -420,7 +420,7 @@ static void dispatch(struct req *r)
         return;
     }
     (void)d;
-    reply_error(r, 404, "NotFound", "No route for %.200s", p);
+    sreply_error(r, 404, "NotFound", "No route for %.200s", p);
 }
 
 static enum MHD_Result respond(struct req *r, struct MHD_Connection *conn, const char *url)
@@ -465,7 +465,7 @@ static enum MHD_Result respond(struct req *r, struct MHD_Connection *conn, const
         h = nl + 1;
     }
     char rid[40];
-    guid_from_u64((uint64_t)now_ms() * 2654435761u, (uint64_t)(uintptr_t)r ^ (uint64_t)r->start_ms, rid);
+    dvsim_guid((uint64_t)now_ms() * 2654435761u, (uint64_t)(uintptr_t)r ^ (uint64_t)r->start_ms, rid);
     MHD_add_response_header(resp, "REQ_ID", rid);
     if (!r->no_faults || strncmp(url, "/_sim/", 6) != 0)
         log_request(r, url, len); /* the log is for the client's traffic, not the test's */
@@ -537,7 +537,7 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     log_debug("dvsim: microhttpd: %s", msg);
 }
 
-int server_start(struct dvsim *d, const char *host, int port, struct dverr *err)
+int dvsim_server_start(struct dvsim *d, const char *host, int port, struct dverr *err)
 {
     struct sockaddr_in sa;
     memset(&sa, 0, sizeof sa);
@@ -559,7 +559,7 @@ int server_start(struct dvsim *d, const char *host, int port, struct dverr *err)
     return 0;
 }
 
-void server_stop(struct dvsim *d)
+void dvsim_server_stop(struct dvsim *d)
 {
     if (d->mhd)
         MHD_stop_daemon(d->mhd);

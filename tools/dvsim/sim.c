@@ -23,12 +23,12 @@
 #include <string.h>
 #include <time.h>
 
-int seed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
+int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
                        char id[37]);
 
 static void sim_error(struct req *r, int status, const char *msg)
 {
-    reply_error(r, status, "dvsim", "%s", msg);
+    sreply_error(r, status, "dvsim", "%s", msg);
 }
 
 /* ---- churn ---- */
@@ -38,20 +38,20 @@ static int churn_update(struct write_ctx *w, const struct table_def *t, int tb, 
     char *line = NULL;
     size_t len = 0;
     int tid = table_id(w->env, tb);
-    int rc = store_get_record(w->db, tid, id, &line, &len);
+    int rc = dvstore_get_record(w->db, tid, id, &line, &len);
     if (rc)
         return rc;
     struct rec rec;
-    rec_init(&rec);
+    srec_init(&rec);
     struct buf out = BUF_INIT;
     int64_t ver = 0;
-    rc = rec_from_line(&rec, line, len);
+    rc = srec_from_line(&rec, line, len);
     if (!rc)
-        rc = store_next_version(w->db, w->env, &ver);
+        rc = dvstore_next_version(w->db, w->env, &ver);
     if (rc)
         goto out;
     if (t->primary_name) {
-        const char *cur = rec_get(&rec, t->primary_name);
+        const char *cur = srec_get(&rec, t->primary_name);
         char base[200] = "";
         if (cur && cur[0] == '"') {
             size_t l = strlen(cur) - 2;
@@ -68,35 +68,35 @@ static int churn_update(struct write_ctx *w, const struct table_def *t, int tb, 
         /* keep JSON escapes of the old value intact: base is raw JSON text without quotes */
         struct buf q = BUF_INIT;
         buf_printf(&q, "\"%s\"", nv);
-        rc = rec_set(&rec, t->primary_name, q.data, q.len);
+        rc = srec_set(&rec, t->primary_name, q.data, q.len);
         buf_release(&q);
     }
     static const char *const money_cols[] = {"revenue", "annualincome", "estimatedvalue", NULL};
     for (const char *const *m = money_cols; *m && !rc; m++) {
-        const struct col_def *c = schema_col_by_member(t, *m, strlen(*m));
+        const struct col_def *c = dvschema_col_by_member(t, *m, strlen(*m));
         if (!c)
             continue;
         char v[64], f[96], key[160];
-        uint64_t x = splitmix64(rng);
+        uint64_t x = dvsim_splitmix64(rng);
         snprintf(v, sizeof v, "%llu.%02llu", (unsigned long long)(x % 900000000ull),
                  (unsigned long long)((x >> 40) % 100));
-        rc = rec_set(&rec, *m, v, strlen(v));
-        fmt_money(v, f, sizeof f);
+        rc = srec_set(&rec, *m, v, strlen(v));
+        dvsim_fmt_money(v, f, sizeof f);
         snprintf(key, sizeof key, "%s@OData.Community.Display.V1.FormattedValue", *m);
         if (!rc)
-            rc = rec_set_str(&rec, key, f);
+            rc = srec_set_str(&rec, key, f);
     }
     if (rc)
         goto out;
-    rec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
-    rc = rec_render(&rec, t->pk, &out);
+    srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
+    rc = srec_render(&rec, t->pk, &out);
     if (!rc)
-        rc = store_put_record(w->db, tid, id, ver, out.data, out.len);
+        rc = dvstore_put_record(w->db, tid, id, ver, out.data, out.len);
     if (!rc)
-        rc = audit_write(w, t, id, 2);
+        rc = dvsim_audit_write(w, t, id, 2);
 out:
     free(line);
-    rec_release(&rec);
+    srec_release(&rec);
     buf_release(&out);
     return rc;
 }
@@ -105,24 +105,24 @@ static int churn_create(struct write_ctx *w, const struct table_def *t, int tb, 
 {
     struct buf line = BUF_INIT, out = BUF_INIT;
     struct rec rec;
-    rec_init(&rec);
+    srec_init(&rec);
     char id[37];
     int64_t ver = 0;
-    int rc = store_next_version(w->db, w->env, &ver);
+    int rc = dvstore_next_version(w->db, w->env, &ver);
     if (!rc)
-        rc = seed_create_record(w->d, w->db, w->env, tb, 1000000000ull + (uint64_t)ver, &line, id);
+        rc = dvseed_create_record(w->d, w->db, w->env, tb, 1000000000ull + (uint64_t)ver, &line, id);
     if (!rc)
-        rc = rec_from_line(&rec, line.data, line.len);
+        rc = srec_from_line(&rec, line.data, line.len);
     if (!rc) {
-        rec_stamp(&rec, t, ver, (int64_t)time(NULL), true);
-        rc = rec_render(&rec, t->pk, &out);
+        srec_stamp(&rec, t, ver, (int64_t)time(NULL), true);
+        rc = srec_render(&rec, t->pk, &out);
     }
     if (!rc)
-        rc = store_put_record(w->db, table_id(w->env, tb), id, ver, out.data, out.len);
+        rc = dvstore_put_record(w->db, table_id(w->env, tb), id, ver, out.data, out.len);
     if (!rc)
-        rc = audit_write(w, t, id, 1);
+        rc = dvsim_audit_write(w, t, id, 1);
     (void)rng;
-    rec_release(&rec);
+    srec_release(&rec);
     buf_release(&line);
     buf_release(&out);
     return rc;
@@ -131,31 +131,31 @@ static int churn_create(struct write_ctx *w, const struct table_def *t, int tb, 
 static int churn_delete(struct write_ctx *w, const struct table_def *t, int tb, const char *id)
 {
     int64_t ver = 0;
-    int rc = store_next_version(w->db, w->env, &ver);
+    int rc = dvstore_next_version(w->db, w->env, &ver);
     if (!rc)
-        rc = store_delete_record(w->db, table_id(w->env, tb), id, ver);
+        rc = dvstore_delete_record(w->db, table_id(w->env, tb), id, ver);
     if (!rc)
-        rc = audit_write(w, t, id, 3);
+        rc = dvsim_audit_write(w, t, id, 3);
     return rc;
 }
 
-int sim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report, struct dverr *err)
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report, struct dverr *err)
 {
     static const int tables[] = {T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT, T_ANNOTATION, T_PROJECT};
     long long upd = 0, cre = 0, del = 0;
     char **ids = NULL;
     size_t n_ids = 0, cap = 0;
     pthread_mutex_lock(&d->write_lock);
-    sqlite3 *db = store_get(d->store);
+    sqlite3 *db = dvstore_get(d->store);
     struct write_ctx w = {d, db, env, true};
-    int rc = db ? store_begin(db) : -EIO;
+    int rc = db ? dvstore_begin(db) : -EIO;
     for (size_t k = 0; k < sizeof tables / sizeof tables[0] && !rc; k++) {
         int tb = tables[k];
-        const struct table_def *t = &schema_tables[tb];
+        const struct table_def *t = &dvschema_tables[tb];
         uint64_t rng = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)env << 32) ^ (uint64_t)tb;
         sqlite3_stmt *st = NULL;
         n_ids = 0;
-        rc = sqlite_to_errno(sqlite3_prepare_v2(db, "SELECT id FROM rec WHERE tid=?1 AND del=0 ORDER BY id", -1, &st, NULL));
+        rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT id FROM rec WHERE tid=?1 AND del=0 ORDER BY id", -1, &st, NULL));
         if (!rc) {
             sqlite3_bind_int(st, 1, table_id(env, tb));
             while (sqlite3_step(st) == SQLITE_ROW) {
@@ -182,7 +182,7 @@ int sim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct b
         size_t n_del = n * 15 / 100, n_upd = n - n_del - n * 15 / 100, n_new = n - n_upd - n_del;
         /* partial Fisher-Yates: the first n_upd + n_del slots are the victims */
         for (size_t i = 0; i < n_upd + n_del && i < n_ids; i++) {
-            size_t j = i + (size_t)(splitmix64(&rng) % (n_ids - i));
+            size_t j = i + (size_t)(dvsim_splitmix64(&rng) % (n_ids - i));
             char *tmp = ids[i];
             ids[i] = ids[j];
             ids[j] = tmp;
@@ -206,16 +206,16 @@ int sim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct b
                 ver = sqlite3_column_int64(st, 0);
         }
         sqlite3_finalize(st);
-        rc = store_commit(db);
+        rc = dvstore_commit(db);
     } else if (db) {
-        store_rollback(db);
+        dvstore_rollback(db);
     }
-    store_put(d->store, db);
+    dvstore_put(d->store, db);
     pthread_mutex_unlock(&d->write_lock);
     if (rc)
         return dverr_set(err, rc, "churn failed (%d)", rc);
     buf_printf(report, "{\"env\":\"%s\",\"updated\":%lld,\"created\":%lld,\"deleted\":%lld,\"version\":%lld}",
-               schema_envs[env].unique_name, upd, cre, del, (long long)ver);
+               dvschema_envs[env].unique_name, upd, cre, del, (long long)ver);
     return 0;
 }
 
@@ -225,7 +225,7 @@ static void route_churn(struct req *r)
     cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "env");
     cJSON *fr = cJSON_GetObjectItemCaseSensitive(b, "fraction");
     cJSON *seed = cJSON_GetObjectItemCaseSensitive(b, "seed");
-    int e = cJSON_IsString(env) ? schema_env_index(env->valuestring, strlen(env->valuestring)) : -1;
+    int e = cJSON_IsString(env) ? dvschema_env_index(env->valuestring, strlen(env->valuestring)) : -1;
     if (!b || e < 0 || !cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1) {
         cJSON_Delete(b);
         sim_error(r, 400, "body must be {\"env\":<uniqueName>,\"fraction\":0..1,\"seed\":N}");
@@ -235,7 +235,7 @@ static void route_churn(struct req *r)
     dverr_clear(&err);
     buf_reset(&r->out);
     uint64_t s = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 1;
-    int rc = sim_churn(r->d, e, fr->valuedouble, s, &r->out, &err);
+    int rc = dvsim_churn(r->d, e, fr->valuedouble, s, &r->out, &err);
     cJSON_Delete(b);
     if (rc) {
         sim_error(r, 500, dverr_msg(&err));
@@ -247,22 +247,22 @@ static void route_churn(struct req *r)
 
 static void route_dump(struct req *r)
 {
-    const char *env = req_arg(r, "env"), *table = req_arg(r, "table");
-    int e = env ? schema_env_index(env, strlen(env)) : -1;
-    const struct table_def *t = table ? schema_table_by_logical(table, strlen(table)) : NULL;
+    const char *env = sreq_arg(r, "env"), *table = sreq_arg(r, "table");
+    int e = env ? dvschema_env_index(env, strlen(env)) : -1;
+    const struct table_def *t = table ? dvschema_table_by_logical(table, strlen(table)) : NULL;
     if (!t && table)
-        t = schema_table_by_set(table, strlen(table));
+        t = dvschema_table_by_set(table, strlen(table));
     if (e < 0 || !t) {
         sim_error(r, 404, "unknown env or table (use ?env=<uniqueName>&table=<logical name or entity set>)");
         return;
     }
-    sqlite3 *db = store_get(r->d->store);
+    sqlite3 *db = dvstore_get(r->d->store);
     sqlite3_stmt *st = NULL;
     buf_reset(&r->out);
     buf_addstr(&r->out, TABLE_FILE_HEAD);
     int n = 0;
     if (db && sqlite3_prepare_v2(db, "SELECT line FROM rec WHERE tid=?1 AND del=0 ORDER BY id", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int(st, 1, table_id(e, schema_table_index(t)));
+        sqlite3_bind_int(st, 1, table_id(e, dvschema_table_index(t)));
         while (sqlite3_step(st) == SQLITE_ROW) {
             if (n++)
                 buf_addstr(&r->out, ",\n");
@@ -270,7 +270,7 @@ static void route_dump(struct req *r)
         }
     }
     sqlite3_finalize(st);
-    store_put(r->d->store, db);
+    dvstore_put(r->d->store, db);
     if (n)
         buf_addstr(&r->out, "\n]\n");
     else
@@ -281,7 +281,7 @@ static void route_dump(struct req *r)
 
 static void route_requests(struct req *r)
 {
-    const char *s = req_arg(r, "since");
+    const char *s = sreq_arg(r, "since");
     uint64_t since = s ? strtoull(s, NULL, 10) : 0;
     struct dvsim *d = r->d;
     buf_reset(&r->out);
@@ -317,8 +317,8 @@ static void faults_json(struct dvsim *d, struct buf *out)
                f.max_concurrency, (long long)f.delta_token_lifetime_s, (long long)f.capacity_free_mb);
 }
 
-int faults_parse_rate(const char *s, int *n, int *secs);
-int faults_parse_rate(const char *s, int *n, int *secs)
+int dvsim_parse_rate(const char *s, int *n, int *secs);
+int dvsim_parse_rate(const char *s, int *n, int *secs)
 {
     char *end;
     long a = strtol(s, &end, 10);
@@ -366,7 +366,7 @@ static void route_faults(struct req *r)
             else if (!strcmp(k, "delta_token_lifetime_s") && num && v >= 0) f.delta_token_lifetime_s = (int64_t)v;
             else if (!strcmp(k, "capacity_free_mb") && num) f.capacity_free_mb = (int64_t)v;
             else if (!strcmp(k, "max_requests") && cJSON_IsString(it) &&
-                     !faults_parse_rate(it->valuestring, &f.max_requests, &f.window_s)) ;
+                     !dvsim_parse_rate(it->valuestring, &f.max_requests, &f.window_s)) ;
             else if (!strcmp(k, "max_requests") && num && v >= 0) f.max_requests = (int)v;
             else {
                 bad = k;
@@ -404,7 +404,7 @@ static void route_reset(struct req *r)
     struct dverr err;
     dverr_clear(&err);
     pthread_mutex_lock(&d->write_lock);
-    int rc = seed_tenant(d, &err);
+    int rc = dvseed_tenant(d, &err);
     pthread_mutex_unlock(&d->write_lock);
     pthread_mutex_lock(&d->lock);
     d->faults = d->faults_initial;
@@ -424,7 +424,7 @@ static void route_reset(struct req *r)
     r->content_type = "application/json";
 }
 
-void sim_route(struct req *r, const char *rest)
+void dvsim_sim_route(struct req *r, const char *rest)
 {
     bool post = strcmp(r->method, "POST") == 0, get = strcmp(r->method, "GET") == 0;
     if (!strcmp(rest, "/churn") && post)

@@ -23,7 +23,7 @@ struct store {
     int n_pool;
 };
 
-static const char schema_sql[] =
+static const char dvschema_sql[] =
     "CREATE TABLE IF NOT EXISTS rec(tid INTEGER NOT NULL, id TEXT NOT NULL, ver INTEGER NOT NULL,"
     " del INTEGER NOT NULL DEFAULT 0, line BLOB, PRIMARY KEY(tid, id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS rec_ver ON rec(tid, ver);"
@@ -33,7 +33,7 @@ static const char schema_sql[] =
     "CREATE TABLE IF NOT EXISTS envstate(env INTEGER PRIMARY KEY, runtime TEXT, sku TEXT);"
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);";
 
-int sqlite_to_errno(int rc)
+int dvstore_errno(int rc)
 {
     switch (rc & 0xff) {
     case SQLITE_OK: case SQLITE_ROW: case SQLITE_DONE: return 0;
@@ -62,7 +62,7 @@ static sqlite3 *open_conn(const char *path)
     return db;
 }
 
-int store_open(const char *path, struct store **out, struct dverr *err)
+int dvstore_open(const char *path, struct store **out, struct dverr *err)
 {
     struct store *s = calloc(1, sizeof *s);
     if (!s)
@@ -71,16 +71,16 @@ int store_open(const char *path, struct store **out, struct dverr *err)
     pthread_mutex_init(&s->lock, NULL);
     sqlite3 *db = open_conn(path);
     if (!db) {
-        store_free(s);
+        dvstore_free(s);
         return dverr_set(err, -EACCES, "cannot open database %s", path);
     }
     char *msg = NULL;
-    int rc = sqlite3_exec(db, schema_sql, NULL, NULL, &msg);
+    int rc = sqlite3_exec(db, dvschema_sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
-        dverr_set(err, sqlite_to_errno(rc), "database %s: %s", path, msg ? msg : "?");
+        dverr_set(err, dvstore_errno(rc), "database %s: %s", path, msg ? msg : "?");
         sqlite3_free(msg);
         sqlite3_close(db);
-        store_free(s);
+        dvstore_free(s);
         return -EIO;
     }
     s->pool[s->n_pool++] = db;
@@ -88,7 +88,7 @@ int store_open(const char *path, struct store **out, struct dverr *err)
     return 0;
 }
 
-void store_free(struct store *s)
+void dvstore_free(struct store *s)
 {
     if (!s)
         return;
@@ -99,7 +99,7 @@ void store_free(struct store *s)
     free(s);
 }
 
-sqlite3 *store_get(struct store *s)
+sqlite3 *dvstore_get(struct store *s)
 {
     pthread_mutex_lock(&s->lock);
     sqlite3 *db = s->n_pool ? s->pool[--s->n_pool] : NULL;
@@ -107,7 +107,7 @@ sqlite3 *store_get(struct store *s)
     return db ? db : open_conn(s->path);
 }
 
-void store_put(struct store *s, sqlite3 *db)
+void dvstore_put(struct store *s, sqlite3 *db)
 {
     if (!db)
         return;
@@ -121,35 +121,35 @@ void store_put(struct store *s, sqlite3 *db)
         sqlite3_close(db);
 }
 
-int store_is_seeded(struct store *s, bool *seeded)
+int dvstore_is_seeded(struct store *s, bool *seeded)
 {
-    sqlite3 *db = store_get(s);
+    sqlite3 *db = dvstore_get(s);
     sqlite3_stmt *st = NULL;
     *seeded = false;
     int rc = sqlite3_prepare_v2(db, "SELECT v FROM meta WHERE k='seeded'", -1, &st, NULL);
     if (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
         *seeded = true;
     sqlite3_finalize(st);
-    store_put(s, db);
-    return rc == SQLITE_OK ? 0 : sqlite_to_errno(rc);
+    dvstore_put(s, db);
+    return rc == SQLITE_OK ? 0 : dvstore_errno(rc);
 }
 
-int store_begin(sqlite3 *db)
+int dvstore_begin(sqlite3 *db)
 {
-    return sqlite_to_errno(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL));
+    return dvstore_errno(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL));
 }
 
-int store_commit(sqlite3 *db)
+int dvstore_commit(sqlite3 *db)
 {
-    return sqlite_to_errno(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
+    return dvstore_errno(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL));
 }
 
-void store_rollback(sqlite3 *db)
+void dvstore_rollback(sqlite3 *db)
 {
     sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 }
 
-int store_next_version(sqlite3 *db, int env, int64_t *ver)
+int dvstore_next_version(sqlite3 *db, int env, int64_t *ver)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "UPDATE orgver SET ver = ver + 1 WHERE env = ?1 RETURNING ver", -1,
@@ -165,10 +165,10 @@ int store_next_version(sqlite3 *db, int env, int64_t *ver)
         }
     }
     sqlite3_finalize(st);
-    return sqlite_to_errno(rc);
+    return dvstore_errno(rc);
 }
 
-int store_put_record(sqlite3 *db, int tid, const char *id, int64_t ver, const char *line, size_t len)
+int dvstore_put_record(sqlite3 *db, int tid, const char *id, int64_t ver, const char *line, size_t len)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)",
@@ -181,10 +181,10 @@ int store_put_record(sqlite3 *db, int tid, const char *id, int64_t ver, const ch
         rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
     }
     sqlite3_finalize(st);
-    return sqlite_to_errno(rc);
+    return dvstore_errno(rc);
 }
 
-int store_delete_record(sqlite3 *db, int tid, const char *id, int64_t ver)
+int dvstore_delete_record(sqlite3 *db, int tid, const char *id, int64_t ver)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "UPDATE rec SET del=1, line=NULL, ver=?3 WHERE tid=?1 AND id=?2 AND del=0",
@@ -207,10 +207,10 @@ int store_delete_record(sqlite3 *db, int tid, const char *id, int64_t ver)
         }
         sqlite3_finalize(f);
     }
-    return sqlite_to_errno(rc);
+    return dvstore_errno(rc);
 }
 
-int store_get_record(sqlite3 *db, int tid, const char *id, char **line, size_t *len)
+int dvstore_get_record(sqlite3 *db, int tid, const char *id, char **line, size_t *len)
 {
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(db, "SELECT line FROM rec WHERE tid=?1 AND id=?2 AND del=0", -1, &st, NULL);
@@ -235,10 +235,10 @@ int store_get_record(sqlite3 *db, int tid, const char *id, char **line, size_t *
         }
     }
     sqlite3_finalize(st);
-    return sqlite_to_errno(rc);
+    return dvstore_errno(rc);
 }
 
-int store_meta_equals(sqlite3 *db, const char *k, const char *v)
+int dvstore_meta_equals(sqlite3 *db, const char *k, const char *v)
 {
     sqlite3_stmt *st = NULL;
     int eq = 0;

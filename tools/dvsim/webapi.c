@@ -42,12 +42,12 @@ struct prefer {
     bool continue_on_error;
 };
 
-void prefer_parse(struct req *r, struct prefer *p);
-void prefer_parse(struct req *r, struct prefer *p)
+void webapi_prefer_parse(struct req *r, struct prefer *p);
+void webapi_prefer_parse(struct req *r, struct prefer *p)
 {
     memset(p, 0, sizeof *p);
     struct buf all = BUF_INIT;
-    req_header_all(r, "Prefer", &all);
+    sreq_header_all(r, "Prefer", &all);
     const char *s = all.data ? all.data : "";
     while (*s) {
         while (*s == ' ' || *s == ',')
@@ -144,7 +144,7 @@ static struct fnode *parse_cmp(struct fparser *fp)
     size_t idl = (size_t)(fp->p - id);
     if (!idl)
         return fail(fp, "expected a property name");
-    const struct col_def *col = schema_col_by_member(fp->t, id, idl);
+    const struct col_def *col = dvschema_col_by_member(fp->t, id, idl);
     if (!col) {
         snprintf(fp->err, sizeof fp->err, "Could not find a property named '%.*s' on type 'Microsoft.Dynamics.CRM.%s'.",
                  (int)(idl > 80 ? 80 : idl), id, fp->t->logical);
@@ -201,7 +201,7 @@ static struct fnode *parse_cmp(struct fparser *fp)
         n->lk = L_NULL;
     else if (strcmp(n->lit.data, "true") == 0 || strcmp(n->lit.data, "false") == 0)
         n->lk = L_BOOL;
-    else if (guid_valid(v, vl) || (vl >= 10 && isdigit((unsigned char)v[0]) && v[4] == '-'))
+    else if (dvsim_guid_valid(v, vl) || (vl >= 10 && isdigit((unsigned char)v[0]) && v[4] == '-'))
         n->lk = L_BARE; /* GUID or date: compared as text */
     else {
         char *end;
@@ -420,7 +420,7 @@ static int parse_orderby(const struct table_def *t, const char *s, struct order 
             snprintf(err, errn, "Syntax error in $orderby '%.200s'.", s);
             return -EINVAL;
         }
-        const struct col_def *c = schema_col_by_member(t, name, strlen(name));
+        const struct col_def *c = dvschema_col_by_member(t, name, strlen(name));
         if (!c) {
             snprintf(err, errn, "Could not find a property named '%s' on type 'Microsoft.Dynamics.CRM.%s'.",
                      name, t->logical);
@@ -509,7 +509,7 @@ static int cookie_parse(const char *s, struct cookie *c)
     c->off = strtoll(v, NULL, 10);
     cookie_attr(s, "istracking", v, sizeof v);
     c->tracking = strcmp(v, "True") == 0;
-    if (c->page < 2 || (c->last[0] && !guid_valid(c->last, strlen(c->last))))
+    if (c->page < 2 || (c->last[0] && !dvsim_guid_valid(c->last, strlen(c->last))))
         return -EINVAL;
     return 0;
 }
@@ -532,8 +532,8 @@ static void cookie_render(const struct cookie *c, struct buf *out)
 
 static void api_base(struct req *r, struct buf *out)
 {
-    req_base(r, out);
-    buf_printf(out, "/org/%s%s", schema_envs[r->env].unique_name, DVSIM_API_PREFIX);
+    sreq_base(r, out);
+    buf_printf(out, "/org/%s%s", dvschema_envs[r->env].unique_name, DVSIM_API_PREFIX);
 }
 
 /* The request URL with its query rebuilt, without the given options. */
@@ -552,7 +552,7 @@ static void self_link(struct req *r, const char *set, const char *const *drop, s
         sep = '&';
         buf_addstr(out, r->args[i].key);
         buf_addch(out, '=');
-        url_encode(out, r->args[i].val, strlen(r->args[i].val));
+        dvsim_url_encode(out, r->args[i].val, strlen(r->args[i].val));
     }
     if (sep == '&')
         buf_addch(out, '&');
@@ -582,7 +582,7 @@ static void delta_token_render(int64_t ver, struct buf *out)
     strftime(ts, sizeof ts, "%m/%d/%Y %H:%M:%S", &tm);
     char tok[64];
     snprintf(tok, sizeof tok, "%lld!%s", (long long)ver, ts);
-    url_encode(out, tok, strlen(tok));
+    dvsim_url_encode(out, tok, strlen(tok));
 }
 
 /* -EINVAL malformed, -ESTALE expired. */
@@ -620,21 +620,21 @@ static bool is_known_option(const char *k)
 }
 
 /* Build the projection from $select and Prefer. 0 or a 400 reply. */
-int projection_init(struct req *r, const struct table_def *t, const struct prefer *pf, struct projection *p,
+int webapi_projection_init(struct req *r, const struct table_def *t, const struct prefer *pf, struct projection *p,
                     char *ctx_sel, size_t ctx_n);
-int projection_init(struct req *r, const struct table_def *t, const struct prefer *pf, struct projection *p,
+int webapi_projection_init(struct req *r, const struct table_def *t, const struct prefer *pf, struct projection *p,
                     char *ctx_sel, size_t ctx_n)
 {
     memset(p, 0, sizeof *p);
     p->t = t;
     p->n_select = -1;
     if (pf->have_annot)
-        annot_filter_parse(&p->annot, pf->annot);
-    p->all_annotations = annot_filter_match(&p->annot, FV_NAME, strlen(FV_NAME)) &&
-                         annot_filter_match(&p->annot, LLN_NAME, strlen(LLN_NAME));
+        dvline_annot_parse(&p->annot, pf->annot);
+    p->all_annotations = dvline_annot_match(&p->annot, FV_NAME, strlen(FV_NAME)) &&
+                         dvline_annot_match(&p->annot, LLN_NAME, strlen(LLN_NAME));
     if (ctx_n)
         ctx_sel[0] = '\0';
-    const char *sel = req_arg(r, "$select");
+    const char *sel = sreq_arg(r, "$select");
     if (!sel)
         return 0;
     p->n_select = 0;
@@ -650,13 +650,13 @@ int projection_init(struct req *r, const struct table_def *t, const struct prefe
         size_t l = (size_t)(e - s);
         while (l && s[l - 1] == ' ')
             l--;
-        if (!schema_col_by_member(t, s, l)) {
-            reply_error(r, 400, QUERY_ERR, "Could not find a property named '%.*s' on type 'Microsoft.Dynamics.CRM.%s'.",
+        if (!dvschema_col_by_member(t, s, l)) {
+            sreply_error(r, 400, QUERY_ERR, "Could not find a property named '%.*s' on type 'Microsoft.Dynamics.CRM.%s'.",
                         (int)(l > 80 ? 80 : l), s, t->logical);
             return -EINVAL;
         }
         if (p->n_select >= 64) {
-            reply_error(r, 400, QUERY_ERR, "Too many columns in $select.");
+            sreply_error(r, 400, QUERY_ERR, "Too many columns in $select.");
             return -EINVAL;
         }
         p->select[p->n_select] = s;
@@ -684,53 +684,53 @@ static void collection_get(struct req *r, const struct table_def *t)
     sqlite3_stmt *st = NULL;
     struct buf tmp = BUF_INIT, link = BUF_INIT;
     char ctx_sel[600], err[400];
-    int tid = table_id(r->env, schema_table_index(t));
+    int tid = table_id(r->env, dvschema_table_index(t));
 
-    prefer_parse(r, &pf);
+    webapi_prefer_parse(r, &pf);
     for (int i = 0; i < r->n_args; i++) {
         if (r->args[i].key[0] == '$' && !is_known_option(r->args[i].key)) {
-            reply_error(r, 400, QUERY_ERR, "The query parameter %.40s is not supported", r->args[i].key);
+            sreply_error(r, 400, QUERY_ERR, "The query parameter %.40s is not supported", r->args[i].key);
             return;
         }
     }
-    const char *deltatoken = req_arg(r, "$deltatoken");
-    const char *skiptoken = req_arg(r, "$skiptoken");
+    const char *deltatoken = sreq_arg(r, "$deltatoken");
+    const char *skiptoken = sreq_arg(r, "$skiptoken");
     bool track = t->change_tracking && (pf.track || deltatoken);
     if (track) {
         static const char *const bad[] = {"$filter", "$orderby", "$expand", "$top"};
         for (int i = 0; i < 4; i++)
-            if (req_arg(r, bad[i])) {
-                reply_error(r, 400, QUERY_ERR,
+            if (sreq_arg(r, bad[i])) {
+                sreply_error(r, 400, QUERY_ERR,
                             "The \"%s\" query parameter isn't supported when Change Tracking is enabled.", bad[i]);
                 return;
             }
     }
-    if (req_arg(r, "$expand")) {
-        reply_error(r, 400, "0x80060888", "$expand is not supported by dvsim on collections.");
+    if (sreq_arg(r, "$expand")) {
+        sreply_error(r, 400, "0x80060888", "$expand is not supported by dvsim on collections.");
         return;
     }
-    if (projection_init(r, t, &pf, &proj, ctx_sel, sizeof ctx_sel))
+    if (webapi_projection_init(r, t, &pf, &proj, ctx_sel, sizeof ctx_sel))
         return;
-    const char *fs = req_arg(r, "$filter");
+    const char *fs = sreq_arg(r, "$filter");
     if (fs) {
         filter = filter_parse(t, fs, err, sizeof err);
         if (!filter) {
-            reply_error(r, 400, QUERY_ERR, "%s", err);
+            sreply_error(r, 400, QUERY_ERR, "%s", err);
             return;
         }
     }
-    const char *os = req_arg(r, "$orderby");
+    const char *os = sreq_arg(r, "$orderby");
     if (os && parse_orderby(t, os, &order, err, sizeof err)) {
-        reply_error(r, 400, QUERY_ERR, "%s", err);
+        sreply_error(r, 400, QUERY_ERR, "%s", err);
         goto out;
     }
     long top = -1;
-    const char *ts = req_arg(r, "$top");
+    const char *ts = sreq_arg(r, "$top");
     if (ts) {
         char *end;
         top = strtol(ts, &end, 10);
         if (*end || top < 0) {
-            reply_error(r, 400, QUERY_ERR, "Invalid value '%.40s' for $top.", ts);
+            sreply_error(r, 400, QUERY_ERR, "Invalid value '%.40s' for $top.", ts);
             goto out;
         }
         if (top > DVSIM_MAX_PAGE)
@@ -741,25 +741,25 @@ static void collection_get(struct req *r, const struct table_def *t)
     memset(&ck, 0, sizeof ck);
     ck.page = 1;
     if (skiptoken && (cookie_parse(skiptoken, &ck) || (ck.tracking != track && deltatoken == NULL && track))) {
-        reply_error(r, 400, QUERY_ERR, "The $skiptoken is not valid.");
+        sreply_error(r, 400, QUERY_ERR, "The $skiptoken is not valid.");
         goto out;
     }
     int64_t since = 0;
     if (deltatoken) {
         int rc = delta_token_parse(d, deltatoken, &since);
         if (rc == -ESTALE) {
-            reply_error(r, 400, "0x80044352",
+            sreply_error(r, 400, "0x80044352",
                         "Version stamp associated with the client has expired. Please perform a full sync.");
             goto out;
         }
         if (rc) {
-            reply_error(r, 400, QUERY_ERR, "The $deltatoken is not valid.");
+            sreply_error(r, 400, QUERY_ERR, "The $deltatoken is not valid.");
             goto out;
         }
     }
-    db = store_get(d->store);
+    db = dvstore_get(d->store);
     if (!db) {
-        reply_error(r, 500, "0x80040216", "database unavailable");
+        sreply_error(r, 500, "0x80040216", "database unavailable");
         goto out;
     }
     int64_t snapshot = ck.ver ? ck.ver : org_version(db, r->env);
@@ -794,7 +794,7 @@ static void collection_get(struct req *r, const struct table_def *t)
                 }
                 if (emitted)
                     buf_addch(o, ',');
-                line_project(&proj, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), o);
+                dvline_project(&proj, sqlite3_column_blob(st, 1), (size_t)sqlite3_column_bytes(st, 1), o);
                 next.after = sqlite3_column_int64(st, 2);
                 emitted++;
             }
@@ -840,7 +840,7 @@ static void collection_get(struct req *r, const struct table_def *t)
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *line = sqlite3_column_blob(st, 1);
             size_t len = (size_t)sqlite3_column_bytes(st, 1);
-            int nm = line_scan(line, len, m, 128);
+            int nm = dvline_scan(line, len, m, 128);
             if (nm < 0 || (filter && !eval(filter, m, nm, &tmp)))
                 continue;
             if (n_rows == cap) {
@@ -856,7 +856,7 @@ static void collection_get(struct req *r, const struct table_def *t)
             memcpy(sr->line, line, len);
             sr->line[len] = '\0';
             sr->len = len;
-            int nm2 = line_scan(sr->line, len, m, 128);
+            int nm2 = dvline_scan(sr->line, len, m, 128);
             for (int k = 0; k < order.n; k++) {
                 const struct lmember *v = find_member(m, nm2, order.k[k].member);
                 sr->val[k] = v ? v->val : NULL;
@@ -878,7 +878,7 @@ static void collection_get(struct req *r, const struct table_def *t)
             }
             if (emitted)
                 buf_addch(o, ',');
-            line_project(&proj, rows[i].line, rows[i].len, o);
+            dvline_project(&proj, rows[i].line, rows[i].len, o);
             emitted++;
         }
         next.off = (int64_t)start + emitted;
@@ -891,7 +891,7 @@ static void collection_get(struct req *r, const struct table_def *t)
             const char *line = sqlite3_column_blob(st, 1);
             size_t len = (size_t)sqlite3_column_bytes(st, 1);
             if (filter) {
-                int nm = line_scan(line, len, m, 128);
+                int nm = dvline_scan(line, len, m, 128);
                 if (nm < 0 || !eval(filter, m, nm, &tmp))
                     continue;
             }
@@ -901,7 +901,7 @@ static void collection_get(struct req *r, const struct table_def *t)
             }
             if (emitted)
                 buf_addch(o, ',');
-            line_project(&proj, line, len, o);
+            dvline_project(&proj, line, len, o);
             snprintf(next.last, sizeof next.last, "%s", (const char *)sqlite3_column_text(st, 0));
             emitted++;
         }
@@ -917,7 +917,7 @@ static void collection_get(struct req *r, const struct table_def *t)
         buf_addstr(&link, "$skiptoken=");
         buf_reset(&tmp);
         cookie_render(&next, &tmp);
-        url_encode(&link, tmp.data, tmp.len);
+        dvsim_url_encode(&link, tmp.data, tmp.len);
         buf_add_json_string(o, link.data, link.len);
     } else if (track) {
         static const char *const drop[] = {"$skiptoken", "$deltatoken", NULL};
@@ -929,7 +929,7 @@ static void collection_get(struct req *r, const struct table_def *t)
         buf_add_json_string(o, link.data, link.len);
     }
     buf_addch(o, '}');
-    reply_json(r, 200);
+    sreply_json(r, 200);
     {
         char pa[700] = "";
         size_t pl = 0;
@@ -941,11 +941,11 @@ static void collection_get(struct req *r, const struct table_def *t)
             snprintf(pa + pl, sizeof pa - pl, "%sodata.include-annotations=%s", pl ? "," : "",
                      pf.annot[0] ? pf.annot : "\"*\"");
         if (pa[0])
-            req_add_header(r, "Preference-Applied", pa);
+            sreq_add_header(r, "Preference-Applied", pa);
     }
 out:
     sqlite3_finalize(st);
-    store_put(d->store, db);
+    dvstore_put(d->store, db);
     fnode_free(filter);
     for (size_t i = 0; i < n_rows; i++) {
         free(rows[i].id);
@@ -958,48 +958,48 @@ out:
 
 static void count_get(struct req *r, const struct table_def *t)
 {
-    sqlite3 *db = store_get(r->d->store);
+    sqlite3 *db = dvstore_get(r->d->store);
     sqlite3_stmt *st = NULL;
     long long n = 0;
     if (db && sqlite3_prepare_v2(db, "SELECT count(*) FROM rec WHERE tid=?1 AND del=0", -1, &st, NULL) == SQLITE_OK) {
-        sqlite3_bind_int(st, 1, table_id(r->env, schema_table_index(t)));
+        sqlite3_bind_int(st, 1, table_id(r->env, dvschema_table_index(t)));
         if (sqlite3_step(st) == SQLITE_ROW)
             n = sqlite3_column_int64(st, 0);
     }
     sqlite3_finalize(st);
-    store_put(r->d->store, db);
+    dvstore_put(r->d->store, db);
     buf_reset(&r->out);
     buf_printf(&r->out, "%lld", n > 5000 ? 5000 : n);
     r->status = 200;
     r->content_type = "text/plain";
 }
 
-void record_get(struct req *r, const struct table_def *t, const char *key);
-void record_get(struct req *r, const struct table_def *t, const char *key)
+void webapi_record_get(struct req *r, const struct table_def *t, const char *key);
+void webapi_record_get(struct req *r, const struct table_def *t, const char *key)
 {
     struct prefer pf;
     struct projection proj;
     char ctx_sel[600];
-    prefer_parse(r, &pf);
-    if (projection_init(r, t, &pf, &proj, ctx_sel, sizeof ctx_sel))
+    webapi_prefer_parse(r, &pf);
+    if (webapi_projection_init(r, t, &pf, &proj, ctx_sel, sizeof ctx_sel))
         return;
-    sqlite3 *db = store_get(r->d->store);
+    sqlite3 *db = dvstore_get(r->d->store);
     char *line = NULL;
     size_t len = 0;
-    int rc = db ? store_get_record(db, table_id(r->env, schema_table_index(t)), key, &line, &len) : -EIO;
-    store_put(r->d->store, db);
+    int rc = db ? dvstore_get_record(db, table_id(r->env, dvschema_table_index(t)), key, &line, &len) : -EIO;
+    dvstore_put(r->d->store, db);
     if (rc == -ENOENT) {
-        reply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
         return;
     }
     if (rc) {
-        reply_error(r, 500, "0x80040216", "database error");
+        sreply_error(r, 500, "0x80040216", "database error");
         return;
     }
-    const char *inm = req_header(r, "If-None-Match");
+    const char *inm = sreq_header(r, "If-None-Match");
     if (inm && strcmp(inm, "null") != 0 && !pf.have_annot) {
         struct lmember m[128];
-        int nm = line_scan(line, len, m, 128);
+        int nm = dvline_scan(line, len, m, 128);
         const struct lmember *e = nm > 0 ? find_member(m, nm, "@odata.etag") : NULL;
         struct buf et = BUF_INIT;
         if (e)
@@ -1014,7 +1014,7 @@ void record_get(struct req *r, const struct table_def *t, const char *key)
         }
     }
     struct buf body = BUF_INIT;
-    line_project(&proj, line, len, &body);
+    dvline_project(&proj, line, len, &body);
     free(line);
     buf_reset(&r->out);
     buf_addstr(&r->out, "{\"@odata.context\":\"");
@@ -1024,7 +1024,7 @@ void record_get(struct req *r, const struct table_def *t, const char *key)
         buf_addch(&r->out, ',');
     buf_add(&r->out, body.data + 1, body.len - 1);
     buf_release(&body);
-    reply_json(r, 200);
+    sreply_json(r, 200);
 }
 
 /* ---- metadata ---- */
@@ -1042,7 +1042,7 @@ static void metadata_id(const char *a, const char *b, char out[37])
     uint64_t y = strtoull((char[17]){hex[16], hex[17], hex[18], hex[19], hex[20], hex[21], hex[22], hex[23],
                                      hex[24], hex[25], hex[26], hex[27], hex[28], hex[29], hex[30], hex[31], 0},
                           NULL, 16);
-    guid_from_u64(x, y, out);
+    dvsim_guid(x, y, out);
 }
 
 static void label(cJSON *o, const char *key, const char *text)
@@ -1146,7 +1146,7 @@ static cJSON *attr_json(const struct table_def *t, const struct col_def *c)
 
 static cJSON *rel_json(const struct table_def *t, const struct col_def *c)
 {
-    const struct table_def *target = schema_table_by_logical(c->target, strlen(c->target));
+    const struct table_def *target = dvschema_table_by_logical(c->target, strlen(c->target));
     cJSON *o = cJSON_CreateObject();
     char s[160], id[37];
     snprintf(s, sizeof s, "%s_%s_%s", c->target, t->logical, c->name);
@@ -1169,9 +1169,9 @@ static cJSON *n2n_json(const struct n2n_def *n)
 {
     cJSON *o = cJSON_CreateObject();
     char id[37];
-    metadata_id("n2n", n->schema_name, id);
+    metadata_id("n2n", n->dvschema_name, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
-    cJSON_AddStringToObject(o, "SchemaName", n->schema_name);
+    cJSON_AddStringToObject(o, "SchemaName", n->dvschema_name);
     cJSON_AddStringToObject(o, "RelationshipType", "ManyToManyRelationship");
     cJSON_AddStringToObject(o, "IntersectEntityName", n->intersect);
     cJSON_AddStringToObject(o, "Entity1LogicalName", n->entity1);
@@ -1198,12 +1198,12 @@ static cJSON *sub_array(const struct table_def *t, int which)
                 cJSON_AddItemToArray(a, rel_json(t, &t->cols[i]));
     if (which == EX_O2M)
         for (int k = 0; k < N_TABLES; k++)
-            for (size_t i = 0; i < schema_tables[k].n_cols; i++)
-                if (schema_tables[k].cols[i].target && strcmp(schema_tables[k].cols[i].target, t->logical) == 0)
-                    cJSON_AddItemToArray(a, rel_json(&schema_tables[k], &schema_tables[k].cols[i]));
+            for (size_t i = 0; i < dvschema_tables[k].n_cols; i++)
+                if (dvschema_tables[k].cols[i].target && strcmp(dvschema_tables[k].cols[i].target, t->logical) == 0)
+                    cJSON_AddItemToArray(a, rel_json(&dvschema_tables[k], &dvschema_tables[k].cols[i]));
     if (which == EX_N2N)
-        for (size_t i = 0; i < schema_n_n2n; i++) {
-            const struct n2n_def *n = &schema_n2n[i];
+        for (size_t i = 0; i < dvschema_n_n2n; i++) {
+            const struct n2n_def *n = &dvschema_n2n[i];
             if (strcmp(n->entity1, t->logical) == 0 || strcmp(n->entity2, t->logical) == 0 ||
                 strcmp(n->intersect, t->logical) == 0)
                 cJSON_AddItemToArray(a, n2n_json(n));
@@ -1236,7 +1236,7 @@ static cJSON *entity_json(const struct table_def *t, int expand)
     cJSON_AddBoolToObject(o, "IsOptimisticConcurrencyEnabled", !t->read_only && !t->intersect);
     cJSON_AddStringToObject(o, "OwnershipType",
                             t->intersect || t->read_only ? "None"
-                            : schema_table_index(t) == T_SYSTEMUSER ? "BusinessOwned" : "UserOwned");
+                            : dvschema_table_index(t) == T_SYSTEMUSER ? "BusinessOwned" : "UserOwned");
     managed(o, "IsAuditEnabled", !t->read_only, "canmodifyauditsettings");
     label(o, "DisplayName", t->logical);
     if (expand & EX_ATTR)
@@ -1291,15 +1291,15 @@ static void send_cjson_odata(struct req *r, cJSON *o)
     if (s)
         buf_addstr(&r->out, s);
     free(s);
-    reply_json(r, 200);
+    sreply_json(r, 200);
 }
 
 static void entity_definitions(struct req *r, const char *rest)
 {
     int expand;
-    if (parse_expand(req_arg(r, "$expand"), &expand)) {
-        reply_error(r, 400, QUERY_ERR, "Could not find a property named '%.80s' on type "
-                    "'Microsoft.Dynamics.CRM.EntityMetadata'.", req_arg(r, "$expand"));
+    if (parse_expand(sreq_arg(r, "$expand"), &expand)) {
+        sreply_error(r, 400, QUERY_ERR, "Could not find a property named '%.80s' on type "
+                    "'Microsoft.Dynamics.CRM.EntityMetadata'.", sreq_arg(r, "$expand"));
         return;
     }
     struct buf ctx = BUF_INIT;
@@ -1310,7 +1310,7 @@ static void entity_definitions(struct req *r, const char *rest)
         cJSON_AddStringToObject(o, "@odata.context", ctx.data);
         cJSON *a = cJSON_AddArrayToObject(o, "value");
         for (int i = 0; i < N_TABLES; i++)
-            cJSON_AddItemToArray(a, entity_json(&schema_tables[i], expand));
+            cJSON_AddItemToArray(a, entity_json(&dvschema_tables[i], expand));
         buf_release(&ctx);
         send_cjson_odata(r, o);
         return;
@@ -1320,7 +1320,7 @@ static void entity_definitions(struct req *r, const char *rest)
     if (strncmp(p, "(LogicalName='", 14) == 0) {
         p += 14;
         size_t n = strcspn(p, "'");
-        t = schema_table_by_logical(p, n);
+        t = dvschema_table_by_logical(p, n);
         p += n;
         if (strncmp(p, "')", 2) != 0)
             t = NULL;
@@ -1328,15 +1328,15 @@ static void entity_definitions(struct req *r, const char *rest)
     } else if (*p == '(' && strlen(p) >= 38 && p[37] == ')') {
         for (int i = 0; i < N_TABLES && !t; i++) {
             char id[37];
-            metadata_id(schema_tables[i].logical, NULL, id);
+            metadata_id(dvschema_tables[i].logical, NULL, id);
             if (strncasecmp(id, p + 1, 36) == 0)
-                t = &schema_tables[i];
+                t = &dvschema_tables[i];
         }
         p += 38;
     }
     if (!t) {
         buf_release(&ctx);
-        reply_error(r, 404, "0x80040217", "Could not find an entity definition for '%.80s'.", rest);
+        sreply_error(r, 404, "0x80040217", "Could not find an entity definition for '%.80s'.", rest);
         return;
     }
     cJSON *o;
@@ -1349,7 +1349,7 @@ static void entity_definitions(struct req *r, const char *rest)
                     : !strcmp(p, "/OneToManyRelationships") ? EX_O2M : !strcmp(p, "/ManyToManyRelationships") ? EX_N2N : 0;
         if (!which) {
             buf_release(&ctx);
-            reply_error(r, 404, QUERY_ERR, "Resource not found for the segment '%.80s'.", p);
+            sreply_error(r, 404, QUERY_ERR, "Resource not found for the segment '%.80s'.", p);
             return;
         }
         o = cJSON_CreateObject();
@@ -1369,9 +1369,9 @@ static void service_document(struct req *r)
     buf_addstr(&r->out, "/$metadata\",\"value\":[");
     for (int i = 0; i < N_TABLES; i++)
         buf_printf(&r->out, "%s{\"name\":\"%s\",\"kind\":\"EntitySet\",\"url\":\"%s\"}", i ? "," : "",
-                   schema_tables[i].set, schema_tables[i].set);
+                   dvschema_tables[i].set, dvschema_tables[i].set);
     buf_addstr(&r->out, "]}");
-    reply_json(r, 200);
+    sreply_json(r, 200);
 }
 
 void webapi_route(struct req *r, const char *rest)
@@ -1383,12 +1383,12 @@ void webapi_route(struct req *r, const char *rest)
         if (get)
             service_document(r);
         else
-            reply_error(r, 405, "0x80060888", "Method %s is not allowed here.", r->method);
+            sreply_error(r, 405, "0x80060888", "Method %s is not allowed here.", r->method);
         return;
     }
     if (strncmp(rest, "EntityDefinitions", 17) == 0) {
         if (!get) {
-            reply_error(r, 405, "0x80060888", "dvsim does not change metadata.");
+            sreply_error(r, 405, "0x80060888", "dvsim does not change metadata.");
             return;
         }
         entity_definitions(r, rest + 17);
@@ -1399,9 +1399,9 @@ void webapi_route(struct req *r, const char *rest)
         return;
     }
     size_t sl = strcspn(rest, "(/");
-    const struct table_def *t = schema_table_by_set(rest, sl);
+    const struct table_def *t = dvschema_table_by_set(rest, sl);
     if (!t) {
-        reply_error(r, 404, "0x80060888", "Resource not found for the segment '%.*s'.", (int)(sl > 80 ? 80 : sl), rest);
+        sreply_error(r, 404, "0x80060888", "Resource not found for the segment '%.*s'.", (int)(sl > 80 ? 80 : sl), rest);
         return;
     }
     const char *p = rest + sl;
@@ -1420,12 +1420,12 @@ void webapi_route(struct req *r, const char *rest)
         const char *k = p + 1;
         size_t kl = strcspn(k, ")");
         if (k[kl] != ')') {
-            reply_error(r, 400, QUERY_ERR, "Bad key segment.");
+            sreply_error(r, 400, QUERY_ERR, "Bad key segment.");
             return;
         }
         char key[64];
-        if (!guid_valid(k, kl)) {
-            reply_error(r, 400, "0x80060888", "Invalid key '%.*s': dvsim supports primary key GUIDs only.",
+        if (!dvsim_guid_valid(k, kl)) {
+            sreply_error(r, 400, "0x80060888", "Invalid key '%.*s': dvsim supports primary key GUIDs only.",
                         (int)(kl > 80 ? 80 : kl), k);
             return;
         }
@@ -1434,11 +1434,11 @@ void webapi_route(struct req *r, const char *rest)
         key[kl] = '\0';
         const char *sub = k + kl + 1;
         if (*sub == '\0' && get) {
-            record_get(r, t, key);
+            webapi_record_get(r, t, key);
             return;
         }
         webwrite_route(r, t, key, *sub ? sub : NULL);
         return;
     }
-    reply_error(r, 404, "0x80060888", "Resource not found for the segment '%.80s'.", rest);
+    sreply_error(r, 404, "0x80060888", "Resource not found for the segment '%.80s'.", rest);
 }
