@@ -2,7 +2,8 @@
  * prune, forget, check and catalog rebuild, over segment.c, manifest.c, catalog.c and objstore.
  *
  * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
- * directory, so they only exclude writers on this machine until the object-store lease exists):
+ * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
+ * store (objstore_lease.h) for writers on other machines, checked again before the manifest):
  *   <env>.lock   flock LOCK_EX for the whole capture of env (-EBUSY when held)
  *   prune.lock   captures hold LOCK_SH from begin to commit/abort; prune takes LOCK_EX, so prune
  *                never deletes an object that a capture in progress has written or reuses.
@@ -27,6 +28,7 @@
 #include "backend/catalog.h"
 #include "backend/log.h"
 #include "backend/manifest.h"
+#include "backend/objstore_lease.h"
 #include "backend/segment.h"
 
 #define BLOB_MAX ((uint64_t)2 << 30)
@@ -799,6 +801,7 @@ struct repo_capture {
     struct repo *r;
     char *env;
     int lock_fd, prune_fd;
+    struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
     struct point *prev;
     struct catalog_capture *cc;
 };
@@ -833,6 +836,7 @@ void repo_capture_abort(struct repo_capture *c)
     if (!c)
         return;
     catalog_capture_abort(c->cc);
+    objstore_lease_release(c->lease);
     point_free(c->prev);
     if (c->prune_fd >= 0)
         close(c->prune_fd);
@@ -898,6 +902,15 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
         rc = errno == EWOULDBLOCK ? dverr_set(err, -EBUSY, "another capture of %s is running", env)
                                   : dverr_set(err, -errno, "locking %s: %s", env, strerror(errno));
         goto fail;
+    }
+    if (!r->store->local_dir) {
+        /* Other machines may share a remote store: one writer per environment across all of
+         * them, through a lease object that expires when its holder dies. */
+        char lname2[300], purpose[300];
+        snprintf(lname2, sizeof lname2, "locks/%s.lease", env);
+        snprintf(purpose, sizeof purpose, "the capture of %s", env);
+        if ((rc = objstore_lease_take(r->store, lname2, purpose, 0, &c->lease, err)))
+            goto fail;
     }
     if ((rc = open_lock(r, "prune.lock", &c->prune_fd, err)))
         goto fail;
@@ -974,6 +987,8 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
+    if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
+        goto out;
     time_t t = p->taken_at;
     if (c->prev && t <= c->prev->taken_at)
         t = c->prev->taken_at + 1;
