@@ -473,3 +473,82 @@ int objstore_lease_holder(struct objstore *s, const char *name, struct buf *out,
     describe(&d, who, sizeof who);
     return buf_addstr(out, who);
 }
+
+int objstore_lease_wait_free(struct objstore *s, const char *name, int64_t wait_ms,
+                             struct dverr *err)
+{
+    int64_t deadline = now_ms() + wait_ms;
+    struct buf who = BUF_INIT;
+    int rc;
+    for (;;) {
+        buf_reset(&who);
+        if ((rc = objstore_lease_holder(s, name, &who, err)))
+            break;
+        if (who.len == 0)
+            break;
+        if (now_ms() >= deadline) {
+            rc = dverr_set(err, -EBUSY, "%s is %s", name, who.data);
+            break;
+        }
+        usleep(500 * 1000);
+    }
+    buf_release(&who);
+    return rc;
+}
+
+struct lease_names {
+    char **v;
+    size_t n, cap;
+};
+
+static int collect_lease_name(void *ctx, const char *obj, uint64_t size)
+{
+    struct lease_names *ln = ctx;
+    size_t n = strlen(obj);
+    if (n < GEN_DIGITS + 2 || obj[n - GEN_DIGITS - 1] != '.')
+        return 0;
+    for (size_t i = n - GEN_DIGITS; i < n; i++)
+        if (obj[i] < '0' || obj[i] > '9')
+            return 0;
+    size_t base = n - GEN_DIGITS - 1;
+    for (size_t i = 0; i < ln->n; i++)
+        if (strlen(ln->v[i]) == base && strncmp(ln->v[i], obj, base) == 0)
+            return 0;
+    if (ln->n == ln->cap) {
+        size_t cap = ln->cap ? ln->cap * 2 : 8;
+        char **v = realloc(ln->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        ln->v = v;
+        ln->cap = cap;
+    }
+    if (!(ln->v[ln->n] = strndup(obj, base)))
+        return -ENOMEM;
+    ln->n++;
+    return 0;
+}
+
+int objstore_lease_live(struct objstore *s, const char *prefix, const char *except,
+                        struct buf *out, int *count, struct dverr *err)
+{
+    struct lease_names ln = {0};
+    *count = 0;
+    int rc = s->ops->list(s->impl, prefix, collect_lease_name, &ln, err);
+    if (rc == -ENOMEM)
+        dverr_set(err, rc, "out of memory");
+    for (size_t i = 0; !rc && i < ln.n; i++) {
+        if (except && strcmp(ln.v[i], except) == 0)
+            continue;
+        struct buf who = BUF_INIT;
+        rc = objstore_lease_holder(s, ln.v[i], &who, err);
+        if (!rc && who.len) {
+            (*count)++;
+            rc = buf_printf(out, "%s: %s\n", ln.v[i], who.data);
+        }
+        buf_release(&who);
+    }
+    for (size_t i = 0; i < ln.n; i++)
+        free(ln.v[i]);
+    free(ln.v);
+    return rc;
+}

@@ -48,4 +48,13 @@ void objstore_lease_release(struct objstore_lease *l);
 int objstore_lease_holder(struct objstore *s, const char *name, struct buf *out,
                           struct dverr *err);
 
+/* Poll (every 0.5 s, up to wait_ms) until the lease `name` is free or expired. 0, or -EBUSY with
+ * the holder named. */
+int objstore_lease_wait_free(struct objstore *s, const char *name, int64_t wait_ms,
+                             struct dverr *err);
+/* The live leases whose names start with prefix (e.g. "locks/"), except `except` (may be NULL):
+ * their holders described in out, one per line; *count how many. 0 or -errno. */
+int objstore_lease_live(struct objstore *s, const char *prefix, const char *except,
+                        struct buf *out, int *count, struct dverr *err);
+
 #endif

@@ -909,7 +909,8 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
         char lname2[300], purpose[300];
         snprintf(lname2, sizeof lname2, "locks/%s.lease", env);
         snprintf(purpose, sizeof purpose, "the capture of %s", env);
-        if ((rc = objstore_lease_take(r->store, lname2, purpose, 0, &c->lease, err)))
+        if ((rc = objstore_lease_take(r->store, lname2, purpose, 0, &c->lease, err)) ||
+            (rc = objstore_lease_wait_free(r->store, "locks/prune.lease", LOCK_WAIT_MS, err)))
             goto fail;
     }
     if ((rc = open_lock(r, "prune.lock", &c->prune_fd, err)))
@@ -1138,6 +1139,36 @@ static int collect_obj(void *ctx, const char *obj, uint64_t size)
     return name_list_add(l, obj, strlen(obj));
 }
 
+/* Remote stores: captures on other machines hold locks/<env>.lease and then wait for
+ * locks/prune.lease to be free; prune takes locks/prune.lease and then looks for capture leases,
+ * backing off (releasing its own) while any is live. Whichever of the two writes its lease first,
+ * the other sees it, so prune never runs beside a capture that may reuse old objects. */
+static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
+{
+    int64_t deadline = now_ms() + LOCK_WAIT_MS;
+    for (;;) {
+        int rc = objstore_lease_take(r->store, "locks/prune.lease", "the prune of the repository",
+                                     0, out, err);
+        if (rc)
+            return rc;
+        struct buf who = BUF_INIT;
+        int live = 0;
+        rc = objstore_lease_live(r->store, "locks/", "locks/prune.lease", &who, &live, err);
+        if (rc == 0 && live == 0) {
+            buf_release(&who);
+            return 0;
+        }
+        objstore_lease_release(*out);
+        *out = NULL;
+        if (rc == 0 && now_ms() >= deadline)
+            rc = dverr_set(err, -EBUSY, "captures are running: %s", who.data);
+        buf_release(&who);
+        if (rc)
+            return rc;
+        usleep(1000 * 1000);
+    }
+}
+
 int repo_prune(struct repo *r, time_t now, bool dry_run,
                time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
                struct prune_report *rep, struct dverr *err)
@@ -1145,6 +1176,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
     memset(rep, 0, sizeof *rep);
     struct name_list manifests = {0}, objects = {0}, removed = {0};
     struct idset refs = {0};
+    struct objstore_lease *lease = NULL;
     int lock_fd = -1;
     int rc = open_lock(r, "prune.lock", &lock_fd, err);
     if (rc)
@@ -1153,6 +1185,8 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
         dverr_set(err, rc, "waiting for running captures to finish: %s", strerror(-rc));
         goto out;
     }
+    if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
+        goto out;
     if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);
@@ -1210,6 +1244,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
         rep->bytes_removed += size;
     }
 out:
+    objstore_lease_release(lease);
     if (lock_fd >= 0)
         close(lock_fd);
     repo_names_free(manifests.v, manifests.n);

@@ -1,7 +1,10 @@
 /* test_objstore_lease: the single-writer lease over the directory store (whose put_if_absent is
  * atomic, like Azure Blob's): take, a second taker refused with the holder named, release,
  * takeover of an expired lease (one winner among racing takers), a damaged lease document,
- * renewal keeping a live holder's lease, and a superseded holder noticing it lost the lease. */
+ * renewal keeping a live holder's lease, a superseded holder noticing it lost the lease, and the
+ * repository's use of it: two "machines" (separate catalogs and lock directories) over one store
+ * that counts as remote, where the second capture writer of an environment is refused by the
+ * lease, takes over after the first one's death, and prune waits for no capture lease. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +20,7 @@
 
 #include "backend/objstore.h"
 #include "backend/objstore_lease.h"
+#include "backend/repo.h"
 
 struct fx {
     char dir[64];
@@ -222,6 +226,78 @@ static void test_superseded_holder_notices(void **state)
     assert_true(exists(f->s, "locks/s.lease.0000000002")); /* the new holder's lease stays */
 }
 
+/* A repository over f->dir as another machine would see a remote store: no local_dir, catalog
+ * and flock locks in its own directory. */
+static struct repo *open_machine(struct fx *f, const char *machine)
+{
+    struct objstore *s = NULL;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(objstore_dir_open(f->dir, &s, &err), 0);
+    free(s->local_dir);
+    s->local_dir = NULL; /* behave as a remote store */
+    char cat[200];
+    snprintf(cat, sizeof cat, "%s/%s/catalog.db", f->dir, machine);
+    struct repo *r = NULL;
+    int rc = repo_open_store(s, cat, &r, &err);
+    if (rc)
+        fprintf(stderr, "%s\n", dverr_msg(&err));
+    assert_int_equal(rc, 0);
+    return r;
+}
+
+static void test_repo_writer_lease(void **state)
+{
+    struct fx *f = *state;
+    struct repo *a = open_machine(f, "machine-a"), *b = open_machine(f, "machine-b");
+    struct repo_capture *ca = NULL, *cb = NULL;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(a, "contoso-dev", &ca, &err), 0);
+    assert_true(exists(f->s, "locks/contoso-dev.lease.0000000001"));
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), -EBUSY);
+    assert_non_null(strstr(dverr_msg(&err), "the capture of contoso-dev is held by"));
+    /* another environment is not affected */
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-prod", &cb, &err), 0);
+    repo_capture_abort(cb);
+    /* prune (remote) backs off while a capture lease is live: checked through the lease list */
+    struct buf who = BUF_INIT;
+    int live = 0;
+    assert_int_equal(objstore_lease_live(f->s, "locks/", "locks/prune.lease", &who, &live, &err),
+                     0);
+    assert_int_equal(live, 1);
+    assert_non_null(strstr(who.data, "locks/contoso-dev.lease: held by"));
+    buf_release(&who);
+    repo_capture_abort(ca);
+    assert_false(exists(f->s, "locks/contoso-dev.lease.0000000001"));
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), 0);
+    repo_capture_abort(cb);
+    /* a dead writer's lease (not renewed, expired) is taken over */
+    put_doc(f->s, "locks/contoso-dev.lease.0000000009", time(NULL) - 1, "dead");
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), 0);
+    assert_true(exists(f->s, "locks/contoso-dev.lease.0000000010"));
+    repo_capture_abort(cb);
+    /* prune with no capture running takes and releases its own lease */
+    struct prune_report rep;
+    dverr_clear(&err);
+    assert_int_equal(repo_prune(a, time(NULL), true, NULL, NULL, &rep, &err), 0);
+    assert_false(exists(f->s, "locks/prune.lease.0000000001"));
+    prune_report_release(&rep);
+    /* a capture waits for a live prune lease: a foreign one that expires in 2 s */
+    put_doc(f->s, "locks/prune.lease.0000000001", time(NULL) + 2, "pruner");
+    int64_t t0 = now_ms();
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(a, "contoso-dev", &ca, &err), 0);
+    assert_true(now_ms() - t0 >= 900);
+    repo_capture_abort(ca);
+    repo_free(a);
+    repo_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -232,6 +308,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_racing_takers_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_keeps_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_superseded_holder_notices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_writer_lease, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
