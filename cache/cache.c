@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -704,6 +705,17 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         dverr_set(err, rc, "cache directory %s: %s", dir, strerror(-rc));
         goto fail;
     }
+    {
+        /* absolute: the mount daemon changes directory to / */
+        char *abs = realpath(dir, NULL);
+        if (!abs) {
+            rc = dverr_set(err, -errno, "cache directory %s: %s", dir, strerror(errno));
+            goto fail;
+        }
+        free(c->dir);
+        c->dir = abs;
+        dir = c->dir;
+    }
     struct stat sb;
     if (stat(dir, &sb) == 0 && (sb.st_mode & 077) && chmod(dir, 0700) < 0) {
         rc = dverr_set(err, -errno, "cache directory %s: chmod: %s", dir, strerror(errno));
@@ -933,7 +945,12 @@ again:
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t th;
+    /* fill threads take no signals: SIGINT must reach the thread that unmounts */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int prc = pthread_create(&th, &attr, fill_main, job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (prc) {
         e->refs = 0;
