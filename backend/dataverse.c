@@ -168,6 +168,11 @@ int dv_client_peak_concurrency(struct dv_client *c, const char *resource)
     return peak;
 }
 
+void dv_client_cancel(struct dv_client *c)
+{
+    atomic_store(&c->cancel, 1);
+}
+
 void dv_client_stats(struct dv_client *c, struct dv_stats *out)
 {
     out->requests = atomic_load(&c->counters.requests);

@@ -907,6 +907,32 @@ static void test_admin_writes_and_requests(void **state)
     dv_client_free(c);
 }
 
+static void *cancel_later(void *p)
+{
+    usleep(200000);
+    dv_client_cancel(p);
+    return NULL;
+}
+
+static void test_cancel(void **state)
+{
+    const struct exch s[] = {
+        {"GET", API "accounts", 429, "HTTP/1.1 429 x\r\nRetry-After: 30\r\n\r\n", "{}"},
+    };
+    struct dv_client *c = client(s, 1);
+    struct dv_env env = org_env();
+    struct dv_table t = accounts(false);
+    struct dverr err = {0};
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_later, c);
+    int64_t t0 = now_ms();
+    assert_int_equal(dv_read_table(c, &env, &t, NULL, NULL, NULL, NULL, &err), -ECANCELED);
+    assert_true(now_ms() - t0 < 1000);
+    pthread_join(th, NULL);
+    script_done();
+    dv_client_free(c);
+}
+
 /* ---- concurrency cap ---- */
 
 static atomic_int conc_now, conc_peak, conc_total;
@@ -994,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_file_download),
         cmocka_unit_test(test_admin_writes_and_requests),
         cmocka_unit_test(test_concurrency_cap),
+        cmocka_unit_test(test_cancel),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     release_seen();
