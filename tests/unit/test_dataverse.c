@@ -259,6 +259,25 @@ static void test_env_list(void **state)
     dv_client_free(c);
 }
 
+static void test_admin_resource(void **state)
+{
+    const struct exch s[] = {
+        {"GET", ADMIN "/providers/*", 200, NULL, envs_page2},
+    };
+    cfg.admin_resource = (char *)"https://service.test";
+    struct dv_client *c = client(s, 1);
+    cfg.admin_resource = NULL;
+    struct dv_env *envs = NULL;
+    size_t n = 0;
+    assert_int_equal(dv_env_list(c, &envs, &n, NULL), 0);
+    /* the token is for the configured audience, and it is still only sent to admin_url */
+    assert_non_null(strstr(F.token_body, "scope=https%3A%2F%2Fservice.test%2F.default"));
+    assert_string_equal(F.seen[0].bearer, "tok-1");
+    script_done();
+    dv_env_list_free(envs, n);
+    dv_client_free(c);
+}
+
 static void test_env_nextlink_elsewhere(void **state)
 {
     const struct exch s[] = {
@@ -1007,6 +1026,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_list),
         cmocka_unit_test(test_env_nextlink_elsewhere),
+        cmocka_unit_test(test_admin_resource),
         cmocka_unit_test(test_tables_expanded),
         cmocka_unit_test(test_tables_fallback),
         cmocka_unit_test(test_read_full_tracked),
