@@ -4,6 +4,7 @@
 #ifndef DVSNAP_DATAVERSE_INT_H
 #define DVSNAP_DATAVERSE_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "backend/auth.h"
@@ -14,13 +15,27 @@
 
 struct dv_client {
     char *admin_url;                 /* no trailing slash; immutable */
+    char *admin_scope;               /* token resource of the admin API; immutable */
     struct http_transport *transport;
     struct auth *auth;
     struct http_retry retry;         /* immutable; hold_until_ms points at hold_until below */
     struct http_counters counters;   /* atomics */
     atomic_int_fast64_t hold_until;  /* shared Retry-After gate */
     atomic_int cancel;
+    /* At most max_concurrency requests in flight per resource (admin API, each environment),
+     * whatever the number of calling threads. */
+    int max_concurrency;
+    pthread_mutex_t slots_lock;      /* guards slots and every slot's in_flight */
+    pthread_cond_t slots_free;
+    struct dv_slot {
+        struct dv_slot *next;
+        char *resource;
+        int in_flight;
+        int peak;                    /* highest in_flight seen (tests) */
+    } *slots;
 };
+/* Highest number of requests that were in flight at once for resource (tests). */
+int dv_client_peak_concurrency(struct dv_client *c, const char *resource);
 
 /* One call with the client's policies: the URL must lie within resource (http_url_within), else
  * -EPERM and nothing is sent; the bearer for resource is attached; a 401 drops the token and
@@ -28,7 +43,8 @@ struct dv_client {
 struct dv_call {
     const char *method;
     const char *url;
-    const char *resource;            /* token resource: admin_url or env->api_url */
+    const char *resource;            /* where the bearer may go: admin_url or env->api_url */
+    const char *token_resource;      /* audience of the token when it differs, else NULL */
     const char *const *headers;      /* extra headers, NULL-terminated, or NULL */
     const char *body;
     size_t body_len;
