@@ -155,6 +155,9 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
                                 struct dverr *err);
 /* Memory for buffered entries before a sorted run is spilled to a temp file (default 256 MiB). */
 void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
+/* zstd level of the segment's frames (1..19; default 7). The bytes differ by level, so the same
+ * entries written at two levels give two objects. */
+void segment_writer_set_level(struct segment_writer *w, int level);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
  * REPO_MAX_CHAIN segments, or the deltas together larger than the base). */
