@@ -226,7 +226,7 @@ static int base64_decode(const char *in, size_t n, struct buf *out)
 
 struct file_todo {
     char *key;
-    const char *column; /* owned by the dv_table */
+    const char *column; /* owned by the job's file_cols */
 };
 
 struct cap;
@@ -248,7 +248,7 @@ struct table_job {
     bool delta_mode;
     bool first;                     /* no previous point for this table */
     bool is_annotation;
-    const char **file_cols;
+    char **file_cols;               /* File and Image columns (owned) */
     size_t n_file_cols;
     struct segment_writer *sw;
     struct buf line;
@@ -835,6 +835,59 @@ out:
     return rc;
 }
 
+static bool is_file_type(const char *s)
+{
+    return s && (strcmp(s, "File") == 0 || strcmp(s, "Image") == 0 || strcmp(s, "FileType") == 0 ||
+                 strcmp(s, "ImageType") == 0);
+}
+
+/* File and Image columns: AttributeType File/Image, or (as the service reports them) Virtual with
+ * AttributeTypeName FileType/ImageType, found in the table's definition document. */
+static int find_file_columns(struct table_job *j)
+{
+    const struct dv_table *t = j->t;
+    size_t cap = t->n_attrs + 1;
+    struct json_doc *doc = NULL;
+    j->file_cols = calloc(cap, sizeof *j->file_cols);
+    if (!j->file_cols)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_attrs && j->n_file_cols < cap; i++)
+        if (is_file_type(t->attrs[i].type) && t->attrs[i].logical_name &&
+            !(j->file_cols[j->n_file_cols++] = strdup(t->attrs[i].logical_name)))
+            return -ENOMEM;
+    if (!t->schema_json || json_parse(t->schema_json, strlen(t->schema_json), NULL, &doc, NULL))
+        return 0;
+    const struct json_node *attrs = json_get(json_root(doc), "Attributes");
+    for (const struct json_node *a = attrs && attrs->type == JSON_ARRAY ? attrs->child : NULL; a;
+         a = a->next) {
+        const char *name = json_get_str(a, "LogicalName");
+        const struct json_node *tn = json_get(a, "AttributeTypeName");
+        if (!name || !(is_file_type(json_get_str(a, "AttributeType")) ||
+                       (tn && is_file_type(json_get_str(tn, "Value")))))
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < j->n_file_cols; k++)
+            dup |= strcmp(j->file_cols[k], name) == 0;
+        if (dup)
+            continue;
+        if (j->n_file_cols == cap) {
+            char **n = realloc(j->file_cols, 2 * cap * sizeof *n);
+            if (!n) {
+                json_doc_free(doc);
+                return -ENOMEM;
+            }
+            j->file_cols = n;
+            cap *= 2;
+        }
+        if (!(j->file_cols[j->n_file_cols++] = strdup(name))) {
+            json_doc_free(doc);
+            return -ENOMEM;
+        }
+    }
+    json_doc_free(doc);
+    return 0;
+}
+
 static int run_job(struct table_job *j)
 {
     struct cap *cap = j->cap;
@@ -848,13 +901,8 @@ static int run_job(struct table_job *j)
     if (!o->name || !o->entity_set || !o->primary_key)
         return -ENOMEM;
     j->is_annotation = strcmp(t->logical_name, "annotation") == 0;
-    j->file_cols = calloc(t->n_attrs ? t->n_attrs : 1, sizeof *j->file_cols);
-    if (!j->file_cols)
-        return -ENOMEM;
-    for (size_t i = 0; i < t->n_attrs; i++)
-        if (t->attrs[i].type && (strcmp(t->attrs[i].type, "File") == 0 ||
-                                 strcmp(t->attrs[i].type, "Image") == 0))
-            j->file_cols[j->n_file_cols++] = t->attrs[i].logical_name;
+    if ((rc = find_file_columns(j)))
+        return rc;
     if (t->schema_json) {
         char id[65];
         if ((rc = repo_blob_put(cap->repo, t->schema_json, strlen(t->schema_json), id, &j->err)))
@@ -1170,6 +1218,8 @@ out:
         job_reset_read(j);
         point_table_release(&j->out);
         free(j->todo);
+        for (size_t k = 0; k < j->n_file_cols; k++)
+            free(j->file_cols[k]);
         free(j->file_cols);
         free(j->fail_reason);
         buf_release(&j->problems);
