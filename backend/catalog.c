@@ -160,6 +160,43 @@ static void release(struct catalog *c, sqlite3 *db)
     sqlite3_close(db);
 }
 
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, n, "%s", t ? (const char *)t : "");
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_settings(struct catalog *c, char journal_mode[16], int *synchronous,
+                     int *foreign_keys, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    char v[16] = "";
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if ((rc = pragma_text(db, "PRAGMA journal_mode", journal_mode, 16)) != SQLITE_OK)
+        goto fail;
+    if ((rc = pragma_text(db, "PRAGMA synchronous", v, sizeof v)) != SQLITE_OK)
+        goto fail;
+    *synchronous = (int)strtol(v, NULL, 10);
+    if ((rc = pragma_text(db, "PRAGMA foreign_keys", v, sizeof v)) != SQLITE_OK)
+        goto fail;
+    *foreign_keys = (int)strtol(v, NULL, 10);
+    release(c, db);
+    return 0;
+fail:
+    rc = db_fail(c, db, rc, "settings", err);
+    release(c, db);
+    return rc;
+}
+
 const char *catalog_path(const struct catalog *c)
 {
     return c->path;

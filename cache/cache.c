@@ -675,6 +675,56 @@ static int cleanup_and_load(struct cache *c, struct dverr *err)
     return 0;
 }
 
+/* The cache holds plaintext customer data: refuse a directory that is a symlink, is not ours, or
+ * that others can write, and a parent that is a symlink or that others can write without the
+ * sticky bit (they could swap the directory). A directory that does not exist yet passes (it is
+ * created 0700 and checked again). */
+static int cache_dir_safe(const char *dir, struct dverr *err)
+{
+    struct stat sb;
+    char parent[PATH_MAX];
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n >= sizeof parent)
+        return dverr_set(err, -ENAMETOOLONG, "cache directory %s: name too long", dir);
+    memcpy(parent, dir, n);
+    parent[n] = 0;
+    if (lstat(parent, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode))
+            return dverr_set(err, -ELOOP, "cache directory %s is a symlink: refused", dir);
+        if (!S_ISDIR(sb.st_mode))
+            return dverr_set(err, -ENOTDIR, "cache directory %s is not a directory", dir);
+        if (sb.st_uid != geteuid())
+            return dverr_set(err, -EPERM, "cache directory %s belongs to uid %u: refused", dir,
+                             (unsigned)sb.st_uid);
+        if (sb.st_mode & 022)
+            return dverr_set(err, -EPERM,
+                             "cache directory %s is writable by others (mode %03o): refused", dir,
+                             (unsigned)(sb.st_mode & 0777));
+    } else if (errno != ENOENT) {
+        return dverr_set(err, -errno, "cache directory %s: %s", dir, strerror(errno));
+    }
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = 0;
+    else
+        *slash = 0;
+    if (lstat(parent, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode))
+            return dverr_set(err, -ELOOP, "cache directory %s: its parent is a symlink: refused",
+                             dir);
+        if ((sb.st_mode & 022) && !(sb.st_mode & S_ISVTX))
+            return dverr_set(err, -EPERM,
+                             "cache directory %s: its parent %s is writable by others (mode %03o)"
+                             ": refused",
+                             dir, parent, (unsigned)(sb.st_mode & 0777));
+    }
+    return 0;
+}
+
 int cache_open(const char *dir, const struct cache_opts *opts, struct cache **out,
                struct dverr *err)
 {
@@ -700,11 +750,17 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
+    rc = cache_dir_safe(dir, err);
+    if (rc)
+        goto fail;
     rc = mkdir_p(dir, 0700);
     if (rc) {
         dverr_set(err, rc, "cache directory %s: %s", dir, strerror(-rc));
         goto fail;
     }
+    rc = cache_dir_safe(dir, err); /* again: it may have been created (or swapped) meanwhile */
+    if (rc)
+        goto fail;
     {
         /* absolute: the mount daemon changes directory to / */
         char *abs = realpath(dir, NULL);
@@ -722,7 +778,7 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         goto fail;
     }
     snprintf(path, sizeof path, "%s/lock", dir);
-    c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (c->lock_fd < 0) {
         rc = dverr_set(err, -errno, "cache lock %s: %s", path, strerror(errno));
         goto fail;
@@ -743,9 +799,21 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         goto fail;
     }
     snprintf(path, sizeof path, "%s/index.db", dir);
+    if (lstat(path, &sb) == 0) {
+        if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
+            rc = dverr_set(err, -EPERM, "cache index %s is not a file of ours: refused", path);
+            goto fail;
+        }
+        if ((sb.st_mode & 077) && chmod(path, 0600) < 0) {
+            rc = dverr_set(err, -errno, "cache index %s: chmod: %s", path, strerror(errno));
+            goto fail;
+        }
+    }
     int old_umask = umask(077);
     rc = sqlite3_open_v2(path, &c->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
+                             SQLITE_OPEN_NOFOLLOW,
+                         NULL);
     umask((mode_t)old_umask);
     if (rc != SQLITE_OK) {
         rc = dverr_set(err, sqlite_to_errno(rc) ? sqlite_to_errno(rc) : -EIO,
@@ -925,7 +993,9 @@ again:
     e->size = size;
     e->state = ENTRY_FILLING;
     path_of(c, e, true, path, sizeof path);
-    e->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* never through a planted symlink or into a pre-created file (its mode would stay) */
+    unlink(path);
+    e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (e->fd < 0) {
         rc = dverr_set(err, -errno, "cache file %s: %s", path, strerror(errno));
         pthread_mutex_unlock(&c->mu);
