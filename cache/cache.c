@@ -53,6 +53,19 @@ struct entry {
     struct entry *lprev, *lnext; /* LRU: head = least recent */
 };
 
+#define CACHE_SLOTS 16
+/* A decoded frame shared by every reader (c->mu): the kernel spreads one sequential read over
+ * several worker threads, so a per-thread cache would decode each frame several times. */
+struct slot {
+    uint64_t entry_id;      /* 0: empty */
+    size_t frame;
+    size_t len;
+    char *buf;              /* CACHE_FRAME bytes, allocated on first use */
+    int refs;               /* readers copying out of buf */
+    bool busy;              /* being decoded or published; wait on c->cond */
+    uint64_t use;
+};
+
 struct cache {
     char *dir;
     char *files_dir;
@@ -71,6 +84,7 @@ struct cache {
     int fills_running;
     atomic_int stopping;
     atomic_ullong frames_decoded;
+    struct slot slots[CACHE_SLOTS];
 
     pthread_mutex_t db_mu;
     sqlite3 *db;
@@ -83,11 +97,6 @@ struct cache_file {
 
 /* ---- per-thread frame cache ---- */
 struct frame_tls {
-    uint64_t entry_id;
-    size_t frame;
-    size_t len;
-    bool valid;
-    char *plain;
     char *comp;
     size_t comp_cap;
     ZSTD_DCtx *dctx;
@@ -100,7 +109,6 @@ static void tls_destroy(void *p)
     struct frame_tls *t = p;
     if (!t)
         return;
-    free(t->plain);
     free(t->comp);
     ZSTD_freeDCtx(t->dctx);
     free(t);
@@ -120,9 +128,8 @@ static struct frame_tls *tls_get(void)
     t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->plain = malloc(CACHE_FRAME);
     t->dctx = ZSTD_createDCtx();
-    if (!t->plain || !t->dctx) {
+    if (!t->dctx) {
         tls_destroy(t);
         return NULL;
     }
@@ -487,6 +494,30 @@ static void *fill_main(void *arg)
             }
             sha256_stream_update(sha, comp, clen);
             pthread_mutex_lock(&c->mu);
+            /* publish the plain frame so readers following the fill need not decode it */
+            struct slot *pub = NULL;
+            for (int i = 0; i < CACHE_SLOTS; i++) {
+                struct slot *sl = &c->slots[i];
+                if (sl->refs == 0 && !sl->busy && (!pub || sl->use < pub->use))
+                    pub = sl;
+            }
+            if (pub) {
+                pub->busy = true;
+                pub->entry_id = e->id;
+                pub->frame = e->n_frames;
+            }
+            pthread_mutex_unlock(&c->mu);
+            bool pub_ok = pub && (pub->buf || (pub->buf = malloc(CACHE_FRAME)));
+            if (pub_ok)
+                memcpy(pub->buf, plain, fill);
+            pthread_mutex_lock(&c->mu);
+            if (pub) {
+                pub->busy = false;
+                pub->len = fill;
+                pub->use = ++c->use_clock;
+                if (!pub_ok)
+                    pub->entry_id = 0;
+            }
             rc = entry_add_frame(e, (uint32_t)clen);
             if (rc == 0)
                 e->reserved -= clen;
@@ -873,6 +904,8 @@ void cache_free(struct cache *c)
         }
         free(c->buckets);
     }
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        free(c->slots[i].buf);
     if (c->db)
         sqlite3_close(c->db);
     if (c->lock_fd >= 0)
@@ -1076,6 +1109,87 @@ uint64_t cache_file_size(const struct cache_file *f)
     return f->e->size;
 }
 
+/* Find or decode frame fi of e into a shared slot and take a reference (c->mu held; may drop and
+ * retake it). NULL with the error in err when the frame cannot be decoded. */
+static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi, size_t plain_len,
+                                    struct frame_tls *t, struct dverr *err)
+{
+    for (;;) {
+        struct slot *victim = NULL;
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            struct slot *s = &c->slots[i];
+            if (s->entry_id == e->id && s->frame == fi) {
+                if (s->busy) {
+                    victim = s;
+                    break;
+                }
+                s->refs++;
+                return s;
+            }
+        }
+        if (victim) { /* someone is decoding it: wait */
+            pthread_cond_wait(&c->cond, &c->mu);
+            continue;
+        }
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            struct slot *s = &c->slots[i];
+            if (s->refs == 0 && !s->busy && (!victim || s->use < victim->use))
+                victim = s;
+        }
+        if (!victim) { /* every slot in use by a reader: wait for one */
+            pthread_cond_wait(&c->cond, &c->mu);
+            continue;
+        }
+        if (!victim->buf && !(victim->buf = malloc(CACHE_FRAME))) {
+            dverr_set(err, -ENOMEM, "out of memory");
+            return NULL;
+        }
+        victim->busy = true;
+        victim->entry_id = e->id;
+        victim->frame = fi;
+        victim->refs = 1;
+        uint64_t foff = e->frame_off[fi];
+        uint32_t flen = e->frame_len[fi];
+        int fd = e->fd;
+        pthread_mutex_unlock(&c->mu);
+        int rc = 0;
+        size_t got = 0, dl = 0;
+        if (flen > t->comp_cap) {
+            char *p = realloc(t->comp, flen);
+            if (p) {
+                t->comp = p;
+                t->comp_cap = flen;
+            } else {
+                rc = dverr_set(err, -ENOMEM, "out of memory");
+            }
+        }
+        while (!rc && got < flen) {
+            ssize_t r = pread(fd, t->comp + got, flen - got, (off_t)(foff + got));
+            if (r <= 0)
+                rc = dverr_set(err, -EIO, "cache file read: %s", r < 0 ? strerror(errno) : "short");
+            else
+                got += (size_t)r;
+        }
+        if (!rc) {
+            dl = ZSTD_decompressDCtx(t->dctx, victim->buf, CACHE_FRAME, t->comp, flen);
+            if (ZSTD_isError(dl) || dl != plain_len)
+                rc = dverr_set(err, -EIO, "cache frame %zu of %s is damaged", fi, e->key);
+            else
+                atomic_fetch_add(&c->frames_decoded, 1);
+        }
+        pthread_mutex_lock(&c->mu);
+        victim->busy = false;
+        pthread_cond_broadcast(&c->cond);
+        if (rc) {
+            victim->entry_id = 0;
+            victim->refs = 0;
+            return NULL;
+        }
+        victim->len = dl;
+        return victim;
+    }
+}
+
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err)
 {
@@ -1097,65 +1211,53 @@ ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off
         size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
                                         ? e->size - (uint64_t)fi * CACHE_FRAME
                                         : CACHE_FRAME);
-        if (!(t->valid && t->entry_id == e->id && t->frame == fi)) {
-            uint64_t foff;
-            uint32_t flen;
-            pthread_mutex_lock(&c->mu);
-            size_t seen = e->n_frames;
-            struct timespec dl = deadline_in(c->wait_ms);
-            while (e->n_frames <= fi && e->state == ENTRY_FILLING) {
-                int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
-                if (e->n_frames != seen) {
-                    seen = e->n_frames;
-                    dl = deadline_in(c->wait_ms);
-                } else if (w == ETIMEDOUT) {
-                    break;
-                }
+        pthread_mutex_lock(&c->mu);
+        size_t seen = e->n_frames;
+        struct timespec dl = deadline_in(c->wait_ms);
+        while (e->n_frames <= fi && e->state == ENTRY_FILLING) {
+            int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+            if (e->n_frames != seen) {
+                seen = e->n_frames;
+                dl = deadline_in(c->wait_ms);
+            } else if (w == ETIMEDOUT) {
+                break;
             }
-            if (e->n_frames <= fi) {
-                int code = e->state == ENTRY_FAILED ? -EIO : -EIO;
-                if (e->state == ENTRY_FAILED)
-                    dverr_set(err, code, "%s", e->errmsg);
-                else if (e->state == ENTRY_FILLING)
-                    dverr_set(err, code, "no progress for %d ms", c->wait_ms);
-                else
-                    dverr_set(err, code, "cache index damaged");
-                pthread_mutex_unlock(&c->mu);
-                return done > 0 ? (ssize_t)done : code;
-            }
-            foff = e->frame_off[fi];
-            flen = e->frame_len[fi];
-            int fd = e->fd;
-            pthread_mutex_unlock(&c->mu);
-            if (flen > t->comp_cap) {
-                char *p = realloc(t->comp, flen);
-                if (!p)
-                    return dverr_set(err, -ENOMEM, "out of memory");
-                t->comp = p;
-                t->comp_cap = flen;
-            }
-            t->valid = false;
-            for (size_t got = 0; got < flen;) {
-                ssize_t r = pread(fd, t->comp + got, flen - got, (off_t)(foff + got));
-                if (r <= 0)
-                    return dverr_set(err, -EIO, "cache file read: %s",
-                                     r < 0 ? strerror(errno) : "short");
-                got += (size_t)r;
-            }
-            size_t dl2 = ZSTD_decompressDCtx(t->dctx, t->plain, CACHE_FRAME, t->comp, flen);
-            if (ZSTD_isError(dl2) || dl2 != plain_len)
-                return dverr_set(err, -EIO, "cache frame %zu of %s is damaged", fi, e->key);
-            atomic_fetch_add(&c->frames_decoded, 1);
-            t->valid = true;
-            t->entry_id = e->id;
-            t->frame = fi;
-            t->len = dl2;
         }
-        size_t take = t->len - in_frame;
+        if (e->n_frames <= fi) {
+            if (e->state == ENTRY_FAILED)
+                dverr_set(err, -EIO, "%s", e->errmsg);
+            else if (e->state == ENTRY_FILLING)
+                dverr_set(err, -EIO, "no progress for %d ms", c->wait_ms);
+            else
+                dverr_set(err, -EIO, "cache index damaged");
+            pthread_mutex_unlock(&c->mu);
+            return done > 0 ? (ssize_t)done : -EIO;
+        }
+        struct slot *s = slot_get_locked(c, e, fi, plain_len, t, err);
+        pthread_mutex_unlock(&c->mu);
+        if (!s)
+            return done > 0 ? (ssize_t)done : -EIO;
+        if (s->len != plain_len) {
+            /* a frame of the wrong size (a source that ended early): never serve it */
+            pthread_mutex_lock(&c->mu);
+            s->refs--;
+            s->entry_id = 0;
+            pthread_cond_broadcast(&c->cond);
+            pthread_mutex_unlock(&c->mu);
+            dverr_set(err, -EIO, "frame %zu of %s has the wrong size", fi, e->key);
+            return done > 0 ? (ssize_t)done : -EIO;
+        }
+        size_t take = s->len - in_frame;
         if (take > n - done)
             take = n - done;
-        memcpy((char *)buf + done, t->plain + in_frame, take);
+        memcpy((char *)buf + done, s->buf + in_frame, take);
         done += take;
+        pthread_mutex_lock(&c->mu);
+        s->refs--;
+        s->use = ++c->use_clock;
+        if (s->refs == 0)
+            pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->mu);
     }
     return (ssize_t)done;
 }
