@@ -826,6 +826,29 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     } else if ((rc = copy_chain(o, j->first ? NULL : prev, NULL))) {
         goto out;
     }
+    if (o->delta && repo_table_should_compact(cap->repo, o)) {
+        /* the chain is long or its deltas outweigh its base: start a new base here (the
+         * delta stays this point's changes) */
+        char base[65];
+        uint64_t n = 0, size = 0;
+        if ((rc = repo_write_base(cap->repo, o, base, &n, &size, &j->err)))
+            goto out;
+        if (n != o->records || size != o->bytes) {
+            rc = dverr_set(&j->err, -EIO,
+                           "%s: compaction gave %llu records / %llu bytes, the capture counted "
+                           "%llu / %llu (capture state damaged?)",
+                           j->t->logical_name, (unsigned long long)n, (unsigned long long)size,
+                           (unsigned long long)o->records, (unsigned long long)o->bytes);
+            goto out;
+        }
+        for (size_t i = 0; i < o->n_segments; i++)
+            free(o->segments[i]);
+        o->n_segments = 0;
+        if (!(o->segments[o->n_segments++] = strdup(base))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
     o->delta_link = new_link;
     new_link = NULL;
     if (reason && !(o->full_read_reason = strdup(reason)))
