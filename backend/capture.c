@@ -1026,6 +1026,22 @@ static int cmp_tables(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Unique names become repository paths (points/<env>/, envs/<env>.json): hostile ones are
+ * refused rather than rewritten, so two environments can never share a directory. */
+static bool env_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 100 || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
 int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cfg,
                 const struct dv_env *env, const struct capture_opts *opts,
                 struct capture_result *res, struct dverr *err)
@@ -1045,6 +1061,13 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         opts = &no_opts;
     if (res)
         memset(res, 0, sizeof *res);
+    if (!env_name_ok(env->unique_name)) {
+        char esc[200];
+        return dverr_set(err, -EINVAL,
+                         "environment \"%s\": its unique name cannot name a repository directory "
+                         "(letters, digits, '.', '_', '-'; 1 to 100 bytes; not starting with '.')",
+                         log_escape(env->unique_name ? env->unique_name : "", esc, sizeof esc));
+    }
     if ((rc = policy_backup_allowed(env, err)))
         return rc;
     if (opts->label && (rc = policy_manual_backup_allowed(env, err)))
@@ -1300,7 +1323,7 @@ int capture_all(struct dv_client *dv, struct repo *repo, const struct config *cf
             rc = capture_env(dv, repo, cfg, env, opts, &res, &e);
             if (rc && !first)
                 first = dverr_set(err, rc, "%s", dverr_msg(&e));
-        } else if (env->raw_json) {
+        } else if (env->raw_json && env_name_ok(env->unique_name)) {
             /* not backed up, but the mount still shows what it is */
             repo_env_doc_put(repo, env->unique_name, env->raw_json, NULL);
         }
