@@ -17,6 +17,7 @@
 #include "fs/fs.h"
 
 #include <cjson/cJSON.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -2250,8 +2251,16 @@ static void *refresher_main(void *arg)
 
 bool fs_mount_is_stale(const char *path)
 {
+    /* stat alone can be answered from the kernel's attribute cache for a moment after the daemon
+     * died; opening the directory always needs the daemon */
     struct stat st;
-    return stat(path, &st) < 0 && errno == ENOTCONN;
+    if (stat(path, &st) < 0)
+        return errno == ENOTCONN;
+    DIR *d = opendir(path);
+    if (!d)
+        return errno == ENOTCONN;
+    closedir(d);
+    return false;
 }
 
 int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *err)
