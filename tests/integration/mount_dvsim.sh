@@ -134,5 +134,15 @@ check "dvsnap mount recovers the mountpoint and serves the view again" wait_for 
 check "dvsnap mount said it found a stale mount" grep -q "stale mount" "$T/mount.log"
 kill -TERM "$MOUNT_PID"
 check "SIGTERM unmounts cleanly" wait_for 10 bash -c '! mountpoint -q "$1"' _ "$M"
+wait "$MOUNT_PID" 2>/dev/null
+
+# --capture-every: the mount process is the whole appliance
+prev=$(readlink "$E/latest" 2>/dev/null || ls "$T/repo/points/contoso-prod" | tail -1)
+prev=$(ls "$T/repo/points/contoso-prod" | sed 's/.json$//' | tail -1)
+sim_churn contoso-prod 0.01 5 >/dev/null
+mount_dvsnap "$M" --capture-every 2s
+check "--capture-every takes points inside the mount process" wait_for 30 bash -c \
+  '[ "$(readlink "$1")" != "$2" ]' _ "$E/latest" "$prev"
+check "environment.json shows the capture interval" wait_for 5 jq -e '.capture_every_s == 2 and .next_capture != null' "$E/environment.json"
 cat "$T/mount.log" | head -5 | sed "s,^,# log: ,"
 finish
