@@ -2398,6 +2398,9 @@ out:
         pthread_mutex_unlock(&f->stop_mu);
         pthread_join(f->refresher, NULL);
     }
+    /* fills hold references to point views and use the source: stop them before freeing */
+    if (o->cache)
+        cache_stop_fills(o->cache);
     if (mounted)
         fuse_session_unmount(f->se);
     if (handlers)
