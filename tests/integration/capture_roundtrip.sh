@@ -120,10 +120,13 @@ chains=""; same=0
 for i in 1 2 3 4 5; do
   sim_churn contoso-test 0.3 "$((40 + i))" >/dev/null
   dvsnap capture --env contoso-test >/dev/null
-  chains="$chains $(dvsnap points contoso-test latest >/dev/null; jq '.tables[] | select(.name == "account") | .segments | length' "$T/repo/points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json")"
+  m="$T/repo/points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json"
+  [ -f "$m" ] && chains="$chains $(jq '.tables[] | select(.name == "account") | .segments | length' "$m")"
   dvsnap cat contoso-test latest account | cmp -s - <(sim_dump contoso-test account) && same=$((same + 1))
 done
-check "heavy churn compacts the chain back to one base segment (chains:$chains)" grep -qw 1 <<<"$chains"
+if [ -d "$T/repo/points" ]; then # manifests are readable as files only in a directory repository
+  check "heavy churn compacts the chain back to one base segment (chains:$chains)" grep -qw 1 <<<"$chains"
+fi
 check_eq "every compacted point reads back exactly" 5 "$same"
 check "the repository checks clean" dvsnap check --read-data
 finish
