@@ -121,6 +121,20 @@ _remote_repo() {
 
 dvsnap() { "$DVSNAP" --config "$T/config" "$@"; }
 
+# repo_get NAME: one object of the test repository (a directory, or Azurite/s3rver under
+# DVSNAP_TEST_REPO) to stdout, e.g. repo_get points/contoso-prod/2026-11-21T090000Z.json
+repo_get() {
+  local loc
+  loc=$(sed -n 's/^repository *= *//p' "$T/config")
+  case $loc in
+    azure://* | s3://*)
+      DVSNAP_AZURE_ENDPOINT=${AZ_ENDPOINT:-} DVSNAP_AZURE_KEY_FILE=${AZ_KEYFILE:-} \
+      DVSNAP_S3_ENDPOINT=${S3_ENDPOINT:-} DVSNAP_S3_CREDENTIALS_FILE=${S3_CREDFILE:-} \
+      DVSNAP_S3_REGION=us-east-1 "$BUILD/tests/objtool" "$loc" get "$1" ;;
+    *) cat "$loc/$1" ;;
+  esac
+}
+
 # sim_dump ENV TABLE: the table as dvsim holds it now, in the table-file format.
 sim_dump() { curl -sf "$DVSIM_URL/_sim/dump?env=$1&table=$2"; }
 sim_churn() { curl -sf -X POST "$DVSIM_URL/_sim/churn" -d "{\"env\":\"$1\",\"fraction\":$2,\"seed\":${3:-1}}"; }
