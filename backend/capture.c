@@ -826,9 +826,12 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     } else if ((rc = copy_chain(o, j->first ? NULL : prev, NULL))) {
         goto out;
     }
-    if (o->delta && repo_table_should_compact(cap->repo, o)) {
-        /* the chain is long or its deltas outweigh its base: start a new base here (the
-         * delta stays this point's changes) */
+    /* A new base when the chain is too long, or when deltas that update or delete records
+     * outweigh the base (merging then reads records only to drop them). Tables that only grow
+     * (audit) are not rewritten for their size: every entry of a create-only chain is output, so
+     * a new base would cost storage and save no reading. The delta stays this point's changes. */
+    if (o->delta && (o->n_segments > REPO_MAX_CHAIN ||
+                     ((o->updated || o->deleted) && repo_table_should_compact(cap->repo, o)))) {
         char base[65];
         uint64_t n = 0, size = 0;
         if ((rc = repo_write_base(cap->repo, o, base, &n, &size, &j->err)))

@@ -68,13 +68,24 @@ inc_ms=$(( inc_total / (POINTS - 1) ))
 bench capture_incremental_ms "$inc_ms" ms "mean of $((POINTS - 1)) captures after 1% churn"
 bench capture_incremental_pct "$(echo "scale=2; 100 * $inc_ms / $full_ms" | bc)" % "of the full capture's time (goal <= 5)"
 
+repo_wal=$(du -sb "$T/repo" | cut -f1)
+objects=$(du -sb "$T/repo/objects" | cut -f1)
+catalog=$(stat -c %s "$T/repo/catalog.db")
+wal=$(cat "$T/repo/catalog.db-wal" 2>/dev/null | wc -c)
+# the WAL is a journal (SQLite keeps up to journal_size_limit of it): measure the repository with
+# the catalog checkpointed, and report the WAL separately
+sqlite3 "$T/repo/catalog.db" 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null 2>&1
 repo=$(du -sb "$T/repo" | cut -f1)
+catalog_ck=$(stat -c %s "$T/repo/catalog.db")
 restic_sz=$(du -sb "$T/restic" | cut -f1)
 borg_sz=$(du -sb "$T/borg" | cut -f1)
 ratio() { echo "scale=2; $1 / $one" | bc; }
 note "one point: $raw bytes of JSON, $one bytes with zstd -3; $POINTS points: dvsnap $repo, restic $restic_sz, borg $borg_sz bytes"
 bench storage_one_point_zstd3 "$(( one / 1048576 ))" MiB "$raw bytes of JSON, $records records"
 bench storage_dvsnap_ratio "$(ratio "$repo")" x "repository incl. catalog, $POINTS points at 1% churn (goal <= 1.5)"
+bench storage_dvsnap_objects_ratio "$(ratio "$objects")" x "segments and blobs alone"
+bench storage_dvsnap_catalog_ratio "$(ratio "$catalog_ck")" x "catalog.db (capture state of $records records), checkpointed"
+bench storage_dvsnap_ratio_with_wal "$(ratio "$repo_wal")" x "before the checkpoint: catalog.db $catalog + WAL $wal bytes"
 bench storage_restic_ratio "$(ratio "$restic_sz")" x "same $POINTS points as JSON files"
 bench storage_borg_ratio "$(ratio "$borg_sz")" x "same $POINTS points as JSON files"
 bench storage_dvsnap_vs_restic "$(echo "scale=1; $restic_sz / $repo" | bc)" x "restic size / dvsnap size"
