@@ -43,6 +43,7 @@
 #include "backend/log.h"
 #include "backend/policy.h"
 #include "backend/record.h"
+#include "backend/segment.h" /* changes_line_size: the exact size changes/ shows */
 
 /* ---------------------------------------------------------------- key map */
 
@@ -550,18 +551,6 @@ static int load_state(void *ctx, const char *key, uint64_t hash, uint64_t len)
     return 0;
 }
 
-/* Size of the line changes/<table>.json shows for one entry (repo.h's changes_reader format). */
-static uint64_t changes_line_len(enum km_op op, const char *key, size_t klen, uint64_t line_len,
-                                 struct buf *scratch)
-{
-    buf_reset(scratch);
-    buf_add_json_string(scratch, key, klen);
-    if (op == KM_DELETE) /* {"op":"delete","id":K} */
-        return strlen("{\"op\":\"delete\",\"id\":}") + scratch->len;
-    /* {"op":"create","id":K,"record":LINE} ("update" has the same length) */
-    return strlen("{\"op\":\"create\",\"id\":,\"record\":}") + scratch->len + line_len;
-}
-
 static int download_file(void *ctx, const void *data, size_t len)
 {
     return buf_add(ctx, data, len);
@@ -573,7 +562,6 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
 {
     struct cap *cap = j->cap;
     struct point_table *o = &j->out;
-    struct buf scratch = BUF_INIT;
     int rc = 0;
     for (size_t i = 0; i < j->map.cap && !rc; i++) {
         struct km_entry *e = &j->map.slots[i];
@@ -600,8 +588,11 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
             continue;
         }
         (*changes_lines)++;
-        *changes_line_bytes += changes_line_len(e->op, e->key, e->key_len,
-                                                e->op == KM_DELETE ? 0 : e->new_len, &scratch);
+        *changes_line_bytes += changes_line_size(e->op == KM_CREATE   ? SEG_CREATE
+                                                 : e->op == KM_UPDATE ? SEG_UPDATE
+                                                                      : SEG_DELETE,
+                                                 e->key, e->key_len,
+                                                 e->op == KM_DELETE ? 0 : e->new_len);
         if (j->delta_mode || e->op == KM_DELETE)
             rc = segment_writer_add(j->sw,
                                     e->op == KM_CREATE   ? SEG_CREATE
@@ -610,7 +601,6 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
                                     e->key, e->key_len, e->op == KM_DELETE ? "" : e->line,
                                     e->op == KM_DELETE ? 0 : e->line_len, &j->err);
     }
-    buf_release(&scratch);
     if (rc)
         return rc;
     /* The catalog learns the new state only now that the whole table was read. */
@@ -991,7 +981,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     if (opts->label && !*opts->label)
         return dverr_set(err, -EINVAL, "a manual backup needs a label");
     dv_client_stats(dv, &st0);
-    time_t taken_at = time(NULL);
+    time_t taken_at = opts->now ? opts->now : time(NULL);
 
     cap.dv = dv;
     cap.repo = repo;

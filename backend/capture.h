@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "backend/config.h"
 #include "backend/dataverse.h"
@@ -35,6 +36,7 @@ struct capture_opts {
     void (*progress)(void *ctx, const struct capture_progress *p);
     void *progress_ctx;
     atomic_int *cancel;         /* when set non-zero, stop at the next page (-ECANCELED) */
+    time_t now;                 /* the point's taken_at; 0: the clock (tests pin it: DVSNAP_NOW) */
     /* capture_all only (both may be NULL/zero): */
     const char *const *only_envs; /* NULL-terminated unique names; NULL: cfg->environments */
     /* Called after each environment capture_all looks at: rc 0 (res filled), the policy's

@@ -20,9 +20,11 @@ struct catalog {
     int n_pool;              /* guarded by mu */
 };
 
+#define CATALOG_FORMAT "2"
+
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-    "INSERT OR IGNORE INTO meta VALUES('format','1');"
+    "INSERT OR IGNORE INTO meta VALUES('format','" CATALOG_FORMAT "');"
     "CREATE TABLE IF NOT EXISTS points(env TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
     " label TEXT, taken_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
     " PRIMARY KEY(env, name)) WITHOUT ROWID;"
@@ -31,8 +33,65 @@ static const char SCHEMA[] =
     " FOREIGN KEY(env, point) REFERENCES points(env, name) ON DELETE CASCADE) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS segments_id ON segments(id);"
     "CREATE TABLE IF NOT EXISTS state_point(env TEXT PRIMARY KEY, point TEXT NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS state(env TEXT NOT NULL, tbl TEXT NOT NULL, key BLOB NOT NULL,"
-    " hash INTEGER NOT NULL, len INTEGER NOT NULL, PRIMARY KEY(env, tbl, key)) WITHOUT ROWID;";
+    "CREATE TABLE IF NOT EXISTS state_tables(tid INTEGER PRIMARY KEY, env TEXT NOT NULL,"
+    " tbl TEXT NOT NULL, UNIQUE(env, tbl));"
+    /* the largest table: one row per record, kept small (GUID keys packed to 16 bytes) */
+    "CREATE TABLE IF NOT EXISTS state(tid INTEGER NOT NULL, key BLOB NOT NULL,"
+    " hash INTEGER NOT NULL, len INTEGER NOT NULL, PRIMARY KEY(tid, key)) WITHOUT ROWID;";
+
+/* Record keys in the state: a canonical lowercase GUID (8-4-4-4-12 hex) is stored as its 16 bytes;
+ * any other key as its bytes, with a 0 byte in front when it is 16 bytes long (keys hold no NUL).
+ * out needs n + 1 bytes; returns the packed length. */
+static size_t key_pack(const char *key, size_t n, unsigned char *out)
+{
+    bool guid = n == 36;
+    for (size_t i = 0; guid && i < 36; i++) {
+        char c = key[i];
+        bool is_dash = i == 8 || i == 13 || i == 18 || i == 23;
+        guid = is_dash ? c == '-' : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    }
+    if (guid) {
+        size_t o = 0;
+        for (size_t i = 0; i < 36; i += 2) {
+            if (key[i] == '-')
+                i++;
+            unsigned hi = (unsigned)(key[i] <= '9' ? key[i] - '0' : key[i] - 'a' + 10);
+            unsigned lo = (unsigned)(key[i + 1] <= '9' ? key[i + 1] - '0' : key[i + 1] - 'a' + 10);
+            out[o++] = (unsigned char)(hi << 4 | lo);
+        }
+        return o;
+    }
+    if (n == 16) {
+        out[0] = 0;
+        memcpy(out + 1, key, n);
+        return n + 1;
+    }
+    memcpy(out, key, n);
+    return n;
+}
+
+/* Inverse of key_pack into a NUL-terminated string (out needs max(37, n + 1) bytes). */
+static void key_unpack(const unsigned char *p, size_t n, char *out)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (n == 16) {
+        size_t o = 0;
+        for (size_t i = 0; i < 16; i++) {
+            if (i == 4 || i == 6 || i == 8 || i == 10)
+                out[o++] = '-';
+            out[o++] = hex[p[i] >> 4];
+            out[o++] = hex[p[i] & 15];
+        }
+        out[o] = '\0';
+        return;
+    }
+    if (n == 17 && p[0] == 0) {
+        p++;
+        n--;
+    }
+    memcpy(out, p, n);
+    out[n] = '\0';
+}
 
 static int sqlite_to_errno(int code)
 {
@@ -70,7 +129,7 @@ static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
     }
     sqlite3_busy_timeout(db, 30000);
     rc = sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
-                          "PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
+                          "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=16777216;", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
         rc = db_fail(c, db, rc, "setup", err);
         sqlite3_close(db);
@@ -101,6 +160,43 @@ static void release(struct catalog *c, sqlite3 *db)
     sqlite3_close(db);
 }
 
+static int pragma_text(sqlite3 *db, const char *sql, char *out, size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(st, 0);
+        snprintf(out, n, "%s", t ? (const char *)t : "");
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int catalog_settings(struct catalog *c, char journal_mode[16], int *synchronous,
+                     int *foreign_keys, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    char v[16] = "";
+    int rc = acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if ((rc = pragma_text(db, "PRAGMA journal_mode", journal_mode, 16)) != SQLITE_OK)
+        goto fail;
+    if ((rc = pragma_text(db, "PRAGMA synchronous", v, sizeof v)) != SQLITE_OK)
+        goto fail;
+    *synchronous = (int)strtol(v, NULL, 10);
+    if ((rc = pragma_text(db, "PRAGMA foreign_keys", v, sizeof v)) != SQLITE_OK)
+        goto fail;
+    *foreign_keys = (int)strtol(v, NULL, 10);
+    release(c, db);
+    return 0;
+fail:
+    rc = db_fail(c, db, rc, "settings", err);
+    release(c, db);
+    return rc;
+}
+
 const char *catalog_path(const struct catalog *c)
 {
     return c->path;
@@ -118,7 +214,21 @@ int catalog_open(const char *path, struct catalog **out, struct dverr *err)
     sqlite3 *db = NULL;
     int rc = conn_open(c, &db, err);
     if (!rc) {
-        int s = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
+        /* an older format is dropped: the catalog is a cache of the repository */
+        sqlite3_stmt *st = NULL;
+        bool old = false;
+        if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'format'", -1, &st, NULL) ==
+                SQLITE_OK &&
+            sqlite3_step(st) == SQLITE_ROW)
+            old = strcmp((const char *)sqlite3_column_text(st, 0), CATALOG_FORMAT) != 0;
+        sqlite3_finalize(st);
+        int s = old ? sqlite3_exec(db, "DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS points;"
+                                       "DROP TABLE IF EXISTS state; DROP TABLE IF EXISTS state_point;"
+                                       "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;",
+                                   NULL, NULL, NULL)
+                    : SQLITE_OK;
+        if (s == SQLITE_OK)
+            s = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
         if (s != SQLITE_OK)
             rc = db_fail(c, db, s, "schema", err);
     }
@@ -355,7 +465,7 @@ int catalog_clear(struct catalog *c, struct dverr *err)
     if (rc)
         return rc;
     rc = exec(c, db, "BEGIN IMMEDIATE; DELETE FROM segments; DELETE FROM points; "
-                     "DELETE FROM state; DELETE FROM state_point; COMMIT", err);
+                     "DELETE FROM state; DELETE FROM state_tables; DELETE FROM state_point; COMMIT", err);
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     release(c, db);
@@ -364,15 +474,38 @@ int catalog_clear(struct catalog *c, struct dverr *err)
 
 /* ---- capture ---- */
 
+struct tid_cache {
+    char *tbl;
+    sqlite3_int64 tid;       /* 0: the table has no state yet */
+};
+
 struct catalog_capture {
     struct catalog *cat;
     sqlite3 *db;
     char *env;
     bool replace;
-    pthread_mutex_t mu;      /* serialises every use of db */
-    sqlite3_stmt *get_pending, *get_main, *put;
+    pthread_mutex_t mu;      /* serialises every use of db and the fields below */
+    sqlite3_stmt *get_pending, *get_main, *put, *find_tid;
+    struct tid_cache *tids;
+    size_t n_tids;
     struct dverr err;        /* first error of get/put (they have no err parameter) */
 };
+
+static int capture_stmts(struct catalog_capture *cc, struct dverr *err)
+{
+    struct catalog *c = cc->cat;
+    int rc;
+    if ((rc = prepare(c, cc->db, "SELECT hash, len, deleted FROM temp.pending WHERE tbl = ?1 AND "
+                                 "key = ?2", &cc->get_pending, err)) ||
+        (rc = prepare(c, cc->db, "SELECT hash, len FROM main.state WHERE tid = ?1 AND key = ?2",
+                      &cc->get_main, err)) ||
+        (rc = prepare(c, cc->db, "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4, ?5)",
+                      &cc->put, err)) ||
+        (rc = prepare(c, cc->db, "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2",
+                      &cc->find_tid, err)))
+        return rc;
+    return 0;
+}
 
 int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
                           struct catalog_capture **out, struct dverr *err)
@@ -394,12 +527,7 @@ int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
                               "hash INTEGER NOT NULL, len INTEGER NOT NULL, deleted INTEGER NOT NULL,"
                               " PRIMARY KEY(tbl, key)) WITHOUT ROWID", err)))
         goto fail;
-    if ((rc = prepare(c, cc->db, "SELECT hash, len, deleted FROM temp.pending WHERE tbl = ?1 AND "
-                                 "key = ?2", &cc->get_pending, err)) ||
-        (rc = prepare(c, cc->db, "SELECT hash, len FROM main.state WHERE env = ?3 AND tbl = ?1 AND "
-                                 "key = ?2", &cc->get_main, err)) ||
-        (rc = prepare(c, cc->db, "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4, ?5)",
-                      &cc->put, err)))
+    if ((rc = capture_stmts(cc, err)))
         goto fail;
     *out = cc;
     return 0;
@@ -408,16 +536,51 @@ fail:
     return rc;
 }
 
+/* The table's id in the state (0 when it has none); cc->mu held. */
+static int tid_of(struct catalog_capture *cc, const char *table, sqlite3_int64 *tid)
+{
+    for (size_t i = 0; i < cc->n_tids; i++)
+        if (strcmp(cc->tids[i].tbl, table) == 0) {
+            *tid = cc->tids[i].tid;
+            return 0;
+        }
+    *tid = 0;
+    if (!cc->replace) {
+        sqlite3_stmt *st = cc->find_tid;
+        sqlite3_reset(st);
+        sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW)
+            *tid = sqlite3_column_int64(st, 0);
+        sqlite3_reset(st);
+        if (s != SQLITE_ROW && s != SQLITE_DONE)
+            return db_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
+    }
+    struct tid_cache *v = realloc(cc->tids, (cc->n_tids + 1) * sizeof *v);
+    if (!v)
+        return -ENOMEM;
+    cc->tids = v;
+    if (!(v[cc->n_tids].tbl = strdup(table)))
+        return -ENOMEM;
+    v[cc->n_tids++].tid = *tid;
+    return 0;
+}
+
 int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
                         size_t key_len, uint64_t *hash, uint64_t *len, bool *found)
 {
     int rc = 0;
     *found = false;
+    unsigned char *pk = malloc(key_len + 1);
+    if (!pk)
+        return -ENOMEM;
+    size_t pn = key_pack(key, key_len, pk);
     pthread_mutex_lock(&cc->mu);
     sqlite3_stmt *st = cc->get_pending;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
         if (!sqlite3_column_int(st, 2)) {
@@ -431,13 +594,14 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
         rc = db_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
         goto out;
     }
-    if (cc->replace)
+    sqlite3_reset(st);
+    sqlite3_int64 tid;
+    if ((rc = tid_of(cc, table, &tid)) || tid == 0)
         goto out;
     st = cc->get_main;
     sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
-    sqlite3_bind_text(st, 3, cc->env, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 1, tid);
+    sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
     s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
         *hash = (uint64_t)sqlite3_column_int64(st, 0);
@@ -449,6 +613,7 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
 out:
     sqlite3_reset(st);
     pthread_mutex_unlock(&cc->mu);
+    free(pk);
     return rc;
 }
 
@@ -456,11 +621,15 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
                         size_t key_len, uint64_t hash, uint64_t len, bool deleted)
 {
     int rc = 0;
+    unsigned char *pk = malloc(key_len + 1);
+    if (!pk)
+        return -ENOMEM;
+    size_t pn = key_pack(key, key_len, pk);
     pthread_mutex_lock(&cc->mu);
     sqlite3_stmt *st = cc->put;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, key, (int)key_len, SQLITE_STATIC);
+    sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)(deleted ? 0 : hash));
     sqlite3_bind_int64(st, 4, (sqlite3_int64)(deleted ? 0 : len));
     sqlite3_bind_int(st, 5, deleted ? 1 : 0);
@@ -469,6 +638,7 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
         rc = db_fail(cc->cat, cc->db, s, "writing the capture state", &cc->err);
     sqlite3_reset(st);
     pthread_mutex_unlock(&cc->mu);
+    free(pk);
     return rc;
 }
 
@@ -481,56 +651,54 @@ int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
                             int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                             void *ctx)
 {
-    const char *sql_merge =
-        "SELECT key, hash, len FROM main.state s WHERE env = ?1 AND tbl = ?2 AND key > ?3 AND "
+    const char *sql =
+        "SELECT key, hash, len FROM main.state s WHERE tid = ?1 AND key > ?3 AND "
         " NOT EXISTS (SELECT 1 FROM temp.pending p WHERE p.tbl = ?2 AND p.key = s.key) "
         "UNION ALL SELECT key, hash, len FROM temp.pending WHERE tbl = ?2 AND key > ?3 AND "
         " deleted = 0 ORDER BY 1 LIMIT ?4";
-    const char *sql_replace = "SELECT key, hash, len FROM temp.pending WHERE tbl = ?2 AND "
-                              "key > ?3 AND deleted = 0 AND ?1 IS NOT NULL ORDER BY 1 LIMIT ?4";
     struct iter_row *rows = calloc(ITER_CHUNK, sizeof *rows);
     struct buf last = BUF_INIT;
     sqlite3_stmt *st = NULL;
+    sqlite3_int64 tid = 0;
     int rc = 0;
     if (!rows)
         return -ENOMEM;
-    buf_addstr(&last, "");
     pthread_mutex_lock(&cc->mu);
-    rc = prepare(cc->cat, cc->db, cc->replace ? sql_replace : sql_merge, &st, &cc->err);
+    rc = tid_of(cc, table, &tid);
+    if (!rc)
+        rc = prepare(cc->cat, cc->db, sql, &st, &cc->err);
     pthread_mutex_unlock(&cc->mu);
     for (bool more = !rc; more;) {
         size_t n = 0;
         pthread_mutex_lock(&cc->mu);
         sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st, 1, tid);
         sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
         sqlite3_bind_blob(st, 3, last.data ? last.data : "", (int)last.len, SQLITE_STATIC);
         sqlite3_bind_int(st, 4, ITER_CHUNK);
         int s;
         while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-            const void *k = sqlite3_column_blob(st, 0);
-            int kl = sqlite3_column_bytes(st, 0);
-            rows[n].key = malloc((size_t)kl + 1);
+            const unsigned char *k = sqlite3_column_blob(st, 0);
+            size_t kl = (size_t)sqlite3_column_bytes(st, 0);
+            rows[n].key = malloc(kl + 37);
             if (!rows[n].key) {
                 rc = -ENOMEM;
                 break;
             }
-            if (kl)
-                memcpy(rows[n].key, k, (size_t)kl);
-            rows[n].key[kl] = '\0';
+            key_unpack(k ? k : (const unsigned char *)"", kl, rows[n].key);
             rows[n].hash = (uint64_t)sqlite3_column_int64(st, 1);
             rows[n].len = (uint64_t)sqlite3_column_int64(st, 2);
             n++;
+            if (n == ITER_CHUNK) { /* remember the packed key for the next page */
+                buf_reset(&last);
+                buf_add(&last, k, kl);
+            }
         }
-        if (!rc && s != SQLITE_DONE)
+        if (!rc && s != SQLITE_ROW && s != SQLITE_DONE)
             rc = db_fail(cc->cat, cc->db, s, "iterating the capture state", &cc->err);
         sqlite3_reset(st);
         pthread_mutex_unlock(&cc->mu);
         more = !rc && n == ITER_CHUNK;
-        if (n) {
-            buf_reset(&last);
-            buf_addstr(&last, rows[n - 1].key); /* keys hold no NUL (record keys are strings) */
-        }
         for (size_t i = 0; i < n; i++) {
             if (!rc)
                 rc = fn(ctx, rows[i].key, rows[i].hash, rows[i].len);
@@ -542,6 +710,81 @@ int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
     sqlite3_finalize(st);
     buf_release(&last);
     free(rows);
+    return rc;
+}
+
+static int step_done(struct catalog *c, sqlite3 *db, sqlite3_stmt *st, const char *what,
+                     struct dverr *err)
+{
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    return s == SQLITE_DONE || s == SQLITE_ROW ? 0 : db_fail(c, db, s, what, err);
+}
+
+/* Apply temp.pending to main.state inside the open transaction. */
+static int apply_pending(struct catalog_capture *cc, struct dverr *err)
+{
+    struct catalog *c = cc->cat;
+    sqlite3 *db = cc->db;
+    sqlite3_stmt *rows = NULL, *mk = NULL, *find = NULL, *del = NULL, *ins = NULL, *clr = NULL;
+    int rc;
+    if ((rc = prepare(c, db, "SELECT tbl, key, hash, len, deleted FROM temp.pending "
+                             "ORDER BY tbl, key", &rows, err)) ||
+        (rc = prepare(c, db, "INSERT OR IGNORE INTO main.state_tables(env, tbl) VALUES(?1, ?2)",
+                      &mk, err)) ||
+        (rc = prepare(c, db, "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2",
+                      &find, err)) ||
+        (rc = prepare(c, db, "DELETE FROM main.state WHERE tid = ?1 AND key = ?2", &del, err)) ||
+        (rc = prepare(c, db, "INSERT OR REPLACE INTO main.state VALUES(?1, ?2, ?3, ?4)", &ins,
+                      err)) ||
+        (rc = prepare(c, db, "DELETE FROM main.state WHERE tid IN (SELECT tid FROM "
+                             "main.state_tables WHERE env = ?1)", &clr, err)))
+        goto out;
+    if (cc->replace) {
+        sqlite3_bind_text(clr, 1, cc->env, -1, SQLITE_STATIC);
+        if ((rc = step_done(c, db, clr, "clearing the capture state", err)))
+            goto out;
+    }
+    char cur[1024] = "";
+    sqlite3_int64 tid = 0;
+    int s;
+    while ((s = sqlite3_step(rows)) == SQLITE_ROW) {
+        const char *tbl = (const char *)sqlite3_column_text(rows, 0);
+        if (!tid || strcmp(tbl, cur) != 0) {
+            snprintf(cur, sizeof cur, "%s", tbl);
+            sqlite3_bind_text(mk, 1, cc->env, -1, SQLITE_STATIC);
+            sqlite3_bind_text(mk, 2, cur, -1, SQLITE_STATIC);
+            if ((rc = step_done(c, db, mk, "adding a state table", err)))
+                goto out;
+            sqlite3_bind_text(find, 1, cc->env, -1, SQLITE_STATIC);
+            sqlite3_bind_text(find, 2, cur, -1, SQLITE_STATIC);
+            if (sqlite3_step(find) != SQLITE_ROW) {
+                sqlite3_reset(find);
+                rc = db_fail(c, db, sqlite3_errcode(db), "finding a state table", err);
+                goto out;
+            }
+            tid = sqlite3_column_int64(find, 0);
+            sqlite3_reset(find);
+        }
+        sqlite3_stmt *st = sqlite3_column_int(rows, 4) ? del : ins;
+        sqlite3_bind_int64(st, 1, tid);
+        sqlite3_bind_value(st, 2, sqlite3_column_value(rows, 1));
+        if (st == ins) {
+            sqlite3_bind_int64(st, 3, sqlite3_column_int64(rows, 2));
+            sqlite3_bind_int64(st, 4, sqlite3_column_int64(rows, 3));
+        }
+        if ((rc = step_done(c, db, st, "applying the capture state", err)))
+            goto out;
+    }
+    if (s != SQLITE_DONE)
+        rc = db_fail(c, db, s, "reading the pending state", err);
+out:
+    sqlite3_finalize(rows);
+    sqlite3_finalize(mk);
+    sqlite3_finalize(find);
+    sqlite3_finalize(del);
+    sqlite3_finalize(ins);
+    sqlite3_finalize(clr);
     return rc;
 }
 
@@ -558,30 +801,21 @@ int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, st
     sqlite3_finalize(cc->get_pending);
     sqlite3_finalize(cc->get_main);
     sqlite3_finalize(cc->put);
-    cc->get_pending = cc->get_main = cc->put = NULL;
+    sqlite3_finalize(cc->find_tid);
+    cc->get_pending = cc->get_main = cc->put = cc->find_tid = NULL;
     if ((rc = exec(c, db, "BEGIN IMMEDIATE", err)))
         goto out;
-    const char *steps[] = {
-        cc->replace ? "DELETE FROM main.state WHERE env = ?1" : NULL,
-        "DELETE FROM main.state WHERE env = ?1 AND (tbl, key) IN "
-        "(SELECT tbl, key FROM temp.pending WHERE deleted = 1)",
-        "INSERT OR REPLACE INTO main.state SELECT ?1, tbl, key, hash, len FROM temp.pending "
-        "WHERE deleted = 0",
-        "INSERT OR REPLACE INTO state_point VALUES(?1, ?2)",
-    };
-    for (size_t i = 0; i < sizeof steps / sizeof *steps && !rc; i++) {
-        if (!steps[i] || (i == 3 && !p))
-            continue;
-        if ((rc = prepare(c, db, steps[i], &st, err)))
-            break;
-        sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
-        if (i == 3)
-            sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
-        int s = sqlite3_step(st);
-        if (s != SQLITE_DONE)
-            rc = db_fail(c, db, s, "committing the capture state", err);
-        sqlite3_finalize(st);
-        st = NULL;
+    rc = apply_pending(cc, err);
+    if (!rc) {
+        const char *sql = p ? "INSERT OR REPLACE INTO state_point VALUES(?1, ?2)"
+                            : "DELETE FROM state_point WHERE env = ?1";
+        if (!(rc = prepare(c, db, sql, &st, err))) {
+            sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
+            if (p)
+                sqlite3_bind_text(st, 2, p->name, -1, SQLITE_STATIC);
+            rc = step_done(c, db, st, "recording the state point", err);
+            sqlite3_finalize(st);
+        }
     }
     if (!rc && p)
         rc = point_add_db(c, db, p, err);
@@ -601,10 +835,14 @@ void catalog_capture_abort(struct catalog_capture *cc)
     sqlite3_finalize(cc->get_pending);
     sqlite3_finalize(cc->get_main);
     sqlite3_finalize(cc->put);
+    sqlite3_finalize(cc->find_tid);
     if (cc->db) {
         sqlite3_exec(cc->db, "DROP TABLE IF EXISTS temp.pending", NULL, NULL, NULL);
         release(cc->cat, cc->db);
     }
+    for (size_t i = 0; i < cc->n_tids; i++)
+        free(cc->tids[i].tbl);
+    free(cc->tids);
     pthread_mutex_destroy(&cc->mu);
     free(cc->env);
     free(cc);

@@ -34,6 +34,10 @@ int catalog_point_del(struct catalog *c, const char *env, const char *name, stru
 int catalog_envs(struct catalog *c, char ***names, size_t *n, struct dverr *err);
 /* The point the capture state of env corresponds to ("" when none). */
 int catalog_state_point(struct catalog *c, const char *env, char out[32], struct dverr *err);
+/* The settings a catalog connection really runs with (read back with PRAGMA, for tests and
+ * `dvsnap check`): journal_mode ("wal"), synchronous (2 = FULL), foreign_keys (1 = on). */
+int catalog_settings(struct catalog *c, char journal_mode[16], int *synchronous,
+                     int *foreign_keys, struct dverr *err);
 /* Forget every row (before a rebuild). */
 int catalog_clear(struct catalog *c, struct dverr *err);
 

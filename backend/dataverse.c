@@ -40,7 +40,12 @@ int dv_client_new_with_transport(const struct config *cfg, struct http_transport
     if ((rc = config_read_secret_file(cfg->client_secret_file, &secret, err)))
         goto fail;
     c = calloc(1, sizeof(*c));
-    if (!c || !(c->admin_url = strdup(cfg->admin_url))) {
+    if (!c) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    c->max_concurrency = 0; /* marks the locks as not yet initialised for dv_client_free */
+    if (!(c->admin_url = strdup(cfg->admin_url))) {
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -49,6 +54,9 @@ int dv_client_new_with_transport(const struct config *cfg, struct http_transport
         c->admin_url[--l] = '\0';
     c->transport = transport;
     transport = NULL;
+    c->max_concurrency = cfg->max_concurrency > 0 ? cfg->max_concurrency : 4;
+    pthread_mutex_init(&c->slots_lock, NULL);
+    pthread_cond_init(&c->slots_free, NULL);
     atomic_init(&c->hold_until, 0);
     atomic_init(&c->cancel, 0);
     c->retry = (struct http_retry){
@@ -104,7 +112,60 @@ void dv_client_free(struct dv_client *c)
     auth_free(c->auth);
     http_transport_free(c->transport);
     free(c->admin_url);
+    if (c->max_concurrency) {
+        for (struct dv_slot *s = c->slots, *n; s; s = n) {
+            n = s->next;
+            free(s->resource);
+            free(s);
+        }
+        pthread_cond_destroy(&c->slots_free);
+        pthread_mutex_destroy(&c->slots_lock);
+    }
     free(c);
+}
+
+static struct dv_slot *slot_acquire(struct dv_client *c, const char *resource)
+{
+    pthread_mutex_lock(&c->slots_lock);
+    struct dv_slot *s = c->slots;
+    while (s && strcmp(s->resource, resource) != 0)
+        s = s->next;
+    if (!s) {
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->resource = strdup(resource))) {
+            free(s);
+            pthread_mutex_unlock(&c->slots_lock);
+            return NULL;
+        }
+        s->next = c->slots;
+        c->slots = s;
+    }
+    while (s->in_flight >= c->max_concurrency)
+        pthread_cond_wait(&c->slots_free, &c->slots_lock);
+    s->in_flight++;
+    if (s->in_flight > s->peak)
+        s->peak = s->in_flight;
+    pthread_mutex_unlock(&c->slots_lock);
+    return s;
+}
+
+static void slot_release(struct dv_client *c, struct dv_slot *s)
+{
+    pthread_mutex_lock(&c->slots_lock);
+    s->in_flight--;
+    pthread_cond_broadcast(&c->slots_free);
+    pthread_mutex_unlock(&c->slots_lock);
+}
+
+int dv_client_peak_concurrency(struct dv_client *c, const char *resource)
+{
+    int peak = 0;
+    pthread_mutex_lock(&c->slots_lock);
+    for (struct dv_slot *s = c->slots; s; s = s->next)
+        if (strcmp(s->resource, resource) == 0)
+            peak = s->peak;
+    pthread_mutex_unlock(&c->slots_lock);
+    return peak;
 }
 
 void dv_client_stats(struct dv_client *c, struct dv_stats *out)
@@ -141,7 +202,13 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
             .max_response = call->max_response,
             .retry_unsafe = call->retry_unsafe,
         };
+        struct dv_slot *slot = slot_acquire(c, call->resource);
+        if (!slot) {
+            rc = dverr_set(err, -ENOMEM, "out of memory");
+            break;
+        }
         rc = http_perform_retry(c->transport, &req, &c->retry, &c->counters, resp, err);
+        slot_release(c, slot);
         if (rc || resp->status != 401 || attempt > 0)
             break;
         auth_invalidate(c->auth, call->resource, token.data);

@@ -143,6 +143,8 @@ static int parse_http_part(const char *p, const char *end, int content_id,
         !isdigit((unsigned char)sp[2]) || !isdigit((unsigned char)sp[3]))
         return -EPROTO;
     int status = (sp[1] - '0') * 100 + (sp[2] - '0') * 10 + (sp[3] - '0');
+    if (status < 100 || status > 599)
+        return -EPROTO;
     const char *hs = p;
     while (p < end) {
         len = next_line(&p, end, &line);

@@ -4,6 +4,7 @@
 #ifndef DVSNAP_DATAVERSE_INT_H
 #define DVSNAP_DATAVERSE_INT_H
 
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "backend/auth.h"
@@ -20,7 +21,20 @@ struct dv_client {
     struct http_counters counters;   /* atomics */
     atomic_int_fast64_t hold_until;  /* shared Retry-After gate */
     atomic_int cancel;
+    /* At most max_concurrency requests in flight per resource (admin API, each environment),
+     * whatever the number of calling threads. */
+    int max_concurrency;
+    pthread_mutex_t slots_lock;      /* guards slots and every slot's in_flight */
+    pthread_cond_t slots_free;
+    struct dv_slot {
+        struct dv_slot *next;
+        char *resource;
+        int in_flight;
+        int peak;                    /* highest in_flight seen (tests) */
+    } *slots;
 };
+/* Highest number of requests that were in flight at once for resource (tests). */
+int dv_client_peak_concurrency(struct dv_client *c, const char *resource);
 
 /* One call with the client's policies: the URL must lie within resource (http_url_within), else
  * -EPERM and nothing is sent; the bearer for resource is attached; a 401 drops the token and

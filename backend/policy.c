@@ -2,9 +2,10 @@
  *
  * One table maps an environment type (environmentSku) to what the platform does with it: whether
  * system backups are taken, whether manual backups are allowed, and the default retention. The
- * environment's own retention setting (retentionDetails.retentionPeriod) wins when the admin API
- * gives one; the platform updates it when an environment changes type, and when it is absent the
- * type decides, so switching an environment to sandbox shortens retention at the next look.
+ * environment's own retention setting (retentionDetails.retentionPeriod, 7/14/21/28 days) is a
+ * production setting: it wins for production environments; other types keep at most their type's
+ * retention (7 days), so an environment switched to sandbox drops to 7 days at once even while the
+ * admin API still reports the retention it had as production.
  * Unknown types are treated like sandboxes (backed up, 7 days, manual backups allowed), the
  * conservative choice that keeps data without claiming longer retention than the platform gives.
  * No I/O, no state: thread-safe. */
@@ -59,9 +60,10 @@ int policy_retention_days(const struct dv_env *env)
     const struct env_rule *r = rule_for(env);
     if (!r->backed_up)
         return 0;
-    if (env->retention_days > 0)
+    bool production = r->d365_days != 0;
+    if (env->retention_days > 0 && (production || env->retention_days < r->retention_days))
         return env->retention_days;
-    if (r->d365_days && env->has_d365_apps)
+    if (production && env->has_d365_apps)
         return r->d365_days;
     return r->retention_days;
 }

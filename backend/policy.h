@@ -11,9 +11,10 @@
 #include "backend/dataverse.h"
 #include "backend/util.h"
 
-/* Retention in days for points of env (its own setting when the admin API gives one; else
- * production with Dynamics 365 apps 28, other production and sandbox 7; a sandbox is never kept
- * longer than 7 unless its own setting says so). 0 for environments that are not backed up. */
+/* Retention in days for points of env: production: its own setting when the admin API gives one,
+ * else 28 with Dynamics 365 apps and 7 without; sandbox, developer, default: 7 (a retention setting
+ * left over from production is not kept: switching to sandbox shortens retention at once). 0 for
+ * environments that are not backed up. */
 int policy_retention_days(const struct dv_env *env);
 /* Expiry of a point taken at taken_at, by the environment as it is now (so switching to sandbox
  * shortens retention at once). Manual points follow the same retention. */

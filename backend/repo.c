@@ -2,7 +2,8 @@
  * prune, forget, check and catalog rebuild, over segment.c, manifest.c, catalog.c and objstore.
  *
  * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
- * directory, so they only exclude writers on this machine until the object-store lease exists):
+ * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
+ * store (objstore_lease.h) for writers on other machines, checked again before the manifest):
  *   <env>.lock   flock LOCK_EX for the whole capture of env (-EBUSY when held)
  *   prune.lock   captures hold LOCK_SH from begin to commit/abort; prune takes LOCK_EX, so prune
  *                never deletes an object that a capture in progress has written or reuses.
@@ -27,6 +28,7 @@
 #include "backend/catalog.h"
 #include "backend/log.h"
 #include "backend/manifest.h"
+#include "backend/objstore_lease.h"
 #include "backend/segment.h"
 
 #define BLOB_MAX ((uint64_t)2 << 30)
@@ -799,6 +801,7 @@ struct repo_capture {
     struct repo *r;
     char *env;
     int lock_fd, prune_fd;
+    struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
     struct point *prev;
     struct catalog_capture *cc;
 };
@@ -833,6 +836,7 @@ void repo_capture_abort(struct repo_capture *c)
     if (!c)
         return;
     catalog_capture_abort(c->cc);
+    objstore_lease_release(c->lease);
     point_free(c->prev);
     if (c->prune_fd >= 0)
         close(c->prune_fd);
@@ -898,6 +902,16 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
         rc = errno == EWOULDBLOCK ? dverr_set(err, -EBUSY, "another capture of %s is running", env)
                                   : dverr_set(err, -errno, "locking %s: %s", env, strerror(errno));
         goto fail;
+    }
+    if (!r->store->local_dir) {
+        /* Other machines may share a remote store: one writer per environment across all of
+         * them, through a lease object that expires when its holder dies. */
+        char lname2[300], purpose[300];
+        snprintf(lname2, sizeof lname2, "locks/%s.lease", env);
+        snprintf(purpose, sizeof purpose, "the capture of %s", env);
+        if ((rc = objstore_lease_take(r->store, lname2, purpose, 0, &c->lease, err)) ||
+            (rc = objstore_lease_wait_free(r->store, "locks/prune.lease", LOCK_WAIT_MS, err)))
+            goto fail;
     }
     if ((rc = open_lock(r, "prune.lock", &c->prune_fd, err)))
         goto fail;
@@ -974,6 +988,8 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
+    if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
+        goto out;
     time_t t = p->taken_at;
     if (c->prev && t <= c->prev->taken_at)
         t = c->prev->taken_at + 1;
@@ -1123,6 +1139,36 @@ static int collect_obj(void *ctx, const char *obj, uint64_t size)
     return name_list_add(l, obj, strlen(obj));
 }
 
+/* Remote stores: captures on other machines hold locks/<env>.lease and then wait for
+ * locks/prune.lease to be free; prune takes locks/prune.lease and then looks for capture leases,
+ * backing off (releasing its own) while any is live. Whichever of the two writes its lease first,
+ * the other sees it, so prune never runs beside a capture that may reuse old objects. */
+static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
+{
+    int64_t deadline = now_ms() + LOCK_WAIT_MS;
+    for (;;) {
+        int rc = objstore_lease_take(r->store, "locks/prune.lease", "the prune of the repository",
+                                     0, out, err);
+        if (rc)
+            return rc;
+        struct buf who = BUF_INIT;
+        int live = 0;
+        rc = objstore_lease_live(r->store, "locks/", "locks/prune.lease", &who, &live, err);
+        if (rc == 0 && live == 0) {
+            buf_release(&who);
+            return 0;
+        }
+        objstore_lease_release(*out);
+        *out = NULL;
+        if (rc == 0 && now_ms() >= deadline)
+            rc = dverr_set(err, -EBUSY, "captures are running: %s", who.data);
+        buf_release(&who);
+        if (rc)
+            return rc;
+        usleep(1000 * 1000);
+    }
+}
+
 int repo_prune(struct repo *r, time_t now, bool dry_run,
                time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
                struct prune_report *rep, struct dverr *err)
@@ -1130,6 +1176,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
     memset(rep, 0, sizeof *rep);
     struct name_list manifests = {0}, objects = {0}, removed = {0};
     struct idset refs = {0};
+    struct objstore_lease *lease = NULL;
     int lock_fd = -1;
     int rc = open_lock(r, "prune.lock", &lock_fd, err);
     if (rc)
@@ -1138,6 +1185,8 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
         dverr_set(err, rc, "waiting for running captures to finish: %s", strerror(-rc));
         goto out;
     }
+    if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
+        goto out;
     if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);
@@ -1195,6 +1244,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
         rep->bytes_removed += size;
     }
 out:
+    objstore_lease_release(lease);
     if (lock_fd >= 0)
         close(lock_fd);
     repo_names_free(manifests.v, manifests.n);

@@ -854,18 +854,24 @@ static int cursor_load(struct cursor *c, ZSTD_DCtx *dctx, struct dverr *err)
         c->have_prev = true;
     }
     buf_reset(&c->cbuf);
-    int rc = s->store->ops->get(s->store->impl, s->name, f->off, f->csize, &c->cbuf, err);
+    /* the first frame is read together with the header, which is checked on the way */
+    uint64_t skip = c->frame == 0 ? f->off : 0;
+    int rc = s->store->ops->get(s->store->impl, s->name, f->off - skip, f->csize + skip, &c->cbuf,
+                                err);
     if (rc)
         return rc == -ENOENT ? dverr_set(err, rc, "segment %.16s is missing", s->id) : rc;
-    if (c->cbuf.len != f->csize)
+    if (c->cbuf.len != f->csize + skip)
         return damaged(err, s, "short frame");
-    unsigned long long fcs = ZSTD_getFrameContentSize(c->cbuf.data, c->cbuf.len);
+    if (skip && memcmp(c->cbuf.data, SEG_MAGIC, SEG_HEADER_LEN) != 0)
+        return damaged(err, s, "bad header");
+    const char *frame = c->cbuf.data + skip;
+    unsigned long long fcs = ZSTD_getFrameContentSize(frame, f->csize);
     if (fcs != f->usize)
         return damaged(err, s, "frame size does not match the index");
     buf_reset(&c->ubuf);
     if (buf_reserve(&c->ubuf, f->usize))
         return dverr_set(err, -ENOMEM, "out of memory");
-    size_t d = ZSTD_decompressDCtx(dctx, c->ubuf.data, f->usize, c->cbuf.data, c->cbuf.len);
+    size_t d = ZSTD_decompressDCtx(dctx, c->ubuf.data, f->usize, frame, f->csize);
     if (ZSTD_isError(d) || d != f->usize) {
         char what[160];
         snprintf(what, sizeof what, "frame %u does not decode (%s)", c->frame,

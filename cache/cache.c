@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -52,6 +53,19 @@ struct entry {
     struct entry *lprev, *lnext; /* LRU: head = least recent */
 };
 
+#define CACHE_SLOTS 16
+/* A decoded frame shared by every reader (c->mu): the kernel spreads one sequential read over
+ * several worker threads, so a per-thread cache would decode each frame several times. */
+struct slot {
+    uint64_t entry_id;      /* 0: empty */
+    size_t frame;
+    size_t len;
+    char *buf;              /* CACHE_FRAME bytes, allocated on first use */
+    int refs;               /* readers copying out of buf */
+    bool busy;              /* being decoded or published; wait on c->cond */
+    uint64_t use;
+};
+
 struct cache {
     char *dir;
     char *files_dir;
@@ -70,6 +84,7 @@ struct cache {
     int fills_running;
     atomic_int stopping;
     atomic_ullong frames_decoded;
+    struct slot slots[CACHE_SLOTS];
 
     pthread_mutex_t db_mu;
     sqlite3 *db;
@@ -82,11 +97,6 @@ struct cache_file {
 
 /* ---- per-thread frame cache ---- */
 struct frame_tls {
-    uint64_t entry_id;
-    size_t frame;
-    size_t len;
-    bool valid;
-    char *plain;
     char *comp;
     size_t comp_cap;
     ZSTD_DCtx *dctx;
@@ -99,7 +109,6 @@ static void tls_destroy(void *p)
     struct frame_tls *t = p;
     if (!t)
         return;
-    free(t->plain);
     free(t->comp);
     ZSTD_freeDCtx(t->dctx);
     free(t);
@@ -119,9 +128,8 @@ static struct frame_tls *tls_get(void)
     t = calloc(1, sizeof *t);
     if (!t)
         return NULL;
-    t->plain = malloc(CACHE_FRAME);
     t->dctx = ZSTD_createDCtx();
-    if (!t->plain || !t->dctx) {
+    if (!t->dctx) {
         tls_destroy(t);
         return NULL;
     }
@@ -486,6 +494,30 @@ static void *fill_main(void *arg)
             }
             sha256_stream_update(sha, comp, clen);
             pthread_mutex_lock(&c->mu);
+            /* publish the plain frame so readers following the fill need not decode it */
+            struct slot *pub = NULL;
+            for (int i = 0; i < CACHE_SLOTS; i++) {
+                struct slot *sl = &c->slots[i];
+                if (sl->refs == 0 && !sl->busy && (!pub || sl->use < pub->use))
+                    pub = sl;
+            }
+            if (pub) {
+                pub->busy = true;
+                pub->entry_id = e->id;
+                pub->frame = e->n_frames;
+            }
+            pthread_mutex_unlock(&c->mu);
+            bool pub_ok = pub && (pub->buf || (pub->buf = malloc(CACHE_FRAME)));
+            if (pub_ok)
+                memcpy(pub->buf, plain, fill);
+            pthread_mutex_lock(&c->mu);
+            if (pub) {
+                pub->busy = false;
+                pub->len = fill;
+                pub->use = ++c->use_clock;
+                if (!pub_ok)
+                    pub->entry_id = 0;
+            }
             rc = entry_add_frame(e, (uint32_t)clen);
             if (rc == 0)
                 e->reserved -= clen;
@@ -674,6 +706,56 @@ static int cleanup_and_load(struct cache *c, struct dverr *err)
     return 0;
 }
 
+/* The cache holds plaintext customer data: refuse a directory that is a symlink, is not ours, or
+ * that others can write, and a parent that is a symlink or that others can write without the
+ * sticky bit (they could swap the directory). A directory that does not exist yet passes (it is
+ * created 0700 and checked again). */
+static int cache_dir_safe(const char *dir, struct dverr *err)
+{
+    struct stat sb;
+    char parent[PATH_MAX];
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/')
+        n--;
+    if (n >= sizeof parent)
+        return dverr_set(err, -ENAMETOOLONG, "cache directory %s: name too long", dir);
+    memcpy(parent, dir, n);
+    parent[n] = 0;
+    if (lstat(parent, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode))
+            return dverr_set(err, -ELOOP, "cache directory %s is a symlink: refused", dir);
+        if (!S_ISDIR(sb.st_mode))
+            return dverr_set(err, -ENOTDIR, "cache directory %s is not a directory", dir);
+        if (sb.st_uid != geteuid())
+            return dverr_set(err, -EPERM, "cache directory %s belongs to uid %u: refused", dir,
+                             (unsigned)sb.st_uid);
+        if (sb.st_mode & 022)
+            return dverr_set(err, -EPERM,
+                             "cache directory %s is writable by others (mode %03o): refused", dir,
+                             (unsigned)(sb.st_mode & 0777));
+    } else if (errno != ENOENT) {
+        return dverr_set(err, -errno, "cache directory %s: %s", dir, strerror(errno));
+    }
+    char *slash = strrchr(parent, '/');
+    if (!slash)
+        snprintf(parent, sizeof parent, ".");
+    else if (slash == parent)
+        parent[1] = 0;
+    else
+        *slash = 0;
+    if (lstat(parent, &sb) == 0) {
+        if (S_ISLNK(sb.st_mode))
+            return dverr_set(err, -ELOOP, "cache directory %s: its parent is a symlink: refused",
+                             dir);
+        if ((sb.st_mode & 022) && !(sb.st_mode & S_ISVTX))
+            return dverr_set(err, -EPERM,
+                             "cache directory %s: its parent %s is writable by others (mode %03o)"
+                             ": refused",
+                             dir, parent, (unsigned)(sb.st_mode & 0777));
+    }
+    return 0;
+}
+
 int cache_open(const char *dir, const struct cache_opts *opts, struct cache **out,
                struct dverr *err)
 {
@@ -699,10 +781,27 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
+    rc = cache_dir_safe(dir, err);
+    if (rc)
+        goto fail;
     rc = mkdir_p(dir, 0700);
     if (rc) {
         dverr_set(err, rc, "cache directory %s: %s", dir, strerror(-rc));
         goto fail;
+    }
+    rc = cache_dir_safe(dir, err); /* again: it may have been created (or swapped) meanwhile */
+    if (rc)
+        goto fail;
+    {
+        /* absolute: the mount daemon changes directory to / */
+        char *abs = realpath(dir, NULL);
+        if (!abs) {
+            rc = dverr_set(err, -errno, "cache directory %s: %s", dir, strerror(errno));
+            goto fail;
+        }
+        free(c->dir);
+        c->dir = abs;
+        dir = c->dir;
     }
     struct stat sb;
     if (stat(dir, &sb) == 0 && (sb.st_mode & 077) && chmod(dir, 0700) < 0) {
@@ -710,7 +809,7 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         goto fail;
     }
     snprintf(path, sizeof path, "%s/lock", dir);
-    c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    c->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (c->lock_fd < 0) {
         rc = dverr_set(err, -errno, "cache lock %s: %s", path, strerror(errno));
         goto fail;
@@ -731,9 +830,21 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
         goto fail;
     }
     snprintf(path, sizeof path, "%s/index.db", dir);
+    if (lstat(path, &sb) == 0) {
+        if (!S_ISREG(sb.st_mode) || sb.st_uid != geteuid()) {
+            rc = dverr_set(err, -EPERM, "cache index %s is not a file of ours: refused", path);
+            goto fail;
+        }
+        if ((sb.st_mode & 077) && chmod(path, 0600) < 0) {
+            rc = dverr_set(err, -errno, "cache index %s: chmod: %s", path, strerror(errno));
+            goto fail;
+        }
+    }
     int old_umask = umask(077);
     rc = sqlite3_open_v2(path, &c->db,
-                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL);
+                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX |
+                             SQLITE_OPEN_NOFOLLOW,
+                         NULL);
     umask((mode_t)old_umask);
     if (rc != SQLITE_OK) {
         rc = dverr_set(err, sqlite_to_errno(rc) ? sqlite_to_errno(rc) : -EIO,
@@ -793,6 +904,8 @@ void cache_free(struct cache *c)
         }
         free(c->buckets);
     }
+    for (int i = 0; i < CACHE_SLOTS; i++)
+        free(c->slots[i].buf);
     if (c->db)
         sqlite3_close(c->db);
     if (c->lock_fd >= 0)
@@ -913,7 +1026,9 @@ again:
     e->size = size;
     e->state = ENTRY_FILLING;
     path_of(c, e, true, path, sizeof path);
-    e->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    /* never through a planted symlink or into a pre-created file (its mode would stay) */
+    unlink(path);
+    e->fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (e->fd < 0) {
         rc = dverr_set(err, -errno, "cache file %s: %s", path, strerror(errno));
         pthread_mutex_unlock(&c->mu);
@@ -933,7 +1048,12 @@ again:
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t th;
+    /* fill threads take no signals: SIGINT must reach the thread that unmounts */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int prc = pthread_create(&th, &attr, fill_main, job);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (prc) {
         e->refs = 0;
@@ -989,6 +1109,87 @@ uint64_t cache_file_size(const struct cache_file *f)
     return f->e->size;
 }
 
+/* Find or decode frame fi of e into a shared slot and take a reference (c->mu held; may drop and
+ * retake it). NULL with the error in err when the frame cannot be decoded. */
+static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi, size_t plain_len,
+                                    struct frame_tls *t, struct dverr *err)
+{
+    for (;;) {
+        struct slot *victim = NULL;
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            struct slot *s = &c->slots[i];
+            if (s->entry_id == e->id && s->frame == fi) {
+                if (s->busy) {
+                    victim = s;
+                    break;
+                }
+                s->refs++;
+                return s;
+            }
+        }
+        if (victim) { /* someone is decoding it: wait */
+            pthread_cond_wait(&c->cond, &c->mu);
+            continue;
+        }
+        for (int i = 0; i < CACHE_SLOTS; i++) {
+            struct slot *s = &c->slots[i];
+            if (s->refs == 0 && !s->busy && (!victim || s->use < victim->use))
+                victim = s;
+        }
+        if (!victim) { /* every slot in use by a reader: wait for one */
+            pthread_cond_wait(&c->cond, &c->mu);
+            continue;
+        }
+        if (!victim->buf && !(victim->buf = malloc(CACHE_FRAME))) {
+            dverr_set(err, -ENOMEM, "out of memory");
+            return NULL;
+        }
+        victim->busy = true;
+        victim->entry_id = e->id;
+        victim->frame = fi;
+        victim->refs = 1;
+        uint64_t foff = e->frame_off[fi];
+        uint32_t flen = e->frame_len[fi];
+        int fd = e->fd;
+        pthread_mutex_unlock(&c->mu);
+        int rc = 0;
+        size_t got = 0, dl = 0;
+        if (flen > t->comp_cap) {
+            char *p = realloc(t->comp, flen);
+            if (p) {
+                t->comp = p;
+                t->comp_cap = flen;
+            } else {
+                rc = dverr_set(err, -ENOMEM, "out of memory");
+            }
+        }
+        while (!rc && got < flen) {
+            ssize_t r = pread(fd, t->comp + got, flen - got, (off_t)(foff + got));
+            if (r <= 0)
+                rc = dverr_set(err, -EIO, "cache file read: %s", r < 0 ? strerror(errno) : "short");
+            else
+                got += (size_t)r;
+        }
+        if (!rc) {
+            dl = ZSTD_decompressDCtx(t->dctx, victim->buf, CACHE_FRAME, t->comp, flen);
+            if (ZSTD_isError(dl) || dl != plain_len)
+                rc = dverr_set(err, -EIO, "cache frame %zu of %s is damaged", fi, e->key);
+            else
+                atomic_fetch_add(&c->frames_decoded, 1);
+        }
+        pthread_mutex_lock(&c->mu);
+        victim->busy = false;
+        pthread_cond_broadcast(&c->cond);
+        if (rc) {
+            victim->entry_id = 0;
+            victim->refs = 0;
+            return NULL;
+        }
+        victim->len = dl;
+        return victim;
+    }
+}
+
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err)
 {
@@ -1010,65 +1211,53 @@ ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off
         size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
                                         ? e->size - (uint64_t)fi * CACHE_FRAME
                                         : CACHE_FRAME);
-        if (!(t->valid && t->entry_id == e->id && t->frame == fi)) {
-            uint64_t foff;
-            uint32_t flen;
-            pthread_mutex_lock(&c->mu);
-            size_t seen = e->n_frames;
-            struct timespec dl = deadline_in(c->wait_ms);
-            while (e->n_frames <= fi && e->state == ENTRY_FILLING) {
-                int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
-                if (e->n_frames != seen) {
-                    seen = e->n_frames;
-                    dl = deadline_in(c->wait_ms);
-                } else if (w == ETIMEDOUT) {
-                    break;
-                }
+        pthread_mutex_lock(&c->mu);
+        size_t seen = e->n_frames;
+        struct timespec dl = deadline_in(c->wait_ms);
+        while (e->n_frames <= fi && e->state == ENTRY_FILLING) {
+            int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+            if (e->n_frames != seen) {
+                seen = e->n_frames;
+                dl = deadline_in(c->wait_ms);
+            } else if (w == ETIMEDOUT) {
+                break;
             }
-            if (e->n_frames <= fi) {
-                int code = e->state == ENTRY_FAILED ? -EIO : -EIO;
-                if (e->state == ENTRY_FAILED)
-                    dverr_set(err, code, "%s", e->errmsg);
-                else if (e->state == ENTRY_FILLING)
-                    dverr_set(err, code, "no progress for %d ms", c->wait_ms);
-                else
-                    dverr_set(err, code, "cache index damaged");
-                pthread_mutex_unlock(&c->mu);
-                return done > 0 ? (ssize_t)done : code;
-            }
-            foff = e->frame_off[fi];
-            flen = e->frame_len[fi];
-            int fd = e->fd;
-            pthread_mutex_unlock(&c->mu);
-            if (flen > t->comp_cap) {
-                char *p = realloc(t->comp, flen);
-                if (!p)
-                    return dverr_set(err, -ENOMEM, "out of memory");
-                t->comp = p;
-                t->comp_cap = flen;
-            }
-            t->valid = false;
-            for (size_t got = 0; got < flen;) {
-                ssize_t r = pread(fd, t->comp + got, flen - got, (off_t)(foff + got));
-                if (r <= 0)
-                    return dverr_set(err, -EIO, "cache file read: %s",
-                                     r < 0 ? strerror(errno) : "short");
-                got += (size_t)r;
-            }
-            size_t dl2 = ZSTD_decompressDCtx(t->dctx, t->plain, CACHE_FRAME, t->comp, flen);
-            if (ZSTD_isError(dl2) || dl2 != plain_len)
-                return dverr_set(err, -EIO, "cache frame %zu of %s is damaged", fi, e->key);
-            atomic_fetch_add(&c->frames_decoded, 1);
-            t->valid = true;
-            t->entry_id = e->id;
-            t->frame = fi;
-            t->len = dl2;
         }
-        size_t take = t->len - in_frame;
+        if (e->n_frames <= fi) {
+            if (e->state == ENTRY_FAILED)
+                dverr_set(err, -EIO, "%s", e->errmsg);
+            else if (e->state == ENTRY_FILLING)
+                dverr_set(err, -EIO, "no progress for %d ms", c->wait_ms);
+            else
+                dverr_set(err, -EIO, "cache index damaged");
+            pthread_mutex_unlock(&c->mu);
+            return done > 0 ? (ssize_t)done : -EIO;
+        }
+        struct slot *s = slot_get_locked(c, e, fi, plain_len, t, err);
+        pthread_mutex_unlock(&c->mu);
+        if (!s)
+            return done > 0 ? (ssize_t)done : -EIO;
+        if (s->len != plain_len) {
+            /* a frame of the wrong size (a source that ended early): never serve it */
+            pthread_mutex_lock(&c->mu);
+            s->refs--;
+            s->entry_id = 0;
+            pthread_cond_broadcast(&c->cond);
+            pthread_mutex_unlock(&c->mu);
+            dverr_set(err, -EIO, "frame %zu of %s has the wrong size", fi, e->key);
+            return done > 0 ? (ssize_t)done : -EIO;
+        }
+        size_t take = s->len - in_frame;
         if (take > n - done)
             take = n - done;
-        memcpy((char *)buf + done, t->plain + in_frame, take);
+        memcpy((char *)buf + done, s->buf + in_frame, take);
         done += take;
+        pthread_mutex_lock(&c->mu);
+        s->refs--;
+        s->use = ++c->use_clock;
+        if (s->refs == 0)
+            pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->mu);
     }
     return (ssize_t)done;
 }

@@ -14,6 +14,8 @@
 #include <cmocka.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -707,6 +709,9 @@ static void test_batch_parser(void **state)
     const char bad[] = "--b\nContent-Type: application/http\n\nHTTP/1.1 xx OK\n\n--b--\n";
     assert_int_equal(dv_batch_parse_response("multipart/mixed; boundary=b", bad, strlen(bad), &p,
                                              &n), -EPROTO);
+    const char bad2[] = "--b\nContent-Type: application/http\n\nHTTP/1.1 042 OK\n\n--b--\n";
+    assert_int_equal(dv_batch_parse_response("multipart/mixed; boundary=b", bad2, strlen(bad2),
+                                             &p, &n), -EPROTO); /* found by fuzz_batch */
     struct buf deep = BUF_INIT;
     for (int i = 0; i < 6; i++)
         buf_printf(&deep, "--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n", i, i + 1);
@@ -902,6 +907,75 @@ static void test_admin_writes_and_requests(void **state)
     dv_client_free(c);
 }
 
+/* ---- concurrency cap ---- */
+
+static atomic_int conc_now, conc_peak, conc_total;
+
+static int conc_perform(void *impl, const struct http_request *req, struct http_response *resp,
+                        struct dverr *err)
+{
+    buf_reset(&resp->body);
+    buf_reset(&resp->headers);
+    if (strcmp(req->url, TOKEN_URL) == 0) {
+        resp->status = 200;
+        buf_addstr(&resp->body, "{\"access_token\":\"t\",\"expires_in\":3600}");
+        return 0;
+    }
+    int now = atomic_fetch_add(&conc_now, 1) + 1;
+    int peak = atomic_load(&conc_peak);
+    while (now > peak && !atomic_compare_exchange_weak(&conc_peak, &peak, now))
+        ;
+    usleep(20000);
+    atomic_fetch_sub(&conc_now, 1);
+    atomic_fetch_add(&conc_total, 1);
+    resp->status = 204;
+    return 0;
+}
+
+static const struct http_transport_ops conc_ops = {conc_perform, fake_free};
+
+struct conc_arg {
+    struct dv_client *c;
+    struct dv_env env;
+    int ok;
+};
+
+static void *conc_worker(void *p)
+{
+    struct conc_arg *a = p;
+    for (int i = 0; i < 5; i++) {
+        struct dv_response r;
+        if (dv_request(a->c, &a->env, "GET", "accounts", NULL, NULL, &r, NULL) == 0 &&
+            r.status == 204)
+            a->ok++;
+        buf_release(&r.body);
+    }
+    return NULL;
+}
+
+static void test_concurrency_cap(void **state)
+{
+    struct config cc = cfg;
+    cc.max_concurrency = 2;
+    struct http_transport *t = calloc(1, sizeof(*t));
+    t->ops = &conc_ops;
+    struct dv_client *c = NULL;
+    assert_int_equal(dv_client_new_with_transport(&cc, t, &c, NULL), 0);
+    pthread_t th[8];
+    struct conc_arg a[8];
+    for (int i = 0; i < 8; i++) {
+        a[i] = (struct conc_arg){c, org_env(), 0};
+        pthread_create(&th[i], NULL, conc_worker, &a[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(a[i].ok, 5);
+    }
+    assert_int_equal(atomic_load(&conc_total), 40);
+    assert_int_equal(atomic_load(&conc_peak), 2); /* reached, never exceeded */
+    dv_client_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -919,6 +993,7 @@ int main(void)
         cmocka_unit_test(test_batch_roundtrip),
         cmocka_unit_test(test_file_download),
         cmocka_unit_test(test_admin_writes_and_requests),
+        cmocka_unit_test(test_concurrency_cap),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     release_seen();

@@ -27,7 +27,8 @@ static const struct env_case env_cases[] = {
     {"Production", false, true, 7, 0, 0, 7},
     {"Sandbox", false, false, 0, 0, 0, 7},
     {"Sandbox", false, true, 0, 0, 0, 7}, /* apps do not lengthen a sandbox */
-    {"Sandbox", false, false, 21, 0, 0, 21},
+    {"Sandbox", false, false, 28, 0, 0, 7}, /* a production setting left over: not kept */
+    {"Sandbox", false, false, 5, 0, 0, 5},
     {"Developer", false, false, 0, 0, 0, 7},
     {"Default", true, false, 0, 0, -EPERM, 7},
     {"Production", true, true, 0, 0, -EPERM, 7}, /* isDefault wins over the sku */
@@ -81,6 +82,12 @@ static void test_switch_to_sandbox_shortens(void **state)
     time_t after = policy_expires_at(&e, taken);
     assert_int_equal(before - taken, 28 * 86400);
     assert_int_equal(after - taken, 7 * 86400);
+    /* the same when the admin API still reports the production retention setting */
+    e.sku = (char *)"Production";
+    e.retention_days = 28;
+    assert_int_equal(policy_expires_at(&e, taken) - taken, 28 * 86400);
+    e.sku = (char *)"Sandbox";
+    assert_int_equal(policy_expires_at(&e, taken) - taken, 7 * 86400);
 }
 
 static void test_default_refusal_names_rule(void **state)

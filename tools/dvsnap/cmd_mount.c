@@ -1,13 +1,333 @@
-/* cmd_mount: STUB until its issue lands. */
+/* cmd_mount: `dvsnap mount` and `dvsnap umount`. Wires the repository (as the view's source),
+ * the cache, the operations registry (control files) and optionally the capture loop into the
+ * FUSE view (fs/fs.h), so one process can be the whole backup appliance.
+ *
+ * A stale mount at the mountpoint (a daemon that died: ENOTCONN) is detected at start, said so,
+ * detached lazily and mounted again. The mountpoint may not be inside the cache directory or the
+ * repository (the mount would read its own backing files). Without --foreground the process
+ * daemonises after mounting and logs to <cache_dir>/mount.log.
+ * Threading: the view's worker threads, its refresher, cache fills, operations. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "backend/log.h"
+#include "backend/ops.h"
+#include "cache/cache.h"
+#include "fs/fs.h"
 #include "tools/dvsnap/cli.h"
+
+/* ---- the repository as the view's source ---- */
+static int s_envs(void *impl, char ***names, size_t *n, struct dverr *err)
+{
+    return repo_envs(impl, names, n, err);
+}
+
+static int s_points(void *impl, const char *env, struct point_summary **out, size_t *n,
+                    struct dverr *err)
+{
+    return repo_points(impl, env, out, n, err);
+}
+
+static int s_point_load(void *impl, const char *env, const char *name, struct point **out,
+                        struct dverr *err)
+{
+    return repo_point_load(impl, env, name, out, err);
+}
+
+static int s_env_doc(void *impl, const char *env, struct buf *out, struct dverr *err)
+{
+    return repo_env_doc(impl, env, out, err);
+}
+
+static int s_backup_json(void *impl, const struct point *p, struct buf *out)
+{
+    return point_render_backup_json(p, out);
+}
+
+static int s_stream_open(void *impl, const struct point *p, const char *table, bool changes,
+                         void **stream, struct dverr *err)
+{
+    struct table_reader *tr = NULL;
+    int rc = changes ? changes_reader_open(impl, p, table, &tr, err)
+                     : table_reader_open(impl, p, table, &tr, err);
+    *stream = tr;
+    return rc;
+}
+
+static ssize_t s_stream_read(void *stream, void *buf, size_t n, struct dverr *err)
+{
+    return table_reader_read(stream, buf, n, err);
+}
+
+static void s_stream_close(void *stream)
+{
+    table_reader_free(stream);
+}
+
+static int s_blob_get(void *impl, const char *id, struct buf *out, struct dverr *err)
+{
+    return repo_blob_get(impl, id, out, err);
+}
+
+static int s_forget(void *impl, const char *env, const char *name, struct dverr *err)
+{
+    return repo_forget(impl, env, name, err);
+}
+
+static const struct fs_source_ops repo_source_ops = {
+    s_envs,        s_points,      repo_point_summaries_free, s_point_load, point_free,
+    s_env_doc,     s_backup_json, s_stream_open,             s_stream_read, s_stream_close,
+    s_blob_get,    s_forget,
+};
+
+/* ---- the operations registry as the view's control ---- */
+static int c_backup(void *ctx, const char *env, const char *label, struct dverr *err)
+{
+    return ops_backup_start(ctx, env, label, NULL, err);
+}
+
+static int c_restore(void *ctx, const char *env, const char *point, const char *line,
+                     struct dverr *err)
+{
+    return ops_restore_start(ctx, env, point, line, NULL, err);
+}
+
+static int c_status(void *ctx, const char *env, const char *point, struct buf *out)
+{
+    return ops_status(ctx, env, point, out);
+}
+
+static int c_ops_list(void *ctx, char ***ids, size_t *n)
+{
+    return ops_list(ctx, ids, n);
+}
+
+static int c_ops_json(void *ctx, const char *id, struct buf *out)
+{
+    return ops_json(ctx, id, out);
+}
+
+static int64_t c_capture_every(void *ctx)
+{
+    return ops_capture_every(ctx);
+}
+
+static const struct fs_control_ops ops_control = {
+    c_backup, c_restore, c_status, c_ops_list, c_ops_json, c_capture_every,
+};
+
+/* ---- helpers ---- */
+static int run_fusermount(const char *flags, const char *mp)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        execlp("fusermount3", "fusermount3", flags, mp, (char *)NULL);
+        execlp("fusermount", "fusermount", flags, mp, (char *)NULL);
+        _exit(127);
+    }
+    int st;
+    if (waitpid(pid, &st, 0) < 0)
+        return -errno;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -EBUSY;
+}
+
+static int detach_stale(const char *mp)
+{
+    if (geteuid() == 0 && umount2(mp, MNT_DETACH) == 0)
+        return 0;
+    return run_fusermount("-uz", mp);
+}
+
+struct mount_ctx {
+    struct ops *ops;
+    int64_t capture_every;
+};
+
+static void on_mounted(void *arg)
+{
+    struct mount_ctx *m = arg;
+    struct dverr err = {0};
+    if (m->ops && m->capture_every > 0 && ops_capture_loop_start(m->ops, m->capture_every, &err))
+        log_error("mount: capture loop: %s", dverr_msg(&err));
+}
+
 int cmd_mount(struct cli *cli, int argc, char **argv)
 {
-    fprintf(stderr, "dvsnap mount: not implemented yet\n");
-    return EXIT_FAIL;
+    static const struct option opts[] = {
+        {"foreground", no_argument, NULL, 'f'},  {"capture-every", required_argument, NULL, 'e'},
+        {"cache-size", required_argument, NULL, 's'}, {"allow-other", no_argument, NULL, 'o'},
+        {"debug", no_argument, NULL, 'd'},        {"threads", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
+    bool foreground = false, allow_other = false, debug = false;
+    const char *every_arg = NULL, *size_arg = NULL;
+    int threads = 0, ch;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'f': foreground = true; break;
+        case 'e': every_arg = optarg; break;
+        case 's': size_arg = optarg; break;
+        case 'o': allow_other = true; break;
+        case 'd': debug = true; break;
+        case 't': threads = (int)strtol(optarg, NULL, 10); break;
+        default:
+            fprintf(stderr, "usage: dvsnap mount [--foreground] [--capture-every DURATION] "
+                            "[--cache-size SIZE] [--allow-other] MOUNTPOINT\n");
+            return ch == 'h' ? EXIT_OK : EXIT_USAGE;
+        }
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "dvsnap mount: expected one MOUNTPOINT\n");
+        return EXIT_USAGE;
+    }
+    const char *mp_arg = argv[optind];
+    struct config *cfg = cli_config(cli);
+    if (!cfg)
+        return EXIT_FAIL;
+    struct dverr err = {0};
+    int64_t every = 0;
+    uint64_t cache_size = cfg->cache_size;
+    if (every_arg && parse_duration(every_arg, &every)) {
+        fprintf(stderr, "dvsnap mount: bad --capture-every '%s' (e.g. 15m)\n", every_arg);
+        return EXIT_USAGE;
+    }
+    if (size_arg && parse_size(size_arg, &cache_size)) {
+        fprintf(stderr, "dvsnap mount: bad --cache-size '%s' (e.g. 2G)\n", size_arg);
+        return EXIT_USAGE;
+    }
+
+    /* a stale mount of a dead daemon: say so, detach it, go on */
+    if (fs_mount_is_stale(mp_arg)) {
+        fprintf(stderr,
+                "dvsnap mount: %s is a stale mount left by a daemon that died (Transport "
+                "endpoint is not connected); detaching it and mounting again\n",
+                mp_arg);
+        if (detach_stale(mp_arg) != 0 || fs_mount_is_stale(mp_arg)) {
+            fprintf(stderr, "dvsnap mount: cannot detach %s; try `fusermount3 -uz %s`\n", mp_arg,
+                    mp_arg);
+            return EXIT_FAIL;
+        }
+    }
+    char mp[PATH_MAX];
+    if (!realpath(mp_arg, mp)) {
+        fprintf(stderr, "dvsnap mount: %s: %s\n", mp_arg, strerror(errno));
+        return EXIT_FAIL;
+    }
+    struct stat st;
+    if (stat(mp, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "dvsnap mount: %s is not a directory\n", mp);
+        return EXIT_FAIL;
+    }
+    int rc = mkdir_p(cfg->cache_dir, 0700);
+    if (rc) {
+        fprintf(stderr, "dvsnap mount: cache directory %s: %s\n", cfg->cache_dir, strerror(-rc));
+        return EXIT_FAIL;
+    }
+    if (cache_check_mountpoint(cfg->cache_dir, mp, &err)) {
+        fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&err));
+        return EXIT_USAGE;
+    }
+    if (cfg->repository && !strstr(cfg->repository, "://")) {
+        struct dverr e2 = {0};
+        if (cache_check_mountpoint(cfg->repository, mp, &e2) == -EINVAL) {
+            fprintf(stderr, "dvsnap mount: the mountpoint and the repository %s overlap\n",
+                    cfg->repository);
+            return EXIT_USAGE;
+        }
+    }
+    struct repo *repo = cli_repo(cli);
+    if (!repo)
+        return EXIT_FAIL;
+    struct cache *cache = NULL;
+    struct cache_opts co = {.budget = cache_size};
+    rc = cache_open(cfg->cache_dir, &co, &cache, &err);
+    if (rc) {
+        fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&err));
+        return rc == -EBUSY ? EXIT_LOCKED : EXIT_FAIL;
+    }
+    struct ops *ops = NULL;
+    struct dv_client *dv = cli_dv(cli);
+    if (dv) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/operations", cfg->cache_dir);
+        if (ops_new(repo, dv, cfg, dir, &ops, &err)) {
+            fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&err));
+            cache_free(cache);
+            return EXIT_FAIL;
+        }
+    } else {
+        fprintf(stderr, "dvsnap mount: without the Dataverse client, control files (.backup, "
+                        ".restore) and --capture-every are off; the view is read-only\n");
+    }
+    if (every > 0 && !ops) {
+        cache_free(cache);
+        return EXIT_FAIL;
+    }
+    if (!foreground) {
+        char logp[PATH_MAX];
+        snprintf(logp, sizeof logp, "%s/mount.log", cfg->cache_dir);
+        if (log_set_file(logp) != 0)
+            fprintf(stderr, "dvsnap mount: cannot log to %s\n", logp);
+    }
+    struct fs_control control = {&ops_control, ops};
+    struct fs_source src = {&repo_source_ops, repo};
+    struct mount_ctx mctx = {ops, every};
+    struct fs_opts fo = {0};
+    fo.mountpoint = mp;
+    fo.foreground = foreground;
+    fo.allow_other = allow_other;
+    fo.debug = debug;
+    fo.max_threads = threads;
+    fo.cache_key_prefix = cfg->repository;
+    fo.cache = cache;
+    fo.control = ops ? &control : NULL;
+    fo.on_mounted = on_mounted;
+    fo.on_mounted_ctx = &mctx;
+    rc = fs_run(&fo, &src, &err);
+    ops_free(ops);
+    cache_free(cache);
+    if (rc) {
+        fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&err));
+        log_error("mount: %s", dverr_msg(&err));
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
 }
+
 int cmd_umount(struct cli *cli, int argc, char **argv)
 {
-    fprintf(stderr, "dvsnap umount: not implemented yet\n");
-    return EXIT_FAIL;
+    bool lazy = false;
+    int i = 1;
+    if (i < argc && (strcmp(argv[i], "-z") == 0 || strcmp(argv[i], "--lazy") == 0)) {
+        lazy = true;
+        i++;
+    }
+    if (i != argc - 1) {
+        fprintf(stderr, "usage: dvsnap umount [--lazy] MOUNTPOINT\n");
+        return EXIT_USAGE;
+    }
+    const char *mp = argv[i];
+    if (fs_mount_is_stale(mp)) {
+        if (detach_stale(mp) == 0)
+            return EXIT_OK;
+        fprintf(stderr, "dvsnap umount: cannot detach the stale mount %s\n", mp);
+        return EXIT_FAIL;
+    }
+    int rc = run_fusermount(lazy ? "-uz" : "-u", mp);
+    if (rc) {
+        fprintf(stderr, "dvsnap umount: %s is busy or not a dvsnap mount (close files there, or "
+                        "use --lazy to detach it now and finish when the last file closes)\n", mp);
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
 }

@@ -1,0 +1,102 @@
+/* fs: the FUSE view of the repository (DESIGN.md sections 4 and 5), on libfuse3's low-level API
+ * with an explicit multi-threaded session loop.
+ *
+ * The view reads its data through struct fs_source (the repository in dvsnap; an in-memory fake
+ * in tests) and serves table, changes, audit, schema and attachment files from the cache
+ * (cache/cache.h): the first open of a file starts a background fill and reads follow it.
+ * Control files (.backup, .restore), .operations/ and rmdir go to struct fs_control (the
+ * operations registry in dvsnap, backend/ops.h), which may be NULL (then they are EROFS/absent).
+ *
+ * Limits: sizes come from the manifests (exact before the first read); schema documents and
+ * backup.json are rendered (small) to know their size. Listings are built when a directory is
+ * opened. At most FS_POINT_CACHE manifests are kept in memory.
+ * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates environment
+ * directories when points appear or go (never inside an operation), and the cache's fill threads.
+ * Source and control calls are made without the view's locks held. */
+#ifndef DVSNAP_FS_H
+#define DVSNAP_FS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "backend/repo.h"
+#include "backend/util.h"
+#include "cache/cache.h"
+
+#define FS_POINT_CACHE 256
+
+/* Where the data comes from. Every function may be called from any thread at the same time. */
+struct fs_source_ops {
+    int (*envs)(void *impl, char ***names, size_t *n, struct dverr *err); /* sorted, owned */
+    int (*points)(void *impl, const char *env, struct point_summary **out, size_t *n,
+                  struct dverr *err);                                       /* oldest first */
+    void (*points_free)(struct point_summary *p, size_t n);
+    int (*point_load)(void *impl, const char *env, const char *name, struct point **out,
+                      struct dverr *err);
+    void (*point_free)(struct point *p);
+    int (*env_doc)(void *impl, const char *env, struct buf *out, struct dverr *err);
+    int (*backup_json)(void *impl, const struct point *p, struct buf *out);
+    /* Stream tables/<table>.json (changes=false) or changes/<table>.json (changes=true). */
+    int (*stream_open)(void *impl, const struct point *p, const char *table, bool changes,
+                       void **stream, struct dverr *err);
+    ssize_t (*stream_read)(void *stream, void *buf, size_t n, struct dverr *err);
+    void (*stream_close)(void *stream);
+    int (*blob_get)(void *impl, const char *id, struct buf *out, struct dverr *err);
+    /* Delete a manual point (-EPERM for a system point). */
+    int (*forget)(void *impl, const char *env, const char *name, struct dverr *err);
+};
+struct fs_source {
+    const struct fs_source_ops *ops;
+    void *impl;
+};
+
+/* Control files and operations. Each function may block briefly (validation); work runs in the
+ * background. All may be called from any thread. */
+struct fs_control_ops {
+    /* `echo LABEL > ENV/.backup`: 0 when started, else -errno (EPERM, EINVAL...) with the reason,
+     * which status() then shows. */
+    int (*backup)(void *ctx, const char *env, const char *label, struct dverr *err);
+    /* `echo 'target=...' > ENV/POINT/.restore`: validated synchronously. */
+    int (*restore)(void *ctx, const char *env, const char *point, const char *line,
+                   struct dverr *err);
+    /* What reading the control file shows (point NULL: ENV/.backup). */
+    int (*status)(void *ctx, const char *env, const char *point, struct buf *out);
+    /* .operations/: the ids (sorted, owned by the caller) and each one's JSON document. */
+    int (*ops_list)(void *ctx, char ***ids, size_t *n);
+    int (*ops_json)(void *ctx, const char *id, struct buf *out); /* -ENOENT when unknown */
+    /* Seconds between captures when the mount runs the capture loop, else 0 (environment.json). */
+    int64_t (*capture_every)(void *ctx);
+};
+struct fs_control {
+    const struct fs_control_ops *ops;
+    void *ctx;
+};
+
+struct fs_opts {
+    const char *mountpoint;       /* absolute */
+    bool foreground;
+    bool allow_other;
+    bool debug;
+    int max_threads;              /* 0: 16 */
+    int refresh_ms;               /* how often environments are checked for new points; 0: 1000 */
+    const char *cache_key_prefix; /* names the repository in cache keys */
+    struct cache *cache;          /* borrowed */
+    struct fs_control *control;   /* borrowed, may be NULL */
+    /* Called once the filesystem is mounted (after daemonising), e.g. to start threads. */
+    void (*on_mounted)(void *ctx);
+    void *on_mounted_ctx;
+};
+
+/* Mount and serve until unmounted or SIGINT/SIGTERM/SIGHUP; then unmount. 0 or -errno with the
+ * reason in err (a stale mount at the mountpoint is -ENOTCONN with a hint). */
+int fs_run(const struct fs_opts *opts, const struct fs_source *src, struct dverr *err);
+
+/* true when path is a stale FUSE mount (stat gives ENOTCONN). */
+bool fs_mount_is_stale(const char *path);
+
+/* Parse a time for at/: RFC 3339 (any offset, fractional seconds) or a point name. */
+int fs_parse_at_time(const char *s, time_t *out);
+
+#endif

@@ -1,0 +1,314 @@
+/* test_objstore_lease: the single-writer lease over the directory store (whose put_if_absent is
+ * atomic, like Azure Blob's): take, a second taker refused with the holder named, release,
+ * takeover of an expired lease (one winner among racing takers), a damaged lease document,
+ * renewal keeping a live holder's lease, a superseded holder noticing it lost the lease, and the
+ * repository's use of it: two "machines" (separate catalogs and lock directories) over one store
+ * that counts as remote, where the second capture writer of an environment is refused by the
+ * lease, takes over after the first one's death, and prune waits for no capture lease. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend/objstore.h"
+#include "backend/objstore_lease.h"
+#include "backend/repo.h"
+
+struct fx {
+    char dir[64];
+    struct objstore *s;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/dvsnap-lease.XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(objstore_dir_open(f->dir, &f->s, &err), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    objstore_free(f->s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static bool exists(struct objstore *s, const char *name)
+{
+    uint64_t size;
+    struct dverr err;
+    dverr_clear(&err);
+    return s->ops->stat(s->impl, name, &size, &err) == 0;
+}
+
+static void put_doc(struct objstore *s, const char *name, time_t expires, const char *nonce)
+{
+    char doc[300];
+    snprintf(doc, sizeof doc,
+             "{\"holder\":\"ghost\",\"pid\":4242,\"nonce\":\"%s\",\"purpose\":\"capture of x\","
+             "\"expires_unix\":%lld}",
+             nonce, (long long)expires);
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(s->ops->put(s->impl, name, doc, strlen(doc), &err), 0);
+}
+
+static void test_take_refuse_release(void **state)
+{
+    struct fx *f = *state;
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL, *b = NULL;
+    assert_int_equal(objstore_lease_take(f->s, "locks/env1.lease", "capture of env1", 30, &a,
+                                         &err),
+                     0);
+    assert_true(exists(f->s, "locks/env1.lease.0000000001"));
+    assert_int_equal(objstore_lease_check(a, &err), 0);
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_take(f->s, "locks/env1.lease", "capture of env1", 30, &b,
+                                         &err),
+                     -EBUSY);
+    assert_null(b);
+    assert_non_null(strstr(dverr_msg(&err), "capture of env1 is held by"));
+    assert_non_null(strstr(dverr_msg(&err), "pid"));
+    struct buf h = BUF_INIT;
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_holder(f->s, "locks/env1.lease", &h, &err), 0);
+    assert_non_null(strstr(h.data, "until"));
+    buf_release(&h);
+    /* another name is independent */
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_take(f->s, "locks/env2.lease", "capture of env2", 30, &b,
+                                         &err),
+                     0);
+    objstore_lease_release(b);
+    objstore_lease_release(a);
+    assert_false(exists(f->s, "locks/env1.lease.0000000001"));
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_holder(f->s, "locks/env1.lease", &h, &err), 0);
+    assert_int_equal(h.len, 0);
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_take(f->s, "locks/env1.lease", "again", 30, &a, &err), 0);
+    objstore_lease_release(a);
+}
+
+static void test_takeover_after_expiry(void **state)
+{
+    struct fx *f = *state;
+    put_doc(f->s, "locks/e.lease.0000000005", time(NULL) - 1, "deadbeef");
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL;
+    assert_int_equal(objstore_lease_take(f->s, "locks/e.lease", "capture of e", 30, &a, &err), 0);
+    assert_true(exists(f->s, "locks/e.lease.0000000006"));
+    assert_false(exists(f->s, "locks/e.lease.0000000005")); /* the dead generation is cleaned up */
+    objstore_lease_release(a);
+}
+
+static void test_live_foreign_lease_refused(void **state)
+{
+    struct fx *f = *state;
+    put_doc(f->s, "locks/e.lease.0000000003", time(NULL) + 60, "cafe");
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL;
+    assert_int_equal(objstore_lease_take(f->s, "locks/e.lease", "capture of e", 30, &a, &err),
+                     -EBUSY);
+    assert_non_null(strstr(dverr_msg(&err), "ghost pid 4242"));
+}
+
+static void test_damaged_lease_counts_as_expired(void **state)
+{
+    struct fx *f = *state;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(f->s->ops->put(f->s->impl, "locks/d.lease.0000000001", "{nonsense", 9, &err),
+                     0);
+    struct objstore_lease *a = NULL;
+    assert_int_equal(objstore_lease_take(f->s, "locks/d.lease", "x", 30, &a, &err), 0);
+    assert_true(exists(f->s, "locks/d.lease.0000000002"));
+    objstore_lease_release(a);
+}
+
+struct racer {
+    struct objstore *s;
+    pthread_barrier_t *bar;
+    int rc;
+    struct objstore_lease *l;
+};
+
+static void *race(void *arg)
+{
+    struct racer *r = arg;
+    struct dverr err;
+    dverr_clear(&err);
+    pthread_barrier_wait(r->bar);
+    r->rc = objstore_lease_take(r->s, "locks/r.lease", "race", 30, &r->l, &err);
+    return NULL;
+}
+
+static void run_race(struct objstore *s)
+{
+    enum { N = 8 };
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, N);
+    pthread_t t[N];
+    struct racer r[N];
+    for (int i = 0; i < N; i++) {
+        r[i] = (struct racer){s, &bar, 0, NULL};
+        pthread_create(&t[i], NULL, race, &r[i]);
+    }
+    int won = 0, busy = 0;
+    for (int i = 0; i < N; i++) {
+        pthread_join(t[i], NULL);
+        won += r[i].rc == 0;
+        busy += r[i].rc == -EBUSY;
+    }
+    assert_int_equal(won, 1);
+    assert_int_equal(busy, N - 1);
+    for (int i = 0; i < N; i++)
+        objstore_lease_release(r[i].l);
+    pthread_barrier_destroy(&bar);
+}
+
+static void test_racing_takers_one_wins(void **state)
+{
+    struct fx *f = *state;
+    run_race(f->s);                                          /* a free lease */
+    put_doc(f->s, "locks/r.lease.0000000007", time(NULL) - 5, "dead"); /* an expired one */
+    run_race(f->s);
+}
+
+static void test_renewal_keeps_lease(void **state)
+{
+    struct fx *f = *state;
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL, *b = NULL;
+    /* expiry has whole-second resolution: a ttl of 2 s lives 1-2 s after each write */
+    assert_int_equal(objstore_lease_take(f->s, "locks/n.lease", "renewed", 2, &a, &err), 0);
+    usleep(4500 * 1000); /* past 2 ttl: expired unless renewed */
+    assert_int_equal(objstore_lease_check(a, &err), 0);
+    assert_int_equal(objstore_lease_take(f->s, "locks/n.lease", "second", 1, &b, &err), -EBUSY);
+    objstore_lease_release(a);
+}
+
+static void test_superseded_holder_notices(void **state)
+{
+    struct fx *f = *state;
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL;
+    assert_int_equal(objstore_lease_take(f->s, "locks/s.lease", "old", 30, &a, &err), 0);
+    /* as if a taker had judged our lease expired (clock skew, a long stall) */
+    put_doc(f->s, "locks/s.lease.0000000002", time(NULL) + 60, "other");
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_check(a, &err), -ESTALE);
+    assert_non_null(strstr(dverr_msg(&err), "took the lease over"));
+    objstore_lease_release(a);
+    assert_true(exists(f->s, "locks/s.lease.0000000002")); /* the new holder's lease stays */
+}
+
+/* A repository over f->dir as another machine would see a remote store: no local_dir, catalog
+ * and flock locks in its own directory. */
+static struct repo *open_machine(struct fx *f, const char *machine)
+{
+    struct objstore *s = NULL;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(objstore_dir_open(f->dir, &s, &err), 0);
+    free(s->local_dir);
+    s->local_dir = NULL; /* behave as a remote store */
+    char cat[200];
+    snprintf(cat, sizeof cat, "%s/%s/catalog.db", f->dir, machine);
+    struct repo *r = NULL;
+    int rc = repo_open_store(s, cat, &r, &err);
+    if (rc)
+        fprintf(stderr, "%s\n", dverr_msg(&err));
+    assert_int_equal(rc, 0);
+    return r;
+}
+
+static void test_repo_writer_lease(void **state)
+{
+    struct fx *f = *state;
+    struct repo *a = open_machine(f, "machine-a"), *b = open_machine(f, "machine-b");
+    struct repo_capture *ca = NULL, *cb = NULL;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(a, "contoso-dev", &ca, &err), 0);
+    assert_true(exists(f->s, "locks/contoso-dev.lease.0000000001"));
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), -EBUSY);
+    assert_non_null(strstr(dverr_msg(&err), "the capture of contoso-dev is held by"));
+    /* another environment is not affected */
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-prod", &cb, &err), 0);
+    repo_capture_abort(cb);
+    /* prune (remote) backs off while a capture lease is live: checked through the lease list */
+    struct buf who = BUF_INIT;
+    int live = 0;
+    assert_int_equal(objstore_lease_live(f->s, "locks/", "locks/prune.lease", &who, &live, &err),
+                     0);
+    assert_int_equal(live, 1);
+    assert_non_null(strstr(who.data, "locks/contoso-dev.lease: held by"));
+    buf_release(&who);
+    repo_capture_abort(ca);
+    assert_false(exists(f->s, "locks/contoso-dev.lease.0000000001"));
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), 0);
+    repo_capture_abort(cb);
+    /* a dead writer's lease (not renewed, expired) is taken over */
+    put_doc(f->s, "locks/contoso-dev.lease.0000000009", time(NULL) - 1, "dead");
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), 0);
+    assert_true(exists(f->s, "locks/contoso-dev.lease.0000000010"));
+    repo_capture_abort(cb);
+    /* prune with no capture running takes and releases its own lease */
+    struct prune_report rep;
+    dverr_clear(&err);
+    assert_int_equal(repo_prune(a, time(NULL), true, NULL, NULL, &rep, &err), 0);
+    assert_false(exists(f->s, "locks/prune.lease.0000000001"));
+    prune_report_release(&rep);
+    /* a capture waits for a live prune lease: a foreign one that expires in 2 s */
+    put_doc(f->s, "locks/prune.lease.0000000001", time(NULL) + 2, "pruner");
+    int64_t t0 = now_ms();
+    dverr_clear(&err);
+    assert_int_equal(repo_capture_begin(a, "contoso-dev", &ca, &err), 0);
+    assert_true(now_ms() - t0 >= 900);
+    repo_capture_abort(ca);
+    repo_free(a);
+    repo_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_take_refuse_release, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_takeover_after_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_live_foreign_lease_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_damaged_lease_counts_as_expired, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_racing_takers_one_wins, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_renewal_keeps_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_superseded_holder_notices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_repo_writer_lease, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

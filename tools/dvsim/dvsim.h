@@ -1,0 +1,309 @@
+/* dvsim: internal interfaces of the local Dataverse simulator (tools/dvsim).
+ *
+ * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
+ * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
+ * lines: scan, render, annotations), seed.c (the deterministic tenant), admin.c (token endpoint,
+ * BAP routes), webapi.c (reads, metadata), webwrite.c (writes, $batch, files), sim.c (/_sim/).
+ *
+ * Threading: one struct dvsim per process, shared by every connection thread. Fields that change
+ * at runtime say which lock guards them. Each request owns its struct req. SQLite connections come
+ * from a pool in store.c (one connection per thread at a time).
+ * All functions return 0 or -errno unless they say otherwise. */
+#ifndef DVSIM_DVSIM_H
+#define DVSIM_DVSIM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/util.h"
+
+#define DVSIM_TENANT "contoso"
+#define DVSIM_TENANT_ID "6f1c2e34-8d5a-4b7e-9c21-3a4b5c6d7e8f"
+#define DVSIM_API_PREFIX "/api/data/v9.2"
+#define DVSIM_MAX_BODY (160u * 1024 * 1024)
+#define DVSIM_MAX_PAGE 5000
+#define DVSIM_APP_USER_ID "00000000-0000-0000-0000-00000000a001"
+
+/* ---- schema (schema.c) ---- */
+enum col_type {
+    COL_PK, COL_STRING, COL_MEMO, COL_INTEGER, COL_BIGINT, COL_MONEY, COL_DECIMAL, COL_DATETIME,
+    COL_DATEONLY, COL_PICKLIST, COL_STATE, COL_BOOLEAN, COL_LOOKUP, COL_OWNER, COL_CUSTOMER,
+    COL_FILE, COL_FILENAME, COL_VERSION
+};
+#define COLF_CREATE 1u
+#define COLF_UPDATE 2u
+#define COLF_RW (COLF_CREATE | COLF_UPDATE)
+
+struct option_def {
+    int value;
+    const char *label;
+};
+struct col_def {
+    const char *name;     /* logical name; lookups: the attribute (record member _<name>_value) */
+    enum col_type type;
+    unsigned flags;       /* COLF_* */
+    const char *target;   /* lookups: referenced table (logical name) */
+    const char *nav;      /* lookups: single-valued navigation property for @odata.bind */
+    const struct option_def *options; /* picklist/state/boolean labels, ends with label NULL */
+};
+struct table_def {
+    const char *logical;
+    const char *set;
+    const char *pk;
+    const char *primary_name; /* may be NULL */
+    int object_type_code;
+    bool change_tracking;
+    bool intersect;
+    bool read_only;
+    const struct col_def *cols;
+    size_t n_cols;
+};
+struct n2n_def {
+    const char *dvschema_name, *intersect;
+    const char *entity1, *entity1_attr, *entity1_nav;
+    const char *entity2, *entity2_attr, *entity2_nav;
+};
+enum table_index {
+    T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT, T_SYSTEMUSER, T_ANNOTATION, T_PROJECT,
+    T_PROJECT_CONTACT, T_AUDIT, N_TABLES
+};
+struct env_def {
+    const char *unique_name, *display_name, *sku, *geo, *region, *retention;
+    bool d365, is_default;
+};
+#define N_ENVS 6
+
+extern const struct table_def dvschema_tables[N_TABLES];
+extern const struct n2n_def dvschema_n2n[];
+extern const size_t dvschema_n_n2n;
+extern const struct env_def dvschema_envs[N_ENVS];
+
+const struct table_def *dvschema_table_by_set(const char *set, size_t len);
+const struct table_def *dvschema_table_by_logical(const char *logical, size_t len);
+int dvschema_table_index(const struct table_def *t);
+int dvschema_env_index(const char *unique_name, size_t len);
+/* The column whose record member is `member` (e.g. "_primarycontactid_value" or "name"). */
+const struct col_def *dvschema_col_by_member(const struct table_def *t, const char *member, size_t len);
+const struct col_def *dvschema_col_by_nav(const struct table_def *t, const char *nav, size_t len);
+/* The record member name of a column into out ("_x_value" for lookups). */
+void dvschema_member_name(const struct col_def *c, char *out, size_t n);
+const char *dvschema_option_label(const struct col_def *c, int value);
+/* Deterministic GUID of an environment (admin API name). */
+void dvschema_env_guid(int env, char out[64]);
+
+/* ---- flat record lines (line.c) ---- */
+struct lmember {
+    const char *key;     /* key bytes inside the line (no quotes; ASCII in canonical lines) */
+    size_t key_len;
+    const char *val;     /* raw JSON value */
+    size_t val_len;
+};
+/* Scan a flat JSON object (values are scalars). Returns the member count (<= max) or -EINVAL. */
+int dvline_scan(const char *s, size_t n, struct lmember *m, size_t max);
+/* A member list that owns its strings, for building and changing records. */
+struct rec_member {
+    char *key;
+    char *val; /* raw JSON */
+};
+struct rec {
+    struct rec_member *m;
+    size_t n, cap;
+};
+void srec_init(struct rec *r);
+void srec_release(struct rec *r);
+int srec_from_line(struct rec *r, const char *line, size_t len);
+/* Set (replace or add) key to the raw JSON value val; val NULL removes the member. */
+int srec_set(struct rec *r, const char *key, const char *val, size_t val_len);
+int srec_set_str(struct rec *r, const char *key, const char *s); /* JSON-encodes s; NULL -> null */
+const char *srec_get(const struct rec *r, const char *key);
+/* Canonical line: primary key first, then the rest sorted by key bytes. */
+int srec_render(struct rec *r, const char *pk, struct buf *out);
+
+/* Which annotations a request asked for (Prefer: odata.include-annotations). */
+struct annot_filter {
+    char patterns[8][96];
+    int n;
+};
+void dvline_annot_parse(struct annot_filter *f, const char *value);
+bool dvline_annot_match(const struct annot_filter *f, const char *name, size_t len);
+/* The record projected for a response: $select columns (NULL = all) and the annotations asked
+ * for; @odata.etag and the primary key always stay. */
+struct projection {
+    const struct table_def *t;
+    const char *select[64];   /* member names */
+    size_t select_len[64];
+    int n_select;             /* -1 = all */
+    struct annot_filter annot;
+    bool all_annotations;     /* fast path: every stored annotation kind is wanted */
+};
+int dvline_project(const struct projection *p, const char *line, size_t len, struct buf *out);
+
+/* Formatting used for FormattedValue annotations. */
+void dvsim_fmt_money(const char *num, char *out, size_t n);        /* "$1,234.50" */
+void dvsim_fmt_number(const char *num, char *out, size_t n);       /* "1,234" */
+void dvsim_fmt_datetime(const char *iso, char *out, size_t n);     /* "4/7/2023 2:59 PM" */
+void dvsim_fmt_dateonly(const char *iso, char *out, size_t n);     /* "4/7/2023" */
+/* URL helpers */
+int dvsim_url_encode(struct buf *b, const char *s, size_t n);      /* query-component encoding */
+size_t dvsim_url_decode(char *s);                          /* %XX and '+' */
+void dvsim_guid(uint64_t a, uint64_t b, char out[37]);
+bool dvsim_guid_valid(const char *s, size_t n);
+uint64_t dvsim_splitmix64(uint64_t *state);
+void dvsim_iso_time(int64_t t, char out[32]);                 /* "2023-04-07T21:59:01Z" */
+
+/* ---- store (store.c) ---- */
+struct store;
+struct sqlite3;
+int dvstore_open(const char *path, struct store **out, struct dverr *err);
+void dvstore_free(struct store *s);
+struct sqlite3 *dvstore_get(struct store *s);   /* a connection for this thread; give it back */
+void dvstore_put(struct store *s, struct sqlite3 *db);
+int dvstore_is_seeded(struct store *s, bool *seeded);
+/* 1 when meta key k holds exactly v. */
+int dvstore_meta_equals(struct sqlite3 *db, const char *k, const char *v);
+int dvstore_errno(int rc);
+static inline int table_id(int env, int table) { return env * 16 + table; }
+
+/* ---- the simulator ---- */
+struct faults {
+    double fail_rate, drop_rate, truncate_rate;
+    int latency_ms;
+    int max_requests, window_s;  /* service protection window per token */
+    int max_concurrency;
+    int64_t delta_token_lifetime_s;
+    int64_t capacity_free_mb;    /* -1: computed */
+};
+struct reqlog_entry {
+    uint64_t seq;
+    char method[8];
+    char path[256];
+    int status;
+    double time_ms;
+    char token[17];
+    uint64_t bytes;
+};
+#define REQLOG_CAP 65536
+struct throttle_slot {
+    char token[17];
+    int64_t *stamps;     /* ring of accepted request times (ms), capacity max_requests */
+    int cap, head, count;
+    int inflight;
+    int64_t blocked_until_ms;
+    int64_t extra_ms;    /* grows while a blocked client keeps pushing */
+};
+#define THROTTLE_SLOTS 256
+
+struct dvsim {
+    /* set before the server starts, then read-only */
+    char *db_path;
+    char *client_id;          /* NULL: any client id */
+    char *client_secret;      /* NULL: any secret */
+    uint64_t seed;
+    bool demo;
+    int64_t records;
+    int token_lifetime_s;
+    int port;
+    char base_url[64];        /* http://127.0.0.1:PORT */
+    char token_key[65];
+    struct store *store;
+    void *mhd;                /* struct MHD_Daemon */
+
+    pthread_mutex_t lock;     /* guards everything below */
+    struct faults faults;
+    struct faults faults_initial;
+    uint64_t rng;
+    struct reqlog_entry *log; /* ring of REQLOG_CAP */
+    uint64_t log_seq;
+    struct throttle_slot slots[THROTTLE_SLOTS];
+    pthread_mutex_t write_lock; /* serialises writers (versions, audits) */
+};
+
+/* Random double in [0,1) and integers from the shared generator (takes d->lock). */
+double dvsim_rand(struct dvsim *d);
+
+/* ---- requests ---- */
+struct qarg {
+    char *key, *val;
+};
+struct req {
+    struct dvsim *d;
+    void *conn;               /* struct MHD_Connection */
+    const char *method;
+    char *path;               /* decoded path */
+    struct qarg args[32];
+    int n_args;
+    struct buf body;          /* request body */
+    bool body_too_big;
+    char token[17];           /* fingerprint of the bearer, "" when none */
+    int env;                  /* org routes: environment index */
+    /* response */
+    int status;
+    const char *content_type; /* static string */
+    struct buf headers;       /* "Name: value\n" lines */
+    struct buf out;
+    bool no_faults;
+    int64_t start_ms;
+};
+const char *sreq_header(struct req *r, const char *name);
+/* Every value of a header joined with ", " into out. */
+void sreq_header_all(struct req *r, const char *name, struct buf *out);
+const char *sreq_arg(struct req *r, const char *key);
+int sreq_add_header(struct req *r, const char *name, const char *value);
+/* Reply helpers: JSON error in the Dataverse shape {"error":{"code","message"}}. */
+void sreply_error(struct req *r, int status, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sreply_json(struct req *r, int status); /* r->out already holds the body */
+/* The absolute base of the request's host ("http://host:port"). */
+void sreq_base(struct req *r, struct buf *out);
+
+/* Token helpers (admin.c). resource is "" (admin API) or "/org/<uniqueName>". */
+int dvsim_token_issue(struct dvsim *d, const char *resource, int64_t expires_at, struct buf *out);
+int dvsim_token_check(struct dvsim *d, const char *token, char *resource, size_t n);
+void dvsim_token_fingerprint(const char *token, char out[17]);
+
+/* Route handlers. Each fills r->status / r->out / headers. */
+void dvadmin_token(struct req *r, const char *tenant);
+void dvadmin_route(struct req *r, const char *rest);
+void webapi_route(struct req *r, const char *rest);   /* rest: after /api/data/v9.2 */
+void dvsim_sim_route(struct req *r, const char *rest);
+
+/* Writes (webwrite.c), also used by churn and $batch. */
+struct write_ctx {
+    struct dvsim *d;
+    struct sqlite3 *db;
+    int env;
+    bool audit;               /* write audit rows */
+};
+void webwrite_route(struct req *r, const struct table_def *t, const char *key, const char *sub);
+void webwrite_batch(struct req *r);
+/* Audit row for an operation (1 create, 2 update, 3 delete) inside the caller's transaction. */
+int dvsim_audit_write(struct write_ctx *w, const struct table_def *t, const char *id, int operation);
+/* Next version of an environment (inside the caller's transaction). */
+int dvstore_next_version(struct sqlite3 *db, int env, int64_t *ver);
+int dvstore_put_record(struct sqlite3 *db, int tid, const char *id, int64_t ver, const char *line,
+                     size_t len);
+int dvstore_delete_record(struct sqlite3 *db, int tid, const char *id, int64_t ver);
+/* Current live line (caller frees *line) or -ENOENT. */
+int dvstore_get_record(struct sqlite3 *db, int tid, const char *id, char **line, size_t *len);
+int dvstore_begin(struct sqlite3 *db);
+int dvstore_commit(struct sqlite3 *db);
+void dvstore_rollback(struct sqlite3 *db);
+
+/* Seed (seed.c): fill an empty store deterministically. */
+int dvsim_base64(const unsigned char *in, size_t n, struct buf *out);
+/* The FormattedValue text of a raw column value; 1 when there is one, else 0. */
+int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n);
+int dvseed_tenant(struct dvsim *d, struct dverr *err);
+/* Churn (sim.c) */
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report,
+              struct dverr *err);
+/* Build a record update on rec (modifiedon, versionnumber, etag) for version ver. */
+void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
+
+/* Server (server.c) */
+int dvsim_server_start(struct dvsim *d, const char *host, int port, struct dverr *err);
+void dvsim_server_stop(struct dvsim *d);
+
+#endif

@@ -1,0 +1,442 @@
+/* sim: the /_sim/ control routes (loopback only, no token, never faulted).
+ *   POST /_sim/churn {"env":E,"fraction":F,"seed":N}  update/create/delete about F of each user
+ *        table's records (70% updates, 15% creates, 15% deletes), audited like API writes;
+ *        answers {"env","updated","created","deleted","version"}
+ *   GET  /_sim/dump?env=E&table=T    the table in the table-file format (record.h), T = logical
+ *        name or entity set
+ *   GET  /_sim/requests[?since=SEQ]  {"requests":[{"seq","method","path","status","time_ms",
+ *        "token","bytes"}],"last":SEQ}; token is a fingerprint, never the token
+ *   GET|POST /_sim/faults            fail_rate, latency_ms, drop_rate, truncate_rate,
+ *        max_requests "N/SECONDS", max_concurrency, delta_token_lifetime_s, capacity_free_mb
+ *   POST /_sim/reset                 reseed the tenant, restore start-up faults, clear the log
+ * Churn is deterministic for a given database state and seed. Thread-safe: writers hold
+ * d->write_lock, control state is under d->lock. */
+#include "tools/dvsim/dvsim.h"
+#include "backend/record.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
+                       char id[37]);
+
+static void sim_error(struct req *r, int status, const char *msg)
+{
+    sreply_error(r, status, "dvsim", "%s", msg);
+}
+
+/* ---- churn ---- */
+
+static int churn_update(struct write_ctx *w, const struct table_def *t, int tb, const char *id, uint64_t *rng)
+{
+    char *line = NULL;
+    size_t len = 0;
+    int tid = table_id(w->env, tb);
+    int rc = dvstore_get_record(w->db, tid, id, &line, &len);
+    if (rc)
+        return rc;
+    struct rec rec;
+    srec_init(&rec);
+    struct buf out = BUF_INIT;
+    int64_t ver = 0;
+    rc = srec_from_line(&rec, line, len);
+    if (!rc)
+        rc = dvstore_next_version(w->db, w->env, &ver);
+    if (rc)
+        goto out;
+    if (t->primary_name) {
+        const char *cur = srec_get(&rec, t->primary_name);
+        char base[200] = "";
+        if (cur && cur[0] == '"') {
+            size_t l = strlen(cur) - 2;
+            const char *mark = strstr(cur, " \xc2\xb7 r"); /* " · r" */
+            if (mark)
+                l = (size_t)(mark - cur - 1);
+            if (l >= sizeof base)
+                l = 0;
+            memcpy(base, cur + 1, l);
+            base[l] = '\0';
+        }
+        char nv[260];
+        snprintf(nv, sizeof nv, "%s \xc2\xb7 r%lld", base, (long long)ver);
+        /* keep JSON escapes of the old value intact: base is raw JSON text without quotes */
+        struct buf q = BUF_INIT;
+        buf_printf(&q, "\"%s\"", nv);
+        rc = srec_set(&rec, t->primary_name, q.data, q.len);
+        buf_release(&q);
+    }
+    static const char *const money_cols[] = {"revenue", "annualincome", "estimatedvalue", NULL};
+    for (const char *const *m = money_cols; *m && !rc; m++) {
+        const struct col_def *c = dvschema_col_by_member(t, *m, strlen(*m));
+        if (!c)
+            continue;
+        char v[64], f[96], key[160];
+        uint64_t x = dvsim_splitmix64(rng);
+        snprintf(v, sizeof v, "%llu.%02llu", (unsigned long long)(x % 900000000ull),
+                 (unsigned long long)((x >> 40) % 100));
+        rc = srec_set(&rec, *m, v, strlen(v));
+        dvsim_fmt_money(v, f, sizeof f);
+        snprintf(key, sizeof key, "%s@OData.Community.Display.V1.FormattedValue", *m);
+        if (!rc)
+            rc = srec_set_str(&rec, key, f);
+    }
+    if (rc)
+        goto out;
+    srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
+    rc = srec_render(&rec, t->pk, &out);
+    if (!rc)
+        rc = dvstore_put_record(w->db, tid, id, ver, out.data, out.len);
+    if (!rc)
+        rc = dvsim_audit_write(w, t, id, 2);
+out:
+    free(line);
+    srec_release(&rec);
+    buf_release(&out);
+    return rc;
+}
+
+static int churn_create(struct write_ctx *w, const struct table_def *t, int tb, uint64_t *rng)
+{
+    struct buf line = BUF_INIT, out = BUF_INIT;
+    struct rec rec;
+    srec_init(&rec);
+    char id[37];
+    int64_t ver = 0;
+    int rc = dvstore_next_version(w->db, w->env, &ver);
+    if (!rc)
+        rc = dvseed_create_record(w->d, w->db, w->env, tb, 1000000000ull + (uint64_t)ver, &line, id);
+    if (!rc)
+        rc = srec_from_line(&rec, line.data, line.len);
+    if (!rc) {
+        srec_stamp(&rec, t, ver, (int64_t)time(NULL), true);
+        rc = srec_render(&rec, t->pk, &out);
+    }
+    if (!rc)
+        rc = dvstore_put_record(w->db, table_id(w->env, tb), id, ver, out.data, out.len);
+    if (!rc)
+        rc = dvsim_audit_write(w, t, id, 1);
+    (void)rng;
+    srec_release(&rec);
+    buf_release(&line);
+    buf_release(&out);
+    return rc;
+}
+
+static int churn_delete(struct write_ctx *w, const struct table_def *t, int tb, const char *id)
+{
+    int64_t ver = 0;
+    int rc = dvstore_next_version(w->db, w->env, &ver);
+    if (!rc)
+        rc = dvstore_delete_record(w->db, table_id(w->env, tb), id, ver);
+    if (!rc)
+        rc = dvsim_audit_write(w, t, id, 3);
+    return rc;
+}
+
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report, struct dverr *err)
+{
+    static const int tables[] = {T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT, T_ANNOTATION, T_PROJECT};
+    long long upd = 0, cre = 0, del = 0;
+    char **ids = NULL;
+    size_t n_ids = 0, cap = 0;
+    pthread_mutex_lock(&d->write_lock);
+    sqlite3 *db = dvstore_get(d->store);
+    struct write_ctx w = {d, db, env, true};
+    int rc = db ? dvstore_begin(db) : -EIO;
+    for (size_t k = 0; k < sizeof tables / sizeof tables[0] && !rc; k++) {
+        int tb = tables[k];
+        const struct table_def *t = &dvschema_tables[tb];
+        uint64_t rng = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)env << 32) ^ (uint64_t)tb;
+        sqlite3_stmt *st = NULL;
+        n_ids = 0;
+        rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT id FROM rec WHERE tid=?1 AND del=0 ORDER BY id", -1, &st, NULL));
+        if (!rc) {
+            sqlite3_bind_int(st, 1, table_id(env, tb));
+            while (sqlite3_step(st) == SQLITE_ROW) {
+                if (n_ids == cap) {
+                    cap = cap ? cap * 2 : 4096;
+                    char **nn = realloc(ids, cap * sizeof *ids);
+                    if (!nn) {
+                        rc = -ENOMEM;
+                        break;
+                    }
+                    ids = nn;
+                }
+                ids[n_ids++] = strdup((const char *)sqlite3_column_text(st, 0));
+            }
+        }
+        sqlite3_finalize(st);
+        if (rc)
+            break;
+        size_t n = (size_t)llround(fraction * (double)n_ids);
+        if (fraction > 0 && n == 0 && n_ids > 0)
+            n = 1;
+        if (n > n_ids)
+            n = n_ids;
+        size_t n_del = n * 15 / 100, n_upd = n - n_del - n * 15 / 100, n_new = n - n_upd - n_del;
+        /* partial Fisher-Yates: the first n_upd + n_del slots are the victims */
+        for (size_t i = 0; i < n_upd + n_del && i < n_ids; i++) {
+            size_t j = i + (size_t)(dvsim_splitmix64(&rng) % (n_ids - i));
+            char *tmp = ids[i];
+            ids[i] = ids[j];
+            ids[j] = tmp;
+        }
+        for (size_t i = 0; i < n_upd && !rc; i++, upd++)
+            rc = churn_update(&w, t, tb, ids[i], &rng);
+        for (size_t i = n_upd; i < n_upd + n_del && !rc; i++, del++)
+            rc = churn_delete(&w, t, tb, ids[i]);
+        for (size_t i = 0; i < n_new && !rc; i++, cre++)
+            rc = churn_create(&w, t, tb, &rng);
+        for (size_t i = 0; i < n_ids; i++)
+            free(ids[i]);
+    }
+    free(ids);
+    int64_t ver = 0;
+    if (!rc) {
+        sqlite3_stmt *st = NULL;
+        if (sqlite3_prepare_v2(db, "SELECT ver FROM orgver WHERE env=?1", -1, &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_int(st, 1, env);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                ver = sqlite3_column_int64(st, 0);
+        }
+        sqlite3_finalize(st);
+        rc = dvstore_commit(db);
+    } else if (db) {
+        dvstore_rollback(db);
+    }
+    dvstore_put(d->store, db);
+    pthread_mutex_unlock(&d->write_lock);
+    if (rc)
+        return dverr_set(err, rc, "churn failed (%d)", rc);
+    buf_printf(report, "{\"env\":\"%s\",\"updated\":%lld,\"created\":%lld,\"deleted\":%lld,\"version\":%lld}",
+               dvschema_envs[env].unique_name, upd, cre, del, (long long)ver);
+    return 0;
+}
+
+static void route_churn(struct req *r)
+{
+    cJSON *b = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+    cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "env");
+    cJSON *fr = cJSON_GetObjectItemCaseSensitive(b, "fraction");
+    cJSON *seed = cJSON_GetObjectItemCaseSensitive(b, "seed");
+    int e = cJSON_IsString(env) ? dvschema_env_index(env->valuestring, strlen(env->valuestring)) : -1;
+    if (!b || e < 0 || !cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1) {
+        cJSON_Delete(b);
+        sim_error(r, 400, "body must be {\"env\":<uniqueName>,\"fraction\":0..1,\"seed\":N}");
+        return;
+    }
+    struct dverr err;
+    dverr_clear(&err);
+    buf_reset(&r->out);
+    uint64_t s = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 1;
+    int rc = dvsim_churn(r->d, e, fr->valuedouble, s, &r->out, &err);
+    cJSON_Delete(b);
+    if (rc) {
+        sim_error(r, 500, dverr_msg(&err));
+        return;
+    }
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_dump(struct req *r)
+{
+    const char *env = sreq_arg(r, "env"), *table = sreq_arg(r, "table");
+    int e = env ? dvschema_env_index(env, strlen(env)) : -1;
+    const struct table_def *t = table ? dvschema_table_by_logical(table, strlen(table)) : NULL;
+    if (!t && table)
+        t = dvschema_table_by_set(table, strlen(table));
+    if (e < 0 || !t) {
+        sim_error(r, 404, "unknown env or table (use ?env=<uniqueName>&table=<logical name or entity set>)");
+        return;
+    }
+    sqlite3 *db = dvstore_get(r->d->store);
+    sqlite3_stmt *st = NULL;
+    buf_reset(&r->out);
+    buf_addstr(&r->out, TABLE_FILE_HEAD);
+    int n = 0;
+    if (db && sqlite3_prepare_v2(db, "SELECT line FROM rec WHERE tid=?1 AND del=0 ORDER BY id", -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, table_id(e, dvschema_table_index(t)));
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            if (n++)
+                buf_addstr(&r->out, ",\n");
+            buf_add(&r->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        }
+    }
+    sqlite3_finalize(st);
+    dvstore_put(r->d->store, db);
+    if (n)
+        buf_addstr(&r->out, "\n]\n");
+    else
+        buf_addstr(&r->out, "]\n");
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_requests(struct req *r)
+{
+    const char *s = sreq_arg(r, "since");
+    uint64_t since = s ? strtoull(s, NULL, 10) : 0;
+    struct dvsim *d = r->d;
+    buf_reset(&r->out);
+    buf_addstr(&r->out, "{\"requests\":[");
+    pthread_mutex_lock(&d->lock);
+    uint64_t last = d->log_seq;
+    uint64_t first = last > REQLOG_CAP ? last - REQLOG_CAP + 1 : 1;
+    if (since + 1 > first)
+        first = since + 1;
+    for (uint64_t q = first; q <= last; q++) {
+        const struct reqlog_entry *e = &d->log[q % REQLOG_CAP];
+        buf_printf(&r->out, "%s{\"seq\":%llu,\"method\":\"%s\",\"path\":", q == first ? "" : ",",
+                   (unsigned long long)e->seq, e->method);
+        buf_add_json_string(&r->out, e->path, strlen(e->path));
+        buf_printf(&r->out, ",\"status\":%d,\"time_ms\":%.1f,\"token\":\"%s\",\"bytes\":%llu}", e->status,
+                   e->time_ms, e->token, (unsigned long long)e->bytes);
+    }
+    pthread_mutex_unlock(&d->lock);
+    buf_printf(&r->out, "],\"last\":%llu}", (unsigned long long)last);
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void faults_json(struct dvsim *d, struct buf *out)
+{
+    pthread_mutex_lock(&d->lock);
+    struct faults f = d->faults;
+    pthread_mutex_unlock(&d->lock);
+    buf_printf(out, "{\"fail_rate\":%g,\"latency_ms\":%d,\"drop_rate\":%g,\"truncate_rate\":%g,"
+                    "\"max_requests\":\"%d/%d\",\"max_concurrency\":%d,\"delta_token_lifetime_s\":%lld,"
+                    "\"capacity_free_mb\":%lld}",
+               f.fail_rate, f.latency_ms, f.drop_rate, f.truncate_rate, f.max_requests, f.window_s,
+               f.max_concurrency, (long long)f.delta_token_lifetime_s, (long long)f.capacity_free_mb);
+}
+
+int dvsim_parse_rate(const char *s, int *n, int *secs);
+int dvsim_parse_rate(const char *s, int *n, int *secs)
+{
+    char *end;
+    long a = strtol(s, &end, 10);
+    if (end == s || a < 0)
+        return -EINVAL;
+    long b = 300;
+    if (*end == '/') {
+        char *e2;
+        b = strtol(end + 1, &e2, 10);
+        if (e2 == end + 1 || *e2 || b <= 0)
+            return -EINVAL;
+    } else if (*end) {
+        return -EINVAL;
+    }
+    *n = (int)a;
+    *secs = (int)b;
+    return 0;
+}
+
+static void route_faults(struct req *r)
+{
+    struct dvsim *d = r->d;
+    if (strcmp(r->method, "POST") == 0) {
+        cJSON *b = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+        if (!cJSON_IsObject(b)) {
+            cJSON_Delete(b);
+            sim_error(r, 400, "body must be a JSON object");
+            return;
+        }
+        struct faults f;
+        pthread_mutex_lock(&d->lock);
+        f = d->faults;
+        pthread_mutex_unlock(&d->lock);
+        const char *bad = NULL;
+        cJSON *it;
+        cJSON_ArrayForEach(it, b) {
+            const char *k = it->string;
+            double v = it->valuedouble;
+            bool num = cJSON_IsNumber(it);
+            if (!strcmp(k, "fail_rate") && num && v >= 0 && v <= 1) f.fail_rate = v;
+            else if (!strcmp(k, "drop_rate") && num && v >= 0 && v <= 1) f.drop_rate = v;
+            else if (!strcmp(k, "truncate_rate") && num && v >= 0 && v <= 1) f.truncate_rate = v;
+            else if (!strcmp(k, "latency_ms") && num && v >= 0) f.latency_ms = (int)v;
+            else if (!strcmp(k, "max_concurrency") && num && v >= 0) f.max_concurrency = (int)v;
+            else if (!strcmp(k, "delta_token_lifetime_s") && num && v >= 0) f.delta_token_lifetime_s = (int64_t)v;
+            else if (!strcmp(k, "capacity_free_mb") && num) f.capacity_free_mb = (int64_t)v;
+            else if (!strcmp(k, "max_requests") && cJSON_IsString(it) &&
+                     !dvsim_parse_rate(it->valuestring, &f.max_requests, &f.window_s)) ;
+            else if (!strcmp(k, "max_requests") && num && v >= 0) f.max_requests = (int)v;
+            else {
+                bad = k;
+                break;
+            }
+        }
+        if (bad) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "bad or unknown fault setting '%.60s'", bad);
+            cJSON_Delete(b);
+            sim_error(r, 400, msg);
+            return;
+        }
+        cJSON_Delete(b);
+        pthread_mutex_lock(&d->lock);
+        d->faults = f;
+        for (int i = 0; i < THROTTLE_SLOTS; i++) {
+            d->slots[i].count = d->slots[i].head = 0;
+            d->slots[i].blocked_until_ms = d->slots[i].extra_ms = 0;
+        }
+        pthread_mutex_unlock(&d->lock);
+    } else if (strcmp(r->method, "GET") != 0) {
+        sim_error(r, 405, "use GET or POST");
+        return;
+    }
+    buf_reset(&r->out);
+    faults_json(d, &r->out);
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_reset(struct req *r)
+{
+    struct dvsim *d = r->d;
+    struct dverr err;
+    dverr_clear(&err);
+    pthread_mutex_lock(&d->write_lock);
+    int rc = dvseed_tenant(d, &err);
+    pthread_mutex_unlock(&d->write_lock);
+    pthread_mutex_lock(&d->lock);
+    d->faults = d->faults_initial;
+    for (int i = 0; i < THROTTLE_SLOTS; i++) {
+        d->slots[i].count = d->slots[i].head = 0;
+        d->slots[i].blocked_until_ms = d->slots[i].extra_ms = 0;
+    }
+    d->log_seq = 0;
+    pthread_mutex_unlock(&d->lock);
+    if (rc) {
+        sim_error(r, 500, dverr_msg(&err));
+        return;
+    }
+    buf_reset(&r->out);
+    buf_addstr(&r->out, "{\"reset\":true}");
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+void dvsim_sim_route(struct req *r, const char *rest)
+{
+    bool post = strcmp(r->method, "POST") == 0, get = strcmp(r->method, "GET") == 0;
+    if (!strcmp(rest, "/churn") && post)
+        route_churn(r);
+    else if (!strcmp(rest, "/dump") && get)
+        route_dump(r);
+    else if (!strcmp(rest, "/requests") && get)
+        route_requests(r);
+    else if (!strcmp(rest, "/faults"))
+        route_faults(r);
+    else if (!strcmp(rest, "/reset") && post)
+        route_reset(r);
+    else
+        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, reset)");
+}
