@@ -1139,7 +1139,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         struct table_job *j = &cap.jobs[i];
         if (!j->ok)
             continue;
-        memcpy(p->files + p->n_files, j->files, j->n_files * sizeof *j->files);
+        if (j->n_files) /* j->files may be NULL: memcpy(.., NULL, 0) is undefined */
+            memcpy(p->files + p->n_files, j->files, j->n_files * sizeof *j->files);
         p->n_files += j->n_files;
         free(j->files);
         j->files = NULL;

@@ -38,6 +38,7 @@ int buf_reserve(struct buf *b, size_t extra)
     char *p = realloc(b->data, cap);
     if (!p)
         return -ENOMEM;
+    p[b->len] = '\0'; /* keep the promise of util.h: NUL-terminated once grown */
     b->data = p;
     b->cap = cap;
     return 0;

@@ -1942,6 +1942,14 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 
 static _Thread_local char *tl_readbuf;
 static _Thread_local size_t tl_readcap;
+/* libfuse starts and ends worker threads as load changes: the key's destructor frees a thread's
+ * read buffer when it ends (a bare _Thread_local pointer leaked it every time). */
+static pthread_key_t readbuf_key;
+static pthread_once_t readbuf_once = PTHREAD_ONCE_INIT;
+static void readbuf_key_make(void)
+{
+    pthread_key_create(&readbuf_key, free);
+}
 
 static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
@@ -1964,6 +1972,8 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         tl_readbuf = p;
         tl_readcap = size;
+        pthread_once(&readbuf_once, readbuf_key_make);
+        pthread_setspecific(readbuf_key, p);
     }
     struct dverr err = {0};
     ssize_t n = cache_file_pread(h->cf, tl_readbuf, size, (uint64_t)off, &err);

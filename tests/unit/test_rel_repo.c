@@ -492,7 +492,9 @@ static void test_disk_full(void **state)
     close_repo(f);
     assert_int_equal(umount(f->repo_dir), 0);
     open_repo(f);
-    f->n_points = 0; /* the points lived on the tmpfs */
+    for (int i = 0; i < f->n_points; i++) /* the points lived on the tmpfs */
+        buf_release(&f->bytes[i]);
+    f->n_points = 0;
 }
 
 /* ---------- #5: corrupt catalog ---------- */

@@ -442,6 +442,7 @@ static void test_blobs(void **state)
     assert_int_equal(repo_blob_get(f->r, id, &b, &e2), -EIO);
     assert_int_equal(b.len, 0);
     assert_non_null(strstr(dverr_msg(&e2), "damaged"));
+    buf_release(&b);
 }
 
 
