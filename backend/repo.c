@@ -14,6 +14,7 @@
  * Threading: struct repo is thread-safe; r->mu guards the catalog pointer (swapped by rebuild). */
 #include "backend/repo.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1211,6 +1212,26 @@ static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct 
     }
 }
 
+/* Temp files of captures that died (segments being written). Called with the prune lock held
+ * exclusively, so no capture sharing this tmp directory is running. */
+static void clean_tmp(struct repo *r)
+{
+    DIR *d = opendir(r->tmp_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "segment-", 8) != 0 && strncmp(e->d_name, "run-", 4) != 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        log_info("removed %d temp file%s left by interrupted captures", n, n == 1 ? "" : "s");
+}
+
 int repo_prune(struct repo *r, time_t now, bool dry_run,
                time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
                struct prune_report *rep, struct dverr *err)
@@ -1229,6 +1250,8 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
     }
     if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
         goto out;
+    if (!dry_run)
+        clean_tmp(r);
     if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);
