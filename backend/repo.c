@@ -14,6 +14,7 @@
  * Threading: struct repo is thread-safe; r->mu guards the catalog pointer (swapped by rebuild). */
 #include "backend/repo.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -743,7 +744,9 @@ bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
     if (pt->n_segments > REPO_MAX_CHAIN)
         return true;
     /* the size rule costs a stat per segment: only where that is a local call, and only once the
-     * chain is long enough for it to matter */
+     * chain is long enough for it to matter. A new base keeps the old chain alive for the older
+     * points, so it is only worth it when the deltas dwarf the base and are big in absolute terms
+     * (small append-only tables such as audit would otherwise be rewritten every few points). */
     if (pt->n_segments < 4 || !r->store->local_dir)
         return false;
     uint64_t base = 0, deltas = 0, size;
@@ -758,7 +761,7 @@ bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
         else
             deltas += size;
     }
-    return deltas > base;
+    return deltas > 2 * base && deltas > REPO_COMPACT_MIN_BYTES;
 }
 
 struct base_ctx {
@@ -1211,6 +1214,26 @@ static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct 
     }
 }
 
+/* Temp files of captures that died (segments being written). Called with the prune lock held
+ * exclusively, so no capture sharing this tmp directory is running. */
+static void clean_tmp(struct repo *r)
+{
+    DIR *d = opendir(r->tmp_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "segment-", 8) != 0 && strncmp(e->d_name, "run-", 4) != 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        log_info("removed %d temp file%s left by interrupted captures", n, n == 1 ? "" : "s");
+}
+
 int repo_prune(struct repo *r, time_t now, bool dry_run,
                time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
                struct prune_report *rep, struct dverr *err)
@@ -1229,6 +1252,8 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
     }
     if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
         goto out;
+    if (!dry_run)
+        clean_tmp(r);
     if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);

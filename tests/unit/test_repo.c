@@ -658,6 +658,11 @@ static void test_prune_forget(void **state)
     struct point *m = commit_point(f, "contoso-dev", t0 + 60, "manual", 40, 3, t0 + 1000);
     char blob[65];
     assert_int_equal(repo_blob_put(f->r, "orphan", 6, blob, &e), 0);
+    char stale[256];
+    snprintf(stale, sizeof stale, "%s/tmp/segment-999-1", f->dir); /* left by a killed capture */
+    FILE *sf = fopen(stale, "w");
+    assert_non_null(sf);
+    fclose(sf);
     struct prune_report rep;
     assert_int_equal(repo_prune(f->r, t0 + 200, true, NULL, NULL, &rep, &e), 0);
     assert_int_equal(rep.points_removed, 1);
@@ -666,8 +671,10 @@ static void test_prune_forget(void **state)
     char path[256];
     object_path(f, a->tables[0].segments[0], path, sizeof path);
     assert_int_equal(access(path, F_OK), 0); /* dry run kept it */
+    assert_int_equal(access(stale, F_OK), 0);
     assert_int_equal(repo_prune(f->r, t0 + 200, false, no_expiry, NULL, &rep, &e), 0);
     assert_int_equal(rep.points_removed, 0); /* expires_fn overrides */
+    assert_int_equal(access(stale, F_OK), -1);
     assert_int_equal(rep.objects_removed, 1);
     prune_report_release(&rep);
     assert_int_equal(repo_prune(f->r, t0 + 200, false, NULL, NULL, &rep, &e), 0);
