@@ -174,4 +174,12 @@ check "request log never holds a token" sh -c "! grep -qF '${ORG:0:40}' '$T/log'
 since=$(jq .last "$T/log")
 curl -s -H "Authorization: Bearer $ORG" "$API/accounts?\$top=1" >/dev/null
 check_eq "?since= gives only newer requests" 1 "$(curl -s "$DVSIM_URL/_sim/requests?since=$since" | jq '.requests|length')"
+
+# ---- --public-url: every generated URL uses the front's base (e.g. a TLS proxy) ----
+start_dvsim --seed demo --public-url https://front.example:8443/
+tokp() { curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
+  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials --data-urlencode "scope=https://front.example:8443$1/.default" | jq -r .access_token; }
+check_eq "instanceApiUrl uses --public-url" https://front.example:8443/org/contoso-prod \
+  "$(curl -s -H "Authorization: Bearer $(tokp "")" "$DVSIM_URL/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments" | jq -r '.value[]|select(.name|startswith("8a1d"))|.properties.linkedEnvironmentMetadata.instanceApiUrl')"
+check "nextLink uses --public-url" sh -c "curl -s -H 'Authorization: Bearer $(tokp /org/contoso-prod)' -H 'Prefer: odata.maxpagesize=1' '$DVSIM_URL/org/contoso-prod/api/data/v9.2/accounts' | jq -r '.\"@odata.nextLink\"' | grep -q '^https://front.example:8443/org/contoso-prod/api/data/v9.2/accounts?'"
 finish

@@ -306,7 +306,7 @@ static cJSON *env_json(struct req *r, int env)
     const struct env_def *e = &dvschema_envs[env];
     struct env_state st;
     env_state_load(r->d, env, &st);
-    char id[64], path[160], url[200];
+    char id[64], path[160], url[400];
     dvschema_env_guid(env, id);
     cJSON *o = cJSON_CreateObject();
     snprintf(path, sizeof path, "/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/%s", id);

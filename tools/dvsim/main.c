@@ -20,6 +20,8 @@ static void usage(FILE *f)
     fputs("usage: dvsim [options]\n"
           "  --listen HOST:PORT          address to serve (default 127.0.0.1:8080; port 0 = any free port)\n"
           "  --ready-file FILE           write the bound port and a newline here once serving\n"
+          "  --public-url URL            the base of every URL dvsim hands out (instanceApiUrl, nextLink,\n"
+          "                              deltaLink, OData-EntityId), e.g. a TLS front https://host:8443\n"
           "  --db FILE                   SQLite database (default dvsim.db); kept across restarts\n"
           "  --seed demo|N               the sample tenant's seed (default demo); same seed, same data\n"
           "  --records N                 accounts in contoso-prod (contacts: 2N); default 1000\n"
@@ -113,6 +115,17 @@ int main(int argc, char **argv)
             return 2;
         } else if (!strcmp(a, "--listen")) {
             listen = v;
+        } else if (!strcmp(a, "--public-url")) {
+            size_t ul = strlen(v);
+            while (ul && v[ul - 1] == '/')
+                ul--;
+            if ((strncmp(v, "http://", 7) && strncmp(v, "https://", 8)) || ul >= sizeof d.base_url ||
+                strpbrk(v, "\"\\ \r\n")) {
+                rc = -EINVAL;
+            } else {
+                snprintf(d.base_url, sizeof d.base_url, "%.*s", (int)ul, v);
+                d.public_url = true;
+            }
         } else if (!strcmp(a, "--ready-file")) {
             ready = v;
         } else if (!strcmp(a, "--db")) {

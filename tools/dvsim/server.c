@@ -108,7 +108,7 @@ void sreply_error(struct req *r, int status, const char *code, const char *fmt, 
 
 void sreq_base(struct req *r, struct buf *out)
 {
-    const char *host = sreq_header(r, "Host");
+    const char *host = r->d->public_url ? NULL : sreq_header(r, "Host");
     if (host && *host && strlen(host) < 200 && !strpbrk(host, "/\"\\ \r\n"))
         buf_printf(out, "http://%s", host);
     else
@@ -147,7 +147,7 @@ static bool is_loopback(struct MHD_Connection *c)
 
 static void unauthorized(struct req *r, const char *resource, const char *why)
 {
-    char hdr[512];
+    char hdr[900];
     snprintf(hdr, sizeof hdr, "Bearer authorization_uri=%s/%s/oauth2/authorize, resource_id=%s%s",
              r->d->base_url, DVSIM_TENANT, r->d->base_url, resource);
     sreq_add_header(r, "WWW-Authenticate", hdr);
@@ -566,7 +566,8 @@ int dvsim_server_start(struct dvsim *d, const char *host, int port, struct dverr
         return dverr_set(err, -EADDRINUSE, "cannot listen on %s:%d", host, port);
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(mhd, MHD_DAEMON_INFO_BIND_PORT);
     d->port = info ? info->port : port;
-    snprintf(d->base_url, sizeof d->base_url, "http://%s:%d", host, d->port);
+    if (!d->public_url)
+        snprintf(d->base_url, sizeof d->base_url, "http://%s:%d", host, d->port);
     d->mhd = mhd;
     return 0;
 }
