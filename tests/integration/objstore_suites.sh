@@ -3,10 +3,11 @@
 # (issue 6): each chosen script runs with DVSNAP_TEST_REPO=azure or s3, which makes tests/lib.sh's
 # write_config put the repository in Azurite or s3rver instead of a directory. Its ok / not ok
 # lines are relayed here prefixed with the store kind and the script name.
-#   quick (make check): capture_roundtrip on Azurite (~25 s; objstore_capture/objstore_prune
+#   quick (make check): capture_prune on Azurite (~20 s; objstore_capture/objstore_prune
 #   cover s3rver);
 #   DVSNAP_LONG=1 (CI): every capture_*, mount_* and restore_* script that calls write_config and
 #   does not say "objstore-suite: skip" (e.g. one that edits repository files), on both stores.
+#   capture_roundtrip is left out for now: its compaction check reads manifests from $T/repo.
 . "$(dirname "$0")/../lib.sh"
 DIR=$(cd "$(dirname "$0")" && pwd)
 
@@ -16,10 +17,11 @@ if [ -n "${DVSNAP_LONG:-}" ]; then
     [ -f "$s" ] || continue
     grep -q 'write_config' "$s" || continue
     grep -q 'objstore-suite: skip' "$s" && continue
+    [ "$(basename "$s")" != capture_roundtrip.sh ] || continue
     runs+=("azure:$(basename "$s" .sh)" "s3:$(basename "$s" .sh)")
   done
 else
-  runs=(azure:capture_roundtrip)
+  runs=(azure:capture_prune)
 fi
 
 for r in "${runs[@]}"; do
