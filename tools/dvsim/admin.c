@@ -339,9 +339,13 @@ static cJSON *env_json(struct req *r, int env)
     cJSON_AddStringToObject(l, "uniqueName", e->unique_name);
     cJSON_AddStringToObject(l, "domainName", e->unique_name);
     cJSON_AddStringToObject(l, "version", "9.2.24101.00195");
-    snprintf(url, sizeof url, "%s/org/%s/", r->d->base_url, e->unique_name);
+    /* from the request's Host (or --public-url), like nextLinks: a proxy in front stays in front */
+    struct buf base = BUF_INIT;
+    sreq_base(r, &base);
+    snprintf(url, sizeof url, "%s/org/%s/", base.data ? base.data : r->d->base_url, e->unique_name);
     cJSON_AddStringToObject(l, "instanceUrl", url);
-    snprintf(url, sizeof url, "%s/org/%s", r->d->base_url, e->unique_name);
+    snprintf(url, sizeof url, "%s/org/%s", base.data ? base.data : r->d->base_url, e->unique_name);
+    buf_release(&base);
     cJSON_AddStringToObject(l, "instanceApiUrl", url);
     cJSON_AddNumberToObject(l, "baseLanguage", 1033);
     cJSON_AddStringToObject(l, "instanceState", "Ready");

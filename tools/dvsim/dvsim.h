@@ -205,7 +205,8 @@ struct dvsim {
     int64_t records;
     int token_lifetime_s;
     int port;
-    char base_url[64];        /* http://127.0.0.1:PORT */
+    char base_url[64];        /* http://127.0.0.1:PORT, or --public-url */
+    bool public_url;          /* base_url came from --public-url: generated URLs never use Host */
     char token_key[65];
     struct store *store;
     void *mhd;                /* struct MHD_Daemon */

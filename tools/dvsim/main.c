@@ -34,6 +34,9 @@ static void usage(FILE *f)
           "  --fail-rate P               fraction of requests answered 500/503\n"
           "  --drop-rate P               fraction of responses cut off mid-body\n"
           "  --truncate-rate P           fraction of 200 responses with truncated JSON\n"
+          "  --public-url URL            base of every URL dvsim generates (instanceApiUrl, nextLink,\n"
+          "                              deltaLink), e.g. the https front of a TLS proxy; default: the\n"
+          "                              listening address (links follow the request's Host)\n"
           "  --verbose                   log debug messages\n",
           f);
 }
@@ -81,7 +84,8 @@ int main(int argc, char **argv)
 {
     struct dvsim d;
     memset(&d, 0, sizeof d);
-    const char *listen = "127.0.0.1:8080", *ready = NULL, *db = "dvsim.db", *secret_file = NULL;
+    const char *listen = "127.0.0.1:8080", *ready = NULL, *db = "dvsim.db", *secret_file = NULL,
+               *public_url = NULL;
     bool reseed = false;
     d.demo = true;
     d.seed = 1;
@@ -115,6 +119,8 @@ int main(int argc, char **argv)
             listen = v;
         } else if (!strcmp(a, "--ready-file")) {
             ready = v;
+        } else if (!strcmp(a, "--public-url")) {
+            public_url = v;
         } else if (!strcmp(a, "--db")) {
             db = v;
         } else if (!strcmp(a, "--client-id")) {
@@ -228,6 +234,20 @@ int main(int argc, char **argv)
     if ((rc = dvsim_server_start(&d, host, port, &err)) != 0) {
         fprintf(stderr, "dvsim: %s\n", dverr_msg(&err));
         return 1;
+    }
+    if (public_url) {
+        size_t n = strlen(public_url);
+        while (n && public_url[n - 1] == '/')
+            n--;
+        if (n >= sizeof d.base_url || (strncmp(public_url, "http://", 7) && strncmp(public_url, "https://", 8))) {
+            fprintf(stderr, "dvsim: --public-url must be an http(s) URL of at most %zu bytes\n",
+                    sizeof d.base_url - 1);
+            dvsim_server_stop(&d);
+            return 2;
+        }
+        memcpy(d.base_url, public_url, n);
+        d.base_url[n] = '\0';
+        d.public_url = true;
     }
     log_info("dvsim: serving %s (tenant %s, token URL %s/%s/oauth2/v2.0/token)", d.base_url, DVSIM_TENANT,
              d.base_url, DVSIM_TENANT);

@@ -96,7 +96,7 @@ void sreply_error(struct req *r, int status, const char *code, const char *fmt, 
 
 void sreq_base(struct req *r, struct buf *out)
 {
-    const char *host = sreq_header(r, "Host");
+    const char *host = r->d->public_url ? NULL : sreq_header(r, "Host");
     if (host && *host && strlen(host) < 200 && !strpbrk(host, "/\"\\ \r\n"))
         buf_printf(out, "http://%s", host);
     else
