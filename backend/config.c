@@ -55,6 +55,7 @@ static const struct key_def keys[] = {
     {"http_timeout", K_INT, OFF(http_timeout), "300", 1, 86400},
     {"http_retries", K_INT, OFF(http_retries), "8", 1, 100},
     {"ca_file", K_PATH, OFF(ca_file), NULL, 0, 0},
+    {"admin_resource", K_URL, OFF(admin_resource), NULL, 0, 0},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 

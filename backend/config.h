@@ -42,6 +42,8 @@ struct config {
     int http_timeout;         /* seconds for one whole request; default 300 */
     int http_retries;         /* attempts per request including the first; default 8 */
     char *ca_file;            /* extra CA bundle (PEM) to trust, or NULL for the system store */
+    char *admin_resource;     /* token audience of the admin API; NULL: admin_url, except
+                                 https://service.powerapps.com for *.api.bap.microsoft.com */
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing

@@ -52,6 +52,18 @@ int dv_client_new_with_transport(const struct config *cfg, struct http_transport
     size_t l = strlen(c->admin_url);
     while (l > 8 && c->admin_url[l - 1] == '/')
         c->admin_url[--l] = '\0';
+    /* The BAP admin API accepts tokens for the PowerApps service, not for its own host name. */
+    const char *scope = cfg->admin_resource;
+    if (!scope && (http_same_origin(c->admin_url, "https://api.bap.microsoft.com") ||
+                   http_same_origin(c->admin_url, "https://preview.api.bap.microsoft.com")))
+        scope = "https://service.powerapps.com";
+    if (!(c->admin_scope = strdup(scope ? scope : c->admin_url))) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto fail;
+    }
+    l = strlen(c->admin_scope);
+    while (l > 8 && c->admin_scope[l - 1] == '/')
+        c->admin_scope[--l] = '\0';
     c->transport = transport;
     transport = NULL;
     c->max_concurrency = cfg->max_concurrency > 0 ? cfg->max_concurrency : 4;
@@ -112,6 +124,7 @@ void dv_client_free(struct dv_client *c)
     auth_free(c->auth);
     http_transport_free(c->transport);
     free(c->admin_url);
+    free(c->admin_scope);
     if (c->max_concurrency) {
         for (struct dv_slot *s = c->slots, *n; s; s = n) {
             n = s->next;
@@ -168,6 +181,11 @@ int dv_client_peak_concurrency(struct dv_client *c, const char *resource)
     return peak;
 }
 
+void dv_client_cancel(struct dv_client *c)
+{
+    atomic_store(&c->cancel, 1);
+}
+
 void dv_client_stats(struct dv_client *c, struct dv_stats *out)
 {
     out->requests = atomic_load(&c->counters.requests);
@@ -190,7 +208,8 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
                          "refused to follow %s: it is outside the service the token is for", host);
     }
     for (int attempt = 0;; attempt++) {
-        if ((rc = auth_token(c->auth, call->resource, &token, err)))
+        const char *audience = call->token_resource ? call->token_resource : call->resource;
+        if ((rc = auth_token(c->auth, audience, &token, err)))
             break;
         struct http_request req = {
             .method = call->method,
@@ -211,7 +230,7 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
         slot_release(c, slot);
         if (rc || resp->status != 401 || attempt > 0)
             break;
-        auth_invalidate(c->auth, call->resource, token.data);
+        auth_invalidate(c->auth, audience, token.data);
         log_info("dataverse: 401 from the service; fetching a new token");
     }
     if (token.data)
@@ -452,6 +471,7 @@ static int admin_get(struct dv_client *c, const char *url, const char *what,
 {
     static const char *const headers[] = {"Accept: application/json", NULL};
     struct dv_call call = {.method = "GET", .url = url, .resource = c->admin_url,
+                           .token_resource = c->admin_scope,
                            .headers = headers, .max_response = ADMIN_RESPONSE_MAX};
     int rc = dv_call(c, &call, resp, err);
     if (rc)
@@ -589,6 +609,7 @@ int dv_env_set_runtime_state(struct dv_client *c, const struct dv_env *env, cons
     static const char *const headers[] = {"Accept: application/json",
                                           "Content-Type: application/json", NULL};
     struct dv_call call = {.method = "PATCH", .url = url.data, .resource = c->admin_url,
+                           .token_resource = c->admin_scope,
                            .headers = headers, .body = body.data, .body_len = body.len,
                            .retry_unsafe = true /* setting a state is idempotent */,
                            .max_response = ADMIN_RESPONSE_MAX};

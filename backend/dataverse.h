@@ -33,6 +33,10 @@ int dv_client_new(const struct config *cfg, struct dv_client **out, struct dverr
 int dv_client_new_with_transport(const struct config *cfg, struct http_transport *transport,
                                  struct dv_client **out, struct dverr *err);
 void dv_client_free(struct dv_client *c); /* accepts NULL */
+/* Stop every retry wait of this client at once (from a signal handler's thread or another
+ * thread): calls that are waiting to retry return -ECANCELED within ~50 ms; calls in flight end
+ * by their own time-outs. Async-signal-safe (one atomic store). */
+void dv_client_cancel(struct dv_client *c);
 
 /* Counters since dv_client_new (for progress and benchmarks). */
 struct dv_stats {

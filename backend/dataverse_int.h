@@ -15,6 +15,7 @@
 
 struct dv_client {
     char *admin_url;                 /* no trailing slash; immutable */
+    char *admin_scope;               /* token resource of the admin API; immutable */
     struct http_transport *transport;
     struct auth *auth;
     struct http_retry retry;         /* immutable; hold_until_ms points at hold_until below */
@@ -42,7 +43,8 @@ int dv_client_peak_concurrency(struct dv_client *c, const char *resource);
 struct dv_call {
     const char *method;
     const char *url;
-    const char *resource;            /* token resource: admin_url or env->api_url */
+    const char *resource;            /* where the bearer may go: admin_url or env->api_url */
+    const char *token_resource;      /* audience of the token when it differs, else NULL */
     const char *const *headers;      /* extra headers, NULL-terminated, or NULL */
     const char *body;
     size_t body_len;

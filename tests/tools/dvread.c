@@ -10,6 +10,13 @@
  *        prints "<table> <records>" lines
  *   dvread [-v] --config FILE capacity ENV              free tenant database MB
  *   dvread [-v] --config FILE runtime ENV STATE         set AdminMode / Enabled
+ *   dvread [-v] --config FILE request ENV METHOD PATH [BODY|-] [HEADER...]
+ *        prints the status line "status N" and the body
+ *   dvread [-v] --config FILE batch ENV FILE [--continue]
+ *        FILE has one item per line: "METHOD PATH [BODY]" (BODY to the end of the line);
+ *        prints "item <n> <status>" per item
+ *   dvread [-v] --config FILE file-get ENV SET ID COLUMN OUT    bytes to OUT, prints the name
+ *   dvread [-v] --config FILE file-put ENV SET ID COLUMN NAME IN
  * Always ends with a "stats requests=N retries=N throttled=N bytes=N" line on stderr.
  * Exit status: 0, or 1 with the error on stderr ("dvread: <message> (rc=-N)"). */
 #include <errno.h>
@@ -136,6 +143,11 @@ static int find_table(struct dv_client *c, const struct dv_env *env, const char 
             return 0;
         }
     return dverr_set(err, -ENOENT, "no table %s", name);
+}
+
+static int write_out(void *ctx, const void *data, size_t len)
+{
+    return fwrite(data, 1, len, ctx) == len ? 0 : -EIO;
 }
 
 static char *read_text(const char *path)
@@ -329,6 +341,78 @@ int main(int argc, char **argv)
             status = die(rc, &err, "runtime");
             goto out;
         }
+    } else if (strcmp(cmd, "request") == 0 && i + 1 < argc) {
+        const char *method = argv[i], *path = argv[i + 1];
+        const char *body = i + 2 < argc && strcmp(argv[i + 2], "-") != 0 ? argv[i + 2] : NULL;
+        const char *const *headers = i + 3 < argc ? (const char *const *)&argv[i + 3] : NULL;
+        struct dv_response r;
+        if ((rc = dv_request(c, &env, method, path, body, headers, &r, &err))) {
+            status = die(rc, &err, "request");
+            goto out;
+        }
+        printf("status %ld\n%s\n", r.status, r.body.data ? r.body.data : "");
+        buf_release(&r.body);
+    } else if (strcmp(cmd, "batch") == 0 && i < argc) {
+        struct buf text = BUF_INIT;
+        if (read_file(argv[i], 64 << 20, &text)) {
+            status = die(-ENOENT, NULL, "cannot read the batch file");
+            goto out;
+        }
+        bool cont = i + 1 < argc && strcmp(argv[i + 1], "--continue") == 0;
+        struct dv_batch_item *items = calloc(1001, sizeof(*items));
+        size_t n = 0;
+        char *save = NULL;
+        for (char *line = strtok_r(text.data, "\n", &save); line && n < 1001;
+             line = strtok_r(NULL, "\n", &save)) {
+            char *sp = strchr(line, ' ');
+            if (!sp)
+                continue;
+            *sp = '\0';
+            char *path = sp + 1, *body = strchr(path, ' ');
+            if (body)
+                *body++ = '\0';
+            items[n].method = line;
+            items[n].path = path;
+            items[n].body = body;
+            n++;
+        }
+        rc = dv_batch(c, &env, items, n, cont, &err);
+        if (rc) {
+            status = die(rc, &err, "batch");
+        } else {
+            for (size_t k = 0; k < n; k++)
+                printf("item %zu %d\n", k + 1, items[k].status);
+        }
+        dv_batch_items_release(items, n);
+        free(items);
+        buf_release(&text);
+    } else if (strcmp(cmd, "file-get") == 0 && i + 3 < argc) {
+        FILE *f = fopen(argv[i + 3], "wb");
+        char *name = NULL;
+        if (!f) {
+            status = die(-errno, NULL, "cannot create OUT");
+            goto out;
+        }
+        rc = dv_file_download(c, &env, argv[i], argv[i + 1], argv[i + 2], write_out, f, &name,
+                              &err);
+        fclose(f);
+        if (rc) {
+            status = die(rc, &err, "file-get");
+            goto out;
+        }
+        printf("%s\n", name ? name : "");
+        free(name);
+    } else if (strcmp(cmd, "file-put") == 0 && i + 4 < argc) {
+        struct buf data = BUF_INIT;
+        if (read_file(argv[i + 4], 200u << 20, &data)) {
+            status = die(-ENOENT, NULL, "cannot read IN");
+            goto out;
+        }
+        rc = dv_file_upload(c, &env, argv[i], argv[i + 1], argv[i + 2], argv[i + 3], data.data,
+                            data.len, &err);
+        buf_release(&data);
+        if (rc)
+            status = die(rc, &err, "file-put");
     } else {
         status = die(-EINVAL, NULL, "unknown command or missing arguments");
     }

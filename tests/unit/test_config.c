@@ -70,6 +70,7 @@ static void test_defaults_without_file(void **state)
     assert_int_equal(cfg->http_timeout, 300);
     assert_int_equal(cfg->http_retries, 8);
     assert_null(cfg->ca_file);
+    assert_null(cfg->admin_resource);
     assert_string_equal(cfg->s3_region, "us-east-1");
     assert_true(config_env_selected(cfg, "anything"));
     config_free(cfg);
@@ -91,6 +92,7 @@ static void test_parse_file(void **state)
                "http_timeout = 60\n"
                "http_retries = 3\n"
                "ca_file = ~/ca.pem\n"
+               "admin_resource = https://service.powerapps.com/\n"
                "\n",
                0600);
     struct config *cfg = NULL;
@@ -111,6 +113,7 @@ static void test_parse_file(void **state)
     assert_int_equal(cfg->http_retries, 3);
     snprintf(want, sizeof(want), "%s/ca.pem", dir);
     assert_string_equal(cfg->ca_file, want);
+    assert_string_equal(cfg->admin_resource, "https://service.powerapps.com");
     assert_true(config_env_selected(cfg, "contoso-dev"));
     assert_true(config_env_selected(cfg, "fabrikam-prod"));
     assert_false(config_env_selected(cfg, "contoso-test"));

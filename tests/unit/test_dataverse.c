@@ -259,6 +259,25 @@ static void test_env_list(void **state)
     dv_client_free(c);
 }
 
+static void test_admin_resource(void **state)
+{
+    const struct exch s[] = {
+        {"GET", ADMIN "/providers/*", 200, NULL, envs_page2},
+    };
+    cfg.admin_resource = (char *)"https://service.test";
+    struct dv_client *c = client(s, 1);
+    cfg.admin_resource = NULL;
+    struct dv_env *envs = NULL;
+    size_t n = 0;
+    assert_int_equal(dv_env_list(c, &envs, &n, NULL), 0);
+    /* the token is for the configured audience, and it is still only sent to admin_url */
+    assert_non_null(strstr(F.token_body, "scope=https%3A%2F%2Fservice.test%2F.default"));
+    assert_string_equal(F.seen[0].bearer, "tok-1");
+    script_done();
+    dv_env_list_free(envs, n);
+    dv_client_free(c);
+}
+
 static void test_env_nextlink_elsewhere(void **state)
 {
     const struct exch s[] = {
@@ -907,6 +926,32 @@ static void test_admin_writes_and_requests(void **state)
     dv_client_free(c);
 }
 
+static void *cancel_later(void *p)
+{
+    usleep(200000);
+    dv_client_cancel(p);
+    return NULL;
+}
+
+static void test_cancel(void **state)
+{
+    const struct exch s[] = {
+        {"GET", API "accounts", 429, "HTTP/1.1 429 x\r\nRetry-After: 30\r\n\r\n", "{}"},
+    };
+    struct dv_client *c = client(s, 1);
+    struct dv_env env = org_env();
+    struct dv_table t = accounts(false);
+    struct dverr err = {0};
+    pthread_t th;
+    pthread_create(&th, NULL, cancel_later, c);
+    int64_t t0 = now_ms();
+    assert_int_equal(dv_read_table(c, &env, &t, NULL, NULL, NULL, NULL, &err), -ECANCELED);
+    assert_true(now_ms() - t0 < 1000);
+    pthread_join(th, NULL);
+    script_done();
+    dv_client_free(c);
+}
+
 /* ---- concurrency cap ---- */
 
 static atomic_int conc_now, conc_peak, conc_total;
@@ -981,6 +1026,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_list),
         cmocka_unit_test(test_env_nextlink_elsewhere),
+        cmocka_unit_test(test_admin_resource),
         cmocka_unit_test(test_tables_expanded),
         cmocka_unit_test(test_tables_fallback),
         cmocka_unit_test(test_read_full_tracked),
@@ -994,6 +1040,7 @@ int main(void)
         cmocka_unit_test(test_file_download),
         cmocka_unit_test(test_admin_writes_and_requests),
         cmocka_unit_test(test_concurrency_cap),
+        cmocka_unit_test(test_cancel),
     };
     int rc = cmocka_run_group_tests(tests, setup, teardown);
     release_seen();
