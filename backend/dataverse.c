@@ -196,6 +196,26 @@ void dv_client_stats(struct dv_client *c, struct dv_stats *out)
 
 /* ---- the request path ---- */
 
+struct bearer_ctx {
+    struct dv_client *c;
+    const char *audience;
+    struct buf *last;  /* the bearer most recently handed out (for auth_invalidate) */
+};
+
+/* A fresh look in the token cache before every attempt. */
+static int current_bearer(void *ctx, struct buf *out, struct dverr *err)
+{
+    struct bearer_ctx *bc = ctx;
+    int rc = auth_token(bc->c->auth, bc->audience, out, err);
+    if (rc == 0) {
+        if (bc->last->data)
+            explicit_bzero(bc->last->data, bc->last->len);
+        buf_reset(bc->last);
+        rc = buf_add(bc->last, out->data, out->len);
+    }
+    return rc;
+}
+
 int dv_call(struct dv_client *c, const struct dv_call *call, struct http_response *resp,
             struct dverr *err)
 {
@@ -207,19 +227,19 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
         return dverr_set(err, -EPERM,
                          "refused to follow %s: it is outside the service the token is for", host);
     }
+    const char *audience = call->token_resource ? call->token_resource : call->resource;
+    struct bearer_ctx bc = {c, audience, &token};
     for (int attempt = 0;; attempt++) {
-        const char *audience = call->token_resource ? call->token_resource : call->resource;
-        if ((rc = auth_token(c->auth, audience, &token, err)))
-            break;
         struct http_request req = {
             .method = call->method,
             .url = call->url,
             .headers = call->headers,
             .body = call->body,
             .body_len = call->body_len,
-            .bearer = token.data,
             .max_response = call->max_response,
             .retry_unsafe = call->retry_unsafe,
+            .bearer_cb = current_bearer,
+            .bearer_ctx = &bc,
         };
         struct dv_slot *slot = slot_acquire(c, call->resource);
         if (!slot) {

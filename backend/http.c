@@ -772,7 +772,7 @@ int http_perform_retry(struct http_transport *t, const struct http_request *req,
     bool may_retry_any = req->retry_unsafe || method_idempotent(req->method);
     int64_t waited = 0;
     int backoff_n = 0;
-    struct buf ra = BUF_INIT;
+    struct buf ra = BUF_INIT, bearer = BUF_INIT;
     int rc = 0;
     for (int attempt = 1;; attempt++) {
         /* A Retry-After seen by any thread of this client holds every request. */
@@ -791,9 +791,15 @@ int http_perform_retry(struct http_transport *t, const struct http_request *req,
             }
         }
         struct dverr attempt_err = {0};
+        struct http_request this_req = *req;
+        if (req->bearer_cb) {
+            if ((rc = req->bearer_cb(req->bearer_ctx, &bearer, err)))
+                break;
+            this_req.bearer = bearer.data;
+        }
         if (counters)
             atomic_fetch_add(&counters->requests, 1);
-        rc = t->ops->perform(t->impl, req, resp, &attempt_err);
+        rc = t->ops->perform(t->impl, &this_req, resp, &attempt_err);
         if (counters && rc == 0)
             atomic_fetch_add(&counters->bytes_in, resp->body.len);
         int64_t delay = -1;
@@ -858,5 +864,8 @@ int http_perform_retry(struct http_transport *t, const struct http_request *req,
         rc = 0;
     }
     buf_release(&ra);
+    if (bearer.data)
+        explicit_bzero(bearer.data, bearer.len);
+    buf_release(&bearer);
     return rc;
 }

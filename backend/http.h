@@ -38,6 +38,11 @@ struct http_request {
     int (*on_body)(void *ctx, const void *data, size_t len);
     void *on_body_ctx;
     bool retry_unsafe;             /* retry even though the method is not idempotent */
+    /* Optional: called by http_perform_retry before every attempt for the bearer to send (a
+     * token cache refreshes it, so a retry after a long Retry-After wait never goes out with an
+     * expired token). Overrides bearer. 0 or -errno (then no attempt is made). */
+    int (*bearer_cb)(void *ctx, struct buf *out, struct dverr *err);
+    void *bearer_ctx;
 };
 
 struct http_response {

@@ -1255,9 +1255,10 @@ out:
     return rc;
 }
 
-/* Result of checking one object, remembered so shared objects are read once. */
+/* Result of checking one object, remembered so shared objects are read once: an open-addressing
+ * hash table keyed by the id (ids are SHA-256 hex, so their first 16 hex digits hash well). */
 struct checked {
-    char id[65];
+    char id[65];   /* "" when the slot is free */
     char *problem; /* NULL: fine */
 };
 
@@ -1265,24 +1266,54 @@ struct check_state {
     struct repo *r;
     bool read_data;
     struct checked *v;
-    size_t n, cap;
+    size_t n, cap;           /* cap is a power of two */
     struct check_report *rep;
     struct name_list damaged;
 };
 
-static int cmp_checked(const void *a, const void *b)
+static size_t id_slot(const char *id, size_t cap)
 {
-    return strcmp(((const struct checked *)a)->id, ((const struct checked *)b)->id);
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)h & (cap - 1);
+}
+
+static struct checked *checked_find(struct check_state *s, const char *id, bool *fresh)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        struct checked *v = calloc(cap, sizeof *v);
+        if (!v)
+            return NULL;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->v[i].id[0])
+                continue;
+            size_t k = id_slot(s->v[i].id, cap);
+            while (v[k].id[0])
+                k = (k + 1) & (cap - 1);
+            v[k] = s->v[i];
+        }
+        free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    size_t k = id_slot(id, s->cap);
+    while (s->v[k].id[0] && strcmp(s->v[k].id, id) != 0)
+        k = (k + 1) & (s->cap - 1);
+    *fresh = !s->v[k].id[0];
+    return &s->v[k];
 }
 
 /* Check id (once), returning NULL when fine or a description of the problem. */
 static const char *check_once(struct check_state *s, const char *id, bool segment)
 {
-    struct checked key;
-    snprintf(key.id, sizeof key.id, "%s", id);
-    struct checked *hit = s->n ? bsearch(&key, s->v, s->n, sizeof *s->v, cmp_checked) : NULL;
-    if (hit)
-        return hit->problem;
+    bool fresh;
+    struct checked *c = checked_find(s, id, &fresh);
+    if (!c)
+        return "out of memory";
+    if (!fresh)
+        return c->problem;
     struct dverr e = {0};
     char name[80];
     int rc;
@@ -1297,7 +1328,11 @@ static const char *check_once(struct check_state *s, const char *id, bool segmen
             dverr_clear(&e), rc = dverr_set(&e, rc, "%s %.16s is missing",
                                             segment ? "segment" : "blob", id);
     } else if (segment) {
+        uint64_t size = 0;
+        struct dverr ignore = {0};
         rc = segment_verify(s->r->store, id, NULL, &e);
+        if (s->r->store->ops->stat(s->r->store->impl, name, &size, &ignore) == 0)
+            s->rep->bytes_checked += size;
     } else {
         struct buf b = BUF_INIT;
         rc = repo_blob_get(s->r, id, &b, &e);
@@ -1306,22 +1341,25 @@ static const char *check_once(struct check_state *s, const char *id, bool segmen
         s->rep->bytes_checked += b.len;
         buf_release(&b);
     }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 256;
-        struct checked *v = realloc(s->v, cap * sizeof *v);
-        if (!v)
-            return "out of memory";
-        s->v = v;
-        s->cap = cap;
-    }
-    struct checked *c = &s->v[s->n++];
     snprintf(c->id, sizeof c->id, "%s", id);
+    s->n++;
     c->problem = rc ? strdup(dverr_msg(&e)[0] ? dverr_msg(&e) : strerror(-rc)) : NULL;
     if (rc && !c->problem)
-        c->problem = strdup("damaged");
-    const char *problem = c->problem;
-    qsort(s->v, s->n, sizeof *s->v, cmp_checked); /* keep it searchable */
-    return problem;
+        return "damaged";
+    return c->problem;
+}
+
+/* read_data: the table as its chain merges has the records and size the manifest says. */
+struct size_ctx {
+    uint64_t records, line_bytes;
+};
+
+static int size_add(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+{
+    struct size_ctx *c = ctx;
+    c->records++;
+    c->line_bytes += line_len;
+    return 0;
 }
 
 static int report(struct check_state *s, const char *env, const char *point, const char *what,
@@ -1364,6 +1402,26 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
                 if (problem)
                     rc = report(&s, env, name, pt->name, problem);
             }
+            bool chain_ok = true;
+            for (size_t k = 0; k < pt->n_segments; k++)
+                chain_ok = chain_ok && check_once(&s, pt->segments[k], true) == NULL;
+            if (!rc && read_data && chain_ok) {
+                /* the merged table must be what the manifest promises the mount */
+                struct size_ctx sc = {0};
+                struct dverr te = {0};
+                int trc = table_iterate(r, p, pt->name, size_add, &sc, &te);
+                uint64_t bytes = sc.records ? sc.line_bytes + 2 * sc.records + 3 : 4;
+                char what[200];
+                if (trc)
+                    rc = report(&s, env, name, pt->name, dverr_msg(&te));
+                else if (sc.records != pt->records || bytes != pt->bytes) {
+                    snprintf(what, sizeof what, "the segments give %llu records, %llu bytes; the "
+                             "manifest says %llu, %llu", (unsigned long long)sc.records,
+                             (unsigned long long)bytes, (unsigned long long)pt->records,
+                             (unsigned long long)pt->bytes);
+                    rc = report(&s, env, name, pt->name, what);
+                }
+            }
             const char *problem = pt->schema ? check_once(&s, pt->schema, false) : NULL;
             if (!rc && problem) {
                 char what[300];
@@ -1384,7 +1442,7 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
     }
     name_list_sort_unique(&s.damaged);
 out:
-    for (size_t i = 0; i < s.n; i++)
+    for (size_t i = 0; i < s.cap; i++)
         free(s.v[i].problem);
     free(s.v);
     repo_names_free(manifests.v, manifests.n);

@@ -89,6 +89,35 @@ DVSNAP_AZURE_KEY_FILE="$T/bad.key" $O "azure://$AZ_ACCOUNT/dvsnap-test/repo" get
 check_eq "azure: a wrong account key is refused (EIO)" 5 "$rc"
 check "azure: ... with the server's reason" grep -q "403" "$T/err"
 
+# Azure with an account SAS token instead of the key (signed here with openssl, as the portal would).
+keyhex=$(printf '%s' "$AZ_KEY" | base64 -d | od -An -tx1 -v | tr -d ' \n')
+sts=$(printf 'devstoreaccount1\nrwdlac\nb\nsco\n\n2030-01-01T00:00:00Z\n\nhttps,http\n2019-02-02\n')
+sig=$(printf '%s\n' "$sts" | openssl dgst -sha256 -mac HMAC -macopt "hexkey:$keyhex" -binary | base64 -w0 | jq -Rr @uri)
+printf '?sv=2019-02-02&ss=b&srt=sco&sp=rwdlac&se=2030-01-01T00:00:00Z&spr=https,http&sig=%s\n' "$sig" >"$T/sas"; chmod 600 "$T/sas"
+check "azure SAS: put" sh -c "echo via-sas | DVSNAP_AZURE_KEY_FILE=$T/sas $O azure://$AZ_ACCOUNT/dvsnap-sas/p put x"
+check_eq "azure SAS: get" "via-sas" "$(DVSNAP_AZURE_KEY_FILE=$T/sas $O "azure://$AZ_ACCOUNT/dvsnap-sas/p" get x)"
+check_eq "azure SAS: list" "8 x" "$(DVSNAP_AZURE_KEY_FILE=$T/sas $O "azure://$AZ_ACCOUNT/dvsnap-sas/p" list '')"
+sed 's/sig=./sig=0/' "$T/sas" >"$T/sas.bad"; chmod 600 "$T/sas.bad"
+DVSNAP_AZURE_KEY_FILE="$T/sas.bad" $O "azure://$AZ_ACCOUNT/dvsnap-sas/p" get x >/dev/null 2>&1; rc=$?
+check_eq "azure SAS: a bad signature is refused (EIO)" 5 "$rc"
+OBJTOOL_DEBUG=1 DVSNAP_AZURE_KEY_FILE=$T/sas $O "azure://$AZ_ACCOUNT/dvsnap-sas/p" get x >/dev/null 2>"$T/debug.log"
+check_fails "azure SAS: the signature never reaches the log" grep -qF "$sig" "$T/debug.log"
+
+# Credential files must be private (mode 0600), as every secret of dvsnap.
+chmod 644 "$AZ_KEYFILE"
+$O "azure://$AZ_ACCOUNT/dvsnap-test/repo" get a/b.txt >/dev/null 2>"$T/err"; rc=$?
+check "azure: a key file readable by others is refused (rc=$rc)" test "$rc" -ne 0
+chmod 600 "$AZ_KEYFILE"
+chmod 644 "$S3_CREDFILE"
+$O "s3://dvsnap-test/repo" get a/b.txt >/dev/null 2>"$T/err"; rc=$?
+check "s3: a credentials file readable by others is refused (rc=$rc)" test "$rc" -ne 0
+chmod 600 "$S3_CREDFILE"
+check_eq "s3: credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY" "$(cat "$T/small")" \
+  "$(env -u DVSNAP_S3_CREDENTIALS_FILE AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER $O s3://dvsnap-test/repo get a/b.txt)"
+env -u DVSNAP_S3_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY $O s3://dvsnap-test/repo get a/b.txt >/dev/null 2>"$T/err"; rc=$?
+check_eq "s3: no credentials at all is EINVAL" 22 "$rc"
+check "s3: ... with a message naming the settings" grep -q "s3_credentials_file" "$T/err"
+
 # Azure put_if_absent is atomic on the server: of 8 racing writers exactly one wins.
 for i in 1 2 3 4 5 6 7 8; do
   ( echo "writer $i" | $O "azure://$AZ_ACCOUNT/dvsnap-test/repo" put-if-absent race/lock 2>/dev/null; echo $? >"$T/race.$i" ) &

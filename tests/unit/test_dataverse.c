@@ -62,6 +62,7 @@ struct fake {
     int tokens;
     char token_body[1024];
     long token_status;     /* 0: 200 with a token */
+    int token_life;        /* expires_in; 0: 3599 */
     const char *token_error;
 };
 
@@ -86,8 +87,8 @@ static int fake_perform(void *impl, const struct http_request *req, struct http_
         }
         resp->status = 200;
         buf_printf(&resp->body,
-                   "{\"token_type\":\"Bearer\",\"expires_in\":3599,\"access_token\":\"tok-%d\"}",
-                   f->tokens);
+                   "{\"token_type\":\"Bearer\",\"expires_in\":%d,\"access_token\":\"tok-%d\"}",
+                   f->token_life ? f->token_life : 3599, f->tokens);
         return 0;
     }
     assert_true(f->n_seen < 64);
@@ -524,6 +525,24 @@ static void test_read_delta_and_untracked(void **state)
     assert_string_equal(col.ids.data, "a9,u1,u2,");
     assert_null(strstr(F.seen[1].headers, "odata.track-changes"));
     collect_release(&col);
+    dv_client_free(c);
+}
+
+static void test_retry_gets_fresh_token(void **state)
+{
+    /* A 2 s token and a 2 s Retry-After: the retry must not reuse the old token. */
+    const struct exch s[] = {
+        {"GET", API "accounts", 429, "HTTP/1.1 429 x\r\nRetry-After: 2\r\n\r\n", "{}"},
+        {"GET", API "accounts", 200, NULL, "{\"value\":[]}"},
+    };
+    struct dv_client *c = client(s, 2);
+    F.token_life = 2;
+    struct dv_env env = org_env();
+    struct dv_table t = accounts(false);
+    assert_int_equal(dv_read_table(c, &env, &t, NULL, NULL, NULL, NULL, NULL), 0);
+    script_done();
+    assert_string_equal(F.seen[0].bearer, "tok-1");
+    assert_string_equal(F.seen[1].bearer, "tok-2");
     dv_client_free(c);
 }
 
@@ -1032,6 +1051,7 @@ int main(void)
         cmocka_unit_test(test_read_full_tracked),
         cmocka_unit_test(test_read_delta_and_untracked),
         cmocka_unit_test(test_read_expired_token),
+        cmocka_unit_test(test_retry_gets_fresh_token),
         cmocka_unit_test(test_read_refuses_foreign_links),
         cmocka_unit_test(test_read_malformed),
         cmocka_unit_test(test_401_refresh_and_token_errors),

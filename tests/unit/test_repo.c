@@ -157,7 +157,7 @@ static struct point *one_table_point(const char *env, char **chain, size_t n, ui
     p->tables = calloc(1, sizeof *p->tables);
     p->tables[0].name = strdup("account");
     p->tables[0].primary_key = strdup("id");
-    p->tables[0].segments = calloc(n, sizeof(char *));
+    p->tables[0].segments = calloc(n ? n : 1, sizeof(char *));
     for (size_t i = 0; i < n; i++)
         p->tables[0].segments[i] = strdup(chain[i]);
     p->tables[0].n_segments = n;
@@ -747,6 +747,108 @@ static void test_prune_waits_for_capture(void **state)
     free(id);
 }
 
+struct seen {
+    struct buf keys;
+    int n;
+    struct repo_capture *c;
+};
+
+static int see(void *ctx, const char *key, uint64_t hash, uint64_t len)
+{
+    struct seen *s = ctx;
+    buf_printf(&s->keys, "%s=%llu/%llu;", key, (unsigned long long)hash, (unsigned long long)len);
+    s->n++;
+    /* deleting while iterating is allowed (a full read's deletions are found this way) */
+    if (s->c && strcmp(key, "plain-key") == 0)
+        return repo_capture_state_put(s->c, "account", key, strlen(key), 0, 0, true);
+    return 0;
+}
+
+/* The capture state: GUID keys (stored packed) and other keys, including a 16-byte one, come back
+ * exactly; pending puts overlay the committed state; iteration pages through many keys. */
+static void test_state_iterate(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    struct repo_capture *c = NULL;
+    assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+    const char *keys[] = {"0216ea39-aa40-4e8c-825c-892f2c82b146", "0216EA39-AA40-4E8C-825C-892F2C82B146",
+                          "sixteen-byte-key", "plain-key", "ü-unicode"};
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(repo_capture_state_put(c, "account", keys[i], strlen(keys[i]),
+                                                (uint64_t)i + 1, (uint64_t)i * 10, false), 0);
+    for (int i = 0; i < 10000; i++) { /* more than one page of iteration */
+        char k[40];
+        snprintf(k, sizeof k, "%08x-0000-4000-8000-%012d", i, i);
+        assert_int_equal(repo_capture_state_put(c, "contact", k, strlen(k), (uint64_t)i, 7, false), 0);
+    }
+    uint64_t h, l;
+    bool found;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(repo_capture_state_get(c, "account", keys[i], strlen(keys[i]), &h, &l,
+                                                &found), 0);
+        assert_true(found);
+        assert_int_equal(h, i + 1);
+    }
+    struct point *p = one_table_point("contoso-dev", NULL, 0, 0, 4);
+    assert_int_equal(repo_capture_commit(c, p, &e), 0);
+    point_free(p);
+
+    assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+    assert_int_equal(repo_capture_state_put(c, "account", "ü-unicode", strlen("ü-unicode"), 99, 1,
+                                            false), 0);
+    struct seen s = {BUF_INIT, 0, c};
+    assert_int_equal(repo_capture_state_iterate(c, "account", see, &s), 0);
+    assert_int_equal(s.n, 5);
+    assert_non_null(strstr(s.keys.data, "0216ea39-aa40-4e8c-825c-892f2c82b146=1/0;"));
+    assert_non_null(strstr(s.keys.data, "0216EA39-AA40-4E8C-825C-892F2C82B146=2/10;"));
+    assert_non_null(strstr(s.keys.data, "sixteen-byte-key=3/20;"));
+    assert_non_null(strstr(s.keys.data, "ü-unicode=99/1;"));
+    assert_int_equal(repo_capture_state_get(c, "account", "plain-key", 9, &h, &l, &found), 0);
+    assert_false(found);
+    struct seen s2 = {BUF_INIT, 0, NULL};
+    assert_int_equal(repo_capture_state_iterate(c, "contact", see, &s2), 0);
+    assert_int_equal(s2.n, 10000);
+    assert_int_equal(repo_capture_state_iterate(c, "nosuchtable", see, &s2), 0);
+    assert_int_equal(s2.n, 10000);
+    repo_capture_abort(c); /* nothing kept */
+    assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "plain-key", 9, &h, &l, &found), 0);
+    assert_true(found);
+    repo_capture_abort(c);
+    buf_release(&s.keys);
+    buf_release(&s2.keys);
+}
+
+/* check --read-data merges every table and compares it with the manifest's counts. */
+static void test_check_sizes(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    struct point *p = commit_point(f, "contoso-dev", 1763715600, "system", 30, 1, 0);
+    struct point *bad = point_dup(p);
+    assert_non_null(bad);
+    free(bad->name);
+    bad->name = strdup("2025-11-21T091500Z");
+    bad->tables[0].bytes += 1;
+    struct buf doc = BUF_INIT;
+    assert_int_equal(manifest_render(bad, &doc, &e), 0);
+    struct objstore *s = repo_store(f->r);
+    assert_int_equal(s->ops->put(s->impl, "points/contoso-dev/2025-11-21T091500Z.json", doc.data,
+                                 doc.len, &e), 0);
+    struct check_report rep;
+    assert_int_equal(repo_check(f->r, false, &rep, &e), 0);
+    check_report_release(&rep);
+    assert_int_equal(repo_check(f->r, true, &rep, &e), -EIO);
+    assert_int_equal(rep.n_damaged, 1);
+    assert_non_null(strstr(rep.damaged[0], "contoso-dev/2025-11-21T091500Z: account"));
+    assert_non_null(strstr(rep.damaged[0], "the manifest says"));
+    check_report_release(&rep);
+    buf_release(&doc);
+    point_free(bad);
+    point_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -760,6 +862,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_crash_between_manifest_and_catalog, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_forget, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune_waits_for_capture, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_state_iterate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_check_sizes, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
