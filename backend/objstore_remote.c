@@ -39,8 +39,9 @@ int remote_init(struct remote *r, const char *what, struct dverr *err)
     r->http = http_transport_curl_new(&opts);
     if (!r->http)
         return dverr_set(err, -ENOMEM, "%s: cannot create the HTTP transport", what);
-    /* Bounded: a dead store fails a request within ~20 s (plus the request time-outs). */
-    r->retry.max_attempts = env_int("DVSNAP_OBJSTORE_ATTEMPTS", 4, 1, 50);
+    /* Bounded: a refused connection fails within ~2 s; a stalled store within 3 time-outs of
+     * 10 s (small requests) plus the waits between them. */
+    r->retry.max_attempts = env_int("DVSNAP_OBJSTORE_ATTEMPTS", 3, 1, 50);
     r->retry.base_delay_ms = 200;
     r->retry.max_delay_ms = 5000;
     r->retry.max_total_ms = 20000;
@@ -115,7 +116,7 @@ int remote_split_location(const char *location, const char *scheme, char **first
 int remote_timeout_s(uint64_t up, uint64_t down)
 {
     uint64_t mib = (up + (down > ((uint64_t)1 << 33) ? ((uint64_t)1 << 33) : down)) >> 20;
-    uint64_t t = 15 + mib;
+    uint64_t t = 10 + mib;
     return (int)(t > 600 ? 600 : t);
 }
 

@@ -1,8 +1,8 @@
 /* objstore_remote: what the Azure Blob and S3 drivers share (internal to backend/objstore_*.c).
  *
  * - Location parsing ("scheme://A/B/PREFIX"), object-name validation ([A-Za-z0-9._/-], no "..").
- * - One HTTP transport (backend/http.h) with the drivers' retry policy: a few attempts with
- *   backoff bounded to ~20 s in all, so a dead store turns into -ETIMEDOUT/-ECONNREFUSED/-EIO
+ * - One HTTP transport (backend/http.h) with the drivers' retry policy: 3 attempts, waits
+ *   between them bounded to 20 s in all, so a dead store turns into -ETIMEDOUT/-ECONNREFUSED/-EIO
  *   quickly enough for a mount read to fail in bounded time.
  * - Status mapping (404 -> -ENOENT, 409/412 -> -EEXIST, else -EIO with the server's code and
  *   message taken from its XML error body, escaped), and a tiny XML scanner for the flat list
@@ -49,7 +49,7 @@ int remote_split_location(const char *location, const char *scheme, char **first
 bool remote_name_ok(const char *name, bool allow_empty);
 
 /* Whole-request time-out in seconds for a request sending `up` bytes and receiving at most `down`
- * (0: a small answer): 15 s plus 1 s per MiB, at most 600 s, so a stalled store turns into
+ * (0: a small answer): 10 s plus 1 s per MiB, at most 600 s, so a stalled store turns into
  * -ETIMEDOUT in bounded time. */
 int remote_timeout_s(uint64_t up, uint64_t down);
 /* Perform req with the driver retry policy. On 0 the response holds the final status. */
