@@ -161,6 +161,8 @@ void dvstore_free(struct store *s);
 struct sqlite3 *dvstore_get(struct store *s);   /* a connection for this thread; give it back */
 void dvstore_put(struct store *s, struct sqlite3 *db);
 int dvstore_is_seeded(struct store *s, bool *seeded);
+/* Drop and recreate every table (inside the caller's transaction). */
+int dvstore_recreate(struct sqlite3 *db);
 /* 1 when meta key k holds exactly v. */
 int dvstore_meta_equals(struct sqlite3 *db, const char *k, const char *v);
 int dvstore_errno(int rc);
@@ -246,6 +248,12 @@ struct req {
     struct buf out;
     bool no_faults;
     int64_t start_ms;
+    /* $batch parts (webwrite.c): headers come from inner_hdrs instead of the connection */
+    bool inner;
+    struct qarg inner_hdrs[24];
+    int n_inner_hdrs;
+    struct req *outer;        /* the $batch request of a part */
+    struct sqlite3 *txn_db;   /* a part inside an open transaction (change set or item) */
 };
 const char *sreq_header(struct req *r, const char *name);
 /* Every value of a header joined with ", " into out. */
@@ -277,6 +285,10 @@ struct write_ctx {
     int env;
     bool audit;               /* write audit rows */
 };
+/* The projection a request asks for ($select, Prefer annotations); 0 or a 400 reply. ctx_sel
+ * gets "(<select>)" for @odata.context. */
+int webapi_projection_for(struct req *r, const struct table_def *t, struct projection *p, char *ctx_sel,
+                          size_t ctx_n);
 void webwrite_route(struct req *r, const struct table_def *t, const char *key, const char *sub);
 void webwrite_batch(struct req *r);
 /* Audit row for an operation (1 create, 2 update, 3 delete) inside the caller's transaction. */

@@ -732,6 +732,20 @@ static int gen_audit(struct gen *g, uint64_t i)
 
 typedef int (*gen_fn)(struct gen *, uint64_t);
 
+struct keyed {
+    uint64_t hi, lo, index;
+};
+
+static int keyed_cmp(const void *a, const void *b)
+{
+    const struct keyed *x = a, *y = b;
+    if (x->hi != y->hi)
+        return x->hi < y->hi ? -1 : 1;
+    if (x->lo != y->lo)
+        return x->lo < y->lo ? -1 : 1;
+    return 0;
+}
+
 static int seed_env(struct gen *g)
 {
     static const gen_fn fns[N_TABLES] = {gen_account, gen_contact, gen_opportunity, gen_incident,
@@ -753,11 +767,29 @@ static int seed_env(struct gen *g)
     g->ver = 1000000 + 1000 * (int64_t)g->env;
     for (int k = 0; k < N_TABLES; k++) {
         int tb = order[k];
-        for (int64_t i = 0; i < g->counts[tb]; i++) {
-            int rc = fns[tb](g, (uint64_t)i);
-            if (rc)
-                return rc;
+        /* insert in primary-key order: the clustered B-tree only ever grows at one end */
+        size_t n = (size_t)g->counts[tb];
+        struct keyed *ks = malloc((n ? n : 1) * sizeof *ks);
+        if (!ks)
+            return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+            char id[37];
+            id_of(g, tb, i, id);
+            ks[i].hi = strtoull((char[17]){id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[9], id[10],
+                                           id[11], id[12], id[14], id[15], id[16], id[17], 0}, NULL, 16);
+            ks[i].lo = strtoull((char[17]){id[19], id[20], id[21], id[22], id[24], id[25], id[26], id[27], id[28],
+                                           id[29], id[30], id[31], id[32], id[33], id[34], id[35], 0}, NULL, 16);
+            ks[i].index = i;
         }
+        qsort(ks, n, sizeof *ks, keyed_cmp);
+        for (size_t i = 0; i < n; i++) {
+            int rc = fns[tb](g, ks[i].index);
+            if (rc) {
+                free(ks);
+                return rc;
+            }
+        }
+        free(ks);
     }
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(g->db, "INSERT OR REPLACE INTO orgver(env, ver) VALUES(?1, ?2)", -1, &st, NULL);
@@ -779,9 +811,15 @@ int dvseed_tenant(struct dvsim *d, struct dverr *err)
     int64_t t0 = now_ms();
     int rc = g.db ? 0 : -EIO;
     if (!rc)
-        rc = dvstore_errno(sqlite3_exec(g.db, "BEGIN IMMEDIATE; DELETE FROM rec; DELETE FROM orgver;"
-                                                "DELETE FROM files; DELETE FROM envstate; DELETE FROM meta;",
-                                          NULL, NULL, NULL));
+        rc = dvstore_errno(sqlite3_exec(g.db, "PRAGMA cache_size=-262144", NULL, NULL, NULL));
+    /* a bulk load needs no journal; only possible while no other connection has the file open
+     * (start-up), so a failure here just keeps WAL */
+    if (!rc)
+        sqlite3_exec(g.db, "PRAGMA journal_mode=OFF", NULL, NULL, NULL);
+    if (!rc)
+        rc = dvstore_begin(g.db);
+    if (!rc)
+        rc = dvstore_recreate(g.db);
     if (!rc)
         rc = dvstore_errno(sqlite3_prepare_v2(
             g.db, "INSERT INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)", -1, &g.ins, NULL));
@@ -809,6 +847,8 @@ int dvseed_tenant(struct dvsim *d, struct dverr *err)
         rc = dvstore_commit(g.db);
     else
         dvstore_rollback(g.db);
+    if (g.db)
+        sqlite3_exec(g.db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
     if (rc)
         dverr_set(err, rc, "seeding failed: %s", g.db ? sqlite3_errmsg(g.db) : "no database");
     else

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -33,6 +34,12 @@ double dvsim_rand(struct dvsim *d)
 
 const char *sreq_header(struct req *r, const char *name)
 {
+    if (r->inner) {
+        for (int i = 0; i < r->n_inner_hdrs; i++)
+            if (strcasecmp(r->inner_hdrs[i].key, name) == 0)
+                return r->inner_hdrs[i].val;
+        return strcasecmp(name, "Host") == 0 && r->outer ? sreq_header(r->outer, name) : NULL;
+    }
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
 }
 
@@ -55,6 +62,11 @@ static enum MHD_Result join_header(void *cls, enum MHD_ValueKind kind, const cha
 void sreq_header_all(struct req *r, const char *name, struct buf *out)
 {
     struct hdr_join j = {name, out};
+    if (r->inner) {
+        for (int i = 0; i < r->n_inner_hdrs; i++)
+            join_header(&j, MHD_HEADER_KIND, r->inner_hdrs[i].key, r->inner_hdrs[i].val);
+        return;
+    }
     MHD_get_connection_values(r->conn, MHD_HEADER_KIND, join_header, &j);
 }
 

@@ -1,5 +1,7 @@
 /* store: dvsim's SQLite database. One file holds every org's records as canonical lines:
- *   rec(tid, id, ver, del, line)  tid = env*16 + table; del=1 rows are tombstones (line NULL)
+ *   rec(rid, tid, id, ver, del, line)  tid = env*16 + table; unique (tid, id); index (tid, ver);
+ *                                 del=1 rows are tombstones (line NULL). A rowid table: lines of
+ *                                 1-2 KB would spill to overflow pages in a WITHOUT ROWID table.
  *   orgver(env, ver)              the per-org change-tracking version counter
  *   files(tid, id, col, name, mimetype, data)  file column contents
  *   envstate(env, runtime, sku)   runtime state and SKU changed through the admin API
@@ -24,14 +26,24 @@ struct store {
 };
 
 static const char dvschema_sql[] =
-    "CREATE TABLE IF NOT EXISTS rec(tid INTEGER NOT NULL, id TEXT NOT NULL, ver INTEGER NOT NULL,"
-    " del INTEGER NOT NULL DEFAULT 0, line BLOB, PRIMARY KEY(tid, id)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS rec(rid INTEGER PRIMARY KEY, tid INTEGER NOT NULL, id TEXT NOT NULL,"
+    " ver INTEGER NOT NULL, del INTEGER NOT NULL DEFAULT 0, line BLOB);"
+    "CREATE UNIQUE INDEX IF NOT EXISTS rec_key ON rec(tid, id);"
     "CREATE INDEX IF NOT EXISTS rec_ver ON rec(tid, ver);"
     "CREATE TABLE IF NOT EXISTS orgver(env INTEGER PRIMARY KEY, ver INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS files(tid INTEGER, id TEXT, col TEXT, name TEXT, mimetype TEXT,"
     " data BLOB, PRIMARY KEY(tid, id, col));"
     "CREATE TABLE IF NOT EXISTS envstate(env INTEGER PRIMARY KEY, runtime TEXT, sku TEXT);"
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);";
+
+int dvstore_recreate(sqlite3 *db)
+{
+    int rc = sqlite3_exec(db, "DROP TABLE IF EXISTS rec; DROP TABLE IF EXISTS orgver; DROP TABLE IF EXISTS files;"
+                              "DROP TABLE IF EXISTS envstate; DROP TABLE IF EXISTS meta;", NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, dvschema_sql, NULL, NULL, NULL);
+    return dvstore_errno(rc);
+}
 
 int dvstore_errno(int rc)
 {
@@ -75,6 +87,7 @@ int dvstore_open(const char *path, struct store **out, struct dverr *err)
         return dverr_set(err, -EACCES, "cannot open database %s", path);
     }
     char *msg = NULL;
+    sqlite3_exec(db, "PRAGMA page_size=8192", NULL, NULL, NULL); /* only takes effect on a new file */
     int rc = sqlite3_exec(db, dvschema_sql, NULL, NULL, &msg);
     if (rc != SQLITE_OK) {
         dverr_set(err, dvstore_errno(rc), "database %s: %s", path, msg ? msg : "?");

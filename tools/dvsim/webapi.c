@@ -1442,3 +1442,10 @@ void webapi_route(struct req *r, const char *rest)
     }
     sreply_error(r, 404, "0x80060888", "Resource not found for the segment '%.80s'.", rest);
 }
+
+int webapi_projection_for(struct req *r, const struct table_def *t, struct projection *p, char *ctx_sel, size_t ctx_n)
+{
+    struct prefer pf;
+    webapi_prefer_parse(r, &pf);
+    return webapi_projection_init(r, t, &pf, p, ctx_sel, ctx_n);
+}
