@@ -1,9 +1,11 @@
 /* dataverse_webapi: one environment's Web API: table definitions, paged and change-tracked reads,
  * file columns and single requests (see dataverse.h).
  *
- * Reads send one Prefer header: "odata.maxpagesize=5000,odata.include-annotations=..." plus
- * ",odata.track-changes" on full reads of tracked tables (RFC 7240 allows the comma form; one
- * header survives servers that read only the first). Each page is parsed with json.h (exact
+ * Reads send one Prefer header: "[odata.track-changes,]odata.maxpagesize=N,
+ * odata.include-annotations=..." (track-changes on full reads of tracked tables; RFC 7240 allows
+ * the comma form, and one header survives servers that read only the first). N is 5000, or 10 for
+ * tables whose rows carry files inline (annotation, attachments), so a page stays far below the
+ * 256 MiB page cap. Each page is parsed with json.h (exact
  * numbers) and handed to the caller record by record; a nextLink or deltaLink outside the
  * environment's Web API is refused (-EPERM) before anything is sent; a nextLink that repeats the
  * current URL is a protocol error (no endless loop). The expired-token answer is -ESTALE.
@@ -25,9 +27,9 @@
 #define ANNOTATIONS                                                                        \
     "odata.include-annotations=\"OData.Community.Display.V1.FormattedValue,"               \
     "Microsoft.Dynamics.CRM.lookuplogicalname\""
-#define PREFER_READ "Prefer: odata.maxpagesize=5000," ANNOTATIONS
-#define PREFER_TRACK "Prefer: odata.track-changes,odata.maxpagesize=5000," ANNOTATIONS
-#define PAGE_MAX (512ull << 20)
+#define PAGE_SIZE 5000
+#define PAGE_SIZE_ATTACHMENTS 10 /* rows carry whole files as base64 (5 MB each by default) */
+#define PAGE_MAX (256ull << 20)
 #define DEFS_MAX (1024ull << 20)
 #define FILE_CHUNK (4u << 20)
 #define EXPIRED_TEXT "Version stamp associated with the client has expired"
@@ -351,6 +353,20 @@ static bool is_expired_token(const struct http_response *resp)
     return strstr(resp->body.data, EXPIRED_TEXT) || strstr(resp->body.data, EXPIRED_CODE);
 }
 
+/* Tables whose rows hold file bytes inline get small pages, so one page stays well below
+ * PAGE_MAX and memory stays bounded. */
+static int page_size_for(const struct dv_table *t)
+{
+    if (strcmp(t->logical_name, "annotation") == 0 ||
+        strcmp(t->logical_name, "activitymimeattachment") == 0 ||
+        strcmp(t->logical_name, "attachment") == 0)
+        return PAGE_SIZE_ATTACHMENTS;
+    for (size_t i = 0; i < t->n_attrs; i++)
+        if (t->attrs[i].logical_name && strcmp(t->attrs[i].logical_name, "documentbody") == 0)
+            return PAGE_SIZE_ATTACHMENTS;
+    return PAGE_SIZE;
+}
+
 static bool is_deleted_row(const struct json_node *o)
 {
     const char *ctx = json_get_str(o, "@odata.context");
@@ -394,10 +410,12 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
     }
     if (rc)
         goto out;
+    char prefer[256];
+    snprintf(prefer, sizeof(prefer), "Prefer: %sodata.maxpagesize=%d,%s",
+             (!delta_link && table->change_tracking) ? "odata.track-changes," : "",
+             page_size_for(table), ANNOTATIONS);
     const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
-                             "OData-Version: 4.0", "If-None-Match: null",
-                             (!delta_link && table->change_tracking) ? PREFER_TRACK : PREFER_READ,
-                             NULL};
+                             "OData-Version: 4.0", "If-None-Match: null", prefer, NULL};
     for (;;) {
         if (!http_url_within(url.data, base.data)) {
             char esc[160];

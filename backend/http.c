@@ -736,6 +736,13 @@ static uint64_t rand_below(uint64_t n)
     return n ? s % n : 0;
 }
 
+/* A random extra wait after a server-named delay: up to a tenth of it plus 100 ms, at most 1 s. */
+static int64_t stagger_ms(int64_t delay)
+{
+    int64_t span = delay / 10 + 100;
+    return (int64_t)rand_below((uint64_t)(span < 1000 ? span : 1000));
+}
+
 /* Sleep until the monotonic time `until` (ms); -ECANCELED when cancel is set meanwhile. */
 static int sleep_until(int64_t until, atomic_int *cancel)
 {
@@ -771,7 +778,7 @@ int http_perform_retry(struct http_transport *t, const struct http_request *req,
     }
     bool may_retry_any = req->retry_unsafe || method_idempotent(req->method);
     int64_t waited = 0;
-    int backoff_n = 0;
+    int backoff_n = 0, throttled_attempts = 0;
     struct buf ra = BUF_INIT, bearer = BUF_INIT;
     int rc = 0;
     for (int attempt = 1;; attempt++) {
@@ -785,9 +792,12 @@ int http_perform_retry(struct http_transport *t, const struct http_request *req,
                                                "retry budget allows");
                     break;
                 }
-                if ((rc = sleep_until(hold, pol.cancel)))
+                /* Threads released by the same hold would all fire at once and all but one be
+                 * throttled again: each adds its own small random stagger. */
+                int64_t until = hold + stagger_ms(hold - now);
+                if ((rc = sleep_until(until, pol.cancel)))
                     break;
-                waited += hold - now;
+                waited += until - now;
             }
         }
         struct dverr attempt_err = {0};
@@ -818,13 +828,18 @@ int http_perform_retry(struct http_transport *t, const struct http_request *req,
                  * the server's clock second, so round up by a little. */
                 if (delay > 0)
                     delay += 50;
+                /* Waits named by the server are bounded by time, not by the attempt count (up
+                 * to ten times as many throttled attempts as other failures). */
+                if (throttled_attempts++ < 10 * pol.max_attempts)
+                    attempt--;
                 if (pol.hold_until_ms) {
                     int64_t until = now_ms() + delay;
                     int64_t cur = atomic_load(pol.hold_until_ms);
-                    while (cur < until &&
+                        while (cur < until &&
                            !atomic_compare_exchange_weak(pol.hold_until_ms, &cur, until))
                         ;
                 }
+                delay += stagger_ms(delay);
             }
             if (attempt >= pol.max_attempts) {
                 break; /* the last response is returned as is */

@@ -8,8 +8,10 @@
  * request and is never logged.
  *
  * Retry policy (http_perform_retry): 429 and 503 wait Retry-After (integer seconds or HTTP date)
- * when given; other transient failures (connection errors, time-outs, 500/502/503/504) back off
- * exponentially with full jitter; attempts and total time are bounded. Only idempotent requests
+ * when given, never less, plus a small random stagger (so threads released together do not
+ * stampede); such server-named waits are bounded by the total time and by ten times
+ * max_attempts. Other transient failures (connection errors, time-outs, 408/500/502/503/504) back
+ * off exponentially with full jitter and count against max_attempts. Only idempotent requests
  * are retried unless req->retry_unsafe is set (PATCH upserts by key and $batch of upserts are
  * idempotent by design and set it). Thread-safe. */
 #ifndef DVSNAP_HTTP_H

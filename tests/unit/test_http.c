@@ -268,12 +268,27 @@ static void test_total_budget_and_gate(void **state)
     atomic_init(&hold, 0);
     static const struct step once[] = {{0, 429, "Retry-After: 1\r\n", NULL}};
     static const struct step ok[] = {{0, 200, "", NULL}};
-    struct http_retry gate = {.max_attempts = 1, .base_delay_ms = 1, .hold_until_ms = &hold};
+    /* (a budget below the Retry-After: the 429 comes back at once, the gate stays set) */
+    struct http_retry gate = {.max_attempts = 1, .base_delay_ms = 1, .max_total_ms = 500,
+                              .hold_until_ms = &hold};
     assert_int_equal(run(&f, once, 1, "GET", false, &gate, NULL, &resp, NULL), 0);
     int64_t first = f.at[0];
     assert_int_equal(resp.status, 429);
-    assert_int_equal(run(&f, ok, 1, "GET", false, &gate, NULL, &resp, NULL), 0);
+    struct http_retry gate2 = {.max_attempts = 1, .base_delay_ms = 1, .hold_until_ms = &hold};
+    assert_int_equal(run(&f, ok, 1, "GET", false, &gate2, NULL, &resp, NULL), 0);
     assert_true(f.at[0] - first >= 1000);
+
+    /* Server-named waits are bounded by time, not by max_attempts. */
+    static const struct step storm[] = {{0, 429, "Retry-After: 0\r\n", NULL},
+                                        {0, 429, "Retry-After: 0\r\n", NULL},
+                                        {0, 503, "Retry-After: 0\r\n", NULL},
+                                        {0, 200, "", NULL}};
+    struct http_retry two = {.max_attempts = 2, .base_delay_ms = 1};
+    assert_int_equal(run(&f, storm, 4, "GET", false, &two, NULL, &resp, NULL), 0);
+    assert_int_equal(resp.status, 200);
+    static const struct step errs[] = {{0, 503, "", NULL}, {0, 503, "", NULL}, {0, 200, "", NULL}};
+    assert_int_equal(run(&f, errs, 3, "GET", false, &two, NULL, &resp, NULL), 0);
+    assert_int_equal(resp.status, 503); /* without Retry-After they count */
 
     /* Cancel stops a wait. */
     atomic_int cancel;
