@@ -652,6 +652,8 @@ int objstore_azure_open(const char *location, const struct config *cfg, struct o
         goto fail;
     if ((rc = remote_init(&az->r, "azure", err)))
         goto fail;
+    if (!getenv("DVSNAP_OBJSTORE_LIST_PAGE"))
+        az->r.list_page = 5000; /* List Blobs allows 5000 per page (S3: 1000) */
     s->ops = &azure_ops;
     s->impl = az;
     s->location = strdup(location);
