@@ -6,6 +6,7 @@
 # disk; the per-connection settings (synchronous=FULL, foreign_keys) are checked at runtime by
 # test_rel_repo (catalog_settings).
 . "$(dirname "$0")/../lib.sh"
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" # LeakSanitizer cannot run under ptrace
 strace -k -e trace=openat true 2>&1 | grep -q '^ >' || { note "strace -k (stack traces) unavailable"; ok "skipped: no strace -k"; finish; }
 start_dvsim --seed demo --records 200
 write_config "environments = contoso-dev contoso-prod"
