@@ -226,7 +226,7 @@ static int base64_decode(const char *in, size_t n, struct buf *out)
 
 struct file_todo {
     char *key;
-    const char *column; /* owned by the dv_table */
+    const char *column; /* owned by the job's file_cols */
 };
 
 struct cap;
@@ -248,7 +248,7 @@ struct table_job {
     bool delta_mode;
     bool first;                     /* no previous point for this table */
     bool is_annotation;
-    const char **file_cols;
+    char **file_cols;               /* File and Image columns (owned) */
     size_t n_file_cols;
     struct segment_writer *sw;
     struct buf line;
@@ -826,6 +826,29 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     } else if ((rc = copy_chain(o, j->first ? NULL : prev, NULL))) {
         goto out;
     }
+    if (o->delta && repo_table_should_compact(cap->repo, o)) {
+        /* the chain is long or its deltas outweigh its base: start a new base here (the
+         * delta stays this point's changes) */
+        char base[65];
+        uint64_t n = 0, size = 0;
+        if ((rc = repo_write_base(cap->repo, o, base, &n, &size, &j->err)))
+            goto out;
+        if (n != o->records || size != o->bytes) {
+            rc = dverr_set(&j->err, -EIO,
+                           "%s: compaction gave %llu records / %llu bytes, the capture counted "
+                           "%llu / %llu (capture state damaged?)",
+                           j->t->logical_name, (unsigned long long)n, (unsigned long long)size,
+                           (unsigned long long)o->records, (unsigned long long)o->bytes);
+            goto out;
+        }
+        for (size_t i = 0; i < o->n_segments; i++)
+            free(o->segments[i]);
+        o->n_segments = 0;
+        if (!(o->segments[o->n_segments++] = strdup(base))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
     o->delta_link = new_link;
     new_link = NULL;
     if (reason && !(o->full_read_reason = strdup(reason)))
@@ -833,6 +856,59 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
 out:
     free(new_link);
     return rc;
+}
+
+static bool is_file_type(const char *s)
+{
+    return s && (strcmp(s, "File") == 0 || strcmp(s, "Image") == 0 || strcmp(s, "FileType") == 0 ||
+                 strcmp(s, "ImageType") == 0);
+}
+
+/* File and Image columns: AttributeType File/Image, or (as the service reports them) Virtual with
+ * AttributeTypeName FileType/ImageType, found in the table's definition document. */
+static int find_file_columns(struct table_job *j)
+{
+    const struct dv_table *t = j->t;
+    size_t cap = t->n_attrs + 1;
+    struct json_doc *doc = NULL;
+    j->file_cols = calloc(cap, sizeof *j->file_cols);
+    if (!j->file_cols)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_attrs && j->n_file_cols < cap; i++)
+        if (is_file_type(t->attrs[i].type) && t->attrs[i].logical_name &&
+            !(j->file_cols[j->n_file_cols++] = strdup(t->attrs[i].logical_name)))
+            return -ENOMEM;
+    if (!t->schema_json || json_parse(t->schema_json, strlen(t->schema_json), NULL, &doc, NULL))
+        return 0;
+    const struct json_node *attrs = json_get(json_root(doc), "Attributes");
+    for (const struct json_node *a = attrs && attrs->type == JSON_ARRAY ? attrs->child : NULL; a;
+         a = a->next) {
+        const char *name = json_get_str(a, "LogicalName");
+        const struct json_node *tn = json_get(a, "AttributeTypeName");
+        if (!name || !(is_file_type(json_get_str(a, "AttributeType")) ||
+                       (tn && is_file_type(json_get_str(tn, "Value")))))
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < j->n_file_cols; k++)
+            dup |= strcmp(j->file_cols[k], name) == 0;
+        if (dup)
+            continue;
+        if (j->n_file_cols == cap) {
+            char **n = realloc(j->file_cols, 2 * cap * sizeof *n);
+            if (!n) {
+                json_doc_free(doc);
+                return -ENOMEM;
+            }
+            j->file_cols = n;
+            cap *= 2;
+        }
+        if (!(j->file_cols[j->n_file_cols++] = strdup(name))) {
+            json_doc_free(doc);
+            return -ENOMEM;
+        }
+    }
+    json_doc_free(doc);
+    return 0;
 }
 
 static int run_job(struct table_job *j)
@@ -848,13 +924,8 @@ static int run_job(struct table_job *j)
     if (!o->name || !o->entity_set || !o->primary_key)
         return -ENOMEM;
     j->is_annotation = strcmp(t->logical_name, "annotation") == 0;
-    j->file_cols = calloc(t->n_attrs ? t->n_attrs : 1, sizeof *j->file_cols);
-    if (!j->file_cols)
-        return -ENOMEM;
-    for (size_t i = 0; i < t->n_attrs; i++)
-        if (t->attrs[i].type && (strcmp(t->attrs[i].type, "File") == 0 ||
-                                 strcmp(t->attrs[i].type, "Image") == 0))
-            j->file_cols[j->n_file_cols++] = t->attrs[i].logical_name;
+    if ((rc = find_file_columns(j)))
+        return rc;
     if (t->schema_json) {
         char id[65];
         if ((rc = repo_blob_put(cap->repo, t->schema_json, strlen(t->schema_json), id, &j->err)))
@@ -955,6 +1026,22 @@ static int cmp_tables(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
+/* Unique names become repository paths (points/<env>/, envs/<env>.json): hostile ones are
+ * refused rather than rewritten, so two environments can never share a directory. */
+static bool env_name_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 100 || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
 int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cfg,
                 const struct dv_env *env, const struct capture_opts *opts,
                 struct capture_result *res, struct dverr *err)
@@ -974,6 +1061,13 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         opts = &no_opts;
     if (res)
         memset(res, 0, sizeof *res);
+    if (!env_name_ok(env->unique_name)) {
+        char esc[200];
+        return dverr_set(err, -EINVAL,
+                         "environment \"%s\": its unique name cannot name a repository directory "
+                         "(letters, digits, '.', '_', '-'; 1 to 100 bytes; not starting with '.')",
+                         log_escape(env->unique_name ? env->unique_name : "", esc, sizeof esc));
+    }
     if ((rc = policy_backup_allowed(env, err)))
         return rc;
     if (opts->label && (rc = policy_manual_backup_allowed(env, err)))
@@ -1171,6 +1265,8 @@ out:
         job_reset_read(j);
         point_table_release(&j->out);
         free(j->todo);
+        for (size_t k = 0; k < j->n_file_cols; k++)
+            free(j->file_cols[k]);
         free(j->file_cols);
         free(j->fail_reason);
         buf_release(&j->problems);
@@ -1227,7 +1323,7 @@ int capture_all(struct dv_client *dv, struct repo *repo, const struct config *cf
             rc = capture_env(dv, repo, cfg, env, opts, &res, &e);
             if (rc && !first)
                 first = dverr_set(err, rc, "%s", dverr_msg(&e));
-        } else if (env->raw_json) {
+        } else if (env->raw_json && env_name_ok(env->unique_name)) {
             /* not backed up, but the mount still shows what it is */
             repo_env_doc_put(repo, env->unique_name, env->raw_json, NULL);
         }

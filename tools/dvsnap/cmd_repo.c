@@ -295,6 +295,7 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
     const char **only = calloc((size_t)argc + 1, sizeof *only);
     size_t n_only = 0;
     int64_t every = 0;
+    long passes = 1;
     int concurrency = 0, rc = 0;
     if (!only)
         return EXIT_FAIL;
@@ -308,6 +309,13 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
             }
         } else if (strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) {
             concurrency = (int)strtol(argv[++i], NULL, 10);
+        } else if (strcmp(argv[i], "--passes") == 0 && i + 1 < argc) {
+            /* N passes back to back in one process (benchmarks: one token, one window) */
+            passes = strtol(argv[++i], NULL, 10);
+            if (passes < 1) {
+                free(only);
+                return usage_error("capture", "--passes takes a positive count");
+            }
         } else {
             free(only);
             return usage_error("capture", "unknown argument");
@@ -335,7 +343,7 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
     opts.only_envs = n_only ? only : NULL;
     opts.env_done = env_done;
     opts.env_done_ctx = &ps;
-    for (;;) {
+    for (long pass = 1;; pass++) {
         int64_t start = now_ms();
         dverr_clear(&err);
         ps.failures = 0;
@@ -345,6 +353,8 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
             break;
         if (rc && !ps.failures) /* not reported per environment (e.g. the admin API failed) */
             fprintf(stderr, "dvsnap capture: %s\n", dverr_msg(&err));
+        if (pass < passes)
+            continue;
         if (!every)
             break;
         /* wait for the next pass; a signal ends the loop between passes */
@@ -385,6 +395,9 @@ int cmd_backup(struct cli *cli, int argc, char **argv)
         return usage_error("backup", "needs ENV and --label TEXT");
     if (!*label || strlen(label) > 200 || strchr(label, '\n'))
         return usage_error("backup", "the label must be one line of 1 to 200 bytes");
+    time_t pinned = 0;
+    if (getenv("DVSNAP_NOW") && parse_now(NULL, &pinned))
+        return usage_error("backup", "DVSNAP_NOW must be an RFC 3339 time");
     struct dv_client *dv = cli_dv(cli);
     struct repo *repo = dv ? cli_repo(cli) : NULL;
     if (!repo)
@@ -404,8 +417,7 @@ int cmd_backup(struct cli *cli, int argc, char **argv)
     struct capture_opts opts = {0};
     struct capture_result res;
     opts.label = label;
-    if (getenv("DVSNAP_NOW") && parse_now(NULL, &opts.now))
-        return usage_error("backup", "DVSNAP_NOW must be an RFC 3339 time");
+    opts.now = pinned;
     opts.progress = show_progress;
     opts.progress_ctx = &prog;
     opts.cancel = &cancel_flag;

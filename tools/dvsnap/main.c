@@ -15,19 +15,26 @@ static const struct command commands[] = {
      "usage: dvsnap env list\n  Environments from the admin API with type, region, retention\n"
      "  and whether they are backed up.\n"},
     {"capture", cmd_capture, "take restore points (continuous system backups)",
-     "usage: dvsnap capture [--env ENV]... [--every DURATION]\n"
+     "usage: dvsnap capture [--env ENV]... [--every DURATION] [--concurrency N] [--passes N]\n"
      "  One pass over every selected environment (trials are never backed up), or one pass every\n"
-     "  DURATION (e.g. 15m) until interrupted.\n"},
+     "  DURATION (e.g. 15m) until interrupted. --concurrency: tables read in parallel per\n"
+     "  environment (default max_concurrency); --passes: N passes back to back (benchmarks).\n"
+     "  DVSNAP_NOW=<RFC 3339> pins the clock of the points taken (tests only).\n"},
     {"backup", cmd_backup, "take a labelled manual backup",
      "usage: dvsnap backup ENV --label TEXT\n"
      "  Refused for the default environment and for trials.\n"},
-    {"points", cmd_points, "list restore points", "usage: dvsnap points ENV\n"},
+    {"points", cmd_points, "list restore points",
+     "usage: dvsnap points ENV [POINT]\n  With POINT (name, `latest`, label or RFC 3339 time): that "
+     "point's backup.json.\n"},
     {"cat", cmd_cat, "write a table at a point, exactly as the mount shows it",
      "usage: dvsnap cat ENV POINT TABLE\n  POINT is a point name, `latest`, or a label.\n"},
     {"changes", cmd_changes, "write what changed in a table at a point",
      "usage: dvsnap changes ENV POINT TABLE\n"},
     {"prune", cmd_prune, "remove expired points and unreferenced objects",
-     "usage: dvsnap prune [--dry-run]\n"},
+     "usage: dvsnap prune [--dry-run] [--offline] [--now TIME]\n"
+     "  Expiry follows each environment as the admin API describes it now (switching to sandbox\n"
+     "  shortens it at once); --offline uses the environments as last captured. --now (or\n"
+     "  DVSNAP_NOW) prunes as of another RFC 3339 time.\n"},
     {"forget", cmd_forget, "delete a manual backup", "usage: dvsnap forget ENV POINT\n"},
     {"check", cmd_check, "verify the repository",
      "usage: dvsnap check [--read-data] [--rebuild-catalog]\n"

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# capture benchmarks (issue 3). Prints "BENCH name value unit [note]" lines.
+#  1. storage: POINTS (30) captures of contoso-prod (dvsim --records RECORDS: RECORDS accounts,
+#     2*RECORDS contacts, plus the demo tables) at 1% churn per point. The dvsnap repository
+#     (catalog included) against restic and borg backing up the same points as JSON files (each
+#     point's tables written to one directory, backed up as a new snapshot), and against one point's
+#     JSON compressed with zstd -3. Ratios are "size / one zstd -3 point".
+#  2. capture: full capture records/s with dvsim unthrottled; the mean incremental capture after 1%
+#     churn as % of the full capture's time; with dvsim throttled to 6000 requests per 300 s scaled
+#     to a shorter window of the same ratio (THROTTLE, default 100/5 = 20 requests/s), the rate
+#     capture sustains in one process over back-to-back passes, as % of what the sliding window
+#     allows over the same time (its first N requests plus N per W seconds after).
+#  3. rendering: `dvsnap cat` of a 1M-record table (built by tests/tools/repo_fill) against
+#     `zstd -dc` of the same JSON compressed with zstd -3 (hyperfine, warm cache): speed ratio.
+# Knobs: BENCH_RECORDS (100000), BENCH_POINTS (30), BENCH_CAT_RECORDS (1000000), BENCH_THROTTLE.
+. "$(dirname "$0")/../lib.sh"
+RECORDS=${BENCH_RECORDS:-100000}
+POINTS=${BENCH_POINTS:-30}
+CAT_RECORDS=${BENCH_CAT_RECORDS:-1000000}
+THROTTLE=${BENCH_THROTTLE:-100/5}
+ENV=contoso-prod
+ms() { echo $(( $(date +%s%N) / 1000000 )); }
+bench() { echo "BENCH $*"; }
+
+t0=$(ms)
+start_dvsim --seed demo --records "$RECORDS"
+note "dvsim seeded $RECORDS accounts and $((2 * RECORDS)) contacts in $(( $(ms) - t0 )) ms"
+write_config
+dvsnap init >/dev/null
+
+export_point() { # the point's tables as JSON files, one directory, same path every time
+  rm -rf "$T/export"; mkdir -p "$T/export/$ENV"
+  for t in $(dvsnap points "$ENV" latest | jq -r '.tables[].name'); do
+    dvsnap cat "$ENV" latest "$t" >"$T/export/$ENV/$t.json"
+  done
+}
+export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$T/restic-cache" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+restic init -q -r "$T/restic" >/dev/null
+borg init -e none "$T/borg" >/dev/null 2>&1
+backup_others() {
+  (cd "$T" && restic -q -r "$T/restic" backup export >/dev/null)
+  (cd "$T" && borg create "$T/borg::p$1" export >/dev/null 2>&1)
+}
+
+# ---- full capture
+t0=$(ms)
+dvsnap capture --env "$ENV" >"$T/full.out" || { cat "$T/full.out"; exit 1; }
+full_ms=$(( $(ms) - t0 ))
+records=$(dvsnap points "$ENV" latest | jq .records)
+bench capture_full_rate "$(( records * 1000 / full_ms ))" records/s "$records records in $full_ms ms, dvsim unthrottled"
+export_point
+tar -C "$T/export" -cf - . | zstd -q -3 -T1 >"$T/one-point.tar.zst"
+one=$(stat -c %s "$T/one-point.tar.zst")
+raw=$(du -sb "$T/export" | cut -f1)
+backup_others 1
+
+# ---- POINTS-1 incremental captures at 1% churn
+inc_total=0
+for i in $(seq 2 "$POINTS"); do
+  sim_churn "$ENV" 0.01 "$i" >/dev/null
+  t0=$(ms)
+  dvsnap capture --env "$ENV" >"$T/inc.out" || { cat "$T/inc.out"; exit 1; }
+  inc_total=$(( inc_total + $(ms) - t0 ))
+  export_point
+  backup_others "$i"
+done
+inc_ms=$(( inc_total / (POINTS - 1) ))
+bench capture_incremental_ms "$inc_ms" ms "mean of $((POINTS - 1)) captures after 1% churn"
+bench capture_incremental_pct "$(echo "scale=2; 100 * $inc_ms / $full_ms" | bc)" % "of the full capture's time (goal <= 5)"
+
+repo=$(du -sb "$T/repo" | cut -f1)
+restic_sz=$(du -sb "$T/restic" | cut -f1)
+borg_sz=$(du -sb "$T/borg" | cut -f1)
+ratio() { echo "scale=2; $1 / $one" | bc; }
+note "one point: $raw bytes of JSON, $one bytes with zstd -3; $POINTS points: dvsnap $repo, restic $restic_sz, borg $borg_sz bytes"
+bench storage_one_point_zstd3 "$(( one / 1048576 ))" MiB "$raw bytes of JSON, $records records"
+bench storage_dvsnap_ratio "$(ratio "$repo")" x "repository incl. catalog, $POINTS points at 1% churn (goal <= 1.5)"
+bench storage_restic_ratio "$(ratio "$restic_sz")" x "same $POINTS points as JSON files"
+bench storage_borg_ratio "$(ratio "$borg_sz")" x "same $POINTS points as JSON files"
+bench storage_dvsnap_vs_restic "$(echo "scale=1; $restic_sz / $repo" | bc)" x "restic size / dvsnap size"
+
+# ---- throttled: back-to-back passes in one process (one token), dvsim at THROTTLE
+n=${THROTTLE%/*}; w=${THROTTLE#*/}
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d "{\"max_requests\":\"$THROTTLE\"}" >/dev/null
+before=$(curl -sf "$DVSIM_URL/_sim/requests" | jq '[.requests[].seq] | max // 0')
+passes=$(( n * 6 / 10 ))   # ~10 org requests a pass: about 6 windows' worth
+t0=$(ms)
+dvsnap capture --env "$ENV" --passes "$passes" >"$T/thr.out" 2>&1 || { tail "$T/thr.out"; exit 1; }
+thr_ms=$(( $(ms) - t0 ))
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"max_requests":"6000/300"}' >/dev/null
+curl -sf "$DVSIM_URL/_sim/requests?since=$before" >"$T/thr.json"
+ok=$(jq --arg e "/org/$ENV/" '[.requests[] | select((.path | startswith($e)) and .status == 200)] | length' "$T/thr.json")
+n429=$(jq --arg e "/org/$ENV/" '[.requests[] | select((.path | startswith($e)) and .status == 429)] | length' "$T/thr.json")
+failed=$(grep -c "capture failed" "$T/thr.out")
+allowed=$(echo "scale=2; $n + $n * $thr_ms / ($w * 1000)" | bc)
+bench capture_throttled_rate "$(echo "scale=2; $ok * 1000 / $thr_ms" | bc)" requests/s "allowed $n per $w s; $ok answered in $thr_ms ms, $n429 x 429, $failed failed passes"
+bench capture_throttled_pct "$(echo "scale=1; 100 * $ok / $allowed" | bc)" % "of what the window allows over that time (goal >= 90)"
+
+# ---- dvsnap cat of a 1M-record table vs zstd -dc of the same JSON
+"$BUILD/tests/repo_fill" --repo "$T/catrepo" --envs 1 --points 1 --tables 1 --records "$CAT_RECORDS" \
+  --record-bytes 300 --no-sync --quiet
+cat >"$T/catconfig" <<CFG
+repository = $T/catrepo
+cache_dir  = $T/catcache
+CFG
+chmod 600 "$T/catconfig"
+P=$("$DVSNAP" --config "$T/catconfig" points env-01 | awk 'NR==2 {print $1}')
+"$DVSNAP" --config "$T/catconfig" cat env-01 "$P" table01 >"$T/big.json"
+zstd -q -3 -T1 -f "$T/big.json" -o "$T/big.json.zst"
+size=$(stat -c %s "$T/big.json")
+hyperfine -N -w 1 -r 5 --export-json "$T/hf.json" \
+  "$DVSNAP --config $T/catconfig cat env-01 $P table01" "zstd -dc $T/big.json.zst" >/dev/null 2>&1
+cat_s=$(jq '.results[0].mean' "$T/hf.json"); zstd_s=$(jq '.results[1].mean' "$T/hf.json")
+bench cat_1m_mb_s "$(echo "scale=0; $size / $cat_s / 1000000" | bc)" MB/s "dvsnap cat, $CAT_RECORDS records, $size bytes"
+bench zstd_dc_1m_mb_s "$(echo "scale=0; $size / $zstd_s / 1000000" | bc)" MB/s "zstd -dc of the same JSON (zstd -3)"
+bench cat_vs_zstd "$(echo "scale=2; $zstd_s / $cat_s" | bc)" x "dvsnap cat speed / zstd -dc speed (goal >= 0.5)"
+rm -rf "$T/restic" "$T/borg" "$T/catrepo"
