@@ -182,6 +182,20 @@ static uint64_t get_num(struct pctx *c, const cJSON *o, const char *key)
     return (uint64_t)d;
 }
 
+/* An embedded document (stored as its text): it must itself be valid JSON, since backup.json
+ * embeds it verbatim and render re-checks it (a manifest that parses must render). */
+static char *get_json_text(struct pctx *c, const cJSON *o, const char *key)
+{
+    char *s = get_str(c, o, key, false);
+    if (s) {
+        cJSON *v = cJSON_ParseWithLengthOpts(s, strlen(s) + 1, NULL, 1);
+        if (!v)
+            bad(c, "an embedded document is not valid JSON");
+        cJSON_Delete(v);
+    }
+    return s;
+}
+
 static char *get_id(struct pctx *c, const cJSON *o, const char *key)
 {
     char *s = get_str(c, o, key, false);
@@ -309,8 +323,8 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
         }
     }
     if (!c.rc) {
-        p->not_captured_json = get_str(&c, root, "not_captured", false);
-        p->env_json = get_str(&c, root, "environment", false);
+        p->not_captured_json = get_json_text(&c, root, "not_captured");
+        p->env_json = get_json_text(&c, root, "environment");
         p->audit_table = get_str(&c, root, "audit_table", false);
     }
     cJSON_Delete(root);
