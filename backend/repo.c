@@ -744,9 +744,7 @@ bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
     if (pt->n_segments > REPO_MAX_CHAIN)
         return true;
     /* the size rule costs a stat per segment: only where that is a local call, and only once the
-     * chain is long enough for it to matter. A new base keeps the old chain alive for the older
-     * points, so it is only worth it when the deltas dwarf the base and are big in absolute terms
-     * (small append-only tables such as audit would otherwise be rewritten every few points). */
+     * chain is long enough for it to matter */
     if (pt->n_segments < 4 || !r->store->local_dir)
         return false;
     uint64_t base = 0, deltas = 0, size;
@@ -761,7 +759,7 @@ bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
         else
             deltas += size;
     }
-    return deltas > 2 * base && deltas > REPO_COMPACT_MIN_BYTES;
+    return deltas > base;
 }
 
 struct base_ctx {

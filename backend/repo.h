@@ -161,10 +161,9 @@ void segment_writer_set_level(struct segment_writer *w, int level);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
  * REPO_MAX_CHAIN segments, or, on a directory store with at least 4 segments, the deltas together
- * more than twice the base and more than REPO_COMPACT_MIN_BYTES). repo_capture_commit does this
- * by itself for every table of the point; these are for callers that want to do it earlier. */
+ * larger than the base). repo_capture_commit does this by itself for every table of the point;
+ * these are for callers that want to do it earlier. */
 #define REPO_MAX_CHAIN 32
-#define REPO_COMPACT_MIN_BYTES (4u << 20)
 bool repo_table_should_compact(struct repo *r, const struct point_table *pt);
 /* Write a base segment holding the table as pt's chain merges (pt need not be committed: a capture
  * passes its new chain). The caller then sets pt->segments to {id}. records/bytes: what the table
