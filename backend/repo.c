@@ -742,7 +742,9 @@ bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
 {
     if (pt->n_segments > REPO_MAX_CHAIN)
         return true;
-    if (pt->n_segments < 2)
+    /* the size rule costs a stat per segment: only where that is a local call, and only once the
+     * chain is long enough for it to matter */
+    if (pt->n_segments < 4 || !r->store->local_dir)
         return false;
     uint64_t base = 0, deltas = 0, size;
     char name[80];
@@ -971,6 +973,44 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
     return catalog_capture_iterate(c->cc, table, fn, ctx);
 }
 
+/* Replace long chains by a new base before the manifest names them (the capture need not know).
+ * A base that does not reproduce the manifest's counts is not used (logged: the capture's counts
+ * are then wrong, and readers will say so). */
+static int compact_point(struct repo *r, struct point *p, struct dverr *err)
+{
+    for (size_t i = 0; i < p->n_tables; i++) {
+        struct point_table *pt = &p->tables[i];
+        if (!repo_table_should_compact(r, pt))
+            continue;
+        char id[65];
+        uint64_t records = 0, bytes = 0;
+        int rc = repo_write_base(r, pt, id, &records, &bytes, err);
+        if (rc)
+            return rc;
+        if (records != pt->records || bytes != pt->bytes) {
+            log_error("%s: compaction of %s gave %llu records, %llu bytes where the capture counted "
+                      "%llu, %llu; keeping the chain", p->env, pt->name,
+                      (unsigned long long)records, (unsigned long long)bytes,
+                      (unsigned long long)pt->records, (unsigned long long)pt->bytes);
+            continue;
+        }
+        char *base = strdup(id[0] ? id : "");
+        if (!base)
+            return dverr_set(err, -ENOMEM, "out of memory");
+        for (size_t k = 0; k < pt->n_segments; k++)
+            free(pt->segments[k]);
+        if (id[0]) {
+            pt->segments[0] = base;
+            pt->n_segments = 1;
+        } else { /* the table is empty now */
+            free(base);
+            pt->n_segments = 0;
+        }
+        log_info("%s: compacted %s into one base segment", p->env, pt->name);
+    }
+    return 0;
+}
+
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err)
 {
     struct repo *r = c->r;
@@ -988,6 +1028,8 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
+    if ((rc = compact_point(r, p, err)))
+        goto out;
     if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
         goto out;
     time_t t = p->taken_at;

@@ -155,9 +155,14 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
                                 struct dverr *err);
 /* Memory for buffered entries before a sorted run is spilled to a temp file (default 256 MiB). */
 void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
+/* zstd level of the segment's frames (1..19; default 7). The bytes differ by level, so the same
+ * entries written at two levels give two objects. */
+void segment_writer_set_level(struct segment_writer *w, int level);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
- * REPO_MAX_CHAIN segments, or the deltas together larger than the base). */
+ * REPO_MAX_CHAIN segments, or, on a directory store with at least 4 segments, the deltas together
+ * larger than the base). repo_capture_commit does this by itself for every table of the point;
+ * these are for callers that want to do it earlier. */
 #define REPO_MAX_CHAIN 32
 bool repo_table_should_compact(struct repo *r, const struct point_table *pt);
 /* Write a base segment holding the table as pt's chain merges (pt need not be committed: a capture
@@ -188,7 +193,8 @@ uint64_t repo_line_hash(const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
  * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
  * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
- * "system". Frees c. When the manifest is written but the catalog commit fails, the point exists
+ * "system". Tables whose chain repo_table_should_compact flags get a new base first (pt->segments
+ * is replaced). Frees c. When the manifest is written but the catalog commit fails, the point exists
  * and 0 is returned (the next capture_begin repairs the catalog from the manifest). */
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err);
 void repo_capture_abort(struct repo_capture *c); /* accepts NULL; nothing is kept */

@@ -24,7 +24,10 @@
 #define SEG_TRAILER_MAGIC "DVSNSEGT"
 #define SEG_TRAILER_LEN 40
 #define SEG_HEADER_LEN 8
-#define ZSTD_LEVEL 3
+/* Level 7 on ~1 MiB frames: measured on dvsim tables, 9% smaller than `zstd -3` of the whole table
+ * file at ~125 MB/s compressing and ~2 GB/s decompressing on one core (level 3: 385 MB/s, 2% larger
+ * than the whole-file reference). Segments are written once and read many times. */
+#define ZSTD_LEVEL_DEFAULT 7
 #define WINDOW_LOG_MAX 27
 
 /* ---------- small encoders ---------- */
@@ -187,6 +190,7 @@ struct segment_writer {
     struct objstore *store;
     char *tmp_dir;
     size_t budget, used;
+    int level;
     struct wentry *ents;
     size_t n, cap;
     uint64_t seq;
@@ -221,6 +225,7 @@ int segment_writer_new_in(struct objstore *store, const char *tmp_dir,
     }
     w->store = store;
     w->budget = (size_t)256 << 20;
+    w->level = ZSTD_LEVEL_DEFAULT;
     *out = w;
     return 0;
 }
@@ -228,6 +233,11 @@ int segment_writer_new_in(struct objstore *store, const char *tmp_dir,
 void segment_writer_set_budget(struct segment_writer *w, size_t bytes)
 {
     w->budget = bytes < 4096 ? 4096 : bytes;
+}
+
+void segment_writer_set_level(struct segment_writer *w, int level)
+{
+    w->level = level < 1 ? 1 : level > 19 ? 19 : level;
 }
 
 uint64_t segment_writer_count(const struct segment_writer *w)
@@ -624,7 +634,7 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_compressionLevel, ZSTD_LEVEL);
+    ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_compressionLevel, w->level);
     ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_contentSizeFlag, 1);
     if ((rc = out_write(&o, SEG_MAGIC, SEG_HEADER_LEN)))
@@ -943,7 +953,7 @@ struct segment_merge {
     size_t *pending;        /* cursors to advance before the next selection */
     size_t n_pending;
     bool keep_deletes;
-    bool started;
+    bool advance_top;       /* the last winner is still heap[0]: advance it in place */
 };
 
 static bool heap_less(const struct segment_merge *m, size_t a, size_t b)
@@ -953,6 +963,23 @@ static bool heap_less(const struct segment_merge *m, size_t a, size_t b)
     if (c)
         return c < 0;
     return a > b; /* newer segment first */
+}
+
+static void heap_sift_down(struct segment_merge *m, size_t k)
+{
+    for (;;) {
+        size_t l = 2 * k + 1, r = l + 1, s = k;
+        if (l < m->n_heap && heap_less(m, m->heap[l], m->heap[s]))
+            s = l;
+        if (r < m->n_heap && heap_less(m, m->heap[r], m->heap[s]))
+            s = r;
+        if (s == k)
+            return;
+        size_t t = m->heap[k];
+        m->heap[k] = m->heap[s];
+        m->heap[s] = t;
+        k = s;
+    }
 }
 
 static void heap_push(struct segment_merge *m, size_t i)
@@ -974,20 +1001,7 @@ static size_t heap_pop(struct segment_merge *m)
 {
     size_t top = m->heap[0];
     m->heap[0] = m->heap[--m->n_heap];
-    size_t k = 0;
-    for (;;) {
-        size_t l = 2 * k + 1, r = l + 1, s = k;
-        if (l < m->n_heap && heap_less(m, m->heap[l], m->heap[s]))
-            s = l;
-        if (r < m->n_heap && heap_less(m, m->heap[r], m->heap[s]))
-            s = r;
-        if (s == k)
-            break;
-        size_t t = m->heap[k];
-        m->heap[k] = m->heap[s];
-        m->heap[s] = t;
-        k = s;
-    }
+    heap_sift_down(m, 0);
     return top;
 }
 
@@ -1037,9 +1051,28 @@ fail:
     return rc;
 }
 
+static bool same_key(const struct segment_merge *m, size_t heap_pos, const struct segment_entry *e)
+{
+    const struct segment_entry *o = &m->cur[m->heap[heap_pos]].e;
+    return o->key_len == e->key_len && memcmp(o->key, e->key, e->key_len) == 0;
+}
+
+/* The common case (a key in one segment only) keeps the winner at the top of the heap and
+ * advances it in place: one sift-down of two comparisons while it stays the smallest, instead
+ * of a pop and a push. */
 int segment_merge_next(struct segment_merge *m, struct segment_entry *e, struct dverr *err)
 {
     for (;;) {
+        if (m->advance_top) {
+            m->advance_top = false;
+            int rc = cursor_next(&m->cur[m->heap[0]], m->dctx, err);
+            if (rc < 0)
+                return rc;
+            if (rc == 1)
+                heap_sift_down(m, 0);
+            else
+                heap_pop(m);
+        }
         for (size_t i = 0; i < m->n_pending; i++) {
             size_t ci = m->pending[i];
             int rc = cursor_next(&m->cur[ci], m->dctx, err);
@@ -1051,9 +1084,19 @@ int segment_merge_next(struct segment_merge *m, struct segment_entry *e, struct 
         m->n_pending = 0;
         if (m->n_heap == 0)
             return 0;
+        const struct segment_entry *te = &m->cur[m->heap[0]].e;
+        /* an equal key elsewhere in the heap shows in a child of the root */
+        bool dup = (m->n_heap > 1 && same_key(m, 1, te)) || (m->n_heap > 2 && same_key(m, 2, te));
+        if (!dup) {
+            m->advance_top = true;
+            if (te->op == SEG_DELETE && !m->keep_deletes)
+                continue;
+            *e = *te;
+            return 1;
+        }
         size_t top = heap_pop(m);
         m->pending[m->n_pending++] = top;
-        const struct segment_entry *te = &m->cur[top].e;
+        te = &m->cur[top].e;
         while (m->n_heap) {
             const struct segment_entry *o = &m->cur[m->heap[0]].e;
             if (key_cmp(o->key, o->key_len, te->key, te->key_len) != 0)

@@ -849,6 +849,122 @@ static void test_check_sizes(void **state)
     point_free(p);
 }
 
+struct reader_thread {
+    struct repo *r;
+    const struct point *p;
+    const struct buf *want;
+    int bad;
+};
+
+static void *reader_main(void *arg)
+{
+    struct reader_thread *rt = arg;
+    for (int round = 0; round < 5; round++) {
+        struct table_reader *tr = NULL;
+        struct dverr e = {0};
+        struct buf got = BUF_INIT;
+        if (table_reader_open(rt->r, rt->p, "account", &tr, &e)) {
+            rt->bad++;
+            continue;
+        }
+        char tmp[8192];
+        ssize_t n;
+        while ((n = table_reader_read(tr, tmp, sizeof tmp, &e)) > 0)
+            buf_add(&got, tmp, (size_t)n);
+        if (n < 0 || got.len != rt->want->len || memcmp(got.data, rt->want->data, got.len) != 0)
+            rt->bad++;
+        struct point_summary *ps = NULL;
+        size_t np = 0;
+        if (repo_points(rt->r, "contoso-dev", &ps, &np, &e) || np < 1)
+            rt->bad++;
+        repo_point_summaries_free(ps, np);
+        table_reader_free(tr);
+        buf_release(&got);
+    }
+    return NULL;
+}
+
+/* Readers on several threads (one repo) while captures commit: every read is exact. */
+static void test_parallel_readers(void **state)
+{
+    struct fx *f = *state;
+    struct point *p = commit_point(f, "contoso-dev", 1763715600, "system", 3000, 1, 0);
+    int ver[3000];
+    for (int i = 0; i < 3000; i++)
+        ver[i] = 1;
+    struct buf want = BUF_INIT;
+    expect_table(&want, 3000, ver);
+    struct reader_thread rt[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        rt[i] = (struct reader_thread){f->r, p, &want, 0};
+        assert_int_equal(pthread_create(&th[i], NULL, reader_main, &rt[i]), 0);
+    }
+    for (int k = 0; k < 3; k++)
+        point_free(commit_point(f, "contoso-dev", 1763716600 + k * 100, "system", 100, k + 2, 0));
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(rt[i].bad, 0);
+    }
+    buf_release(&want);
+    point_free(p);
+}
+
+/* A chain longer than REPO_MAX_CHAIN is compacted by the commit: the manifest names one base with
+ * the same table bytes. */
+static void test_commit_compacts(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    enum { N = 200 };
+    int ver[N], idx[N];
+    for (int i = 0; i < N; i++) {
+        ver[i] = 1;
+        idx[i] = i;
+    }
+    struct segment_stats st;
+    char *chain[REPO_MAX_CHAIN + 2];
+    size_t n = 0;
+    chain[n++] = write_segment(f->r, 'b', idx, N, ver, &st, 0);
+    struct point *p = NULL;
+    for (int k = 1; k <= REPO_MAX_CHAIN; k++) {
+        int one = k % N;
+        ver[one]++;
+        chain[n++] = write_segment(f->r, 'u', &one, 1, ver, NULL, 0);
+        struct buf want = BUF_INIT;
+        expect_table(&want, N, ver);
+        struct repo_capture *c = NULL;
+        assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+        point_free(p);
+        p = one_table_point("contoso-dev", chain, n, N, want.len);
+        p->taken_at = 1763715600 + k;
+        assert_int_equal(repo_capture_commit(c, p, &e), 0);
+        buf_release(&want);
+    }
+    assert_int_equal(n, REPO_MAX_CHAIN + 1);
+    assert_int_equal(p->tables[0].n_segments, 1); /* compacted */
+    struct point *q = NULL;
+    assert_int_equal(repo_point_load(f->r, "contoso-dev", p->name, &q, &e), 0);
+    assert_int_equal(q->tables[0].n_segments, 1);
+    struct buf want = BUF_INIT, got = BUF_INIT;
+    expect_table(&want, N, ver);
+    struct table_reader *tr = NULL;
+    assert_int_equal(table_reader_open(f->r, q, "account", &tr, &e), 0);
+    read_all(tr, &got, 1000);
+    table_reader_free(tr);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+    struct check_report rep;
+    assert_int_equal(repo_check(f->r, true, &rep, &e), 0);
+    check_report_release(&rep);
+    buf_release(&want);
+    buf_release(&got);
+    point_free(q);
+    point_free(p);
+    for (size_t i = 0; i < n; i++)
+        free(chain[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -864,6 +980,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_prune_waits_for_capture, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_iterate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_sizes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_compacts, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
