@@ -104,6 +104,7 @@ struct rctx {
     struct rmap_entry *cur_entry;
     char *api_base;                   /* <api_url>/api/data/v9.2/ */
     bool rewrite_all;                 /* benchmark baseline: write every record (naive restore) */
+    bool no_batch;                    /* the target answered $batch with 501: one request a part */
 };
 
 static int64_t wall_ms(void)
@@ -340,6 +341,34 @@ static int file_digest(void *ctx, const char *column, const struct json_node *va
 
 /* ---------------------------------------------------------------- comparison */
 
+/* Dry-run delete keys come from the key map in hash order: keep the FIRST_KEYS smallest. */
+static void keep_smallest(struct strset *s, const char *key, size_t kl)
+{
+    if (s->n < FIRST_KEYS) {
+        strset_add(s, key, kl);
+    } else {
+        size_t max = 0;
+        for (size_t i = 1; i < s->n; i++)
+            if (strcmp(s->items[i], s->items[max]) > 0)
+                max = i;
+        if (strlen(s->items[max]) == kl && !memcmp(s->items[max], key, kl))
+            return;
+        struct buf k = BUF_INIT;
+        buf_add(&k, key, kl);
+        if (k.data && strcmp(k.data, s->items[max]) < 0) {
+            free(s->items[max]);
+            s->items[max] = buf_detach(&k);
+        }
+        buf_release(&k);
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+
 static int intersect_key(const struct rtab *t, const struct json_node *rec, struct buf *k)
 {
     const char *a = json_get_str(rec, t->mm->entity1_attr);
@@ -473,8 +502,8 @@ static int compare_table(struct rctx *c, struct rtab *t)
         if (e->key && (e->flags & RMAP_IN_TARGET) && !(e->flags & RMAP_IN_POINT)) {
             e->action = ACT_DELETE;
             t->n_delete++;
-            if (c->req->dry_run && t->keys[2].n < FIRST_KEYS)
-                strset_add(&t->keys[2], e->key, e->key_len);
+            if (c->req->dry_run)
+                keep_smallest(&t->keys[2], e->key, e->key_len);
         }
     }
     if (c->req->dry_run || t->mm) {
@@ -488,6 +517,8 @@ static int compare_table(struct rctx *c, struct rtab *t)
     }
     if (c->req->dry_run) {
         struct buf j = BUF_INIT;
+        if (t->keys[2].n)
+            qsort(t->keys[2].items, t->keys[2].n, sizeof(char *), cmp_str);
         static const char *const kinds[3] = {"create", "update", "delete"};
         buf_addch(&j, '{');
         for (int k = 0; k < 3; k++) {
@@ -546,6 +577,27 @@ static bool part_ok(const struct part *p, const char *response)
            (p->kind == K_DELETE || p->kind == K_DISASSOC || p->kind == K_FILEDEL);
 }
 
+static int send_singly(struct rctx *c, struct dv_batch_item *items, size_t n, struct dverr *err)
+{
+    static const char *const json_headers[] = {"Content-Type: application/json", NULL};
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].status)
+            continue; /* done by an earlier attempt */
+        struct dv_response resp = {0};
+        c->out->write_requests++;
+        int rc = dv_request(c->dv, &c->target, items[i].method, items[i].path, items[i].body,
+                            items[i].body ? json_headers : NULL, &resp, err);
+        if (rc) {
+            buf_release(&resp.body);
+            return rc;
+        }
+        items[i].status = (int)resp.status;
+        items[i].response = resp.body.len ? buf_detach(&resp.body) : NULL;
+        buf_release(&resp.body);
+    }
+    return 0;
+}
+
 static int send_parts(struct rctx *c, struct part *parts, size_t n, bool final_round)
 {
     if (!n)
@@ -556,18 +608,33 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n, bool final_r
     int rc = 0;
     for (int attempt = 0; attempt < 4; attempt++) {
         for (size_t i = 0; i < n; i++) {
+            if (c->no_batch && items[i].status)
+                continue;
             memset(&items[i], 0, sizeof(items[i]));
             items[i].method = parts[i].method;
             items[i].path = parts[i].path;
             items[i].body = parts[i].body;
         }
         struct dverr berr = {0};
-        c->out->batches++;
-        c->out->write_requests++;
-        rc = dv_batch(c->dv, &c->target, items, n, true, &berr);
+        if (c->no_batch) {
+            rc = send_singly(c, items, n, &berr);
+        } else {
+            c->out->batches++;
+            c->out->write_requests++;
+            rc = dv_batch(c->dv, &c->target, items, n, true, &berr);
+            if (rc == -EOPNOTSUPP || (rc && strstr(dverr_msg(&berr), "HTTP 501"))) {
+                /* a service (or proxy) without $batch: one request per part */
+                log_warn("restore: %s does not take $batch (%s); sending one request per "
+                         "record", c->target.unique_name, dverr_msg(&berr));
+                c->no_batch = true;
+                attempt--;
+                continue;
+            }
+        }
         if (rc == 0)
             break;
-        dv_batch_items_release(items, n);
+        if (!c->no_batch)
+            dv_batch_items_release(items, n);
         log_warn("restore: $batch of %zu parts failed (%s), sending it again", n,
                  dverr_msg(&berr));
         if (attempt == 3 || cancelled(c)) {
@@ -1047,6 +1114,31 @@ static void skipped_fields_json(struct rctx *c)
     c->out->skipped_fields_json = buf_detach(&j);
 }
 
+/* The Web API describes file and image columns as AttributeType "Virtual" (with
+ * AttributeTypeName FileType/ImageType, which struct dv_attribute does not carry): a column the
+ * repository holds file bytes for is a file column, whatever its type says. */
+static void mark_file_columns(struct rctx *c, const struct point *p)
+{
+    for (size_t i = 0; p && i < p->n_files; i++) {
+        const struct point_file *f = &p->files[i];
+        if (!f->table || !f->column || !strcmp(f->column, "documentbody"))
+            continue;
+        for (size_t d = 0; d < c->n_defs; d++) {
+            struct dv_table *t = &c->defs[d];
+            if (!t->logical_name || strcmp(t->logical_name, f->table))
+                continue;
+            for (size_t a = 0; a < t->n_attrs; a++) {
+                struct dv_attribute *x = &t->attrs[a];
+                if (!x->logical_name || strcmp(x->logical_name, f->column) || !x->type ||
+                    !strcmp(x->type, "File") || !strcmp(x->type, "Image"))
+                    continue;
+                free(x->type);
+                x->type = xstrdup("File");
+            }
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- run */
 
 static int safety_backup(struct rctx *c, const char *operation_id)
@@ -1107,6 +1199,8 @@ static int run(struct rctx *c, const char *operation_id)
     }
     if ((rc = index_files(&c->files, c->point)))
         return rc;
+    mark_file_columns(c, c->point);
+    mark_file_columns(c, c->safety);
     if ((rc = plan_tables(c)))
         return rc;
     for (size_t i = 0; i < c->n_tabs && !rc; i++) {

@@ -1092,6 +1092,16 @@ static struct timespec deadline_in(int ms)
     return ts;
 }
 
+void cache_stop_fills(struct cache *c)
+{
+    atomic_store(&c->stopping, 1);
+    pthread_mutex_lock(&c->mu);
+    while (c->fills_running > 0)
+        pthread_cond_wait(&c->cond, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    atomic_store(&c->stopping, 0);
+}
+
 int cache_wait_fills(struct cache *c, int timeout_ms)
 {
     struct timespec dl = deadline_in(timeout_ms);

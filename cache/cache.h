@@ -74,6 +74,10 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size,
  * makes progress; -EIO when the fill failed or made no progress for wait_ms (detail in err). */
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err);
+/* Ask every fill to stop at its next frame and wait until none runs (their sources are freed);
+ * the cache stays usable (a later open starts a new fill). For shutting a view down before the
+ * objects its sources reference are freed. */
+void cache_stop_fills(struct cache *c);
 /* Wait until no fill is running (at most timeout_ms); 0, or -ETIMEDOUT. */
 int cache_wait_fills(struct cache *c, int timeout_ms);
 uint64_t cache_file_size(const struct cache_file *f);

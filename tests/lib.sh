@@ -94,10 +94,46 @@ cache_size         = 2G
 environments       = *
 CFG
   [ $# -eq 0 ] || printf '%s\n' "$@" >>"$T/config"
+  [ -z "${DVSNAP_TEST_REPO:-}" ] || _remote_repo "$DVSNAP_TEST_REPO"
   chmod 600 "$T/config"
 }
 
+# DVSNAP_TEST_REPO=azure|s3: write_config puts the repository in Azurite or s3rver (started on
+# first use, stopped on exit) instead of $T/repo, so a suite runs against object storage (issue 6;
+# tests/integration/objstore_suites.sh).
+_remote_repo() {
+  if [ -z "${NODE_DIR:-}" ]; then
+    . "$(dirname "${BASH_SOURCE[0]}")/node/servers.sh"
+    objstore_servers_available || { echo "not ok - object-storage test servers are not available"; exit 1; }
+  fi
+  case $1 in
+    azure)
+      [ -n "${AZ_PORT:-}" ] || start_azurite az
+      sed -i "s|^repository .*|repository         = azure://$AZ_ACCOUNT/dvsnap-test/repo|" "$T/config"
+      printf '%s\n' "azure_endpoint = $AZ_ENDPOINT" "azure_key_file = $AZ_KEYFILE" >>"$T/config" ;;
+    s3)
+      [ -n "${S3_PORT:-}" ] || start_s3rver s3
+      sed -i "s|^repository .*|repository         = s3://dvsnap-test/repo|" "$T/config"
+      printf '%s\n' "s3_endpoint = $S3_ENDPOINT" "s3_region = us-east-1" "s3_credentials_file = $S3_CREDFILE" >>"$T/config" ;;
+    *) echo "not ok - DVSNAP_TEST_REPO must be azure or s3"; exit 1 ;;
+  esac
+}
+
 dvsnap() { "$DVSNAP" --config "$T/config" "$@"; }
+
+# repo_get NAME: one object of the test repository (a directory, or Azurite/s3rver under
+# DVSNAP_TEST_REPO) to stdout, e.g. repo_get points/contoso-prod/2026-11-21T090000Z.json
+repo_get() {
+  local loc
+  loc=$(sed -n 's/^repository *= *//p' "$T/config")
+  case $loc in
+    azure://* | s3://*)
+      DVSNAP_AZURE_ENDPOINT=${AZ_ENDPOINT:-} DVSNAP_AZURE_KEY_FILE=${AZ_KEYFILE:-} \
+      DVSNAP_S3_ENDPOINT=${S3_ENDPOINT:-} DVSNAP_S3_CREDENTIALS_FILE=${S3_CREDFILE:-} \
+      DVSNAP_S3_REGION=us-east-1 "$BUILD/tests/objtool" "$loc" get "$1" ;;
+    *) cat "$loc/$1" ;;
+  esac
+}
 
 # sim_dump ENV TABLE: the table as dvsim holds it now, in the table-file format.
 sim_dump() { curl -sf "$DVSIM_URL/_sim/dump?env=$1&table=$2"; }

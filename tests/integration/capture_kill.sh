@@ -4,7 +4,8 @@
 # names only objects that exist (no half point), every earlier point reads back exactly as before,
 # and the new point equals the simulator.
 . "$(dirname "$0")/../lib.sh"
-start_dvsim --seed demo --records 4000
+# 40 ms per request, so an incremental pass lasts long enough to be killed in the middle
+start_dvsim --seed demo --records 4000 --latency-ms 40
 write_config
 dvsnap init >/dev/null
 ITER=4; [ -n "${DVSNAP_LONG:-}" ] && ITER=30
@@ -32,6 +33,12 @@ start=$(date +%s%N)
 check "first capture" dvsnap capture --env contoso-prod --env contoso-dev
 full_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 digest >"$T/digest.txt"
+# calibrate: how long an incremental pass after the same churn takes (the kind of pass killed)
+sim_churn contoso-prod 0.05 900 >/dev/null; sim_churn contoso-dev 0.05 901 >/dev/null
+start=$(date +%s%N)
+check "calibration capture" dvsnap capture --env contoso-prod --env contoso-dev
+delta_ms=$(( ($(date +%s%N) - start) / 1000000 ))
+digest >"$T/digest.txt"
 killed=0; bad_check=0; bad_old=0; bad_new=0; bad_recapture=0
 for i in $(seq 1 "$ITER"); do
   sim_churn contoso-prod 0.05 "$i" >/dev/null
@@ -39,8 +46,8 @@ for i in $(seq 1 "$ITER"); do
   # a capture killed somewhere between its start and a little past a typical duration
   "$DVSNAP" --config "$T/config" capture --env contoso-prod --env contoso-dev >"$T/killed.out" 2>&1 &
   pid=$!
-  delay=$(( RANDOM % (full_ms + 200) ))
-  sleep "$(printf '0.%03d' "$delay")"
+  delay=$(( delta_ms / 10 + RANDOM % (delta_ms * 8 / 10 + 1) ))  # inside the pass, never at its edges
+  sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
   kill -9 "$pid" 2>/dev/null && killed=$((killed + 1))
   wait "$pid" 2>/dev/null
   dvsnap check >"$T/chk.out" 2>&1 || { bad_check=$((bad_check + 1)); sed 's/^/#   /' "$T/chk.out" | head -5; }
@@ -61,7 +68,7 @@ for i in $(seq 1 "$ITER"); do
   matches_sim contoso-prod >/dev/null && matches_sim contoso-dev >/dev/null || { bad_recapture=$((bad_recapture + 1)); echo "# iteration $i: the new point differs"; }
   digest >"$T/digest.txt"
 done
-note "$ITER iterations, $killed killed mid-capture (a full pass takes ${full_ms} ms)"
+note "$ITER iterations, $killed killed mid-capture (a full pass takes ${full_ms} ms, an incremental one ${delta_ms} ms)"
 check_eq "the repository checked clean after every kill" 0 "$bad_check"
 check_eq "earlier points never changed" 0 "$bad_old"
 check_eq "points committed before a kill are complete" 0 "$bad_new"

@@ -120,10 +120,16 @@ chains=""; same=0
 for i in 1 2 3 4 5; do
   sim_churn contoso-test 0.3 "$((40 + i))" >/dev/null
   dvsnap capture --env contoso-test >/dev/null
-  chains="$chains $(dvsnap points contoso-test latest >/dev/null; jq '.tables[] | select(.name == "account") | .segments | length' "$T/repo/points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json")"
+  chains="$chains $(repo_get "points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json" | jq '.tables[] | select(.name == "account") | .segments | length')"
   dvsnap cat contoso-test latest account | cmp -s - <(sim_dump contoso-test account) && same=$((same + 1))
 done
-check "heavy churn compacts the chain back to one base segment (chains:$chains)" grep -qw 1 <<<"$chains"
+if [ -z "${DVSNAP_TEST_REPO:-}" ]; then
+  check "heavy churn compacts the chain back to one base segment (chains:$chains)" grep -qw 1 <<<"$chains"
+else
+  # object stores: the size rule would cost a request per segment, so only the chain-length cap
+  # (REPO_MAX_CHAIN) compacts there; the chain must grow by one per point and stay under the cap
+  check_eq "object store: the chain grows one segment per point, below the cap" " 2 3 4 5 6" "$chains"
+fi
 check_eq "every compacted point reads back exactly" 5 "$same"
 check "the repository checks clean" dvsnap check --read-data
 finish

@@ -134,6 +134,14 @@ start_fake --points 6 --records 3000
 check_eq "inode numbers are stable across mounts" "$ino1" "$(stat -c %i "$P4/tables/account.json" "$M/alpha" "$P4/files/annotation/r1")"
 check_eq "warm cache serves the same bytes" "$(sha256sum <"$T/cp/account.json")" "$(sha256sum <"$M/alpha/2025-11-21T130000Z/tables/account.json")"
 
+# unmounting while a fill is running: the daemon stops the fill and exits 0 (it crashed before)
+kill -TERM "$FAKE_PID"; wait "$FAKE_PID"
+start_fake --points 6 --records 3000 --big-records 3000000
+head -c 1000 "$M/alpha/latest/tables/big.json" >/dev/null
+kill -TERM "$FAKE_PID"; wait "$FAKE_PID"; rc=$?
+check_eq "unmounting during a fill exits 0" 0 "$rc"
+start_fake --points 6 --records 3000
+
 # kill -9 leaves ENOTCONN, not an empty directory
 kill -9 "$FAKE_PID"; wait "$FAKE_PID" 2>/dev/null
 check_eq "after kill -9 the mountpoint gives ENOTCONN" "Transport endpoint is not connected" \

@@ -62,8 +62,8 @@ static int resolve_point(struct repo *repo, const char *env, const char *arg, ch
         }
     repo_point_summaries_free(ps, n);
     if (rc)
-        dverr_set(err, -EINVAL, "%s has no restore point or label '%s' (see dvsnap points %s)",
-                  env, arg, env);
+        rc = dverr_set(err, -EINVAL, "%s has no restore point or label '%s' (see dvsnap points %s)",
+                       env, arg, env);
     return rc;
 }
 

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Restore benchmark (issue 5). With dvsim --records N (default 1,000,000 accounts and 2,000,000
+# contacts in contoso-prod):
+#   1. restore systemuser, account and contact (N + 2N records; lookups stay inside the set) into
+#      contoso-dev, which holds none of those records: records/s;
+#   2. churn contoso-dev by 1%, restore again: requests and time of the minimal restore;
+#   3. churn again, restore with DVSNAP_RESTORE_REWRITE_ALL=1 (the naive restore that rewrites
+#      every record, still in $batch of 1000): requests and time.
+# Prints BENCH lines; RESTORE_BENCH_RECORDS=N for a smaller run.
+. "$(dirname "$0")/../lib.sh"
+. "$(dirname "$0")/../integration/restore_common.bash"
+N=${RESTORE_BENCH_RECORDS:-1000000}
+start_dvsim --seed demo --records "$N"
+write_config
+dvsnap init >/dev/null 2>&1
+s=$(date +%s%N)
+dvsnap capture --env contoso-prod --env contoso-dev || { echo "capture failed"; exit 1; }
+echo "# capture of contoso-prod + contoso-dev: $(( ($(date +%s%N) - s) / 1000000 )) ms"
+
+# run_restore NAME [ENV=VALUE...]: one restore of the account table, prints its figures
+run_restore() {
+  local name=$1; shift
+  local seq; seq=$(last_seq)
+  local s; s=$(date +%s%N)
+  env "$@" "$DVSNAP" --config "$T/config" restore contoso-prod latest --target contoso-dev --tables systemuser,account,contact \
+    --yes >"$T/$name.json" 2>"$T/$name.err" || { echo "restore $name failed: $(tail -2 "$T/$name.err")"; exit 1; }
+  local ms=$(( ($(date +%s%N) - s) / 1000000 ))
+  local all writes
+  all=$(curl -sf "$DVSIM_URL/_sim/requests?since=$seq" | jq '[.requests[] | select(.path | test("oauth2") | not)] | length')
+  writes=$(writes_since "$seq" | wc -l)
+  echo "# $name: $(jq -c '{created,updated,deleted,unchanged,batches,write_requests}' "$T/$name.json") ${ms} ms, $all requests, $writes writes"
+  eval "${name}_ms=$ms ${name}_all=$all ${name}_writes=$writes"
+  eval "${name}_written=$(jq .records_written "$T/$name.json")"
+}
+run_restore empty
+echo "BENCH restore_empty_rate $(( empty_written * 1000 / (empty_ms > 0 ? empty_ms : 1) )) records/s ($empty_written records written in $empty_ms ms, $empty_writes write requests)"
+sim_churn contoso-dev 0.01 21 >/dev/null
+run_restore minimal
+sim_churn contoso-dev 0.01 22 >/dev/null
+run_restore naive DVSNAP_RESTORE_REWRITE_ALL=1
+echo "BENCH restore_1pct_write_requests $minimal_writes requests (naive: $naive_writes)"
+echo "BENCH restore_1pct_requests $minimal_all requests (naive: $naive_all; reads included)"
+echo "BENCH restore_1pct_write_ratio $(python3 -c "print(round($naive_writes / max($minimal_writes, 1), 1))") x fewer write requests than the naive restore"
+echo "BENCH restore_1pct_request_ratio $(python3 -c "print(round($naive_all / max($minimal_all, 1), 1))") x fewer requests than the naive restore (reads included)"
+echo "BENCH restore_1pct_time_ratio $(python3 -c "print(round($naive_ms / max($minimal_ms, 1), 2))") x faster ($minimal_ms ms vs $naive_ms ms)"
