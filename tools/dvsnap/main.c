@@ -45,7 +45,7 @@ static const struct command commands[] = {
     {"umount", cmd_umount, "unmount", "usage: dvsnap umount MOUNTPOINT\n"},
     {"restore", cmd_restore, "restore a point into a sandbox, writing only what differs",
      "usage: dvsnap restore ENV POINT --target ENV2 [--tables a,b] [--include-audit]\n"
-     "                      [--dry-run] [--yes] [--wait]\n"},
+     "                      [--dry-run] [--yes | --confirm ENV2] [--wait]\n"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
