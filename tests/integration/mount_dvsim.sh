@@ -131,7 +131,7 @@ check_eq "after kill -9 the mountpoint gives ENOTCONN (not an empty directory)" 
   "Transport endpoint is not connected" "$(ls "$M" 2>&1 | sed 's/.*: //')"
 mount_dvsnap "$M"   # (a stale mount still counts as a mountpoint: wait for the view itself)
 check "dvsnap mount recovers the mountpoint and serves the view again" wait_for 20 test -L "$E/latest"
-check "dvsnap mount said it found a stale mount" grep -q "stale mount" "$T/mount.log"
+check "dvsnap mount said it found a stale mount" wait_for 10 grep -q "stale mount" "$T/mount.log"
 kill -TERM "$MOUNT_PID"
 check "SIGTERM unmounts cleanly" wait_for 10 bash -c '! mountpoint -q "$1"' _ "$M"
 wait "$MOUNT_PID" 2>/dev/null
