@@ -472,7 +472,7 @@ static int env_from_json(const struct json_node *o, struct dv_env *env)
         for (const struct json_node *t = tpl->child; t; t = t->next)
             if (t->type == JSON_STRING && strncmp(t->str, "D365_", 5) == 0)
                 env->has_d365_apps = true;
-    if (!(env->raw_json = strndup(o->raw, o->raw_len)))
+    if (!(env->raw_json = mem_to_str(o->raw, o->raw_len)))
         rc = -ENOMEM;
     if (env->api_url) {
         size_t l = strlen(env->api_url);

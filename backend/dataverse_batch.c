@@ -158,7 +158,7 @@ static int parse_http_part(const char *p, const char *end, int content_id,
     while (be > p && (be[-1] == '\n' || be[-1] == '\r'))
         be--;
     struct dv_batch_part part = {.status = status, .content_id = content_id > 0 ? content_id : 0};
-    if (be > p && !(part.body = strndup(p, (size_t)(be - p))))
+    if (be > p && !(part.body = mem_to_str(p, (size_t)(be - p))))
         return -ENOMEM;
     int rc = sink_add(sink, &part);
     if (rc)

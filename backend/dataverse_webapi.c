@@ -202,7 +202,7 @@ static int fetch_relationships(struct dv_client *c, const struct dv_env *env, co
     }
     if ((rc = parse(v, t)))
         goto out;
-    if (!(*raw = strndup(v->raw, v->raw_len)))
+    if (!(*raw = mem_to_str(v->raw, v->raw_len)))
         rc = -ENOMEM;
 out:
     json_doc_free(doc);

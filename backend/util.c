@@ -138,6 +138,17 @@ int buf_add_json_string(struct buf *b, const char *s, size_t n)
     return buf_addch(b, '"');
 }
 
+char *mem_to_str(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (!s)
+        return NULL;
+    if (n)
+        memcpy(s, p, n);
+    s[n] = '\0';
+    return s;
+}
+
 void dverr_clear(struct dverr *e)
 {
     if (e) {

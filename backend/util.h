@@ -34,6 +34,10 @@ char *buf_detach(struct buf *b);                  /* returns data (caller frees)
 /* Append s as a JSON string literal (quotes included), escaping as RFC 8259 requires. */
 int buf_add_json_string(struct buf *b, const char *s, size_t n);
 
+/* Copy n bytes of p into a new NUL-terminated string (caller frees), or NULL when out of memory.
+ * Unlike strndup it never looks past p + n, so it is safe on spans of unterminated input. */
+char *mem_to_str(const void *p, size_t n);
+
 /* Error buffer: human-readable detail for the caller. The first dverr_set wins. */
 struct dverr {
     int code;        /* -errno of the first error, 0 when none */
