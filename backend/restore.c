@@ -42,6 +42,7 @@
 #define BATCH_MAX 1000
 #define BATCH_MAX_BYTES (16u << 20) /* notes with big attachments: keep a $batch body bounded */
 #define RETRY_ROUNDS 3
+#define STRIP_ROUNDS 8 /* rounds that only drop lookups to records the target lacks */
 #define FIRST_KEYS 5
 
 enum part_kind { K_CREATE, K_UPDATE, K_DELETE, K_BIND, K_ASSOC, K_DISASSOC, K_FILEDEL };
@@ -96,6 +97,7 @@ struct rctx {
     size_t n_batch, batch_bytes;
     struct part *retry;
     size_t n_retry, cap_retry;
+    size_t binds_dropped;             /* parts sent again without a lookup, this round */
     int64_t last_progress;
     /* per-record context for callbacks */
     struct rtab *cur;
@@ -577,6 +579,61 @@ static bool part_ok(const struct part *p, const char *response)
            (p->kind == K_DELETE || p->kind == K_DISASSOC || p->kind == K_FILEDEL);
 }
 
+/* A part refused with 404 "<table> With Id = <id> Does Not Exist" because one of its lookups
+ * names a record the target lacks (a table that was not restored, or a record deleted there):
+ * drop the @odata.bind members that point at <id>, so the record is written without that lookup
+ * (and the outcome says so) instead of failing. Returns how many members were dropped. */
+static size_t drop_missing_binds(struct part *p, const char *response)
+{
+    const char *at = response ? strstr(response, "With Id = ") : NULL;
+    if (p->status != 404 || !p->body || !at || !strstr(p->body, "@odata.bind"))
+        return 0;
+    at += strlen("With Id = ");
+    size_t id_len = strcspn(at, " \"\\");
+    if (!id_len || id_len > 128)
+        return 0;
+    struct json_doc *doc = NULL;
+    struct dverr perr = {0};
+    if (json_parse(p->body, strlen(p->body), NULL, &doc, &perr))
+        return 0;
+    const struct json_node *root = json_root(doc);
+    struct buf out = BUF_INIT, what = BUF_INIT;
+    size_t dropped = 0, kept = 0;
+    buf_addch(&out, '{');
+    for (const struct json_node *m = root->type == JSON_OBJECT ? root->child : NULL; m; m = m->next) {
+        size_t suffix = strlen("@odata.bind");
+        bool bind = m->key_len > suffix && !strcmp(m->key + m->key_len - suffix, "@odata.bind");
+        if (bind && m->type == JSON_STRING && m->str_len > id_len + 2 &&
+            m->str[m->str_len - 1] == ')' && m->str[m->str_len - id_len - 2] == '(' &&
+            !memcmp(m->str + m->str_len - id_len - 1, at, id_len)) {
+            if (!dropped)
+                buf_printf(&what, "%s: lookup %.*s -> %s dropped: the target has no such record",
+                           p->path, (int)(m->key_len - suffix), m->key, m->str);
+            dropped++;
+            continue;
+        }
+        if (kept++)
+            buf_addch(&out, ',');
+        buf_add_json_string(&out, m->key, m->key_len);
+        buf_addch(&out, ':');
+        buf_add(&out, m->raw, m->raw_len);
+    }
+    buf_addch(&out, '}');
+    json_doc_free(doc);
+    if (dropped && out.data) {
+        free(p->body);
+        p->body = buf_detach(&out);
+        p->tab->out->lookups_dropped += dropped;
+        if (!p->tab->out->lookup_note) {
+            log_warn("restore: %s (the outcome counts the others)", what.data ? what.data : p->path);
+            p->tab->out->lookup_note = buf_detach(&what);
+        }
+    }
+    buf_release(&out);
+    buf_release(&what);
+    return dropped;
+}
+
 static int send_singly(struct rctx *c, struct dv_batch_item *items, size_t n, struct dverr *err)
 {
     static const char *const json_headers[] = {"Content-Type: application/json", NULL};
@@ -598,7 +655,7 @@ static int send_singly(struct rctx *c, struct dv_batch_item *items, size_t n, st
     return 0;
 }
 
-static int send_parts(struct rctx *c, struct part *parts, size_t n, bool final_round)
+static int send_parts(struct rctx *c, struct part *parts, size_t n)
 {
     if (!n)
         return 0;
@@ -660,13 +717,10 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n, bool final_r
         buf_printf(&e, "%s %s: %d %.300s", p->method, p->path, p->status,
                    items[i].response ? items[i].response : "");
         p->error = buf_detach(&e);
-        if (final_round) {
-            p->tab->out->failed++;
-            if (!p->tab->out->note)
-                p->tab->out->note = xstrdup(p->error);
-            part_release(p);
-            continue;
-        }
+        /* a lookup to a record the target lacks: sent again without it (in a round that
+         * retry_failed does not count against the part) */
+        if (drop_missing_binds(p, items[i].response))
+            c->binds_dropped++;
         if (c->n_retry == c->cap_retry) {
             size_t cap = c->cap_retry ? c->cap_retry * 2 : 64;
             struct part *r = realloc(c->retry, cap * sizeof(*r));
@@ -690,7 +744,7 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n, bool final_r
 
 static int flush(struct rctx *c)
 {
-    int rc = send_parts(c, c->batch, c->n_batch, false);
+    int rc = send_parts(c, c->batch, c->n_batch);
     c->n_batch = 0;
     c->batch_bytes = 0;
     if (!rc && cancelled(c))
@@ -725,23 +779,44 @@ static int queue(struct rctx *c, struct rtab *t, enum part_kind kind, const char
 static int retry_failed(struct rctx *c)
 {
     int rc = 0;
-    for (int round = 0; round < RETRY_ROUNDS && c->n_retry && !rc; round++) {
+    /* A round after one that dropped lookups to missing records is not counted (each drop
+     * removes a member, so this ends; at most STRIP_ROUNDS): a record whose two lookups both
+     * point at missing records needs two such rounds. */
+    int round = 0, strip_rounds = 0;
+    while (c->n_retry && !rc) {
+        bool strip_round = c->binds_dropped && strip_rounds < STRIP_ROUNDS;
+        if (!strip_round && round == RETRY_ROUNDS)
+            break;
         struct part *parts = c->retry;
         size_t n = c->n_retry;
         c->retry = NULL;
         c->n_retry = c->cap_retry = 0;
-        bool final_round = round == RETRY_ROUNDS - 1;
-        log_info("restore: retrying %zu failed parts (round %d)", n, round + 1);
-        sleep(1u << round);
+        c->binds_dropped = 0;
+        log_info("restore: retrying %zu failed parts (round %d)", n, round + strip_rounds + 1);
+        if (strip_round)
+            strip_rounds++;
+        else
+            sleep(1u << round++);
         for (size_t off = 0; off < n && !rc; off += BATCH_MAX) {
             size_t m = n - off < BATCH_MAX ? n - off : BATCH_MAX;
             c->out->retried += m;
-            rc = send_parts(c, parts + off, m, final_round);
+            rc = send_parts(c, parts + off, m);
         }
         for (size_t i = 0; i < n; i++)
             part_release(&parts[i]);
         free(parts);
     }
+    /* what still fails is counted per table, the first error kept as the table's note */
+    for (size_t i = 0; i < c->n_retry; i++) {
+        struct part *p = &c->retry[i];
+        if (!rc) {
+            p->tab->out->failed++;
+            if (!p->tab->out->note)
+                p->tab->out->note = xstrdup(p->error);
+        }
+        part_release(p);
+    }
+    c->n_retry = 0;
     return rc;
 }
 

@@ -44,6 +44,8 @@ struct restore_table_outcome {
     uint64_t associated, disassociated; /* N:N pairs ($ref) */
     uint64_t files;        /* file columns uploaded or cleared */
     char *note;            /* why the table was skipped, or its first failure; NULL when none */
+    uint64_t lookups_dropped; /* records written without a lookup whose target the target lacks */
+    char *lookup_note;     /* the first such lookup, for the outcome; NULL when none */
 };
 struct restore_outcome {
     char state[16];        /* "validating", "backing-up", "comparing", "writing", "done", "failed" */

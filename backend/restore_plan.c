@@ -180,6 +180,7 @@ void restore_outcome_release(struct restore_outcome *o)
         free(o->tables[i].table);
         free(o->tables[i].first_keys_json);
         free(o->tables[i].note);
+        free(o->tables[i].lookup_note);
     }
     free(o->tables);
     free(o->skipped_fields_json);
@@ -220,8 +221,9 @@ int restore_outcome_json(const struct restore_outcome *o, struct buf *out)
     add_str(out, "target", o->target);
     buf_printf(out, ",\"dry_run\":%s", o->dry_run ? "true" : "false");
     add_str(out, "safety_point", o->safety_point[0] ? o->safety_point : NULL);
-    uint64_t c = 0, u = 0, d = 0, un = 0, s = 0, f = 0;
+    uint64_t c = 0, u = 0, d = 0, un = 0, s = 0, f = 0, ld = 0;
     for (size_t i = 0; i < o->n_tables; i++) {
+        ld += o->tables[i].lookups_dropped;
         c += o->tables[i].created;
         u += o->tables[i].updated;
         d += o->tables[i].deleted;
@@ -231,9 +233,10 @@ int restore_outcome_json(const struct restore_outcome *o, struct buf *out)
     }
     buf_printf(out,
                ",\"created\":%llu,\"updated\":%llu,\"deleted\":%llu,\"unchanged\":%llu,"
-               "\"skipped\":%llu,\"failed\":%llu",
+               "\"skipped\":%llu,\"failed\":%llu,\"lookups_dropped\":%llu",
                (unsigned long long)c, (unsigned long long)u, (unsigned long long)d,
-               (unsigned long long)un, (unsigned long long)s, (unsigned long long)f);
+               (unsigned long long)un, (unsigned long long)s, (unsigned long long)f,
+               (unsigned long long)ld);
     buf_printf(out,
                ",\"records_written\":%llu,\"requests\":%llu,\"write_requests\":%llu,"
                "\"batches\":%llu,\"retried\":%llu",
@@ -263,6 +266,10 @@ int restore_outcome_json(const struct restore_outcome *o, struct buf *out)
             buf_printf(out, ",\"first_keys\":%s", t->first_keys_json);
         if (t->note)
             add_str(out, "note", t->note);
+        if (t->lookups_dropped) {
+            buf_printf(out, ",\"lookups_dropped\":%llu", (unsigned long long)t->lookups_dropped);
+            add_str(out, "lookup_note", t->lookup_note);
+        }
         buf_addch(out, '}');
     }
     buf_addstr(out, "]");
