@@ -16,6 +16,7 @@
 #include "backend/log.h"
 
 #define TOKEN_RESPONSE_MAX (64u << 10)
+#define TOKEN_BAD_BODY_RETRIES 4 /* 200 answers with malformed JSON asked for again */
 #define TOKEN_MAX_LEN (16u << 10)
 
 struct auth_entry {
@@ -160,16 +161,28 @@ static int fetch_token(struct auth *a, const char *resource, char **token, int64
         .max_response = TOKEN_RESPONSE_MAX,
         .retry_unsafe = true, /* a token request has no side effect */
     };
-    atomic_fetch_add(&a->fetches, 1);
-    struct dverr herr = {0};
-    rc = http_perform_retry(a->transport, &req, &a->retry, a->counters, &resp, &herr);
-    if (rc) {
-        rc = dverr_set(err, rc, "token request failed: %s", dverr_msg(&herr));
-        goto out;
-    }
-    struct dverr jerr = {0};
-    int jrc = resp.body.len ? json_parse(resp.body.data, resp.body.len, NULL, &doc, &jerr)
+    int jrc;
+    /* a 200 whose JSON is cut short is asked for again (a token request has no side effect) */
+    for (int bad = 0;; bad++) {
+        atomic_fetch_add(&a->fetches, 1);
+        struct dverr herr = {0};
+        rc = http_perform_retry(a->transport, &req, &a->retry, a->counters, &resp, &herr);
+        if (rc) {
+            rc = dverr_set(err, rc, "token request failed: %s", dverr_msg(&herr));
+            goto out;
+        }
+        struct dverr jerr = {0};
+        jrc = resp.body.len ? json_parse(resp.body.data, resp.body.len, NULL, &doc, &jerr)
                             : -EINVAL;
+        if (jrc == 0 || resp.status != 200 || bad == TOKEN_BAD_BODY_RETRIES)
+            break;
+        log_warn("the token endpoint answered malformed JSON (%s); asking again", dverr_msg(&jerr));
+        json_doc_free(doc);
+        doc = NULL;
+        explicit_bzero(resp.body.data, resp.body.len);
+        http_response_release(&resp);
+        http_response_init(&resp);
+    }
     const struct json_node *root = jrc == 0 ? json_root(doc) : NULL;
     if (resp.status != 200) {
         char code[96], desc[256];

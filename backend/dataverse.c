@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/log.h"
 
@@ -216,8 +217,8 @@ static int current_bearer(void *ctx, struct buf *out, struct dverr *err)
     return rc;
 }
 
-int dv_call(struct dv_client *c, const struct dv_call *call, struct http_response *resp,
-            struct dverr *err)
+static int dv_call_once(struct dv_client *c, const struct dv_call *call,
+                        struct http_response *resp, struct dverr *err)
 {
     struct buf token = BUF_INIT;
     int rc;
@@ -257,6 +258,31 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
         explicit_bzero(token.data, token.len);
     buf_release(&token);
     return rc;
+}
+
+int dv_call(struct dv_client *c, const struct dv_call *call, struct http_response *resp,
+            struct dverr *err)
+{
+    if (!call->json)
+        return dv_call_once(c, call, resp, err);
+    *call->json = NULL;
+    for (int bad = 0;; bad++) {
+        int rc = dv_call_once(c, call, resp, err);
+        if (rc || resp->status != 200)
+            return rc;
+        struct dverr perr = {0};
+        rc = dv_parse_body(resp, call->what ? call->what : "response", call->json, &perr);
+        if (rc != -EPROTO || bad == DV_BAD_BODY_RETRIES || strcmp(call->method, "GET")) {
+            if (rc)
+                dverr_set(err, rc, "%s", dverr_msg(&perr));
+            return rc;
+        }
+        log_warn("%s; asking again (%d of %d)", dverr_msg(&perr), bad + 1, DV_BAD_BODY_RETRIES);
+        struct timespec pause = {(250 << bad) / 1000, (long)((250 << bad) % 1000) * 1000000L};
+        nanosleep(&pause, NULL);
+        http_response_release(resp);
+        http_response_init(resp);
+    }
 }
 
 void dv_error_message(const struct http_response *resp, char *out, size_t n)
@@ -491,14 +517,14 @@ static int admin_get(struct dv_client *c, const char *url, const char *what,
 {
     static const char *const headers[] = {"Accept: application/json", NULL};
     struct dv_call call = {.method = "GET", .url = url, .resource = c->admin_url,
-                           .token_resource = c->admin_scope,
-                           .headers = headers, .max_response = ADMIN_RESPONSE_MAX};
+                           .token_resource = c->admin_scope, .headers = headers,
+                           .max_response = ADMIN_RESPONSE_MAX, .json = doc, .what = what};
     int rc = dv_call(c, &call, resp, err);
     if (rc)
         return rc;
     if (resp->status != 200)
         return dv_status_error(resp, what, err);
-    return dv_parse_body(resp, what, doc, err);
+    return 0;
 }
 
 int dv_env_list(struct dv_client *c, struct dv_env **envs, size_t *n, struct dverr *err)

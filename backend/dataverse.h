@@ -27,6 +27,10 @@
 struct dv_client;
 struct http_transport; /* http.h */
 
+/* A GET answered 200 with JSON that does not parse (cut short by a proxy or the service, framing
+ * intact) is asked for again this many times before the read fails with -EPROTO. */
+#define DV_BAD_BODY_RETRIES 4
+
 /* Build a client from the configuration (reads the secret file through config_read_secret_file). */
 int dv_client_new(const struct config *cfg, struct dv_client **out, struct dverr *err);
 /* Same on a given transport (tests script a fake one). Takes ownership of transport. */

@@ -50,6 +50,11 @@ struct dv_call {
     size_t body_len;
     bool retry_unsafe;
     uint64_t max_response;           /* 0: 256 MiB */
+    /* When set (GET only): a 200 body is parsed into *json (caller frees). A 200 whose JSON does
+     * not parse (cut short with valid framing by a proxy or the service) is fetched again, up to
+     * DV_BAD_BODY_RETRIES times, then dv_call fails with -EPROTO "<what>: malformed JSON". */
+    struct json_doc **json;
+    const char *what;                /* names the request in that error */
 };
 int dv_call(struct dv_client *c, const struct dv_call *call, struct http_response *resp,
             struct dverr *err);

@@ -156,12 +156,14 @@ static int parse_many_to_many(const struct json_node *arr, struct dv_table *t)
     return rc;
 }
 
+/* GET url; with json set, a 200 body is parsed into *json (see struct dv_call). */
 static int webapi_get(struct dv_client *c, const struct dv_env *env, const char *url,
-                      const char *const *headers, uint64_t max, struct http_response *resp,
-                      struct dverr *err)
+                      const char *const *headers, uint64_t max, struct json_doc **json,
+                      const char *what, struct http_response *resp, struct dverr *err)
 {
     struct dv_call call = {.method = "GET", .url = url, .resource = env->api_url,
-                           .headers = headers ? headers : odata_get_headers, .max_response = max};
+                           .headers = headers ? headers : odata_get_headers, .max_response = max,
+                           .json = json, .what = what};
     return dv_call(c, &call, resp, err);
 }
 
@@ -183,7 +185,7 @@ static int fetch_relationships(struct dv_client *c, const struct dv_env *env, co
         goto out;
     }
     if ((rc = dv_api_url(env, path.data, &url, err)) ||
-        (rc = webapi_get(c, env, url.data, NULL, DEFS_MAX, &resp, err)))
+        (rc = webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, route, &resp, err)))
         goto out;
     if (resp.status == 404 || resp.status == 400 || resp.status == 501) {
         rc = 0; /* not supported: no relationships of that kind */
@@ -193,8 +195,6 @@ static int fetch_relationships(struct dv_client *c, const struct dv_env *env, co
         rc = dv_status_error(&resp, route, err);
         goto out;
     }
-    if ((rc = dv_parse_body(&resp, route, &doc, err)))
-        goto out;
     const struct json_node *v = json_get(json_root(doc), "value");
     if (!v || v->type != JSON_ARRAY) {
         rc = dverr_set(err, -EPROTO, "%s: no \"value\" array", route);
@@ -236,7 +236,8 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
     http_response_init(&resp);
     for (size_t q = 0; q < sizeof(queries) / sizeof(queries[0]); q++) {
         if ((rc = dv_api_url(env, queries[q], &url, err)) ||
-            (rc = webapi_get(c, env, url.data, NULL, DEFS_MAX, &resp, err)))
+            (rc = webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, "table definitions", &resp,
+                             err)))
             goto out;
         if (resp.status != 400 && resp.status != 501)
             break;
@@ -245,8 +246,6 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
         rc = dv_status_error(&resp, "table definitions", err);
         goto out;
     }
-    if ((rc = dv_parse_body(&resp, "table definitions", &doc, err)))
-        goto out;
     const struct json_node *value = json_get(json_root(doc), "value");
     if (!value || value->type != JSON_ARRAY) {
         rc = dverr_set(err, -EPROTO, "table definitions: no \"value\" array");
@@ -424,7 +423,10 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
                                         "Web API (%s)", table->logical_name, esc);
             goto out;
         }
-        if ((rc = webapi_get(c, env, url.data, headers, PAGE_MAX, &resp, err)))
+        json_doc_free(doc);
+        doc = NULL;
+        if ((rc = webapi_get(c, env, url.data, headers, PAGE_MAX, &doc, table->logical_name, &resp,
+                             err)))
             goto out;
         if (resp.status != 200) {
             if (delta_link && is_expired_token(&resp)) {
@@ -437,10 +439,6 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
             rc = dv_status_error(&resp, what, err);
             goto out;
         }
-        json_doc_free(doc);
-        doc = NULL;
-        if ((rc = dv_parse_body(&resp, table->logical_name, &doc, err)))
-            goto out;
         const struct json_node *root = json_root(doc);
         const struct json_node *value = root->type == JSON_OBJECT ? json_get(root, "value") : NULL;
         if (!value || value->type != JSON_ARRAY) {
@@ -562,7 +560,8 @@ int dv_file_download(struct dv_client *c, const struct dv_env *env, const char *
             goto out;
         const char *headers[] = {"Accept: */*", "OData-MaxVersion: 4.0", "OData-Version: 4.0",
                                  range.data, NULL};
-        if ((rc = webapi_get(c, env, url.data, headers, FILE_CHUNK + 65536, &resp, err)))
+        if ((rc = webapi_get(c, env, url.data, headers, FILE_CHUNK + 65536, NULL, NULL, &resp,
+                             err)))
             goto out;
         if (resp.status == 204 && off == 0)
             break; /* no file */
