@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# capture_kill (issue 3): kill -9 at random moments during a capture, in a loop (4 times; 30 with
+# capture_kill (issue 3): kill -9 at random moments during a capture, in a loop (4 times; 100 with
 # DVSNAP_LONG=1), then capture again. Every time: the repository checks clean, every manifest
 # names only objects that exist (no half point), every earlier point reads back exactly as before,
 # and the new point equals the simulator.
@@ -8,7 +8,7 @@
 start_dvsim --seed demo --records 4000 --latency-ms 40
 write_config
 dvsnap init >/dev/null
-ITER=4; [ -n "${DVSNAP_LONG:-}" ] && ITER=30
+ITER=4; [ -n "${DVSNAP_LONG:-}" ] && ITER=100
 TABLES="account contact annotation new_project incident"
 
 # digest: one line per point of contoso-prod and contoso-dev with the hash of each table

@@ -5,7 +5,7 @@
 . "$(dirname "$0")/../lib.sh"
 . "$(dirname "$0")/restore_common.bash"
 records=${RESTORE_RECORDS:-8000}; kills=1
-[ -n "${DVSNAP_LONG:-}" ] && { records=50000; kills=3; }
+[ -n "${DVSNAP_LONG:-}" ] && { records=50000; kills=10; }
 start_dvsim --seed demo --records "$records"
 write_config
 dvsnap init >/dev/null 2>&1
