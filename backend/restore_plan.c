@@ -560,6 +560,23 @@ static int cmp_members(const void *a, const void *b)
     return x->key_len < y->key_len ? -1 : x->key_len > y->key_len;
 }
 
+/* The members of obj sorted by key (caller frees the array), or NULL when out of memory. */
+static const struct json_node **sorted_members(const struct json_node *obj, size_t *n_out)
+{
+    size_t n = 0;
+    for (const struct json_node *c = obj->child; c; c = c->next)
+        n++;
+    const struct json_node **m = calloc(n ? n : 1, sizeof(*m));
+    if (!m)
+        return NULL;
+    n = 0;
+    for (const struct json_node *c = obj->child; c; c = c->next)
+        m[n++] = c;
+    qsort(m, n, sizeof(*m), cmp_members);
+    *n_out = n;
+    return m;
+}
+
 int restore_canon_value(const struct json_node *v, struct buf *out)
 {
     int rc = 0;
@@ -579,16 +596,10 @@ int restore_canon_value(const struct json_node *v, struct buf *out)
         }
         return buf_addch(out, ']');
     case JSON_OBJECT: {
-        size_t n = 0;
-        for (const struct json_node *c = v->child; c; c = c->next)
-            n++;
-        const struct json_node **m = calloc(n ? n : 1, sizeof(*m));
+        size_t n;
+        const struct json_node **m = sorted_members(v, &n);
         if (!m)
             return -ENOMEM;
-        n = 0;
-        for (const struct json_node *c = v->child; c; c = c->next)
-            m[n++] = c;
-        qsort(m, n, sizeof(*m), cmp_members);
         buf_addch(out, '{');
         for (size_t i = 0; i < n && !rc; i++) {
             if (i)
@@ -628,16 +639,10 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
 {
     if (!rec || rec->type != JSON_OBJECT)
         return -EINVAL;
-    size_t n = 0;
-    for (const struct json_node *c = rec->child; c; c = c->next)
-        n++;
-    const struct json_node **m = calloc(n ? n : 1, sizeof(*m));
+    size_t n;
+    const struct json_node **m = sorted_members(rec, &n);
     if (!m)
         return -ENOMEM;
-    n = 0;
-    for (const struct json_node *c = rec->child; c; c = c->next)
-        m[n++] = c;
-    qsort(m, n, sizeof(*m), cmp_members);
     int rc = 0;
     bool first = true;
     buf_addch(out, '{');
