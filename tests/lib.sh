@@ -135,6 +135,20 @@ repo_get() {
   esac
 }
 
+# repo_put NAME: replace one object of the test repository with stdin (fault tests that damage
+# an object; any store, as repo_get)
+repo_put() {
+  local loc
+  loc=$(sed -n 's/^repository *= *//p' "$T/config")
+  case $loc in
+    azure://* | s3://*)
+      DVSNAP_AZURE_ENDPOINT=${AZ_ENDPOINT:-} DVSNAP_AZURE_KEY_FILE=${AZ_KEYFILE:-} \
+      DVSNAP_S3_ENDPOINT=${S3_ENDPOINT:-} DVSNAP_S3_CREDENTIALS_FILE=${S3_CREDFILE:-} \
+      DVSNAP_S3_REGION=us-east-1 "$BUILD/tests/objtool" "$loc" put "$1" ;;
+    *) chmod u+w "$loc/$1" 2>/dev/null; cat >"$loc/$1" ;;
+  esac
+}
+
 # sim_dump ENV TABLE: the table as dvsim holds it now, in the table-file format.
 sim_dump() { curl -sf "$DVSIM_URL/_sim/dump?env=$1&table=$2"; }
 sim_churn() { curl -sf -X POST "$DVSIM_URL/_sim/churn" -d "{\"env\":\"$1\",\"fraction\":$2,\"seed\":${3:-1}}"; }
