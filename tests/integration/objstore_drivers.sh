@@ -120,13 +120,17 @@ env -u DVSNAP_S3_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY 
 check_eq "s3: no credentials at all is EINVAL" 22 "$rc"
 check "s3: ... with a message naming the settings" grep -q "s3_credentials_file" "$T/err"
 
-# Azure put_if_absent is atomic on the server: of 8 racing writers exactly one wins.
-for i in 1 2 3 4 5 6 7 8; do
-  ( echo "writer $i" | $O "azure://$AZ_ACCOUNT/dvsnap-test/repo" put-if-absent race/lock 2>/dev/null; echo $? >"$T/race.$i" ) &
-done
-wait_for 30 sh -c "ls $T/race.* | wc -l | grep -qx 8"; sleep 0.2
-check_eq "azure: 8 racing put_if_absent, exactly one wins" "1" "$(cat "$T"/race.* | grep -cx 0)"
-check_eq "azure: ... the others get EEXIST" "7" "$(cat "$T"/race.* | grep -cx 17)"
+# put_if_absent is atomic on the server: of 8 racing writers exactly one wins.
+race8() { # KIND LOCATION
+  local i
+  for i in 1 2 3 4 5 6 7 8; do
+    ( echo "writer $i" | $O "$2" put-if-absent race/lock 2>/dev/null; echo $? >"$T/race-$1.$i" ) &
+  done
+  wait_for 30 sh -c "ls $T/race-$1.* | wc -l | grep -qx 8"; sleep 0.2
+  check_eq "$1: 8 racing put_if_absent, exactly one wins" "1" "$(cat "$T"/race-"$1".* | grep -cx 0)"
+  check_eq "$1: ... the others get EEXIST" "7" "$(cat "$T"/race-"$1".* | grep -cx 17)"
+}
+race8 azure "azure://$AZ_ACCOUNT/dvsnap-test/repo"
 
 # S3: the server (s3rver behind tests/node/s3front.js) checks Signature V4 as AWS does, so a wrong
 # secret, a wrong access key id and a wrong region are refused with the service's reason.
@@ -162,13 +166,7 @@ stop_pid "$S3_PID"
 S3_PORT=${S3_MAIN[0]} S3_PID=${S3_MAIN[1]} S3_ENDPOINT=${S3_MAIN[2]} S3_CREDFILE=${S3_MAIN[3]}
 objstore_env
 
-# S3 put_if_absent is atomic on the server: of 8 racing writers exactly one wins.
-for i in 1 2 3 4 5 6 7 8; do
-  ( echo "writer $i" | $O "$S3L" put-if-absent race/lock 2>/dev/null; echo $? >"$T/s3r.$i" ) &
-done
-wait_for 30 sh -c "ls $T/s3r.* | wc -l | grep -qx 8"; sleep 0.2
-check_eq "s3: 8 racing put_if_absent, exactly one wins" "1" "$(cat "$T"/s3r.* | grep -cx 0)"
-check_eq "s3: ... the others get EEXIST" "7" "$(cat "$T"/s3r.* | grep -cx 17)"
+race8 s3 "$S3L"
 
 # A dead store fails in bounded time, and works again once it is back (same port).
 L="azure://$AZ_ACCOUNT/dvsnap-test/repo"
