@@ -10,19 +10,17 @@
  * Operations: Put Blob (below the block size; atomic), Put Block + Put Block List above it (the
  * blob appears whole at the commit), Get Blob with x-ms-range, Get Blob Properties (stat), List
  * Blobs with prefix and marker continuation, Delete Blob, and put_if_absent as Put Blob with
- * If-None-Match: * (409 BlobAlreadyExists -> -EEXIST). The container is created on first write.
+ * If-None-Match: * (409 BlobAlreadyExists -> -EEXIST), put / put_file / get / stat through
+ * objstore_remote.c's shared operations. The container is created on first write.
  * Limits: blocks are uploaded one after another (8 MiB each, 50,000 blocks at most: 390 GiB);
  * whole-object reads are held in memory. Thread-safe: the struct is read-only after open, the
  * transport is thread-safe. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "backend/objstore.h"
 #include "backend/objstore_remote.h"

@@ -14,18 +14,18 @@
  * CompleteMultipartUpload; aborted on failure), GET with Range, HEAD (stat), ListObjectsV2 with
  * continuation-token, DELETE (after a HEAD, since S3 answers 204 for a missing key and the contract
  * wants -ENOENT). put_if_absent is a HEAD followed by PUT with If-None-Match: * (AWS S3 and MinIO
- * enforce it: 412 -> -EEXIST; servers that ignore the header, such as s3rver, leave a race window
- * between the HEAD and the PUT). The bucket is created on first write when missing.
+ * enforce it, as does the test server, s3rver behind tests/node/s3front.js: 412 -> -EEXIST;
+ * servers that ignore the header, such as s3rver alone, leave a race window between the HEAD and
+ * the PUT). No "Expect:" header: libcurl before 8.3 would sign it (see http.c). The shared
+ * operations (put, put_file, get, stat) are objstore_remote.c's. The bucket is created on first
+ * write when missing.
  * Limits: parts are uploaded one after another (8 MiB, 10,000 parts: 78 GiB). Thread-safe: the
  * struct is read-only after open. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "backend/objstore.h"
 #include "backend/objstore_remote.h"
