@@ -431,10 +431,14 @@ static int curl_once(struct curl_transport *ct, CURL *h, const struct http_reque
             curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
     }
 
-    /* No "Expect: 100-continue" round trip; no default Content-Type for raw bodies. */
-    if (!(tmp = curl_slist_append(hdrs, "Expect:")))
-        goto nomem;
-    hdrs = tmp;
+    /* No "Expect: 100-continue" round trip. Not with SigV4: libcurl before 8.3 signs a removal
+     * header ("Expect:") as if it were sent, which AWS refuses (curl issue 11664); libcurl adds its
+     * own Expect after signing, unsigned, as AWS wants. */
+    if (!req->aws_sigv4) {
+        if (!(tmp = curl_slist_append(hdrs, "Expect:")))
+            goto nomem;
+        hdrs = tmp;
+    }
     for (const char *const *p = req->headers; p && *p; p++) {
         if (strpbrk(*p, "\r\n")) {
             rc = dverr_set(err, -EINVAL, "refused a request header with a line break");

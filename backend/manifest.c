@@ -93,6 +93,18 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
             if (!ok)
                 cJSON_Delete(s);
         }
+        bool sizes = t->segment_sizes && t->n_segments;
+        for (size_t k = 0; sizes && k < t->n_segments; k++)
+            sizes = t->segment_sizes[k] > 0;
+        cJSON *sz = NULL;
+        if (ok && sizes)
+            ok = add(o, "segment_bytes", sz = cJSON_CreateArray());
+        for (size_t k = 0; ok && sizes && k < t->n_segments; k++) {
+            cJSON *n = cJSON_CreateNumber((double)t->segment_sizes[k]);
+            ok = n && cJSON_AddItemToArray(sz, n);
+            if (!ok)
+                cJSON_Delete(n);
+        }
         ok = ok && add_str(o, "delta", t->delta) && add_num(o, "created", t->created) &&
              add_num(o, "updated", t->updated) && add_num(o, "deleted", t->deleted) &&
              add_num(o, "changes_bytes", t->changes_bytes) && add_str(o, "schema", t->schema) &&
@@ -284,6 +296,32 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
                 }
                 pt->n_segments++;
             }
+            if (c.rc)
+                break;
+            const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(o, "segment_bytes");
+            if (sizes && !cJSON_IsNull(sizes)) {
+                if (!cJSON_IsArray(sizes) || (size_t)cJSON_GetArraySize(sizes) != pt->n_segments) {
+                    bad(&c, "\"segment_bytes\" does not match \"segments\"");
+                    break;
+                }
+                pt->segment_sizes = calloc(pt->n_segments ? pt->n_segments : 1,
+                                           sizeof *pt->segment_sizes);
+                if (!pt->segment_sizes) {
+                    c.rc = dverr_set(err, -ENOMEM, "out of memory");
+                    break;
+                }
+                size_t k = 0;
+                const cJSON *v;
+                cJSON_ArrayForEach(v, sizes)
+                {
+                    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+                    if (d < 1 || d > 9007199254740992.0 || floor(d) != d) {
+                        bad(&c, "a segment size is not a count");
+                        break;
+                    }
+                    pt->segment_sizes[k++] = (uint64_t)d;
+                }
+            }
             pt->delta = get_id(&c, o, "delta");
             pt->created = get_num(&c, o, "created");
             pt->updated = get_num(&c, o, "updated");
@@ -352,6 +390,7 @@ void point_free(struct point *p)
         for (size_t k = 0; k < t->n_segments; k++)
             free(t->segments[k]);
         free(t->segments);
+        free(t->segment_sizes);
         free(t->delta);
         free(t->schema);
         free(t->delta_link);

@@ -5,6 +5,8 @@
  *   {"format":1,"env":E,"name":N,"kind":"system"|"manual","label":L|null,
  *    "taken_at":unix seconds,"expires_at":unix seconds (0: never),
  *    "tables":[{"name","entity_set","primary_key","records","bytes","segments":[ids oldest first],
+ *               "segment_bytes":[object sizes, as segments] (absent in older manifests, or
+ *               when a size is unknown),
  *               "delta":id|null,"created","updated","deleted","changes_bytes","schema":id|null,
  *               "delta_link":s|null,"full_read_reason":s|null}],
  *    "files":[{"table","record_id","column","file_name","blob","size"}],

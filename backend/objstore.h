@@ -38,12 +38,25 @@ struct objstore_ops {
     void (*free)(void *impl);
 };
 
+/* Object sizes this process learnt without asking for them: what a remote driver saw when it wrote
+ * or stat-ed an object, and what manifests record for their segments (repo.c). The compaction
+ * rule reads them instead of sending a request per segment. Only names under "objects/" are kept,
+ * at most OBJSTORE_SIZES_MAX (then it starts over). NULL-safe: with no memo nothing is kept and
+ * nothing is known. Thread-safe (its own mutex). */
+#define OBJSTORE_SIZES_MAX 65536
+struct objstore_sizes;
+struct objstore_sizes *objstore_sizes_new(void); /* NULL on out of memory */
+void objstore_sizes_free(struct objstore_sizes *m);
+void objstore_sizes_note(struct objstore_sizes *m, const char *name, uint64_t size);
+bool objstore_sizes_get(struct objstore_sizes *m, const char *name, uint64_t *size);
+
 struct objstore {
     const struct objstore_ops *ops;
     void *impl;
     char *location; /* as configured, for messages */
     char *local_dir; /* directory driver: its root (owned); NULL for remote stores. The repository
                         uses it for flock writer locks and temp files next to the objects. */
+    struct objstore_sizes *sizes; /* owned, may be NULL (see above); remote drivers note into it */
 };
 
 /* Open by location: a path (or file://path) -> directory driver; azure:// and s3:// -> the
@@ -51,8 +64,8 @@ struct objstore {
 int objstore_open(const char *location, const struct config *cfg, struct objstore **out,
                   struct dverr *err);
 int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err);
-void objstore_free(struct objstore *s); /* accepts NULL; calls ops->free, frees location and
-                                            local_dir */
+void objstore_free(struct objstore *s); /* accepts NULL; calls ops->free, frees location,
+                                            local_dir and sizes */
 /* true when name is a valid object name (see above). */
 bool objstore_name_ok(const char *name);
 /* Object-storage drivers (issue 6): azure://ACCOUNT/CONTAINER/PREFIX and s3://BUCKET/PREFIX, with

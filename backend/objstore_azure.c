@@ -10,19 +10,17 @@
  * Operations: Put Blob (below the block size; atomic), Put Block + Put Block List above it (the
  * blob appears whole at the commit), Get Blob with x-ms-range, Get Blob Properties (stat), List
  * Blobs with prefix and marker continuation, Delete Blob, and put_if_absent as Put Blob with
- * If-None-Match: * (409 BlobAlreadyExists -> -EEXIST). The container is created on first write.
+ * If-None-Match: * (409 BlobAlreadyExists -> -EEXIST), put / put_file / get / stat through
+ * objstore_remote.c's shared operations. The container is created on first write.
  * Limits: blocks are uploaded one after another (8 MiB each, 50,000 blocks at most: 390 GiB);
  * whole-object reads are held in memory. Thread-safe: the struct is read-only after open, the
  * transport is thread-safe. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "backend/objstore.h"
 #include "backend/objstore_remote.h"
@@ -30,7 +28,7 @@
 #define AZURE_VERSION "2021-12-02"
 
 struct azure {
-    struct remote r;
+    struct remote r;  /* first: impl is also a struct remote * (objstore_remote.h) */
     char *account;
     char *container;
     char *prefix;     /* "" or "p/q/" */
@@ -187,11 +185,6 @@ out:
     return rc;
 }
 
-static bool body_has_code(const struct http_response *resp, const char *code)
-{
-    return resp->body.data && strstr(resp->body.data, code);
-}
-
 static int az_create_container(struct azure *az, struct dverr *err)
 {
     static const struct az_query q[] = {{"restype", "container"}, {NULL, NULL}};
@@ -211,7 +204,7 @@ static int az_write(struct azure *az, const struct az_req *r, const char *op, st
     struct http_response resp;
     http_response_init(&resp);
     int rc = az_do(az, r, &resp, err);
-    if (rc == 0 && resp.status == 404 && body_has_code(&resp, "ContainerNotFound")) {
+    if (rc == 0 && resp.status == 404 && remote_body_has_code(&resp, "ContainerNotFound")) {
         rc = az_create_container(az, err);
         if (rc == 0)
             rc = az_do(az, r, &resp, err);
@@ -220,13 +213,6 @@ static int az_write(struct azure *az, const struct az_req *r, const char *op, st
         rc = remote_status(&az->r, &resp, op, r->blob, err);
     http_response_release(&resp);
     return rc;
-}
-
-static int az_check_name(const char *name, struct dverr *err)
-{
-    if (!remote_name_ok(name, false))
-        return dverr_set(err, -EINVAL, "azure: invalid object name");
-    return 0;
 }
 
 static void block_id(unsigned n, char out[32])
@@ -240,10 +226,10 @@ static void block_id(unsigned n, char out[32])
 }
 
 /* Upload in blocks: blocks come from the callback (into blk), then the list is committed. */
-static int az_put_blocks(struct azure *az, const char *name, uint64_t total,
-                         int (*fill)(void *ctx, uint64_t off, size_t len, struct buf *blk),
+static int az_put_blocks(void *drv, const char *name, uint64_t total, remote_fill_fn fill,
                          void *ctx, struct dverr *err)
 {
+    struct azure *az = drv;
     struct buf blk = BUF_INIT, list = BUF_INIT;
     unsigned n = 0;
     int rc = buf_addstr(&list, "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
@@ -278,133 +264,32 @@ static int az_put_blocks(struct azure *az, const char *name, uint64_t total,
     return rc;
 }
 
-static int fill_mem(void *ctx, uint64_t off, size_t len, struct buf *blk)
-{
-    return buf_add(blk, (const char *)ctx + off, len);
-}
-
-static int fill_fd(void *ctx, uint64_t off, size_t len, struct buf *blk)
-{
-    return remote_read_range(*(int *)ctx, off, len, blk);
-}
-
-static int az_put_blob(struct azure *az, const char *name, const void *data, size_t len,
-                       bool if_absent, struct dverr *err)
+static int az_put_object(void *drv, const char *name, const void *data, size_t len,
+                         bool if_absent, struct dverr *err)
 {
     static const char *const x[] = {"x-ms-blob-type:BlockBlob", NULL};
     struct az_req r = {.method = "PUT", .blob = name, .xms = x,
                        .content_type = "application/octet-stream",
                        .if_none_match = if_absent ? "*" : NULL, .body = data, .body_len = len};
-    return az_write(az, &r, if_absent ? "put if absent" : "put", err);
+    return az_write(drv, &r, if_absent ? "put if absent" : "put", err);
 }
 
-static int az_put(void *impl, const char *name, const void *data, size_t len, struct dverr *err)
+static int az_fetch(void *drv, const char *method, const char *name, const char *range,
+                    uint64_t max_response, struct http_response *resp, struct dverr *err)
 {
-    struct azure *az = impl;
-    int rc = az_check_name(name, err);
-    if (rc)
-        return rc;
-    if (len >= az->r.block_size)
-        return az_put_blocks(az, name, len, fill_mem, (void *)data, err);
-    return az_put_blob(az, name, data, len, false, err);
+    char xr[80];
+    const char *x[] = {xr, NULL};
+    snprintf(xr, sizeof xr, "x-ms-range:%s", range ? range : "");
+    struct az_req r = {.method = method, .blob = name, .xms = range ? x : NULL,
+                       .max_response = max_response};
+    return az_do(drv, &r, resp, err);
 }
 
-static int az_put_if_absent(void *impl, const char *name, const void *data, size_t len,
-                            struct dverr *err)
-{
-    struct azure *az = impl;
-    int rc = az_check_name(name, err);
-    if (rc)
-        return rc;
-    return az_put_blob(az, name, data, len, true, err);
-}
-
-static int az_put_file(void *impl, const char *name, const char *local_path, struct dverr *err)
-{
-    struct azure *az = impl;
-    int rc = az_check_name(name, err);
-    if (rc)
-        return rc;
-    int fd = open(local_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dverr_set(err, -errno, "%s: %s", local_path, strerror(errno));
-    struct stat st;
-    struct buf b = BUF_INIT;
-    if (fstat(fd, &st) < 0) {
-        rc = dverr_set(err, -errno, "%s: %s", local_path, strerror(errno));
-        goto out;
-    }
-    if ((uint64_t)st.st_size >= az->r.block_size) {
-        rc = az_put_blocks(az, name, (uint64_t)st.st_size, fill_fd, &fd, err);
-        goto out;
-    }
-    if ((rc = remote_read_range(fd, 0, (size_t)st.st_size, &b))) {
-        dverr_set(err, rc, "%s: %s", local_path, strerror(-rc));
-        goto out;
-    }
-    rc = az_put_blob(az, name, b.data, b.len, false, err);
-out:
-    buf_release(&b);
-    close(fd);
-    return rc;
-}
-
-static int az_stat(void *impl, const char *name, uint64_t *size, struct dverr *err);
-
-static int az_get(void *impl, const char *name, uint64_t off, uint64_t len, struct buf *out,
-                  struct dverr *err)
-{
-    struct azure *az = impl;
-    int rc = az_check_name(name, err);
-    if (rc)
-        return rc;
-    if (len == 0) { /* nothing to read; the object must exist and be long enough */
-        uint64_t size;
-        if ((rc = az_stat(az, name, &size, err)))
-            return rc;
-        return off > size ? dverr_set(err, -EIO, "azure get %s: read beyond its end", name) : 0;
-    }
-    char range[80];
-    const char *x[] = {range, NULL};
-    bool ranged = !(off == 0 && len == OBJSTORE_TO_END);
-    if (len == OBJSTORE_TO_END || off + len < off)
-        snprintf(range, sizeof range, "x-ms-range:bytes=%llu-", (unsigned long long)off);
-    else
-        snprintf(range, sizeof range, "x-ms-range:bytes=%llu-%llu", (unsigned long long)off,
-                 (unsigned long long)(off + len - 1));
-    struct http_response resp;
-    http_response_init(&resp);
-    struct az_req r = {.method = "GET", .blob = name, .xms = ranged ? x : NULL,
-                       .max_response = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 65536};
-    /* (room for an error document in place of a short range) */
-    if ((rc = az_do(az, &r, &resp, err)) == 0)
-        rc = remote_get_finish(&az->r, &resp, name, off, len, ranged, out, err);
-    http_response_release(&resp);
-    return rc;
-}
-
-static int az_stat(void *impl, const char *name, uint64_t *size, struct dverr *err)
-{
-    struct azure *az = impl;
-    int rc = az_check_name(name, err);
-    if (rc)
-        return rc;
-    struct http_response resp;
-    struct buf v = BUF_INIT;
-    http_response_init(&resp);
-    struct az_req r = {.method = "HEAD", .blob = name};
-    if ((rc = az_do(az, &r, &resp, err)) || (rc = remote_status(&az->r, &resp, "stat", name, err)))
-        goto out;
-    if (!http_response_header(&resp, "Content-Length", &v) || !v.data) {
-        rc = dverr_set(err, -EIO, "azure stat %s: no Content-Length", name);
-        goto out;
-    }
-    *size = strtoull(v.data, NULL, 10);
-out:
-    buf_release(&v);
-    http_response_release(&resp);
-    return rc;
-}
+static const struct remote_ops az_remote_ops = {
+    .put_object = az_put_object,
+    .put_blocks = az_put_blocks,
+    .fetch = az_fetch,
+};
 
 static int az_list(void *impl, const char *prefix,
                    int (*fn)(void *ctx, const char *name, uint64_t size), void *ctx,
@@ -413,12 +298,11 @@ static int az_list(void *impl, const char *prefix,
     struct azure *az = impl;
     if (!remote_name_ok(prefix, true))
         return dverr_set(err, -EINVAL, "azure: invalid list prefix");
-    struct buf full = BUF_INIT, marker = BUF_INIT, name = BUF_INIT, size = BUF_INIT;
+    struct buf full = BUF_INIT, marker = BUF_INIT;
     struct http_response resp;
     http_response_init(&resp);
     char page[16];
     snprintf(page, sizeof page, "%d", az->r.list_page);
-    size_t plen = strlen(az->prefix);
     int rc = buf_printf(&full, "%s%s", az->prefix, prefix);
     if (rc)
         goto out;
@@ -437,29 +321,16 @@ static int az_list(void *impl, const char *prefix,
         struct az_req r = {.method = "GET", .query = q, .max_response = 16u << 20};
         if ((rc = az_do(az, &r, &resp, err)))
             goto out;
-        if (resp.status == 404 && body_has_code(&resp, "ContainerNotFound"))
+        if (resp.status == 404 && remote_body_has_code(&resp, "ContainerNotFound"))
             goto out; /* no container yet: nothing stored */
         if ((rc = remote_status(&az->r, &resp, "list", prefix, err)))
             goto out;
         const char *x = resp.body.data ? resp.body.data : "";
-        size_t xl = resp.body.len, pos = 0, a, b;
-        while (remote_xml_span(x, xl, &pos, "Blob", &a, &b)) {
-            size_t ip = a;
-            if (!remote_xml_next(x, b, &ip, "Name", &name)) {
-                rc = dverr_set(err, -EIO, "azure list: a blob without a name");
-                goto out;
-            }
-            ip = a;
-            uint64_t sz = 0;
-            if (remote_xml_next(x, b, &ip, "Content-Length", &size))
-                sz = strtoull(size.data, NULL, 10);
-            if (name.len < plen || memcmp(name.data, az->prefix, plen) != 0)
-                continue;
-            if ((rc = fn(ctx, name.data + plen, sz)))
-                goto out;
-        }
+        size_t xl = resp.body.len, pos = 0;
+        if ((rc = remote_list_entries(&az->r, &resp, "Blob", "Name", "Content-Length",
+                                      az->prefix, fn, ctx, err)))
+            goto out;
         buf_reset(&marker);
-        pos = 0;
         if (!remote_xml_next(x, xl, &pos, "NextMarker", &marker) || marker.len == 0)
             break;
         char *copy = strdup(marker.data);
@@ -475,15 +346,13 @@ out:
     http_response_release(&resp);
     buf_release(&full);
     buf_release(&marker);
-    buf_release(&name);
-    buf_release(&size);
     return rc;
 }
 
 static int az_del(void *impl, const char *name, struct dverr *err)
 {
     struct azure *az = impl;
-    int rc = az_check_name(name, err);
+    int rc = remote_check_name(&az->r, name, err);
     if (rc)
         return rc;
     struct http_response resp;
@@ -516,11 +385,11 @@ static void az_free(void *impl)
 }
 
 static const struct objstore_ops azure_ops = {
-    .put = az_put,
-    .put_file = az_put_file,
-    .put_if_absent = az_put_if_absent,
-    .get = az_get,
-    .stat = az_stat,
+    .put = remote_put,
+    .put_file = remote_put_file,
+    .put_if_absent = remote_put_if_absent,
+    .get = remote_get,
+    .stat = remote_stat,
     .list = az_list,
     .del = az_del,
     .free = az_free,
@@ -650,8 +519,12 @@ int objstore_azure_open(const char *location, const struct config *cfg, struct o
     }
     if ((rc = az_load_credential(az, cfg, location, err)))
         goto fail;
-    if ((rc = remote_init(&az->r, "azure", err)))
+    if ((rc = remote_init(&az->r, "azure", &az_remote_ops, az, err)))
         goto fail;
+    az->r.sizes = s->sizes = objstore_sizes_new();
+    az->r.cred_hint = cfg && cfg->azure_key_file
+                          ? " (check the key or SAS token in azure_key_file and the clock)"
+                          : " (check AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN and the clock)";
     if (!getenv("DVSNAP_OBJSTORE_LIST_PAGE"))
         az->r.list_page = 5000; /* List Blobs allows 5000 per page (S3: 1000) */
     s->ops = &azure_ops;
@@ -667,8 +540,10 @@ int objstore_azure_open(const char *location, const struct config *cfg, struct o
 fail:
     free(rest);
     az_free(az);
-    if (s)
+    if (s) {
         free(s->location);
+        objstore_sizes_free(s->sizes);
+    }
     free(s);
     return rc;
 }

@@ -398,6 +398,7 @@ int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     s->ops = &dir_ops;
+    s->sizes = objstore_sizes_new(); /* what manifests record (a stat here is cheap anyway) */
     s->impl = d;
     *out = s;
     return 0;

@@ -104,6 +104,8 @@ static int list_gens(struct objstore *s, const char *name, struct gens *g, uint6
 struct lease_doc {
     char holder[256];
     long long pid;
+    char machine[128];    /* "" in documents written before it was recorded */
+    unsigned long long start; /* the holder's start time (clock ticks after boot); 0: unknown */
     char nonce[33];
     char purpose[256];
     time_t expires;
@@ -135,6 +137,12 @@ static int read_doc(struct objstore *s, const char *name, uint64_t gen, struct l
         if (cJSON_IsString(u))
             snprintf(d->purpose, sizeof d->purpose, "%s", u->valuestring);
         d->pid = cJSON_IsNumber(p) ? (long long)p->valuedouble : 0;
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(j, "machine");
+        const cJSON *st = cJSON_GetObjectItemCaseSensitive(j, "start");
+        if (cJSON_IsString(m))
+            snprintf(d->machine, sizeof d->machine, "%s", m->valuestring);
+        if (cJSON_IsNumber(st) && st->valuedouble > 0)
+            d->start = (unsigned long long)st->valuedouble;
         d->expires = (time_t)e->valuedouble;
     }
     cJSON_Delete(j);
@@ -143,8 +151,71 @@ out:
     return rc;
 }
 
+/* This kernel instance and pid namespace: "<boot id>/<pid namespace inode>", so that a pid in a
+ * lease document can be checked here only when it means the same process table.
+ * $DVSNAP_TEST_MACHINE replaces it (tests simulating a writer on another machine). "" when
+ * unknown. */
+static void machine_id(char *out, size_t n)
+{
+    out[0] = '\0';
+    const char *t = getenv("DVSNAP_TEST_MACHINE");
+    if (t && *t) {
+        snprintf(out, n, "%s", t);
+        return;
+    }
+    char boot[64] = "", ns[64] = "";
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    if (f) {
+        if (!fgets(boot, sizeof boot, f))
+            boot[0] = '\0';
+        fclose(f);
+    }
+    boot[strcspn(boot, "\n")] = '\0';
+    ssize_t k = readlink("/proc/self/ns/pid", ns, sizeof ns - 1);
+    if (!boot[0] || k <= 0)
+        return;
+    ns[k] = '\0';
+    snprintf(out, n, "%s/%s", boot, ns);
+}
+
+/* Start time of process pid (field 22 of /proc/PID/stat, clock ticks after boot); 0 when the
+ * process does not exist. */
+static unsigned long long proc_start(long long pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof path, "/proc/%lld/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(line, 1, sizeof line - 1, f);
+    fclose(f);
+    line[n] = '\0';
+    const char *p = strrchr(line, ')'); /* the command name may hold spaces */
+    if (!p)
+        return 0;
+    /* after ')': field 3 (state) ... field 22 (starttime) */
+    for (int field = 2; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+/* true when the lease's holder was a process of this machine that no longer runs (killed or
+ * crashed): its lease can be taken over at once instead of after its expiry. False whenever
+ * that cannot be known for sure (another machine, an older document, a live pid). */
+static bool holder_is_dead_here(const struct lease_doc *d)
+{
+    char me[128];
+    machine_id(me, sizeof me);
+    if (!me[0] || !d->machine[0] || strcmp(me, d->machine) != 0 || d->pid <= 0 || !d->start)
+        return false;
+    unsigned long long now = proc_start(d->pid);
+    return now != d->start; /* gone, or the pid now names a newer process */
+}
+
 static int render_doc(struct objstore_lease *l, time_t now, time_t expires, struct buf *out)
 {
+    char machine[128];
+    machine_id(machine, sizeof machine);
     char host[256] = "unknown";
     gethostname(host, sizeof host - 1);
     host[sizeof host - 1] = '\0';
@@ -157,6 +228,8 @@ static int render_doc(struct objstore_lease *l, time_t now, time_t expires, stru
     int rc = 0;
     if (!cJSON_AddStringToObject(j, "holder", host) ||
         !cJSON_AddNumberToObject(j, "pid", (double)getpid()) ||
+        !cJSON_AddStringToObject(j, "machine", machine) ||
+        !cJSON_AddNumberToObject(j, "start", (double)proc_start(getpid())) ||
         !cJSON_AddStringToObject(j, "nonce", l->nonce) ||
         !cJSON_AddStringToObject(j, "purpose", l->purpose) ||
         !cJSON_AddNumberToObject(j, "generation", (double)l->gen) ||
@@ -351,14 +424,19 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
                 break;
             }
             time_t now = time(NULL);
-            if (d.expires > now) {
+            bool dead = d.expires > now && holder_is_dead_here(&d);
+            if (dead) {
+                char who[600];
+                describe(&d, who, sizeof who);
+                log_warn("lease %s was %s, a process of this machine that is gone: taking it over",
+                         name, who);
+            } else if (d.expires > now) {
                 char who[600];
                 describe(&d, who, sizeof who);
                 rc = dverr_set(err, -EBUSY, "%s is %s", purpose && *purpose ? purpose : name,
                                who);
                 break;
-            }
-            if (d.holder[0]) {
+            } else if (d.holder[0]) {
                 char who[600];
                 describe(&d, who, sizeof who);
                 log_warn("lease %s expired (%s): taking it over", name, who);
@@ -467,7 +545,7 @@ int objstore_lease_holder(struct objstore *s, const char *name, struct buf *out,
     struct lease_doc d;
     if ((rc = read_doc(s, name, top, &d, err)))
         return rc == -ENOENT ? 0 : rc;
-    if (d.expires <= time(NULL))
+    if (d.expires <= time(NULL) || holder_is_dead_here(&d))
         return 0;
     char who[600];
     describe(&d, who, sizeof who);

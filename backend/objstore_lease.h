@@ -2,8 +2,10 @@
  * per environment across machines that share an object-storage repository).
  *
  * A lease NAME is a series of generation objects NAME.<gen> (gen = 10 digits). Each holds a small
- * JSON document: holder (host and pid), a random nonce, purpose, and the wall-clock expiry. The
- * lease is held by the highest generation while it has not expired.
+ * JSON document: holder (host and pid, with the machine's boot id and pid namespace and the
+ * process's start time), a random nonce, purpose, and the wall-clock expiry. The lease is held by
+ * the highest generation while it has not expired and, when its holder ran on this machine, while
+ * that process still runs (a writer killed here frees its lease at once, as a flock would).
  *  - take: list NAME.*; none -> put_if_absent NAME.0000000001. The highest one live and not ours ->
  *    -EBUSY (message names the holder, its purpose and when it expires). Expired -> put_if_absent
  *    of the next generation: of several takers only one can create it, so a takeover is safe even

@@ -6,11 +6,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/log.h"
@@ -27,9 +29,12 @@ static int env_int(const char *name, int def, int lo, int hi)
     return (int)n;
 }
 
-int remote_init(struct remote *r, const char *what, struct dverr *err)
+int remote_init(struct remote *r, const char *what, const struct remote_ops *ops, void *drv,
+                struct dverr *err)
 {
     memset(r, 0, sizeof *r);
+    r->ops = ops;
+    r->drv = drv;
     struct http_options opts = {
         .connect_timeout_s = 5,
         .timeout_s = 300,
@@ -171,8 +176,10 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     log_escape(c.data ? c.data : "", ec, sizeof ec);
     log_escape(m.data ? m.data : "", em, sizeof em);
     log_escape(name ? name : "", en, sizeof en);
-    dverr_set(err, code, "%s %s %s: HTTP %ld%s%s%s%s", r->what, op, en, st, *ec ? " " : "", ec,
-              *em ? ": " : "", em);
+    /* A refused signature or key: say where the credential comes from (never what it is). */
+    const char *hint = st == 403 && r->cred_hint ? r->cred_hint : "";
+    dverr_set(err, code, "%s %s %s: HTTP %ld%s%s%s%s%s", r->what, op, en, st, *ec ? " " : "", ec,
+              *em ? ": " : "", em, hint);
     buf_release(&c);
     buf_release(&m);
     return code;
@@ -389,4 +396,167 @@ int remote_read_range(int fd, uint64_t off, size_t len, struct buf *out)
     out->len += got;
     out->data[out->len] = '\0';
     return 0;
+}
+
+/* ---- the operations both drivers share ---- */
+
+int remote_check_name(struct remote *r, const char *name, struct dverr *err)
+{
+    if (!remote_name_ok(name, false))
+        return dverr_set(err, -EINVAL, "%s: invalid object name", r->what);
+    return 0;
+}
+
+bool remote_body_has_code(const struct http_response *resp, const char *code)
+{
+    return resp->body.data && strstr(resp->body.data, code);
+}
+
+static int fill_mem(void *ctx, uint64_t off, size_t len, struct buf *blk)
+{
+    return buf_add(blk, (const char *)ctx + off, len);
+}
+
+static int fill_fd(void *ctx, uint64_t off, size_t len, struct buf *blk)
+{
+    return remote_read_range(*(int *)ctx, off, len, blk);
+}
+
+int remote_put(void *impl, const char *name, const void *data, size_t len, struct dverr *err)
+{
+    struct remote *r = impl;
+    int rc = remote_check_name(r, name, err);
+    if (rc)
+        return rc;
+    if (len >= r->block_size)
+        rc = r->ops->put_blocks(r->drv, name, len, fill_mem, (void *)data, err);
+    else
+        rc = r->ops->put_object(r->drv, name, data, len, false, err);
+    if (rc == 0)
+        objstore_sizes_note(r->sizes, name, len);
+    return rc;
+}
+
+int remote_put_if_absent(void *impl, const char *name, const void *data, size_t len,
+                         struct dverr *err)
+{
+    struct remote *r = impl;
+    int rc = remote_check_name(r, name, err);
+    if (rc)
+        return rc;
+    return r->ops->put_object(r->drv, name, data, len, true, err);
+}
+
+int remote_put_file(void *impl, const char *name, const char *local_path, struct dverr *err)
+{
+    struct remote *r = impl;
+    int rc = remote_check_name(r, name, err);
+    if (rc)
+        return rc;
+    int fd = open(local_path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return dverr_set(err, -errno, "%s: %s", local_path, strerror(errno));
+    struct stat st;
+    struct buf b = BUF_INIT;
+    if (fstat(fd, &st) < 0) {
+        rc = dverr_set(err, -errno, "%s: %s", local_path, strerror(errno));
+        goto out;
+    }
+    if ((uint64_t)st.st_size >= r->block_size) {
+        rc = r->ops->put_blocks(r->drv, name, (uint64_t)st.st_size, fill_fd, &fd, err);
+    } else if ((rc = remote_read_range(fd, 0, (size_t)st.st_size, &b))) {
+        dverr_set(err, rc, "%s: %s", local_path, strerror(-rc));
+    } else {
+        rc = r->ops->put_object(r->drv, name, b.data, b.len, false, err);
+    }
+    if (rc == 0)
+        objstore_sizes_note(r->sizes, name, (uint64_t)st.st_size);
+out:
+    buf_release(&b);
+    close(fd);
+    return rc;
+}
+
+int remote_stat(void *impl, const char *name, uint64_t *size, struct dverr *err)
+{
+    struct remote *r = impl;
+    int rc = remote_check_name(r, name, err);
+    if (rc)
+        return rc;
+    struct http_response resp;
+    struct buf v = BUF_INIT;
+    http_response_init(&resp);
+    if ((rc = r->ops->fetch(r->drv, "HEAD", name, NULL, 0, &resp, err)) ||
+        (rc = remote_status(r, &resp, "stat", name, err)))
+        goto out;
+    if (!http_response_header(&resp, "Content-Length", &v) || !v.data) {
+        rc = dverr_set(err, -EIO, "%s stat %s: no Content-Length", r->what, name);
+        goto out;
+    }
+    *size = strtoull(v.data, NULL, 10);
+    objstore_sizes_note(r->sizes, name, *size);
+out:
+    buf_release(&v);
+    http_response_release(&resp);
+    return rc;
+}
+
+int remote_get(void *impl, const char *name, uint64_t off, uint64_t len, struct buf *out,
+               struct dverr *err)
+{
+    struct remote *r = impl;
+    int rc = remote_check_name(r, name, err);
+    if (rc)
+        return rc;
+    if (len == 0) { /* nothing to read; the object must exist and be long enough */
+        uint64_t size;
+        if ((rc = remote_stat(r, name, &size, err)))
+            return rc;
+        return off > size ? dverr_set(err, -EIO, "%s get %s: read beyond its end", r->what, name)
+                          : 0;
+    }
+    bool ranged = !(off == 0 && len == OBJSTORE_TO_END);
+    char range[64];
+    if (len == OBJSTORE_TO_END || off + len < off)
+        snprintf(range, sizeof range, "bytes=%llu-", (unsigned long long)off);
+    else
+        snprintf(range, sizeof range, "bytes=%llu-%llu", (unsigned long long)off,
+                 (unsigned long long)(off + len - 1));
+    struct http_response resp;
+    http_response_init(&resp);
+    /* (room for an error document in place of a short range) */
+    uint64_t max = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 65536;
+    if ((rc = r->ops->fetch(r->drv, "GET", name, ranged ? range : NULL, max, &resp, err)) == 0)
+        rc = remote_get_finish(r, &resp, name, off, len, ranged, out, err);
+    http_response_release(&resp);
+    return rc;
+}
+
+int remote_list_entries(struct remote *r, const struct http_response *resp, const char *entry,
+                        const char *name_tag, const char *size_tag, const char *prefix,
+                        int (*fn)(void *ctx, const char *name, uint64_t size), void *ctx,
+                        struct dverr *err)
+{
+    const char *x = resp->body.data ? resp->body.data : "";
+    size_t xl = resp->body.len, pos = 0, a, b, plen = strlen(prefix);
+    struct buf name = BUF_INIT, size = BUF_INIT;
+    int rc = 0;
+    while (remote_xml_span(x, xl, &pos, entry, &a, &b)) {
+        size_t ip = a;
+        if (!remote_xml_next(x, b, &ip, name_tag, &name)) {
+            rc = dverr_set(err, -EIO, "%s list: an entry without a %s", r->what, name_tag);
+            break;
+        }
+        ip = a;
+        uint64_t sz = 0;
+        if (remote_xml_next(x, b, &ip, size_tag, &size))
+            sz = strtoull(size.data, NULL, 10);
+        if (name.len < plen || memcmp(name.data, prefix, plen) != 0)
+            continue;
+        if ((rc = fn(ctx, name.data + plen, sz)))
+            break;
+    }
+    buf_release(&name);
+    buf_release(&size);
+    return rc;
 }

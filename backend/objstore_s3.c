@@ -14,18 +14,18 @@
  * CompleteMultipartUpload; aborted on failure), GET with Range, HEAD (stat), ListObjectsV2 with
  * continuation-token, DELETE (after a HEAD, since S3 answers 204 for a missing key and the contract
  * wants -ENOENT). put_if_absent is a HEAD followed by PUT with If-None-Match: * (AWS S3 and MinIO
- * enforce it: 412 -> -EEXIST; servers that ignore the header, such as s3rver, leave a race window
- * between the HEAD and the PUT). The bucket is created on first write when missing.
+ * enforce it, as does the test server, s3rver behind tests/node/s3front.js: 412 -> -EEXIST;
+ * servers that ignore the header, such as s3rver alone, leave a race window between the HEAD and
+ * the PUT). No "Expect:" header: libcurl before 8.3 would sign it (see http.c). The shared
+ * operations (put, put_file, get, stat) are objstore_remote.c's. The bucket is created on first
+ * write when missing.
  * Limits: parts are uploaded one after another (8 MiB, 10,000 parts: 78 GiB). Thread-safe: the
  * struct is read-only after open. */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "backend/objstore.h"
 #include "backend/objstore_remote.h"
@@ -33,7 +33,7 @@
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s3 {
-    struct remote r;
+    struct remote r;  /* first: impl is also a struct remote * (objstore_remote.h) */
     char *bucket;
     char *prefix;     /* "" or "p/q/" */
     char *endpoint;   /* no trailing '/' */
@@ -92,7 +92,6 @@ static int s3_do(struct s3 *s, const struct s3_req *q, struct http_response *res
     headers[nh++] = shahdr;
     if (s->session)
         headers[nh++] = s->session;
-    headers[nh++] = "Expect:";
     for (const char *const *h = q->headers; h && *h && nh < 15; h++)
         headers[nh++] = *h;
     headers[nh] = NULL;
@@ -116,11 +115,6 @@ out:
     return rc;
 }
 
-static bool body_has_code(const struct http_response *resp, const char *code)
-{
-    return resp->body.data && strstr(resp->body.data, code);
-}
-
 static int s3_create_bucket(struct s3 *s, struct dverr *err)
 {
     struct http_response resp;
@@ -142,7 +136,7 @@ static int s3_write(struct s3 *s, const struct s3_req *r, const char *op,
     if (!keep)
         http_response_init(&local);
     int rc = s3_do(s, r, resp, err);
-    if (rc == 0 && resp->status == 404 && body_has_code(resp, "NoSuchBucket")) {
+    if (rc == 0 && resp->status == 404 && remote_body_has_code(resp, "NoSuchBucket")) {
         rc = s3_create_bucket(s, err);
         if (rc == 0)
             rc = s3_do(s, r, resp, err);
@@ -154,17 +148,10 @@ static int s3_write(struct s3 *s, const struct s3_req *r, const char *op,
     return rc;
 }
 
-static int s3_check_name(const char *name, struct dverr *err)
-{
-    if (!remote_name_ok(name, false))
-        return dverr_set(err, -EINVAL, "s3: invalid object name");
-    return 0;
-}
-
-static int s3_multipart(struct s3 *s, const char *name, uint64_t total,
-                        int (*fill)(void *ctx, uint64_t off, size_t len, struct buf *blk),
+static int s3_multipart(void *drv, const char *name, uint64_t total, remote_fill_fn fill,
                         void *ctx, struct dverr *err)
 {
+    struct s3 *s = drv;
     struct http_response resp;
     struct buf id = BUF_INIT, blk = BUF_INIT, list = BUF_INIT, etag = BUF_INIT;
     http_response_init(&resp);
@@ -245,139 +232,43 @@ out:
     return rc;
 }
 
-static int fill_mem(void *ctx, uint64_t off, size_t len, struct buf *blk)
-{
-    return buf_add(blk, (const char *)ctx + off, len);
-}
-
-static int fill_fd(void *ctx, uint64_t off, size_t len, struct buf *blk)
-{
-    return remote_read_range(*(int *)ctx, off, len, blk);
-}
-
-static int s3_put_object(struct s3 *s, const char *name, const void *data, size_t len,
+/* put_if_absent: a HEAD first (a server that ignores If-None-Match then only leaves the window
+ * between the two requests), then PUT with If-None-Match: * (412 -> -EEXIST). */
+static int s3_put_object(void *drv, const char *name, const void *data, size_t len,
                          bool if_absent, struct dverr *err)
 {
+    struct s3 *s = drv;
+    if (if_absent) {
+        uint64_t sz;
+        struct dverr e2 = {0};
+        int rc = remote_stat(&s->r, name, &sz, &e2);
+        if (rc == 0)
+            return dverr_set(err, -EEXIST, "s3 put if absent %s: the object exists", name);
+        if (rc != -ENOENT)
+            return dverr_set(err, rc, "%s", e2.msg);
+    }
     const char *h[] = {"Content-Type: application/octet-stream",
                        if_absent ? "If-None-Match: *" : NULL, NULL};
     struct s3_req r = {.method = "PUT", .key = name, .headers = h, .body = data, .body_len = len};
     return s3_write(s, &r, if_absent ? "put if absent" : "put", NULL, err);
 }
 
-static int s3_put(void *impl, const char *name, const void *data, size_t len, struct dverr *err)
+static int s3_fetch(void *drv, const char *method, const char *name, const char *range,
+                    uint64_t max_response, struct http_response *resp, struct dverr *err)
 {
-    struct s3 *s = impl;
-    int rc = s3_check_name(name, err);
-    if (rc)
-        return rc;
-    if (len >= s->r.block_size)
-        return s3_multipart(s, name, len, fill_mem, (void *)data, err);
-    return s3_put_object(s, name, data, len, false, err);
+    char hr[80];
+    const char *h[] = {hr, NULL};
+    snprintf(hr, sizeof hr, "Range: %s", range ? range : "");
+    struct s3_req r = {.method = method, .key = name, .headers = range ? h : NULL,
+                       .max_response = max_response};
+    return s3_do(drv, &r, resp, err);
 }
 
-static int s3_stat(void *impl, const char *name, uint64_t *size, struct dverr *err);
-
-static int s3_put_if_absent(void *impl, const char *name, const void *data, size_t len,
-                            struct dverr *err)
-{
-    struct s3 *s = impl;
-    int rc = s3_check_name(name, err);
-    if (rc)
-        return rc;
-    uint64_t sz;
-    struct dverr e2 = {0};
-    rc = s3_stat(s, name, &sz, &e2);
-    if (rc == 0)
-        return dverr_set(err, -EEXIST, "s3 put if absent %s: the object exists", name);
-    if (rc != -ENOENT)
-        return dverr_set(err, rc, "%s", e2.msg);
-    return s3_put_object(s, name, data, len, true, err);
-}
-
-static int s3_put_file(void *impl, const char *name, const char *local_path, struct dverr *err)
-{
-    struct s3 *s = impl;
-    int rc = s3_check_name(name, err);
-    if (rc)
-        return rc;
-    int fd = open(local_path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return dverr_set(err, -errno, "%s: %s", local_path, strerror(errno));
-    struct stat st;
-    struct buf b = BUF_INIT;
-    if (fstat(fd, &st) < 0) {
-        rc = dverr_set(err, -errno, "%s: %s", local_path, strerror(errno));
-        goto out;
-    }
-    if ((uint64_t)st.st_size >= s->r.block_size) {
-        rc = s3_multipart(s, name, (uint64_t)st.st_size, fill_fd, &fd, err);
-        goto out;
-    }
-    if ((rc = remote_read_range(fd, 0, (size_t)st.st_size, &b))) {
-        dverr_set(err, rc, "%s: %s", local_path, strerror(-rc));
-        goto out;
-    }
-    rc = s3_put_object(s, name, b.data, b.len, false, err);
-out:
-    buf_release(&b);
-    close(fd);
-    return rc;
-}
-
-static int s3_get(void *impl, const char *name, uint64_t off, uint64_t len, struct buf *out,
-                  struct dverr *err)
-{
-    struct s3 *s = impl;
-    int rc = s3_check_name(name, err);
-    if (rc)
-        return rc;
-    if (len == 0) { /* nothing to read; the object must exist and be long enough */
-        uint64_t size;
-        if ((rc = s3_stat(s, name, &size, err)))
-            return rc;
-        return off > size ? dverr_set(err, -EIO, "s3 get %s: read beyond its end", name) : 0;
-    }
-    bool ranged = !(off == 0 && len == OBJSTORE_TO_END);
-    char range[80];
-    if (len == OBJSTORE_TO_END || off + len < off)
-        snprintf(range, sizeof range, "Range: bytes=%llu-", (unsigned long long)off);
-    else
-        snprintf(range, sizeof range, "Range: bytes=%llu-%llu", (unsigned long long)off,
-                 (unsigned long long)(off + len - 1));
-    const char *h[] = {range, NULL};
-    struct http_response resp;
-    http_response_init(&resp);
-    struct s3_req r = {.method = "GET", .key = name, .headers = ranged ? h : NULL,
-                       .max_response = len == OBJSTORE_TO_END ? (uint64_t)1 << 34 : len + 65536};
-    /* (room for an error document in place of a short range) */
-    if ((rc = s3_do(s, &r, &resp, err)) == 0)
-        rc = remote_get_finish(&s->r, &resp, name, off, len, ranged, out, err);
-    http_response_release(&resp);
-    return rc;
-}
-
-static int s3_stat(void *impl, const char *name, uint64_t *size, struct dverr *err)
-{
-    struct s3 *s = impl;
-    int rc = s3_check_name(name, err);
-    if (rc)
-        return rc;
-    struct http_response resp;
-    struct buf v = BUF_INIT;
-    http_response_init(&resp);
-    struct s3_req r = {.method = "HEAD", .key = name};
-    if ((rc = s3_do(s, &r, &resp, err)) || (rc = remote_status(&s->r, &resp, "stat", name, err)))
-        goto out;
-    if (!http_response_header(&resp, "Content-Length", &v) || !v.data) {
-        rc = dverr_set(err, -EIO, "s3 stat %s: no Content-Length", name);
-        goto out;
-    }
-    *size = strtoull(v.data, NULL, 10);
-out:
-    buf_release(&v);
-    http_response_release(&resp);
-    return rc;
-}
+static const struct remote_ops s3_remote_ops = {
+    .put_object = s3_put_object,
+    .put_blocks = s3_multipart,
+    .fetch = s3_fetch,
+};
 
 static int s3_list(void *impl, const char *prefix,
                    int (*fn)(void *ctx, const char *name, uint64_t size), void *ctx,
@@ -386,12 +277,11 @@ static int s3_list(void *impl, const char *prefix,
     struct s3 *s = impl;
     if (!remote_name_ok(prefix, true))
         return dverr_set(err, -EINVAL, "s3: invalid list prefix");
-    struct buf full = BUF_INIT, token = BUF_INIT, key = BUF_INIT, size = BUF_INIT, tr = BUF_INIT;
+    struct buf full = BUF_INIT, token = BUF_INIT, tr = BUF_INIT;
     struct http_response resp;
     http_response_init(&resp);
     char page[16];
     snprintf(page, sizeof page, "%d", s->r.list_page);
-    size_t plen = strlen(s->prefix);
     int rc = buf_printf(&full, "%s%s", s->prefix, prefix);
     if (rc)
         goto out;
@@ -414,28 +304,15 @@ static int s3_list(void *impl, const char *prefix,
         free(tok);
         if (rc)
             goto out;
-        if (resp.status == 404 && body_has_code(&resp, "NoSuchBucket"))
+        if (resp.status == 404 && remote_body_has_code(&resp, "NoSuchBucket"))
             goto out; /* no bucket yet: nothing stored */
         if ((rc = remote_status(&s->r, &resp, "list", prefix, err)))
             goto out;
         const char *x = resp.body.data ? resp.body.data : "";
-        size_t xl = resp.body.len, pos = 0, a, b;
-        while (remote_xml_span(x, xl, &pos, "Contents", &a, &b)) {
-            size_t ip = a;
-            if (!remote_xml_next(x, b, &ip, "Key", &key)) {
-                rc = dverr_set(err, -EIO, "s3 list: an entry without a key");
-                goto out;
-            }
-            ip = a;
-            uint64_t sz = 0;
-            if (remote_xml_next(x, b, &ip, "Size", &size))
-                sz = strtoull(size.data, NULL, 10);
-            if (key.len < plen || memcmp(key.data, s->prefix, plen) != 0)
-                continue;
-            if ((rc = fn(ctx, key.data + plen, sz)))
-                goto out;
-        }
-        pos = 0;
+        size_t xl = resp.body.len, pos = 0;
+        if ((rc = remote_list_entries(&s->r, &resp, "Contents", "Key", "Size", s->prefix, fn,
+                                      ctx, err)))
+            goto out;
         bool truncated = remote_xml_next(x, xl, &pos, "IsTruncated", &tr) &&
                          strcmp(tr.data, "true") == 0;
         buf_reset(&token);
@@ -448,8 +325,6 @@ out:
     http_response_release(&resp);
     buf_release(&full);
     buf_release(&token);
-    buf_release(&key);
-    buf_release(&size);
     buf_release(&tr);
     return rc;
 }
@@ -458,7 +333,7 @@ static int s3_del(void *impl, const char *name, struct dverr *err)
 {
     struct s3 *s = impl;
     uint64_t sz;
-    int rc = s3_stat(s, name, &sz, err);
+    int rc = remote_stat(&s->r, name, &sz, err);
     if (rc)
         return rc;
     struct http_response resp;
@@ -493,11 +368,11 @@ static void s3_free(void *impl)
 }
 
 static const struct objstore_ops s3_ops = {
-    .put = s3_put,
-    .put_file = s3_put_file,
-    .put_if_absent = s3_put_if_absent,
-    .get = s3_get,
-    .stat = s3_stat,
+    .put = remote_put,
+    .put_file = remote_put_file,
+    .put_if_absent = remote_put_if_absent,
+    .get = remote_get,
+    .stat = remote_stat,
     .list = s3_list,
     .del = s3_del,
     .free = s3_free,
@@ -690,8 +565,13 @@ int objstore_s3_open(const char *location, const struct config *cfg, struct objs
     }
     if ((rc = s3_load_credentials(s, cfg, location, err)))
         goto fail;
-    if ((rc = remote_init(&s->r, "s3", err)))
+    if ((rc = remote_init(&s->r, "s3", &s3_remote_ops, s, err)))
         goto fail;
+    s->r.sizes = o->sizes = objstore_sizes_new();
+    s->r.cred_hint = cfg && cfg->s3_credentials_file
+                         ? " (check the keys in s3_credentials_file, s3_region and the clock)"
+                         : " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, s3_region and the "
+                           "clock)";
     o->ops = &s3_ops;
     o->impl = s;
     o->location = strdup(location);
@@ -705,8 +585,10 @@ int objstore_s3_open(const char *location, const struct config *cfg, struct objs
 fail:
     free(rest);
     s3_free(s);
-    if (o)
+    if (o) {
         free(o->location);
+        objstore_sizes_free(o->sizes);
+    }
     free(o);
     return rc;
 }

@@ -402,6 +402,15 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
         point_free(p);
         return dverr_set(err, -EIO, "damaged manifest %s/%s: it names another point", env, name);
     }
+    /* the segment sizes it records serve the compaction rule of later captures */
+    for (size_t i = 0; i < p->n_tables; i++) {
+        const struct point_table *pt = &p->tables[i];
+        for (size_t k = 0; pt->segment_sizes && k < pt->n_segments; k++) {
+            char seg[80];
+            segment_object_name(pt->segments[k], seg);
+            objstore_sizes_note(r->store->sizes, seg, pt->segment_sizes[k]);
+        }
+    }
     *out = p;
     return 0;
 }
@@ -739,20 +748,38 @@ uint64_t repo_line_hash(const char *line, size_t len)
     return v;
 }
 
+/* The size of segment k of pt without a request: the manifest's record, else what this process
+ * learnt (the size memo: manifests loaded, objects written or stat-ed), else a stat where that is
+ * a local call. false when unknown (a remote store never pays a request for it). */
+static bool segment_size(struct repo *r, const struct point_table *pt, size_t k, uint64_t *size)
+{
+    if (pt->segment_sizes && pt->segment_sizes[k]) {
+        *size = pt->segment_sizes[k];
+        return true;
+    }
+    char name[80];
+    segment_object_name(pt->segments[k], name);
+    if (objstore_sizes_get(r->store->sizes, name, size))
+        return true;
+    struct dverr ignore = {0};
+    if (!r->store->local_dir || r->store->ops->stat(r->store->impl, name, size, &ignore))
+        return false;
+    objstore_sizes_note(r->store->sizes, name, *size);
+    return true;
+}
+
 bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
 {
     if (pt->n_segments > REPO_MAX_CHAIN)
         return true;
-    /* the size rule costs a stat per segment: only where that is a local call, and only once the
-     * chain is long enough for it to matter */
-    if (pt->n_segments < 4 || !r->store->local_dir)
+    /* the size rule, once the chain is long enough for it to matter: the deltas together larger
+     * than the base. Sizes come from manifests and what this process wrote, so it costs no request
+     * on any store; a chain with a size unknown is left alone (the length cap still applies). */
+    if (pt->n_segments < 4)
         return false;
     uint64_t base = 0, deltas = 0, size;
-    char name[80];
     for (size_t i = 0; i < pt->n_segments; i++) {
-        struct dverr ignore = {0};
-        segment_object_name(pt->segments[i], name);
-        if (r->store->ops->stat(r->store->impl, name, &size, &ignore))
+        if (!segment_size(r, pt, i, &size))
             return false;
         if (i == 0)
             base = size;
@@ -760,6 +787,30 @@ bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
             deltas += size;
     }
     return deltas > base;
+}
+
+/* Record the size of every segment of p's tables that is known without a request (manifest
+ * format: "segment_bytes"). A table with a size unknown keeps none. */
+static int record_segment_sizes(struct repo *r, struct point *p, struct dverr *err)
+{
+    for (size_t i = 0; i < p->n_tables; i++) {
+        struct point_table *pt = &p->tables[i];
+        if (!pt->n_segments)
+            continue;
+        uint64_t *v = calloc(pt->n_segments, sizeof *v);
+        if (!v)
+            return dverr_set(err, -ENOMEM, "out of memory");
+        bool all = true;
+        for (size_t k = 0; all && k < pt->n_segments; k++)
+            all = segment_size(r, pt, k, &v[k]) && v[k] > 0;
+        free(pt->segment_sizes);
+        pt->segment_sizes = NULL;
+        if (all)
+            pt->segment_sizes = v;
+        else
+            free(v);
+    }
+    return 0;
 }
 
 struct base_ctx {
@@ -1000,6 +1051,8 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
             return dverr_set(err, -ENOMEM, "out of memory");
         for (size_t k = 0; k < pt->n_segments; k++)
             free(pt->segments[k]);
+        free(pt->segment_sizes); /* recorded afresh by record_segment_sizes */
+        pt->segment_sizes = NULL;
         if (id[0]) {
             pt->segments[0] = base;
             pt->n_segments = 1;
@@ -1029,7 +1082,7 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = compact_point(r, p, err)))
+    if ((rc = compact_point(r, p, err)) || (rc = record_segment_sizes(r, p, err)))
         goto out;
     if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
         goto out;

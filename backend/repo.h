@@ -56,6 +56,8 @@ struct point_table {
     uint64_t bytes;          /* exact size of the table file at this point */
     char **segments;         /* merge chain, oldest first (segment ids) */
     size_t n_segments;
+    uint64_t *segment_sizes; /* NULL, or n_segments object sizes in bytes (0: unknown); manifests
+                                record them so compaction needs no request per segment */
     char *delta;             /* this point's change segment (NULL: unchanged since the last point) */
     uint64_t created, updated, deleted; /* counts in delta */
     uint64_t changes_bytes;  /* exact size of changes/<table>.json */
@@ -160,8 +162,10 @@ void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
 void segment_writer_set_level(struct segment_writer *w, int level);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
- * REPO_MAX_CHAIN segments, or, on a directory store with at least 4 segments, the deltas together
- * larger than the base). repo_capture_commit does this by itself for every table of the point;
+ * REPO_MAX_CHAIN segments, or, with at least 4 segments, the deltas together larger than the base).
+ * Segment sizes come from pt->segment_sizes, the store's size memo (manifests loaded, objects this
+ * process wrote) or a local stat, never a remote request; with a size unknown only the length cap
+ * applies. repo_capture_commit does this by itself for every table of the point;
  * these are for callers that want to do it earlier. */
 #define REPO_MAX_CHAIN 32
 bool repo_table_should_compact(struct repo *r, const struct point_table *pt);

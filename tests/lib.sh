@@ -123,15 +123,23 @@ dvsnap() { "$DVSNAP" --config "$T/config" "$@"; }
 
 # repo_get NAME: one object of the test repository (a directory, or Azurite/s3rver under
 # DVSNAP_TEST_REPO) to stdout, e.g. repo_get points/contoso-prod/2026-11-21T090000Z.json
+# repo_put NAME: replace one object of it with stdin (fault tests that damage an object)
+_repo_loc() { sed -n 's/^repository *= *//p' "$T/config"; }
+_repo_objtool() {
+  DVSNAP_AZURE_ENDPOINT=${AZ_ENDPOINT:-} DVSNAP_AZURE_KEY_FILE=${AZ_KEYFILE:-} \
+  DVSNAP_S3_ENDPOINT=${S3_ENDPOINT:-} DVSNAP_S3_CREDENTIALS_FILE=${S3_CREDFILE:-} \
+  DVSNAP_S3_REGION=us-east-1 "$BUILD/tests/objtool" "$(_repo_loc)" "$@"
+}
 repo_get() {
-  local loc
-  loc=$(sed -n 's/^repository *= *//p' "$T/config")
-  case $loc in
-    azure://* | s3://*)
-      DVSNAP_AZURE_ENDPOINT=${AZ_ENDPOINT:-} DVSNAP_AZURE_KEY_FILE=${AZ_KEYFILE:-} \
-      DVSNAP_S3_ENDPOINT=${S3_ENDPOINT:-} DVSNAP_S3_CREDENTIALS_FILE=${S3_CREDFILE:-} \
-      DVSNAP_S3_REGION=us-east-1 "$BUILD/tests/objtool" "$loc" get "$1" ;;
-    *) cat "$loc/$1" ;;
+  case $(_repo_loc) in
+    azure://* | s3://*) _repo_objtool get "$1" ;;
+    *) cat "$(_repo_loc)/$1" ;;
+  esac
+}
+repo_put() {
+  case $(_repo_loc) in
+    azure://* | s3://*) _repo_objtool put "$1" ;;
+    *) chmod u+w "$(_repo_loc)/$1" 2>/dev/null; cat >"$(_repo_loc)/$1" ;;
   esac
 }
 

@@ -66,7 +66,7 @@ static const struct objstore_ops mem_ops = {m_put, m_put_file, m_put, m_get,
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct mem m = {data, size, ""};
-    struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL};
+    struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL, NULL};
     char id[65];
     sha256_hex(data, size, id);
     segment_object_name(id, m.name);

@@ -111,14 +111,14 @@ check_fails "the manual point is gone" test -e "$E/$MANUAL"
 check_fails "and so is its label" test -e "$E/labels/pre-upgrade"
 
 # a corrupted segment: EIO for that table only, within the bound, other tables read
-MAN="$T/repo/points/contoso-prod/$FIRST.json"
-seg=$(jq -r '.tables[] | select(.name == "contact") | .segments[0]' "$MAN")
-obj=$(find "$T/repo/objects" -name "$seg" | head -1)
-check "found the contact base segment" test -f "$obj"
-chmod u+w "$obj" 2>/dev/null
+seg=$(repo_get "points/contoso-prod/$FIRST.json" | jq -r '.tables[] | select(.name == "contact") | .segments[0]')
+obj="objects/${seg:0:2}/$seg"
+repo_get "$obj" >"$T/seg"
+check "found the contact base segment" test -s "$T/seg"
 python3 -c 'import sys; p=sys.argv[1]; b=bytearray(open(p,"rb").read()); n=len(b)
 for i in range(n//3, n//3+64): b[i] ^= 0x5a
-open(p,"wb").write(bytes(b))' "$obj"
+open(p,"wb").write(bytes(b))' "$T/seg"
+repo_put "$obj" <"$T/seg"
 start=$(date +%s)
 err=$(timeout 60 cat "$E/$FIRST/tables/contact.json" 2>&1 >/dev/null | sed 's/.*: //')
 check_eq "a corrupted segment gives EIO for that table" "Input/output error" "$err"
@@ -137,8 +137,7 @@ check "SIGTERM unmounts cleanly" wait_for 10 bash -c '! mountpoint -q "$1"' _ "$
 wait "$MOUNT_PID" 2>/dev/null
 
 # --capture-every: the mount process is the whole appliance
-prev=$(readlink "$E/latest" 2>/dev/null || ls "$T/repo/points/contoso-prod" | tail -1)
-prev=$(ls "$T/repo/points/contoso-prod" | sed 's/.json$//' | tail -1)
+prev=$(dvsnap points contoso-prod latest | jq -r .point)
 sim_churn contoso-prod 0.01 5 >/dev/null
 mount_dvsnap "$M" --capture-every 2s
 check "--capture-every takes points inside the mount process" wait_for 30 bash -c \

@@ -4,7 +4,8 @@
 #    and the same as a directory repository captured at the same moment; check --read-data is clean;
 #  - many readers: a second machine (its own cache and catalog) sees the same points and bytes;
 #  - one writer: a second capture of the same environment is refused while the first runs, naming
-#    the holder; after the first is killed its lease expires and is taken over; no half point;
+#    the holder; after the first (on "another machine") is killed its lease expires and is taken
+#    over; a writer killed on this machine is taken over at once; no half point;
 #  - the store going away during a capture (a fault proxy in front of Azurite is killed): the
 #    capture fails in bounded time, leaves no half point, and the next capture completes.
 # Time bound: ~90 s (DVSNAP_LEASE_TTL=3 keeps lease expiry short).
@@ -103,7 +104,9 @@ check "s3 and directory repositories cat the same bytes ($dirsame/$dirn tables)"
 CFG=azure
 before=$(dv azure points contoso-dev 2>/dev/null | awk 'NR>1' | wc -l)
 curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":1000}' >/dev/null
-"$DVSNAP" --config "$T/azure.config" capture --env contoso-dev >"$T/capA.log" 2>&1 &
+# (writer A says it runs on another machine: a lease of this machine's dead process is freed at
+# once, which is checked further down)
+DVSNAP_TEST_MACHINE=machine-a "$DVSNAP" --config "$T/azure.config" capture --env contoso-dev >"$T/capA.log" 2>&1 &
 capA=$!; _pids+=("$capA")
 lease_present() { ot "$REPO_AZ" list locks/ | grep -q 'locks/contoso-dev.lease\.'; }
 REPO_AZ=$(sed -n 's/^repository = //p' "$T/azure.config")
@@ -124,6 +127,19 @@ check_eq "exactly one new point of contoso-dev (the killed writer left none)" "$
 check "the repository checks clean after the killed writer" dv azure check --read-data
 mkdir -p "$T/azure.d3"; dumps "$T/azure.d3" contoso-dev
 check "the taken-over capture cats as dvsim holds it" same_as_dumps azure contoso-dev latest "$T/azure.d3"
+# a writer killed on this machine: its lease (ttl 120 s here) is taken over at once, because its
+# process is known to be gone (same boot and pid namespace, pid no longer running)
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":1000}' >/dev/null
+DVSNAP_LEASE_TTL=120 "$DVSNAP" --config "$T/azure.config" capture --env contoso-dev >"$T/capD.log" 2>&1 &
+capD=$!; _pids+=("$capD")
+check "writer D holds the contoso-dev lease" wait_for 20 lease_present
+kill -9 "$capD"; wait "$capD" 2>/dev/null
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":0}' >/dev/null
+t0=$(date +%s)
+DVSNAP_LEASE_TTL=120 dv azure-b -v capture --env contoso-dev >"$T/capE.log" 2>&1; rc=$?
+check "a writer killed on this machine is taken over at once (rc=$rc, $(( $(date +%s) - t0 )) s)" test "$rc" -eq 0
+check "... saying why" grep -q "a process of this machine that is gone" "$T/capE.log"
+check "the repository checks clean after it" dv azure check --read-data
 
 # ---- the store goes away during a capture ----
 echo pass >"$T/px.mode"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Driver-level tests of the object-storage drivers (issue 6) against real servers on loopback:
-# Azurite (Azure Blob, Shared Key checked by the server) and s3rver (S3). For each: put/get,
+# Azurite (Azure Blob, Shared Key checked by the server) and s3rver (S3) behind s3front (Signature
+# V4 and If-None-Match checked as AWS S3 does: wrong secret / key id / region refused, a losing
+# conditional create refused by the server). For each: put/get,
 # ranges, stat, list with more than one page, delete, put_if_absent, a large object (block /
 # multipart upload), invalid names, credentials kept out of logs, a killed server failing in
 # bounded time and working again after a restart. Time bound: ~60 s.
@@ -118,13 +120,53 @@ env -u DVSNAP_S3_CREDENTIALS_FILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY 
 check_eq "s3: no credentials at all is EINVAL" 22 "$rc"
 check "s3: ... with a message naming the settings" grep -q "s3_credentials_file" "$T/err"
 
-# Azure put_if_absent is atomic on the server: of 8 racing writers exactly one wins.
-for i in 1 2 3 4 5 6 7 8; do
-  ( echo "writer $i" | $O "azure://$AZ_ACCOUNT/dvsnap-test/repo" put-if-absent race/lock 2>/dev/null; echo $? >"$T/race.$i" ) &
+# put_if_absent is atomic on the server: of 8 racing writers exactly one wins.
+race8() { # KIND LOCATION
+  local i
+  for i in 1 2 3 4 5 6 7 8; do
+    ( echo "writer $i" | $O "$2" put-if-absent race/lock 2>/dev/null; echo $? >"$T/race-$1.$i" ) &
+  done
+  wait_for 30 sh -c "ls $T/race-$1.* | wc -l | grep -qx 8"; sleep 0.2
+  check_eq "$1: 8 racing put_if_absent, exactly one wins" "1" "$(cat "$T"/race-"$1".* | grep -cx 0)"
+  check_eq "$1: ... the others get EEXIST" "7" "$(cat "$T"/race-"$1".* | grep -cx 17)"
+}
+race8 azure "azure://$AZ_ACCOUNT/dvsnap-test/repo"
+
+# S3: the server (s3rver behind tests/node/s3front.js) checks Signature V4 as AWS does, so a wrong
+# secret, a wrong access key id and a wrong region are refused with the service's reason.
+S3L="s3://dvsnap-test/repo"
+printf 'S3RVER not-the-secret\n' >"$T/bad.cred"; chmod 600 "$T/bad.cred"
+DVSNAP_S3_CREDENTIALS_FILE="$T/bad.cred" $O "$S3L" get a/b.txt >/dev/null 2>"$T/err"; rc=$?
+check_eq "s3: a wrong secret is refused (EIO)" 5 "$rc"
+check "s3: ... with a clear message (HTTP 403 SignatureDoesNotMatch)" grep -q "HTTP 403 SignatureDoesNotMatch" "$T/err"
+check "s3: ... that points at the credentials" grep -q "s3_credentials_file" "$T/err"
+check_fails "s3: ... and does not show the secret" grep -q "not-the-secret" "$T/err"
+printf 'NOBODY S3RVER\n' >"$T/bad.cred"
+DVSNAP_S3_CREDENTIALS_FILE="$T/bad.cred" $O "$S3L" list '' >/dev/null 2>"$T/err"; rc=$?
+check "s3: an unknown access key id is refused (rc=$rc, $(head -c 80 "$T/err"))" grep -q "HTTP 403 InvalidAccessKeyId" "$T/err"
+DVSNAP_S3_REGION=eu-west-1 $O "$S3L" get a/b.txt >/dev/null 2>"$T/err"; rc=$?
+check "s3: a request signed for another region is refused (rc=$rc)" grep -q "HTTP 400 AuthorizationHeaderMalformed" "$T/err"
+check "s3: the server counted those refusals" grep -q "refused 403 SignatureDoesNotMatch" "$T/s3rver-s3.log"
+check_fails "s3: no request of dvsnap's own was refused for its signature" \
+  sh -c "grep 'refused' '$T/s3rver-s3.log' | grep -v -e '/a/b.txt' -e 'GET /dvsnap-test/\$'"
+# The server honours If-None-Match: * (412 when the key exists) even when the client's own HEAD
+# said the key was free: a second server holds conditional PUTs 1.5 s, so two racing creators both
+# pass their HEAD, both PUT, and exactly one is refused by the server.
+S3_MAIN=("$S3_PORT" "$S3_PID" "$S3_ENDPOINT" "$S3_CREDFILE")
+start_s3rver s3race 0 --conditional-delay-ms 1500
+for i in 1 2; do
+  ( echo "creator $i" | DVSNAP_S3_ENDPOINT=$S3_ENDPOINT $O "$S3L" put-if-absent locks/race.lease.0000000001 2>"$T/s3race.err.$i"
+    echo $? >"$T/s3race.$i" ) &
 done
-wait_for 30 sh -c "ls $T/race.* | wc -l | grep -qx 8"; sleep 0.2
-check_eq "azure: 8 racing put_if_absent, exactly one wins" "1" "$(cat "$T"/race.* | grep -cx 0)"
-check_eq "azure: ... the others get EEXIST" "7" "$(cat "$T"/race.* | grep -cx 17)"
+wait_for 30 sh -c "ls $T/s3race.[12] 2>/dev/null | wc -l | grep -qx 2"
+check_eq "s3: of 2 creators racing past their HEAD, exactly one wins" "0 17" "$(cat "$T"/s3race.[12] | sort -n | tr '\n' ' ' | sed 's/ $//')"
+check_eq "s3: ... the server refused the other with 412" 1 "$(grep -c 'refused 412 PreconditionFailed PUT' "$T/s3rver-s3race.log")"
+check "s3: ... which dvsnap reports as 'exists'" grep -qh "put if absent .*HTTP 412" "$T"/s3race.err.[12]
+stop_pid "$S3_PID"
+S3_PORT=${S3_MAIN[0]} S3_PID=${S3_MAIN[1]} S3_ENDPOINT=${S3_MAIN[2]} S3_CREDFILE=${S3_MAIN[3]}
+objstore_env
+
+race8 s3 "$S3L"
 
 # A dead store fails in bounded time, and works again once it is back (same port).
 L="azure://$AZ_ACCOUNT/dvsnap-test/repo"

@@ -1,12 +1,14 @@
 # Object-storage test servers (sourced after tests/lib.sh): Azurite (Azure Blob) and s3rver (S3),
 # both from the npm registry, pinned in tests/node/package-lock.json and installed by `npm ci` into
-# tests/node/node_modules on first use. s3rver's list continuation tokens use DES, which Node's
+# tests/node/node_modules on first use. s3rver runs behind tests/node/s3front.js, which checks
+# Signature V4 and honours If-None-Match: * as AWS S3 does (s3rver itself does neither). s3rver's list continuation tokens use DES, which Node's
 # OpenSSL 3 only offers with --openssl-legacy-provider (test server only). Each server listens on 127.0.0.1 with a kernel-chosen port
 # (read back from its log), keeps its data under $T and is stopped by lib.sh's cleanup on exit.
 #
 #   objstore_servers_available   0 when node/npm are here and the packages are (or get) installed
 #   start_azurite [NAME]         sets AZ_PORT AZ_PID AZ_ENDPOINT AZ_KEYFILE; log $T/azurite-NAME.log
-#   start_s3rver [NAME]          sets S3_PORT S3_PID S3_ENDPOINT S3_CREDFILE
+#   start_s3rver [NAME [PORT [OPTION...]]]  s3rver behind s3front (OPTIONs: s3front.js's); sets S3_PORT S3_PID S3_ENDPOINT S3_CREDFILE;
+#                                refusals are logged in $T/s3rver-NAME.log ("s3front: refused ...")
 #   stop_pid PID                 kill -9 one server (fault tests)
 #   objstore_env                 exports DVSNAP_* variables for tests/tools/objtool
 NODE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -46,12 +48,14 @@ start_azurite() {
 
 start_s3rver() {
   local name=${1:-s3} port=${2:-0}
+  shift $(( $# < 2 ? $# : 2 )) # the rest: more s3front options
   mkdir -p "$T/$name.data"
   printf 'S3RVER S3RVER\n' >"$T/$name.cred"; chmod 600 "$T/$name.cred"
-  NODE_OPTIONS=--openssl-legacy-provider "$NODE_DIR/node_modules/.bin/s3rver" -d "$T/$name.data" -a 127.0.0.1 -p "$port" >"$T/s3rver-$name.log" 2>&1 &
+  NODE_OPTIONS=--openssl-legacy-provider node "$NODE_DIR/s3front.js" --directory "$T/$name.data" \
+    --credentials "$T/$name.cred" --address 127.0.0.1 --port "$port" "$@" >"$T/s3rver-$name.log" 2>&1 &
   S3_PID=$!
   _pids+=("$S3_PID")
-  if ! wait_for 60 grep -q 'S3rver listening on' "$T/s3rver-$name.log"; then
+  if ! wait_for 60 grep -q 's3front listening on' "$T/s3rver-$name.log"; then
     echo "not ok - s3rver did not start"; sed 's/^/#   /' "$T/s3rver-$name.log" | tail -20; exit 1
   fi
   S3_PORT=$(_listen_port "$T/s3rver-$name.log" 'listening on 127\.0\.0\.1:')
