@@ -693,6 +693,7 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     j->records_read = 0;
     if ((rc = segment_writer_new(cap->repo, &j->sw, &j->err)))
         return rc;
+    segment_writer_set_attachments(j->sw, j->is_annotation); /* its blobs are the point's files */
     if (!j->delta_mode) {
         pthread_mutex_lock(&cap->lock);
         rc = repo_capture_state_iterate(cap->rc, j->t->logical_name, load_state, j);

@@ -780,6 +780,8 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
     int rc = segment_writer_new(r, &w, err);
     if (rc)
         return rc;
+    /* notes' attachments are the point's files (capture.c): keep them once in the base too */
+    segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
     char fake_env[] = "(capture)", fake_name[] = "(new)";
     struct point fake = {.env = fake_env, .name = fake_name, .tables = (struct point_table *)pt,
                          .n_tables = 1};

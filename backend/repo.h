@@ -158,6 +158,11 @@ void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
 /* zstd level of the segment's frames (1..19; default 7). The bytes differ by level, so the same
  * entries written at two levels give two objects. */
 void segment_writer_set_level(struct segment_writer *w, int level);
+/* Keep attachments once (default off): a line holding a large canonical base64 "documentbody" is
+ * stored as a reference to the blob of its bytes (put by the writer) and readers get the exact line
+ * back. Only for lines whose blobs the point also lists as files (notes), since prune keeps the
+ * blobs the points' files name, not those inside segments. */
+void segment_writer_set_attachments(struct segment_writer *w, bool on);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
  * REPO_MAX_CHAIN segments, or, on a directory store with at least 4 segments, the deltas together

@@ -121,7 +121,9 @@ for i in 1 2 3 4 5; do
   sim_churn contoso-test 0.3 "$((40 + i))" >/dev/null
   dvsnap capture --env contoso-test >/dev/null
   chains="$chains $(repo_get "points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json" | jq '.tables[] | select(.name == "account") | .segments | length')"
-  dvsnap cat contoso-test latest account | cmp -s - <(sim_dump contoso-test account) && same=$((same + 1))
+  dvsnap cat contoso-test latest account | cmp -s - <(sim_dump contoso-test account) &&
+    dvsnap cat contoso-test latest annotation | cmp -s - <(sim_dump contoso-test annotation) &&
+    same=$((same + 1))
 done
 if [ -z "${DVSNAP_TEST_REPO:-}" ]; then
   check "heavy churn compacts the chain back to one base segment (chains:$chains)" grep -qw 1 <<<"$chains"
@@ -130,6 +132,16 @@ else
   # (REPO_MAX_CHAIN) compacts there; the chain must grow by one per point and stay under the cap
   check_eq "object store: the chain grows one segment per point, below the cap" " 2 3 4 5 6" "$chains"
 fi
-check_eq "every compacted point reads back exactly" 5 "$same"
+check_eq "every compacted point reads back exactly (account and notes)" 5 "$same"
+# attachments are kept once: the notes' segments hold blob references, not the base64 (which is
+# random bytes in dvsim, so it would not compress away)
+p=$(dvsnap points contoso-prod latest | jq -r .point)
+seg_bytes=0
+for id in $(repo_get "points/contoso-prod/$p.json" | jq -r '.tables[] | select(.name == "annotation") | .segments[]'); do
+  seg_bytes=$((seg_bytes + $(repo_get "objects/${id:0:2}/$id" | wc -c)))
+done
+b64_bytes=$(sim_dump contoso-prod annotation | grep -o '"documentbody":"[^"]*"' | wc -c)
+check "note attachments are stored once: segments $seg_bytes bytes for $b64_bytes bytes of base64" \
+  test "$b64_bytes" -gt 100000 -a "$seg_bytes" -lt $((b64_bytes / 10))
 check "the repository checks clean" dvsnap check --read-data
 finish
