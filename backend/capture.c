@@ -773,6 +773,10 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     if (reason && !(o->full_read_reason = strdup(reason)))
         rc = -ENOMEM;
 out:
+    /* the table's state is in the pending puts now: drop its loaded copy (memory) */
+    pthread_mutex_lock(&cap->lock);
+    repo_capture_state_done(cap->rc, j->t->logical_name);
+    pthread_mutex_unlock(&cap->lock);
     free(new_link);
     return rc;
 }

@@ -722,8 +722,8 @@ static ptrdiff_t state_find(const struct state_tab *t, const unsigned char *k, s
 struct tid_cache {
     char *tbl;
     sqlite3_int64 tid;       /* 0: the table has no state yet */
-    bool loaded;
-    struct state_tab tab;    /* the committed state, once loaded */
+    bool loaded;             /* tab holds the committed state (catalog_capture_done drops it) */
+    struct state_tab tab;
 };
 
 struct catalog_capture {
@@ -795,11 +795,14 @@ fail:
 /* The table's committed state (loaded on first use; empty when it has none); cc->mu held. */
 static int table_of(struct catalog_capture *cc, const char *table, struct tid_cache **out)
 {
-    for (size_t i = 0; i < cc->n_tids; i++)
-        if (strcmp(cc->tids[i].tbl, table) == 0) {
-            *out = &cc->tids[i];
-            return 0;
-        }
+    struct tid_cache *have = NULL;
+    for (size_t i = 0; i < cc->n_tids && !have; i++)
+        if (strcmp(cc->tids[i].tbl, table) == 0)
+            have = &cc->tids[i];
+    if (have && have->loaded) {
+        *out = have;
+        return 0;
+    }
     sqlite3_int64 tid = 0;
     struct state_tab tab = {0};
     int rc = 0;
@@ -835,6 +838,13 @@ static int table_of(struct catalog_capture *cc, const char *table, struct tid_ca
         if (rc)
             return rc;
     }
+    if (have) { /* loaded again after catalog_capture_done */
+        have->tid = tid;
+        have->tab = tab;
+        have->loaded = true;
+        *out = have;
+        return 0;
+    }
     struct tid_cache *v = realloc(cc->tids, (cc->n_tids + 1) * sizeof *v);
     if (!v) {
         state_tab_release(&tab);
@@ -850,6 +860,17 @@ static int table_of(struct catalog_capture *cc, const char *table, struct tid_ca
     v[cc->n_tids].tab = tab;
     *out = &v[cc->n_tids++];
     return 0;
+}
+
+void catalog_capture_done(struct catalog_capture *cc, const char *table)
+{
+    pthread_mutex_lock(&cc->mu);
+    for (size_t i = 0; i < cc->n_tids; i++)
+        if (strcmp(cc->tids[i].tbl, table) == 0 && cc->tids[i].loaded) {
+            state_tab_release(&cc->tids[i].tab);
+            cc->tids[i].loaded = false;
+        }
+    pthread_mutex_unlock(&cc->mu);
 }
 
 int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,

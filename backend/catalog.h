@@ -56,6 +56,8 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
 int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
                             int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                             void *ctx);
+/* Drop the in-memory copy of table's committed state (loaded again when needed). */
+void catalog_capture_done(struct catalog_capture *cc, const char *table);
 /* Apply the state, add p (may be NULL: state only) and record it as env's state point. Frees cc. */
 int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, struct dverr *err);
 void catalog_capture_abort(struct catalog_capture *cc); /* accepts NULL */

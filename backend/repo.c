@@ -976,6 +976,11 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
     return catalog_capture_iterate(c->cc, table, fn, ctx);
 }
 
+void repo_capture_state_done(struct repo_capture *c, const char *table)
+{
+    catalog_capture_done(c->cc, table);
+}
+
 /* Replace long chains by a new base before the manifest names them (the capture need not know).
  * A base that does not reproduce the manifest's counts is not used (logged: the capture's counts
  * are then wrong, and readers will say so). */

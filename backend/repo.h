@@ -193,6 +193,9 @@ int repo_capture_state_put(struct repo_capture *c, const char *table, const char
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
                                int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx);
+/* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
+ * if asked for, and at commit). Bounds memory to the tables being read. */
+void repo_capture_state_done(struct repo_capture *c, const char *table);
 /* 64-bit hash used in the capture state (first 8 bytes of SHA-256 of the line). */
 uint64_t repo_line_hash(const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
