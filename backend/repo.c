@@ -988,6 +988,11 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
 {
     for (size_t i = 0; i < p->n_tables; i++) {
         struct point_table *pt = &p->tables[i];
+        /* the capture's rule (capture.c): a create-only delta (audit) is not compacted for its
+         * size, since a new base would copy the whole table and save no reading; the chain cap
+         * still applies */
+        if (pt->n_segments <= REPO_MAX_CHAIN && !pt->updated && !pt->deleted)
+            continue;
         if (!repo_table_should_compact(r, pt))
             continue;
         char id[65];
