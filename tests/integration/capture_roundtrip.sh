@@ -116,11 +116,13 @@ check "forget deletes a manual point" dvsnap forget contoso-dev "pre upgrade"
 check_fails "the forgotten label is gone" dvsnap points contoso-dev "pre upgrade"
 # compaction: heavy churn makes the deltas outweigh the base; the capture then writes a new base
 # (chain of one segment) and the table still reads back exactly
-chains=""; same=0
+chains=""; audit_chains=""; same=0
 for i in 1 2 3 4 5; do
   sim_churn contoso-test 0.3 "$((40 + i))" >/dev/null
   dvsnap capture --env contoso-test >/dev/null
-  chains="$chains $(repo_get "points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json" | jq '.tables[] | select(.name == "account") | .segments | length')"
+  man=$(repo_get "points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json")
+  chains="$chains $(jq '.tables[] | select(.name == "account") | .segments | length' <<<"$man")"
+  audit_chains="$audit_chains $(jq '.tables[] | select(.name == "audit") | .segments | length' <<<"$man")"
   dvsnap cat contoso-test latest account | cmp -s - <(sim_dump contoso-test account) &&
     dvsnap cat contoso-test latest annotation | cmp -s - <(sim_dump contoso-test annotation) &&
     same=$((same + 1))
@@ -133,6 +135,10 @@ else
   check_eq "object store: the chain grows one segment per point, below the cap" " 2 3 4 5 6" "$chains"
 fi
 check_eq "every compacted point reads back exactly (account and notes)" 5 "$same"
+# the audit table only grows: its deltas are never compacted for their size (a new base would copy
+# the whole table and save no reading), so its chain grows by one segment per point
+check "the create-only audit chain grows one segment per point (chains:$audit_chains)" \
+  awk '{ for (i = 2; i <= NF; i++) if ($i != $(i - 1) + 1) exit 1 }' <<<"$audit_chains"
 # attachments are kept once: the notes' segments hold blob references, not the base64 (which is
 # random bytes in dvsim, so it would not compress away)
 p=$(dvsnap points contoso-prod latest | jq -r .point)
