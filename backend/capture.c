@@ -26,13 +26,14 @@
  * files of unchanged records are carried from the previous point. The notes' segment writer keeps
  * attachments once (segment_writer_set_attachments): the line in the segment names the blob, and
  * readers get the base64 back; this is safe because every such blob is also one of the point's
- * files, which is what prune keeps. Schema documents are blobs
- * (content-addressed, so an unchanged schema costs nothing).
+ * files, which is what prune keeps. Schema documents are blobs (content-addressed, so an
+ * unchanged schema costs nothing).
  *
  * Limits: a full read holds one map entry per record key (about 100 bytes each plus the key) and
  * a delta read holds the changed lines in memory; a table of 1M records costs ~150 MB during its
  * read, plus the table's packed capture state while it is read (about 40 bytes a record; dropped
- * with repo_capture_state_done when the read ends). Threading: up to opts->concurrency worker threads per environment take tables from a
+ * with repo_capture_state_done when the read ends).
+ * Threading: up to opts->concurrency worker threads per environment take tables from a
  * queue; every call on the repo_capture (a catalog transaction) and every progress callback is
  * made under cap->lock; reads, rendering, segment writing and blob writes run unlocked. */
 #include "backend/capture.h"

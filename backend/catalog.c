@@ -229,7 +229,8 @@ int catalog_open(const char *path, struct catalog **out, struct dverr *err)
             old = strcmp((const char *)sqlite3_column_text(st, 0), CATALOG_FORMAT) != 0;
         sqlite3_finalize(st);
         int s = old ? sqlite3_exec(db, "DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS points;"
-                                       "DROP TABLE IF EXISTS state; DROP TABLE IF EXISTS state_data;"
+                                       "DROP TABLE IF EXISTS state;"
+                                       "DROP TABLE IF EXISTS state_data;"
                                        "DROP TABLE IF EXISTS state_point;"
                                        "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;"
                                        "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;",
@@ -473,7 +474,8 @@ int catalog_clear(struct catalog *c, struct dverr *err)
     if (rc)
         return rc;
     rc = exec(c, db, "BEGIN IMMEDIATE; DELETE FROM segments; DELETE FROM points; "
-                     "DELETE FROM state_data; DELETE FROM state_tables; DELETE FROM state_point; COMMIT", err);
+                     "DELETE FROM state_data; DELETE FROM state_tables; DELETE FROM state_point; "
+                     "COMMIT", err);
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     release(c, db);

@@ -4,10 +4,10 @@
  * The caller's entry type holds the key as two fields, a `const char *` (or `char *`) and a
  * uint32_t length, at offsets given to keymap_init; the map stores entries by value in one slot
  * array (linear probing, load <= 3/4, capacity a power of two) and copies each key, NUL
- * terminated, into an arena it owns (the entry's key pointer points there: never free it). Nothing is ever removed: a map lives for one table's pass
- * and is released whole. Entry pointers stay valid until the next insertion (which may grow the
- * array); key pointers stay valid until keymap_release.
- * Limits: keys up to UINT32_MAX bytes; memory ~ entry_size * 4/3 * n plus the keys.
+ * terminated, into an arena it owns (the entry's key pointer points there: never free it). Nothing
+ * is ever removed: a map lives for one table's pass and is released whole. Entry pointers stay
+ * valid until the next insertion (which may grow the array); key pointers stay valid until
+ * keymap_release. Limits: keys up to UINT32_MAX bytes; memory ~ entry_size * 4/3 * n plus the keys.
  * Threading: none; a map belongs to one thread at a time. */
 #ifndef DVSNAP_KEYMAP_H
 #define DVSNAP_KEYMAP_H
@@ -18,9 +18,9 @@
 
 struct keymap_chunk;
 struct keymap {
-    void *slots;             /* cap entries of entry_size bytes (owned) */
+    void *slots; /* cap entries of entry_size bytes (owned) */
     size_t cap, n, entry_size;
-    size_t key_off, len_off; /* where an entry keeps its key pointer (NULL: empty) and length */
+    size_t key_off, len_off;     /* where an entry keeps its key pointer (NULL: empty) and length */
     struct keymap_chunk *chunks; /* the key arena (owned) */
 };
 

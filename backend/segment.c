@@ -275,8 +275,9 @@ static int attach_compact(struct objstore *store, const char *line, size_t len, 
     unsigned char off[8];
     put_u32(off, (uint32_t)start);
     put_u32(off + 4, (uint32_t)bytes->len);
-    if ((rc = buf_add(out, "\x01", 1)) || (rc = buf_add(out, id, 64)) || (rc = buf_add(out, off, 8)) ||
-        (rc = buf_add(out, line, start)) || (rc = buf_add(out, line + end, len - end)))
+    if ((rc = buf_add(out, "\x01", 1)) || (rc = buf_add(out, id, 64)) ||
+        (rc = buf_add(out, off, 8)) || (rc = buf_add(out, line, start)) ||
+        (rc = buf_add(out, line + end, len - end)))
         return dverr_set(err, rc, "out of memory");
     return 1;
 }
@@ -315,7 +316,8 @@ static int attach_expand(struct objstore *store, struct segment_entry *e, struct
                                          "missing", id, (int)(e->key_len > 80 ? 80 : e->key_len),
                                          e->key)
                              : dverr_set(err, rc, "%s", dverr_msg(&se));
-    if (size > (uint64_t)SEGMENT_MAX_LINE / 4 * 3 || size != get_u32((const unsigned char *)e->line + 69))
+    if (size > (uint64_t)SEGMENT_MAX_LINE / 4 * 3 ||
+        size != get_u32((const unsigned char *)e->line + 69))
         return dverr_set(err, -EIO, "attachment blob %.16s has %llu bytes, its record line says "
                          "%u", id, (unsigned long long)size,
                          get_u32((const unsigned char *)e->line + 69));

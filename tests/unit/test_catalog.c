@@ -1,8 +1,9 @@
 /* test_catalog: the catalog's packed capture state (catalog.h): puts of GUID keys, other keys,
  * 16-byte keys and keys sharing long prefixes survive a commit and a reopen exactly (get and
  * iterate); updates and deletes merge with the committed state; a replace drops the tables it did
- * not put; a table dropped from memory (catalog_capture_done) is loaded again; a damaged state row is reported as damage (-EIO, naming the rebuild), never a crash;
- * the packed state is small (under 30 bytes a GUID-keyed record). */
+ * not put; a table dropped from memory (catalog_capture_done) is loaded again; a damaged state row
+ * is reported as damage (-EIO, naming the rebuild), never a crash; the packed state is small (under
+ * 30 bytes a GUID-keyed record). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,8 +91,9 @@ static void put_all(struct catalog *c, const char *env, unsigned n, bool replace
     for (unsigned i = 0; i < n; i++) {
         char k[80];
         key_of(i, k);
-        assert_int_equal(catalog_capture_put(cc, "account", k, strlen(k), 0x9e3779b97f4a7c15ull * i + salt,
-                                             100 + i % 5000, false),
+        assert_int_equal(catalog_capture_put(cc, "account", k, strlen(k),
+                                             0x9e3779b97f4a7c15ull * i + salt, 100 + i % 5000,
+                                             false),
                          0);
     }
     assert_int_equal(catalog_capture_put(cc, "contact", "c1", 2, 1, 2, false), 0);
@@ -185,21 +187,23 @@ static void test_state_is_small(void **state)
     uint64_t x = 88172645463325252ull;
     for (unsigned i = 0; i < n; i++) {
         char k[40];
-        uint64_t a = (x ^= x << 13, x ^= x >> 7, x ^= x << 17), b = (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
+        uint64_t a = (x ^= x << 13, x ^= x >> 7, x ^= x << 17),
+                 b = (x ^= x << 13, x ^= x >> 7, x ^= x << 17);
         snprintf(k, sizeof k, "%08x-%04x-%04x-%04x-%012llx", (unsigned)(a >> 32),
                  (unsigned)(a >> 16) & 0xffff, (unsigned)a & 0xffff, (unsigned)(b >> 48),
                  (unsigned long long)(b & 0xffffffffffffull));
-        assert_int_equal(catalog_capture_put(cc, "contact", k, strlen(k), a * 31 + b,
-                                             900 + (b % 400), false),
-                         0);
+        assert_int_equal(
+            catalog_capture_put(cc, "contact", k, strlen(k), a * 31 + b, 900 + (b % 400), false),
+            0);
     }
     assert_int_equal(catalog_capture_commit(cc, NULL, &e), 0);
     catalog_free(c);
     sqlite3 *db = NULL;
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *st = NULL;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT sum(length(data)) FROM state_data", -1, &st, NULL),
-                     SQLITE_OK);
+    assert_int_equal(
+        sqlite3_prepare_v2(db, "SELECT sum(length(data)) FROM state_data", -1, &st, NULL),
+        SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     sqlite3_int64 bytes = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
@@ -242,8 +246,10 @@ static void test_state_damage(void **state)
         "UPDATE state_data SET n = n + 1",
     };
     for (size_t d = 0; d < sizeof damage / sizeof *damage; d++) {
-        assert_int_equal(sqlite3_exec(db, "DROP TABLE IF EXISTS good; CREATE TABLE good AS "
-                                          "SELECT * FROM state_data", NULL, NULL, NULL),
+        assert_int_equal(sqlite3_exec(db,
+                                      "DROP TABLE IF EXISTS good; CREATE TABLE good AS "
+                                      "SELECT * FROM state_data",
+                                      NULL, NULL, NULL),
                          SQLITE_OK);
         assert_int_equal(sqlite3_exec(db, damage[d], NULL, NULL, NULL), SQLITE_OK);
         assert_int_equal(catalog_open(f->path, &c, &e), 0);
@@ -266,8 +272,10 @@ static void test_state_damage(void **state)
             catalog_capture_abort(cc);
         }
         catalog_free(c);
-        assert_int_equal(sqlite3_exec(db, "DELETE FROM state_data; INSERT INTO state_data "
-                                          "SELECT * FROM good", NULL, NULL, NULL),
+        assert_int_equal(sqlite3_exec(db,
+                                      "DELETE FROM state_data; INSERT INTO state_data "
+                                      "SELECT * FROM good",
+                                      NULL, NULL, NULL),
                          SQLITE_OK);
     }
     sqlite3_close(db);

@@ -14,7 +14,7 @@
 #include "backend/keymap.h"
 
 struct ent {
-    uint64_t before;         /* payload on both sides of the key fields */
+    uint64_t before; /* payload on both sides of the key fields */
     const char *key;
     uint32_t key_len;
     uint64_t value;
