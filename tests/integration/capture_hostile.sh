@@ -8,7 +8,8 @@
 #   - no file or directory anywhere is named after a table (the repository is objects by hash);
 #   - the mount shows sanitised names: unique, no control characters, not "." or "..", at most
 #     255 bytes, the same names at both points, each file the table's exact bytes;
-#   - no raw control character reaches the log; `check --read-data` is clean.
+#   - no raw control character reaches the log; `check --read-data` is clean;
+#   - `check --rebuild-catalog` gives back the same packed capture state, and captures go on.
 . "$(dirname "$0")/../lib.sh"
 start_dvsim --seed demo --records 50 --hostile-tables
 write_config
@@ -80,4 +81,20 @@ check "every hostile table reads through the mount as its records" test "$bad" =
 check "no raw control character in the capture's output or log" bash -c \
   '! LC_ALL=C grep -q "[$(printf "\\001-\\010\\013-\\037")]" "$1" "$2" "$3" "$4"' _ "$T/cap1.out" "$T/cap1.err" "$T/cap2.out" "$T/cap2.err"
 check "the repository checks clean" dvsnap check --read-data
+
+# the catalog is a cache: rebuilt from the repository, its packed capture state is byte for byte
+# the state the captures kept (hostile names included), and the next capture goes on from it
+state_sql="SELECT st.tbl, sd.n, hex(sd.data) FROM state_tables st JOIN state_data sd ON sd.tid = st.tid ORDER BY 1"
+sqlite3 "$T/repo/catalog.db" "$state_sql" >"$T/state-before"
+check "check --rebuild-catalog" dvsnap check --rebuild-catalog
+sqlite3 "$T/repo/catalog.db" "$state_sql" >"$T/state-after"
+check "the rebuilt capture state is identical to the captured one ($(sqlite3 "$T/repo/catalog.db" "SELECT count(*) FROM state_data") tables)" \
+  cmp "$T/state-before" "$T/state-after"
+sim_churn contoso-prod 0.2 6 >/dev/null
+check "a capture after the rebuild" dvsnap capture --env contoso-prod
+check "it reads the tables as the simulator has them" bash -c \
+  'for t in account contact systemuser; do cmp -s <("$1" --config "$2" cat contoso-prod latest $t) <(curl -sf "$3/_sim/dump?env=contoso-prod&table=$t") || exit 1; done' \
+  _ "$DVSNAP" "$T/config" "$DVSIM_URL"
+check_eq "and keeps the hostile tables' records" 25 \
+  "$(dvsnap points contoso-prod latest | jq '.tables[] | select(.name == "../../etc/passwd") | .records')"
 finish
