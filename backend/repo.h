@@ -161,7 +161,8 @@ void segment_writer_set_level(struct segment_writer *w, int level);
 /* Keep attachments once (default off): a line holding a large canonical base64 "documentbody" is
  * stored as a reference to the blob of its bytes (put by the writer) and readers get the exact line
  * back. Only for lines whose blobs the point also lists as files (notes), since prune keeps the
- * blobs the points' files name, not those inside segments. */
+ * blobs the points' files name, not those inside segments. Directory stores only (reading back
+ * costs a blob read per such line: a request on object storage); elsewhere lines stay inline. */
 void segment_writer_set_attachments(struct segment_writer *w, bool on);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than

@@ -140,14 +140,17 @@ check_eq "every compacted point reads back exactly (account and notes)" 5 "$same
 check "the create-only audit chain grows one segment per point (chains:$audit_chains)" \
   awk '{ for (i = 2; i <= NF; i++) if ($i != $(i - 1) + 1) exit 1 }' <<<"$audit_chains"
 # attachments are kept once: the notes' segments hold blob references, not the base64 (which is
-# random bytes in dvsim, so it would not compress away)
-p=$(dvsnap points contoso-prod latest | jq -r .point)
-seg_bytes=0
-for id in $(repo_get "points/contoso-prod/$p.json" | jq -r '.tables[] | select(.name == "annotation") | .segments[]'); do
-  seg_bytes=$((seg_bytes + $(repo_get "objects/${id:0:2}/$id" | wc -c)))
-done
-b64_bytes=$(sim_dump contoso-prod annotation | grep -o '"documentbody":"[^"]*"' | wc -c)
-check "note attachments are stored once: segments $seg_bytes bytes for $b64_bytes bytes of base64" \
-  test "$b64_bytes" -gt 100000 -a "$seg_bytes" -lt $((b64_bytes / 10))
+# random bytes in dvsim, so it would not compress away). Directory repositories only: on object
+# storage each reference would cost a request to read back, so the base64 stays inline there.
+if [ -z "${DVSNAP_TEST_REPO:-}" ]; then
+  p=$(dvsnap points contoso-prod latest | jq -r .point)
+  seg_bytes=0
+  for id in $(repo_get "points/contoso-prod/$p.json" | jq -r '.tables[] | select(.name == "annotation") | .segments[]'); do
+    seg_bytes=$((seg_bytes + $(repo_get "objects/${id:0:2}/$id" | wc -c)))
+  done
+  b64_bytes=$(sim_dump contoso-prod annotation | grep -o '"documentbody":"[^"]*"' | wc -c)
+  check "note attachments are stored once: segments $seg_bytes bytes for $b64_bytes bytes of base64" \
+    test "$b64_bytes" -gt 100000 -a "$seg_bytes" -lt $((b64_bytes / 10))
+fi
 check "the repository checks clean" dvsnap check --read-data
 finish
