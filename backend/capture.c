@@ -23,23 +23,30 @@
  *
  * Files: annotation.documentbody (base64) is decoded into a blob; File and Image columns are
  * downloaded (dv_file_download) after the table's read, for created and updated records only;
- * files of unchanged records are carried from the previous point. Schema documents are blobs
- * (content-addressed, so an unchanged schema costs nothing).
+ * files of unchanged records are carried from the previous point. The notes' segment writer keeps
+ * attachments once (segment_writer_set_attachments): the line in the segment names the blob, and
+ * readers get the base64 back; this is safe because every such blob is also one of the point's
+ * files, which is what prune keeps. Schema documents are blobs (content-addressed, so an
+ * unchanged schema costs nothing).
  *
  * Limits: a full read holds one map entry per record key (about 100 bytes each plus the key) and
  * a delta read holds the changed lines in memory; a table of 1M records costs ~150 MB during its
- * read. Threading: up to opts->concurrency worker threads per environment take tables from a
+ * read, plus the table's packed capture state while it is read (about 40 bytes a record; dropped
+ * with repo_capture_state_done when the read ends).
+ * Threading: up to opts->concurrency worker threads per environment take tables from a
  * queue; every call on the repo_capture (a catalog transaction) and every progress callback is
  * made under cap->lock; reads, rendering, segment writing and blob writes run unlocked. */
 #include "backend/capture.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "backend/keymap.h"
 #include "backend/log.h"
 #include "backend/policy.h"
 #include "backend/record.h"
@@ -51,7 +58,7 @@ enum { KM_OLD = 1, KM_SEEN = 2 };
 enum km_op { KM_NONE = 0, KM_CREATE, KM_UPDATE, KM_DELETE };
 
 struct km_entry {
-    char *key;               /* in the map's arena; NULL for an empty slot */
+    const char *key;         /* in the map's arena; NULL for an empty slot */
     uint32_t key_len;
     uint8_t flags;           /* KM_OLD: in the capture state (old_*); KM_SEEN: read this pass */
     uint8_t op;              /* enum km_op, decided as the read goes */
@@ -60,117 +67,30 @@ struct km_entry {
     size_t line_len;
 };
 
-struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, cap;
-    char data[];
-};
-
-struct keymap {
-    struct km_entry *slots;
-    size_t cap, n;
-    struct arena_chunk *chunks;
-};
-
-static uint64_t key_hash(const char *k, size_t n)
+static void km_init(struct keymap *m)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)k[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    keymap_init(m, sizeof(struct km_entry), offsetof(struct km_entry, key),
+                offsetof(struct km_entry, key_len));
 }
 
-static char *arena_dup(struct keymap *m, const char *s, size_t n)
-{
-    struct arena_chunk *c = m->chunks;
-    if (!c || c->cap - c->used < n + 1) {
-        size_t cap = n + 1 > 1 << 20 ? n + 1 : 1 << 20;
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->next = m->chunks;
-        c->used = 0;
-        c->cap = cap;
-        m->chunks = c;
-    }
-    char *p = c->data + c->used;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    c->used += n + 1;
-    return p;
-}
-
-static void keymap_release(struct keymap *m)
+/* Frees the entries' lines, then the map. */
+static void km_release(struct keymap *m)
 {
     for (size_t i = 0; i < m->cap; i++)
-        free(m->slots[i].line);
-    free(m->slots);
-    while (m->chunks) {
-        struct arena_chunk *next = m->chunks->next;
-        free(m->chunks);
-        m->chunks = next;
-    }
-    memset(m, 0, sizeof *m);
-}
-
-static int keymap_grow(struct keymap *m)
-{
-    size_t cap = m->cap ? m->cap * 2 : 1024;
-    struct km_entry *slots = calloc(cap, sizeof *slots);
-    if (!slots)
-        return -ENOMEM;
-    for (size_t i = 0; i < m->cap; i++) {
-        struct km_entry *e = &m->slots[i];
-        if (!e->key)
-            continue;
-        size_t j = key_hash(e->key, e->key_len) & (cap - 1);
-        while (slots[j].key)
-            j = (j + 1) & (cap - 1);
-        slots[j] = *e;
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return 0;
+        free(((struct km_entry *)keymap_slot(m, i))->line);
+    keymap_release(m);
 }
 
 /* The entry for key, or NULL when absent (add=false) or out of memory (add=true). The pointer is
  * valid until the next insertion. */
-static struct km_entry *keymap_get(struct keymap *m, const char *key, size_t n, bool add,
-                                   bool *added)
+static struct km_entry *km_get(struct keymap *m, const char *key, size_t n, bool add, bool *added)
 {
-    if (added)
-        *added = false;
-    if (n > UINT32_MAX)
-        return NULL;
-    if (m->cap) {
-        size_t j = key_hash(key, n) & (m->cap - 1);
-        while (m->slots[j].key) {
-            struct km_entry *e = &m->slots[j];
-            if (e->key_len == n && memcmp(e->key, key, n) == 0)
-                return e;
-            j = (j + 1) & (m->cap - 1);
-        }
+    if (!add) {
+        if (added)
+            *added = false;
+        return keymap_get(m, key, n);
     }
-    if (!add)
-        return NULL;
-    if ((m->n + 1) * 4 > m->cap * 3 && keymap_grow(m))
-        return NULL;
-    size_t j = key_hash(key, n) & (m->cap - 1);
-    while (m->slots[j].key)
-        j = (j + 1) & (m->cap - 1);
-    struct km_entry *e = &m->slots[j];
-    memset(e, 0, sizeof *e);
-    e->key = arena_dup(m, key, n);
-    if (!e->key)
-        return NULL;
-    e->key_len = (uint32_t)n;
-    m->n++;
-    if (added)
-        *added = true;
-    return e;
+    return keymap_put(m, key, n, added);
 }
 
 /* ---------------------------------------------------------------- base64 */
@@ -442,7 +362,7 @@ static int on_record_full(void *ctx, const struct json_node *rec)
     if (rc)
         return rc;
     count_record(j);
-    struct km_entry *e = keymap_get(&j->map, key, klen, true, NULL);
+    struct km_entry *e = km_get(&j->map, key, klen, true, NULL);
     if (!e)
         return dverr_set(&j->err, -ENOMEM, "out of memory reading %s", j->t->logical_name);
     bool existed = (e->flags & KM_OLD) && !j->first;
@@ -497,7 +417,7 @@ static int on_record_delta(void *ctx, const struct json_node *rec)
     if (rc)
         return rc;
     count_record(j);
-    struct km_entry *e = keymap_get(&j->map, key, klen, true, &added);
+    struct km_entry *e = km_get(&j->map, key, klen, true, &added);
     if (!e)
         return dverr_set(&j->err, -ENOMEM, "out of memory reading %s", j->t->logical_name);
     if (added && (rc = state_lookup(j, e)))
@@ -526,7 +446,7 @@ static int on_deleted(void *ctx, const char *id)
     bool added;
     if (cancelled(j->cap))
         return -ECANCELED;
-    struct km_entry *e = keymap_get(&j->map, id, strlen(id), true, &added);
+    struct km_entry *e = km_get(&j->map, id, strlen(id), true, &added);
     if (!e)
         return dverr_set(&j->err, -ENOMEM, "out of memory reading %s", j->t->logical_name);
     int rc;
@@ -542,7 +462,7 @@ static int on_deleted(void *ctx, const char *id)
 static int load_state(void *ctx, const char *key, uint64_t hash, uint64_t len)
 {
     struct table_job *j = ctx;
-    struct km_entry *e = keymap_get(&j->map, key, strlen(key), true, NULL);
+    struct km_entry *e = km_get(&j->map, key, strlen(key), true, NULL);
     if (!e)
         return -ENOMEM;
     e->flags = KM_OLD;
@@ -564,7 +484,7 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
     struct point_table *o = &j->out;
     int rc = 0;
     for (size_t i = 0; i < j->map.cap && !rc; i++) {
-        struct km_entry *e = &j->map.slots[i];
+        struct km_entry *e = keymap_slot(&j->map, i);
         if (!e->key)
             continue;
         if (!j->delta_mode && !(e->flags & KM_SEEN) && (e->flags & KM_OLD))
@@ -606,7 +526,7 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
     /* The catalog learns the new state only now that the whole table was read. */
     pthread_mutex_lock(&cap->lock);
     for (size_t i = 0; i < j->map.cap && !rc; i++) {
-        struct km_entry *e = &j->map.slots[i];
+        struct km_entry *e = keymap_slot(&j->map, i);
         if (!e->key)
             continue;
         if (e->op == KM_CREATE || e->op == KM_UPDATE)
@@ -634,7 +554,7 @@ static int finish_files(struct table_job *j)
     size_t w = 0;
     for (size_t i = 0; i < j->n_files; i++) {
         struct km_entry *e =
-            keymap_get(&j->map, j->files[i].record_id, strlen(j->files[i].record_id), false, NULL);
+            km_get(&j->map, j->files[i].record_id, strlen(j->files[i].record_id), false, NULL);
         if (e && (e->op == KM_CREATE || e->op == KM_UPDATE))
             j->files[w++] = j->files[i];
         else
@@ -643,7 +563,7 @@ static int finish_files(struct table_job *j)
     j->n_files = w;
     for (size_t i = 0; i < j->n_todo && !rc; i++) {
         struct file_todo *t = &j->todo[i];
-        struct km_entry *e = keymap_get(&j->map, t->key, strlen(t->key), false, NULL);
+        struct km_entry *e = km_get(&j->map, t->key, strlen(t->key), false, NULL);
         if (!e || (e->op != KM_CREATE && e->op != KM_UPDATE))
             continue;
         struct buf bytes = BUF_INIT;
@@ -683,7 +603,7 @@ static int finish_files(struct table_job *j)
         const struct point_file *f = &prev->files[i];
         if (!f->table || strcmp(f->table, j->t->logical_name) != 0)
             continue;
-        struct km_entry *e = keymap_get(&j->map, f->record_id, strlen(f->record_id), false, NULL);
+        struct km_entry *e = km_get(&j->map, f->record_id, strlen(f->record_id), false, NULL);
         if (e && e->op != KM_NONE)
             continue;
         if (!(e && (e->flags & KM_SEEN)) && !j->delta_mode)
@@ -755,7 +675,7 @@ static void job_reset_read(struct table_job *j)
 {
     segment_writer_abort(j->sw);
     j->sw = NULL;
-    keymap_release(&j->map);
+    km_release(&j->map);
     for (size_t i = 0; i < j->n_todo; i++)
         free(j->todo[i].key);
     j->n_todo = 0;
@@ -778,6 +698,7 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     j->records_read = 0;
     if ((rc = segment_writer_new(cap->repo, &j->sw, &j->err)))
         return rc;
+    segment_writer_set_attachments(j->sw, j->is_annotation); /* its blobs are the point's files */
     if (!j->delta_mode) {
         pthread_mutex_lock(&cap->lock);
         rc = repo_capture_state_iterate(cap->rc, j->t->logical_name, load_state, j);
@@ -857,6 +778,10 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     if (reason && !(o->full_read_reason = strdup(reason)))
         rc = -ENOMEM;
 out:
+    /* the table's state is in the pending puts now: drop its loaded copy (memory) */
+    pthread_mutex_lock(&cap->lock);
+    repo_capture_state_done(cap->rc, j->t->logical_name);
+    pthread_mutex_unlock(&cap->lock);
     free(new_link);
     return rc;
 }
@@ -992,7 +917,7 @@ static void *worker(void *arg)
         }
         segment_writer_abort(j->sw);
         j->sw = NULL;
-        keymap_release(&j->map);
+        km_release(&j->map);
         pthread_mutex_lock(&cap->lock);
         cap->tables_done++;
         progress_locked(cap, NULL);
@@ -1111,6 +1036,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
             continue;
         j->cap = &cap;
         j->t = &tables[i];
+        km_init(&j->map);
         for (size_t k = 0; cap.prev && k < cap.prev->n_tables; k++)
             if (strcmp(cap.prev->tables[k].name, tables[i].logical_name) == 0)
                 j->prev = &cap.prev->tables[k];

@@ -1,6 +1,8 @@
 /* catalog: the repository's local SQLite index (DESIGN.md section 7): restore points, the delta
  * segment of every point's tables, and the capture state (env, table, key -> hash, length of the
- * record's current line) with the point it corresponds to. It is a cache: every row can be rebuilt
+ * record's current line) with the point it corresponds to. The state is kept packed: one zstd row
+ * per table (about 26 bytes a GUID-keyed record), rewritten whole when the table changes, loaded
+ * into memory on first use by a capture. It is a cache: every row can be rebuilt
  * from the repository's objects (repo_rebuild_catalog).
  *
  * SQLite in WAL mode, synchronous=FULL, foreign_keys=ON, busy_timeout 30 s. Connections come from
@@ -54,6 +56,8 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
 int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
                             int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                             void *ctx);
+/* Drop the in-memory copy of table's committed state (loaded again when needed). */
+void catalog_capture_done(struct catalog_capture *cc, const char *table);
 /* Apply the state, add p (may be NULL: state only) and record it as env's state point. Frees cc. */
 int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, struct dverr *err);
 void catalog_capture_abort(struct catalog_capture *cc); /* accepts NULL */

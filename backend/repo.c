@@ -831,6 +831,8 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
     int rc = segment_writer_new(r, &w, err);
     if (rc)
         return rc;
+    /* notes' attachments are the point's files (capture.c): keep them once in the base too */
+    segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
     char fake_env[] = "(capture)", fake_name[] = "(new)";
     struct point fake = {.env = fake_env, .name = fake_name, .tables = (struct point_table *)pt,
                          .n_tables = 1};
@@ -1025,6 +1027,11 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
     return catalog_capture_iterate(c->cc, table, fn, ctx);
 }
 
+void repo_capture_state_done(struct repo_capture *c, const char *table)
+{
+    catalog_capture_done(c->cc, table);
+}
+
 /* Replace long chains by a new base before the manifest names them (the capture need not know).
  * A base that does not reproduce the manifest's counts is not used (logged: the capture's counts
  * are then wrong, and readers will say so). */
@@ -1032,6 +1039,11 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
 {
     for (size_t i = 0; i < p->n_tables; i++) {
         struct point_table *pt = &p->tables[i];
+        /* the capture's rule (capture.c): a create-only delta (audit) is not compacted for its
+         * size, since a new base would copy the whole table and save no reading; the chain cap
+         * still applies */
+        if (pt->n_segments <= REPO_MAX_CHAIN && !pt->updated && !pt->deleted)
+            continue;
         if (!repo_table_should_compact(r, pt))
             continue;
         char id[65];

@@ -160,6 +160,12 @@ void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
 /* zstd level of the segment's frames (1..19; default 7). The bytes differ by level, so the same
  * entries written at two levels give two objects. */
 void segment_writer_set_level(struct segment_writer *w, int level);
+/* Keep attachments once (default off): a line holding a large canonical base64 "documentbody" is
+ * stored as a reference to the blob of its bytes (put by the writer) and readers get the exact line
+ * back. Only for lines whose blobs the point also lists as files (notes), since prune keeps the
+ * blobs the points' files name, not those inside segments. Directory stores only (reading back
+ * costs a blob read per such line: a request on object storage); elsewhere lines stay inline. */
+void segment_writer_set_attachments(struct segment_writer *w, bool on);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
  * REPO_MAX_CHAIN segments, or, with at least 4 segments, the deltas together larger than the base).
@@ -192,6 +198,9 @@ int repo_capture_state_put(struct repo_capture *c, const char *table, const char
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
                                int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx);
+/* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
+ * if asked for, and at commit). Bounds memory to the tables being read. */
+void repo_capture_state_done(struct repo_capture *c, const char *table);
 /* 64-bit hash used in the capture state (first 8 bytes of SHA-256 of the line). */
 uint64_t repo_line_hash(const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.

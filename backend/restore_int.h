@@ -17,6 +17,7 @@
 
 #include "backend/dataverse.h"
 #include "backend/json.h"
+#include "backend/keymap.h"
 #include "backend/restore.h"
 #include "backend/util.h"
 
@@ -25,7 +26,7 @@ enum rmap_action { ACT_NONE = 0, ACT_UNCHANGED, ACT_CREATE, ACT_UPDATE, ACT_DELE
 enum { RMAP_IN_TARGET = 1, RMAP_IN_POINT = 2, RMAP_SENT = 4 };
 
 struct rmap_entry {
-    char *key;               /* owned, NUL-terminated; NULL: empty slot */
+    const char *key;         /* in the map's arena, NUL-terminated; NULL: empty slot */
     uint32_t key_len;
     uint8_t action;          /* enum rmap_action */
     uint8_t flags;           /* RMAP_* */
@@ -33,8 +34,11 @@ struct rmap_entry {
     void *ptr;               /* caller's pointer (not owned) */
 };
 struct rmap {
+    /* a typed view of km's slot array for loops over the map (cap entries, empty ones have a NULL
+     * key); rmap_put keeps it equal to km's after every insertion */
     struct rmap_entry *slots;
     size_t cap, n;
+    struct keymap km;        /* the map (backend/keymap.h); keys live in its arena */
 };
 void rmap_init(struct rmap *m);
 void rmap_release(struct rmap *m);

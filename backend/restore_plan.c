@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,91 +284,36 @@ int restore_outcome_json(const struct restore_outcome *o, struct buf *out)
 
 /* ---------------------------------------------------------------- key map */
 
-static uint64_t hash_bytes(const char *s, size_t n)
+/* rmap is keymap (backend/keymap.c) with a typed view of its slots, kept in step here. */
+static void rmap_sync(struct rmap *m)
 {
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < n; i++) {
-        h ^= (unsigned char)s[i];
-        h *= 1099511628211ULL;
-    }
-    return h ^ (h >> 29);
+    m->slots = m->km.slots;
+    m->cap = m->km.cap;
+    m->n = m->km.n;
 }
 
 void rmap_init(struct rmap *m)
 {
-    memset(m, 0, sizeof(*m));
+    keymap_init(&m->km, sizeof(struct rmap_entry), offsetof(struct rmap_entry, key),
+                offsetof(struct rmap_entry, key_len));
+    rmap_sync(m);
 }
 
 void rmap_release(struct rmap *m)
 {
-    for (size_t i = 0; i < m->cap; i++)
-        free(m->slots[i].key);
-    free(m->slots);
-    rmap_init(m);
+    keymap_release(&m->km);
+    rmap_sync(m);
 }
 
 struct rmap_entry *rmap_get(const struct rmap *m, const char *key, size_t len)
 {
-    if (!m->cap)
-        return NULL;
-    size_t i = hash_bytes(key, len) & (m->cap - 1);
-    for (;;) {
-        struct rmap_entry *e = &m->slots[i];
-        if (!e->key)
-            return NULL;
-        if (e->key_len == len && memcmp(e->key, key, len) == 0)
-            return e;
-        i = (i + 1) & (m->cap - 1);
-    }
-}
-
-static int rmap_grow(struct rmap *m)
-{
-    size_t cap = m->cap ? m->cap * 2 : 1024;
-    struct rmap_entry *slots = calloc(cap, sizeof(*slots));
-    if (!slots)
-        return -ENOMEM;
-    for (size_t j = 0; j < m->cap; j++) {
-        struct rmap_entry *e = &m->slots[j];
-        if (!e->key)
-            continue;
-        size_t i = hash_bytes(e->key, e->key_len) & (cap - 1);
-        while (slots[i].key)
-            i = (i + 1) & (cap - 1);
-        slots[i] = *e;
-    }
-    free(m->slots);
-    m->slots = slots;
-    m->cap = cap;
-    return 0;
+    return keymap_get(&m->km, key, len);
 }
 
 struct rmap_entry *rmap_put(struct rmap *m, const char *key, size_t len, bool *fresh)
 {
-    if (fresh)
-        *fresh = false;
-    struct rmap_entry *e = rmap_get(m, key, len);
-    if (e)
-        return e;
-    if (len > UINT32_MAX)
-        return NULL;
-    if ((m->n + 1) * 4 > m->cap * 3 && rmap_grow(m))
-        return NULL;
-    char *k = malloc(len + 1);
-    if (!k)
-        return NULL;
-    memcpy(k, key, len);
-    k[len] = '\0';
-    size_t i = hash_bytes(key, len) & (m->cap - 1);
-    while (m->slots[i].key)
-        i = (i + 1) & (m->cap - 1);
-    e = &m->slots[i];
-    memset(e, 0, sizeof(*e));
-    e->key = k;
-    e->key_len = (uint32_t)len;
-    m->n++;
-    if (fresh)
-        *fresh = true;
+    struct rmap_entry *e = keymap_put(&m->km, key, len, fresh);
+    rmap_sync(m);
     return e;
 }
 

@@ -162,6 +162,185 @@ uint64_t changes_line_size(char op, const char *key, size_t key_len, size_t line
     return size;
 }
 
+/* ---------- attachments kept once ----------
+ *
+ * A line holding an attachment ("documentbody":"<base64>" of at least ATTACH_MIN characters, in
+ * canonical padded base64) is stored with the base64 cut out and a reference to the blob of its
+ * bytes in front:
+ *   0x01, the blob's 64-hex id, u32 offset (where the base64 goes back), u32 size of the blob,
+ *   the rest of the line
+ * (so the line's real length, rest + base64 length of size, is known without the blob).
+ * The writer puts the blob (content-addressed: usually the capture stored it already); the merge
+ * puts the base64 back, so every reader (cat, the mount, changes/, restore, compaction) sees the
+ * exact line. Record lines are JSON objects and always start with '{', so 0x01 cannot be a line. */
+
+#define ATTACH_MARK '\x01'
+#define ATTACH_HEAD (1 + 64 + 4 + 4)
+#define ATTACH_MIN 256
+static const char ATTACH_FIELD[] = "\"documentbody\":\"";
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static size_t b64_len(size_t n)
+{
+    return (n + 2) / 3 * 4;
+}
+
+static void b64_encode(const unsigned char *in, size_t n, char *out)
+{
+    size_t o = 0, i = 0;
+    for (; i + 2 < n; i += 3) {
+        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
+        out[o++] = B64[v >> 18];
+        out[o++] = B64[(v >> 12) & 63];
+        out[o++] = B64[(v >> 6) & 63];
+        out[o++] = B64[v & 63];
+    }
+    if (i < n) {
+        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
+        out[o++] = B64[v >> 18];
+        out[o++] = B64[(v >> 12) & 63];
+        out[o++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
+        out[o++] = '=';
+    }
+}
+
+static int b64_value(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    return c == '+' ? 62 : c == '/' ? 63 : -1;
+}
+
+/* Decode s[0..n) when it is canonical padded base64 (what b64_encode gives back byte for byte);
+ * -EINVAL otherwise. */
+static int b64_decode_canonical(const char *s, size_t n, struct buf *out)
+{
+    if (n == 0 || n % 4)
+        return -EINVAL;
+    size_t pad = s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
+    buf_reset(out);
+    int rc = buf_reserve(out, n / 4 * 3 + 1);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < n; i += 4) {
+        uint32_t v = 0;
+        for (size_t k = 0; k < 4; k++) {
+            int d = (i + k >= n - pad) ? 0 : b64_value((unsigned char)s[i + k]);
+            if (d < 0)
+                return -EINVAL;
+            v = v << 6 | (uint32_t)d;
+        }
+        size_t emit = i + 4 == n ? 3 - pad : 3;
+        if (i + 4 == n && ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))))
+            return -EINVAL; /* non-zero bits under the padding: not canonical */
+        unsigned char b[3] = {(unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
+        memcpy(out->data + out->len, b, emit);
+        out->len += emit;
+    }
+    return 0;
+}
+
+/* When line holds an attachment, put its blob and write the compact line into out: 1; 0 when
+ * the line stays as it is; -errno with detail. */
+static int attach_compact(struct objstore *store, const char *line, size_t len, struct buf *bytes,
+                          struct buf *out, struct dverr *err)
+{
+    const char *f = memmem(line, len, ATTACH_FIELD, sizeof ATTACH_FIELD - 1);
+    if (!f || len > UINT32_MAX)
+        return 0;
+    size_t start = (size_t)(f - line) + sizeof ATTACH_FIELD - 1, end = start;
+    while (end < len && line[end] != '"' && line[end] != '\\')
+        end++;
+    if (end >= len || line[end] != '"' || end - start < ATTACH_MIN)
+        return 0;
+    if (b64_decode_canonical(line + start, end - start, bytes))
+        return 0;
+    char id[65], name[80];
+    sha256_hex(bytes->data, bytes->len, id);
+    segment_object_name(id, name);
+    uint64_t size;
+    struct dverr ignore = {0};
+    int rc = 0;
+    if (store->ops->stat(store->impl, name, &size, &ignore) != 0 || size != bytes->len)
+        rc = store->ops->put(store->impl, name, bytes->data, bytes->len, err);
+    if (rc)
+        return rc;
+    if (bytes->len > (size_t)SEGMENT_MAX_LINE)
+        return 0;
+    buf_reset(out);
+    unsigned char off[8];
+    put_u32(off, (uint32_t)start);
+    put_u32(off + 4, (uint32_t)bytes->len);
+    if ((rc = buf_add(out, "\x01", 1)) || (rc = buf_add(out, id, 64)) ||
+        (rc = buf_add(out, off, 8)) || (rc = buf_add(out, line, start)) ||
+        (rc = buf_add(out, line + end, len - end)))
+        return dverr_set(err, rc, "out of memory");
+    return 1;
+}
+
+/* The length of a stored line once its attachment is put back (len when it has none). */
+static uint64_t line_full_len(const char *line, size_t len)
+{
+    if (len < ATTACH_HEAD || line[0] != ATTACH_MARK)
+        return len;
+    return len - ATTACH_HEAD + b64_len(get_u32((const unsigned char *)line + 69));
+}
+
+/* Put the base64 of an attachment line back (see above) into out; e->line then points there. */
+static int attach_expand(struct objstore *store, struct segment_entry *e, struct buf *bytes,
+                         struct buf *out, struct dverr *err)
+{
+    char id[65] = "", name[80], h[65];
+    if (e->line_len >= ATTACH_HEAD) {
+        memcpy(id, e->line + 1, 64);
+        id[64] = '\0';
+    }
+    if (!segment_id_ok(id))
+        return dverr_set(err, -EIO, "a segment line of record %.*s is damaged (bad attachment "
+                         "reference)", (int)(e->key_len > 80 ? 80 : e->key_len), e->key);
+    size_t off = get_u32((const unsigned char *)e->line + 65), rest = e->line_len - ATTACH_HEAD;
+    const char *r = e->line + ATTACH_HEAD;
+    if (off > rest)
+        return dverr_set(err, -EIO, "a segment line of record %.*s is damaged (attachment offset)",
+                         (int)(e->key_len > 80 ? 80 : e->key_len), e->key);
+    segment_object_name(id, name);
+    /* one read of the size the line records (no stat: a request less on object stores); the
+     * hash check below catches a blob of other bytes */
+    uint64_t size = get_u32((const unsigned char *)e->line + 69);
+    if (size > (uint64_t)SEGMENT_MAX_LINE / 4 * 3)
+        return dverr_set(err, -EIO, "a segment line of record %.*s is damaged (attachment of "
+                         "%llu bytes)", (int)(e->key_len > 80 ? 80 : e->key_len), e->key,
+                         (unsigned long long)size);
+    struct dverr ge = {0};
+    buf_reset(bytes);
+    int rc = store->ops->get(store->impl, name, 0, size, bytes, &ge);
+    if (rc)
+        return rc == -ENOENT ? dverr_set(err, -ENOENT, "attachment blob %.16s of record %.*s is "
+                                         "missing", id, (int)(e->key_len > 80 ? 80 : e->key_len),
+                                         e->key)
+                             : dverr_set(err, rc, "%s", dverr_msg(&ge));
+    sha256_hex(bytes->data ? bytes->data : "", bytes->len, h);
+    if (strcmp(h, id) != 0)
+        return dverr_set(err, -EIO, "attachment blob %.16s is damaged: its bytes do not match "
+                         "its id", id);
+    size_t n = b64_len(bytes->len);
+    buf_reset(out);
+    if ((rc = buf_reserve(out, rest + n + 1)))
+        return dverr_set(err, rc, "out of memory");
+    memcpy(out->data, r, off);
+    b64_encode((const unsigned char *)bytes->data, bytes->len, out->data + off);
+    memcpy(out->data + off + n, r + off, rest - off);
+    out->len = rest + n;
+    out->data[out->len] = '\0';
+    e->line = out->data;
+    e->line_len = out->len;
+    return 0;
+}
+
 /* ---------- writer ---------- */
 
 struct wentry {
@@ -191,6 +370,7 @@ struct segment_writer {
     char *tmp_dir;
     size_t budget, used;
     int level;
+    bool attachments;   /* segment_writer_set_attachments */
     struct wentry *ents;
     size_t n, cap;
     uint64_t seq;
@@ -198,6 +378,7 @@ struct segment_writer {
     struct run *runs;
     size_t n_runs;
     uint64_t total_added;
+    struct buf att_bytes, att_line; /* attach_compact's scratch */
 };
 
 static atomic_uint tmp_counter;
@@ -233,6 +414,11 @@ int segment_writer_new_in(struct objstore *store, const char *tmp_dir,
 void segment_writer_set_budget(struct segment_writer *w, size_t bytes)
 {
     w->budget = bytes < 4096 ? 4096 : bytes;
+}
+
+void segment_writer_set_attachments(struct segment_writer *w, bool on)
+{
+    w->attachments = on;
 }
 
 void segment_writer_set_level(struct segment_writer *w, int level)
@@ -376,6 +562,19 @@ int segment_writer_add(struct segment_writer *w, enum segment_op op, const char 
                          SEGMENT_MAX_LINE);
     if (op != SEG_DELETE && line_len == 0)
         return dverr_set(err, -EINVAL, "empty record line");
+    if (line_len && line[0] == ATTACH_MARK)
+        return dverr_set(err, -EINVAL, "a record line cannot start with byte 1");
+    /* local stores only for now: reading puts one blob read per attachment line, a syscall on a
+     * directory but a request on object storage (a note-heavy table would cost thousands) */
+    if (w->attachments && w->store->local_dir && line_len >= ATTACH_MIN) {
+        int c = attach_compact(w->store, line, line_len, &w->att_bytes, &w->att_line, err);
+        if (c < 0)
+            return c;
+        if (c) {
+            line = w->att_line.data;
+            line_len = w->att_line.len;
+        }
+    }
     if (w->n == w->cap) {
         size_t cap = w->cap ? w->cap * 2 : 4096;
         struct wentry *e = realloc(w->ents, cap * sizeof *e);
@@ -511,7 +710,7 @@ static int emit(struct frame_out *o, const struct segment_entry *e, struct dverr
     default: st->deletes++; break;
     }
     if (e->op != SEG_DELETE)
-        st->line_bytes += e->line_len;
+        st->line_bytes += line_full_len(e->line, e->line_len);
     st->changes_bytes += changes_line_size(e->op, e->key, e->key_len, e->line_len);
     if (o->frame.len >= SEGMENT_FRAME_TARGET)
         return flush_frame(o, err);
@@ -546,6 +745,8 @@ void segment_writer_abort(struct segment_writer *w)
     arena_free(w->arena);
     free(w->ents);
     free(w->tmp_dir);
+    buf_release(&w->att_bytes);
+    buf_release(&w->att_line);
     free(w);
 }
 
@@ -945,6 +1146,8 @@ static void cursor_release(struct cursor *c)
 }
 
 struct segment_merge {
+    struct objstore *store;
+    struct buf att_bytes, att_line; /* attach_expand's scratch; att_line holds the last line */
     ZSTD_DCtx *dctx;
     struct cursor *cur;
     size_t n;
@@ -1015,6 +1218,8 @@ void segment_merge_free(struct segment_merge *m)
     free(m->heap);
     free(m->pending);
     ZSTD_freeDCtx(m->dctx);
+    buf_release(&m->att_bytes);
+    buf_release(&m->att_line);
     free(m);
 }
 
@@ -1027,6 +1232,7 @@ int segment_merge_open(struct objstore *store, char *const *ids, size_t n, bool 
     if (!m)
         return dverr_set(err, -ENOMEM, "out of memory");
     m->keep_deletes = keep_deletes;
+    m->store = store;
     m->dctx = ZSTD_createDCtx();
     m->cur = calloc(n ? n : 1, sizeof *m->cur);
     m->heap = calloc(n ? n : 1, sizeof *m->heap);
@@ -1055,6 +1261,15 @@ static bool same_key(const struct segment_merge *m, size_t heap_pos, const struc
 {
     const struct segment_entry *o = &m->cur[m->heap[heap_pos]].e;
     return o->key_len == e->key_len && memcmp(o->key, e->key, e->key_len) == 0;
+}
+
+/* 1 with an attachment line's base64 put back, or -errno. */
+static int merge_expand(struct segment_merge *m, struct segment_entry *e, struct dverr *err)
+{
+    if (e->line_len == 0 || e->line[0] != ATTACH_MARK)
+        return 1;
+    int rc = attach_expand(m->store, e, &m->att_bytes, &m->att_line, err);
+    return rc ? rc : 1;
 }
 
 /* The common case (a key in one segment only) keeps the winner at the top of the heap and
@@ -1092,7 +1307,7 @@ int segment_merge_next(struct segment_merge *m, struct segment_entry *e, struct 
             if (te->op == SEG_DELETE && !m->keep_deletes)
                 continue;
             *e = *te;
-            return 1;
+            return merge_expand(m, e, err);
         }
         size_t top = heap_pop(m);
         m->pending[m->n_pending++] = top;
@@ -1106,7 +1321,7 @@ int segment_merge_next(struct segment_merge *m, struct segment_entry *e, struct 
         if (te->op == SEG_DELETE && !m->keep_deletes)
             continue;
         *e = *te;
-        return 1;
+        return merge_expand(m, e, err);
     }
 }
 

@@ -80,6 +80,9 @@ extern const struct n2n_def dvschema_n2n[];
 extern const size_t dvschema_n_n2n;
 extern const struct env_def dvschema_envs[N_ENVS];
 
+/* --hostile-tables: aliases of systemuser with hostile names (schema.c); listed only when on */
+#define N_HOSTILE 7
+extern const struct table_def dvschema_hostile[N_HOSTILE];
 const struct table_def *dvschema_table_by_set(const char *set, size_t len);
 const struct table_def *dvschema_table_by_logical(const char *logical, size_t len);
 int dvschema_table_index(const struct table_def *t);
@@ -209,6 +212,7 @@ struct dvsim {
     int port;
     char base_url[256];       /* http://127.0.0.1:PORT, or --public-url */
     bool public_url;          /* base_url came from --public-url: every generated URL uses it */
+    bool hostile_tables;      /* --hostile-tables: EntityDefinitions also lists dvschema_hostile */
     char token_key[65];
     struct store *store;
     void *mhd;                /* struct MHD_Daemon */

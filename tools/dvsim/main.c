@@ -36,6 +36,8 @@ static void usage(FILE *f)
           "  --fail-rate P               fraction of requests answered 500/503\n"
           "  --drop-rate P               fraction of responses cut off mid-body\n"
           "  --truncate-rate P           fraction of 200 responses with truncated JSON\n"
+          "  --hostile-tables            also serve tables with hostile names (slashes, \"..\", control\n"
+          "                              characters, 300 bytes, case twins, a hostile entity set)\n"
           "  --verbose                   log debug messages\n",
           f);
 }
@@ -106,6 +108,9 @@ int main(int argc, char **argv)
             return 0;
         } else if (!strcmp(a, "--reseed")) {
             reseed = true;
+            takes = false;
+        } else if (!strcmp(a, "--hostile-tables")) {
+            d.hostile_tables = true;
             takes = false;
         } else if (!strcmp(a, "--verbose")) {
             log_set_level(LOG_DEBUG);

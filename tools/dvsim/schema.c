@@ -165,6 +165,25 @@ const struct table_def dvschema_tables[N_TABLES] = {
     [T_AUDIT] = {"audit", "audits", "auditid", NULL, 4567, true, false, true, audit_cols, N(audit_cols)},
 };
 
+/* --hostile-tables: extra tables whose logical names are what a careless client would turn into
+ * paths (a slash and "..", control characters, 300 bytes, "..", case twins) and one whose entity
+ * set is itself hostile (a client must refuse to put it in a URL). Each serves systemuser's
+ * records under its own names (dvschema_table_index maps it to T_SYSTEMUSER). */
+#define H50 "hostile-long-name-50-bytes-xxxxxxxxxxxxxxxxxxxxxxx"
+#define SU(logical, set) {logical, set, "systemuserid", "fullname", 8, true, false, false, \
+                          systemuser_cols, N(systemuser_cols)}
+const struct table_def dvschema_hostile[N_HOSTILE] = {
+    SU("../../etc/passwd", "hostile_slashes"),
+    SU("ctl\x01name\x1f\ttab\nline", "hostile_controls"),
+    SU(H50 H50 H50 H50 H50 H50, "hostile_long"),
+    SU("..", "hostile_dotdot"),
+    SU("HostileTwin", "hostile_twin_upper"),
+    SU("hostiletwin", "hostile_twin_lower"),
+    SU("hostile_badset", "../../_sim/reset"),
+};
+#undef SU
+#undef H50
+
 const struct n2n_def dvschema_n2n[] = {
     {"new_project_contact", "new_project_contact", "new_project", "new_projectid", "new_project_contact",
      "contact", "contactid", "new_project_contact"},
@@ -190,6 +209,9 @@ const struct table_def *dvschema_table_by_set(const char *set, size_t len)
     for (int i = 0; i < N_TABLES; i++)
         if (eq(dvschema_tables[i].set, set, len))
             return &dvschema_tables[i];
+    for (int i = 0; i < N_HOSTILE; i++)
+        if (eq(dvschema_hostile[i].set, set, len))
+            return &dvschema_hostile[i];
     return NULL;
 }
 
@@ -203,6 +225,9 @@ const struct table_def *dvschema_table_by_logical(const char *logical, size_t le
 
 int dvschema_table_index(const struct table_def *t)
 {
+    for (int i = 0; i < N_HOSTILE; i++)
+        if (t == &dvschema_hostile[i])
+            return T_SYSTEMUSER;
     return (int)(t - dvschema_tables);
 }
 

@@ -1311,6 +1311,8 @@ static void entity_definitions(struct req *r, const char *rest)
         cJSON *a = cJSON_AddArrayToObject(o, "value");
         for (int i = 0; i < N_TABLES; i++)
             cJSON_AddItemToArray(a, entity_json(&dvschema_tables[i], expand));
+        for (int i = 0; r->d->hostile_tables && i < N_HOSTILE; i++)
+            cJSON_AddItemToArray(a, entity_json(&dvschema_hostile[i], expand));
         buf_release(&ctx);
         send_cjson_odata(r, o);
         return;
