@@ -13,7 +13,7 @@ B=$T/backing M=$T/mnt
 start_dvsim --seed demo --records 2000 --latency-ms 20
 write_config
 sed -i "s|^repository .*|repository         = $M/repo|" "$T/config"  # made by init, on lossyfs
-ITER=3; [ -n "${DVSNAP_LONG:-}" ] && ITER=50
+ITER=3; [ -n "${DVSNAP_LONG:-}" ] && ITER=50; ITER=${POWERLOSS_ITER:-$ITER}
 ENVS="contoso-prod contoso-dev"
 TABLES="account contact annotation new_project incident"
 
@@ -55,10 +55,11 @@ power_cut() {
   lossy_umount
   lossy_mount
 }
-# prune_oldest: prune (offline) as of the expiry of each environment's oldest point
-prune_oldest() {
+# prune_old: prune (offline) as of the expiry of each environment's third newest point, so each
+# keeps about two (the digests stay small however long the loop runs)
+prune_old() {
   local now
-  now=$(for env in $ENVS; do dvsnap points "$env" | awk 'NR==2 {print $4}'; done | sort | tail -n1)
+  now=$(for env in $ENVS; do dvsnap points "$env" | awk 'NR>1 {print $4}' | tail -n3 | head -n1; done | sort | head -n1)
   dvsnap prune --offline --now "$now"
 }
 cuts=0
@@ -78,18 +79,19 @@ mid=0 reported=0 pruned=0 bad_check=0 bad_old=0 bad_reported=0 bad_recapture=0
 for i in $(seq 1 "$ITER"); do
   sim_churn contoso-prod 0.05 "$i" >/dev/null
   sim_churn contoso-dev 0.05 "$((i + 100))" >/dev/null
-  # prune the oldest points first: their deletions must be durable before the capture's writes
+  # prune old points first: their deletions must be durable before the capture's writes
   if [ "$(grep -c . "$T/digest.txt")" -gt 20 ]; then
-    prune_oldest >"$T/prune.out" 2>&1 || { echo "# iteration $i: prune failed"; sed 's/^/#   /' "$T/prune.out"; }
+    prune_old >"$T/prune.out" 2>&1 || { echo "# iteration $i: prune failed"; sed 's/^/#   /' "$T/prune.out"; }
     pruned=$((pruned + $(sed -n 's/^removed \([0-9]*\) points.*/\1/p' "$T/prune.out")))
     digest >"$T/digest.txt"
   fi
   "$DVSNAP" --config "$T/config" capture --env contoso-prod --env contoso-dev >"$T/cut.out" 2>&1 &
   pid=$!
-  delay=$(( RANDOM % (delta_ms + 1) ))  # anywhere inside a typical pass
+  delay=$(( RANDOM % (delta_ms * 9 / 10 + 1) ))  # anywhere inside a typical pass
   sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
-  kill -0 "$pid" 2>/dev/null && mid=$((mid + 1))
+  running=no; kill -0 "$pid" 2>/dev/null && { mid=$((mid + 1)); running=yes; }
   power_cut "$pid"
+  note "iteration $i: power cut after ${delay} ms (capture running: $running)"
   # points the cut capture reported were committed before the cut: they must have survived
   for p in $(sed -n 's/^\(contoso-[a-z]*\): point \([0-9TZ-]*\):.*/\1:\2/p' "$T/cut.out"); do
     reported=$((reported + 1))

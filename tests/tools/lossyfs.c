@@ -21,9 +21,9 @@
  * "rename without fsync gives a zero-length file").
  * Kernel caches: no writeback cache, so every write(2) reaches lossyfs before it returns; locks
  * (flock, fcntl) are left to the kernel's local locking. Single-threaded: one request at a time,
- * so the cut happens between two requests. Limits: no symlinks, xattrs or special files; all
- * data is held in memory (twice for files that were fsynced); hard links in BACKING are loaded as
- * separate files. */
+ * so the cut happens between two requests. Limits: no symlinks, xattrs or special files (those
+ * in BACKING are skipped at start, so they are gone after unmount); all data is held in memory
+ * (twice for files that were fsynced); hard links in BACKING are loaded as separate files. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -278,7 +278,7 @@ static void load(const char *path, struct node *d)
         if (snprintf(p, sizeof p, "%s/%s", path, e->d_name) >= (int)sizeof p || lstat(p, &st) != 0)
             die(p);
         if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode)) {
-            fprintf(stderr, "lossyfs: skipping %s (not a file or directory)\n", p);
+            fprintf(stderr, "lossyfs: skipping %s (not a file or directory; gone at unmount)\n", p);
             continue;
         }
         struct node *n = node_new(st.st_mode);
