@@ -14,7 +14,7 @@ start_dvsim --seed demo --records 2000 --latency-ms 20
 write_config
 sed -i "s|^repository .*|repository         = $M/repo|" "$T/config"  # made by init, on lossyfs
 ITER=3; [ -n "${DVSNAP_LONG:-}" ] && ITER=50; ITER=${POWERLOSS_ITER:-$ITER}
-ENVS="contoso-prod contoso-dev"
+ENVS="contoso-dev contoso-test"  # the same retention (7 days), so one prune keeps both short
 TABLES="account contact annotation new_project incident"
 
 lossy_mount() {
@@ -68,24 +68,24 @@ check "init on lossyfs" dvsnap init
 power_cut
 check "the repository made by init survives a power cut" dvsnap check
 start=$(date +%s%N)
-check "first capture" dvsnap capture --env contoso-prod --env contoso-dev
+check "first capture" dvsnap capture --env contoso-dev --env contoso-test
 full_ms=$(( ($(date +%s%N) - start) / 1000000 ))
-sim_churn contoso-prod 0.05 900 >/dev/null; sim_churn contoso-dev 0.05 901 >/dev/null
+sim_churn contoso-dev 0.05 900 >/dev/null; sim_churn contoso-test 0.05 901 >/dev/null
 start=$(date +%s%N)
-check "calibration capture" dvsnap capture --env contoso-prod --env contoso-dev
+check "calibration capture" dvsnap capture --env contoso-dev --env contoso-test
 delta_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 digest >"$T/digest.txt"
 mid=0 reported=0 pruned=0 bad_check=0 bad_old=0 bad_reported=0 bad_recapture=0
 for i in $(seq 1 "$ITER"); do
-  sim_churn contoso-prod 0.05 "$i" >/dev/null
-  sim_churn contoso-dev 0.05 "$((i + 100))" >/dev/null
+  sim_churn contoso-dev 0.05 "$i" >/dev/null
+  sim_churn contoso-test 0.05 "$((i + 100))" >/dev/null
   # prune old points first: their deletions must be durable before the capture's writes
   if [ "$(grep -c . "$T/digest.txt")" -gt 20 ]; then
     prune_old >"$T/prune.out" 2>&1 || { echo "# iteration $i: prune failed"; sed 's/^/#   /' "$T/prune.out"; }
     pruned=$((pruned + $(sed -n 's/^removed \([0-9]*\) points.*/\1/p' "$T/prune.out")))
     digest >"$T/digest.txt"
   fi
-  "$DVSNAP" --config "$T/config" capture --env contoso-prod --env contoso-dev >"$T/cut.out" 2>&1 &
+  "$DVSNAP" --config "$T/config" capture --env contoso-dev --env contoso-test >"$T/cut.out" 2>&1 &
   pid=$!
   delay=$(( RANDOM % (delta_ms * 9 / 10 + 1) ))  # anywhere inside a typical pass
   sleep "$(awk -v ms="$delay" 'BEGIN { printf "%.3f", ms / 1000 }')"
@@ -107,10 +107,10 @@ for i in $(seq 1 "$ITER"); do
     bad_old=$((bad_old + 1)); echo "# iteration $i (cut after ${delay} ms): an earlier point changed or vanished"
     sed 's/^/#   /' "$T/diff.out" | head -6
   fi
-  if ! dvsnap capture --env contoso-prod --env contoso-dev >"$T/re.out" 2>&1; then
+  if ! dvsnap capture --env contoso-dev --env contoso-test >"$T/re.out" 2>&1; then
     bad_recapture=$((bad_recapture + 1)); sed 's/^/#   /' "$T/re.out" | head -5
   fi
-  matches_sim contoso-prod >/dev/null && matches_sim contoso-dev >/dev/null ||
+  matches_sim contoso-dev >/dev/null && matches_sim contoso-test >/dev/null ||
     { bad_recapture=$((bad_recapture + 1)); echo "# iteration $i: the new point differs"; }
   digest >"$T/digest.txt"
 done
