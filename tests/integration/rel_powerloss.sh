@@ -2,11 +2,12 @@
 # rel_powerloss (issue 7, scenario 2): power loss during a capture. The directory repository,
 # with its catalog (ROOT/catalog.db), lives on lossyfs (tests/tools/lossyfs.c), which keeps only
 # what was fsynced: file data since the last fsync and directory changes since the directory's
-# last fsync are lost at the cut. Capture, churn and capture in a loop, cutting the power at a
-# random moment of a capture (3 times; 50 with DVSNAP_LONG=1); remount what survived; then:
-# `check --read-data` is clean, every point committed before the cut (earlier ones and those the
-# cut capture reported) reads back exactly as before, and the next capture succeeds and equals
-# the simulator. The cache directory stays on a normal disk.
+# last fsync are lost at the cut. A cut right after init; then churn, prune, capture in a loop,
+# cutting the power at a random moment of the capture (3 times; 50 with DVSNAP_LONG=1; any number
+# with POWERLOSS_ITER=N); remount what survived; then: `check --read-data` is clean, every point
+# committed before the cut (earlier ones and those the cut capture reported) reads back exactly as
+# before, points pruned before it stay removed, and the next capture succeeds and equals the
+# simulator. The cache directory stays on a normal disk.
 . "$(dirname "$0")/../lib.sh"
 LOSSYFS="$BUILD/tests/lossyfs"
 B=$T/backing M=$T/mnt
@@ -75,13 +76,14 @@ start=$(date +%s%N)
 check "calibration capture" dvsnap capture --env contoso-dev --env contoso-test
 delta_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 digest >"$T/digest.txt"
-mid=0 reported=0 pruned=0 bad_check=0 bad_old=0 bad_reported=0 bad_recapture=0
+mid=0 reported=0 pruned=0 bad_pruned=0 bad_check=0 bad_old=0 bad_reported=0 bad_recapture=0
 for i in $(seq 1 "$ITER"); do
   sim_churn contoso-dev 0.05 "$i" >/dev/null
   sim_churn contoso-test 0.05 "$((i + 100))" >/dev/null
   # prune old points first: their deletions must be durable before the capture's writes
   if [ "$(grep -c . "$T/digest.txt")" -gt 20 ]; then
     prune_old >"$T/prune.out" 2>&1 || { echo "# iteration $i: prune failed"; sed 's/^/#   /' "$T/prune.out"; }
+    sed -n 's|^removed \(contoso-[a-z]*/[0-9TZ-]*\)$|\1|p' "$T/prune.out" >"$T/pruned.txt"
     pruned=$((pruned + $(sed -n 's/^removed \([0-9]*\) points.*/\1/p' "$T/prune.out")))
     digest >"$T/digest.txt"
   fi
@@ -92,6 +94,11 @@ for i in $(seq 1 "$ITER"); do
   running=no; kill -0 "$pid" 2>/dev/null && { mid=$((mid + 1)); running=yes; }
   power_cut "$pid"
   note "iteration $i: power cut after ${delay} ms (capture running: $running)"
+  # a deletion prune reported is durable (else the point comes back, maybe without its objects)
+  for p in $(cat "$T/pruned.txt" 2>/dev/null); do
+    [ ! -e "$M/repo/points/$p.json" ] || { bad_pruned=$((bad_pruned + 1)); echo "# iteration $i: pruned point $p came back"; }
+  done
+  rm -f "$T/pruned.txt"
   # points the cut capture reported were committed before the cut: they must have survived
   for p in $(sed -n 's/^\(contoso-[a-z]*\): point \([0-9TZ-]*\):.*/\1:\2/p' "$T/cut.out"); do
     reported=$((reported + 1))
@@ -121,6 +128,7 @@ check "at least one cut fell inside a capture" test "$mid" -ge 1
 check_eq "check --read-data was clean after every cut" 0 "$bad_check"
 check_eq "points committed before a cut never changed or vanished" 0 "$bad_old"
 check_eq "points a capture reported before the cut survived" 0 "$bad_reported"
+check_eq "points prune removed before the cut stayed removed" 0 "$bad_pruned"
 check_eq "the capture after every cut succeeded and equals the simulator" 0 "$bad_recapture"
 lossy_umount
 finish
