@@ -15,8 +15,12 @@
  *     make an object's deletion durable while the manifest's is not);
  *   - opening the store fsyncs the parent of ROOT, so the directory `dvsnap init` made survives.
  * Listing skips dot files (temp files of writers in progress, or left by a crash).
+ *   Left open: a directory whose creator died between the mkdir and the fsync of its parent is
+ *   durable only once something fsyncs that parent; dirs_lock orders the threads of one process,
+ *   not two processes (one writer per environment; two environments' captures in two processes
+ *   could share an objects/ab made by the other).
  * Limits: names as objstore_name_ok allows. Threading: no shared mutable state but an atomic
- * counter; every call opens its own descriptors. */
+ * counter and dirs_lock; every call opens its own descriptors. */
 #include "backend/objstore.h"
 
 #include <dirent.h>
@@ -38,14 +42,14 @@ struct dirstore {
 static atomic_uint tmp_counter;
 static pthread_rwlock_t dirs_lock = PTHREAD_RWLOCK_INITIALIZER;
 
-/* The parent of path ("/" for "/x"). */
+/* The parent of path ("/" for "/x", "." for "x"). */
 static void parent_of(const char *path, char *out, size_t n)
 {
     const char *slash = strrchr(path, '/');
     size_t len = slash && slash != path ? (size_t)(slash - path) : 1;
     if (len >= n)
         len = n - 1;
-    memcpy(out, slash ? path : "/", len);
+    memcpy(out, slash ? path : ".", len);
     out[len] = '\0';
 }
 
