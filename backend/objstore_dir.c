@@ -4,15 +4,30 @@
  * directory, so a reader sees the whole object or nothing and the object survives power loss once
  * put returns. put_if_absent publishes with link(2) instead of rename(2) (fails with EEXIST).
  * put_file hard-links the local file when it is on the same filesystem (else copies it).
+ * Durability of names (POSIX: a directory change survives power loss only once that directory is
+ * fsynced; tests/integration/rel_powerloss proves each rule on lossyfs):
+ *   - a directory that put creates (objects/ab, points/<env>) is made durable by an fsync of its
+ *     parent before it is used, under dirs_lock held for writing; every put passes through
+ *     dirs_lock for reading before it returns, so a put that found the directory made by another
+ *     thread does not return before that directory is durable;
+ *   - del fsyncs the directory, so a deletion is durable when del returns (prune deletes a
+ *     manifest before the objects only it used: a later fsync of an objects directory must not
+ *     make an object's deletion durable while the manifest's is not);
+ *   - opening the store fsyncs the parent of ROOT, so the directory `dvsnap init` made survives.
  * Listing skips dot files (temp files of writers in progress, or left by a crash).
+ *   Left open: a directory whose creator died between the mkdir and the fsync of its parent is
+ *   durable only once something fsyncs that parent; dirs_lock orders the threads of one process,
+ *   not two processes (one writer per environment; two environments' captures in two processes
+ *   could share an objects/ab made by the other).
  * Limits: names as objstore_name_ok allows. Threading: no shared mutable state but an atomic
- * counter; every call opens its own descriptors. */
+ * counter and dirs_lock; every call opens its own descriptors. */
 #include "backend/objstore.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +40,56 @@ struct dirstore {
 };
 
 static atomic_uint tmp_counter;
+static pthread_rwlock_t dirs_lock = PTHREAD_RWLOCK_INITIALIZER;
+
+/* The parent of path ("/" for "/x", "." for "x"). */
+static void parent_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash && slash != path ? (size_t)(slash - path) : 1;
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, slash ? path : ".", len);
+    out[len] = '\0';
+}
+
+/* mkdir -p where each directory created is made durable (its parent fsynced) before any other
+ * put can return having used it (see dirs_barrier). */
+static int mkdir_durable(const char *path)
+{
+    char tmp[PATH_MAX], parent[PATH_MAX];
+    size_t n = strlen(path);
+    if (n == 0 || n >= sizeof tmp)
+        return -ENAMETOOLONG;
+    memcpy(tmp, path, n + 1);
+    int rc = 0;
+    pthread_rwlock_wrlock(&dirs_lock);
+    for (char *p = tmp + 1;; p++) {
+        if (*p && *p != '/')
+            continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(tmp, 0755) == 0) {
+            parent_of(tmp, parent, sizeof parent);
+            if ((rc = fsync_dir(parent)))
+                break;
+        } else if (errno != EEXIST) {
+            rc = -errno;
+            break;
+        }
+        if (!(*p = c))
+            break;
+    }
+    pthread_rwlock_unlock(&dirs_lock);
+    return rc;
+}
+
+/* Wait until no mkdir_durable is between its mkdir and the fsync of the parent. */
+static void dirs_barrier(void)
+{
+    pthread_rwlock_rdlock(&dirs_lock);
+    pthread_rwlock_unlock(&dirs_lock);
+}
 
 static int full_path(struct dirstore *d, const char *name, char *out, size_t n, struct dverr *err)
 {
@@ -75,7 +140,7 @@ static int write_tmp(const char *path, const void *data, size_t len, char *dir, 
         return rc;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0 && errno == ENOENT) {
-        if ((rc = mkdir_p(dir, 0755)))
+        if ((rc = mkdir_durable(dir)))
             return rc;
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
     }
@@ -106,6 +171,7 @@ static int dir_put(void *impl, const char *name, const void *data, size_t len, s
     }
     if ((rc = fsync_dir(dir)))
         return dverr_set(err, rc, "syncing the directory of %s: %s", name, strerror(-rc));
+    dirs_barrier();
     return 0;
 }
 
@@ -126,6 +192,7 @@ static int dir_put_if_absent(void *impl, const char *name, const void *data, siz
         return dverr_set(err, rc, "publishing %s: %s", name, strerror(-rc));
     if ((rc = fsync_dir(dir)))
         return dverr_set(err, rc, "syncing the directory of %s: %s", name, strerror(-rc));
+    dirs_barrier();
     return 0;
 }
 
@@ -170,7 +237,7 @@ static int dir_put_file(void *impl, const char *name, const char *local_path, st
     }
     rc = link(local_path, tmp) ? -errno : 0;
     if (rc == -ENOENT) {
-        if ((rc = mkdir_p(dir, 0755))) {
+        if ((rc = mkdir_durable(dir))) {
             close(in);
             return dverr_set(err, rc, "creating %s: %s", dir, strerror(-rc));
         }
@@ -202,6 +269,7 @@ static int dir_put_file(void *impl, const char *name, const char *local_path, st
     }
     if ((rc = fsync_dir(dir)))
         return dverr_set(err, rc, "syncing the directory of %s: %s", name, strerror(-rc));
+    dirs_barrier();
     return 0;
 }
 
@@ -353,6 +421,10 @@ static int dir_del(void *impl, const char *name, struct dverr *err)
         rc = -errno;
         return dverr_set(err, rc, "deleting %s: %s", name, strerror(-rc));
     }
+    char dir[PATH_MAX];
+    parent_of(path, dir, sizeof dir);
+    if ((rc = fsync_dir(dir)))
+        return dverr_set(err, rc, "syncing the directory of %s: %s", name, strerror(-rc));
     return 0;
 }
 
@@ -400,6 +472,11 @@ int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err
     s->ops = &dir_ops;
     s->sizes = objstore_sizes_new(); /* what manifests record (a stat here is cheap anyway) */
     s->impl = d;
+    /* the entry of ROOT itself (new after `dvsnap init`): best effort, the parent may be
+     * unreadable to us, and nothing is promised before the first put */
+    char parent[PATH_MAX];
+    parent_of(real, parent, sizeof parent);
+    (void)fsync_dir(parent);
     *out = s;
     return 0;
 }
