@@ -86,6 +86,10 @@ struct cache {
     atomic_int stopping;
     atomic_ullong frames_decoded;
     struct slot slots[CACHE_SLOTS];
+    struct cache_waiter *waiters; /* asynchronous readers (c->mu) */
+    pthread_t watchdog;           /* fails waiters whose fill made no progress for wait_ms */
+    bool watchdog_started, wd_stop;
+    pthread_cond_t wd_cond;
 
     pthread_mutex_t db_mu;
     sqlite3 *db;
@@ -391,6 +395,115 @@ static struct entry *unref_locked(struct cache *c, struct entry *e)
     return NULL;
 }
 
+/* ---- asynchronous waiters ---- */
+static size_t avail_frames(const struct entry *e);
+
+struct fired {
+    struct cache_waiter *list;
+};
+
+/* Move waiters of e (every entry when e is NULL) that can be answered to *out (c->mu held):
+ * those whose frame is available (rc 0), and, when fail is set, all the others (-EIO). Each
+ * fired waiter's outcome is kept in its seen_ field: see fire_run. */
+static void waiters_take_locked(struct cache *c, const struct entry *e, bool fail,
+                                struct fired *out, int64_t now_ms_)
+{
+    struct cache_waiter **pp = &c->waiters;
+    while (*pp) {
+        struct cache_waiter *w = *pp;
+        const struct entry *we = w->entry_;
+        bool ready = w->frame_ < avail_frames(we);
+        bool expired = false;
+        if (!ready && now_ms_ > 0) {
+            if (avail_frames(we) != w->seen_) {
+                w->seen_ = avail_frames(we);
+                w->deadline_ = now_ms_ + (int64_t)c->wait_ms;
+            } else if (now_ms_ >= w->deadline_) {
+                expired = true;
+            }
+        }
+        bool mine = !e || we == e;
+        bool failed = !ready && (expired || (mine && fail) || we->state == ENTRY_FAILED);
+        if ((mine && ready) || failed) {
+            *pp = w->next_;
+            w->queued_ = false;
+            /* seen_ now carries the outcome: 0 ready, 1 failed, 2 timed out */
+            w->seen_ = ready ? 0 : expired ? 2 : 1;
+            w->next_ = out->list;
+            out->list = w;
+        } else {
+            pp = &w->next_;
+        }
+    }
+}
+
+/* Run the callbacks of fired waiters (no lock held). */
+static void fire_run(struct cache *c, struct fired *fl)
+{
+    struct cache_waiter *w = fl->list;
+    while (w) {
+        struct cache_waiter *next = w->next_;
+        const struct entry *e = w->entry_;
+        char msg[300];
+        if (w->seen_ == 0)
+            msg[0] = '\0';
+        else if (w->seen_ == 2)
+            snprintf(msg, sizeof msg, "no progress for %d ms", c->wait_ms);
+        else
+            snprintf(msg, sizeof msg, "%s", e->state == ENTRY_FAILED ? e->errmsg : "fill stopped");
+        w->ready(w, w->seen_ == 0 ? 0 : -EIO, msg);
+        w = next;
+    }
+    fl->list = NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct cache *c = arg;
+    pthread_setname_np(pthread_self(), "cache-watch");
+    pthread_mutex_lock(&c->mu);
+    while (!c->wd_stop || c->waiters) {
+        struct fired fl = {0};
+        waiters_take_locked(c, NULL, c->wd_stop, &fl, mono_ms());
+        if (fl.list) {
+            pthread_mutex_unlock(&c->mu);
+            fire_run(c, &fl);
+            pthread_mutex_lock(&c->mu);
+            continue;
+        }
+        if (c->wd_stop)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 100 * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&c->wd_cond, &c->mu, &ts);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Answer the waiters of e that can be answered now (takes c->mu). */
+static void waiters_kick(struct cache *c, struct entry *e, bool fail)
+{
+    struct fired fl = {0};
+    pthread_mutex_lock(&c->mu);
+    if (c->waiters)
+        waiters_take_locked(c, e, fail, &fl, 0);
+    pthread_mutex_unlock(&c->mu);
+    fire_run(c, &fl);
+}
+
 /* ---- fill ----
  * Two threads per fill, a pipeline: the fill thread reads the source into a shared slot (the
  * plain frame) and publishes it at once (e->n_plain), so readers are served from memory; the
@@ -428,6 +541,7 @@ static void fill_fail(struct cache *c, struct entry *e, int rc, const char *msg)
     e->reserved = 0;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
+    waiters_kick(c, e, true);
     log_warn("cache: filling %s failed: %s", e->key, msg);
 }
 
@@ -634,9 +748,12 @@ static void *fill_main(void *arg)
             e->n_plain = k + 1;
             pthread_cond_broadcast(&c->cond);
         }
+        bool kick = c->waiters != NULL;
         pthread_mutex_unlock(&c->mu);
         if (rc)
             goto out;
+        if (kick)
+            waiters_kick(c, e, false);
         if (end || fill < CACHE_FRAME) {
             if (!end) {
                 ssize_t n = job->src.read(stream, probe, 1, &err);
@@ -885,6 +1002,7 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
     c->lock_fd = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_cond_init(&c->wd_cond, NULL);
     pthread_mutex_init(&c->db_mu, NULL);
     c->budget = opts && opts->budget ? opts->budget : (2ULL << 30);
     c->wait_ms = opts && opts->wait_ms ? opts->wait_ms : 30000;
@@ -1008,7 +1126,11 @@ void cache_free(struct cache *c)
     pthread_mutex_lock(&c->mu);
     while (c->fills_running > 0)
         pthread_cond_wait(&c->cond, &c->mu);
+    c->wd_stop = true;
+    pthread_cond_broadcast(&c->wd_cond);
     pthread_mutex_unlock(&c->mu);
+    if (c->watchdog_started)
+        pthread_join(c->watchdog, NULL); /* it fails every waiter left */
     if (c->buckets) {
         for (size_t i = 0; i < c->n_buckets; i++) {
             struct entry *e = c->buckets[i], *next;
@@ -1027,6 +1149,7 @@ void cache_free(struct cache *c)
         close(c->lock_fd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->wd_cond);
     pthread_mutex_destroy(&c->db_mu);
     free(c->files_dir);
     free(c->dir);
@@ -1396,6 +1519,60 @@ ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off
         pthread_mutex_unlock(&c->mu);
     }
     return (ssize_t)done;
+}
+
+int cache_file_wait_async(struct cache_file *f, uint64_t off, size_t n, struct cache_waiter *w)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    if (off >= e->size || n == 0)
+        return 0;
+    uint64_t last = off + n > e->size ? e->size - 1 : off + n - 1;
+    size_t fi = (size_t)(last / CACHE_FRAME);
+    pthread_mutex_lock(&c->mu);
+    if (fi < avail_frames(e) || e->state != ENTRY_FILLING) {
+        /* readable now, or failed: cache_file_pread answers at once either way */
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    if (!c->watchdog_started) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        c->watchdog_started = pthread_create(&c->watchdog, NULL, watchdog_main, c) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!c->watchdog_started) {
+            pthread_mutex_unlock(&c->mu);
+            return 0; /* no timer: the caller waits in cache_file_pread instead */
+        }
+    }
+    w->entry_ = e;
+    w->frame_ = fi;
+    w->seen_ = avail_frames(e);
+    w->deadline_ = mono_ms() + c->wait_ms;
+    w->queued_ = true;
+    w->next_ = c->waiters;
+    c->waiters = w;
+    pthread_mutex_unlock(&c->mu);
+    return -EINPROGRESS;
+}
+
+bool cache_waiter_cancel(struct cache_file *f, struct cache_waiter *w)
+{
+    struct cache *c = f->c;
+    bool found = false;
+    pthread_mutex_lock(&c->mu);
+    if (w->queued_) {
+        for (struct cache_waiter **pp = &c->waiters; *pp; pp = &(*pp)->next_)
+            if (*pp == w) {
+                *pp = w->next_;
+                found = true;
+                break;
+            }
+        w->queued_ = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
 }
 
 void cache_file_close(struct cache_file *f)

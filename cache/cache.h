@@ -79,6 +79,27 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size,
  * makes progress; -EIO when the fill failed or made no progress for wait_ms (detail in err). */
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err);
+/* Asynchronous reads, so a FUSE worker never waits for a fill. A waiter is the caller's memory;
+ * fields ending in _ belong to the cache. */
+struct cache_waiter {
+    /* Called once, on a cache thread, with no cache lock held: rc 0 when the bytes asked for can
+     * be read without waiting (cache_file_pread), -EIO when the fill failed or made no progress
+     * for wait_ms (the reason in msg). It may free the waiter. */
+    void (*ready)(struct cache_waiter *w, int rc, const char *msg);
+    struct cache_waiter *next_;
+    const void *entry_;
+    size_t frame_, seen_;
+    int64_t deadline_;
+    bool queued_;
+};
+/* 0 when [off, off+n) of f can be read now without waiting (w is not used). Otherwise registers
+ * w (w->ready set by the caller) and returns -EINPROGRESS: w->ready runs exactly once unless
+ * cache_waiter_cancel withdraws it first. */
+int cache_file_wait_async(struct cache_file *f, uint64_t off, size_t n, struct cache_waiter *w);
+/* Withdraw a registered waiter: true when it was still waiting (ready will never run); false
+ * when ready has run or is about to (or w was never registered). */
+bool cache_waiter_cancel(struct cache_file *f, struct cache_waiter *w);
+
 /* Ask every fill to stop at its next frame and wait until none runs (their sources are freed);
  * the cache stays usable (a later open starts a new fill). For shutting a view down before the
  * objects its sources reference are freed. */
