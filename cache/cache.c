@@ -396,6 +396,19 @@ static struct entry *unref_locked(struct cache *c, struct entry *e)
 }
 
 /* ---- asynchronous waiters ---- */
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
 static size_t avail_frames(const struct entry *e);
 
 struct fired {
@@ -480,13 +493,7 @@ static void *watchdog_main(void *arg)
         }
         if (c->wd_stop)
             break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = deadline_in(100);
         pthread_cond_timedwait(&c->wd_cond, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);
@@ -663,9 +670,7 @@ static struct slot *fill_slot_locked(struct fill_job *job, size_t k)
             v->len = 0;
             return v;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_sec += 1; /* recheck stopping now and then */
+        struct timespec ts = deadline_in(1000); /* recheck stopping now and then */
         pthread_cond_timedwait(&c->cond, &c->mu, &ts);
     }
 }
@@ -1317,18 +1322,6 @@ out:
     return rc;
 }
 
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 void cache_stop_fills(struct cache *c)
 {
