@@ -1442,6 +1442,59 @@ static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi,
     }
 }
 
+/* Wait for frame fi of e (bounded) and take a reference on the slot holding it, decoded; NULL
+ * with the error in err. */
+static struct slot *frame_acquire(struct cache *c, struct entry *e, size_t fi,
+                                  struct frame_tls *t, struct dverr *err)
+{
+    size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
+                                    ? e->size - (uint64_t)fi * CACHE_FRAME
+                                    : CACHE_FRAME);
+    pthread_mutex_lock(&c->mu);
+    size_t seen = avail_frames(e);
+    struct timespec dl = deadline_in(c->wait_ms);
+    while (avail_frames(e) <= fi && e->state == ENTRY_FILLING) {
+        int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+        if (avail_frames(e) != seen) {
+            seen = avail_frames(e);
+            dl = deadline_in(c->wait_ms);
+        } else if (w == ETIMEDOUT) {
+            break;
+        }
+    }
+    if (avail_frames(e) <= fi) {
+        if (e->state == ENTRY_FAILED)
+            dverr_set(err, -EIO, "%s", e->errmsg);
+        else if (e->state == ENTRY_FILLING)
+            dverr_set(err, -EIO, "no progress for %d ms", c->wait_ms);
+        else
+            dverr_set(err, -EIO, "cache index damaged");
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+    }
+    struct slot *s = slot_get_locked(c, e, fi, plain_len, t, err);
+    if (s && s->len != plain_len) {
+        /* a frame of the wrong size (a source that ended early): never serve it */
+        s->refs--;
+        s->entry_id = 0;
+        pthread_cond_broadcast(&c->cond);
+        dverr_set(err, -EIO, "frame %zu of %s has the wrong size", fi, e->key);
+        s = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+static void frame_release(struct cache *c, struct slot *s)
+{
+    pthread_mutex_lock(&c->mu);
+    s->refs--;
+    s->use = ++c->use_clock;
+    if (s->refs == 0)
+        pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err)
 {
@@ -1458,60 +1511,41 @@ ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off
         return dverr_set(err, -ENOMEM, "out of memory");
     while (done < n) {
         uint64_t pos = off + done;
-        size_t fi = (size_t)(pos / CACHE_FRAME);
         size_t in_frame = (size_t)(pos % CACHE_FRAME);
-        size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
-                                        ? e->size - (uint64_t)fi * CACHE_FRAME
-                                        : CACHE_FRAME);
-        pthread_mutex_lock(&c->mu);
-        size_t seen = avail_frames(e);
-        struct timespec dl = deadline_in(c->wait_ms);
-        while (avail_frames(e) <= fi && e->state == ENTRY_FILLING) {
-            int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
-            if (avail_frames(e) != seen) {
-                seen = avail_frames(e);
-                dl = deadline_in(c->wait_ms);
-            } else if (w == ETIMEDOUT) {
-                break;
-            }
-        }
-        if (avail_frames(e) <= fi) {
-            if (e->state == ENTRY_FAILED)
-                dverr_set(err, -EIO, "%s", e->errmsg);
-            else if (e->state == ENTRY_FILLING)
-                dverr_set(err, -EIO, "no progress for %d ms", c->wait_ms);
-            else
-                dverr_set(err, -EIO, "cache index damaged");
-            pthread_mutex_unlock(&c->mu);
-            return done > 0 ? (ssize_t)done : -EIO;
-        }
-        struct slot *s = slot_get_locked(c, e, fi, plain_len, t, err);
-        pthread_mutex_unlock(&c->mu);
+        struct slot *s = frame_acquire(c, e, (size_t)(pos / CACHE_FRAME), t, err);
         if (!s)
             return done > 0 ? (ssize_t)done : -EIO;
-        if (s->len != plain_len) {
-            /* a frame of the wrong size (a source that ended early): never serve it */
-            pthread_mutex_lock(&c->mu);
-            s->refs--;
-            s->entry_id = 0;
-            pthread_cond_broadcast(&c->cond);
-            pthread_mutex_unlock(&c->mu);
-            dverr_set(err, -EIO, "frame %zu of %s has the wrong size", fi, e->key);
-            return done > 0 ? (ssize_t)done : -EIO;
-        }
         size_t take = s->len - in_frame;
         if (take > n - done)
             take = n - done;
         memcpy((char *)buf + done, s->buf + in_frame, take);
         done += take;
-        pthread_mutex_lock(&c->mu);
-        s->refs--;
-        s->use = ++c->use_clock;
-        if (s->refs == 0)
-            pthread_cond_broadcast(&c->cond);
-        pthread_mutex_unlock(&c->mu);
+        frame_release(c, s);
     }
     return (ssize_t)done;
+}
+
+int cache_file_read_in_place(struct cache_file *f, size_t n, uint64_t off,
+                             int (*fn)(void *ctx, const void *p, size_t len), void *ctx,
+                             struct dverr *err)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    if (off >= e->size)
+        return fn(ctx, NULL, 0);
+    if (n > e->size - off)
+        n = (size_t)(e->size - off);
+    if (off / CACHE_FRAME != (off + n - 1) / CACHE_FRAME)
+        return -ERANGE;
+    struct frame_tls *t = tls_get();
+    if (!t)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    struct slot *s = frame_acquire(c, e, (size_t)(off / CACHE_FRAME), t, err);
+    if (!s)
+        return -EIO;
+    int rc = fn(ctx, s->buf + off % CACHE_FRAME, n);
+    frame_release(c, s);
+    return rc;
 }
 
 int cache_file_wait_async(struct cache_file *f, uint64_t off, size_t n, struct cache_waiter *w)

@@ -79,6 +79,13 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size,
  * makes progress; -EIO when the fill failed or made no progress for wait_ms (detail in err). */
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err);
+/* Like cache_file_pread without the copy: fn gets the bytes where the cache holds them, valid
+ * only during the call, and its result is returned. -ERANGE (fn not called) when the range
+ * crosses a frame boundary (use cache_file_pread); -EIO as cache_file_pread. */
+int cache_file_read_in_place(struct cache_file *f, size_t n, uint64_t off,
+                             int (*fn)(void *ctx, const void *p, size_t len), void *ctx,
+                             struct dverr *err);
+
 /* Asynchronous reads, so a FUSE worker never waits for a fill. A waiter is the caller's memory;
  * fields ending in _ belong to the cache. */
 struct cache_waiter {

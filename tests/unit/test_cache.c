@@ -424,6 +424,22 @@ static int aw_calls(struct aw *a, int timeout_ms)
     return 0;
 }
 
+struct span {
+    unsigned char *p;
+    size_t len;
+};
+
+static int span_take(void *ctx, const void *p, size_t len)
+{
+    struct span *sp = ctx;
+    free(sp->p);
+    sp->p = malloc(len + 1);
+    if (len)
+        memcpy(sp->p, p, len);
+    sp->len = len;
+    return 0;
+}
+
 static void test_async_waiters(void **state)
 {
     struct cache *c;
@@ -445,6 +461,17 @@ static void test_async_waiters(void **state)
     assert_int_equal(cache_file_pread(f, buf, 1000, size - 1000, &err), 1000);
     check_bytes(buf, 1000, 3, size - 1000);
     assert_int_equal(cache_file_wait_async(f, 0, 1000, &a.w), 0); /* there already */
+    /* in place: within a frame the bytes come without a copy; across frames -ERANGE */
+    struct span sp = {0};
+    assert_int_equal(cache_file_read_in_place(f, 5000, CACHE_FRAME + 7, span_take, &sp, &err), 0);
+    assert_int_equal(sp.len, 5000);
+    check_bytes(sp.p, 5000, 3, CACHE_FRAME + 7);
+    assert_int_equal(cache_file_read_in_place(f, 100, CACHE_FRAME - 50, span_take, &sp, &err),
+                     -ERANGE);
+    sp.len = 1;
+    assert_int_equal(cache_file_read_in_place(f, 100, size, span_take, &sp, &err), 0);
+    assert_int_equal(sp.len, 0); /* at the end */
+    free(sp.p);
     assert_int_equal(cache_wait_fills(c, 10000), 0);
     cache_file_close(f);
 
