@@ -1251,7 +1251,9 @@ again:
         }
         if (s.free_arg)
             s.free_arg(s.arg);
+        pthread_mutex_lock(&c->mu);
         c->open_files++;
+        pthread_mutex_unlock(&c->mu);
         f->e = e;
         *out = f;
         return 0;
