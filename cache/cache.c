@@ -562,6 +562,16 @@ static void slot_release_locked(struct cache *c, struct slot *s, bool keep)
     pthread_cond_broadcast(&c->cond);
 }
 
+/* Whether another fill that no handle holds is running (c->mu held): its file becomes
+ * evictable when the fill ends. */
+static bool finishing_locked(const struct cache *c, const struct entry *self)
+{
+    for (const struct entry *x = c->lru_head; x; x = x->lnext)
+        if (x != self && x->state == ENTRY_FILLING && x->refs == 1)
+            return true;
+    return false;
+}
+
 /* Compress, count, write and index one frame (no lock held on entry). */
 static int write_frame(struct fill_job *job, ZSTD_CCtx *cctx, char *comp, size_t cap,
                        const struct slot *s)
@@ -577,6 +587,21 @@ static int write_frame(struct fill_job *job, ZSTD_CCtx *cctx, char *comp, size_t
     c->bytes += clen;
     e->reserved += clen;
     struct entry *victims = evict_locked(c);
+    if (c->bytes > c->budget && finishing_locked(c, e)) {
+        /* a fill that nobody reads any more (its reader went ahead of the writer) becomes
+         * evictable when it ends: wait for that (bounded) rather than go over the budget */
+        struct timespec dl = deadline_in(500);
+        while (c->bytes > c->budget && finishing_locked(c, e) &&
+               pthread_cond_timedwait(&c->cond, &c->mu, &dl) != ETIMEDOUT) {
+            struct entry *more = evict_locked(c);
+            while (more) {
+                struct entry *next = more->hnext;
+                more->hnext = victims;
+                victims = more;
+                more = next;
+            }
+        }
+    }
     if (c->bytes > c->max_bytes)
         c->max_bytes = c->bytes;
     pthread_mutex_unlock(&c->mu);
