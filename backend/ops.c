@@ -241,7 +241,17 @@ static void backup_progress(void *ctx, const struct capture_progress *p)
 {
     struct op *op = ctx;
     struct buf b = BUF_INIT;
-    buf_printf(&b, "{\"tables_done\": %llu, \"tables_total\": %llu, \"records\": %llu, \"table\": ",
+    buf_addch(&b, '{');
+    if (!strcmp(op->kind, "capture")) {
+        /* one operation covers every environment of the pass: say which one is running */
+        buf_addstr(&b, "\"env\": ");
+        if (p->env)
+            buf_add_json_string(&b, p->env, strlen(p->env));
+        else
+            buf_addstr(&b, "null");
+        buf_addstr(&b, ", ");
+    }
+    buf_printf(&b, "\"tables_done\": %llu, \"tables_total\": %llu, \"records\": %llu, \"table\": ",
                (unsigned long long)p->tables_done, (unsigned long long)p->tables_total,
                (unsigned long long)p->records);
     if (p->table)
@@ -451,15 +461,83 @@ refused:
     return refuse(o, "restore", env, point, NULL, rc, &e, id);
 }
 
-/* ---- continuous capture ---- */
+/* ---- continuous capture ----
+ * Each pass of the loop is one operation of kind "capture" (env null: it covers every
+ * environment): progress names the environment and table being read while it runs; when it ends,
+ * progress lists every environment with its new point, or why it was skipped or failed. */
+struct pass {
+    struct op *op;
+    struct buf envs;           /* the "environments" array's elements so far */
+    size_t failed;
+};
+
 static void loop_env_done(void *ctx, const struct dv_env *env, int rc,
                           const struct capture_result *res, const struct dverr *err)
 {
-    if (rc == 0)
+    struct pass *ps = ctx;
+    struct buf *b = &ps->envs;
+    if (b->len)
+        buf_addstr(b, ", ");
+    buf_addstr(b, "{\"env\": ");
+    buf_add_json_string(b, env->unique_name, strlen(env->unique_name));
+    if (rc == 0) {
         log_info("capture: %s: point %s (%llu records changed)", env->unique_name, res->point,
                  (unsigned long long)res->records_changed);
-    else if (rc != -EPERM)
+        buf_addstr(b, ", \"state\": \"done\", \"point\": ");
+        buf_add_json_string(b, res->point, strlen(res->point));
+        buf_printf(b, ", \"records_changed\": %llu, \"tables_failed\": %llu}",
+                   (unsigned long long)res->records_changed,
+                   (unsigned long long)res->tables_failed);
+        return;
+    }
+    if (rc != -EPERM) {
         log_warn("capture: %s: %s", env->unique_name, dverr_msg(err));
+        ps->failed++;
+    }
+    buf_printf(b, ", \"state\": \"%s\", \"error\": ", rc == -EPERM ? "skipped" : "failed");
+    buf_add_json_string(b, dverr_msg(err), strlen(dverr_msg(err)));
+    buf_addch(b, '}');
+}
+
+/* One pass, recorded as an operation (unrecorded only when out of memory). */
+static void loop_pass(struct ops *o)
+{
+    struct dverr err = {0};
+    struct capture_opts opts = {0};
+    struct pass ps = {0};
+    opts.cancel = &o->cancel;
+    opts.env_done = loop_env_done;
+    opts.env_done_ctx = &ps;
+    ps.op = op_new(o, "capture", NULL);
+    if (ps.op) {
+        pthread_mutex_lock(&o->mu);
+        add_locked(o, ps.op);
+        pthread_mutex_unlock(&o->mu);
+        save(o, ps.op, true);
+        opts.progress = backup_progress;
+        opts.progress_ctx = ps.op;
+    }
+    int rc = capture_all(o->dv, o->repo, o->cfg, &opts, &err);
+    if (rc && rc != -ECANCELED)
+        log_warn("capture: %s", dverr_msg(&err));
+    if (ps.op) {
+        struct buf b = BUF_INIT;
+        buf_addstr(&b, "{\"environments\": [");
+        buf_add(&b, ps.envs.data ? ps.envs.data : "", ps.envs.len);
+        buf_addstr(&b, "]}");
+        pthread_mutex_lock(&o->mu);
+        free(ps.op->progress_json);
+        ps.op->progress_json = buf_detach(&b);
+        pthread_mutex_unlock(&o->mu);
+        if (rc == -ECANCELED)
+            finish(o, ps.op, rc, "interrupted", "the mount stopped during the capture");
+        else if (rc || ps.failed)
+            finish(o, ps.op, rc ? rc : -EIO, "failed",
+                   rc ? dverr_msg(&err) : "some environments failed (see progress)");
+        else
+            finish(o, ps.op, 0, "done", NULL);
+    }
+    buf_release(&ps.envs);
 }
 
 static void *loop_main(void *arg)
@@ -467,13 +545,7 @@ static void *loop_main(void *arg)
     struct ops *o = arg;
     while (!atomic_load(&o->cancel)) {
         int64_t start = now_ms();
-        struct dverr err = {0};
-        struct capture_opts opts = {0};
-        opts.cancel = &o->cancel;
-        opts.env_done = loop_env_done;
-        int rc = capture_all(o->dv, o->repo, o->cfg, &opts, &err);
-        if (rc && rc != -ECANCELED)
-            log_warn("capture: %s", dverr_msg(&err));
+        loop_pass(o);
         int64_t next = start + o->every * 1000;
         pthread_mutex_lock(&o->mu);
         while (!atomic_load(&o->cancel) && now_ms() < next) {

@@ -2,7 +2,10 @@
  * manual backups (capture_env with a label) and restores (restore_run) on background threads,
  * after validating them synchronously so a refusal reaches the writer of the control file as an
  * errno (EINVAL, EPERM, ENOSPC, EOPNOTSUPP, EBUSY) with the reason kept for reading. It can also
- * run the continuous capture loop (capture_all every N seconds) inside the mount process.
+ * run the continuous capture loop (capture_all every N seconds) inside the mount process; each
+ * pass of it is an operation too (kind "capture", env null; progress names the environment and
+ * table being read, and at the end lists every environment with its new point, or with why it
+ * was skipped or failed).
  *
  * Every operation (refusals included) has an id and a JSON document: kind, env, state
  * (running|done|failed|refused|interrupted), progress, outcome, error. Documents are kept in
@@ -42,7 +45,8 @@ int ops_backup_start(struct ops *o, const char *env, const char *label, char id[
  * synchronously, then restore_run in the background). */
 int ops_restore_start(struct ops *o, const char *env, const char *point, const char *line,
                       char id[64], struct dverr *err);
-/* Run capture_all every every_s seconds (the first pass at once) until ops_free. */
+/* Run capture_all every every_s seconds (the first pass at once) until ops_free; every pass is
+ * recorded as a "capture" operation. */
 int ops_capture_loop_start(struct ops *o, int64_t every_s, struct dverr *err);
 int64_t ops_capture_every(struct ops *o); /* 0 when the loop is not running */
 

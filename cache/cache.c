@@ -40,6 +40,7 @@ struct entry {
     uint32_t *frame_len;    /* compressed length of each frame written so far */
     uint64_t *frame_off;    /* offset of each frame in the file */
     size_t n_frames, cap_frames;
+    size_t n_plain;         /* frames published so far (in a slot until written; FILLING) */
     enum entry_state state;
     int error;              /* -errno when FAILED */
     char errmsg[256];
@@ -85,6 +86,10 @@ struct cache {
     atomic_int stopping;
     atomic_ullong frames_decoded;
     struct slot slots[CACHE_SLOTS];
+    struct cache_waiter *waiters; /* asynchronous readers (c->mu) */
+    pthread_t watchdog;           /* fails waiters whose fill made no progress for wait_ms */
+    bool watchdog_started, wd_stop;
+    pthread_cond_t wd_cond;
 
     pthread_mutex_t db_mu;
     sqlite3 *db;
@@ -390,11 +395,142 @@ static struct entry *unref_locked(struct cache *c, struct entry *e)
     return NULL;
 }
 
-/* ---- fill ---- */
+/* ---- asynchronous waiters ---- */
+static struct timespec deadline_in(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+static size_t avail_frames(const struct entry *e);
+
+struct fired {
+    struct cache_waiter *list;
+};
+
+/* Move waiters of e (every entry when e is NULL) that can be answered to *out (c->mu held):
+ * those whose frame is available (rc 0), and, when fail is set, all the others (-EIO). Each
+ * fired waiter's outcome is kept in its seen_ field: see fire_run. */
+static void waiters_take_locked(struct cache *c, const struct entry *e, bool fail,
+                                struct fired *out, int64_t now_ms_)
+{
+    struct cache_waiter **pp = &c->waiters;
+    while (*pp) {
+        struct cache_waiter *w = *pp;
+        const struct entry *we = w->entry_;
+        bool ready = w->frame_ < avail_frames(we);
+        bool expired = false;
+        if (!ready && now_ms_ > 0) {
+            if (avail_frames(we) != w->seen_) {
+                w->seen_ = avail_frames(we);
+                w->deadline_ = now_ms_ + (int64_t)c->wait_ms;
+            } else if (now_ms_ >= w->deadline_) {
+                expired = true;
+            }
+        }
+        bool mine = !e || we == e;
+        bool failed = !ready && (expired || (mine && fail) || we->state == ENTRY_FAILED);
+        if ((mine && ready) || failed) {
+            *pp = w->next_;
+            w->queued_ = false;
+            /* seen_ now carries the outcome: 0 ready, 1 failed, 2 timed out */
+            w->seen_ = ready ? 0 : expired ? 2 : 1;
+            w->next_ = out->list;
+            out->list = w;
+        } else {
+            pp = &w->next_;
+        }
+    }
+}
+
+/* Run the callbacks of fired waiters (no lock held). */
+static void fire_run(struct cache *c, struct fired *fl)
+{
+    struct cache_waiter *w = fl->list;
+    while (w) {
+        struct cache_waiter *next = w->next_;
+        const struct entry *e = w->entry_;
+        char msg[300];
+        if (w->seen_ == 0)
+            msg[0] = '\0';
+        else if (w->seen_ == 2)
+            snprintf(msg, sizeof msg, "no progress for %d ms", c->wait_ms);
+        else
+            snprintf(msg, sizeof msg, "%s", e->state == ENTRY_FAILED ? e->errmsg : "fill stopped");
+        w->ready(w, w->seen_ == 0 ? 0 : -EIO, msg);
+        w = next;
+    }
+    fl->list = NULL;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void *watchdog_main(void *arg)
+{
+    struct cache *c = arg;
+    pthread_setname_np(pthread_self(), "cache-watch");
+    pthread_mutex_lock(&c->mu);
+    while (!c->wd_stop || c->waiters) {
+        struct fired fl = {0};
+        waiters_take_locked(c, NULL, c->wd_stop, &fl, mono_ms());
+        if (fl.list) {
+            pthread_mutex_unlock(&c->mu);
+            fire_run(c, &fl);
+            pthread_mutex_lock(&c->mu);
+            continue;
+        }
+        if (c->wd_stop)
+            break;
+        struct timespec ts = deadline_in(100);
+        pthread_cond_timedwait(&c->wd_cond, &c->mu, &ts);
+    }
+    pthread_mutex_unlock(&c->mu);
+    return NULL;
+}
+
+/* Answer the waiters of e that can be answered now (takes c->mu). */
+static void waiters_kick(struct cache *c, struct entry *e, bool fail)
+{
+    struct fired fl = {0};
+    pthread_mutex_lock(&c->mu);
+    if (c->waiters)
+        waiters_take_locked(c, e, fail, &fl, 0);
+    pthread_mutex_unlock(&c->mu);
+    fire_run(c, &fl);
+}
+
+/* ---- fill ----
+ * Two threads per fill, a pipeline: the fill thread reads the source into a shared slot (the
+ * plain frame) and publishes it at once (e->n_plain), so readers are served from memory; the
+ * writer thread compresses each published frame, writes it, and only then lets its slot go
+ * (e->n_frames). At most FILL_QUEUE frames wait for the writer, so memory stays bounded and the
+ * slot of every frame in [n_frames, n_plain) is held, which is what readers rely on. */
+#define FILL_QUEUE 4
+
 struct fill_job {
     struct cache *c;
     struct entry *e;
     struct cache_source src;
+    /* the queue of published frames waiting for the writer (c->mu) */
+    struct slot *q[FILL_QUEUE];
+    size_t q_head, q_len;
+    bool q_end;              /* the fill thread has published its last frame */
+    bool abort;              /* either side failed or the cache closes: stop */
+    int wrc;                 /* the writer's result */
+    struct dverr werr;
+    struct sha256_stream *sha;
 };
 
 static void fill_fail(struct cache *c, struct entry *e, int rc, const char *msg)
@@ -412,7 +548,156 @@ static void fill_fail(struct cache *c, struct entry *e, int rc, const char *msg)
     e->reserved = 0;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
+    waiters_kick(c, e, true);
     log_warn("cache: filling %s failed: %s", e->key, msg);
+}
+
+/* Release a slot the pipeline holds (c->mu held); keep must be false for a frame that is not
+ * valid (nothing may find it). */
+static void slot_release_locked(struct cache *c, struct slot *s, bool keep)
+{
+    s->refs--;
+    if (!keep)
+        s->entry_id = 0;
+    pthread_cond_broadcast(&c->cond);
+}
+
+/* Whether another fill that no handle holds is running (c->mu held): its file becomes
+ * evictable when the fill ends. */
+static bool finishing_locked(const struct cache *c, const struct entry *self)
+{
+    for (const struct entry *x = c->lru_head; x; x = x->lnext)
+        if (x != self && x->state == ENTRY_FILLING && x->refs == 1)
+            return true;
+    return false;
+}
+
+/* Compress, count, write and index one frame (no lock held on entry). */
+static int write_frame(struct fill_job *job, ZSTD_CCtx *cctx, char *comp, size_t cap,
+                       const struct slot *s)
+{
+    struct cache *c = job->c;
+    struct entry *e = job->e;
+    struct dverr *err = &job->werr;
+    size_t clen = ZSTD_compress2(cctx, comp, cap, s->buf, s->len);
+    if (ZSTD_isError(clen))
+        return dverr_set(err, -EIO, "zstd: %s", ZSTD_getErrorName(clen));
+    /* count the frame against the budget (evicting) before it reaches the disk */
+    pthread_mutex_lock(&c->mu);
+    c->bytes += clen;
+    e->reserved += clen;
+    struct entry *victims = evict_locked(c);
+    if (c->bytes > c->budget && finishing_locked(c, e)) {
+        /* a fill that nobody reads any more (its reader went ahead of the writer) becomes
+         * evictable when it ends: wait for that (bounded) rather than go over the budget */
+        struct timespec dl = deadline_in(500);
+        while (c->bytes > c->budget && finishing_locked(c, e) &&
+               pthread_cond_timedwait(&c->cond, &c->mu, &dl) != ETIMEDOUT) {
+            struct entry *more = evict_locked(c);
+            while (more) {
+                struct entry *next = more->hnext;
+                more->hnext = victims;
+                victims = more;
+                more = next;
+            }
+        }
+    }
+    if (c->bytes > c->max_bytes)
+        c->max_bytes = c->bytes;
+    pthread_mutex_unlock(&c->mu);
+    delete_victims(c, victims);
+    uint64_t off = e->disk_bytes; /* only this thread changes disk_bytes */
+    for (size_t done = 0; done < clen;) {
+        ssize_t w = pwrite(e->fd, comp + done, clen - done, (off_t)(off + done));
+        if (w < 0)
+            return dverr_set(err, -errno, "write cache file: %s", strerror(errno));
+        done += (size_t)w;
+    }
+    sha256_stream_update(job->sha, comp, clen);
+    return (int)clen;
+}
+
+static void *writer_main(void *arg)
+{
+    struct fill_job *job = arg;
+    struct cache *c = job->c;
+    struct entry *e = job->e;
+    size_t cap = ZSTD_compressBound(CACHE_FRAME);
+    char *comp = malloc(cap);
+    ZSTD_CCtx *cctx = ZSTD_createCCtx();
+    int rc = 0;
+    if (!comp || !cctx) {
+        rc = dverr_set(&job->werr, -ENOMEM, "out of memory");
+    } else {
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, c->level);
+        ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
+    }
+    pthread_setname_np(pthread_self(), "cache-write");
+    pthread_mutex_lock(&c->mu);
+    for (;;) {
+        while (job->q_len == 0 && !job->q_end && !job->abort)
+            pthread_cond_wait(&c->cond, &c->mu);
+        if (job->q_len == 0)
+            break;
+        struct slot *s = job->q[job->q_head];
+        job->q_head = (job->q_head + 1) % FILL_QUEUE;
+        job->q_len--;
+        pthread_cond_broadcast(&c->cond); /* room in the queue */
+        if (rc || job->abort || atomic_load(&c->stopping)) {
+            if (!rc)
+                rc = dverr_set(&job->werr, -ECANCELED, "cache closing");
+            slot_release_locked(c, s, false);
+            continue;
+        }
+        pthread_mutex_unlock(&c->mu);
+        int w = write_frame(job, cctx, comp, cap, s);
+        pthread_mutex_lock(&c->mu);
+        if (w >= 0) {
+            rc = entry_add_frame(e, (uint32_t)w);
+            if (rc == 0)
+                e->reserved -= (uint64_t)w;
+            else
+                dverr_set(&job->werr, rc, "out of memory");
+        } else {
+            rc = w;
+        }
+        slot_release_locked(c, s, rc == 0);
+        if (rc)
+            job->abort = true;
+    }
+    job->wrc = rc;
+    pthread_mutex_unlock(&c->mu);
+    free(comp);
+    ZSTD_freeCCtx(cctx);
+    return NULL;
+}
+
+/* Take a free slot for frame k of e, marked busy and held (c->mu held); waits while the writer's
+ * queue is full or every slot is in use. NULL when the pipeline aborts. */
+static struct slot *fill_slot_locked(struct fill_job *job, size_t k)
+{
+    struct cache *c = job->c;
+    for (;;) {
+        if (job->abort || atomic_load(&c->stopping))
+            return NULL;
+        struct slot *v = NULL;
+        if (job->q_len < FILL_QUEUE)
+            for (int i = 0; i < CACHE_SLOTS; i++) {
+                struct slot *s = &c->slots[i];
+                if (s->refs == 0 && !s->busy && (!v || s->use < v->use))
+                    v = s;
+            }
+        if (v) {
+            v->busy = true;
+            v->entry_id = job->e->id;
+            v->frame = k;
+            v->refs = 1;
+            v->len = 0;
+            return v;
+        }
+        struct timespec ts = deadline_in(1000); /* recheck stopping now and then */
+        pthread_cond_timedwait(&c->cond, &c->mu, &ts);
+    }
 }
 
 static void *fill_main(void *arg)
@@ -422,116 +707,86 @@ static void *fill_main(void *arg)
     struct entry *e = job->e;
     struct dverr err = {0};
     void *stream = NULL;
-    char *plain = malloc(CACHE_FRAME);
-    size_t cap = ZSTD_compressBound(CACHE_FRAME);
-    char *comp = malloc(cap);
-    ZSTD_CCtx *cctx = ZSTD_createCCtx();
-    struct sha256_stream *sha = sha256_stream_new();
+    char probe[1];
     uint64_t total = 0;
     int rc = 0;
-    bool opened = false;
+    bool opened = false, writer = false;
+    pthread_t wth;
 
-    if (!plain || !comp || !cctx || !sha) {
+    pthread_setname_np(pthread_self(), "cache-fill");
+    job->sha = sha256_stream_new();
+    if (!job->sha) {
         rc = dverr_set(&err, -ENOMEM, "out of memory");
         goto out;
     }
-    ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, c->level);
-    ZSTD_CCtx_setParameter(cctx, ZSTD_c_checksumFlag, 1);
     rc = job->src.open(job->src.arg, &stream, &err);
     if (rc) {
         dverr_set(&err, rc, "cannot open source");
         goto out;
     }
     opened = true;
-    for (;;) {
-        size_t fill = 0;
-        bool end = false;
-        while (fill < CACHE_FRAME) {
-            if (atomic_load(&c->stopping)) {
-                rc = dverr_set(&err, -ECANCELED, "cache closing");
-                goto out;
-            }
-            ssize_t n = job->src.read(stream, plain + fill, CACHE_FRAME - fill, &err);
-            if (n < 0) {
-                rc = dverr_set(&err, (int)n, "read failed");
-                goto out;
-            }
-            if (n == 0) {
-                end = true;
-                break;
-            }
-            fill += (size_t)n;
-        }
-        total += fill;
-        if (total > e->size) {
-            rc = dverr_set(&err, -EIO, "source gave more than the expected %llu bytes",
-                           (unsigned long long)e->size);
+    rc = pthread_create(&wth, NULL, writer_main, job);
+    if (rc) {
+        rc = dverr_set(&err, -rc, "cannot start a cache writer thread");
+        goto out;
+    }
+    writer = true;
+    for (size_t k = 0;; k++) {
+        pthread_mutex_lock(&c->mu);
+        struct slot *s = fill_slot_locked(job, k);
+        pthread_mutex_unlock(&c->mu);
+        if (!s) {
+            rc = dverr_set(&err, -ECANCELED, "cache closing");
             goto out;
         }
-        if (fill > 0) {
-            size_t clen = ZSTD_compress2(cctx, comp, cap, plain, fill);
-            if (ZSTD_isError(clen)) {
-                rc = dverr_set(&err, -EIO, "zstd: %s", ZSTD_getErrorName(clen));
-                goto out;
+        if (!s->buf && !(s->buf = malloc(CACHE_FRAME))) {
+            rc = dverr_set(&err, -ENOMEM, "out of memory");
+        }
+        size_t fill = 0;
+        bool end = false;
+        while (!rc && fill < CACHE_FRAME) {
+            if (atomic_load(&c->stopping)) {
+                rc = dverr_set(&err, -ECANCELED, "cache closing");
+                break;
             }
-            /* count the frame against the budget (evicting) before it reaches the disk */
-            pthread_mutex_lock(&c->mu);
-            c->bytes += clen;
-            e->reserved += clen;
-            struct entry *victims = evict_locked(c);
-            if (c->bytes > c->max_bytes)
-                c->max_bytes = c->bytes;
-            pthread_mutex_unlock(&c->mu);
-            delete_victims(c, victims);
-            uint64_t off = e->disk_bytes; /* only this thread changes disk_bytes */
-            for (size_t done = 0; done < clen;) {
-                ssize_t w = pwrite(e->fd, comp + done, clen - done, (off_t)(off + done));
-                if (w < 0) {
-                    rc = dverr_set(&err, -errno, "write cache file: %s", strerror(errno));
-                    goto out;
-                }
-                done += (size_t)w;
-            }
-            sha256_stream_update(sha, comp, clen);
-            pthread_mutex_lock(&c->mu);
-            /* publish the plain frame so readers following the fill need not decode it */
-            struct slot *pub = NULL;
-            for (int i = 0; i < CACHE_SLOTS; i++) {
-                struct slot *sl = &c->slots[i];
-                if (sl->refs == 0 && !sl->busy && (!pub || sl->use < pub->use))
-                    pub = sl;
-            }
-            if (pub) {
-                pub->busy = true;
-                pub->entry_id = e->id;
-                pub->frame = e->n_frames;
-            }
-            pthread_mutex_unlock(&c->mu);
-            bool pub_ok = pub && (pub->buf || (pub->buf = malloc(CACHE_FRAME)));
-            if (pub_ok)
-                memcpy(pub->buf, plain, fill);
-            pthread_mutex_lock(&c->mu);
-            if (pub) {
-                pub->busy = false;
-                pub->len = fill;
-                pub->use = ++c->use_clock;
-                if (!pub_ok)
-                    pub->entry_id = 0;
-            }
-            rc = entry_add_frame(e, (uint32_t)clen);
-            if (rc == 0)
-                e->reserved -= clen;
-            pthread_cond_broadcast(&c->cond);
-            pthread_mutex_unlock(&c->mu);
-            if (rc) {
-                dverr_set(&err, rc, "out of memory");
-                goto out;
+            ssize_t n = job->src.read(stream, s->buf + fill, CACHE_FRAME - fill, &err);
+            if (n < 0) {
+                rc = dverr_set(&err, (int)n, "read failed");
+            } else if (n == 0) {
+                end = true;
+                break;
+            } else {
+                fill += (size_t)n;
             }
         }
+        total += fill;
+        if (!rc && total > e->size)
+            rc = dverr_set(&err, -EIO, "source gave more than the expected %llu bytes",
+                           (unsigned long long)e->size);
+        if (!rc && !end && fill < CACHE_FRAME) /* cannot happen; never publish it */
+            rc = dverr_set(&err, -EIO, "short read from the source");
+        pthread_mutex_lock(&c->mu);
+        s->busy = false;
+        if (rc || fill == 0) {
+            slot_release_locked(c, s, false);
+        } else {
+            /* publish: readers may copy from it now; the writer holds it until it is on disk */
+            s->len = fill;
+            s->use = ++c->use_clock;
+            job->q[(job->q_head + job->q_len) % FILL_QUEUE] = s;
+            job->q_len++;
+            e->n_plain = k + 1;
+            pthread_cond_broadcast(&c->cond);
+        }
+        bool kick = c->waiters != NULL;
+        pthread_mutex_unlock(&c->mu);
+        if (rc)
+            goto out;
+        if (kick)
+            waiters_kick(c, e, false);
         if (end || fill < CACHE_FRAME) {
             if (!end) {
-                /* a short frame must be the last: make sure */
-                ssize_t n = job->src.read(stream, plain, 1, &err);
+                ssize_t n = job->src.read(stream, probe, 1, &err);
                 if (n != 0) {
                     rc = dverr_set(&err, n < 0 ? (int)n : -EIO, "source did not end");
                     goto out;
@@ -540,41 +795,48 @@ static void *fill_main(void *arg)
             break;
         }
     }
-    if (total != e->size) {
+    if (total != e->size)
         rc = dverr_set(&err, -EIO, "source gave %llu bytes, expected %llu",
                        (unsigned long long)total, (unsigned long long)e->size);
-        goto out;
+out:
+    if (writer) {
+        pthread_mutex_lock(&c->mu);
+        job->q_end = true;
+        if (rc)
+            job->abort = true;
+        pthread_cond_broadcast(&c->cond);
+        pthread_mutex_unlock(&c->mu);
+        pthread_join(wth, NULL);
+        if (!rc && job->wrc) {
+            rc = job->wrc;
+            dverr_set(&err, rc, "%s", dverr_msg(&job->werr));
+        }
     }
-    if (fsync(e->fd) < 0) {
+    if (opened)
+        job->src.close(stream);
+    if (job->src.free_arg)
+        job->src.free_arg(job->src.arg);
+    if (!rc && fsync(e->fd) < 0)
         rc = dverr_set(&err, -errno, "fsync cache file: %s", strerror(errno));
-        goto out;
-    }
-    {
+    if (!rc) {
         char tmp[PATH_MAX], final[PATH_MAX];
         path_of(c, e, true, tmp, sizeof tmp);
         path_of(c, e, false, final, sizeof final);
         if (rename(tmp, final) < 0) {
             rc = dverr_set(&err, -errno, "rename cache file: %s", strerror(errno));
-            goto out;
+        } else {
+            fsync_dir(c->files_dir);
+            sha256_stream_finish(job->sha, e->sha);
+            job->sha = NULL;
+            if (db_insert(c, e, e->frame_len, e->n_frames) != 0)
+                log_warn("cache: cannot index %s (it will be filled again after a restart)",
+                         e->key);
         }
-        fsync_dir(c->files_dir);
-        sha256_stream_finish(sha, e->sha);
-        sha = NULL;
-        if (db_insert(c, e, e->frame_len, e->n_frames) != 0)
-            log_warn("cache: cannot index %s (it will be filled again after a restart)", e->key);
     }
-out:
-    if (opened)
-        job->src.close(stream);
-    if (job->src.free_arg)
-        job->src.free_arg(job->src.arg);
-    if (sha) {
+    if (job->sha) {
         char dummy[65];
-        sha256_stream_finish(sha, dummy);
+        sha256_stream_finish(job->sha, dummy);
     }
-    free(plain);
-    free(comp);
-    ZSTD_freeCCtx(cctx);
     if (rc)
         fill_fail(c, e, rc, dverr_msg(&err));
     pthread_mutex_lock(&c->mu);
@@ -770,10 +1032,11 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
     c->lock_fd = -1;
     pthread_mutex_init(&c->mu, NULL);
     pthread_cond_init(&c->cond, NULL);
+    pthread_cond_init(&c->wd_cond, NULL);
     pthread_mutex_init(&c->db_mu, NULL);
     c->budget = opts && opts->budget ? opts->budget : (2ULL << 30);
     c->wait_ms = opts && opts->wait_ms ? opts->wait_ms : 30000;
-    c->level = opts && opts->level ? opts->level : 1;
+    c->level = opts && opts->level ? opts->level : CACHE_LEVEL;
     c->n_buckets = 256;
     c->buckets = calloc(c->n_buckets, sizeof *c->buckets);
     c->dir = strdup(dir);
@@ -893,7 +1156,11 @@ void cache_free(struct cache *c)
     pthread_mutex_lock(&c->mu);
     while (c->fills_running > 0)
         pthread_cond_wait(&c->cond, &c->mu);
+    c->wd_stop = true;
+    pthread_cond_broadcast(&c->wd_cond);
     pthread_mutex_unlock(&c->mu);
+    if (c->watchdog_started)
+        pthread_join(c->watchdog, NULL); /* it fails every waiter left */
     if (c->buckets) {
         for (size_t i = 0; i < c->n_buckets; i++) {
             struct entry *e = c->buckets[i], *next;
@@ -912,6 +1179,7 @@ void cache_free(struct cache *c)
         close(c->lock_fd);
     pthread_mutex_destroy(&c->mu);
     pthread_cond_destroy(&c->cond);
+    pthread_cond_destroy(&c->wd_cond);
     pthread_mutex_destroy(&c->db_mu);
     free(c->files_dir);
     free(c->dir);
@@ -1008,7 +1276,9 @@ again:
         }
         if (s.free_arg)
             s.free_arg(s.arg);
+        pthread_mutex_lock(&c->mu);
         c->open_files++;
+        pthread_mutex_unlock(&c->mu);
         f->e = e;
         *out = f;
         return 0;
@@ -1079,18 +1349,6 @@ out:
     return rc;
 }
 
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 void cache_stop_fills(struct cache *c)
 {
@@ -1119,6 +1377,12 @@ uint64_t cache_file_size(const struct cache_file *f)
     return f->e->size;
 }
 
+/* Frames a reader may ask for (c->mu held): written ones, and published ones while filling. */
+static size_t avail_frames(const struct entry *e)
+{
+    return e->n_plain > e->n_frames ? e->n_plain : e->n_frames;
+}
+
 /* Find or decode frame fi of e into a shared slot and take a reference (c->mu held; may drop and
  * retake it). NULL with the error in err when the frame cannot be decoded. */
 static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi, size_t plain_len,
@@ -1140,6 +1404,11 @@ static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi,
         if (victim) { /* someone is decoding it: wait */
             pthread_cond_wait(&c->cond, &c->mu);
             continue;
+        }
+        if (fi >= e->n_frames) {
+            /* published but dropped unwritten: the fill failed */
+            dverr_set(err, -EIO, "%s", e->state == ENTRY_FAILED ? e->errmsg : "frame lost");
+            return NULL;
         }
         for (int i = 0; i < CACHE_SLOTS; i++) {
             struct slot *s = &c->slots[i];
@@ -1200,6 +1469,59 @@ static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi,
     }
 }
 
+/* Wait for frame fi of e (bounded) and take a reference on the slot holding it, decoded; NULL
+ * with the error in err. */
+static struct slot *frame_acquire(struct cache *c, struct entry *e, size_t fi,
+                                  struct frame_tls *t, struct dverr *err)
+{
+    size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
+                                    ? e->size - (uint64_t)fi * CACHE_FRAME
+                                    : CACHE_FRAME);
+    pthread_mutex_lock(&c->mu);
+    size_t seen = avail_frames(e);
+    struct timespec dl = deadline_in(c->wait_ms);
+    while (avail_frames(e) <= fi && e->state == ENTRY_FILLING) {
+        int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
+        if (avail_frames(e) != seen) {
+            seen = avail_frames(e);
+            dl = deadline_in(c->wait_ms);
+        } else if (w == ETIMEDOUT) {
+            break;
+        }
+    }
+    if (avail_frames(e) <= fi) {
+        if (e->state == ENTRY_FAILED)
+            dverr_set(err, -EIO, "%s", e->errmsg);
+        else if (e->state == ENTRY_FILLING)
+            dverr_set(err, -EIO, "no progress for %d ms", c->wait_ms);
+        else
+            dverr_set(err, -EIO, "cache index damaged");
+        pthread_mutex_unlock(&c->mu);
+        return NULL;
+    }
+    struct slot *s = slot_get_locked(c, e, fi, plain_len, t, err);
+    if (s && s->len != plain_len) {
+        /* a frame of the wrong size (a source that ended early): never serve it */
+        s->refs--;
+        s->entry_id = 0;
+        pthread_cond_broadcast(&c->cond);
+        dverr_set(err, -EIO, "frame %zu of %s has the wrong size", fi, e->key);
+        s = NULL;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return s;
+}
+
+static void frame_release(struct cache *c, struct slot *s)
+{
+    pthread_mutex_lock(&c->mu);
+    s->refs--;
+    s->use = ++c->use_clock;
+    if (s->refs == 0)
+        pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+}
+
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err)
 {
@@ -1216,60 +1538,95 @@ ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off
         return dverr_set(err, -ENOMEM, "out of memory");
     while (done < n) {
         uint64_t pos = off + done;
-        size_t fi = (size_t)(pos / CACHE_FRAME);
         size_t in_frame = (size_t)(pos % CACHE_FRAME);
-        size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
-                                        ? e->size - (uint64_t)fi * CACHE_FRAME
-                                        : CACHE_FRAME);
-        pthread_mutex_lock(&c->mu);
-        size_t seen = e->n_frames;
-        struct timespec dl = deadline_in(c->wait_ms);
-        while (e->n_frames <= fi && e->state == ENTRY_FILLING) {
-            int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
-            if (e->n_frames != seen) {
-                seen = e->n_frames;
-                dl = deadline_in(c->wait_ms);
-            } else if (w == ETIMEDOUT) {
-                break;
-            }
-        }
-        if (e->n_frames <= fi) {
-            if (e->state == ENTRY_FAILED)
-                dverr_set(err, -EIO, "%s", e->errmsg);
-            else if (e->state == ENTRY_FILLING)
-                dverr_set(err, -EIO, "no progress for %d ms", c->wait_ms);
-            else
-                dverr_set(err, -EIO, "cache index damaged");
-            pthread_mutex_unlock(&c->mu);
-            return done > 0 ? (ssize_t)done : -EIO;
-        }
-        struct slot *s = slot_get_locked(c, e, fi, plain_len, t, err);
-        pthread_mutex_unlock(&c->mu);
+        struct slot *s = frame_acquire(c, e, (size_t)(pos / CACHE_FRAME), t, err);
         if (!s)
             return done > 0 ? (ssize_t)done : -EIO;
-        if (s->len != plain_len) {
-            /* a frame of the wrong size (a source that ended early): never serve it */
-            pthread_mutex_lock(&c->mu);
-            s->refs--;
-            s->entry_id = 0;
-            pthread_cond_broadcast(&c->cond);
-            pthread_mutex_unlock(&c->mu);
-            dverr_set(err, -EIO, "frame %zu of %s has the wrong size", fi, e->key);
-            return done > 0 ? (ssize_t)done : -EIO;
-        }
         size_t take = s->len - in_frame;
         if (take > n - done)
             take = n - done;
         memcpy((char *)buf + done, s->buf + in_frame, take);
         done += take;
-        pthread_mutex_lock(&c->mu);
-        s->refs--;
-        s->use = ++c->use_clock;
-        if (s->refs == 0)
-            pthread_cond_broadcast(&c->cond);
-        pthread_mutex_unlock(&c->mu);
+        frame_release(c, s);
     }
     return (ssize_t)done;
+}
+
+int cache_file_read_in_place(struct cache_file *f, size_t n, uint64_t off,
+                             int (*fn)(void *ctx, const void *p, size_t len), void *ctx,
+                             struct dverr *err)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    if (off >= e->size)
+        return fn(ctx, NULL, 0);
+    if (n > e->size - off)
+        n = (size_t)(e->size - off);
+    if (off / CACHE_FRAME != (off + n - 1) / CACHE_FRAME)
+        return -ERANGE;
+    struct frame_tls *t = tls_get();
+    if (!t)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    struct slot *s = frame_acquire(c, e, (size_t)(off / CACHE_FRAME), t, err);
+    if (!s)
+        return -EIO;
+    int rc = fn(ctx, s->buf + off % CACHE_FRAME, n);
+    frame_release(c, s);
+    return rc;
+}
+
+int cache_file_wait_async(struct cache_file *f, uint64_t off, size_t n, struct cache_waiter *w)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    if (off >= e->size || n == 0)
+        return 0;
+    uint64_t last = off + n > e->size ? e->size - 1 : off + n - 1;
+    size_t fi = (size_t)(last / CACHE_FRAME);
+    pthread_mutex_lock(&c->mu);
+    if (fi < avail_frames(e) || e->state != ENTRY_FILLING) {
+        /* readable now, or failed: cache_file_pread answers at once either way */
+        pthread_mutex_unlock(&c->mu);
+        return 0;
+    }
+    if (!c->watchdog_started) {
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        c->watchdog_started = pthread_create(&c->watchdog, NULL, watchdog_main, c) == 0;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (!c->watchdog_started) {
+            pthread_mutex_unlock(&c->mu);
+            return 0; /* no timer: the caller waits in cache_file_pread instead */
+        }
+    }
+    w->entry_ = e;
+    w->frame_ = fi;
+    w->seen_ = avail_frames(e);
+    w->deadline_ = mono_ms() + c->wait_ms;
+    w->queued_ = true;
+    w->next_ = c->waiters;
+    c->waiters = w;
+    pthread_mutex_unlock(&c->mu);
+    return -EINPROGRESS;
+}
+
+bool cache_waiter_cancel(struct cache_file *f, struct cache_waiter *w)
+{
+    struct cache *c = f->c;
+    bool found = false;
+    pthread_mutex_lock(&c->mu);
+    if (w->queued_) {
+        for (struct cache_waiter **pp = &c->waiters; *pp; pp = &(*pp)->next_)
+            if (*pp == w) {
+                *pp = w->next_;
+                found = true;
+                break;
+            }
+        w->queued_ = false;
+    }
+    pthread_mutex_unlock(&c->mu);
+    return found;
 }
 
 void cache_file_close(struct cache_file *f)

@@ -4,10 +4,12 @@
  * A cached file is a sequence of independent zstd frames, each holding CACHE_FRAME bytes of the
  * plain file (the last one fewer), with the zstd content checksum on; the frame index (compressed
  * length of every frame) lives in SQLite (<dir>/index.db), so a read at any offset decodes one
- * frame (random reads and mmap work). A file is filled by a background thread from a caller-given
- * source the first time it is opened; readers get each frame as soon as it is written, so the
- * first reader of a big table does not wait for the whole table. Decoding goes through a small
- * per-thread frame cache (one frame per thread), so sequential reads decode each frame once.
+ * frame (random reads and mmap work). A file is filled from a caller-given source the first time
+ * it is opened, by a two-thread pipeline: one thread reads the source into shared plain frames
+ * that readers are served from at once (the first reader of a big table does not wait for the
+ * whole table, nor for compression), the other compresses and writes them behind it, at most a
+ * few frames behind. Decoded frames are kept in a few shared slots, so sequential reads decode
+ * each frame once.
  *
  * Budget: the bytes of all cache files are kept at or under the budget (the --cache-size, also
  * bounded by the free disk space at open: 95% of what the cache may grow into) by evicting the
@@ -35,6 +37,9 @@
 #include "backend/util.h"
 
 #define CACHE_FRAME (1u << 20) /* plain bytes per zstd frame */
+/* The default zstd level: a fast level, because a first read waits on compression (on a 1M-record
+ * table, level 1 cost the writer 1.7x the CPU of level -1 for a 1.6x smaller file). */
+#define CACHE_LEVEL (-1)
 
 struct cache;
 struct cache_file;
@@ -54,7 +59,7 @@ struct cache_source {
 struct cache_opts {
     uint64_t budget;       /* bytes; 0 means 2 GiB */
     int wait_ms;           /* a reader waits at most this long without fill progress; 0: 30000 */
-    int level;             /* zstd level; 0 means 1 */
+    int level;             /* zstd level; 0 means CACHE_LEVEL */
 };
 
 /* Open (creating with mode 0700) the cache at dir and take its lock. -EBUSY when another process
@@ -74,6 +79,34 @@ int cache_file_open(struct cache *c, const char *key, uint64_t size,
  * makes progress; -EIO when the fill failed or made no progress for wait_ms (detail in err). */
 ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off,
                          struct dverr *err);
+/* Like cache_file_pread without the copy: fn gets the bytes where the cache holds them, valid
+ * only during the call, and its result is returned. -ERANGE (fn not called) when the range
+ * crosses a frame boundary (use cache_file_pread); -EIO as cache_file_pread. */
+int cache_file_read_in_place(struct cache_file *f, size_t n, uint64_t off,
+                             int (*fn)(void *ctx, const void *p, size_t len), void *ctx,
+                             struct dverr *err);
+
+/* Asynchronous reads, so a FUSE worker never waits for a fill. A waiter is the caller's memory;
+ * fields ending in _ belong to the cache. */
+struct cache_waiter {
+    /* Called once, on a cache thread, with no cache lock held: rc 0 when the bytes asked for can
+     * be read without waiting (cache_file_pread), -EIO when the fill failed or made no progress
+     * for wait_ms (the reason in msg). It may free the waiter. */
+    void (*ready)(struct cache_waiter *w, int rc, const char *msg);
+    struct cache_waiter *next_;
+    const void *entry_;
+    size_t frame_, seen_;
+    int64_t deadline_;
+    bool queued_;
+};
+/* 0 when [off, off+n) of f can be read now without waiting (w is not used). Otherwise registers
+ * w (w->ready set by the caller) and returns -EINPROGRESS: w->ready runs exactly once unless
+ * cache_waiter_cancel withdraws it first. */
+int cache_file_wait_async(struct cache_file *f, uint64_t off, size_t n, struct cache_waiter *w);
+/* Withdraw a registered waiter: true when it was still waiting (ready will never run); false
+ * when ready has run or is about to (or w was never registered). */
+bool cache_waiter_cancel(struct cache_file *f, struct cache_waiter *w);
+
 /* Ask every fill to stop at its next frame and wait until none runs (their sources are freed);
  * the cache stays usable (a later open starts a new fill). For shutting a view down before the
  * objects its sources reference are freed. */

@@ -12,6 +12,11 @@
  * and by the refresher thread which then invalidates the kernel's entries), and an LRU of loaded
  * points with their sanitised, unique file names.
  *
+ * Reads of cached files never hold a FUSE worker while a fill renders: a read whose bytes are not
+ * there yet is left with the cache as a waiter and answered by the completer thread when the
+ * fill publishes them (or fails, or stalls past the cache's bound: EIO); an interrupt (the reader
+ * got a signal) withdraws it with EINTR. fsd->cq_mu guards the completer's queue.
+ *
  * Locks: fsd->mu guards the node tables; fsd->vmu guards the views and the point LRU. Neither is
  * held across source, control or cache calls, nor across fuse_lowlevel_notify_*. */
 #include "fs/fs.h"
@@ -148,6 +153,13 @@ struct fsd {
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cond;
     bool stopping;
+
+    /* reads answered when the cache has their bytes (see ll_read) */
+    pthread_mutex_t cq_mu;
+    pthread_cond_t cq_cond;
+    struct aread *cq_head, *cq_tail;
+    pthread_t completer;
+    bool completer_started, cq_stop;
 };
 
 struct dent {
@@ -1953,17 +1965,29 @@ static void readbuf_key_make(void)
     pthread_key_create(&readbuf_key, free);
 }
 
-static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                    struct fuse_file_info *fi)
+static void read_failed(struct fsd *f, fuse_req_t req, fuse_ino_t ino, const char *msg)
 {
-    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    if (h->type == H_MEM || h->type == H_CTL) {
-        if ((uint64_t)off >= h->mem.len) {
-            fuse_reply_buf(req, NULL, 0);
-            return;
-        }
-        size_t n = h->mem.len - (size_t)off;
-        fuse_reply_buf(req, h->mem.data + off, n < size ? n : size);
+    struct node *nd = node_find(f, ino);
+    log_warn("mount: read %s: %s", nd ? nd->path : "?", msg);
+    fuse_reply_err(req, EIO);
+}
+
+/* Read size bytes at off of a cached file and reply (the bytes are there, or it fails). */
+static int reply_in_place(void *ctx, const void *p, size_t len)
+{
+    fuse_reply_buf(ctx, p, len);
+    return 0;
+}
+
+static void read_serve(struct fsd *f, fuse_req_t req, fuse_ino_t ino, struct handle *h,
+                       size_t size, off_t off)
+{
+    struct dverr err = {0};
+    /* within one frame (most reads): straight from the cache's frame, no copy */
+    int rc = cache_file_read_in_place(h->cf, size, (uint64_t)off, reply_in_place, req, &err);
+    if (rc != -ERANGE) {
+        if (rc < 0)
+            read_failed(f, req, ino, dverr_msg(&err));
         return;
     }
     if (size > tl_readcap) {
@@ -1977,15 +2001,116 @@ static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         pthread_once(&readbuf_once, readbuf_key_make);
         pthread_setspecific(readbuf_key, p);
     }
-    struct dverr err = {0};
     ssize_t n = cache_file_pread(h->cf, tl_readbuf, size, (uint64_t)off, &err);
     if (n < 0) {
-        struct node *nd = node_find(fsd_of(req), ino);
-        log_warn("mount: read %s: %s", nd ? nd->path : "?", dverr_msg(&err));
-        fuse_reply_err(req, EIO);
+        read_failed(f, req, ino, dverr_msg(&err));
         return;
     }
     fuse_reply_buf(req, tl_readbuf, (size_t)n);
+}
+
+/* A read waiting for a fill: no FUSE worker waits with it. The cache calls aread_ready when the
+ * bytes are there (or the fill failed, or made no progress within the bound); the completer
+ * thread then answers it. A signal to the reader (fuse interrupt) withdraws it with EINTR. */
+struct aread {
+    struct cache_waiter w;
+    struct fsd *f;
+    fuse_req_t req;
+    fuse_ino_t ino;
+    struct handle *h;
+    size_t size;
+    off_t off;
+    int rc;
+    char msg[300];
+    struct aread *next;
+};
+
+static void aread_ready(struct cache_waiter *w, int rc, const char *msg)
+{
+    struct aread *a = (struct aread *)w;
+    struct fsd *f = a->f;
+    a->rc = rc;
+    snprintf(a->msg, sizeof a->msg, "%s", msg);
+    a->next = NULL;
+    pthread_mutex_lock(&f->cq_mu);
+    if (f->cq_tail)
+        f->cq_tail->next = a;
+    else
+        f->cq_head = a;
+    f->cq_tail = a;
+    pthread_cond_signal(&f->cq_cond);
+    pthread_mutex_unlock(&f->cq_mu);
+}
+
+/* Runs under the request's lock: a completer clearing the callback waits for it, so a stays
+ * valid here; it is freed here only when the withdrawal won. */
+static void aread_interrupted(fuse_req_t req, void *data)
+{
+    struct aread *a = data;
+    if (cache_waiter_cancel(a->h->cf, &a->w)) {
+        fuse_reply_err(req, EINTR);
+        free(a);
+    }
+}
+
+static void *completer_main(void *arg)
+{
+    struct fsd *f = arg;
+    pthread_setname_np(pthread_self(), "fs-complete");
+    pthread_mutex_lock(&f->cq_mu);
+    for (;;) {
+        while (!f->cq_head && !f->cq_stop)
+            pthread_cond_wait(&f->cq_cond, &f->cq_mu);
+        struct aread *a = f->cq_head;
+        if (!a)
+            break;
+        f->cq_head = a->next;
+        if (!f->cq_head)
+            f->cq_tail = NULL;
+        pthread_mutex_unlock(&f->cq_mu);
+        fuse_req_interrupt_func(a->req, NULL, NULL); /* waits out a running interrupt */
+        if (a->rc)
+            read_failed(f, a->req, a->ino, a->msg);
+        else
+            read_serve(f, a->req, a->ino, a->h, a->size, a->off);
+        free(a);
+        pthread_mutex_lock(&f->cq_mu);
+    }
+    pthread_mutex_unlock(&f->cq_mu);
+    return NULL;
+}
+
+static void ll_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                    struct fuse_file_info *fi)
+{
+    struct fsd *f = fsd_of(req);
+    struct handle *h = (struct handle *)(uintptr_t)fi->fh;
+    if (h->type == H_MEM || h->type == H_CTL) {
+        if ((uint64_t)off >= h->mem.len) {
+            fuse_reply_buf(req, NULL, 0);
+            return;
+        }
+        size_t n = h->mem.len - (size_t)off;
+        fuse_reply_buf(req, h->mem.data + off, n < size ? n : size);
+        return;
+    }
+    struct aread *a = f->completer_started ? calloc(1, sizeof *a) : NULL;
+    if (a) {
+        a->w.ready = aread_ready;
+        a->f = f;
+        a->req = req;
+        a->ino = ino;
+        a->h = h;
+        a->size = size;
+        a->off = off;
+        /* before the waiter exists: once it does, a may be answered and freed at any time */
+        fuse_req_interrupt_func(req, aread_interrupted, a);
+        if (cache_file_wait_async(h->cf, (uint64_t)off, size, &a->w) == -EINPROGRESS)
+            return;
+        fuse_req_interrupt_func(req, NULL, NULL);
+        free(a);
+    }
+    read_serve(f, req, ino, h, size, off); /* the bytes are there (or it fails at once) */
 }
 
 static void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -2311,6 +2436,8 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
     pthread_mutex_init(&f->vmu, NULL);
     pthread_mutex_init(&f->stop_mu, NULL);
     pthread_cond_init(&f->stop_cond, NULL);
+    pthread_mutex_init(&f->cq_mu, NULL);
+    pthread_cond_init(&f->cq_cond, NULL);
     f->n_buckets = 1024;
     f->by_ino = calloc(f->n_buckets, sizeof *f->by_ino);
     f->by_path = calloc(f->n_buckets, sizeof *f->by_path);
@@ -2374,6 +2501,9 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
         pthread_sigmask(SIG_SETMASK, &all, &old);
         if (pthread_create(&f->refresher, NULL, refresher_main, f) == 0)
             f->refresher_started = true;
+        /* without it, reads wait for fills on the FUSE workers, as they did before */
+        if (o->cache && pthread_create(&f->completer, NULL, completer_main, f) == 0)
+            f->completer_started = true;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
     }
     if (o->on_mounted)
@@ -2400,7 +2530,14 @@ out:
     }
     /* fills hold references to point views and use the source: stop them before freeing */
     if (o->cache)
-        cache_stop_fills(o->cache);
+        cache_stop_fills(o->cache); /* this also answers every waiting read */
+    if (f->completer_started) {
+        pthread_mutex_lock(&f->cq_mu);
+        f->cq_stop = true;
+        pthread_cond_signal(&f->cq_cond);
+        pthread_mutex_unlock(&f->cq_mu);
+        pthread_join(f->completer, NULL);
+    }
     if (mounted)
         fuse_session_unmount(f->se);
     if (handlers)
@@ -2440,6 +2577,8 @@ out:
     pthread_mutex_destroy(&f->vmu);
     pthread_mutex_destroy(&f->stop_mu);
     pthread_cond_destroy(&f->stop_cond);
+    pthread_mutex_destroy(&f->cq_mu);
+    pthread_cond_destroy(&f->cq_cond);
     free(f);
     return rc;
 }

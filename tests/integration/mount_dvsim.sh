@@ -143,5 +143,13 @@ mount_dvsnap "$M" --capture-every 2s
 check "--capture-every takes points inside the mount process" wait_for 30 bash -c \
   '[ "$(readlink "$1")" != "$2" ]' _ "$E/latest" "$prev"
 check "environment.json shows the capture interval" wait_for 5 jq -e '.capture_every_s == 2 and .next_capture != null' "$E/environment.json"
+# each pass is an operation in .operations/, like a manual backup
+new=$(readlink "$E/latest")
+check "a finished capture pass is in .operations/ with its new point" wait_for 20 bash -c \
+  'cat "$1"/.operations/*capture*.json 2>/dev/null | jq -se --arg p "$2" "map(select(.kind == \"capture\" and .state == \"done\" and (.progress.environments | map(select(.env == \"contoso-prod\" and .point == \$p)) | length == 1))) | length >= 1"' _ "$M" "$new"
+check "... listing the trial environment as skipped, with the reason" bash -c \
+  'cat "$1"/.operations/*capture*.json | jq -se "map(.progress.environments[]? | select(.env == \"contoso-trial\" and .state == \"skipped\" and (.error | length > 0))) | length >= 1"' _ "$M"
+check "... with started_at and finished_at" bash -c \
+  'cat "$1"/.operations/*capture*.json | jq -se "map(select(.state == \"done\" and .started_at != null and .finished_at != null)) | length >= 1"' _ "$M"
 cat "$T/mount.log" | head -5 | sed "s,^,# log: ,"
 finish

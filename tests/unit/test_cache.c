@@ -392,6 +392,130 @@ static void test_parallel_readers(void **state)
     cache_free(c);
 }
 
+/* Asynchronous waiters: answered when the bytes are published, withdrawn by cancel, failed by a
+ * broken source, and failed by the no-progress bound (no thread of the caller waits). */
+struct aw {
+    struct cache_waiter w;
+    pthread_mutex_t mu;
+    int calls, rc;
+    char msg[300];
+};
+
+static void aw_ready(struct cache_waiter *w, int rc, const char *msg)
+{
+    struct aw *a = (struct aw *)w;
+    pthread_mutex_lock(&a->mu);
+    a->calls++;
+    a->rc = rc;
+    snprintf(a->msg, sizeof a->msg, "%s", msg);
+    pthread_mutex_unlock(&a->mu);
+}
+
+static int aw_calls(struct aw *a, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        pthread_mutex_lock(&a->mu);
+        int n = a->calls;
+        pthread_mutex_unlock(&a->mu);
+        if (n)
+            return n;
+        usleep(10000);
+    }
+    return 0;
+}
+
+struct span {
+    unsigned char *p;
+    size_t len;
+};
+
+static int span_take(void *ctx, const void *p, size_t len)
+{
+    struct span *sp = ctx;
+    free(sp->p);
+    sp->p = malloc(len + 1);
+    if (len)
+        memcpy(sp->p, p, len);
+    sp->len = len;
+    return 0;
+}
+
+static void test_async_waiters(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    struct cache_opts o = {.budget = 64 << 20, .wait_ms = 400};
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    uint64_t size = 4 * CACHE_FRAME + 99;
+
+    /* answered once the last frame is published; the bytes are then readable at once */
+    struct gen g = {.size = size, .seed = 3, .fail_at_mib = -1, .block_ms = 15};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    assert_int_equal(cache_file_open(c, "async/a", size, &s, &f, &err), 0);
+    struct aw a = {.w.ready = aw_ready, .mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(cache_file_wait_async(f, size - 1000, 1000, &a.w), -EINPROGRESS);
+    assert_int_equal(aw_calls(&a, 10000), 1);
+    assert_int_equal(a.rc, 0);
+    unsigned char *buf = malloc(1000);
+    assert_int_equal(cache_file_pread(f, buf, 1000, size - 1000, &err), 1000);
+    check_bytes(buf, 1000, 3, size - 1000);
+    assert_int_equal(cache_file_wait_async(f, 0, 1000, &a.w), 0); /* there already */
+    /* in place: within a frame the bytes come without a copy; across frames -ERANGE */
+    struct span sp = {0};
+    assert_int_equal(cache_file_read_in_place(f, 5000, CACHE_FRAME + 7, span_take, &sp, &err), 0);
+    assert_int_equal(sp.len, 5000);
+    check_bytes(sp.p, 5000, 3, CACHE_FRAME + 7);
+    assert_int_equal(cache_file_read_in_place(f, 100, CACHE_FRAME - 50, span_take, &sp, &err),
+                     -ERANGE);
+    sp.len = 1;
+    assert_int_equal(cache_file_read_in_place(f, 100, size, span_take, &sp, &err), 0);
+    assert_int_equal(sp.len, 0); /* at the end */
+    free(sp.p);
+    assert_int_equal(cache_wait_fills(c, 10000), 0);
+    cache_file_close(f);
+
+    /* withdrawn before the bytes come: never called */
+    struct gen g2 = {.size = size, .seed = 4, .fail_at_mib = -1, .block_ms = 15};
+    s = gen_source(&g2);
+    assert_int_equal(cache_file_open(c, "async/b", size, &s, &f, &err), 0);
+    struct aw b = {.w.ready = aw_ready, .mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(cache_file_wait_async(f, size - 1, 1, &b.w), -EINPROGRESS);
+    assert_true(cache_waiter_cancel(f, &b.w));
+    assert_false(cache_waiter_cancel(f, &b.w));
+    assert_int_equal(cache_wait_fills(c, 10000), 0);
+    assert_int_equal(aw_calls(&b, 200), 0);
+    cache_file_close(f);
+
+    /* a source failing after 1 MiB: a waiter for frame 3 gets -EIO with the reason */
+    struct gen g3 = {.size = size, .seed = 5, .fail_at_mib = 1};
+    s = gen_source(&g3);
+    assert_int_equal(cache_file_open(c, "async/c", size, &s, &f, &err), 0);
+    struct aw d = {.w.ready = aw_ready, .mu = PTHREAD_MUTEX_INITIALIZER};
+    int rc = cache_file_wait_async(f, 3 * CACHE_FRAME, 10, &d.w);
+    if (rc == -EINPROGRESS) {
+        assert_int_equal(aw_calls(&d, 10000), 1);
+        assert_int_equal(d.rc, -EIO);
+        assert_non_null(strstr(d.msg, "damaged"));
+    }
+    assert_true(cache_file_pread(f, buf, 10, 3 * CACHE_FRAME, &err) < 0);
+    assert_int_equal(cache_wait_fills(c, 10000), 0);
+    cache_file_close(f);
+
+    /* a stalled source: the bound (400 ms without progress) fails the waiter */
+    struct gen g4 = {.size = size, .seed = 6, .fail_at_mib = -1, .block_ms = 3000};
+    s = gen_source(&g4);
+    assert_int_equal(cache_file_open(c, "async/d", size, &s, &f, &err), 0);
+    struct aw e = {.w.ready = aw_ready, .mu = PTHREAD_MUTEX_INITIALIZER};
+    assert_int_equal(cache_file_wait_async(f, 0, 10, &e.w), -EINPROGRESS);
+    assert_int_equal(aw_calls(&e, 2500), 1);
+    assert_int_equal(e.rc, -EIO);
+    assert_non_null(strstr(e.msg, "no progress"));
+    cache_file_close(f);
+    free(buf);
+    cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -401,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_budget_lru, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lock_and_mountpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_async_waiters, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
