@@ -93,55 +93,6 @@ static struct km_entry *km_get(struct keymap *m, const char *key, size_t n, bool
     return keymap_put(m, key, n, added);
 }
 
-/* ---------------------------------------------------------------- base64 */
-
-static int base64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+' || c == '-') /* '-' and '_': base64url, seen in some payloads */
-        return 62;
-    if (c == '/' || c == '_')
-        return 63;
-    return -1;
-}
-
-static int base64_decode(const char *in, size_t n, struct buf *out)
-{
-    int rc = buf_reserve(out, n / 4 * 3 + 3);
-    if (rc)
-        return rc;
-    uint32_t acc = 0;
-    int bits = 0;
-    bool pad = false;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)in[i];
-        if (c == '\r' || c == '\n' || c == ' ' || c == '\t')
-            continue;
-        if (c == '=') {
-            pad = true;
-            continue;
-        }
-        int v = base64_value(c);
-        if (pad || v < 0)
-            return -EINVAL;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out->data[out->len++] = (char)((acc >> bits) & 0xff);
-        }
-    }
-    if (bits >= 6)
-        return -EINVAL;
-    out->data[out->len] = '\0';
-    return 0;
-}
-
 /* ---------------------------------------------------------------- the pass */
 
 struct file_todo {

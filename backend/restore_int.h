@@ -56,11 +56,6 @@ int strset_add(struct strset *s, const char *str, size_t len); /* keeps insertio
 bool strset_has(const struct strset *s, const char *str, size_t len);
 void strset_release(struct strset *s);
 
-/* ---- base64 (documentbody) ---- */
-int base64_encode(const void *data, size_t len, struct buf *out);
-/* -EINVAL on bad input; whitespace is ignored. */
-int base64_decode(const char *s, size_t len, struct buf *out);
-
 /* ---- table definition helpers ---- */
 const struct dv_attribute *restore_attr(const struct dv_table *t, const char *name, size_t len);
 /* The lookup for a record member "_x_value": by attribute x, choosing the relationship whose

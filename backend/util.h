@@ -88,4 +88,10 @@ void name_unique_suffix(char name[256], int n);
 /* Monotonic clock in milliseconds. */
 int64_t now_ms(void);
 
+/* Standard padded base64 of data[0..len) appended to out. */
+int base64_encode(const void *data, size_t len, struct buf *out);
+/* Decode base64 (standard or url alphabet, whitespace skipped, padding optional) appended to out
+ * (NUL-terminated); -EINVAL on any other byte or a dangling partial byte. */
+int base64_decode(const char *s, size_t len, struct buf *out);
+
 #endif

@@ -96,12 +96,42 @@ static void test_name_sanitize(void **state)
     assert_string_equal(out, "dup~2");
 }
 
+static void test_base64(void **state)
+{
+    (void)state;
+    const char *cases[][2] = {{"", ""}, {"f", "Zg=="}, {"fo", "Zm8="}, {"foo", "Zm9v"},
+                              {"\xff\xfe\x00", "//4A"}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = i == 4 ? 3 : strlen(cases[i][0]);
+        struct buf enc = BUF_INIT, dec = BUF_INIT;
+        assert_int_equal(base64_encode(cases[i][0], n, &enc), 0);
+        assert_string_equal(enc.data, cases[i][1]);
+        assert_int_equal(base64_decode(enc.data, enc.len, &dec), 0);
+        assert_int_equal(dec.len, n);
+        assert_memory_equal(dec.data, cases[i][0], n);
+        buf_release(&enc);
+        buf_release(&dec);
+    }
+    struct buf b = BUF_INIT;
+    assert_int_equal(base64_decode("__4A\n", 5, &b), 0); /* url alphabet, whitespace */
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.data, "\xff\xfe\x00", 3);
+    buf_reset(&b);
+    assert_int_equal(base64_decode("Zm9v!", 5, &b), -EINVAL);
+    buf_reset(&b);
+    assert_int_equal(base64_decode("Zg=a", 4, &b), -EINVAL); /* data after padding */
+    buf_reset(&b);
+    assert_int_equal(base64_decode("Z", 1, &b), -EINVAL); /* a dangling partial byte */
+    buf_release(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),           cmocka_unit_test(test_dverr_first_wins),
         cmocka_unit_test(test_sha256),        cmocka_unit_test(test_times),
         cmocka_unit_test(test_durations_sizes), cmocka_unit_test(test_name_sanitize),
+        cmocka_unit_test(test_base64),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
