@@ -11,7 +11,7 @@ CC      ?= cc
 PKGS    := fuse3 libcurl libcjson sqlite3 libzstd libmicrohttpd libcrypto
 DEBS    := libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev libsqlite3-dev libzstd-dev \
            libcmocka-dev libmicrohttpd-dev libssl-dev pkg-config jq rsync curl zstd python3 \
-           util-linux procps psmisc strace
+           util-linux procps psmisc strace sqlite3
 BENCH_DEBS := restic borgbackup hyperfine
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wwrite-strings \

@@ -143,6 +143,23 @@ repo_put() {
   esac
 }
 
+# repo_list: every object name of the test repository, one per line, sorted (the directory's
+# files as paths relative to it, or the store's keys).
+repo_list() {
+  case $(_repo_loc) in
+    azure://* | s3://*) _repo_objtool list | awk '{print $2}' ;;
+    *) (cd "$(_repo_loc)" && find . -mindepth 1 -type f | sed 's|^\./||' | sort) ;;
+  esac
+}
+# catalog_db: the path of the test repository's SQLite catalog (in a directory repository, else
+# in the cache directory, named after the repository; backend/repo.c catalog_path_for).
+catalog_db() {
+  case $(_repo_loc) in
+    azure://* | s3://*) echo "$T/cache/catalog-$(printf %s "$(_repo_loc)" | sha256sum | cut -c1-16).db" ;;
+    *) echo "$(_repo_loc)/catalog.db" ;;
+  esac
+}
+
 # sim_dump ENV TABLE: the table as dvsim holds it now, in the table-file format.
 sim_dump() { curl -sf "$DVSIM_URL/_sim/dump?env=$1&table=$2"; }
 sim_churn() { curl -sf -X POST "$DVSIM_URL/_sim/churn" -d "{\"env\":\"$1\",\"fraction\":$2,\"seed\":${3:-1}}"; }

@@ -45,16 +45,17 @@ check_eq "no request ever went to the hostile entity set's path" 0 \
   "$(curl -sf "$DVSIM_URL/_sim/requests" | jq '[.requests[] | select(.path | test("_sim/reset|hostile_badset|/\\.\\./"))] | length')"
 
 # the catalog holds the names as data: one state table per captured table, all distinct
-cat_names=$(sqlite3 "$T/repo/catalog.db" "SELECT count(*), count(DISTINCT tbl) FROM state_tables st JOIN state_data sd ON sd.tid = st.tid WHERE env = 'contoso-prod'")
+cat_names=$(sqlite3 "$(catalog_db)" "SELECT count(*), count(DISTINCT tbl) FROM state_tables st JOIN state_data sd ON sd.tid = st.tid WHERE env = 'contoso-prod'")
 check_eq "the catalog keeps the capture state of all 15 tables under distinct names" "15|15" "$cat_names"
 check_eq "the catalog keeps the control-character name byte for byte" 1 \
-  "$(sqlite3 "$T/repo/catalog.db" "SELECT count(*) FROM state_tables WHERE hex(tbl) = '$(printf %s "${HOSTILE[1]}" | od -An -tx1 | tr -d ' \n' | tr a-f A-F)'")"
+  "$(sqlite3 "$(catalog_db)" "SELECT count(*) FROM state_tables WHERE hex(tbl) = '$(printf %s "${HOSTILE[1]}" | od -An -tx1 | tr -d ' \n' | tr a-f A-F)'")"
 
 # nothing on disk is named after a table
 check_eq "no path under the test directory is named after a hostile table" "" \
   "$(cd "$T" && find . -path ./mnt -prune -o \( -name passwd -o -name '*ostile*' -o -name '*ctl*' -o -name 'etc' \) -print)"
+check "the repository lists objects" test -n "$(repo_list | head -1)"
 check_eq "the repository holds only known kinds of paths" "" \
-  "$(cd "$T/repo" && find . -mindepth 1 | grep -vE '^\./(config|catalog\.db(-wal|-shm)?|envs(/[a-z0-9-]+\.json)?|points(/[a-z0-9-]+(/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.json)?)?|objects(/[0-9a-f]{2}(/[0-9a-f]{64})?)?|tmp(/.*)?|locks(/[a-z0-9-]+\.lock)?)$')"
+  "$(repo_list | grep -vE '^(config|catalog\.db(-wal|-shm)?|envs/[a-z0-9-]+\.json|points/[a-z0-9-]+/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.json|objects/[0-9a-f]{2}/[0-9a-f]{64}|tmp/.*|locks/[a-z0-9-]+\.(lock|lease\.[0-9]+))$')"
 
 # the mount: sanitised, unique, stable names; bytes exact
 M="$T/mnt"
@@ -85,10 +86,10 @@ check "the repository checks clean" dvsnap check --read-data
 # the catalog is a cache: rebuilt from the repository, its packed capture state is byte for byte
 # the state the captures kept (hostile names included), and the next capture goes on from it
 state_sql="SELECT st.tbl, sd.n, hex(sd.data) FROM state_tables st JOIN state_data sd ON sd.tid = st.tid ORDER BY 1"
-sqlite3 "$T/repo/catalog.db" "$state_sql" >"$T/state-before"
+sqlite3 "$(catalog_db)" "$state_sql" >"$T/state-before"
 check "check --rebuild-catalog" dvsnap check --rebuild-catalog
-sqlite3 "$T/repo/catalog.db" "$state_sql" >"$T/state-after"
-check "the rebuilt capture state is identical to the captured one ($(sqlite3 "$T/repo/catalog.db" "SELECT count(*) FROM state_data") tables)" \
+sqlite3 "$(catalog_db)" "$state_sql" >"$T/state-after"
+check "the rebuilt capture state is identical to the captured one ($(sqlite3 "$(catalog_db)" "SELECT count(*) FROM state_data") tables)" \
   cmp "$T/state-before" "$T/state-after"
 sim_churn contoso-prod 0.2 6 >/dev/null
 check "a capture after the rebuild" dvsnap capture --env contoso-prod
