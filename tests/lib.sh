@@ -66,7 +66,7 @@ start_dvsim() {
     --client-id dvsnap-test --client-secret-file "$T/secret" "$@" >"$T/dvsim.log" 2>&1 &
   DVSIM_PID=$!
   _pids+=("$DVSIM_PID")
-  if ! wait_for 120 test -s "$T/dvsim.ready"; then
+  if ! wait_for "${DVSIM_START_TIMEOUT:-120}" test -s "$T/dvsim.ready"; then
     echo "not ok - dvsim did not start"; sed 's/^/#   /' "$T/dvsim.log" | tail -20; exit 1
   fi
   DVSIM_PORT=$(head -n1 "$T/dvsim.ready")

@@ -32,7 +32,7 @@ for tb in account contact annotation new_project audit; do
 done
 check "another environment is the same too" cmp <(curl -sf "$first_url/_sim/dump?env=fabrikam-prod&table=account") <(sim_dump fabrikam-prod account)
 if [ -n "${DVSNAP_LONG:-}" ]; then
-  start_dvsim --seed 7 --records 1000000
+  DVSIM_START_TIMEOUT=3600 start_dvsim --seed 7 --records 1000000  # seeding 3M+ records takes minutes
   note "$(grep -o 'seeded.*' "$T/dvsim.log")"
   TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
     --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \

@@ -56,7 +56,7 @@ for i in $(seq 1 64); do reader "$end" "$i" & pids+=($!); done
 for i in 1 2 3 4; do storm "$end" & pids+=($!); done
 wait "${pids[@]}"
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
-reads=$(awk '{s+=$1} END {print s+0}' "$T/reads"); bytes=$(awk '{s+=$2} END {printf "%d", s}' "$T/reads")
+reads=$(awk '{s+=$1} END {print s+0}' "$T/reads"); bytes=$(awk '{s+=$2} END {printf "%.0f", s}' "$T/reads")
 check_eq "64 readers finished" 64 "$(wc -l <"$T/reads")"
 check_eq "every one of $reads reads ($bytes bytes in ${ms} ms) matched its golden hash" 0 "$(wc -l <"$T/mismatch")"
 check_eq "ls -lR and stat storms never failed" 0 "$(cat "$T/storm.fail" 2>/dev/null | wc -l)"
