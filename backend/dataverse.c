@@ -260,6 +260,24 @@ static int dv_call_once(struct dv_client *c, const struct dv_call *call,
     return rc;
 }
 
+/* Parse a JSON body with json.h; -EPROTO with detail when malformed. */
+static int parse_body(const struct http_response *resp, const char *what, struct json_doc **doc,
+                      struct dverr *err)
+{
+    struct dverr jerr = {0};
+    *doc = NULL;
+    if (!resp->body.len)
+        return dverr_set(err, -EPROTO, "%s: empty response body", what);
+    int rc = json_parse(resp->body.data, resp->body.len, NULL, doc, &jerr);
+    if (rc) {
+        json_doc_free(*doc);
+        *doc = NULL;
+        return dverr_set(err, rc == -ENOMEM ? -ENOMEM : -EPROTO, "%s: malformed JSON: %s", what,
+                         dverr_msg(&jerr));
+    }
+    return 0;
+}
+
 int dv_call(struct dv_client *c, const struct dv_call *call, struct http_response *resp,
             struct dverr *err)
 {
@@ -271,7 +289,7 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
         if (rc || resp->status != 200)
             return rc;
         struct dverr perr = {0};
-        rc = dv_parse_body(resp, call->what ? call->what : "response", call->json, &perr);
+        rc = parse_body(resp, call->what ? call->what : "response", call->json, &perr);
         if (rc != -EPROTO || bad == DV_BAD_BODY_RETRIES || strcmp(call->method, "GET")) {
             if (rc)
                 dverr_set(err, rc, "%s", dverr_msg(&perr));
@@ -361,23 +379,6 @@ int dv_api_url(const struct dv_env *env, const char *path, struct buf *out, stru
         return dverr_set(err, -EINVAL, "the environment has no Web API URL");
     if (buf_addstr(out, env->api_url) || buf_addstr(out, DV_API_PATH) || buf_addstr(out, path))
         return dverr_set(err, -ENOMEM, "out of memory");
-    return 0;
-}
-
-int dv_parse_body(const struct http_response *resp, const char *what, struct json_doc **doc,
-                  struct dverr *err)
-{
-    struct dverr jerr = {0};
-    *doc = NULL;
-    if (!resp->body.len)
-        return dverr_set(err, -EPROTO, "%s: empty response body", what);
-    int rc = json_parse(resp->body.data, resp->body.len, NULL, doc, &jerr);
-    if (rc) {
-        json_doc_free(*doc);
-        *doc = NULL;
-        return dverr_set(err, rc == -ENOMEM ? -ENOMEM : -EPROTO, "%s: malformed JSON: %s", what,
-                         dverr_msg(&jerr));
-    }
     return 0;
 }
 

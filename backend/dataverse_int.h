@@ -72,9 +72,6 @@ bool dv_guid_valid(const char *s);
 /* "<env->api_url>/api/data/v9.2/<path>" into out. -EINVAL when the env has no API URL. */
 int dv_api_url(const struct dv_env *env, const char *path, struct buf *out, struct dverr *err);
 
-/* Parse a JSON body with json.h; -EPROTO with detail when malformed. */
-int dv_parse_body(const struct http_response *resp, const char *what, struct json_doc **doc,
-                  struct dverr *err);
 /* strdup of a member string, NULL when absent (never fails silently: -ENOMEM via *rc). */
 char *dv_dup_str(const struct json_node *obj, const char *key, int *rc);
 /* A bool that may be plain or a managed property {"Value": bool}. */

@@ -178,70 +178,24 @@ uint64_t changes_line_size(char op, const char *key, size_t key_len, size_t line
 #define ATTACH_HEAD (1 + 64 + 4 + 4)
 #define ATTACH_MIN 256
 static const char ATTACH_FIELD[] = "\"documentbody\":\"";
-static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 static size_t b64_len(size_t n)
 {
     return (n + 2) / 3 * 4;
 }
 
-static void b64_encode(const unsigned char *in, size_t n, char *out)
+/* Decode s[0..n) into bytes when it is canonical padded base64, i.e. exactly what base64_encode
+ * gives back (so the line can be rebuilt byte for byte); -EINVAL otherwise. scratch is used for
+ * the re-encoding. */
+static int b64_decode_canonical(const char *s, size_t n, struct buf *bytes, struct buf *scratch)
 {
-    size_t o = 0, i = 0;
-    for (; i + 2 < n; i += 3) {
-        uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        out[o++] = B64[v >> 18];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = B64[(v >> 6) & 63];
-        out[o++] = B64[v & 63];
-    }
-    if (i < n) {
-        uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
-        out[o++] = B64[v >> 18];
-        out[o++] = B64[(v >> 12) & 63];
-        out[o++] = i + 1 < n ? B64[(v >> 6) & 63] : '=';
-        out[o++] = '=';
-    }
-}
-
-static int b64_value(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    return c == '+' ? 62 : c == '/' ? 63 : -1;
-}
-
-/* Decode s[0..n) when it is canonical padded base64 (what b64_encode gives back byte for byte);
- * -EINVAL otherwise. */
-static int b64_decode_canonical(const char *s, size_t n, struct buf *out)
-{
-    if (n == 0 || n % 4)
-        return -EINVAL;
-    size_t pad = s[n - 1] == '=' ? (s[n - 2] == '=' ? 2 : 1) : 0;
-    buf_reset(out);
-    int rc = buf_reserve(out, n / 4 * 3 + 1);
+    buf_reset(bytes);
+    buf_reset(scratch);
+    int rc = base64_decode(s, n, bytes);
+    if (!rc)
+        rc = base64_encode(bytes->data, bytes->len, scratch);
     if (rc)
         return rc;
-    for (size_t i = 0; i < n; i += 4) {
-        uint32_t v = 0;
-        for (size_t k = 0; k < 4; k++) {
-            int d = (i + k >= n - pad) ? 0 : b64_value((unsigned char)s[i + k]);
-            if (d < 0)
-                return -EINVAL;
-            v = v << 6 | (uint32_t)d;
-        }
-        size_t emit = i + 4 == n ? 3 - pad : 3;
-        if (i + 4 == n && ((pad == 1 && (v & 0xff)) || (pad == 2 && (v & 0xffff))))
-            return -EINVAL; /* non-zero bits under the padding: not canonical */
-        unsigned char b[3] = {(unsigned char)(v >> 16), (unsigned char)(v >> 8), (unsigned char)v};
-        memcpy(out->data + out->len, b, emit);
-        out->len += emit;
-    }
-    return 0;
+    return scratch->len == n && memcmp(scratch->data, s, n) == 0 ? 0 : -EINVAL;
 }
 
 /* When line holds an attachment, put its blob and write the compact line into out: 1; 0 when
@@ -257,7 +211,7 @@ static int attach_compact(struct objstore *store, const char *line, size_t len, 
         end++;
     if (end >= len || line[end] != '"' || end - start < ATTACH_MIN)
         return 0;
-    if (b64_decode_canonical(line + start, end - start, bytes))
+    if (b64_decode_canonical(line + start, end - start, bytes, out))
         return 0;
     char id[65], name[80];
     sha256_hex(bytes->data, bytes->len, id);
@@ -327,15 +281,11 @@ static int attach_expand(struct objstore *store, struct segment_entry *e, struct
     if (strcmp(h, id) != 0)
         return dverr_set(err, -EIO, "attachment blob %.16s is damaged: its bytes do not match "
                          "its id", id);
-    size_t n = b64_len(bytes->len);
     buf_reset(out);
-    if ((rc = buf_reserve(out, rest + n + 1)))
+    if ((rc = buf_reserve(out, rest + b64_len(bytes->len) + 1)) || (rc = buf_add(out, r, off)) ||
+        (rc = base64_encode(bytes->data, bytes->len, out)) ||
+        (rc = buf_add(out, r + off, rest - off)))
         return dverr_set(err, rc, "out of memory");
-    memcpy(out->data, r, off);
-    b64_encode((const unsigned char *)bytes->data, bytes->len, out->data + off);
-    memcpy(out->data + off + n, r + off, rest - off);
-    out->len = rest + n;
-    out->data[out->len] = '\0';
     e->line = out->data;
     e->line_len = out->len;
     return 0;

@@ -533,18 +533,21 @@ int base64_encode(const void *data, size_t len, struct buf *out)
     int rc = buf_reserve(out, (len + 2) / 3 * 4);
     if (rc)
         return rc;
+    /* written straight into the reserved space: this renders attachments on every read */
+    char *o = out->data + out->len;
     for (size_t i = 0; i < len; i += 3) {
         uint32_t v = (uint32_t)p[i] << 16;
         if (i + 1 < len)
             v |= (uint32_t)p[i + 1] << 8;
         if (i + 2 < len)
             v |= p[i + 2];
-        char q[4] = {b64[(v >> 18) & 63], b64[(v >> 12) & 63],
-                     i + 1 < len ? b64[(v >> 6) & 63] : '=', i + 2 < len ? b64[v & 63] : '='};
-        buf_add(out, q, 4);
+        *o++ = b64[(v >> 18) & 63];
+        *o++ = b64[(v >> 12) & 63];
+        *o++ = i + 1 < len ? b64[(v >> 6) & 63] : '=';
+        *o++ = i + 2 < len ? b64[v & 63] : '=';
     }
-    if (!out->data)
-        buf_add(out, "", 0);
+    out->len = (size_t)(o - out->data);
+    out->data[out->len] = '\0';
     return 0;
 }
 

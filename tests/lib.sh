@@ -163,6 +163,13 @@ catalog_db() {
 # sim_dump ENV TABLE: the table as dvsim holds it now, in the table-file format.
 sim_dump() { curl -sf "$DVSIM_URL/_sim/dump?env=$1&table=$2"; }
 sim_churn() { curl -sf -X POST "$DVSIM_URL/_sim/churn" -d "{\"env\":\"$1\",\"fraction\":$2,\"seed\":${3:-1}}"; }
+# matches_sim ENV: every table named in $TABLES of ENV's latest point equals dvsim's table now.
+matches_sim() {
+  local env=$1 t
+  for t in $TABLES; do
+    dvsnap cat "$env" latest "$t" | cmp -s - <(sim_dump "$env" "$t") || { echo "$env $t differs"; return 1; }
+  done
+}
 
 # mount_dvsnap MOUNTPOINT [ARGS...]: dvsnap mount in the foreground process, waits until mounted.
 mount_dvsnap() {

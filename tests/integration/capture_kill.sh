@@ -34,12 +34,6 @@ digest() {
     done
   done
 }
-matches_sim() {
-  local env=$1 t
-  for t in $TABLES; do
-    dvsnap cat "$env" latest "$t" | cmp -s - <(sim_dump "$env" "$t") || { echo "$env $t differs"; return 1; }
-  done
-}
 
 start=$(date +%s%N)
 check "first capture" dvsnap capture --env contoso-prod --env contoso-dev

@@ -41,12 +41,6 @@ digest() {
     done
   done
 }
-matches_sim() {
-  local env=$1 t
-  for t in $TABLES; do
-    dvsnap cat "$env" latest "$t" | cmp -s - <(sim_dump "$env" "$t") || { echo "$env $t differs"; return 1; }
-  done
-}
 
 # power_cut: cut, wait until it took effect, unmount (BACKING := what survived), mount again
 power_cut() {

@@ -133,6 +133,22 @@ static int wsess_end(struct req *r, struct wsess *s, bool commit)
     return rc;
 }
 
+/* End the write session (commit when ok); a failed commit answers 503. Whether it succeeded. */
+static bool wsess_finish(struct req *r, struct wsess *s, bool ok)
+{
+    if (wsess_end(r, s, ok) && ok) {
+        sreply_error(r, 503, "0x80040216", "commit failed");
+        return false;
+    }
+    return ok;
+}
+
+static void reply_no_content(struct req *r)
+{
+    buf_reset(&r->out);
+    r->status = 204;
+}
+
 static void entity_url(struct req *r, const struct table_def *t, const char *id, struct buf *out)
 {
     sreq_base(r, out);
@@ -499,7 +515,7 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     char *old = NULL;
     size_t old_len = 0;
     char body_id[37], id[37];
-    bool ok = false;
+    bool ok = false, create = false;
     srec_init(&rec);
     if (wsess_begin(r, &ws)) {
         sreply_error(r, 503, "0x80040216", "database busy");
@@ -537,7 +553,7 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
         sreply_error(r, 500, "0x80040216", "stored record is damaged");
         goto out;
     }
-    bool create = !old;
+    create = !old;
     if (apply_body(r, ws.db, t, &rec, create, body_id))
         goto out;
     if (key && body_id[0] && strcmp(key, body_id) != 0) {
@@ -584,18 +600,14 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     }
     ok = true;
 out:
-    if (wsess_end(r, &ws, ok) && ok) {
-        sreply_error(r, 503, "0x80040216", "commit failed");
-        ok = false;
-    }
+    ok = wsess_finish(r, &ws, ok);
     if (ok) {
         entity_url(r, t, id, &url);
         sreq_add_header(r, "OData-EntityId", url.data);
         if (want_representation(r)) {
             represent(r, t, out.data, out.len, create && !key ? 201 : create ? 201 : 200);
         } else {
-            buf_reset(&r->out);
-            r->status = 204;
+            reply_no_content(r);
         }
     }
     free(old);
@@ -686,14 +698,9 @@ static void delete_record(struct req *r, const struct table_def *t, const char *
     }
     ok = true;
 out:
-    if (wsess_end(r, &ws, ok) && ok) {
-        sreply_error(r, 503, "0x80040216", "commit failed");
-        ok = false;
-    }
-    if (ok) {
-        buf_reset(&r->out);
-        r->status = 204;
-    }
+    ok = wsess_finish(r, &ws, ok);
+    if (ok)
+        reply_no_content(r);
     free(old);
 }
 
@@ -877,14 +884,9 @@ static void file_put(struct req *r, const struct table_def *t, const char *id, c
     }
     ok = true;
 out:
-    if (wsess_end(r, &ws, ok) && ok) {
-        sreply_error(r, 503, "0x80040216", "commit failed");
-        ok = false;
-    }
-    if (ok) {
-        buf_reset(&r->out);
-        r->status = 204;
-    }
+    ok = wsess_finish(r, &ws, ok);
+    if (ok)
+        reply_no_content(r);
     free(old);
     srec_release(&rec);
     buf_release(&out);
@@ -1051,14 +1053,9 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
     }
     ok = true;
 out:
-    if (wsess_end(r, &ws, ok) && ok) {
-        sreply_error(r, 503, "0x80040216", "commit failed");
-        ok = false;
-    }
-    if (ok) {
-        buf_reset(&r->out);
-        r->status = 204;
-    }
+    ok = wsess_finish(r, &ws, ok);
+    if (ok)
+        reply_no_content(r);
     free(line);
     srec_release(&rec);
     buf_release(&out);
