@@ -13,7 +13,7 @@
  *   - del fsyncs the directory, so a deletion is durable when del returns (prune deletes a
  *     manifest before the objects only it used: a later fsync of an objects directory must not
  *     make an object's deletion durable while the manifest's is not);
- *   - opening the store fsyncs the parent of ROOT, so the directory `dvsnap init` made survives.
+ *   - ROOT itself is made durable where `dvsnap init` creates it (util's mkdir_p).
  * Listing skips dot files (temp files of writers in progress, or left by a crash).
  *   Left open: a directory whose creator died between the mkdir and the fsync of its parent is
  *   durable only once something fsyncs that parent; dirs_lock orders the threads of one process,
@@ -42,44 +42,12 @@ struct dirstore {
 static atomic_uint tmp_counter;
 static pthread_rwlock_t dirs_lock = PTHREAD_RWLOCK_INITIALIZER;
 
-/* The parent of path ("/" for "/x", "." for "x"). */
-static void parent_of(const char *path, char *out, size_t n)
-{
-    const char *slash = strrchr(path, '/');
-    size_t len = slash && slash != path ? (size_t)(slash - path) : 1;
-    if (len >= n)
-        len = n - 1;
-    memcpy(out, slash ? path : ".", len);
-    out[len] = '\0';
-}
-
-/* mkdir -p where each directory created is made durable (its parent fsynced) before any other
- * put can return having used it (see dirs_barrier). */
+/* mkdir -p (util: each directory created is made durable) done before any other put can return
+ * having used one of those directories (see dirs_barrier). */
 static int mkdir_durable(const char *path)
 {
-    char tmp[PATH_MAX], parent[PATH_MAX];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof tmp)
-        return -ENAMETOOLONG;
-    memcpy(tmp, path, n + 1);
-    int rc = 0;
     pthread_rwlock_wrlock(&dirs_lock);
-    for (char *p = tmp + 1;; p++) {
-        if (*p && *p != '/')
-            continue;
-        char c = *p;
-        *p = '\0';
-        if (mkdir(tmp, 0755) == 0) {
-            parent_of(tmp, parent, sizeof parent);
-            if ((rc = fsync_dir(parent)))
-                break;
-        } else if (errno != EEXIST) {
-            rc = -errno;
-            break;
-        }
-        if (!(*p = c))
-            break;
-    }
+    int rc = mkdir_p(path, 0755);
     pthread_rwlock_unlock(&dirs_lock);
     return rc;
 }
@@ -472,11 +440,6 @@ int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err
     s->ops = &dir_ops;
     s->sizes = objstore_sizes_new(); /* what manifests record (a stat here is cheap anyway) */
     s->impl = d;
-    /* the entry of ROOT itself (new after `dvsnap init`): best effort, the parent may be
-     * unreadable to us, and nothing is promised before the first put */
-    char parent[PATH_MAX];
-    parent_of(real, parent, sizeof parent);
-    (void)fsync_dir(parent);
     *out = s;
     return 0;
 }

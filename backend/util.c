@@ -324,24 +324,40 @@ int read_file(const char *path, size_t max, struct buf *out)
     return rc;
 }
 
+void parent_of(const char *path, char *out, size_t n)
+{
+    const char *slash = strrchr(path, '/');
+    size_t len = slash && slash != path ? (size_t)(slash - path) : 1;
+    if (len >= n)
+        len = n - 1;
+    memcpy(out, slash ? path : ".", len);
+    out[len] = '\0';
+}
+
 int mkdir_p(const char *path, mode_t mode)
 {
-    char tmp[PATH_MAX];
+    char tmp[PATH_MAX], parent[PATH_MAX];
     size_t n = strlen(path);
     if (n == 0 || n >= sizeof tmp)
         return -ENAMETOOLONG;
     memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/')
+    for (char *p = tmp + 1;; p++) {
+        if (*p && *p != '/')
             continue;
+        char c = *p;
         *p = '\0';
-        if (mkdir(tmp, mode) && errno != EEXIST)
+        if (mkdir(tmp, mode) == 0) {
+            /* a new directory is durable once its parent's entry is */
+            parent_of(tmp, parent, sizeof parent);
+            int rc = fsync_dir(parent);
+            if (rc)
+                return rc;
+        } else if (errno != EEXIST) {
             return -errno;
-        *p = '/';
+        }
+        if (!(*p = c))
+            return 0;
     }
-    if (mkdir(tmp, mode) && errno != EEXIST)
-        return -errno;
-    return 0;
 }
 
 void point_name_from_time(time_t t, char out[32])

@@ -60,8 +60,11 @@ void sha256_stream_finish(struct sha256_stream *s, char out[65]); /* also frees 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 /* Read a whole file (at most max bytes, else -EFBIG) into out. */
 int read_file(const char *path, size_t max, struct buf *out);
-/* mkdir -p with mode for each created directory. */
+/* mkdir -p with mode for each created directory; each one created is made durable (its parent
+ * fsynced) before the next. */
 int mkdir_p(const char *path, mode_t mode);
+/* The parent directory of path ("/" for "/x", "." for "x") into out. */
+void parent_of(const char *path, char *out, size_t n);
 /* fsync a directory by path. */
 int fsync_dir(const char *path);
 
