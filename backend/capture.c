@@ -33,7 +33,10 @@
  * files, which is what prune keeps. Schema documents are blobs (content-addressed, so an
  * unchanged schema costs nothing).
  *
- * Limits: a full read holds one map entry per record key (about 100 bytes each plus the key) and
+ * Limits: a file column's bytes go to an unlinked temporary file (TMPDIR, else /var/tmp) and are
+ * mapped for their blob, so a large file costs disk, not memory; a file above REPO_BLOB_MAX (2 GiB;
+ * DVSNAP_MAX_FILE_BYTES lowers it) is not kept and is listed in not_captured with its size, as is
+ * any download that fails. A full read holds one map entry per record key (about 100 bytes each plus the key) and
  * a delta read holds the changed lines in memory; a table of 1M records costs ~150 MB during its
  * read, plus the table's packed capture state while it is read (about 40 bytes a record; dropped
  * with repo_capture_state_done when the read ends).
@@ -48,7 +51,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "backend/keymap.h"
 #include "backend/log.h"
@@ -104,6 +109,8 @@ static struct km_entry *km_get(struct keymap *m, const char *key, size_t n, bool
 struct file_todo {
     char *key;
     const char *column; /* owned by the job's file_cols */
+    bool retry;         /* failed in the previous point: fetched again though the record did not
+                         * change (else it would stay missing until it does) */
 };
 
 struct cap;
@@ -171,7 +178,10 @@ static char *xstrdup(const char *s)
     return s ? strdup(s) : NULL;
 }
 
-static int add_problem(struct table_job *j, const char *what, const char *reason)
+/* A not_captured entry; a file's also names its table, record and column (the next capture
+ * fetches it again: queue_failed_files). */
+static int add_problem_of(struct table_job *j, const char *what, const char *reason,
+                          const char *record_id, const char *column, uint64_t too_large)
 {
     struct buf *b = &j->problems;
     int rc = buf_addstr(b, "{\"what\":");
@@ -181,9 +191,30 @@ static int add_problem(struct table_job *j, const char *what, const char *reason
         rc = buf_addstr(b, ",\"reason\":");
     if (!rc)
         rc = buf_add_json_string(b, reason, strlen(reason));
+    if (!rc && record_id && column) {
+        const char *t = j->t->logical_name;
+        rc = buf_addstr(b, ",\"table\":");
+        if (!rc)
+            rc = buf_add_json_string(b, t, strlen(t));
+        if (!rc)
+            rc = buf_addstr(b, ",\"record_id\":");
+        if (!rc)
+            rc = buf_add_json_string(b, record_id, strlen(record_id));
+        if (!rc)
+            rc = buf_addstr(b, ",\"column\":");
+        if (!rc)
+            rc = buf_add_json_string(b, column, strlen(column));
+        if (!rc && too_large) /* above this limit: not fetched again while the limit stays */
+            rc = buf_printf(b, ",\"limit\":%llu", (unsigned long long)too_large);
+    }
     if (!rc)
         rc = buf_addstr(b, "},");
     return rc;
+}
+
+static int add_problem(struct table_job *j, const char *what, const char *reason)
+{
+    return add_problem_of(j, what, reason, NULL, NULL, 0);
 }
 
 static int add_file(struct table_job *j, const char *key, const char *column,
@@ -231,6 +262,24 @@ static void files_free(struct point_file *f, size_t n)
 }
 
 /* Files named in one record: documentbody of a note (decoded now), file columns (queued). */
+static int add_todo(struct table_job *j, const char *key, const char *column, bool retry)
+{
+    if (j->n_todo == j->cap_todo) {
+        size_t cap = j->cap_todo ? j->cap_todo * 2 : 16;
+        struct file_todo *t = realloc(j->todo, cap * sizeof *t);
+        if (!t)
+            return -ENOMEM;
+        j->todo = t;
+        j->cap_todo = cap;
+    }
+    if (!(j->todo[j->n_todo].key = strdup(key)))
+        return -ENOMEM;
+    j->todo[j->n_todo].column = column;
+    j->todo[j->n_todo].retry = retry;
+    j->n_todo++;
+    return 0;
+}
+
 static int record_files(struct table_job *j, const struct json_node *rec, const char *key)
 {
     int rc = 0;
@@ -260,25 +309,12 @@ static int record_files(struct table_job *j, const struct json_node *rec, const 
                 return rc;
         }
     }
-    for (size_t i = 0; i < j->n_file_cols; i++) {
+    for (size_t i = 0; i < j->n_file_cols && !rc; i++) {
         const struct json_node *v = json_get(rec, j->file_cols[i]);
-        if (!v || v->type != JSON_STRING || !v->str_len)
-            continue;
-        if (j->n_todo == j->cap_todo) {
-            size_t cap = j->cap_todo ? j->cap_todo * 2 : 16;
-            struct file_todo *t = realloc(j->todo, cap * sizeof *t);
-            if (!t)
-                return -ENOMEM;
-            j->todo = t;
-            j->cap_todo = cap;
-        }
-        j->todo[j->n_todo].key = strdup(key);
-        if (!j->todo[j->n_todo].key)
-            return -ENOMEM;
-        j->todo[j->n_todo].column = j->file_cols[i];
-        j->n_todo++;
+        if (v && v->type == JSON_STRING && v->str_len)
+            rc = add_todo(j, key, j->file_cols[i], false);
     }
-    return 0;
+    return rc;
 }
 
 static int render(struct table_job *j, const struct json_node *rec, const char **key,
@@ -445,9 +481,62 @@ static int hash_prev_line(void *ctx, const char *key, size_t key_len, const char
     return 0;
 }
 
+/* A file column's bytes on their way to a blob (see Limits above). */
+struct file_sink {
+    int fd;
+    uint64_t len, max;
+    bool too_big;
+};
+
+static uint64_t max_file_bytes(void)
+{
+    const char *v = getenv("DVSNAP_MAX_FILE_BYTES");
+    unsigned long long n = v && *v ? strtoull(v, NULL, 10) : 0;
+    return n && n < REPO_BLOB_MAX ? (uint64_t)n : REPO_BLOB_MAX;
+}
+
+static int file_sink_open(struct file_sink *s, struct dverr *err)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/dvsnap-file.XXXXXX", dir);
+    *s = (struct file_sink){.fd = mkstemp(path), .max = max_file_bytes()};
+    if (s->fd < 0)
+        return dverr_set(err, -errno, "no temporary file in %s: %s", dir, strerror(errno));
+    unlink(path);
+    return 0;
+}
+
 static int download_file(void *ctx, const void *data, size_t len)
 {
-    return buf_add(ctx, data, len);
+    struct file_sink *s = ctx;
+    if (s->len + len > s->max) {
+        s->too_big = true;
+        return -EFBIG;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(s->fd, (const char *)data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        off += (size_t)w;
+    }
+    s->len += len;
+    return 0;
+}
+
+/* The downloaded bytes into a blob (id), read through a mapping of the temporary file. */
+static int file_sink_to_blob(struct file_sink *s, struct repo *repo, char id[65], struct dverr *err)
+{
+    if (s->len == 0)
+        return repo_blob_put(repo, "", 0, id, err);
+    void *p = mmap(NULL, s->len, PROT_READ, MAP_PRIVATE, s->fd, 0);
+    if (p == MAP_FAILED)
+        return dverr_set(err, -errno, "mapping a downloaded file: %s", strerror(errno));
+    int rc = repo_blob_put(repo, p, s->len, id, err);
+    munmap(p, s->len);
+    return rc;
 }
 
 /* Apply the map to the segment (delta entries), the counts and the capture state. */
@@ -524,10 +613,54 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
 /* Files of this table in the new point: new ones (already in j->files) for records still created
  * or updated, downloads of queued file columns, and the previous point's files of untouched
  * records. */
+/* Files of this table that the previous point lists as not captured (a failed download, a file
+ * too large), for records still there and not already queued: fetched again this pass. */
+static int queue_failed_files(struct table_job *j)
+{
+    const struct point *prev = j->cap->prev;
+    const char *nc = prev ? prev->not_captured_json : NULL;
+    struct json_doc *doc = NULL;
+    if (!nc || !j->n_file_cols || json_parse(nc, strlen(nc), NULL, &doc, NULL))
+        return 0; /* nothing to retry (a manifest's not_captured was checked when it was read) */
+    int rc = 0;
+    const struct json_node *root = json_root(doc);
+    for (const struct json_node *p = root->type == JSON_ARRAY ? root->child : NULL; p && !rc;
+         p = p->next) {
+        const char *t = json_get_str(p, "table"), *id = json_get_str(p, "record_id"),
+                   *col = json_get_str(p, "column");
+        if (!t || !id || !col || strcmp(t, j->t->logical_name) != 0)
+            continue;
+        const char *column = NULL;
+        for (size_t i = 0; i < j->n_file_cols && !column; i++)
+            if (strcmp(j->file_cols[i], col) == 0)
+                column = j->file_cols[i];
+        struct km_entry *e = km_get(&j->map, id, strlen(id), false, NULL);
+        if (!column || (e && e->op == KM_DELETE) || (!j->delta_mode && !(e && (e->flags & KM_SEEN))))
+            continue; /* not a file column any more, or the record is gone */
+        const struct json_node *limit = json_get(p, "limit");
+        if (limit && limit->type == JSON_NUMBER &&
+            strtoull(limit->str, NULL, 10) >= max_file_bytes()) {
+            /* too large under this limit too: not fetched again, still listed */
+            if (!(rc = buf_add(&j->problems, p->raw, p->raw_len)))
+                rc = buf_addstr(&j->problems, ",");
+            continue;
+        }
+        bool queued = false;
+        for (size_t i = 0; i < j->n_todo && !queued; i++)
+            queued = j->todo[i].column == column && strcmp(j->todo[i].key, id) == 0;
+        if (!queued)
+            rc = add_todo(j, id, column, true);
+    }
+    json_doc_free(doc);
+    return rc;
+}
+
 static int finish_files(struct table_job *j)
 {
     struct cap *cap = j->cap;
-    int rc = 0;
+    int rc = queue_failed_files(j);
+    if (rc)
+        return rc;
     /* drop new note files whose record's final op is not a create/update (delta: deleted later) */
     size_t w = 0;
     for (size_t i = 0; i < j->n_files; i++) {
@@ -542,24 +675,29 @@ static int finish_files(struct table_job *j)
     for (size_t i = 0; i < j->n_todo && !rc; i++) {
         struct file_todo *t = &j->todo[i];
         struct km_entry *e = km_get(&j->map, t->key, strlen(t->key), false, NULL);
-        if (!e || (e->op != KM_CREATE && e->op != KM_UPDATE))
+        if (!t->retry && (!e || (e->op != KM_CREATE && e->op != KM_UPDATE)))
             continue;
-        struct buf bytes = BUF_INIT;
         char *file_name = NULL;
         struct dverr ferr = {0};
+        struct file_sink sink;
         if (cancelled(cap)) {
             rc = -ECANCELED;
             break;
         }
-        int frc = dv_file_download(cap->dv, cap->env, j->t->entity_set, t->key, t->column,
-                                   download_file, &bytes, &file_name, &ferr);
+        int frc = file_sink_open(&sink, &ferr);
+        if (!frc)
+            frc = dv_file_download(cap->dv, cap->env, j->t->entity_set, t->key, t->column,
+                                   download_file, &sink, &file_name, &ferr);
+        if (frc && sink.too_big)
+            dverr_set(&ferr, -EFBIG, "larger than %llu bytes, the most dvsnap keeps of one file",
+                      (unsigned long long)sink.max);
         if (frc == 0) {
             char id[65];
-            rc = repo_blob_put(cap->repo, bytes.data ? bytes.data : "", bytes.len, id, &j->err);
+            rc = file_sink_to_blob(&sink, cap->repo, id, &j->err);
             if (!rc) {
                 atomic_fetch_add(&cap->blobs_written, 1);
                 rc = add_file(j, t->key, t->column, file_name && *file_name ? file_name : t->column,
-                              id, bytes.len);
+                              id, sink.len);
             }
         } else if (frc == -ECANCELED) {
             rc = frc;
@@ -568,10 +706,11 @@ static int finish_files(struct table_job *j)
             snprintf(what, sizeof what, "file %s of %s record %s", t->column, j->t->logical_name,
                      t->key);
             snprintf(reason, sizeof reason, "could not be downloaded: %s", dverr_msg(&ferr));
-            rc = add_problem(j, what, reason);
+            rc = add_problem_of(j, what, reason, t->key, t->column, sink.too_big ? sink.max : 0);
         }
         free(file_name);
-        buf_release(&bytes);
+        if (sink.fd >= 0)
+            close(sink.fd);
     }
     if (rc)
         return rc;

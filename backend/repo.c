@@ -32,7 +32,6 @@
 #include "backend/objstore_lease.h"
 #include "backend/segment.h"
 
-#define BLOB_MAX ((uint64_t)2 << 30)
 #define LOCK_WAIT_MS (300 * 1000)
 
 struct repo {
@@ -715,7 +714,7 @@ int repo_blob_get(struct repo *r, const char *id, struct buf *out, struct dverr 
     int rc = r->store->ops->stat(r->store->impl, name, &size, err);
     if (rc)
         return rc;
-    if (size > BLOB_MAX)
+    if (size > REPO_BLOB_MAX)
         return dverr_set(err, -EFBIG, "blob %.16s is too large (%llu bytes)", id,
                          (unsigned long long)size);
     size_t start = out->len;

@@ -130,6 +130,8 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
 
 /* ---- blobs (attachments, file columns, schema documents) ---- */
 int repo_blob_put(struct repo *r, const void *data, size_t len, char id[65], struct dverr *err);
+/* The largest blob repo_blob_get reads (into memory): a capture keeps no larger file. */
+#define REPO_BLOB_MAX ((uint64_t)2 << 30)
 /* The blob's bytes, hash verified (-EIO when they do not match). */
 int repo_blob_get(struct repo *r, const char *id, struct buf *out, struct dverr *err);
 
