@@ -146,7 +146,8 @@ int dv_file_download(struct dv_client *c, const struct dv_env *env, const char *
                      const char *id, const char *column,
                      int (*on_data)(void *ctx, const void *data, size_t len), void *ctx,
                      char **file_name, struct dverr *err);
-/* Upload a file column's bytes (PATCH <set>(<id>)/<column>, x-ms-file-name). */
+/* Upload a file column's bytes: one PATCH <set>(<id>)/<column> with x-ms-file-name up to 4 MiB,
+ * a chunked upload session (x-ms-transfer-mode: chunked, Content-Range parts) above. */
 int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *entity_set,
                    const char *id, const char *column, const char *file_name, const void *data,
                    size_t len, struct dverr *err);

@@ -619,6 +619,78 @@ out:
     return rc;
 }
 
+/* A file larger than one chunk: PATCH ...?x-ms-file-name=<name> with x-ms-transfer-mode: chunked
+ * opens a session (200, Location, x-ms-chunk-size); each chunk is a PATCH to that Location with
+ * Content-Range a-b/total (206 until the last, then 204). dv_call keeps the bearer on the
+ * environment's host, so a Location elsewhere is refused. */
+static int file_upload_chunked(struct dv_client *c, const struct dv_env *env, const char *url,
+                               const char *file_name, const unsigned char *data, size_t len,
+                               struct dverr *err)
+{
+    struct buf open_url = BUF_INIT, loc = BUF_INIT, range = BUF_INIT, hv = BUF_INIT;
+    struct http_response resp;
+    http_response_init(&resp);
+    int rc = buf_printf(&open_url, "%s?x-ms-file-name=", url);
+    if (!rc)
+        rc = buf_urlencode(&open_url, file_name, false);
+    if (rc)
+        goto out;
+    const char *open_headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
+                                  "OData-Version: 4.0", "x-ms-transfer-mode: chunked", NULL};
+    struct dv_call open = {.method = "PATCH", .url = open_url.data, .resource = env->api_url,
+                           .headers = open_headers, .body = "", .body_len = 0,
+                           .retry_unsafe = true /* an unused session is harmless */,
+                           .max_response = 1 << 20};
+    if ((rc = dv_call(c, &open, &resp, err)))
+        goto out;
+    if (resp.status != 200) {
+        rc = dv_status_error(&resp, "file upload (chunked)", err);
+        goto out;
+    }
+    if (!http_response_header(&resp, "Location", &loc) || !loc.len) {
+        rc = dverr_set(err, -EPROTO, "file upload (chunked): no Location for the session");
+        goto out;
+    }
+    uint64_t chunk = FILE_CHUNK;
+    if (http_response_header(&resp, "x-ms-chunk-size", &hv) && isdigit((unsigned char)hv.data[0])) {
+        unsigned long long v = strtoull(hv.data, NULL, 10);
+        if (v >= 64u << 10 && v <= 64u << 20)
+            chunk = v;
+    }
+    for (size_t off = 0; off < len;) {
+        size_t n = len - off < chunk ? len - off : (size_t)chunk;
+        buf_reset(&range);
+        if ((rc = buf_printf(&range, "Content-Range: bytes %zu-%zu/%zu", off, off + n - 1, len)))
+            goto out;
+        const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
+                                 "OData-Version: 4.0", "Content-Type: application/octet-stream",
+                                 range.data, NULL};
+        struct dv_call part = {.method = "PATCH", .url = loc.data, .resource = env->api_url,
+                               .headers = headers, .body = (const char *)data + off, .body_len = n,
+                               .retry_unsafe = true /* the same bytes at the same offset */,
+                               .max_response = 1 << 20};
+        if ((rc = dv_call(c, &part, &resp, err)))
+            goto out;
+        bool last = off + n == len;
+        if (last ? resp.status < 200 || resp.status >= 300 : resp.status != 206) {
+            rc = dv_status_error(&resp, "file upload (chunk)", err);
+            if (!rc)
+                rc = dverr_set(err, -EPROTO, "file upload: HTTP %ld for a chunk", resp.status);
+            goto out;
+        }
+        off += n;
+    }
+out:
+    if (rc == -ENOMEM)
+        dverr_set(err, rc, "out of memory");
+    http_response_release(&resp);
+    buf_release(&open_url);
+    buf_release(&loc);
+    buf_release(&range);
+    buf_release(&hv);
+    return rc;
+}
+
 int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *entity_set,
                    const char *id, const char *column, const char *file_name, const void *data,
                    size_t len, struct dverr *err)
@@ -638,8 +710,8 @@ int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *en
             rc = dverr_set(err, -EINVAL, "file upload: the file name has control characters");
             goto out;
         }
-    if (len > (128u << 20) - 1) {
-        rc = dverr_set(err, -EFBIG, "file upload: files of 128 MiB or more are not supported");
+    if (len > FILE_CHUNK) {
+        rc = file_upload_chunked(c, env, url.data, file_name, data, len, err);
         goto out;
     }
     if ((rc = buf_printf(&name_h, "x-ms-file-name: %s", file_name)))

@@ -74,11 +74,11 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
     int rc = 0;
 
     /* Path: /CONTAINER[/PREFIX+BLOB] */
-    if ((rc = buf_addch(&path, '/')) || (rc = remote_urlencode(&path, az->container, false)))
+    if ((rc = buf_addch(&path, '/')) || (rc = buf_urlencode(&path, az->container, false)))
         goto out;
     if (q->blob) {
-        if ((rc = buf_addch(&path, '/')) || (rc = remote_urlencode(&path, az->prefix, true)) ||
-            (rc = remote_urlencode(&path, q->blob, true)))
+        if ((rc = buf_addch(&path, '/')) || (rc = buf_urlencode(&path, az->prefix, true)) ||
+            (rc = buf_urlencode(&path, q->blob, true)))
             goto out;
     }
     if ((rc = buf_addstr(&url, az->endpoint)) || (rc = buf_add(&url, path.data, path.len)))
@@ -86,7 +86,7 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
     char sep = '?';
     for (const struct az_query *p = q->query; p && p->name; p++) {
         if ((rc = buf_addch(&url, sep)) || (rc = buf_addstr(&url, p->name)) ||
-            (rc = buf_addch(&url, '=')) || (rc = remote_urlencode(&url, p->value, false)))
+            (rc = buf_addch(&url, '=')) || (rc = buf_urlencode(&url, p->value, false)))
             goto out;
         sep = '&';
     }

@@ -231,24 +231,6 @@ int remote_get_finish(struct remote *r, const struct http_response *resp, const 
     return 0;
 }
 
-int remote_urlencode(struct buf *out, const char *s, bool keep_slash)
-{
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        int rc;
-        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
-            (keep_slash && *p == '/')) {
-            rc = buf_addch(out, (char)*p);
-        } else {
-            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
-            rc = buf_add(out, e, 3);
-        }
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
-
 static void xml_decode(const char *s, size_t n, struct buf *out)
 {
     buf_reset(out);

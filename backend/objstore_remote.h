@@ -115,8 +115,6 @@ int remote_list_entries(struct remote *r, const struct http_response *resp, cons
                         const char *name_tag, const char *size_tag, const char *prefix,
                         int (*fn)(void *ctx, const char *name, uint64_t size), void *ctx,
                         struct dverr *err);
-/* Append s percent-encoded (RFC 3986 unreserved kept; '/' kept when keep_slash). */
-int remote_urlencode(struct buf *out, const char *s, bool keep_slash);
 /* First <tag>...</tag> at or after *pos in xml[0..len): the decoded text into out; *pos moves past
  * the closing tag. false when absent. */
 bool remote_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, struct buf *out);

@@ -67,19 +67,19 @@ static int s3_do(struct s3 *s, const struct s3_req *q, struct http_response *res
     char sha[65], shahdr[100];
     int rc;
     if ((rc = buf_addstr(&url, s->endpoint)) || (rc = buf_addch(&url, '/')) ||
-        (rc = remote_urlencode(&url, s->bucket, false)))
+        (rc = buf_urlencode(&url, s->bucket, false)))
         goto out;
     if (q->key) {
-        if ((rc = buf_addch(&url, '/')) || (rc = remote_urlencode(&url, s->prefix, true)) ||
-            (rc = remote_urlencode(&url, q->key, true)))
+        if ((rc = buf_addch(&url, '/')) || (rc = buf_urlencode(&url, s->prefix, true)) ||
+            (rc = buf_urlencode(&url, q->key, true)))
             goto out;
     } else if ((rc = buf_addch(&url, '/'))) {
         goto out;
     }
     char sep = '?';
     for (const struct s3_query *p = q->query; p && p->name; p++) {
-        if ((rc = buf_addch(&url, sep)) || (rc = remote_urlencode(&url, p->name, false)) ||
-            (rc = buf_addch(&url, '=')) || (rc = remote_urlencode(&url, p->value, false)))
+        if ((rc = buf_addch(&url, sep)) || (rc = buf_urlencode(&url, p->name, false)) ||
+            (rc = buf_addch(&url, '=')) || (rc = buf_urlencode(&url, p->value, false)))
             goto out;
         sep = '&';
     }

@@ -2,6 +2,7 @@
  * See util.h for the contracts. No shared state; every function is thread-safe. */
 #include "backend/util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -102,6 +103,24 @@ char *buf_detach(struct buf *b)
     }
     buf_init(b);
     return p;
+}
+
+int buf_urlencode(struct buf *out, const char *s, bool keep_slash)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        int rc;
+        if (isalnum(*p) || *p == '-' || *p == '_' || *p == '.' || *p == '~' ||
+            (keep_slash && *p == '/')) {
+            rc = buf_addch(out, (char)*p);
+        } else {
+            char e[3] = {'%', hex[*p >> 4], hex[*p & 15]};
+            rc = buf_add(out, e, 3);
+        }
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 int buf_add_json_string(struct buf *b, const char *s, size_t n)

@@ -33,6 +33,8 @@ void buf_reset(struct buf *b);                    /* len = 0, keeps memory */
 char *buf_detach(struct buf *b);                  /* returns data (caller frees), buf empty; never NULL */
 /* Append s as a JSON string literal (quotes included), escaping as RFC 8259 requires. */
 int buf_add_json_string(struct buf *b, const char *s, size_t n);
+/* s percent-encoded for a URL (RFC 3986 unreserved bytes kept, and '/' when keep_slash). */
+int buf_urlencode(struct buf *out, const char *s, bool keep_slash);
 
 /* Copy n bytes of p into a new NUL-terminated string (caller frees), or NULL when out of memory.
  * Unlike strndup it never looks past p + n, so it is safe on spans of unterminated input. */

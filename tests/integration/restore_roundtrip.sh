@@ -9,6 +9,14 @@
 start_dvsim --seed demo ${RESTORE_SIM_ARGS:-}
 write_config
 dvsnap init >/dev/null 2>&1
+# one file larger than a 4 MiB chunk: captured in ranges, restored through a chunked upload session
+big=$(curl -sf -H "Authorization: Bearer $(org_token contoso-prod)" \
+  "$DVSIM_URL/org/contoso-prod/api/data/v9.2/new_projects?\$top=1&\$select=new_projectid" | jq -r '.value[0].new_projectid')
+head -c 9000000 /dev/urandom >"$T/big.bin"
+check_eq "a 9 MB file is uploaded to a contoso-prod record" 204 "$(curl -s -o /dev/null -w '%{http_code}' -X PATCH \
+  -H "Authorization: Bearer $(org_token contoso-prod)" -H 'Content-Type: application/octet-stream' \
+  -H 'x-ms-file-name: big plan.bin' --data-binary "@$T/big.bin" \
+  "$DVSIM_URL/org/contoso-prod/api/data/v9.2/new_projects($big)/new_document")"
 check "capture contoso-prod and contoso-dev" dvsnap capture --env contoso-prod --env contoso-dev
 entity_defs contoso-dev "$T/defs.json"
 entity_defs contoso-prod "$T/pdefs.json"
@@ -58,6 +66,10 @@ if [ -s "$T/files.prod" ]; then
   done <"$T/files.prod"
   check_eq "file-column bytes equal the point's ($(wc -l <"$T/files.prod") files)" 0 "$bad"
 fi
+check "the 9 MB file is among them" grep -q "^$big $(sha256sum <"$T/big.bin" | cut -c1-64)\$" "$T/files.prod"
+curl -sf "$DVSIM_URL/_sim/requests?since=$seq" >"$T/req.json"
+check_eq "it went up as a chunked session: one opening PATCH and 3 parts of 4 MiB at most" "200 206 206 204" \
+  "$(jq -r --arg id "$big" '[.requests[] | select(.method == "PATCH" and (.path | startswith("/org/contoso-dev/") and contains($id) and endswith("/new_document"))) | .status] | map(tostring) | join(" ")' "$T/req.json")"
 check_eq "contoso-dev is in administration mode" AdminMode "$(admin_env contoso-dev | jq -r .properties.states.runtime.id)"
 op=$(jq -r .operation "$T/out.json")
 check "a safety backup pre-restore-$op of contoso-dev exists" bash -c "'$DVSNAP' --config '$T/config' points contoso-dev | grep -q 'pre-restore-$op'"

@@ -33,6 +33,10 @@ static const char dvschema_sql[] =
     "CREATE TABLE IF NOT EXISTS orgver(env INTEGER PRIMARY KEY, ver INTEGER NOT NULL);"
     "CREATE TABLE IF NOT EXISTS files(tid INTEGER, id TEXT, col TEXT, name TEXT, mimetype TEXT,"
     " data BLOB, PRIMARY KEY(tid, id, col));"
+    "CREATE TABLE IF NOT EXISTS uploads(token TEXT PRIMARY KEY, tid INTEGER, id TEXT, col TEXT,"
+    " name TEXT, received INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS upload_parts(token TEXT, off INTEGER, data BLOB NOT NULL,"
+    " PRIMARY KEY(token, off));"
     "CREATE TABLE IF NOT EXISTS envstate(env INTEGER PRIMARY KEY, runtime TEXT, sku TEXT);"
     "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);";
 

@@ -808,23 +808,163 @@ out:
     dvstore_put(r->d->store, db);
 }
 
-/* PATCH <set>(<id>)/<filecol> with the bytes (upload) or DELETE it. */
+#define FILE_MAX_BYTES (131072u * 1024u) /* the file columns' MaxSizeInKB */
+#define UPLOAD_CHUNK (4u << 20)          /* x-ms-chunk-size of a chunked upload */
+
+static void file_store(struct req *r, const struct table_def *t, const char *id, const struct col_def *c,
+                       bool del, const char *fname, const void *data, size_t len);
+
+/* Chunked upload (the service's x-ms-transfer-mode: chunked): the first PATCH opens a session
+ * and answers 200 with its Location; each chunk is a PATCH there with Content-Range a-b/total, in
+ * order: 206 until the last, which stores the file (204). Sessions live in the uploads table, their
+ * parts in upload_parts. */
+static void file_upload_chunked(struct req *r, const struct table_def *t, const char *id, const struct col_def *c)
+{
+    const char *token = sreq_arg(r, "sessiontoken");
+    int tid = table_id(r->env, dvschema_table_index(t));
+    sqlite3 *db = dvstore_get(r->d->store);
+    sqlite3_stmt *st = NULL;
+    if (!token) { /* open a session */
+        const char *fname = sreq_arg(r, "x-ms-file-name");
+        if (!fname || !*fname) {
+            sreply_error(r, 400, "0x80060891", "The x-ms-file-name parameter is required to upload a file.");
+            goto out;
+        }
+        char tok[37];
+        random_guid(r->d, tok);
+        if (sqlite3_prepare_v2(db, "INSERT INTO uploads VALUES(?1, ?2, ?3, ?4, ?5, 0)", -1, &st, NULL) != SQLITE_OK)
+            goto fail;
+        sqlite3_bind_text(st, 1, tok, -1, SQLITE_STATIC);
+        sqlite3_bind_int(st, 2, tid);
+        sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 4, c->name, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 5, fname, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) != SQLITE_DONE)
+            goto fail;
+        struct buf loc = BUF_INIT;
+        sreq_base(r, &loc);
+        buf_addstr(&loc, r->path);
+        buf_addstr(&loc, "?x-ms-file-name=");
+        dvsim_url_encode(&loc, fname, strlen(fname));
+        buf_printf(&loc, "&sessiontoken=%s", tok);
+        sreq_add_header(r, "Location", loc.data);
+        buf_release(&loc);
+        char cs[32];
+        snprintf(cs, sizeof cs, "%u", UPLOAD_CHUNK);
+        sreq_add_header(r, "x-ms-chunk-size", cs);
+        sreq_add_header(r, "Accept-Ranges", "bytes");
+        r->status = 200;
+        goto out;
+    }
+    /* a chunk: Content-Range bytes a-b/total, a = the bytes received so far */
+    const char *cr = sreq_header(r, "Content-Range");
+    unsigned long long a, b, total;
+    if (!cr || sscanf(cr, "bytes %llu-%llu/%llu", &a, &b, &total) != 3 || b < a || b >= total ||
+        b - a + 1 != r->body.len || total > FILE_MAX_BYTES) {
+        sreply_error(r, 400, "0x80060891", "A chunk needs Content-Range: bytes a-b/total matching its body (total at most %u).",
+                     FILE_MAX_BYTES);
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, "SELECT received, name FROM uploads WHERE token = ?1 AND tid = ?2 AND id = ?3 AND col = ?4",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+    sqlite3_bind_int(st, 2, tid);
+    sqlite3_bind_text(st, 3, id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 4, c->name, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sreply_error(r, 404, "0x80060891", "No upload session %s for this column.", token);
+        goto out;
+    }
+    unsigned long long have = (unsigned long long)sqlite3_column_int64(st, 0);
+    char fname[1024];
+    snprintf(fname, sizeof fname, "%s", (const char *)sqlite3_column_text(st, 1));
+    sqlite3_finalize(st);
+    st = NULL;
+    if (a != have) {
+        sreply_error(r, 400, "0x80060891", "Chunks must come in order: expected offset %llu, got %llu.", have, a);
+        goto out;
+    }
+    if (sqlite3_prepare_v2(db, "INSERT INTO upload_parts VALUES(?1, ?2, ?3)", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)a);
+    sqlite3_bind_blob64(st, 3, r->body.data ? r->body.data : "", r->body.len, SQLITE_STATIC);
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (sqlite3_prepare_v2(db, "UPDATE uploads SET received = ?2 WHERE token = ?1", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st, 2, (sqlite3_int64)(b + 1));
+    if (sqlite3_step(st) != SQLITE_DONE)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (b + 1 < total) {
+        r->status = 206;
+        goto out;
+    }
+    /* the last chunk: store the file as a single upload would, then drop the session */
+    if (sqlite3_prepare_v2(db, "SELECT data FROM upload_parts WHERE token = ?1 ORDER BY off", -1, &st, NULL) != SQLITE_OK)
+        goto fail;
+    sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+    struct buf data = BUF_INIT;
+    while (sqlite3_step(st) == SQLITE_ROW)
+        buf_add(&data, sqlite3_column_blob(st, 0) ? sqlite3_column_blob(st, 0) : "", (size_t)sqlite3_column_bytes(st, 0));
+    sqlite3_finalize(st);
+    st = NULL;
+    if (data.len != total) {
+        buf_release(&data);
+        goto fail;
+    }
+    for (int k = 0; k < 2; k++) {
+        if (sqlite3_prepare_v2(db, k ? "DELETE FROM upload_parts WHERE token = ?1" : "DELETE FROM uploads WHERE token = ?1", -1,
+                               &st, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, token, -1, SQLITE_STATIC);
+            sqlite3_step(st);
+        }
+        sqlite3_finalize(st);
+        st = NULL;
+    }
+    dvstore_put(r->d->store, db);
+    db = NULL;
+    file_store(r, t, id, c, false, fname, data.data ? data.data : "", data.len);
+    buf_release(&data);
+    goto out;
+fail:
+    sreply_error(r, 500, "0x80040216", "database error");
+out:
+    sqlite3_finalize(st);
+    if (db)
+        dvstore_put(r->d->store, db);
+}
+
+/* PATCH <set>(<id>)/<filecol> with the bytes (upload; chunked when asked) or DELETE it. */
 static void file_put(struct req *r, const struct table_def *t, const char *id, const struct col_def *c, bool del)
 {
+    const char *mode = sreq_header(r, "x-ms-transfer-mode");
+    if (!del && ((mode && !strcasecmp(mode, "chunked")) || sreq_arg(r, "sessiontoken"))) {
+        file_upload_chunked(r, t, id, c);
+        return;
+    }
     const char *fname = sreq_header(r, "x-ms-file-name");
     if (!del && (!fname || !*fname)) {
         sreply_error(r, 400, "0x80060891", "The x-ms-file-name header is required to upload a file.");
         return;
     }
-    const char *mode = sreq_header(r, "x-ms-transfer-mode");
-    if (!del && mode && !strcasecmp(mode, "chunked")) {
-        sreply_error(r, 400, "0x80060891", "dvsim accepts single-request file uploads only (no x-ms-transfer-mode: chunked).");
-        return;
-    }
-    if (!del && r->body.len > 131072u * 1024u) {
+    if (!del && r->body.len > FILE_MAX_BYTES) {
         sreply_error(r, 400, "0x80090001", "The file is larger than MaxSizeInKB (131072).");
         return;
     }
+    file_store(r, t, id, c, del, fname, r->body.data ? r->body.data : "", r->body.len);
+}
+
+/* Store (or delete) the column's file and stamp the record, as one write session; 204. */
+static void file_store(struct req *r, const struct table_def *t, const char *id, const struct col_def *c,
+                       bool del, const char *fname, const void *data, size_t len)
+{
     struct wsess ws = {NULL, false};
     struct rec rec;
     struct buf out = BUF_INIT;
@@ -861,7 +1001,7 @@ static void file_put(struct req *r, const struct table_def *t, const char *id, c
             sqlite3_bind_text(st, 4, fname, -1, SQLITE_STATIC);
             sqlite3_bind_text(st, 5, ct && strncmp(ct, "application/octet-stream", 24) ? ct : "application/octet-stream", -1,
                               SQLITE_TRANSIENT);
-            sqlite3_bind_blob64(st, 6, r->body.data ? r->body.data : "", r->body.len, SQLITE_STATIC);
+            sqlite3_bind_blob64(st, 6, data, len, SQLITE_STATIC);
         }
         rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
     }
