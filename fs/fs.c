@@ -1508,6 +1508,9 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
     conn->want |= FUSE_CAP_READDIRPLUS;
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+    /* O_DIRECT reads as plain requests in the reader's context: with asynchronous direct I/O the
+     * reader waits uninterruptibly, so a signal could not withdraw a read waiting for a fill */
+    conn->want &= ~(unsigned)FUSE_CAP_ASYNC_DIO;
     conn->max_read = 1u << 20; /* must match the max_read mount option */
 }
 
