@@ -1,17 +1,19 @@
 /* capture: one restore point per environment per pass (DESIGN.md section 8; contract in
  * capture.h).
  *
- * Per table, against the capture state the catalog keeps (key -> hash and length of the record's
- * current line):
+ * Per table, against the capture state the catalog keeps (key -> length of the record's current
+ * line):
  *   - first capture of a table: a full read; every record is written as SEG_CREATE into one
  *     segment that is both the table's whole chain and the point's delta, so changes/ of the first
  *     point lists everything as created (no separate SEG_BASE: one object, not two);
  *   - tracked table with a delta link from the previous point: GET the delta link; created and
- *     updated rows are told apart by the capture state (the API does not say which); rows whose
- *     line did not change are dropped; $deletedEntity rows of keys we hold become SEG_DELETE;
+ *     updated rows are told apart by the capture state (the API does not say which; a row the
+ *     service sends is a change, so it is kept as an update even if its line came out the same);
+ *     $deletedEntity rows of keys we hold become SEG_DELETE;
  *   - untracked table, a table whose delta token expired (-ESTALE), or a table that became
- *     tracked: a full read diffed by record hash; keys not seen are deletions. The reason is kept in
- *     the point (full_read_reason).
+ *     tracked: a full read diffed by record hash, the old hashes computed from the previous
+ *     point's segments (prev_hashes: the catalog keeps no hashes, which halves its size); keys not
+ *     seen are deletions. The reason is kept in the point (full_read_reason).
  * Lines are record_render output (primary key first), keyed by the primary key's string value.
  * records and bytes of every table are kept exact from the previous point and the length changes
  * (table_file_size), never by reading the table back.
@@ -54,13 +56,14 @@
 
 /* ---------------------------------------------------------------- key map */
 
-enum { KM_OLD = 1, KM_SEEN = 2 };
+enum { KM_OLD = 1, KM_SEEN = 2, KM_HASHED = 4 };
 enum km_op { KM_NONE = 0, KM_CREATE, KM_UPDATE, KM_DELETE };
 
 struct km_entry {
     const char *key;         /* in the map's arena; NULL for an empty slot */
     uint32_t key_len;
-    uint8_t flags;           /* KM_OLD: in the capture state (old_*); KM_SEEN: read this pass */
+    uint8_t flags;           /* KM_OLD: in the capture state (old_len); KM_SEEN: read this pass;
+                              * KM_HASHED: old_hash is the previous line's (full reads) */
     uint8_t op;              /* enum km_op, decided as the read goes */
     uint64_t old_hash, old_len, new_hash, new_len;
     char *line;              /* delta reads: the new line (malloc), NULL otherwise */
@@ -323,7 +326,8 @@ static int on_record_full(void *ctx, const struct json_node *rec)
     e->new_len = j->line.len;
     if (!existed)
         e->op = KM_CREATE;
-    else if (e->old_hash == hash && e->old_len == j->line.len && !(again && e->op != KM_NONE))
+    else if ((e->flags & KM_HASHED) && e->old_hash == hash && e->old_len == j->line.len &&
+             !(again && e->op != KM_NONE))
         e->op = KM_NONE;
     else
         e->op = KM_UPDATE;
@@ -338,23 +342,22 @@ static int on_record_full(void *ctx, const struct json_node *rec)
 
 static int state_lookup(struct table_job *j, struct km_entry *e)
 {
-    uint64_t h = 0, len = 0;
+    uint64_t len = 0;
     bool found = false;
     pthread_mutex_lock(&j->cap->lock);
-    int rc = repo_capture_state_get(j->cap->rc, j->t->logical_name, e->key, e->key_len, &h, &len,
+    int rc = repo_capture_state_get(j->cap->rc, j->t->logical_name, e->key, e->key_len, &len,
                                     &found);
     pthread_mutex_unlock(&j->cap->lock);
     if (rc)
         return dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
     if (found) {
         e->flags |= KM_OLD;
-        e->old_hash = h;
         e->old_len = len;
     }
     return 0;
 }
 
-/* Delta read: only changed rows arrive; each is compared with its capture state. */
+/* Delta read: only changed rows arrive; the capture state tells created from updated. */
 static int on_record_delta(void *ctx, const struct json_node *rec)
 {
     struct table_job *j = ctx;
@@ -378,10 +381,6 @@ static int on_record_delta(void *ctx, const struct json_node *rec)
     e->line = NULL;
     e->new_hash = hash;
     e->new_len = j->line.len;
-    if ((e->flags & KM_OLD) && e->old_hash == hash && e->old_len == j->line.len) {
-        e->op = KM_NONE;
-        return 0;
-    }
     e->op = (e->flags & KM_OLD) ? KM_UPDATE : KM_CREATE;
     e->line = malloc(j->line.len + 1);
     if (!e->line)
@@ -410,15 +409,30 @@ static int on_deleted(void *ctx, const char *id)
     return 0;
 }
 
-static int load_state(void *ctx, const char *key, uint64_t hash, uint64_t len)
+static int load_state(void *ctx, const char *key, uint64_t len)
 {
     struct table_job *j = ctx;
     struct km_entry *e = km_get(&j->map, key, strlen(key), true, NULL);
     if (!e)
         return -ENOMEM;
     e->flags = KM_OLD;
-    e->old_hash = hash;
     e->old_len = len;
+    return 0;
+}
+
+/* A record of the previous point: its line's hash, for the key the state holds with that length
+ * (a state and a point that disagree leave the key unhashed: it is rewritten, never dropped). */
+static int hash_prev_line(void *ctx, const char *key, size_t key_len, const char *line,
+                          size_t line_len)
+{
+    struct table_job *j = ctx;
+    if (cancelled(j->cap))
+        return -ECANCELED;
+    struct km_entry *e = km_get(&j->map, key, key_len, false, NULL);
+    if (e && (e->flags & KM_OLD) && e->old_len == line_len) {
+        e->old_hash = repo_line_hash(line, line_len);
+        e->flags |= KM_HASHED;
+    }
     return 0;
 }
 
@@ -482,10 +496,9 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
             continue;
         if (e->op == KM_CREATE || e->op == KM_UPDATE)
             rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len,
-                                        e->new_hash, e->new_len, false);
+                                        e->new_len, false);
         else if (e->op == KM_DELETE || (j->first && (e->flags & KM_OLD) && !(e->flags & KM_SEEN)))
-            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, 0, 0,
-                                        true);
+            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, 0, true);
     }
     pthread_mutex_unlock(&cap->lock);
     if (rc)
@@ -656,6 +669,9 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
         pthread_mutex_unlock(&cap->lock);
         if (rc)
             return dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
+        if (!j->first && (rc = table_iterate(cap->repo, cap->prev, prev->name, hash_prev_line, j,
+                                             &j->err)))
+            return rc;
     }
     struct dv_read_cb cb = {j->delta_mode ? on_record_delta : on_record_full, on_deleted, j};
     rc = dv_read_table(cap->dv, cap->env, j->t, delta_link, &cb, &new_link, &st, &j->err);

@@ -910,8 +910,8 @@ struct rebuild_ctx {
 static int rebuild_put(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
 {
     struct rebuild_ctx *c = ctx;
-    return catalog_capture_put(c->cc, c->table, key, key_len, repo_line_hash(line, line_len),
-                               line_len, false);
+    (void)line;
+    return catalog_capture_put(c->cc, c->table, key, key_len, line_len, false);
 }
 
 /* Replace env's capture state with the records of p (NULL: empty). */
@@ -1009,19 +1009,19 @@ const struct point *repo_capture_previous(struct repo_capture *c)
 }
 
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found)
+                           size_t key_len, uint64_t *len, bool *found)
 {
-    return catalog_capture_get(c->cc, table, key, key_len, hash, len, found);
+    return catalog_capture_get(c->cc, table, key, key_len, len, found);
 }
 
 int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t hash, uint64_t len, bool deleted)
+                           size_t key_len, uint64_t len, bool deleted)
 {
-    return catalog_capture_put(c->cc, table, key, key_len, hash, len, deleted);
+    return catalog_capture_put(c->cc, table, key, key_len, len, deleted);
 }
 
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
-                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                               int (*fn)(void *ctx, const char *key, uint64_t len),
                                void *ctx)
 {
     return catalog_capture_iterate(c->cc, table, fn, ctx);

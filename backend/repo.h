@@ -13,8 +13,8 @@
  * deletes drop the record) streamed straight into the table-file format (record.h).
  *
  * The catalog (SQLite, WAL, synchronous=FULL) indexes points and segments and holds the capture
- * state: for every environment, table and record key, the hash and length of the record's current
- * line. It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
+ * state: for every environment, table and record key, the length of the record's current line
+ * (the record hashes a full read diffs with come from the previous point's segments). It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
  *
  * Threading: struct repo is thread-safe (each thread gets its own SQLite connection and zstd
  * contexts); readers and writers may run in parallel. One capture writer per environment
@@ -190,18 +190,18 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
 const struct point *repo_capture_previous(struct repo_capture *c);
 /* Capture state of one record: found=false when the key is not in the table's current state. */
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
+                           size_t key_len, uint64_t *len, bool *found);
 /* Record the new state of a key (len 0 with deleted=true removes it). */
 int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t hash, uint64_t len, bool deleted);
+                           size_t key_len, uint64_t len, bool deleted);
 /* Every key of the table's current state (for diffing a full read to find deletions). */
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
-                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                               int (*fn)(void *ctx, const char *key, uint64_t len),
                                void *ctx);
 /* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
  * if asked for, and at commit). Bounds memory to the tables being read. */
 void repo_capture_state_done(struct repo_capture *c, const char *table);
-/* 64-bit hash used in the capture state (first 8 bytes of SHA-256 of the line). */
+/* 64-bit hash a full read compares records by (first 8 bytes of SHA-256 of the line). */
 uint64_t repo_line_hash(const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
  * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
