@@ -11,9 +11,11 @@
  *     service sends is a change, so it is kept as an update even if its line came out the same);
  *     $deletedEntity rows of keys we hold become SEG_DELETE;
  *   - untracked table, a table whose delta token expired (-ESTALE), or a table that became
- *     tracked: a full read diffed by record hash, the old hashes computed from the previous
- *     point's segments (prev_hashes: the catalog keeps no hashes, which halves its size); keys not
- *     seen are deletions. The reason is kept in the point (full_read_reason).
+ *     tracked: a full read diffed by record hash; keys not seen are deletions. The reason is kept
+ *     in the point (full_read_reason). The catalog keeps hashes only for tables without a delta
+ *     link (read in full every pass); any other table's old hashes are computed from the previous
+ *     point's segments (hash_prev_line), so tracked tables cost the catalog 8 bytes a record
+ *     less and a rare full read of them reads the table's segments once.
  * Lines are record_render output (primary key first), keyed by the primary key's string value.
  * records and bytes of every table are kept exact from the previous point and the length changes
  * (table_file_size), never by reading the table back.
@@ -56,14 +58,15 @@
 
 /* ---------------------------------------------------------------- key map */
 
-enum { KM_OLD = 1, KM_SEEN = 2, KM_HASHED = 4 };
+enum { KM_OLD = 1, KM_SEEN = 2, KM_HASHED = 4, KM_HASH_KEPT = 8 };
 enum km_op { KM_NONE = 0, KM_CREATE, KM_UPDATE, KM_DELETE };
 
 struct km_entry {
     const char *key;         /* in the map's arena; NULL for an empty slot */
     uint32_t key_len;
     uint8_t flags;           /* KM_OLD: in the capture state (old_len); KM_SEEN: read this pass;
-                              * KM_HASHED: old_hash is the previous line's (full reads) */
+                              * KM_HASHED: old_hash is the previous line's; KM_HASH_KEPT: the
+                              * catalog holds that hash */
     uint8_t op;              /* enum km_op, decided as the read goes */
     uint64_t old_hash, old_len, new_hash, new_len;
     char *line;              /* delta reads: the new line (malloc), NULL otherwise */
@@ -121,6 +124,8 @@ struct table_job {
     struct keymap map;
     bool delta_mode;
     bool first;                     /* no previous point for this table */
+    bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
+    size_t unhashed;                /* full read: keys of the state without a hash */
     bool is_annotation;
     char **file_cols;               /* File and Image columns (owned) */
     size_t n_file_cols;
@@ -342,16 +347,17 @@ static int on_record_full(void *ctx, const struct json_node *rec)
 
 static int state_lookup(struct table_job *j, struct km_entry *e)
 {
-    uint64_t len = 0;
+    uint64_t h = 0, len = 0;
     bool found = false;
     pthread_mutex_lock(&j->cap->lock);
-    int rc = repo_capture_state_get(j->cap->rc, j->t->logical_name, e->key, e->key_len, &len,
+    int rc = repo_capture_state_get(j->cap->rc, j->t->logical_name, e->key, e->key_len, &h, &len,
                                     &found);
     pthread_mutex_unlock(&j->cap->lock);
     if (rc)
         return dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
     if (found) {
-        e->flags |= KM_OLD;
+        e->flags |= KM_OLD | (h ? KM_HASHED | KM_HASH_KEPT : 0);
+        e->old_hash = h;
         e->old_len = len;
     }
     return 0;
@@ -409,14 +415,17 @@ static int on_deleted(void *ctx, const char *id)
     return 0;
 }
 
-static int load_state(void *ctx, const char *key, uint64_t len)
+static int load_state(void *ctx, const char *key, uint64_t hash, uint64_t len)
 {
     struct table_job *j = ctx;
     struct km_entry *e = km_get(&j->map, key, strlen(key), true, NULL);
     if (!e)
         return -ENOMEM;
-    e->flags = KM_OLD;
+    e->flags = KM_OLD | (hash ? KM_HASHED | KM_HASH_KEPT : 0);
+    e->old_hash = hash;
     e->old_len = len;
+    if (!hash)
+        j->unhashed++;
     return 0;
 }
 
@@ -429,7 +438,7 @@ static int hash_prev_line(void *ctx, const char *key, size_t key_len, const char
     if (cancelled(j->cap))
         return -ECANCELED;
     struct km_entry *e = km_get(&j->map, key, key_len, false, NULL);
-    if (e && (e->flags & KM_OLD) && e->old_len == line_len) {
+    if (e && (e->flags & KM_OLD) && !(e->flags & KM_HASHED) && e->old_len == line_len) {
         e->old_hash = repo_line_hash(line, line_len);
         e->flags |= KM_HASHED;
     }
@@ -494,11 +503,16 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
         struct km_entry *e = keymap_slot(&j->map, i);
         if (!e->key)
             continue;
+        uint64_t keep = j->keep_hashes ? e->new_hash : 0;
         if (e->op == KM_CREATE || e->op == KM_UPDATE)
-            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len,
+            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, keep,
                                         e->new_len, false);
+        else if (e->op == KM_NONE && keep && (e->flags & KM_SEEN) && !(e->flags & KM_HASH_KEPT))
+            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, keep,
+                                        e->new_len, false); /* unchanged: its hash is kept now */
         else if (e->op == KM_DELETE || (j->first && (e->flags & KM_OLD) && !(e->flags & KM_SEEN)))
-            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, 0, true);
+            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, 0, 0,
+                                        true);
     }
     pthread_mutex_unlock(&cap->lock);
     if (rc)
@@ -660,6 +674,7 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
 
     j->delta_mode = delta_link != NULL;
     j->records_read = 0;
+    j->unhashed = 0;
     if ((rc = segment_writer_new(cap->repo, &j->sw, &j->err)))
         return rc;
     segment_writer_set_attachments(j->sw, j->is_annotation); /* its blobs are the point's files */
@@ -669,8 +684,8 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
         pthread_mutex_unlock(&cap->lock);
         if (rc)
             return dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
-        if (!j->first && (rc = table_iterate(cap->repo, cap->prev, prev->name, hash_prev_line, j,
-                                             &j->err)))
+        if (j->unhashed && !j->first &&
+            (rc = table_iterate(cap->repo, cap->prev, prev->name, hash_prev_line, j, &j->err)))
             return rc;
     }
     struct dv_read_cb cb = {j->delta_mode ? on_record_delta : on_record_full, on_deleted, j};
@@ -680,6 +695,7 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     pthread_mutex_unlock(&cap->lock);
     if (rc)
         goto out;
+    j->keep_hashes = new_link == NULL; /* read in full again next pass: keep what it diffs by */
 
     uint64_t records = prev && !j->first ? prev->records : 0;
     int64_t line_bytes = 0, line_delta = 0;

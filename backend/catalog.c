@@ -37,7 +37,7 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS state_tables(tid INTEGER PRIMARY KEY, env TEXT NOT NULL,"
     " tbl TEXT NOT NULL, UNIQUE(env, tbl));"
     /* the largest part: one row per table, its records' state packed and zstd-compressed
-     * (state_pack below), about 17 bytes a GUID-keyed record */
+     * (state_pack below), about 17 bytes a GUID-keyed record (25 with a hash) */
     "CREATE TABLE IF NOT EXISTS state_data(tid INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
     " data BLOB NOT NULL);";
 
@@ -487,12 +487,15 @@ int catalog_clear(struct catalog *c, struct dverr *err)
  * A table's state is one state_data row: n and the zstd-compressed bytes of
  *   n entries' keys     LEB128 bytes shared with the previous key, LEB128 suffix length, suffix
  *   n line lengths      LEB128 each
+ *   1 byte              1 when line hashes follow, 0 when no entry has one
+ *   n line hashes       8 bytes each, little-endian, 0 = none (only with the byte above = 1)
  * in key order (packed keys, memcmp then shorter first: SQLite's BLOB order, so temp.pending's
  * ORDER BY key merges with it). Columns compress better than rows: the lengths and prefix counts
- * shrink to almost nothing and only the keys' random bytes remain. No record hash is kept: the
- * state answers "is the key there, and how long is its line"; a full read that diffs records takes
- * their hashes from the previous point's segments (capture.c). Everything read back is
- * bounds-checked: a damaged row gives -EIO (rebuild the catalog), never a crash. */
+ * shrink to almost nothing and only the keys' random bytes remain. A hash is kept only where the
+ * capture asks (tables without change tracking, diffed by hash on every read); a table read
+ * through change tracking has none, and a full read of it takes the hashes from the previous
+ * point's segments (capture.c). Everything read back is bounds-checked: a damaged row gives -EIO
+ * (rebuild the catalog), never a crash. */
 
 #define STATE_MAX_RAW (1ull << 32)
 #define SEGMENT_KEY_CAP (64u << 10) /* a record key is at most this long (segment.h) */
@@ -502,6 +505,7 @@ struct state_tab {
     unsigned char *keys;     /* packed keys back to back */
     size_t *koff;            /* n + 1 offsets into keys */
     uint64_t *len;
+    uint64_t *hash;          /* NULL when no entry has one */
 };
 
 static void state_tab_release(struct state_tab *t)
@@ -509,6 +513,7 @@ static void state_tab_release(struct state_tab *t)
     free(t->keys);
     free(t->koff);
     free(t->len);
+    free(t->hash);
     memset(t, 0, sizeof *t);
 }
 
@@ -550,16 +555,22 @@ static int st_get_varint(const unsigned char *p, size_t end, size_t *pos, uint64
 
 /* Builds a state table entry by entry (keys in increasing order). */
 struct state_build {
-    struct buf keys, lens;
+    struct buf keys, lens, hashes;
+    bool any_hash;
     struct buf prev;
     size_t n;
 };
 
-static int state_build_add(struct state_build *b, const unsigned char *k, size_t kn, uint64_t len)
+static int state_build_add(struct state_build *b, const unsigned char *k, size_t kn, uint64_t len,
+                           uint64_t hash)
 {
     size_t shared = 0;
     while (shared < kn && shared < b->prev.len && (unsigned char)b->prev.data[shared] == k[shared])
         shared++;
+    unsigned char h[8];
+    for (int i = 0; i < 8; i++)
+        h[i] = (unsigned char)(hash >> (8 * i));
+    b->any_hash |= hash != 0;
     int rc = st_varint(&b->keys, shared);
     if (!rc)
         rc = st_varint(&b->keys, kn - shared);
@@ -567,6 +578,8 @@ static int state_build_add(struct state_build *b, const unsigned char *k, size_t
         rc = buf_add(&b->keys, k + shared, kn - shared);
     if (!rc)
         rc = st_varint(&b->lens, len);
+    if (!rc)
+        rc = buf_add(&b->hashes, h, 8);
     if (!rc) {
         buf_reset(&b->prev);
         rc = buf_add(&b->prev, k, kn);
@@ -585,6 +598,10 @@ static int state_build_finish(struct state_build *b, struct buf *out)
         rc = buf_add(&raw, b->keys.data ? b->keys.data : "", b->keys.len);
     if (!rc)
         rc = buf_add(&raw, b->lens.data ? b->lens.data : "", b->lens.len);
+    if (!rc)
+        rc = buf_add(&raw, b->any_hash ? "\1" : "", 1);
+    if (!rc && b->any_hash)
+        rc = buf_add(&raw, b->hashes.data, b->hashes.len);
     if (!rc) {
         size_t bound = ZSTD_compressBound(raw.len);
         buf_reset(out);
@@ -604,6 +621,7 @@ static void state_build_release(struct state_build *b)
 {
     buf_release(&b->keys);
     buf_release(&b->lens);
+    buf_release(&b->hashes);
     buf_release(&b->prev);
 }
 
@@ -675,6 +693,22 @@ static int state_unpack(const void *data, size_t size, uint64_t n, struct state_
             rc = -EIO;
             goto out;
         }
+    if (pos >= raw_n || raw[pos] > 1) {
+        rc = -EIO;
+        goto out;
+    }
+    if (raw[pos++] == 1) {
+        if (raw_n - pos != n * 8 || !(t->hash = malloc((n ? n : 1) * sizeof *t->hash))) {
+            rc = raw_n - pos != n * 8 ? -EIO : -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++, pos += 8) {
+            uint64_t h = 0;
+            for (int b = 7; b >= 0; b--)
+                h = h << 8 | raw[pos + (size_t)b];
+            t->hash[i] = h;
+        }
+    }
     if (pos != raw_n)
         rc = -EIO; /* trailing bytes */
 out:
@@ -726,9 +760,9 @@ static int capture_stmts(struct catalog_capture *cc, struct dverr *err)
 {
     struct catalog *c = cc->cat;
     int rc;
-    if ((rc = prepare(c, cc->db, "SELECT len, deleted FROM temp.pending WHERE tbl = ?1 AND "
+    if ((rc = prepare(c, cc->db, "SELECT hash, len, deleted FROM temp.pending WHERE tbl = ?1 AND "
                                  "key = ?2", &cc->get_pending, err)) ||
-        (rc = prepare(c, cc->db, "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4)",
+        (rc = prepare(c, cc->db, "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4, ?5)",
                       &cc->put, err)) ||
         (rc = prepare(c, cc->db, "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2",
                       &cc->find_tid, err)) ||
@@ -764,7 +798,7 @@ int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
         goto fail;
     if ((rc = exec(c, cc->db, "DROP TABLE IF EXISTS temp.pending; "
                               "CREATE TEMP TABLE pending(tbl TEXT NOT NULL, key BLOB NOT NULL, "
-                              "len INTEGER NOT NULL, deleted INTEGER NOT NULL,"
+                              "hash INTEGER NOT NULL, len INTEGER NOT NULL, deleted INTEGER NOT NULL,"
                               " PRIMARY KEY(tbl, key)) WITHOUT ROWID", err)))
         goto fail;
     if ((rc = capture_stmts(cc, err)))
@@ -858,10 +892,11 @@ void catalog_capture_done(struct catalog_capture *cc, const char *table)
 }
 
 int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
-                        size_t key_len, uint64_t *len, bool *found)
+                        size_t key_len, uint64_t *hash, uint64_t *len, bool *found)
 {
     int rc = 0;
     *found = false;
+    *hash = 0;
     unsigned char *pk = malloc(key_len + 1);
     if (!pk)
         return -ENOMEM;
@@ -873,8 +908,9 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
     sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
-        if (!sqlite3_column_int(st, 1)) {
-            *len = (uint64_t)sqlite3_column_int64(st, 0);
+        if (!sqlite3_column_int(st, 2)) {
+            *hash = (uint64_t)sqlite3_column_int64(st, 0);
+            *len = (uint64_t)sqlite3_column_int64(st, 1);
             *found = true;
         }
         goto out;
@@ -889,6 +925,7 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
         goto out;
     ptrdiff_t i = state_find(&tc->tab, pk, pn);
     if (i >= 0) {
+        *hash = tc->tab.hash ? tc->tab.hash[i] : 0;
         *len = tc->tab.len[i];
         *found = true;
     }
@@ -900,7 +937,7 @@ out:
 }
 
 int catalog_capture_put(struct catalog_capture *cc, const char *table, const char *key,
-                        size_t key_len, uint64_t len, bool deleted)
+                        size_t key_len, uint64_t hash, uint64_t len, bool deleted)
 {
     int rc = 0;
     unsigned char *pk = malloc(key_len + 1);
@@ -912,8 +949,9 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
     sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, (sqlite3_int64)(deleted ? 0 : len));
-    sqlite3_bind_int(st, 4, deleted ? 1 : 0);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)(deleted ? 0 : hash));
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)(deleted ? 0 : len));
+    sqlite3_bind_int(st, 5, deleted ? 1 : 0);
     int s = sqlite3_step(st);
     if (s != SQLITE_DONE)
         rc = db_fail(cc->cat, cc->db, s, "writing the capture state", &cc->err);
@@ -927,7 +965,7 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
 struct state_merge {
     const struct state_tab *tab;
     size_t i;
-    sqlite3_stmt *pend;      /* SELECT key, len, deleted FROM temp.pending WHERE tbl = ? */
+    sqlite3_stmt *pend;      /* SELECT key, hash, len, deleted FROM temp.pending WHERE tbl = ? */
     bool pend_row;           /* pend is on a row */
 };
 
@@ -942,7 +980,7 @@ static int merge_step_pending(struct state_merge *m, struct catalog_capture *cc)
 
 /* 1 with the next live row, 0 at the end, -errno. */
 static int merge_next(struct state_merge *m, struct catalog_capture *cc, const unsigned char **k,
-                      size_t *kn, uint64_t *len)
+                      size_t *kn, uint64_t *hash, uint64_t *len)
 {
     for (;;) {
         bool have_t = m->i < m->tab->n;
@@ -964,16 +1002,18 @@ static int merge_next(struct state_merge *m, struct catalog_capture *cc, const u
         }
         if (c < 0) {
             *k = tk, *kn = tkn, *len = m->tab->len[m->i];
+            *hash = m->tab->hash ? m->tab->hash[m->i] : 0;
             m->i++;
             return 1;
         }
         if (c == 0)
             m->i++; /* pending wins */
         /* the pending row: its key is copied by the caller before the next step */
-        bool deleted = sqlite3_column_int(m->pend, 2);
+        bool deleted = sqlite3_column_int(m->pend, 3);
         if (!deleted) {
             *k = pk, *kn = pkn;
-            *len = (uint64_t)sqlite3_column_int64(m->pend, 1);
+            *hash = (uint64_t)sqlite3_column_int64(m->pend, 1);
+            *len = (uint64_t)sqlite3_column_int64(m->pend, 2);
             m->pend_row = false; /* stepped on the next call */
             return 2;
         }
@@ -984,13 +1024,13 @@ static int merge_next(struct state_merge *m, struct catalog_capture *cc, const u
 }
 
 int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
-                            int (*fn)(void *ctx, const char *key, uint64_t len),
+                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                             void *ctx)
 {
     /* Rows are collected under the lock, then handed to fn without it (fn may call put). */
     struct iter_out {
         char *key;
-        uint64_t len;
+        uint64_t hash, len;
     } *rows = NULL;
     size_t n = 0, cap = 0;
     sqlite3_stmt *pend = NULL;
@@ -999,7 +1039,7 @@ int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
     struct tid_cache *tc;
     rc = table_of(cc, table, &tc);
     if (!rc)
-        rc = prepare(cc->cat, cc->db, "SELECT key, len, deleted FROM temp.pending "
+        rc = prepare(cc->cat, cc->db, "SELECT key, hash, len, deleted FROM temp.pending "
                                       "WHERE tbl = ?1 ORDER BY key", &pend, &cc->err);
     if (!rc) {
         sqlite3_bind_text(pend, 1, table, -1, SQLITE_STATIC);
@@ -1009,8 +1049,8 @@ int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
         while (!rc) {
             const unsigned char *k;
             size_t kn;
-            uint64_t l;
-            int r = merge_next(&m, cc, &k, &kn, &l);
+            uint64_t h, l;
+            int r = merge_next(&m, cc, &k, &kn, &h, &l);
             if (r <= 0) {
                 rc = r;
                 break;
@@ -1030,6 +1070,7 @@ int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
                 break;
             }
             key_unpack(k, kn, rows[n].key);
+            rows[n].hash = h;
             rows[n].len = l;
             n++;
             if (r == 2)
@@ -1040,7 +1081,7 @@ int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
     pthread_mutex_unlock(&cc->mu);
     for (size_t i = 0; i < n; i++) {
         if (!rc)
-            rc = fn(ctx, rows[i].key, rows[i].len);
+            rc = fn(ctx, rows[i].key, rows[i].hash, rows[i].len);
         free(rows[i].key);
     }
     free(rows);
@@ -1065,7 +1106,7 @@ static int apply_pending(struct catalog_capture *cc, struct dverr *err)
     struct buf packed = BUF_INIT;
     int rc;
     if ((rc = prepare(c, db, "SELECT DISTINCT tbl FROM temp.pending ORDER BY tbl", &tbls, err)) ||
-        (rc = prepare(c, db, "SELECT key, len, deleted FROM temp.pending WHERE tbl = ?1 "
+        (rc = prepare(c, db, "SELECT key, hash, len, deleted FROM temp.pending WHERE tbl = ?1 "
                              "ORDER BY key", &pend, err)) ||
         (rc = prepare(c, db, "INSERT OR IGNORE INTO main.state_tables(env, tbl) VALUES(?1, ?2)",
                       &mk, err)) ||
@@ -1085,7 +1126,7 @@ static int apply_pending(struct catalog_capture *cc, struct dverr *err)
     while (!rc && (s = sqlite3_step(tbls)) == SQLITE_ROW) {
         char *tbl = strdup((const char *)sqlite3_column_text(tbls, 0));
         struct tid_cache *tc = NULL;
-        struct state_build b = {BUF_INIT, BUF_INIT, BUF_INIT, 0};
+        struct state_build b = {BUF_INIT, BUF_INIT, BUF_INIT, false, BUF_INIT, 0};
         if (!tbl) {
             rc = -ENOMEM;
             break;
@@ -1123,15 +1164,15 @@ static int apply_pending(struct catalog_capture *cc, struct dverr *err)
         while (!rc) {
             const unsigned char *k;
             size_t kn;
-            uint64_t l;
-            int r = merge_next(&m, cc, &k, &kn, &l);
+            uint64_t h, l;
+            int r = merge_next(&m, cc, &k, &kn, &h, &l);
             if (r < 0)
                 dverr_set(err, r, "%s", cc->err.msg);
             if (r <= 0) {
                 rc = r;
                 break;
             }
-            if ((rc = state_build_add(&b, k, kn, l)))
+            if ((rc = state_build_add(&b, k, kn, l, h)))
                 dverr_set(err, rc, "out of memory packing the capture state");
             else if (r == 2 && (rc = merge_step_pending(&m, cc)))
                 dverr_set(err, rc, "%s", cc->err.msg);

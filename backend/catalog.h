@@ -1,7 +1,7 @@
 /* catalog: the repository's local SQLite index (DESIGN.md section 7): restore points, the delta
  * segment of every point's tables, and the capture state (env, table, key -> length of the
- * record's current line) with the point it corresponds to. The state is kept packed: one zstd row
- * per table (about 17 bytes a GUID-keyed record), rewritten whole when the table changes, loaded
+ * record's current line, and its hash where the capture keeps one) with the point it corresponds to. The state is kept packed: one zstd row
+ * per table (about 17 bytes a GUID-keyed record, 25 with a hash), rewritten whole when the table changes, loaded
  * into memory on first use by a capture. It is a cache: every row can be rebuilt
  * from the repository's objects (repo_rebuild_catalog).
  *
@@ -48,13 +48,14 @@ struct catalog_capture;
  * puts over the current state. */
 int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
                           struct catalog_capture **out, struct dverr *err);
+/* hash 0 means none is kept for the key (found may still be true). */
 int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
-                        size_t key_len, uint64_t *len, bool *found);
+                        size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
 int catalog_capture_put(struct catalog_capture *cc, const char *table, const char *key,
-                        size_t key_len, uint64_t len, bool deleted);
+                        size_t key_len, uint64_t hash, uint64_t len, bool deleted);
 /* Keys of table in the state as it would be after commit, by key; fn may call put. */
 int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
-                            int (*fn)(void *ctx, const char *key, uint64_t len),
+                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                             void *ctx);
 /* Drop the in-memory copy of table's committed state (loaded again when needed). */
 void catalog_capture_done(struct catalog_capture *cc, const char *table);

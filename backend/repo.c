@@ -905,13 +905,14 @@ void repo_capture_abort(struct repo_capture *c)
 struct rebuild_ctx {
     struct catalog_capture *cc;
     const char *table;
+    bool hashes;             /* the capture keeps hashes for this table (no delta link) */
 };
 
 static int rebuild_put(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
 {
     struct rebuild_ctx *c = ctx;
-    (void)line;
-    return catalog_capture_put(c->cc, c->table, key, key_len, line_len, false);
+    return catalog_capture_put(c->cc, c->table, key, key_len,
+                               c->hashes ? repo_line_hash(line, line_len) : 0, line_len, false);
 }
 
 /* Replace env's capture state with the records of p (NULL: empty). */
@@ -923,7 +924,7 @@ static int rebuild_env_state(struct repo *r, struct catalog *cat, const char *en
     if (rc)
         return rc;
     for (size_t i = 0; p && i < p->n_tables && !rc; i++) {
-        struct rebuild_ctx c = {cc, p->tables[i].name};
+        struct rebuild_ctx c = {cc, p->tables[i].name, !p->tables[i].delta_link};
         rc = table_iterate(r, p, p->tables[i].name, rebuild_put, &c, err);
     }
     if (rc) {
@@ -1009,19 +1010,19 @@ const struct point *repo_capture_previous(struct repo_capture *c)
 }
 
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t *len, bool *found)
+                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found)
 {
-    return catalog_capture_get(c->cc, table, key, key_len, len, found);
+    return catalog_capture_get(c->cc, table, key, key_len, hash, len, found);
 }
 
 int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t len, bool deleted)
+                           size_t key_len, uint64_t hash, uint64_t len, bool deleted)
 {
-    return catalog_capture_put(c->cc, table, key, key_len, len, deleted);
+    return catalog_capture_put(c->cc, table, key, key_len, hash, len, deleted);
 }
 
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
-                               int (*fn)(void *ctx, const char *key, uint64_t len),
+                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx)
 {
     return catalog_capture_iterate(c->cc, table, fn, ctx);

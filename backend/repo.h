@@ -13,8 +13,9 @@
  * deletes drop the record) streamed straight into the table-file format (record.h).
  *
  * The catalog (SQLite, WAL, synchronous=FULL) indexes points and segments and holds the capture
- * state: for every environment, table and record key, the length of the record's current line
- * (the record hashes a full read diffs with come from the previous point's segments). It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
+ * state: for every environment, table and record key, the length of the record's current line,
+ * and its hash for tables without a delta link (a full read of any other table takes the hashes
+ * from the previous point's segments). It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
  *
  * Threading: struct repo is thread-safe (each thread gets its own SQLite connection and zstd
  * contexts); readers and writers may run in parallel. One capture writer per environment
@@ -190,13 +191,14 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
 const struct point *repo_capture_previous(struct repo_capture *c);
 /* Capture state of one record: found=false when the key is not in the table's current state. */
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t *len, bool *found);
-/* Record the new state of a key (len 0 with deleted=true removes it). */
+                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
+/* Record the new state of a key (len 0 with deleted=true removes it); hash 0 keeps none (tables
+ * read through change tracking: the capture keeps hashes only for tables it diffs on every read). */
 int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
-                           size_t key_len, uint64_t len, bool deleted);
+                           size_t key_len, uint64_t hash, uint64_t len, bool deleted);
 /* Every key of the table's current state (for diffing a full read to find deletions). */
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
-                               int (*fn)(void *ctx, const char *key, uint64_t len),
+                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx);
 /* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
  * if asked for, and at commit). Bounds memory to the tables being read. */

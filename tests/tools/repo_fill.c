@@ -267,7 +267,8 @@ static int fill(struct repo *r, const struct opts *o, const char *x_env, const c
                             continue;
                         rec_key(key, sizeof key, en, ti, i);
                         if (segment_writer_add(w, SEG_BASE, key, strlen(key), line.data, line.len, &e) ||
-                            repo_capture_state_put(c, t->name, key, strlen(key), line.len, false))
+                            repo_capture_state_put(c, t->name, key, strlen(key),
+                                                   repo_line_hash(line.data, line.len), line.len, false))
                             return die("writing a base", &e);
                     }
                 } else {
@@ -311,7 +312,8 @@ static int fill(struct repo *r, const struct opts *o, const char *x_env, const c
                         rec_key(key, sizeof key, en, ti, i);
                         if (segment_writer_add(w, (enum segment_op)op, key, strlen(key), line.data,
                                                op == SEG_DELETE ? 0 : line.len, &e) ||
-                            repo_capture_state_put(c, t->name, key, strlen(key), line.len,
+                            repo_capture_state_put(c, t->name, key, strlen(key),
+                                                   repo_line_hash(line.data, line.len), line.len,
                                                    op == SEG_DELETE))
                             return die("writing a delta", &e);
                     }

@@ -352,15 +352,16 @@ static void test_capture_points(void **state)
     for (int i = 0; i < 100; i++) {
         rec_key(key, sizeof key, i);
         rec_line(&line, i, 1);
-        assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key), line.len, false),
-                         0);
+        assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key),
+                                                repo_line_hash(line.data, line.len), line.len,
+                                                false), 0);
     }
-    uint64_t l;
+    uint64_t h, l;
     bool found;
-    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &l, &found), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
     assert_true(found);
     rec_line(&line, 42, 1);
-    assert_int_equal(l, line.len);
+    assert_true(h == repo_line_hash(line.data, line.len));
     char *chain[1] = {base};
     struct point *p = one_table_point("contoso-dev", chain, 1, st.entries, st.table_bytes);
     p->tables[0].delta = strdup(base);
@@ -398,10 +399,10 @@ static void test_capture_points(void **state)
     /* a second capture in the same second gets a later, unique name and sees the state */
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
     assert_non_null(repo_capture_previous(c));
-    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &l, &found), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
     assert_true(found);
-    assert_int_equal(repo_capture_state_put(c, "account", "k000042", 7, 0, true), 0);
-    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &l, &found), 0);
+    assert_int_equal(repo_capture_state_put(c, "account", "k000042", 7, 0, 0, true), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
     assert_false(found);
     struct point *p2 = one_table_point("contoso-dev", chain, 1, st.entries, st.table_bytes);
     assert_int_equal(repo_capture_commit(c, p2, &e), 0);
@@ -468,8 +469,9 @@ static struct point *commit_point(struct fx *f, const char *env, time_t t, const
     for (int i = 0; i < n; i++) {
         rec_key(key, sizeof key, i);
         rec_line(&line, i, v);
-        assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key), line.len, false),
-                         0);
+        assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key),
+                                                repo_line_hash(line.data, line.len), line.len,
+                                                false), 0);
     }
     char *chain[1] = {id};
     struct point *p = one_table_point(env, chain, 1, st.entries, st.table_bytes);
@@ -584,12 +586,13 @@ static void test_catalog_damage_rebuild(void **state)
         fprintf(stderr, "rebuild: %s\n", dverr_msg(&e));
     assert_int_equal(rc, 0);
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
-    uint64_t l;
+    uint64_t h, l;
     bool found;
     struct buf line = BUF_INIT;
     rec_line(&line, 59, 2);
-    assert_int_equal(repo_capture_state_get(c, "account", "k000059", 7, &l, &found), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000059", 7, &h, &l, &found), 0);
     assert_true(found);
+    assert_true(h == repo_line_hash(line.data, line.len));
     assert_int_equal(l, line.len);
     repo_capture_abort(c);
     buf_release(&line);
@@ -621,16 +624,16 @@ static void test_crash_between_manifest_and_catalog(void **state)
     struct repo_capture *c = NULL;
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
     assert_string_equal(repo_capture_previous(c)->name, "2025-11-21T100000Z");
-    uint64_t l;
+    uint64_t h, l;
     bool found;
     struct buf line = BUF_INIT;
     rec_line(&line, 25, 5);
-    assert_int_equal(repo_capture_state_get(c, "account", "k000025", 7, &l, &found), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000025", 7, &h, &l, &found), 0);
     assert_true(found);
-    assert_int_equal(l, line.len);
+    assert_true(h == repo_line_hash(line.data, line.len));
     rec_line(&line, 3, 5);
-    assert_int_equal(repo_capture_state_get(c, "account", "k000003", 7, &l, &found), 0);
-    assert_int_equal(l, line.len);
+    assert_int_equal(repo_capture_state_get(c, "account", "k000003", 7, &h, &l, &found), 0);
+    assert_true(h == repo_line_hash(line.data, line.len));
     repo_capture_abort(c);
     buf_release(&line);
     buf_release(&doc);
@@ -757,14 +760,14 @@ struct seen {
     struct repo_capture *c;
 };
 
-static int see(void *ctx, const char *key, uint64_t len)
+static int see(void *ctx, const char *key, uint64_t hash, uint64_t len)
 {
     struct seen *s = ctx;
-    buf_printf(&s->keys, "%s=%llu;", key, (unsigned long long)len);
+    buf_printf(&s->keys, "%s=%llu/%llu;", key, (unsigned long long)hash, (unsigned long long)len);
     s->n++;
     /* deleting while iterating is allowed (a full read's deletions are found this way) */
     if (s->c && strcmp(key, "plain-key") == 0)
-        return repo_capture_state_put(s->c, "account", key, strlen(key), 0, true);
+        return repo_capture_state_put(s->c, "account", key, strlen(key), 0, 0, true);
     return 0;
 }
 
@@ -780,35 +783,35 @@ static void test_state_iterate(void **state)
                           "sixteen-byte-key", "plain-key", "ü-unicode"};
     for (int i = 0; i < 5; i++)
         assert_int_equal(repo_capture_state_put(c, "account", keys[i], strlen(keys[i]),
-                                                (uint64_t)i * 10 + 1, false), 0);
+                                                (uint64_t)i + 1, (uint64_t)i * 10, false), 0);
     for (int i = 0; i < 10000; i++) { /* more than one page of iteration */
         char k[40];
         snprintf(k, sizeof k, "%08x-0000-4000-8000-%012d", i, i);
-        assert_int_equal(repo_capture_state_put(c, "contact", k, strlen(k), 7, false), 0);
+        assert_int_equal(repo_capture_state_put(c, "contact", k, strlen(k), (uint64_t)i, 7, false), 0);
     }
-    uint64_t l;
+    uint64_t h, l;
     bool found;
     for (int i = 0; i < 5; i++) {
-        assert_int_equal(repo_capture_state_get(c, "account", keys[i], strlen(keys[i]), &l,
+        assert_int_equal(repo_capture_state_get(c, "account", keys[i], strlen(keys[i]), &h, &l,
                                                 &found), 0);
         assert_true(found);
-        assert_int_equal(l, i * 10 + 1);
+        assert_int_equal(h, i + 1);
     }
     struct point *p = one_table_point("contoso-dev", NULL, 0, 0, 4);
     assert_int_equal(repo_capture_commit(c, p, &e), 0);
     point_free(p);
 
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
-    assert_int_equal(repo_capture_state_put(c, "account", "ü-unicode", strlen("ü-unicode"), 99,
+    assert_int_equal(repo_capture_state_put(c, "account", "ü-unicode", strlen("ü-unicode"), 99, 1,
                                             false), 0);
     struct seen s = {BUF_INIT, 0, c};
     assert_int_equal(repo_capture_state_iterate(c, "account", see, &s), 0);
     assert_int_equal(s.n, 5);
-    assert_non_null(strstr(s.keys.data, "0216ea39-aa40-4e8c-825c-892f2c82b146=1;"));
-    assert_non_null(strstr(s.keys.data, "0216EA39-AA40-4E8C-825C-892F2C82B146=11;"));
-    assert_non_null(strstr(s.keys.data, "sixteen-byte-key=21;"));
-    assert_non_null(strstr(s.keys.data, "ü-unicode=99;"));
-    assert_int_equal(repo_capture_state_get(c, "account", "plain-key", 9, &l, &found), 0);
+    assert_non_null(strstr(s.keys.data, "0216ea39-aa40-4e8c-825c-892f2c82b146=1/0;"));
+    assert_non_null(strstr(s.keys.data, "0216EA39-AA40-4E8C-825C-892F2C82B146=2/10;"));
+    assert_non_null(strstr(s.keys.data, "sixteen-byte-key=3/20;"));
+    assert_non_null(strstr(s.keys.data, "ü-unicode=99/1;"));
+    assert_int_equal(repo_capture_state_get(c, "account", "plain-key", 9, &h, &l, &found), 0);
     assert_false(found);
     struct seen s2 = {BUF_INIT, 0, NULL};
     assert_int_equal(repo_capture_state_iterate(c, "contact", see, &s2), 0);
@@ -817,7 +820,7 @@ static void test_state_iterate(void **state)
     assert_int_equal(s2.n, 10000);
     repo_capture_abort(c); /* nothing kept */
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
-    assert_int_equal(repo_capture_state_get(c, "account", "plain-key", 9, &l, &found), 0);
+    assert_int_equal(repo_capture_state_get(c, "account", "plain-key", 9, &h, &l, &found), 0);
     assert_true(found);
     repo_capture_abort(c);
     buf_release(&s.keys);
