@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <time.h>
@@ -61,7 +62,7 @@ struct slot {
     uint64_t entry_id;      /* 0: empty */
     size_t frame;
     size_t len;
-    char *buf;              /* CACHE_FRAME bytes, allocated on first use */
+    char *buf;              /* CACHE_FRAME bytes of cache.slab */
     int refs;               /* readers copying out of buf */
     bool busy;              /* being decoded or published; wait on c->cond */
     uint64_t use;
@@ -86,6 +87,7 @@ struct cache {
     atomic_int stopping;
     atomic_ullong frames_decoded;
     struct slot slots[CACHE_SLOTS];
+    char *slab;                   /* the slots' buffers: CACHE_SLOTS frames, 2 MiB aligned */
     struct cache_waiter *waiters; /* asynchronous readers (c->mu) */
     pthread_t watchdog;           /* fails waiters whose fill made no progress for wait_ms */
     bool watchdog_started, wd_stop;
@@ -739,9 +741,6 @@ static void *fill_main(void *arg)
             rc = dverr_set(&err, -ECANCELED, "cache closing");
             goto out;
         }
-        if (!s->buf && !(s->buf = malloc(CACHE_FRAME))) {
-            rc = dverr_set(&err, -ENOMEM, "out of memory");
-        }
         size_t fill = 0;
         bool end = false;
         while (!rc && fill < CACHE_FRAME) {
@@ -1040,7 +1039,16 @@ int cache_open(const char *dir, const struct cache_opts *opts, struct cache **ou
     c->n_buckets = 256;
     c->buckets = calloc(c->n_buckets, sizeof *c->buckets);
     c->dir = strdup(dir);
-    if (!c->buckets || !c->dir) {
+    /* One block for every slot, in transparent huge pages where the system allows them (only
+     * touched pages count): a reply's 1 MiB is then pinned by the kernel as one huge page instead
+     * of 256 small ones. */
+    c->slab = aligned_alloc(2u << 20, (size_t)CACHE_SLOTS * CACHE_FRAME);
+    if (c->slab) {
+        madvise(c->slab, (size_t)CACHE_SLOTS * CACHE_FRAME, MADV_HUGEPAGE);
+        for (int i = 0; i < CACHE_SLOTS; i++)
+            c->slots[i].buf = c->slab + (size_t)i * CACHE_FRAME;
+    }
+    if (!c->buckets || !c->dir || !c->slab) {
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto fail;
     }
@@ -1171,8 +1179,7 @@ void cache_free(struct cache *c)
         }
         free(c->buckets);
     }
-    for (int i = 0; i < CACHE_SLOTS; i++)
-        free(c->slots[i].buf);
+    free(c->slab);
     if (c->db)
         sqlite3_close(c->db);
     if (c->lock_fd >= 0)
@@ -1249,6 +1256,8 @@ again:
         if (need_fd || need_verify) {
             path_of(c, e, false, path, sizeof path);
             int fd = open(path, O_RDONLY | O_CLOEXEC);
+            if (fd >= 0) /* most reads are sequential: a larger readahead of the frames */
+                posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
             int vrc = fd < 0 ? -errno : (need_verify ? verify_file(c, e, fd) : 0);
             pthread_mutex_lock(&c->mu);
             if (vrc) {
@@ -1419,10 +1428,6 @@ static struct slot *slot_get_locked(struct cache *c, struct entry *e, size_t fi,
             pthread_cond_wait(&c->cond, &c->mu);
             continue;
         }
-        if (!victim->buf && !(victim->buf = malloc(CACHE_FRAME))) {
-            dverr_set(err, -ENOMEM, "out of memory");
-            return NULL;
-        }
         victim->busy = true;
         victim->entry_id = e->id;
         victim->frame = fi;
@@ -1552,6 +1557,58 @@ ssize_t cache_file_pread(struct cache_file *f, void *buf, size_t n, uint64_t off
     return (ssize_t)done;
 }
 
+/* Sequential reads: when a read ends at the end of frame fi, the next read will want frame
+ * fi + 1. prefetch_take (before the reply) takes a reference on the entry when no slot holds that
+ * frame yet; prefetch_run (after the reply, while the reader copies its bytes) decodes it into a
+ * shared slot and drops the reference. The kernel sends the next read only after the
+ * reply, so without this its frame is decoded while the reader waits: a read from the cache,
+ * page cache dropped, was 1.6x the in-memory FUSE file. */
+#define PREFETCH_AHEAD 1 /* frames decoded ahead of a sequential reader (2 was no faster) */
+static size_t prefetch_take(struct cache *c, struct entry *e, uint64_t end)
+{
+    if (end % CACHE_FRAME != 0 || end >= e->size)
+        return 0;
+    size_t first = (size_t)(end / CACHE_FRAME), fi = 0;
+    pthread_mutex_lock(&c->mu);
+    /* the first of the next frames that no slot holds (nor is decoding) */
+    for (size_t k = first; !fi && k < first + PREFETCH_AHEAD && k < e->n_frames; k++) {
+        bool held = false;
+        for (int i = 0; !held && i < CACHE_SLOTS; i++)
+            held = c->slots[i].entry_id == e->id && c->slots[i].frame == k;
+        if (!held)
+            fi = k;
+    }
+    if (fi && (e->state == ENTRY_FAILED || e->fd < 0))
+        fi = 0;
+    if (fi)
+        e->refs++;
+    pthread_mutex_unlock(&c->mu);
+    return fi;
+}
+
+static void prefetch_run(struct cache *c, struct entry *e, size_t fi, struct frame_tls *t)
+{
+    size_t plain_len = (size_t)((uint64_t)(fi + 1) * CACHE_FRAME > e->size
+                                    ? e->size - (uint64_t)fi * CACHE_FRAME
+                                    : CACHE_FRAME);
+    struct dverr err = {0};
+    pthread_mutex_lock(&c->mu);
+    struct slot *s = slot_get_locked(c, e, fi, plain_len, t, &err);
+    if (s) {
+        s->refs--;
+        s->use = ++c->use_clock;
+        if (s->len != plain_len) /* never keep a frame of the wrong size */
+            s->entry_id = 0;
+        pthread_cond_broadcast(&c->cond);
+    }
+    /* as cache_file_close: the last reference may be this one */
+    struct entry *dead = unref_locked(c, e);
+    struct entry *victims = evict_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    entry_free(dead);
+    delete_victims(c, victims);
+}
+
 int cache_file_read_in_place(struct cache_file *f, size_t n, uint64_t off,
                              int (*fn)(void *ctx, const void *p, size_t len), void *ctx,
                              struct dverr *err)
@@ -1570,8 +1627,12 @@ int cache_file_read_in_place(struct cache_file *f, size_t n, uint64_t off,
     struct slot *s = frame_acquire(c, e, (size_t)(off / CACHE_FRAME), t, err);
     if (!s)
         return -EIO;
+    /* f may be closed once fn has replied: e stays alive by the reference prefetch_take took */
+    size_t pre = prefetch_take(c, e, off + n); /* a frame index > 0, or 0: none */
     int rc = fn(ctx, s->buf + off % CACHE_FRAME, n);
     frame_release(c, s);
+    if (pre)
+        prefetch_run(c, e, pre, t);
     return rc;
 }
 

@@ -8,8 +8,9 @@
  * it is opened, by a two-thread pipeline: one thread reads the source into shared plain frames
  * that readers are served from at once (the first reader of a big table does not wait for the
  * whole table, nor for compression), the other compresses and writes them behind it, at most a
- * few frames behind. Decoded frames are kept in a few shared slots, so sequential reads decode
- * each frame once.
+ * few frames behind. Decoded frames are kept in a few shared slots (in huge pages where allowed),
+ * so sequential reads decode each frame once; an in-place read that ends at a frame's end
+ * decodes the next frame right after its reply, while the reader consumes the bytes.
  *
  * Budget: the bytes of all cache files are kept at or under the budget (the --cache-size, also
  * bounded by the free disk space at open: 95% of what the cache may grow into) by evicting the

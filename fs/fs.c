@@ -113,6 +113,8 @@ struct ffile {                 /* one entry under files/ */
 
 struct pview {
     char *env, *name;
+    uint64_t key;              /* fnv1a of env and name: compared before the strings */
+    size_t bytes;              /* an estimate of the memory it holds (pview_bytes) */
     int refs;                  /* vmu */
     bool dead;                 /* out of the LRU; freed at refs 0 */
     struct point *p;
@@ -124,7 +126,10 @@ struct pview {
     size_t n_files;
     struct buf backup_json;
     struct pview *prev, *next; /* LRU, vmu */
+    struct pview *hnext;       /* chain in fsd.pv_hash, vmu */
 };
+
+#define PV_BUCKETS 4096 /* a power of two */
 
 struct fsd {
     const struct fs_opts *o;
@@ -146,7 +151,9 @@ struct fsd {
     uint64_t envs_hash;
     struct eview *eviews;
     struct pview *lru_head, *lru_tail;
-    size_t n_pviews;
+    size_t n_pviews, pview_bytes; /* views held, and their estimated bytes (vmu) */
+    struct pview *pv_hash[PV_BUCKETS]; /* the views in the LRU by key (a list walk missed the
+                                          CPU cache on every view: 1000 points cost ~1M misses) */
 
     pthread_t refresher;
     bool refresher_started;
@@ -688,6 +695,68 @@ static int pview_build(struct fsd *f, struct pview *v)
     return f->src->ops->backup_json(f->src->impl, p, &v->backup_json);
 }
 
+/* The memory a view holds, estimated from what it points to (16 bytes of allocator overhead per
+ * block): what the point-view budget counts. */
+static size_t str_bytes(const char *s)
+{
+    return s ? strlen(s) + 17 : 0;
+}
+
+static size_t pview_bytes(const struct pview *v)
+{
+    const struct point *p = v->p;
+    size_t b = sizeof *v + str_bytes(v->env) + str_bytes(v->name) + v->backup_json.cap + 16;
+    if (!p)
+        return b;
+    b += sizeof *p + str_bytes(p->env) + str_bytes(p->name) + str_bytes(p->kind) +
+         str_bytes(p->label) + str_bytes(p->not_captured_json) + str_bytes(p->env_json) +
+         str_bytes(p->audit_table);
+    for (size_t i = 0; i < p->n_tables; i++) {
+        const struct point_table *t = &p->tables[i];
+        b += sizeof *t + sizeof *v->tnames + sizeof *v->schema_size + str_bytes(t->name) +
+             str_bytes(t->entity_set) + str_bytes(t->primary_key) + str_bytes(t->delta) +
+             str_bytes(t->schema) + str_bytes(t->delta_link) + str_bytes(t->full_read_reason) +
+             t->n_segments * (sizeof *t->segments + sizeof(uint64_t)) + 32;
+        for (size_t j = 0; j < t->n_segments; j++)
+            b += str_bytes(t->segments[j]);
+    }
+    for (size_t i = 0; i < p->n_files; i++) {
+        const struct point_file *pf = &p->files[i];
+        b += sizeof *pf + sizeof *v->files + sizeof *v->ftab + str_bytes(pf->table) +
+             str_bytes(pf->record_id) + str_bytes(pf->column) + str_bytes(pf->file_name) +
+             str_bytes(pf->blob);
+    }
+    return b;
+}
+
+static uint64_t pview_key(const char *env, const char *point)
+{
+    return fnv1a(env) * 0x100000001b3ULL ^ fnv1a(point);
+}
+
+/* Over budget: more than FS_POINT_BYTES of views, or more than FS_POINT_CACHE of them (vmu). */
+static bool pviews_over(const struct fsd *f)
+{
+    return f->n_pviews > FS_POINT_CACHE || (f->n_pviews > 1 && f->pview_bytes > FS_POINT_BYTES);
+}
+
+static void pv_hash_add(struct fsd *f, struct pview *v)
+{
+    struct pview **b = &f->pv_hash[v->key & (PV_BUCKETS - 1)];
+    v->hnext = *b;
+    *b = v;
+}
+
+static void pv_hash_remove(struct fsd *f, struct pview *v)
+{
+    for (struct pview **pp = &f->pv_hash[v->key & (PV_BUCKETS - 1)]; *pp; pp = &(*pp)->hnext)
+        if (*pp == v) {
+            *pp = v->hnext;
+            break;
+        }
+    v->hnext = NULL;
+}
+
 static void pview_lru_unlink(struct fsd *f, struct pview *v)
 {
     if (v->prev)
@@ -715,9 +784,10 @@ static void pview_lru_push(struct fsd *f, struct pview *v)
 /* A referenced view of env/point (-ENOENT when the point does not exist). */
 static int pview_get(struct fsd *f, const char *env, const char *point, struct pview **out)
 {
+    uint64_t key = pview_key(env, point);
     pthread_mutex_lock(&f->vmu);
-    for (struct pview *v = f->lru_tail; v; v = v->prev) {
-        if (strcmp(v->name, point) == 0 && strcmp(v->env, env) == 0) {
+    for (struct pview *v = f->pv_hash[key & (PV_BUCKETS - 1)]; v; v = v->hnext) {
+        if (v->key == key && strcmp(v->name, point) == 0 && strcmp(v->env, env) == 0) {
             v->refs++;
             pview_lru_unlink(f, v);
             pview_lru_push(f, v);
@@ -734,6 +804,7 @@ static int pview_get(struct fsd *f, const char *env, const char *point, struct p
         return -ENOMEM;
     v->env = strdup(env);
     v->name = strdup(point);
+    v->key = key;
     int rc = v->env && v->name ? 0 : -ENOMEM;
     if (!rc)
         rc = f->src->ops->point_load(f->src->impl, env, point, &v->p, &err);
@@ -746,21 +817,32 @@ static int pview_get(struct fsd *f, const char *env, const char *point, struct p
         return rc == -ENOENT ? -ENOENT : -EIO;
     }
     v->refs = 1;
-    struct pview *victim = NULL;
+    v->bytes = pview_bytes(v);
+    struct pview *victims = NULL;
     pthread_mutex_lock(&f->vmu);
     pview_lru_push(f, v);
+    pv_hash_add(f, v);
     f->n_pviews++;
-    if (f->n_pviews > FS_POINT_CACHE) {
-        for (struct pview *x = f->lru_head; x; x = x->next)
-            if (x->refs == 0) {
-                pview_lru_unlink(f, x);
-                f->n_pviews--;
-                victim = x;
-                break;
-            }
+    f->pview_bytes += v->bytes;
+    /* evict the least recently used views nobody holds until within budget (prev links the
+     * victims while they wait to be freed outside the lock) */
+    for (struct pview *x = f->lru_head, *next; x && pviews_over(f); x = next) {
+        next = x->next;
+        if (x->refs != 0)
+            continue;
+        pview_lru_unlink(f, x);
+        pv_hash_remove(f, x);
+        f->n_pviews--;
+        f->pview_bytes -= x->bytes;
+        x->prev = victims;
+        victims = x;
     }
     pthread_mutex_unlock(&f->vmu);
-    pview_free(f, victim);
+    while (victims) {
+        struct pview *x = victims;
+        victims = x->prev;
+        pview_free(f, x);
+    }
     *out = v;
     return 0;
 }
@@ -772,9 +854,11 @@ static void pview_put(struct fsd *f, struct pview *v)
     struct pview *victim = NULL;
     pthread_mutex_lock(&f->vmu);
     v->refs--;
-    if (v->refs == 0 && f->n_pviews > FS_POINT_CACHE) {
+    if (v->refs == 0 && pviews_over(f)) {
         pview_lru_unlink(f, v);
+        pv_hash_remove(f, v);
         f->n_pviews--;
+        f->pview_bytes -= v->bytes;
         victim = v;
     }
     pthread_mutex_unlock(&f->vmu);
@@ -1424,6 +1508,9 @@ static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
     conn->want |= FUSE_CAP_READDIRPLUS;
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
+    /* O_DIRECT reads as plain requests in the reader's context: with asynchronous direct I/O the
+     * reader waits uninterruptibly, so a signal could not withdraw a read waiting for a fill */
+    conn->want &= ~(unsigned)FUSE_CAP_ASYNC_DIO;
     conn->max_read = 1u << 20; /* must match the max_read mount option */
 }
 

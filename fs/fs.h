@@ -9,7 +9,7 @@
  *
  * Limits: sizes come from the manifests (exact before the first read); schema documents and
  * backup.json are rendered (small) to know their size. Listings are built when a directory is
- * opened. At most FS_POINT_CACHE manifests are kept in memory.
+ * opened. Parsed manifests are kept in memory within FS_POINT_BYTES.
  * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates environment
  * directories when points appear or go (never inside an operation), and the cache's fill threads.
  * Source and control calls are made without the view's locks held. */
@@ -25,7 +25,11 @@
 #include "backend/util.h"
 #include "cache/cache.h"
 
-#define FS_POINT_CACHE 256
+/* Point views (a parsed manifest and its file names) kept in memory: at most FS_POINT_BYTES of
+ * them (estimated), and at most FS_POINT_CACHE. 256 views did not hold one listing of an
+ * environment of 1000 points, so every `ls -lR` parsed every manifest again. */
+#define FS_POINT_CACHE 8192
+#define FS_POINT_BYTES (32u << 20)
 
 /* Where the data comes from. Every function may be called from any thread at the same time. */
 struct fs_source_ops {

@@ -2,12 +2,14 @@
  * its own and for benchmarks that need exact control of the data.
  *
  * usage: fakemount [--points N] [--tables N] [--records N] [--big-records N] [--cache DIR]
- *                  [--cache-size BYTES] [--wait-ms MS] [--allow-other] [--debug] MOUNTPOINT
+ *                  [--cache-size BYTES] [--wait-ms MS] [--slow-ms MS] [--allow-other] [--debug]
+ *                  MOUNTPOINT
  * Environments: "alpha" (N points, the second one manual with label "pre-upgrade", the newest
  * system; tables "account" (records grow with the point), "contact", "big" (--big-records,
  * default 0: absent) and --tables more; files under files/annotation/ with names that need
  * sanitising), "beta" (one point: "account" and "broken", which fails after 1 MiB of a 3 MiB
- * file), "odd/name" (sanitised to odd∕name; two empty points). Every record line has the same length, so sizes are exact by
+ * file; with --slow-ms also "slow", whose source gives its first byte only after MS), "odd/name"
+ * (sanitised to odd∕name; two empty points). Every record line has the same length, so sizes are exact by
  * formula. `touch MOUNTPOINT.addpoint` while mounted adds a point to alpha (tests of latest).
  * Runs in the foreground; SIGINT/SIGTERM unmount. Single process, not thread-safe beyond what the
  * view needs (the point list is guarded by one mutex). */
@@ -31,6 +33,7 @@
 struct fake {
     int points, tables;
     unsigned long long records, big_records;
+    int slow_ms;            /* > 0: beta has table "slow", stalled this long before its bytes */
     pthread_mutex_t mu;
     int n_points;           /* alpha's points (grows with .addpoint) */
     bool forgotten[4096];
@@ -200,10 +203,10 @@ static int f_point_load(void *impl, const char *env, const char *name, struct po
         }
         p->audit_table = strdup("contact");
     } else if (strcmp(env, "beta") == 0) {
-        const char *base[] = {"account", "broken"};
-        p->n_tables = 2;
+        const char *base[] = {"account", "broken", "slow"};
+        p->n_tables = fk->slow_ms > 0 ? 3 : 2;
         p->tables = calloc(p->n_tables, sizeof *p->tables);
-        for (size_t i = 0; i < 2; i++) {
+        for (size_t i = 0; i < p->n_tables; i++) {
             struct point_table *pt = &p->tables[i];
             pt->name = strdup(base[i]);
             pt->records = records_of(fk, base[i], idx);
@@ -240,6 +243,7 @@ struct stream {
     unsigned long long n, i;   /* records, next record */
     int point;
     bool broken;
+    int slow_ms;               /* sleep this long before the first bytes */
     struct buf pend;
     size_t pos;
     bool done;
@@ -257,6 +261,7 @@ static int f_stream_open(void *impl, const struct point *p, const char *table, b
     if (changes)
         s->n = s->point == 0 ? s->n : 1;
     s->broken = strcmp(table, "broken") == 0;
+    s->slow_ms = strcmp(table, "slow") == 0 ? fk->slow_ms : 0;
     buf_addstr(&s->pend, "[\n");
     *out = s;
     return 0;
@@ -266,6 +271,12 @@ static ssize_t f_stream_read(void *stream, void *buf, size_t n, struct dverr *er
 {
     struct stream *s = stream;
     size_t done = 0;
+    if (s->slow_ms > 0) { /* a stalled source (a slow store): the first read blocks */
+        struct timespec ts = {s->slow_ms / 1000, (long)(s->slow_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        s->slow_ms = 0;
+    }
     while (done < n) {
         if (s->pos == s->pend.len) {
             if (s->done)
@@ -355,6 +366,8 @@ int main(int argc, char **argv)
             cache_size = strtoull(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--wait-ms") == 0)
             wait_ms = (int)strtol(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--slow-ms") == 0)
+            fk.slow_ms = (int)strtol(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--allow-other") == 0)
             o.allow_other = true;
         else if (strcmp(argv[i], "--debug") == 0)
@@ -364,7 +377,8 @@ int main(int argc, char **argv)
     }
     if (i != argc - 1 || !cache_dir || fk.points > 4000) {
         fprintf(stderr, "usage: fakemount [--points N] [--tables N] [--records N] "
-                        "[--big-records N] --cache DIR [--cache-size B] [--wait-ms MS] MOUNTPOINT\n");
+                        "[--big-records N] --cache DIR [--cache-size B] [--wait-ms MS] [--slow-ms MS] "
+                        "MOUNTPOINT\n");
         return 2;
     }
     fk.n_points = fk.points;

@@ -1,7 +1,7 @@
 /* test_cache: the table cache on its own: fills followed by readers, random reads across frames,
  * size mismatches and source errors as EIO, the bounded wait, the budget with LRU eviction that
  * spares open files, persistence and the hash check across reopen, the one-process lock and the
- * mountpoint check. */
+ * mountpoint check, and the frame decoded ahead of a sequential reader. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -516,6 +516,68 @@ static void test_async_waiters(void **state)
     cache_free(c);
 }
 
+/* An in-place reader that closes its handle from inside the reply, as a FUSE release can come
+ * the moment a read is answered. */
+struct close_in_reply {
+    struct cache_file *f;
+    uint64_t seed, off;
+};
+
+static int close_take(void *ctx, const void *p, size_t len)
+{
+    struct close_in_reply *r = ctx;
+    check_bytes(p, len, r->seed, r->off);
+    cache_file_close(r->f);
+    r->f = NULL;
+    return (int)len;
+}
+
+static void test_sequential_prefetch(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    struct cache_opts o = {.budget = 64 << 20};
+    uint64_t size = 3 * CACHE_FRAME + 777;
+    struct gen g = {.size = size, .seed = 11, .fail_at_mib = -1};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    assert_int_equal(cache_file_open(c, "pre/a", size, &s, &f, &err), 0);
+    assert_int_equal(cache_wait_fills(c, 10000), 0);
+    cache_file_close(f);
+    cache_free(c);
+
+    /* a fresh process: no frame decoded yet */
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    s = gen_source(&g);
+    assert_int_equal(cache_file_open(c, "pre/a", size, &s, &f, &err), 0);
+    struct close_in_reply r = {.f = f, .seed = 11, .off = 0};
+    /* a read ending at a frame's end decodes the next frame after its reply, even when the
+     * handle was closed in between */
+    assert_int_equal(cache_file_read_in_place(f, CACHE_FRAME, 0, close_take, &r, &err),
+                     (int)CACHE_FRAME);
+    assert_null(r.f);
+    struct cache_stats st;
+    cache_stats(c, &st);
+    assert_int_equal(st.frames_decoded, 2);
+    assert_int_equal(st.open_files, 0);
+    s = gen_source(&g);
+    assert_int_equal(cache_file_open(c, "pre/a", size, &s, &f, &err), 0);
+    r = (struct close_in_reply){.f = f, .seed = 11, .off = CACHE_FRAME};
+    assert_int_equal(cache_file_read_in_place(f, CACHE_FRAME, CACHE_FRAME, close_take, &r, &err),
+                     (int)CACHE_FRAME);
+    cache_stats(c, &st);
+    assert_int_equal(st.frames_decoded, 3); /* frame 1 was there; frame 2 decoded ahead */
+    /* a read that does not end at a frame's end decodes nothing ahead */
+    s = gen_source(&g);
+    assert_int_equal(cache_file_open(c, "pre/a", size, &s, &f, &err), 0);
+    r = (struct close_in_reply){.f = f, .seed = 11, .off = 3 * CACHE_FRAME};
+    assert_int_equal(cache_file_read_in_place(f, 777, 3 * CACHE_FRAME, close_take, &r, &err), 777);
+    cache_stats(c, &st);
+    assert_int_equal(st.frames_decoded, 4);
+    cache_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +588,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lock_and_mountpoint, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_waiters, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_sequential_prefetch, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
