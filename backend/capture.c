@@ -261,7 +261,7 @@ static void files_free(struct point_file *f, size_t n)
     free(f);
 }
 
-/* Files named in one record: documentbody of a note (decoded now), file columns (queued). */
+/* Queue a file column's download (retry: the previous point lists it as not captured). */
 static int add_todo(struct table_job *j, const char *key, const char *column, bool retry)
 {
     if (j->n_todo == j->cap_todo) {
@@ -280,6 +280,7 @@ static int add_todo(struct table_job *j, const char *key, const char *column, bo
     return 0;
 }
 
+/* Files named in one record: documentbody of a note (decoded now), file columns (queued). */
 static int record_files(struct table_job *j, const struct json_node *rec, const char *key)
 {
     int rc = 0;
