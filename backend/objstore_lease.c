@@ -334,14 +334,7 @@ static void *renew_thread(void *arg)
         period_ms = 200;
     pthread_mutex_lock(&l->mu);
     while (!l->stop && !l->lost) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        ts.tv_sec += (time_t)(period_ms / 1000);
-        ts.tv_nsec += (long)(period_ms % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = timespec_in_ms(CLOCK_MONOTONIC, (long)period_ms);
         int w = 0;
         while (!l->stop && w != ETIMEDOUT)
             w = pthread_cond_timedwait(&l->cv, &l->mu, &ts);

@@ -662,13 +662,7 @@ int ops_wait(struct ops *o, const char *id, int timeout_ms)
             rc = -ETIMEDOUT;
             break;
         }
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        struct timespec ts = timespec_in_ms(CLOCK_REALTIME, 100);
         pthread_cond_timedwait(&o->cond, &o->mu, &ts);
     }
     pthread_mutex_unlock(&o->mu);

@@ -92,6 +92,8 @@ void name_unique_suffix(char name[256], int n);
 
 /* Monotonic clock in milliseconds. */
 int64_t now_ms(void);
+/* clock's time ms milliseconds from now: the deadline of a pthread_cond_timedwait on that clock. */
+struct timespec timespec_in_ms(clockid_t clock, long ms);
 
 /* Standard padded base64 of data[0..len) appended to out. */
 int base64_encode(const void *data, size_t len, struct buf *out);

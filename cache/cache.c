@@ -398,18 +398,6 @@ static struct entry *unref_locked(struct cache *c, struct entry *e)
 }
 
 /* ---- asynchronous waiters ---- */
-static struct timespec deadline_in(int ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += ms / 1000;
-    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
-    if (ts.tv_nsec >= 1000000000L) {
-        ts.tv_sec++;
-        ts.tv_nsec -= 1000000000L;
-    }
-    return ts;
-}
 
 static size_t avail_frames(const struct entry *e);
 
@@ -495,7 +483,7 @@ static void *watchdog_main(void *arg)
         }
         if (c->wd_stop)
             break;
-        struct timespec ts = deadline_in(100);
+        struct timespec ts = timespec_in_ms(CLOCK_REALTIME, 100);
         pthread_cond_timedwait(&c->wd_cond, &c->mu, &ts);
     }
     pthread_mutex_unlock(&c->mu);
@@ -592,7 +580,7 @@ static int write_frame(struct fill_job *job, ZSTD_CCtx *cctx, char *comp, size_t
     if (c->bytes > c->budget && finishing_locked(c, e)) {
         /* a fill that nobody reads any more (its reader went ahead of the writer) becomes
          * evictable when it ends: wait for that (bounded) rather than go over the budget */
-        struct timespec dl = deadline_in(500);
+        struct timespec dl = timespec_in_ms(CLOCK_REALTIME, 500);
         while (c->bytes > c->budget && finishing_locked(c, e) &&
                pthread_cond_timedwait(&c->cond, &c->mu, &dl) != ETIMEDOUT) {
             struct entry *more = evict_locked(c);
@@ -697,7 +685,7 @@ static struct slot *fill_slot_locked(struct fill_job *job, size_t k)
             v->len = 0;
             return v;
         }
-        struct timespec ts = deadline_in(1000); /* recheck stopping now and then */
+        struct timespec ts = timespec_in_ms(CLOCK_REALTIME, 1000); /* recheck stopping now and then */
         pthread_cond_timedwait(&c->cond, &c->mu, &ts);
     }
 }
@@ -1371,7 +1359,7 @@ void cache_stop_fills(struct cache *c)
 
 int cache_wait_fills(struct cache *c, int timeout_ms)
 {
-    struct timespec dl = deadline_in(timeout_ms);
+    struct timespec dl = timespec_in_ms(CLOCK_REALTIME, timeout_ms);
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     while (c->fills_running > 0 && rc != ETIMEDOUT)
@@ -1484,12 +1472,12 @@ static struct slot *frame_acquire(struct cache *c, struct entry *e, size_t fi,
                                     : CACHE_FRAME);
     pthread_mutex_lock(&c->mu);
     size_t seen = avail_frames(e);
-    struct timespec dl = deadline_in(c->wait_ms);
+    struct timespec dl = timespec_in_ms(CLOCK_REALTIME, c->wait_ms);
     while (avail_frames(e) <= fi && e->state == ENTRY_FILLING) {
         int w = pthread_cond_timedwait(&c->cond, &c->mu, &dl);
         if (avail_frames(e) != seen) {
             seen = avail_frames(e);
-            dl = deadline_in(c->wait_ms);
+            dl = timespec_in_ms(CLOCK_REALTIME, c->wait_ms);
         } else if (w == ETIMEDOUT) {
             break;
         }

@@ -2428,14 +2428,7 @@ static void *refresher_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&f->stop_mu);
         if (!f->stopping) {
-            struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
-            ts.tv_sec += period / 1000;
-            ts.tv_nsec += (long)(period % 1000) * 1000000L;
-            if (ts.tv_nsec >= 1000000000L) {
-                ts.tv_sec++;
-                ts.tv_nsec -= 1000000000L;
-            }
+            struct timespec ts = timespec_in_ms(CLOCK_REALTIME, period);
             pthread_cond_timedwait(&f->stop_cond, &f->stop_mu, &ts);
         }
         bool stop = f->stopping;
