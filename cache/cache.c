@@ -48,6 +48,9 @@ struct entry {
     char sha[65];           /* SHA-256 of the file (READY) */
     bool verified;          /* sha checked since this process opened the cache */
     int fd;                 /* open while refs > 0; -1 otherwise */
+    int plain_fd;           /* the plain copy (an unlinked file) when ready; else -1 */
+    uint64_t plain_bytes;   /* counted in c->bytes: the plain copy, or its reservation */
+    bool plain_busy;        /* a plain copy is being built */
     int refs;               /* handles + the fill thread */
     uint64_t last_use;
     bool in_table;
@@ -83,6 +86,7 @@ struct cache {
     struct entry *lru_head, *lru_tail;
     uint64_t bytes, max_bytes, use_clock, next_id;
     uint64_t open_files, fills, hits, evictions;
+    size_t n_plain;               /* plain copies held or being built */
     int fills_running;
     atomic_int stopping;
     atomic_ullong frames_decoded;
@@ -307,6 +311,7 @@ static struct entry *entry_new(struct cache *c, const char *key, const char *nam
     memcpy(e->name, name, 65);
     e->id = ++c->next_id;
     e->fd = -1;
+    e->plain_fd = -1;
     return e;
 }
 
@@ -316,6 +321,8 @@ static void entry_free(struct entry *e)
         return;
     if (e->fd >= 0)
         close(e->fd);
+    if (e->plain_fd >= 0)
+        close(e->plain_fd);
     free(e->key);
     free(e->frame_len);
     free(e->frame_off);
@@ -350,15 +357,31 @@ static void path_of(const struct cache *c, const struct entry *e, bool tmp, char
 
 /* Pick victims until bytes fit the budget (c->mu held). Victims leave the table and the LRU and
  * are returned as a list (linked through hnext) for the caller to delete without the lock. */
+static void plain_drop_locked(struct cache *c, struct entry *e)
+{
+    if (e->plain_fd < 0)
+        return;
+    close(e->plain_fd); /* unlinked: its blocks go with the last descriptor */
+    e->plain_fd = -1;
+    c->bytes -= e->plain_bytes;
+    e->plain_bytes = 0;
+    c->n_plain--;
+}
+
 static struct entry *evict_locked(struct cache *c)
 {
     struct entry *victims = NULL;
+    /* plain copies first: they are the biggest and can be made again from the frames */
+    for (struct entry *e = c->lru_head; e && c->bytes > c->budget; e = e->lnext)
+        if (e->refs == 0)
+            plain_drop_locked(c, e);
     struct entry *e = c->lru_head;
     while (c->bytes > c->budget && e) {
         struct entry *next = e->lnext;
         if (e->refs == 0 && e->state == ENTRY_READY) {
             lru_unlink(c, e);
             table_remove(c, e);
+            plain_drop_locked(c, e);
             c->bytes -= e->disk_bytes;
             c->evictions++;
             e->hnext = victims;
@@ -1256,6 +1279,7 @@ again:
                     close(fd);
                 table_remove(c, e);
                 lru_unlink(c, e);
+                plain_drop_locked(c, e);
                 c->bytes -= e->disk_bytes;
                 struct entry *dead = unref_locked(c, e);
                 pthread_mutex_unlock(&c->mu);
@@ -1372,6 +1396,169 @@ int cache_wait_fills(struct cache *c, int timeout_ms)
 uint64_t cache_file_size(const struct cache_file *f)
 {
     return f->e->size;
+}
+
+/* ---- plain copies (for FUSE passthrough) ---- */
+struct plain_job {
+    struct cache *c;
+    struct entry *e;
+};
+
+/* Decode every frame of a READY entry into an unlinked file next to the cache files. */
+static int plain_build(struct cache *c, struct entry *e, int *out_fd, struct dverr *err)
+{
+    char path[PATH_MAX];
+    path_of(c, e, false, path, sizeof path);
+    int zfd = open(path, O_RDONLY | O_CLOEXEC);
+    if (zfd < 0)
+        return dverr_set(err, -errno, "%s: %s", path, strerror(errno));
+    int pfd = open(c->files_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (pfd < 0) {
+        int rc = dverr_set(err, -errno, "a plain copy in %s: %s", c->files_dir, strerror(errno));
+        close(zfd);
+        return rc;
+    }
+    ZSTD_DCtx *dctx = ZSTD_createDCtx();
+    char *comp = malloc(ZSTD_compressBound(CACHE_FRAME)), *plain = malloc(CACHE_FRAME);
+    int rc = dctx && comp && plain ? 0 : dverr_set(err, -ENOMEM, "out of memory");
+    uint64_t done = 0;
+    for (size_t fi = 0; !rc && fi < e->n_frames; fi++) {
+        if (atomic_load(&c->stopping)) {
+            rc = dverr_set(err, -ECANCELED, "the cache is stopping");
+            break;
+        }
+        uint32_t flen = e->frame_len[fi]; /* a READY entry's frame index never changes */
+        if (pread(zfd, comp, flen, (off_t)e->frame_off[fi]) != (ssize_t)flen) {
+            rc = dverr_set(err, -EIO, "%s: short read", path);
+            break;
+        }
+        size_t n = ZSTD_decompressDCtx(dctx, plain, CACHE_FRAME, comp, flen);
+        if (ZSTD_isError(n)) {
+            rc = dverr_set(err, -EIO, "frame %zu of %s is damaged", fi, e->key);
+            break;
+        }
+        for (size_t w = 0; w < n;) {
+            ssize_t r = pwrite(pfd, plain + w, n - w, (off_t)(done + w));
+            if (r < 0) {
+                rc = dverr_set(err, -errno, "writing a plain copy: %s", strerror(errno));
+                break;
+            }
+            w += (size_t)r;
+        }
+        done += n;
+    }
+    if (!rc && done != e->size)
+        rc = dverr_set(err, -EIO, "the plain copy of %s has %llu bytes, expected %llu", e->key,
+                       (unsigned long long)done, (unsigned long long)e->size);
+    ZSTD_freeDCtx(dctx);
+    free(comp);
+    free(plain);
+    close(zfd);
+    if (rc) {
+        close(pfd);
+        return rc;
+    }
+    *out_fd = pfd;
+    return 0;
+}
+
+static void *plain_main(void *arg)
+{
+    struct plain_job *job = arg;
+    struct cache *c = job->c;
+    struct entry *e = job->e;
+    free(job);
+    struct dverr err = {0};
+    int fd = -1;
+    int rc = plain_build(c, e, &fd, &err);
+    if (rc && rc != -ECANCELED)
+        log_warn("cache: %s", dverr_msg(&err));
+    pthread_mutex_lock(&c->mu);
+    e->plain_busy = false;
+    if (rc) {
+        c->bytes -= e->plain_bytes;
+        e->plain_bytes = 0;
+        c->n_plain--;
+    } else {
+        e->plain_fd = fd;
+    }
+    struct entry *dead = unref_locked(c, e);
+    c->fills_running--;
+    pthread_cond_broadcast(&c->cond);
+    pthread_mutex_unlock(&c->mu);
+    entry_free(dead);
+    return NULL;
+}
+
+int cache_file_plain_fd(struct cache_file *f)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    struct entry *victims = NULL;
+    int rc = -EAGAIN;
+    pthread_mutex_lock(&c->mu);
+    if (e->plain_fd >= 0) {
+        rc = e->plain_fd;
+        goto out;
+    }
+    if (e->size < CACHE_PLAIN_MIN) {
+        rc = -EINVAL;
+        goto out;
+    }
+    if (e->state != ENTRY_READY || e->plain_busy || atomic_load(&c->stopping))
+        goto out;
+    if (e->size > c->budget / 2 || c->n_plain >= CACHE_PLAIN_MAX) {
+        rc = -ENOSPC;
+        goto out;
+    }
+    /* reserve the bytes, make room, and give up when the open files leave none */
+    e->plain_bytes = e->size;
+    c->bytes += e->size;
+    c->n_plain++;
+    victims = evict_locked(c);
+    if (c->bytes > c->budget) {
+        c->bytes -= e->size;
+        e->plain_bytes = 0;
+        c->n_plain--;
+        rc = -ENOSPC;
+        goto out;
+    }
+    if (c->bytes > c->max_bytes)
+        c->max_bytes = c->bytes;
+    struct plain_job *job = malloc(sizeof *job);
+    pthread_attr_t attr;
+    pthread_t th;
+    sigset_t all, old;
+    int prc = ENOMEM;
+    if (job) {
+        *job = (struct plain_job){c, e};
+        e->refs++;
+        e->plain_busy = true;
+        c->fills_running++;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        prc = pthread_create(&th, &attr, plain_main, job);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+    }
+    if (prc) {
+        free(job);
+        if (job) {
+            e->refs--;
+            e->plain_busy = false;
+            c->fills_running--;
+        }
+        c->bytes -= e->size;
+        e->plain_bytes = 0;
+        c->n_plain--;
+        rc = -prc;
+    }
+out:
+    pthread_mutex_unlock(&c->mu);
+    delete_victims(c, victims);
+    return rc;
 }
 
 /* Frames a reader may ask for (c->mu held): written ones, and published ones while filling. */
@@ -1704,6 +1891,13 @@ void cache_stats(struct cache *c, struct cache_stats *out)
     out->fills = c->fills;
     out->hits = c->hits;
     out->evictions = c->evictions;
+    out->plain_copies = 0;
+    out->plain_bytes = 0;
+    for (struct entry *e = c->lru_head; e; e = e->lnext)
+        if (e->plain_fd >= 0) {
+            out->plain_copies++;
+            out->plain_bytes += e->plain_bytes;
+        }
     pthread_mutex_unlock(&c->mu);
     out->frames_decoded = atomic_load(&c->frames_decoded);
 }

@@ -115,6 +115,18 @@ void cache_stop_fills(struct cache *c);
 /* Wait until no fill is running (at most timeout_ms); 0, or -ETIMEDOUT. */
 int cache_wait_fills(struct cache *c, int timeout_ms);
 uint64_t cache_file_size(const struct cache_file *f);
+
+/* FUSE passthrough serves a file from a plain file on disk (the kernel then reads it as it reads
+ * local files: no daemon, no FUSE page cache). A plain copy is an unlinked file in the cache
+ * directory holding the decoded bytes, counted in the budget and dropped first when room is
+ * needed (never while the file is open). The first call on a file that is READY starts building
+ * the copy in the background (-EAGAIN); once it is there, the descriptor (the cache's: do not close
+ * it; valid while f is open). -EAGAIN while filling or building, -EINVAL below CACHE_PLAIN_MIN
+ * bytes, -ENOSPC when it does not fit (more than half the budget, CACHE_PLAIN_MAX copies, or the
+ * open files leave no room). */
+#define CACHE_PLAIN_MIN CACHE_FRAME /* smaller files gain nothing worth a descriptor */
+#define CACHE_PLAIN_MAX 64          /* descriptors held */
+int cache_file_plain_fd(struct cache_file *f);
 void cache_file_close(struct cache_file *f); /* accepts NULL */
 
 struct cache_stats {
@@ -122,6 +134,7 @@ struct cache_stats {
     uint64_t bytes;         /* bytes of cache files on disk (filling included) */
     uint64_t max_bytes;     /* the most bytes ever held since open */
     uint64_t files, open_files, fills, hits, evictions, frames_decoded;
+    uint64_t plain_copies, plain_bytes; /* plain copies ready (see cache_file_plain_fd) */
 };
 void cache_stats(struct cache *c, struct cache_stats *out);
 

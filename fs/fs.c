@@ -40,6 +40,7 @@
 #include <unistd.h>
 
 #include "backend/log.h"
+#include "fs/passthrough.h"
 
 #define IMMUTABLE_TIMEOUT 86400.0
 #define ENV_TIMEOUT 1.0
@@ -167,6 +168,21 @@ struct fsd {
     struct aread *cq_head, *cq_tail;
     pthread_t completer;
     bool completer_started, cq_stop;
+
+    struct passthrough *pt;       /* FUSE passthrough of cached files (see open_mode_pick) */
+    struct open_count *open_counts; /* cached files open, per inode (mu) */
+};
+
+/* How a cached file's inode is open, for the kernel's rule that an inode is open either through
+ * the FUSE page cache or through passthrough, never both at once. Kept per inode number (not in
+ * the node: a FORGET can overtake the last RELEASE). Counts only grow before the reply and only
+ * shrink at RELEASE, which the kernel sends after it let go of the open, so they never
+ * undercount. */
+struct open_count {
+    fuse_ino_t ino;
+    int cached, passthrough;
+    int backing_id;           /* registered while passthrough > 0 */
+    struct open_count *next;
 };
 
 struct dent {
@@ -182,11 +198,13 @@ struct dirh {
 };
 
 enum htype { H_MEM, H_CACHE, H_CTL };
+enum open_mode { OPEN_UNCOUNTED, OPEN_CACHED, OPEN_PASSTHROUGH };
 struct handle {
     enum htype type;
     struct buf mem;            /* H_MEM and the status of H_CTL */
     struct cache_file *cf;
     bool write;
+    enum open_mode mode;       /* H_CACHE: counted in f->open_counts as */
 };
 
 static struct fsd *fsd_of(fuse_req_t req)
@@ -1954,12 +1972,85 @@ static int open_cached(struct fsd *f, const struct node *n, struct handle *h, st
     return 0;
 }
 
+/* f->mu held */
+static struct open_count *open_count_get(struct fsd *f, fuse_ino_t ino, bool create)
+{
+    for (struct open_count *c = f->open_counts; c; c = c->next)
+        if (c->ino == ino)
+            return c;
+    struct open_count *c = create ? calloc(1, sizeof *c) : NULL;
+    if (c) {
+        c->ino = ino;
+        c->next = f->open_counts;
+        f->open_counts = c;
+    }
+    return c;
+}
+
+/* How the kernel serves this open of a cached file: by passthrough from the cache's plain copy
+ * when there is one and the inode is not open through the FUSE page cache (and always while it
+ * is open by passthrough), else through the page cache. The backing id for the reply (0: the
+ * page cache), or -ENOMEM. */
+static int open_mode_pick(struct fsd *f, fuse_ino_t ino, struct handle *h)
+{
+    int plain = passthrough_on(f->pt) ? cache_file_plain_fd(h->cf) : -1;
+    int id = 0;
+    pthread_mutex_lock(&f->mu);
+    struct open_count *c = open_count_get(f, ino, true);
+    if (!c) {
+        pthread_mutex_unlock(&f->mu);
+        return -ENOMEM;
+    }
+    if (c->passthrough == 0 && c->cached == 0 && plain >= 0) {
+        int r = passthrough_backing_open(f->pt, plain);
+        c->backing_id = r > 0 ? r : 0;
+    }
+    if (c->backing_id > 0) {
+        c->passthrough++;
+        h->mode = OPEN_PASSTHROUGH;
+        id = c->backing_id;
+    } else {
+        c->cached++;
+        h->mode = OPEN_CACHED;
+    }
+    pthread_mutex_unlock(&f->mu);
+    return id;
+}
+
+static void open_mode_release(struct fsd *f, fuse_ino_t ino, struct handle *h)
+{
+    int close_id = 0;
+    if (h->mode == OPEN_UNCOUNTED)
+        return;
+    pthread_mutex_lock(&f->mu);
+    struct open_count *c = open_count_get(f, ino, false);
+    if (c) {
+        if (h->mode == OPEN_PASSTHROUGH && --c->passthrough == 0) {
+            close_id = c->backing_id;
+            c->backing_id = 0;
+        } else if (h->mode == OPEN_CACHED) {
+            c->cached--;
+        }
+        if (c->passthrough == 0 && c->cached == 0) {
+            struct open_count **pp = &f->open_counts;
+            while (*pp != c)
+                pp = &(*pp)->next;
+            *pp = c->next;
+            free(c);
+        }
+    }
+    pthread_mutex_unlock(&f->mu);
+    h->mode = OPEN_UNCOUNTED;
+    if (close_id > 0)
+        passthrough_backing_close(f->pt, close_id);
+}
+
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fsd *f = fsd_of(req);
     struct node *n = node_find(f, ino);
     struct dverr err = {0};
-    int rc = 0;
+    int rc = 0, backing_id = 0;
     if (!n) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -2022,6 +2113,12 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         rc = open_cached(f, n, h, &err);
         if (rc)
             log_warn("mount: open %s: %s", n->path, dverr_msg(&err));
+        if (!rc)
+            backing_id = open_mode_pick(f, ino, h);
+        if (backing_id < 0) {
+            cache_file_close(h->cf);
+            rc = backing_id;
+        }
         fi->keep_cache = 1;
         break;
     default:
@@ -2034,7 +2131,12 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
+    /* nothing to flush in a read-only open: no FLUSH round trip at every close (and a close
+     * never waits for the daemon) */
+    fi->noflush = !wr;
+    passthrough_next_open(backing_id);
     if (fuse_reply_open(req, fi) != 0) {
+        open_mode_release(f, ino, h);
         cache_file_close(h->cf);
         buf_release(&h->mem);
         free(h);
@@ -2246,6 +2348,7 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
     if (h) {
+        open_mode_release(fsd_of(req), ino, h);
         cache_file_close(h->cf);
         buf_release(&h->mem);
         free(h);
@@ -2497,6 +2600,17 @@ bool fs_mount_is_stale(const char *path)
     return false;
 }
 
+/* libfuse's custom I/O hooks: its userdata is the view's */
+static ssize_t io_read(int fd, void *buf, size_t len, void *userdata)
+{
+    return passthrough_read(((struct fsd *)userdata)->pt, fd, buf, len);
+}
+
+static ssize_t io_writev(int fd, struct iovec *iov, int count, void *userdata)
+{
+    return passthrough_writev(((struct fsd *)userdata)->pt, fd, iov, count);
+}
+
 int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *err)
 {
     struct fsd *f = calloc(1, sizeof *f);
@@ -2570,6 +2684,13 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
         goto out;
     }
     mounted = true;
+    /* passthrough needs CAP_SYS_ADMIN; without it the kernel refuses every backing file */
+    f->pt = passthrough_new(!o->no_passthrough && geteuid() == 0);
+    struct fuse_custom_io io = {.read = io_read, .writev = io_writev};
+    if (!f->pt || fuse_session_custom_io(f->se, &io, fuse_session_fd(f->se)) != 0) {
+        rc = dverr_set(err, -ENOMEM, "cannot set up the FUSE device's I/O");
+        goto out;
+    }
     if (fuse_daemonize(o->foreground) != 0) {
         rc = dverr_set(err, -EIO, "cannot daemonize");
         goto out;
@@ -2638,6 +2759,11 @@ out:
     }
     free(f->by_ino);
     free(f->by_path);
+    for (struct open_count *c = f->open_counts, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    passthrough_free(f->pt);
     for (struct pview *v = f->lru_head, *next; v; v = next) {
         next = v->next;
         pview_free(f, v);

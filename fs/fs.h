@@ -84,6 +84,7 @@ struct fs_opts {
     bool allow_other;
     bool debug;
     int max_threads;              /* 0: 16 */
+    bool no_passthrough;          /* never serve cached files by FUSE passthrough */
     int refresh_ms;               /* how often environments are checked for new points; 0: 1000 */
     const char *cache_key_prefix; /* names the repository in cache keys */
     struct cache *cache;          /* borrowed */

@@ -1,7 +1,8 @@
 /* test_cache: the table cache on its own: fills followed by readers, random reads across frames,
  * size mismatches and source errors as EIO, the bounded wait, the budget with LRU eviction that
  * spares open files, persistence and the hash check across reopen, the one-process lock and the
- * mountpoint check, and the frame decoded ahead of a sequential reader. */
+ * mountpoint check, the frame decoded ahead of a sequential reader, and plain copies (for FUSE
+ * passthrough) within the budget. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -317,6 +318,123 @@ static void test_budget_lru(void **state)
     free(buf);
 }
 
+/* Wait (bounded) until the plain copy of f is ready; its fd, or the last error. */
+static int plain_wait(struct cache_file *f)
+{
+    int fd = -EAGAIN;
+    for (int i = 0; i < 500 && fd == -EAGAIN; i++) {
+        fd = cache_file_plain_fd(f);
+        if (fd == -EAGAIN)
+            usleep(10000);
+    }
+    return fd;
+}
+
+static void test_plain_copies(void **state)
+{
+    struct cache *c;
+    struct dverr err = {0};
+    uint64_t size = 3 * CACHE_FRAME + 777;
+    struct cache_opts o = {.budget = 64 << 20};
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    struct gen g = {.size = size, .seed = 11, .fail_at_mib = -1};
+    struct cache_source s = gen_source(&g);
+    struct cache_file *f;
+    assert_int_equal(cache_file_open(c, "big", size, &s, &f, &err), 0);
+    /* not while the file is still filling */
+    assert_int_equal(cache_file_plain_fd(f), -EAGAIN);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    struct cache_stats st;
+    cache_stats(c, &st);
+    uint64_t zst_bytes = st.bytes;
+    int fd = plain_wait(f);
+    assert_true(fd >= 0);
+    assert_int_equal(cache_file_plain_fd(f), fd); /* the same copy, not a second one */
+    /* the plain bytes, in an unlinked 0600 file inside the cache directory */
+    struct stat sb;
+    assert_int_equal(fstat(fd, &sb), 0);
+    assert_int_equal(sb.st_size, size);
+    assert_int_equal(sb.st_nlink, 0);
+    assert_int_equal(sb.st_mode & 0777, 0600);
+    unsigned char *buf = malloc(size);
+    assert_int_equal(pread(fd, buf, size, 0), (ssize_t)size);
+    check_bytes(buf, size, 11, 0);
+    cache_stats(c, &st);
+    assert_int_equal(st.plain_copies, 1);
+    assert_int_equal(st.plain_bytes, size);
+    assert_int_equal(st.bytes, zst_bytes + size); /* counted in the budget */
+    cache_file_close(f);
+
+    /* a small file gets none */
+    struct gen gsmall = {.size = 1000, .seed = 12, .fail_at_mib = -1};
+    s = gen_source(&gsmall);
+    assert_int_equal(cache_file_open(c, "small", 1000, &s, &f, &err), 0);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    assert_int_equal(cache_file_plain_fd(f), -EINVAL);
+    cache_file_close(f);
+    cache_free(c);
+
+    /* a restart starts without plain copies (they were unlinked files) */
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    cache_stats(c, &st);
+    assert_int_equal(st.plain_copies, 0);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "test -z \"$(find %s/files -type f ! -name '*.zst')\"", dir);
+    assert_int_equal(system(cmd), 0);
+    cache_free(c);
+    teardown(state);
+    setup(state);
+
+    /* a budget that holds both files' frames and one plain copy, not two */
+    o.budget = 2 * size + zst_bytes; /* >= 2 * size: the half-the-budget rule lets a copy in */
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    struct gen g2 = {.size = size, .seed = 21, .fail_at_mib = -1};
+    s = gen_source(&g2);
+    assert_int_equal(cache_file_open(c, "a", size, &s, &f, &err), 0);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    assert_true(plain_wait(f) >= 0);
+    cache_file_close(f);
+    cache_stats(c, &st);
+    assert_int_equal(st.plain_copies, 1);
+    /* a second file's copy does not fit beside the first: the first (closed) copy goes, the
+     * first file's frames stay */
+    struct gen g3 = {.size = size, .seed = 22, .fail_at_mib = -1};
+    s = gen_source(&g3);
+    struct cache_file *f3;
+    assert_int_equal(cache_file_open(c, "b", size, &s, &f3, &err), 0);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    int fd3 = plain_wait(f3);
+    assert_true(fd3 >= 0);
+    assert_int_equal(pread(fd3, buf, size, 0), (ssize_t)size);
+    check_bytes(buf, size, 22, 0);
+    cache_stats(c, &st);
+    assert_int_equal(st.plain_copies, 1);
+    assert_int_equal(st.files, 2);
+    assert_true(st.max_bytes <= o.budget);
+    /* an open copy is never dropped: the first file cannot get one back while b's is open */
+    s = gen_source(&g2);
+    assert_int_equal(cache_file_open(c, "a", size, &s, &f, &err), 0);
+    assert_int_equal(cache_file_plain_fd(f), -ENOSPC);
+    assert_int_equal(pread(fd3, buf, size, 0), (ssize_t)size);
+    check_bytes(buf, size, 22, 0);
+    cache_file_close(f);
+    cache_file_close(f3);
+    cache_stats(c, &st);
+    assert_true(st.max_bytes <= o.budget);
+    cache_free(c);
+
+    /* more than half the budget: refused outright */
+    o.budget = size + size / 2;
+    assert_int_equal(cache_open(dir, &o, &c, &err), 0);
+    s = gen_source(&g2);
+    assert_int_equal(cache_file_open(c, "a", size, &s, &f, &err), 0);
+    assert_int_equal(cache_wait_fills(c, 5000), 0);
+    assert_int_equal(cache_file_plain_fd(f), -ENOSPC);
+    cache_file_close(f);
+    cache_free(c);
+    free(buf);
+}
+
 static void test_lock_and_mountpoint(void **state)
 {
     struct cache *c, *c2;
@@ -589,6 +707,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_async_waiters, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sequential_prefetch, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_plain_copies, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

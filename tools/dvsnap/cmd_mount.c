@@ -167,8 +167,9 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
         {"foreground", no_argument, NULL, 'f'},  {"capture-every", required_argument, NULL, 'e'},
         {"cache-size", required_argument, NULL, 's'}, {"allow-other", no_argument, NULL, 'o'},
         {"debug", no_argument, NULL, 'd'},        {"threads", required_argument, NULL, 't'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0}};
-    bool foreground = false, allow_other = false, debug = false;
+        {"no-passthrough", no_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}};
+    bool foreground = false, allow_other = false, debug = false, no_passthrough = false;
     const char *every_arg = NULL, *size_arg = NULL;
     int threads = 0, ch;
     optind = 1;
@@ -180,9 +181,11 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
         case 'o': allow_other = true; break;
         case 'd': debug = true; break;
         case 't': threads = (int)strtol(optarg, NULL, 10); break;
+        case 'P': no_passthrough = true; break;
         default:
             fprintf(stderr, "usage: dvsnap mount [--foreground] [--capture-every DURATION] "
-                            "[--cache-size SIZE] [--allow-other] MOUNTPOINT\n");
+                            "[--cache-size SIZE] [--allow-other] [--no-passthrough] "
+                            "MOUNTPOINT\n");
             return ch == 'h' ? EXIT_OK : EXIT_USAGE;
         }
     }
@@ -288,6 +291,7 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     fo.allow_other = allow_other;
     fo.debug = debug;
     fo.max_threads = threads;
+    fo.no_passthrough = no_passthrough;
     fo.cache_key_prefix = cfg->repository;
     fo.cache = cache;
     fo.control = ops ? &control : NULL;

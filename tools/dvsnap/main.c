@@ -41,7 +41,9 @@ static const struct command commands[] = {
      "  Exit 4 naming the damaged points and tables when something is wrong.\n"},
     {"mount", cmd_mount, "show the backups as a filesystem",
      "usage: dvsnap mount [--foreground] [--capture-every DURATION] [--cache-size SIZE]\n"
-     "                    [--allow-other] MOUNTPOINT\n"},
+     "                    [--allow-other] [--no-passthrough] MOUNTPOINT\n"
+     "  As root, a file read again is served by FUSE passthrough from a plain copy in the\n"
+     "  cache (local-disk speed); --no-passthrough serves every read through the daemon.\n"},
     {"umount", cmd_umount, "unmount", "usage: dvsnap umount MOUNTPOINT\n"},
     {"restore", cmd_restore, "restore a point into a sandbox, writing only what differs",
      "usage: dvsnap restore ENV POINT --target ENV2 [--tables a,b] [--include-audit]\n"
