@@ -51,6 +51,7 @@ struct entry {
     int plain_fd;           /* the plain copy (an unlinked file) when ready; else -1 */
     uint64_t plain_bytes;   /* counted in c->bytes: the plain copy, or its reservation */
     bool plain_busy;        /* a plain copy is being built */
+    bool plain_wanted;      /* asked for while FILLING: build it once READY */
     int refs;               /* handles + the fill thread */
     uint64_t last_use;
     bool in_table;
@@ -104,6 +105,7 @@ struct cache {
 struct cache_file {
     struct cache *c;
     struct entry *e;
+    bool started_fill;      /* this open started the fill (a first read, not a read again) */
 };
 
 /* ---- per-thread frame cache ---- */
@@ -390,6 +392,18 @@ static struct entry *evict_locked(struct cache *c)
         e = next;
     }
     return victims;
+}
+
+/* One list of two victim lists. */
+static struct entry *victims_join(struct entry *a, struct entry *b)
+{
+    if (!a)
+        return b;
+    struct entry *last = a;
+    while (last->hnext)
+        last = last->hnext;
+    last->hnext = b;
+    return a;
 }
 
 static void delete_victims(struct cache *c, struct entry *victims)
@@ -713,6 +727,8 @@ static struct slot *fill_slot_locked(struct fill_job *job, size_t k)
     }
 }
 
+static int plain_start_locked(struct cache *c, struct entry *e, struct entry **victims);
+
 static void *fill_main(void *arg)
 {
     struct fill_job *job = arg;
@@ -850,13 +866,16 @@ out:
     if (rc)
         fill_fail(c, e, rc, dverr_msg(&err));
     pthread_mutex_lock(&c->mu);
+    struct entry *victims = NULL;
     if (!rc) {
         e->state = ENTRY_READY;
         e->verified = true;
         pthread_cond_broadcast(&c->cond);
+        if (e->plain_wanted && !atomic_load(&c->stopping))
+            plain_start_locked(c, e, &victims);
     }
     struct entry *dead = unref_locked(c, e);
-    struct entry *victims = evict_locked(c);
+    victims = victims_join(evict_locked(c), victims);
     c->fills_running--;
     pthread_cond_broadcast(&c->cond);
     pthread_mutex_unlock(&c->mu);
@@ -1361,6 +1380,7 @@ again:
     c->open_files++;
     pthread_mutex_unlock(&c->mu);
     f->e = e;
+    f->started_fill = true;
     *out = f;
     return 0;
 out:
@@ -1490,51 +1510,36 @@ static void *plain_main(void *arg)
     return NULL;
 }
 
-int cache_file_plain_fd(struct cache_file *f)
+/* Start building e's plain copy (c->mu held): -EAGAIN when started (or the cache stops),
+ * -ENOSPC when it does not fit, -errno when no thread could start. Victims of the room made go
+ * to *victims for the caller to delete without the lock. */
+static int plain_start_locked(struct cache *c, struct entry *e, struct entry **victims)
 {
-    struct cache *c = f->c;
-    struct entry *e = f->e;
-    struct entry *victims = NULL;
-    int rc = -EAGAIN;
-    pthread_mutex_lock(&c->mu);
-    if (e->plain_fd >= 0) {
-        rc = e->plain_fd;
-        goto out;
-    }
-    if (e->size < CACHE_PLAIN_MIN) {
-        rc = -EINVAL;
-        goto out;
-    }
-    if (e->state != ENTRY_READY || e->plain_busy || atomic_load(&c->stopping))
-        goto out;
-    if (e->size > c->budget / 2 || c->n_plain >= CACHE_PLAIN_MAX) {
-        rc = -ENOSPC;
-        goto out;
-    }
+    if (e->size > c->budget / 2 || c->n_plain >= CACHE_PLAIN_MAX)
+        return -ENOSPC;
     /* reserve the bytes, make room, and give up when the open files leave none */
     e->plain_bytes = e->size;
     c->bytes += e->size;
     c->n_plain++;
-    victims = evict_locked(c);
+    *victims = victims_join(evict_locked(c), *victims);
     if (c->bytes > c->budget) {
         c->bytes -= e->size;
         e->plain_bytes = 0;
         c->n_plain--;
-        rc = -ENOSPC;
-        goto out;
+        return -ENOSPC;
     }
     if (c->bytes > c->max_bytes)
         c->max_bytes = c->bytes;
     struct plain_job *job = malloc(sizeof *job);
-    pthread_attr_t attr;
-    pthread_t th;
-    sigset_t all, old;
     int prc = ENOMEM;
     if (job) {
         *job = (struct plain_job){c, e};
         e->refs++;
         e->plain_busy = true;
         c->fills_running++;
+        pthread_attr_t attr;
+        pthread_t th;
+        sigset_t all, old;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         sigfillset(&all);
@@ -1542,20 +1547,37 @@ int cache_file_plain_fd(struct cache_file *f)
         prc = pthread_create(&th, &attr, plain_main, job);
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         pthread_attr_destroy(&attr);
-    }
-    if (prc) {
-        free(job);
-        if (job) {
+        if (prc) {
             e->refs--;
             e->plain_busy = false;
             c->fills_running--;
+            free(job);
         }
+    }
+    if (prc) {
         c->bytes -= e->size;
         e->plain_bytes = 0;
         c->n_plain--;
-        rc = -prc;
+        return -prc;
     }
-out:
+    return -EAGAIN;
+}
+
+int cache_file_plain_fd(struct cache_file *f)
+{
+    struct cache *c = f->c;
+    struct entry *e = f->e;
+    struct entry *victims = NULL;
+    int rc = -EAGAIN;
+    pthread_mutex_lock(&c->mu);
+    if (e->plain_fd >= 0)
+        rc = e->plain_fd;
+    else if (e->size < CACHE_PLAIN_MIN)
+        rc = -EINVAL;
+    else if (e->state == ENTRY_FILLING && !f->started_fill)
+        e->plain_wanted = true; /* read again while filling: the fill starts it when done */
+    else if (e->state == ENTRY_READY && !e->plain_busy && !atomic_load(&c->stopping))
+        rc = plain_start_locked(c, e, &victims);
     pthread_mutex_unlock(&c->mu);
     delete_victims(c, victims);
     return rc;
