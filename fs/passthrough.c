@@ -130,9 +130,12 @@ int passthrough_backing_open(struct passthrough *pt, int fd)
     if (id > 0)
         return id;
     int e = id < 0 ? errno : EIO;
-    if (e == EPERM && atomic_exchange(&pt->on, false))
-        log_info("mount: passthrough needs CAP_SYS_ADMIN; files are served through the FUSE "
-                 "page cache");
+    /* EPERM: no CAP_SYS_ADMIN; ELOOP: the cache is on a stacked filesystem; EINVAL: not a
+     * regular file. They will not change: stop asking. */
+    bool lasting = e != ENOMEM && e != EMFILE && e != ENFILE && e != EBADF;
+    if (lasting && atomic_exchange(&pt->on, false))
+        log_info("mount: passthrough is off (%s%s); files are served through the FUSE page "
+                 "cache", strerror(e), e == EPERM ? ": it needs CAP_SYS_ADMIN" : "");
     return -e;
 }
 

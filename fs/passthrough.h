@@ -46,7 +46,8 @@ ssize_t passthrough_writev(struct passthrough *pt, int fd, struct iovec *iov, in
 bool passthrough_on(const struct passthrough *pt);
 
 /* Register fd (a regular file, kept open by the caller until passthrough_backing_close) as a
- * backing file: the id (> 0) or -errno. EPERM (no CAP_SYS_ADMIN) turns passthrough off. */
+ * backing file: the id (> 0) or -errno. An error that will not change (EPERM without
+ * CAP_SYS_ADMIN, ELOOP for a file on a stacked filesystem, EINVAL) turns passthrough off. */
 int passthrough_backing_open(struct passthrough *pt, int fd);
 void passthrough_backing_close(struct passthrough *pt, int id);
 

@@ -77,9 +77,15 @@ out=$(setpriv --reuid 1001 --regid 1001 --clear-groups rmdir "$E/$LATEST" 2>&1)
 check_eq "uid 1001 gets EACCES on rmdir" "Permission denied" "$(echo "$out" | sed 's/.*: //')"
 check_eq "the simulator saw no request from uid 1001's attempts" "$before" "$(seq_now)"
 
-# manual backup through the mount
+# manual backup through the mount (the kernel caches listings: the ones that change are dropped)
+ls "$M/.operations" "$E" "$E/labels" >/dev/null
+ops_before=$(ls "$M/.operations" | wc -l)
 check "echo LABEL > .backup is accepted" sh -c "echo pre-upgrade > '$E/.backup'"
+check ".operations/ lists the new backup at once" test "$(ls "$M/.operations" | wc -l)" -gt "$ops_before"
 check "labels/pre-upgrade appears when the backup is done" wait_for 60 test -L "$E/labels/pre-upgrade"
+check "ls of labels/ lists it" wait_for 5 bash -c 'ls "$1/labels" | grep -qx pre-upgrade' _ "$E"
+check "ls of the environment lists the manual backup's point" wait_for 5 bash -c \
+  'ls "$1" | grep -qx "$(readlink "$1/labels/pre-upgrade" | sed "s,^../,,")"' _ "$E"
 check "cat .backup shows the finished backup" wait_for 10 jq -e '.state == "done" and .label == "pre-upgrade"' "$E/.backup"
 check "latest moved to the manual backup" wait_for 10 bash -c '[ "$(readlink "$1/latest")" = "$(readlink "$1/labels/pre-upgrade" | sed "s,^../,,")" ]' _ "$E"
 check ".operations/ has the backup's document" bash -c 'cat "$1"/.operations/*backup*.json | jq -e "select(.state == \"done\")"' _ "$M"
@@ -101,6 +107,7 @@ prev=$(readlink "$E/latest")
 sim_churn contoso-prod 0.01 4 >/dev/null
 dvsnap capture --env contoso-prod >/dev/null 2>&1
 check "latest moves when a point lands while mounted" wait_for 10 bash -c '[ "$(readlink "$1")" != "$2" ]' _ "$E/latest" "$prev"
+check "ls of the environment lists the new point" wait_for 5 bash -c 'ls "$1" | grep -qx "$(readlink "$1/latest")"' _ "$E"
 
 # rmdir: manual deletes, system gives EPERM
 MANUAL=$(readlink "$E/labels/pre-upgrade" | sed 's,^../,,')
@@ -109,6 +116,8 @@ check_eq "rmdir of a system point gives EPERM" "Operation not permitted" "$(rmdi
 check "rmdir of a manual point deletes it" rmdir "$E/$MANUAL"
 check_fails "the manual point is gone" test -e "$E/$MANUAL"
 check_fails "and so is its label" test -e "$E/labels/pre-upgrade"
+check_fails "ls of the environment no longer lists it" bash -c 'ls "$1" | grep -qx "$2"' _ "$E" "$MANUAL"
+check "ls of labels/ no longer lists the label" wait_for 5 bash -c '! ls "$1/labels" | grep -qx pre-upgrade' _ "$E"
 
 # a corrupted segment: EIO for that table only, within the bound, other tables read
 seg=$(repo_get "points/contoso-prod/$FIRST.json" | jq -r '.tables[] | select(.name == "contact") | .segments[0]')
