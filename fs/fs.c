@@ -2112,9 +2112,11 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         return;
     }
     fi->fh = (uint64_t)(uintptr_t)h;
-    /* nothing to flush in a read-only open: no FLUSH round trip at every close (and a close
-     * never waits for the daemon) */
-    fi->noflush = !wr;
+    /* a passthrough open needs no FLUSH: its close never waits for the daemon. Other opens keep
+     * it: their last read's reply may still be in its writev when the reader closes, and the
+     * FLUSH round trip keeps the RELEASE (which frees the handle) behind it (without it,
+     * AddressSanitizer saw the handle freed while the writev of its reply returned). */
+    fi->noflush = backing_id > 0;
     passthrough_next_open(backing_id);
     if (fuse_reply_open(req, fi) != 0) {
         open_mode_release(f, ino, h);

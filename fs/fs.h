@@ -8,10 +8,13 @@
  * operations registry in dvsnap, backend/ops.h), which may be NULL (then they are EROFS/absent).
  *
  * Limits: sizes come from the manifests (exact before the first read); schema documents and
- * backup.json are rendered (small) to know their size. Listings are built when a directory is
- * opened. Parsed manifests are kept in memory within FS_POINT_BYTES.
- * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates environment
- * directories when points appear or go (never inside an operation), and the cache's fill threads.
+ * backup.json are rendered (small) to know their size. Directories are opened without a request
+ * (no OPENDIR) and the kernel caches their listings; each readdir request lists the directory.
+ * Parsed manifests are kept in memory within FS_POINT_BYTES. Files read again are served by FUSE
+ * passthrough from the cache's plain copies (fs/passthrough.h) when the daemon may.
+ * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates the
+ * directories whose listings change (the root, environments, labels/, .operations/; never inside
+ * an operation), and the cache's fill threads.
  * Source and control calls are made without the view's locks held. */
 #ifndef DVSNAP_FS_H
 #define DVSNAP_FS_H

@@ -55,11 +55,25 @@ finally:
         os.kill(pid, signal.SIGCONT)
 PY
 fdsum() { python3 "$T/fdsum.py" "$1" read 0; }
-# stopped_sum FD read|mmap SECONDS: the same with the daemon stopped, killed after SECONDS
+# stopped_sum FD read|mmap SECONDS: the same with the daemon stopped; a reader still running after
+# SECONDS is killed (exit 137), then the daemon is continued. Nothing may close a page-cache open
+# of the mount while the daemon is stopped: every close of it sends FLUSH and waits (a child that
+# inherited the descriptor, such as sleep, would hang as it exits), so the wait loop uses only
+# builtins (read -t on a FIFO nobody writes).
+mkfifo "$T/never"
+exec 9<>"$T/never"
 stopped_sum() {
-  timeout -s KILL "$3" python3 "$T/fdsum.py" "$1" "$2" "$MOUNT_PID" 2>/dev/null
-  local rc=$?
+  python3 "$T/fdsum.py" "$1" "$2" "$MOUNT_PID" >"$T/sum.out" 2>/dev/null &
+  local py=$! i
+  for ((i = 0; i < $3 * 10; i++)); do
+    kill -0 "$py" 2>/dev/null || break
+    read -r -t 0.1 -u 9 _
+  done
+  kill -9 "$py" 2>/dev/null
   kill -CONT "$MOUNT_PID"
+  wait "$py"
+  local rc=$?
+  cat "$T/sum.out"
   return $rc
 }
 want() { sha256sum <"$T/want$1.json" | cut -d' ' -f1; }
