@@ -1149,7 +1149,6 @@ static int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *
         pthread_mutex_unlock(&f->vmu);
         fill_common(f, st, S_IFDIR | 0555, 0, f->started);
         st->st_nlink = 3 + ne;
-        a->timeout = 0; /* a stat of the mountpoint always reaches the daemon (see ll_opendir) */
         break;
     }
     case N_README:
@@ -1696,8 +1695,11 @@ static void ll_readlink(fuse_req_t req, fuse_ino_t ino)
  *   - listings of directories that change (the root, environments, labels/, .operations/) are
  *     invalidated when they change (the refresher, and a started operation);
  *   - readdir has no handle: each request lists the directory and serves from its offset;
- *   - a dead daemon still shows as ENOTCONN: the root's attributes are never cached (a stat of
- *     the mountpoint asks the daemon), and fs_mount_is_stale asks with statfs. */
+ *   - after the daemon died, the kernel may answer from its caches for up to ENV_TIMEOUT (1 s: the
+ *     root's and environments' attributes and listings), then gives ENOTCONN; it never shows an
+ *     empty directory. fs_mount_is_stale asks with statfs, which always reaches the daemon. (Not
+ *     caching the root's attributes instead made every path walk through the root a GETATTR,
+ *     with default_permissions: `ls -lR` took 10x as long.) */
 static void ll_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     fuse_reply_err(req, ENOSYS);
