@@ -120,6 +120,20 @@ check_eq "a second open of C while fd 6 (passthrough) is open reads right" "$(wa
 exec 6<&-
 check "stat size equals the bytes read through passthrough" \
   test "$(stat -c %s "$A")" = "$(wc -c <"$A")"
+check_eq "A and C have a plain copy, B none (opened once: a first read)" 2 "$(plain_copies)"
+# the standard tools over the point's tables, read through passthrough
+check_eq "16 parallel readers of A and C get correct bytes" 16 "$(
+  for i in $(seq 16); do f=$A; [ $((i % 2)) = 0 ] && f=$C; ( sha256sum <"$f" | cut -d' ' -f1 >"$T/par.$i" ) & done; wait
+  ok=0; for i in $(seq 16); do w=01; [ $((i % 2)) = 0 ] && w=03; [ "$(cat "$T/par.$i")" = "$(want $w)" ] && ok=$((ok + 1)); done; echo $ok)"
+check "tar cf of the tables completes without warnings" \
+  bash -c 'tar -C "$1" -cf "$2/t.tar" tables 2>"$2/tar.err" && [ ! -s "$2/tar.err" ]' _ "$M/env-01/$P" "$T"
+mkdir -p "$T/untar"
+check "tar xf reproduces them" bash -c 'tar -C "$1/untar" -xf "$1/t.tar" && diff -r "$1/untar/tables" "$2/tables"' _ "$T" "$M/env-01/$P"
+check "rsync -a of them then diff -r is clean" \
+  bash -c 'rsync -a "$1/tables/" "$2/rs/" && diff -r "$2/rs" "$1/tables"' _ "$M/env-01/$P" "$T"
+check "cp -r of them matches dvsnap cat" bash -c 'cp -r "$1/tables" "$2/cp" &&
+  cmp "$2/cp/table01.json" "$2/want01.json" && cmp "$2/cp/table02.json" "$2/want02.json" &&
+  cmp "$2/cp/table03.json" "$2/want03.json"' _ "$M/env-01/$P" "$T"
 check_fails "writing A through a passthrough-era open is still EROFS" bash -c "echo x >>'$A'"
 
 # 4. --no-passthrough: no plain copies, the same bytes
