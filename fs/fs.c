@@ -172,6 +172,8 @@ struct fsd {
     uint64_t ops_hash;            /* the .operations listing the refresher saw last */
     struct passthrough *pt;       /* FUSE passthrough of cached files (see open_mode_pick) */
     struct open_count *open_counts; /* cached files open, per inode (mu) */
+    struct handle *handles;       /* every open file (mu): those whose RELEASE never came are
+                                     freed when the session ends */
 };
 
 /* How a cached file's inode is open, for the kernel's rule that an inode is open either through
@@ -206,6 +208,7 @@ struct handle {
     struct cache_file *cf;
     bool write;
     enum open_mode mode;       /* H_CACHE: counted in f->open_counts as */
+    struct handle *prev, *next; /* f->handles (f->mu) */
 };
 
 static struct fsd *fsd_of(fuse_req_t req)
@@ -2028,6 +2031,36 @@ static void open_mode_release(struct fsd *f, fuse_ino_t ino, struct handle *h)
         passthrough_backing_close(f->pt, close_id);
 }
 
+static void handle_track(struct fsd *f, struct handle *h)
+{
+    pthread_mutex_lock(&f->mu);
+    h->prev = NULL;
+    h->next = f->handles;
+    if (f->handles)
+        f->handles->prev = h;
+    f->handles = h;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void handle_untrack(struct fsd *f, struct handle *h)
+{
+    pthread_mutex_lock(&f->mu);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        f->handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&f->mu);
+}
+
+static void handle_free(struct handle *h)
+{
+    cache_file_close(h->cf);
+    buf_release(&h->mem);
+    free(h);
+}
+
 static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fsd *f = fsd_of(req);
@@ -2120,11 +2153,11 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
      * AddressSanitizer saw the handle freed while the writev of its reply returned). */
     fi->noflush = backing_id > 0;
     passthrough_next_open(backing_id);
+    handle_track(f, h);
     if (fuse_reply_open(req, fi) != 0) {
+        handle_untrack(f, h);
         open_mode_release(f, ino, h);
-        cache_file_close(h->cf);
-        buf_release(&h->mem);
-        free(h);
+        handle_free(h);
     }
 }
 
@@ -2354,10 +2387,9 @@ static void ll_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 {
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
     if (h) {
+        handle_untrack(fsd_of(req), h);
         open_mode_release(fsd_of(req), ino, h);
-        cache_file_close(h->cf);
-        buf_release(&h->mem);
-        free(h);
+        handle_free(h);
     }
     fuse_reply_err(req, 0);
 }
@@ -2771,6 +2803,11 @@ out:
     for (struct open_count *c = f->open_counts, *next; c; c = next) {
         next = c->next;
         free(c);
+    }
+    /* files still open when the session ended (a RELEASE still queued at unmount) */
+    for (struct handle *h = f->handles, *next; h; h = next) {
+        next = h->next;
+        handle_free(h);
     }
     passthrough_free(f->pt);
     for (struct pview *v = f->lru_head, *next; v; v = next) {
