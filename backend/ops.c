@@ -226,11 +226,7 @@ static int refuse(struct ops *o, const char *kind, const char *env, const char *
 
 static int spawn(struct op *op, void *(*fn)(void *))
 {
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&op->thread, NULL, fn, op);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = thread_start(&op->thread, fn, op);
     if (rc == 0)
         op->has_thread = true;
     return -rc;
@@ -569,11 +565,7 @@ int ops_capture_loop_start(struct ops *o, int64_t every_s, struct dverr *err)
         return dverr_set(err, -EBUSY, "the capture loop is already running");
     }
     o->every = every_s;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int rc = pthread_create(&o->loop_thread, NULL, loop_main, o);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    int rc = thread_start(&o->loop_thread, loop_main, o);
     if (rc == 0)
         o->loop_started = true;
     else

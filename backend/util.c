@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <openssl/evp.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -569,6 +570,22 @@ struct timespec timespec_in_ms(clockid_t clock, long ms)
         ts.tv_nsec -= 1000000000L;
     }
     return ts;
+}
+
+int thread_start(pthread_t *th, void *(*fn)(void *), void *arg)
+{
+    pthread_t own;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    pthread_attr_init(&attr);
+    if (!th)
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(th ? th : &own, &attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- base64 */

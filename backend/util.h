@@ -8,6 +8,7 @@
 #ifndef DVSNAP_UTIL_H
 #define DVSNAP_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -94,6 +95,9 @@ void name_unique_suffix(char name[256], int n);
 int64_t now_ms(void);
 /* clock's time ms milliseconds from now: the deadline of a pthread_cond_timedwait on that clock. */
 struct timespec timespec_in_ms(clockid_t clock, long ms);
+/* pthread_create with every signal blocked in the new thread (SIGINT and SIGTERM must reach the
+ * thread that unmounts or stops the work), detached when th is NULL: 0 or the pthread error. */
+int thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
 /* Standard padded base64 of data[0..len) appended to out. */
 int base64_encode(const void *data, size_t len, struct buf *out);

@@ -4,8 +4,8 @@
  * Locks: c->mu guards the entry table, the LRU list, every entry's mutable fields and the
  * counters; c->db_mu guards the SQLite connection. Never hold c->mu across file I/O that can be
  * large, zstd or SQLite work; c->db_mu is never taken while c->mu is held.
- * Each fill runs on its own detached thread holding a reference on its entry; cache_free asks
- * fills to stop and waits for them (c->fills_running). */
+ * Each fill, and each build of a plain copy, runs on its own detached thread holding a reference
+ * on its entry; cache_free asks them to stop and waits for them (c->fills_running). */
 #include "cache/cache.h"
 
 #include <dirent.h>
@@ -50,7 +50,6 @@ struct entry {
     int fd;                 /* open while refs > 0; -1 otherwise */
     int plain_fd;           /* the plain copy (an unlinked file) when ready; else -1 */
     uint64_t plain_bytes;   /* counted in c->bytes: the plain copy, or its reservation */
-    bool plain_busy;        /* a plain copy is being built */
     bool plain_wanted;      /* asked for while FILLING: build it once READY */
     int refs;               /* handles + the fill thread */
     uint64_t last_use;
@@ -357,19 +356,32 @@ static void path_of(const struct cache *c, const struct entry *e, bool tmp, char
     snprintf(out, n, "%s/%s.%s", c->files_dir, e->name, tmp ? "tmp" : "zst");
 }
 
-/* Pick victims until bytes fit the budget (c->mu held). Victims leave the table and the LRU and
- * are returned as a list (linked through hnext) for the caller to delete without the lock. */
+/* A plain copy's bytes leave the budget (c->mu held): the copy was dropped, or its build did not
+ * start or failed. */
+static void plain_unreserve_locked(struct cache *c, struct entry *e)
+{
+    c->bytes -= e->plain_bytes;
+    e->plain_bytes = 0;
+    c->n_plain--;
+}
+
+/* Being built: its bytes are reserved, its descriptor is not there yet. */
+static bool plain_building(const struct entry *e)
+{
+    return e->plain_bytes > 0 && e->plain_fd < 0;
+}
+
 static void plain_drop_locked(struct cache *c, struct entry *e)
 {
     if (e->plain_fd < 0)
         return;
     close(e->plain_fd); /* unlinked: its blocks go with the last descriptor */
     e->plain_fd = -1;
-    c->bytes -= e->plain_bytes;
-    e->plain_bytes = 0;
-    c->n_plain--;
+    plain_unreserve_locked(c, e);
 }
 
+/* Pick victims until bytes fit the budget (c->mu held). Victims leave the table and the LRU and
+ * are returned as a list (linked through hnext) for the caller to delete without the lock. */
 static struct entry *evict_locked(struct cache *c)
 {
     struct entry *victims = NULL;
@@ -1354,17 +1366,7 @@ again:
     job->c = c;
     job->e = e;
     job->src = s;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_t th;
-    /* fill threads take no signals: SIGINT must reach the thread that unmounts */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    int prc = pthread_create(&th, &attr, fill_main, job);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    int prc = thread_start(NULL, fill_main, job); /* SIGINT must reach the thread that unmounts */
     if (prc) {
         e->refs = 0;
         table_remove(c, e);
@@ -1494,14 +1496,10 @@ static void *plain_main(void *arg)
     if (rc && rc != -ECANCELED)
         log_warn("cache: %s", dverr_msg(&err));
     pthread_mutex_lock(&c->mu);
-    e->plain_busy = false;
-    if (rc) {
-        c->bytes -= e->plain_bytes;
-        e->plain_bytes = 0;
-        c->n_plain--;
-    } else {
+    if (rc)
+        plain_unreserve_locked(c, e);
+    else
         e->plain_fd = fd;
-    }
     struct entry *dead = unref_locked(c, e);
     c->fills_running--;
     pthread_cond_broadcast(&c->cond);
@@ -1523,9 +1521,7 @@ static int plain_start_locked(struct cache *c, struct entry *e, struct entry **v
     c->n_plain++;
     *victims = victims_join(evict_locked(c), *victims);
     if (c->bytes > c->budget) {
-        c->bytes -= e->size;
-        e->plain_bytes = 0;
-        c->n_plain--;
+        plain_unreserve_locked(c, e);
         return -ENOSPC;
     }
     if (c->bytes > c->max_bytes)
@@ -1535,29 +1531,16 @@ static int plain_start_locked(struct cache *c, struct entry *e, struct entry **v
     if (job) {
         *job = (struct plain_job){c, e};
         e->refs++;
-        e->plain_busy = true;
         c->fills_running++;
-        pthread_attr_t attr;
-        pthread_t th;
-        sigset_t all, old;
-        pthread_attr_init(&attr);
-        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        prc = pthread_create(&th, &attr, plain_main, job);
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-        pthread_attr_destroy(&attr);
+        prc = thread_start(NULL, plain_main, job);
         if (prc) {
             e->refs--;
-            e->plain_busy = false;
             c->fills_running--;
             free(job);
         }
     }
     if (prc) {
-        c->bytes -= e->size;
-        e->plain_bytes = 0;
-        c->n_plain--;
+        plain_unreserve_locked(c, e);
         return -prc;
     }
     return -EAGAIN;
@@ -1576,7 +1559,7 @@ int cache_file_plain_fd(struct cache_file *f)
         rc = -EINVAL;
     else if (e->state == ENTRY_FILLING && !f->started_fill)
         e->plain_wanted = true; /* read again while filling: the fill starts it when done */
-    else if (e->state == ENTRY_READY && !e->plain_busy && !atomic_load(&c->stopping))
+    else if (e->state == ENTRY_READY && !plain_building(e) && !atomic_load(&c->stopping))
         rc = plain_start_locked(c, e, &victims);
     pthread_mutex_unlock(&c->mu);
     delete_victims(c, victims);
@@ -1848,11 +1831,7 @@ int cache_file_wait_async(struct cache_file *f, uint64_t off, size_t n, struct c
         return 0;
     }
     if (!c->watchdog_started) {
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        c->watchdog_started = pthread_create(&c->watchdog, NULL, watchdog_main, c) == 0;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        c->watchdog_started = thread_start(&c->watchdog, watchdog_main, c) == 0;
         if (!c->watchdog_started) {
             pthread_mutex_unlock(&c->mu);
             return 0; /* no timer: the caller waits in cache_file_pread instead */

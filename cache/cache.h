@@ -119,9 +119,12 @@ uint64_t cache_file_size(const struct cache_file *f);
 /* FUSE passthrough serves a file from a plain file on disk (the kernel then reads it as it reads
  * local files: no daemon, no FUSE page cache). A plain copy is an unlinked file in the cache
  * directory holding the decoded bytes, counted in the budget and dropped first when room is
- * needed (never while the file is open). The first call on a file that is READY starts building
- * the copy in the background (-EAGAIN); once it is there, the descriptor (the cache's: do not close
- * it; valid while f is open). -EAGAIN while filling or building, -EINVAL below CACHE_PLAIN_MIN
+ * needed (never while the file is open). A call on a file that is READY starts building the copy
+ * in the background (-EAGAIN); a call while the file fills, through an open other than the one
+ * that started the fill (a read again), has the fill start it when it is done; a call through the
+ * open that started the fill asks for nothing (a first read). Once the copy is there: its
+ * descriptor (the cache's: do not close it; valid while f is open). -EAGAIN while filling or
+ * building, -EINVAL below CACHE_PLAIN_MIN
  * bytes, -ENOSPC when it does not fit (more than half the budget, CACHE_PLAIN_MAX copies, or the
  * open files leave no room). */
 #define CACHE_PLAIN_MIN CACHE_FRAME /* smaller files gain nothing worth a descriptor */

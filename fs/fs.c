@@ -1311,7 +1311,6 @@ static void dirh_clear(struct dirh *d)
     *d = (struct dirh){0};
 }
 
-
 static int dirh_add(struct dirh *d, const char *name, enum nkind kind, const char *env,
                     const char *point, const char *arg, int i1, int i2)
 {
@@ -2131,18 +2130,15 @@ static void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
             log_warn("mount: open %s: %s", n->path, dverr_msg(&err));
         if (!rc)
             backing_id = open_mode_pick(f, ino, h);
-        if (backing_id < 0) {
-            cache_file_close(h->cf);
+        if (backing_id < 0)
             rc = backing_id;
-        }
         fi->keep_cache = 1;
         break;
     default:
         rc = -EINVAL;
     }
     if (rc) {
-        buf_release(&h->mem);
-        free(h);
+        handle_free(h);
         fuse_reply_err(req, rc == -ENOENT ? ENOENT : rc == -ENOMEM ? ENOMEM : EIO);
         return;
     }
@@ -2630,15 +2626,10 @@ static void *refresher_main(void *arg)
 
 bool fs_mount_is_stale(const char *path)
 {
-    /* stat alone can be answered from the kernel's attribute cache for a moment after the daemon
-     * died (and opening a directory never asks the daemon, see ll_opendir); statfs always asks */
-    struct stat st;
-    if (stat(path, &st) < 0)
-        return errno == ENOTCONN;
+    /* not stat (the kernel's attribute cache can answer it for a moment after the daemon died)
+     * nor opendir (it never asks the daemon, see ll_opendir): statfs always asks */
     struct statvfs sv;
-    if (statvfs(path, &sv) < 0)
-        return errno == ENOTCONN;
-    return false;
+    return statvfs(path, &sv) < 0 && errno == ENOTCONN;
 }
 
 /* libfuse's custom I/O hooks: its userdata is the view's */
@@ -2736,18 +2727,12 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
         rc = dverr_set(err, -EIO, "cannot daemonize");
         goto out;
     }
-    {
-        /* the refresher takes no signals: SIGINT must reach the session loop */
-        sigset_t all, old;
-        sigfillset(&all);
-        pthread_sigmask(SIG_SETMASK, &all, &old);
-        if (pthread_create(&f->refresher, NULL, refresher_main, f) == 0)
-            f->refresher_started = true;
-        /* without it, reads wait for fills on the FUSE workers, as they did before */
-        if (o->cache && pthread_create(&f->completer, NULL, completer_main, f) == 0)
-            f->completer_started = true;
-        pthread_sigmask(SIG_SETMASK, &old, NULL);
-    }
+    /* neither takes signals: SIGINT must reach the session loop */
+    if (thread_start(&f->refresher, refresher_main, f) == 0)
+        f->refresher_started = true;
+    /* without it, reads wait for fills on the FUSE workers, as they did before */
+    if (o->cache && thread_start(&f->completer, completer_main, f) == 0)
+        f->completer_started = true;
     if (o->on_mounted)
         o->on_mounted(o->on_mounted_ctx);
     log_info("mount: serving %s", o->mountpoint);
