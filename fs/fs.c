@@ -102,6 +102,11 @@ struct eview {
     size_t *label_pt;          /* index in pts */
     size_t n_labels;
     bool watched;              /* the refresher keeps it fresh */
+    /* changed since the refresher last told the kernel, by whichever thread saw it, and the
+     * points that went away meanwhile (vmu) */
+    bool notify;
+    char (*gone)[32];
+    size_t n_gone;
     struct eview *next;
 };
 
@@ -161,6 +166,8 @@ struct fsd {
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cond;
     bool stopping;
+    bool refresh_now;          /* a change was seen: run the refresher's pass now (stop_mu) */
+    bool envs_notify;          /* the environment list changed since the kernel was told (vmu) */
 
     /* reads answered when the cache has their bytes (see ll_read) */
     pthread_mutex_t cq_mu;
@@ -505,6 +512,34 @@ static struct eview *eview_find(struct fsd *f, const char *env)
 
 /* Refresh env's points when older than max_age_ms (-1: always). Returns 1 when the list changed,
  * 0 when not, -errno on failure. Takes vmu itself. */
+/* Have the refresher run its pass now: only it tells the kernel about changes (a request handler
+ * cannot: invalidating an entry of the directory it is looking up in would deadlock). */
+static void refresher_wake(struct fsd *f)
+{
+    pthread_mutex_lock(&f->stop_mu);
+    f->refresh_now = true;
+    pthread_cond_signal(&f->stop_cond);
+    pthread_mutex_unlock(&f->stop_mu);
+}
+
+/* Append to e->gone the points of old (n_old) that are not in new (n_new); both are sorted by
+ * name (oldest first). vmu held. */
+static void eview_note_gone(struct eview *e, const struct point_summary *old, size_t n_old,
+                            const struct point_summary *new, size_t n_new)
+{
+    for (size_t i = 0, j = 0; i < n_old; i++) {
+        while (j < n_new && strcmp(new[j].name, old[i].name) < 0)
+            j++;
+        if (j < n_new && strcmp(new[j].name, old[i].name) == 0)
+            continue;
+        char(*g)[32] = realloc(e->gone, (e->n_gone + 1) * sizeof *g);
+        if (!g)
+            return; /* the listing is still dropped; only this entry may stay a while */
+        e->gone = g;
+        memcpy(e->gone[e->n_gone++], old[i].name, 32);
+    }
+}
+
 static int eview_refresh(struct fsd *f, const char *env, int max_age_ms)
 {
     pthread_mutex_lock(&f->vmu);
@@ -547,6 +582,10 @@ static int eview_refresh(struct fsd *f, const char *env, int max_age_ms)
         struct point_summary *old = e->pts;
         size_t old_n = e->n;
         bool first = e->pts == NULL && e->n == 0 && e->hash == h + 1;
+        if (!first) {
+            eview_note_gone(e, old, old_n, pts, n);
+            e->notify = true;
+        }
         e->pts = pts;
         e->n = n;
         e->hash = h;
@@ -558,6 +597,8 @@ static int eview_refresh(struct fsd *f, const char *env, int max_age_ms)
     pthread_mutex_unlock(&f->vmu);
     if (pts)
         f->src->ops->points_free(pts, n);
+    if (changed)
+        refresher_wake(f);
     return changed;
 }
 
@@ -607,8 +648,12 @@ static int envs_refresh(struct fsd *f, int max_age_ms)
     f->envs_at = now_ms();
     int changed = f->envs_hash != h && old != NULL;
     f->envs_hash = h;
+    if (changed)
+        f->envs_notify = true;
     pthread_mutex_unlock(&f->vmu);
     names_free(old, old_n);
+    if (changed)
+        refresher_wake(f);
     return changed;
 }
 
@@ -2508,7 +2553,7 @@ static const struct fuse_lowlevel_ops ll_ops = {
 };
 
 /* ---- the refresher ---- */
-static void notify_env_changed(struct fsd *f, const char *env, char **gone, size_t n_gone)
+static void notify_env_changed(struct fsd *f, const char *env, char (*gone)[32], size_t n_gone)
 {
     char dname[256] = "";
     pthread_mutex_lock(&f->vmu);
@@ -2563,15 +2608,22 @@ static void *refresher_main(void *arg)
     raise_readahead(f);
     for (;;) {
         pthread_mutex_lock(&f->stop_mu);
-        if (!f->stopping) {
+        if (!f->stopping && !f->refresh_now) {
             struct timespec ts = timespec_in_ms(CLOCK_REALTIME, period);
             pthread_cond_timedwait(&f->stop_cond, &f->stop_mu, &ts);
         }
+        f->refresh_now = false;
         bool stop = f->stopping;
         pthread_mutex_unlock(&f->stop_mu);
         if (stop)
             break;
-        if (envs_refresh(f, 0) == 1)
+        /* the kernel is told of every change, whichever thread saw it first */
+        envs_refresh(f, 0);
+        pthread_mutex_lock(&f->vmu);
+        bool envs_changed = f->envs_notify;
+        f->envs_notify = false;
+        pthread_mutex_unlock(&f->vmu);
+        if (envs_changed)
             fuse_lowlevel_notify_inval_inode(f->se, FUSE_ROOT_ID, 0, 0);
         uint64_t oh = ops_list_hash(f); /* operations the capture loop started, and ends */
         if (oh != f->ops_hash) {
@@ -2590,33 +2642,21 @@ static void *refresher_main(void *arg)
                 k++;
         pthread_mutex_unlock(&f->vmu);
         for (size_t i = 0; i < k; i++) {
-            /* remember the old names to find the ones that went away */
-            char **old = NULL;
-            size_t n_old = 0;
+            eview_refresh(f, names[i], -1);
             pthread_mutex_lock(&f->vmu);
             struct eview *e = eview_find(f, names[i]);
-            if (e && e->n) {
-                old = calloc(e->n, sizeof *old);
-                for (size_t j = 0; old && j < e->n; j++)
-                    if ((old[n_old] = strdup(e->pts[j].name)))
-                        n_old++;
+            bool tell = e && e->notify;
+            char(*gone)[32] = tell ? e->gone : NULL;
+            size_t n_gone = tell ? e->n_gone : 0;
+            if (tell) {
+                e->notify = false;
+                e->gone = NULL;
+                e->n_gone = 0;
             }
             pthread_mutex_unlock(&f->vmu);
-            if (eview_refresh(f, names[i], -1) == 1) {
-                size_t n_gone = 0;
-                for (size_t j = 0; j < n_old; j++)
-                    if (!point_lookup(f, names[i], old[j]).found)
-                        old[n_gone++] = old[j];
-                    else
-                        free(old[j]);
-                notify_env_changed(f, names[i], old, n_gone);
-                for (size_t j = 0; j < n_gone; j++)
-                    free(old[j]);
-            } else {
-                for (size_t j = 0; j < n_old; j++)
-                    free(old[j]);
-            }
-            free(old);
+            if (tell)
+                notify_env_changed(f, names[i], gone, n_gone);
+            free(gone);
             free(names[i]);
         }
         free(names);
@@ -2805,6 +2845,7 @@ out:
             src->ops->points_free(e->pts, e->n);
         free(e->labels);
         free(e->label_pt);
+        free(e->gone);
         free(e->name);
         free(e);
     }
