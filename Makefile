@@ -1,7 +1,7 @@
 # dvsnap build. `make` builds everything; `make check` runs every test; `make demo` runs the demo;
 # `make bench` runs the benchmarks. `make deps` installs missing Debian packages (sudo only when
 # not root). Sources are found by wildcard, so a new module needs no edit here:
-#   backend/*.c cache/*.c fs/*.c  -> build/libdvsnap.a
+#   backend/*/*.c cache/*.c fs/*.c -> build/libdvsnap.a
 #   tools/dvsnap/*.c              -> build/dvsnap
 #   tools/dvsim/*.c               -> build/dvsim (all but main.c also in build/libdvsim.a)
 #   tests/unit/test_*.c           -> build/tests/test_* (cmocka, linked with both libraries)
@@ -36,7 +36,7 @@ else
   Q := @
 endif
 
-LIB_SRC   := $(wildcard backend/*.c cache/*.c fs/*.c)
+LIB_SRC   := $(wildcard backend/*/*.c cache/*.c fs/*.c)
 LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
 DVSNAP_SRC:= $(wildcard tools/dvsnap/*.c)
 DVSNAP_OBJ:= $(DVSNAP_SRC:%.c=$(BUILD)/%.o)

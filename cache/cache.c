@@ -27,7 +27,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 
 enum entry_state { ENTRY_FILLING, ENTRY_READY, ENTRY_FAILED };
 

@@ -35,7 +35,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "backend/util.h"
+#include "backend/base/util.h"
 
 #define CACHE_FRAME (1u << 20) /* plain bytes per zstd frame */
 /* The default zstd level: a fast level, because a first read waits on compression (on a 1M-record

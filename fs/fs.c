@@ -39,7 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 #include "fs/passthrough.h"
 
 #define IMMUTABLE_TIMEOUT 86400.0

@@ -5,7 +5,7 @@
  * in tests) and serves table, changes, audit, schema and attachment files from the cache
  * (cache/cache.h): the first open of a file starts a background fill and reads follow it.
  * Control files (.backup, .restore), .operations/ and rmdir go to struct fs_control (the
- * operations registry in dvsnap, backend/ops.h), which may be NULL (then they are EROFS/absent).
+ * operations registry in dvsnap, backend/engine/ops.h), which may be NULL (then they are EROFS/absent).
  *
  * Limits: sizes come from the manifests (exact before the first read); schema documents and
  * backup.json are rendered (small) to know their size. Directories are opened without a request
@@ -24,8 +24,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "backend/repo.h"
-#include "backend/util.h"
+#include "backend/repo/repo.h"
+#include "backend/base/util.h"
 #include "cache/cache.h"
 
 /* Point views (a parsed manifest and its file names) kept in memory: at most FS_POINT_BYTES of

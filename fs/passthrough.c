@@ -14,7 +14,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 
 #define PT_OPCODE_INIT 26u
 #define PT_IN_HEADER 40u             /* sizeof(struct fuse_in_header) */

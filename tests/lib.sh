@@ -152,7 +152,7 @@ repo_list() {
   esac
 }
 # catalog_db: the path of the test repository's SQLite catalog (in a directory repository, else
-# in the cache directory, named after the repository; backend/repo.c catalog_path_for).
+# in the cache directory, named after the repository; backend/repo/repo.c catalog_path_for).
 catalog_db() {
   case $(_repo_loc) in
     azure://* | s3://*) echo "$T/cache/catalog-$(printf %s "$(_repo_loc)" | sha256sum | cut -c1-16).db" ;;

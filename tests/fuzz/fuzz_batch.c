@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/dataverse_batch.h"
+#include "backend/dataverse/dataverse_batch.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/json.h"
-#include "backend/record.h"
+#include "backend/base/json.h"
+#include "backend/base/record.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/config.h"
-#include "backend/dataverse.h"
-#include "backend/http.h"
+#include "backend/base/config.h"
+#include "backend/dataverse/dataverse.h"
+#include "backend/net/http.h"
 
 #define ORG "https://prod.test/org/contoso-prod"
 #define TOKEN_URL "https://login.test/t/oauth2/v2.0/token"

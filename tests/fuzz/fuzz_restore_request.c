@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/restore.h"
+#include "backend/engine/restore.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

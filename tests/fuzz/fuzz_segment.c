@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/segment.h"
+#include "backend/repo/segment.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

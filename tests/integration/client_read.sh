@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# client_read: backend/dataverse.h against a real dvsim over loopback, through tests/tools/dvread.
+# client_read: backend/dataverse/dataverse.h against a real dvsim over loopback, through tests/tools/dvread.
 # Environments from the admin API; table definitions; a full read of every table rendered in the
 # table-file format equals /_sim/dump byte for byte (exact decimals and 64-bit integers,
 # annotations); change tracking after churn returns exactly what changed; an expired delta token

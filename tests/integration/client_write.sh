@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# client_write: the write side of backend/dataverse.h against a real dvsim, through
+# client_write: the write side of backend/dataverse/dataverse.h against a real dvsim, through
 # tests/tools/dvread: single requests (upsert by key, conditional headers, errors as answers),
 # $batch with and without continue-on-error (a failing item in the middle; per-item statuses
 # equal what dvsim applied), and file columns (upload, then a ranged download in 4 MiB chunks

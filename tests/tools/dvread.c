@@ -1,4 +1,4 @@
-/* dvread: a small driver of backend/dataverse.h for integration tests against a real dvsim.
+/* dvread: a small driver of backend/dataverse/dataverse.h for integration tests against a real dvsim.
  *
  *   dvread [-v] --config FILE envs                      one line per environment (tab-separated)
  *   dvread [-v] --config FILE tables ENV                one line per table
@@ -25,10 +25,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/config.h"
-#include "backend/dataverse.h"
-#include "backend/log.h"
-#include "backend/record.h"
+#include "backend/base/config.h"
+#include "backend/dataverse/dataverse.h"
+#include "backend/base/log.h"
+#include "backend/base/record.h"
 
 struct line {
     char *key;

@@ -22,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/log.h"
-#include "backend/record.h"
+#include "backend/base/log.h"
+#include "backend/base/record.h"
 #include "cache/cache.h"
 #include "fs/fs.h"
 

@@ -18,8 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/log.h"
-#include "backend/objstore.h"
+#include "backend/base/log.h"
+#include "backend/objstore/objstore.h"
 
 static int collect(void *ctx, const char *name, uint64_t size)
 {

@@ -25,8 +25,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/config.h"
-#include "backend/repo.h"
+#include "backend/base/config.h"
+#include "backend/repo/repo.h"
 
 /* --no-sync: the directory store with put/put_file that skip fsync (fixtures only). */
 static const struct objstore_ops *dir_ops;

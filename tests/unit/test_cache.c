@@ -18,7 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/util.h"
+#include "backend/base/util.h"
 #include "cache/cache.h"
 
 /* A deterministic pseudo-random source of `size` bytes (text-like so it compresses a little). */

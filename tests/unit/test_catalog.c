@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/catalog.h"
+#include "backend/repo/catalog.h"
 
 struct fx {
     char dir[64];

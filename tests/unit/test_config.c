@@ -13,7 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/config.h"
+#include "backend/base/config.h"
 
 static char dir[64];
 static char path[128];

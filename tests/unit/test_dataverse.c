@@ -22,10 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/config.h"
-#include "backend/dataverse.h"
-#include "backend/dataverse_batch.h"
-#include "backend/http.h"
+#include "backend/base/config.h"
+#include "backend/dataverse/dataverse.h"
+#include "backend/dataverse/dataverse_batch.h"
+#include "backend/net/http.h"
 
 /* Scripts list only the fields an exchange needs. */
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"

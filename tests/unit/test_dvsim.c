@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "backend/record.h"
+#include "backend/base/record.h"
 #include "tools/dvsim/dvsim.h"
 
 static const char line[] =

@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/json.h"
-#include "backend/record.h"
+#include "backend/base/json.h"
+#include "backend/base/record.h"
 
 static const struct json_node *parse_ok(const char *s, struct json_doc **doc)
 {

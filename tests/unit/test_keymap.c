@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/keymap.h"
+#include "backend/base/keymap.h"
 
 struct ent {
     uint64_t before; /* payload on both sides of the key fields */

@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/manifest.h"
-#include "backend/objstore.h"
-#include "backend/repo.h"
-#include "backend/segment.h"
+#include "backend/repo/manifest.h"
+#include "backend/objstore/objstore.h"
+#include "backend/repo/repo.h"
+#include "backend/repo/segment.h"
 
 static char ids[40][65];
 

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/objstore.h"
+#include "backend/objstore/objstore.h"
 
 static char dir[64];
 

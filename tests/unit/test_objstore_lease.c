@@ -18,9 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/objstore.h"
-#include "backend/objstore_lease.h"
-#include "backend/repo.h"
+#include "backend/objstore/objstore.h"
+#include "backend/objstore/objstore_lease.h"
+#include "backend/repo/repo.h"
 
 struct fx {
     char dir[64];

@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "backend/policy.h"
+#include "backend/engine/policy.h"
 
 struct env_case {
     const char *sku;

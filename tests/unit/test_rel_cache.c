@@ -23,7 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/util.h"
+#include "backend/base/util.h"
 #include "cache/cache.h"
 
 struct fx {

@@ -33,9 +33,9 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#include "backend/catalog.h"
-#include "backend/repo.h"
-#include "backend/segment.h"
+#include "backend/repo/catalog.h"
+#include "backend/repo/repo.h"
+#include "backend/repo/segment.h"
 
 /* ---------- a fault-injecting object store ---------- */
 
@@ -338,7 +338,7 @@ static void expect_intact(struct fx *f, const char *when)
         assert_memory_equal(b.data, f->bytes[i].data, b.len);
         buf_release(&b);
     }
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
 }
 
 /* ---------- #3: failed writes ---------- */
@@ -421,7 +421,7 @@ static void test_crash_at_each_write(void **state)
             assert_int_equal(n, (size_t)f->n_points + 1);
             char last[32];
             snprintf(last, sizeof last, "%s", ps[n - 1].name);
-            repo_point_summaries_free(ps, n);
+            point_summaries_free(ps, n);
             remember(f, last);
             expect_intact(f, "after a complete child capture");
             break;
@@ -575,7 +575,7 @@ static void test_catalog_corruption(void **state)
         size_t n = 0;
         struct dverr pe = {0};
         if (repo_points(r, ENV, &ps, &n, &pe) == 0)
-            repo_point_summaries_free(ps, n);
+            point_summaries_free(ps, n);
         struct repo_capture *c = NULL;
         struct dverr be = {0};
         int rc = repo_capture_begin(r, ENV, &c, &be);
@@ -598,7 +598,7 @@ static void test_catalog_corruption(void **state)
         assert_int_equal(rc, 0);
         assert_int_equal(repo_points(r, ENV, &ps, &n, &pe), 0);
         assert_int_equal(n, (size_t)f->n_points);
-        repo_point_summaries_free(ps, n);
+        point_summaries_free(ps, n);
         assert_int_equal(repo_capture_begin(r, ENV, &c, &be), 0);
         uint64_t h, l;
         bool found;

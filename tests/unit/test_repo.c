@@ -17,10 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/catalog.h"
-#include "backend/manifest.h"
-#include "backend/repo.h"
-#include "backend/segment.h"
+#include "backend/repo/catalog.h"
+#include "backend/repo/manifest.h"
+#include "backend/repo/repo.h"
+#include "backend/repo/segment.h"
 
 struct fx {
     char dir[64];
@@ -381,7 +381,7 @@ static void test_capture_points(void **state)
     assert_int_equal(n, 1);
     assert_string_equal(ps[0].name, "2025-11-21T090000Z");
     assert_string_equal(ps[0].kind, "system");
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
 
     struct point *q = NULL;
     assert_int_equal(repo_point_load(f->r, "contoso-dev", "2025-11-21T090000Z", &q, &e), 0);
@@ -411,7 +411,7 @@ static void test_capture_points(void **state)
     assert_int_equal(repo_envs(f->r, &envs, &n, &e), 0);
     assert_int_equal(n, 1);
     assert_string_equal(envs[0], "contoso-dev");
-    repo_names_free(envs, n);
+    strv_free(envs, n);
     point_free(p);
     point_free(p2);
     buf_release(&line);
@@ -576,7 +576,7 @@ static void test_catalog_damage_rebuild(void **state)
     assert_int_equal(repo_points(f->r, "contoso-dev", &ps, &n, &e), 0);
     assert_int_equal(n, 2);
     assert_string_equal(ps[1].kind, "manual");
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
     struct repo_capture *c = NULL;
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), -EIO);
     assert_non_null(strstr(dverr_msg(&e), "--rebuild-catalog"));
@@ -699,7 +699,7 @@ static void test_prune_forget(void **state)
     assert_int_equal(repo_points(f->r, "contoso-dev", &ps, &n, &e), 0);
     assert_int_equal(n, 1);
     assert_string_equal(ps[0].name, b->name);
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
     point_free(a);
     point_free(b);
     point_free(m);
@@ -884,7 +884,7 @@ static void *reader_main(void *arg)
         size_t np = 0;
         if (repo_points(rt->r, "contoso-dev", &ps, &np, &e) || np < 1)
             rt->bad++;
-        repo_point_summaries_free(ps, np);
+        point_summaries_free(ps, np);
         table_reader_free(tr);
         buf_release(&got);
     }

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/json.h"
-#include "backend/restore.h"
-#include "backend/restore_int.h"
+#include "backend/base/json.h"
+#include "backend/engine/restore.h"
+#include "backend/engine/restore_int.h"
 
 /* ---------------------------------------------------------------- requests */
 

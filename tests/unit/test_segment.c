@@ -15,8 +15,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/objstore.h"
-#include "backend/segment.h"
+#include "backend/objstore/objstore.h"
+#include "backend/repo/segment.h"
 
 static char dir[64], tmpdir[96];
 static struct objstore *store;

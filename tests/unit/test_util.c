@@ -7,7 +7,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "backend/util.h"
+#include "backend/base/util.h"
 
 static void test_buf(void **state)
 {
@@ -96,6 +96,22 @@ static void test_name_sanitize(void **state)
     assert_string_equal(out, "dup~2");
 }
 
+/* The loopback rule config uses for http:// URLs: conservative, so a trick never passes. */
+static void test_url_is_loopback(void **state)
+{
+    assert_true(url_is_loopback("http://127.0.0.1:8080/x"));
+    assert_true(url_is_loopback("http://localhost/x"));
+    assert_true(url_is_loopback("http://localhost"));
+    assert_true(url_is_loopback("http://[::1]:80/"));
+    assert_false(url_is_loopback("http://127.0.0.1.evil.com/"));
+    assert_false(url_is_loopback("http://10.0.0.1/"));
+    assert_false(url_is_loopback("http://127.0.0.1@evil.com/"));
+    assert_false(url_is_loopback("http://evil.com\\@127.0.0.1/"));
+    assert_false(url_is_loopback("http://127.0.0.1:80x/"));
+    assert_false(url_is_loopback("ftp://127.0.0.1/"));
+    assert_false(url_is_loopback("http:///x"));
+}
+
 static void test_base64(void **state)
 {
     (void)state;
@@ -131,7 +147,7 @@ int main(void)
         cmocka_unit_test(test_buf),           cmocka_unit_test(test_dverr_first_wins),
         cmocka_unit_test(test_sha256),        cmocka_unit_test(test_times),
         cmocka_unit_test(test_durations_sizes), cmocka_unit_test(test_name_sanitize),
-        cmocka_unit_test(test_base64),
+        cmocka_unit_test(test_base64),        cmocka_unit_test(test_url_is_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "backend/util.h"
+#include "backend/base/util.h"
 
 #define DVSIM_TENANT "contoso"
 #define DVSIM_TENANT_ID "6f1c2e34-8d5a-4b7e-9c21-3a4b5c6d7e8f"

@@ -1,5 +1,5 @@
 /* line: dvsim's records are flat JSON objects kept as canonical lines (the format of
- * backend/record.h: primary key first, the other members sorted by key bytes, compact, numbers as
+ * backend/base/record.h: primary key first, the other members sorted by key bytes, compact, numbers as
  * stored). This module scans such lines without building a tree (fast enough to serve well over
  * 50,000 records/s), projects them for a response ($select, annotations), and builds and renders
  * member lists for writes. Values are scalars only; nested values are refused (-EINVAL).

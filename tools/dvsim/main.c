@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 #include "tools/dvsim/dvsim.h"
 
 int dvsim_parse_rate(const char *s, int *n, int *secs);

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 
 #define BASE_TIME 1672531200LL /* 2023-01-01T00:00:00Z */
 #define FV "@OData.Community.Display.V1.FormattedValue"

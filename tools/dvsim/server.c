@@ -22,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 
 double dvsim_rand(struct dvsim *d)
 {

@@ -12,7 +12,7 @@
  * Churn is deterministic for a given database state and seed. Thread-safe: writers hold
  * d->write_lock, control state is under d->lock. */
 #include "tools/dvsim/dvsim.h"
-#include "backend/record.h"
+#include "backend/base/record.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>

@@ -5,7 +5,7 @@
  * not interleave). */
 #include "tools/dvsim/dvsim.h"
 
-#include "backend/json.h"
+#include "backend/base/json.h"
 
 #include <ctype.h>
 #include <errno.h>

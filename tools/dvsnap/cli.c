@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 
 struct config *cli_config(struct cli *cli)
 {

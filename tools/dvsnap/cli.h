@@ -7,9 +7,9 @@
 
 #include <stdbool.h>
 
-#include "backend/config.h"
-#include "backend/dataverse.h"
-#include "backend/repo.h"
+#include "backend/base/config.h"
+#include "backend/dataverse/dataverse.h"
+#include "backend/repo/repo.h"
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_REFUSED = 3, EXIT_DAMAGED = 4,
        EXIT_LOCKED = 11 };

@@ -18,8 +18,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "backend/log.h"
-#include "backend/ops.h"
+#include "backend/base/log.h"
+#include "backend/engine/ops.h"
 #include "cache/cache.h"
 #include "fs/fs.h"
 #include "tools/dvsnap/cli.h"
@@ -83,7 +83,7 @@ static int s_forget(void *impl, const char *env, const char *name, struct dverr 
 }
 
 static const struct fs_source_ops repo_source_ops = {
-    s_envs,        s_points,      repo_point_summaries_free, s_point_load, point_free,
+    s_envs,        s_points,      point_summaries_free, s_point_load, point_free,
     s_env_doc,     s_backup_json, s_stream_open,             s_stream_read, s_stream_close,
     s_blob_get,    s_forget,
 };

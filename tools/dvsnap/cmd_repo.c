@@ -13,10 +13,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/capture.h"
-#include "backend/json.h"
-#include "backend/log.h"
-#include "backend/policy.h"
+#include "backend/engine/capture.h"
+#include "backend/base/json.h"
+#include "backend/base/log.h"
+#include "backend/engine/policy.h"
 #include "tools/dvsnap/cli.h"
 
 static atomic_int cancel_flag;
@@ -152,7 +152,7 @@ static int resolve_point(struct repo *repo, const char *env, const char *arg, ch
                 snprintf(out, 32, "%s", ps[i].name);
                 rc = 0;
             }
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
     if (rc)
         return dverr_set(err, -ENOENT, "%s has no point %s%s", env, arg,
                          n ? "" : " (it has no points at all)");
@@ -467,7 +467,7 @@ int cmd_points(struct cli *cli, int argc, char **argv)
         printf("%-20s %-7s %-21s %-21s %s\n", ps[i].name, ps[i].kind, taken, expires,
                ps[i].label ? ps[i].label : "");
     }
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
     return EXIT_OK;
 }
 

@@ -13,7 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend/restore.h"
+#include "backend/engine/restore.h"
 #include "tools/dvsnap/cli.h"
 
 struct progress_ctx {
@@ -60,7 +60,7 @@ static int resolve_point(struct repo *repo, const char *env, const char *arg, ch
             snprintf(out, 32, "%s", ps[i].name);
             rc = 0;
         }
-    repo_point_summaries_free(ps, n);
+    point_summaries_free(ps, n);
     if (rc)
         rc = dverr_set(err, -EINVAL, "%s has no restore point or label '%s' (see dvsnap points %s)",
                        env, arg, env);

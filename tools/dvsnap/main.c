@@ -5,7 +5,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 
-#include "backend/log.h"
+#include "backend/base/log.h"
 #include "tools/dvsnap/cli.h"
 
 static const struct command commands[] = {

@@ -1,0 +1,500 @@
+/* config: load dvsnap's configuration (see config.h).
+ *
+ * A table of keys drives parsing, the DVSNAP_<KEY> overrides, defaults and validation, so a key
+ * added to the table is known everywhere at once. Values: "key = value", a '#' at the start of a
+ * line or after whitespace starts a comment, a value may be wrapped in double quotes (then '#'
+ * inside is kept). Lines are capped at 4 KiB and the file at 1 MiB.
+ * Thread-safe: config_load touches no shared state (getenv only). */
+#include "backend/base/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+
+#define CONFIG_MAX_FILE (1u << 20)
+#define CONFIG_MAX_LINE 4096
+#define SECRET_MAX (64u << 10)
+
+enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION };
+
+struct key_def {
+    const char *name;
+    enum key_kind kind;
+    size_t offset;   /* into struct config */
+    const char *dflt;
+    int min, max;    /* K_INT bounds */
+};
+
+#define OFF(f) offsetof(struct config, f)
+static const struct key_def keys[] = {
+    {"admin_url", K_URL, OFF(admin_url), "https://api.bap.microsoft.com", 0, 0},
+    {"token_url", K_URL, OFF(token_url), NULL, 0, 0},
+    {"client_id", K_STR, OFF(client_id), NULL, 0, 0},
+    {"client_secret_file", K_PATH, OFF(client_secret_file), "~/.config/dvsnap/secret", 0, 0},
+    {"repository", K_LOCATION, OFF(repository), "~/.local/share/dvsnap/repo", 0, 0},
+    {"cache_dir", K_PATH, OFF(cache_dir), "~/.cache/dvsnap", 0, 0},
+    {"cache_size", K_SIZE, OFF(cache_size), "2G", 0, 0},
+    {"capture_every", K_DURATION, OFF(capture_every), "15m", 0, 0},
+    {"environments", K_ENVS, OFF(environments), "*", 0, 0},
+    {"max_concurrency", K_INT, OFF(max_concurrency), "4", 1, 52},
+    {"log_level", K_LEVEL, OFF(log_level), "warn", 0, 0},
+    {"azure_endpoint", K_URL, OFF(azure_endpoint), NULL, 0, 0},
+    {"azure_key_file", K_PATH, OFF(azure_key_file), NULL, 0, 0},
+    {"s3_endpoint", K_URL, OFF(s3_endpoint), NULL, 0, 0},
+    {"s3_region", K_STR, OFF(s3_region), "us-east-1", 0, 0},
+    {"s3_credentials_file", K_PATH, OFF(s3_credentials_file), NULL, 0, 0},
+    {"http_timeout", K_INT, OFF(http_timeout), "300", 1, 86400},
+    {"http_retries", K_INT, OFF(http_retries), "8", 1, 100},
+    {"ca_file", K_PATH, OFF(ca_file), NULL, 0, 0},
+    {"admin_resource", K_URL, OFF(admin_resource), NULL, 0, 0},
+};
+#define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *home_dir(void)
+{
+    const char *h = getenv("HOME");
+    if (h && *h)
+        return h;
+    struct passwd *pw = getpwuid(getuid());
+    return pw && pw->pw_dir ? pw->pw_dir : "/";
+}
+
+/* "~/x" -> "$HOME/x"; anything else copied. NULL on allocation failure. */
+static char *expand_path(const char *v)
+{
+    struct buf b = BUF_INIT;
+    if (v[0] == '~' && (v[1] == '/' || v[1] == '\0')) {
+        if (buf_addstr(&b, home_dir()) || buf_addstr(&b, v + 1))
+            goto fail;
+    } else if (buf_addstr(&b, v)) {
+        goto fail;
+    }
+    return buf_detach(&b);
+fail:
+    buf_release(&b);
+    return NULL;
+}
+
+static void free_envs(char **envs)
+{
+    if (!envs)
+        return;
+    for (char **p = envs; *p; p++)
+        free(*p);
+    free(envs);
+}
+
+/* "a, b c" -> {"a","b","c",NULL}. */
+static int parse_envs(const char *v, char ***out)
+{
+    size_t n = 0, cap = 4;
+    char **list = calloc(cap + 1, sizeof(*list));
+    if (!list)
+        return -ENOMEM;
+    const char *p = v;
+    while (*p) {
+        while (*p == ',' || isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            break;
+        const char *s = p;
+        while (*p && *p != ',' && !isspace((unsigned char)*p))
+            p++;
+        if (n == cap) {
+            char **nl = realloc(list, (cap * 2 + 1) * sizeof(*list));
+            if (!nl)
+                goto nomem;
+            list = nl;
+            cap *= 2;
+        }
+        if (!(list[n] = strndup(s, (size_t)(p - s))))
+            goto nomem;
+        list[++n] = NULL;
+    }
+    if (n == 0) {
+        free_envs(list);
+        return -EINVAL;
+    }
+    *out = list;
+    return 0;
+nomem:
+    free_envs(list);
+    return -ENOMEM;
+}
+
+static int parse_level(const char *v, int *out)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp(v, names[i]) == 0 || (v[0] == '0' + i && v[1] == '\0')) {
+            *out = i;
+            return 0;
+        }
+    if (strcasecmp(v, "warning") == 0) {
+        *out = 1;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+static bool url_ok(const char *v)
+{
+    if (strncmp(v, "https://", 8) == 0)
+        return v[8] != '\0';
+    return strncmp(v, "http://", 7) == 0 && url_is_loopback(v);
+}
+
+/* Store value v for key k into cfg (replacing an earlier value). src names where it came from. */
+static int set_key(struct config *cfg, const struct key_def *k, const char *v, const char *src,
+                   struct dverr *err)
+{
+    void *field = (char *)cfg + k->offset;
+    char *s = NULL;
+    switch (k->kind) {
+    case K_URL:
+        if (!url_ok(v))
+            return dverr_set(err, -EINVAL,
+                             "%s: %s must be an https:// URL (http:// only for loopback hosts)",
+                             src, k->name);
+        /* fall through */
+    case K_STR:
+        if (!(s = strdup(v)))
+            return -ENOMEM;
+        while (k->kind == K_URL && strlen(s) > 8 && s[strlen(s) - 1] == '/')
+            s[strlen(s) - 1] = '\0';
+        break;
+    case K_LOCATION:
+        if (strstr(v, "://") && strncmp(v, "file://", 7) != 0) {
+            if (!(s = strdup(v)))
+                return -ENOMEM;
+            break;
+        }
+        /* fall through */
+    case K_PATH:
+        if (!*v)
+            return dverr_set(err, -EINVAL, "%s: %s is empty", src, k->name);
+        if (!(s = expand_path(v)))
+            return -ENOMEM;
+        break;
+    case K_SIZE:
+        if (parse_size(v, (uint64_t *)field))
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a size (e.g. 2G, 512M)", src,
+                             k->name, v);
+        return 0;
+    case K_DURATION: {
+        int64_t d;
+        if (parse_duration(v, &d) || d <= 0)
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a duration (e.g. 15m, 1h)",
+                             src, k->name, v);
+        *(int64_t *)field = d;
+        return 0;
+    }
+    case K_INT: {
+        char *end;
+        errno = 0;
+        long n = strtol(v, &end, 10);
+        if (errno || end == v || *end || n < k->min || n > k->max)
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a number from %d to %d", src,
+                             k->name, v, k->min, k->max);
+        *(int *)field = (int)n;
+        return 0;
+    }
+    case K_LEVEL:
+        if (parse_level(v, (int *)field))
+            return dverr_set(err, -EINVAL, "%s: log_level: \"%s\" is not error, warn, info or debug",
+                             src, v);
+        return 0;
+    case K_ENVS: {
+        char **list;
+        int rc = parse_envs(v, &list);
+        if (rc == -EINVAL)
+            return dverr_set(err, rc, "%s: environments is empty (use * for all)", src);
+        if (rc)
+            return rc;
+        free_envs(*(char ***)field);
+        *(char ***)field = list;
+        return 0;
+    }
+    }
+    free(*(char **)field);
+    *(char **)field = s;
+    return 0;
+}
+
+static const struct key_def *find_key(const char *name, size_t len)
+{
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (strlen(keys[i].name) == len && strncmp(keys[i].name, name, len) == 0)
+            return &keys[i];
+    return NULL;
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+/* Parse the file's text. */
+static int parse_text(struct config *cfg, const char *path, char *text, struct dverr *err)
+{
+    int lineno = 0;
+    char *save = NULL;
+    for (char *line = text; line; line = save) {
+        save = strchr(line, '\n');
+        if (save)
+            *save++ = '\0';
+        lineno++;
+        char src[PATH_MAX + 32];
+        snprintf(src, sizeof(src), "%s:%d", path, lineno);
+        if (strlen(line) > CONFIG_MAX_LINE)
+            return dverr_set(err, -EINVAL, "%s: line too long", src);
+        line = trim(line);
+        if (!*line || *line == '#')
+            continue;
+        char *eq = strchr(line, '=');
+        if (!eq)
+            return dverr_set(err, -EINVAL, "%s: expected \"key = value\"", src);
+        *eq = '\0';
+        char *name = trim(line);
+        char *value = trim(eq + 1);
+        if (*value == '"') {
+            char *close = strchr(value + 1, '"');
+            if (!close)
+                return dverr_set(err, -EINVAL, "%s: unterminated quote", src);
+            *close = '\0';
+            char *rest = trim(close + 1);
+            if (*rest && *rest != '#')
+                return dverr_set(err, -EINVAL, "%s: text after the quoted value", src);
+            value++;
+        } else {
+            for (char *p = value; *p; p++)
+                if (*p == '#' && (p == value || isspace((unsigned char)p[-1]))) {
+                    *p = '\0';
+                    break;
+                }
+            value = trim(value);
+        }
+        const struct key_def *k = find_key(name, strlen(name));
+        if (!k)
+            return dverr_set(err, -EINVAL, "%s: unknown key \"%.64s\"", src, name);
+        int rc = set_key(cfg, k, value, src, err);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Check the file's owner and mode on the open descriptor (no race with a rename). */
+static int check_private_file(int fd, const char *path, const char *what, mode_t forbidden,
+                              struct dverr *err)
+{
+    struct stat st;
+    if (fstat(fd, &st))
+        return dverr_set(err, -errno, "%s: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return dverr_set(err, -EPERM, "%s: the %s is not a regular file", path, what);
+    if (st.st_uid != geteuid() && st.st_uid != 0)
+        return dverr_set(err, -EPERM, "%s: the %s is owned by another user (uid %u); refused", path,
+                         what, (unsigned)st.st_uid);
+    if (st.st_mode & forbidden)
+        return dverr_set(err, -EPERM,
+                         "%s: the %s has mode %03o, which lets other users %s it; "
+                         "refused (chmod 600 %s)",
+                         path, what, (unsigned)(st.st_mode & 0777),
+                         (st.st_mode & forbidden & 0022) ? "change" : "read", path);
+    return 0;
+}
+
+static int read_config_file(const char *path, struct buf *out, struct dverr *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    int rc = check_private_file(fd, path, "configuration file", 0026, err);
+    if (rc)
+        goto out;
+    for (;;) {
+        if ((rc = buf_reserve(out, 65536)))
+            goto out;
+        ssize_t n = read(fd, out->data + out->len, 65536);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = dverr_set(err, -errno, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        out->len += (size_t)n;
+        out->data[out->len] = '\0';
+        if (out->len > CONFIG_MAX_FILE) {
+            rc = dverr_set(err, -EFBIG, "%s: configuration file larger than 1 MiB", path);
+            goto out;
+        }
+    }
+    if (out->len && memchr(out->data, '\0', out->len))
+        rc = dverr_set(err, -EINVAL, "%s: configuration file contains a NUL byte", path);
+out:
+    close(fd);
+    return rc;
+}
+
+int config_load(const char *path, struct config **out, struct dverr *err)
+{
+    struct config *cfg = calloc(1, sizeof(*cfg));
+    struct buf text = BUF_INIT;
+    char *dflt_path = NULL;
+    int rc = 0;
+    *out = NULL;
+    if (!cfg)
+        return -ENOMEM;
+    for (size_t i = 0; i < N_KEYS; i++)
+        if (keys[i].dflt && (rc = set_key(cfg, &keys[i], keys[i].dflt, "default", err)))
+            goto out;
+
+    bool explicit = true;
+    if (!path || !*path)
+        path = getenv("DVSNAP_CONFIG");
+    if (!path || !*path) {
+        explicit = false;
+        if (!(dflt_path = expand_path("~/.config/dvsnap/config"))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        path = dflt_path;
+    }
+    rc = read_config_file(path, &text, err);
+    if (rc == -ENOENT && !explicit) {
+        rc = 0;
+    } else if (rc) {
+        if (rc == -ENOENT || rc == -EACCES || rc == -EISDIR || rc == -ENOTDIR)
+            dverr_set(err, rc, "%s: %s", path, strerror(-rc));
+        goto out;
+    } else {
+        if (!(cfg->path = strdup(path))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        if ((rc = parse_text(cfg, path, text.data ? text.data : (char *)"", err)))
+            goto out;
+    }
+
+    /* Environment overrides: DVSNAP_<KEY>. */
+    for (size_t i = 0; i < N_KEYS; i++) {
+        char var[64] = "DVSNAP_";
+        size_t j = 7;
+        for (const char *p = keys[i].name; *p && j < sizeof(var) - 1; p++)
+            var[j++] = (char)toupper((unsigned char)*p);
+        var[j] = '\0';
+        const char *v = getenv(var);
+        if (v && (rc = set_key(cfg, &keys[i], v, var, err)))
+            goto out;
+    }
+    *out = cfg;
+    cfg = NULL;
+out:
+    if (rc == -ENOMEM)
+        dverr_set(err, rc, "out of memory reading the configuration");
+    buf_release(&text);
+    free(dflt_path);
+    config_free(cfg);
+    return rc;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->path);
+    for (size_t i = 0; i < N_KEYS; i++) {
+        void *field = (char *)cfg + keys[i].offset;
+        switch (keys[i].kind) {
+        case K_STR: case K_PATH: case K_URL: case K_LOCATION:
+            free(*(char **)field);
+            break;
+        case K_ENVS:
+            free_envs(*(char ***)field);
+            break;
+        default:
+            break;
+        }
+    }
+    free(cfg);
+}
+
+bool config_env_selected(const struct config *cfg, const char *unique_name)
+{
+    if (!cfg->environments)
+        return true;
+    for (char **p = cfg->environments; *p; p++)
+        if (strcmp(*p, "*") == 0 || strcasecmp(*p, unique_name) == 0)
+            return true;
+    return false;
+}
+
+int config_read_secret_file(const char *path, struct buf *out, struct dverr *err)
+{
+    if (!path || !*path)
+        return dverr_set(err, -EINVAL, "no secret file is configured");
+    char chunk[4096];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+    if (fd < 0) {
+        int e = errno;
+        if (e == ELOOP)
+            return dverr_set(err, -EPERM, "%s: the secret file is a symbolic link; refused", path);
+        return dverr_set(err, -e, "%s: cannot open the secret file: %s", path, strerror(e));
+    }
+    int rc = check_private_file(fd, path, "secret file", 0077, err);
+    if (rc)
+        goto out;
+    struct stat st;
+    if (fstat(fd, &st) == 0 && st.st_uid != geteuid()) {
+        rc = dverr_set(err, -EPERM, "%s: the secret file is not owned by you; refused", path);
+        goto out;
+    }
+    /* One allocation up front, so no realloc leaves a copy of the secret in freed memory. */
+    if ((rc = buf_reserve(out, SECRET_MAX + 1)))
+        goto out;
+    for (;;) {
+        ssize_t n = read(fd, chunk, sizeof(chunk));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = dverr_set(err, -errno, "%s: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        if (out->len + (size_t)n > SECRET_MAX) {
+            rc = dverr_set(err, -EFBIG, "%s: the secret file is larger than 64 KiB", path);
+            goto out;
+        }
+        if ((rc = buf_add(out, chunk, (size_t)n)))
+            goto out;
+    }
+    while (out->len && (out->data[out->len - 1] == '\n' || out->data[out->len - 1] == '\r'))
+        out->data[--out->len] = '\0';
+    if (out->len == 0)
+        rc = dverr_set(err, -EINVAL, "%s: the secret file is empty", path);
+out:
+    explicit_bzero(chunk, sizeof(chunk));
+    if (rc && out->data) {
+        explicit_bzero(out->data, out->cap);
+        buf_release(out);
+    }
+    close(fd);
+    return rc;
+}

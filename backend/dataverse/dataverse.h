@@ -1,0 +1,184 @@
+/* dataverse: clients for the Power Platform admin API (environments, administration mode, tenant
+ * capacity) and each environment's Dataverse Web API (table definitions, paged and change-tracked
+ * reads, file columns, writes and $batch). Protocol facts: shared/reference/dataverse-api.md.
+ *
+ * Everything goes through the HTTP transport (http.h) with its shared retry policy (429/503 honour
+ * Retry-After, other transient failures back off with jitter, bounded attempts). Tokens come from
+ * the client-credentials flow, one per resource (admin API, each org), cached and refreshed before
+ * expiry; a token is only sent to URLs on its own resource's origin, so a nextLink or deltaLink
+ * that points elsewhere is refused (-EPERM).
+ *
+ * Threading: struct dv_client is thread-safe; any thread may call any function. Internally each
+ * request uses a CURL handle that no other thread uses at the same time.
+ * Errors: 0 or -errno with detail in err: -EACCES (401/403), -ENOENT (404), -ESTALE (expired
+ * change-tracking token: do a full read), -EPERM (URL policy), -EPROTO (malformed response),
+ * -ETIMEDOUT, -EIO (anything else after retries). */
+#ifndef DVSNAP_DATAVERSE_H
+#define DVSNAP_DATAVERSE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/base/config.h"
+#include "backend/base/json.h"
+#include "backend/base/util.h"
+
+struct dv_client;
+struct http_transport; /* http.h */
+
+/* A GET answered 200 with JSON that does not parse (cut short by a proxy or the service, framing
+ * intact) is asked for again this many times before the read fails with -EPROTO. */
+#define DV_BAD_BODY_RETRIES 4
+
+/* Build a client from the configuration (reads the secret file through config_read_secret_file). */
+int dv_client_new(const struct config *cfg, struct dv_client **out, struct dverr *err);
+/* Same on a given transport (tests script a fake one). Takes ownership of transport. */
+int dv_client_new_with_transport(const struct config *cfg, struct http_transport *transport,
+                                 struct dv_client **out, struct dverr *err);
+void dv_client_free(struct dv_client *c); /* accepts NULL */
+/* Stop every retry wait of this client at once (from a signal handler's thread or another
+ * thread): calls that are waiting to retry return -ECANCELED within ~50 ms; calls in flight end
+ * by their own time-outs. Async-signal-safe (one atomic store). */
+void dv_client_cancel(struct dv_client *c);
+
+/* Counters since dv_client_new (for progress and benchmarks). */
+struct dv_stats {
+    uint64_t requests;   /* HTTP requests sent, retries included */
+    uint64_t retries;    /* requests repeated after 429/503/transient failures */
+    uint64_t throttled;  /* 429 answers */
+    uint64_t bytes_in;   /* response body bytes */
+};
+void dv_client_stats(struct dv_client *c, struct dv_stats *out);
+
+/* ---- admin API ---- */
+struct dv_env {
+    char *id;             /* admin API name (a GUID) */
+    char *unique_name;    /* linkedEnvironmentMetadata.uniqueName: the mount's directory name */
+    char *display_name;
+    char *sku;            /* environmentSku: Production, Sandbox, Trial, Developer, Default, ... */
+    char *geo;            /* location, e.g. "unitedstates" */
+    char *region;         /* azureRegion, e.g. "westus" */
+    char *api_url;        /* linkedEnvironmentMetadata.instanceApiUrl, no trailing slash */
+    char *tenant_id;
+    char *runtime_state;  /* states.runtime.id: Enabled, AdminMode, Disabled, ... */
+    int retention_days;   /* retentionDetails.retentionPeriod "P<n>D"; 0 when absent */
+    bool is_default;      /* isDefault or sku Default */
+    bool has_d365_apps;   /* a linkedEnvironmentMetadata.templates entry starting "D365_" */
+    char *raw_json;       /* the admin API object as received (for environment.json) */
+};
+/* Every environment the admin API lists. The array and its strings are owned by the caller. */
+int dv_env_list(struct dv_client *c, struct dv_env **envs, size_t *n, struct dverr *err);
+/* One environment by unique name (-ENOENT when not listed). */
+int dv_env_get(struct dv_client *c, const char *unique_name, struct dv_env *env, struct dverr *err);
+void dv_env_release(struct dv_env *env);
+void dv_env_list_free(struct dv_env *envs, size_t n);
+/* Set states.runtime.id ("AdminMode" or "Enabled"). */
+int dv_env_set_runtime_state(struct dv_client *c, const struct dv_env *env, const char *state,
+                             struct dverr *err);
+/* Free database capacity of the tenant in MB. */
+int dv_tenant_free_capacity_mb(struct dv_client *c, const char *tenant_id, int64_t *free_mb,
+                               struct dverr *err);
+
+/* ---- table definitions ---- */
+struct dv_attribute {
+    char *logical_name;
+    char *type;              /* AttributeType: String, Integer, BigInt, Money, Decimal, DateTime,
+                                Picklist, Lookup, Customer, Owner, Uniqueidentifier, File, ... */
+    bool valid_for_create, valid_for_update, valid_for_read;
+    bool is_primary_id;
+};
+struct dv_lookup {           /* a many-to-one relationship: this table's lookup column */
+    char *attribute;         /* referencing attribute, e.g. "parentcustomerid" (record: _x_value) */
+    char *nav_property;      /* single-valued navigation property for @odata.bind */
+    char *target_table;      /* referenced logical name */
+    char *target_set;        /* referenced entity set name */
+};
+struct dv_many_to_many {
+    char *schema_name;
+    char *intersect_table;   /* logical name of the intersect table */
+    char *entity1, *entity1_attr, *entity1_nav;
+    char *entity2, *entity2_attr, *entity2_nav;
+};
+struct dv_table {
+    char *logical_name;
+    char *entity_set;
+    char *primary_id;        /* primary key attribute */
+    char *primary_name;
+    bool change_tracking;    /* ChangeTrackingEnabled */
+    bool is_intersect;       /* IsIntersect (N:N table; written through $ref, not directly) */
+    bool read_only;          /* audits and other tables the API does not let us write */
+    struct dv_attribute *attrs; size_t n_attrs;
+    struct dv_lookup *lookups; size_t n_lookups;
+    struct dv_many_to_many *many_to_many; size_t n_many_to_many;
+    char *schema_json;       /* canonical JSON of the whole definition: schema/<table>.json */
+};
+/* All tables of the environment with attributes and relationships (EntityDefinitions). */
+int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_table **tables,
+                   size_t *n, struct dverr *err);
+void dv_tables_free(struct dv_table *tables, size_t n);
+
+/* ---- reads ---- */
+struct dv_read_cb {
+    /* One record of a page or a delta (created or updated; the API does not say which). The node
+     * and its strings live until the callback returns. Non-zero return stops the read and is
+     * returned as is. */
+    int (*record)(void *ctx, const struct json_node *record);
+    /* A $deletedEntity row of a delta: the id of the deleted record. */
+    int (*deleted)(void *ctx, const char *id);
+    void *ctx;
+};
+struct dv_read_stats {
+    uint64_t pages, records, deleted;
+};
+/* Read a table. delta_link NULL: a full read (Prefer: odata.track-changes when the table has
+ * change tracking); else GET that delta link. Pages of up to 5000 (odata.maxpagesize), formatted
+ * values and lookup names included (odata.include-annotations). On success *new_delta_link is the
+ * final @odata.deltaLink (caller frees; NULL for tables without change tracking).
+ * -ESTALE when the delta token has expired. */
+int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
+                  const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
+                  struct dv_read_stats *stats, struct dverr *err);
+
+/* Download a file column's bytes (GET <set>(<id>)/<column>/$value, Range chunks of 4 MiB).
+ * on_data gets the bytes in order; *file_name (caller frees) from x-ms-file-name. */
+int dv_file_download(struct dv_client *c, const struct dv_env *env, const char *entity_set,
+                     const char *id, const char *column,
+                     int (*on_data)(void *ctx, const void *data, size_t len), void *ctx,
+                     char **file_name, struct dverr *err);
+/* Upload a file column's bytes: one PATCH <set>(<id>)/<column> with x-ms-file-name up to 4 MiB,
+ * a chunked upload session (x-ms-transfer-mode: chunked, Content-Range parts) above. */
+int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *entity_set,
+                   const char *id, const char *column, const char *file_name, const void *data,
+                   size_t len, struct dverr *err);
+
+/* ---- writes ---- */
+struct dv_response {
+    long status;
+    struct buf body;         /* caller releases */
+};
+/* One request to the environment's Web API. path is relative to <api_url>/api/data/v9.2/
+ * (e.g. "accounts(<guid>)"); body may be NULL; headers is a NULL-terminated list of
+ * "Name: value" lines or NULL. HTTP errors are not failures here: 0 with resp->status set;
+ * only transport failures (after retries) return -errno. */
+int dv_request(struct dv_client *c, const struct dv_env *env, const char *method, const char *path,
+               const char *body, const char *const *headers, struct dv_response *resp,
+               struct dverr *err);
+
+struct dv_batch_item {
+    const char *method;      /* GET, POST, PATCH, DELETE */
+    const char *path;        /* relative to .../api/data/v9.2/ */
+    const char *body;        /* JSON or NULL */
+    const char *if_match;    /* NULL or "*" or an ETag */
+    const char *if_none_match;
+    int status;              /* out: the part's HTTP status; 0 when not executed */
+    char *response;          /* out: the part's body (caller frees), may be NULL */
+};
+/* Send up to 1000 items as one $batch (no change set). continue_on_error sends
+ * Prefer: odata.continue-on-error; without it the service stops at the first failure and the
+ * items after it keep status 0. A 200 batch can hold failures: read every item's status. */
+int dv_batch(struct dv_client *c, const struct dv_env *env, struct dv_batch_item *items, size_t n,
+             bool continue_on_error, struct dverr *err);
+void dv_batch_items_release(struct dv_batch_item *items, size_t n); /* frees the out fields */
+
+#endif

@@ -1,0 +1,66 @@
+/* catalog: the repository's local SQLite index (DESIGN.md section 7): restore points, the delta
+ * segment of every point's tables, and the capture state (env, table, key -> length of the
+ * record's current line, and its hash where the capture keeps one) with the point it corresponds to. The state is kept packed: one zstd row
+ * per table (about 17 bytes a GUID-keyed record, 25 with a hash), rewritten whole when the table changes, loaded
+ * into memory on first use by a capture. It is a cache: every row can be rebuilt
+ * from the repository's objects (repo_rebuild_catalog).
+ *
+ * SQLite in WAL mode, synchronous=FULL, foreign_keys=ON, busy_timeout 30 s. Connections come from
+ * a small pool, so each is used by one thread at a time. A capture keeps its pending state in a
+ * TEMP table of its own connection (no write lock is held while it runs), applied in one short
+ * transaction by catalog_capture_commit. Damage (SQLITE_CORRUPT, SQLITE_NOTADB) gives -EIO with a
+ * message that says how to rebuild. No code but SQLite opens the catalog file.
+ * Threading: struct catalog is thread-safe; a catalog_capture is serialised by its own mutex. */
+#ifndef DVSNAP_CATALOG_H
+#define DVSNAP_CATALOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/repo/point.h"
+#include "backend/base/util.h"
+
+struct catalog;
+int catalog_open(const char *path, struct catalog **out, struct dverr *err);
+void catalog_free(struct catalog *c); /* accepts NULL; closes every pooled connection */
+const char *catalog_path(const struct catalog *c);
+
+/* Points of env, oldest first (names sort by time). */
+int catalog_points(struct catalog *c, const char *env, struct point_summary **out, size_t *n,
+                   struct dverr *err);
+/* Insert or replace p's row and its delta-segment rows. */
+int catalog_point_add(struct catalog *c, const struct point *p, struct dverr *err);
+int catalog_point_del(struct catalog *c, const char *env, const char *name, struct dverr *err);
+/* Environments with points, sorted. */
+int catalog_envs(struct catalog *c, char ***names, size_t *n, struct dverr *err);
+/* The point the capture state of env corresponds to ("" when none). */
+int catalog_state_point(struct catalog *c, const char *env, char out[32], struct dverr *err);
+/* The settings a catalog connection really runs with (read back with PRAGMA, for tests and
+ * `dvsnap check`): journal_mode ("wal"), synchronous (2 = FULL), foreign_keys (1 = on). */
+int catalog_settings(struct catalog *c, char journal_mode[16], int *synchronous,
+                     int *foreign_keys, struct dverr *err);
+/* Forget every row (before a rebuild). */
+int catalog_clear(struct catalog *c, struct dverr *err);
+
+struct catalog_capture;
+/* replace: the commit replaces env's whole state with what was put (a rebuild); else it applies the
+ * puts over the current state. */
+int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
+                          struct catalog_capture **out, struct dverr *err);
+/* hash 0 means none is kept for the key (found may still be true). */
+int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
+                        size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
+int catalog_capture_put(struct catalog_capture *cc, const char *table, const char *key,
+                        size_t key_len, uint64_t hash, uint64_t len, bool deleted);
+/* Keys of table in the state as it would be after commit, by key; fn may call put. */
+int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
+                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                            void *ctx);
+/* Drop the in-memory copy of table's committed state (loaded again when needed). */
+void catalog_capture_done(struct catalog_capture *cc, const char *table);
+/* Apply the state, add p (may be NULL: state only) and record it as env's state point. Frees cc. */
+int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, struct dverr *err);
+void catalog_capture_abort(struct catalog_capture *cc); /* accepts NULL */
+
+#endif

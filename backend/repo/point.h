@@ -1,0 +1,65 @@
+/* point: a restore point in memory (struct point and its tables and files), shared by every module
+ * of the repository layer. manifest.c turns it into its stored JSON and back; repo.h loads and
+ * commits it. This header is the bottom of the repository layer: it includes only the base layer.
+ * Everything in it is plain data; nothing here is thread-safe beyond that. */
+#ifndef DVSNAP_POINT_H
+#define DVSNAP_POINT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "backend/base/util.h"
+
+enum segment_op { SEG_BASE = 'b', SEG_CREATE = 'c', SEG_UPDATE = 'u', SEG_DELETE = 'd' };
+
+struct point_table {
+    char *name;              /* logical name; the file is tables/<sanitised name>.json */
+    char *entity_set;
+    char *primary_key;
+    uint64_t records;        /* lines in the table file at this point */
+    uint64_t bytes;          /* exact size of the table file at this point */
+    char **segments;         /* merge chain, oldest first (segment ids) */
+    size_t n_segments;
+    uint64_t *segment_sizes; /* NULL, or n_segments object sizes in bytes (0: unknown); manifests
+                                record them so compaction needs no request per segment */
+    char *delta;             /* this point's change segment (NULL: unchanged since the last point) */
+    uint64_t created, updated, deleted; /* counts in delta */
+    uint64_t changes_bytes;  /* exact size of changes/<table>.json */
+    char *schema;            /* blob id of the table definition document */
+    char *delta_link;        /* change-tracking position after this point; NULL when untracked */
+    char *full_read_reason;  /* NULL, or why this point re-read the whole table (e.g. token expired) */
+};
+struct point_file {          /* files/<table>/<record id>/<file name> */
+    char *table, *record_id, *column, *file_name; /* file_name as the service gave it */
+    char *blob;              /* blob id */
+    uint64_t size;
+};
+struct point {
+    char *env;               /* environment unique name */
+    char *name;              /* YYYY-MM-DDTHHMMSSZ */
+    char *kind;              /* "system" or "manual" */
+    char *label;             /* manual backups; NULL otherwise */
+    time_t taken_at;
+    time_t expires_at;       /* 0: never (set by policy at capture; prune recomputes) */
+    struct point_table *tables; size_t n_tables;
+    struct point_file *files; size_t n_files;
+    char *not_captured_json; /* JSON array of {"what":..,"reason":..}: apps, flows, failures */
+    char *env_json;          /* the environment as the admin API described it at capture */
+    char *audit_table;       /* the table shown as audit.json, or NULL */
+};
+void point_free(struct point *p); /* accepts NULL */
+
+struct point_summary {
+    char name[32];
+    char kind[8];
+    char *label;             /* NULL when none */
+    time_t taken_at, expires_at;
+};
+void point_summaries_free(struct point_summary *p, size_t n); /* accepts NULL */
+/* A deep copy of p (NULL on out of memory). */
+struct point *point_dup(const struct point *p);
+/* The rendered backup.json of a point (DESIGN.md section 4), exactly what the mount shows. */
+int point_render_backup_json(const struct point *p, struct buf *out);
+
+#endif

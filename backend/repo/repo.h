@@ -1,0 +1,166 @@
+/* repo: the backup repository (DESIGN.md section 7): record-level segments, restore-point
+ * manifests, content-addressed blobs, and the local SQLite catalog.
+ *
+ * Object layout in the store (objstore.h):
+ *   config                                 repository id and format version
+ *   objects/<2 hex>/<sha256>               segments and blobs; the name is the SHA-256 of the bytes
+ *   points/<env>/<YYYY-MM-DDTHHMMSSZ>.json restore-point manifests; a point exists iff this exists
+ *   envs/<env>.json                        the environment as the admin API last described it
+ * Objects are immutable and written (durably) before the manifest that names them.
+ *
+ * A segment holds entries (op, key, line) sorted by key bytes, in independent zstd frames of about
+ * 1 MiB with an index, so a table at a point is a k-way merge of its segment chain (newest wins,
+ * deletes drop the record) streamed straight into the table-file format (record.h).
+ *
+ * The catalog (SQLite, WAL, synchronous=FULL) indexes points and segments and holds the capture
+ * state: for every environment, table and record key, the length of the record's current line,
+ * and its hash for tables without a delta link (a full read of any other table takes the hashes
+ * from the previous point's segments). It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
+ *
+ * Threading: struct repo is thread-safe (each thread gets its own SQLite connection and zstd
+ * contexts); readers and writers may run in parallel. One capture writer per environment
+ * (repo_capture_begin takes a lock; -EBUSY when another writer holds it). */
+#ifndef DVSNAP_REPO_H
+#define DVSNAP_REPO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "backend/base/config.h"
+#include "backend/repo/point.h"
+#include "backend/repo/segment.h"
+#include "backend/objstore/objstore.h"
+#include "backend/base/util.h"
+
+struct repo;
+
+/* Create a new repository at cfg->repository (-EEXIST when one exists). */
+int repo_init(const struct config *cfg, struct dverr *err);
+/* Open an existing repository (-ENOENT with a hint to run `dvsnap init` when there is none).
+ * The catalog is <repository>/catalog.db for a directory repository, else under cfg->cache_dir. */
+int repo_open(const struct config *cfg, struct repo **out, struct dverr *err);
+/* Same over a given store (tests, fault injection). Takes ownership of store. */
+int repo_open_store(struct objstore *store, const char *catalog_path, struct repo **out,
+                    struct dverr *err);
+void repo_free(struct repo *r); /* accepts NULL */
+struct objstore *repo_store(struct repo *r);
+
+/* ---- restore points (the types are in point.h) ---- */
+/* Environments that have points or an envs/ document, sorted. */
+int repo_envs(struct repo *r, char ***names, size_t *n, struct dverr *err);
+/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing). */
+int repo_points(struct repo *r, const char *env, struct point_summary **out, size_t *n,
+                struct dverr *err);
+/* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
+int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
+                    struct dverr *err);
+/* The environment document (envs/<env>.json), -ENOENT when none. */
+int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err);
+int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err);
+
+/* ---- reading tables ---- */
+struct table_reader;
+/* Stream the table file (tables/<t>.json) of table at point p; exactly pt->bytes bytes. */
+int table_reader_open(struct repo *r, const struct point *p, const char *table,
+                      struct table_reader **out, struct dverr *err);
+/* Stream changes/<t>.json: one line per entry of the point's delta, sorted by key:
+ *   {"op":"create","id":"<key>","record":<line>}  {"op":"update",...}  {"op":"delete","id":"<key>"}
+ * framed like a table file; exactly pt->changes_bytes bytes. */
+int changes_reader_open(struct repo *r, const struct point *p, const char *table,
+                        struct table_reader **out, struct dverr *err);
+/* Next bytes (0 at the end, -EIO on a damaged object with detail in err). */
+ssize_t table_reader_read(struct table_reader *tr, void *buf, size_t n, struct dverr *err);
+void table_reader_free(struct table_reader *tr);
+/* Every record of table at p in key order (for restore and comparisons). fn's non-zero return
+ * stops and is returned. */
+int table_iterate(struct repo *r, const struct point *p, const char *table,
+                  int (*fn)(void *ctx, const char *key, size_t key_len, const char *line,
+                            size_t line_len),
+                  void *ctx, struct dverr *err);
+
+/* ---- blobs (attachments, file columns, schema documents) ---- */
+int repo_blob_put(struct repo *r, const void *data, size_t len, char id[65], struct dverr *err);
+/* The largest blob repo_blob_get reads (into memory): a capture keeps no larger file. */
+#define REPO_BLOB_MAX ((uint64_t)2 << 30)
+/* The blob's bytes, hash verified (-EIO when they do not match). */
+int repo_blob_get(struct repo *r, const char *id, struct buf *out, struct dverr *err);
+
+/* ---- writing (capture) ---- */
+/* A segment writer whose temp files go under the repository's own temporary directory (the rest
+ * of the writer's API is in segment.h). */
+int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr *err);
+
+/* Compaction: true when table's chain at p should be replaced by a new base (more than
+ * REPO_MAX_CHAIN segments, or, with at least 4 segments, the deltas together larger than the base).
+ * Segment sizes come from pt->segment_sizes, the store's size memo (manifests loaded, objects this
+ * process wrote) or a local stat, never a remote request; with a size unknown only the length cap
+ * applies. repo_capture_commit does this by itself for every table of the point;
+ * these are for callers that want to do it earlier. */
+#define REPO_MAX_CHAIN 32
+bool repo_table_should_compact(struct repo *r, const struct point_table *pt);
+/* Write a base segment holding the table as pt's chain merges (pt need not be committed: a capture
+ * passes its new chain). The caller then sets pt->segments to {id}. records/bytes: what the table
+ * file has (they must equal pt->records/pt->bytes). */
+int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], uint64_t *records,
+                    uint64_t *bytes, struct dverr *err);
+
+/* A capture of one environment in progress: holds the environment's writer lock and a catalog
+ * transaction for the capture state. Nothing is visible until repo_capture_commit. */
+struct repo_capture;
+int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **out,
+                       struct dverr *err);
+/* The latest committed point of env (NULL when none); owned by the capture. */
+const struct point *repo_capture_previous(struct repo_capture *c);
+/* Capture state of one record: found=false when the key is not in the table's current state. */
+int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
+                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
+/* Record the new state of a key (len 0 with deleted=true removes it); hash 0 keeps none (tables
+ * read through change tracking: the capture keeps hashes only for tables it diffs on every read). */
+int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
+                           size_t key_len, uint64_t hash, uint64_t len, bool deleted);
+/* Every key of the table's current state (for diffing a full read to find deletions). */
+int repo_capture_state_iterate(struct repo_capture *c, const char *table,
+                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                               void *ctx);
+/* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
+ * if asked for, and at commit). Bounds memory to the tables being read. */
+void repo_capture_state_done(struct repo_capture *c, const char *table);
+/* 64-bit hash a full read compares records by (first 8 bytes of SHA-256 of the line). */
+uint64_t repo_line_hash(const char *line, size_t len);
+/* Write p's manifest (after every object it names is durable), then commit the capture state.
+ * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
+ * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
+ * "system". Tables whose chain repo_table_should_compact flags get a new base first (pt->segments
+ * is replaced). Frees c. When the manifest is written but the catalog commit fails, the point exists
+ * and 0 is returned (the next capture_begin repairs the catalog from the manifest). */
+int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err);
+void repo_capture_abort(struct repo_capture *c); /* accepts NULL; nothing is kept */
+
+/* ---- maintenance ---- */
+/* Delete a manual point (-EPERM for a system point, -ENOENT when absent). */
+int repo_forget(struct repo *r, const char *env, const char *name, struct dverr *err);
+struct prune_report {
+    uint64_t points_removed, objects_removed, bytes_removed;
+    char **removed; size_t n_removed; /* "env/point" names */
+};
+/* Remove points whose expires_at (recomputed by expires_fn when given) is at or before now,
+ * then every object no remaining point names. dry_run reports without deleting. */
+int repo_prune(struct repo *r, time_t now, bool dry_run,
+               time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
+               struct prune_report *rep, struct dverr *err);
+void prune_report_release(struct prune_report *rep);
+struct check_report {
+    uint64_t points, objects_checked, bytes_checked;
+    char **damaged; size_t n_damaged; /* "env/point: table (what)" lines */
+};
+/* Every manifest parses and every object it names exists; with read_data, every object's hash
+ * matches and every segment decodes. 0 when clean, -EIO when something is damaged (listed). */
+int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct dverr *err);
+void check_report_release(struct check_report *rep);
+/* Recreate the catalog from the repository's objects. */
+int repo_rebuild_catalog(struct repo *r, struct dverr *err);
+
+#endif
