@@ -6,7 +6,9 @@
  * Retry-After timing, 503 without it, expired delta token -> -ESTALE, links to other origins and
  * other orgs refused with no request sent, malformed pages, 401 refresh, token errors without the
  * secret, $batch requests and multipart answers (nested change sets, a 200 holding a failure),
- * ranged file downloads, capacity and administration mode. */
+ * ranged file downloads, capacity and administration mode.
+ * Size: one scripted conversation per behaviour of the three clients, each short; splitting them
+ * would only spread the fake transport they share. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
