@@ -1,0 +1,408 @@
+/* repo_capture: writing to the repository (repo.h): the segment writer over the repository's temp
+ * directory, the line hash, compaction (a new base segment for a long chain) and a capture of one
+ * environment from begin to commit: the environment's writer lock (and, on a remote store, its
+ * lease), the prune lock held shared, the capture state in the catalog, and the manifest written
+ * after every object it names. Locks and commit order: repo_int.h.
+ * Limits: a manifest name is retried at most 1000 seconds later when taken (-EEXIST).
+ * Threading: a repo_capture belongs to one thread at a time (its capture state is serialised by the
+ * catalog); captures of different environments run in parallel. */
+#include "backend/repo/repo_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "backend/base/log.h"
+#include "backend/objstore/objstore_lease.h"
+#include "backend/repo/catalog.h"
+#include "backend/repo/manifest.h"
+#include "backend/repo/segment.h"
+
+/* ---------- writing ---------- */
+
+int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr *err)
+{
+    return segment_writer_new_in(r->store, r->tmp_dir, out, err);
+}
+
+uint64_t repo_line_hash(const char *line, size_t len)
+{
+    char h[65];
+    sha256_hex(line, len, h);
+    uint64_t v = 0;
+    for (int i = 0; i < 16; i++)
+        v = (v << 4) | (uint64_t)(h[i] <= '9' ? h[i] - '0' : h[i] - 'a' + 10);
+    return v;
+}
+
+/* The size of segment k of pt without a request: the manifest's record, else what this process
+ * learnt (the size memo: manifests loaded, objects written or stat-ed), else a stat where that is
+ * a local call. false when unknown (a remote store never pays a request for it). */
+static bool segment_size(struct repo *r, const struct point_table *pt, size_t k, uint64_t *size)
+{
+    if (pt->segment_sizes && pt->segment_sizes[k]) {
+        *size = pt->segment_sizes[k];
+        return true;
+    }
+    char name[80];
+    segment_object_name(pt->segments[k], name);
+    if (objstore_sizes_get(r->store->sizes, name, size))
+        return true;
+    struct dverr ignore = {0};
+    if (!r->store->local_dir || r->store->ops->stat(r->store->impl, name, size, &ignore))
+        return false;
+    objstore_sizes_note(r->store->sizes, name, *size);
+    return true;
+}
+
+bool repo_table_should_compact(struct repo *r, const struct point_table *pt)
+{
+    if (pt->n_segments > REPO_MAX_CHAIN)
+        return true;
+    /* the size rule, once the chain is long enough for it to matter: the deltas together larger
+     * than the base. Sizes come from manifests and what this process wrote, so it costs no request
+     * on any store; a chain with a size unknown is left alone (the length cap still applies). */
+    if (pt->n_segments < 4)
+        return false;
+    uint64_t base = 0, deltas = 0, size;
+    for (size_t i = 0; i < pt->n_segments; i++) {
+        if (!segment_size(r, pt, i, &size))
+            return false;
+        if (i == 0)
+            base = size;
+        else
+            deltas += size;
+    }
+    return deltas > base;
+}
+
+/* Record the size of every segment of p's tables that is known without a request (manifest
+ * format: "segment_bytes"). A table with a size unknown keeps none. */
+static int record_segment_sizes(struct repo *r, struct point *p, struct dverr *err)
+{
+    for (size_t i = 0; i < p->n_tables; i++) {
+        struct point_table *pt = &p->tables[i];
+        if (!pt->n_segments)
+            continue;
+        uint64_t *v = calloc(pt->n_segments, sizeof *v);
+        if (!v)
+            return dverr_set(err, -ENOMEM, "out of memory");
+        bool all = true;
+        for (size_t k = 0; all && k < pt->n_segments; k++)
+            all = segment_size(r, pt, k, &v[k]) && v[k] > 0;
+        free(pt->segment_sizes);
+        pt->segment_sizes = NULL;
+        if (all)
+            pt->segment_sizes = v;
+        else
+            free(v);
+    }
+    return 0;
+}
+
+struct base_ctx {
+    struct segment_writer *w;
+    struct dverr *err;
+};
+
+static int base_add(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+{
+    struct base_ctx *c = ctx;
+    return segment_writer_add(c->w, SEG_BASE, key, key_len, line, line_len, c->err);
+}
+
+int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], uint64_t *records,
+                    uint64_t *bytes, struct dverr *err)
+{
+    struct segment_writer *w = NULL;
+    int rc = segment_writer_new(r, &w, err);
+    if (rc)
+        return rc;
+    /* notes' attachments are the point's files (capture.c): keep them once in the base too */
+    segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
+    char fake_env[] = "(capture)", fake_name[] = "(new)";
+    struct point fake = {.env = fake_env, .name = fake_name, .tables = (struct point_table *)pt,
+                         .n_tables = 1};
+    struct base_ctx c = {w, err};
+    if ((rc = table_iterate(r, &fake, pt->name, base_add, &c, err))) {
+        segment_writer_abort(w);
+        return rc;
+    }
+    struct segment_stats st;
+    if ((rc = segment_writer_finish_stats(w, id, &st, err)))
+        return rc;
+    if (records)
+        *records = st.entries;
+    if (bytes)
+        *bytes = st.entries ? st.table_bytes : 4;
+    return 0;
+}
+
+/* ---------- capture ---------- */
+
+struct repo_capture {
+    struct repo *r;
+    char *env;
+    int lock_fd, prune_fd;
+    struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
+    struct point *prev;
+    struct catalog_capture *cc;
+};
+
+void repo_capture_abort(struct repo_capture *c)
+{
+    if (!c)
+        return;
+    catalog_capture_abort(c->cc);
+    objstore_lease_release(c->lease);
+    point_free(c->prev);
+    if (c->prune_fd >= 0)
+        close(c->prune_fd);
+    if (c->lock_fd >= 0)
+        close(c->lock_fd);
+    free(c->env);
+    free(c);
+}
+
+struct rebuild_ctx {
+    struct catalog_capture *cc;
+    const char *table;
+    bool hashes;             /* the capture keeps hashes for this table (no delta link) */
+};
+
+static int rebuild_put(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+{
+    struct rebuild_ctx *c = ctx;
+    return catalog_capture_put(c->cc, c->table, key, key_len,
+                               c->hashes ? repo_line_hash(line, line_len) : 0, line_len, false);
+}
+
+/* Replace env's capture state with the records of p (NULL: empty). */
+int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
+                           const struct point *p, struct dverr *err)
+{
+    struct catalog_capture *cc = NULL;
+    int rc = catalog_capture_begin(cat, env, true, &cc, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; p && i < p->n_tables && !rc; i++) {
+        struct rebuild_ctx c = {cc, p->tables[i].name, !p->tables[i].delta_link};
+        rc = table_iterate(r, p, p->tables[i].name, rebuild_put, &c, err);
+    }
+    if (rc) {
+        catalog_capture_abort(cc);
+        return rc;
+    }
+    return catalog_capture_commit(cc, p, err);
+}
+
+int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **out,
+                       struct dverr *err)
+{
+    *out = NULL;
+    if (!manifest_env_name_ok(env))
+        return dverr_set(err, -EINVAL, "environment name \"%.80s\" cannot be stored", env);
+    struct catalog *cat = repo_catalog_get(r, err);
+    if (!cat)
+        return -EIO;
+    struct repo_capture *c = calloc(1, sizeof *c);
+    if (!c || !(c->env = strdup(env))) {
+        free(c);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    c->r = r;
+    c->lock_fd = c->prune_fd = -1;
+    char lname[300];
+    snprintf(lname, sizeof lname, "%s.lock", env);
+    int rc = repo_lock_open(r, lname, &c->lock_fd, err);
+    if (rc)
+        goto fail;
+    if (flock(c->lock_fd, LOCK_EX | LOCK_NB)) {
+        rc = errno == EWOULDBLOCK ? dverr_set(err, -EBUSY, "another capture of %s is running", env)
+                                  : dverr_set(err, -errno, "locking %s: %s", env, strerror(errno));
+        goto fail;
+    }
+    if (!r->store->local_dir) {
+        /* Other machines may share a remote store: one writer per environment across all of
+         * them, through a lease object that expires when its holder dies. */
+        char lname2[300], purpose[300];
+        snprintf(lname2, sizeof lname2, "locks/%s.lease", env);
+        snprintf(purpose, sizeof purpose, "the capture of %s", env);
+        if ((rc = objstore_lease_take(r->store, lname2, purpose, 0, &c->lease, err)) ||
+            (rc = objstore_lease_wait_free(r->store, "locks/prune.lease", LOCK_WAIT_MS, err)))
+            goto fail;
+    }
+    if ((rc = repo_lock_open(r, "prune.lock", &c->prune_fd, err)))
+        goto fail;
+    if ((rc = repo_lock_wait(c->prune_fd, LOCK_SH, LOCK_WAIT_MS))) {
+        dverr_set(err, rc, "waiting for a prune of the repository to finish: %s", strerror(-rc));
+        goto fail;
+    }
+    struct point_summary *pts = NULL;
+    size_t n = 0;
+    if ((rc = repo_points(r, env, &pts, &n, err)))
+        goto fail;
+    char latest[32] = "";
+    if (n)
+        snprintf(latest, sizeof latest, "%s", pts[n - 1].name);
+    point_summaries_free(pts, n);
+    if (latest[0] && (rc = repo_point_load(r, env, latest, &c->prev, err)))
+        goto fail;
+    char state_point[32];
+    if ((rc = catalog_state_point(cat, env, state_point, err)))
+        goto fail;
+    if (strcmp(state_point, latest) != 0) {
+        log_info("%s: the capture state is at \"%s\", the latest point is \"%s\": rebuilding it",
+                 env, state_point, latest);
+        if ((rc = repo_env_state_rebuild(r, cat, env, c->prev, err)))
+            goto fail;
+    }
+    if ((rc = catalog_capture_begin(cat, env, false, &c->cc, err)))
+        goto fail;
+    *out = c;
+    return 0;
+fail:
+    repo_capture_abort(c);
+    return rc;
+}
+
+const struct point *repo_capture_previous(struct repo_capture *c)
+{
+    return c->prev;
+}
+
+int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
+                           size_t key_len, uint64_t *hash, uint64_t *len, bool *found)
+{
+    return catalog_capture_get(c->cc, table, key, key_len, hash, len, found);
+}
+
+int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
+                           size_t key_len, uint64_t hash, uint64_t len, bool deleted)
+{
+    return catalog_capture_put(c->cc, table, key, key_len, hash, len, deleted);
+}
+
+int repo_capture_state_iterate(struct repo_capture *c, const char *table,
+                               int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
+                               void *ctx)
+{
+    return catalog_capture_iterate(c->cc, table, fn, ctx);
+}
+
+void repo_capture_state_done(struct repo_capture *c, const char *table)
+{
+    catalog_capture_done(c->cc, table);
+}
+
+/* Replace long chains by a new base before the manifest names them (the capture need not know).
+ * A base that does not reproduce the manifest's counts is not used (logged: the capture's counts
+ * are then wrong, and readers will say so). */
+static int compact_point(struct repo *r, struct point *p, struct dverr *err)
+{
+    for (size_t i = 0; i < p->n_tables; i++) {
+        struct point_table *pt = &p->tables[i];
+        /* the capture's rule (capture.c): a create-only delta (audit) is not compacted for its
+         * size, since a new base would copy the whole table and save no reading; the chain cap
+         * still applies */
+        if (pt->n_segments <= REPO_MAX_CHAIN && !pt->updated && !pt->deleted)
+            continue;
+        if (!repo_table_should_compact(r, pt))
+            continue;
+        char id[65];
+        uint64_t records = 0, bytes = 0;
+        int rc = repo_write_base(r, pt, id, &records, &bytes, err);
+        if (rc)
+            return rc;
+        if (records != pt->records || bytes != pt->bytes) {
+            log_error("%s: compaction of %s gave %llu records, %llu bytes where the capture counted "
+                      "%llu, %llu; keeping the chain", p->env, pt->name,
+                      (unsigned long long)records, (unsigned long long)bytes,
+                      (unsigned long long)pt->records, (unsigned long long)pt->bytes);
+            continue;
+        }
+        char *base = strdup(id[0] ? id : "");
+        if (!base)
+            return dverr_set(err, -ENOMEM, "out of memory");
+        for (size_t k = 0; k < pt->n_segments; k++)
+            free(pt->segments[k]);
+        free(pt->segment_sizes); /* recorded afresh by record_segment_sizes */
+        pt->segment_sizes = NULL;
+        if (id[0]) {
+            pt->segments[0] = base;
+            pt->n_segments = 1;
+        } else { /* the table is empty now */
+            free(base);
+            pt->n_segments = 0;
+        }
+        log_info("%s: compacted %s into one base segment", p->env, pt->name);
+    }
+    return 0;
+}
+
+int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err)
+{
+    struct repo *r = c->r;
+    struct buf doc = BUF_INIT;
+    int rc = 0;
+    if (!p->env && !(p->env = strdup(c->env))) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    if (strcmp(p->env, c->env) != 0) {
+        rc = dverr_set(err, -EINVAL, "point of %s committed by a capture of %s", p->env, c->env);
+        goto out;
+    }
+    if (!p->kind && !(p->kind = strdup("system"))) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = compact_point(r, p, err)) || (rc = record_segment_sizes(r, p, err)))
+        goto out;
+    if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
+        goto out;
+    time_t t = p->taken_at;
+    if (c->prev && t <= c->prev->taken_at)
+        t = c->prev->taken_at + 1;
+    for (int attempt = 0;; attempt++) {
+        char name[32], obj[400];
+        point_name_from_time(t, name);
+        free(p->name);
+        if (!(p->name = strdup(name))) {
+            rc = dverr_set(err, -ENOMEM, "out of memory");
+            goto out;
+        }
+        p->taken_at = t;
+        buf_reset(&doc);
+        if ((rc = manifest_render(p, &doc, err)))
+            goto out;
+        if ((rc = manifest_object_name(p->env, p->name, obj, sizeof obj))) {
+            rc = dverr_set(err, rc, "bad point name");
+            goto out;
+        }
+        struct dverr e2 = {0};
+        rc = r->store->ops->put_if_absent(r->store->impl, obj, doc.data, doc.len, &e2);
+        if (rc == -EEXIST && attempt < 1000) {
+            t++;
+            continue;
+        }
+        if (rc) {
+            dverr_set(err, rc, "writing the manifest: %s", dverr_msg(&e2));
+            goto out;
+        }
+        break;
+    }
+    struct dverr ce = {0};
+    int crc = catalog_capture_commit(c->cc, p, &ce);
+    c->cc = NULL;
+    if (crc)
+        log_warn("%s/%s is saved but the catalog was not updated (%s); the next capture repairs "
+                 "it", p->env, p->name, dverr_msg(&ce));
+out:
+    buf_release(&doc);
+    repo_capture_abort(c);
+    return rc;
+}

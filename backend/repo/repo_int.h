@@ -1,0 +1,69 @@
+/* repo_int: internals of the repository (repo.h) shared by its files: repo.c (open, init, lock
+ * files, points, environment documents, blobs), repo_read.c (table and changes readers),
+ * repo_capture.c (segment writer glue, captures, compaction) and repo_maint.c (forget, prune,
+ * check, catalog rebuild). Not part of the contract; only these four files include it.
+ *
+ * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
+ * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
+ * store (objstore_lease.h) for writers on other machines, checked again before the manifest):
+ *   <env>.lock   flock LOCK_EX for the whole capture of env (-EBUSY when held)
+ *   prune.lock   captures hold LOCK_SH from begin to commit/abort; prune takes LOCK_EX, so prune
+ *                never deletes an object that a capture in progress has written or reuses.
+ * Commit order: segments and blobs are durable when written; the manifest is written with
+ * put_if_absent; then the catalog transaction commits. A crash between the two leaves the catalog
+ * behind the manifests; capture_begin notices (the state's point differs from the latest
+ * manifest) and rebuilds that environment's state from the latest point.
+ * Threading: struct repo is thread-safe; each field below says what guards it. */
+#ifndef DVSNAP_REPO_INT_H
+#define DVSNAP_REPO_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "backend/repo/repo.h"
+
+/* The longest a capture waits for a prune to finish, and a prune for captures (lock or lease). */
+#define LOCK_WAIT_MS (300 * 1000)
+
+struct catalog;
+
+struct repo {
+    struct objstore *store;  /* immutable after open (the store is thread-safe) */
+    char *catalog_path;      /* immutable after open */
+    char *tmp_dir;           /* immutable after open: segment writers' temp files */
+    char *lock_dir;          /* immutable after open: the lock files above */
+    pthread_mutex_t mu;      /* guards cat and cat_err */
+    struct catalog *cat;     /* guarded by mu; NULL when the catalog could not be opened */
+    struct dverr cat_err;    /* why (guarded by mu) */
+};
+
+/* The catalog, or NULL with why in err (damaged, or being rebuilt). */
+struct catalog *repo_catalog_get(struct repo *r, struct dverr *err);
+
+/* ---- lock files (repo.c) ---- */
+/* Open (creating) the lock file name under r->lock_dir; *fd is the caller's to close. */
+int repo_lock_open(struct repo *r, const char *name, int *fd, struct dverr *err);
+/* flock(fd, op) with a bounded wait (polls: flock cannot time out); -EBUSY after wait_ms. */
+int repo_lock_wait(int fd, int op, int64_t wait_ms);
+
+/* ---- names (repo.c) ---- */
+/* A growable list of strings (owned; free with strv_free(v, n)). */
+struct name_list {
+    char **v;
+    size_t n, cap;
+};
+int name_list_add(struct name_list *l, const char *s, size_t len); /* 0 or -ENOMEM */
+void name_list_sort_unique(struct name_list *l);
+/* "points/<env>/<name>.json" -> env and name; false for anything else. */
+bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name, size_t nn);
+/* The point names of env in the store (sorted, from its listing; no catalog). */
+int repo_point_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
+
+/* ---- capture state (repo_capture.c) ---- */
+/* Replace env's capture state in cat with the records of p (NULL: empty). */
+int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
+                           const struct point *p, struct dverr *err);
+
+#endif

@@ -1,0 +1,536 @@
+/* repo_maint: maintenance of the repository (repo.h): forgetting a manual point, pruning expired
+ * points and the objects no point names any more, checking every manifest and object, and
+ * rebuilding the catalog from the manifests.
+ * Limits: prune and check hold every manifest name (and prune every object id) in memory; check
+ * reads each shared object once. A prune waits up to LOCK_WAIT_MS for the captures of this
+ * machine (the prune lock) and as long again for those of other machines (their leases).
+ * Threading: prune excludes captures through the prune lock and lease (repo_int.h); check and
+ * forget take no lock; a rebuild swaps the catalog under r->mu. */
+#include "backend/repo/repo_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "backend/base/log.h"
+#include "backend/objstore/objstore_lease.h"
+#include "backend/repo/catalog.h"
+#include "backend/repo/manifest.h"
+#include "backend/repo/segment.h"
+
+int repo_forget(struct repo *r, const char *env, const char *name, struct dverr *err)
+{
+    struct point *p = NULL;
+    int rc = repo_point_load(r, env, name, &p, err);
+    if (rc)
+        return rc;
+    if (strcmp(p->kind, "manual") != 0) {
+        point_free(p);
+        return dverr_set(err, -EPERM, "%s/%s is a system backup: system backups cannot be "
+                         "deleted, they expire", env, name);
+    }
+    point_free(p);
+    char obj[400];
+    manifest_object_name(env, name, obj, sizeof obj);
+    if ((rc = r->store->ops->del(r->store->impl, obj, err)))
+        return rc;
+    struct dverr ce = {0};
+    struct catalog *cat = repo_catalog_get(r, &ce);
+    if (cat && catalog_point_del(cat, env, name, &ce))
+        log_warn("%s", dverr_msg(&ce));
+    return 0;
+}
+
+void prune_report_release(struct prune_report *rep)
+{
+    if (!rep)
+        return;
+    strv_free(rep->removed, rep->n_removed);
+    memset(rep, 0, sizeof *rep);
+}
+
+void check_report_release(struct check_report *rep)
+{
+    if (!rep)
+        return;
+    strv_free(rep->damaged, rep->n_damaged);
+    memset(rep, 0, sizeof *rep);
+}
+
+/* A set of object ids: sorted array after idset_seal. */
+struct idset {
+    char (*v)[65];
+    size_t n, cap;
+};
+
+static int idset_add(struct idset *s, const char *id)
+{
+    if (!id)
+        return 0;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        char(*v)[65] = realloc(s->v, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        s->v = v;
+        s->cap = cap;
+    }
+    snprintf(s->v[s->n++], 65, "%s", id);
+    return 0;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    return strcmp(a, b);
+}
+
+static void idset_seal(struct idset *s)
+{
+    if (s->n)
+        qsort(s->v, s->n, sizeof *s->v, cmp_id);
+}
+
+static bool idset_has(const struct idset *s, const char *id)
+{
+    return s->n && bsearch(id, s->v, s->n, sizeof *s->v, cmp_id) != NULL;
+}
+
+static int point_refs(const struct point *p, struct idset *s)
+{
+    int rc = 0;
+    for (size_t i = 0; i < p->n_tables && !rc; i++) {
+        const struct point_table *t = &p->tables[i];
+        for (size_t k = 0; k < t->n_segments && !rc; k++)
+            rc = idset_add(s, t->segments[k]);
+        if (!rc)
+            rc = idset_add(s, t->delta);
+        if (!rc)
+            rc = idset_add(s, t->schema);
+    }
+    for (size_t i = 0; i < p->n_files && !rc; i++)
+        rc = idset_add(s, p->files[i].blob);
+    return rc;
+}
+
+static int collect_obj(void *ctx, const char *obj, uint64_t size)
+{
+    struct name_list *l = ctx;
+    return name_list_add(l, obj, strlen(obj));
+}
+
+/* Remote stores: captures on other machines hold locks/<env>.lease and then wait for
+ * locks/prune.lease to be free; prune takes locks/prune.lease and then looks for capture leases,
+ * backing off (releasing its own) while any is live. Whichever of the two writes its lease first,
+ * the other sees it, so prune never runs beside a capture that may reuse old objects. */
+static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
+{
+    int64_t deadline = now_ms() + LOCK_WAIT_MS;
+    for (;;) {
+        int rc = objstore_lease_take(r->store, "locks/prune.lease", "the prune of the repository",
+                                     0, out, err);
+        if (rc)
+            return rc;
+        struct buf who = BUF_INIT;
+        int live = 0;
+        rc = objstore_lease_live(r->store, "locks/", "locks/prune.lease", &who, &live, err);
+        if (rc == 0 && live == 0) {
+            buf_release(&who);
+            return 0;
+        }
+        objstore_lease_release(*out);
+        *out = NULL;
+        if (rc == 0 && now_ms() >= deadline)
+            rc = dverr_set(err, -EBUSY, "captures are running: %s", who.data);
+        buf_release(&who);
+        if (rc)
+            return rc;
+        usleep(1000 * 1000);
+    }
+}
+
+/* Temp files of captures that died (segments being written). Called with the prune lock held
+ * exclusively, so no capture sharing this tmp directory is running. */
+static void clean_tmp(struct repo *r)
+{
+    DIR *d = opendir(r->tmp_dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    int n = 0;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "segment-", 8) != 0 && strncmp(e->d_name, "run-", 4) != 0)
+            continue;
+        if (unlinkat(dirfd(d), e->d_name, 0) == 0)
+            n++;
+    }
+    closedir(d);
+    if (n)
+        log_info("removed %d temp file%s left by interrupted captures", n, n == 1 ? "" : "s");
+}
+
+int repo_prune(struct repo *r, time_t now, bool dry_run,
+               time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
+               struct prune_report *rep, struct dverr *err)
+{
+    memset(rep, 0, sizeof *rep);
+    struct name_list manifests = {0}, objects = {0}, removed = {0};
+    struct idset refs = {0};
+    struct objstore_lease *lease = NULL;
+    int lock_fd = -1;
+    int rc = repo_lock_open(r, "prune.lock", &lock_fd, err);
+    if (rc)
+        return rc;
+    if ((rc = repo_lock_wait(lock_fd, LOCK_EX, LOCK_WAIT_MS))) {
+        dverr_set(err, rc, "waiting for running captures to finish: %s", strerror(-rc));
+        goto out;
+    }
+    if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
+        goto out;
+    if (!dry_run)
+        clean_tmp(r);
+    if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
+        goto out;
+    name_list_sort_unique(&manifests);
+    struct catalog *cat = repo_catalog_get(r, &(struct dverr){0});
+    for (size_t i = 0; i < manifests.n; i++) {
+        char env[256], name[64];
+        if (!repo_manifest_name_parse(manifests.v[i], env, sizeof env, name, sizeof name))
+            continue;
+        struct point *p = NULL;
+        if ((rc = repo_point_load(r, env, name, &p, err))) {
+            /* without its manifest we cannot know what a point needs: delete nothing */
+            dverr_set(err, rc, "cannot prune: %s/%s is unreadable", env, name);
+            goto out;
+        }
+        time_t exp = expires_fn ? expires_fn(ctx, p) : p->expires_at;
+        if (exp > 0 && exp <= now) {
+            char what[400];
+            snprintf(what, sizeof what, "%s/%s", env, name);
+            if ((rc = name_list_add(&removed, what, strlen(what)))) {
+                point_free(p);
+                goto out;
+            }
+            rep->points_removed++;
+            if (!dry_run) {
+                if ((rc = r->store->ops->del(r->store->impl, manifests.v[i], err))) {
+                    point_free(p);
+                    goto out;
+                }
+                struct dverr ce = {0};
+                if (cat && catalog_point_del(cat, env, name, &ce))
+                    log_warn("%s", dverr_msg(&ce));
+            }
+        } else if ((rc = point_refs(p, &refs))) {
+            point_free(p);
+            goto out;
+        }
+        point_free(p);
+    }
+    idset_seal(&refs);
+    if ((rc = r->store->ops->list(r->store->impl, "objects/", collect_obj, &objects, err)))
+        goto out;
+    for (size_t i = 0; i < objects.n; i++) {
+        const char *slash = strrchr(objects.v[i], '/');
+        const char *id = slash ? slash + 1 : objects.v[i];
+        if (!segment_id_ok(id) || idset_has(&refs, id))
+            continue;
+        uint64_t size = 0;
+        struct dverr ignore = {0};
+        r->store->ops->stat(r->store->impl, objects.v[i], &size, &ignore);
+        if (!dry_run && (rc = r->store->ops->del(r->store->impl, objects.v[i], err)) &&
+            rc != -ENOENT)
+            goto out;
+        rc = 0;
+        rep->objects_removed++;
+        rep->bytes_removed += size;
+    }
+out:
+    objstore_lease_release(lease);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    strv_free(manifests.v, manifests.n);
+    strv_free(objects.v, objects.n);
+    free(refs.v);
+    rep->removed = removed.v;
+    rep->n_removed = removed.n;
+    return rc;
+}
+
+/* Result of checking one object, remembered so shared objects are read once: an open-addressing
+ * hash table keyed by the id (ids are SHA-256 hex, so their first 16 hex digits hash well). */
+struct checked {
+    char id[65];   /* "" when the slot is free */
+    char *problem; /* NULL: fine */
+};
+
+struct check_state {
+    struct repo *r;
+    bool read_data;
+    struct checked *v;
+    size_t n, cap;           /* cap is a power of two */
+    struct check_report *rep;
+    struct name_list damaged;
+};
+
+static size_t id_slot(const char *id, size_t cap)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (const char *p = id; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+    return (size_t)h & (cap - 1);
+}
+
+static struct checked *checked_find(struct check_state *s, const char *id, bool *fresh)
+{
+    if (2 * (s->n + 1) > s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 1024;
+        struct checked *v = calloc(cap, sizeof *v);
+        if (!v)
+            return NULL;
+        for (size_t i = 0; i < s->cap; i++) {
+            if (!s->v[i].id[0])
+                continue;
+            size_t k = id_slot(s->v[i].id, cap);
+            while (v[k].id[0])
+                k = (k + 1) & (cap - 1);
+            v[k] = s->v[i];
+        }
+        free(s->v);
+        s->v = v;
+        s->cap = cap;
+    }
+    size_t k = id_slot(id, s->cap);
+    while (s->v[k].id[0] && strcmp(s->v[k].id, id) != 0)
+        k = (k + 1) & (s->cap - 1);
+    *fresh = !s->v[k].id[0];
+    return &s->v[k];
+}
+
+/* Check id (once), returning NULL when fine or a description of the problem. */
+static const char *check_once(struct check_state *s, const char *id, bool segment)
+{
+    bool fresh;
+    struct checked *c = checked_find(s, id, &fresh);
+    if (!c)
+        return "out of memory";
+    if (!fresh)
+        return c->problem;
+    struct dverr e = {0};
+    char name[80];
+    int rc;
+    segment_object_name(id, name);
+    s->rep->objects_checked++;
+    if (!segment_id_ok(id)) {
+        rc = dverr_set(&e, -EIO, "invalid object id");
+    } else if (!s->read_data) {
+        uint64_t size = 0;
+        rc = s->r->store->ops->stat(s->r->store->impl, name, &size, &e);
+        if (rc == -ENOENT)
+            dverr_clear(&e), rc = dverr_set(&e, rc, "%s %.16s is missing",
+                                            segment ? "segment" : "blob", id);
+    } else if (segment) {
+        uint64_t size = 0;
+        struct dverr ignore = {0};
+        rc = segment_verify(s->r->store, id, NULL, &e);
+        if (s->r->store->ops->stat(s->r->store->impl, name, &size, &ignore) == 0)
+            s->rep->bytes_checked += size;
+    } else {
+        struct buf b = BUF_INIT;
+        rc = repo_blob_get(s->r, id, &b, &e);
+        if (rc == -ENOENT)
+            dverr_clear(&e), rc = dverr_set(&e, rc, "blob %.16s is missing", id);
+        s->rep->bytes_checked += b.len;
+        buf_release(&b);
+    }
+    snprintf(c->id, sizeof c->id, "%s", id);
+    s->n++;
+    c->problem = rc ? strdup(dverr_msg(&e)[0] ? dverr_msg(&e) : strerror(-rc)) : NULL;
+    if (rc && !c->problem)
+        return "damaged";
+    return c->problem;
+}
+
+/* read_data: the table as its chain merges has the records and size the manifest says. */
+struct size_ctx {
+    uint64_t records, line_bytes;
+};
+
+static int size_add(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+{
+    struct size_ctx *c = ctx;
+    c->records++;
+    c->line_bytes += line_len;
+    return 0;
+}
+
+static int report(struct check_state *s, const char *env, const char *point, const char *what,
+                  const char *problem)
+{
+    char line[1024];
+    snprintf(line, sizeof line, "%s/%s: %s (%s)", env, point, what, problem);
+    return name_list_add(&s->damaged, line, strlen(line));
+}
+
+int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct dverr *err)
+{
+    memset(rep, 0, sizeof *rep);
+    struct check_state s = {.r = r, .read_data = read_data, .rep = rep};
+    struct name_list manifests = {0};
+    int rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err);
+    if (rc)
+        goto out;
+    name_list_sort_unique(&manifests);
+    for (size_t i = 0; i < manifests.n && !rc; i++) {
+        char env[256], name[64];
+        if (!repo_manifest_name_parse(manifests.v[i], env, sizeof env, name, sizeof name)) {
+            rc = report(&s, "?", manifests.v[i], "manifest", "unexpected name");
+            continue;
+        }
+        rep->points++;
+        struct point *p = NULL;
+        struct dverr e = {0};
+        if (repo_point_load(r, env, name, &p, &e)) {
+            rc = report(&s, env, name, "manifest", dverr_msg(&e));
+            continue;
+        }
+        for (size_t t = 0; t < p->n_tables && !rc; t++) {
+            const struct point_table *pt = &p->tables[t];
+            for (size_t k = 0; k <= pt->n_segments && !rc; k++) {
+                const char *id = k < pt->n_segments ? pt->segments[k] : pt->delta;
+                if (!id)
+                    continue;
+                const char *problem = check_once(&s, id, true);
+                if (problem)
+                    rc = report(&s, env, name, pt->name, problem);
+            }
+            bool chain_ok = true;
+            for (size_t k = 0; k < pt->n_segments; k++)
+                chain_ok = chain_ok && check_once(&s, pt->segments[k], true) == NULL;
+            if (!rc && read_data && chain_ok) {
+                /* the merged table must be what the manifest promises the mount */
+                struct size_ctx sc = {0};
+                struct dverr te = {0};
+                int trc = table_iterate(r, p, pt->name, size_add, &sc, &te);
+                uint64_t bytes = sc.records ? sc.line_bytes + 2 * sc.records + 3 : 4;
+                char what[200];
+                if (trc)
+                    rc = report(&s, env, name, pt->name, dverr_msg(&te));
+                else if (sc.records != pt->records || bytes != pt->bytes) {
+                    snprintf(what, sizeof what, "the segments give %llu records, %llu bytes; the "
+                             "manifest says %llu, %llu", (unsigned long long)sc.records,
+                             (unsigned long long)bytes, (unsigned long long)pt->records,
+                             (unsigned long long)pt->bytes);
+                    rc = report(&s, env, name, pt->name, what);
+                }
+            }
+            const char *problem = pt->schema ? check_once(&s, pt->schema, false) : NULL;
+            if (!rc && problem) {
+                char what[300];
+                snprintf(what, sizeof what, "%s schema", pt->name);
+                rc = report(&s, env, name, what, problem);
+            }
+        }
+        for (size_t f = 0; f < p->n_files && !rc; f++) {
+            const char *problem = check_once(&s, p->files[f].blob, false);
+            if (problem) {
+                char what[600];
+                snprintf(what, sizeof what, "files/%s/%s/%s", p->files[f].table,
+                         p->files[f].record_id, p->files[f].file_name);
+                rc = report(&s, env, name, what, problem);
+            }
+        }
+        point_free(p);
+    }
+    name_list_sort_unique(&s.damaged);
+out:
+    for (size_t i = 0; i < s.cap; i++)
+        free(s.v[i].problem);
+    free(s.v);
+    strv_free(manifests.v, manifests.n);
+    rep->damaged = s.damaged.v;
+    rep->n_damaged = s.damaged.n;
+    if (rc)
+        return rc == -ENOMEM ? dverr_set(err, rc, "out of memory") : rc;
+    if (rep->n_damaged)
+        return dverr_set(err, -EIO, "%zu damaged: %s", rep->n_damaged, rep->damaged[0]);
+    return 0;
+}
+
+/* Move the catalog files aside (only rename: no code but SQLite opens them). */
+static void move_catalog_aside(const char *path)
+{
+    char stamp[32], from[PATH_MAX], to[PATH_MAX];
+    point_name_from_time(time(NULL), stamp);
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(from, sizeof from, "%s%s", path, suffix[i]);
+        snprintf(to, sizeof to, "%s.damaged-%s%s", path, stamp, suffix[i]);
+        if (rename(from, to) == 0 && i == 0)
+            log_warn("moved the damaged catalog to %s", to);
+    }
+}
+
+int repo_rebuild_catalog(struct repo *r, struct dverr *err)
+{
+    pthread_mutex_lock(&r->mu);
+    struct catalog *old = r->cat;
+    r->cat = NULL;
+    dverr_clear(&r->cat_err);
+    dverr_set(&r->cat_err, -EBUSY, "the catalog is being rebuilt");
+    pthread_mutex_unlock(&r->mu);
+    struct catalog *cat = NULL;
+    struct dverr e = {0};
+    int rc = 0;
+    if (old && catalog_clear(old, &e) == 0) {
+        cat = old;
+    } else {
+        catalog_free(old);
+        move_catalog_aside(r->catalog_path);
+        if ((rc = catalog_open(r->catalog_path, &cat, err)))
+            goto out;
+    }
+    char **envs = NULL;
+    size_t n_envs = 0;
+    if ((rc = repo_envs(r, &envs, &n_envs, err)))
+        goto out;
+    for (size_t i = 0; i < n_envs && !rc; i++) {
+        struct name_list names = {0};
+        if ((rc = repo_point_names(r, envs[i], &names, err)))
+            break;
+        struct point *latest = NULL;
+        for (size_t k = 0; k < names.n && !rc; k++) {
+            struct point *p = NULL;
+            struct dverr le = {0};
+            if (repo_point_load(r, envs[i], names.v[k], &p, &le)) {
+                log_warn("rebuild: skipping %s", dverr_msg(&le));
+                continue;
+            }
+            rc = catalog_point_add(cat, p, err);
+            point_free(latest);
+            latest = p;
+        }
+        if (!rc)
+            rc = repo_env_state_rebuild(r, cat, envs[i], latest, err);
+        point_free(latest);
+        strv_free(names.v, names.n);
+    }
+    strv_free(envs, n_envs);
+out:
+    pthread_mutex_lock(&r->mu);
+    if (rc) {
+        catalog_free(cat);
+        dverr_clear(&r->cat_err);
+        dverr_set(&r->cat_err, rc, "the catalog rebuild failed: %s", dverr_msg(err));
+    } else {
+        r->cat = cat;
+        dverr_clear(&r->cat_err);
+    }
+    pthread_mutex_unlock(&r->mu);
+    return rc;
+}
