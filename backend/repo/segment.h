@@ -10,10 +10,10 @@
  *                                               u32 entries, u32 first-key length, first-key bytes
  *   trailer (40 bytes)                          u64 index offset, u64 index length, u64 entries,
  *                                               u64 first 8 bytes of SHA-256(index), "DVSNSEGT"
- * A line that starts with byte 0x01 holds a note's attachment by reference (segment.c, "attachments
- * kept once"): 0x01, 64-hex blob id, u32 offset, u32 blob size, then the line without the base64,
- * which segment_merge_next puts back; every reader sees the exact line. Written to directory
- * stores only; read from any.
+ * A line that starts with byte 0x01 holds a note's attachment by reference (segment_int.h,
+ * "attachments kept once"): 0x01, 64-hex blob id, u32 offset, u32 blob size, then the line
+ * without the base64, which segment_merge_next puts back; every reader sees the exact line.
+ * Written to directory stores only; read from any.
  * All integers little-endian. Entries are sorted by key bytes (memcmp, then shorter first), one
  * entry per key. The object id is the SHA-256 of the whole object; the name is
  * objects/<first 2 hex>/<id>.
@@ -23,7 +23,7 @@
  * message naming the segment, never a crash or wrong bytes.
  *
  * Threading: a segment, cursor or merge belongs to one thread at a time; each merge owns its
- * ZSTD_DCtx. The writer (declared in repo.h) belongs to one thread. */
+ * ZSTD_DCtx. The writer belongs to one thread. */
 #ifndef DVSNAP_SEGMENT_H
 #define DVSNAP_SEGMENT_H
 
