@@ -1,4 +1,4 @@
-/* manifest: restore-point manifests (points/<env>/<name>.json) <-> struct point (repo.h), and the
+/* manifest: restore-point manifests (points/<env>/<name>.json) <-> struct point (point.h), and the
  * backup.json a point shows in the mount.
  *
  * Manifest document (cJSON; counts are JSON numbers, exact below 2^53):
