@@ -272,13 +272,6 @@ static bool streq(const char *a, const char *b)
     return a && b && strcmp(a, b) == 0;
 }
 
-static void names_free(char **names, size_t n)
-{
-    for (size_t i = 0; names && i < n; i++)
-        free(names[i]);
-    free(names);
-}
-
 /* ---- node tables (fsd->mu held) ---- */
 static struct node *node_by_ino(struct fsd *f, fuse_ino_t ino)
 {
@@ -619,7 +612,7 @@ static int envs_refresh(struct fsd *f, int max_age_ms)
     }
     char(*dn)[256] = calloc(n ? n : 1, sizeof *dn);
     if (!dn) {
-        names_free(names, n);
+        strv_free(names, n);
         return -ENOMEM;
     }
     uint64_t h = 0xcbf29ce484222325ULL ^ n;
@@ -651,7 +644,7 @@ static int envs_refresh(struct fsd *f, int max_age_ms)
     if (changed)
         f->envs_notify = true;
     pthread_mutex_unlock(&f->vmu);
-    names_free(old, old_n);
+    strv_free(old, old_n);
     if (changed)
         refresher_wake(f);
     return changed;
@@ -1423,7 +1416,7 @@ static int list_children(struct fsd *f, const struct node *n, const char *only, 
                 if (!only || strcmp(only, nm) == 0)
                     rc = dirh_add(d, nm, N_OP_FILE, NULL, NULL, ids[i], 0, 0);
             }
-            names_free(ids, k);
+            strv_free(ids, k);
         }
         break;
     }
@@ -2376,7 +2369,7 @@ static uint64_t ops_list_hash(struct fsd *f)
     if (f->o->control && f->o->control->ops->ops_list(f->o->control->ctx, &ids, &k) == 0) {
         for (size_t i = 0; i < k; i++)
             h = h * 31 + fnv1a(ids[i]);
-        names_free(ids, k);
+        strv_free(ids, k);
     }
     return h;
 }
@@ -2849,7 +2842,7 @@ out:
         free(e->name);
         free(e);
     }
-    names_free(f->env_names, f->n_envs);
+    strv_free(f->env_names, f->n_envs);
     free(f->env_dnames);
     pthread_mutex_destroy(&f->mu);
     pthread_mutex_destroy(&f->vmu);
