@@ -341,7 +341,8 @@ int capture_carry_previous(struct table_job *j)
     for (size_t i = 0; prev && i < prev->n_files && !rc; i++)
         if (prev->files[i].table && strcmp(prev->files[i].table, p->name) == 0)
             rc = capture_add_file(j, prev->files[i].record_id, prev->files[i].column,
-                          prev->files[i].file_name, prev->files[i].blob, prev->files[i].size);
+                                  prev->files[i].file_name, prev->files[i].blob,
+                                  prev->files[i].size);
     return rc;
 }
 

@@ -63,7 +63,7 @@ static int add_problem(struct table_job *j, const char *what, const char *reason
 }
 
 int capture_add_file(struct table_job *j, const char *key, const char *column,
-                    const char *file_name, const char *blob, uint64_t size)
+                     const char *file_name, const char *blob, uint64_t size)
 {
     if (j->n_files == j->cap_files) {
         size_t cap = j->cap_files ? j->cap_files * 2 : 16;
@@ -146,8 +146,8 @@ int capture_record_files(struct table_job *j, const struct json_node *rec, const
                                    &j->err);
             if (!rc) {
                 const char *name = json_get_str(rec, "filename");
-                rc = capture_add_file(j, key, "documentbody", name && *name ? name : "documentbody", id,
-                              bytes.len);
+                rc = capture_add_file(j, key, "documentbody",
+                                      name && *name ? name : "documentbody", id, bytes.len);
                 atomic_fetch_add(&j->cap->blobs_written, 1);
             }
             buf_release(&bytes);
@@ -307,8 +307,9 @@ int capture_finish_files(struct table_job *j)
             rc = file_sink_to_blob(&sink, cap->repo, id, &j->err);
             if (!rc) {
                 atomic_fetch_add(&cap->blobs_written, 1);
-                rc = capture_add_file(j, t->key, t->column, file_name && *file_name ? file_name : t->column,
-                              id, sink.len);
+                rc = capture_add_file(j, t->key, t->column,
+                                      file_name && *file_name ? file_name : t->column, id,
+                                      sink.len);
             }
         } else if (frc == -ECANCELED) {
             rc = frc;
