@@ -3,8 +3,9 @@
  * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
  * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
  * lines: scan, render, annotations), seed.c (the deterministic tenant), admin.c (token endpoint,
- * BAP routes), webapi.c (reads, metadata), webwrite*.c (writes and their rules, file columns,
- * $batch; the files are listed in webapi_int.h), sim.c (/_sim/).
+ * BAP routes), webapi*.c (reads, query options, change tracking, metadata), webwrite*.c (writes
+ * and their rules, file columns, $batch; the files of both are listed in webapi_int.h),
+ * sim.c (/_sim/).
  *
  * Threading: one struct dvsim per process, shared by every connection thread. Fields that change
  * at runtime say which lock guards them. Each request owns its struct req. SQLite connections come
@@ -106,6 +107,10 @@ struct lmember {
 };
 /* Scan a flat JSON object (values are scalars). Returns the member count (<= max) or -EINVAL. */
 int dvline_scan(const char *s, size_t n, struct lmember *m, size_t max);
+/* The scanned member named key, or NULL. */
+const struct lmember *dvline_member(const struct lmember *m, int n, const char *key);
+/* Decode a JSON string value (raw, with quotes) into out; \u escapes are kept as text. */
+void dvline_unquote(const char *raw, size_t len, struct buf *out);
 /* A member list that owns its strings, for building and changing records. */
 struct rec_member {
     char *key;

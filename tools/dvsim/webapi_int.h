@@ -24,8 +24,72 @@
 
 #include "tools/dvsim/dvsim.h"
 
+#define QUERY_ERR "0x80060888"
 #define FV "@OData.Community.Display.V1.FormattedValue"
 #define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
+
+/* ---- webapi.c ---- */
+/* "<base>/org/<env>/api/data/v9.2" of the request's org. */
+void webapi_base(struct req *r, struct buf *out);
+
+/* ---- webapi_query.c ---- */
+/* A parsed $filter; NULL when parsing failed (err says why, as the service would). */
+struct fnode;
+struct fnode *webapi_filter_parse(const struct table_def *t, const char *s, char *err,
+                                  size_t errn);
+/* Whether the record's members m (nm of them) match; tmp is scratch. */
+bool webapi_filter_eval(const struct fnode *n, const struct lmember *m, int nm, struct buf *tmp);
+void webapi_filter_free(struct fnode *n);
+
+struct order_key {
+    char member[96];
+    bool desc, numeric;
+};
+struct sorted_row {
+    char *id, *line;
+    size_t len;
+    const char *val[4];
+    size_t vlen[4];
+};
+struct order {
+    struct order_key k[4];
+    int n;
+};
+/* $orderby into o (at most 4 keys); -EINVAL with err filled. */
+int webapi_orderby_parse(const struct table_def *t, const char *s, struct order *o, char *err,
+                         size_t errn);
+/* qsort_r comparator of sorted_rows; ctx is the struct order (then the key breaks ties). */
+int webapi_row_cmp(const void *x, const void *y, void *ctx);
+
+/* ---- skiptoken cookie ---- */
+struct cookie {
+    int page;
+    char last[64];
+    int64_t ver;      /* tracking: snapshot version */
+    int64_t after;    /* delta: last version returned in this phase */
+    char phase;       /* 'u' upserts, 'd' deletes, 0 full read */
+    int64_t off;      /* $orderby offset */
+    bool tracking;
+};
+int webapi_cookie_parse(const char *s, struct cookie *c);
+void webapi_cookie_render(const struct cookie *c, struct buf *out);
+
+/* ---- webapi_delta.c ---- */
+/* The org's current version (0 when unknown). */
+int64_t webapi_org_version(sqlite3 *db, int env);
+/* A delta token for version ver, URL-encoded, into out. */
+void webapi_delta_token_render(int64_t ver, struct buf *out);
+/* -EINVAL malformed, -ESTALE expired. */
+int webapi_delta_token_parse(struct dvsim *d, const char *s, int64_t *ver);
+/* One page of a $deltatoken read appended to o (see webapi_delta.c). */
+void webapi_delta_page(struct req *r, const struct table_def *t, sqlite3 *db, int tid,
+                       const struct projection *proj, const struct cookie *ck, int64_t since,
+                       int64_t snapshot, int page, struct buf *o, int *emitted, bool *more,
+                       struct cookie *next);
+
+/* ---- webapi_meta.c ---- */
+/* GET EntityDefinitions...; rest is what follows "EntityDefinitions". */
+void webapi_entity_definitions(struct req *r, const char *rest);
 
 /* ---- webwrite.c: write sessions, a transaction under d->write_lock or the $batch's open one */
 struct wsess {
