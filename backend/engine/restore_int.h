@@ -16,7 +16,8 @@
  * records with the same normalised content need no write.
  * Threading: restore_plan.c's functions keep no shared state (thread-safe). A restore runs on
  * one thread, the caller's: struct rctx and everything it points to belong to that thread alone,
- * so none of their fields has a lock; progress callbacks are made from it. */
+ * so none of their fields has a lock (the cancel flag it points at is atomic: any thread may set
+ * it); progress callbacks are made from it. */
 #ifndef DVSNAP_RESTORE_INT_H
 #define DVSNAP_RESTORE_INT_H
 
@@ -144,6 +145,7 @@ struct part {
     char *error;
 };
 
+/* One restore; its thread's alone (see the note above). */
 struct rctx {
     struct dv_client *dv;
     struct repo *repo;
@@ -182,7 +184,7 @@ struct rctx {
     bool no_batch;                    /* the target answered $batch with 501: one request a part */
 };
 
-/* Every field of rctx is the restore thread's (see the note above). */
+/* Whether the caller asked the restore to stop. */
 static inline bool cancelled(const struct rctx *c)
 {
     return c->cancel && atomic_load(c->cancel);
