@@ -4,8 +4,9 @@
  * columns are queued then and downloaded (dv_file_download) after the table's read, for created
  * and updated records only; files of unchanged records are carried from the previous point. A
  * file the previous point lists as not captured is fetched again, unless it was too large and the
- * limit has not been raised since. Every such blob is one of the point's files, which is what prune keeps
- * (the notes' segment writer names those blobs instead of holding the base64: capture.c).
+ * limit has not been raised since. Every such blob is one of the point's files, which is what
+ * prune keeps (the notes' segment writer names those blobs instead of holding the base64:
+ * capture.c).
  *
  * Limits: a file column's bytes go to an unlinked temporary file (TMPDIR, else /var/tmp) and are
  * mapped for their blob, so a large file costs disk, not memory; a file above REPO_BLOB_MAX (2 GiB;
