@@ -3,7 +3,9 @@
  * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
  * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
  * lines: scan, render, annotations), seed.c (the deterministic tenant), admin.c (token endpoint,
- * BAP routes), webapi.c (reads, metadata), webwrite.c (writes, $batch, files), sim.c (/_sim/).
+ * BAP routes), webapi*.c (reads, query options, change tracking, metadata), webwrite*.c (writes
+ * and their rules, file columns, $batch; the files of both are listed in webapi_int.h),
+ * sim.c (/_sim/).
  *
  * Threading: one struct dvsim per process, shared by every connection thread. Fields that change
  * at runtime say which lock guards them. Each request owns its struct req. SQLite connections come
@@ -105,6 +107,10 @@ struct lmember {
 };
 /* Scan a flat JSON object (values are scalars). Returns the member count (<= max) or -EINVAL. */
 int dvline_scan(const char *s, size_t n, struct lmember *m, size_t max);
+/* The scanned member named key, or NULL. */
+const struct lmember *dvline_member(const struct lmember *m, int n, const char *key);
+/* Decode a JSON string value (raw, with quotes) into out; \u escapes are kept as text. */
+void dvline_unquote(const char *raw, size_t len, struct buf *out);
 /* A member list that owns its strings, for building and changing records. */
 struct rec_member {
     char *key;
@@ -252,7 +258,7 @@ struct req {
     struct buf out;
     bool no_faults;
     int64_t start_ms;
-    /* $batch parts (webwrite.c): headers come from inner_hdrs instead of the connection */
+    /* $batch parts (webwrite_batch.c): headers come from inner_hdrs instead of the connection */
     bool inner;
     struct qarg inner_hdrs[24];
     int n_inner_hdrs;
@@ -282,7 +288,7 @@ void dvadmin_route(struct req *r, const char *rest);
 void webapi_route(struct req *r, const char *rest);   /* rest: after /api/data/v9.2 */
 void dvsim_sim_route(struct req *r, const char *rest);
 
-/* Writes (webwrite.c), also used by churn and $batch. */
+/* Writes (webwrite*.c), also used by churn and $batch. */
 struct write_ctx {
     struct dvsim *d;
     struct sqlite3 *db;
@@ -295,7 +301,8 @@ int webapi_projection_for(struct req *r, const struct table_def *t, struct proje
                           size_t ctx_n);
 void webwrite_route(struct req *r, const struct table_def *t, const char *key, const char *sub);
 void webwrite_batch(struct req *r);
-/* Audit row for an operation (1 create, 2 update, 3 delete) inside the caller's transaction. */
+/* Audit row for an operation (1 create, 2 update, 3 delete) inside the caller's transaction
+ * (webwrite_rules.c). */
 int dvsim_audit_write(struct write_ctx *w, const struct table_def *t, const char *id, int operation);
 /* Next version of an environment (inside the caller's transaction). */
 int dvstore_next_version(struct sqlite3 *db, int env, int64_t *ver);

@@ -97,6 +97,42 @@ int dvline_scan(const char *s, size_t n, struct lmember *m, size_t max)
     return count > max ? -E2BIG : (int)count;
 }
 
+const struct lmember *dvline_member(const struct lmember *m, int n, const char *key)
+{
+    size_t kl = strlen(key);
+    for (int i = 0; i < n; i++)
+        if (m[i].key_len == kl && memcmp(m[i].key, key, kl) == 0)
+            return &m[i];
+    return NULL;
+}
+
+/* Decode a JSON string value (raw, with quotes) into out. */
+void dvline_unquote(const char *raw, size_t len, struct buf *out)
+{
+    buf_reset(out);
+    for (size_t i = 1; i + 1 < len; i++) {
+        if (raw[i] == '\\' && i + 2 < len) {
+            i++;
+            char c = raw[i];
+            if (c == 'n') c = '\n';
+            else if (c == 't') c = '\t';
+            else if (c == 'r') c = '\r';
+            else if (c == 'b') c = '\b';
+            else if (c == 'f') c = '\f';
+            else if (c == 'u' && i + 4 < len) { /* keep \u escapes as text; rare in canonical lines */
+                buf_add(out, raw + i - 1, 6);
+                i += 4;
+                continue;
+            }
+            buf_addch(out, c);
+        } else {
+            buf_addch(out, raw[i]);
+        }
+    }
+    if (!out->data)
+        buf_addstr(out, "");
+}
+
 void srec_init(struct rec *r)
 {
     r->m = NULL;

@@ -1,0 +1,397 @@
+/* capture_files: a table's attachments and file columns during a capture (capture_int.h).
+ *
+ * annotation.documentbody (base64) is decoded into a blob as the record is read; File and Image
+ * columns are queued then and downloaded (dv_file_download) after the table's read, for created
+ * and updated records only; files of unchanged records are carried from the previous point. A
+ * file the previous point lists as not captured is fetched again, unless it was too large and the
+ * limit has not been raised since. Every such blob is one of the point's files, which is what
+ * prune keeps (the notes' segment writer names those blobs instead of holding the base64:
+ * capture.c).
+ *
+ * Limits: a file column's bytes go to an unlinked temporary file (TMPDIR, else /var/tmp) and are
+ * mapped for their blob, so a large file costs disk, not memory; a file above REPO_BLOB_MAX (2 GiB;
+ * DVSNAP_MAX_FILE_BYTES lowers it) is not kept and is listed in not_captured with its size, as is
+ * any download that fails.
+ * Threading: every function works on one struct table_job, on the worker thread that owns it;
+ * blob writes run unlocked (the repository's blob store is thread-safe) and blobs_written is
+ * atomic. */
+#include "backend/engine/capture_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* A not_captured entry; a file's also names its table, record and column (the next capture
+ * fetches it again: queue_failed_files). */
+static int add_problem_of(struct table_job *j, const char *what, const char *reason,
+                          const char *record_id, const char *column, uint64_t too_large)
+{
+    struct buf *b = &j->problems;
+    int rc = buf_addstr(b, "{\"what\":");
+    if (!rc)
+        rc = buf_add_json_string(b, what, strlen(what));
+    if (!rc)
+        rc = buf_addstr(b, ",\"reason\":");
+    if (!rc)
+        rc = buf_add_json_string(b, reason, strlen(reason));
+    if (!rc && record_id && column) {
+        const char *t = j->t->logical_name;
+        rc = buf_addstr(b, ",\"table\":");
+        if (!rc)
+            rc = buf_add_json_string(b, t, strlen(t));
+        if (!rc)
+            rc = buf_addstr(b, ",\"record_id\":");
+        if (!rc)
+            rc = buf_add_json_string(b, record_id, strlen(record_id));
+        if (!rc)
+            rc = buf_addstr(b, ",\"column\":");
+        if (!rc)
+            rc = buf_add_json_string(b, column, strlen(column));
+        if (!rc && too_large) /* above this limit: not fetched again while the limit stays */
+            rc = buf_printf(b, ",\"limit\":%llu", (unsigned long long)too_large);
+    }
+    if (!rc)
+        rc = buf_addstr(b, "},");
+    return rc;
+}
+
+static int add_problem(struct table_job *j, const char *what, const char *reason)
+{
+    return add_problem_of(j, what, reason, NULL, NULL, 0);
+}
+
+int capture_add_file(struct table_job *j, const char *key, const char *column,
+                     const char *file_name, const char *blob, uint64_t size)
+{
+    if (j->n_files == j->cap_files) {
+        size_t cap = j->cap_files ? j->cap_files * 2 : 16;
+        struct point_file *f = realloc(j->files, cap * sizeof *f);
+        if (!f)
+            return -ENOMEM;
+        j->files = f;
+        j->cap_files = cap;
+    }
+    struct point_file *f = &j->files[j->n_files];
+    memset(f, 0, sizeof *f);
+    f->table = xstrdup(j->t->logical_name);
+    f->record_id = xstrdup(key);
+    f->column = xstrdup(column);
+    f->file_name = xstrdup(file_name);
+    f->blob = xstrdup(blob);
+    f->size = size;
+    if (!f->table || !f->record_id || !f->column || !f->file_name || !f->blob) {
+        free(f->table), free(f->record_id), free(f->column), free(f->file_name), free(f->blob);
+        return -ENOMEM;
+    }
+    j->n_files++;
+    return 0;
+}
+
+static void point_file_release(struct point_file *f)
+{
+    free(f->table);
+    free(f->record_id);
+    free(f->column);
+    free(f->file_name);
+    free(f->blob);
+    memset(f, 0, sizeof *f);
+}
+
+void capture_files_free(struct point_file *f, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        point_file_release(&f[i]);
+    free(f);
+}
+
+/* Queue a file column's download (retry: the previous point lists it as not captured). */
+static int add_todo(struct table_job *j, const char *key, const char *column, bool retry)
+{
+    if (j->n_todo == j->cap_todo) {
+        size_t cap = j->cap_todo ? j->cap_todo * 2 : 16;
+        struct file_todo *t = realloc(j->todo, cap * sizeof *t);
+        if (!t)
+            return -ENOMEM;
+        j->todo = t;
+        j->cap_todo = cap;
+    }
+    if (!(j->todo[j->n_todo].key = strdup(key)))
+        return -ENOMEM;
+    j->todo[j->n_todo].column = column;
+    j->todo[j->n_todo].retry = retry;
+    j->n_todo++;
+    return 0;
+}
+
+/* Files named in one record: documentbody of a note (decoded now), file columns (queued). */
+int capture_record_files(struct table_job *j, const struct json_node *rec, const char *key)
+{
+    int rc = 0;
+    if (j->is_annotation) {
+        const struct json_node *body = json_get(rec, "documentbody");
+        if (body && body->type == JSON_STRING && body->str_len) {
+            struct buf bytes = BUF_INIT;
+            char id[65];
+            rc = base64_decode(body->str, body->str_len, &bytes);
+            if (rc == -EINVAL) {
+                char what[300];
+                snprintf(what, sizeof what, "attachment of note %s", key);
+                buf_release(&bytes);
+                return add_problem(j, what, "documentbody is not valid base64");
+            }
+            if (!rc)
+                rc = repo_blob_put(j->cap->repo, bytes.data ? bytes.data : "", bytes.len, id,
+                                   &j->err);
+            if (!rc) {
+                const char *name = json_get_str(rec, "filename");
+                rc = capture_add_file(j, key, "documentbody",
+                                      name && *name ? name : "documentbody", id, bytes.len);
+                atomic_fetch_add(&j->cap->blobs_written, 1);
+            }
+            buf_release(&bytes);
+            if (rc)
+                return rc;
+        }
+    }
+    for (size_t i = 0; i < j->n_file_cols && !rc; i++) {
+        const struct json_node *v = json_get(rec, j->file_cols[i]);
+        if (v && v->type == JSON_STRING && v->str_len)
+            rc = add_todo(j, key, j->file_cols[i], false);
+    }
+    return rc;
+}
+
+/* A file column's bytes on their way to a blob (see Limits above). */
+struct file_sink {
+    int fd;
+    uint64_t len, max;
+    bool too_big;
+};
+
+static uint64_t max_file_bytes(void)
+{
+    const char *v = getenv("DVSNAP_MAX_FILE_BYTES");
+    unsigned long long n = v && *v ? strtoull(v, NULL, 10) : 0;
+    return n && n < REPO_BLOB_MAX ? (uint64_t)n : REPO_BLOB_MAX;
+}
+
+static int file_sink_open(struct file_sink *s, struct dverr *err)
+{
+    const char *dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
+    char path[4096];
+    snprintf(path, sizeof path, "%s/dvsnap-file.XXXXXX", dir);
+    *s = (struct file_sink){.fd = mkstemp(path), .max = max_file_bytes()};
+    if (s->fd < 0)
+        return dverr_set(err, -errno, "no temporary file in %s: %s", dir, strerror(errno));
+    unlink(path);
+    return 0;
+}
+
+static int download_file(void *ctx, const void *data, size_t len)
+{
+    struct file_sink *s = ctx;
+    if (s->len + len > s->max) {
+        s->too_big = true;
+        return -EFBIG;
+    }
+    for (size_t off = 0; off < len;) {
+        ssize_t w = write(s->fd, (const char *)data + off, len - off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return w < 0 ? -errno : -EIO;
+        off += (size_t)w;
+    }
+    s->len += len;
+    return 0;
+}
+
+/* The downloaded bytes into a blob (id), read through a mapping of the temporary file. */
+static int file_sink_to_blob(struct file_sink *s, struct repo *repo, char id[65], struct dverr *err)
+{
+    if (s->len == 0)
+        return repo_blob_put(repo, "", 0, id, err);
+    void *p = mmap(NULL, s->len, PROT_READ, MAP_PRIVATE, s->fd, 0);
+    if (p == MAP_FAILED)
+        return dverr_set(err, -errno, "mapping a downloaded file: %s", strerror(errno));
+    int rc = repo_blob_put(repo, p, s->len, id, err);
+    munmap(p, s->len);
+    return rc;
+}
+
+/* Files of this table that the previous point lists as not captured (a failed download, a file
+ * too large), for records still there and not already queued: fetched again this pass. */
+static int queue_failed_files(struct table_job *j)
+{
+    const struct point *prev = j->cap->prev;
+    const char *nc = prev ? prev->not_captured_json : NULL;
+    struct json_doc *doc = NULL;
+    if (!nc || !j->n_file_cols || json_parse(nc, strlen(nc), NULL, &doc, NULL))
+        return 0; /* nothing to retry (a manifest's not_captured was checked when it was read) */
+    int rc = 0;
+    const struct json_node *root = json_root(doc);
+    for (const struct json_node *p = root->type == JSON_ARRAY ? root->child : NULL; p && !rc;
+         p = p->next) {
+        const char *t = json_get_str(p, "table"), *id = json_get_str(p, "record_id"),
+                   *col = json_get_str(p, "column");
+        if (!t || !id || !col || strcmp(t, j->t->logical_name) != 0)
+            continue;
+        const char *column = NULL;
+        for (size_t i = 0; i < j->n_file_cols && !column; i++)
+            if (strcmp(j->file_cols[i], col) == 0)
+                column = j->file_cols[i];
+        struct km_entry *e = km_get(&j->map, id, strlen(id), false, NULL);
+        if (!column || (e && e->op == KM_DELETE) || (!j->delta_mode && !(e && (e->flags & KM_SEEN))))
+            continue; /* not a file column any more, or the record is gone */
+        const struct json_node *limit = json_get(p, "limit");
+        if (limit && limit->type == JSON_NUMBER &&
+            strtoull(limit->str, NULL, 10) >= max_file_bytes()) {
+            /* too large under this limit too: not fetched again, still listed */
+            if (!(rc = buf_add(&j->problems, p->raw, p->raw_len)))
+                rc = buf_addstr(&j->problems, ",");
+            continue;
+        }
+        bool queued = false;
+        for (size_t i = 0; i < j->n_todo && !queued; i++)
+            queued = j->todo[i].column == column && strcmp(j->todo[i].key, id) == 0;
+        if (!queued)
+            rc = add_todo(j, id, column, true);
+    }
+    json_doc_free(doc);
+    return rc;
+}
+
+/* Files of this table in the new point: new ones (already in j->files) for records still created
+ * or updated, downloads of queued file columns, and the previous point's files of untouched
+ * records. */
+int capture_finish_files(struct table_job *j)
+{
+    struct cap *cap = j->cap;
+    int rc = queue_failed_files(j);
+    if (rc)
+        return rc;
+    /* drop new note files whose record's final op is not a create/update (delta: deleted later) */
+    size_t w = 0;
+    for (size_t i = 0; i < j->n_files; i++) {
+        struct km_entry *e =
+            km_get(&j->map, j->files[i].record_id, strlen(j->files[i].record_id), false, NULL);
+        if (e && (e->op == KM_CREATE || e->op == KM_UPDATE))
+            j->files[w++] = j->files[i];
+        else
+            point_file_release(&j->files[i]);
+    }
+    j->n_files = w;
+    for (size_t i = 0; i < j->n_todo && !rc; i++) {
+        struct file_todo *t = &j->todo[i];
+        struct km_entry *e = km_get(&j->map, t->key, strlen(t->key), false, NULL);
+        if (!t->retry && (!e || (e->op != KM_CREATE && e->op != KM_UPDATE)))
+            continue;
+        char *file_name = NULL;
+        struct dverr ferr = {0};
+        struct file_sink sink;
+        if (cancelled(cap)) {
+            rc = -ECANCELED;
+            break;
+        }
+        int frc = file_sink_open(&sink, &ferr);
+        if (!frc)
+            frc = dv_file_download(cap->dv, cap->env, j->t->entity_set, t->key, t->column,
+                                   download_file, &sink, &file_name, &ferr);
+        if (frc && sink.too_big)
+            dverr_set(&ferr, -EFBIG, "larger than %llu bytes, the most dvsnap keeps of one file",
+                      (unsigned long long)sink.max);
+        if (frc == 0) {
+            char id[65];
+            rc = file_sink_to_blob(&sink, cap->repo, id, &j->err);
+            if (!rc) {
+                atomic_fetch_add(&cap->blobs_written, 1);
+                rc = capture_add_file(j, t->key, t->column,
+                                      file_name && *file_name ? file_name : t->column, id,
+                                      sink.len);
+            }
+        } else if (frc == -ECANCELED) {
+            rc = frc;
+        } else if (frc != -ENOENT) { /* -ENOENT: the file went away since the read */
+            char what[400], reason[700];
+            snprintf(what, sizeof what, "file %s of %s record %s", t->column, j->t->logical_name,
+                     t->key);
+            snprintf(reason, sizeof reason, "could not be downloaded: %s", dverr_msg(&ferr));
+            rc = add_problem_of(j, what, reason, t->key, t->column, sink.too_big ? sink.max : 0);
+        }
+        free(file_name);
+        if (sink.fd >= 0)
+            close(sink.fd);
+    }
+    if (rc)
+        return rc;
+    /* carry the previous point's files of records this pass did not touch */
+    const struct point *prev = cap->prev;
+    for (size_t i = 0; prev && i < prev->n_files && !rc; i++) {
+        const struct point_file *f = &prev->files[i];
+        if (!f->table || strcmp(f->table, j->t->logical_name) != 0)
+            continue;
+        struct km_entry *e = km_get(&j->map, f->record_id, strlen(f->record_id), false, NULL);
+        if (e && e->op != KM_NONE)
+            continue;
+        if (!(e && (e->flags & KM_SEEN)) && !j->delta_mode)
+            continue; /* full read and the record is gone */
+        rc = capture_add_file(j, f->record_id, f->column, f->file_name, f->blob, f->size);
+    }
+    return rc;
+}
+
+static bool is_file_type(const char *s)
+{
+    return s && (strcmp(s, "File") == 0 || strcmp(s, "Image") == 0 || strcmp(s, "FileType") == 0 ||
+                 strcmp(s, "ImageType") == 0);
+}
+
+/* File and Image columns: AttributeType File/Image, or (as the service reports them) Virtual with
+ * AttributeTypeName FileType/ImageType, found in the table's definition document. */
+int capture_find_file_columns(struct table_job *j)
+{
+    const struct dv_table *t = j->t;
+    size_t cap = t->n_attrs + 1;
+    struct json_doc *doc = NULL;
+    j->file_cols = calloc(cap, sizeof *j->file_cols);
+    if (!j->file_cols)
+        return -ENOMEM;
+    for (size_t i = 0; i < t->n_attrs && j->n_file_cols < cap; i++)
+        if (is_file_type(t->attrs[i].type) && t->attrs[i].logical_name &&
+            !(j->file_cols[j->n_file_cols++] = strdup(t->attrs[i].logical_name)))
+            return -ENOMEM;
+    if (!t->schema_json || json_parse(t->schema_json, strlen(t->schema_json), NULL, &doc, NULL))
+        return 0;
+    const struct json_node *attrs = json_get(json_root(doc), "Attributes");
+    for (const struct json_node *a = attrs && attrs->type == JSON_ARRAY ? attrs->child : NULL; a;
+         a = a->next) {
+        const char *name = json_get_str(a, "LogicalName");
+        const struct json_node *tn = json_get(a, "AttributeTypeName");
+        if (!name || !(is_file_type(json_get_str(a, "AttributeType")) ||
+                       (tn && is_file_type(json_get_str(tn, "Value")))))
+            continue;
+        bool dup = false;
+        for (size_t k = 0; k < j->n_file_cols; k++)
+            dup |= strcmp(j->file_cols[k], name) == 0;
+        if (dup)
+            continue;
+        if (j->n_file_cols == cap) {
+            char **n = realloc(j->file_cols, 2 * cap * sizeof *n);
+            if (!n) {
+                json_doc_free(doc);
+                return -ENOMEM;
+            }
+            j->file_cols = n;
+            cap *= 2;
+        }
+        if (!(j->file_cols[j->n_file_cols++] = strdup(name))) {
+            json_doc_free(doc);
+            return -ENOMEM;
+        }
+    }
+    json_doc_free(doc);
+    return 0;
+}

@@ -1,0 +1,160 @@
+/* capture_int: what the capture engine's files share. capture.c reads one table (full or delta)
+ * against the capture state; capture_files.c handles a table's attachments and file columns;
+ * capture_env.c drives one environment (the table list, the worker threads, the point). Not part
+ * of the contract: only these three files include it.
+ *
+ * Threading: struct cap is one capture_env call. Its dv, repo, env, opts, prev and jobs are set
+ * before the workers start and only read while they run; the fields marked "cap->lock" are read
+ * and written under cap->lock only; blobs_written is atomic. A struct table_job belongs to the
+ * one worker that took it (cap->next, under cap->lock) until the workers are joined; capture_env
+ * then reads it on its own thread. Every call on cap->rc (a catalog transaction) and every
+ * progress callback is made under cap->lock. */
+#ifndef DVSNAP_CAPTURE_INT_H
+#define DVSNAP_CAPTURE_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend/base/keymap.h"
+#include "backend/engine/capture.h"
+
+/* ---------------------------------------------------------------- key map */
+
+enum { KM_OLD = 1, KM_SEEN = 2, KM_HASHED = 4, KM_HASH_KEPT = 8 };
+enum km_op { KM_NONE = 0, KM_CREATE, KM_UPDATE, KM_DELETE };
+
+struct km_entry {
+    const char *key;         /* in the map's arena; NULL for an empty slot */
+    uint32_t key_len;
+    uint8_t flags;           /* KM_OLD: in the capture state (old_len); KM_SEEN: read this pass;
+                              * KM_HASHED: old_hash is the previous line's; KM_HASH_KEPT: the
+                              * catalog holds that hash */
+    uint8_t op;              /* enum km_op, decided as the read goes */
+    uint64_t old_hash, old_len, new_hash, new_len;
+    char *line;              /* delta reads: the new line (malloc), NULL otherwise */
+    size_t line_len;
+};
+
+static inline void km_init(struct keymap *m)
+{
+    keymap_init(m, sizeof(struct km_entry), offsetof(struct km_entry, key),
+                offsetof(struct km_entry, key_len));
+}
+
+/* Frees the entries' lines, then the map. */
+static inline void km_release(struct keymap *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        free(((struct km_entry *)keymap_slot(m, i))->line);
+    keymap_release(m);
+}
+
+/* The entry for key, or NULL when absent (add=false) or out of memory (add=true). The pointer is
+ * valid until the next insertion. */
+static inline struct km_entry *km_get(struct keymap *m, const char *key, size_t n, bool add,
+                                      bool *added)
+{
+    if (!add) {
+        if (added)
+            *added = false;
+        return keymap_get(m, key, n);
+    }
+    return keymap_put(m, key, n, added);
+}
+
+/* ---------------------------------------------------------------- the pass */
+
+struct file_todo {
+    char *key;
+    const char *column; /* owned by the job's file_cols */
+    bool retry;         /* failed in the previous point: fetched again though the record did not
+                         * change (else it would stay missing until it does) */
+};
+
+struct cap;
+
+/* One table of the pass; owned by the worker that runs it (see the note above). */
+struct table_job {
+    struct cap *cap;
+    const struct dv_table *t;
+    const struct point_table *prev; /* the table in the previous point, or NULL */
+    /* results */
+    struct point_table out;
+    bool ok;                        /* out is filled */
+    char *fail_reason;              /* set when the table could not be read */
+    int rc;
+    struct point_file *files;
+    size_t n_files, cap_files;
+    struct buf problems;            /* not_captured entries for this table (JSON objects + ',') */
+    /* read state */
+    struct keymap map;
+    bool delta_mode;
+    bool first;                     /* no previous point for this table */
+    bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
+    size_t unhashed;                /* full read: keys of the state without a hash */
+    bool is_annotation;
+    char **file_cols;               /* File and Image columns (owned) */
+    size_t n_file_cols;
+    struct segment_writer *sw;
+    struct buf line;
+    struct file_todo *todo;
+    size_t n_todo, cap_todo;
+    uint64_t records_read;
+    struct dverr err;
+};
+
+struct cap {
+    struct dv_client *dv;
+    struct repo *repo;
+    const struct dv_env *env;
+    const struct capture_opts *opts;
+    struct repo_capture *rc;
+    const struct point *prev;
+    pthread_mutex_t lock;           /* guards rc calls, next, tables_done, records, progress */
+    size_t next;
+    uint64_t tables_done, records;
+    struct table_job *jobs;
+    size_t n_jobs;
+    _Atomic uint64_t blobs_written;
+};
+
+static inline bool cancelled(const struct cap *cap)
+{
+    return cap->opts && cap->opts->cancel && atomic_load(cap->opts->cancel);
+}
+
+static inline char *xstrdup(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+/* ---- capture_env.c ---- */
+/* The progress callback with the pass's counts; the caller holds cap->lock. */
+void capture_progress_locked(struct cap *cap, const char *table);
+
+/* ---- capture.c: one table ---- */
+/* Read the table (delta from the previous point's link, else in full) into j->out. */
+int capture_run_job(struct table_job *j);
+/* Drops what a read left behind (segment writer, key map, queued and new files). */
+void capture_job_reset_read(struct table_job *j);
+/* The table as of the previous point (a table that could not be read this time). */
+int capture_carry_previous(struct table_job *j);
+void capture_point_table_release(struct point_table *t);
+
+/* ---- capture_files.c: attachments and file columns ---- */
+/* File and Image columns of the table, from its attributes and its definition document. */
+int capture_find_file_columns(struct table_job *j);
+/* Files named in one record: documentbody of a note (decoded now), file columns (queued). */
+int capture_record_files(struct table_job *j, const struct json_node *rec, const char *key);
+/* Files of this table in the new point, once the map holds every key's final op. */
+int capture_finish_files(struct table_job *j);
+int capture_add_file(struct table_job *j, const char *key, const char *column,
+                     const char *file_name, const char *blob, uint64_t size);
+void capture_files_free(struct point_file *f, size_t n);
+
+#endif

@@ -1,0 +1,444 @@
+/* restore_compare: which tables a restore writes, in which order, and what differs in each
+ * (restore_int.h; the steps: restore.c).
+ *
+ * Planning: the requested tables of the point, each matched to the target's definition; audit
+ * tables, tables the target lacks or does not let clients write, and intersect tables without a
+ * usable many-to-many relationship are skipped with the reason as their note. Tables are ordered
+ * so that referenced tables come first (Kahn's algorithm over the lookups; a cycle falls back to
+ * name order, and the lookups it breaks are deferred by the writer).
+ * Comparison: the target side is read first (the safety point when it holds the table, else a
+ * full read of the live target), then the point's records; each key gets an action (create,
+ * update, unchanged, delete) from the 16-byte digest of its normalised content. Intersect tables
+ * are keyed by their lower-cased (entity1 id, entity2 id) pair. File columns are compared by the
+ * SHA-256 of their bytes: the blob id when the point holds them, else the target's bytes,
+ * downloaded. A dry run keeps the first keys of each action (FIRST_KEYS) for the outcome.
+ * Threading: the restore's thread only (restore_int.h). */
+#include "backend/engine/restore_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FIRST_KEYS 5
+
+/* ---------------------------------------------------------------- planning */
+
+static const struct dv_table *def_by_name(const struct rctx *c, const char *name)
+{
+    for (size_t i = 0; i < c->n_defs; i++)
+        if (c->defs[i].logical_name && name && !strcmp(c->defs[i].logical_name, name))
+            return &c->defs[i];
+    return NULL;
+}
+
+static bool requested(const struct restore_request *req, const char *name)
+{
+    if (!req->tables)
+        return true;
+    for (char **t = req->tables; *t; t++)
+        if (!strcmp(*t, name))
+            return true;
+    return false;
+}
+
+static void skip_table(struct rtab *t, const char *why)
+{
+    t->active = false;
+    free(t->out->note);
+    t->out->note = xstrdup(why);
+}
+
+int restore_plan_tables(struct rctx *c)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < c->point->n_tables; i++)
+        if (requested(c->req, c->point->tables[i].name))
+            n++;
+    c->tabs = calloc(n ? n : 1, sizeof(*c->tabs));
+    c->out->tables = calloc(n ? n : 1, sizeof(*c->out->tables));
+    c->order = calloc(n ? n : 1, sizeof(*c->order));
+    if (!c->tabs || !c->out->tables || !c->order)
+        return -ENOMEM;
+    for (size_t i = 0; i < c->point->n_tables; i++) {
+        const struct point_table *pt = &c->point->tables[i];
+        if (!requested(c->req, pt->name))
+            continue;
+        struct rtab *t = &c->tabs[c->n_tabs];
+        t->name = pt->name;
+        t->out = &c->out->tables[c->n_tabs];
+        t->out->table = xstrdup(pt->name);
+        c->n_tabs++;
+        c->out->n_tables = c->n_tabs;
+        rmap_init(&t->map);
+        t->def = def_by_name(c, pt->name);
+        t->active = true;
+        if (c->point->audit_table && !strcmp(c->point->audit_table, pt->name)) {
+            t->out->skipped = pt->records;
+            skip_table(t, "audit records are skipped (audit=skip; the service does not take them)");
+            continue;
+        }
+        if (!t->def) {
+            t->out->skipped = pt->records;
+            skip_table(t, "the target has no such table");
+            continue;
+        }
+        if (t->def->is_intersect) {
+            for (size_t d = 0; d < c->n_defs && !t->mm; d++)
+                for (size_t m = 0; m < c->defs[d].n_many_to_many; m++) {
+                    const struct dv_many_to_many *mm = &c->defs[d].many_to_many[m];
+                    if (mm->intersect_table && !strcmp(mm->intersect_table, pt->name)) {
+                        t->mm = mm;
+                        break;
+                    }
+                }
+            if (t->mm) {
+                t->mm1 = def_by_name(c, t->mm->entity1);
+                t->mm2 = def_by_name(c, t->mm->entity2);
+            }
+            if (!t->mm || !t->mm1 || !t->mm2 || !t->mm->entity1_attr || !t->mm->entity2_attr ||
+                !t->mm->entity1_nav) {
+                t->out->skipped = pt->records;
+                skip_table(t, "intersect table without a usable many-to-many relationship");
+            }
+            continue;
+        }
+        if (t->def->read_only) {
+            t->out->skipped = pt->records;
+            struct buf why = BUF_INIT;
+            buf_printf(&why, "the service does not let clients write %s", pt->name);
+            skip_table(t, why.data ? why.data : "read-only");
+            buf_release(&why);
+            continue;
+        }
+        if (!t->def->entity_set || !t->def->primary_id) {
+            t->out->skipped = pt->records;
+            skip_table(t, "the target's definition has no entity set or primary key");
+            continue;
+        }
+        for (size_t a = 0; a < t->def->n_attrs; a++) {
+            const char *ty = t->def->attrs[a].type;
+            if (ty && (!strcmp(ty, "File") || !strcmp(ty, "Image")))
+                t->has_files = true;
+        }
+    }
+    /* referenced tables first (Kahn); cycles fall back to name order, deferred binds cover them */
+    bool *placed = calloc(c->n_tabs ? c->n_tabs : 1, sizeof(bool));
+    if (!placed)
+        return -ENOMEM;
+    for (;;) {
+        bool progress = false;
+        for (size_t i = 0; i < c->n_tabs; i++) {
+            struct rtab *t = &c->tabs[i];
+            if (placed[i] || !t->active || t->mm)
+                continue;
+            bool ready = true;
+            for (size_t l = 0; l < t->def->n_lookups && ready; l++) {
+                const char *tt = t->def->lookups[l].target_table;
+                for (size_t j = 0; j < c->n_tabs; j++)
+                    if (j != i && !placed[j] && c->tabs[j].active && !c->tabs[j].mm && tt &&
+                        !strcmp(c->tabs[j].name, tt))
+                        ready = false;
+            }
+            if (ready) {
+                placed[i] = true;
+                c->order[c->n_order++] = i;
+                progress = true;
+            }
+        }
+        if (progress)
+            continue;
+        bool any = false;
+        for (size_t i = 0; i < c->n_tabs && !any; i++) {
+            if (!placed[i] && c->tabs[i].active && !c->tabs[i].mm) {
+                placed[i] = true;
+                c->order[c->n_order++] = i;
+                any = true;
+            }
+        }
+        if (!any)
+            break;
+    }
+    free(placed);
+    return 0;
+}
+
+void restore_skipped_fields_json(struct rctx *c)
+{
+    struct buf j = BUF_INIT;
+    buf_addch(&j, '{');
+    bool first = true;
+    for (size_t i = 0; i < c->n_tabs; i++) {
+        struct rtab *t = &c->tabs[i];
+        if (!t->skipped.n)
+            continue;
+        if (!first)
+            buf_addch(&j, ',');
+        first = false;
+        buf_add_json_string(&j, t->name, strlen(t->name));
+        buf_addstr(&j, ":[");
+        for (size_t k = 0; k < t->skipped.n; k++) {
+            if (k)
+                buf_addch(&j, ',');
+            buf_add_json_string(&j, t->skipped.items[k], strlen(t->skipped.items[k]));
+        }
+        buf_addch(&j, ']');
+    }
+    buf_addch(&j, '}');
+    free(c->out->skipped_fields_json);
+    c->out->skipped_fields_json = buf_detach(&j);
+}
+
+/* ---------------------------------------------------------------- comparison */
+
+struct digest_ctx {
+    struct rctx *c;
+    const struct rmap *files;  /* the point's files, or NULL when reading the live target */
+    const char *table;
+    const char *key;
+    size_t key_len;
+    const char *entity_set;    /* live reads: download file columns from here */
+};
+
+static int dl_hash(void *ctx, const void *data, size_t len)
+{
+    sha256_stream_update(ctx, data, len);
+    return 0;
+}
+
+static int file_digest(void *ctx, const char *column, const struct json_node *value, char hex[65])
+{
+    struct digest_ctx *d = ctx;
+    if (d->files) {
+        const struct point_file *f =
+            restore_find_file(d->files, d->table, d->key, d->key_len, column);
+        if (f) {
+            snprintf(hex, 65, "%s", f->blob);
+            return 0;
+        }
+    }
+    if (!value || value->type != JSON_STRING)
+        return 1;
+    if (!strcmp(column, "documentbody")) {
+        struct buf raw = BUF_INIT;
+        if (base64_decode(value->str, value->str_len, &raw)) {
+            buf_release(&raw);
+            sha256_hex(value->str, value->str_len, hex);
+            return 0;
+        }
+        sha256_hex(raw.data ? raw.data : "", raw.len, hex);
+        buf_release(&raw);
+        return 0;
+    }
+    if (d->files)
+        return 1; /* a file id without bytes in the point: nothing to restore */
+    /* the live target: hash its bytes */
+    struct sha256_stream *s = sha256_stream_new();
+    char *name = NULL;
+    char id[256];
+    snprintf(id, sizeof(id), "%.*s", (int)d->key_len, d->key);
+    int rc = dv_file_download(d->c->dv, &d->c->target, d->entity_set, id, column, dl_hash, s,
+                              &name, d->c->err);
+    free(name);
+    sha256_stream_finish(s, hex);
+    if (rc == -ENOENT) {
+        dverr_clear(d->c->err);
+        return 1;
+    }
+    return rc;
+}
+
+/* Dry-run delete keys come from the key map in hash order: keep the FIRST_KEYS smallest. */
+static void keep_smallest(struct strset *s, const char *key, size_t kl)
+{
+    if (s->n < FIRST_KEYS) {
+        strset_add(s, key, kl);
+    } else {
+        size_t max = 0;
+        for (size_t i = 1; i < s->n; i++)
+            if (strcmp(s->items[i], s->items[max]) > 0)
+                max = i;
+        if (strlen(s->items[max]) == kl && !memcmp(s->items[max], key, kl))
+            return;
+        struct buf k = BUF_INIT;
+        buf_add(&k, key, kl);
+        if (k.data && strcmp(k.data, s->items[max]) < 0) {
+            free(s->items[max]);
+            s->items[max] = buf_detach(&k);
+        }
+        buf_release(&k);
+    }
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+
+static int intersect_key(const struct rtab *t, const struct json_node *rec, struct buf *k)
+{
+    const char *a = json_get_str(rec, t->mm->entity1_attr);
+    const char *b = json_get_str(rec, t->mm->entity2_attr);
+    if (!a || !b)
+        return -EINVAL;
+    buf_reset(k);
+    for (const char *p = a; *p; p++)
+        buf_addch(k, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
+    buf_addch(k, '|');
+    for (const char *p = b; *p; p++)
+        buf_addch(k, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
+    return 0;
+}
+
+/* One record of either side into t->map. */
+static int index_record(struct rctx *c, struct rtab *t, const struct json_node *rec,
+                        const char *key, size_t kl, const struct rmap *files, bool target_side)
+{
+    struct buf norm = BUF_INIT, ik = BUF_INIT;
+    int rc = 0;
+    uint8_t dg[16] = {0};
+    if (t->mm) {
+        if (intersect_key(t, rec, &ik)) {
+            t->out->skipped++;
+            goto out;
+        }
+        key = ik.data;
+        kl = ik.len;
+    } else {
+        struct digest_ctx d = {c, files, t->name, key, kl, t->def->entity_set};
+        rc = restore_normalize(t->def, rec, file_digest, &d, &norm,
+                               target_side ? NULL : &t->skipped);
+        if (rc)
+            goto out;
+        restore_digest(norm.data, norm.len, dg);
+    }
+    struct rmap_entry *e = rmap_put(&t->map, key, kl, NULL);
+    if (!e) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if (target_side) {
+        e->flags |= RMAP_IN_TARGET;
+        memcpy(e->digest, dg, 16);
+    } else {
+        e->flags |= RMAP_IN_POINT;
+        if (!(e->flags & RMAP_IN_TARGET)) {
+            e->action = ACT_CREATE;
+            t->n_create++;
+        } else if (memcmp(e->digest, dg, 16) != 0 || c->rewrite_all) {
+            e->action = ACT_UPDATE;
+            t->n_update++;
+        } else {
+            e->action = ACT_UNCHANGED;
+            t->out->unchanged++;
+        }
+        if (e->action != ACT_UNCHANGED && c->req->dry_run) {
+            struct strset *s = &t->keys[e->action == ACT_CREATE ? 0 : 1];
+            if (s->n < FIRST_KEYS)
+                strset_add(s, key, kl);
+        }
+    }
+out:
+    buf_release(&norm);
+    buf_release(&ik);
+    return rc;
+}
+
+struct line_ctx {
+    struct rctx *c;
+    struct rtab *t;
+    const struct rmap *files;
+    bool target_side;
+};
+
+static int line_cb(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+{
+    struct line_ctx *l = ctx;
+    if (cancelled(l->c))
+        return -ECANCELED;
+    struct json_doc *doc = NULL;
+    int rc = json_parse(line, line_len, NULL, &doc, l->c->err);
+    if (rc)
+        return rc;
+    rc = index_record(l->c, l->t, json_root(doc), key, key_len, l->files, l->target_side);
+    json_doc_free(doc);
+    return rc;
+}
+
+static int read_cb(void *ctx, const struct json_node *rec)
+{
+    struct line_ctx *l = ctx;
+    if (cancelled(l->c))
+        return -ECANCELED;
+    const char *key = json_get_str(rec, l->t->def->primary_id);
+    if (!key)
+        return 0;
+    return index_record(l->c, l->t, rec, key, strlen(key), NULL, true);
+}
+
+static int read_deleted_cb(void *ctx, const char *id)
+{
+    return 0;
+}
+
+int restore_compare_table(struct rctx *c, struct rtab *t)
+{
+    int rc;
+    struct line_ctx l = {c, t, NULL, true};
+    /* the target side: the safety point when it has the table, else a full read */
+    if (c->safety && restore_table_in_point(c->safety, t->name)) {
+        l.files = &c->tfiles;
+        rc = table_iterate(c->repo, c->safety, t->name, line_cb, &l, c->err);
+    } else {
+        struct dv_read_cb cb = {read_cb, read_deleted_cb, &l};
+        char *link = NULL;
+        struct dv_read_stats st = {0};
+        rc = dv_read_table(c->dv, &c->target, t->def, NULL, &cb, &link, &st, c->err);
+        free(link);
+    }
+    if (rc)
+        return rc;
+    l.files = &c->files;
+    l.target_side = false;
+    rc = table_iterate(c->repo, c->point, t->name, line_cb, &l, c->err);
+    if (rc)
+        return rc;
+    for (size_t i = 0; i < t->map.cap; i++) {
+        struct rmap_entry *e = &t->map.slots[i];
+        if (e->key && (e->flags & RMAP_IN_TARGET) && !(e->flags & RMAP_IN_POINT)) {
+            e->action = ACT_DELETE;
+            t->n_delete++;
+            if (c->req->dry_run)
+                keep_smallest(&t->keys[2], e->key, e->key_len);
+        }
+    }
+    if (c->req->dry_run || t->mm) {
+        t->out->created = t->mm ? 0 : t->n_create;
+        t->out->updated = t->mm ? 0 : t->n_update;
+        t->out->deleted = t->mm ? 0 : t->n_delete;
+        if (t->mm && c->req->dry_run) {
+            t->out->associated = t->n_create;
+            t->out->disassociated = t->n_delete;
+        }
+    }
+    if (c->req->dry_run) {
+        struct buf j = BUF_INIT;
+        if (t->keys[2].n)
+            qsort(t->keys[2].items, t->keys[2].n, sizeof(char *), cmp_str);
+        static const char *const kinds[3] = {"create", "update", "delete"};
+        buf_addch(&j, '{');
+        for (int k = 0; k < 3; k++) {
+            buf_printf(&j, "%s\"%s\":[", k ? "," : "", kinds[k]);
+            for (size_t i = 0; i < t->keys[k].n; i++) {
+                if (i)
+                    buf_addch(&j, ',');
+                buf_add_json_string(&j, t->keys[k].items[i], strlen(t->keys[k].items[i]));
+            }
+            buf_addch(&j, ']');
+        }
+        buf_addch(&j, '}');
+        t->out->first_keys_json = buf_detach(&j);
+    }
+    return 0;
+}

@@ -1,0 +1,353 @@
+/* webapi_meta: EntityDefinitions of each org's Web API (webapi_int.h), built from the static
+ * table definitions (schema.c) in the shapes the service answers:
+ *   GET /EntityDefinitions[?$expand=Attributes,ManyToOneRelationships,OneToManyRelationships,
+ *                          ManyToManyRelationships]
+ *   GET /EntityDefinitions(LogicalName='x') | (<MetadataId>)   same $expand
+ *   GET /EntityDefinitions(LogicalName='x')/Attributes | /ManyToOneRelationships |
+ *       /OneToManyRelationships | /ManyToManyRelationships
+ * MetadataIds are derived from the names (SHA-256), so they are stable across runs. Labels are
+ * English (1033). --hostile-tables adds dvschema_hostile to the list. Metadata cannot be
+ * changed. Thread-safe: no shared state. */
+#include "tools/dvsim/webapi_int.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static void metadata_id(const char *a, const char *b, char out[37])
+{
+    char hex[65];
+    struct buf s = BUF_INIT;
+    buf_printf(&s, "%s|%s", a, b ? b : "");
+    sha256_hex(s.data, s.len, hex);
+    buf_release(&s);
+    uint64_t x = strtoull((char[17]){hex[0], hex[1], hex[2], hex[3], hex[4], hex[5], hex[6], hex[7], hex[8],
+                                     hex[9], hex[10], hex[11], hex[12], hex[13], hex[14], hex[15], 0},
+                          NULL, 16);
+    uint64_t y = strtoull((char[17]){hex[16], hex[17], hex[18], hex[19], hex[20], hex[21], hex[22], hex[23],
+                                     hex[24], hex[25], hex[26], hex[27], hex[28], hex[29], hex[30], hex[31], 0},
+                          NULL, 16);
+    dvsim_guid(x, y, out);
+}
+
+static void label(cJSON *o, const char *key, const char *text)
+{
+    cJSON *l = cJSON_AddObjectToObject(o, key);
+    cJSON *arr = cJSON_AddArrayToObject(l, "LocalizedLabels");
+    cJSON *one = cJSON_CreateObject();
+    cJSON_AddStringToObject(one, "Label", text);
+    cJSON_AddNumberToObject(one, "LanguageCode", 1033);
+    cJSON_AddItemToArray(arr, one);
+    cJSON *u = cJSON_AddObjectToObject(l, "UserLocalizedLabel");
+    cJSON_AddStringToObject(u, "Label", text);
+    cJSON_AddNumberToObject(u, "LanguageCode", 1033);
+}
+
+static void managed(cJSON *o, const char *key, bool v, const char *logical)
+{
+    cJSON *m = cJSON_AddObjectToObject(o, key);
+    cJSON_AddBoolToObject(m, "Value", v);
+    cJSON_AddBoolToObject(m, "CanBeChanged", true);
+    cJSON_AddStringToObject(m, "ManagedPropertyLogicalName", logical);
+}
+
+static void type_names(enum col_type ty, const char **at, const char **atn, const char **odt)
+{
+    switch (ty) {
+    case COL_PK: *at = "Uniqueidentifier"; *atn = "UniqueidentifierType"; *odt = "AttributeMetadata"; break;
+    case COL_STRING: case COL_FILENAME: *at = "String"; *atn = "StringType"; *odt = "StringAttributeMetadata"; break;
+    case COL_MEMO: *at = "Memo"; *atn = "MemoType"; *odt = "MemoAttributeMetadata"; break;
+    case COL_INTEGER: *at = "Integer"; *atn = "IntegerType"; *odt = "IntegerAttributeMetadata"; break;
+    case COL_BIGINT: case COL_VERSION: *at = "BigInt"; *atn = "BigIntType"; *odt = "BigIntAttributeMetadata"; break;
+    case COL_MONEY: *at = "Money"; *atn = "MoneyType"; *odt = "MoneyAttributeMetadata"; break;
+    case COL_DECIMAL: *at = "Decimal"; *atn = "DecimalType"; *odt = "DecimalAttributeMetadata"; break;
+    case COL_DATETIME: case COL_DATEONLY: *at = "DateTime"; *atn = "DateTimeType"; *odt = "DateTimeAttributeMetadata"; break;
+    case COL_PICKLIST: *at = "Picklist"; *atn = "PicklistType"; *odt = "PicklistAttributeMetadata"; break;
+    case COL_STATE: *at = "State"; *atn = "StateType"; *odt = "StateAttributeMetadata"; break;
+    case COL_BOOLEAN: *at = "Boolean"; *atn = "BooleanType"; *odt = "BooleanAttributeMetadata"; break;
+    case COL_LOOKUP: *at = "Lookup"; *atn = "LookupType"; *odt = "LookupAttributeMetadata"; break;
+    case COL_OWNER: *at = "Owner"; *atn = "OwnerType"; *odt = "LookupAttributeMetadata"; break;
+    case COL_CUSTOMER: *at = "Customer"; *atn = "CustomerType"; *odt = "LookupAttributeMetadata"; break;
+    case COL_FILE: *at = "Virtual"; *atn = "FileType"; *odt = "FileAttributeMetadata"; break;
+    }
+}
+
+static cJSON *attr_json(const struct table_def *t, const struct col_def *c)
+{
+    const char *at = "", *atn = "", *odt = "";
+    type_names(c->type, &at, &atn, &odt);
+    cJSON *o = cJSON_CreateObject();
+    char s[160], id[37];
+    snprintf(s, sizeof s, "#Microsoft.Dynamics.CRM.%s", odt);
+    cJSON_AddStringToObject(o, "@odata.type", s);
+    metadata_id(t->logical, c->name, id);
+    cJSON_AddStringToObject(o, "MetadataId", id);
+    cJSON_AddStringToObject(o, "LogicalName", c->name);
+    cJSON_AddStringToObject(o, "SchemaName", c->name);
+    cJSON_AddStringToObject(o, "EntityLogicalName", t->logical);
+    cJSON_AddStringToObject(o, "AttributeType", at);
+    cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "AttributeTypeName"), "Value", atn);
+    cJSON_AddBoolToObject(o, "IsPrimaryId", c->type == COL_PK);
+    cJSON_AddBoolToObject(o, "IsPrimaryName", t->primary_name && strcmp(t->primary_name, c->name) == 0);
+    bool ro = t->read_only || t->intersect;
+    cJSON_AddBoolToObject(o, "IsValidForCreate", !ro && (c->flags & COLF_CREATE));
+    cJSON_AddBoolToObject(o, "IsValidForUpdate", !ro && (c->flags & COLF_UPDATE));
+    cJSON_AddBoolToObject(o, "IsValidForRead", true);
+    cJSON_AddBoolToObject(o, "IsCustomAttribute", strncmp(c->name, "new_", 4) == 0);
+    cJSON *rl = cJSON_AddObjectToObject(o, "RequiredLevel");
+    cJSON_AddStringToObject(rl, "Value", c->type == COL_PK ? "SystemRequired" : "None");
+    cJSON_AddBoolToObject(rl, "CanBeChanged", c->type != COL_PK);
+    cJSON_AddStringToObject(rl, "ManagedPropertyLogicalName", "canmodifyrequirementlevelsettings");
+    if (c->type == COL_FILENAME)
+        cJSON_AddStringToObject(o, "AttributeOf", "new_document");
+    else
+        cJSON_AddNullToObject(o, "AttributeOf");
+    if (c->type == COL_DATEONLY)
+        cJSON_AddStringToObject(o, "Format", "DateOnly");
+    else if (c->type == COL_DATETIME)
+        cJSON_AddStringToObject(o, "Format", "DateAndTime");
+    if (c->type == COL_LOOKUP || c->type == COL_OWNER || c->type == COL_CUSTOMER) {
+        cJSON *tg = cJSON_AddArrayToObject(o, "Targets");
+        cJSON_AddItemToArray(tg, cJSON_CreateString(c->target));
+    }
+    if (c->type == COL_FILE)
+        cJSON_AddNumberToObject(o, "MaxSizeInKB", 131072);
+    if (c->type == COL_MONEY)
+        cJSON_AddNumberToObject(o, "Precision", 2);
+    if (c->type == COL_DECIMAL)
+        cJSON_AddNumberToObject(o, "Precision", 10);
+    if (c->options) {
+        cJSON *os = cJSON_AddObjectToObject(o, "OptionSet");
+        cJSON *arr = cJSON_AddArrayToObject(os, "Options");
+        for (const struct option_def *op = c->options; op->label; op++) {
+            cJSON *x = cJSON_CreateObject();
+            cJSON_AddNumberToObject(x, "Value", op->value);
+            label(x, "Label", op->label);
+            cJSON_AddItemToArray(arr, x);
+        }
+    }
+    return o;
+}
+
+static cJSON *rel_json(const struct table_def *t, const struct col_def *c)
+{
+    const struct table_def *target = dvschema_table_by_logical(c->target, strlen(c->target));
+    cJSON *o = cJSON_CreateObject();
+    char s[160], id[37];
+    snprintf(s, sizeof s, "%s_%s_%s", c->target, t->logical, c->name);
+    metadata_id("rel", s, id);
+    cJSON_AddStringToObject(o, "MetadataId", id);
+    cJSON_AddStringToObject(o, "SchemaName", s);
+    cJSON_AddStringToObject(o, "RelationshipType", "OneToManyRelationship");
+    cJSON_AddStringToObject(o, "ReferencedEntity", c->target);
+    cJSON_AddStringToObject(o, "ReferencedAttribute", target ? target->pk : "");
+    cJSON_AddStringToObject(o, "ReferencingEntity", t->logical);
+    cJSON_AddStringToObject(o, "ReferencingAttribute", c->name);
+    cJSON_AddStringToObject(o, "ReferencedEntityNavigationPropertyName", s);
+    cJSON_AddStringToObject(o, "ReferencingEntityNavigationPropertyName", c->nav);
+    cJSON_AddBoolToObject(o, "IsHierarchical", strcmp(c->target, t->logical) == 0);
+    cJSON_AddBoolToObject(o, "IsCustomRelationship", strncmp(c->name, "new_", 4) == 0);
+    return o;
+}
+
+static cJSON *n2n_json(const struct n2n_def *n)
+{
+    cJSON *o = cJSON_CreateObject();
+    char id[37];
+    metadata_id("n2n", n->dvschema_name, id);
+    cJSON_AddStringToObject(o, "MetadataId", id);
+    cJSON_AddStringToObject(o, "SchemaName", n->dvschema_name);
+    cJSON_AddStringToObject(o, "RelationshipType", "ManyToManyRelationship");
+    cJSON_AddStringToObject(o, "IntersectEntityName", n->intersect);
+    cJSON_AddStringToObject(o, "Entity1LogicalName", n->entity1);
+    cJSON_AddStringToObject(o, "Entity1IntersectAttribute", n->entity1_attr);
+    cJSON_AddStringToObject(o, "Entity1NavigationPropertyName", n->entity1_nav);
+    cJSON_AddStringToObject(o, "Entity2LogicalName", n->entity2);
+    cJSON_AddStringToObject(o, "Entity2IntersectAttribute", n->entity2_attr);
+    cJSON_AddStringToObject(o, "Entity2NavigationPropertyName", n->entity2_nav);
+    cJSON_AddBoolToObject(o, "IsCustomRelationship", true);
+    return o;
+}
+
+enum { EX_ATTR = 1, EX_M2O = 2, EX_O2M = 4, EX_N2N = 8 };
+
+static cJSON *sub_array(const struct table_def *t, int which)
+{
+    cJSON *a = cJSON_CreateArray();
+    if (which == EX_ATTR)
+        for (size_t i = 0; i < t->n_cols; i++)
+            cJSON_AddItemToArray(a, attr_json(t, &t->cols[i]));
+    if (which == EX_M2O)
+        for (size_t i = 0; i < t->n_cols; i++)
+            if (t->cols[i].target)
+                cJSON_AddItemToArray(a, rel_json(t, &t->cols[i]));
+    if (which == EX_O2M)
+        for (int k = 0; k < N_TABLES; k++)
+            for (size_t i = 0; i < dvschema_tables[k].n_cols; i++)
+                if (dvschema_tables[k].cols[i].target && strcmp(dvschema_tables[k].cols[i].target, t->logical) == 0)
+                    cJSON_AddItemToArray(a, rel_json(&dvschema_tables[k], &dvschema_tables[k].cols[i]));
+    if (which == EX_N2N)
+        for (size_t i = 0; i < dvschema_n_n2n; i++) {
+            const struct n2n_def *n = &dvschema_n2n[i];
+            if (strcmp(n->entity1, t->logical) == 0 || strcmp(n->entity2, t->logical) == 0 ||
+                strcmp(n->intersect, t->logical) == 0)
+                cJSON_AddItemToArray(a, n2n_json(n));
+        }
+    return a;
+}
+
+static cJSON *entity_json(const struct table_def *t, int expand)
+{
+    cJSON *o = cJSON_CreateObject();
+    char id[37];
+    metadata_id(t->logical, NULL, id);
+    cJSON_AddStringToObject(o, "MetadataId", id);
+    cJSON_AddStringToObject(o, "LogicalName", t->logical);
+    cJSON_AddStringToObject(o, "SchemaName", t->logical);
+    cJSON_AddStringToObject(o, "EntitySetName", t->set);
+    cJSON_AddStringToObject(o, "LogicalCollectionName", t->set);
+    cJSON_AddStringToObject(o, "PrimaryIdAttribute", t->pk);
+    if (t->primary_name)
+        cJSON_AddStringToObject(o, "PrimaryNameAttribute", t->primary_name);
+    else
+        cJSON_AddNullToObject(o, "PrimaryNameAttribute");
+    cJSON_AddNumberToObject(o, "ObjectTypeCode", t->object_type_code);
+    cJSON_AddBoolToObject(o, "ChangeTrackingEnabled", t->change_tracking);
+    managed(o, "CanChangeTrackingBeEnabled", !t->read_only, "canchangetrackingbeenabled");
+    cJSON_AddBoolToObject(o, "IsCustomEntity", strncmp(t->logical, "new_", 4) == 0);
+    cJSON_AddBoolToObject(o, "IsActivity", false);
+    cJSON_AddBoolToObject(o, "IsIntersect", t->intersect);
+    cJSON_AddBoolToObject(o, "IsValidForAdvancedFind", !t->intersect);
+    cJSON_AddBoolToObject(o, "IsOptimisticConcurrencyEnabled", !t->read_only && !t->intersect);
+    cJSON_AddStringToObject(o, "OwnershipType",
+                            t->intersect || t->read_only ? "None"
+                            : dvschema_table_index(t) == T_SYSTEMUSER ? "BusinessOwned" : "UserOwned");
+    managed(o, "IsAuditEnabled", !t->read_only, "canmodifyauditsettings");
+    label(o, "DisplayName", t->logical);
+    if (expand & EX_ATTR)
+        cJSON_AddItemToObject(o, "Attributes", sub_array(t, EX_ATTR));
+    if (expand & EX_M2O)
+        cJSON_AddItemToObject(o, "ManyToOneRelationships", sub_array(t, EX_M2O));
+    if (expand & EX_O2M)
+        cJSON_AddItemToObject(o, "OneToManyRelationships", sub_array(t, EX_O2M));
+    if (expand & EX_N2N)
+        cJSON_AddItemToObject(o, "ManyToManyRelationships", sub_array(t, EX_N2N));
+    return o;
+}
+
+static int parse_expand(const char *s, int *out)
+{
+    *out = 0;
+    if (!s)
+        return 0;
+    int depth = 0;
+    const char *start = s;
+    for (const char *p = s;; p++) {
+        if (*p == '(')
+            depth++;
+        else if (*p == ')')
+            depth--;
+        if ((*p == ',' && depth == 0) || !*p) {
+            const char *e = start;
+            while (e < p && *e != '(')
+                e++;
+            while (start < e && *start == ' ')
+                start++;
+            size_t n = (size_t)(e - start);
+            if (n == 10 && !strncmp(start, "Attributes", n)) *out |= EX_ATTR;
+            else if (n == 22 && !strncmp(start, "ManyToOneRelationships", n)) *out |= EX_M2O;
+            else if (n == 22 && !strncmp(start, "OneToManyRelationships", n)) *out |= EX_O2M;
+            else if (n == 23 && !strncmp(start, "ManyToManyRelationships", n)) *out |= EX_N2N;
+            else if (n)
+                return -EINVAL;
+            if (!*p)
+                break;
+            start = p + 1;
+        }
+    }
+    return 0;
+}
+
+static void send_cjson_odata(struct req *r, cJSON *o)
+{
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    buf_reset(&r->out);
+    if (s)
+        buf_addstr(&r->out, s);
+    free(s);
+    sreply_json(r, 200);
+}
+
+void webapi_entity_definitions(struct req *r, const char *rest)
+{
+    int expand;
+    if (parse_expand(sreq_arg(r, "$expand"), &expand)) {
+        sreply_error(r, 400, QUERY_ERR, "Could not find a property named '%.80s' on type "
+                    "'Microsoft.Dynamics.CRM.EntityMetadata'.", sreq_arg(r, "$expand"));
+        return;
+    }
+    struct buf ctx = BUF_INIT;
+    webapi_base(r, &ctx);
+    if (*rest == '\0' || strcmp(rest, "/") == 0) {
+        cJSON *o = cJSON_CreateObject();
+        buf_addstr(&ctx, "/$metadata#EntityDefinitions");
+        cJSON_AddStringToObject(o, "@odata.context", ctx.data);
+        cJSON *a = cJSON_AddArrayToObject(o, "value");
+        for (int i = 0; i < N_TABLES; i++)
+            cJSON_AddItemToArray(a, entity_json(&dvschema_tables[i], expand));
+        for (int i = 0; r->d->hostile_tables && i < N_HOSTILE; i++)
+            cJSON_AddItemToArray(a, entity_json(&dvschema_hostile[i], expand));
+        buf_release(&ctx);
+        send_cjson_odata(r, o);
+        return;
+    }
+    const struct table_def *t = NULL;
+    const char *p = rest;
+    if (strncmp(p, "(LogicalName='", 14) == 0) {
+        p += 14;
+        size_t n = strcspn(p, "'");
+        t = dvschema_table_by_logical(p, n);
+        p += n;
+        if (strncmp(p, "')", 2) != 0)
+            t = NULL;
+        p += 2;
+    } else if (*p == '(' && strlen(p) >= 38 && p[37] == ')') {
+        for (int i = 0; i < N_TABLES && !t; i++) {
+            char id[37];
+            metadata_id(dvschema_tables[i].logical, NULL, id);
+            if (strncasecmp(id, p + 1, 36) == 0)
+                t = &dvschema_tables[i];
+        }
+        p += 38;
+    }
+    if (!t) {
+        buf_release(&ctx);
+        sreply_error(r, 404, "0x80040217", "Could not find an entity definition for '%.80s'.", rest);
+        return;
+    }
+    cJSON *o;
+    if (*p == '\0') {
+        o = entity_json(t, expand);
+        buf_addstr(&ctx, "/$metadata#EntityDefinitions/$entity");
+        cJSON_AddItemToObject(o, "@odata.context", cJSON_CreateString(ctx.data));
+    } else {
+        int which = !strcmp(p, "/Attributes") ? EX_ATTR : !strcmp(p, "/ManyToOneRelationships") ? EX_M2O
+                    : !strcmp(p, "/OneToManyRelationships") ? EX_O2M : !strcmp(p, "/ManyToManyRelationships") ? EX_N2N : 0;
+        if (!which) {
+            buf_release(&ctx);
+            sreply_error(r, 404, QUERY_ERR, "Resource not found for the segment '%.80s'.", p);
+            return;
+        }
+        o = cJSON_CreateObject();
+        buf_printf(&ctx, "/$metadata#EntityDefinitions('%s')%s", t->logical, p);
+        cJSON_AddStringToObject(o, "@odata.context", ctx.data);
+        cJSON_AddItemToObject(o, "value", sub_array(t, which));
+    }
+    buf_release(&ctx);
+    send_cjson_odata(r, o);
+}
+
