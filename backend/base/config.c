@@ -23,7 +23,8 @@
 #define CONFIG_MAX_LINE 4096
 #define SECRET_MAX (64u << 10)
 
-enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION };
+enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION,
+                K_KEEP, K_SPAN, K_MANUAL };
 
 struct key_def {
     const char *name;
@@ -55,7 +56,16 @@ static const struct key_def keys[] = {
     {"http_retries", K_INT, OFF(http_retries), "8", 1, 100},
     {"ca_file", K_PATH, OFF(ca_file), NULL, 0, 0},
     {"admin_resource", K_URL, OFF(admin_resource), NULL, 0, 0},
+    /* retention: the first six keys, in this order, are the ones retention.<env>.<key> sets */
+    {"keep_daily", K_KEEP, OFF(retention.keep_daily), "0", 0, 0},
+    {"keep_weekly", K_KEEP, OFF(retention.keep_weekly), "0", 0, 0},
+    {"keep_monthly", K_KEEP, OFF(retention.keep_monthly), "0", 0, 0},
+    {"keep_yearly", K_KEEP, OFF(retention.keep_yearly), "0", 0, 0},
+    {"keep_within", K_SPAN, OFF(retention.keep_within), "0", 0, 0},
+    {"keep_manual", K_MANUAL, OFF(retention.keep_manual), "all", 0, 0},
 };
+#define FIRST_RETENTION_KEY 20 /* index of keep_daily above */
+#define N_RETENTION_KEYS 6
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 
 static const char *home_dir(void)
@@ -152,11 +162,20 @@ static bool url_ok(const char *v)
     return strncmp(v, "http://", 7) == 0 && url_is_loopback(v);
 }
 
-/* Store value v for key k into cfg (replacing an earlier value). src names where it came from. */
-static int set_key(struct config *cfg, const struct key_def *k, const char *v, const char *src,
-                   struct dverr *err)
+/* "0", "none" or a duration (e.g. 2d); seconds. */
+static int parse_span(const char *v, int64_t *out)
 {
-    void *field = (char *)cfg + k->offset;
+    if (strcmp(v, "none") == 0) {
+        *out = 0;
+        return 0;
+    }
+    return parse_duration(v, out);
+}
+
+/* Store value v of key k into field (replacing an earlier value). src names where it came from. */
+static int set_field(void *field, const struct key_def *k, const char *v, const char *src,
+                     struct dverr *err)
+{
     char *s = NULL;
     switch (k->kind) {
     case K_URL:
@@ -207,6 +226,33 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
         *(int *)field = (int)n;
         return 0;
     }
+    case K_KEEP: {
+        char *end;
+        errno = 0;
+        long n = strcmp(v, "all") == 0 ? CONFIG_KEEP_ALL : strtol(v, &end, 10);
+        if (n != CONFIG_KEEP_ALL && (errno || end == v || *end || n < 0 || n >= CONFIG_KEEP_ALL))
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a count of points or \"all\"",
+                             src, k->name, v);
+        *(int *)field = (int)n;
+        return 0;
+    }
+    case K_SPAN:
+        if (parse_span(v, (int64_t *)field))
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a duration (e.g. 2d, 12h) or 0",
+                             src, k->name, v);
+        return 0;
+    case K_MANUAL: {
+        int64_t d = 0;
+        if (strcmp(v, "all") == 0)
+            d = CONFIG_KEEP_MANUAL_ALL;
+        else if (strcmp(v, "platform") == 0)
+            d = CONFIG_KEEP_MANUAL_PLATFORM;
+        else if (parse_duration(v, &d) || d <= 0)
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not \"all\", \"platform\" or a "
+                             "duration (e.g. 365d)", src, k->name, v);
+        *(int64_t *)field = d;
+        return 0;
+    }
     case K_LEVEL:
         if (parse_level(v, (int *)field))
             return dverr_set(err, -EINVAL, "%s: log_level: \"%s\" is not error, warn, info or debug",
@@ -227,6 +273,51 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
     free(*(char **)field);
     *(char **)field = s;
     return 0;
+}
+
+static int set_key(struct config *cfg, const struct key_def *k, const char *v, const char *src,
+                   struct dverr *err)
+{
+    return set_field((char *)cfg + k->offset, k, v, src, err);
+}
+
+/* "retention.<env>.<key> = value": an override of one retention key for one environment. */
+static int set_env_retention(struct config *cfg, const char *name, const char *v, const char *src,
+                             struct dverr *err)
+{
+    const char *env = name + strlen("retention.");
+    const char *dot = strrchr(env, '.');
+    const struct key_def *k = NULL;
+    size_t i = 0;
+    for (; dot && i < N_RETENTION_KEYS; i++)
+        if (strcmp(keys[FIRST_RETENTION_KEY + i].name, dot + 1) == 0) {
+            k = &keys[FIRST_RETENTION_KEY + i];
+            break;
+        }
+    if (!k || dot == env || (size_t)(dot - env) > 200)
+        return dverr_set(err, -EINVAL, "%s: \"%.80s\" is not retention.<environment>.<keep_daily|"
+                         "keep_weekly|keep_monthly|keep_yearly|keep_within|keep_manual>", src, name);
+    struct config_retention *r = NULL;
+    for (size_t j = 0; j < cfg->n_retention_envs && !r; j++)
+        if (strlen(cfg->retention_envs[j].env) == (size_t)(dot - env) &&
+            strncmp(cfg->retention_envs[j].env, env, (size_t)(dot - env)) == 0)
+            r = &cfg->retention_envs[j];
+    if (!r) {
+        struct config_retention *nv = realloc(cfg->retention_envs,
+                                              (cfg->n_retention_envs + 1) * sizeof *nv);
+        if (!nv)
+            return -ENOMEM;
+        cfg->retention_envs = nv;
+        r = &nv[cfg->n_retention_envs];
+        memset(r, 0, sizeof *r);
+        if (!(r->env = strndup(env, (size_t)(dot - env))))
+            return -ENOMEM;
+        cfg->n_retention_envs++;
+    }
+    int rc = set_field((char *)r + (k->offset - OFF(retention)), k, v, src, err);
+    if (!rc)
+        r->set |= 1u << i;
+    return rc;
 }
 
 static const struct key_def *find_key(const char *name, size_t len)
@@ -286,6 +377,12 @@ static int parse_text(struct config *cfg, const char *path, char *text, struct d
                     break;
                 }
             value = trim(value);
+        }
+        if (strncmp(name, "retention.", 10) == 0) {
+            int rc = set_env_retention(cfg, name, value, src, err);
+            if (rc)
+                return rc;
+            continue;
         }
         const struct key_def *k = find_key(name, strlen(name));
         if (!k)
@@ -432,7 +529,30 @@ void config_free(struct config *cfg)
             break;
         }
     }
+    for (size_t i = 0; i < cfg->n_retention_envs; i++)
+        free(cfg->retention_envs[i].env);
+    free(cfg->retention_envs);
     free(cfg);
+}
+
+void config_retention_for(const struct config *cfg, const char *env,
+                          struct config_retention *out)
+{
+    *out = cfg->retention;
+    out->env = NULL;
+    out->set = 0;
+    for (size_t i = 0; env && i < cfg->n_retention_envs; i++) {
+        const struct config_retention *o = &cfg->retention_envs[i];
+        if (strcmp(o->env, env) != 0)
+            continue;
+        for (size_t k = 0; k < N_RETENTION_KEYS; k++) {
+            if (!(o->set & (1u << k)))
+                continue;
+            size_t off = keys[FIRST_RETENTION_KEY + k].offset - OFF(retention);
+            size_t sz = keys[FIRST_RETENTION_KEY + k].kind == K_KEEP ? sizeof(int) : sizeof(int64_t);
+            memcpy((char *)out + off, (const char *)o + off, sz);
+        }
+    }
 }
 
 bool config_env_selected(const struct config *cfg, const char *unique_name)

@@ -9,7 +9,12 @@
  *
  * The configuration file itself is refused when it is writable by group or others or readable by
  * others, or owned by another user (root excepted): it names where the secret is sent.
- * URL keys (admin_url, token_url, endpoints) must be https, except loopback hosts. */
+ * URL keys (admin_url, token_url, endpoints) must be https, except loopback hosts.
+ *
+ * Retention (backend/engine/retention.h applies it): keep_daily, keep_weekly, keep_monthly,
+ * keep_yearly (a count, or "all"), keep_within (a duration, 0 none) and keep_manual ("all",
+ * "platform" or a duration) hold for every environment; "retention.<env>.<key> = value" overrides
+ * one of them for one environment (file only: no DVSNAP_ variable names an environment). */
 #ifndef DVSNAP_CONFIG_H
 #define DVSNAP_CONFIG_H
 
@@ -18,6 +23,18 @@
 #include <stdint.h>
 
 #include "backend/base/util.h"
+
+/* Retention rules (one environment's overrides, or the rules for all). */
+#define CONFIG_KEEP_ALL INT32_MAX        /* keep_daily... = all */
+#define CONFIG_KEEP_MANUAL_ALL (-1)      /* keep_manual = all: until forgotten */
+#define CONFIG_KEEP_MANUAL_PLATFORM (-2) /* keep_manual = platform: like system points */
+struct config_retention {
+    char *env;                /* NULL: every environment */
+    int keep_daily, keep_weekly, keep_monthly, keep_yearly; /* points, or CONFIG_KEEP_ALL */
+    int64_t keep_within;      /* seconds (0: none) before the environment's newest point */
+    int64_t keep_manual;      /* seconds, or CONFIG_KEEP_MANUAL_ALL / _PLATFORM */
+    unsigned set;             /* bit i: the i-th of those six keys was given (overrides only) */
+};
 
 struct config {
     char *path;               /* the file read, or NULL when none existed */
@@ -44,12 +61,19 @@ struct config {
     char *ca_file;            /* extra CA bundle (PEM) to trust, or NULL for the system store */
     char *admin_resource;     /* token audience of the admin API; NULL: admin_url, except
                                  https://service.powerapps.com for *.api.bap.microsoft.com */
+    /* retention (issue 17): the rules for every environment, then per-environment overrides */
+    struct config_retention retention;
+    struct config_retention *retention_envs;
+    size_t n_retention_envs;
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing
  * default file is not an error: defaults apply). 0 or -errno with detail in err. */
 int config_load(const char *path, struct config **out, struct dverr *err);
 void config_free(struct config *cfg); /* accepts NULL */
+/* The retention rules of env: the rules for all, with env's overrides applied. */
+void config_retention_for(const struct config *cfg, const char *env,
+                          struct config_retention *out);
 /* true when unique_name is selected by the "environments" key. */
 bool config_env_selected(const struct config *cfg, const char *unique_name);
 /* Read a secret file into out (trailing newline stripped). Refuses (-EPERM, clear message) when the

@@ -22,6 +22,7 @@
 
 #include "backend/base/log.h"
 #include "backend/engine/policy.h"
+#include "backend/engine/retention.h"
 
 void capture_progress_locked(struct cap *cap, const char *table)
 {
@@ -245,7 +246,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     p->kind = xstrdup(opts->label ? "manual" : "system");
     p->label = xstrdup(opts->label);
     p->taken_at = taken_at;
-    p->expires_at = policy_expires_at(env, taken_at);
+    p->expires_at = retention_expires_at(cfg, env->unique_name, opts->label != NULL,
+                                         policy_expires_at(env, taken_at), taken_at);
     p->env_json = xstrdup(env->raw_json);
     if (!p->env || !p->kind || (opts->label && !p->label) || (env->raw_json && !p->env_json))
         goto nomem;

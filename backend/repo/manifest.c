@@ -441,7 +441,8 @@ static int add_kv_str(struct buf *out, const char *indent, const char *key, cons
     return rc;
 }
 
-int point_render_backup_json(const struct point *p, struct buf *out)
+int point_render_backup_json(const struct point *p, const struct point_hold *hold,
+                             struct buf *out)
 {
     char taken[32], expires[32];
     rfc3339_from_time(p->taken_at, taken);
@@ -459,6 +460,9 @@ int point_render_backup_json(const struct point *p, struct buf *out)
     rc = rc ? rc : add_kv_str(out, "  ", "label", p->label, true);
     rc = rc ? rc : add_kv_str(out, "  ", "taken_at", taken, true);
     rc = rc ? rc : add_kv_str(out, "  ", "expires_at", p->expires_at > 0 ? expires : NULL, true);
+    rc = rc ? rc : buf_addstr(out, "  \"hold\": ");
+    rc = rc ? rc : hold ? point_hold_render(hold, out) : buf_addstr(out, "null");
+    rc = rc ? rc : buf_addstr(out, ",\n");
     rc = rc ? rc : buf_printf(out, "  \"records\": %llu,\n  \"bytes\": %llu,\n  \"tables\": [",
                               (unsigned long long)records, (unsigned long long)bytes);
     for (size_t i = 0; !rc && i < p->n_tables; i++) {

@@ -410,6 +410,27 @@ static void summary_from_point(const struct point *p, struct point_summary *s)
     s->expires_at = p->expires_at;
 }
 
+/* Mark the points of v (sorted by name) that a hold document names. */
+static int mark_held(struct repo *r, const char *env, struct point_summary *v, size_t n,
+                     struct dverr *err)
+{
+    struct name_list held;
+    int rc = repo_hold_names(r, env, &held, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0, k = 0; i < n && k < held.n;) {
+        int c = strcmp(v[i].name, held.v[k]);
+        if (c == 0)
+            v[i].held = true;
+        if (c <= 0)
+            i++;
+        if (c >= 0)
+            k++;
+    }
+    strv_free(held.v, held.n);
+    return 0;
+}
+
 /* Points straight from the manifests (no catalog). */
 static int points_from_manifests(struct repo *r, const char *env, struct point_summary **out,
                                  size_t *n, struct dverr *err)
@@ -436,6 +457,8 @@ static int points_from_manifests(struct repo *r, const char *env, struct point_s
         point_free(p);
     }
     strv_free(names.v, names.n);
+    if (!rc)
+        rc = mark_held(r, env, v, cnt, err);
     if (rc) {
         point_summaries_free(v, cnt);
         return rc;
@@ -493,6 +516,8 @@ int repo_points(struct repo *r, const char *env, struct point_summary **out, siz
         n_have = 0;
         rc = catalog_points(cat, env, &have, &n_have, err);
     }
+    if (!rc)
+        rc = mark_held(r, env, have, n_have, err);
 out:
     strv_free(names.v, names.n);
     if (rc) {

@@ -51,7 +51,8 @@ struct objstore *repo_store(struct repo *r);
 /* ---- restore points (the types are in point.h) ---- */
 /* Environments that have points or an envs/ document, sorted. */
 int repo_envs(struct repo *r, char ***names, size_t *n, struct dverr *err);
-/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing). */
+/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing; held
+ * from a listing of holds/<env>/). */
 int repo_points(struct repo *r, const char *env, struct point_summary **out, size_t *n,
                 struct dverr *err);
 /* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
@@ -60,6 +61,19 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
 /* The environment document (envs/<env>.json), -ENOENT when none. */
 int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err);
 int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err);
+
+/* ---- holds (point.h: struct point_hold; issue 17) ---- */
+/* Place (or replace) a hold on an existing point (-ENOENT when there is no such point). */
+int repo_hold_put(struct repo *r, const char *env, const struct point_hold *h, struct dverr *err);
+/* The hold on point (-ENOENT when none, -EIO when its document is damaged). */
+int repo_hold_get(struct repo *r, const char *env, const char *point, struct point_hold *out,
+                  struct dverr *err);
+/* Release (-ENOENT when the point is not held). */
+int repo_hold_del(struct repo *r, const char *env, const char *point, struct dverr *err);
+/* Every hold of env, active or expired, sorted by point (a damaged document is a hold with no
+ * end whose reason says so). */
+int repo_holds(struct repo *r, const char *env, struct point_hold **out, size_t *n,
+               struct dverr *err);
 
 /* ---- reading tables ---- */
 struct table_reader;
@@ -140,16 +154,32 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
 void repo_capture_abort(struct repo_capture *c); /* accepts NULL; nothing is kept */
 
 /* ---- maintenance ---- */
-/* Delete a manual point (-EPERM for a system point, -ENOENT when absent). */
+/* Delete a manual point (-EPERM for a system point or a point under an active hold, -ENOENT when
+ * absent). */
 int repo_forget(struct repo *r, const char *env, const char *name, struct dverr *err);
-struct prune_report {
-    uint64_t points_removed, objects_removed, bytes_removed;
-    char **removed; size_t n_removed; /* "env/point" names */
+/* One point as prune decides about it. */
+struct prune_point {
+    struct point_summary s;        /* borrowed from prune: name, kind, label, times */
+    const struct point_hold *hold; /* its active hold, or NULL (kept whatever decide says) */
+    bool keep;                     /* decide's answer */
+    char why[200];                 /* decide's reason: what keeps it, or why it goes */
 };
-/* Remove points whose expires_at (recomputed by expires_fn when given) is at or before now,
- * then every object no remaining point names. dry_run reports without deleting. */
-int repo_prune(struct repo *r, time_t now, bool dry_run,
-               time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
+/* Called once per environment with its points, oldest first. */
+typedef int (*prune_decide_fn)(void *ctx, const char *env, struct prune_point *pts, size_t n,
+                               time_t now);
+struct prune_line {
+    char *point;                   /* "env/name" */
+    bool removed;
+    char *why;
+};
+struct prune_report {
+    uint64_t points_removed, points_kept, objects_removed, bytes_removed, holds_removed;
+    struct prune_line *lines; size_t n_lines; /* every point, by environment and name */
+};
+/* Remove the points decide does not keep (decide NULL: those whose recorded expires_at is at or
+ * before now), never a point under an active hold, then every object no remaining point names,
+ * and hold documents that expired or whose point is gone. dry_run reports without deleting. */
+int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide, void *ctx,
                struct prune_report *rep, struct dverr *err);
 void prune_report_release(struct prune_report *rep);
 struct check_report {

@@ -1,7 +1,8 @@
 /* repo_int: internals of the repository (repo.h) shared by its files: repo.c (open, init, lock
  * files, points, environment documents, blobs), repo_read.c (table and changes readers),
- * repo_capture.c (segment writer glue, captures, compaction) and repo_maint.c (forget, prune,
- * check, catalog rebuild). Not part of the contract; only these four files include it.
+ * repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget, prune,
+ * check, catalog rebuild) and repo_holds.c (holds). Not part of the contract; only these files
+ * include it.
  *
  * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
  * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
@@ -60,6 +61,10 @@ void name_list_sort_unique(struct name_list *l);
 bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name, size_t nn);
 /* The point names of env in the store (sorted, from its listing; no catalog). */
 int repo_point_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
+
+/* ---- holds (repo_holds.c) ---- */
+/* The points of env that have a hold document (sorted; active or not). */
+int repo_hold_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
 
 /* ---- capture state (repo_capture.c) ---- */
 /* Replace env's capture state in cat with the records of p (NULL: empty). */

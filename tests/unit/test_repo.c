@@ -389,7 +389,7 @@ static void test_capture_points(void **state)
     assert_int_equal(q->tables[0].bytes, st.table_bytes);
     assert_string_equal(q->env_json, "{\"name\":\"contoso-dev\",\"big\":12345678901234567}");
     struct buf bj = BUF_INIT;
-    assert_int_equal(point_render_backup_json(q, &bj), 0);
+    assert_int_equal(point_render_backup_json(q, NULL, &bj), 0);
     assert_non_null(strstr(bj.data, "\"taken_at\": \"2025-11-21T09:00:00Z\""));
     assert_non_null(strstr(bj.data, "\"records\": 100"));
     assert_non_null(strstr(bj.data, "not supported"));
@@ -641,8 +641,10 @@ static void test_crash_between_manifest_and_catalog(void **state)
     free(id);
 }
 
-static time_t no_expiry(void *ctx, const struct point *p)
+static int keep_all(void *ctx, const char *env, struct prune_point *pts, size_t n, time_t now)
 {
+    for (size_t i = 0; i < n; i++)
+        pts[i].keep = true;
     return 0;
 }
 
@@ -672,15 +674,17 @@ static void test_prune_forget(void **state)
     object_path(f, a->tables[0].segments[0], path, sizeof path);
     assert_int_equal(access(path, F_OK), 0); /* dry run kept it */
     assert_int_equal(access(stale, F_OK), 0);
-    assert_int_equal(repo_prune(f->r, t0 + 200, false, no_expiry, NULL, &rep, &e), 0);
-    assert_int_equal(rep.points_removed, 0); /* expires_fn overrides */
+    assert_int_equal(repo_prune(f->r, t0 + 200, false, keep_all, NULL, &rep, &e), 0);
+    assert_int_equal(rep.points_removed, 0); /* decide overrides */
     assert_int_equal(access(stale, F_OK), -1);
     assert_int_equal(rep.objects_removed, 1);
     prune_report_release(&rep);
     assert_int_equal(repo_prune(f->r, t0 + 200, false, NULL, NULL, &rep, &e), 0);
     assert_int_equal(rep.points_removed, 1);
-    assert_int_equal(rep.n_removed, 1);
-    assert_string_equal(rep.removed[0], "contoso-dev/2025-11-21T090000Z");
+    assert_int_equal(rep.n_lines, 3); /* every point, and what happened to it */
+    assert_string_equal(rep.lines[0].point, "contoso-dev/2025-11-21T090000Z");
+    assert_true(rep.lines[0].removed);
+    assert_false(rep.lines[1].removed);
     prune_report_release(&rep);
     assert_int_equal(access(path, F_OK), -1);
     object_path(f, b->tables[0].segments[0], path, sizeof path);

@@ -40,7 +40,8 @@ struct command {
 };
 
 /* Commands, one file each group: cmd_repo.c (init env capture backup points cat changes prune
- * forget check), cmd_mount.c (mount umount), cmd_restore.c (restore). */
+ * forget check), cmd_mount.c (mount umount), cmd_restore.c (restore), cmd_hold.c (hold
+ * release). */
 int cmd_init(struct cli *, int, char **);
 int cmd_env(struct cli *, int, char **);
 int cmd_capture(struct cli *, int, char **);
@@ -54,5 +55,23 @@ int cmd_check(struct cli *, int, char **);
 int cmd_mount(struct cli *, int, char **);
 int cmd_umount(struct cli *, int, char **);
 int cmd_restore(struct cli *, int, char **);
+/* Resolve POINT (a name, `latest`, a label or an RFC 3339 time) to a point name of env
+ * (cmd_repo.c). */
+int cli_point_resolve(struct repo *repo, const char *env, const char *arg, char out[32],
+                      struct dverr *err);
+/* cmd_hold.c: hold, release, and what `points` shows of holds */
+int cmd_hold(struct cli *, int, char **);
+int cmd_release(struct cli *, int, char **);
+#define CMD_HOLD_USAGE                                                                           \
+    "usage: dvsnap hold ENV POINT [--reason TEXT] [--for DURATION]\n"                           \
+    "  Keep the point whatever the retention rules say (prune and forget leave it) until it\n"   \
+    "  is released, or for DURATION (e.g. 90d). Stored in the repository: every machine that\n" \
+    "  shares it sees the hold. `dvsnap points ENV` shows holds.\n"
+#define CMD_RELEASE_USAGE                                                                        \
+    "usage: dvsnap release ENV POINT\n  End the point's hold; its retention applies again.\n"
+/* backup.json of p with its hold; the HELD column of `points` for point ("-", "forever" or the
+ * RFC 3339 end). */
+int cmd_hold_render_backup_json(struct repo *repo, const struct point *p, struct buf *out);
+void cmd_hold_column(const struct point_hold *holds, size_t n, const char *point, char out[32]);
 
 #endif

@@ -49,7 +49,7 @@ static int s_env_doc(void *impl, const char *env, struct buf *out, struct dverr 
 
 static int s_backup_json(void *impl, const struct point *p, struct buf *out)
 {
-    return point_render_backup_json(p, out);
+    return cmd_hold_render_backup_json(impl, p, out);
 }
 
 static int s_stream_open(void *impl, const struct point *p, const char *table, bool changes,

@@ -17,6 +17,7 @@
 #include "backend/base/json.h"
 #include "backend/base/log.h"
 #include "backend/engine/policy.h"
+#include "backend/engine/retention.h"
 #include "tools/dvsnap/cli.h"
 
 static atomic_int cancel_flag;
@@ -157,6 +158,12 @@ static int resolve_point(struct repo *repo, const char *env, const char *arg, ch
         return dverr_set(err, -ENOENT, "%s has no point %s%s", env, arg,
                          n ? "" : " (it has no points at all)");
     return 0;
+}
+
+int cli_point_resolve(struct repo *repo, const char *env, const char *arg, char out[32],
+                      struct dverr *err)
+{
+    return resolve_point(repo, env, arg, out, err);
 }
 
 static const struct point_table *find_table(const struct point *p, const char *name)
@@ -448,7 +455,7 @@ int cmd_points(struct cli *cli, int argc, char **argv)
         struct buf doc = BUF_INIT;
         if (!(rc = resolve_point(repo, argv[1], argv[2], name, &err)) &&
             !(rc = repo_point_load(repo, argv[1], name, &p, &err)) &&
-            !(rc = point_render_backup_json(p, &doc)))
+            !(rc = cmd_hold_render_backup_json(repo, p, &doc)))
             fwrite(doc.data, 1, doc.len, stdout);
         buf_release(&doc);
         point_free(p);
@@ -459,14 +466,23 @@ int cmd_points(struct cli *cli, int argc, char **argv)
     rc = repo_points(repo, argv[1], &ps, &n, &err);
     if (rc)
         return fail_rc("points", rc, &err);
-    printf("%-20s %-7s %-21s %-21s %s\n", "POINT", "KIND", "TAKEN", "EXPIRES", "LABEL");
+    struct point_hold *holds = NULL;
+    size_t n_holds = 0;
+    if ((rc = repo_holds(repo, argv[1], &holds, &n_holds, &err))) {
+        point_summaries_free(ps, n);
+        return fail_rc("points", rc, &err);
+    }
+    printf("%-20s %-7s %-21s %-21s %-21s %s\n", "POINT", "KIND", "TAKEN", "EXPIRES", "HELD",
+           "LABEL");
     for (size_t i = 0; i < n; i++) {
-        char taken[32], expires[32];
+        char taken[32], expires[32], held[32];
         fmt_time(ps[i].taken_at, taken);
         fmt_time(ps[i].expires_at, expires);
-        printf("%-20s %-7s %-21s %-21s %s\n", ps[i].name, ps[i].kind, taken, expires,
+        cmd_hold_column(holds, n_holds, ps[i].name, held);
+        printf("%-20s %-7s %-21s %-21s %-21s %s\n", ps[i].name, ps[i].kind, taken, expires, held,
                ps[i].label ? ps[i].label : "");
     }
+    point_holds_free(holds, n_holds);
     point_summaries_free(ps, n);
     return EXIT_OK;
 }
@@ -582,10 +598,11 @@ static const struct dv_env *expiry_env(struct expiry_ctx *x, const char *env)
     return x->have[i] ? &x->docs[i] : NULL;
 }
 
-/* Expiry by the environment as the repository last saw it (prune refreshed it first). */
-static time_t expiry_of(void *ctx, const struct point *p)
+/* The platform's expiry by the environment as the repository last saw it (prune refreshed it
+ * first). */
+static time_t expiry_of(void *ctx, const char *env_name, const struct point_summary *p)
 {
-    const struct dv_env *env = expiry_env(ctx, p->env);
+    const struct dv_env *env = expiry_env(ctx, env_name);
     if (!env)
         return p->expires_at;
     return policy_expires_at(env, p->taken_at);
@@ -645,14 +662,20 @@ int cmd_prune(struct cli *cli, int argc, char **argv)
     struct expiry_ctx x = {0};
     x.repo = repo;
     struct prune_report rep = {0};
-    int rc = repo_prune(repo, now, dry_run, expiry_of, &x, &rep, &err);
+    int rc = retention_prune(repo, cli->cfg, now, dry_run, expiry_of, &x, &rep, &err);
     expiry_release(&x);
     if (rc) {
         prune_report_release(&rep);
         return fail_rc("prune", rc, &err);
     }
-    for (size_t i = 0; i < rep.n_removed; i++)
-        printf("%s %s\n", dry_run ? "would remove" : "removed", rep.removed[i]);
+    for (size_t i = 0; i < rep.n_lines; i++) /* --dry-run: every point and why */
+        if (rep.lines[i].removed || dry_run)
+            printf("%s %s: %s\n", !rep.lines[i].removed ? "keep" : dry_run ? "would remove"
+                                                                            : "removed",
+                   rep.lines[i].point, rep.lines[i].why);
+    if (rep.holds_removed)
+        printf("%s %llu expired hold%s\n", dry_run ? "would drop" : "dropped",
+               (unsigned long long)rep.holds_removed, rep.holds_removed == 1 ? "" : "s");
     printf("%s%llu points, %llu objects, %llu bytes\n", dry_run ? "would remove " : "removed ",
            (unsigned long long)rep.points_removed, (unsigned long long)rep.objects_removed,
            (unsigned long long)rep.bytes_removed);

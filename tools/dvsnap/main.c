@@ -36,6 +36,8 @@ static const struct command commands[] = {
      "  shortens it at once); --offline uses the environments as last captured. --now (or\n"
      "  DVSNAP_NOW) prunes as of another RFC 3339 time.\n"},
     {"forget", cmd_forget, "delete a manual backup", "usage: dvsnap forget ENV POINT\n"},
+    {"hold", cmd_hold, "keep a point whatever the retention rules say", CMD_HOLD_USAGE},
+    {"release", cmd_release, "end a hold", CMD_RELEASE_USAGE},
     {"check", cmd_check, "verify the repository",
      "usage: dvsnap check [--read-data] [--rebuild-catalog]\n"
      "  Exit 4 naming the damaged points and tables when something is wrong.\n"},
