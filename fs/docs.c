@@ -140,6 +140,12 @@ int docs_env_json(struct fsd *f, const char *env, struct buf *out)
     else
         buf_addstr(out, ",\n  \"retention_days\": null");
     buf_printf(out, ",\n  \"points\": %zu", npts);
+    buf_addstr(out, ",\n  \"holds\": ");
+    size_t before = out->len;
+    if (!f->src->ops->holds_json || f->src->ops->holds_json(f->src->impl, env, out) != 0) {
+        out->len = before;
+        buf_addstr(out, "[]");
+    }
     char ts[32];
     if (last) {
         rfc3339_from_time(last, ts);

@@ -145,4 +145,29 @@ for l in sys.stdin:
     if datetime.strptime(l.strip(),'%Y-%m-%dT%H%M%SZ')+timedelta(days=7)>now: print(l.strip())" | sort)" \
   "$(dvsnap points $ENV | awk 'NR>1 {print $1}' | sort)"
 check "the repository checks clean at the end" dvsnap check --read-data
+
+# the mount shows holds: environment.json lists them, backup.json shows a point's, and a hold
+# placed or released while mounted shows within the refresher's period (the kernel's cache of
+# backup.json is dropped)
+mount_dvsnap "$T/mnt"
+P=$(dvsnap points $ENV | awk 'NR==2 {print $1}')
+check_eq "backup.json through the mount: not held" "null" "$(jq -c .hold "$T/mnt/$ENV/$P/backup.json")"
+check_eq "environment.json: no holds" "[]" "$(jq -c .holds "$T/mnt/$ENV/environment.json")"
+check "hold it while mounted" dvsnap hold $ENV "$P" --reason "mount test"
+check "backup.json shows the hold within 5 s" wait_for 5 \
+  bash -c "jq -e '.hold.reason == \"mount test\"' '$T/mnt/$ENV/$P/backup.json'"
+check_eq "environment.json lists it" "$P mount test" \
+  "$(jq -r '.holds[] | "\(.point) \(.reason)"' "$T/mnt/$ENV/environment.json")"
+check_eq "the mount and dvsnap points show the same backup.json" \
+  "$(dvsnap points $ENV "$P" | sha256sum)" "$(sha256sum <"$T/mnt/$ENV/$P/backup.json")"
+check "a manual backup" env DVSNAP_NOW=2026-06-15T11:00:00Z "$DVSNAP" --config "$T/config" backup $ENV --label held-manual
+M=$(dvsnap points $ENV | awk '$2=="manual" {print $1}')
+check "hold it" dvsnap hold $ENV held-manual
+check "the mount sees it" wait_for 5 test -d "$T/mnt/$ENV/$M"
+check_fails "rmdir of the held manual backup is refused" rmdir "$T/mnt/$ENV/$M"
+check "released, rmdir removes it" bash -c "'$DVSNAP' --config '$T/config' release $ENV held-manual && rmdir '$T/mnt/$ENV/$M'"
+check "release it" dvsnap release $ENV "$P"
+check "backup.json shows no hold within 5 s" wait_for 5 \
+  bash -c "jq -e '.hold == null' '$T/mnt/$ENV/$P/backup.json'"
+check_eq "environment.json: no holds again" "[]" "$(jq -c .holds "$T/mnt/$ENV/environment.json")"
 finish

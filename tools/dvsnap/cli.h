@@ -72,6 +72,8 @@ int cmd_release(struct cli *, int, char **);
 /* backup.json of p with its hold; the HELD column of `points` for point ("-", "forever" or the
  * RFC 3339 end). */
 int cmd_hold_render_backup_json(struct repo *repo, const struct point *p, struct buf *out);
+/* The active holds of env as a JSON array of hold documents (environment.json in the mount). */
+int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out);
 void cmd_hold_column(const struct point_hold *holds, size_t n, const char *point, char out[32]);
 
 #endif

@@ -117,6 +117,28 @@ int cmd_hold_render_backup_json(struct repo *repo, const struct point *p, struct
     return rc;
 }
 
+int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out)
+{
+    struct point_hold *holds = NULL;
+    size_t n = 0;
+    struct dverr ignore = {0};
+    int rc = repo_holds(repo, env, &holds, &n, &ignore);
+    if (rc)
+        return rc;
+    rc = buf_addch(out, '[');
+    bool first = true;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (!point_hold_active(&holds[i], clock_now()))
+            continue;
+        rc = first ? 0 : buf_addch(out, ',');
+        rc = rc ? rc : point_hold_render(&holds[i], out);
+        first = false;
+    }
+    rc = rc ? rc : buf_addch(out, ']');
+    point_holds_free(holds, n);
+    return rc;
+}
+
 void cmd_hold_column(const struct point_hold *holds, size_t n, const char *point, char out[32])
 {
     snprintf(out, 32, "-");

@@ -82,10 +82,15 @@ static int s_forget(void *impl, const char *env, const char *name, struct dverr 
     return repo_forget(impl, env, name, err);
 }
 
+static int s_holds_json(void *impl, const char *env, struct buf *out)
+{
+    return cmd_hold_list_json(impl, env, out);
+}
+
 static const struct fs_source_ops repo_source_ops = {
     s_envs,        s_points,      point_summaries_free, s_point_load, point_free,
     s_env_doc,     s_backup_json, s_stream_open,             s_stream_read, s_stream_close,
-    s_blob_get,    s_forget,
+    s_blob_get,    s_forget,      s_holds_json,
 };
 
 /* ---- the operations registry as the view's control ---- */
