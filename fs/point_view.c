@@ -138,7 +138,7 @@ static size_t pview_bytes(const struct pview *v)
         return b;
     b += sizeof *p + str_bytes(p->env) + str_bytes(p->name) + str_bytes(p->kind) +
          str_bytes(p->label) + str_bytes(p->not_captured_json) + str_bytes(p->env_json) +
-         str_bytes(p->audit_table);
+         str_bytes(p->audit_table) + str_bytes(p->anomaly_json);
     for (size_t i = 0; i < p->n_tables; i++) {
         const struct point_table *t = &p->tables[i];
         b += sizeof *t + sizeof *v->tnames + sizeof *v->schema_size + str_bytes(t->name) +

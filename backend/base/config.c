@@ -24,7 +24,7 @@
 #define SECRET_MAX (64u << 10)
 
 enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION,
-                K_KEEP, K_SPAN, K_MANUAL };
+                K_KEEP, K_SPAN, K_MANUAL, K_PERCENT };
 
 struct key_def {
     const char *name;
@@ -63,6 +63,10 @@ static const struct key_def keys[] = {
     {"keep_yearly", K_KEEP, OFF(retention.keep_yearly), "0", 0, 0},
     {"keep_within", K_SPAN, OFF(retention.keep_within), "0", 0, 0},
     {"keep_manual", K_MANUAL, OFF(retention.keep_manual), "all", 0, 0},
+    {"anomaly_delete_percent", K_PERCENT, OFF(anomaly_delete_percent), "5", 0, 0},
+    {"anomaly_min_rows", K_INT, OFF(anomaly_min_rows), "1000", 0, 2147483647},
+    {"anomaly_hold", K_SPAN, OFF(anomaly_hold), "30d", 0, 0},
+    {"notify_command", K_STR, OFF(notify_command), NULL, 0, 0},
 };
 #define FIRST_RETENTION_KEY 20 /* index of keep_daily above */
 #define N_RETENTION_KEYS 6
@@ -241,6 +245,16 @@ static int set_field(void *field, const struct key_def *k, const char *v, const 
             return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a duration (e.g. 2d, 12h) or 0",
                              src, k->name, v);
         return 0;
+    case K_PERCENT: {
+        char *end;
+        errno = 0;
+        double d = strtod(v, &end);
+        if (errno || end == v || *end || !(d >= 0 && d <= 100))
+            return dverr_set(err, -EINVAL, "%s: %s: \"%s\" is not a percentage from 0 to 100",
+                             src, k->name, v);
+        *(double *)field = d;
+        return 0;
+    }
     case K_MANUAL: {
         int64_t d = 0;
         if (strcmp(v, "all") == 0)

@@ -65,6 +65,11 @@ struct config {
     struct config_retention retention;
     struct config_retention *retention_envs;
     size_t n_retention_envs;
+    /* mass-delete alerts (issue 17, backend/engine/anomaly.h) */
+    double anomaly_delete_percent; /* flag a pass that deletes more than this % of a table; 0 off */
+    int anomaly_min_rows;     /* ... of a table that had at least this many rows; default 1000 */
+    int64_t anomaly_hold;     /* seconds the point before an anomaly is held; default 30d, 0 none */
+    char *notify_command;     /* run by /bin/sh -c with the JSON summary on stdin; NULL: none */
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing

@@ -21,6 +21,7 @@
 #include <time.h>
 
 #include "backend/base/log.h"
+#include "backend/engine/anomaly.h"
 #include "backend/engine/policy.h"
 #include "backend/engine/retention.h"
 
@@ -318,10 +319,23 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         j->n_files = 0;
     }
 
+    if (anomaly_check(cfg, cap.prev, p))
+        goto nomem;
+    char prev_name[32] = "";
+    if (cap.prev && cap.prev->name)
+        snprintf(prev_name, sizeof prev_name, "%s", cap.prev->name);
     rc = repo_capture_commit(cap.rc, p, err);
     cap.rc = NULL;
     if (rc)
         goto out;
+    if (p->anomaly_json) { /* the point stands; a hold or notify failure is only logged */
+        struct dverr ae = {0};
+        anomaly_report(repo, cfg, prev_name[0] ? prev_name : NULL, p, taken_at, &ae);
+        if (res) {
+            res->anomaly = true;
+            anomaly_note(p->anomaly_json, res->anomaly_note, sizeof res->anomaly_note);
+        }
+    }
     dv_client_stats(dv, &st1);
     if (res) {
         snprintf(res->point, sizeof res->point, "%s", p->name ? p->name : "");

@@ -15,14 +15,14 @@
 
 #include "backend/repo/catalog_int.h"
 
-#define CATALOG_FORMAT "4"
+#define CATALOG_FORMAT "5" /* 5: points.anomaly */
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "INSERT OR IGNORE INTO meta VALUES('format','" CATALOG_FORMAT "');"
     "CREATE TABLE IF NOT EXISTS points(env TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
     " label TEXT, taken_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
-    " PRIMARY KEY(env, name)) WITHOUT ROWID;"
+    " anomaly INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(env, name)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS segments(env TEXT NOT NULL, point TEXT NOT NULL, tbl TEXT NOT NULL,"
     " id TEXT NOT NULL, PRIMARY KEY(env, point, tbl),"
     " FOREIGN KEY(env, point) REFERENCES points(env, name) ON DELETE CASCADE) WITHOUT ROWID;"
@@ -234,7 +234,7 @@ int catalog_points(struct catalog *c, const char *env, struct point_summary **ou
     int rc = catalog_conn_acquire(c, &db, err);
     if (rc)
         return rc;
-    if ((rc = catalog_prepare(c, db, "SELECT name, kind, label, taken_at, expires_at FROM points "
+    if ((rc = catalog_prepare(c, db, "SELECT name, kind, label, taken_at, expires_at, anomaly FROM points "
                                      "WHERE env = ?1 ORDER BY name", &st, err)))
         goto out;
     sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
@@ -256,6 +256,7 @@ int catalog_points(struct catalog *c, const char *env, struct point_summary **ou
         p->label = col_dup(st, 2);
         p->taken_at = (time_t)sqlite3_column_int64(st, 3);
         p->expires_at = (time_t)sqlite3_column_int64(st, 4);
+        p->anomaly = sqlite3_column_int(st, 5) != 0;
     }
     if (s != SQLITE_DONE)
         rc = catalog_fail(c, db, s, "listing points", err);
@@ -275,7 +276,7 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
                          struct dverr *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    int rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                              &st, err);
     if (rc)
         return rc;
@@ -286,6 +287,7 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
         sqlite3_bind_text(st, 4, p->label, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)p->taken_at);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)p->expires_at);
+    sqlite3_bind_int(st, 7, p->anomaly_json != NULL);
     int s = sqlite3_step(st);
     sqlite3_finalize(st);
     if (s != SQLITE_DONE)

@@ -126,7 +126,8 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
     }
     ok = ok && add_json_text(root, "not_captured", p->not_captured_json) &&
          add_json_text(root, "environment", p->env_json) &&
-         add_str(root, "audit_table", p->audit_table);
+         add_str(root, "audit_table", p->audit_table) &&
+         (!p->anomaly_json || add_json_text(root, "anomaly", p->anomaly_json));
     char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text)
@@ -364,6 +365,7 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
         p->not_captured_json = get_json_text(&c, root, "not_captured");
         p->env_json = get_json_text(&c, root, "environment");
         p->audit_table = get_str(&c, root, "audit_table", false);
+        p->anomaly_json = get_json_text(&c, root, "anomaly");
     }
     cJSON_Delete(root);
     if (c.rc) {
@@ -409,6 +411,7 @@ void point_free(struct point *p)
     free(p->not_captured_json);
     free(p->env_json);
     free(p->audit_table);
+    free(p->anomaly_json);
     free(p);
 }
 
@@ -483,6 +486,9 @@ int point_render_backup_json(const struct point *p, const struct point_hold *hol
     rc = rc ? rc : buf_addstr(out, p->n_tables ? "\n  ],\n" : "],\n");
     rc = rc ? rc : buf_printf(out, "  \"files\": %zu,\n", p->n_files);
     rc = rc ? rc : add_kv_str(out, "  ", "audit", p->audit_table ? "captured" : "not captured", true);
+    rc = rc ? rc : buf_addstr(out, "  \"anomaly\": ");
+    rc = rc ? rc : buf_addstr(out, p->anomaly_json ? p->anomaly_json : "null");
+    rc = rc ? rc : buf_addstr(out, ",\n");
     rc = rc ? rc : buf_addstr(out, "  \"not_captured\": ");
     rc = rc ? rc : buf_addstr(out, p->not_captured_json ? p->not_captured_json : "[]");
     rc = rc ? rc : buf_addstr(out, "\n}\n");

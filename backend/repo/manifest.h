@@ -10,7 +10,8 @@
  *               "delta":id|null,"created","updated","deleted","changes_bytes","schema":id|null,
  *               "delta_link":s|null,"full_read_reason":s|null}],
  *    "files":[{"table","record_id","column","file_name","blob","size"}],
- *    "not_captured":"<JSON text>"|null,"environment":"<JSON text>"|null,"audit_table":s|null}
+ *    "not_captured":"<JSON text>"|null,"environment":"<JSON text>"|null,"audit_table":s|null,
+ *    "anomaly":"<JSON text>"|null (absent in older manifests)}
  * The embedded documents are stored as their exact text, so numbers survive byte for byte.
  * Parsing distrusts the input: wrong types, bad ids or names give -EIO with a message.
  * Thread-safe: no shared state. */

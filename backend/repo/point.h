@@ -48,6 +48,8 @@ struct point {
     char *not_captured_json; /* JSON array of {"what":..,"reason":..}: apps, flows, failures */
     char *env_json;          /* the environment as the admin API described it at capture */
     char *audit_table;       /* the table shown as audit.json, or NULL */
+    char *anomaly_json;      /* NULL, or the capture's anomaly (a mass delete; engine/anomaly.h)
+                                as a JSON object: the point is flagged */
 };
 void point_free(struct point *p); /* accepts NULL */
 
@@ -56,6 +58,7 @@ struct point_summary {
     char kind[8];
     char *label;             /* NULL when none */
     time_t taken_at, expires_at;
+    bool anomaly;            /* the capture flagged it (point.anomaly_json) */
     bool held;               /* a hold object names it (holds/<env>/<name>.json; it may have
                                 expired: point_hold_active says) */
 };

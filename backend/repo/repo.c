@@ -408,6 +408,7 @@ static void summary_from_point(const struct point *p, struct point_summary *s)
     s->label = p->label ? strdup(p->label) : NULL;
     s->taken_at = p->taken_at;
     s->expires_at = p->expires_at;
+    s->anomaly = p->anomaly_json != NULL;
 }
 
 /* Mark the points of v (sorted by name) that a hold document names. */

@@ -320,9 +320,11 @@ int dvsim_base64(const unsigned char *in, size_t n, struct buf *out);
 /* The FormattedValue text of a raw column value; 1 when there is one, else 0. */
 int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n);
 int dvseed_tenant(struct dvsim *d, struct dverr *err);
-/* Churn (sim.c) */
-int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report,
-              struct dverr *err);
+/* Churn (sim.c). only_table: a table index, or -1 for every user table; delete_fraction >= 0:
+ * delete that fraction of each table and change nothing else (a mass delete), else the usual
+ * mix of about `fraction`. */
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int only_table,
+                double delete_fraction, struct buf *report, struct dverr *err);
 /* Build a record update on rec (modifiedon, versionnumber, etag) for version ver. */
 void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
 

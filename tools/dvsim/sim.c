@@ -1,7 +1,9 @@
 /* sim: the /_sim/ control routes (loopback only, no token, never faulted).
  *   POST /_sim/churn {"env":E,"fraction":F,"seed":N}  update/create/delete about F of each user
  *        table's records (70% updates, 15% creates, 15% deletes), audited like API writes;
- *        answers {"env","updated","created","deleted","version"}
+ *        answers {"env","updated","created","deleted","version"}. With "table":T (logical name
+ *        or entity set) only that table; with "delete_fraction":D (0..1, instead of "fraction")
+ *        exactly D of each table is deleted and nothing else changes (a mass delete).
  *   GET  /_sim/dump?env=E&table=T    the table in the table-file format (record.h), T = logical
  *        name or entity set
  *   GET  /_sim/requests[?since=SEQ]  {"requests":[{"seq","method","path","status","time_ms",
@@ -139,7 +141,8 @@ static int churn_delete(struct write_ctx *w, const struct table_def *t, int tb, 
     return rc;
 }
 
-int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report, struct dverr *err)
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int only_table,
+                double delete_fraction, struct buf *report, struct dverr *err)
 {
     static const int tables[] = {T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT, T_ANNOTATION, T_PROJECT};
     long long upd = 0, cre = 0, del = 0;
@@ -150,7 +153,9 @@ int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct
     struct write_ctx w = {d, db, env, true};
     int rc = db ? dvstore_begin(db) : -EIO;
     for (size_t k = 0; k < sizeof tables / sizeof tables[0] && !rc; k++) {
-        int tb = tables[k];
+        int tb = only_table >= 0 ? only_table : tables[k];
+        if (only_table >= 0 && k > 0)
+            break;
         const struct table_def *t = &dvschema_tables[tb];
         uint64_t rng = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)env << 32) ^ (uint64_t)tb;
         sqlite3_stmt *st = NULL;
@@ -180,6 +185,10 @@ int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct
         if (n > n_ids)
             n = n_ids;
         size_t n_del = n * 15 / 100, n_upd = n - n_del - n * 15 / 100, n_new = n - n_upd - n_del;
+        if (delete_fraction >= 0) {
+            n_del = (size_t)llround(delete_fraction * (double)n_ids);
+            n_upd = n_new = 0;
+        }
         /* partial Fisher-Yates: the first n_upd + n_del slots are the victims */
         for (size_t i = 0; i < n_upd + n_del && i < n_ids; i++) {
             size_t j = i + (size_t)(dvsim_splitmix64(&rng) % (n_ids - i));
@@ -225,17 +234,26 @@ static void route_churn(struct req *r)
     cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "env");
     cJSON *fr = cJSON_GetObjectItemCaseSensitive(b, "fraction");
     cJSON *seed = cJSON_GetObjectItemCaseSensitive(b, "seed");
+    cJSON *tab = cJSON_GetObjectItemCaseSensitive(b, "table");
+    cJSON *del = cJSON_GetObjectItemCaseSensitive(b, "delete_fraction");
     int e = cJSON_IsString(env) ? dvschema_env_index(env->valuestring, strlen(env->valuestring)) : -1;
-    if (!b || e < 0 || !cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1) {
+    const struct table_def *t = NULL;
+    if (cJSON_IsString(tab) && !(t = dvschema_table_by_logical(tab->valuestring, strlen(tab->valuestring))))
+        t = dvschema_table_by_set(tab->valuestring, strlen(tab->valuestring));
+    bool del_ok = cJSON_IsNumber(del) && del->valuedouble >= 0 && del->valuedouble <= 1;
+    if (!b || e < 0 || (tab && !t) || (del && !del_ok) ||
+        (!del && (!cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1))) {
         cJSON_Delete(b);
-        sim_error(r, 400, "body must be {\"env\":<uniqueName>,\"fraction\":0..1,\"seed\":N}");
+        sim_error(r, 400, "body must be {\"env\":<uniqueName>,\"fraction\":0..1,\"seed\":N} "
+                          "(optionally \"table\":T, and \"delete_fraction\":0..1 instead of fraction)");
         return;
     }
     struct dverr err;
     dverr_clear(&err);
     buf_reset(&r->out);
     uint64_t s = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 1;
-    int rc = dvsim_churn(r->d, e, fr->valuedouble, s, &r->out, &err);
+    int rc = dvsim_churn(r->d, e, del ? 0 : fr->valuedouble, s, t ? dvschema_table_index(t) : -1,
+                         del ? del->valuedouble : -1, &r->out, &err);
     cJSON_Delete(b);
     if (rc) {
         sim_error(r, 500, dverr_msg(&err));

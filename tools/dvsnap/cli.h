@@ -1,7 +1,7 @@
 /* cli: what every dvsnap subcommand shares: global options, the configuration, the repository and
  * the Dataverse client, opened on demand; terminal progress; exit codes.
  * Exit codes: 0 ok, 1 failure, 2 usage, 3 refused by a rule (EPERM), 4 repository damaged,
- * 11 lock held by another writer (as restic does). */
+ * 6 a capture flagged a mass delete, 11 lock held by another writer (as restic does). */
 #ifndef DVSNAP_CLI_H
 #define DVSNAP_CLI_H
 
@@ -13,6 +13,7 @@
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_REFUSED = 3, EXIT_DAMAGED = 4,
        EXIT_LOCKED = 11 };
+enum { EXIT_ANOMALY = 6 }; /* a capture flagged a mass delete (backend/engine/anomaly.h) */
 
 struct cli {
     const char *config_path;   /* --config, or NULL */

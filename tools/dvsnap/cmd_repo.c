@@ -278,16 +278,27 @@ static void print_result(const char *env, const struct capture_result *r)
 struct pass_state {
     struct progress_state progress;
     int failures;
+    int anomalies;              /* points flagged, over every pass */
 };
+
+static void print_anomaly(const char *env, const struct capture_result *r)
+{
+    printf("%s: ANOMALY: point %s is flagged: %s (backup.json \"anomaly\"); the point before it "
+           "is held\n", env, r->point, r->anomaly_note);
+}
 
 static void env_done(void *ctx, const struct dv_env *env, int rc, const struct capture_result *res,
                      const struct dverr *err)
 {
     struct pass_state *ps = ctx;
     clear_progress(&ps->progress);
-    if (rc == 0)
+    if (rc == 0) {
         print_result(env->unique_name, res);
-    else if (rc == -EPERM)
+        if (res->anomaly) {
+            print_anomaly(env->unique_name, res);
+            ps->anomalies++;
+        }
+    } else if (rc == -EPERM)
         printf("%s: not backed up: %s\n", env->unique_name, dverr_msg(err));
     else {
         fprintf(stderr, "%s: capture failed: %s\n", env->unique_name, dverr_msg(err));
@@ -335,7 +346,7 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
         return EXIT_FAIL;
     }
     catch_signals();
-    struct pass_state ps = {{cli_tty(), false}, 0};
+    struct pass_state ps = {{cli_tty(), false}, 0, 0};
     struct capture_opts opts = {0};
     opts.concurrency = concurrency;
     if (parse_now(NULL, &opts.now)) {
@@ -380,7 +391,7 @@ int cmd_capture(struct cli *cli, int argc, char **argv)
         return EXIT_FAIL;
     }
     if (rc == 0)
-        return EXIT_OK;
+        return ps.anomalies ? EXIT_ANOMALY : EXIT_OK;
     return cli_exit_code(rc) == EXIT_USAGE ? EXIT_FAIL : cli_exit_code(rc);
 }
 
@@ -433,9 +444,11 @@ int cmd_backup(struct cli *cli, int argc, char **argv)
     if (rc == 0) {
         printf("%s: manual backup \"%s\" is point %s\n", env_name, label, res.point);
         print_result(env_name, &res);
+        if (res.anomaly)
+            print_anomaly(env_name, &res);
     }
     dv_env_release(&env);
-    return rc ? fail_rc("backup", rc, &err) : EXIT_OK;
+    return rc ? fail_rc("backup", rc, &err) : res.anomaly ? EXIT_ANOMALY : EXIT_OK;
 }
 
 /* ---------------------------------------------------------------- points, cat, changes */
@@ -472,15 +485,15 @@ int cmd_points(struct cli *cli, int argc, char **argv)
         point_summaries_free(ps, n);
         return fail_rc("points", rc, &err);
     }
-    printf("%-20s %-7s %-21s %-21s %-21s %s\n", "POINT", "KIND", "TAKEN", "EXPIRES", "HELD",
-           "LABEL");
+    printf("%-20s %-7s %-21s %-21s %-21s %-11s %s\n", "POINT", "KIND", "TAKEN", "EXPIRES", "HELD",
+           "ANOMALY", "LABEL");
     for (size_t i = 0; i < n; i++) {
         char taken[32], expires[32], held[32];
         fmt_time(ps[i].taken_at, taken);
         fmt_time(ps[i].expires_at, expires);
         cmd_hold_column(holds, n_holds, ps[i].name, held);
-        printf("%-20s %-7s %-21s %-21s %-21s %s\n", ps[i].name, ps[i].kind, taken, expires, held,
-               ps[i].label ? ps[i].label : "");
+        printf("%-20s %-7s %-21s %-21s %-21s %-11s %s\n", ps[i].name, ps[i].kind, taken, expires,
+               held, ps[i].anomaly ? "mass-delete" : "-", ps[i].label ? ps[i].label : "");
     }
     point_holds_free(holds, n_holds);
     point_summaries_free(ps, n);
