@@ -310,7 +310,8 @@ static int set_env_retention(struct config *cfg, const char *name, const char *v
         }
     if (!k || dot == env || (size_t)(dot - env) > 200)
         return dverr_set(err, -EINVAL, "%s: \"%.80s\" is not retention.<environment>.<keep_daily|"
-                         "keep_weekly|keep_monthly|keep_yearly|keep_within|keep_manual>", src, name);
+                         "keep_weekly|keep_monthly|keep_yearly|keep_within|keep_manual>",
+                         src, name);
     struct config_retention *r = NULL;
     for (size_t j = 0; j < cfg->n_retention_envs && !r; j++)
         if (strlen(cfg->retention_envs[j].env) == (size_t)(dot - env) &&
@@ -563,7 +564,8 @@ void config_retention_for(const struct config *cfg, const char *env,
             if (!(o->set & (1u << k)))
                 continue;
             size_t off = keys[FIRST_RETENTION_KEY + k].offset - OFF(retention);
-            size_t sz = keys[FIRST_RETENTION_KEY + k].kind == K_KEEP ? sizeof(int) : sizeof(int64_t);
+            size_t sz = keys[FIRST_RETENTION_KEY + k].kind == K_KEEP ? sizeof(int)
+                                                                     : sizeof(int64_t);
             memcpy((char *)out + off, (const char *)o + off, sz);
         }
     }

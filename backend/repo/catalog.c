@@ -234,8 +234,8 @@ int catalog_points(struct catalog *c, const char *env, struct point_summary **ou
     int rc = catalog_conn_acquire(c, &db, err);
     if (rc)
         return rc;
-    if ((rc = catalog_prepare(c, db, "SELECT name, kind, label, taken_at, expires_at, anomaly FROM points "
-                                     "WHERE env = ?1 ORDER BY name", &st, err)))
+    if ((rc = catalog_prepare(c, db, "SELECT name, kind, label, taken_at, expires_at, anomaly "
+                                     "FROM points WHERE env = ?1 ORDER BY name", &st, err)))
         goto out;
     sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
     int s;
@@ -276,7 +276,8 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
                          struct dverr *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    int rc = catalog_prepare(c, db,
+                             "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                              &st, err);
     if (rc)
         return rc;
