@@ -415,6 +415,18 @@ int catalog_state_point(struct catalog *c, const char *env, char out[32], struct
     return rc;
 }
 
+int catalog_vacuum(struct catalog *c, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    int rc = catalog_conn_acquire(c, &db, err);
+    if (rc)
+        return rc;
+    rc = catalog_exec(c, db, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; "
+                             "PRAGMA wal_checkpoint(TRUNCATE)", err);
+    catalog_conn_release(c, db);
+    return rc;
+}
+
 int catalog_clear(struct catalog *c, struct dverr *err)
 {
     sqlite3 *db = NULL;

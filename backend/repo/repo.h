@@ -193,4 +193,43 @@ void check_report_release(struct check_report *rep);
 /* Recreate the catalog from the repository's objects. */
 int repo_rebuild_catalog(struct repo *r, struct dverr *err);
 
+/* ---- erasure (repo_erase.c; the engine's erase.h drives them) ---- */
+/* Hold the repository for a rewrite: no capture nor prune runs, on this machine (prune.lock) nor
+ * on others (locks/prune.lease), until repo_exclusive_end. Waits up to 5 minutes for captures. */
+struct repo_exclusive;
+int repo_exclusive_begin(struct repo *r, struct repo_exclusive **out, struct dverr *err);
+void repo_exclusive_end(struct repo_exclusive *x); /* accepts NULL */
+/* Every entry of one segment (deletes included), lines as readers see them. fn's non-zero return
+ * stops and is returned. */
+int repo_segment_iterate(struct repo *r, const char *id,
+                         int (*fn)(void *ctx, const struct segment_entry *e), void *ctx,
+                         struct dverr *err);
+/* Write a copy of segment id without the entries drop says to drop (each one is told to
+ * removed, when given). new_id is "" when nothing is left (nothing is written); st and size
+ * (may be NULL) describe the new object. attachments: keep notes' attachments once (the
+ * annotation table, as a capture writes it). */
+int repo_segment_rewrite(struct repo *r, const char *id, bool attachments,
+                         bool (*drop)(void *ctx, const struct segment_entry *e),
+                         void (*removed)(void *ctx, const struct segment_entry *e), void *ctx,
+                         char new_id[65], struct segment_stats *st, uint64_t *size,
+                         struct dverr *err);
+/* Replace an existing point's manifest with p (same env and name; every object it names is
+ * durable), and its catalog row. The put is atomic: readers see the old or the new manifest. */
+int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err);
+/* Delete those of ids (objects/) that no manifest of any environment names. */
+int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
+                                   uint64_t *removed, uint64_t *bytes, struct dverr *err);
+/* After env's points were rewritten: every point's catalog row again, the capture state rebuilt
+ * from the newest point (so a capture never counts a record that is gone), and the catalog
+ * vacuumed (no deleted row's bytes left in its file). */
+int repo_env_catalog_refresh(struct repo *r, const char *env, struct dverr *err);
+/* Small documents of the erasure: erase/<env>.journal.json (the work in progress) and
+ * erasures/<env>/<name>.json (the log). name is checked (objstore_name_ok, under those two). */
+int repo_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err);
+int repo_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err);
+int repo_doc_del(struct repo *r, const char *name, struct dverr *err);
+/* The names under prefix (sorted). */
+int repo_doc_list(struct repo *r, const char *prefix, char ***names, size_t *n,
+                  struct dverr *err);
+
 #endif

@@ -62,6 +62,12 @@ bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name,
 /* The point names of env in the store (sorted, from its listing; no catalog). */
 int repo_point_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
 
+/* ---- maintenance (repo_maint.c) ---- */
+struct objstore_lease;
+/* Remote stores: take locks/prune.lease once no capture lease is live (waiting up to
+ * LOCK_WAIT_MS): what keeps prune and erase apart from captures on other machines. */
+int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err);
+
 /* ---- holds (repo_holds.c) ---- */
 /* The points of env that have a hold document (sorted; active or not). */
 int repo_hold_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);

@@ -149,7 +149,7 @@ static int collect_obj(void *ctx, const char *obj, uint64_t size)
  * locks/prune.lease to be free; prune takes locks/prune.lease and then looks for capture leases,
  * backing off (releasing its own) while any is live. Whichever of the two writes its lease first,
  * the other sees it, so prune never runs beside a capture that may reuse old objects. */
-static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
+int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
 {
     int64_t deadline = now_ms() + LOCK_WAIT_MS;
     for (;;) {
@@ -327,7 +327,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
         dverr_set(err, rc, "waiting for running captures to finish: %s", strerror(-rc));
         goto out;
     }
-    if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
+    if (!r->store->local_dir && (rc = repo_prune_lease_take(r, &lease, err)))
         goto out;
     if (!dry_run)
         clean_tmp(r);

@@ -529,7 +529,9 @@ static int emit(struct frame_out *o, const struct segment_entry *e, struct dverr
     }
     if (e->op != SEG_DELETE)
         st->line_bytes += line_full_len(e->line, e->line_len);
-    st->changes_bytes += changes_line_size(e->op, e->key, e->key_len, e->line_len);
+    /* the changes file shows the line as readers see it: attachment put back */
+    st->changes_bytes += changes_line_size(e->op, e->key, e->key_len,
+                                           line_full_len(e->line, e->line_len));
     if (o->frame.len >= SEGMENT_FRAME_TARGET)
         return flush_frame(o, err);
     return 0;

@@ -42,7 +42,7 @@ struct command {
 
 /* Commands, one file each group: cmd_repo.c (init env capture backup points cat changes prune
  * forget check), cmd_mount.c (mount umount), cmd_restore.c (restore), cmd_hold.c (hold
- * release). */
+ * release), cmd_erase.c (erase). */
 int cmd_init(struct cli *, int, char **);
 int cmd_env(struct cli *, int, char **);
 int cmd_capture(struct cli *, int, char **);
@@ -60,6 +60,17 @@ int cmd_restore(struct cli *, int, char **);
  * (cmd_repo.c). */
 int cli_point_resolve(struct repo *repo, const char *env, const char *arg, char out[32],
                       struct dverr *err);
+/* cmd_erase.c: erase records from every point of an environment */
+int cmd_erase(struct cli *, int, char **);
+#define CMD_ERASE_USAGE                                                                          \
+    "usage: dvsnap erase ENV [--table T --id KEY[,KEY]]... [--where FIELD=VALUE]...\n"           \
+    "                    [--no-related] [--override-hold] [--yes]\n"                            \
+    "       dvsnap erase ENV --log\n"                                                            \
+    "  Remove every version of the records from every point of ENV: by table and primary key,\n" \
+    "  or by a field's value in any table (e.g. --where emailaddress1=jane@example.com), with\n" \
+    "  the notes, audit records and activities regarding them (--no-related: not those).\n"      \
+    "  Without --yes: a dry run that says what would go. A held point refuses it unless\n"      \
+    "  --override-hold. Unmount first. --log: the erasure log (no values, no record keys).\n"
 /* cmd_hold.c: hold, release, and what `points` shows of holds */
 int cmd_hold(struct cli *, int, char **);
 int cmd_release(struct cli *, int, char **);

@@ -38,6 +38,7 @@ static const struct command commands[] = {
     {"forget", cmd_forget, "delete a manual backup", "usage: dvsnap forget ENV POINT\n"},
     {"hold", cmd_hold, "keep a point whatever the retention rules say", CMD_HOLD_USAGE},
     {"release", cmd_release, "end a hold", CMD_RELEASE_USAGE},
+    {"erase", cmd_erase, "erase records from every point (dry run without --yes)", CMD_ERASE_USAGE},
     {"check", cmd_check, "verify the repository",
      "usage: dvsnap check [--read-data] [--rebuild-catalog]\n"
      "  Exit 4 naming the damaged points and tables when something is wrong.\n"},
