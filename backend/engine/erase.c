@@ -167,7 +167,8 @@ static const char *table_name(const struct run *r, const char *name)
     for (size_t i = r->n_pts; i-- > 0;)
         for (size_t k = 0; k < r->pts[i]->n_tables; k++) {
             const struct point_table *pt = &r->pts[i]->tables[k];
-            if (strcmp(pt->name, name) == 0 || (pt->entity_set && strcmp(pt->entity_set, name) == 0))
+            if (strcmp(pt->name, name) == 0 ||
+                (pt->entity_set && strcmp(pt->entity_set, name) == 0))
                 return pt->name;
         }
     return NULL;
@@ -701,6 +702,8 @@ static int execute(struct run *r, time_t started, bool resumed)
         erase_journal_name(r->req->env, name, sizeof name);
         rc = repo_doc_del(r->repo, name, r->err);
     }
+    if (!rc) /* this machine's state is rebuilt already (repo_env_catalog_refresh) */
+        rc = repo_erasure_noted(r->repo, r->req->env, r->err);
     return rc;
 }
 

@@ -415,6 +415,46 @@ int catalog_state_point(struct catalog *c, const char *env, char out[32], struct
     return rc;
 }
 
+int catalog_meta_get(struct catalog *c, const char *key, char *out, size_t n, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    int rc = catalog_conn_acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = catalog_prepare(c, db, "SELECT value FROM meta WHERE key = ?1", &st, err))) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW)
+            snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+        else if (s != SQLITE_DONE)
+            rc = catalog_fail(c, db, s, "reading the catalog's meta table", err);
+    }
+    sqlite3_finalize(st);
+    catalog_conn_release(c, db);
+    return rc;
+}
+
+int catalog_meta_put(struct catalog *c, const char *key, const char *value, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = catalog_conn_acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO meta VALUES(?1, ?2)", &st, err))) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s != SQLITE_DONE)
+            rc = catalog_fail(c, db, s, "writing the catalog's meta table", err);
+    }
+    sqlite3_finalize(st);
+    catalog_conn_release(c, db);
+    return rc;
+}
+
 int catalog_vacuum(struct catalog *c, struct dverr *err)
 {
     sqlite3 *db = NULL;

@@ -223,6 +223,9 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
  * from the newest point (so a capture never counts a record that is gone), and the catalog
  * vacuumed (no deleted row's bytes left in its file). */
 int repo_env_catalog_refresh(struct repo *r, const char *env, struct dverr *err);
+/* After an erasure of env finished: the catalog notes it, so this machine's next capture does not
+ * rebuild its state again (other machines' captures do, once). */
+int repo_erasure_noted(struct repo *r, const char *env, struct dverr *err);
 /* Small documents of the erasure: erase/<env>.journal.json (the work in progress) and
  * erasures/<env>/<name>.json (the log). name is checked (objstore_name_ok, under those two). */
 int repo_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err);

@@ -251,13 +251,20 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
     point_summaries_free(pts, n);
     if (latest[0] && (rc = repo_point_load(r, env, latest, &c->prev, err)))
         goto fail;
-    char state_point[32];
+    char state_point[32], marker[400], known[400], mkey[300];
     if ((rc = catalog_state_point(cat, env, state_point, err)))
         goto fail;
-    if (strcmp(state_point, latest) != 0) {
-        log_info("%s: the capture state is at \"%s\", the latest point is \"%s\": rebuilding it",
-                 env, state_point, latest);
-        if ((rc = repo_env_state_rebuild(r, cat, env, c->prev, err)))
+    /* an erasure (here, elsewhere, or killed) rewrote points without a new name: see it */
+    repo_erasure_marker_key(env, mkey, sizeof mkey);
+    if ((rc = repo_erasure_marker(r, env, marker, sizeof marker, err)) ||
+        (rc = catalog_meta_get(cat, mkey, known, sizeof known, err)))
+        goto fail;
+    if (strcmp(state_point, latest) != 0 || strcmp(marker, known) != 0) {
+        log_info("%s: the capture state is at \"%s\", the latest point is \"%s\"%s: rebuilding it",
+                 env, state_point, latest,
+                 strcmp(marker, known) != 0 ? " (an erasure rewrote the points)" : "");
+        if ((rc = repo_env_state_rebuild(r, cat, env, c->prev, err)) ||
+            (rc = catalog_meta_put(cat, mkey, marker, err)))
             goto fail;
     }
     if ((rc = catalog_capture_begin(cat, env, false, &c->cc, err)))

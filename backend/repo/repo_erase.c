@@ -264,6 +264,45 @@ int repo_env_catalog_refresh(struct repo *r, const char *env, struct dverr *err)
     return rc;
 }
 
+void repo_erasure_marker_key(const char *env, char *out, size_t n)
+{
+    snprintf(out, n, "erasures:%s", env);
+}
+
+int repo_erasure_marker(struct repo *r, const char *env, char *out, size_t n, struct dverr *err)
+{
+    char prefix[300], journal[300];
+    char **names = NULL;
+    size_t k = 0;
+    uint64_t size;
+    out[0] = '\0';
+    snprintf(prefix, sizeof prefix, "erasures/%s/", env);
+    snprintf(journal, sizeof journal, "erase/%s.journal.json", env);
+    int rc = repo_doc_list(r, prefix, &names, &k, err);
+    if (rc)
+        return rc;
+    struct dverr e2 = {0};
+    int jrc = r->store->ops->stat(r->store->impl, journal, &size, &e2);
+    if (jrc && jrc != -ENOENT) {
+        strv_free(names, k);
+        return dverr_set(err, jrc, "%s", dverr_msg(&e2));
+    }
+    snprintf(out, n, "%s%s", k ? names[k - 1] : "", jrc == 0 ? "+journal" : "");
+    strv_free(names, k);
+    return 0;
+}
+
+int repo_erasure_noted(struct repo *r, const char *env, struct dverr *err)
+{
+    char marker[400], key[300];
+    struct catalog *cat = repo_catalog_get(r, err);
+    if (!cat)
+        return -EIO;
+    int rc = repo_erasure_marker(r, env, marker, sizeof marker, err);
+    repo_erasure_marker_key(env, key, sizeof key);
+    return rc ? rc : catalog_meta_put(cat, key, marker, err);
+}
+
 static bool doc_name_ok(const char *name)
 {
     return name && (strncmp(name, "erase/", 6) == 0 || strncmp(name, "erasures/", 9) == 0) &&

@@ -72,6 +72,15 @@ int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dv
 /* The points of env that have a hold document (sorted; active or not). */
 int repo_hold_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
 
+/* ---- erasures (repo_erase.c) ---- */
+/* What says whether env's points were rewritten by an erasure since the catalog's capture state
+ * was built: the newest erasure log's name, and "+journal" while one is unfinished. A capture
+ * whose catalog knows another marker rebuilds the state from the latest point first (the
+ * erasure may have run on another machine, or been killed). */
+int repo_erasure_marker(struct repo *r, const char *env, char *out, size_t n, struct dverr *err);
+/* The catalog's key that remembers it. */
+void repo_erasure_marker_key(const char *env, char *out, size_t n);
+
 /* ---- capture state (repo_capture.c) ---- */
 /* Replace env's capture state in cat with the records of p (NULL: empty). */
 int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,

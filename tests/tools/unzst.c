@@ -49,7 +49,8 @@ static int dump(const char *path)
             size_t r = ZSTD_decompressStream(ds, &o, &in);
             fwrite(out, 1, o.pos, stdout);
             total += o.pos;
-            if (ZSTD_isError(r) || r == 0 || total > (1u << 30) || (o.pos == 0 && in.pos == in.size))
+            if (ZSTD_isError(r) || r == 0 || total > (1u << 30) ||
+                (o.pos == 0 && in.pos == in.size))
                 break;
         }
         fputc('\n', stdout);
