@@ -1,4 +1,4 @@
-/* config: dvsnap's configuration (DESIGN.md section 11).
+/* config: dvsnap's configuration (README, "Configuration").
  *
  * Source: --config FILE, else $DVSNAP_CONFIG, else ~/.config/dvsnap/config. One "key = value" per
  * line, '#' starts a comment; every key can be overridden by the environment variable

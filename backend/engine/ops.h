@@ -1,4 +1,4 @@
-/* ops: the operations registry behind the mount's control files (DESIGN.md section 5). It starts
+/* ops: the operations registry behind the mount's control files (docs/architecture.md section 4). It starts
  * manual backups (capture_env with a label) and restores (restore_run) on background threads,
  * after validating them synchronously so a refusal reaches the writer of the control file as an
  * errno (EINVAL, EPERM, ENOSPC, EOPNOTSUPP, EBUSY) with the reason kept for reading. It can also

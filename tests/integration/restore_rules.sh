@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Restore rules (DESIGN.md section 6): every refusal has its message and exit code, and a refused
+# Restore rules (README, "Restore"): every refusal has its message and exit code, and a refused
 # request makes no write request at all (dvsim's request log) and takes no safety backup. A dry
 # run reports the same differences an independent comparison finds, and writes nothing.
 . "$(dirname "$0")/../lib.sh"

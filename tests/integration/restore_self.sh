@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Restore a sandbox onto itself (DESIGN.md section 6): capture contoso-dev, churn it, restore the
+# Restore a sandbox onto itself (README, "Restore"): capture contoso-dev, churn it, restore the
 # point into contoso-dev: every table equals the point again, and the audit records written after
 # the point (by the churn and by the restore itself) are still there.
 . "$(dirname "$0")/../lib.sh"
