@@ -19,10 +19,17 @@
 #include "tools/dvsnap/progress.h"
 
 /* Progress: while comparing, tables compared of those to restore; while writing, records written
- * of those the comparison found to write. */
+ * of those the comparison found to write. A change of state is always shown. */
+struct restore_progress {
+    struct progress pr;
+    char state[16];             /* the state last shown */
+};
+
 static void on_progress(void *ctx, const struct restore_outcome *o)
 {
-    struct progress *p = ctx;
+    struct restore_progress *rp = ctx;
+    bool changed = strcmp(rp->state, o->state) != 0;
+    snprintf(rp->state, sizeof rp->state, "%s", o->state);
     uint64_t to_write = 0, compared = 0;
     for (size_t i = 0; i < o->n_tables; i++) {
         const struct restore_table_outcome *t = &o->tables[i];
@@ -52,7 +59,7 @@ static void on_progress(void *ctx, const struct restore_outcome *o)
              "\"operation\":\"%s\",\"requests\":%" PRIu64 ",\"records_to_write\":%" PRIu64,
              o->operation_id, o->requests, to_write);
     it.json_extra = extra;
-    progress_update(p, &it, false);
+    progress_update(&rp->pr, &it, changed);
 }
 
 /* The outcome for a person: a line, a table per table, totals, and what went wrong. */
@@ -171,10 +178,10 @@ int cmd_restore(struct cli *cli, const struct cli_args *a)
     rc = restore_request_parse(line.data, env, point, &req, &err);
     if (rc)
         goto out;
-    struct progress pr;
-    progress_init(&pr, cli, "restore", wait);
-    rc = restore_run(dv, repo, cli->cfg, &req, NULL, on_progress, &pr, NULL, &out, &err);
-    progress_clear(&pr);
+    struct restore_progress rp = {.state = ""};
+    progress_init(&rp.pr, cli, "restore", wait);
+    rc = restore_run(dv, repo, cli->cfg, &req, NULL, on_progress, &rp, NULL, &out, &err);
+    progress_clear(&rp.pr);
     if (out.state[0]) {
         if (cli->json) {
             restore_outcome_json(&out, &json);

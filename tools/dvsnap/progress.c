@@ -140,7 +140,7 @@ void progress_update(struct progress *p, const struct progress_item *it, bool fo
         amount((uint64_t)(rate + 0.5), it->unit, rate_s);
         buf_printf(&line, ", %s/s", rate_s);
     }
-    if (left >= 0) {
+    if (left >= 0 && frac < 1) {
         long s = (long)(left + 0.5);
         if (s >= 3600)
             buf_printf(&line, ", %ld:%02ld:%02ld left", s / 3600, s / 60 % 60, s % 60);
