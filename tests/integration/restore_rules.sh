@@ -50,7 +50,7 @@ check_eq "refused requests took no safety backup" "$dev_points" "$(points_dev)"
 
 # dry run: counts equal an independent comparison; nothing written
 seq=$(last_seq)
-if dvsnap restore contoso-prod latest --target contoso-dev --tables account,contact --dry-run \
+if dvsnap restore --json contoso-prod latest --target contoso-dev --tables account,contact --dry-run \
      >"$T/dry.json" 2>"$T/dry.err"; then ok "dry run succeeds without confirmation"
 else not_ok "dry run: $(cat "$T/dry.err")"; fi
 check_eq "dry run: no write request" "" "$(writes_since "$seq")"
