@@ -1,8 +1,9 @@
 /* config: dvsnap's configuration (README, "Configuration").
  *
- * Source: --config FILE, else $DVSNAP_CONFIG, else $XDG_CONFIG_HOME/dvsnap/config (XDG_CONFIG_HOME
- * defaults to ~/.config), else the system-wide /etc/dvsnap/config (for services; $DVSNAP_SYSTEM_CONFIG
- * names another path, for tests); when none of the default files exists the defaults apply. One
+ * Source: --config FILE, else $DVSNAP_CONFIG, else $XDG_CONFIG_HOME/dvsnap/config
+ * (XDG_CONFIG_HOME defaults to ~/.config), else the system-wide /etc/dvsnap/config (for services;
+ * $DVSNAP_SYSTEM_CONFIG names another path, for tests); when none of the default files exists the
+ * defaults apply. One
  * "key = value" per line, '#' starts a comment; every key can be overridden by the environment
  * variable DVSNAP_<KEY> (upper case). A leading "~/" in path values expands to $HOME. Unknown keys
  * are an error (typos must not silently change behaviour). Default directories follow the XDG base
@@ -64,7 +65,7 @@ struct config {
     char *azure_federated_token_file; /* workload identity; NULL: $AZURE_FEDERATED_TOKEN_FILE */
     char *s3_auth;            /* "key" (default) or "instance-profile" */
     char *aws_metadata_endpoint; /* instance metadata (IMDSv2); default http://169.254.169.254 */
-    uint64_t set_keys;        /* bit i: key i of config.c's table was given (file or DVSNAP_<KEY>) */
+    uint64_t set_keys;        /* bit i: key i of config.c's table was given (file or env) */
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing

@@ -426,7 +426,8 @@ int auth_aws_instance_credentials(struct http_transport *t, const struct http_re
                                   const char *endpoint, struct aws_credentials *out,
                                   struct dverr *err)
 {
-    struct buf url = BUF_INIT, token = BUF_INIT, hdr = BUF_INIT, role = BUF_INIT, doc_text = BUF_INIT;
+    struct buf url = BUF_INIT, token = BUF_INIT, hdr = BUF_INIT, role = BUF_INIT;
+    struct buf doc_text = BUF_INIT;
     struct json_doc *doc = NULL;
     memset(out, 0, sizeof *out);
     int rc;

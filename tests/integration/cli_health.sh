@@ -10,7 +10,8 @@
 #     missing; and a strict parser here), rewritten after each pass, and its counters move:
 #     captures by result, records changed, requests, bytes stored, the last success time;
 #   - `dvsnap mount --metrics-listen` serves the same text at /metrics (404 elsewhere), and its
-#     capture loop records its passes like `dvsnap capture` does.
+#     capture loop records its passes like `dvsnap capture` does; a port in use is refused before
+#     mounting.
 . "$(dirname "$0")/../lib.sh"
 start_dvsim --seed demo --records 100
 write_config "environments = contoso-prod contoso-dev" "metrics_file = $T/metrics/dvsnap.prom"
@@ -180,6 +181,10 @@ served_more() { # the mount's metrics count more ok captures of contoso-prod tha
 check "the mount's capture loop records its passes (ok captures of contoso-prod above $ok_before)" \
   wait_for 30 served_more
 check "what it serves is valid text exposition" valid_metrics "$T/http.prom"
+mkdir -p "$T/mnt2"
+dvsnap mount --foreground --metrics-listen "127.0.0.1:$PORT" "$T/mnt2" >"$T/m2.out" 2>&1
+check_eq "a second mount on the same metrics port is refused before mounting (exit 2)" 2 "$?"
+check "...saying the address is in use" grep -q "metrics_listen 127.0.0.1:$PORT: Address already in use" "$T/m2.out"
 same() { curl -sf "$URL" >"$T/http2.prom" && cmp -s "$T/http2.prom" "$M"; }
 check "it serves what metrics_file holds (between passes)" wait_for 20 same
 finish

@@ -92,7 +92,11 @@ int cli_usage_error(const struct cli *cli, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fprintf(stderr, "dvsnap %s: %s (see `dvsnap help %s`)\n", cli->command, msg, cli->command);
+    if (cli->command)
+        fprintf(stderr, "dvsnap %s: %s (see `dvsnap help %s`)\n", cli->command, msg,
+                cli->command);
+    else
+        fprintf(stderr, "dvsnap: %s (see `dvsnap help`)\n", msg);
     return EXIT_USAGE;
 }
 

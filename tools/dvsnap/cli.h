@@ -1,6 +1,7 @@
 /* cli: what every dvsnap subcommand shares: the command table entry, the parsed command line
  * (global options, the command's own options, its arguments), the configuration, the repository
- * and the Dataverse client (opened on demand), POINT resolution, JSON output helpers and exit codes.
+ * and the Dataverse client (opened on demand), POINT resolution, JSON output helpers and exit
+ * codes.
  *
  * Command lines: options may come anywhere (before or after the command and its arguments), as
  * --opt=value or --opt value (short ones as -o value or -ovalue); `--` ends the options. main.c
@@ -33,7 +34,7 @@ enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2, EXIT_REFUSED = 3, EXIT_DAMAGE
 struct meter;
 
 struct cli {
-    const char *command;       /* the command's name, for messages */
+    const char *command;       /* the command's name, for messages (NULL before one is known) */
     const char *config_path;   /* --config, or NULL */
     int verbose;               /* -v count */
     bool quiet;                /* -q: no progress, no report of what an action did */
@@ -105,7 +106,8 @@ void cli_release(struct cli *cli);
 /* Map a negative errno to an exit code. */
 int cli_exit_code(int rc);
 /* Print "dvsnap CMD: msg (see `dvsnap help CMD`)" and return EXIT_USAGE. */
-int cli_usage_error(const struct cli *cli, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_usage_error(const struct cli *cli, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 /* Print "dvsnap CMD: <err or strerror>" and map rc to an exit code (-EIO: 4, -ENOENT,
  * -ECANCELED, -ESTALE: 1, else cli_exit_code). */
 int cli_fail(const struct cli *cli, int rc, const struct dverr *err);

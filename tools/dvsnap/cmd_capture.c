@@ -239,7 +239,7 @@ int cmd_capture(struct cli *cli, const struct cli_args *a)
                 return cli_usage_error(cli, "--concurrency takes a number from 1 to 52");
             }
             break;
-        case O_PASSES: /* N passes back to back in one process (benchmarks: one token, one window) */
+        case O_PASSES: /* N passes back to back in one process (benchmarks: one token) */
             passes = strtol(v, &end, 10);
             if (*end || passes < 1) {
                 free(only);

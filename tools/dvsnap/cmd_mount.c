@@ -221,8 +221,11 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
         return EXIT_FAIL;
     if (!metrics_listen)
         metrics_listen = cfg->metrics_listen;
-    if (metrics_listen && !strrchr(metrics_listen, ':'))
-        return cli_usage_error(cli, "--metrics-listen takes HOST:PORT (e.g. 127.0.0.1:9134)");
+    struct dverr lerr = {0};
+    if (metrics_listen && health_listen_check(metrics_listen, &lerr)) {
+        fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&lerr));
+        return EXIT_USAGE;
+    }
     struct dverr err = {0};
     int64_t every = 0;
     uint64_t cache_size = cfg->cache_size;

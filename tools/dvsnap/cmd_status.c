@@ -110,8 +110,7 @@ static int assess(struct cli *cli, struct repo *repo, struct env_status *s, time
     s->have_state = health_state_read(cfg, s->env, &s->st) == 0;
     s->stale = s->backed_up && (!n || s->age > cfg->stale_after);
     s->partial = s->n_nc > 0;
-    s->failing = s->have_state && s->st.last_failure_at &&
-                 s->st.last_failure_at >= s->st.last_success_at;
+    s->failing = s->have_state && s->st.last_result && strcmp(s->st.last_result, "failed") == 0;
     return 0;
 }
 
@@ -198,8 +197,8 @@ static void status_notes(const struct env_status *s)
     char when[32];
     if (s->have_state && s->st.last_failure_at && s->st.last_error) {
         rfc3339_from_time(s->st.last_failure_at, when);
-        printf("  %s: last failure %s%s: %s\n", s->env, when, s->failing ? "" : " (since recovered)",
-               s->st.last_error);
+        printf("  %s: last failure %s%s: %s\n", s->env, when,
+               s->failing ? "" : " (since recovered)", s->st.last_error);
     }
     for (size_t i = 0; i < s->n_nc; i++)
         printf("  %s: table %s not captured: %s\n", s->env, s->nc[i],

@@ -649,13 +649,14 @@ static enum MHD_Result on_metrics(void *cls, struct MHD_Connection *conn, const 
     return r;
 }
 
-int health_serve(const struct config *cfg, const char *listen, struct health_server **out,
-                 struct dverr *err)
+/* "HOST:PORT" or "[V6]:PORT" -> addrinfo for a listening socket (freeaddrinfo). */
+static int listen_addr(const char *listen, struct addrinfo **ai, struct dverr *err)
 {
-    char host[256];
+    char host[256], *end;
     const char *colon = strrchr(listen, ':');
-    *out = NULL;
-    if (!colon || (size_t)(colon - listen) >= sizeof host)
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || (size_t)(colon - listen) >= sizeof host || !colon[1] || *end || port < 1 ||
+        port > 65535)
         return dverr_set(err, -EINVAL, "metrics_listen %s is not HOST:PORT", listen);
     const char *h = listen, *he = colon;
     if (*h == '[' && he > h && he[-1] == ']') {
@@ -663,19 +664,46 @@ int health_serve(const struct config *cfg, const char *listen, struct health_ser
         he--;
     }
     snprintf(host, sizeof host, "%.*s", (int)(he - h), h);
-    struct addrinfo hints = {0}, *ai = NULL;
+    struct addrinfo hints = {0};
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV | AI_PASSIVE;
-    int grc = getaddrinfo(host, colon + 1, &hints, &ai);
+    int grc = getaddrinfo(host, colon + 1, &hints, ai);
     if (grc)
         return dverr_set(err, -EINVAL, "metrics_listen %s: %s", listen, gai_strerror(grc));
+    return 0;
+}
+
+int health_listen_check(const char *listen, struct dverr *err)
+{
+    struct addrinfo *ai = NULL;
+    int rc = listen_addr(listen, &ai, err);
+    if (rc)
+        return rc;
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen))
+        rc = dverr_set(err, -errno, "metrics_listen %s: %s", listen, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(ai);
+    return rc;
+}
+
+int health_serve(const struct config *cfg, const char *listen, struct health_server **out,
+                 struct dverr *err)
+{
+    struct addrinfo *ai = NULL;
+    *out = NULL;
+    int rc = listen_addr(listen, &ai, err);
+    if (rc)
+        return rc;
     struct health_server *s = calloc(1, sizeof *s);
     if (!s) {
         freeaddrinfo(ai);
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     s->cfg = cfg;
-    uint16_t port = (uint16_t)strtoul(colon + 1, NULL, 10);
+    uint16_t port = (uint16_t)strtoul(strrchr(listen, ':') + 1, NULL, 10);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old); /* MHD's thread inherits it */

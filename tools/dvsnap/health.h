@@ -89,6 +89,9 @@ int health_pass_end(struct health *h, struct dverr *err);
 /* The metrics of every environment with a state file, in the text exposition format. */
 int health_metrics(const struct config *cfg, struct buf *out);
 
+/* Can listen ("HOST:PORT") be served? Resolves it and binds a socket there for a moment, so a
+ * mount that will daemonise can refuse a bad address or a port in use before it does. */
+int health_listen_check(const char *listen, struct dverr *err);
 /* Serve GET /metrics on listen ("HOST:PORT") until health_serve_stop. */
 struct health_server;
 int health_serve(const struct config *cfg, const char *listen, struct health_server **out,

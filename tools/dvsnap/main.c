@@ -237,7 +237,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
-    cli.command = cmd ? cmd->name : "dvsnap";
+    cli.command = cmd ? cmd->name : NULL;
 
     /* getopt_long over the global options and the command's; "-" returns arguments in order
      * (code 1), ":" reports a missing value as ':' */

@@ -11,7 +11,8 @@
 struct meter {
     const struct objstore_ops *inner_ops;
     void *inner;
-    atomic_uint_fast64_t gets, get_bytes, object_get_bytes, point_gets, puts, put_bytes, stats, lists, dels;
+    atomic_uint_fast64_t gets, get_bytes, object_get_bytes, point_gets;
+    atomic_uint_fast64_t puts, put_bytes, stats, lists, dels;
     void (*on_io)(void *ctx); /* set while no other thread uses the store (meter.h) */
     void *on_io_ctx;
 };
