@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "backend/base/json.h"
 #include "backend/engine/policy.h"
 #include "tools/dvsnap/cli.h"
 #include "tools/dvsnap/health.h"
@@ -59,34 +58,6 @@ static bool backed_up(struct repo *repo, const char *env)
     return yes;
 }
 
-/* The tables the point lists in not_captured ("table NAME" entries). */
-static void not_captured(struct repo *repo, struct env_status *s)
-{
-    struct point *p = NULL;
-    struct json_doc *doc = NULL;
-    if (repo_point_load(repo, s->env, s->newest, &p, NULL) || !p->not_captured_json ||
-        json_parse(p->not_captured_json, strlen(p->not_captured_json), NULL, &doc, NULL))
-        goto out;
-    const struct json_node *r = json_root(doc);
-    if (!r || r->type != JSON_ARRAY || !r->n_children)
-        goto out;
-    s->nc = calloc(r->n_children, sizeof(char *));
-    s->nc_reasons = calloc(r->n_children, sizeof(char *));
-    if (!s->nc || !s->nc_reasons)
-        goto out;
-    for (const struct json_node *x = r->child; x; x = x->next) {
-        const char *what = json_get_str(x, "what"), *why = json_get_str(x, "reason");
-        if (!what || strncmp(what, "table ", 6) != 0)
-            continue;
-        s->nc[s->n_nc] = strdup(what + 6);
-        s->nc_reasons[s->n_nc] = why ? strdup(why) : NULL;
-        s->n_nc++;
-    }
-out:
-    json_doc_free(doc);
-    point_free(p);
-}
-
 static int assess(struct cli *cli, struct repo *repo, struct env_status *s, time_t now,
                   struct dverr *err)
 {
@@ -104,7 +75,7 @@ static int assess(struct cli *cli, struct repo *repo, struct env_status *s, time
         s->newest_at = ps[n - 1].taken_at;
         s->age = now > s->newest_at ? (int64_t)(now - s->newest_at) : 0;
         s->lag = s->age > cfg->capture_every ? s->age - cfg->capture_every : 0;
-        not_captured(repo, s);
+        health_point_not_captured(repo, s->env, s->newest, &s->nc, &s->nc_reasons, &s->n_nc);
     }
     point_summaries_free(ps, n);
     s->have_state = health_state_read(cfg, s->env, &s->st) == 0;

@@ -381,34 +381,52 @@ void health_env_release(struct health_env *e)
     memset(e, 0, sizeof *e);
 }
 
-/* The tables the point lists in not_captured ("table NAME" entries), with their reasons. */
-static void load_not_captured(struct health *h, struct health_env *e)
+int health_point_not_captured(struct repo *repo, const char *env, const char *point,
+                              char ***tables, char ***reasons, size_t *n)
 {
     struct point *p = NULL;
     struct json_doc *doc = NULL;
-    if (repo_point_load(h->repo, e->env, e->res.point, &p, NULL) || !p->not_captured_json)
+    char **t = NULL, **r = NULL;
+    size_t k = 0;
+    *tables = *reasons = NULL;
+    *n = 0;
+    int rc = repo_point_load(repo, env, point, &p, NULL);
+    if (rc || !p->not_captured_json)
         goto out;
     const char *nc = p->not_captured_json;
-    if (json_parse(nc, strlen(nc), NULL, &doc, NULL))
+    if ((rc = json_parse(nc, strlen(nc), NULL, &doc, NULL)))
         goto out;
-    const struct json_node *r = json_root(doc);
-    if (!r || r->type != JSON_ARRAY || !r->n_children)
+    const struct json_node *root = json_root(doc);
+    if (!root || root->type != JSON_ARRAY || !root->n_children)
         goto out;
-    e->not_captured = calloc(r->n_children, sizeof(char *));
-    e->not_captured_reasons = calloc(r->n_children, sizeof(char *));
-    if (!e->not_captured || !e->not_captured_reasons)
+    t = calloc(root->n_children, sizeof(char *));
+    r = calloc(root->n_children, sizeof(char *));
+    if (!t || !r) {
+        rc = -ENOMEM;
         goto out;
-    for (const struct json_node *x = r->child; x; x = x->next) {
+    }
+    for (const struct json_node *x = root->child; x; x = x->next) {
         const char *what = json_get_str(x, "what");
         if (!what || strncmp(what, "table ", 6) != 0)
             continue;
-        e->not_captured[e->n_not_captured] = strdup(what + 6);
-        e->not_captured_reasons[e->n_not_captured] = get_strdup(x, "reason");
-        e->n_not_captured++;
+        if (!(t[k] = strdup(what + 6))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        r[k++] = get_strdup(x, "reason");
     }
 out:
     json_doc_free(doc);
     point_free(p);
+    if (rc) {
+        strv_free(t, k);
+        strv_free(r, k);
+        return rc;
+    }
+    *tables = t;
+    *reasons = r;
+    *n = k;
+    return 0;
 }
 
 void health_env_done(struct health *h, const struct dv_env *env, int rc,
@@ -435,7 +453,8 @@ void health_env_done(struct health *h, const struct dv_env *env, int rc,
     if (rc == 0 && res) {
         e.res = *res;
         if (res->tables_failed)
-            load_not_captured(h, &e);
+            health_point_not_captured(h->repo, e.env, res->point, &e.not_captured,
+                                      &e.not_captured_reasons, &e.n_not_captured);
     } else if (rc) {
         const char *m = dverr_msg(err);
         e.error = strdup(*m ? m : strerror(rc < 0 ? -rc : rc));

@@ -58,6 +58,11 @@ int health_state_envs(const struct config *cfg, char ***names, size_t *n);
 /* The directory of this repository's state files, into out[n]. */
 void health_state_dir(const struct config *cfg, char *out, size_t n);
 
+/* The tables a point lists in its not_captured ("table NAME" entries) and their reasons (the
+ * reason may be NULL), in the manifest's order. Free both with strv_free(v, n). 0 or -errno. */
+int health_point_not_captured(struct repo *repo, const char *env, const char *point,
+                              char ***tables, char ***reasons, size_t *n);
+
 /* One environment's part of a capture pass, as recorded (also what `capture --json` reports). */
 struct health_env {
     char *env;
