@@ -8,9 +8,9 @@
 #   tests/integration/*.sh        -> run by tests/run with a real dvsim and a real mount
 
 CC      ?= cc
-PKGS    := fuse3 libcurl libcjson sqlite3 libzstd libmicrohttpd libcrypto
+PKGS    := fuse3 libcurl libcjson sqlite3 libzstd libmicrohttpd libcrypto libsystemd
 DEBS    := libfuse3-dev fuse3 libcurl4-openssl-dev libcjson-dev libsqlite3-dev libzstd-dev \
-           libcmocka-dev libmicrohttpd-dev libssl-dev pkg-config jq rsync curl zstd python3 \
+           libcmocka-dev libmicrohttpd-dev libssl-dev libsystemd-dev pkg-config jq rsync curl zstd python3 \
            util-linux procps psmisc strace sqlite3
 BENCH_DEBS := restic borgbackup hyperfine
 

@@ -23,6 +23,7 @@
 #include "cache/cache.h"
 #include "fs/fs.h"
 #include "tools/dvsnap/cli.h"
+#include "tools/dvsnap/service.h"
 
 /* ---- the repository as the view's source ---- */
 static int s_envs(void *impl, char ***names, size_t *n, struct dverr *err)
@@ -151,12 +152,15 @@ static int detach_stale(const char *mp)
 struct mount_ctx {
     struct ops *ops;
     int64_t capture_every;
+    const char *mountpoint;
+    struct repo *repo;
 };
 
 static void on_mounted(void *arg)
 {
     struct mount_ctx *m = arg;
     struct dverr err = {0};
+    service_mount_ready(m->mountpoint, m->repo); /* systemd: READY=1 once it serves */
     if (m->ops && m->capture_every > 0 && ops_capture_loop_start(m->ops, m->capture_every, &err))
         log_error("mount: capture loop: %s", dverr_msg(&err));
 }
@@ -284,7 +288,7 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     }
     struct fs_control control = {&ops_control, ops};
     struct fs_source src = {&repo_source_ops, repo};
-    struct mount_ctx mctx = {ops, every};
+    struct mount_ctx mctx = {ops, every, mp, repo};
     struct fs_opts fo = {0};
     fo.mountpoint = mp;
     fo.foreground = foreground;
@@ -298,6 +302,7 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     fo.on_mounted = on_mounted;
     fo.on_mounted_ctx = &mctx;
     rc = fs_run(&fo, &src, &err);
+    service_mount_stopped();
     ops_free(ops);
     cache_free(cache);
     if (rc) {

@@ -7,6 +7,7 @@
 
 #include "backend/base/log.h"
 #include "tools/dvsnap/cli.h"
+#include "tools/dvsnap/service.h"
 
 static const struct command commands[] = {
     {"init", cmd_init, "create a new repository",
@@ -70,6 +71,9 @@ static const struct command *find(const char *name)
 
 int main(int argc, char **argv)
 {
+    int helper_rc = mount_helper_argv(&argc, &argv); /* run by mount(8) for /etc/fstab */
+    if (helper_rc >= 0)
+        return helper_rc;
     struct cli cli = {0};
     int i = 1;
     /* Secrets live in this process's memory: no core dumps, no ptrace by other users. */
