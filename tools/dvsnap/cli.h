@@ -54,5 +54,6 @@ int cmd_check(struct cli *, int, char **);
 int cmd_mount(struct cli *, int, char **);
 int cmd_umount(struct cli *, int, char **);
 int cmd_restore(struct cli *, int, char **);
+int cmd_complete(struct cli *, int, char **); /* cmd_complete.c: names for shell completion */
 
 #endif

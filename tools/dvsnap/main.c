@@ -49,6 +49,9 @@ static const struct command commands[] = {
     {"restore", cmd_restore, "restore a point into a sandbox, writing only what differs",
      "usage: dvsnap restore ENV POINT --target ENV2 [--tables a,b] [--include-audit]\n"
      "                      [--dry-run] [--yes | --confirm ENV2] [--wait]\n"},
+    {"complete", cmd_complete, "names for shell completion (environments, points, tables)",
+     "usage: dvsnap complete envs | points ENV | tables ENV POINT\n"
+     "  One name per line, from the repository alone (no request to the service).\n"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
