@@ -4,12 +4,13 @@
  *
  * How it gets here. For type fuse.dvsnap, util-linux's mount runs /sbin/mount.fuse.dvsnap when it
  * exists (the symlink `make install` puts in $(SBINDIR), found there when SBINDIR is /sbin or
- * /usr/sbin on a merged /usr) as `mount.fuse.dvsnap SOURCE MOUNTPOINT [-o OPTS] [-t fuse.dvsnap]`
- * plus -n, -s, -v, -f as given to mount; else it runs mount.fuse (fuse3's mount.fuse3) with
- * `-t fuse.dvsnap`, which drops _netdev, nofail, auto, noauto, user, users and nouser, adds dev
- * and suid, and runs `dvsnap SOURCE MOUNTPOINT -o OPTS` through /bin/sh and $PATH. Either way the
- * command line becomes `dvsnap [-v] [--config CONFIG] mount [flags] MOUNTPOINT` without
- * --foreground: the mount daemonises once the filesystem is mounted, so mount(8) returns then.
+ * /usr/sbin on a merged /usr) as `mount.fuse.dvsnap SOURCE MOUNTPOINT [-o OPTS]` plus -n, -s, -v,
+ * -f as given to mount; else it runs mount.fuse (fuse3's mount.fuse3) with `-t fuse.dvsnap`,
+ * which drops _netdev, nofail, auto, noauto, user, users and nouser, adds dev and suid, and runs
+ * `dvsnap SOURCE MOUNTPOINT -o OPTS` through /bin/sh with the shell's default PATH (mount(8)
+ * drops the caller's), so dvsnap must be in /usr/local/bin or /usr/bin. Either way the command
+ * line becomes `dvsnap [-v] [--config CONFIG] mount [flags] MOUNTPOINT` without --foreground:
+ * the mount daemonises once the filesystem is mounted, so mount(8) returns then.
  *
  * Limits: options are those of `dvsnap mount` and nothing else; `ro` is refused rather than
  * ignored (the control files take writes).
