@@ -5,7 +5,8 @@
  * A stale mount at the mountpoint (a daemon that died: ENOTCONN) is detected at start, said so,
  * detached lazily and mounted again. The mountpoint may not be inside the cache directory or the
  * repository (the mount would read its own backing files). Without --foreground the process
- * daemonises after mounting and logs to <cache_dir>/mount.log.
+ * forks before it opens the repository (service.h), logs to <cache_dir>/mount.log, and the
+ * command returns once the child has mounted.
  * Threading: the view's worker threads, its refresher, cache fills, operations. */
 #include <errno.h>
 #include <getopt.h>
@@ -160,6 +161,7 @@ static void on_mounted(void *arg)
 {
     struct mount_ctx *m = arg;
     struct dverr err = {0};
+    service_daemon_ready();                      /* the background mount: release the caller */
     service_mount_ready(m->mountpoint, m->repo); /* systemd: READY=1 once it serves */
     if (m->ops && m->capture_every > 0 && ops_capture_loop_start(m->ops, m->capture_every, &err))
         log_error("mount: capture loop: %s", dverr_msg(&err));
@@ -252,6 +254,11 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    /* in the background: fork now, before the catalog is opened (see service.h) */
+    if (!foreground && (rc = service_daemon_start()) != 0) {
+        fprintf(stderr, "dvsnap mount: cannot fork: %s\n", strerror(-rc));
+        return EXIT_FAIL;
+    }
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
@@ -291,7 +298,7 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     struct mount_ctx mctx = {ops, every, mp, repo};
     struct fs_opts fo = {0};
     fo.mountpoint = mp;
-    fo.foreground = foreground;
+    fo.foreground = true; /* a background mount forked already, in service_daemon_start */
     fo.allow_other = allow_other;
     fo.debug = debug;
     fo.max_threads = threads;

@@ -10,6 +10,10 @@
  * from outside (`dvsnap umount`, fusermount3 -u) ends the loop without a signal:
  * service_mount_stopped wakes the thread then.
  *
+ * service_daemon_start forks `dvsnap mount` into the background itself, before the repository
+ * (an SQLite catalog) is opened, and fs_run then never forks (fuse_daemonize would have, after
+ * the catalog was open). The parent waits on a pipe for one byte from the child.
+ *
  * Limits: one mount per process (the state is a single static struct); STATUS= names the newest
  * restore point of the repository, whoever took it (this mount's capture loop, a timer, another
  * machine), refreshed every SERVICE_STATUS_SECONDS.
@@ -30,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -205,4 +210,62 @@ void service_mount_stopped(void)
     svc.wake[0] = svc.wake[1] = -1;
     svc.repo = NULL;
     svc.started = false;
+}
+
+/* The write end of the pipe the parent waits on (the child's; -1 elsewhere). Written by
+ * service_daemon_start and service_daemon_ready only, before and after the threads. */
+static int daemon_ready_fd = -1;
+
+int service_daemon_start(void)
+{
+    int pipefd[2];
+    if (pipe2(pipefd, O_CLOEXEC) != 0)
+        return -errno;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(pipefd[0]);
+        close(pipefd[1]);
+        return -e;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        daemon_ready_fd = pipefd[1];
+        setsid();
+        return 0;
+    }
+    close(pipefd[1]);
+    char byte;
+    ssize_t n;
+    do
+        n = read(pipefd[0], &byte, 1);
+    while (n < 0 && errno == EINTR);
+    if (n == 1)
+        _exit(0);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    _exit(WIFEXITED(status) && WEXITSTATUS(status) != 0 ? WEXITSTATUS(status) : 1);
+}
+
+void service_daemon_ready(void)
+{
+    if (daemon_ready_fd < 0)
+        return;
+    char byte = 'r';
+    if (write(daemon_ready_fd, &byte, 1) != 1)
+        log_warn("service: the parent did not get the ready byte: %s", strerror(errno));
+    close(daemon_ready_fd);
+    daemon_ready_fd = -1;
+    if (chdir("/") != 0)
+        log_warn("service: chdir /: %s", strerror(errno));
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0) {
+        dup2(null, 0);
+        dup2(null, 1);
+        dup2(null, 2);
+        if (null > 2)
+            close(null);
+    }
 }

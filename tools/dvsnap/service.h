@@ -8,9 +8,12 @@
  * - mount(8) (mount_helper.c): the argv that mount.fuse3 or the installed mount.fuse.dvsnap
  *   helper gives for an /etc/fstab line of type fuse.dvsnap, turned into a `dvsnap mount` command
  *   line before main() parses it.
+ * - the background mount (service.c): `dvsnap mount` without --foreground forks before it opens
+ *   the repository and the cache, and the command returns once the child serves the mount.
  *
  * Threading: service.c runs one notifier thread between service_mount_ready and
- * service_mount_stopped; mount_helper_argv runs before any thread exists. */
+ * service_mount_stopped; mount_helper_argv and service_daemon_start run before any thread
+ * exists. */
 #ifndef DVSNAP_SERVICE_H
 #define DVSNAP_SERVICE_H
 
@@ -26,6 +29,17 @@ void service_mount_ready(const char *mountpoint, struct repo *repo);
  * signal already did, stops the notifier thread and gives SIGTERM, SIGINT and SIGHUP back their
  * default action. A no-op when service_mount_ready started nothing. */
 void service_mount_stopped(void);
+
+/* Become a daemon before anything is opened: an SQLite connection must not cross a fork (the
+ * child loses the parent's POSIX locks on the catalog's -shm file, so another process that opens
+ * the catalog resets the file under the child's mapping: SIGBUS). Forks; the child starts a new
+ * session and returns 0 and goes on (its stderr still the caller's, so a failure is reported);
+ * the parent waits until the child calls service_daemon_ready, then exits 0, or, when the child
+ * ends first, exits with the child's exit status. -errno when the fork fails. */
+int service_daemon_start(void);
+/* In the child, once the filesystem is mounted: release the waiting parent, move to "/" and put
+ * /dev/null on stdin, stdout and stderr. A no-op in a process that did not fork. */
+void service_daemon_ready(void);
 
 /* When argv is the mount helper form
  *     mount.fuse.dvsnap SOURCE MOUNTPOINT [-o OPTIONS]... [-t TYPE] [-n] [-s] [-v] [-f]
