@@ -4,8 +4,9 @@
 # completes commands, options, environments, points, labels and tables (a --config on the line
 # is passed on to `dvsnap complete`). fish: `complete -C` runs the real completion. zsh: `zsh -n`,
 # then _dvsnap run with $words and $CURRENT set and compadd replaced by a function that prints
-# what it is given (zsh filters by prefix itself, so every candidate is printed). Every command
-# `dvsnap help` lists is offered by each shell.
+# what it is given (zsh filters by prefix itself, so every candidate is printed), and once in a
+# real interactive zsh on a pseudo-terminal (zpty). Every command `dvsnap help` lists is offered
+# by each shell.
 . "$(dirname "$0")/../lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 C="$SRC/contrib/completion"
@@ -126,6 +127,22 @@ if command -v zsh >/dev/null; then
   check_eq "zsh: environments after --target" "contoso-dev contoso-prod" \
     "$(zcomp "${D[@]}" restore contoso-prod latest --target "" | tr '\n' ' ' | sed 's/ $//')"
   check_eq "zsh: directories for mount" "(directories)" "$(zcomp "${D[@]}" mount "")"
+  # and once in a real interactive zsh on a pseudo-terminal: type, press Tab twice, read the list
+  cat >"$T/zpty.zsh" <<'ZSH'
+zmodload zsh/zpty
+zpty z zsh -f -i
+zpty -w z "PS1='%% '; fpath=($1 \$fpath); path=($2 \$path); autoload -Uz compinit; compinit -u -D"
+zpty -n -w z "dvsnap --config $3 points "$'\t\t'
+all="" start=$SECONDS
+while (( SECONDS - start < 15 )); do
+  zpty -r -t z out && all+=$out || sleep 0.1
+  [[ $all == *contoso-dev*contoso-prod* ]] && break
+done
+zpty -d z
+print -r -- "$all" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g' | tr '\r' '\n' | grep -E '^contoso-'
+ZSH
+  check_eq "zsh: a real interactive completion (zpty, Tab) lists the environments" \
+    "contoso-dev contoso-prod" "$(zsh -f "$T/zpty.zsh" "$C" "$BUILD" "$T/config" | head -1 | tr -s " " | sed 's/ *$//')"
 else
   note "zsh is not installed: zsh completion not checked (make deps installs it)"
 fi
