@@ -155,7 +155,7 @@ uninstall:
 	  $(DESTDIR)$(BASHCOMPDIR)/dvsnap $(DESTDIR)$(ZSHCOMPDIR)/_dvsnap \
 	  $(DESTDIR)$(FISHCOMPDIR)/dvsnap.fish $(DESTDIR)$(DOCDIR)/config.example \
 	  $(addprefix $(DESTDIR)$(SYSTEMDUNITDIR)/,$(UNITS))
-	-rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null
+	rmdir $(DESTDIR)$(DOCDIR) 2>/dev/null || true
 
 # Install only what is missing; sudo only when not root. Each dev package is probed by dpkg.
 deps:

@@ -1,5 +1,5 @@
-/* service: systemd notification for `dvsnap mount --foreground` as a Type=notify unit (see
- * service.h and sd_notify(3)).
+/* service: `dvsnap mount` run by the system (see service.h): systemd notification for
+ * `dvsnap mount --foreground` as a Type=notify unit (sd_notify(3)), and the background fork.
  *
  * READY=1 must mean the mount serves, not that mount(2) returned: the notifier thread lists the
  * mountpoint through the kernel, which holds that request until the session loop (started after
