@@ -4,9 +4,10 @@
 # the repository of the configuration in use (a --config on the line counts) and asks the
 # service nothing. Needs no bash-completion helpers.
 
-# Options whose next word is their value (not a positional argument).
-_dvsnap_valued='--config --env --every --concurrency --passes --label --now --capture-every
-  --cache-size --threads --target --tables --confirm'
+# Options whose next word is their value (not a positional argument): every option that
+# `dvsnap help` and `dvsnap help COMMAND` show with a value.
+_dvsnap_valued='--config --now --env --every --concurrency --passes --label --capture-every
+  --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c'
 
 # _dvsnap_add WORD...: each WORD that starts with $cur into COMPREPLY, quoted for the line.
 _dvsnap_add() {
@@ -27,15 +28,30 @@ _dvsnap_commands() {
   _dvsnap_add $(printf '%s\n' "${_dvsnap_out[@]}" | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p')
 }
 
+# _dvsnap_options [COMMAND]: the global options (the "options:" part of `dvsnap help`), and
+# with COMMAND the options its usage names; options may come anywhere on the line.
+_dvsnap_options() {
+  local -a opts
+  _dvsnap_lines "$prog" help
+  opts=($(printf '%s\n' "${_dvsnap_out[@]}" | sed -n '/^options:/,/^$/p' |
+    grep -oE -- '--[a-z][a-z-]*'))
+  if [[ -n ${1-} ]]; then
+    _dvsnap_lines "$prog" help "$1"
+    opts+=($(printf '%s\n' "${_dvsnap_out[@]}" | grep -oE -- '--[a-z][a-z-]*'))
+  fi
+  _dvsnap_add $(printf '%s\n' "${opts[@]}" | sort -u)
+}
+
 _dvsnap() {
   local cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}
   local prog=${COMP_WORDS[0]} cmd= i=1 w
   local -a cfg=() args=() _dvsnap_out=()
   COMPREPLY=()
-  # global options, then the command
+  # global options (and their values), then the command
   while (( i < COMP_CWORD )); do
     w=${COMP_WORDS[i]}
     if [[ $w == --config ]]; then cfg=(--config "${COMP_WORDS[i+1]}"); (( i += 2 )); continue; fi
+    if [[ " $_dvsnap_valued " == *[[:space:]]"$w"[[:space:]]* ]]; then (( i += 2 )); continue; fi
     if [[ $w == -* ]]; then (( i++ )); continue; fi
     cmd=$w
     break
@@ -45,8 +61,10 @@ _dvsnap() {
     return
   fi
   if [[ -z $cmd ]]; then
+    # a global option's value (--now TIME): nothing to offer
+    if [[ " $_dvsnap_valued " == *[[:space:]]"$prev"[[:space:]]* ]]; then return; fi
     if [[ $cur == -* ]]; then
-      _dvsnap_add --config --verbose --help --version
+      _dvsnap_options
     else
       _dvsnap_commands
     fi
@@ -60,9 +78,9 @@ _dvsnap() {
   done
   local -a names=("$prog" "${cfg[@]}" complete)
   case $prev in
-    --env | --target | --confirm)
+    --env | --target | -t | --confirm | -c)
       _dvsnap_lines "${names[@]}" envs; _dvsnap_add "${_dvsnap_out[@]}"; return ;;
-    --tables)
+    --tables | -T)
       # a comma-separated list: complete its last element
       if (( ${#args[@]} >= 2 )); then
         local head=${cur%"${cur##*,}"} last=${cur##*,}
@@ -75,8 +93,7 @@ _dvsnap() {
   esac
   if [[ " $_dvsnap_valued " == *[[:space:]]"$prev"[[:space:]]* ]]; then return; fi
   if [[ $cur == -* ]]; then
-    _dvsnap_lines "$prog" help "$cmd"
-    _dvsnap_add $(printf '%s\n' "${_dvsnap_out[@]}" | grep -oE -- '--[a-z][a-z-]*' | sort -u)
+    _dvsnap_options "$cmd"
     return
   fi
   local n=${#args[@]}
@@ -86,7 +103,7 @@ _dvsnap() {
     complete:0) _dvsnap_add envs points tables ;;
     complete:1) [[ ${args[0]} == envs ]] || { _dvsnap_lines "${names[@]}" envs; _dvsnap_add "${_dvsnap_out[@]}"; } ;;
     complete:2) [[ ${args[0]} == tables ]] && { _dvsnap_lines "${names[@]}" points "${args[1]}"; _dvsnap_add "${_dvsnap_out[@]}"; } ;;
-    points:0 | cat:0 | changes:0 | backup:0 | forget:0 | restore:0)
+    points:0 | cat:0 | changes:0 | backup:0 | forget:0 | restore:0 | status:*)
       _dvsnap_lines "${names[@]}" envs; _dvsnap_add "${_dvsnap_out[@]}" ;;
     points:1 | cat:1 | changes:1 | forget:1 | restore:1)
       _dvsnap_lines "${names[@]}" points "${args[0]}"; _dvsnap_add "${_dvsnap_out[@]}" ;;

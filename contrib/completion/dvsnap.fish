@@ -5,19 +5,24 @@
 # service nothing. The same rules as the bash completion (dvsnap.bash).
 
 function __dvsnap_candidates
-    set -l valued --config --env --every --concurrency --passes --label --now --capture-every \
-        --cache-size --threads --target --tables --confirm
+    # options whose next word is their value: every option `dvsnap help` shows with one
+    set -l valued --config --now --env --every --concurrency --passes --label --capture-every \
+        --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c
     set -l words (commandline -opc)
     set -l cur (commandline -ct)
     set -l prog $words[1]
     set -l cfg
     set -l cmd
     set -l i 2
-    # global options, then the command
+    # global options (and their values), then the command
     while test $i -le (count $words)
         set -l w $words[$i]
         if test "$w" = --config
             set cfg --config $words[(math $i + 1)]
+            set i (math $i + 2)
+            continue
+        end
+        if contains -- $w $valued
             set i (math $i + 2)
             continue
         end
@@ -33,9 +38,14 @@ function __dvsnap_candidates
         __fish_complete_path $cur
         return
     end
+    # the global options: the "options:" part of `dvsnap help`; they may come anywhere
+    set -l globals ($prog help 2>/dev/null | sed -n '/^options:/,/^$/p' |
+        string match -ar -- '--[a-z][a-z-]*')
     if test -z "$cmd"
+        # a global option's value (--now TIME): nothing to offer
+        contains -- $prev $valued; and return
         if string match -q -- '-*' $cur
-            printf '%s\n' --config --verbose --help --version
+            printf '%s\n' $globals | sort -u
         else
             $prog help 2>/dev/null | string replace -rf '^  ([a-z][a-z-]*) .*' '$1'
         end
@@ -55,10 +65,10 @@ function __dvsnap_candidates
     end
     set -l names $prog $cfg complete
     switch $prev
-        case --env --target --confirm
+        case --env --target -t --confirm -c
             $names envs 2>/dev/null
             return
-        case --tables
+        case --tables -T
             if test (count $args) -ge 2
                 set -l head (string replace -r '[^,]*$' '' -- $cur)
                 for t in ($names tables $args[1] $args[2] 2>/dev/null)
@@ -71,7 +81,10 @@ function __dvsnap_candidates
         return
     end
     if string match -q -- '-*' $cur
-        $prog help $cmd 2>/dev/null | string match -ar -- '--[a-z][a-z-]*' | sort -u
+        begin
+            printf '%s\n' $globals
+            $prog help $cmd 2>/dev/null | string match -ar -- '--[a-z][a-z-]*'
+        end | sort -u
         return
     end
     switch $cmd:(count $args)
@@ -85,7 +98,7 @@ function __dvsnap_candidates
             test "$args[1]" = envs; or $names envs 2>/dev/null
         case complete:2
             test "$args[1]" = tables; and $names points $args[2] 2>/dev/null
-        case points:0 cat:0 changes:0 backup:0 forget:0 restore:0
+        case points:0 cat:0 changes:0 backup:0 forget:0 restore:0 'status:*'
             $names envs 2>/dev/null
         case points:1 cat:1 changes:1 forget:1 restore:1
             $names points $args[1] 2>/dev/null
