@@ -316,7 +316,7 @@ int main(int argc, char **argv)
     }
     if (!cmd) { /* help [COMMAND] */
         const struct command *c = np > 1 ? find(pos[1]) : NULL;
-        if (np > 1 && !c) {
+        if (np > 1 && !c && strcmp(pos[1], "help") != 0) {
             fprintf(stderr, "dvsnap: unknown command '%s'\n", pos[1]);
             usage(stderr);
             goto out;
