@@ -80,7 +80,6 @@ struct eview {
     char (*labels)[256];       /* vmu: sanitised unique label names */
     size_t *label_pt;          /* vmu: index in pts */
     size_t n_labels;           /* vmu */
-    bool watched;              /* the refresher keeps it fresh (never set nor read) */
     /* changed since the refresher last told the kernel, by whichever thread saw it, and the
      * points that went away meanwhile (vmu) */
     bool notify;

@@ -85,8 +85,8 @@ int point_hold_parse(const char *json, size_t len, struct point_hold *out, struc
 void point_summaries_free(struct point_summary *p, size_t n); /* accepts NULL */
 /* A deep copy of p (NULL on out of memory). */
 struct point *point_dup(const struct point *p);
-/* The rendered backup.json of a point (DESIGN.md section 4), exactly what the mount shows; hold is
- * the point's hold (NULL: none), shown as "hold". */
+/* The rendered backup.json of a point (docs/architecture.md section 4), exactly what the mount
+ * shows; hold is the point's hold (NULL: none), shown as "hold". */
 int point_render_backup_json(const struct point *p, const struct point_hold *hold,
                              struct buf *out);
 

@@ -23,12 +23,6 @@
 #include "cache/cache.h"
 #include "tools/dvsnap/cli.h"
 
-static int erase_usage(const char *msg)
-{
-    fprintf(stderr, "dvsnap erase: %s (see `dvsnap help erase`)\n", msg);
-    return EXIT_USAGE;
-}
-
 static int show_log(struct repo *repo, const char *env)
 {
     struct dverr err = {0};
@@ -87,64 +81,68 @@ static void print_plan(const char *env, const struct erase_report *rep, bool dry
         printf("%s: held: %s\n", env, rep->held[i]);
 }
 
-int cmd_erase(struct cli *cli, int argc, char **argv)
+int cmd_erase(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     const char *env = NULL, *table = NULL;
     bool yes = false, related = true, override = false, log = false;
-    struct erase_id *ids = calloc((size_t)argc * 64 + 1, sizeof *ids);
-    struct erase_match *where = calloc((size_t)argc + 1, sizeof *where);
-    char **owned = calloc((size_t)argc * 64 + 1, sizeof *owned);
+    size_t cap = 1; /* one per key of every --id list */
+    for (size_t i = 0; i < a->n_opts; i++)
+        for (const char *p = a->opts[i].val == O_ID ? a->opts[i].arg : ""; *p; p++)
+            cap += *p == ',';
+    cap += a->n_opts;
+    struct erase_id *ids = calloc(cap, sizeof *ids);
+    struct erase_match *where = calloc(a->n_opts + 1, sizeof *where);
+    char **owned = calloc(a->n_opts + 1, sizeof *owned);
     size_t n_ids = 0, n_where = 0, n_owned = 0;
     int ret = EXIT_FAIL;
     if (!ids || !where || !owned)
         goto out;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--table") == 0 && i + 1 < argc) {
-            table = argv[++i];
-        } else if (strcmp(a, "--id") == 0 && i + 1 < argc) {
+    for (size_t i = 0; i < a->n_opts; i++) {
+        const char *arg = a->opts[i].arg;
+        switch (a->opts[i].val) {
+        case O_TABLE:
+            table = arg;
+            break;
+        case O_ID: {
             if (!table) {
-                ret = erase_usage("--id follows a --table");
+                ret = cli_usage_error(cli, "--id follows a --table");
                 goto out;
             }
-            char *list = strdup(argv[++i]), *save = NULL;
+            char *list = strdup(arg), *save = NULL;
             if (!list)
                 goto out;
             owned[n_owned++] = list;
-            for (char *k = strtok_r(list, ",", &save); k && n_ids < (size_t)argc * 64;
+            for (char *k = strtok_r(list, ",", &save); k && n_ids < cap;
                  k = strtok_r(NULL, ",", &save))
                 ids[n_ids++] = (struct erase_id){table, k};
-        } else if (strcmp(a, "--where") == 0 && i + 1 < argc) {
-            char *f = strdup(argv[++i]);
+            break;
+        }
+        case O_WHERE: {
+            char *f = strdup(arg);
             char *eq = f ? strchr(f, '=') : NULL;
             if (!f || !eq || eq == f || !eq[1]) {
                 free(f);
-                ret = erase_usage("--where takes FIELD=VALUE");
+                ret = cli_usage_error(cli, "--where takes FIELD=VALUE");
                 goto out;
             }
             owned[n_owned++] = f;
             *eq = '\0';
             where[n_where++] = (struct erase_match){f, eq + 1};
-        } else if (strcmp(a, "--no-related") == 0) {
-            related = false;
-        } else if (strcmp(a, "--override-hold") == 0) {
-            override = true;
-        } else if (strcmp(a, "--yes") == 0) {
-            yes = true;
-        } else if (strcmp(a, "--log") == 0) {
-            log = true;
-        } else if (a[0] != '-' && !env) {
-            env = a;
-        } else {
-            ret = erase_usage("unknown argument");
-            goto out;
+            break;
+        }
+        case O_NO_RELATED: related = false; break;
+        case O_OVERRIDE_HOLD: override = true; break;
+        case O_YES: yes = true; break;
+        case O_LOG: log = true; break;
+        default: break;
         }
     }
-    if (!env) {
-        ret = erase_usage("needs ENV");
+    if (a->n_pos != 1) {
+        ret = cli_usage_error(cli, "needs ENV");
         goto out;
     }
+    env = a->pos[0];
     struct repo *repo = cli_repo(cli);
     if (!repo)
         goto out;
@@ -153,7 +151,7 @@ int cmd_erase(struct cli *cli, int argc, char **argv)
         goto out;
     }
     if (!n_ids && !n_where) {
-        ret = erase_usage("needs --table T --id KEY or --where FIELD=VALUE");
+        ret = cli_usage_error(cli, "needs --table T --id KEY or --where FIELD=VALUE");
         goto out;
     }
     struct cache *cache = NULL;
@@ -178,15 +176,15 @@ int cmd_erase(struct cli *cli, int argc, char **argv)
     buf_printf(&c, "%s", related ? "; with the notes, audits and activities regarding them" : "");
     snprintf(crit, sizeof crit, "%s", c.data ? c.data : "");
     buf_release(&c);
-    const char *now_s = getenv("DVSNAP_NOW");
     time_t now = 0;
-    if (now_s && *now_s && rfc3339_to_time(now_s, &now))
+    bool pinned = false;
+    if (cli_now(cli, &now, &pinned) || !pinned)
         now = 0;
     struct erase_request req = {env, ids, n_ids, where, n_where, related, !yes, override, by,
                                 crit, now};
     struct erase_report rep = {0};
     rc = erase_run(repo, &req, &rep, &err);
-    if (rc == 0 || rc == -EPERM)
+    if ((rc == 0 || rc == -EPERM) && !cli->quiet)
         print_plan(env, &rep, !yes);
     if (rc == 0 && cache) { /* what the cache holds of ENV and of the blobs that went */
         char prefix[4200];

@@ -12,25 +12,22 @@
 
 #include "tools/dvsnap/cli.h"
 
-static int hold_usage(const char *cmd, const char *msg)
-{
-    fprintf(stderr, "dvsnap %s: %s (see `dvsnap help %s`)\n", cmd, msg, cmd);
-    return EXIT_USAGE;
-}
-
-static int hold_fail(const char *cmd, int rc, const struct dverr *err)
-{
-    fprintf(stderr, "dvsnap %s: %s\n", cmd, *dverr_msg(err) ? dverr_msg(err) : strerror(-rc));
-    return rc == -ENOENT ? EXIT_FAIL : rc == -EIO ? EXIT_DAMAGED : cli_exit_code(rc);
-}
-
-static time_t clock_now(void)
+/* The test clock (DVSNAP_NOW) for what has no struct cli (the mount's environment.json). */
+static time_t env_now(void)
 {
     const char *s = getenv("DVSNAP_NOW");
     time_t t;
     if (s && *s && rfc3339_to_time(s, &t) == 0)
         return t;
     return time(NULL);
+}
+
+static time_t clock_now(const struct cli *cli)
+{
+    time_t t;
+    if (cli_now(cli, &t, NULL))
+        t = time(NULL);
+    return t;
 }
 
 /* user@host of whoever runs this. */
@@ -43,66 +40,63 @@ static void who(char *out, size_t n)
     snprintf(out, n, "%s@%s", pw && pw->pw_name ? pw->pw_name : "?", host);
 }
 
-int cmd_hold(struct cli *cli, int argc, char **argv)
+int cmd_hold(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
-    const char *env = NULL, *point = NULL, *reason = NULL;
+    const char *reason = NULL;
     int64_t span = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc)
-            reason = argv[++i];
-        else if (strcmp(argv[i], "--for") == 0 && i + 1 < argc) {
-            if (parse_duration(argv[++i], &span) || span <= 0)
-                return hold_usage("hold", "--for takes a duration like 30d");
-        } else if (argv[i][0] != '-' && !env)
-            env = argv[i];
-        else if (argv[i][0] != '-' && !point)
-            point = argv[i];
-        else
-            return hold_usage("hold", "unknown argument");
+    for (size_t i = 0; i < a->n_opts; i++) {
+        if (a->opts[i].val == O_REASON)
+            reason = a->opts[i].arg;
+        else if (a->opts[i].val == O_FOR &&
+                 (parse_duration(a->opts[i].arg, &span) || span <= 0))
+            return cli_usage_error(cli, "--for takes a duration like 30d");
     }
-    if (!env || !point)
-        return hold_usage("hold", "needs ENV POINT");
+    if (a->n_pos != 2)
+        return cli_usage_error(cli, "needs ENV POINT");
+    const char *env = a->pos[0], *point = a->pos[1];
     if (reason && (strlen(reason) > 1000 || strchr(reason, '\n')))
-        return hold_usage("hold", "the reason must be one line of at most 1000 bytes");
+        return cli_usage_error(cli, "the reason must be one line of at most 1000 bytes");
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
     char by[300];
     struct point_hold h = {0};
-    int rc = cli_point_resolve(repo, env, point, h.point, &err);
+    int rc = cli_resolve_point(repo, env, point, h.point, &err);
     if (rc)
-        return hold_fail("hold", rc, &err);
+        return cli_fail(cli, rc, &err);
     who(by, sizeof by);
     h.reason = (char *)reason;
     h.by = by;
-    h.placed_at = clock_now();
+    h.placed_at = clock_now(cli);
     h.until = span ? h.placed_at + (time_t)span : 0;
     if ((rc = repo_hold_put(repo, env, &h, &err)))
-        return hold_fail("hold", rc, &err);
+        return cli_fail(cli, rc, &err);
     char until[32] = "it is released";
     if (h.until)
         rfc3339_from_time(h.until, until);
-    printf("held %s/%s until %s: it is not pruned nor forgotten meanwhile\n", env, h.point,
-           until);
+    if (!cli->quiet)
+        printf("held %s/%s until %s: it is not pruned nor forgotten meanwhile\n", env, h.point,
+               until);
     return EXIT_OK;
 }
 
-int cmd_release(struct cli *cli, int argc, char **argv)
+int cmd_release(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     char name[32];
-    if (argc != 3)
-        return hold_usage("release", "needs ENV POINT");
+    if (a->n_pos != 2)
+        return cli_usage_error(cli, "needs ENV POINT");
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
-    int rc = cli_point_resolve(repo, argv[1], argv[2], name, &err);
+    int rc = cli_resolve_point(repo, a->pos[0], a->pos[1], name, &err);
     if (!rc)
-        rc = repo_hold_del(repo, argv[1], name, &err);
+        rc = repo_hold_del(repo, a->pos[0], name, &err);
     if (rc)
-        return hold_fail("release", rc, &err);
-    printf("released %s/%s: retention applies to it again\n", argv[1], name);
+        return cli_fail(cli, rc, &err);
+    if (!cli->quiet)
+        printf("released %s/%s: retention applies to it again\n", a->pos[0], name);
     return EXIT_OK;
 }
 
@@ -128,7 +122,7 @@ int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out)
     rc = buf_addch(out, '[');
     bool first = true;
     for (size_t i = 0; i < n && !rc; i++) {
-        if (!point_hold_active(&holds[i], clock_now()))
+        if (!point_hold_active(&holds[i], env_now()))
             continue;
         rc = first ? 0 : buf_addch(out, ',');
         rc = rc ? rc : point_hold_render(&holds[i], out);
@@ -143,7 +137,7 @@ void cmd_hold_column(const struct point_hold *holds, size_t n, const char *point
 {
     snprintf(out, 32, "-");
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(holds[i].point, point) != 0 || !point_hold_active(&holds[i], clock_now()))
+        if (strcmp(holds[i].point, point) != 0 || !point_hold_active(&holds[i], env_now()))
             continue;
         if (holds[i].until)
             rfc3339_from_time(holds[i].until, out);
