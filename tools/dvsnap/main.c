@@ -133,7 +133,7 @@ const struct command cli_commands[] = {
      "usage: dvsnap release ENV POINT\n  End the point's hold; its retention applies again.\n"
      POINT_FORMS},
     {"erase", cmd_erase, erase_opts, "", false,
-     "erase records from every point (a dry run without --yes)",
+     "erase records from every point (a dry run unless confirmed)",
      "usage: dvsnap erase ENV [--table T --id KEY[,KEY]]... [--where FIELD=VALUE]...\n"
      "                    [--no-related] [--override-hold] [--yes]\n"
      "       dvsnap erase ENV --log\n"
