@@ -38,6 +38,8 @@ missing_cmd="" missing_opt=""
 for c in $commands; do
   entry=$(awk -F'\t' -v c="$c" '{ split($1, w, " ") } w[1] == c' "$T/commands.txt")
   if [ -z "$entry" ]; then missing_cmd="$missing_cmd $c"; continue; fi
+  # `dvsnap help help` is the general usage: its options are the global ones, checked below
+  [ "$c" = help ] && continue
   for o in $("$DVSNAP" help "$c" | options_of); do
     grep -qE -- "(^|[^a-z-])$o([^a-z-]|$)" <<<"$entry" || missing_opt="$missing_opt $c:$o"
   done
