@@ -7,11 +7,14 @@
 #include "backend/repo/catalog.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend/repo/catalog_int.h"
 
@@ -60,10 +63,28 @@ int catalog_fail(const struct catalog *c, sqlite3 *db, int code, const char *wha
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
 }
 
+/* The catalog file exists, 0600 and ours, before SQLite opens it: SQLite would create it 0644
+ * (less the umask), and its -wal and -shm files take the database file's mode. */
+static int catalog_file_private(const char *path, struct dverr *err)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return dverr_set(err, -errno, "catalog %s: %s", path, strerror(errno));
+    struct stat st;
+    int rc = fstat(fd, &st) ? -errno : 0;
+    if (!rc && (st.st_mode & 077) && st.st_uid == geteuid() && fchmod(fd, 0600))
+        rc = -errno;
+    close(fd);
+    return rc ? dverr_set(err, rc, "catalog %s: %s", path, strerror(-rc)) : 0;
+}
+
 static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
 {
     sqlite3 *db = NULL;
-    int rc = sqlite3_open_v2(c->path, &db,
+    int rc = catalog_file_private(c->path, err);
+    if (rc)
+        return rc;
+    rc = sqlite3_open_v2(c->path, &db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         rc = catalog_fail(c, db, rc, "open", err);

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "backend/base/log.h"
@@ -84,7 +85,7 @@ int repo_open_store(struct objstore *store, const char *catalog_path, struct rep
         dverr_set(err, rc, "creating the directory of %s: %s", catalog_path, strerror(-rc));
         goto fail;
     }
-    if ((rc = mkdir_p(r->lock_dir, 0755))) {
+    if ((rc = mkdir_p(r->lock_dir, 0700))) {
         dverr_set(err, rc, "creating %s: %s", r->lock_dir, strerror(-rc));
         goto fail;
     }
@@ -135,9 +136,12 @@ int repo_init(const struct config *cfg, struct dverr *err)
         return dverr_set(err, -EINVAL, "no repository configured");
     if (!strstr(loc, "://") || strncmp(loc, "file://", 7) == 0) {
         const char *path = strncmp(loc, "file://", 7) == 0 ? loc + 7 : loc;
-        int rc = mkdir_p(path, 0755);
+        int rc = mkdir_p(path, 0700);
         if (rc)
             return dverr_set(err, rc, "creating %s: %s", path, strerror(-rc));
+        /* private whatever made it: only its owner may read a company's backups */
+        if (chmod(path, 0700))
+            return dverr_set(err, -errno, "%s: chmod: %s", path, strerror(errno));
     }
     struct objstore *s = NULL;
     int rc = objstore_open(loc, cfg, &s, err);
@@ -213,7 +217,7 @@ int repo_lock_open(struct repo *r, const char *name, int *fd, struct dverr *err)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", r->lock_dir, name);
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (*fd < 0)
         return dverr_set(err, -errno, "%s: %s", path, strerror(errno));
     return 0;
