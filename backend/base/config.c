@@ -55,6 +55,8 @@ static const struct key_def keys[] = {
     {"http_retries", K_INT, OFF(http_retries), "8", 1, 100},
     {"ca_file", K_PATH, OFF(ca_file), NULL, 0, 0},
     {"admin_resource", K_URL, OFF(admin_resource), NULL, 0, 0},
+    {"password_file", K_PATH, OFF(password_file), NULL, 0, 0},
+    {"password_command", K_STR, OFF(password_command), NULL, 0, 0},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
 

@@ -44,6 +44,10 @@ struct config {
     char *ca_file;            /* extra CA bundle (PEM) to trust, or NULL for the system store */
     char *admin_resource;     /* token audience of the admin API; NULL: admin_url, except
                                  https://service.powerapps.com for *.api.bap.microsoft.com */
+    /* the repository's passphrase (issue 16): a file (mode 0600, read as a secret file) or a
+     * command whose standard output it is; at most one; NULL when unset */
+    char *password_file;
+    char *password_command;   /* run with /bin/sh -c */
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing

@@ -33,7 +33,7 @@ static void open_repo(struct fx *f)
     struct objstore *s = NULL;
     struct dverr e = {0};
     assert_int_equal(objstore_dir_open(f->dir, &s, &e), 0);
-    int rc = repo_open_store(s, f->cat, &f->r, &e);
+    int rc = repo_open_store(s, NULL, f->cat, &f->r, &e);
     if (rc)
         fprintf(stderr, "repo_open_store: %s\n", dverr_msg(&e));
     assert_int_equal(rc, 0);
@@ -353,7 +353,7 @@ static void test_capture_points(void **state)
         rec_key(key, sizeof key, i);
         rec_line(&line, i, 1);
         assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key),
-                                                repo_line_hash(line.data, line.len), line.len,
+                                                repo_line_hash(f->r, line.data, line.len), line.len,
                                                 false), 0);
     }
     uint64_t h, l;
@@ -361,7 +361,7 @@ static void test_capture_points(void **state)
     assert_int_equal(repo_capture_state_get(c, "account", "k000042", 7, &h, &l, &found), 0);
     assert_true(found);
     rec_line(&line, 42, 1);
-    assert_true(h == repo_line_hash(line.data, line.len));
+    assert_true(h == repo_line_hash(f->r, line.data, line.len));
     char *chain[1] = {base};
     struct point *p = one_table_point("contoso-dev", chain, 1, st.entries, st.table_bytes);
     p->tables[0].delta = strdup(base);
@@ -470,7 +470,7 @@ static struct point *commit_point(struct fx *f, const char *env, time_t t, const
         rec_key(key, sizeof key, i);
         rec_line(&line, i, v);
         assert_int_equal(repo_capture_state_put(c, "account", key, strlen(key),
-                                                repo_line_hash(line.data, line.len), line.len,
+                                                repo_line_hash(f->r, line.data, line.len), line.len,
                                                 false), 0);
     }
     char *chain[1] = {id};
@@ -592,7 +592,7 @@ static void test_catalog_damage_rebuild(void **state)
     rec_line(&line, 59, 2);
     assert_int_equal(repo_capture_state_get(c, "account", "k000059", 7, &h, &l, &found), 0);
     assert_true(found);
-    assert_true(h == repo_line_hash(line.data, line.len));
+    assert_true(h == repo_line_hash(f->r, line.data, line.len));
     assert_int_equal(l, line.len);
     repo_capture_abort(c);
     buf_release(&line);
@@ -630,10 +630,10 @@ static void test_crash_between_manifest_and_catalog(void **state)
     rec_line(&line, 25, 5);
     assert_int_equal(repo_capture_state_get(c, "account", "k000025", 7, &h, &l, &found), 0);
     assert_true(found);
-    assert_true(h == repo_line_hash(line.data, line.len));
+    assert_true(h == repo_line_hash(f->r, line.data, line.len));
     rec_line(&line, 3, 5);
     assert_int_equal(repo_capture_state_get(c, "account", "k000003", 7, &h, &l, &found), 0);
-    assert_true(h == repo_line_hash(line.data, line.len));
+    assert_true(h == repo_line_hash(f->r, line.data, line.len));
     repo_capture_abort(c);
     buf_release(&line);
     buf_release(&doc);

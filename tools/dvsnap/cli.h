@@ -54,5 +54,15 @@ int cmd_check(struct cli *, int, char **);
 int cmd_mount(struct cli *, int, char **);
 int cmd_umount(struct cli *, int, char **);
 int cmd_restore(struct cli *, int, char **);
+/* cmd_key.c: key list | add | remove | passwd */
+int cmd_key(struct cli *, int, char **);
+#define CMD_KEY_USAGE                                                                          \
+    "usage: dvsnap key list\n"                                                                 \
+    "       dvsnap key add [--new-password-file FILE]\n"                                       \
+    "       dvsnap key remove ID\n"                                                            \
+    "       dvsnap key passwd [--new-password-file FILE]\n"                                    \
+    "  The repository opens with the configured password; add writes a key for another one,\n" \
+    "  passwd replaces the key in use (the new key is durable before the old one goes). The\n" \
+    "  new password comes from FILE (mode 0600) or is asked twice on the terminal.\n"
 
 #endif

@@ -175,12 +175,15 @@ static const struct point_table *find_table(const struct point *p, const char *n
 int cmd_init(struct cli *cli, int argc, char **argv)
 {
     struct dverr err = {0};
-    if (argc != 1)
-        return usage_error("init", "takes no arguments");
+    bool encrypt = true;
+    if (argc == 2 && strcmp(argv[1], "--insecure-no-encryption") == 0)
+        encrypt = false;
+    else if (argc != 1)
+        return usage_error("init", "takes no arguments but --insecure-no-encryption");
     struct config *cfg = cli_config(cli);
     if (!cfg)
         return EXIT_FAIL;
-    int rc = repo_init(cfg, &err);
+    int rc = repo_init(cfg, encrypt, &err);
     if (rc == -EEXIST) {
         fprintf(stderr, "dvsnap init: %s\n", *dverr_msg(&err) ? dverr_msg(&err)
                                                               : "a repository exists there");
@@ -188,7 +191,7 @@ int cmd_init(struct cli *cli, int argc, char **argv)
     }
     if (rc)
         return fail_rc("init", rc, &err);
-    printf("created repository %s\n", cfg->repository);
+    printf("created %s repository %s\n", encrypt ? "encrypted" : "UNENCRYPTED", cfg->repository);
     return EXIT_OK;
 }
 
@@ -705,6 +708,9 @@ int cmd_check(struct cli *cli, int argc, char **argv)
             return fail_rc("check", rc, &err);
         printf("catalog rebuilt from the repository\n");
     }
+    char kind[200];
+    repo_describe(repo, kind, sizeof kind);
+    printf("repository: %s\n", kind);
     struct check_report rep = {0};
     rc = repo_check(repo, read_data, &rep, &err);
     for (size_t i = 0; i < rep.n_damaged; i++)

@@ -10,7 +10,11 @@
 
 static const struct command commands[] = {
     {"init", cmd_init, "create a new repository",
-     "usage: dvsnap init\n  Create the repository named by the configuration's `repository`.\n"},
+     "usage: dvsnap init [--insecure-no-encryption]\n  Create the repository named by the "
+     "configuration's `repository`, encrypted with the\n  password from password_file, "
+     "password_command or the terminal (or unencrypted,\n  only when asked for and no password "
+     "is configured).\n"},
+    {"key", cmd_key, "manage the passwords of an encrypted repository", CMD_KEY_USAGE},
     {"env", cmd_env, "list environments and what dvsnap does with them",
      "usage: dvsnap env list\n  Environments from the admin API with type, region, retention\n"
      "  and whether they are backed up.\n"},
