@@ -144,6 +144,8 @@ repo_get() {
 # repo_manifest NAME: a manifest (or environment document) of the test repository, opened (the
 # repository is encrypted: the stored object is sealed), e.g. repo_manifest points/E/P.json
 repo_manifest() { DVSNAP_PASSWORD_FILE="$T/password" DVSNAP_CACHE_DIR="$T/cache" _repo_objtool open "$1"; }
+# repo_blob ID: a blob's bytes, opened and checked (its name is keyed: only its bytes can be compared)
+repo_blob() { DVSNAP_PASSWORD_FILE="$T/password" DVSNAP_CACHE_DIR="$T/cache" _repo_objtool blob "$1"; }
 repo_put() {
   case $(_repo_loc) in
     azure://* | s3://*) _repo_objtool put "$1" ;;

@@ -7,7 +7,7 @@
 #include "backend/repo/catalog.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -63,34 +63,33 @@ int catalog_fail(const struct catalog *c, sqlite3 *db, int code, const char *wha
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
 }
 
-/* The catalog file exists, 0600 and ours, before SQLite opens it: SQLite would create it 0644
- * (less the umask), and its -wal and -shm files take the database file's mode. */
-static int catalog_file_private(const char *path, struct dverr *err)
+/* The catalog's files are 0600: SQLite creates the database 0644 (less the umask) and its -wal
+ * and -shm take the database file's mode when they are made, so the database is made private
+ * right after the open, before the first write creates the others (an empty file is all that was
+ * ever open to others). Only SQLite opens these files (rel_hygiene): chmod, not open. */
+static void catalog_files_private(const char *path)
 {
-    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0)
-        return dverr_set(err, -errno, "catalog %s: %s", path, strerror(errno));
-    struct stat st;
-    int rc = fstat(fd, &st) ? -errno : 0;
-    if (!rc && (st.st_mode & 077) && st.st_uid == geteuid() && fchmod(fd, 0600))
-        rc = -errno;
-    close(fd);
-    return rc ? dverr_set(err, rc, "catalog %s: %s", path, strerror(-rc)) : 0;
+    char p[PATH_MAX];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (snprintf(p, sizeof p, "%s%s", path, suffix[i]) < (int)sizeof p && lstat(p, &st) == 0 &&
+            S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077))
+            chmod(p, 0600);
+    }
 }
 
 static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
 {
     sqlite3 *db = NULL;
-    int rc = catalog_file_private(c->path, err);
-    if (rc)
-        return rc;
-    rc = sqlite3_open_v2(c->path, &db,
+    int rc = sqlite3_open_v2(c->path, &db,
                              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         rc = catalog_fail(c, db, rc, "open", err);
         sqlite3_close(db);
         return rc;
     }
+    catalog_files_private(c->path);
     sqlite3_busy_timeout(db, 30000);
     /* auto_vacuum takes effect on a new file only (an older catalog gets it with the VACUUM of
      * its format upgrade): the packed state is rewritten whole, so its old pages are given back
