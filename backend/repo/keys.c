@@ -160,7 +160,7 @@ static int key_parse(const char *json, size_t len, struct parsed_key *k, struct 
               get_field(root, "created", k->info.created, sizeof k->info.created) &&
               get_field(root, "host", k->info.host, sizeof k->info.host) &&
               get_field(root, "user", k->info.user, sizeof k->info.user) && kdf &&
-              !strcmp(kdf, "scrypt") && get_int(root, "log2n", 10, 22, &k->info.log2n) &&
+              !strcmp(kdf, "scrypt") && get_int(root, "log2n", 10, 20, &k->info.log2n) &&
               get_int(root, "r", 8, 8, &r) && get_int(root, "p", 1, 1, &p) &&
               get_b64(root, "salt", k->salt, sizeof k->salt) &&
               get_b64(root, "key", k->wrapped, sizeof k->wrapped);
@@ -224,7 +224,7 @@ static int test_log2n(void)
     const char *v = getenv("DVSNAP_TEST_KDF_LOG2N");
     char *end = NULL;
     long x = v && *v ? strtol(v, &end, 10) : 0;
-    return end && !*end && x >= 10 && x <= 22 ? (int)x : KEYS_LOG2N_DEFAULT;
+    return end && !*end && x >= 10 && x <= 20 ? (int)x : KEYS_LOG2N_DEFAULT;
 }
 
 int keys_add(struct objstore *s, const struct crypt *c, const char *repo_id, const void *pass,

@@ -17,7 +17,8 @@
  * Passphrases come from password_command (its standard output), else password_file (mode 0600 and
  * yours, as the client secret; DVSNAP_PASSWORD_FILE overrides it like any key), else a prompt on
  * the controlling terminal; one trailing newline is dropped.
- * DVSNAP_TEST_KDF_LOG2N (tests only) sets the scrypt cost of new key objects (10..22).
+ * A key object may ask for log2n 10..20 (at most 1 GiB of scrypt memory).
+ * DVSNAP_TEST_KDF_LOG2N (tests only) sets the scrypt cost of new key objects (10..20).
  * Threading: no shared state; each call stands alone. */
 #ifndef DVSNAP_KEYS_H
 #define DVSNAP_KEYS_H
