@@ -211,8 +211,8 @@ int repo_init(const struct config *cfg, bool encrypt, struct dverr *err)
     sha256_hex(rnd, sizeof rnd, id);
     char now[32];
     rfc3339_from_time(time(NULL), now);
-    buf_printf(&doc, "{\"format\":%d,\"kind\":\"dvsnap-repository\",\"id\":\"%.32s\",\"created\":\"%s\"",
-               encrypt ? 2 : 1, id, now);
+    buf_printf(&doc, "{\"format\":%d,\"kind\":\"dvsnap-repository\",\"id\":\"%.32s\","
+               "\"created\":\"%s\"", encrypt ? 2 : 1, id, now);
     if (encrypt)
         buf_printf(&doc, ",\"encryption\":\"%s\",\"kdf\":\"scrypt\"", CRYPT_ALGORITHM);
     if (buf_addstr(&doc, "}\n")) {

@@ -8,9 +8,9 @@
  *   objtool LOCATION list [PREFIX]       ("SIZE NAME" lines, sorted)
  *   objtool LOCATION del NAME
  *   objtool LOCATION fill PREFIX N       (N small objects PREFIX000000.. holding their names)
- *   objtool LOCATION open NAME           (a manifest or environment document, opened: the repository
- *                                         is opened with DVSNAP_PASSWORD_FILE when encrypted, its
- *                                         catalog under DVSNAP_CACHE_DIR)
+ *   objtool LOCATION open NAME           (a manifest or environment document, opened: the
+ *                                         repository is opened with DVSNAP_PASSWORD_FILE when
+ *                                         encrypted, its catalog under DVSNAP_CACHE_DIR)
  *   objtool LOCATION blob ID             (a blob's bytes, opened and checked, the same way)
  *
  * Endpoints and credential files come from the same environment variables that override the

@@ -271,7 +271,8 @@ static int fill(struct repo *r, const struct opts *o, const char *x_env, const c
                         rec_key(key, sizeof key, en, ti, i);
                         if (segment_writer_add(w, SEG_BASE, key, strlen(key), line.data, line.len, &e) ||
                             repo_capture_state_put(c, t->name, key, strlen(key),
-                                                   repo_line_hash(r, line.data, line.len), line.len, false))
+                                                   repo_line_hash(r, line.data, line.len),
+                                                   line.len, false))
                             return die("writing a base", &e);
                     }
                 } else {
