@@ -314,6 +314,11 @@ int repo_open(const struct config *cfg, struct repo **out, struct dverr *err)
     return 0;
 }
 
+bool repo_encrypted(struct repo *r)
+{
+    return r->crypt != NULL;
+}
+
 void repo_describe(struct repo *r, char *out, size_t n)
 {
     if (r->crypt)

@@ -1,4 +1,4 @@
-/* repo: the backup repository (DESIGN.md section 7): record-level segments, restore-point
+/* repo: the backup repository (docs/architecture.md section 3): record-level segments, restore-point
  * manifests, content-addressed blobs, and the local SQLite catalog.
  *
  * Object layout in the store (objstore.h):
@@ -98,6 +98,7 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
 
 /* What the repository is, for people: "encrypted (...), opened with key ID" or "not encrypted". */
 void repo_describe(struct repo *r, char *out, size_t n);
+bool repo_encrypted(struct repo *r);
 
 /* ---- keys of an encrypted repository (repo_keys.c; keys.h has the format) ---- */
 /* The key objects, sorted by creation; current: the index of the one that opened r, or n. */

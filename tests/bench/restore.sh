@@ -26,7 +26,7 @@ run_restore() {
   local name=$1; shift
   local seq; seq=$(last_seq)
   local s; s=$(date +%s%N)
-  env "$@" "$DVSNAP" --config "$T/config" restore contoso-prod latest --target contoso-dev --tables systemuser,account,contact \
+  env "$@" "$DVSNAP" --config "$T/config" restore --json contoso-prod latest --target contoso-dev --tables systemuser,account,contact \
     --yes >"$T/$name.json" 2>"$T/$name.err" || { echo "restore $name failed: $(tail -2 "$T/$name.err")"; exit 1; }
   local ms=$(( ($(date +%s%N) - s) / 1000000 ))
   local all writes
