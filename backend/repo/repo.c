@@ -276,13 +276,7 @@ int repo_open(const struct config *cfg, struct repo **out, struct dverr *err)
     struct repo_config rcfg = {0};
     struct crypt *crypt = NULL;
     char key_id[KEYS_ID_HEX + 1] = "";
-    uint64_t size = 0;
-    rc = s->ops->stat(s->impl, "config", &size, &e2);
-    if (!rc && size > 65536)
-        rc = dverr_set(&e2, -EIO, "the config object is too large (%llu bytes)",
-                       (unsigned long long)size);
-    if (!rc)
-        rc = s->ops->get(s->impl, "config", 0, size, &doc, &e2);
+    rc = s->ops->get(s->impl, "config", 0, OBJSTORE_TO_END, &doc, &e2);
     if (rc == -ENOENT)
         rc = dverr_set(err, rc, "no repository at %s; create one with `dvsnap init`", loc);
     else if (rc)
