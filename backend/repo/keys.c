@@ -544,8 +544,7 @@ int keys_passphrase_new_tty(struct buf *out, struct dverr *err)
     struct buf again = BUF_INIT;
     int rc = tty_read("new password: ", out, err);
     if (rc == -ENOKEY)
-        return dverr_set(err, rc, "no terminal to ask for the new password on: give it in a file "
-                         "(--new-password-file FILE, mode 0600)");
+        return rc; /* the caller says where else a password can come from */
     if (!rc)
         rc = tty_read("the new password again: ", &again, err);
     if (!rc && (again.len != out->len || memcmp(again.data, out->data, out->len) != 0))

@@ -80,8 +80,8 @@ int keys_passphrase(const struct config *cfg, const char *prompt, struct buf *ou
                     struct dverr *err);
 /* A passphrase read from a file with the secret-file rules (0600, yours, not a symlink). */
 int keys_passphrase_file(const char *path, struct buf *out, struct dverr *err);
-/* A new passphrase typed twice on the terminal (-ENOKEY without one, -EINVAL when they differ or it
- * is empty). */
+/* A new passphrase typed twice on the terminal: -ENOKEY (no message: the caller names the other
+ * ways) without a terminal, -EINVAL when the two differ or it is empty. */
 int keys_passphrase_new_tty(struct buf *out, struct dverr *err);
 /* Wipe and free a passphrase buffer. */
 void keys_passphrase_release(struct buf *b);

@@ -181,7 +181,15 @@ int repo_init(const struct config *cfg, bool encrypt, struct dverr *err)
                          "password_command): remove it to create an unencrypted repository");
     struct buf pass = BUF_INIT;
     int rc = 0;
-    if (encrypt && (rc = keys_passphrase(cfg, "password for the new repository: ", &pass, err)))
+    /* a password typed on the terminal is typed twice: a typo would lock the repository */
+    if (encrypt && keys_passphrase_configured(cfg))
+        rc = keys_passphrase(cfg, "", &pass, err);
+    else if (encrypt && (rc = keys_passphrase_new_tty(&pass, err)) == -ENOKEY)
+        rc = dverr_set(err, rc, "an encrypted repository needs a password and none is configured "
+                       "(and there is no terminal to ask on): set password_file (or "
+                       "DVSNAP_PASSWORD_FILE) or password_command, or create an unencrypted one "
+                       "with `dvsnap init --insecure-no-encryption`");
+    if (rc)
         return rc;
     if (!strstr(loc, "://") || strncmp(loc, "file://", 7) == 0) {
         const char *path = strncmp(loc, "file://", 7) == 0 ? loc + 7 : loc;

@@ -62,6 +62,9 @@ int cmd_key(struct cli *cli, const struct cli_args *a)
     char id[KEYS_ID_HEX + 1];
     int rc = new_file ? keys_passphrase_file(new_file, &pass, &err)
                       : keys_passphrase_new_tty(&pass, &err);
+    if (rc == -ENOKEY)
+        dverr_set(&err, rc, "no terminal to ask for the new password on: give it in a file "
+                  "(--new-password-file FILE, mode 0600)");
     if (!rc)
         rc = add ? repo_key_add(repo, pass.data, pass.len, id, &err)
                  : repo_key_passwd(repo, pass.data, pass.len, id, &err);
