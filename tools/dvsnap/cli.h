@@ -97,6 +97,7 @@ int cmd_mount(struct cli *, const struct cli_args *);
 int cmd_umount(struct cli *, const struct cli_args *);
 int cmd_restore(struct cli *, const struct cli_args *);
 int cmd_key(struct cli *, const struct cli_args *); /* cmd_key.c: list, add, remove, passwd */
+int cmd_complete(struct cli *, const struct cli_args *); /* cmd_complete.c: names for completion */
 
 /* Load the configuration once (prints the error and returns NULL on failure). */
 struct config *cli_config(struct cli *cli);

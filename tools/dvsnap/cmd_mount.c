@@ -5,7 +5,8 @@
  * A stale mount at the mountpoint (a daemon that died: ENOTCONN) is detected at start, said so,
  * detached lazily and mounted again. The mountpoint may not be inside the cache directory or the
  * repository (the mount would read its own backing files). Without --foreground the process
- * daemonises after mounting and logs to <cache_dir>/mount.log. With metrics_listen (or
+ * forks before it opens the repository (service.h), logs to <cache_dir>/mount.log, and the
+ * command returns once the child has mounted. With metrics_listen (or
  * --metrics-listen) it serves Prometheus metrics (health.h), and the capture loop's passes are
  * recorded for `dvsnap status` and metrics_file as `dvsnap capture`'s are.
  * Threading: the view's worker threads, its refresher, cache fills, operations, the metrics
@@ -26,6 +27,7 @@
 #include "fs/fs.h"
 #include "tools/dvsnap/cli.h"
 #include "tools/dvsnap/health.h"
+#include "tools/dvsnap/service.h"
 
 /* ---- the repository as the view's source ---- */
 static int s_envs(void *impl, char ***names, size_t *n, struct dverr *err)
@@ -158,6 +160,8 @@ struct mount_ctx {
     const char *metrics_listen;      /* or NULL */
     struct health_server *metrics;   /* started in on_mounted (after the daemon forks) */
     struct health *health;           /* records the capture loop's passes (health.h) */
+    const char *mountpoint;
+    struct repo *repo;
 };
 
 /* ---- the capture loop's passes into the state files and metrics_file (health.h) ---- */
@@ -186,6 +190,8 @@ static void on_mounted(void *arg)
         struct ops_capture_observer obs = {h_pass, h_env_done, m->health};
         ops_observe_captures(m->ops, &obs);
     }
+    service_daemon_ready();                      /* the background mount: release the caller */
+    service_mount_ready(m->mountpoint, m->repo); /* systemd: READY=1 once it serves */
     if (m->ops && m->capture_every > 0 && ops_capture_loop_start(m->ops, m->capture_every, &err))
         log_error("mount: capture loop: %s", dverr_msg(&err));
 }
@@ -277,6 +283,11 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
             return EXIT_USAGE;
         }
     }
+    /* in the background: fork now, before the catalog is opened (see service.h) */
+    if (!foreground && (rc = service_daemon_start()) != 0) {
+        fprintf(stderr, "dvsnap mount: cannot fork: %s\n", strerror(-rc));
+        return EXIT_FAIL;
+    }
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
@@ -313,7 +324,7 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
     }
     struct fs_control control = {&ops_control, ops};
     struct fs_source src = {&repo_source_ops, repo};
-    struct mount_ctx mctx = {ops, every, cfg, metrics_listen, NULL, NULL};
+    struct mount_ctx mctx = {ops, every, cfg, metrics_listen, NULL, NULL, mp, repo};
     if (ops && health_new(cfg, repo, cli->meter, dv, &mctx.health)) {
         ops_free(ops);
         cache_free(cache);
@@ -321,7 +332,7 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
     }
     struct fs_opts fo = {0};
     fo.mountpoint = mp;
-    fo.foreground = foreground;
+    fo.foreground = true; /* a background mount forked already, in service_daemon_start */
     fo.allow_other = allow_other;
     fo.debug = debug;
     fo.max_threads = threads;
@@ -333,6 +344,7 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
     fo.on_mounted_ctx = &mctx;
     rc = fs_run(&fo, &src, &err);
     health_serve_stop(mctx.metrics);
+    service_mount_stopped();
     ops_free(ops);
     health_free(mctx.health);
     cache_free(cache);

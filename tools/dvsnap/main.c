@@ -10,6 +10,7 @@
 
 #include "backend/base/log.h"
 #include "tools/dvsnap/cli.h"
+#include "tools/dvsnap/service.h"
 
 /* ---- global options ---- */
 enum { G_CONFIG = 1000, G_JSON, G_VERSION, G_NOW, G_HELP = 'h', G_QUIET = 'q', G_VERBOSE = 'v' };
@@ -161,6 +162,10 @@ const struct command cli_commands[] = {
      "  asked for on the terminal (refused, exit 3, when stdin is not one); a dry run needs no\n"
      "  confirmation. Prints a per-table summary (or, with --json, the outcome document).\n"
      "  --wait shows progress lines on stderr even when it is not a terminal.\n" POINT_FORMS},
+    {"complete", cmd_complete, NULL, "", false,
+     "names for shell completion (environments, points, tables)",
+     "usage: dvsnap complete envs | points ENV | tables ENV POINT\n"
+     "  One name per line, from the repository alone (no request to the service).\n"},
 };
 const size_t cli_n_commands = sizeof cli_commands / sizeof cli_commands[0];
 
@@ -242,6 +247,9 @@ static int find_command(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    int helper_rc = mount_helper_argv(&argc, &argv); /* run by mount(8) for /etc/fstab */
+    if (helper_rc >= 0)
+        return helper_rc;
     struct cli cli = {0};
     /* Secrets live in this process's memory: no core dumps, no ptrace by other users. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
@@ -324,7 +332,7 @@ int main(int argc, char **argv)
     }
     if (!cmd) { /* help [COMMAND] */
         const struct command *c = np > 1 ? find(pos[1]) : NULL;
-        if (np > 1 && !c) {
+        if (np > 1 && !c && strcmp(pos[1], "help") != 0) {
             fprintf(stderr, "dvsnap: unknown command '%s'\n", pos[1]);
             usage(stderr);
             goto out;

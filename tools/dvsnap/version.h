@@ -5,7 +5,7 @@
 #define DVSNAP_VERSION_H
 
 #ifndef DVSNAP_VERSION
-#define DVSNAP_VERSION "0.5.0"
+#define DVSNAP_VERSION "0.1.0"
 #endif
 
 #endif
