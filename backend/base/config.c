@@ -76,6 +76,8 @@ static const struct key_def keys[] = {
     {"s3_auth", K_CHOICE, OFF(s3_auth), "key", 0, 0, auth_s3},
     {"aws_metadata_endpoint", K_METADATA_URL, OFF(aws_metadata_endpoint),
      "http://169.254.169.254", 0, 0, NULL},
+    {"password_file", K_PATH, OFF(password_file), NULL, 0, 0, NULL},
+    {"password_command", K_STR, OFF(password_command), NULL, 0, 0, NULL},
     /* retention: the first six keys, in this order, are the ones retention.<env>.<key> sets */
     {"keep_daily", K_KEEP, OFF(retention.keep_daily), "0", 0, 0, NULL},
     {"keep_weekly", K_KEEP, OFF(retention.keep_weekly), "0", 0, 0, NULL},

@@ -91,6 +91,10 @@ struct config {
     char *azure_federated_token_file; /* workload identity; NULL: $AZURE_FEDERATED_TOKEN_FILE */
     char *s3_auth;            /* "key" (default) or "instance-profile" */
     char *aws_metadata_endpoint; /* instance metadata (IMDSv2); default http://169.254.169.254 */
+    /* the repository's passphrase (issue 16): a file (mode 0600, read as a secret file) or a
+     * command whose standard output it is; at most one; NULL when unset */
+    char *password_file;
+    char *password_command;   /* run with /bin/sh -c */
     uint64_t set_keys;        /* bit i: key i of config.c's table was given (file or env) */
 };
 

@@ -63,7 +63,7 @@ static int render(struct table_job *j, const struct json_node *rec, const char *
     if (!*key)
         return dverr_set(&j->err, -EPROTO, "a record of %s has no primary key %s",
                          j->t->logical_name, j->t->primary_id);
-    *hash = repo_line_hash(j->line.data, j->line.len);
+    *hash = repo_line_hash(j->cap->repo, j->line.data, j->line.len);
     return 0;
 }
 
@@ -210,7 +210,7 @@ static int hash_prev_line(void *ctx, const char *key, size_t key_len, const char
         return -ECANCELED;
     struct km_entry *e = km_get(&j->map, key, key_len, false, NULL);
     if (e && (e->flags & KM_OLD) && !(e->flags & KM_HASHED) && e->old_len == line_len) {
-        e->old_hash = repo_line_hash(line, line_len);
+        e->old_hash = repo_line_hash(j->cap->repo, line, line_len);
         e->flags |= KM_HASHED;
     }
     return 0;

@@ -700,7 +700,7 @@ static int execute(struct run *r, time_t started, bool resumed)
     if (!rc) {
         char name[300];
         erase_journal_name(r->req->env, name, sizeof name);
-        rc = repo_doc_del(r->repo, name, r->err);
+        rc = repo_erase_doc_del(r->repo, name, r->err);
     }
     if (!rc) /* this machine's state is rebuilt already (repo_env_catalog_refresh) */
         rc = repo_erasure_noted(r->repo, r->req->env, r->err);
@@ -784,7 +784,7 @@ int erase_run(struct repo *repo, const struct erase_request *req, struct erase_r
         struct buf doc = BUF_INIT;
         struct dverr ignore = {0};
         erase_journal_name(req->env, name, sizeof name);
-        rep->unfinished = repo_doc_get(repo, name, &doc, &ignore) == 0;
+        rep->unfinished = repo_erase_doc_get(repo, name, &doc, &ignore) == 0;
         buf_release(&doc);
     }
     struct run r = {repo, req, rep, err, NULL, 0, NULL, 0, {0}, {0}, BUF_INIT};

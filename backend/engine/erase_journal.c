@@ -57,7 +57,7 @@ int erase_journal_write(struct run *r, time_t started)
     }
     buf_addstr(&j, "]}\n");
     erase_journal_name(r->req->env, name, sizeof name);
-    int rc = j.data ? repo_doc_put(r->repo, name, j.data, r->err)
+    int rc = j.data ? repo_erase_doc_put(r->repo, name, j.data, r->err)
                     : dverr_set(r->err, -ENOMEM, "out of memory");
     buf_release(&j);
     return rc;
@@ -73,7 +73,7 @@ int erase_journal_read(struct repo *repo, const char *env, struct targets *t, st
     struct json_doc *jd = NULL;
     erase_journal_name(env, name, sizeof name);
     struct dverr e2 = {0};
-    int rc = repo_doc_get(repo, name, &doc, &e2);
+    int rc = repo_erase_doc_get(repo, name, &doc, &e2);
     if (rc) {
         buf_release(&doc);
         return rc == -ENOENT ? rc : dverr_set(err, rc, "%s", dverr_msg(&e2));
@@ -171,7 +171,7 @@ int erase_log_write(struct run *r, time_t started, time_t finished, bool resumed
     buf_addstr(&j, "]}\n");
     snprintf(r->rep->log_name, sizeof r->rep->log_name, "erasures/%s/%s-%.12s.json",
              r->req->env, pn, fp);
-    rc = j.data ? repo_doc_put(r->repo, r->rep->log_name, j.data, r->err)
+    rc = j.data ? repo_erase_doc_put(r->repo, r->rep->log_name, j.data, r->err)
                 : dverr_set(r->err, -ENOMEM, "out of memory");
     buf_release(&j);
     return rc;

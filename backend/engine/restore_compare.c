@@ -202,7 +202,7 @@ struct digest_ctx {
 
 static int dl_hash(void *ctx, const void *data, size_t len)
 {
-    sha256_stream_update(ctx, data, len);
+    crypt_hash_update(ctx, data, len);
     return 0;
 }
 
@@ -220,27 +220,30 @@ static int file_digest(void *ctx, const char *column, const struct json_node *va
     if (!value || value->type != JSON_STRING)
         return 1;
     if (!strcmp(column, "documentbody")) {
+        /* as a blob id of the repository (keyed when it is encrypted), as the point's are */
         struct buf raw = BUF_INIT;
         if (base64_decode(value->str, value->str_len, &raw)) {
             buf_release(&raw);
-            sha256_hex(value->str, value->str_len, hex);
+            repo_blob_id(d->c->repo, value->str, value->str_len, hex);
             return 0;
         }
-        sha256_hex(raw.data ? raw.data : "", raw.len, hex);
+        repo_blob_id(d->c->repo, raw.data ? raw.data : "", raw.len, hex);
         buf_release(&raw);
         return 0;
     }
     if (d->files)
         return 1; /* a file id without bytes in the point: nothing to restore */
     /* the live target: hash its bytes */
-    struct sha256_stream *s = sha256_stream_new();
+    struct crypt_hash *s = repo_blob_id_stream(d->c->repo);
+    if (!s)
+        return -ENOMEM;
     char *name = NULL;
     char id[256];
     snprintf(id, sizeof(id), "%.*s", (int)d->key_len, d->key);
     int rc = dv_file_download(d->c->dv, &d->c->target, d->entity_set, id, column, dl_hash, s,
                               &name, d->c->err);
     free(name);
-    sha256_stream_finish(s, hex);
+    crypt_hash_finish(s, hex);
     if (rc == -ENOENT) {
         dverr_clear(d->c->err);
         return 1;

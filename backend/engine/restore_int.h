@@ -12,8 +12,9 @@
  * keys sorted by bytes: the primary key, annotation keys ("x@..." and "@odata.etag") and fields
  * the service does not let us set (not valid for update) are left out; nulls are left out (absent
  * and null are the same); a lookup "_x_value" stays as the referenced id; a file column or a
- * note's documentbody becomes "sha256:<hex>" of its bytes (a blob id is that hash already). Two
- * records with the same normalised content need no write.
+ * note's documentbody becomes "sha256:<hex>", the blob id its bytes have in the repository
+ * (repo_blob_id: their SHA-256, keyed in an encrypted repository). Two records with the same
+ * normalised content need no write.
  * Threading: restore_plan.c's functions keep no shared state (thread-safe). A restore runs on
  * one thread, the caller's: struct rctx and everything it points to belong to that thread alone,
  * so none of their fields has a lock (the cancel flag it points at is atomic: any thread may set

@@ -7,11 +7,14 @@
 #include "backend/repo/catalog.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend/repo/catalog_int.h"
 
@@ -60,6 +63,22 @@ int catalog_fail(const struct catalog *c, sqlite3 *db, int code, const char *wha
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
 }
 
+/* The catalog's files are 0600: SQLite creates the database 0644 (less the umask) and its -wal
+ * and -shm take the database file's mode when they are made, so the database is made private
+ * right after the open, before the first write creates the others (an empty file is all that was
+ * ever open to others). Only SQLite opens these files (rel_hygiene): chmod, not open. */
+static void catalog_files_private(const char *path)
+{
+    char p[PATH_MAX];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (snprintf(p, sizeof p, "%s%s", path, suffix[i]) < (int)sizeof p && lstat(p, &st) == 0 &&
+            S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077))
+            chmod(p, 0600);
+    }
+}
+
 static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
 {
     sqlite3 *db = NULL;
@@ -70,6 +89,7 @@ static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
         sqlite3_close(db);
         return rc;
     }
+    catalog_files_private(c->path);
     sqlite3_busy_timeout(db, 30000);
     /* auto_vacuum takes effect on a new file only (an older catalog gets it with the VACUUM of
      * its format upgrade): the packed state is rewritten whole, so its old pages are given back

@@ -2,11 +2,21 @@
  * manifests, content-addressed blobs, and the local SQLite catalog.
  *
  * Object layout in the store (objstore.h):
- *   config                                 repository id and format version
- *   objects/<2 hex>/<sha256>               segments and blobs; the name is the SHA-256 of the bytes
+ *   config                                 repository id, format version, encryption
+ *   keys/<id>                              key objects (encrypted repositories; keys.h)
+ *   objects/<2 hex>/<id>                   segments and blobs; the id is the SHA-256 of the bytes,
+ *                                          or in an encrypted repository their HMAC-SHA-256
  *   points/<env>/<YYYY-MM-DDTHHMMSSZ>.json restore-point manifests; a point exists iff this exists
  *   envs/<env>.json                        the environment as the admin API last described it
  * Objects are immutable and written (durably) before the manifest that names them.
+ *
+ * Encryption (issue 16; crypt.h): a repository created by repo_init with encrypt set (format 2)
+ * stores every segment, blob, manifest and environment document sealed with AES-256-GCM under its
+ * master key, which key objects hold wrapped by passphrases; object names are keyed. repo_open
+ * asks keys.h for the passphrase and refuses a wrong one at once. An unencrypted repository
+ * (format 1) is opened as before, but not when a passphrase is configured: a store whose config
+ * was swapped for an unencrypted one must not be believed. The config, the key objects and the
+ * leases stay in clear (they hold no data of the tenant).
  *
  * A segment holds entries (op, key, line) sorted by key bytes, in independent zstd frames of about
  * 1 MiB with an index, so a table at a point is a k-way merge of its segment chain (newest wins,
@@ -30,6 +40,8 @@
 #include <time.h>
 
 #include "backend/base/config.h"
+#include "backend/repo/crypt.h"
+#include "backend/repo/keys.h"
 #include "backend/repo/point.h"
 #include "backend/repo/segment.h"
 #include "backend/objstore/objstore.h"
@@ -37,14 +49,17 @@
 
 struct repo;
 
-/* Create a new repository at cfg->repository (-EEXIST when one exists). */
-int repo_init(const struct config *cfg, struct dverr *err);
+/* Create a new repository at cfg->repository (-EEXIST when one exists): encrypted with a new
+ * master key and one key object for the configured passphrase (keys.h), or, with encrypt false,
+ * unencrypted (refused with -EINVAL while a passphrase is configured). */
+int repo_init(const struct config *cfg, bool encrypt, struct dverr *err);
 /* Open an existing repository (-ENOENT with a hint to run `dvsnap init` when there is none).
  * The catalog is <repository>/catalog.db for a directory repository, else under cfg->cache_dir. */
 int repo_open(const struct config *cfg, struct repo **out, struct dverr *err);
-/* Same over a given store (tests, fault injection). Takes ownership of store. */
-int repo_open_store(struct objstore *store, const char *catalog_path, struct repo **out,
-                    struct dverr *err);
+/* Same over a given store (tests, fault injection), encrypted with crypt or unencrypted (NULL).
+ * Takes ownership of store and crypt. */
+int repo_open_store(struct objstore *store, struct crypt *crypt, const char *catalog_path,
+                    struct repo **out, struct dverr *err);
 void repo_free(struct repo *r); /* accepts NULL */
 struct objstore *repo_store(struct repo *r);
 
@@ -95,7 +110,30 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
                             size_t line_len),
                   void *ctx, struct dverr *err);
 
+/* What the repository is, for people: "encrypted (...), opened with key ID" or "not encrypted". */
+void repo_describe(struct repo *r, char *out, size_t n);
+bool repo_encrypted(struct repo *r);
+
+/* ---- keys of an encrypted repository (repo_keys.c; keys.h has the format) ---- */
+/* The key objects, sorted by creation; current: the index of the one that opened r, or n. */
+int repo_key_list(struct repo *r, struct key_info **out, size_t *n, size_t *current,
+                  struct dverr *err);
+/* Add a key object for pass; id receives its id. */
+int repo_key_add(struct repo *r, const void *pass, size_t pass_len, char id[KEYS_ID_HEX + 1],
+                 struct dverr *err);
+/* Remove key id: refused (-EPERM) for the key that opened r and for the last key. */
+int repo_key_remove(struct repo *r, const char *id, struct dverr *err);
+/* Replace the key that opened r by one for pass: the new key object is written and opened again
+ * before the old one is removed, so a crash at any point leaves a key that opens the repository
+ * (the old passphrase's, the new one's, or both). id receives the new key's id. */
+int repo_key_passwd(struct repo *r, const void *pass, size_t pass_len, char id[KEYS_ID_HEX + 1],
+                    struct dverr *err);
+
 /* ---- blobs (attachments, file columns, schema documents) ---- */
+/* The id a blob of these bytes has in r (keyed in an encrypted repository): what a restore
+ * compares a target's file with. The stream form returns NULL on out of memory. */
+void repo_blob_id(struct repo *r, const void *data, size_t len, char id[65]);
+struct crypt_hash *repo_blob_id_stream(struct repo *r); /* crypt.h: update, then finish */
 int repo_blob_put(struct repo *r, const void *data, size_t len, char id[65], struct dverr *err);
 /* The largest blob repo_blob_get reads (into memory): a capture keeps no larger file. */
 #define REPO_BLOB_MAX ((uint64_t)2 << 30)
@@ -142,8 +180,9 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
 /* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
  * if asked for, and at commit). Bounds memory to the tables being read. */
 void repo_capture_state_done(struct repo_capture *c, const char *table);
-/* 64-bit hash a full read compares records by (first 8 bytes of SHA-256 of the line). */
-uint64_t repo_line_hash(const char *line, size_t len);
+/* 64-bit hash a full read compares records by: the first 8 bytes of the line's id (crypt_id: its
+ * SHA-256, keyed in an encrypted repository, so the catalog holds no plain hash of a record). */
+uint64_t repo_line_hash(struct repo *r, const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
  * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
  * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
@@ -228,9 +267,9 @@ int repo_env_catalog_refresh(struct repo *r, const char *env, struct dverr *err)
 int repo_erasure_noted(struct repo *r, const char *env, struct dverr *err);
 /* Small documents of the erasure: erase/<env>.journal.json (the work in progress) and
  * erasures/<env>/<name>.json (the log). name is checked (objstore_name_ok, under those two). */
-int repo_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err);
-int repo_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err);
-int repo_doc_del(struct repo *r, const char *name, struct dverr *err);
+int repo_erase_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err);
+int repo_erase_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err);
+int repo_erase_doc_del(struct repo *r, const char *name, struct dverr *err);
 /* The names under prefix (sorted). */
 int repo_doc_list(struct repo *r, const char *prefix, char ***names, size_t *n,
                   struct dverr *err);

@@ -25,17 +25,12 @@
 
 int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr *err)
 {
-    return segment_writer_new_in(r->store, r->tmp_dir, out, err);
+    return segment_writer_new_in(r->store, r->crypt, r->tmp_dir, out, err);
 }
 
-uint64_t repo_line_hash(const char *line, size_t len)
+uint64_t repo_line_hash(struct repo *r, const char *line, size_t len)
 {
-    char h[65];
-    sha256_hex(line, len, h);
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++)
-        v = (v << 4) | (uint64_t)(h[i] <= '9' ? h[i] - '0' : h[i] - 'a' + 10);
-    return v;
+    return crypt_line_hash(r->crypt, line, len);
 }
 
 /* The size of segment k of pt without a request: the manifest's record, else what this process
@@ -168,6 +163,7 @@ void repo_capture_abort(struct repo_capture *c)
 }
 
 struct rebuild_ctx {
+    struct repo *r;
     struct catalog_capture *cc;
     const char *table;
     bool hashes;             /* the capture keeps hashes for this table (no delta link) */
@@ -177,7 +173,8 @@ static int rebuild_put(void *ctx, const char *key, size_t key_len, const char *l
 {
     struct rebuild_ctx *c = ctx;
     return catalog_capture_put(c->cc, c->table, key, key_len,
-                               c->hashes ? repo_line_hash(line, line_len) : 0, line_len, false);
+                               c->hashes ? repo_line_hash(c->r, line, line_len) : 0, line_len,
+                               false);
 }
 
 /* Replace env's capture state with the records of p (NULL: empty). */
@@ -189,7 +186,7 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     if (rc)
         return rc;
     for (size_t i = 0; p && i < p->n_tables && !rc; i++) {
-        struct rebuild_ctx c = {cc, p->tables[i].name, !p->tables[i].delta_link};
+        struct rebuild_ctx c = {r, cc, p->tables[i].name, !p->tables[i].delta_link};
         rc = table_iterate(r, p, p->tables[i].name, rebuild_put, &c, err);
     }
     if (rc) {
@@ -353,7 +350,7 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err)
 {
     struct repo *r = c->r;
-    struct buf doc = BUF_INIT;
+    struct buf doc = BUF_INIT, sealed = BUF_INIT;
     int rc = 0;
     if (!p->env && !(p->env = strdup(c->env))) {
         rc = dverr_set(err, -ENOMEM, "out of memory");
@@ -391,7 +388,10 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
             goto out;
         }
         struct dverr e2 = {0};
-        rc = r->store->ops->put_if_absent(r->store->impl, obj, doc.data, doc.len, &e2);
+        buf_reset(&sealed);
+        if ((rc = repo_doc_seal(r, "manifest", obj, doc.data, doc.len, &sealed, err)))
+            goto out;
+        rc = r->store->ops->put_if_absent(r->store->impl, obj, sealed.data, sealed.len, &e2);
         if (rc == -EEXIST && attempt < 1000) {
             t++;
             continue;
@@ -410,6 +410,7 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
                  "it", p->env, p->name, dverr_msg(&ce));
 out:
     buf_release(&doc);
+    buf_release(&sealed);
     repo_capture_abort(c);
     return rc;
 }

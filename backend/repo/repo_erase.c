@@ -68,7 +68,7 @@ int repo_segment_iterate(struct repo *r, const char *id,
 {
     struct segment_merge *m = NULL;
     char *ids[1] = {(char *)id};
-    int rc = segment_merge_open(r->store, ids, 1, true, &m, err);
+    int rc = segment_merge_open(r->store, r->crypt, ids, 1, true, &m, err);
     struct segment_entry e;
     while (!rc && (rc = segment_merge_next(m, &e, err)) == 1)
         rc = fn(ctx, &e);
@@ -138,11 +138,13 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
     if (rc)
         return rc == -ENOENT ? dverr_set(err, rc, "no point %s/%s to replace", p->env, p->name)
                              : rc;
-    struct buf doc = BUF_INIT;
+    struct buf doc = BUF_INIT, sealed = BUF_INIT;
     if ((rc = manifest_render(p, &doc, err)))
         return rc;
-    rc = r->store->ops->put(r->store->impl, obj, doc.data, doc.len, err);
+    if (!(rc = repo_doc_seal(r, "manifest", obj, doc.data, doc.len, &sealed, err)))
+        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
     buf_release(&doc);
+    buf_release(&sealed);
     if (rc)
         return rc;
     struct dverr ce = {0};
@@ -309,24 +311,33 @@ static bool doc_name_ok(const char *name)
            objstore_name_ok(name);
 }
 
-int repo_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err)
+int repo_erase_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err)
 {
     if (!doc_name_ok(name))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
-    return r->store->ops->put(r->store->impl, name, text, strlen(text), err);
-}
-
-int repo_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err)
-{
-    if (!doc_name_ok(name))
-        return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
-    int rc = r->store->ops->get(r->store->impl, name, 0, OBJSTORE_TO_END, out, err);
-    if (!rc && out->len > (64u << 20))
-        rc = dverr_set(err, -EIO, "%s is too large", name);
+    struct buf sealed = BUF_INIT;
+    int rc = repo_doc_seal(r, "erasedoc", name, text, strlen(text), &sealed, err);
+    if (!rc)
+        rc = r->store->ops->put(r->store->impl, name, sealed.data, sealed.len, err);
+    buf_release(&sealed);
     return rc;
 }
 
-int repo_doc_del(struct repo *r, const char *name, struct dverr *err)
+int repo_erase_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err)
+{
+    if (!doc_name_ok(name))
+        return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
+    struct buf stored = BUF_INIT;
+    int rc = r->store->ops->get(r->store->impl, name, 0, OBJSTORE_TO_END, &stored, err);
+    if (!rc && stored.len > (64u << 20))
+        rc = dverr_set(err, -EIO, "%s is too large", name);
+    if (!rc)
+        rc = repo_doc_open(r, "erasedoc", name, &stored, out, err);
+    buf_release(&stored);
+    return rc;
+}
+
+int repo_erase_doc_del(struct repo *r, const char *name, struct dverr *err)
 {
     if (!doc_name_ok(name))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");

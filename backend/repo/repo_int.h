@@ -29,9 +29,15 @@
 #define LOCK_WAIT_MS (300 * 1000)
 
 struct catalog;
+struct crypt;
 
 struct repo {
     struct objstore *store;  /* immutable after open (the store is thread-safe) */
+    struct crypt *crypt;     /* immutable after open: the master key of an encrypted repository,
+                                NULL for an unencrypted one (crypt.h; thread-safe) */
+    char repo_id[40];        /* immutable after open: the config's id ("" when opened by store) */
+    char key_id[40];         /* the key object that opened it, or "": set at open, changed only by
+                                repo_key_passwd (a command's one thread, nothing else running) */
     char *catalog_path;      /* immutable after open */
     char *tmp_dir;           /* immutable after open: segment writers' temp files */
     char *lock_dir;          /* immutable after open: the lock files above */
@@ -80,6 +86,16 @@ int repo_hold_names(struct repo *r, const char *env, struct name_list *out, stru
 int repo_erasure_marker(struct repo *r, const char *env, char *out, size_t n, struct dverr *err);
 /* The catalog's key that remembers it. */
 void repo_erasure_marker_key(const char *env, char *out, size_t n);
+/* ---- sealed documents (repo.c) ----
+ * Manifests and environment documents of an encrypted repository are sealed whole (crypt.h) with
+ * their object name as identity ("manifest:points/<env>/<name>.json", "envdoc:envs/<env>.json"),
+ * so an older manifest stored under a newer point's name, or one environment's document under
+ * another's, does not open. Unencrypted: the bytes as they are. */
+int repo_doc_seal(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                  struct buf *out, struct dverr *err);
+/* Opened (or copied) into out; -EIO naming the object when it does not open. */
+int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struct buf *stored,
+                  struct buf *out, struct dverr *err);
 
 /* ---- capture state (repo_capture.c) ---- */
 /* Replace env's capture state in cat with the records of p (NULL: empty). */

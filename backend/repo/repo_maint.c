@@ -494,7 +494,7 @@ static const char *check_once(struct check_state *s, const char *id, bool segmen
     } else if (segment) {
         uint64_t size = 0;
         struct dverr ignore = {0};
-        rc = segment_verify(s->r->store, id, NULL, &e);
+        rc = segment_verify(s->r->store, s->r->crypt, id, NULL, &e);
         if (s->r->store->ops->stat(s->r->store->impl, name, &size, &ignore) == 0)
             s->rep->bytes_checked += size;
     } else {

@@ -72,14 +72,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     segment_object_name(id, m.name);
     struct dverr e = {0};
     uint64_t entries = 0;
-    int vrc = segment_verify(&store, id, &entries, &e);
+    int vrc = segment_verify(&store, NULL, id, &entries, &e);
     if (vrc != 0 && vrc != -EIO)
         abort();
     char *ids[2] = {id, id};
     for (int keep = 0; keep < 2; keep++) {
         struct segment_merge *mg = NULL;
         struct dverr me = {0};
-        int rc = segment_merge_open(&store, ids, 2, keep != 0, &mg, &me);
+        int rc = segment_merge_open(&store, NULL, ids, 2, keep != 0, &mg, &me);
         uint64_t n = 0;
         struct segment_entry ent;
         while (rc == 0 && (rc = segment_merge_next(mg, &ent, &me)) == 1) {

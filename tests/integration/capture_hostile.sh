@@ -56,7 +56,7 @@ check_eq "no path under the test directory is named after a hostile table" "" \
   "$(cd "$T" && find . -path ./mnt -prune -o \( -name passwd -o -name '*ostile*' -o -name '*ctl*' -o -name 'etc' \) -print)"
 check "the repository lists objects" test -n "$(repo_list | head -1)"
 check_eq "the repository holds only known kinds of paths" "" \
-  "$(repo_list | grep -vE '^(config|catalog\.db(-wal|-shm)?|envs/[a-z0-9-]+\.json|points/[a-z0-9-]+/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.json|objects/[0-9a-f]{2}/[0-9a-f]{64}|tmp/.*|locks/[a-z0-9-]+\.(lock|lease\.[0-9]+))$')"
+  "$(repo_list | grep -vE '^(config|catalog\.db(-wal|-shm)?|envs/[a-z0-9-]+\.json|points/[a-z0-9-]+/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z\.json|objects/[0-9a-f]{2}/[0-9a-f]{64}|keys/[0-9a-f]{32}|tmp/.*|locks/[a-z0-9-]+\.(lock|lease\.[0-9]+))$')"
 
 # the mount: sanitised, unique, stable names; bytes exact
 M="$T/mnt"

@@ -99,7 +99,7 @@ check "\$XDG_CONFIG_HOME/dvsnap/config is found without --config" \
 cp "$T/config" "$T/system.conf"; chmod 644 "$T/system.conf"
 check "the system-wide file when there is no user file" \
   env -u DVSNAP_CONFIG XDG_CONFIG_HOME="$T/empty" DVSNAP_SYSTEM_CONFIG="$T/system.conf" "$DVSNAP" points contoso-dev
-printf 'cache_dir = %s/c2\n' "$T" >"$T/bare.conf"; chmod 644 "$T/bare.conf"
+printf 'cache_dir = %s/c2\npassword_file = %s/password\n' "$T" "$T" >"$T/bare.conf"; chmod 644 "$T/bare.conf"
 env -u DVSNAP_CONFIG XDG_CONFIG_HOME="$T/empty" XDG_DATA_HOME="$T/data" DVSNAP_SYSTEM_CONFIG="$T/bare.conf" \
   "$DVSNAP" init >"$T/o.out" 2>&1
 check "the default repository is under \$XDG_DATA_HOME" test -f "$T/data/dvsnap/repo/config"

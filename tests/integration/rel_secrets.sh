@@ -60,9 +60,12 @@ rm -f "$T/proc/control-token"
 # ---- nothing anywhere ----
 where=("$T/proc" "$T/capture.log" "$T/repo" "$T/cache")
 hits_secret=$(grep -rlaF -- "$SECRET" "${where[@]}" 2>/dev/null)
+hits_password=$(grep -rlaF -- "$(tr -d '\n' <"$T/password")" "${where[@]}" 2>/dev/null)
 hits_token=$(grep -rlaE -- "$TOKEN_RE" "${where[@]}" 2>/dev/null)
 hits_auth=$(grep -rlai -- "authorization: bearer\|client_secret=" "${where[@]}" 2>/dev/null)
 check_eq "the secret is in no cmdline, environ, log, catalog, cache or object" "" "$hits_secret"
+check_eq "the repository password is in no cmdline, environ, log, catalog, cache or object" "" \
+  "$hits_password"
 check_eq "no token is in any cmdline, environ, log, catalog, cache or object" "" "$hits_token"
 check_eq "no Authorization header or client_secret form field is logged" "" "$hits_auth"
 check "the repository and catalog were searched ($(find "$T/repo" -type f | wc -l) files)" \
@@ -71,10 +74,11 @@ check "the repository and catalog were searched ($(find "$T/repo" -type f | wc -
 # ---- not dumpable ----
 # as uid 1001: a process that is not dumpable has the files under /proc/PID owned by root
 U=$T/u1001; mkdir -p "$U"
-cp "$T/secret" "$U/secret"
+cp "$T/secret" "$U/secret"; cp "$T/password" "$U/password"
 sed -e "s|^client_secret_file .*|client_secret_file = $U/secret|" -e "s|^repository .*|repository = $U/repo|" \
-  -e "s|^cache_dir .*|cache_dir = $U/cache|" "$T/config" >"$U/config"
-chown -R 1001:1001 "$U"; chmod 700 "$U"; chmod 600 "$U/config" "$U/secret"
+  -e "s|^cache_dir .*|cache_dir = $U/cache|" -e "s|^password_file .*|password_file = $U/password|" \
+  "$T/config" >"$U/config"
+chown -R 1001:1001 "$U"; chmod 700 "$U"; chmod 600 "$U/config" "$U/secret" "$U/password"
 as1001() { setpriv --reuid=1001 --regid=1001 --clear-groups env HOME="$U" "$@"; }
 as1001 "$DVSNAP" --config "$U/config" init >/dev/null 2>&1
 (cd "$U" && ulimit -c unlimited && exec setpriv --reuid=1001 --regid=1001 --clear-groups \

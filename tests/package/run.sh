@@ -136,11 +136,14 @@ check "the bash completion loads" \
 
 start_dvsim --seed demo
 install -m 0600 "$T/secret" "$ROOT/etc/dvsnap/secret"
+printf 'package-test-password\n' >"$T/password"
+install -m 0600 "$T/password" "$ROOT/etc/dvsnap/password"
 cat >"$ROOT/etc/dvsnap/config" <<CFG
 admin_url          = $DVSIM_URL
 token_url          = $DVSIM_URL/contoso/oauth2/v2.0/token
 client_id          = dvsnap-test
 client_secret_file = /etc/dvsnap/secret
+password_file      = /etc/dvsnap/password
 repository         = /var/lib/dvsnap/repo
 cache_dir          = /var/cache/dvsnap
 CFG

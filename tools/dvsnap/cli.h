@@ -52,7 +52,7 @@ enum cli_optval {
     O_INCLUDE_AUDIT = 'a', O_YES = 'y', O_CONFIRM = 'c', O_WAIT = 'w',
     O_ENV = 300, O_EVERY, O_CONCURRENCY, O_PASSES, O_LABEL, O_OFFLINE, O_READ_DATA,
     O_REBUILD_CATALOG, O_CAPTURE_EVERY, O_CACHE_SIZE, O_ALLOW_OTHER, O_DEBUG, O_THREADS,
-    O_NO_PASSTHROUGH, O_METRICS_LISTEN,
+    O_NO_PASSTHROUGH, O_METRICS_LISTEN, O_INSECURE_NO_ENCRYPTION, O_NEW_PASSWORD_FILE,
     O_REASON, O_FOR, O_TABLE, O_ID, O_WHERE, O_NO_RELATED, O_OVERRIDE_HOLD, O_LOG, /* issue 17 */
 };
 
@@ -97,6 +97,7 @@ int cmd_status(struct cli *, const struct cli_args *);
 int cmd_mount(struct cli *, const struct cli_args *);
 int cmd_umount(struct cli *, const struct cli_args *);
 int cmd_restore(struct cli *, const struct cli_args *);
+int cmd_key(struct cli *, const struct cli_args *); /* cmd_key.c: list, add, remove, passwd */
 int cmd_complete(struct cli *, const struct cli_args *); /* cmd_complete.c: names for completion */
 /* cmd_hold.c (hold release) and cmd_erase.c (erase), issue 17 */
 int cmd_hold(struct cli *, const struct cli_args *);

@@ -32,7 +32,7 @@ static int show_log(struct repo *repo, const char *env)
     int rc = repo_doc_list(repo, prefix, &names, &n, &err);
     for (size_t i = 0; !rc && i < n; i++) {
         struct buf doc = BUF_INIT;
-        if ((rc = repo_doc_get(repo, names[i], &doc, &err)) == 0)
+        if ((rc = repo_erase_doc_get(repo, names[i], &doc, &err)) == 0)
             fwrite(doc.data, 1, doc.len, stdout);
         buf_release(&doc);
     }

@@ -44,12 +44,16 @@ static const struct point_table *find_table(const struct point *p, const char *n
 int cmd_init(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
+    bool encrypt = true;
+    for (size_t i = 0; i < a->n_opts; i++)
+        if (a->opts[i].val == O_INSECURE_NO_ENCRYPTION)
+            encrypt = false;
     if (a->n_pos)
         return cli_usage_error(cli, "takes no arguments");
     struct config *cfg = cli_config(cli);
     if (!cfg)
         return EXIT_FAIL;
-    int rc = repo_init(cfg, &err);
+    int rc = repo_init(cfg, encrypt, &err);
     if (rc == -EEXIST) {
         fprintf(stderr, "dvsnap init: %s\n",
                 *dverr_msg(&err) ? dverr_msg(&err) : "a repository exists there");
@@ -58,7 +62,8 @@ int cmd_init(struct cli *cli, const struct cli_args *a)
     if (rc)
         return cli_fail(cli, rc, &err);
     if (!cli->quiet)
-        printf("created repository %s\n", cfg->repository);
+        printf("created %s repository %s\n", encrypt ? "an encrypted" : "an UNENCRYPTED",
+               cfg->repository);
     return EXIT_OK;
 }
 
@@ -577,15 +582,19 @@ int cmd_check(struct cli *cli, const struct cli_args *a)
     rc = repo_check(repo, read_data, &rep, &err);
     store_progress_stop(&sp);
     bool damaged = rc == -EIO || rep.n_damaged;
+    char kind[200];
+    repo_describe(repo, kind, sizeof kind);
     const char *verdict = rc == 0 ? "no errors" : rep.n_damaged ? "DAMAGED" : "failed";
     int code = damaged ? EXIT_DAMAGED : rc ? -1 : EXIT_OK;
     if (cli->json) {
         struct buf doc = BUF_INIT;
         buf_printf(&doc,
                    "{\"status\":\"%s\",\"read_data\":%s,\"catalog_rebuilt\":%s,\"points\":%" PRIu64
-                   ",\"objects_checked\":%" PRIu64 ",\"bytes_checked\":%" PRIu64 ",\"damaged\":[",
+                   ",\"objects_checked\":%" PRIu64 ",\"bytes_checked\":%" PRIu64
+                   ",\"encrypted\":%s,\"damaged\":[",
                    damaged ? "damaged" : rc ? "failed" : "ok", read_data ? "true" : "false",
-                   rebuild ? "true" : "false", rep.points, rep.objects_checked, rep.bytes_checked);
+                   rebuild ? "true" : "false", rep.points, rep.objects_checked, rep.bytes_checked,
+                   repo_encrypted(repo) ? "true" : "false");
         for (size_t i = 0; i < rep.n_damaged; i++) {
             if (i)
                 buf_addch(&doc, ',');
@@ -598,6 +607,8 @@ int cmd_check(struct cli *cli, const struct cli_args *a)
             code = EXIT_FAIL;
         buf_release(&doc);
     } else {
+        if (!cli->quiet)
+            printf("repository: %s\n", kind);
         for (size_t i = 0; i < rep.n_damaged; i++)
             printf("damaged: %s\n", rep.damaged[i]);
         if (!cli->quiet || rc)

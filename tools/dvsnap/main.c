@@ -60,6 +60,10 @@ static const struct option erase_opts[] = {
     {"yes", no_argument, NULL, O_YES},
     {"log", no_argument, NULL, O_LOG},
     {NULL, 0, NULL, 0}};
+static const struct option init_opts[] = {
+    {"insecure-no-encryption", no_argument, NULL, O_INSECURE_NO_ENCRYPTION}, {NULL, 0, NULL, 0}};
+static const struct option key_opts[] = {
+    {"new-password-file", required_argument, NULL, O_NEW_PASSWORD_FILE}, {NULL, 0, NULL, 0}};
 static const struct option umount_opts[] = {{"lazy", no_argument, NULL, O_LAZY},
                                             {NULL, 0, NULL, 0}};
 static const struct option restore_opts[] = {
@@ -77,9 +81,21 @@ static const struct option restore_opts[] = {
     "  RFC 3339 time (2026-11-21T09:30:00Z: the newest point at or before it).\n"
 
 const struct command cli_commands[] = {
-    {"init", cmd_init, NULL, "", false, "create a new repository",
-     "usage: dvsnap init\n"
-     "  Create the repository named by the configuration's `repository`.\n"},
+    {"init", cmd_init, init_opts, "", false, "create a new repository",
+     "usage: dvsnap init [--insecure-no-encryption]\n"
+     "  Create the repository named by the configuration's `repository`, encrypted with the\n"
+     "  password from password_file, password_command or the terminal; unencrypted only when\n"
+     "  asked for, and only while no password is configured.\n"},
+    {"key", cmd_key, key_opts, "", false, "manage the passwords of an encrypted repository",
+     "usage: dvsnap key list\n"
+     "       dvsnap key add [--new-password-file FILE]\n"
+     "       dvsnap key remove ID\n"
+     "       dvsnap key passwd [--new-password-file FILE]\n"
+     "  The repository opens with the configured password. add writes a key for another\n"
+     "  password (two or more open the same repository); remove refuses the key in use and the\n"
+     "  last key; passwd replaces the key in use (the new key is durable and read back before\n"
+     "  the old one goes). The new password comes from FILE (mode 0600) or is asked twice on\n"
+     "  the terminal.\n"},
     {"env", cmd_env, NULL, "", true, "list environments and what dvsnap does with them",
      "usage: dvsnap env list [--json]\n"
      "  Environments from the admin API with type, geo, region, retention, state and what is\n"
