@@ -1,6 +1,7 @@
 /* cmd_restore: `dvsnap restore ENV POINT --target ENV2 [--tables a,b] [--include-audit]
- * [--dry-run] [--yes | --confirm ENV2] [--wait]`, the command-line face of backend/restore (the same engine as
- * the mount's .restore file). POINT is a point name, "latest", or a manual backup's label.
+ * [--map FILE] [--fallback-owner systemuser:ID|team:ID] [--allow-business-logic] [--dry-run]
+ * [--yes | --confirm ENV2] [--wait]`, the command-line face of backend/restore (the same engine
+ * as the mount's .restore file; --map's FILE is made absolute for it). POINT is a point name, "latest", or a manual backup's label.
  * Without --yes the target's name is asked for on the terminal (as the admin center does) and
  * the command refuses when stdin is not a terminal; a dry run needs no confirmation. The restore
  * runs in this process; --wait (or a terminal on stderr) shows progress lines on stderr. The
@@ -74,13 +75,18 @@ int cmd_restore(struct cli *cli, int argc, char **argv)
         {"include-audit", no_argument, NULL, 'a'}, {"dry-run", no_argument, NULL, 'n'},
         {"yes", no_argument, NULL, 'y'},           {"wait", no_argument, NULL, 'w'},
         {"confirm", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *target = NULL, *tables = NULL, *confirm_arg = NULL;
-    bool audit = false, dry = false, yes = false, wait = false;
+        {"map", required_argument, NULL, 'm'},     {"fallback-owner", required_argument, NULL, 'f'},
+        {"allow-business-logic", no_argument, NULL, 'B'}, {NULL, 0, NULL, 0}};
+    const char *target = NULL, *tables = NULL, *confirm_arg = NULL, *map = NULL, *fallback = NULL;
+    bool audit = false, dry = false, yes = false, wait = false, logic = false;
+    char map_abs[4096];
     int ch;
     optind = 1;
-    while ((ch = getopt_long(argc, argv, "t:T:anywc:h", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "t:T:anywc:hm:f:B", opts, NULL)) != -1) {
         switch (ch) {
+        case 'm': map = optarg; break;
+        case 'f': fallback = optarg; break;
+        case 'B': logic = true; break;
         case 'c': confirm_arg = optarg; break;
         case 't': target = optarg; break;
         case 'T': tables = optarg; break;
@@ -90,10 +96,17 @@ int cmd_restore(struct cli *cli, int argc, char **argv)
         case 'w': wait = true; break;
         case 'h':
             printf("usage: dvsnap restore ENV POINT --target ENV2 [--tables a,b] "
-                   "[--include-audit] [--dry-run] [--yes | --confirm ENV2] [--wait]\n"
+                   "[--include-audit] [--map FILE]\n"
+                   "       [--fallback-owner systemuser:ID|team:ID] [--allow-business-logic] "
+                   "[--dry-run] [--yes | --confirm ENV2] [--wait]\n"
                    "Restores the point (or some of its tables) into the sandbox ENV2, writing "
                    "only what differs.\nPOINT: a point name, latest, or a manual backup's "
-                   "label. Without --yes the target's name is asked for on the terminal.\n");
+                   "label. Without --yes the target's name is asked for on the terminal.\n"
+                   "Users, teams, business units and currencies are matched to ENV2's; --map "
+                   "FILE adds or overrides\npairs ('<table> <source id> <target id>' a line). "
+                   "Rows whose owner has no match get the\n--fallback-owner (default: the "
+                   "application user dvsnap runs as). Plug-ins and flows are bypassed\n"
+                   "unless --allow-business-logic.\n");
             return EXIT_OK;
         default: return EXIT_USAGE;
         }
@@ -158,6 +171,21 @@ int cmd_restore(struct cli *cli, int argc, char **argv)
         buf_printf(&line, " confirm=%s", confirm);
     if (dry)
         buf_addstr(&line, " dry-run");
+    if (map) {
+        if (!realpath(map, map_abs)) {
+            rc = dverr_set(&err, -EINVAL, "--map %s: %s", map, strerror(errno));
+            goto out;
+        }
+        if (strpbrk(map_abs, " \t\r\n")) {
+            rc = dverr_set(&err, -EINVAL, "--map %s: a path without white space is needed", map);
+            goto out;
+        }
+        buf_printf(&line, " map=%s", map_abs);
+    }
+    if (fallback)
+        buf_printf(&line, " fallback_owner=%s", fallback);
+    if (logic)
+        buf_addstr(&line, " business-logic=run");
     rc = restore_request_parse(line.data, env, point, &req, &err);
     if (rc)
         goto out;
