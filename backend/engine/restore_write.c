@@ -195,8 +195,10 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
                   (fields || states);
     /* other tables take their state in the update itself */
     bool state_in_body = !create && !t->closable && states;
-    /* what is left to do after the upsert (and its deferred lookups) */
-    bool state_after = states && !state_in_body && !(reopen && state == 0);
+    /* what is left to do after the upsert (and its deferred lookups): the point's state, unless
+     * the update carried it or the reopen set it (an active record); a reopened record closes
+     * again */
+    bool state_after = (states || reopen) && !state_in_body && !(reopen && state == 0);
     struct restore_hooks h = {.ctx = c, .map = restore_map_lookup, .bind = bind_decide,
                               .body_blob = body_blob};
     rc = restore_body(t->def, json_root(doc), create, state_in_body, &h, &body, &later);
