@@ -143,11 +143,43 @@ static void test_schema(void **state)
     assert_string_equal(t->pk, "contactid");
     const struct col_def *c = dvschema_col_by_member(t, "_parentcustomerid_value", 23);
     assert_non_null(c);
-    assert_string_equal(c->nav, "parentcustomerid_account");
+    assert_string_equal(c->targets[0].nav, "parentcustomerid_account");
+    assert_string_equal(c->targets[1].nav, "parentcustomerid_contact");
+    assert_null(c->targets[2].table);
+    const struct lookup_target *g = NULL;
+    assert_ptr_equal(dvschema_col_by_nav(t, "parentcustomerid_contact", 24, &g), c);
+    assert_string_equal(g->table, "contact");
     assert_null(dvschema_col_by_member(t, "parentcustomerid", 16));
+    /* ownerid binds a user or a team through the same property */
+    const struct col_def *owner = dvschema_col_by_member(t, "_ownerid_value", 14);
+    assert_non_null(dvschema_lookup_target(owner, "team", "ownerid"));
+    assert_non_null(dvschema_lookup_target(owner, "systemuser", "ownerid"));
+    assert_null(dvschema_lookup_target(owner, "account", NULL));
     assert_int_equal(dvschema_env_index("fabrikam-prod", 13), 5);
     assert_false(dvschema_tables[T_PROJECT].change_tracking);
-    assert_true(dvschema_tables[T_AUDIT].read_only);
+    assert_int_equal(dvschema_tables[T_AUDIT].writes, TW_NONE);
+    assert_int_equal(dvschema_tables[T_ACTIVITYPARTY].writes, TW_NONE);
+    assert_int_equal(dvschema_tables[T_TEAM].writes, TW_PRINCIPAL);
+    assert_int_equal(dvschema_tables[T_CURRENCY].ownership, OWN_ORG);
+    assert_true(dvschema_tables[T_EMAIL].activity);
+    assert_string_equal(dvschema_tables[T_PHONECALL].pk, "activityid");
+    /* statecode is not valid for create; each status belongs to one state */
+    const struct table_def *inc = &dvschema_tables[T_INCIDENT];
+    assert_int_equal(dvschema_col_by_member(inc, "statecode", 9)->flags, COLF_UPDATE);
+    const struct col_def *st = dvschema_col_by_member(inc, "statuscode", 10);
+    assert_int_equal(dvschema_status_state(st, 5), 1);
+    assert_int_equal(dvschema_status_state(st, 6), 2);
+    assert_int_equal(dvschema_status_state(st, 99), -1);
+    assert_int_equal(dvschema_status_default(st, 0), 1);
+    assert_int_equal(dvschema_status_default(dvschema_col_by_member(&dvschema_tables[T_TASK], "statuscode", 10), 0), 2);
+    /* every table's records fit in its slice of table ids */
+    assert_true(N_TABLES <= TABLE_ID_STRIDE);
+    char a0[37], a1[37];
+    dvschema_app_user_id(0, a0);
+    dvschema_app_user_id(1, a1);
+    assert_string_equal(a0, "00000000-0000-0000-0000-00000000a001");
+    assert_string_not_equal(a0, a1);
+    assert_true(dvsim_guid_valid(a1, 36));
 }
 
 /* Every seeded line is already canonical (record_canonicalize gives back the same bytes), and the
@@ -191,7 +223,7 @@ static void test_seed_canonical_and_deterministic(void **state)
         buf_reset(&out);
         struct dverr err;
         dverr_clear(&err);
-        assert_int_equal(record_canonicalize(ln, len, dvschema_tables[tid % 16].pk, &out, &err), 0);
+        assert_int_equal(record_canonicalize(ln, len, dvschema_tables[tid % TABLE_ID_STRIDE].pk, &out, &err), 0);
         if (out.len != len || memcmp(out.data, ln, len) != 0)
             fail_msg("not canonical:\n%.*s\n%s", (int)len, ln, out.data);
         n++;

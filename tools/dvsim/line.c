@@ -528,3 +528,13 @@ void dvsim_iso_time(int64_t t, char out[32])
     gmtime_r(&tt, &tm);
     strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
+
+int dvsim_money_base(const char *money, const char *rate, char *out, size_t n)
+{
+    char *e1, *e2;
+    long double m = strtold(money, &e1), r = strtold(rate, &e2);
+    if (e1 == money || *e1 || e2 == rate || *e2 || r == 0)
+        return -EINVAL;
+    snprintf(out, n, "%.2Lf", m / r);
+    return 0;
+}
