@@ -193,7 +193,8 @@ check "request log lists requests with status and token fingerprint" \
 check "request log never holds a token" sh -c "! grep -qF '${ORG:0:40}' '$T/log'"
 since=$(jq .last "$T/log")
 curl -s -H "Authorization: Bearer $ORG" "$API/accounts?\$top=1" >/dev/null
-check_eq "?since= gives only newer requests" 1 "$(curl -s "$DVSIM_URL/_sim/requests?since=$since" | jq '.requests|length')"
+check_eq "?since= gives only newer requests: exactly that one" "1 $((since + 1)) GET /org/contoso-prod/api/data/v9.2/accounts" \
+  "$(curl -s "$DVSIM_URL/_sim/requests?since=$since" | jq -r '"\(.requests|length) \(.requests[0].seq) \(.requests[0].method) \(.requests[0].path)"')"
 
 # ---- --public-url: every generated URL uses the front's base (e.g. a TLS proxy) ----
 start_dvsim --seed demo --public-url https://front.example:8443/

@@ -359,8 +359,9 @@ void dvsim_reqlog_add(struct dvsim *d, const char *method, const char *path, int
                       const char *token, uint64_t bytes, const struct bypass *b, bool batch_part)
 {
     pthread_mutex_lock(&d->lock);
-    struct reqlog_entry *e = &d->log[d->log_seq % REQLOG_CAP];
-    e->seq = ++d->log_seq;
+    uint64_t seq = ++d->log_seq;
+    struct reqlog_entry *e = &d->log[seq % REQLOG_CAP]; /* where /_sim/requests looks for it */
+    e->seq = seq;
     snprintf(e->method, sizeof e->method, "%s", method);
     snprintf(e->path, sizeof e->path, "%s", path);
     e->status = status;

@@ -105,7 +105,7 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
-    if (c->type != COL_FILE) { /* a Base64 text column such as annotation.documentbody */
+    if (c->type == COL_MEMO) { /* a Base64 text column such as annotation.documentbody */
         struct lmember m[128];
         int nm = dvline_scan(line, len, m, 128);
         buf_reset(&r->out);

@@ -651,6 +651,8 @@ int webwrite_create_defaults(struct req *r, sqlite3 *db, const struct table_def 
             int rc = webwrite_set_lookup(r, db, rec, c, &dvschema_tables[T_CURRENCY], usd);
             if (rc)
                 return rc;
+        } else if (t->activity && !strcmp(c->name, "activitytypecode")) {
+            srec_set_str(rec, member, t->logical);
         } else if (c->type == COL_BOOLEAN)
             webwrite_set_col(rec, c, member, "false", 5);
         else
