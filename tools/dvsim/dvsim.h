@@ -2,10 +2,11 @@
  *
  * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
  * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
- * lines: scan, render, annotations), seed.c (the deterministic tenant), admin.c (token endpoint,
- * BAP routes), webapi*.c (reads, query options, change tracking, metadata), webwrite*.c (writes
- * and their rules, file columns, $batch; the files of both are listed in webapi_int.h),
- * sim.c (/_sim/).
+ * lines: scan, render, annotations), seed*.c (the deterministic tenant; listed in seed_int.h),
+ * admin.c (token endpoint, BAP routes), webapi*.c (reads, query options, change tracking,
+ * metadata), webwrite*.c (writes and the service's rules, privileges, activities and parties,
+ * actions, file and image columns, $batch; the files of both are listed in webapi_int.h), sim.c
+ * (/_sim/).
  *
  * Threading: one struct dvsim per process, shared by every connection thread. Fields that change
  * at runtime say which lock guards them. Each request owns its struct req. SQLite connections come

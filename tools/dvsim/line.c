@@ -3,7 +3,8 @@
  * stored). This module scans such lines without building a tree (fast enough to serve well over
  * 50,000 records/s), projects them for a response ($select, annotations), and builds and renders
  * member lists for writes. Values are scalars only; nested values are refused (-EINVAL).
- * Also small helpers: formatted values, URL encoding, GUIDs, the PRNG. Thread-safe. */
+ * Also small helpers: formatted values, amounts in the base currency, URL encoding, GUIDs, the
+ * PRNG. Thread-safe. */
 #include "tools/dvsim/dvsim.h"
 
 #include <ctype.h>
