@@ -102,10 +102,12 @@ static int defer(struct write_ctx *w, struct rtab *t, enum part_kind kind, const
 }
 
 /* The request that puts a record into state/status: CloseIncident for a resolved case,
- * WinOpportunity / LoseOpportunity for a closed opportunity, else a PATCH of statecode and
- * statuscode together. Fills method, path and body (owned). */
+ * WinOpportunity / LoseOpportunity for a closed opportunity (closed_on, the point's
+ * actualclosedate, as the close's actualend: the service would stamp today), else a PATCH of
+ * statecode and statuscode together. Fills method, path and body (owned). */
 static void state_write(const struct rtab *t, const char *key, size_t kl, int32_t state,
-                        int32_t status, const char **method, char **path, char **body)
+                        int32_t status, const char *closed_on, const char **method, char **path,
+                        char **body)
 {
     struct buf p = BUF_INIT, b = BUF_INIT;
     const char *name = t->def->logical_name;
@@ -123,8 +125,13 @@ static void state_write(const struct rtab *t, const char *key, size_t kl, int32_
         *method = "POST";
         buf_addstr(&p, action);
         buf_printf(&b, "{\"%s\":{\"subject\":\"Closed by dvsnap restore\",\"%s@odata.bind\":"
-                       "\"/%s(%.*s)\"}",
+                       "\"/%s(%.*s)\"",
                    param, bind, t->def->entity_set, (int)kl, key);
+        if (closed_on && *closed_on) {
+            buf_addstr(&b, ",\"actualend\":");
+            buf_add_json_string(&b, closed_on, strlen(closed_on));
+        }
+        buf_addch(&b, '}');
         if (status >= 0)
             buf_printf(&b, ",\"Status\":%d", (int)status);
         buf_addch(&b, '}');
@@ -188,6 +195,10 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     bool create = e->action == ACT_CREATE;
     int32_t state, status;
     restore_state_of(json_root(doc), &state, &status);
+    char closed_on[40] = "";
+    const char *cd = json_get_str(json_root(doc), "actualclosedate");
+    if (cd)
+        snprintf(closed_on, sizeof(closed_on), "%s", cd);
     bool states = t->has_state && (create ? state > 0 : (e->flags & RMAP_STATE_DIFFERS) != 0);
     bool fields = create || (e->flags & RMAP_FIELDS_DIFFER);
     /* a closed case, opportunity or activity takes no update until it is reopened */
@@ -227,7 +238,7 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     if (!rc && state_after) {
         const char *method;
         char *path, *sbody;
-        state_write(t, key, key_len, state, status, &method, &path, &sbody);
+        state_write(t, key, key_len, state, status, closed_on, &method, &path, &sbody);
         rc = deferred ? defer(w, t, K_STATE, method, path, sbody)
                       : restore_queue(c, t, K_STATE, method, path, sbody);
     }
