@@ -117,8 +117,9 @@ static void copy_without(struct drop_ctx *d, const struct json_node *obj, struct
     for (const struct json_node *m = obj->child; m; m = m->next) {
         if (refused_bind(m, d->id, d->id_len, d->response)) {
             if (!d->dropped++)
-                buf_printf(&d->what, "%s: lookup %.*s -> %s dropped: the target refused it",
-                           d->path, (int)(m->key_len - strlen("@odata.bind")), m->key, m->str);
+                buf_printf(&d->what, "%s: lookup %.*s -> %s dropped: %s", d->path,
+                           (int)(m->key_len - strlen("@odata.bind")), m->key, m->str,
+                           d->id_len ? "the target has no such record" : "the target refused it");
             continue;
         }
         if (kept++)
