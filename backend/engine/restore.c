@@ -15,19 +15,22 @@
  *   3. writes only the difference as one stream of $batch requests of up to 1000 parts with
  *      continue-on-error, across tables (so a difference of k records costs about k/1000
  *      requests): upserts (PATCH by key, idempotent) with tables ordered so referenced tables
- *      come first, lookups to records not yet created deferred to a second pass; then N:N
- *      associations ($ref); then deletes, referencing tables first. Every part's status is read;
- *      failed parts are retried (3 rounds, backing off); what still fails is counted per table;
- *   4. uploads file columns (dv_file_upload), sets the target to administration mode, and
- *      records the outcome.
+ *      come first, lookups to records not yet created deferred to a second pass, each record's
+ *      state written after it (restore_write.c); then N:N associations ($ref); then deletes,
+ *      referencing tables first. Every write carries the business-logic bypass headers unless
+ *      business logic is to run. Every part's status is read; failed parts are retried (3
+ *      rounds, backing off); what still fails is counted per table;
+ *   4. uploads file and image columns (dv_file_upload), sets the target to administration mode,
+ *      and records the outcome (with the mapping, the unmapped principals and the excluded
+ *      tables).
  * A rerun after a kill or a network loss recomputes the difference, so it converges without
  * duplicates (creates are upserts by the point's key). Throttling (429 + Retry-After) and
  * transient failures are retried by the transport; a $batch that still fails is sent again
  * (its parts are idempotent) before the restore gives up.
  *
  * This file holds the rules (validate), the safety backup and the steps; the steps' work is in
- * restore_compare.c (2), restore_write.c and restore_batch.c (3), restore_files.c (4), and what
- * they share in restore_int.h.
+ * restore_map.c and restore_compare.c (2), restore_parties.c, restore_write.c and
+ * restore_batch.c (3), restore_files.c (4), and what they share in restore_int.h.
  *
  * Memory: per affected table a key map of the target's keys (key + 16-byte digest, about 80 bytes
  * a record); record lines are streamed from the repository twice (compare, write) and never held.

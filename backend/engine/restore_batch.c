@@ -8,7 +8,7 @@
  * times; a target that answers $batch with 501 gets one request per part from then on. A part
  * whose bind the service refuses (404 "... With Id = X Does Not Exist": a record the target
  * lacks; or another 4xx that names the bind's id or navigation property) is sent again without
- * that lookup (drop_refused_binds; a refused party of an activity keeps its addressused), in
+ * that lookup (restore_drop_refused_binds; a refused party of an activity keeps its addressused), in
  * rounds not counted against the part (at most STRIP_ROUNDS). The parts of a batch run in
  * order, so a record's reopen, update and state write follow each other. Every write carries
  * the business-logic bypass headers (c->write_headers), on the $batch and on each part.
@@ -156,10 +156,7 @@ static void copy_without(struct drop_ctx *d, const struct json_node *obj, struct
     buf_addch(out, '}');
 }
 
-/* A part refused because of one of its binds (a record the target lacks, a bind it does not
- * take): drop the @odata.bind members the refusal names, so the record is written without that
- * lookup (and the outcome says so) instead of failing. Returns how many members were dropped. */
-static size_t drop_refused_binds(struct part *p, const char *response)
+size_t restore_drop_refused_binds(struct part *p, const char *response)
 {
     if ((p->kind != K_CREATE && p->kind != K_UPDATE && p->kind != K_BIND) || p->status < 400 ||
         p->status >= 500 || !p->body || !response || !strstr(p->body, "@odata.bind"))
@@ -284,7 +281,7 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n)
         p->error = buf_detach(&e);
         /* a lookup to a record the target lacks: sent again without it (in a round that
          * retry_failed does not count against the part) */
-        if (drop_refused_binds(p, items[i].response))
+        if (restore_drop_refused_binds(p, items[i].response))
             c->binds_dropped++;
         if (c->n_retry == c->cap_retry) {
             size_t cap = c->cap_retry ? c->cap_retry * 2 : 64;

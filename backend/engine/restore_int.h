@@ -348,6 +348,13 @@ int restore_queue(struct rctx *c, struct rtab *t, enum part_kind kind, const cha
                   char *path, char *body);
 /* Send the queued parts. */
 int restore_flush(struct rctx *c);
+/* A part (create, update, deferred bind) refused because of one of its binds (a record the
+ * target lacks: 404 "... With Id = X ..."; a bind it does not take: another 4xx naming the bind's
+ * id or navigation property): drop the @odata.bind members the refusal names, inside an
+ * activity's parties too (a party keeps its addressused; one naming nobody goes), so the record
+ * is written without that lookup instead of failing; counted in the table's lookups_dropped,
+ * the first named in its lookup_note. Returns how many members were dropped. */
+size_t restore_drop_refused_binds(struct part *p, const char *response);
 /* Send failed parts again (RETRY_ROUNDS, backing off); count what still fails per table. */
 int restore_retry_failed(struct rctx *c);
 void restore_part_release(struct part *p);

@@ -734,6 +734,67 @@ static void test_party_json(void **state)
     assert_string_equal(nav, "email_activity_parties");
 }
 
+
+/* ---------------------------------------------------------------- refused binds */
+
+static size_t drop(struct part *p, struct restore_table_outcome *o, const char *body, int status,
+                   const char *response)
+{
+    static struct rtab tab;
+    tab.out = o;
+    free(p->body);
+    memset(p, 0, sizeof(*p));
+    p->kind = K_CREATE;
+    p->method = "PATCH";
+    p->path = (char *)"emails(e1)";
+    p->tab = &tab;
+    p->status = status;
+    p->body = strdup(body);
+    return restore_drop_refused_binds(p, response);
+}
+
+static void test_refused_binds(void **state)
+{
+    struct restore_table_outcome o = {0};
+    struct part p = {0};
+    const char *email =
+        "{\"subject\":\"s\",\"regardingobjectid_account_email@odata.bind\":\"/accounts(a1)\","
+        "\"email_activity_parties\":[{\"participationtypemask\":1,"
+        "\"partyid_systemuser@odata.bind\":\"/systemusers(u1)\"},{\"participationtypemask\":2,"
+        "\"partyid_contact@odata.bind\":\"/contacts(c1)\",\"addressused\":\"c@x.y\"},"
+        "{\"participationtypemask\":2,\"partyid_contact@odata.bind\":\"/contacts(C1)\"}]}";
+    /* 404 naming a contact: both its parties lose the bind; one keeps its address, the other
+     * names nobody and goes */
+    assert_int_equal(drop(&p, &o, email, 404,
+                          "{\"error\":{\"code\":\"0x80040217\",\"message\":\"contact With Id = c1 "
+                          "Does Not Exist\"}}"), 2);
+    assert_string_equal(p.body,
+                        "{\"subject\":\"s\",\"regardingobjectid_account_email@odata.bind\":"
+                        "\"/accounts(a1)\",\"email_activity_parties\":[{\"participationtypemask\":1,"
+                        "\"partyid_systemuser@odata.bind\":\"/systemusers(u1)\"},"
+                        "{\"participationtypemask\":2,\"addressused\":\"c@x.y\"}]}");
+    assert_int_equal(o.lookups_dropped, 2);
+    assert_non_null(strstr(o.lookup_note, "the target has no such record"));
+    /* another 4xx that names the navigation property: that bind goes */
+    assert_int_equal(drop(&p, &o, email, 400,
+                          "{\"error\":{\"message\":\"regardingobjectid_account_email cannot point "
+                          "there\"}}"), 1);
+    assert_null(strstr(p.body, "regardingobjectid"));
+    assert_non_null(strstr(p.body, "/systemusers(u1)"));
+    /* a 404 without an id, a 400 naming no bind, a 5xx: nothing dropped */
+    assert_int_equal(drop(&p, &o, email, 404, "{\"error\":{\"message\":\"not found\"}}"), 0);
+    assert_int_equal(drop(&p, &o, email, 400, "{\"error\":{\"message\":\"bad subject\"}}"), 0);
+    assert_int_equal(drop(&p, &o, email, 503, "With Id = a1 Does Not Exist"), 0);
+    assert_string_equal(p.body, email);
+    /* a state write is never stripped (its bind is the record itself) */
+    p.kind = K_STATE;
+    p.status = 404;
+    assert_int_equal(restore_drop_refused_binds(&p, "incident With Id = a1 Does Not Exist"), 0);
+    assert_int_equal(o.lookups_dropped, 3);
+    free(p.body);
+    free(o.lookup_note);
+}
+
 /* ---------------------------------------------------------------- outcome */
 
 static void test_outcome_json(void **state)
@@ -817,6 +878,7 @@ int main(void)
         cmocka_unit_test(test_map_rules),
         cmocka_unit_test(test_map_file_and_fallback_parse),
         cmocka_unit_test(test_party_json),
+        cmocka_unit_test(test_refused_binds),
         cmocka_unit_test(test_outcome_json),
         cmocka_unit_test(test_operation_id),
     };
