@@ -1,5 +1,5 @@
 /* cache: the local cache of materialised files (table files, changes files, blobs) that the mount
- * serves (DESIGN.md sections 3, 4 and 7).
+ * serves (docs/architecture.md, sections 3, 4 and 7).
  *
  * A cached file is a sequence of independent zstd frames, each holding CACHE_FRAME bytes of the
  * plain file (the last one fewer), with the zstd content checksum on; the frame index (compressed

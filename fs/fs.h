@@ -1,4 +1,4 @@
-/* fs: the FUSE view of the repository (DESIGN.md sections 4 and 5), on libfuse3's low-level API
+/* fs: the FUSE view of the repository (docs/architecture.md section 4), on libfuse3's low-level API
  * with an explicit multi-threaded session loop.
  *
  * The view reads its data through struct fs_source (the repository in dvsnap; an in-memory fake

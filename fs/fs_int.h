@@ -80,7 +80,6 @@ struct eview {
     char (*labels)[256];       /* vmu: sanitised unique label names */
     size_t *label_pt;          /* vmu: index in pts */
     size_t n_labels;           /* vmu */
-    bool watched;              /* the refresher keeps it fresh (never set nor read) */
     /* changed since the refresher last told the kernel, by whichever thread saw it, and the
      * points that went away meanwhile (vmu) */
     bool notify;
@@ -103,7 +102,6 @@ struct pview {
     uint64_t key;              /* fs_fnv1a of env and name: compared before the strings */
     size_t bytes;              /* an estimate of the memory it holds (pview_bytes) */
     int refs;                  /* vmu */
-    bool dead;                 /* out of the LRU; freed at refs 0 (never set nor read) */
     struct point *p;
     char (*tnames)[256];       /* tables/<tnames[i]> for p->tables[i] */
     int64_t *schema_size;      /* vmu; -1 unknown */

@@ -11,6 +11,8 @@ DVSNAP="$BUILD/dvsnap"
 DVSIM="$BUILD/dvsim"
 T=$(mktemp -d /tmp/dvsnap-test.XXXXXX)
 chmod 755 "$T"
+# dvsnap's state files (status, metrics) go under $T, not the caller's ~/.local/state
+export XDG_STATE_HOME="$T/state"
 _pids=()
 _mounts=()
 _failed=0

@@ -23,40 +23,60 @@
 #define CONFIG_MAX_LINE 4096
 #define SECRET_MAX (64u << 10)
 
-enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION };
+/* K_METADATA_URL: a K_URL that may also be http:// to the instance-metadata address; K_CHOICE: a
+ * K_STR that must be one of the key's choices; K_LISTEN: "HOST:PORT" with a numeric port. */
+enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION,
+                K_METADATA_URL, K_CHOICE, K_LISTEN };
 
 struct key_def {
     const char *name;
     enum key_kind kind;
     size_t offset;   /* into struct config */
-    const char *dflt;
+    const char *dflt; /* a leading "$XDG_<X>_HOME/" is resolved by xdg_home() */
     int min, max;    /* K_INT bounds */
+    const char *const *choices; /* K_CHOICE: NULL-terminated */
 };
+
+static const char *const auth_azure[] = {"key", "managed-identity", "workload-identity", NULL};
+static const char *const auth_s3[] = {"key", "instance-profile", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct key_def keys[] = {
-    {"admin_url", K_URL, OFF(admin_url), "https://api.bap.microsoft.com", 0, 0},
-    {"token_url", K_URL, OFF(token_url), NULL, 0, 0},
-    {"client_id", K_STR, OFF(client_id), NULL, 0, 0},
-    {"client_secret_file", K_PATH, OFF(client_secret_file), "~/.config/dvsnap/secret", 0, 0},
-    {"repository", K_LOCATION, OFF(repository), "~/.local/share/dvsnap/repo", 0, 0},
-    {"cache_dir", K_PATH, OFF(cache_dir), "~/.cache/dvsnap", 0, 0},
-    {"cache_size", K_SIZE, OFF(cache_size), "2G", 0, 0},
-    {"capture_every", K_DURATION, OFF(capture_every), "15m", 0, 0},
-    {"environments", K_ENVS, OFF(environments), "*", 0, 0},
-    {"max_concurrency", K_INT, OFF(max_concurrency), "4", 1, 52},
-    {"log_level", K_LEVEL, OFF(log_level), "warn", 0, 0},
-    {"azure_endpoint", K_URL, OFF(azure_endpoint), NULL, 0, 0},
-    {"azure_key_file", K_PATH, OFF(azure_key_file), NULL, 0, 0},
-    {"s3_endpoint", K_URL, OFF(s3_endpoint), NULL, 0, 0},
-    {"s3_region", K_STR, OFF(s3_region), "us-east-1", 0, 0},
-    {"s3_credentials_file", K_PATH, OFF(s3_credentials_file), NULL, 0, 0},
-    {"http_timeout", K_INT, OFF(http_timeout), "300", 1, 86400},
-    {"http_retries", K_INT, OFF(http_retries), "8", 1, 100},
-    {"ca_file", K_PATH, OFF(ca_file), NULL, 0, 0},
-    {"admin_resource", K_URL, OFF(admin_resource), NULL, 0, 0},
+    {"admin_url", K_URL, OFF(admin_url), "https://api.bap.microsoft.com", 0, 0, NULL},
+    {"token_url", K_URL, OFF(token_url), NULL, 0, 0, NULL},
+    {"client_id", K_STR, OFF(client_id), NULL, 0, 0, NULL},
+    {"client_secret_file", K_PATH, OFF(client_secret_file), "$XDG_CONFIG_HOME/dvsnap/secret", 0,
+     0, NULL},
+    {"repository", K_LOCATION, OFF(repository), "$XDG_DATA_HOME/dvsnap/repo", 0, 0, NULL},
+    {"cache_dir", K_PATH, OFF(cache_dir), "$XDG_CACHE_HOME/dvsnap", 0, 0, NULL},
+    {"cache_size", K_SIZE, OFF(cache_size), "2G", 0, 0, NULL},
+    {"capture_every", K_DURATION, OFF(capture_every), "15m", 0, 0, NULL},
+    {"environments", K_ENVS, OFF(environments), "*", 0, 0, NULL},
+    {"max_concurrency", K_INT, OFF(max_concurrency), "4", 1, 52, NULL},
+    {"log_level", K_LEVEL, OFF(log_level), "warn", 0, 0, NULL},
+    {"azure_endpoint", K_URL, OFF(azure_endpoint), NULL, 0, 0, NULL},
+    {"azure_key_file", K_PATH, OFF(azure_key_file), NULL, 0, 0, NULL},
+    {"s3_endpoint", K_URL, OFF(s3_endpoint), NULL, 0, 0, NULL},
+    {"s3_region", K_STR, OFF(s3_region), "us-east-1", 0, 0, NULL},
+    {"s3_credentials_file", K_PATH, OFF(s3_credentials_file), NULL, 0, 0, NULL},
+    {"http_timeout", K_INT, OFF(http_timeout), "300", 1, 86400, NULL},
+    {"http_retries", K_INT, OFF(http_retries), "8", 1, 100, NULL},
+    {"ca_file", K_PATH, OFF(ca_file), NULL, 0, 0, NULL},
+    {"admin_resource", K_URL, OFF(admin_resource), NULL, 0, 0, NULL},
+    {"state_dir", K_PATH, OFF(state_dir), "$XDG_STATE_HOME/dvsnap", 0, 0, NULL},
+    {"stale_after", K_DURATION, OFF(stale_after), NULL, 0, 0, NULL},
+    {"metrics_file", K_PATH, OFF(metrics_file), NULL, 0, 0, NULL},
+    {"metrics_listen", K_LISTEN, OFF(metrics_listen), NULL, 0, 0, NULL},
+    {"azure_auth", K_CHOICE, OFF(azure_auth), "key", 0, 0, auth_azure},
+    {"azure_identity_endpoint", K_METADATA_URL, OFF(azure_identity_endpoint), NULL, 0, 0, NULL},
+    {"azure_client_id", K_STR, OFF(azure_client_id), NULL, 0, 0, NULL},
+    {"azure_federated_token_file", K_PATH, OFF(azure_federated_token_file), NULL, 0, 0, NULL},
+    {"s3_auth", K_CHOICE, OFF(s3_auth), "key", 0, 0, auth_s3},
+    {"aws_metadata_endpoint", K_METADATA_URL, OFF(aws_metadata_endpoint),
+     "http://169.254.169.254", 0, 0, NULL},
 };
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+_Static_assert(N_KEYS <= 64, "struct config's set_keys has one bit per key");
 
 static const char *home_dir(void)
 {
@@ -67,20 +87,64 @@ static const char *home_dir(void)
     return pw && pw->pw_dir ? pw->pw_dir : "/";
 }
 
-/* "~/x" -> "$HOME/x"; anything else copied. NULL on allocation failure. */
+/* An XDG base directory: $VAR when it is an absolute path (the specification ignores relative
+ * ones), else $HOME/fallback. NULL on allocation failure. */
+static char *xdg_home(const char *var, size_t var_len)
+{
+    static const struct {
+        const char *var, *fallback;
+    } dirs[] = {{"XDG_CONFIG_HOME", ".config"},
+                {"XDG_CACHE_HOME", ".cache"},
+                {"XDG_DATA_HOME", ".local/share"},
+                {"XDG_STATE_HOME", ".local/state"}};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        if (strlen(dirs[i].var) != var_len || strncmp(dirs[i].var, var, var_len) != 0)
+            continue;
+        const char *v = getenv(dirs[i].var);
+        struct buf b = BUF_INIT;
+        if (v && v[0] == '/' ? buf_addstr(&b, v)
+                             : buf_printf(&b, "%s/%s", home_dir(), dirs[i].fallback)) {
+            buf_release(&b);
+            return NULL;
+        }
+        return buf_detach(&b);
+    }
+    return NULL;
+}
+
+/* "~/x" -> "$HOME/x"; "$XDG_<X>_HOME/x" -> that base directory + "/x" (defaults only); anything
+ * else copied. NULL on allocation failure. */
 static char *expand_path(const char *v)
 {
     struct buf b = BUF_INIT;
+    char *base = NULL;
     if (v[0] == '~' && (v[1] == '/' || v[1] == '\0')) {
         if (buf_addstr(&b, home_dir()) || buf_addstr(&b, v + 1))
+            goto fail;
+    } else if (strncmp(v, "$XDG_", 5) == 0 && strchr(v, '/')) {
+        size_t n = (size_t)(strchr(v, '/') - v);
+        if (!(base = xdg_home(v + 1, n - 1)) || buf_addstr(&b, base) || buf_addstr(&b, v + n))
             goto fail;
     } else if (buf_addstr(&b, v)) {
         goto fail;
     }
+    free(base);
     return buf_detach(&b);
 fail:
+    free(base);
     buf_release(&b);
     return NULL;
+}
+
+void config_default_path(char *out, size_t n)
+{
+    char *user = expand_path("$XDG_CONFIG_HOME/dvsnap/config");
+    const char *sys = getenv("DVSNAP_SYSTEM_CONFIG");
+    if (!sys || !*sys)
+        sys = "/etc/dvsnap/config";
+    struct stat st;
+    snprintf(out, n, "%s", user && (stat(user, &st) == 0 || errno != ENOENT) ? user : sys);
+    free(user);
 }
 
 static void free_envs(char **envs)
@@ -152,6 +216,35 @@ static bool url_ok(const char *v)
     return strncmp(v, "http://", 7) == 0 && url_is_loopback(v);
 }
 
+/* "HOST:PORT" or "[IPv6]:PORT" with a port from 1 to 65535 and a host of [A-Za-z0-9.-] (or an
+ * IPv6 literal in brackets). */
+static bool listen_ok(const char *v)
+{
+    const char *colon = strrchr(v, ':');
+    if (!colon || colon == v || !colon[1] || strlen(colon + 1) > 5)
+        return false;
+    long port = 0;
+    for (const char *p = colon + 1; *p; p++) {
+        if (!isdigit((unsigned char)*p))
+            return false;
+        port = port * 10 + (*p - '0');
+    }
+    if (port < 1 || port > 65535)
+        return false;
+    if (v[0] == '[') {
+        if (colon[-1] != ']' || colon - v < 3)
+            return false;
+        for (const char *p = v + 1; p < colon - 1; p++)
+            if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+                return false;
+        return true;
+    }
+    for (const char *p = v; p < colon; p++)
+        if (!isalnum((unsigned char)*p) && *p != '.' && *p != '-')
+            return false;
+    return true;
+}
+
 /* Store value v for key k into cfg (replacing an earlier value). src names where it came from. */
 static int set_key(struct config *cfg, const struct key_def *k, const char *v, const char *src,
                    struct dverr *err)
@@ -159,8 +252,15 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
     void *field = (char *)cfg + k->offset;
     char *s = NULL;
     switch (k->kind) {
+    case K_METADATA_URL:
+        if (!url_ok(v) && !url_is_metadata_service(v))
+            return dverr_set(err, -EINVAL,
+                             "%s: %s must be an https:// URL (http:// only for loopback hosts "
+                             "and the instance-metadata address 169.254.169.254)",
+                             src, k->name);
+        /* fall through */
     case K_URL:
-        if (!url_ok(v))
+        if (k->kind == K_URL && !url_ok(v))
             return dverr_set(err, -EINVAL,
                              "%s: %s must be an https:// URL (http:// only for loopback hosts)",
                              src, k->name);
@@ -168,8 +268,30 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
     case K_STR:
         if (!(s = strdup(v)))
             return -ENOMEM;
-        while (k->kind == K_URL && strlen(s) > 8 && s[strlen(s) - 1] == '/')
+        while (k->kind != K_STR && strlen(s) > 8 && s[strlen(s) - 1] == '/')
             s[strlen(s) - 1] = '\0';
+        break;
+    case K_CHOICE:
+        for (const char *const *c = k->choices; *c; c++)
+            if (strcmp(*c, v) == 0)
+                s = strdup(v);
+        if (!s) {
+            struct buf all = BUF_INIT;
+            for (const char *const *c = k->choices; *c; c++)
+                buf_printf(&all, "%s%s", c == k->choices ? "" : ", ", *c);
+            dverr_set(err, -EINVAL, "%s: %s: \"%.64s\" is not one of %s", src, k->name, v,
+                      all.data ? all.data : "");
+            buf_release(&all);
+            return -EINVAL;
+        }
+        break;
+    case K_LISTEN:
+        if (!listen_ok(v))
+            return dverr_set(err, -EINVAL,
+                             "%s: %s: \"%.64s\" is not HOST:PORT (e.g. 127.0.0.1:9134)", src,
+                             k->name, v);
+        if (!(s = strdup(v)))
+            return -ENOMEM;
         break;
     case K_LOCATION:
         if (strstr(v, "://") && strncmp(v, "file://", 7) != 0) {
@@ -293,6 +415,7 @@ static int parse_text(struct config *cfg, const char *path, char *text, struct d
         int rc = set_key(cfg, k, value, src, err);
         if (rc)
             return rc;
+        cfg->set_keys |= (uint64_t)1 << (k - keys);
     }
     return 0;
 }
@@ -312,9 +435,10 @@ static int check_private_file(int fd, const char *path, const char *what, mode_t
     if (st.st_mode & forbidden)
         return dverr_set(err, -EPERM,
                          "%s: the %s has mode %03o, which lets other users %s it; "
-                         "refused (chmod 600 %s)",
+                         "refused (chmod %s %s)",
                          path, what, (unsigned)(st.st_mode & 0777),
-                         (st.st_mode & forbidden & 0022) ? "change" : "read", path);
+                         (st.st_mode & forbidden & 0022) ? "change" : "read",
+                         forbidden & 0044 ? "600" : "go-w", path);
     return 0;
 }
 
@@ -323,7 +447,7 @@ static int read_config_file(const char *path, struct buf *out, struct dverr *err
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return -errno;
-    int rc = check_private_file(fd, path, "configuration file", 0026, err);
+    int rc = check_private_file(fd, path, "configuration file", 0022, err);
     if (rc)
         goto out;
     for (;;) {
@@ -370,10 +494,11 @@ int config_load(const char *path, struct config **out, struct dverr *err)
         path = getenv("DVSNAP_CONFIG");
     if (!path || !*path) {
         explicit = false;
-        if (!(dflt_path = expand_path("~/.config/dvsnap/config"))) {
+        if (!(dflt_path = malloc(PATH_MAX))) {
             rc = -ENOMEM;
             goto out;
         }
+        config_default_path(dflt_path, PATH_MAX);
         path = dflt_path;
     }
     rc = read_config_file(path, &text, err);
@@ -402,7 +527,11 @@ int config_load(const char *path, struct config **out, struct dverr *err)
         const char *v = getenv(var);
         if (v && (rc = set_key(cfg, &keys[i], v, var, err)))
             goto out;
+        if (v)
+            cfg->set_keys |= (uint64_t)1 << i;
     }
+    if (!cfg->stale_after)
+        cfg->stale_after = 2 * cfg->capture_every;
     *out = cfg;
     cfg = NULL;
 out:
@@ -422,7 +551,8 @@ void config_free(struct config *cfg)
     for (size_t i = 0; i < N_KEYS; i++) {
         void *field = (char *)cfg + keys[i].offset;
         switch (keys[i].kind) {
-        case K_STR: case K_PATH: case K_URL: case K_LOCATION:
+        case K_STR: case K_PATH: case K_URL: case K_LOCATION: case K_METADATA_URL: case K_CHOICE:
+        case K_LISTEN:
             free(*(char **)field);
             break;
         case K_ENVS:
@@ -433,6 +563,12 @@ void config_free(struct config *cfg)
         }
     }
     free(cfg);
+}
+
+bool config_key_set(const struct config *cfg, const char *key)
+{
+    const struct key_def *k = find_key(key, strlen(key));
+    return k && (cfg->set_keys >> (k - keys) & 1);
 }
 
 bool config_env_selected(const struct config *cfg, const char *unique_name)

@@ -1,4 +1,4 @@
-/* record: the canonical rendering of records and the table-file format (DESIGN.md section 4).
+/* record: the canonical rendering of records and the table-file format (docs/architecture.md section 4).
  *
  * A record line is compact JSON: the primary-key member first, then every other member sorted by
  * the bytes of its key; nested objects are sorted the same way (arrays keep their order); numbers

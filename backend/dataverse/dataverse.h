@@ -1,6 +1,6 @@
 /* dataverse: clients for the Power Platform admin API (environments, administration mode, tenant
  * capacity) and each environment's Dataverse Web API (table definitions, paged and change-tracked
- * reads, file columns, writes and $batch). Protocol facts: shared/reference/dataverse-api.md.
+ * reads, file columns, writes and $batch). Protocol facts: docs/architecture.md section 5 and the README.
  *
  * Everything goes through the HTTP transport (http.h) with its shared retry policy (429/503 honour
  * Retry-After, other transient failures back off with jitter, bounded attempts). Tokens come from

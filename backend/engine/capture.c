@@ -1,4 +1,4 @@
-/* capture: how one table is read into a restore point (DESIGN.md section 8; contract in
+/* capture: how one table is read into a restore point (docs/architecture.md section 5; contract in
  * capture.h). The pass over an environment that runs these reads is capture_env.c; attachments
  * and file columns are capture_files.c; what the three share is capture_int.h.
  *

@@ -1,4 +1,4 @@
-/* capture: take restore points (DESIGN.md section 8). One pass over an environment reads every
+/* capture: take restore points (docs/architecture.md, section 5). One pass over an environment reads every
  * table (a full read the first time, change tracking after; tables without change tracking are
  * re-read and diffed by record hash; an expired delta token falls back to a full read, recorded in
  * the point), writes one delta segment per changed table, attachment and file-column bytes as

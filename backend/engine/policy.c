@@ -1,4 +1,4 @@
-/* policy: the platform's backup, retention and restore rules (DESIGN.md section 6), as data.
+/* policy: the platform's backup, retention and restore rules (README, "Capture and retention" and "Restore"), as data.
  *
  * One table maps an environment type (environmentSku) to what the platform does with it: whether
  * system backups are taken, whether manual backups are allowed, and the default retention. The

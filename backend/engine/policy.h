@@ -1,4 +1,4 @@
-/* policy: the platform's rules (DESIGN.md section 6) in one place, table-driven, no I/O.
+/* policy: the platform's rules (see the README's "Capture and retention" and "Restore") in one place, table-driven, no I/O.
  * Retention, which environments are backed up, manual backups, and the restore rules.
  * Every refusal returns a negative errno and a message a Dataverse administrator understands. */
 #ifndef DVSNAP_POLICY_H

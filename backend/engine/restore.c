@@ -1,4 +1,4 @@
-/* restore: the engine behind `.restore` and `dvsnap restore` (restore.h; DESIGN.md 5, 6, 9).
+/* restore: the engine behind `.restore` and `dvsnap restore` (restore.h; docs/architecture.md section 6).
  *
  * restore_validate checks every rule with reads only (the point, the admin API's view of both
  * environments, the tenant's capacity, and the caller's privilege to bypass business logic:

@@ -1,5 +1,5 @@
 /* restore: put a restore point (or some of its tables) back into a sandbox, writing only what
- * differs (DESIGN.md sections 5, 6, 9). One engine behind both the .restore control file and
+ * differs (docs/architecture.md section 6). One engine behind both the .restore control file and
  * `dvsnap restore`.
  *
  * Steps: parse and validate the request against policy and the caller's privileges (nothing is

@@ -1,4 +1,4 @@
-/* catalog: the repository's local SQLite index (DESIGN.md section 7): restore points, the delta
+/* catalog: the repository's local SQLite index (docs/architecture.md section 3): restore points, the delta
  * segment of every point's tables, and the capture state (env, table, key -> length of the
  * record's current line, and its hash where the capture keeps one) with the point it corresponds to. The state is kept packed: one zstd row
  * per table (about 17 bytes a GUID-keyed record, 25 with a hash), rewritten whole when the table changes, loaded

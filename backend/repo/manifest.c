@@ -1,4 +1,4 @@
-/* manifest: restore-point manifests and backup.json (formats in manifest.h and DESIGN.md 4).
+/* manifest: restore-point manifests and backup.json (formats in manifest.h and docs/architecture.md section 4).
  * cJSON for our own small documents; every add is checked (cJSON adds that fail do not take
  * ownership, so the item is freed here). Thread-safe: no shared state (no cJSON_GetErrorPtr). */
 #include "backend/repo/manifest.h"

@@ -59,7 +59,7 @@ struct point_summary {
 void point_summaries_free(struct point_summary *p, size_t n); /* accepts NULL */
 /* A deep copy of p (NULL on out of memory). */
 struct point *point_dup(const struct point *p);
-/* The rendered backup.json of a point (DESIGN.md section 4), exactly what the mount shows. */
+/* The rendered backup.json of a point (docs/architecture.md section 4), exactly what the mount shows. */
 int point_render_backup_json(const struct point *p, struct buf *out);
 
 #endif

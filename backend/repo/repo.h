@@ -1,4 +1,4 @@
-/* repo: the backup repository (DESIGN.md section 7): record-level segments, restore-point
+/* repo: the backup repository (docs/architecture.md section 3): record-level segments, restore-point
  * manifests, content-addressed blobs, and the local SQLite catalog.
  *
  * Object layout in the store (objstore.h):

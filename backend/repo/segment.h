@@ -1,4 +1,4 @@
-/* segment: the repository's immutable record segments (DESIGN.md section 7) and their k-way merge.
+/* segment: the repository's immutable record segments (docs/architecture.md section 3) and their k-way merge.
  *
  * Object bytes:
  *   "DVSNSEG1"                                  8-byte header

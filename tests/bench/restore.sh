@@ -27,7 +27,7 @@ run_restore() {
   local name=$1; shift
   local seq; seq=$(last_seq)
   local s; s=$(date +%s%N)
-  env "$@" "$DVSNAP" --config "$T/config" restore contoso-prod latest --target contoso-dev --tables account,contact \
+  env "$@" "$DVSNAP" --config "$T/config" restore --json contoso-prod latest --target contoso-dev --tables account,contact \
     --yes >"$T/$name.json" 2>"$T/$name.err" || { echo "restore $name failed: $(tail -2 "$T/$name.err")"; exit 1; }
   local ms=$(( ($(date +%s%N) - s) / 1000000 ))
   # dvsnap's own counts (the outcome): dvsim's request log is a ring that also holds every part

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# rel_secrets (reliability goal #16, secret exposure): a configuration or secret file that others
-# can read is refused; with 0600 files, the client secret and every issued token (dvsim tokens look
+# rel_secrets (reliability goal #16, secret exposure): a secret file that others can read, or a
+# configuration that others can change, is refused (the configuration holds no secret: 0644 is
+# fine); with 0600 files, the client secret and every issued token (dvsim tokens look
 # like dvs1.<hex>.<exp>.<mac>) appear nowhere: not in /proc/PID/cmdline or environ of dvsnap and
 # its children (sampled all through a capture), not in the -vv log, the catalog, the cache or the
 # repository objects. dvsnap is not dumpable: run as uid 1001 its /proc entries belong to root
@@ -14,10 +15,12 @@ SECRET=$(tr -d '\n' <"$T/secret")
 TOKEN_RE='dvs1\.[0-9a-f]*\.[0-9]+\.[0-9a-f]{32}'
 
 # ---- loose permissions are refused ----
-chmod 644 "$T/config"
-check_fails "a configuration readable by others is refused" dvsnap points contoso-prod
+chmod 664 "$T/config"
+check_fails "a configuration others can change is refused" dvsnap points contoso-prod
 cp "$T/check.out" "$T/refusal1"
 check "the refusal says why" grep -qiE "refus|chmod|permission|mode" "$T/refusal1"
+chmod 644 "$T/config"
+check "a configuration others can only read is accepted (it holds no secret)" dvsnap points contoso-prod
 chmod 600 "$T/config"
 chmod 640 "$T/secret"
 check_fails "a secret readable by the group is refused" dvsnap capture --env contoso-dev

@@ -18,7 +18,7 @@ principal_map contoso-prod latest contoso-dev "$T/map.json"
 
 for i in $(seq 1 $kills); do
   seq=$(last_seq)
-  "$DVSNAP" --config "$T/config" restore contoso-prod latest --target contoso-dev --tables $tables \
+  "$DVSNAP" --config "$T/config" restore --json contoso-prod latest --target contoso-dev --tables $tables \
     --yes >"$T/killed.json" 2>"$T/killed.err" &
   pid=$!
   # wait until $batch writes are under way (at least $i batches), then kill -9
@@ -31,7 +31,7 @@ for i in $(seq 1 $kills); do
 done
 check_eq "contoso-dev is not yet in administration mode after the kill" Enabled \
   "$(admin_env contoso-dev | jq -r .properties.states.runtime.id)"
-if dvsnap restore contoso-prod latest --target contoso-dev --tables $tables --yes >"$T/rerun.json" 2>"$T/rerun.err"
+if dvsnap restore --json contoso-prod latest --target contoso-dev --tables $tables --yes >"$T/rerun.json" 2>"$T/rerun.err"
 then ok "rerun after kill -9 succeeds"; else not_ok "rerun: $(tail -3 "$T/rerun.err")"; fi
 for t in ${tables//,/ }; do
   check "after kill + rerun: contoso-dev $t equals the point" same_table contoso-prod latest "$t" contoso-dev "$T/defs.json" "$T/map.json"
@@ -47,7 +47,7 @@ check "capture contoso-dev" dvsnap capture --env contoso-dev
 check "churn contoso-dev by 5%" sim_churn contoso-dev 0.05 5
 curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"max_requests":"4/1","drop_rate":0.1}' >/dev/null
 seq=$(last_seq)
-if timeout 300 "$DVSNAP" --config "$T/config" restore contoso-prod latest --target contoso-dev --tables $tables --yes \
+if timeout 300 "$DVSNAP" --config "$T/config" restore --json contoso-prod latest --target contoso-dev --tables $tables --yes \
      >"$T/storm.json" 2>"$T/storm.err"; then ok "restore through a 429 storm and dropped connections"
 else not_ok "storm restore: $(tail -3 "$T/storm.err")"; fi
 throttled=$(curl -sf "$DVSIM_URL/_sim/requests?since=$seq" | jq '[.requests[] | select(.status == 429)] | length')

@@ -24,7 +24,7 @@ n_parent=$(jq -c 'select(._parentcustomerid_value != null and
   ."_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname" == "account")' "$T/point.contact" | wc -l)
 note "point: $n_contacts contacts, $n_parent with a parent account"
 
-if dvsnap restore contoso-prod latest --target contoso-dev --tables contact --yes --wait \
+if dvsnap restore --json contoso-prod latest --target contoso-dev --tables contact --yes --wait \
      >"$T/out.json" 2>"$T/err"; then
   ok "restore of contact alone succeeds"
 else
@@ -54,6 +54,6 @@ check_eq "plain fields equal the point's" \
   "$(jq -c ".[] | $fields" "$T/dev.contact.json" | sort | md5sum)"
 
 seq=$(last_seq)
-dvsnap restore contoso-prod latest --target contoso-dev --tables contact --yes >"$T/out2.json" 2>/dev/null
+dvsnap restore --json contoso-prod latest --target contoso-dev --tables contact --yes >"$T/out2.json" 2>/dev/null
 check_eq "rerun: nothing created or failed" "0 0" "$(jq -r '"\(.created) \(.failed)"' "$T/out2.json")"
 finish

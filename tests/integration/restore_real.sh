@@ -36,7 +36,7 @@ data_tables="account contact opportunity incident annotation new_project email t
 
 # ---- 1. dry run
 seq=$(last_seq)
-if dvsnap restore contoso-prod latest --target contoso-dev --dry-run >"$T/dry.json" 2>"$T/dry.err"; then
+if dvsnap restore --json contoso-prod latest --target contoso-dev --dry-run >"$T/dry.json" 2>"$T/dry.err"; then
   ok "dry run"
 else not_ok "dry run: $(tail -3 "$T/dry.err")"; fi
 check_eq "dry run: no write request" "" "$(writes_since "$seq")"
@@ -58,7 +58,7 @@ check "dry run: the fallback owner is the application user" jq -e --arg u "$app_
 # ---- 1. the restore
 effects0=$(effects contoso-dev)
 seq=$(last_seq)
-if dvsnap restore contoso-prod latest --target contoso-dev --yes --wait >"$T/out.json" 2>"$T/err"; then
+if dvsnap restore --json contoso-prod latest --target contoso-dev --yes --wait >"$T/out.json" 2>"$T/err"; then
   ok "restore contoso-prod/latest into contoso-dev"
 else
   not_ok "restore failed: $(tail -3 "$T/err")"; head -c 3000 "$T/out.json"; finish
@@ -144,7 +144,7 @@ dev_user=$(sim_dump contoso-dev systemuser | jq -r --slurpfile m "$T/map.json" \
   '[.[] | .systemuserid | ascii_downcase | select(. as $id | ($m[0].map | to_entries | map(.value) | index($id)) == null)] | map(select(. != "'"$app_dev"'")) | .[0]')
 printf '# the leaver goes to a user of contoso-dev\nsystemuser %s %s\n' "$leaver" "$dev_user" >"$T/map.txt"
 principal_map contoso-prod latest contoso-dev "$T/map2.json" "$T/map.txt"
-if dvsnap restore contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" >"$T/out2.json" 2>"$T/err2"; then
+if dvsnap restore --json contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" >"$T/out2.json" 2>"$T/err2"; then
   ok "restore with a map file"
 else not_ok "restore with a map file: $(tail -3 "$T/err2")"; fi
 check_eq "the map file's pair decided the leaver" "map_file $dev_user" \
@@ -168,7 +168,7 @@ done
 
 # ---- 1. a rerun writes nothing
 seq=$(last_seq)
-dvsnap restore contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" >"$T/out3.json" 2>"$T/err3"
+dvsnap restore --json contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" >"$T/out3.json" 2>"$T/err3"
 check_eq "rerun: nothing created, updated, deleted or failed" "0 0 0 0 0" \
   "$(jq -r '"\(.created) \(.updated) \(.deleted) \(.failed) \(.states_set)"' "$T/out3.json")"
 check_eq "rerun: no write request but administration mode" "" "$(writes_since "$seq" | grep -v providers/Microsoft.BusinessAppPlatform)"
@@ -177,12 +177,12 @@ check_eq "rerun: no write request but administration mode" "" "$(writes_since "$
 check "churn contoso-dev by 5%" sim_churn contoso-dev 0.05 9
 curl -sf -X POST "$DVSIM_URL/_sim/config" -d '{"bypass_privilege":false}' >/dev/null
 seq=$(last_seq)
-dvsnap restore contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" </dev/null >"$T/nopriv.json" 2>"$T/nopriv.err"; rc=$?
+dvsnap restore --json contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" </dev/null >"$T/nopriv.json" 2>"$T/nopriv.err"; rc=$?
 check_eq "refused without the privilege (exit 3)" 3 "$rc"
 check "the refusal names prvBypassCustomBusinessLogic" grep -q prvBypassCustomBusinessLogic "$T/nopriv.err"
 check_eq "refused before any write" "" "$(writes_since "$seq")"
 effects0=$(effects contoso-dev)
-if dvsnap restore contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" --allow-business-logic \
+if dvsnap restore --json contoso-prod latest --target contoso-dev --yes --map "$T/map.txt" --allow-business-logic \
      >"$T/logic.json" 2>"$T/logic.err"; then ok "restore with --allow-business-logic"
 else not_ok "restore with --allow-business-logic: $(tail -3 "$T/logic.err")"; fi
 check_eq "the outcome says business logic ran" "done ran" "$(jq -r '"\(.state) \(.business_logic)"' "$T/logic.json")"
@@ -193,7 +193,7 @@ curl -sf -X POST "$DVSIM_URL/_sim/config" -d '{"bypass_privilege":true}' >/dev/n
 check "capture contoso-dev" dvsnap capture --env contoso-dev
 point=$(dvsnap points contoso-dev | grep -oE '[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z' | tail -1)
 check "churn contoso-dev by 5%" sim_churn contoso-dev 0.05 13
-if dvsnap restore contoso-dev "$point" --target contoso-dev --yes >"$T/self.json" 2>"$T/self.err"; then
+if dvsnap restore --json contoso-dev "$point" --target contoso-dev --yes >"$T/self.json" 2>"$T/self.err"; then
   ok "restore contoso-dev onto itself"
 else not_ok "self restore: $(tail -3 "$T/self.err")"; fi
 check_eq "self: done, nothing failed, nobody given the fallback owner" "done 0 0" \
@@ -204,7 +204,7 @@ for t in $(jq -r '.tables[] | select(.note == null) | .table' "$T/self.json"); d
   check "self: contoso-dev $t equals the point" same_table contoso-dev "$point" "$t" contoso-dev "$T/defs.json"
 done
 seq=$(last_seq)
-dvsnap restore contoso-dev "$point" --target contoso-dev --yes >"$T/self2.json" 2>/dev/null
+dvsnap restore --json contoso-dev "$point" --target contoso-dev --yes >"$T/self2.json" 2>/dev/null
 check_eq "self rerun: nothing written" "0 0 0 0" "$(jq -r '"\(.created) \(.updated) \(.deleted) \(.failed)"' "$T/self2.json")"
 check_eq "self rerun: no write request but administration mode" "" "$(writes_since "$seq" | grep -v providers/Microsoft.BusinessAppPlatform)"
 finish

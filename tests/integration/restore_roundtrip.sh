@@ -44,7 +44,7 @@ check "churn contoso-prod after the point" sim_churn contoso-prod 0.05 7
 
 seq=$(last_seq)
 start=$(date +%s%N)
-if dvsnap restore contoso-prod latest --target contoso-dev --yes --wait >"$T/out.json" 2>"$T/err"; then
+if dvsnap restore --json contoso-prod latest --target contoso-dev --yes --wait >"$T/out.json" 2>"$T/err"; then
   ok "restore contoso-prod/latest into contoso-dev"
 else
   not_ok "restore failed: $(tail -3 "$T/err")"; cat "$T/out.json" | head -c 2000; finish
@@ -85,14 +85,14 @@ check_eq "write requests counted by dvsim equal the outcome's batches" "$(jq .ba
 # rerun: nothing to write
 seq=$(last_seq)
 check "rerun succeeds" dvsnap restore contoso-prod latest --target contoso-dev --yes
-dvsnap restore contoso-prod latest --target contoso-dev --yes >"$T/out2.json" 2>/dev/null
+dvsnap restore --json contoso-prod latest --target contoso-dev --yes >"$T/out2.json" 2>/dev/null
 check_eq "second rerun writes no record" "0 0 0" "$(jq -r '"\(.created) \(.updated) \(.deleted)"' "$T/out2.json")"
 check "rerun sends no \$batch" bash -c "! ( curl -sf '$DVSIM_URL/_sim/requests?since=$seq' | jq -r '.requests[].path' | grep -q batch )"
 
 # k records differ -> at most ceil(k/1000) + 3 write requests
 check "churn contoso-dev by 3%" sim_churn contoso-dev 0.03 11
 seq=$(last_seq)
-dvsnap restore contoso-prod latest --target contoso-dev --yes >"$T/out3.json" 2>"$T/err3"
+dvsnap restore --json contoso-prod latest --target contoso-dev --yes >"$T/out3.json" 2>"$T/err3"
 k=$(jq '.created + .updated + .deleted + ([.tables[].associated, .tables[].disassociated] | add)' "$T/out3.json")
 w=$(writes_since "$seq" | wc -l)
 note "k=$k differing records, $w write requests"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Restore rules (DESIGN.md section 6): every refusal has its message and exit code, and a refused
+# Restore rules (README, "Restore"): every refusal has its message and exit code, and a refused
 # request makes no write request at all (dvsim's request log) and takes no safety backup. A dry
 # run reports the same differences an independent comparison finds, and writes nothing.
 . "$(dirname "$0")/../lib.sh"
@@ -50,7 +50,7 @@ check_eq "refused requests took no safety backup" "$dev_points" "$(points_dev)"
 
 # dry run: counts equal an independent comparison; nothing written
 seq=$(last_seq)
-if dvsnap restore contoso-prod latest --target contoso-dev --tables account,contact --dry-run \
+if dvsnap restore --json contoso-prod latest --target contoso-dev --tables account,contact --dry-run \
      >"$T/dry.json" 2>"$T/dry.err"; then ok "dry run succeeds without confirmation"
 else not_ok "dry run: $(cat "$T/dry.err")"; fi
 check_eq "dry run: no write request" "" "$(writes_since "$seq")"
