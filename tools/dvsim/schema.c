@@ -464,11 +464,12 @@ void dvschema_member_name(const struct col_def *c, char *out, size_t n)
 
 const struct col_def *dvschema_col_by_member(const struct table_def *t, const char *member, size_t len)
 {
-    char name[128];
+    /* a lookup's member is "_<name>_value": compared in place (this runs for every value seeded) */
+    bool wrapped = len > 7 && member[0] == '_' && memcmp(member + len - 6, "_value", 6) == 0;
     for (size_t i = 0; i < t->n_cols; i++) {
-        dvschema_member_name(&t->cols[i], name, sizeof name);
-        if (eq(name, member, len))
-            return &t->cols[i];
+        const struct col_def *c = &t->cols[i];
+        if (dvschema_is_lookup(c) ? wrapped && eq(c->name, member + 1, len - 7) : eq(c->name, member, len))
+            return c;
     }
     return NULL;
 }
