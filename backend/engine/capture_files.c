@@ -2,7 +2,8 @@
  *
  * annotation.documentbody (base64) is decoded into a blob as the record is read; File and Image
  * columns are queued then and downloaded (dv_file_download) after the table's read, for created
- * and updated records only; files of unchanged records are carried from the previous point. A
+ * and updated records only (an image at full size: the record line keeps the thumbnail the
+ * service put there); files of unchanged records are carried from the previous point. A
  * file the previous point lists as not captured is fetched again, unless it was too large and the
  * limit has not been raised since. Every such blob is one of the point's files, which is what
  * prune keeps (the notes' segment writer names those blobs instead of holding the base64:
@@ -264,6 +265,16 @@ static int queue_failed_files(struct table_job *j)
     return rc;
 }
 
+/* An image column (dv_tables_list makes the service's Virtual/ImageType "Image"): its record
+ * line holds the thumbnail; the blob is the full-size image. */
+static bool is_image_column(const struct dv_table *t, const char *column)
+{
+    for (size_t i = 0; i < t->n_attrs; i++)
+        if (t->attrs[i].logical_name && strcmp(t->attrs[i].logical_name, column) == 0)
+            return t->attrs[i].type && strcmp(t->attrs[i].type, "Image") == 0;
+    return false;
+}
+
 /* Files of this table in the new point: new ones (already in j->files) for records still created
  * or updated, downloads of queued file columns, and the previous point's files of untouched
  * records. */
@@ -299,7 +310,8 @@ int capture_finish_files(struct table_job *j)
         int frc = file_sink_open(&sink, &ferr);
         if (!frc)
             frc = dv_file_download(cap->dv, cap->env, j->t->entity_set, t->key, t->column,
-                                   download_file, &sink, &file_name, &ferr);
+                                   is_image_column(j->t, t->column), download_file, &sink,
+                                   &file_name, &ferr);
         if (frc && sink.too_big)
             dverr_set(&ferr, -EFBIG, "larger than %llu bytes, the most dvsnap keeps of one file",
                       (unsigned long long)sink.max);

@@ -57,10 +57,11 @@ check_eq "dry run: no write request" "" "$(writes_since "$seq")"
 check_eq "dry run: no safety backup" "$dev_points" "$(points_dev)"
 check_eq "dry run: state done, dry_run true" "done true" "$(jq -r '"\(.state) \(.dry_run)"' "$T/dry.json")"
 entity_defs contoso-dev "$T/defs.json"
+principal_map contoso-prod latest contoso-dev "$T/map.json"
 for t in account contact; do
   dvsnap cat contoso-prod latest "$t" >"$T/p.json"
   sim_dump contoso-dev "$t" >"$T/d.json"
-  python3 "$NORM" "$T/p.json" "$T/defs.json" "$t" >"$T/p.norm"
+  python3 "$NORM" "$T/p.json" "$T/defs.json" "$t" "$T/map.json" >"$T/p.norm"
   python3 "$NORM" "$T/d.json" "$T/defs.json" "$t" >"$T/d.norm"
   want=$(python3 - "$T/p.norm" "$T/d.norm" "$t" <<'PY'
 import json, sys

@@ -6,14 +6,23 @@
  *        exactly D of each table is deleted and nothing else changes (a mass delete).
  *   GET  /_sim/dump?env=E&table=T    the table in the table-file format (record.h), T = logical
  *        name or entity set
- *   GET  /_sim/requests[?since=SEQ]  {"requests":[{"seq","method","path","status","time_ms",
- *        "token","bytes"}],"last":SEQ}; token is a fingerprint, never the token
+ *   GET  /_sim/requests[?since=SEQ][&parts=1]  {"requests":[{"seq","method","path","status",
+ *        "time_ms","token","bytes","bypass_business_logic","bypass_custom_plugins",
+ *        "suppress_flows"}],"last":SEQ}; token is a fingerprint, never the token; bypass_* are the
+ *        business-logic headers that applied (null/false when absent); with parts=1 the requests
+ *        inside each $batch too, marked "batch_part":true
  *   GET|POST /_sim/faults            fail_rate, latency_ms, drop_rate, truncate_rate,
  *        max_requests "N/SECONDS", max_concurrency, delta_token_lifetime_s, capacity_free_mb
- *   POST /_sim/reset                 reseed the tenant, restore start-up faults, clear the log
- * Churn is deterministic for a given database state and seed. Thread-safe: writers hold
- * d->write_lock, control state is under d->lock. */
-#include "tools/dvsim/dvsim.h"
+ *   GET|POST /_sim/config            {"bypass_privilege":bool}: whether the application user
+ *        holds prvBypassCustomBusinessLogic and prvBypassCustomPlugins
+ *   GET  /_sim/effects?env=E         {"env","plugin_runs","flow_runs"}: the simulated business
+ *        logic's runs in that org (webwrite_activity.c)
+ *   POST /_sim/reset                 reseed the tenant, restore start-up faults and config, clear
+ *        the log
+ * Churn is deterministic for a given database state and seed; it is the simulator's own hand,
+ * not a client's: it runs no plug-in and follows no write rule but the derived columns.
+ * Thread-safe: writers hold d->write_lock, control state is under d->lock. */
+#include "tools/dvsim/webapi_int.h"
 #include "backend/base/record.h"
 
 #include <cjson/cJSON.h>
@@ -24,9 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
-                       char id[37]);
 
 static void sim_error(struct req *r, int status, const char *msg)
 {
@@ -88,6 +94,8 @@ static int churn_update(struct write_ctx *w, const struct table_def *t, int tb, 
         if (!rc)
             rc = srec_set_str(&rec, key, f);
     }
+    if (!rc)
+        rc = webwrite_derive(w->db, w->env, t, &rec);
     if (rc)
         goto out;
     srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
@@ -299,8 +307,9 @@ static void route_dump(struct req *r)
 
 static void route_requests(struct req *r)
 {
-    const char *s = sreq_arg(r, "since");
+    const char *s = sreq_arg(r, "since"), *p = sreq_arg(r, "parts");
     uint64_t since = s ? strtoull(s, NULL, 10) : 0;
+    bool parts = p && !strcmp(p, "1");
     struct dvsim *d = r->d;
     buf_reset(&r->out);
     buf_addstr(&r->out, "{\"requests\":[");
@@ -309,16 +318,84 @@ static void route_requests(struct req *r)
     uint64_t first = last > REQLOG_CAP ? last - REQLOG_CAP + 1 : 1;
     if (since + 1 > first)
         first = since + 1;
+    bool any = false;
     for (uint64_t q = first; q <= last; q++) {
         const struct reqlog_entry *e = &d->log[q % REQLOG_CAP];
-        buf_printf(&r->out, "%s{\"seq\":%llu,\"method\":\"%s\",\"path\":", q == first ? "" : ",",
+        if (e->batch_part && !parts)
+            continue;
+        buf_printf(&r->out, "%s{\"seq\":%llu,\"method\":\"%s\",\"path\":", any ? "," : "",
                    (unsigned long long)e->seq, e->method);
+        any = true;
         buf_add_json_string(&r->out, e->path, strlen(e->path));
-        buf_printf(&r->out, ",\"status\":%d,\"time_ms\":%.1f,\"token\":\"%s\",\"bytes\":%llu}", e->status,
-                   e->time_ms, e->token, (unsigned long long)e->bytes);
+        buf_printf(&r->out, ",\"status\":%d,\"time_ms\":%.1f,\"token\":\"%s\",\"bytes\":%llu,"
+                            "\"bypass_business_logic\":", e->status, e->time_ms, e->token, (unsigned long long)e->bytes);
+        if (e->bypass.business_logic[0])
+            buf_add_json_string(&r->out, e->bypass.business_logic, strlen(e->bypass.business_logic));
+        else
+            buf_addstr(&r->out, "null");
+        buf_printf(&r->out, ",\"bypass_custom_plugins\":%s,\"suppress_flows\":%s%s}",
+                   e->bypass.custom_plugins ? "true" : "false", e->bypass.suppress_flows ? "true" : "false",
+                   e->batch_part ? ",\"batch_part\":true" : "");
     }
     pthread_mutex_unlock(&d->lock);
     buf_printf(&r->out, "],\"last\":%llu}", (unsigned long long)last);
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_config(struct req *r)
+{
+    struct dvsim *d = r->d;
+    if (!strcmp(r->method, "POST")) {
+        cJSON *b = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+        cJSON *it, *settings = cJSON_IsObject(b) ? b : NULL;
+        const char *bad = settings ? NULL : "body must be a JSON object";
+        cJSON_ArrayForEach(it, settings) {
+            if (!strcmp(it->string, "bypass_privilege") && cJSON_IsBool(it)) {
+                pthread_mutex_lock(&d->lock);
+                d->bypass_privilege = cJSON_IsTrue(it);
+                pthread_mutex_unlock(&d->lock);
+            } else {
+                bad = "unknown setting or wrong type (bypass_privilege: true|false)";
+            }
+        }
+        cJSON_Delete(b);
+        if (bad) {
+            sim_error(r, 400, bad);
+            return;
+        }
+    } else if (strcmp(r->method, "GET") != 0) {
+        sim_error(r, 405, "use GET or POST");
+        return;
+    }
+    pthread_mutex_lock(&d->lock);
+    bool bypass = d->bypass_privilege;
+    pthread_mutex_unlock(&d->lock);
+    buf_reset(&r->out);
+    buf_printf(&r->out, "{\"bypass_privilege\":%s}", bypass ? "true" : "false");
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_effects(struct req *r)
+{
+    const char *env = sreq_arg(r, "env");
+    int e = env ? dvschema_env_index(env, strlen(env)) : -1;
+    if (e < 0) {
+        sim_error(r, 404, "unknown env (use ?env=<uniqueName>)");
+        return;
+    }
+    sqlite3 *db = dvstore_get(r->d->store);
+    int64_t plugin = 0, flow = 0;
+    int rc = db ? dvstore_effects_get(db, e, &plugin, &flow) : -EIO;
+    dvstore_put(r->d->store, db);
+    if (rc) {
+        sim_error(r, 500, "database error");
+        return;
+    }
+    buf_reset(&r->out);
+    buf_printf(&r->out, "{\"env\":\"%s\",\"plugin_runs\":%lld,\"flow_runs\":%lld}", dvschema_envs[e].unique_name,
+               (long long)plugin, (long long)flow);
     r->status = 200;
     r->content_type = "application/json";
 }
@@ -426,6 +503,7 @@ static void route_reset(struct req *r)
     pthread_mutex_unlock(&d->write_lock);
     pthread_mutex_lock(&d->lock);
     d->faults = d->faults_initial;
+    d->bypass_privilege = d->bypass_privilege_initial;
     for (int i = 0; i < THROTTLE_SLOTS; i++) {
         d->slots[i].count = d->slots[i].head = 0;
         d->slots[i].blocked_until_ms = d->slots[i].extra_ms = 0;
@@ -453,8 +531,12 @@ void dvsim_sim_route(struct req *r, const char *rest)
         route_requests(r);
     else if (!strcmp(rest, "/faults"))
         route_faults(r);
+    else if (!strcmp(rest, "/config"))
+        route_config(r);
+    else if (!strcmp(rest, "/effects") && get)
+        route_effects(r);
     else if (!strcmp(rest, "/reset") && post)
         route_reset(r);
     else
-        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, reset)");
+        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, config, effects, reset)");
 }

@@ -1,6 +1,8 @@
 /* cmd_restore: `dvsnap restore ENV POINT --target ENV2 [--tables a,b] [--include-audit]
- * [--dry-run] [--yes | --confirm ENV2] [--wait]`, the command-line face of backend/engine/restore
- * (the same engine as the mount's .restore file). POINT takes every form cli_resolve_point knows.
+ * [--map FILE] [--fallback-owner systemuser:ID|team:ID] [--allow-business-logic] [--dry-run]
+ * [--yes | --confirm ENV2] [--wait]`, the command-line face of backend/engine/restore (the same
+ * engine as the mount's .restore file; --map's FILE is made absolute for it). POINT takes every
+ * form cli_resolve_point knows.
  * Without --yes the target's name is asked for on the terminal (as the admin center does) and
  * the command refuses when stdin is not a terminal; a dry run needs no confirmation. The restore
  * runs in this process with progress on stderr (progress.h; --wait shows it even when stderr is
@@ -96,17 +98,28 @@ static void print_summary(const struct restore_outcome *o)
     printf("%" PRIu64 " records written, %" PRIu64 " requests (%" PRIu64 " that write, %" PRIu64
            " $batch)\n",
            o->records_written, o->requests, o->write_requests, o->batches);
+    uint64_t fb = 0;
+    for (size_t i = 0; i < o->n_tables; i++)
+        fb += o->tables[i].fallback_owners;
+    printf("business logic %s; %" PRIu64 " rows given the fallback owner %s (--json names the "
+           "unmapped principals and the mapping)\n",
+           o->business_logic_ran ? "ran" : "bypassed", fb,
+           o->fallback_owner[0] ? o->fallback_owner : "(none)");
     if (o->error[0])
         printf("error: %s\n", o->error);
 }
 
 int cmd_restore(struct cli *cli, const struct cli_args *a)
 {
-    const char *target = NULL, *tables = NULL, *confirm_arg = NULL;
-    bool audit = false, dry = false, yes = false, wait = false;
+    const char *target = NULL, *tables = NULL, *confirm_arg = NULL, *map = NULL, *fallback = NULL;
+    bool audit = false, dry = false, yes = false, wait = false, logic = false;
+    char map_abs[4096];
     for (size_t i = 0; i < a->n_opts; i++) {
         const char *v = a->opts[i].arg;
         switch (a->opts[i].val) {
+        case O_MAP: map = v; break;
+        case O_FALLBACK_OWNER: fallback = v; break;
+        case O_ALLOW_BUSINESS_LOGIC: logic = true; break;
         case O_CONFIRM: confirm_arg = v; break;
         case O_TARGET: target = v; break;
         case O_TABLES: tables = v; break;
@@ -175,6 +188,21 @@ int cmd_restore(struct cli *cli, const struct cli_args *a)
         buf_printf(&line, " confirm=%s", confirm);
     if (dry)
         buf_addstr(&line, " dry-run");
+    if (map) {
+        if (!realpath(map, map_abs)) {
+            rc = dverr_set(&err, -EINVAL, "--map %s: %s", map, strerror(errno));
+            goto out;
+        }
+        if (strpbrk(map_abs, " \t\r\n")) {
+            rc = dverr_set(&err, -EINVAL, "--map %s: a path without white space is needed", map);
+            goto out;
+        }
+        buf_printf(&line, " map=%s", map_abs);
+    }
+    if (fallback)
+        buf_printf(&line, " fallback_owner=%s", fallback);
+    if (logic)
+        buf_addstr(&line, " business-logic=run");
     rc = restore_request_parse(line.data, env, point, &req, &err);
     if (rc)
         goto out;

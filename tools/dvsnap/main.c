@@ -74,6 +74,9 @@ static const struct option restore_opts[] = {
     {"yes", no_argument, NULL, O_YES},
     {"confirm", required_argument, NULL, O_CONFIRM},
     {"wait", no_argument, NULL, O_WAIT},
+    {"map", required_argument, NULL, O_MAP},
+    {"fallback-owner", required_argument, NULL, O_FALLBACK_OWNER},
+    {"allow-business-logic", no_argument, NULL, O_ALLOW_BUSINESS_LOGIC},
     {NULL, 0, NULL, 0}};
 
 #define POINT_FORMS                                                                            \
@@ -191,12 +194,20 @@ const struct command cli_commands[] = {
     {"restore", cmd_restore, restore_opts, "t:T:anyc:w", true,
      "restore a point into a sandbox, writing only what differs",
      "usage: dvsnap restore ENV POINT -t|--target ENV2 [-T|--tables a,b] [-a|--include-audit]\n"
+     "                      [--map FILE] [--fallback-owner systemuser:ID|team:ID]\n"
+     "                      [--allow-business-logic]\n"
      "                      [-n|--dry-run] [-y|--yes | -c|--confirm ENV2] [-w|--wait] [--json]\n"
      "  Restores the point (or some of its tables) into the sandbox ENV2, writing only what\n"
      "  differs, after a safety backup of ENV2. Without --yes or --confirm the target's name is\n"
      "  asked for on the terminal (refused, exit 3, when stdin is not one); a dry run needs no\n"
      "  confirmation. Prints a per-table summary (or, with --json, the outcome document).\n"
-     "  --wait shows progress lines on stderr even when it is not a terminal.\n" POINT_FORMS},
+     "  --wait shows progress lines on stderr even when it is not a terminal.\n"
+     "  Users, teams, business units and currencies are matched to ENV2's (users by Entra\n"
+     "  object id, then domain name); --map FILE adds or overrides pairs, one a line:\n"
+     "  '<table> <source id> <target id>'. Rows whose owner has no match get the\n"
+     "  --fallback-owner (default: the application user dvsnap runs as). Plug-ins and flows\n"
+     "  are bypassed (refused, exit 3, without the prvBypassCustomBusinessLogic privilege)\n"
+     "  unless --allow-business-logic.\n" POINT_FORMS},
     {"complete", cmd_complete, NULL, "", false,
      "names for shell completion (environments, points, tables)",
      "usage: dvsnap complete envs | points ENV | tables ENV POINT\n"
