@@ -39,8 +39,10 @@ const char docs_readme_text[] =
     "  cat <env>/.backup                          its progress, outcome or refusal\n"
     "  echo 'target=ENV confirm=ENV [tables=a,b] [audit=include|skip] [dry-run]' \\\n"
     "       > <env>/<point>/.restore              restore the point into a sandbox\n"
+    "       more words: map=/abs/FILE (principal pairs), fallback_owner=systemuser:ID|team:ID,\n"
+    "       business-logic=run (no bypass of plug-ins and flows; the default bypasses them)\n"
     "  cat <env>/<point>/.restore                 its progress, outcome or refusal\n"
-    "  rmdir <env>/<point>                        delete a manual backup (system: EPERM)\n"
+    "  rmdir <env>/<point>                        delete a manual backup (system or held: EPERM)\n"
     "\n"
     "Everything else is read-only (EROFS).\n";
 const size_t docs_readme_len = sizeof docs_readme_text - 1;
