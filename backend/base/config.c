@@ -90,9 +90,18 @@ static const struct key_def keys[] = {
     {"anomaly_hold", K_SPAN, OFF(anomaly_hold), "30d", 0, 0, NULL},
     {"notify_command", K_STR, OFF(notify_command), NULL, 0, 0, NULL},
 };
-#define FIRST_RETENTION_KEY 30 /* index of keep_daily above */
 #define N_RETENTION_KEYS 6
 #define N_KEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* The six retention keys, in the table's order from keep_daily (found by name, not by position, so
+ * keys added above them do not move them). */
+static const struct key_def *retention_keys(void)
+{
+    for (size_t i = 0; i + N_RETENTION_KEYS <= N_KEYS; i++)
+        if (strcmp(keys[i].name, "keep_daily") == 0)
+            return &keys[i];
+    abort(); /* the table above always has them */
+}
 _Static_assert(N_KEYS <= 64, "struct config's set_keys has one bit per key");
 
 static const char *home_dir(void)
@@ -429,8 +438,8 @@ static int set_env_retention(struct config *cfg, const char *name, const char *v
     const struct key_def *k = NULL;
     size_t i = 0;
     for (; dot && i < N_RETENTION_KEYS; i++)
-        if (strcmp(keys[FIRST_RETENTION_KEY + i].name, dot + 1) == 0) {
-            k = &keys[FIRST_RETENTION_KEY + i];
+        if (strcmp(retention_keys()[i].name, dot + 1) == 0) {
+            k = &retention_keys()[i];
             break;
         }
     if (!k || dot == env || (size_t)(dot - env) > 200)
@@ -696,8 +705,8 @@ void config_retention_for(const struct config *cfg, const char *env,
         for (size_t k = 0; k < N_RETENTION_KEYS; k++) {
             if (!(o->set & (1u << k)))
                 continue;
-            size_t off = keys[FIRST_RETENTION_KEY + k].offset - OFF(retention);
-            size_t sz = keys[FIRST_RETENTION_KEY + k].kind == K_KEEP ? sizeof(int)
+            size_t off = retention_keys()[k].offset - OFF(retention);
+            size_t sz = retention_keys()[k].kind == K_KEEP ? sizeof(int)
                                                                      : sizeof(int64_t);
             memcpy((char *)out + off, (const char *)o + off, sz);
         }

@@ -83,7 +83,7 @@ tok=$(curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode c
 read -r fid fcol fblob < <(jq -r '.files[] | select(.table != "annotation") | "\(.record_id) \(.column) \(.blob)"' "$M" | head -1)
 check "a file column was captured" test -n "${fid:-}"
 set=$(jq -r --arg t "$(jq -r '.files[] | select(.table != "annotation") | .table' "$M" | head -1)" '.tables[] | select(.name == $t) | .entity_set' "$M")
-got=$(curl -sf -H "Authorization: Bearer $tok" "$DVSIM_URL/org/contoso-prod/api/data/v9.2/$set($fid)/$fcol/\$value" | sha256sum | cut -c1-64)
+got=$(curl -sf -H "Authorization: Bearer $tok" "$DVSIM_URL/org/contoso-prod/api/data/v9.2/$set($fid)/$fcol/\$value?size=full" | sha256sum | cut -c1-64)
 check_eq "file-column bytes equal the service's" "$got" "$(repo_blob "$fblob" | sha256sum | cut -c1-64)"
 check "a file name with a '/' is kept as the service gave it" jq -e '[.files[].file_name | select(contains("/"))] | length > 0' "$M"
 check "a non-ASCII file name is kept" jq -e '[.files[].file_name | select(test("[^\\u0000-\\u007f]"))] | length > 0' "$M"
