@@ -19,6 +19,8 @@ entries() {
   render "$1" | awk -v sec="$2" '
     /^[A-Z]/ { insec = ($0 == sec); next }
     !insec { next }
+    # a term too long for one line wraps onto more lines at the same indent, before its body
+    /^       [^ ]/ && term != "" && body == "" { term = term " " substr($0, 8); next }
     /^       [^ ]/ { if (term != "") print term "\t" body; term = substr($0, 8); body = ""; next }
     { body = body " " $0 }
     END { if (term != "") print term "\t" body }'
