@@ -43,7 +43,10 @@ done
 # a 429 storm and dropped connections; contoso-dev is captured first, as its scheduled backup
 # would have been (else the safety backup reads every record and image the rerun wrote, at 4
 # requests a second)
-check "capture contoso-dev" dvsnap capture --env contoso-dev
+# the restore above deleted contoso-dev's own accounts (about a fifth of the table): the capture
+# flags that as a mass delete (exit 6, the point before held), which is right and not this test's
+# subject; any other failure still fails it
+check "capture contoso-dev" bash -c "'$DVSNAP' --config '$T/config' capture --env contoso-dev; rc=\$?; [ \$rc = 0 ] || [ \$rc = 6 ]"
 check "churn contoso-dev by 5%" sim_churn contoso-dev 0.05 5
 curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"max_requests":"4/1","drop_rate":0.1}' >/dev/null
 seq=$(last_seq)
