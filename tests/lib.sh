@@ -75,11 +75,13 @@ start_dvsim() {
   DVSIM_URL="http://127.0.0.1:$DVSIM_PORT"
 }
 
-# token: a bearer token from dvsim for the test client (for curl-level tests).
+# token [ENV]: a bearer token from dvsim for the test client (for curl-level tests): for the admin
+# API, or for ENV's Web API when given.
 token() {
   curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" \
     --data-urlencode "client_id=dvsnap-test" --data-urlencode "client_secret@$T/secret" \
-    --data-urlencode "grant_type=client_credentials" --data-urlencode "scope=$DVSIM_URL/.default" | jq -r .access_token
+    --data-urlencode "grant_type=client_credentials" \
+    --data-urlencode "scope=$DVSIM_URL${1:+/org/$1}/.default" | jq -r .access_token
 }
 
 # write_config [EXTRA LINES]: $T/config for dvsnap against the running dvsim. The repository is

@@ -19,9 +19,7 @@ ITER=20; [ -n "${DVSNAP_LONG:-}" ] && ITER=100
 ENV=contoso-dev
 SLOW='fsync,fdatasync,unlink,unlinkat,rename,renameat,renameat2'
 STRACE=(strace -f -qq -o /dev/null -e trace="$SLOW" -e inject="$SLOW":delay_enter=20000)
-tok=$(curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode "client_id=dvsnap-test" \
-  --data-urlencode "client_secret@$T/secret" --data-urlencode "grant_type=client_credentials" \
-  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+tok=$(token $ENV)
 API=$DVSIM_URL/org/$ENV/api/data/v9.2
 # the test's own writes bypass dvsim's simulated plug-in, so the person has only the records made here
 api() { curl -sf -o /dev/null -X "$1" -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \

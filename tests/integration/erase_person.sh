@@ -32,9 +32,7 @@ SECRET=ZYXQO-SECRET-ATTACHMENT-BYTES
 B64=$(printf '%s-%0300d' "$SECRET" 0 | base64 -w0)
 VALUES=("$EMAIL" Zyxqo Erasetestperson "Unique Jobtitle Qwv" "Second Jobtitle Qwv" "+1 555 0199 7341" \
         "$SECRET" "${B64:0:60}" "$C" "$A" "$N")
-tok=$(curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode "client_id=dvsnap-test" \
-  --data-urlencode "client_secret@$T/secret" --data-urlencode "grant_type=client_credentials" \
-  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+tok=$(token $ENV)
 API=$DVSIM_URL/org/$ENV/api/data/v9.2
 # the test's own writes bypass dvsim's simulated plug-in, so the person has only the records made here
 api() { curl -sf -o /dev/null -X "$1" -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' \
