@@ -60,6 +60,9 @@ static void *worker(void *arg)
                 log_warn("%s: table %s could not be read: %s", cap->env->unique_name,
                          log_escape(j->t->logical_name, esc, sizeof esc), reason);
             capture_job_reset_read(j);
+            /* what its read gave the state is dropped: the table stays as of the previous point */
+            if (rc != -ECANCELED && repo_capture_state_forget(cap->rc, j->t->logical_name))
+                j->rc = -ENOMEM; /* the pass must not commit a state the point does not match */
         }
         segment_writer_abort(j->sw);
         j->sw = NULL;

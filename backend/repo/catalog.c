@@ -15,7 +15,7 @@
 
 #include "backend/repo/catalog_int.h"
 
-#define CATALOG_FORMAT "4"
+#define CATALOG_FORMAT "5"
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -30,10 +30,10 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS state_point(env TEXT PRIMARY KEY, point TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS state_tables(tid INTEGER PRIMARY KEY, env TEXT NOT NULL,"
     " tbl TEXT NOT NULL, UNIQUE(env, tbl));"
-    /* the largest part: one row per table, its records' state packed and zstd-compressed
-     * (catalog_capture.c), about 17 bytes a GUID-keyed record (25 with a hash) */
-    "CREATE TABLE IF NOT EXISTS state_data(tid INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
-    " data BLOB NOT NULL);";
+    /* the largest part: a table's records' state in chunks of about 128 keys, each packed and
+     * zstd-compressed (catalog_capture.c), about 18 bytes a GUID-keyed record (26 with a hash) */
+    "CREATE TABLE IF NOT EXISTS state_chunks(cid INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
+    " lo BLOB NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE(tid, lo));";
 
 static int sqlite_to_errno(int code)
 {
@@ -172,6 +172,7 @@ int catalog_open(const char *path, struct catalog **out, struct dverr *err)
         int s = old ? sqlite3_exec(db, "DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS points;"
                                        "DROP TABLE IF EXISTS state;"
                                        "DROP TABLE IF EXISTS state_data;"
+                                       "DROP TABLE IF EXISTS state_chunks;"
                                        "DROP TABLE IF EXISTS state_point;"
                                        "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;"
                                        "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;",
@@ -419,7 +420,7 @@ int catalog_clear(struct catalog *c, struct dverr *err)
     if (rc)
         return rc;
     rc = catalog_exec(c, db, "BEGIN IMMEDIATE; DELETE FROM segments; DELETE FROM points; "
-                             "DELETE FROM state_data; DELETE FROM state_tables; "
+                             "DELETE FROM state_chunks; DELETE FROM state_tables; "
                              "DELETE FROM state_point; COMMIT", err);
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

@@ -28,6 +28,11 @@ int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr
     return segment_writer_new_in(r->store, r->tmp_dir, out, err);
 }
 
+int repo_sorter_new(struct repo *r, size_t budget, struct segment_sorter **out, struct dverr *err)
+{
+    return segment_sorter_new(r->tmp_dir, budget, out, err);
+}
+
 uint64_t repo_line_hash(const char *line, size_t len)
 {
     char h[65];
@@ -168,19 +173,20 @@ void repo_capture_abort(struct repo_capture *c)
 }
 
 struct rebuild_ctx {
-    struct catalog_capture *cc;
-    const char *table;
+    struct catalog_state_builder *b;
     bool hashes;             /* the capture keeps hashes for this table (no delta link) */
 };
 
-static int rebuild_put(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+static int rebuild_add(void *ctx, const char *key, size_t key_len, const char *line,
+                       size_t line_len)
 {
     struct rebuild_ctx *c = ctx;
-    return catalog_capture_put(c->cc, c->table, key, key_len,
-                               c->hashes ? repo_line_hash(line, line_len) : 0, line_len, false);
+    return catalog_state_builder_add(c->b, key, key_len,
+                                     c->hashes ? repo_line_hash(line, line_len) : 0, line_len);
 }
 
-/* Replace env's capture state with the records of p (NULL: empty). */
+/* Replace env's capture state with the records of p (NULL: empty), each table streamed from its
+ * segments into a builder in key order. */
 int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
                            const struct point *p, struct dverr *err)
 {
@@ -189,8 +195,17 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     if (rc)
         return rc;
     for (size_t i = 0; p && i < p->n_tables && !rc; i++) {
-        struct rebuild_ctx c = {cc, p->tables[i].name, !p->tables[i].delta_link};
-        rc = table_iterate(r, p, p->tables[i].name, rebuild_put, &c, err);
+        struct rebuild_ctx c = {NULL, !p->tables[i].delta_link};
+        if ((rc = catalog_capture_replace_begin(cc, p->tables[i].name, &c.b))) {
+            dverr_set(err, rc, "rebuilding the capture state of %s", p->tables[i].name);
+            break;
+        }
+        rc = table_iterate(r, p, p->tables[i].name, rebuild_add, &c, err);
+        if (rc) {
+            catalog_state_builder_abort(c.b);
+        } else if ((rc = catalog_state_builder_finish(c.b))) {
+            dverr_set(err, rc, "rebuilding the capture state of %s", p->tables[i].name);
+        }
     }
     if (rc) {
         catalog_capture_abort(cc);
@@ -286,6 +301,11 @@ int repo_capture_state_put(struct repo_capture *c, const char *table, const char
     return catalog_capture_put(c->cc, table, key, key_len, hash, len, deleted);
 }
 
+int repo_capture_state_forget(struct repo_capture *c, const char *table)
+{
+    return catalog_capture_forget(c->cc, table);
+}
+
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
                                int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx)
@@ -293,9 +313,43 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
     return catalog_capture_iterate(c->cc, table, fn, ctx);
 }
 
-void repo_capture_state_done(struct repo_capture *c, const char *table)
+int repo_capture_state_cursor(struct repo_capture *c, const char *table,
+                              struct catalog_cursor **out)
 {
-    catalog_capture_done(c->cc, table);
+    return catalog_capture_cursor_open(c->cc, table, out);
+}
+
+int repo_state_cursor_next(struct catalog_cursor *cur, const char **key, size_t *key_len,
+                           uint64_t *hash, uint64_t *len)
+{
+    return catalog_cursor_next(cur, key, key_len, hash, len);
+}
+
+void repo_state_cursor_free(struct catalog_cursor *cur)
+{
+    catalog_cursor_free(cur);
+}
+
+int repo_capture_state_replace(struct repo_capture *c, const char *table,
+                               struct catalog_state_builder **out)
+{
+    return catalog_capture_replace_begin(c->cc, table, out);
+}
+
+int repo_state_builder_add(struct catalog_state_builder *b, const char *key, size_t key_len,
+                           uint64_t hash, uint64_t len)
+{
+    return catalog_state_builder_add(b, key, key_len, hash, len);
+}
+
+int repo_state_builder_finish(struct catalog_state_builder *b)
+{
+    return catalog_state_builder_finish(b);
+}
+
+void repo_state_builder_abort(struct catalog_state_builder *b)
+{
+    catalog_state_builder_abort(b);
 }
 
 /* Replace long chains by a new base before the manifest names them (the capture need not know).

@@ -41,6 +41,11 @@ bool segment_id_ok(const char *id)
     return true;
 }
 
+int segment_key_cmp(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    return key_cmp(a, a_len, b, b_len);
+}
+
 void segment_object_name(const char *id, char out[80])
 {
     snprintf(out, 80, "objects/%.2s/%s", id, id);

@@ -49,6 +49,8 @@ struct segment_entry {
     size_t line_len;
 };
 
+/* The key order of segments (and of the capture state): bytes, then shorter first. */
+int segment_key_cmp(const char *a, size_t a_len, const char *b, size_t b_len);
 /* "objects/ab/ab12..." for id into out. */
 void segment_object_name(const char *id, char out[80]);
 bool segment_id_ok(const char *id); /* 64 lowercase hex */

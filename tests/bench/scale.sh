@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Cost growth (issue 15): what a capture pass costs as the org grows. For each size N in SIZES
+# (accounts in contoso-prod: dvsim --records N gives N accounts, 2N contacts and the demo tables),
+# one full capture, then CHURN_PASSES passes after about CHURN changed records each (dvsim
+# /_sim/churn at CHURN / records of every user table), each timed with its peak RSS
+# (/usr/bin/time). Prints per size:
+#   BENCH scale_full_s_<N>       full capture's wall time
+#   BENCH scale_full_rss_<N>     its peak RSS (MB)
+#   BENCH scale_inc_s_<N>        the median pass after ~CHURN changed records
+#   BENCH scale_inc_rss_<N>      its peak RSS (MB)
+# then the ratios between the largest and the smallest size (goal: within 1.5x; full capture RSS
+# at most 256 MB, the pass at the largest size at most 1 s and 64 MB).
+# Knobs: BENCH_SCALE_SIZES (default "100000 1000000"; BENCH_LONG=1 adds 10000000, which seeds
+# about 30M rows, ~10 min, and needs ~40 GB of disk), BENCH_SCALE_CHURN (600),
+# BENCH_SCALE_PASSES (3), BENCH_SCALE_KEEP_DB=DIR (keep dvsim databases there between runs: a
+# seeded database is reused, churn and all).
+. "$(dirname "$0")/../lib.sh"
+SIZES=${BENCH_SCALE_SIZES:-100000 1000000${BENCH_LONG:+ 10000000}}
+CHURN=${BENCH_SCALE_CHURN:-600}
+PASSES=${BENCH_SCALE_PASSES:-3}
+ENV=contoso-prod
+bench() { echo "BENCH $*"; }
+# timed NAME CMD...: runs CMD under /usr/bin/time; sets TIMED_S (wall seconds) and TIMED_MB (peak RSS)
+timed() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$T/$name.time" "$@" >"$T/$name.out" 2>&1 || { tail -5 "$T/$name.out"; exit 1; }
+  read -r TIMED_S kb <"$T/$name.time"
+  TIMED_MB=$(( kb / 1024 ))
+}
+median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+first=""; last=""
+for N in $SIZES; do
+  db="$T/dvsim-$N.db"
+  [ -n "${BENCH_SCALE_KEEP_DB:-}" ] && mkdir -p "$BENCH_SCALE_KEEP_DB" && db="$BENCH_SCALE_KEEP_DB/dvsim-$N.db"
+  rm -rf "$T/repo" "$T/cache"
+  DVSIM_START_TIMEOUT=7200 start_dvsim --seed demo --records "$N" --db "$db"
+  write_config
+  dvsnap init >/dev/null
+  timed full "$DVSNAP" --config "$T/config" capture --env "$ENV"
+  full_s=$TIMED_S; full_mb=$TIMED_MB
+  records=$(dvsnap points "$ENV" latest | jq .records)
+  bench "scale_full_s_$N" "$full_s" s "$records records"
+  bench "scale_full_rss_$N" "$full_mb" MB "peak RSS of the full capture"
+  fraction=$(awk -v c="$CHURN" -v r="$records" 'BEGIN {printf "%.8f", c / r}')
+  times=""; rss=""
+  for i in $(seq 1 "$PASSES"); do
+    changed=$(sim_churn "$ENV" "$fraction" "$((N + i))" | jq '.updated + .created + .deleted')
+    timed "inc$i" "$DVSNAP" --config "$T/config" capture --env "$ENV"
+    note "N=$N pass $i: $changed changed records, $TIMED_S s, $TIMED_MB MB"
+    times="$times $TIMED_S"; rss="$rss $TIMED_MB"
+  done
+  inc_s=$(echo $times | median); inc_mb=$(echo $rss | median)
+  bench "scale_inc_s_$N" "$inc_s" s "median of $PASSES passes after ~$CHURN changed records"
+  bench "scale_inc_rss_$N" "$inc_mb" MB "peak RSS of that pass"
+  eval "full_s_$N=$full_s full_mb_$N=$full_mb inc_s_$N=$inc_s inc_mb_$N=$inc_mb"
+  [ -n "$first" ] || first=$N
+  last=$N
+  kill "$DVSIM_PID" 2>/dev/null; wait "$DVSIM_PID" 2>/dev/null
+  [ -n "${BENCH_SCALE_KEEP_DB:-}" ] || rm -f "$db"
+done
+if [ "$first" != "$last" ]; then
+  r() { echo "scale=2; $1 / $2" | bc; }
+  eval "a=\$inc_s_$last b=\$inc_s_$first c=\$inc_mb_$last d=\$inc_mb_$first e=\$full_mb_$last f=\$full_mb_$first"
+  bench scale_inc_time_growth "$(r "$a" "$b")" x "pass after ~$CHURN changes, ${last} vs ${first} accounts (goal <= 1.5)"
+  bench scale_inc_rss_growth "$(r "$c" "$d")" x "its peak RSS, ${last} vs ${first} (goal <= 1.5)"
+  bench scale_full_rss_growth "$(r "$e" "$f")" x "full capture peak RSS, ${last} vs ${first} (goal <= 1.5, <= 256 MB)"
+fi
