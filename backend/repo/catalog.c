@@ -30,8 +30,8 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS state_point(env TEXT PRIMARY KEY, point TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS state_tables(tid INTEGER PRIMARY KEY, env TEXT NOT NULL,"
     " tbl TEXT NOT NULL, UNIQUE(env, tbl));"
-    /* the largest part: a table's records' state in chunks of about 128 keys, each packed and
-     * zstd-compressed (catalog_capture.c), about 18 bytes a GUID-keyed record (26 with a hash) */
+    /* the largest part: a table's records' state in chunks of about 64 keys, each packed and
+     * zstd-compressed (catalog_chunk.c), about 21 bytes a GUID-keyed record (29 with a hash) */
     "CREATE TABLE IF NOT EXISTS state_chunks(cid INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
     " lo BLOB NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE(tid, lo));";
 
@@ -71,10 +71,11 @@ static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
         return rc;
     }
     sqlite3_busy_timeout(db, 30000);
-    /* auto_vacuum takes effect on a new file only (an older catalog gets it with the VACUUM of
-     * its format upgrade): the packed state is rewritten whole, so its old pages are given back
-     * after every capture commit instead of leaving the file at twice its size */
-    rc = sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; "
+    /* page_size and auto_vacuum take effect on a new file only (an older catalog gets them with
+     * the VACUUM of its format upgrade): 16 KiB pages hold a dozen state chunks with little slack,
+     * and the pages a commit frees are given back instead of leaving the file to grow */
+    rc = sqlite3_exec(db, "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL; "
+                          "PRAGMA journal_mode=WAL; "
                           "PRAGMA synchronous=FULL; "
                           "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=16777216;", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -174,10 +175,17 @@ int catalog_open(const char *path, struct catalog **out, struct dverr *err)
                                        "DROP TABLE IF EXISTS state_data;"
                                        "DROP TABLE IF EXISTS state_chunks;"
                                        "DROP TABLE IF EXISTS state_point;"
-                                       "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;"
-                                       "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;",
+                                       "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;",
                                    NULL, NULL, NULL)
                     : SQLITE_OK;
+        /* the new page size needs the VACUUM outside WAL mode: best effort (another process may
+         * hold the file open; the catalog then keeps its page size) */
+        if (old && s == SQLITE_OK &&
+            sqlite3_exec(db, "PRAGMA journal_mode=DELETE; PRAGMA page_size=16384;"
+                             "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, NULL) != SQLITE_OK)
+            sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, NULL);
+        if (old && s == SQLITE_OK)
+            s = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
         if (s == SQLITE_OK)
             s = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
         if (s != SQLITE_OK)

@@ -1,8 +1,8 @@
 /* catalog: the repository's local SQLite index (docs/architecture.md section 3): restore points,
  * the delta segment of every point's tables, and the capture state (env, table, key -> length of
  * the record's current line, and its hash where the capture keeps one) with the point it
- * corresponds to. The state is kept in chunks of about 128 keys (one zstd row each, about 18 bytes
- * a GUID-keyed record, 26 with a hash), cut where the keys say (the same chunks for the same keys
+ * corresponds to. The state is kept in chunks of about 64 keys (one zstd row each, about 21 bytes
+ * a GUID-keyed record with the rows' overhead, 29 with a hash), cut where the keys say (the same chunks for the same keys
  * whatever the history), so a pass that changes a few keys reads and rewrites a few chunks. It is
  * a cache: every row can be rebuilt from the repository's objects (repo_rebuild_catalog).
  *
@@ -56,12 +56,9 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
 int catalog_capture_put(struct catalog_capture *cc, const char *table, const char *key,
                         size_t key_len, uint64_t hash, uint64_t len, bool deleted);
 /* Keys of table in the state as it would be after commit, in key order (bytes, then shorter
- * first: the segments' order), one chunk in memory at a time; fn may call put. */
-int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
-                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
-                            void *ctx);
-/* The same as a cursor: next gives 1 with the next key (valid until the next call), 0 at the end,
- * -errno. */
+ * first: the segments' order), one chunk in memory at a time: next gives 1 with the next key
+ * (valid until the next call), 0 at the end, -errno. Puts made while it runs are seen when their
+ * key is still ahead. */
 struct catalog_cursor;
 int catalog_capture_cursor_open(struct catalog_capture *cc, const char *table,
                                 struct catalog_cursor **out);

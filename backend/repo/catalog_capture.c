@@ -466,27 +466,6 @@ int catalog_cursor_next(struct catalog_cursor *cur, const char **key, size_t *ke
     }
 }
 
-int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
-                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
-                            void *ctx)
-{
-    struct catalog_cursor *cur = NULL;
-    int rc = catalog_capture_cursor_open(cc, table, &cur);
-    while (!rc) {
-        const char *k;
-        size_t kn;
-        uint64_t h, l;
-        int r = catalog_cursor_next(cur, &k, &kn, &h, &l);
-        if (r <= 0) {
-            rc = r;
-            break;
-        }
-        rc = fn(ctx, k, h, l);
-    }
-    catalog_cursor_free(cur);
-    return rc;
-}
-
 /* ---- writing chunks: cutting a run of keys in order into rows ---- */
 
 /* Where finished chunks go: temp.staged for a table (builders), or main.state_chunks for a tid
@@ -495,8 +474,10 @@ struct chunk_sink {
     struct catalog_capture *cc;
     const char *table;       /* staged */
     sqlite3_int64 tid;       /* main, when table is NULL */
-    sqlite3_stmt *ins_main;  /* INSERT INTO main.state_chunks(tid, lo, n, data) */
+    sqlite3_stmt *ins_main;  /* INSERT (or update) INTO main.state_chunks(tid, lo, n, data) */
     bool locked;             /* the caller holds cc->mu (commit) */
+    const struct buf *watch; /* commit: the lo of the region's chunk (NULL: none)... */
+    bool watch_written;      /* ...and whether a chunk was written at it (else it goes) */
     struct state_chunk_enc enc;    /* the chunk being filled; enc.lo its lo */
     bool started;
     struct buf packed;
@@ -519,6 +500,9 @@ static int sink_write(struct chunk_sink *k)
     else
         sqlite3_bind_int64(st, 1, k->tid);
     bind_key(st, 2, k->enc.lo.data, k->enc.lo.len);
+    if (k->watch && k->watch->len == k->enc.lo.len &&
+        memcmp(k->watch->data, k->enc.lo.data, k->enc.lo.len) == 0)
+        k->watch_written = true;
     sqlite3_bind_int64(st, 3, (sqlite3_int64)k->enc.n);
     sqlite3_bind_blob(st, 4, k->packed.data ? k->packed.data : "", (int)k->packed.len,
                       SQLITE_STATIC);
@@ -772,10 +756,10 @@ static int patch_table(struct apply *a, const char *tbl, sqlite3_int64 tid)
         sqlite3_reset(a->next_lo);
         if (!rc && ns != SQLITE_ROW && ns != SQLITE_DONE)
             rc = catalog_fail(cc->cat, cc->db, ns, "reading the capture state", a->err);
-        if (!rc && have) /* its entries are in c: the row goes before the new ones are written */
-            rc = delete_chunk(a, tid, &lo);
         if (rc)
             break;
+        k.watch = have ? &lo : NULL; /* the chunk's row is rewritten in place, or deleted below */
+        k.watch_written = false;
         bool started = false;
         size_t ci = 0;
         for (;;) { /* the chunk's entries and the pending rows below hi, the pending row winning */
@@ -820,8 +804,7 @@ static int patch_table(struct apply *a, const char *tbl, sqlite3_int64 tid)
                         rc = hp;
                     else if (hp == 0)
                         rc = sink_start(&k, "", 0);
-                    else if (!(rc = delete_chunk(a, tid, &plo)) &&
-                             !(rc = sink_start(&k, plo.data, plo.len)))
+                    else if (!(rc = sink_start(&k, plo.data, plo.len))) /* rewritten in place */
                         for (size_t i = 0; i < prev.n && !rc; i++) {
                             size_t qn;
                             const char *q = state_chunk_key(&prev, i, &qn);
@@ -842,6 +825,8 @@ static int patch_table(struct apply *a, const char *tbl, sqlite3_int64 tid)
         }
         if (!rc)
             rc = sink_write(&k);
+        if (!rc && have && !k.watch_written) /* lo starts no chunk now */
+            rc = delete_chunk(a, tid, &lo);
         k.started = false;
         state_chunk_release(&c);
     }
@@ -884,7 +869,9 @@ static int apply_state(struct catalog_capture *cc, struct dverr *err)
         {&a.next_lo, "SELECT lo FROM main.state_chunks WHERE tid = ?1 AND lo > ?2 ORDER BY lo "
                      "LIMIT 1"},
         {&a.del, "DELETE FROM main.state_chunks WHERE tid = ?1 AND lo = ?2"},
-        {&a.ins, "INSERT INTO main.state_chunks(tid, lo, n, data) VALUES(?1, ?2, ?3, ?4)"},
+        /* a chunk written again at its lo is updated in place: its row keeps its page */
+        {&a.ins, "INSERT INTO main.state_chunks(tid, lo, n, data) VALUES(?1, ?2, ?3, ?4) "
+                 "ON CONFLICT(tid, lo) DO UPDATE SET n = excluded.n, data = excluded.data"},
         {&a.pend, "SELECT key, hash, len, deleted FROM temp.pending WHERE tbl = ?1 ORDER BY key"},
         {&repl, "SELECT tbl FROM temp.replaced ORDER BY tbl"},
         {&tbls, "SELECT DISTINCT tbl FROM temp.pending ORDER BY tbl"},
@@ -968,6 +955,7 @@ int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, st
         rc = catalog_point_add_db(c, db, p, err);
     if (!rc)
         rc = catalog_exec(c, db, "COMMIT", err);
+
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
     else /* give the replaced chunks' pages back (best effort: the commit stands either way) */

@@ -59,7 +59,7 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
  * tracking has none, and a full read of it takes the hashes from the previous point's segments
  * (capture.c). Everything read back is bounds-checked: a damaged row gives -EIO (rebuild the
  * catalog), never a crash. */
-#define STATE_CHUNK_KEYS 128 /* mean keys per chunk (a power of two) */
+#define STATE_CHUNK_KEYS 64 /* mean keys per chunk (a power of two) */
 #define STATE_MAX_RAW (64ull << 20)
 #define STATE_CHUNK_LEVEL 1  /* zstd level: the keys' random bytes do not compress at any level */
 #define SEGMENT_KEY_CAP (64u << 10) /* a record key is at most this long (segment.h) */

@@ -310,7 +310,21 @@ int repo_capture_state_iterate(struct repo_capture *c, const char *table,
                                int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx)
 {
-    return catalog_capture_iterate(c->cc, table, fn, ctx);
+    struct catalog_cursor *cur = NULL;
+    int rc = catalog_capture_cursor_open(c->cc, table, &cur);
+    while (!rc) {
+        const char *k;
+        size_t kn;
+        uint64_t h, l;
+        int r = catalog_cursor_next(cur, &k, &kn, &h, &l);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        rc = fn(ctx, k, h, l); /* k is NUL-terminated (keys hold no NUL) */
+    }
+    catalog_cursor_free(cur);
+    return rc;
 }
 
 int repo_capture_state_cursor(struct repo_capture *c, const char *table,

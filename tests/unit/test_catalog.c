@@ -84,6 +84,29 @@ static int count_row(void *ctx, const char *key, uint64_t hash, uint64_t len)
     return 0;
 }
 
+/* fn for every key of table's state as the capture sees it (through a cursor). */
+static int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
+                                   int (*fn)(void *ctx, const char *key, uint64_t hash,
+                                             uint64_t len),
+                                   void *ctx)
+{
+    struct catalog_cursor *cur = NULL;
+    int rc = catalog_capture_cursor_open(cc, table, &cur);
+    while (!rc) {
+        const char *k;
+        size_t kn;
+        uint64_t h, l;
+        int r = catalog_cursor_next(cur, &k, &kn, &h, &l);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        rc = fn(ctx, k, h, l);
+    }
+    catalog_cursor_free(cur);
+    return rc;
+}
+
 static void put_all(struct catalog *c, const char *env, unsigned n, bool replace, uint64_t salt)
 {
     struct catalog_capture *cc = NULL;
@@ -281,7 +304,8 @@ static void test_state_damage(void **state)
     sqlite3_close(db);
 }
 
-/* A catalog of an older format (format 3 kept a hash per record) is dropped when opened: it is a
+/* A catalog of an older format (format 3 kept a hash per record, format 4 one packed row per
+ * table) is dropped when opened: it is a
  * cache, rebuilt from the repository; the old state must not be read as the new layout. */
 static void test_old_format_dropped(void **state)
 {
@@ -319,6 +343,44 @@ static void test_old_format_dropped(void **state)
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(st, 0), "5");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* a format-4 catalog (one packed row per table, 4 KiB pages) from before the chunks: the
+     * upgrade drops its state and moves it to 16 KiB pages, in WAL mode again */
+    unlink(f->path);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+                                  "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                                  "INSERT INTO meta VALUES('format','4');"
+                                  "CREATE TABLE state_tables(tid INTEGER PRIMARY KEY, env TEXT, "
+                                  "tbl TEXT); INSERT INTO state_tables VALUES(1, 'env1', 'account');"
+                                  "CREATE TABLE state_data(tid INTEGER PRIMARY KEY, n INTEGER, "
+                                  "data BLOB); INSERT INTO state_data VALUES(1, 3, x'00ff00ff');"
+                                  "CREATE TABLE state_point(env TEXT PRIMARY KEY, point TEXT);"
+                                  "INSERT INTO state_point VALUES('env1', '2026-01-01T000000Z');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(catalog_open(f->path, &c, &e), 0);
+    assert_int_equal(catalog_state_point(c, "env1", sp, &e), 0);
+    assert_string_equal(sp, "");
+    char jm[16];
+    int sync = 0, fk = 0;
+    assert_int_equal(catalog_settings(c, jm, &sync, &fk, &e), 0);
+    assert_string_equal(jm, "wal");
+    catalog_free(c);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 16384);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE "
+                                            "name = 'state_data'", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
