@@ -546,9 +546,19 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
             goto out;
         }
     }
-    o->delta_link = new_link;
-    new_link = NULL;
-    if (reason && !(o->full_read_reason = strdup(reason)))
+    /* An unchanged table keeps its delta link while the UTC day of the previous point lasts, so
+     * an idle point's tables are its parent's (one shared object, manifest.h): reading from the
+     * older link gives the same changes (none happened in between), and every link is renewed
+     * daily, well within the service's lifetime for delta tokens. */
+    if (j->delta_mode && !o->delta && !n.lines && prev && prev->delta_link && cap->prev &&
+        cap->prev->taken_at / 86400 == cap->now / 86400) {
+        if (!(o->delta_link = strdup(prev->delta_link)))
+            rc = -ENOMEM;
+    } else {
+        o->delta_link = new_link;
+        new_link = NULL;
+    }
+    if (!rc && reason && !(o->full_read_reason = strdup(reason)))
         rc = -ENOMEM;
 out:
     free(new_link);

@@ -158,6 +158,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     cap.repo = repo;
     cap.env = env;
     cap.opts = opts;
+    cap.now = taken_at;
     if (pthread_mutex_init(&cap.lock, NULL))
         return dverr_set(err, -ENOMEM, "mutex");
     lock_init = true;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/base/keymap.h"
 #include "backend/engine/capture.h"
@@ -124,6 +125,7 @@ struct cap {
     const struct capture_opts *opts;
     struct repo_capture *rc;
     const struct point *prev;
+    time_t now;                     /* the point's time (opts->now, else the clock at start) */
     pthread_mutex_t lock;           /* guards next, tables_done, records, progress */
     size_t next;
     uint64_t tables_done, records;

@@ -47,6 +47,8 @@ struct point {
     char *not_captured_json; /* JSON array of {"what":..,"reason":..}: apps, flows, failures */
     char *env_json;          /* the environment as the admin API described it at capture */
     char *audit_table;       /* the table shown as audit.json, or NULL */
+    char *tables_object;     /* format 2: the blob ids of the shared tables and files documents */
+    char *files_object;      /* the manifest names (NULL: format 1, everything inline) */
 };
 void point_free(struct point *p); /* accepts NULL */
 

@@ -411,6 +411,28 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
     return 0;
 }
 
+/* Store p's shared tables and files documents (manifest.h, format 2) as blobs and name them in
+ * p: a point that changed nothing names its parent's, which are already there. */
+static int put_shared(struct repo *r, struct point *p, struct dverr *err)
+{
+    struct buf t = BUF_INIT, f = BUF_INIT;
+    char tid[65], fid[65];
+    int rc = manifest_render_shared(p, &t, &f, err);
+    if (!rc)
+        rc = repo_blob_put(r, t.data, t.len, tid, err);
+    if (!rc)
+        rc = repo_blob_put(r, f.data, f.len, fid, err);
+    buf_release(&t);
+    buf_release(&f);
+    if (rc)
+        return rc;
+    free(p->tables_object);
+    free(p->files_object);
+    p->tables_object = strdup(tid);
+    p->files_object = strdup(fid);
+    return p->tables_object && p->files_object ? 0 : dverr_set(err, -ENOMEM, "out of memory");
+}
+
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err)
 {
     struct repo *r = c->r;
@@ -431,6 +453,8 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
     if ((rc = compact_point(r, p, err)) || (rc = record_segment_sizes(r, p, err)))
         goto out;
     if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
+        goto out;
+    if ((rc = put_shared(r, p, err)))
         goto out;
     time_t t = p->taken_at;
     if (c->prev && t <= c->prev->taken_at)

@@ -37,6 +37,12 @@ struct repo {
     pthread_mutex_t mu;      /* guards cat and cat_err */
     struct catalog *cat;     /* guarded by mu; NULL when the catalog could not be opened */
     struct dverr cat_err;    /* why (guarded by mu) */
+    pthread_mutex_t shared_mu; /* guards shared */
+    struct {                 /* the last tables and files documents read (manifest.h, format 2):
+                              * the points that share them are loaded without reading them again */
+        char id[65];
+        struct buf doc;
+    } shared[2];             /* guarded by shared_mu */
 };
 
 /* The catalog, or NULL with why in err (damaged, or being rebuilt). */

@@ -47,8 +47,7 @@ export_point() { # one directory, same path every time
   for t in $(dvsnap points "$ENV" latest | jq -r '.tables[].name'); do
     dvsnap cat "$ENV" latest "$t" >"$T/export/$ENV/$t.json"
   done
-  local m; m=$(ls "$T/repo/points/$ENV/"*.json | tail -1)
-  jq -r '.files[] | select(.column != "documentbody") | "\(.table)/\(.record_id)/\(.column) \(.blob)"' "$m" |
+  manifest "$ENV" latest | jq -r '.files[] | select(.column != "documentbody") | "\(.table)/\(.record_id)/\(.column) \(.blob)"' |
     while read -r path blob; do
       mkdir -p "$T/export/$ENV/files/${path%/*}"
       repo_get "objects/${blob:0:2}/$blob" >"$T/export/$ENV/files/$path"

@@ -10,11 +10,19 @@
 #   BENCH scale_inc_rss_<N>      its peak RSS (MB)
 # then the ratios between the largest and the smallest size (goal: within 1.5x; full capture RSS
 # at most 256 MB, the pass at the largest size at most 1 s and 64 MB).
+# Then idle points (manifests that share what did not change): an org of 1000 accounts given
+# BENCH_SCALE_NOTES (20000) more notes with attachments of 1-4 KB (written through $batch), one
+# full capture, then BENCH_SCALE_IDLE (100) passes with nothing changed:
+#   BENCH scale_idle_bytes       what those points add to the repository (objects and manifests;
+#                                goal: at most 1 MB in all)
+#   BENCH scale_idle_manifest    the size of one idle point's manifest
 # Knobs: BENCH_SCALE_SIZES (default "100000 1000000"; BENCH_LONG=1 adds 10000000, which seeds
 # about 30M rows, ~10 min, and needs ~40 GB of disk), BENCH_SCALE_CHURN (600),
 # BENCH_SCALE_PASSES (3), BENCH_SCALE_KEEP_DB=DIR (keep dvsim databases there between runs: a
 # seeded database is reused, churn and all).
 . "$(dirname "$0")/../lib.sh"
+PARTS=" ${BENCH_SCALE_PARTS:-growth idle} "
+part() { [[ $PARTS == *" $1 "* ]]; }
 SIZES=${BENCH_SCALE_SIZES:-100000 1000000${BENCH_LONG:+ 10000000}}
 CHURN=${BENCH_SCALE_CHURN:-600}
 PASSES=${BENCH_SCALE_PASSES:-3}
@@ -30,6 +38,7 @@ timed() {
 median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
 first=""; last=""
+part growth || SIZES=""
 for N in $SIZES; do
   db="$T/dvsim-$N.db"
   [ -n "${BENCH_SCALE_KEEP_DB:-}" ] && mkdir -p "$BENCH_SCALE_KEEP_DB" && db="$BENCH_SCALE_KEEP_DB/dvsim-$N.db"
@@ -66,3 +75,50 @@ if [ "$first" != "$last" ]; then
   bench scale_inc_rss_growth "$(r "$c" "$d")" x "its peak RSS, ${last} vs ${first} (goal <= 1.5)"
   bench scale_full_rss_growth "$(r "$e" "$f")" x "full capture peak RSS, ${last} vs ${first} (goal <= 1.5, <= 256 MB)"
 fi
+
+part idle && {
+NOTES=${BENCH_SCALE_NOTES:-20000}
+IDLE=${BENCH_SCALE_IDLE:-100}
+rm -rf "$T/repo" "$T/cache"
+start_dvsim --seed demo --records 1000 --db "$T/dvsim-idle.db"
+write_config
+dvsnap init >/dev/null
+API="$DVSIM_URL/org/$ENV/api/data/v9.2"
+TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
+  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
+  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+python3 - "$API" "$TOK" "$NOTES" <<'PY' || exit 1
+import base64, http.client, os, random, sys, urllib.parse
+api, tok, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urllib.parse.urlsplit(api)
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+rnd = random.Random(15)
+for start in range(0, n, 1000):
+    parts = []
+    for i in range(start, min(n, start + 1000)):
+        body = base64.b64encode(rnd.randbytes(rnd.randint(1024, 4096))).decode()
+        rec = '{"subject":"bench note %d","filename":"note-%d.bin","mimetype":"application/octet-stream","isdocument":true,"documentbody":"%s"}' % (i, i, body)
+        parts.append('--batch_AAA\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n'
+                     'POST %s/annotations HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n%s\r\n' % (u.path, rec))
+    data = (''.join(parts) + '--batch_AAA--\r\n').encode()
+    conn.request('POST', u.path + '/$batch', body=data, headers={'Authorization': 'Bearer ' + tok,
+                 'Content-Type': 'multipart/mixed; boundary=batch_AAA', 'Prefer': 'odata.continue-on-error'})
+    r = conn.getresponse(); r.read()
+    if r.status >= 300:
+        sys.exit('batch failed: %d' % r.status)
+PY
+dvsnap capture --env "$ENV" >/dev/null || exit 1
+files=$(manifest "$ENV" latest | jq '.files | length')
+repo_bytes() { du -sb --exclude=catalog.db\* --exclude=tmp --exclude=locks "$T/repo" | cut -f1; }
+b0=$(repo_bytes)
+t0=$(date +%s%N)
+for i in $(seq 1 "$IDLE"); do
+  dvsnap capture --env "$ENV" >/dev/null || exit 1
+done
+t1=$(date +%s%N)
+b1=$(repo_bytes)
+m=$(ls "$T/repo/points/$ENV/"*.json | tail -1)
+bench scale_idle_bytes $(( b1 - b0 )) bytes "$IDLE idle points of an org with $files files (goal <= 1048576)"
+bench scale_idle_manifest "$(stat -c %s "$m")" bytes "one idle point's manifest"
+bench scale_idle_pass_ms $(( (t1 - t0) / 1000000 / IDLE )) ms "mean idle pass"
+}
