@@ -140,6 +140,24 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
                   const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
                   struct dv_read_stats *stats, struct dverr *err);
 
+/* A full read narrowed, for reading a large table in parallel (capture_ranges.c):
+ *   keys_only   $select=<primary key> only; when the table is tracked, the read is tracked and
+ *               its delta link comes back without the $select (the link of the table's whole
+ *               rows: the token is the table's position, $select only narrows the columns);
+ *   key_from/to the records whose primary key is in [key_from, key_to) by the service's order
+ *               ($filter=<pk> ge key_from and <pk> lt key_to; either bound may be NULL; GUIDs
+ *               only, else -EINVAL); such a read is never tracked (the service refuses $filter
+ *               with change tracking). */
+struct dv_read_query {
+    bool keys_only;
+    const char *key_from, *key_to;
+};
+/* dv_read_table with q (NULL: the whole table) for a full read (delta_link NULL). */
+int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
+                        const struct dv_table *table, const char *delta_link,
+                        const struct dv_read_query *q, const struct dv_read_cb *cb,
+                        char **new_delta_link, struct dv_read_stats *stats, struct dverr *err);
+
 /* Download a file column's bytes (GET <set>(<id>)/<column>/$value, Range chunks of 4 MiB).
  * on_data gets the bytes in order; *file_name (caller frees) from x-ms-file-name. */
 int dv_file_download(struct dv_client *c, const struct dv_env *env, const char *entity_set,

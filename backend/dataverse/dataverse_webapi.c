@@ -9,6 +9,9 @@
  * numbers) and handed to the caller record by record; a nextLink or deltaLink outside the
  * environment's Web API is refused (-EPERM) before anything is sent; a nextLink that repeats the
  * current URL is a protocol error (no endless loop). The expired-token answer is -ESTALE.
+ * A read may be narrowed (dv_read_table_query): to the primary keys (a tracked keys-only read,
+ * whose delta link, without its $select, is the table's) or to a key range ($filter ge/lt,
+ * untracked).
  * Definitions: EntityDefinitions with Attributes (and relationships when the service expands
  * them, else the per-table relationship routes). Table, column and id values put into URLs must be
  * plain names or GUIDs, else -EINVAL: nothing from the server is pasted into a path unchecked.
@@ -376,9 +379,59 @@ static bool is_deleted_row(const struct json_node *o)
            o->n_children <= 3;
 }
 
+/* The query string of a narrowed full read (dv_read_query) into url: "?$select=...&$filter=..". */
+static int query_string(const struct dv_table *table, const struct dv_read_query *q,
+                        struct buf *url, struct dverr *err)
+{
+    const char *pk = table->primary_id;
+    if ((q->key_from || q->key_to || q->keys_only) && !dv_name_safe(pk))
+        return dverr_set(err, -EINVAL, "%s: primary key name is not a plain name",
+                         table->logical_name);
+    if ((q->key_from && !dv_guid_valid(q->key_from)) || (q->key_to && !dv_guid_valid(q->key_to)))
+        return dverr_set(err, -EINVAL, "%s: a key range bound is not a GUID", table->logical_name);
+    char sep = '?';
+    int rc = 0;
+    if (q->keys_only) {
+        rc = buf_printf(url, "%c$select=%s", sep, pk);
+        sep = '&';
+    }
+    if (!rc && (q->key_from || q->key_to))
+        rc = buf_printf(url, "%c$filter=", sep);
+    if (!rc && q->key_from)
+        rc = buf_printf(url, "%s%%20ge%%20%s", pk, q->key_from);
+    if (!rc && q->key_from && q->key_to)
+        rc = buf_addstr(url, "%20and%20");
+    if (!rc && q->key_to)
+        rc = buf_printf(url, "%s%%20lt%%20%s", pk, q->key_to);
+    return rc;
+}
+
+/* A keys-only read's delta link without its $select: the link of the table's whole rows (the
+ * token is the table's position; $select only narrows the columns the rows come with). */
+static void drop_select(char *link)
+{
+    char *q = strchr(link, '?');
+    char *p = q ? strstr(q, "$select=") : NULL;
+    if (!p || (p[-1] != '?' && p[-1] != '&'))
+        return;
+    char *end = strchr(p, '&');
+    if (end)
+        memmove(p, end + 1, strlen(end + 1) + 1);
+    else
+        p[-1] = '\0';
+}
+
 int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
                   const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
                   struct dv_read_stats *stats, struct dverr *err)
+{
+    return dv_read_table_query(c, env, table, delta_link, NULL, cb, new_delta_link, stats, err);
+}
+
+int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
+                        const struct dv_table *table, const char *delta_link,
+                        const struct dv_read_query *q, const struct dv_read_cb *cb,
+                        char **new_delta_link, struct dv_read_stats *stats, struct dverr *err)
 {
     struct buf url = BUF_INIT, base = BUF_INIT;
     struct http_response resp;
@@ -406,13 +459,16 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
         rc = buf_addstr(&url, delta_link);
     } else {
         rc = buf_printf(&url, "%s%s", base.data, table->entity_set);
+        if (!rc && q)
+            rc = query_string(table, q, &url, err);
     }
     if (rc)
         goto out;
+    bool track = !delta_link && table->change_tracking && !(q && (q->key_from || q->key_to));
     char prefer[256];
     snprintf(prefer, sizeof(prefer), "Prefer: %sodata.maxpagesize=%d,%s",
-             (!delta_link && table->change_tracking) ? "odata.track-changes," : "",
-             page_size_for(table), ANNOTATIONS);
+             track ? "odata.track-changes," : "",
+             q && q->keys_only ? PAGE_SIZE : page_size_for(table), ANNOTATIONS);
     const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
                              "OData-Version: 4.0", "If-None-Match: null", prefer, NULL};
     for (;;) {
@@ -494,6 +550,8 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
         if ((rc = buf_addstr(&url, next)))
             goto out;
     }
+    if (final_delta && q && q->keys_only)
+        drop_select(final_delta);
     if (new_delta_link) {
         *new_delta_link = final_delta;
         final_delta = NULL;
