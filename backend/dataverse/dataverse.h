@@ -112,6 +112,8 @@ struct dv_table {
     struct dv_lookup *lookups; size_t n_lookups;
     struct dv_many_to_many *many_to_many; size_t n_many_to_many;
     char *schema_json;       /* canonical JSON of the whole definition: schema/<table>.json */
+    char *definition_error;  /* why the definition is incomplete (its relationships could not be
+                                read; schema_json is then NULL), or NULL */
 };
 /* All tables of the environment with attributes and relationships (EntityDefinitions). */
 int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_table **tables,

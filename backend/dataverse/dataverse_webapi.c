@@ -79,6 +79,7 @@ static void table_release(struct dv_table *t)
     }
     free(t->many_to_many);
     free(t->schema_json);
+    free(t->definition_error);
 }
 
 void dv_tables_free(struct dv_table *tables, size_t n)
@@ -302,6 +303,18 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
         }
         free(m1_raw);
         free(mm_raw);
+        if (rc && rc != -ENOMEM && rc != -ECANCELED) {
+            /* this table's relationships could not be read: the table is listed with why (the
+             * capture does not read it), the others go on */
+            char why[600];
+            snprintf(why, sizeof why, "its relationship definitions could not be read: %s",
+                     dverr_msg(err));
+            dverr_clear(err);
+            rc = (t->definition_error = strdup(why)) ? 0 : -ENOMEM;
+            if (rc)
+                goto out;
+            continue;
+        }
         if (rc)
             goto out;
         struct buf canon = BUF_INIT;
