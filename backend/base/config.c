@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
@@ -23,7 +24,9 @@
 #define CONFIG_MAX_LINE 4096
 #define SECRET_MAX (64u << 10)
 
-enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION };
+enum key_kind {
+    K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_PATTERNS, K_LOCATION
+};
 
 struct key_def {
     const char *name;
@@ -44,6 +47,8 @@ static const struct key_def keys[] = {
     {"cache_size", K_SIZE, OFF(cache_size), "2G", 0, 0},
     {"capture_every", K_DURATION, OFF(capture_every), "15m", 0, 0},
     {"environments", K_ENVS, OFF(environments), "*", 0, 0},
+    {"tables_include", K_PATTERNS, OFF(tables_include), NULL, 0, 0},
+    {"tables_exclude", K_PATTERNS, OFF(tables_exclude), NULL, 0, 0},
     {"max_concurrency", K_INT, OFF(max_concurrency), "4", 1, 52},
     {"log_level", K_LEVEL, OFF(log_level), "warn", 0, 0},
     {"azure_endpoint", K_URL, OFF(azure_endpoint), NULL, 0, 0},
@@ -212,11 +217,14 @@ static int set_key(struct config *cfg, const struct key_def *k, const char *v, c
             return dverr_set(err, -EINVAL, "%s: log_level: \"%s\" is not error, warn, info or debug",
                              src, v);
         return 0;
-    case K_ENVS: {
-        char **list;
+    case K_ENVS:
+    case K_PATTERNS: {
+        char **list = NULL;
         int rc = parse_envs(v, &list);
-        if (rc == -EINVAL)
+        if (rc == -EINVAL && k->kind == K_ENVS)
             return dverr_set(err, rc, "%s: environments is empty (use * for all)", src);
+        if (rc == -EINVAL) /* an empty pattern list: the key is unset */
+            rc = 0, list = NULL;
         if (rc)
             return rc;
         free_envs(*(char ***)field);
@@ -426,6 +434,7 @@ void config_free(struct config *cfg)
             free(*(char **)field);
             break;
         case K_ENVS:
+        case K_PATTERNS:
             free_envs(*(char ***)field);
             break;
         default:
@@ -443,6 +452,21 @@ bool config_env_selected(const struct config *cfg, const char *unique_name)
         if (strcmp(*p, "*") == 0 || strcasecmp(*p, unique_name) == 0)
             return true;
     return false;
+}
+
+static bool any_match(char *const *patterns, const char *name)
+{
+    for (char *const *p = patterns; p && *p; p++)
+        if (fnmatch(*p, name, FNM_CASEFOLD) == 0)
+            return true;
+    return false;
+}
+
+bool config_table_selected(const struct config *cfg, const char *logical_name)
+{
+    if (cfg->tables_include && !any_match(cfg->tables_include, logical_name))
+        return false;
+    return !any_match(cfg->tables_exclude, logical_name);
 }
 
 int config_read_secret_file(const char *path, struct buf *out, struct dverr *err)
