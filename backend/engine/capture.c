@@ -11,7 +11,7 @@
  *     SEG_DELETE. Memory and work follow the changed rows, not the table.
  *   - a full read (the first capture of a table, an untracked table, a table whose delta token
  *     expired or that became tracked): every record goes into an external sort (segment.h,
- *     bounded memory); once the read is done the sorted records are merged in key order with the
+ *     bounded memory; a large table is read as key ranges side by side: capture_ranges.c); once the read is done the sorted records are merged in key order with the
  *     capture state's cursor (and, for keys the state keeps no hash of, with the previous point's
  *     segments, whose lines are hashed as they come): a key not in the state is a create, one
  *     whose line hash or length differs an update, a key of the state not read a delete, the
@@ -77,26 +77,6 @@ static void count_record(struct table_job *j)
         capture_progress_locked(cap, j->t->logical_name);
         pthread_mutex_unlock(&cap->lock);
     }
-}
-
-/* Full read: every record into the sort; what changed is decided once the read is done
- * (full_merge). */
-static int on_record_full(void *ctx, const struct json_node *rec)
-{
-    struct table_job *j = ctx;
-    const char *key;
-    size_t klen;
-    if (cancelled(j->cap))
-        return -ECANCELED;
-    int rc = render(j, rec, &key, &klen);
-    if (rc)
-        return rc;
-    if (memchr(key, '\0', klen))
-        return dverr_set(&j->err, -EPROTO, "a record of %s has a primary key with a NUL",
-                         j->t->logical_name);
-    count_record(j);
-    return segment_sorter_add(j->sorter, SEG_CREATE, key, klen, j->line.data, j->line.len,
-                              &j->err);
 }
 
 static int state_lookup(struct table_job *j, struct km_entry *e)
@@ -465,7 +445,6 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     struct point_table *o = &j->out;
     const struct point_table *prev = j->prev;
     char *new_link = NULL;
-    struct dv_read_stats st = {0};
     int rc;
 
     j->delta_mode = delta_link != NULL;
@@ -478,11 +457,16 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
         if ((rc = repo_sorter_new(cap->repo, CAPTURE_SORT_BUDGET, &j->sorter, &j->err)))
             return rc;
     }
-    struct dv_read_cb cb = {j->delta_mode ? on_record_delta : on_record_full, on_deleted, j};
-    rc = dv_read_table(cap->dv, cap->env, j->t, delta_link, &cb, &new_link, &st, &j->err);
-    pthread_mutex_lock(&cap->lock);
-    cap->records += j->records_read % 5000;
-    pthread_mutex_unlock(&cap->lock);
+    if (j->delta_mode) {
+        struct dv_read_stats st = {0};
+        struct dv_read_cb cb = {on_record_delta, on_deleted, j};
+        rc = dv_read_table(cap->dv, cap->env, j->t, delta_link, &cb, &new_link, &st, &j->err);
+        pthread_mutex_lock(&cap->lock);
+        cap->records += j->records_read % 5000;
+        pthread_mutex_unlock(&cap->lock);
+    } else {
+        rc = capture_read_full(j, &new_link); /* capture_ranges.c */
+    }
     if (rc)
         goto out;
     j->keep_hashes = new_link == NULL; /* read in full again next pass: keep what it diffs by */

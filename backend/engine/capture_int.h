@@ -1,14 +1,17 @@
 /* capture_int: what the capture engine's files share. capture.c reads one table (full or delta)
  * against the capture state; capture_files.c handles a table's attachments and file columns;
+ * capture_ranges.c reads a table in full (in key ranges side by side when it is large);
  * capture_env.c drives one environment (the table list, the worker threads, the point). Not part
- * of the contract: only these three files include it.
+ * of the contract: only these four files include it.
  *
  * Threading: struct cap is one capture_env call. Its dv, repo, env, opts, prev and jobs are set
  * before the workers start and only read while they run; the fields marked "cap->lock" are read
  * and written under cap->lock only; blobs_written is atomic. A struct table_job belongs to the
  * one worker that took it (cap->next, under cap->lock) until the workers are joined; capture_env
- * then reads it on its own thread. Every progress callback is made under cap->lock; the state
- * calls on cap->rc are thread-safe (the catalog serialises them). */
+ * then reads it on its own thread; while a full read runs as key ranges, its range threads add to
+ * its sorter under its sort_lock and count records_read under cap->lock. Every progress callback
+ * is made under cap->lock; the state calls on cap->rc are thread-safe (the catalog serialises
+ * them). */
 #ifndef DVSNAP_CAPTURE_INT_H
 #define DVSNAP_CAPTURE_INT_H
 
@@ -101,6 +104,8 @@ struct table_job {
     bool first;                     /* no previous point for this table */
     bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
     struct segment_sorter *sorter;  /* full read: every record read, sorted by key */
+    pthread_mutex_t sort_lock;      /* guards sorter while range readers add to it */
+    _Atomic bool ranges_failed;     /* a range read failed: the others stop */
     const struct point_file **prev_files; /* full read: the previous point's files of the table,
                                            * by record id (capture_full_files_*) */
     size_t n_prev_files, prev_file_at;
@@ -125,6 +130,7 @@ struct cap {
     const struct capture_opts *opts;
     struct repo_capture *rc;
     const struct point *prev;
+    int concurrency;                /* the most tables (and ranges of one table) read at once */
     time_t now;                     /* the point's time (opts->now, else the clock at start) */
     pthread_mutex_t lock;           /* guards next, tables_done, records, progress */
     size_t next;
@@ -147,6 +153,11 @@ static inline char *xstrdup(const char *s)
 /* ---- capture_env.c ---- */
 /* The progress callback with the pass's counts; the caller holds cap->lock. */
 void capture_progress_locked(struct cap *cap, const char *table);
+
+/* ---- capture_ranges.c: a full read ---- */
+/* Every record of the table into j->sorter (one stream, or key ranges side by side); the
+ * table's new delta link (NULL when untracked). */
+int capture_read_full(struct table_job *j, char **new_link);
 
 /* ---- capture.c: one table ---- */
 /* Read the table (delta from the previous point's link, else in full) into j->out. */
