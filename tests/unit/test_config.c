@@ -1,5 +1,6 @@
 /* test_config: configuration parsing, defaults, DVSNAP_<KEY> overrides, ~/ expansion, unknown
- * keys, file permissions and the secret-file rules. Runs in a private temp directory. */
+ * keys, file permissions and the secret-file rules; tables_include / tables_exclude patterns.
+ * Runs in a private temp directory. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,6 +74,34 @@ static void test_defaults_without_file(void **state)
     assert_null(cfg->admin_resource);
     assert_string_equal(cfg->s3_region, "us-east-1");
     assert_true(config_env_selected(cfg, "anything"));
+    assert_null(cfg->tables_include);
+    assert_null(cfg->tables_exclude);
+    assert_true(config_table_selected(cfg, "account"));
+    config_free(cfg);
+}
+
+static void test_table_patterns(void **state)
+{
+    write_file(path,
+               "tables_include = account contact, new_* msdyn_?ost*\n"
+               "tables_exclude = new_secret* ,CONTACT\n",
+               0600);
+    struct config *cfg = NULL;
+    struct dverr err = {0};
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_true(config_table_selected(cfg, "account"));
+    assert_true(config_table_selected(cfg, "new_project"));
+    assert_true(config_table_selected(cfg, "msdyn_postalbum"));
+    assert_true(config_table_selected(cfg, "NEW_Project")); /* patterns ignore case */
+    assert_false(config_table_selected(cfg, "contact"));    /* excluded wins */
+    assert_false(config_table_selected(cfg, "new_secretstuff"));
+    assert_false(config_table_selected(cfg, "opportunity"));
+    config_free(cfg);
+    write_file(path, "tables_exclude = audit\ntables_include =\n", 0600);
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_null(cfg->tables_include); /* empty: every table */
+    assert_true(config_table_selected(cfg, "opportunity"));
+    assert_false(config_table_selected(cfg, "audit"));
     config_free(cfg);
 }
 
@@ -244,6 +273,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_without_file),
         cmocka_unit_test(test_parse_file),
+        cmocka_unit_test(test_table_patterns),
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_config_permissions),
