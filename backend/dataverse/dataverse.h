@@ -149,10 +149,13 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
  *   key_from/to the records whose primary key is in [key_from, key_to) by the service's order
  *               ($filter=<pk> ge key_from and <pk> lt key_to; either bound may be NULL; GUIDs
  *               only, else -EINVAL); such a read is never tracked (the service refuses $filter
- *               with change tracking). */
+ *               with change tracking);
+ *   page_size   records a page (0: the usual 5000, or 10 for tables with files inline): several
+ *               ranges read at once hold a page each. */
 struct dv_read_query {
     bool keys_only;
     const char *key_from, *key_to;
+    int page_size;
 };
 /* dv_read_table with q (NULL: the whole table) for a full read (delta_link NULL). */
 int dv_read_table_query(struct dv_client *c, const struct dv_env *env,

@@ -481,7 +481,10 @@ int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
     char prefer[256];
     snprintf(prefer, sizeof(prefer), "Prefer: %sodata.maxpagesize=%d,%s",
              track ? "odata.track-changes," : "",
-             q && q->keys_only ? PAGE_SIZE : page_size_for(table), ANNOTATIONS);
+             q && q->keys_only                                      ? PAGE_SIZE
+             : q && q->page_size > 0 && q->page_size < page_size_for(table) ? q->page_size
+                                                                          : page_size_for(table),
+             ANNOTATIONS);
     const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
                              "OData-Version: 4.0", "If-None-Match: null", prefer, NULL};
     for (;;) {

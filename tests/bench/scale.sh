@@ -16,12 +16,16 @@
 #   BENCH scale_idle_bytes       what those points add to the repository (objects and manifests;
 #                                goal: at most 1 MB in all)
 #   BENCH scale_idle_manifest    the size of one idle point's manifest
+# Then a large table's first full read (parallel key ranges): the accounts of the largest size in
+# SIZES (tables_include = account), dvsim answering every request 50 ms late, at max_concurrency
+# 8 and at 1 (one stream):
+#   BENCH scale_first_read_s_c8, scale_first_read_s_c1, scale_first_read_speedup (goal >= 5)
 # Knobs: BENCH_SCALE_SIZES (default "100000 1000000"; BENCH_LONG=1 adds 10000000, which seeds
 # about 30M rows, ~10 min, and needs ~40 GB of disk), BENCH_SCALE_CHURN (600),
 # BENCH_SCALE_PASSES (3), BENCH_SCALE_KEEP_DB=DIR (keep dvsim databases there between runs: a
 # seeded database is reused, churn and all).
 . "$(dirname "$0")/../lib.sh"
-PARTS=" ${BENCH_SCALE_PARTS:-growth idle} "
+PARTS=" ${BENCH_SCALE_PARTS:-growth idle ranges} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 SIZES=${BENCH_SCALE_SIZES:-100000 1000000${BENCH_LONG:+ 10000000}}
 CHURN=${BENCH_SCALE_CHURN:-600}
@@ -121,4 +125,22 @@ m=$(ls "$T/repo/points/$ENV/"*.json | tail -1)
 bench scale_idle_bytes $(( b1 - b0 )) bytes "$IDLE idle points of an org with $files files (goal <= 1048576)"
 bench scale_idle_manifest "$(stat -c %s "$m")" bytes "one idle point's manifest"
 bench scale_idle_pass_ms $(( (t1 - t0) / 1000000 / IDLE )) ms "mean idle pass"
+}
+
+part ranges && {
+N=${BENCH_SCALE_RANGE_SIZE:-${last:-1000000}}
+db="$T/dvsim-$N.db"
+[ -n "${BENCH_SCALE_KEEP_DB:-}" ] && mkdir -p "$BENCH_SCALE_KEEP_DB" && db="$BENCH_SCALE_KEEP_DB/dvsim-$N.db"
+DVSIM_START_TIMEOUT=7200 start_dvsim --seed demo --records "$N" --db "$db"
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":50}' >/dev/null
+for c in 8 1; do
+  rm -rf "$T/repo" "$T/cache"
+  write_config "tables_include = account" "max_concurrency = $c"
+  dvsnap init >/dev/null
+  timed "first$c" "$DVSNAP" --config "$T/config" capture --env "$ENV"
+  eval "first_s_$c=$TIMED_S first_mb_$c=$TIMED_MB"
+  bench "scale_first_read_s_c$c" "$TIMED_S" s "first full read of $N accounts, 50 ms a request, max_concurrency $c (peak RSS $TIMED_MB MB)"
+done
+bench scale_first_read_speedup "$(echo "scale=2; $first_s_1 / $first_s_8" | bc)" x "max_concurrency 8 against one stream (goal >= 5)"
+kill "$DVSIM_PID" 2>/dev/null; wait "$DVSIM_PID" 2>/dev/null
 }
