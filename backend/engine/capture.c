@@ -504,32 +504,10 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     } else if ((rc = copy_chain(o, j->first ? NULL : prev, NULL))) {
         goto out;
     }
-    /* A new base when the chain is too long, or when deltas that update or delete records
-     * outweigh the base (merging then reads records only to drop them). Tables that only grow
-     * (audit) are not rewritten for their size: every entry of a create-only chain is output, so
-     * a new base would cost storage and save no reading. The delta stays this point's changes. */
-    if (o->delta && (o->n_segments > REPO_MAX_CHAIN ||
-                     ((o->updated || o->deleted) && repo_table_should_compact(cap->repo, o)))) {
-        char base[65];
-        uint64_t nrec = 0, size = 0;
-        if ((rc = repo_write_base(cap->repo, o, base, &nrec, &size, &j->err)))
-            goto out;
-        if (nrec != o->records || size != o->bytes) {
-            rc = dverr_set(&j->err, -EIO,
-                           "%s: compaction gave %llu records / %llu bytes, the capture counted "
-                           "%llu / %llu (capture state damaged?)",
-                           j->t->logical_name, (unsigned long long)nrec, (unsigned long long)size,
-                           (unsigned long long)o->records, (unsigned long long)o->bytes);
-            goto out;
-        }
-        for (size_t i = 0; i < o->n_segments; i++)
-            free(o->segments[i]);
-        o->n_segments = 0;
-        if (!(o->segments[o->n_segments++] = strdup(base))) {
-            rc = -ENOMEM;
-            goto out;
-        }
-    }
+    /* A long chain or deltas that outweigh the base: compacted (repo_table_compact). The delta
+     * stays this point's changes. */
+    if (o->delta && (rc = repo_table_compact(cap->repo, o, &j->err)))
+        goto out;
     /* An unchanged table keeps its delta link while the UTC day of the previous point lasts, so
      * an idle point's tables are its parent's (one shared object, manifest.h): reading from the
      * older link gives the same changes (none happened in between), and every link is renewed

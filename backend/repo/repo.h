@@ -105,6 +105,13 @@ int repo_sorter_new(struct repo *r, size_t budget, struct segment_sorter **out, 
  * these are for callers that want to do it earlier. */
 #define REPO_MAX_CHAIN 32
 bool repo_table_should_compact(struct repo *r, const struct point_table *pt);
+/* Shorten pt's chain when it calls for it, in place (pt need not be committed: a capture passes
+ * its new chain): more than REPO_MAX_CHAIN segments whose deltas are at most half the base: the
+ * deltas merged into one (a cost that follows the deltas, not the table); the size rule
+ * (repo_table_should_compact) for a chain whose point updates or deletes, or a long chain of large
+ * deltas: a new base, which must reproduce pt->records and pt->bytes (-EIO otherwise, pt
+ * unchanged). 0 when nothing was needed. */
+int repo_table_compact(struct repo *r, struct point_table *pt, struct dverr *err);
 /* Write a base segment holding the table as pt's chain merges (pt need not be committed: a capture
  * passes its new chain). The caller then sets pt->segments to {id}. records/bytes: what the table
  * file has (they must equal pt->records/pt->bytes). */
@@ -154,7 +161,7 @@ uint64_t repo_line_hash(const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
  * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
  * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
- * "system". Tables whose chain repo_table_should_compact flags get a new base first (pt->segments
+ * "system". Tables whose chain calls for it are compacted first (repo_table_compact; pt->segments
  * is replaced). Frees c. When the manifest is written but the catalog commit fails, the point exists
  * and 0 is returned (the next capture_begin repairs the catalog from the manifest). */
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err);

@@ -128,6 +128,7 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
         return rc;
     /* notes' attachments are the point's files (capture.c): keep them once in the base too */
     segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
+    segment_writer_set_ordered(w); /* the merge gives the keys in order: frames as they come */
     char fake_env[] = "(capture)", fake_name[] = "(new)";
     struct point fake = {.env = fake_env, .name = fake_name, .tables = (struct point_table *)pt,
                          .n_tables = 1};
@@ -143,6 +144,86 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
         *records = st.entries;
     if (bytes)
         *bytes = st.entries ? st.table_bytes : 4;
+    return 0;
+}
+
+/* Merge the deltas of pt's chain (segments 1..n) into one delta segment, deletes kept (the base
+ * may hold the keys they drop): what a long chain of small deltas needs, at the deltas' cost. */
+static int write_merged_deltas(struct repo *r, const struct point_table *pt, char id[65],
+                               struct dverr *err)
+{
+    struct segment_writer *w = NULL;
+    struct segment_merge *m = NULL;
+    int rc = segment_writer_new(r, &w, err);
+    if (rc)
+        return rc;
+    segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
+    segment_writer_set_ordered(w);
+    if (!(rc = segment_merge_open(r->store, pt->segments + 1, pt->n_segments - 1, true, &m, err))) {
+        struct segment_entry e;
+        int more;
+        while (!rc && (more = segment_merge_next(m, &e, err)) == 1)
+            rc = segment_writer_add(w, (enum segment_op)e.op, e.key, e.key_len, e.line,
+                                    e.line_len, err);
+        if (!rc && more < 0)
+            rc = more;
+    }
+    segment_merge_free(m);
+    if (rc) {
+        segment_writer_abort(w);
+        return rc;
+    }
+    return segment_writer_finish(w, id, err);
+}
+
+/* The deltas together at most half the base (every size known): merging them is enough. */
+static bool deltas_small(struct repo *r, const struct point_table *pt)
+{
+    uint64_t base = 0, deltas = 0, size;
+    for (size_t i = 0; i < pt->n_segments; i++) {
+        if (!segment_size(r, pt, i, &size))
+            return false;
+        *(i ? &deltas : &base) += size;
+    }
+    return deltas <= base / 2;
+}
+
+int repo_table_compact(struct repo *r, struct point_table *pt, struct dverr *err)
+{
+    bool long_chain = pt->n_segments > REPO_MAX_CHAIN;
+    bool merge = long_chain && deltas_small(r, pt);
+    /* the size rule only for chains whose deltas update or delete: every entry of a create-only
+     * chain (audit) is output, so a new base would cost storage and save no reading */
+    if (!merge && !long_chain && !((pt->updated || pt->deleted) && repo_table_should_compact(r, pt)))
+        return 0;
+    char id[65];
+    int rc;
+    if (merge) { /* many small deltas: one merged delta after the base */
+        if ((rc = write_merged_deltas(r, pt, id, err)))
+            return rc;
+        for (size_t k = 1; k < pt->n_segments; k++)
+            free(pt->segments[k]);
+        pt->n_segments = 1;
+        if (id[0] && !(pt->segments[pt->n_segments++] = strdup(id)))
+            return dverr_set(err, -ENOMEM, "out of memory");
+    } else {
+        uint64_t records = 0, bytes = 0;
+        if ((rc = repo_write_base(r, pt, id, &records, &bytes, err)))
+            return rc;
+        if (records != pt->records || bytes != pt->bytes)
+            return dverr_set(err, -EIO,
+                             "%s: compaction gave %llu records / %llu bytes, the capture counted "
+                             "%llu / %llu (capture state damaged?); the chain is kept", pt->name,
+                             (unsigned long long)records, (unsigned long long)bytes,
+                             (unsigned long long)pt->records, (unsigned long long)pt->bytes);
+        for (size_t k = 0; k < pt->n_segments; k++)
+            free(pt->segments[k]);
+        pt->n_segments = 0;
+        if (id[0] && !(pt->segments[pt->n_segments++] = strdup(id)))
+            return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    free(pt->segment_sizes); /* recorded afresh at commit */
+    pt->segment_sizes = NULL;
     return 0;
 }
 
@@ -366,47 +447,25 @@ void repo_state_builder_abort(struct catalog_state_builder *b)
     catalog_state_builder_abort(b);
 }
 
-/* Replace long chains by a new base before the manifest names them (the capture need not know).
- * A base that does not reproduce the manifest's counts is not used (logged: the capture's counts
- * are then wrong, and readers will say so). */
+/* Shorten long chains before the manifest names them (repo_table_compact; the capture need not
+ * know). A base that does not reproduce the manifest's counts is not used (logged: the capture's
+ * counts are then wrong, and readers will say so). */
 static int compact_point(struct repo *r, struct point *p, struct dverr *err)
 {
     for (size_t i = 0; i < p->n_tables; i++) {
         struct point_table *pt = &p->tables[i];
-        /* the capture's rule (capture.c): a create-only delta (audit) is not compacted for its
-         * size, since a new base would copy the whole table and save no reading; the chain cap
-         * still applies */
-        if (pt->n_segments <= REPO_MAX_CHAIN && !pt->updated && !pt->deleted)
+        size_t before = pt->n_segments;
+        struct dverr e = {0};
+        int rc = repo_table_compact(r, pt, &e);
+        if (rc == -EIO) {
+            log_error("%s: %s", p->env, dverr_msg(&e));
             continue;
-        if (!repo_table_should_compact(r, pt))
-            continue;
-        char id[65];
-        uint64_t records = 0, bytes = 0;
-        int rc = repo_write_base(r, pt, id, &records, &bytes, err);
+        }
         if (rc)
-            return rc;
-        if (records != pt->records || bytes != pt->bytes) {
-            log_error("%s: compaction of %s gave %llu records, %llu bytes where the capture counted "
-                      "%llu, %llu; keeping the chain", p->env, pt->name,
-                      (unsigned long long)records, (unsigned long long)bytes,
-                      (unsigned long long)pt->records, (unsigned long long)pt->bytes);
-            continue;
-        }
-        char *base = strdup(id[0] ? id : "");
-        if (!base)
-            return dverr_set(err, -ENOMEM, "out of memory");
-        for (size_t k = 0; k < pt->n_segments; k++)
-            free(pt->segments[k]);
-        free(pt->segment_sizes); /* recorded afresh by record_segment_sizes */
-        pt->segment_sizes = NULL;
-        if (id[0]) {
-            pt->segments[0] = base;
-            pt->n_segments = 1;
-        } else { /* the table is empty now */
-            free(base);
-            pt->n_segments = 0;
-        }
-        log_info("%s: compacted %s into one base segment", p->env, pt->name);
+            return dverr_set(err, rc, "%s", dverr_msg(&e));
+        if (pt->n_segments != before)
+            log_info("%s: compacted the chain of %s from %zu segments to %zu", p->env, pt->name,
+                     before, pt->n_segments);
     }
     return 0;
 }

@@ -1,7 +1,11 @@
 /* test_repo: the repository through its public API (repo.h): segments written in any order and
  * read back as exact table files, chains merged newest-first with deletes, changes files, captures
  * with state, points listed and loaded, blobs, forget, prune, check naming a flipped byte, catalog
- * damage and rebuild, writer locks. Each test works in its own temp directory. */
+ * damage and rebuild, writer locks, compaction (a new base, or a long chain's small deltas
+ * merged). Each test works in its own temp directory.
+ * Size: one suite for the repository's public API, whose fixtures (segments of generated records,
+ * one-table points, expected table files) every test shares; above 1,000 lines since the deltas'
+ * merge got its test. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -938,9 +942,10 @@ static void test_commit_compacts(void **state)
     chain[n++] = write_segment(f->r, 'b', idx, N, ver, &st, 0);
     struct point *p = NULL;
     for (int k = 1; k <= REPO_MAX_CHAIN; k++) {
-        int one = k % N;
-        ver[one]++;
-        chain[n++] = write_segment(f->r, 'u', &one, 1, ver, NULL, 0);
+        int some[20]; /* deltas that together outweigh the base: a new base, not a merge */
+        for (int i = 0; i < 20; i++)
+            ver[some[i] = (k * 20 + i) % N]++;
+        chain[n++] = write_segment(f->r, 'u', some, 20, ver, NULL, 0);
         struct buf want = BUF_INIT;
         expect_table(&want, N, ver);
         struct repo_capture *c = NULL;
@@ -975,6 +980,68 @@ static void test_commit_compacts(void **state)
         free(chain[i]);
 }
 
+/* A long chain of deltas small beside a large base: the commit merges the deltas into one (the
+ * chain is then the base and that segment; the base is not rewritten), and the table reads back
+ * exactly, deletes included. */
+static void test_commit_merges_deltas(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    enum { N = 20000 };
+    int *ver = calloc(N, sizeof *ver), *idx = calloc(N, sizeof *idx);
+    for (int i = 0; i < N; i++) {
+        ver[i] = 1;
+        idx[i] = i;
+    }
+    struct segment_stats st;
+    char *chain[REPO_MAX_CHAIN + 2];
+    size_t n = 0;
+    chain[n++] = write_segment(f->r, 'b', idx, N, ver, &st, 0);
+    struct point *p = NULL;
+    int gone = 7; /* deleted in the first delta, its record left out of the expected table */
+    for (int k = 1; k <= REPO_MAX_CHAIN; k++) {
+        int one = (k * 997) % N;
+        if (k == 1) {
+            one = gone;
+            ver[one] = -1;
+            chain[n++] = write_segment(f->r, 'x', &one, 1, ver, NULL, 0);
+        } else {
+            ver[one]++;
+            chain[n++] = write_segment(f->r, 'u', &one, 1, ver, NULL, 0);
+        }
+        struct repo_capture *c = NULL;
+        assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+        point_free(p);
+        struct buf want = BUF_INIT;
+        expect_table(&want, N, ver);
+        p = one_table_point("contoso-dev", chain, n, N - 1, want.len);
+        p->tables[0].updated = 1;
+        p->taken_at = 1763715600 + k;
+        assert_int_equal(repo_capture_commit(c, p, &e), 0);
+        buf_release(&want);
+    }
+    assert_int_equal(p->tables[0].n_segments, 2); /* the base and the merged deltas */
+    assert_string_equal(p->tables[0].segments[0], chain[0]);
+    struct point *q = NULL;
+    assert_int_equal(repo_point_load(f->r, "contoso-dev", p->name, &q, &e), 0);
+    struct buf want = BUF_INIT, got = BUF_INIT;
+    expect_table(&want, N, ver);
+    struct table_reader *tr = NULL;
+    assert_int_equal(table_reader_open(f->r, q, "account", &tr, &e), 0);
+    read_all(tr, &got, 4096);
+    table_reader_free(tr);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+    buf_release(&want);
+    buf_release(&got);
+    point_free(q);
+    point_free(p);
+    for (size_t i = 0; i < n; i++)
+        free(chain[i]);
+    free(ver);
+    free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -992,6 +1059,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_compacts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_merges_deltas, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
