@@ -30,7 +30,7 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS state_point(env TEXT PRIMARY KEY, point TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS state_tables(tid INTEGER PRIMARY KEY, env TEXT NOT NULL,"
     " tbl TEXT NOT NULL, UNIQUE(env, tbl));"
-    /* the largest part: a table's records' state in chunks of about 64 keys, each packed and
+    /* the largest part: a table's records' state in chunks of about 128 keys, each packed and
      * zstd-compressed (catalog_chunk.c), about 21 bytes a GUID-keyed record (29 with a hash) */
     "CREATE TABLE IF NOT EXISTS state_chunks(cid INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
     " lo BLOB NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE(tid, lo));";

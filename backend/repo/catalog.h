@@ -1,10 +1,11 @@
 /* catalog: the repository's local SQLite index (docs/architecture.md section 3): restore points,
  * the delta segment of every point's tables, and the capture state (env, table, key -> length of
  * the record's current line, and its hash where the capture keeps one) with the point it
- * corresponds to. The state is kept in chunks of about 64 keys (one zstd row each, about 21 bytes
- * a GUID-keyed record with the rows' overhead, 29 with a hash), cut where the keys say (the same chunks for the same keys
- * whatever the history), so a pass that changes a few keys reads and rewrites a few chunks. It is
- * a cache: every row can be rebuilt from the repository's objects (repo_rebuild_catalog).
+ * corresponds to. The state is kept in chunks of about 128 keys (one zstd row each; about 21
+ * bytes a GUID-keyed record with the rows' overhead, 29 with a hash, 23 once heavy churn has left
+ * pages partly filled), cut where the keys say (the same chunks for the same keys whatever the
+ * history), so a pass that changes a few keys reads and rewrites a few chunks. It is a cache:
+ * every row can be rebuilt from the repository's objects (repo_rebuild_catalog).
  *
  * SQLite in WAL mode, synchronous=FULL, foreign_keys=ON, busy_timeout 30 s. Connections come from
  * a small pool, so each is used by one thread at a time. A capture keeps its pending state in a

@@ -166,10 +166,12 @@ int state_chunk_decode(ZSTD_DCtx *dctx, const void *data, size_t size, uint64_t 
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
-        uint64_t shared, suffix;
-        if (st_get_varint(raw, raw_n, &pos, &shared) || st_get_varint(raw, raw_n, &pos, &suffix) ||
-            shared > pkn || suffix > raw_n - pos || shared + suffix > SEGMENT_KEY_CAP + 1 ||
-            shared + suffix == 0) {
+        uint64_t head, shared, suffix = 0;
+        if (st_get_varint(raw, raw_n, &pos, &head) ||
+            ((shared = head >> 1), (head & 1) && st_get_varint(raw, raw_n, &pos, &suffix)) ||
+            (!(head & 1) && (shared > 16 || !(suffix = 16 - shared))) || shared > pkn ||
+            suffix > raw_n - pos || shared + suffix > SEGMENT_KEY_CAP + 1 ||
+            shared + suffix == 0 || ((head & 1) && shared + suffix == 16)) {
             rc = -EIO;
             goto out;
         }
@@ -287,8 +289,9 @@ int state_chunk_enc_add(struct state_chunk_enc *b, const char *key, size_t kn, u
     for (int i = 0; i < 8; i++)
         h[i] = (unsigned char)(hash >> (8 * i));
     b->any_hash |= hash != 0;
-    int rc = st_varint(&b->keys, shared);
-    if (!rc)
+    /* a GUID's packed key is 16 bytes (any other key's is not): its suffix length is implied */
+    int rc = st_varint(&b->keys, shared << 1 | (pn != 16));
+    if (!rc && pn != 16)
         rc = st_varint(&b->keys, pn - shared);
     if (!rc)
         rc = buf_add(&b->keys, b->pk + shared, pn - shared);

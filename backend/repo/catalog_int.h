@@ -48,8 +48,10 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
  * lo. A key k starts a chunk when state_chunk_starts(k); the first chunk holds the keys below the
  * first such key. data is n entries zstd-compressed as columns:
  *   n                   LEB128 (the row's n again: a cross-check)
- *   n entries' keys     LEB128 bytes shared with the previous packed key, LEB128 suffix length,
- *                       suffix (packed keys: key_pack)
+ *   n entries' keys     LEB128 (bytes shared with the previous packed key) * 2 + 1 when the
+ *                       packed key is not 16 bytes long (not a GUID), then for those a LEB128
+ *                       suffix length (a GUID's is 16 - shared), then the suffix (packed keys:
+ *                       key_pack)
  *   n line lengths      LEB128 each
  *   1 byte              1 when line hashes follow, 0 when no entry has one
  *   n line hashes       8 bytes each, little-endian, 0 = none (only with the byte above = 1)
@@ -59,7 +61,7 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
  * tracking has none, and a full read of it takes the hashes from the previous point's segments
  * (capture.c). Everything read back is bounds-checked: a damaged row gives -EIO (rebuild the
  * catalog), never a crash. */
-#define STATE_CHUNK_KEYS 64 /* mean keys per chunk (a power of two) */
+#define STATE_CHUNK_KEYS 128 /* mean keys per chunk (a power of two) */
 #define STATE_MAX_RAW (64ull << 20)
 #define STATE_CHUNK_LEVEL 1  /* zstd level: the keys' random bytes do not compress at any level */
 #define SEGMENT_KEY_CAP (64u << 10) /* a record key is at most this long (segment.h) */

@@ -15,7 +15,7 @@
  * The catalog (SQLite, WAL, synchronous=FULL) indexes points and segments and holds the capture
  * state: for every environment, table and record key, the length of the record's current line,
  * and its hash for tables without a delta link (a full read of any other table takes the hashes
- * from the previous point's segments), in chunks of about 64 keys, so a pass reads and writes
+ * from the previous point's segments), in chunks of about 128 keys, so a pass reads and writes
  * what it changes. It is a cache of the repository: repo_rebuild_catalog recreates it from the
  * objects.
  *
