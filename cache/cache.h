@@ -141,6 +141,11 @@ struct cache_stats {
 };
 void cache_stats(struct cache *c, struct cache_stats *out);
 
+/* Drop every cached file whose key starts with key_prefix (rows, files, plain copies): for
+ * content that changed under its key after all (an erasure). -EBUSY when one is in use (then
+ * nothing is dropped). *purged (may be NULL) gets the count. */
+int cache_purge(struct cache *c, const char *key_prefix, uint64_t *purged, struct dverr *err);
+
 /* -EINVAL (with the reason) when mountpoint is inside the cache directory or the cache directory
  * is inside mountpoint (a mount reading its own cache would deadlock). Both paths must exist. */
 int cache_check_mountpoint(const char *cache_dir, const char *mountpoint, struct dverr *err);

@@ -10,6 +10,7 @@
  *   read.c     reads: decoded frames in the shared slots, per-thread zstd contexts, prefetch
  *   waiters.c  asynchronous waiters and the watchdog that times them out
  *   plain.c    plain copies for FUSE passthrough
+ *   purge.c    dropping files whose content changed under their key (an erasure)
  *
  * Locks: c->mu guards the entry table, the LRU list, every entry's mutable fields, the slots and
  * the counters; c->db_mu guards the SQLite connection. Never hold c->mu across file I/O that can

@@ -2,6 +2,8 @@
  * the source's environment document, the environment's view and the control's capture period)
  * and what reading a control file shows (the control's status).
  *
+ * environment.json lists the points whose capture flagged a mass delete ("anomalies") and the
+ * active holds ("holds").
  * Limits: environment.json is rendered whole at each open and getattr (its size is known only by
  * rendering it); an environment document that is missing or does not parse gives nulls.
  * Threading: any thread; takes fsd->vmu briefly to read the environment's points, never across
@@ -37,8 +39,10 @@ const char docs_readme_text[] =
     "  cat <env>/.backup                          its progress, outcome or refusal\n"
     "  echo 'target=ENV confirm=ENV [tables=a,b] [audit=include|skip] [dry-run]' \\\n"
     "       > <env>/<point>/.restore              restore the point into a sandbox\n"
+    "       more words: map=/abs/FILE (principal pairs), fallback_owner=systemuser:ID|team:ID,\n"
+    "       business-logic=run (no bypass of plug-ins and flows; the default bypasses them)\n"
     "  cat <env>/<point>/.restore                 its progress, outcome or refusal\n"
-    "  rmdir <env>/<point>                        delete a manual backup (system: EPERM)\n"
+    "  rmdir <env>/<point>                        delete a manual backup (system or held: EPERM)\n"
     "\n"
     "Everything else is read-only (EROFS).\n";
 const size_t docs_readme_len = sizeof docs_readme_text - 1;
@@ -104,13 +108,20 @@ int docs_env_json(struct fsd *f, const char *env, struct buf *out)
 
     size_t npts = 0;
     time_t last = 0;
+    struct buf anomalies = BUF_INIT; /* the flagged points, a JSON array */
+    buf_addch(&anomalies, '[');
+    eview_refresh(f, env, (int)(ENV_TIMEOUT * 1000)); /* read before the directory was listed */
     pthread_mutex_lock(&f->vmu);
     struct eview *e = eview_find(f, env);
     if (e) {
         npts = e->n;
         last = e->n ? e->pts[e->n - 1].taken_at : 0;
+        for (size_t i = 0; i < e->n; i++)
+            if (e->pts[i].anomaly)
+                buf_printf(&anomalies, "%s\"%s\"", anomalies.len > 1 ? "," : "", e->pts[i].name);
     }
     pthread_mutex_unlock(&f->vmu);
+    buf_addch(&anomalies, ']');
     int64_t every = f->o->control && f->o->control->ops->capture_every
                         ? f->o->control->ops->capture_every(f->o->control->ctx)
                         : 0;
@@ -140,6 +151,15 @@ int docs_env_json(struct fsd *f, const char *env, struct buf *out)
     else
         buf_addstr(out, ",\n  \"retention_days\": null");
     buf_printf(out, ",\n  \"points\": %zu", npts);
+    buf_addstr(out, ",\n  \"anomalies\": ");
+    buf_addstr(out, anomalies.data ? anomalies.data : "[]");
+    buf_release(&anomalies);
+    buf_addstr(out, ",\n  \"holds\": ");
+    size_t before = out->len;
+    if (!f->src->ops->holds_json || f->src->ops->holds_json(f->src->impl, env, out) != 0) {
+        out->len = before;
+        buf_addstr(out, "[]");
+    }
     char ts[32];
     if (last) {
         rfc3339_from_time(last, ts);

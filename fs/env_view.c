@@ -24,6 +24,7 @@ static uint64_t points_hash(const struct point_summary *p, size_t n)
     uint64_t h = 0xcbf29ce484222325ULL ^ n;
     for (size_t i = 0; i < n; i++) {
         h = (h ^ fs_fnv1a(p[i].name)) * 0x100000001b3ULL;
+        h = (h ^ (p[i].held ? 0x9e3779b97f4a7c15ULL : 0)) * 0x100000001b3ULL;
         if (p[i].label)
             h = (h ^ fs_fnv1a(p[i].label)) * 0x100000001b3ULL;
     }
@@ -94,6 +95,24 @@ static void eview_note_gone(struct eview *e, const struct point_summary *old, si
     }
 }
 
+/* Append to e->reheld the points in both old and new whose hold was placed or released (both
+ * sorted by name). vmu held. */
+static void eview_note_reheld(struct eview *e, const struct point_summary *old, size_t n_old,
+                              const struct point_summary *new, size_t n_new)
+{
+    for (size_t i = 0, j = 0; i < n_old; i++) {
+        while (j < n_new && strcmp(new[j].name, old[i].name) < 0)
+            j++;
+        if (j == n_new || strcmp(new[j].name, old[i].name) != 0 || new[j].held == old[i].held)
+            continue;
+        char(*g)[32] = realloc(e->reheld, (e->n_reheld + 1) * sizeof *g);
+        if (!g)
+            return; /* backup.json then shows the change when its view is evicted */
+        e->reheld = g;
+        memcpy(e->reheld[e->n_reheld++], old[i].name, 32);
+    }
+}
+
 /* Refresh env's points when older than max_age_ms (-1: always). Returns 1 when the list changed,
  * 0 when not, -errno on failure. Takes vmu itself. */
 int eview_refresh(struct fsd *f, const char *env, int max_age_ms)
@@ -140,6 +159,7 @@ int eview_refresh(struct fsd *f, const char *env, int max_age_ms)
         bool first = e->pts == NULL && e->n == 0 && e->hash == h + 1;
         if (!first) {
             eview_note_gone(e, old, old_n, pts, n);
+            eview_note_reheld(e, old, old_n, pts, n);
             e->notify = true;
         }
         e->pts = pts;

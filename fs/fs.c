@@ -248,6 +248,7 @@ out:
         free(e->labels);
         free(e->label_pt);
         free(e->gone);
+        free(e->reheld);
         free(e->name);
         free(e);
     }

@@ -13,8 +13,8 @@
  * Parsed manifests are kept in memory within FS_POINT_BYTES. Files read again are served by FUSE
  * passthrough from the cache's plain copies (fs/passthrough.h) when the daemon may.
  * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates the
- * directories whose listings change (the root, environments, labels/, .operations/; never inside
- * an operation), and the cache's fill threads.
+ * directories whose listings change (the root, environments, labels/, .operations/; inside a
+ * point only backup.json, when a hold is placed or released), and the cache's fill threads.
  * Source and control calls are made without the view's locks held. */
 #ifndef DVSNAP_FS_H
 #define DVSNAP_FS_H
@@ -53,6 +53,9 @@ struct fs_source_ops {
     int (*blob_get)(void *impl, const char *id, struct buf *out, struct dverr *err);
     /* Delete a manual point (-EPERM for a system point). */
     int (*forget)(void *impl, const char *env, const char *name, struct dverr *err);
+    /* The active holds of env as a JSON array of hold documents (point.h), appended to out (NULL:
+     * the source has no holds; environment.json then shows []). backup_json shows a point's. */
+    int (*holds_json)(void *impl, const char *env, struct buf *out);
 };
 struct fs_source {
     const struct fs_source_ops *ops;

@@ -85,6 +85,8 @@ struct eview {
     bool notify;
     char (*gone)[32];
     size_t n_gone;
+    char (*reheld)[32];        /* vmu: points whose hold was placed or released meanwhile */
+    size_t n_reheld;
     struct eview *next;        /* vmu */
 };
 
@@ -102,6 +104,7 @@ struct pview {
     uint64_t key;              /* fs_fnv1a of env and name: compared before the strings */
     size_t bytes;              /* an estimate of the memory it holds (pview_bytes) */
     int refs;                  /* vmu */
+    bool dead;                 /* vmu: dropped (pview_drop), out of the LRU; freed at refs 0 */
     struct point *p;
     char (*tnames)[256];       /* tables/<tnames[i]> for p->tables[i] */
     int64_t *schema_size;      /* vmu; -1 unknown */
@@ -264,6 +267,9 @@ int pview_get(struct fsd *f, const char *env, const char *point, struct pview **
 void pview_put(struct fsd *f, struct pview *v);
 /* Free a view nobody holds (out of the LRU, or at teardown). */
 void pview_free(struct fsd *f, struct pview *v);
+/* Drop the views of env/point (their backup.json changed: a hold): the next pview_get loads the
+ * point again; a view in use is freed when its last holder puts it back. Takes vmu. */
+void pview_drop(struct fsd *f, const char *env, const char *point);
 /* The index of table name in p->tables, or -1. */
 int fs_table_index(const struct point *p, const char *name);
 

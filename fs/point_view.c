@@ -138,7 +138,7 @@ static size_t pview_bytes(const struct pview *v)
         return b;
     b += sizeof *p + str_bytes(p->env) + str_bytes(p->name) + str_bytes(p->kind) +
          str_bytes(p->label) + str_bytes(p->not_captured_json) + str_bytes(p->env_json) +
-         str_bytes(p->audit_table);
+         str_bytes(p->audit_table) + str_bytes(p->anomaly_json);
     for (size_t i = 0; i < p->n_tables; i++) {
         const struct point_table *t = &p->tables[i];
         b += sizeof *t + sizeof *v->tnames + sizeof *v->schema_size + str_bytes(t->name) +
@@ -282,7 +282,9 @@ void pview_put(struct fsd *f, struct pview *v)
     struct pview *victim = NULL;
     pthread_mutex_lock(&f->vmu);
     v->refs--;
-    if (v->refs == 0 && pviews_over(f)) {
+    if (v->refs == 0 && v->dead) {
+        victim = v; /* dropped while in use: already out of the LRU and the counts */
+    } else if (v->refs == 0 && pviews_over(f)) {
         pview_lru_unlink(f, v);
         pv_hash_remove(f, v);
         f->n_pviews--;
@@ -291,6 +293,33 @@ void pview_put(struct fsd *f, struct pview *v)
     }
     pthread_mutex_unlock(&f->vmu);
     pview_free(f, victim);
+}
+
+void pview_drop(struct fsd *f, const char *env, const char *point)
+{
+    uint64_t key = pview_key(env, point);
+    struct pview *victims = NULL;
+    pthread_mutex_lock(&f->vmu);
+    for (struct pview *v = f->pv_hash[key & (PV_BUCKETS - 1)], *next; v; v = next) {
+        next = v->hnext;
+        if (v->key != key || strcmp(v->name, point) != 0 || strcmp(v->env, env) != 0)
+            continue;
+        pview_lru_unlink(f, v);
+        pv_hash_remove(f, v);
+        f->n_pviews--;
+        f->pview_bytes -= v->bytes;
+        v->dead = true;
+        if (v->refs == 0) {
+            v->prev = victims;
+            victims = v;
+        }
+    }
+    pthread_mutex_unlock(&f->vmu);
+    while (victims) {
+        struct pview *x = victims;
+        victims = x->prev;
+        pview_free(f, x);
+    }
 }
 
 int fs_table_index(const struct point *p, const char *name)

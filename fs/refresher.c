@@ -8,8 +8,11 @@
  * once (fs_ops_dir_changed: an inode, not an entry). It also raises the mount's read-ahead to
  * 1 MiB (root only, once).
  *
- * Limits: nothing inside a point is ever invalidated (it never changes); a change is told within
- * one period; only nodes the kernel holds are invalidated.
+ * Inside a point only backup.json is ever invalidated, when a hold is placed or released (its
+ * "hold" changes; the rest of a point never does): the point's view is dropped so it renders
+ * again.
+ * Limits: a change is told within one period; only nodes the kernel holds are invalidated; a
+ * hold whose reason changes without a release shows when the point's view is next loaded.
  * Threading: one thread (refresher_main); refresher_wake and fs_ops_dir_changed from any thread.
  * fsd->stop_mu guards the wake-up and stop flags; vmu and mu are taken briefly, never across
  * fuse_lowlevel_notify_*. */
@@ -53,7 +56,23 @@ static uint64_t ops_list_hash(struct fsd *f)
     return h;
 }
 
-static void notify_env_changed(struct fsd *f, const char *env, char (*gone)[32], size_t n_gone)
+/* A hold was placed or released: backup.json of env/point is rendered again, and the kernel
+ * drops what it cached of it (when it has seen it). */
+static void notify_reheld(struct fsd *f, const char *env, const char *dname, const char *point)
+{
+    pview_drop(f, env, point);
+    char path[600];
+    snprintf(path, sizeof path, "/%s/%s/backup.json", dname, point);
+    pthread_mutex_lock(&f->mu);
+    struct node *n = node_by_path(f, path, fs_fnv1a(path));
+    fuse_ino_t ino = n ? n->ino : 0;
+    pthread_mutex_unlock(&f->mu);
+    if (ino)
+        fuse_lowlevel_notify_inval_inode(f->se, ino, 0, 0);
+}
+
+static void notify_env_changed(struct fsd *f, const char *env, char (*gone)[32], size_t n_gone,
+                               char (*reheld)[32], size_t n_reheld)
 {
     char dname[256] = "";
     pthread_mutex_lock(&f->vmu);
@@ -81,6 +100,8 @@ static void notify_env_changed(struct fsd *f, const char *env, char (*gone)[32],
         fuse_lowlevel_notify_inval_inode(f->se, labels_ino, 0, 0);
     for (size_t i = 0; i < n_gone; i++)
         fuse_lowlevel_notify_inval_entry(f->se, env_ino, gone[i], strlen(gone[i]));
+    for (size_t i = 0; i < n_reheld; i++)
+        notify_reheld(f, env, dname, reheld[i]);
     log_debug("mount: %s changed; kernel entries invalidated", env);
 }
 
@@ -148,15 +169,20 @@ void *refresher_main(void *arg)
             bool tell = e && e->notify;
             char(*gone)[32] = tell ? e->gone : NULL;
             size_t n_gone = tell ? e->n_gone : 0;
+            char(*reheld)[32] = tell ? e->reheld : NULL;
+            size_t n_reheld = tell ? e->n_reheld : 0;
             if (tell) {
                 e->notify = false;
                 e->gone = NULL;
                 e->n_gone = 0;
+                e->reheld = NULL;
+                e->n_reheld = 0;
             }
             pthread_mutex_unlock(&f->vmu);
             if (tell)
-                notify_env_changed(f, names[i], gone, n_gone);
+                notify_env_changed(f, names[i], gone, n_gone, reheld, n_reheld);
             free(gone);
+            free(reheld);
             free(names[i]);
         }
         free(names);

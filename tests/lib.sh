@@ -11,6 +11,8 @@ DVSNAP="$BUILD/dvsnap"
 DVSIM="$BUILD/dvsim"
 T=$(mktemp -d /tmp/dvsnap-test.XXXXXX)
 chmod 755 "$T"
+# dvsnap's state files (status, metrics) go under $T, not the caller's ~/.local/state
+export XDG_STATE_HOME="$T/state"
 _pids=()
 _mounts=()
 _failed=0
@@ -73,16 +75,22 @@ start_dvsim() {
   DVSIM_URL="http://127.0.0.1:$DVSIM_PORT"
 }
 
-# token: a bearer token from dvsim for the test client (for curl-level tests).
+# token [ENV]: a bearer token from dvsim for the test client (for curl-level tests): for the admin
+# API, or for ENV's Web API when given.
 token() {
   curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" \
     --data-urlencode "client_id=dvsnap-test" --data-urlencode "client_secret@$T/secret" \
-    --data-urlencode "grant_type=client_credentials" --data-urlencode "scope=$DVSIM_URL/.default" | jq -r .access_token
+    --data-urlencode "grant_type=client_credentials" \
+    --data-urlencode "scope=$DVSIM_URL${1:+/org/$1}/.default" | jq -r .access_token
 }
 
-# write_config [EXTRA LINES]: $T/config for dvsnap against the running dvsim.
+# write_config [EXTRA LINES]: $T/config for dvsnap against the running dvsim. The repository is
+# encrypted (issue 16) with the password in $T/password (mode 0600); DVSNAP_TEST_KDF_LOG2N keeps
+# its scrypt cheap, since every dvsnap command derives the key again.
+export DVSNAP_TEST_KDF_LOG2N=${DVSNAP_TEST_KDF_LOG2N:-10}
 write_config() {
   mkdir -p "$T/repo" "$T/cache"
+  [ -s "$T/password" ] || { printf 'test-password-%s\n' "$RANDOM$RANDOM" >"$T/password"; chmod 600 "$T/password"; }
   cat >"$T/config" <<CFG
 admin_url          = $DVSIM_URL
 token_url          = $DVSIM_URL/contoso/oauth2/v2.0/token
@@ -92,6 +100,7 @@ repository         = $T/repo
 cache_dir          = $T/cache
 cache_size         = 2G
 environments       = *
+password_file      = $T/password
 CFG
   [ $# -eq 0 ] || printf '%s\n' "$@" >>"$T/config"
   [ -z "${DVSNAP_TEST_REPO:-}" ] || _remote_repo "$DVSNAP_TEST_REPO"
@@ -122,7 +131,7 @@ _remote_repo() {
 dvsnap() { "$DVSNAP" --config "$T/config" "$@"; }
 
 # repo_get NAME: one object of the test repository (a directory, or Azurite/s3rver under
-# DVSNAP_TEST_REPO) to stdout, e.g. repo_get points/contoso-prod/2026-11-21T090000Z.json
+# DVSNAP_TEST_REPO) to stdout as stored, e.g. repo_get objects/ab/ab12...
 # repo_put NAME: replace one object of it with stdin (fault tests that damage an object)
 _repo_loc() { sed -n 's/^repository *= *//p' "$T/config"; }
 _repo_objtool() {
@@ -136,6 +145,11 @@ repo_get() {
     *) cat "$(_repo_loc)/$1" ;;
   esac
 }
+# repo_manifest NAME: a manifest (or environment document) of the test repository, opened (the
+# repository is encrypted: the stored object is sealed), e.g. repo_manifest points/E/P.json
+repo_manifest() { DVSNAP_PASSWORD_FILE="$T/password" DVSNAP_CACHE_DIR="$T/cache" _repo_objtool open "$1"; }
+# repo_blob ID: a blob's bytes, opened and checked (its name is keyed: only its bytes can be compared)
+repo_blob() { DVSNAP_PASSWORD_FILE="$T/password" DVSNAP_CACHE_DIR="$T/cache" _repo_objtool blob "$1"; }
 repo_put() {
   case $(_repo_loc) in
     azure://* | s3://*) _repo_objtool put "$1" ;;

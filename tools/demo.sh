@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # make demo: the whole product on one machine, no tenant needed. Starts dvsim (the demo tenant) on
-# loopback, writes a configuration and a 0600 secret under ./demo/, builds a timeline of restore
+# loopback, writes a configuration, a 0600 secret and a 0600 repository password under ./demo/
+# (the repository is encrypted, as every new one is), builds a timeline of restore
 # points (six captures with churn between them, one labelled manual backup), mounts the backups
 # at ./mnt (or $MNT), prints a short tour, and stays until Ctrl-C; then unmounts and stops dvsim.
 # Rerunnable: a previous run's dvsim, mount (even a stale one) and data are cleaned up first.
@@ -43,6 +44,8 @@ trap stop INT TERM EXIT
 # ---- the simulator ----
 head -c 32 /dev/urandom | base64 | tr -d '\n=' >"$D/secret"
 chmod 600 "$D/secret"
+head -c 24 /dev/urandom | base64 | tr -d '\n=' >"$D/password"
+chmod 600 "$D/password"
 say "starting dvsim (the demo tenant contoso) on 127.0.0.1"
 "$BUILD/dvsim" --listen 127.0.0.1:0 --ready-file "$D/dvsim.port" --db "$D/dvsim.db" \
   --client-id dvsnap-demo --client-secret-file "$D/secret" --seed demo >"$D/dvsim.log" 2>&1 &
@@ -64,6 +67,7 @@ cache_dir          = $D/cache
 cache_size         = 2G
 capture_every      = 15m
 environments       = *
+password_file      = $D/password
 CFG
 chmod 600 "$D/config"
 export DVSNAP_CONFIG="$D/config"

@@ -1,15 +1,28 @@
 /* config: dvsnap's configuration (README, "Configuration").
  *
- * Source: --config FILE, else $DVSNAP_CONFIG, else ~/.config/dvsnap/config. One "key = value" per
- * line, '#' starts a comment; every key can be overridden by the environment variable
- * DVSNAP_<KEY> (upper case). A leading "~/" in path values expands to $HOME. Unknown keys are an
- * error (typos must not silently change behaviour). The secret is never part of struct config: it
- * is read on demand by config_read_secret from a file that must be mode 0600 (or stricter) and
- * owned by the caller.
+ * Source: --config FILE, else $DVSNAP_CONFIG, else $XDG_CONFIG_HOME/dvsnap/config
+ * (XDG_CONFIG_HOME defaults to ~/.config), else the system-wide /etc/dvsnap/config (for services;
+ * $DVSNAP_SYSTEM_CONFIG names another path, for tests); when none of the default files exists the
+ * defaults apply. One
+ * "key = value" per line, '#' starts a comment; every key can be overridden by the environment
+ * variable DVSNAP_<KEY> (upper case). A leading "~/" in path values expands to $HOME. Unknown keys
+ * are an error (typos must not silently change behaviour). Default directories follow the XDG base
+ * directories: cache_dir $XDG_CACHE_HOME/dvsnap, repository $XDG_DATA_HOME/dvsnap/repo, state_dir
+ * $XDG_STATE_HOME/dvsnap, client_secret_file $XDG_CONFIG_HOME/dvsnap/secret (a variable that is
+ * unset or not an absolute path counts as its default: ~/.cache, ~/.local/share, ~/.local/state,
+ * ~/.config).
  *
- * The configuration file itself is refused when it is writable by group or others or readable by
- * others, or owned by another user (root excepted): it names where the secret is sent.
- * URL keys (admin_url, token_url, endpoints) must be https, except loopback hosts. */
+ * No key holds a secret: secrets are never part of struct config, they are read on demand by
+ * config_read_secret_file from files that must be mode 0600 (or stricter) and owned by the caller.
+ * So the configuration file may be readable by others (0644), but it is refused when group or
+ * others may write it, or when another user (root excepted) owns it: it names where the secret
+ * is sent. URL keys (admin_url, token_url, endpoints) must be https, except loopback hosts; the
+ * two instance-metadata keys also accept http:// to the metadata address (util.h).
+ *
+ * Retention (backend/engine/retention.h applies it): keep_daily, keep_weekly, keep_monthly,
+ * keep_yearly (a count, or "all"), keep_within (a duration, 0 none) and keep_manual ("all",
+ * "platform" or a duration) hold for every environment; "retention.<env>.<key> = value" overrides
+ * one of them for one environment (file only: no DVSNAP_ variable names an environment). */
 #ifndef DVSNAP_CONFIG_H
 #define DVSNAP_CONFIG_H
 
@@ -18,6 +31,18 @@
 #include <stdint.h>
 
 #include "backend/base/util.h"
+
+/* Retention rules (one environment's overrides, or the rules for all). */
+#define CONFIG_KEEP_ALL INT32_MAX        /* keep_daily... = all */
+#define CONFIG_KEEP_MANUAL_ALL (-1)      /* keep_manual = all: until forgotten */
+#define CONFIG_KEEP_MANUAL_PLATFORM (-2) /* keep_manual = platform: like system points */
+struct config_retention {
+    char *env;                /* NULL: every environment */
+    int keep_daily, keep_weekly, keep_monthly, keep_yearly; /* points, or CONFIG_KEEP_ALL */
+    int64_t keep_within;      /* seconds (0: none) before the environment's newest point */
+    int64_t keep_manual;      /* seconds, or CONFIG_KEEP_MANUAL_ALL / _PLATFORM */
+    unsigned set;             /* bit i: the i-th of those six keys was given (overrides only) */
+};
 
 struct config {
     char *path;               /* the file read, or NULL when none existed */
@@ -48,12 +73,47 @@ struct config {
     char *ca_file;            /* extra CA bundle (PEM) to trust, or NULL for the system store */
     char *admin_resource;     /* token audience of the admin API; NULL: admin_url, except
                                  https://service.powerapps.com for *.api.bap.microsoft.com */
+    /* retention (issue 17): the rules for every environment, then per-environment overrides */
+    struct config_retention retention;
+    struct config_retention *retention_envs;
+    size_t n_retention_envs;
+    /* mass-delete alerts (issue 17, backend/engine/anomaly.h) */
+    double anomaly_delete_percent; /* flag a pass that deletes more than this % of a table; 0 off */
+    int anomaly_min_rows;     /* ... of a table that had at least this many rows; default 1000 */
+    int64_t anomaly_hold;     /* seconds the point before an anomaly is held; default 30d, 0 none */
+    char *notify_command;     /* run by /bin/sh -c with the JSON summary on stdin; NULL: none */
+    /* health (issue 18): the state kept per environment, staleness, Prometheus metrics */
+    char *state_dir;          /* default $XDG_STATE_HOME/dvsnap: per-environment capture records */
+    int64_t stale_after;      /* seconds; default (unset) 2 * capture_every */
+    char *metrics_file;       /* Prometheus text file written after each capture pass, or NULL */
+    char *metrics_listen;     /* "HOST:PORT" the mount serves /metrics on, or NULL */
+    /* object-store credentials without a key file (issue 18) */
+    char *azure_auth;         /* "key" (default), "managed-identity" or "workload-identity" */
+    char *azure_identity_endpoint;    /* token endpoint; NULL: the platform's (objstore_azure.c) */
+    char *azure_client_id;            /* user-assigned identity, or the workload identity's app;
+                                         NULL: $AZURE_CLIENT_ID */
+    char *azure_federated_token_file; /* workload identity; NULL: $AZURE_FEDERATED_TOKEN_FILE */
+    char *s3_auth;            /* "key" (default) or "instance-profile" */
+    char *aws_metadata_endpoint; /* instance metadata (IMDSv2); default http://169.254.169.254 */
+    /* the repository's passphrase (issue 16): a file (mode 0600, read as a secret file) or a
+     * command whose standard output it is; at most one; NULL when unset */
+    char *password_file;
+    char *password_command;   /* run with /bin/sh -c */
+    uint64_t set_keys;        /* bit i: key i of config.c's table was given (file or env) */
 };
 
 /* Load the configuration. path may be NULL (then $DVSNAP_CONFIG, then the default path; a missing
  * default file is not an error: defaults apply). 0 or -errno with detail in err. */
 int config_load(const char *path, struct config **out, struct dverr *err);
 void config_free(struct config *cfg); /* accepts NULL */
+/* The retention rules of env: the rules for all, with env's overrides applied. */
+void config_retention_for(const struct config *cfg, const char *env,
+                          struct config_retention *out);
+/* true when key (e.g. "http_retries") was given in the file or by DVSNAP_<KEY>, not defaulted. */
+bool config_key_set(const struct config *cfg, const char *key);
+/* The default configuration file: $XDG_CONFIG_HOME/dvsnap/config, or the system-wide one when that
+ * does not exist (what config_load reads without --config or $DVSNAP_CONFIG), into out[n]. */
+void config_default_path(char *out, size_t n);
 /* true when unique_name is selected by the "environments" key. */
 bool config_env_selected(const struct config *cfg, const char *unique_name);
 /* true when the table is backed up: it matches a tables_include pattern (when set) and no

@@ -1,6 +1,8 @@
 /* log: the one log sink. Levels: error, warn, info, debug. Messages go to stderr (or a file set
- * with log_set_file) with a UTC timestamp. Callers must not pass secrets; remote strings are
- * escaped by log_escape before they are logged. Thread-safe (one mutex around the write). */
+ * with log_set_file) with a UTC timestamp; under systemd (stderr is the stream $JOURNAL_STREAM
+ * names) to the journal as "<N>level: message" lines with syslog priorities. Callers must not
+ * pass secrets; remote strings are escaped by log_escape before they are logged. Thread-safe (one
+ * mutex around the write). */
 #ifndef DVSNAP_LOG_H
 #define DVSNAP_LOG_H
 

@@ -679,7 +679,15 @@ bool host_is_loopback(const char *host)
     return dots == 3;
 }
 
-bool url_is_loopback(const char *url)
+bool host_is_metadata_service(const char *host)
+{
+    return strcmp(host, "169.254.169.254") == 0 || strcmp(host, "[fd00:ec2::254]") == 0 ||
+           strcmp(host, "fd00:ec2::254") == 0;
+}
+
+/* The host of an http(s) URL into host[n] (port removed; an IPv6 literal keeps its brackets).
+ * false when the authority has userinfo ('@'), a backslash or anything unusual. */
+static bool url_host(const char *url, char *host, size_t size)
 {
     const char *a;
     if (strncasecmp(url, "http://", 7) == 0)
@@ -689,8 +697,7 @@ bool url_is_loopback(const char *url)
     else
         return false;
     size_t n = strcspn(a, "/?#");
-    char host[256];
-    if (n == 0 || n >= sizeof(host) || memchr(a, '@', n) || memchr(a, '\\', n))
+    if (n == 0 || n >= size || memchr(a, '@', n) || memchr(a, '\\', n))
         return false;
     memcpy(host, a, n);
     host[n] = '\0';
@@ -710,7 +717,20 @@ bool url_is_loopback(const char *url)
                 return false;
         *colon = '\0';
     }
-    return host_is_loopback(host);
+    return true;
+}
+
+bool url_is_loopback(const char *url)
+{
+    char host[256];
+    return url_host(url, host, sizeof host) && host_is_loopback(host);
+}
+
+bool url_is_metadata_service(const char *url)
+{
+    char host[256];
+    return strncasecmp(url, "http://", 7) == 0 && url_host(url, host, sizeof host) &&
+           host_is_metadata_service(host);
 }
 
 void strv_free(char **v, size_t n)

@@ -43,6 +43,12 @@ bool host_is_loopback(const char *host);
 /* true when the http(s) URL's host is a loopback address. Strict and conservative: a URL with
  * userinfo ('@'), a backslash or anything unusual in its authority is not loopback. */
 bool url_is_loopback(const char *url);
+/* true when host is the cloud instance-metadata address (169.254.169.254, fd00:ec2::254): the
+ * link-local, unroutable address where Azure's and AWS's instance metadata services answer, in
+ * cleartext http only. */
+bool host_is_metadata_service(const char *host);
+/* true when url is http:// to that address (same strict authority rules as url_is_loopback). */
+bool url_is_metadata_service(const char *url);
 /* Free an array of n strings and the array (accepts NULL). */
 void strv_free(char **v, size_t n);
 /* Copy n bytes of p into a new NUL-terminated string (caller frees), or NULL when out of memory.

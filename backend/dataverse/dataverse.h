@@ -84,11 +84,20 @@ int dv_tenant_free_capacity_mb(struct dv_client *c, const char *tenant_id, int64
 struct dv_attribute {
     char *logical_name;
     char *type;              /* AttributeType: String, Integer, BigInt, Money, Decimal, DateTime,
-                                Picklist, Lookup, Customer, Owner, Uniqueidentifier, File, ... */
+                                Picklist, Lookup, Customer, Owner, Uniqueidentifier, File, Image,
+                                ...; a column the service describes as Virtual with
+                                AttributeTypeName FileType or ImageType is File or Image here */
+    char **targets;          /* lookups: the tables of Targets, else NULL */
+    size_t n_targets;
     bool valid_for_create, valid_for_update, valid_for_read;
     bool is_primary_id;
+    bool is_primary_image;   /* IsPrimaryImage (the one image a create may carry) */
 };
-struct dv_lookup {           /* a many-to-one relationship: this table's lookup column */
+/* A lookup column and one table it may point at: one per many-to-one relationship. A
+ * relationship to an abstract table (ownerid's ReferencedEntity "owner", whose set cannot be
+ * bound) becomes one lookup per table of the attribute's Targets, each with the relationship's
+ * navigation property ("ownerid@odata.bind": "/systemusers(..)" or "/teams(..)"). */
+struct dv_lookup {
     char *attribute;         /* referencing attribute, e.g. "parentcustomerid" (record: _x_value) */
     char *nav_property;      /* single-valued navigation property for @odata.bind */
     char *target_table;      /* referenced logical name */
@@ -100,6 +109,14 @@ struct dv_many_to_many {
     char *entity1, *entity1_attr, *entity1_nav;
     char *entity2, *entity2_attr, *entity2_nav;
 };
+/* OwnershipType: who owns a table's rows. */
+enum dv_ownership {
+    DV_OWNERSHIP_UNKNOWN = 0, /* not in the definition */
+    DV_OWNERSHIP_NONE,        /* "None": audit, activityparty, activitypointer, intersects */
+    DV_OWNERSHIP_USER,        /* "UserOwned": rows owned by a user or team */
+    DV_OWNERSHIP_BUSINESS,    /* "BusinessOwned": systemuser, team, businessunit */
+    DV_OWNERSHIP_ORGANIZATION /* "OrganizationOwned": currencies and other configuration */
+};
 struct dv_table {
     char *logical_name;
     char *entity_set;
@@ -108,6 +125,9 @@ struct dv_table {
     bool change_tracking;    /* ChangeTrackingEnabled */
     bool is_intersect;       /* IsIntersect (N:N table; written through $ref, not directly) */
     bool read_only;          /* audits and other tables the API does not let us write */
+    bool is_custom;          /* IsCustomEntity */
+    bool is_activity;        /* IsActivity (email, task, ...; TableType "Activity") */
+    enum dv_ownership ownership;
     struct dv_attribute *attrs; size_t n_attrs;
     struct dv_lookup *lookups; size_t n_lookups;
     struct dv_many_to_many *many_to_many; size_t n_many_to_many;
@@ -163,17 +183,39 @@ int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
                         const struct dv_read_query *q, const struct dv_read_cb *cb,
                         char **new_delta_link, struct dv_read_stats *stats, struct dverr *err);
 
-/* Download a file column's bytes (GET <set>(<id>)/<column>/$value, Range chunks of 4 MiB).
- * on_data gets the bytes in order; *file_name (caller frees) from x-ms-file-name. */
+/* Download a file or image column's bytes (GET <set>(<id>)/<column>/$value, Range chunks of
+ * 4 MiB). full_image: an image column at full size ($value?size=full; without it the service
+ * sends the thumbnail). on_data gets the bytes in order; *file_name (caller frees) from
+ * x-ms-file-name. */
 int dv_file_download(struct dv_client *c, const struct dv_env *env, const char *entity_set,
-                     const char *id, const char *column,
+                     const char *id, const char *column, bool full_image,
                      int (*on_data)(void *ctx, const void *data, size_t len), void *ctx,
                      char **file_name, struct dverr *err);
-/* Upload a file column's bytes: one PATCH <set>(<id>)/<column> with x-ms-file-name up to 4 MiB,
- * a chunked upload session (x-ms-transfer-mode: chunked, Content-Range parts) above. */
+/* Upload a file or image column's bytes: one PATCH <set>(<id>)/<column> with x-ms-file-name up
+ * to 4 MiB, a chunked upload session (x-ms-transfer-mode: chunked, Content-Range parts) above.
+ * headers: extra "Name: value" lines for every request of the upload (NULL-terminated, or
+ * NULL), e.g. the business-logic bypass. */
 int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *entity_set,
                    const char *id, const char *column, const char *file_name, const void *data,
-                   size_t len, struct dverr *err);
+                   size_t len, const char *const *headers, struct dverr *err);
+
+/* Rows of a table with only the named columns: GET <set>?$select=<select> (a comma-separated
+ * list of plain names), pages followed, lookup names included. For small tables read whole
+ * (users, teams, business units, currencies); no change tracking. */
+int dv_read_select(struct dv_client *c, const struct dv_env *env, const char *entity_set,
+                   const char *select, const struct dv_read_cb *cb, struct dverr *err);
+
+/* ---- the caller and its privileges ---- */
+struct dv_whoami {
+    char user_id[40], business_unit_id[40], organization_id[40]; /* GUIDs */
+};
+/* GET WhoAmI: the user (for a client-credentials token, the application user) the calls run as. */
+int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *out,
+              struct dverr *err);
+/* Whether user_id holds privilege (a name such as "prvBypassCustomBusinessLogic") through its
+ * roles: GET systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges(). */
+int dv_user_has_privilege(struct dv_client *c, const struct dv_env *env, const char *user_id,
+                          const char *privilege, bool *has, struct dverr *err);
 
 /* ---- writes ---- */
 struct dv_response {
@@ -194,14 +236,18 @@ struct dv_batch_item {
     const char *body;        /* JSON or NULL */
     const char *if_match;    /* NULL or "*" or an ETag */
     const char *if_none_match;
+    const char *const *headers; /* extra "Name: value" lines of this part (NULL-terminated), or
+                                   NULL */
     int status;              /* out: the part's HTTP status; 0 when not executed */
     char *response;          /* out: the part's body (caller frees), may be NULL */
 };
-/* Send up to 1000 items as one $batch (no change set). continue_on_error sends
- * Prefer: odata.continue-on-error; without it the service stops at the first failure and the
- * items after it keep status 0. A 200 batch can hold failures: read every item's status. */
+/* Send up to 1000 items as one $batch (no change set); the service runs them in order.
+ * continue_on_error sends Prefer: odata.continue-on-error; without it the service stops at the
+ * first failure and the items after it keep status 0. headers: extra "Name: value" lines of the
+ * outer request (NULL-terminated, or NULL). A 200 batch can hold failures: read every item's
+ * status. */
 int dv_batch(struct dv_client *c, const struct dv_env *env, struct dv_batch_item *items, size_t n,
-             bool continue_on_error, struct dverr *err);
+             bool continue_on_error, const char *const *headers, struct dverr *err);
 void dv_batch_items_release(struct dv_batch_item *items, size_t n); /* frees the out fields */
 
 #endif

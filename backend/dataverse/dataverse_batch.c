@@ -2,7 +2,9 @@
  *
  * Request: one application/http part per item (no change sets), boundary "batch_<32 hex>",
  * absolute inner URLs, each part with "Content-ID: <n>" (1-based item number) so answers can be
- * matched by id where the service echoes it, else by order.
+ * matched by id where the service echoes it, else by order, and the item's own extra headers;
+ * the caller's extra headers go on the outer request (a restore sends its business-logic bypass
+ * on both). A header that would split a line, or has no colon, is refused before sending.
  * Response: the multipart body is split by its boundary (from Content-Type); a part that is itself
  * multipart/mixed (a change-set response) is parsed recursively; each application/http part gives
  * a status line, headers and a body. Parts map to items by Content-ID when present, else in
@@ -278,9 +280,12 @@ static int build_body(const struct dv_env *env, const struct dv_batch_item *item
     int rc = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const struct dv_batch_item *it = &items[i];
+        bool headers_safe = true;
+        for (const char *const *h = it->headers; h && *h; h++)
+            headers_safe &= line_safe(*h) && strchr(*h, ':') != NULL;
         if (!it->method || !it->path || it->path[0] == '/' || strstr(it->path, "://") || strstr(it->path, "..") ||
             strchr(it->path, ' ') || !line_safe(it->path) || !line_safe(it->method) ||
-            !line_safe(it->if_match) || !line_safe(it->if_none_match))
+            !line_safe(it->if_match) || !line_safe(it->if_none_match) || !headers_safe)
             return dverr_set(err, -EINVAL, "batch item %zu: bad method, path or header", i + 1);
         rc = buf_printf(b, "--%s\r\nContent-Type: application/http\r\n"
                            "Content-Transfer-Encoding: binary\r\nContent-ID: %zu\r\n\r\n"
@@ -292,6 +297,8 @@ static int build_body(const struct dv_env *env, const struct dv_batch_item *item
             rc = buf_printf(b, "If-Match: %s\r\n", it->if_match);
         if (!rc && it->if_none_match)
             rc = buf_printf(b, "If-None-Match: %s\r\n", it->if_none_match);
+        for (const char *const *h = it->headers; !rc && h && *h; h++)
+            rc = buf_printf(b, "%s\r\n", *h);
         if (!rc)
             rc = buf_addstr(b, "\r\n");
         if (!rc && it->body)
@@ -313,10 +320,11 @@ void dv_batch_items_release(struct dv_batch_item *items, size_t n)
 }
 
 int dv_batch(struct dv_client *c, const struct dv_env *env, struct dv_batch_item *items, size_t n,
-             bool continue_on_error, struct dverr *err)
+             bool continue_on_error, const char *const *extra, struct dverr *err)
 {
     struct buf url = BUF_INIT, body = BUF_INIT, ctype = BUF_INIT, rct = BUF_INIT;
     struct http_response resp;
+    const char **headers = NULL;
     struct dv_batch_part *parts = NULL;
     size_t n_parts = 0;
     char boundary[48];
@@ -351,9 +359,22 @@ int dv_batch(struct dv_client *c, const struct dv_env *env, struct dv_batch_item
         (rc = build_body(env, items, n, boundary, &body, err)) ||
         (rc = buf_printf(&ctype, "Content-Type: multipart/mixed; boundary=%s", boundary)))
         goto out;
-    const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
-                             "OData-Version: 4.0", ctype.data,
-                             continue_on_error ? "Prefer: odata.continue-on-error" : NULL, NULL};
+    size_t n_extra = 0;
+    for (const char *const *h = extra; h && *h; h++)
+        n_extra++;
+    if (!(headers = calloc(n_extra + 6, sizeof(*headers)))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    size_t k = 0;
+    headers[k++] = "Accept: application/json";
+    headers[k++] = "OData-MaxVersion: 4.0";
+    headers[k++] = "OData-Version: 4.0";
+    headers[k++] = ctype.data;
+    if (continue_on_error)
+        headers[k++] = "Prefer: odata.continue-on-error";
+    for (const char *const *h = extra; h && *h; h++)
+        headers[k++] = *h;
     struct dv_call call = {.method = "POST", .url = url.data, .resource = env->api_url,
                            .headers = headers, .body = body.data, .body_len = body.len,
                            .retry_unsafe = safe, .max_response = 512ull << 20};
@@ -392,6 +413,7 @@ int dv_batch(struct dv_client *c, const struct dv_env *env, struct dv_batch_item
 out:
     if (rc == -ENOMEM)
         dverr_set(err, rc, "out of memory");
+    free(headers);
     dv_batch_parts_free(parts, n_parts);
     http_response_release(&resp);
     buf_release(&url);

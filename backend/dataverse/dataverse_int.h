@@ -1,6 +1,7 @@
 /* dataverse_int: declarations shared by dataverse.c (client, requests, admin API),
- * dataverse_webapi.c (definitions, reads, files, single requests) and dataverse_batch.c.
- * Not part of the contract; only these three files include it. */
+ * dataverse_webapi.c (definitions, reads, the caller, single requests), dataverse_files.c (file
+ * and image columns) and dataverse_batch.c. Not part of the contract; only these files include
+ * it. */
 #ifndef DVSNAP_DATAVERSE_INT_H
 #define DVSNAP_DATAVERSE_INT_H
 
@@ -64,6 +65,12 @@ int dv_call(struct dv_client *c, const struct dv_call *call, struct http_respons
 int dv_status_error(const struct http_response *resp, const char *what, struct dverr *err);
 /* The service's error message (error.message) of a response body, escaped, into out. */
 void dv_error_message(const struct http_response *resp, char *out, size_t n);
+
+/* GET url with the Web API's headers (or the given ones); with json set, a 200 body is parsed
+ * into *json (see struct dv_call). max caps the response. */
+int dv_webapi_get(struct dv_client *c, const struct dv_env *env, const char *url,
+                  const char *const *headers, uint64_t max, struct json_doc **json,
+                  const char *what, struct http_response *resp, struct dverr *err);
 
 /* true for names safe to put into a URL path unencoded: [A-Za-z0-9_.-], 1..128 bytes. */
 bool dv_name_safe(const char *s);

@@ -1,5 +1,6 @@
 /* dataverse_webapi: one environment's Web API: table definitions, paged and change-tracked reads,
- * file columns and single requests (see dataverse.h).
+ * reads of some columns, the caller and its privileges (WhoAmI, RetrieveUserPrivileges) and
+ * single requests (see dataverse.h; file columns: dataverse_files.c).
  *
  * Reads send one Prefer header: "[odata.track-changes,]odata.maxpagesize=N,
  * odata.include-annotations=..." (track-changes on full reads of tracked tables; RFC 7240 allows
@@ -23,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "backend/base/log.h"
 #include "backend/base/record.h"
@@ -34,7 +36,6 @@
 #define PAGE_SIZE_ATTACHMENTS 10 /* rows carry whole files as base64 (5 MB each by default) */
 #define PAGE_MAX (256ull << 20)
 #define DEFS_MAX (1024ull << 20)
-#define FILE_CHUNK (4u << 20)
 #define EXPIRED_TEXT "Version stamp associated with the client has expired"
 #define EXPIRED_CODE "0x80044352"
 
@@ -48,6 +49,7 @@ static void attr_release(struct dv_attribute *a)
 {
     free(a->logical_name);
     free(a->type);
+    strv_free(a->targets, a->n_targets);
 }
 
 static void table_release(struct dv_table *t)
@@ -103,11 +105,30 @@ static int parse_attrs(const struct json_node *arr, struct dv_table *t)
             continue;
         struct dv_attribute *x = &t->attrs[t->n_attrs++];
         x->logical_name = dv_dup_str(a, "LogicalName", &rc);
-        x->type = dv_dup_str(a, "AttributeType", &rc);
+        /* file and image columns: AttributeType Virtual, told apart by AttributeTypeName */
+        const struct json_node *tn = json_get(a, "AttributeTypeName");
+        const char *type_name = tn ? json_get_str(tn, "Value") : NULL;
+        if (type_name && strcmp(type_name, "FileType") == 0)
+            x->type = strdup("File");
+        else if (type_name && strcmp(type_name, "ImageType") == 0)
+            x->type = strdup("Image");
+        else
+            x->type = dv_dup_str(a, "AttributeType", &rc);
+        if (!x->type && json_get_str(a, "AttributeType"))
+            rc = -ENOMEM;
         x->valid_for_create = dv_get_flag(a, "IsValidForCreate", false);
         x->valid_for_update = dv_get_flag(a, "IsValidForUpdate", false);
         x->valid_for_read = dv_get_flag(a, "IsValidForRead", true);
         x->is_primary_id = dv_get_flag(a, "IsPrimaryId", false);
+        x->is_primary_image = dv_get_flag(a, "IsPrimaryImage", false);
+        const struct json_node *tg = json_get(a, "Targets");
+        if (tg && tg->type == JSON_ARRAY && tg->n_children) {
+            if (!(x->targets = calloc(tg->n_children, sizeof(char *))))
+                return -ENOMEM;
+            for (const struct json_node *e = tg->child; e; e = e->next)
+                if (e->type == JSON_STRING && !(x->targets[x->n_targets++] = strdup(e->str)))
+                    return -ENOMEM;
+        }
         if (!x->is_primary_id && t->primary_id && x->logical_name &&
             strcmp(x->logical_name, t->primary_id) == 0)
             x->is_primary_id = true;
@@ -160,10 +181,9 @@ static int parse_many_to_many(const struct json_node *arr, struct dv_table *t)
     return rc;
 }
 
-/* GET url; with json set, a 200 body is parsed into *json (see struct dv_call). */
-static int webapi_get(struct dv_client *c, const struct dv_env *env, const char *url,
-                      const char *const *headers, uint64_t max, struct json_doc **json,
-                      const char *what, struct http_response *resp, struct dverr *err)
+int dv_webapi_get(struct dv_client *c, const struct dv_env *env, const char *url,
+                  const char *const *headers, uint64_t max, struct json_doc **json,
+                  const char *what, struct http_response *resp, struct dverr *err)
 {
     struct dv_call call = {.method = "GET", .url = url, .resource = env->api_url,
                            .headers = headers ? headers : odata_get_headers, .max_response = max,
@@ -189,7 +209,7 @@ static int fetch_relationships(struct dv_client *c, const struct dv_env *env, co
         goto out;
     }
     if ((rc = dv_api_url(env, path.data, &url, err)) ||
-        (rc = webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, route, &resp, err)))
+        (rc = dv_webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, route, &resp, err)))
         goto out;
     if (resp.status == 404 || resp.status == 400 || resp.status == 501) {
         rc = 0; /* not supported: no relationships of that kind */
@@ -216,6 +236,79 @@ out:
     return rc;
 }
 
+static enum dv_ownership ownership_of(const char *s)
+{
+    if (!s)
+        return DV_OWNERSHIP_UNKNOWN;
+    if (strcmp(s, "UserOwned") == 0)
+        return DV_OWNERSHIP_USER;
+    if (strcmp(s, "BusinessOwned") == 0)
+        return DV_OWNERSHIP_BUSINESS;
+    if (strcmp(s, "OrganizationOwned") == 0)
+        return DV_OWNERSHIP_ORGANIZATION;
+    if (strcmp(s, "None") == 0)
+        return DV_OWNERSHIP_NONE;
+    return DV_OWNERSHIP_UNKNOWN;
+}
+
+static bool is_target(const struct dv_attribute *a, const char *table)
+{
+    for (size_t i = 0; table && i < a->n_targets; i++)
+        if (strcmp(a->targets[i], table) == 0)
+            return true;
+    return false;
+}
+
+static const struct dv_attribute *attr_of(const struct dv_table *t, const char *name)
+{
+    for (size_t i = 0; name && i < t->n_attrs; i++)
+        if (t->attrs[i].logical_name && strcmp(t->attrs[i].logical_name, name) == 0)
+            return &t->attrs[i];
+    return NULL;
+}
+
+/* A relationship whose referenced table is not among its attribute's Targets (ownerid's
+ * "owner": the service does not bind its set) becomes one lookup per target with the same
+ * navigation property, unless a relationship for that target exists already. */
+static int expand_abstract_lookups(struct dv_table *t)
+{
+    size_t extra = 0;
+    for (size_t j = 0; j < t->n_lookups; j++) {
+        const struct dv_attribute *a = attr_of(t, t->lookups[j].attribute);
+        if (a && a->n_targets && !is_target(a, t->lookups[j].target_table))
+            extra += a->n_targets;
+    }
+    if (!extra)
+        return 0;
+    struct dv_lookup *l = realloc(t->lookups, (t->n_lookups + extra) * sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    t->lookups = l;
+    size_t n = t->n_lookups;
+    for (size_t j = 0; j < n; j++) {
+        const struct dv_attribute *a = attr_of(t, t->lookups[j].attribute);
+        if (!a || !a->n_targets || is_target(a, t->lookups[j].target_table))
+            continue;
+        for (size_t x = 0; x < a->n_targets; x++) {
+            bool have = false;
+            for (size_t k = 0; k < t->n_lookups && !have; k++)
+                have = t->lookups[k].attribute && t->lookups[k].target_table &&
+                       strcmp(t->lookups[k].attribute, a->logical_name) == 0 &&
+                       strcmp(t->lookups[k].target_table, a->targets[x]) == 0;
+            if (have || !t->lookups[j].nav_property)
+                continue;
+            struct dv_lookup *nl = &t->lookups[t->n_lookups];
+            memset(nl, 0, sizeof(*nl));
+            t->n_lookups++;
+            if (!(nl->attribute = strdup(a->logical_name)) ||
+                !(nl->nav_property = strdup(t->lookups[j].nav_property)) ||
+                !(nl->target_table = strdup(a->targets[x])))
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
 static int table_cmp(const void *a, const void *b)
 {
     return strcmp(((const struct dv_table *)a)->logical_name,
@@ -240,7 +333,7 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
     http_response_init(&resp);
     for (size_t q = 0; q < sizeof(queries) / sizeof(queries[0]); q++) {
         if ((rc = dv_api_url(env, queries[q], &url, err)) ||
-            (rc = webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, "table definitions", &resp,
+            (rc = dv_webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, "table definitions", &resp,
                              err)))
             goto out;
         if (resp.status != 400 && resp.status != 501)
@@ -272,6 +365,11 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
         t->is_intersect = dv_get_flag(o, "IsIntersect", false);
         t->read_only = (t->logical_name && strcmp(t->logical_name, "audit") == 0) ||
                        (t->entity_set && strcmp(t->entity_set, "audits") == 0);
+        t->is_custom = dv_get_flag(o, "IsCustomEntity", false);
+        const char *table_type = json_get_str(o, "TableType");
+        t->is_activity = dv_get_flag(o, "IsActivity", false) ||
+                         (table_type && strcmp(table_type, "Activity") == 0);
+        t->ownership = ownership_of(json_get_str(o, "OwnershipType"));
         if (rc || (rc = parse_attrs(json_get(o, "Attributes"), t)))
             goto out;
         const struct json_node *m1 = json_get(o, "ManyToOneRelationships");
@@ -327,6 +425,11 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
         }
         t->schema_json = buf_detach(&canon);
     }
+    /* Lookups to an abstract table: one per concrete target. */
+    for (size_t i = 0; i < count && !rc; i++)
+        rc = expand_abstract_lookups(&list[i]);
+    if (rc)
+        goto out;
     /* Lookup targets' entity sets, for @odata.bind. */
     for (size_t i = 0; i < count; i++)
         for (size_t j = 0; j < list[i].n_lookups; j++) {
@@ -434,17 +537,12 @@ static void drop_select(char *link)
         p[-1] = '\0';
 }
 
-int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
-                  const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
-                  struct dv_read_stats *stats, struct dverr *err)
-{
-    return dv_read_table_query(c, env, table, delta_link, NULL, cb, new_delta_link, stats, err);
-}
-
-int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
-                        const struct dv_table *table, const char *delta_link,
-                        const struct dv_read_query *q, const struct dv_read_cb *cb,
-                        char **new_delta_link, struct dv_read_stats *stats, struct dverr *err)
+/* A full read, a delta read (delta_link), a read of some columns (select: no change tracking) or
+ * a narrowed full read (q: dataverse.h), pages followed. */
+static int read_rows(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
+                     const char *delta_link, const char *select, const struct dv_read_query *q,
+                     const struct dv_read_cb *cb, char **new_delta_link,
+                     struct dv_read_stats *stats, struct dverr *err)
 {
     struct buf url = BUF_INIT, base = BUF_INIT;
     struct http_response resp;
@@ -470,6 +568,14 @@ int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
             goto out;
         }
         rc = buf_addstr(&url, delta_link);
+    } else if (select) {
+        for (const char *p = select; *p; p++)
+            if (!isalnum((unsigned char)*p) && *p != '_' && *p != ',') {
+                rc = dverr_set(err, -EINVAL, "$select of %s: not a list of plain names",
+                               table->logical_name);
+                goto out;
+            }
+        rc = buf_printf(&url, "%s%s?$select=%s", base.data, table->entity_set, select);
     } else {
         rc = buf_printf(&url, "%s%s", base.data, table->entity_set);
         if (!rc && q)
@@ -477,14 +583,16 @@ int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
     }
     if (rc)
         goto out;
-    bool track = !delta_link && table->change_tracking && !(q && (q->key_from || q->key_to));
+    bool track = !delta_link && !select && table->change_tracking &&
+                 !(q && (q->key_from || q->key_to));
+    int page = page_size_for(table);
+    if (q && q->keys_only)
+        page = PAGE_SIZE;
+    else if (q && q->page_size > 0 && q->page_size < page)
+        page = q->page_size;
     char prefer[256];
     snprintf(prefer, sizeof(prefer), "Prefer: %sodata.maxpagesize=%d,%s",
-             track ? "odata.track-changes," : "",
-             q && q->keys_only                                      ? PAGE_SIZE
-             : q && q->page_size > 0 && q->page_size < page_size_for(table) ? q->page_size
-                                                                          : page_size_for(table),
-             ANNOTATIONS);
+             track ? "odata.track-changes," : "", page, ANNOTATIONS);
     const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
                              "OData-Version: 4.0", "If-None-Match: null", prefer, NULL};
     for (;;) {
@@ -497,7 +605,7 @@ int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
         }
         json_doc_free(doc);
         doc = NULL;
-        if ((rc = webapi_get(c, env, url.data, headers, PAGE_MAX, &doc, table->logical_name, &resp,
+        if ((rc = dv_webapi_get(c, env, url.data, headers, PAGE_MAX, &doc, table->logical_name, &resp,
                              err)))
             goto out;
         if (resp.status != 200) {
@@ -585,228 +693,102 @@ out:
     return rc;
 }
 
-/* ---- files ---- */
-
-static int file_path(const struct dv_env *env, const char *entity_set, const char *id,
-                     const char *column, const char *suffix, struct buf *url, struct dverr *err)
+int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
+                  const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
+                  struct dv_read_stats *stats, struct dverr *err)
 {
-    if (!dv_name_safe(entity_set) || !dv_guid_valid(id) || !dv_name_safe(column))
-        return dverr_set(err, -EINVAL, "file column: table, record id or column is not a plain "
-                                       "name/GUID");
-    struct buf path = BUF_INIT;
-    int rc = buf_printf(&path, "%s(%s)/%s%s", entity_set, id, column, suffix);
-    if (!rc)
-        rc = dv_api_url(env, path.data, url, err);
-    buf_release(&path);
-    return rc;
+    return read_rows(c, env, table, delta_link, NULL, NULL, cb, new_delta_link, stats, err);
 }
 
-/* "bytes a-b/total" -> total; -1 when absent. */
-static int64_t content_range_total(const struct http_response *r, struct buf *tmp)
+int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
+                        const struct dv_table *table, const char *delta_link,
+                        const struct dv_read_query *q, const struct dv_read_cb *cb,
+                        char **new_delta_link, struct dv_read_stats *stats, struct dverr *err)
 {
-    if (!http_response_header(r, "Content-Range", tmp))
-        return -1;
-    const char *slash = strrchr(tmp->data, '/');
-    if (!slash || !isdigit((unsigned char)slash[1]))
-        return -1;
-    return strtoll(slash + 1, NULL, 10);
+    return read_rows(c, env, table, delta_link, NULL, q, cb, new_delta_link, stats, err);
 }
 
-int dv_file_download(struct dv_client *c, const struct dv_env *env, const char *entity_set,
-                     const char *id, const char *column,
-                     int (*on_data)(void *ctx, const void *data, size_t len), void *ctx,
-                     char **file_name, struct dverr *err)
+int dv_read_select(struct dv_client *c, const struct dv_env *env, const char *entity_set,
+                   const char *select, const struct dv_read_cb *cb, struct dverr *err)
 {
-    struct buf url = BUF_INIT, hv = BUF_INIT, range = BUF_INIT;
+    struct dv_table t = {.logical_name = (char *)entity_set, .entity_set = (char *)entity_set};
+    if (!select || !*select)
+        return dverr_set(err, -EINVAL, "dv_read_select: no columns");
+    return read_rows(c, env, &t, NULL, select, NULL, cb, NULL, NULL, err);
+}
+
+/* ---- the caller and its privileges ---- */
+
+int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *out,
+              struct dverr *err)
+{
+    struct buf url = BUF_INIT;
     struct http_response resp;
+    struct json_doc *doc = NULL;
     int rc;
-    int64_t total = -1;
-    uint64_t off = 0;
-    if (file_name)
-        *file_name = NULL;
+    memset(out, 0, sizeof(*out));
     http_response_init(&resp);
-    if ((rc = file_path(env, entity_set, id, column, "/$value", &url, err)))
-        goto out;
-    for (;;) {
-        buf_reset(&range);
-        if ((rc = buf_printf(&range, "Range: bytes=%llu-%llu", (unsigned long long)off,
-                             (unsigned long long)(off + FILE_CHUNK - 1))))
-            goto out;
-        const char *headers[] = {"Accept: */*", "OData-MaxVersion: 4.0", "OData-Version: 4.0",
-                                 range.data, NULL};
-        if ((rc = webapi_get(c, env, url.data, headers, FILE_CHUNK + 65536, NULL, NULL, &resp,
-                             err)))
-            goto out;
-        if (resp.status == 204 && off == 0)
-            break; /* no file */
-        if (resp.status != 200 && resp.status != 206) {
-            if (resp.status == 416 && off > 0 && total < 0)
-                break; /* past the end of a file whose size was not announced */
-            rc = dv_status_error(&resp, "file download", err);
-            goto out;
-        }
-        if (file_name && !*file_name && http_response_header(&resp, "x-ms-file-name", &hv) &&
-            !(*file_name = strdup(hv.data))) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        if (resp.status == 200 && off > 0) {
-            rc = dverr_set(err, -EPROTO, "file download: the service ignored the range");
-            goto out;
-        }
-        if (resp.body.len && on_data && (rc = on_data(ctx, resp.body.data, resp.body.len)))
-            goto out;
-        off += resp.body.len;
-        if (resp.status == 200)
-            break; /* the whole file in one answer */
-        if (total < 0) {
-            if (http_response_header(&resp, "x-ms-file-size", &hv) && isdigit((unsigned char)hv.data[0]))
-                total = strtoll(hv.data, NULL, 10);
-            else
-                total = content_range_total(&resp, &hv);
-        }
-        if (total >= 0 && off >= (uint64_t)total)
-            break;
-        if (resp.body.len == 0) {
-            rc = dverr_set(err, -EPROTO, "file download: an empty partial answer");
-            goto out;
-        }
-        if (total < 0 && resp.body.len < FILE_CHUNK)
-            break;
-    }
-    if (total >= 0 && off != (uint64_t)total) {
-        rc = dverr_set(err, -EPROTO, "file download: got %llu bytes of %lld",
-                       (unsigned long long)off, (long long)total);
-        goto out;
-    }
-out:
-    if (rc == -ENOMEM)
-        dverr_set(err, rc, "out of memory");
-    if (rc && file_name) {
-        free(*file_name);
-        *file_name = NULL;
-    }
-    http_response_release(&resp);
-    buf_release(&url);
-    buf_release(&hv);
-    buf_release(&range);
-    return rc;
-}
-
-/* A file larger than one chunk: PATCH ...?x-ms-file-name=<name> with x-ms-transfer-mode: chunked
- * opens a session (200, Location, x-ms-chunk-size); each chunk is a PATCH to that Location with
- * Content-Range a-b/total (206 until the last, then 204). dv_call keeps the bearer on the
- * environment's host, so a Location elsewhere is refused. */
-static int file_upload_chunked(struct dv_client *c, const struct dv_env *env, const char *url,
-                               const char *file_name, const unsigned char *data, size_t len,
-                               struct dverr *err)
-{
-    struct buf open_url = BUF_INIT, loc = BUF_INIT, range = BUF_INIT, hv = BUF_INIT;
-    struct http_response resp;
-    http_response_init(&resp);
-    int rc = buf_printf(&open_url, "%s?x-ms-file-name=", url);
-    if (!rc)
-        rc = buf_urlencode(&open_url, file_name, false);
-    if (rc)
-        goto out;
-    const char *open_headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
-                                  "OData-Version: 4.0", "x-ms-transfer-mode: chunked", NULL};
-    struct dv_call open = {.method = "PATCH", .url = open_url.data, .resource = env->api_url,
-                           .headers = open_headers, .body = "", .body_len = 0,
-                           .retry_unsafe = true /* an unused session is harmless */,
-                           .max_response = 1 << 20};
-    if ((rc = dv_call(c, &open, &resp, err)))
+    if ((rc = dv_api_url(env, "WhoAmI", &url, err)) ||
+        (rc = dv_webapi_get(c, env, url.data, NULL, 1 << 20, &doc, "WhoAmI", &resp, err)))
         goto out;
     if (resp.status != 200) {
-        rc = dv_status_error(&resp, "file upload (chunked)", err);
+        rc = dv_status_error(&resp, "WhoAmI", err);
         goto out;
     }
-    if (!http_response_header(&resp, "Location", &loc) || !loc.len) {
-        rc = dverr_set(err, -EPROTO, "file upload (chunked): no Location for the session");
+    const struct json_node *r = json_root(doc);
+    const char *user = json_get_str(r, "UserId"), *bu = json_get_str(r, "BusinessUnitId"),
+               *org = json_get_str(r, "OrganizationId");
+    if (!user || !dv_guid_valid(user)) {
+        rc = dverr_set(err, -EPROTO, "WhoAmI: no UserId in the answer");
         goto out;
     }
-    uint64_t chunk = FILE_CHUNK;
-    if (http_response_header(&resp, "x-ms-chunk-size", &hv) && isdigit((unsigned char)hv.data[0])) {
-        unsigned long long v = strtoull(hv.data, NULL, 10);
-        if (v >= 64u << 10 && v <= 64u << 20)
-            chunk = v;
-    }
-    for (size_t off = 0; off < len;) {
-        size_t n = len - off < chunk ? len - off : (size_t)chunk;
-        buf_reset(&range);
-        if ((rc = buf_printf(&range, "Content-Range: bytes %zu-%zu/%zu", off, off + n - 1, len)))
-            goto out;
-        const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
-                                 "OData-Version: 4.0", "Content-Type: application/octet-stream",
-                                 range.data, NULL};
-        struct dv_call part = {.method = "PATCH", .url = loc.data, .resource = env->api_url,
-                               .headers = headers, .body = (const char *)data + off, .body_len = n,
-                               .retry_unsafe = true /* the same bytes at the same offset */,
-                               .max_response = 1 << 20};
-        if ((rc = dv_call(c, &part, &resp, err)))
-            goto out;
-        bool last = off + n == len;
-        if (last ? resp.status < 200 || resp.status >= 300 : resp.status != 206) {
-            rc = dv_status_error(&resp, "file upload (chunk)", err);
-            if (!rc)
-                rc = dverr_set(err, -EPROTO, "file upload: HTTP %ld for a chunk", resp.status);
-            goto out;
-        }
-        off += n;
-    }
+    snprintf(out->user_id, sizeof(out->user_id), "%s", user);
+    if (bu && dv_guid_valid(bu))
+        snprintf(out->business_unit_id, sizeof(out->business_unit_id), "%s", bu);
+    if (org && dv_guid_valid(org))
+        snprintf(out->organization_id, sizeof(out->organization_id), "%s", org);
 out:
-    if (rc == -ENOMEM)
-        dverr_set(err, rc, "out of memory");
+    json_doc_free(doc);
     http_response_release(&resp);
-    buf_release(&open_url);
-    buf_release(&loc);
-    buf_release(&range);
-    buf_release(&hv);
+    buf_release(&url);
     return rc;
 }
 
-int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *entity_set,
-                   const char *id, const char *column, const char *file_name, const void *data,
-                   size_t len, struct dverr *err)
+int dv_user_has_privilege(struct dv_client *c, const struct dv_env *env, const char *user_id,
+                          const char *privilege, bool *has, struct dverr *err)
 {
-    struct buf url = BUF_INIT, name_h = BUF_INIT;
+    struct buf path = BUF_INIT, url = BUF_INIT;
     struct http_response resp;
+    struct json_doc *doc = NULL;
     int rc;
+    *has = false;
     http_response_init(&resp);
-    if ((rc = file_path(env, entity_set, id, column, "", &url, err)))
+    if (!user_id || !dv_guid_valid(user_id))
+        return dverr_set(err, -EINVAL, "RetrieveUserPrivileges: the user id is not a GUID");
+    if ((rc = buf_printf(&path, "systemusers(%s)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()",
+                         user_id)) ||
+        (rc = dv_api_url(env, path.data, &url, err)) ||
+        (rc = dv_webapi_get(c, env, url.data, NULL, 64 << 20, &doc, "RetrieveUserPrivileges", &resp,
+                         err)))
         goto out;
-    if (!file_name || !*file_name) {
-        rc = dverr_set(err, -EINVAL, "file upload: no file name");
-        goto out;
-    }
-    for (const unsigned char *p = (const unsigned char *)file_name; *p; p++)
-        if (*p < 0x20 || *p == 0x7f) {
-            rc = dverr_set(err, -EINVAL, "file upload: the file name has control characters");
-            goto out;
-        }
-    if (len > FILE_CHUNK) {
-        rc = file_upload_chunked(c, env, url.data, file_name, data, len, err);
+    if (resp.status != 200) {
+        rc = dv_status_error(&resp, "RetrieveUserPrivileges", err);
         goto out;
     }
-    if ((rc = buf_printf(&name_h, "x-ms-file-name: %s", file_name)))
+    const struct json_node *list = json_get(json_root(doc), "RolePrivileges");
+    if (!list || list->type != JSON_ARRAY) {
+        rc = dverr_set(err, -EPROTO, "RetrieveUserPrivileges: no RolePrivileges array");
         goto out;
-    const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
-                             "OData-Version: 4.0", "Content-Type: application/octet-stream",
-                             name_h.data, NULL};
-    struct dv_call call = {.method = "PATCH", .url = url.data, .resource = env->api_url,
-                           .headers = headers, .body = data, .body_len = len,
-                           .retry_unsafe = true /* same bytes to the same column */,
-                           .max_response = 1 << 20};
-    if ((rc = dv_call(c, &call, &resp, err)))
-        goto out;
-    if (resp.status < 200 || resp.status >= 300)
-        rc = dv_status_error(&resp, "file upload", err);
+    }
+    for (const struct json_node *p = list->child; p && !*has; p = p->next) {
+        const char *name = json_get_str(p, "PrivilegeName");
+        *has = name && strcasecmp(name, privilege) == 0;
+    }
 out:
-    if (rc == -ENOMEM)
-        dverr_set(err, rc, "out of memory");
+    json_doc_free(doc);
     http_response_release(&resp);
+    buf_release(&path);
     buf_release(&url);
-    buf_release(&name_h);
     return rc;
 }
 

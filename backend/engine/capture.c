@@ -116,7 +116,7 @@ static int on_record_delta(void *ctx, const struct json_node *rec)
     e->flags |= KM_SEEN;
     free(e->line);
     e->line = NULL;
-    e->new_hash = repo_line_hash(j->line.data, j->line.len);
+    e->new_hash = repo_line_hash(j->cap->repo, j->line.data, j->line.len);
     e->new_len = j->line.len;
     e->op = (e->flags & KM_OLD) ? KM_UPDATE : KM_CREATE;
     e->line = malloc(j->line.len + 1);
@@ -255,8 +255,7 @@ static int prev_hash(struct full_merge *m, const char *key, size_t kn, uint64_t 
     int rc;
     if (!m->prev_open) {
         m->prev_open = true;
-        if ((rc = segment_merge_open(repo_store(j->cap->repo), j->prev->segments,
-                                     j->prev->n_segments, false, &m->prev, &j->err)))
+        if ((rc = repo_table_merge_open(j->cap->repo, j->prev, &m->prev, &j->err)))
             return rc;
         if ((rc = segment_merge_next(m->prev, &m->prev_e, &j->err)) < 0)
             return rc;
@@ -271,7 +270,7 @@ static int prev_hash(struct full_merge *m, const char *key, size_t kn, uint64_t 
         m->prev_have = rc == 1;
     }
     if (m->prev_have && c == 0 && m->prev_e.line_len == m->old_len)
-        *hash = repo_line_hash(m->prev_e.line, m->prev_e.line_len);
+        *hash = repo_line_hash(j->cap->repo, m->prev_e.line, m->prev_e.line_len);
     return 0;
 }
 
@@ -299,7 +298,7 @@ static int full_entry(void *ctx, const struct segment_entry *e, struct dverr *er
            (c = segment_key_cmp(m->old_key.data, m->old_key.len, e->key, e->key_len)) < 0)
         if ((rc = full_delete_old(m)))
             return rc;
-    uint64_t hash = repo_line_hash(e->line, e->line_len);
+    uint64_t hash = repo_line_hash(j->cap->repo, e->line, e->line_len);
     enum km_op op = KM_CREATE;
     uint64_t old_len = 0;
     if (m->old_have && c == 0) {

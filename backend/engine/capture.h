@@ -52,6 +52,8 @@ struct capture_result {
     uint64_t full_reads, delta_reads;
     uint64_t tables_failed;     /* tables listed in not_captured (kept as of the previous point) */
     uint64_t files;             /* files (attachments, file columns) in the point */
+    bool anomaly;               /* the point is flagged: a mass delete (anomaly.h) */
+    char anomaly_note[240];     /* its first table: "contact: 200 of 2000 records deleted" */
 };
 
 /* Capture env once. Refuses (-EPERM) environments policy does not back up, and manual backups

@@ -23,7 +23,9 @@
 #include <time.h>
 
 #include "backend/base/log.h"
+#include "backend/engine/anomaly.h"
 #include "backend/engine/policy.h"
+#include "backend/engine/retention.h"
 
 void capture_progress_locked(struct cap *cap, const char *table)
 {
@@ -307,7 +309,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     p->kind = xstrdup(opts->label ? "manual" : "system");
     p->label = xstrdup(opts->label);
     p->taken_at = taken_at;
-    p->expires_at = policy_expires_at(env, taken_at);
+    p->expires_at = retention_expires_at(cfg, env->unique_name, opts->label != NULL,
+                                         policy_expires_at(env, taken_at), taken_at);
     p->env_json = xstrdup(env->raw_json);
     if (!p->env || !p->kind || (opts->label && !p->label) || (env->raw_json && !p->env_json))
         goto nomem;
@@ -382,10 +385,23 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     if (p->n_files)
         qsort(p->files, p->n_files, sizeof *p->files, cmp_files);
 
+    if (anomaly_check(cfg, cap.prev, p))
+        goto nomem;
+    char prev_name[32] = "";
+    if (cap.prev && cap.prev->name)
+        snprintf(prev_name, sizeof prev_name, "%s", cap.prev->name);
     rc = repo_capture_commit(cap.rc, p, err);
     cap.rc = NULL;
     if (rc)
         goto out;
+    if (p->anomaly_json) { /* the point stands; a hold or notify failure is only logged */
+        struct dverr ae = {0};
+        anomaly_report(repo, cfg, prev_name[0] ? prev_name : NULL, p, taken_at, &ae);
+        if (res) {
+            res->anomaly = true;
+            anomaly_note(p->anomaly_json, res->anomaly_note, sizeof res->anomaly_note);
+        }
+    }
     dv_client_stats(dv, &st1);
     if (res) {
         snprintf(res->point, sizeof res->point, "%s", p->name ? p->name : "");

@@ -3,7 +3,8 @@
  * annotation.documentbody (base64) is decoded into a blob as the record is read (a full read: as
  * the sorted records are merged with the state, for created and updated records); File and Image
  * columns are queued then and downloaded (dv_file_download) after the table's read, for created
- * and updated records only; files of unchanged records are carried from the previous point (a full
+ * and updated records only (an image at full size: the record line keeps the thumbnail the
+ * service put there); files of unchanged records are carried from the previous point (a full
  * read walks the previous point's files of the table in record order alongside its merge, so it
  * needs no map of the table's keys). A
  * file the previous point lists as not captured is fetched again, unless it was too large and the
@@ -267,6 +268,16 @@ static int queue_failed_files(struct table_job *j)
     return rc;
 }
 
+/* An image column (dv_tables_list makes the service's Virtual/ImageType "Image"): its record
+ * line holds the thumbnail; the blob is the full-size image. */
+static bool is_image_column(const struct dv_table *t, const char *column)
+{
+    for (size_t i = 0; i < t->n_attrs; i++)
+        if (t->attrs[i].logical_name && strcmp(t->attrs[i].logical_name, column) == 0)
+            return t->attrs[i].type && strcmp(t->attrs[i].type, "Image") == 0;
+    return false;
+}
+
 /* Download the queued file columns into blobs (delta reads: those of records whose final op is
  * a create or update, and retries; a full read queues only those). */
 int capture_download_files(struct table_job *j)
@@ -290,7 +301,8 @@ int capture_download_files(struct table_job *j)
         int frc = file_sink_open(&sink, &ferr);
         if (!frc)
             frc = dv_file_download(cap->dv, cap->env, j->t->entity_set, t->key, t->column,
-                                   download_file, &sink, &file_name, &ferr);
+                                   is_image_column(j->t, t->column), download_file, &sink,
+                                   &file_name, &ferr);
         if (frc && sink.too_big)
             dverr_set(&ferr, -EFBIG, "larger than %llu bytes, the most dvsnap keeps of one file",
                       (unsigned long long)sink.max);

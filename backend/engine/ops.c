@@ -58,6 +58,7 @@ struct ops {
     pthread_t loop_thread;
     bool loop_started;
     int64_t every;
+    struct ops_capture_observer observer; /* set before the loop starts; read by its thread */
 };
 
 static char *xstrdup(const char *s)
@@ -465,6 +466,7 @@ struct pass {
     struct op *op;
     struct buf envs;           /* the "environments" array's elements so far */
     size_t failed;
+    const struct ops_capture_observer *observer;
 };
 
 static void loop_env_done(void *ctx, const struct dv_env *env, int rc,
@@ -472,6 +474,8 @@ static void loop_env_done(void *ctx, const struct dv_env *env, int rc,
 {
     struct pass *ps = ctx;
     struct buf *b = &ps->envs;
+    if (ps->observer->env_done)
+        ps->observer->env_done(ps->observer->ctx, env, rc, res, err);
     if (b->len)
         buf_addstr(b, ", ");
     buf_addstr(b, "{\"env\": ");
@@ -501,6 +505,9 @@ static void loop_pass(struct ops *o)
     struct dverr err = {0};
     struct capture_opts opts = {0};
     struct pass ps = {0};
+    ps.observer = &o->observer;
+    if (o->observer.pass)
+        o->observer.pass(o->observer.ctx, false);
     opts.cancel = &o->cancel;
     opts.env_done = loop_env_done;
     opts.env_done_ctx = &ps;
@@ -516,6 +523,8 @@ static void loop_pass(struct ops *o)
     int rc = capture_all(o->dv, o->repo, o->cfg, &opts, &err);
     if (rc && rc != -ECANCELED)
         log_warn("capture: %s", dverr_msg(&err));
+    if (o->observer.pass)
+        o->observer.pass(o->observer.ctx, true);
     if (ps.op) {
         struct buf b = BUF_INIT;
         buf_addstr(&b, "{\"environments\": [");
@@ -572,6 +581,14 @@ int ops_capture_loop_start(struct ops *o, int64_t every_s, struct dverr *err)
         o->every = 0;
     pthread_mutex_unlock(&o->mu);
     return rc ? dverr_set(err, -rc, "cannot start the capture loop") : 0;
+}
+
+void ops_observe_captures(struct ops *o, const struct ops_capture_observer *obs)
+{
+    pthread_mutex_lock(&o->mu);
+    if (!o->loop_started)
+        o->observer = *obs;
+    pthread_mutex_unlock(&o->mu);
 }
 
 int64_t ops_capture_every(struct ops *o)

@@ -19,6 +19,7 @@
 #ifndef DVSNAP_OPS_H
 #define DVSNAP_OPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,18 @@ int ops_restore_start(struct ops *o, const char *env, const char *point, const c
 /* Run capture_all every every_s seconds (the first pass at once) until ops_free; every pass is
  * recorded as a "capture" operation. */
 int ops_capture_loop_start(struct ops *o, int64_t every_s, struct dverr *err);
+/* An observer of the capture loop (dvsnap's health records and metrics), called on the loop's
+ * thread: pass(ctx, false) before each pass, env_done as capture_opts.env_done for every
+ * environment, pass(ctx, true) after the pass. Set it before ops_capture_loop_start; NULL
+ * members are skipped. The struct is copied. */
+struct capture_result;
+struct ops_capture_observer {
+    void (*pass)(void *ctx, bool done);
+    void (*env_done)(void *ctx, const struct dv_env *env, int rc,
+                     const struct capture_result *res, const struct dverr *err);
+    void *ctx;
+};
+void ops_observe_captures(struct ops *o, const struct ops_capture_observer *obs);
 int64_t ops_capture_every(struct ops *o); /* 0 when the loop is not running */
 
 /* Ids of the known operations, oldest first (caller frees each and the array). */

@@ -1,29 +1,36 @@
 /* restore: the engine behind `.restore` and `dvsnap restore` (restore.h; docs/architecture.md section 6).
  *
  * restore_validate checks every rule with reads only (the point, the admin API's view of both
- * environments, the tenant's capacity) and refuses before anything is written. restore_run then:
+ * environments, the tenant's capacity, and the caller's privilege to bypass business logic:
+ * WhoAmI + RetrieveUserPrivileges, unless business logic is to run) and refuses before anything
+ * is written. restore_run then:
  *   1. takes a safety backup of the target (a manual capture labelled pre-restore-<op id>) when
  *      the target is backed up; that fresh point is also the target's current state for the
  *      comparison (no second full read); otherwise (dry-run, target not selected in the config)
  *      the affected tables are read in full from the target;
- *   2. compares point and target per table by primary key and normalised content
- *      (restore_int.h); intersect (N:N) tables by their (entity1 id, entity2 id) pairs;
+ *   2. maps the point's users, teams, business units and currencies to the target's
+ *      (restore_map.c), then compares point and target per table by primary key, mapped and
+ *      normalised content and state (restore_int.h); intersect (N:N) tables by their
+ *      (entity1 id, entity2 id) pairs;
  *   3. writes only the difference as one stream of $batch requests of up to 1000 parts with
  *      continue-on-error, across tables (so a difference of k records costs about k/1000
  *      requests): upserts (PATCH by key, idempotent) with tables ordered so referenced tables
- *      come first, lookups to records not yet created deferred to a second pass; then N:N
- *      associations ($ref); then deletes, referencing tables first. Every part's status is read;
- *      failed parts are retried (3 rounds, backing off); what still fails is counted per table;
- *   4. uploads file columns (dv_file_upload), sets the target to administration mode, and
- *      records the outcome.
+ *      come first, lookups to records not yet created deferred to a second pass, each record's
+ *      state written after it (restore_write.c); then N:N associations ($ref); then deletes,
+ *      referencing tables first. Every write carries the business-logic bypass headers unless
+ *      business logic is to run. Every part's status is read; failed parts are retried (3
+ *      rounds, backing off); what still fails is counted per table;
+ *   4. uploads file and image columns (dv_file_upload), sets the target to administration mode,
+ *      and records the outcome (with the mapping, the unmapped principals and the excluded
+ *      tables).
  * A rerun after a kill or a network loss recomputes the difference, so it converges without
  * duplicates (creates are upserts by the point's key). Throttling (429 + Retry-After) and
  * transient failures are retried by the transport; a $batch that still fails is sent again
  * (its parts are idempotent) before the restore gives up.
  *
  * This file holds the rules (validate), the safety backup and the steps; the steps' work is in
- * restore_compare.c (2), restore_write.c and restore_batch.c (3), restore_files.c (4), and what
- * they share in restore_int.h.
+ * restore_map.c and restore_compare.c (2), restore_parties.c, restore_write.c and
+ * restore_batch.c (3), restore_files.c (4), and what they share in restore_int.h.
  *
  * Memory: per affected table a key map of the target's keys (key + 16-byte digest, about 80 bytes
  * a record); record lines are streamed from the repository twice (compare, write) and never held.
@@ -103,7 +110,34 @@ bool restore_table_in_point(const struct point *p, const char *name)
     return false;
 }
 
-/* Every rule, reads only. Fills c->point, c->source, c->target. */
+#define BYPASS_PRIVILEGE "prvBypassCustomBusinessLogic"
+
+/* The caller in the target (WhoAmI: the fallback owner by default) and, unless business logic
+ * is to run, its privilege to bypass it. */
+static int check_caller(struct rctx *c)
+{
+    struct dv_whoami me;
+    int rc = dv_whoami(c->dv, &c->target, &me, c->err);
+    if (rc)
+        return rc;
+    snprintf(c->caller_id, sizeof(c->caller_id), "%s", me.user_id);
+    if (c->req->run_business_logic)
+        return 0;
+    bool has = false;
+    if ((rc = dv_user_has_privilege(c->dv, &c->target, me.user_id, BYPASS_PRIVILEGE, &has,
+                                    c->err)))
+        return rc;
+    if (!has)
+        return dverr_set(c->err, -EPERM,
+                         "the application user %s of %s lacks the %s privilege, so plug-ins, "
+                         "workflows and flows cannot be bypassed; nothing was written. Grant it "
+                         "(a security role with that privilege), or restore with business logic "
+                         "running (--allow-business-logic, business-logic=run)",
+                         me.user_id, c->target.unique_name, BYPASS_PRIVILEGE);
+    return 0;
+}
+
+/* Every rule, reads only. Fills c->point, c->source, c->target, c->caller_id. */
 static int validate(struct rctx *c)
 {
     const struct restore_request *req = c->req;
@@ -144,7 +178,9 @@ static int validate(struct rctx *c)
     const char *confirm = req->dry_run && !req->confirm ? c->target.unique_name : req->confirm;
     rc = policy_restore_allowed(&c->source, &c->target, free_mb, confirm, req->include_audit,
                                 err);
-    return rc;
+    if (rc)
+        return rc;
+    return check_caller(c);
 }
 
 int restore_validate(struct dv_client *dv, struct repo *repo, const struct restore_request *req,
@@ -229,7 +265,8 @@ static int run(struct rctx *c, const char *operation_id)
         return rc;
     restore_mark_file_columns(c, c->point);
     restore_mark_file_columns(c, c->safety);
-    if ((rc = restore_plan_tables(c)))
+    if ((rc = restore_map_principals(c)) || (rc = restore_plan_tables(c)) ||
+        (rc = restore_parties_load(c)))
         return rc;
     for (size_t i = 0; i < c->n_tabs && !rc; i++) {
         if (!c->tabs[i].active)
@@ -238,6 +275,7 @@ static int run(struct rctx *c, const char *operation_id)
         restore_report(c, true);
     }
     restore_skipped_fields_json(c);
+    restore_map_outcome(c);
     if (rc || c->req->dry_run)
         return rc;
 
@@ -288,6 +326,16 @@ int restore_run(struct dv_client *dv, struct repo *repo, const struct config *cf
     c->rewrite_all = getenv("DVSNAP_RESTORE_REWRITE_ALL") != NULL;
     rmap_init(&c->files);
     rmap_init(&c->tfiles);
+    rmap_init(&c->parties_point);
+    rmap_init(&c->parties_target);
+    rmap_init(&c->party_bodies);
+    restore_pmap_init(c->pm);
+    /* plug-ins, real-time workflows and flows are bypassed on every write unless asked */
+    static const char *const bypass[] = {
+        "MSCRM.BypassBusinessLogicExecution: CustomSync,CustomAsync",
+        "MSCRM.SuppressCallbackRegistrationExpanderJob: true", NULL};
+    c->write_headers = req->run_business_logic ? NULL : bypass;
+    out->business_logic_ran = req->run_business_logic;
     dv_client_stats(dv, &c->stats0);
     char opid[32];
     if (operation_id && *operation_id)
@@ -335,6 +383,18 @@ int restore_run(struct dv_client *dv, struct repo *repo, const struct config *cf
     free(c->order);
     rmap_release(&c->files);
     rmap_release(&c->tfiles);
+    rmap_release(&c->parties_point);
+    rmap_release(&c->parties_target);
+    for (size_t i = 0; i < c->party_bodies.cap; i++) {
+        struct buf *b = c->party_bodies.slots[i].key ? c->party_bodies.slots[i].ptr : NULL;
+        if (b) {
+            buf_release(b);
+            free(b);
+        }
+    }
+    rmap_release(&c->party_bodies);
+    for (int p = 0; p < PR_N; p++)
+        restore_pmap_release(&c->pm[p]);
     dv_tables_free(c->defs, c->n_defs);
     point_free(c->point);
     point_free(c->safety);

@@ -2,13 +2,16 @@
  * differs (docs/architecture.md section 6). One engine behind both the .restore control file and
  * `dvsnap restore`.
  *
- * Steps: parse and validate the request against policy (nothing is written before every rule
- * passes); take a safety backup of the target labelled pre-restore-<operation id>; read the
- * target's current records of the affected tables; compare with the point by primary key and
- * normalised content; write upserts (PATCH by key) and deletes in $batch requests of up to 1000
- * with continue-on-error, creating referenced records before setting lookups; restore N:N
- * associations, notes' attachments and file columns; set administration mode; record the outcome.
- * Re-running a killed restore converges to the same state. */
+ * Steps: parse and validate the request against policy and the caller's privileges (nothing is
+ * written before every rule passes); take a safety backup of the target labelled
+ * pre-restore-<operation id>; map the point's principals and reference data (users, teams,
+ * business units, currencies) to the target's; read the target's current records of the data
+ * tables; compare with the point by primary key and mapped, normalised content; write upserts
+ * (PATCH by key), state changes and deletes in $batch requests of up to 1000 with
+ * continue-on-error and business logic bypassed, creating referenced records before setting
+ * lookups; restore N:N associations, notes' attachments, file and image columns; set
+ * administration mode; record the outcome. Re-running a killed restore converges to the same
+ * state. */
 #ifndef DVSNAP_RESTORE_H
 #define DVSNAP_RESTORE_H
 
@@ -29,8 +32,12 @@ struct restore_request {
     bool include_audit;    /* audit=include */
     char *confirm;         /* must equal target */
     bool dry_run;
+    char *map_file;        /* map=FILE: principal pairs to add or override (absolute path) */
+    char *fallback_owner;  /* fallback_owner=systemuser:<id>|team:<id>; NULL: the caller (WhoAmI) */
+    bool run_business_logic; /* business-logic=run: plug-ins and flows fire (no bypass) */
 };
 /* Parse a control-file line: "target=ENV [tables=a,b] [audit=include|skip] [confirm=ENV]
+ * [map=/abs/file] [fallback_owner=systemuser:<id>|team:<id>] [business-logic=run|bypass]
  * [dry-run]". source_env and point are given by the caller. -EINVAL with the reason. */
 int restore_request_parse(const char *line, const char *source_env, const char *point,
                           struct restore_request *req, struct dverr *err);
@@ -46,6 +53,11 @@ struct restore_table_outcome {
     char *note;            /* why the table was skipped, or its first failure; NULL when none */
     uint64_t lookups_dropped; /* records written without a lookup whose target the target lacks */
     char *lookup_note;     /* the first such lookup, for the outcome; NULL when none */
+    bool excluded;         /* left out by the rule of which tables are data; note says why */
+    uint64_t states_set;   /* state changes written (PATCH statecode, Close/Win/LoseOpportunity) */
+    uint64_t reopened;     /* closed records reopened to update them (then closed again) */
+    uint64_t fallback_owners; /* rows of the point whose owner has no match: the fallback owns them */
+    uint64_t parties_unmapped; /* activity parties without a match: written with addressused only */
 };
 struct restore_outcome {
     char state[16];        /* "validating", "backing-up", "comparing", "writing", "done", "failed" */
@@ -63,6 +75,11 @@ struct restore_outcome {
     uint64_t batches;          /* $batch requests */
     uint64_t retried;          /* batch parts sent again after failing */
     int code;                  /* 0, or the -errno the restore failed with */
+    /* principals and business logic (issue 14): */
+    bool business_logic_ran;   /* no bypass: plug-ins and flows fired on every write */
+    char fallback_owner[64];   /* "systemuser:<id>" or "team:<id>", "" before mapping */
+    char *mapping_json;        /* per principal table: matches by rule, unmapped, decisions */
+    char *unmapped_json;       /* the point's principals without a match, named, with their rows */
 };
 void restore_outcome_release(struct restore_outcome *o);
 /* Render the outcome (and progress while running) as JSON for .restore and .operations/. */

@@ -6,8 +6,12 @@
  * association that already exists) is counted in its table's outcome, any other is kept for
  * retry_failed. A $batch that fails as a whole is sent again (its parts are idempotent) up to 4
  * times; a target that answers $batch with 501 gets one request per part from then on. A part
- * refused because a lookup names a record the target lacks is sent again without that lookup
- * (drop_missing_binds), in rounds not counted against the part (at most STRIP_ROUNDS).
+ * whose bind the service refuses (404 "... With Id = X Does Not Exist": a record the target
+ * lacks; or another 4xx that names the bind's id or navigation property) is sent again without
+ * that lookup (restore_drop_refused_binds; a refused party of an activity keeps its addressused), in
+ * rounds not counted against the part (at most STRIP_ROUNDS). The parts of a batch run in
+ * order, so a record's reopen, update and state write follow each other. Every write carries
+ * the business-logic bypass headers (c->write_headers), on the $batch and on each part.
  * Threading: the restore's thread only (restore_int.h). */
 #include "backend/engine/restore_int.h"
 
@@ -15,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "backend/base/log.h"
@@ -43,6 +48,8 @@ static void part_done(struct rctx *c, struct part *p)
         if (p->status < 300)
             o->files++;
         break;
+    case K_STATE: o->states_set++; break;
+    case K_REOPEN: o->reopened++; break;
     case K_BIND: break;
     }
 }
@@ -56,76 +63,148 @@ static bool part_ok(const struct part *p, const char *response)
     if (p->kind == K_ASSOC && p->status >= 400 && p->status < 500 && response &&
         (strcasestr(response, "duplicate") || strcasestr(response, "already exists")))
         return true;
+    /* a close action sent again after a lost answer: the record is closed already */
+    if (p->kind == K_STATE && !strcmp(p->method, "POST") && p->status >= 400 && p->status < 500 &&
+        response && strcasestr(response, "already"))
+        return true;
     /* already gone: the goal of a delete or disassociate is met */
     return p->status == 404 &&
            (p->kind == K_DELETE || p->kind == K_DISASSOC || p->kind == K_FILEDEL);
 }
 
-/* A part refused with 404 "<table> With Id = <id> Does Not Exist" because one of its lookups
- * names a record the target lacks (a table that was not restored, or a record deleted there):
- * drop the @odata.bind members that point at <id>, so the record is written without that lookup
- * (and the outcome says so) instead of failing. Returns how many members were dropped. */
-static size_t drop_missing_binds(struct part *p, const char *response)
+/* Does bind member m (a "<nav>@odata.bind" string) name what the refusal names: the id of its
+ * "With Id = X", or (no such id) the bind's id or navigation property in the message? */
+static bool refused_bind(const struct json_node *m, const char *id, size_t id_len,
+                         const char *response)
 {
-    const char *at = response ? strstr(response, "With Id = ") : NULL;
-    if (p->status != 404 || !p->body || !at || !strstr(p->body, "@odata.bind"))
+    size_t suffix = strlen("@odata.bind");
+    if (m->type != JSON_STRING || m->key_len <= suffix ||
+        strcmp(m->key + m->key_len - suffix, "@odata.bind") != 0)
+        return false;
+    const char *open = memchr(m->str, '(', m->str_len);
+    if (!open || m->str[m->str_len - 1] != ')')
+        return false;
+    const char *bid = open + 1;
+    size_t bl = (size_t)(m->str + m->str_len - 1 - bid);
+    if (id_len)
+        return bl == id_len && strncasecmp(bid, id, id_len) == 0;
+    if (bl && memmem(response, strlen(response), bid, bl))
+        return true;
+    char nav[256];
+    size_t nl = m->key_len - suffix;
+    if (nl >= sizeof(nav))
+        return false;
+    memcpy(nav, m->key, nl);
+    nav[nl] = '\0';
+    return strstr(response, nav) != NULL;
+}
+
+struct drop_ctx {
+    const char *id, *response;
+    size_t id_len;
+    size_t dropped;
+    struct buf what;
+    const char *path;
+};
+
+/* obj without the binds the refusal names, into out; parties of an activity likewise, a party
+ * left with only its mask is dropped whole. */
+static void copy_without(struct drop_ctx *d, const struct json_node *obj, struct buf *out,
+                         int depth)
+{
+    size_t kept = 0;
+    buf_addch(out, '{');
+    for (const struct json_node *m = obj->child; m; m = m->next) {
+        if (refused_bind(m, d->id, d->id_len, d->response)) {
+            if (!d->dropped++)
+                buf_printf(&d->what, "%s: lookup %.*s -> %s dropped: %s", d->path,
+                           (int)(m->key_len - strlen("@odata.bind")), m->key, m->str,
+                           d->id_len ? "the target has no such record" : "the target refused it");
+            continue;
+        }
+        if (kept++)
+            buf_addch(out, ',');
+        buf_add_json_string(out, m->key, m->key_len);
+        buf_addch(out, ':');
+        static const char parties[] = "_activity_parties";
+        size_t pl = sizeof(parties) - 1;
+        if (depth == 0 && m->type == JSON_ARRAY && m->key_len > pl &&
+            !memcmp(m->key + m->key_len - pl, parties, pl)) {
+            size_t n = 0;
+            buf_addch(out, '[');
+            for (const struct json_node *e = m->child; e; e = e->next) {
+                struct buf one = BUF_INIT;
+                if (e->type == JSON_OBJECT)
+                    copy_without(d, e, &one, depth + 1);
+                else
+                    buf_add(&one, e->raw, e->raw_len);
+                /* a party that names nobody any more ({"participationtypemask":N}) goes */
+                bool empty = e->type == JSON_OBJECT && one.data && !strstr(one.data, "@odata.bind") &&
+                             !strstr(one.data, "\"addressused\"");
+                if (!empty && one.data) {
+                    if (n++)
+                        buf_addch(out, ',');
+                    buf_add(out, one.data, one.len);
+                }
+                buf_release(&one);
+            }
+            buf_addch(out, ']');
+            continue;
+        }
+        buf_add(out, m->raw, m->raw_len);
+    }
+    buf_addch(out, '}');
+}
+
+size_t restore_drop_refused_binds(struct part *p, const char *response)
+{
+    if ((p->kind != K_CREATE && p->kind != K_UPDATE && p->kind != K_BIND) || p->status < 400 ||
+        p->status >= 500 || !p->body || !response || !strstr(p->body, "@odata.bind"))
         return 0;
-    at += strlen("With Id = ");
-    size_t id_len = strcspn(at, " \"\\");
-    if (!id_len || id_len > 128)
+    struct drop_ctx d = {.response = response, .path = p->path, .what = BUF_INIT};
+    const char *at = strstr(response, "With Id = ");
+    if (at) {
+        at += strlen("With Id = ");
+        d.id = at;
+        d.id_len = strcspn(at, " \"\\");
+        if (!d.id_len || d.id_len > 128)
+            return 0;
+    } else if (p->status == 404) {
         return 0;
+    }
     struct json_doc *doc = NULL;
     struct dverr perr = {0};
     if (json_parse(p->body, strlen(p->body), NULL, &doc, &perr))
         return 0;
     const struct json_node *root = json_root(doc);
-    struct buf out = BUF_INIT, what = BUF_INIT;
-    size_t dropped = 0, kept = 0;
-    buf_addch(&out, '{');
-    for (const struct json_node *m = root->type == JSON_OBJECT ? root->child : NULL; m; m = m->next) {
-        size_t suffix = strlen("@odata.bind");
-        bool bind = m->key_len > suffix && !strcmp(m->key + m->key_len - suffix, "@odata.bind");
-        if (bind && m->type == JSON_STRING && m->str_len > id_len + 2 &&
-            m->str[m->str_len - 1] == ')' && m->str[m->str_len - id_len - 2] == '(' &&
-            !memcmp(m->str + m->str_len - id_len - 1, at, id_len)) {
-            if (!dropped)
-                buf_printf(&what, "%s: lookup %.*s -> %s dropped: the target has no such record",
-                           p->path, (int)(m->key_len - suffix), m->key, m->str);
-            dropped++;
-            continue;
-        }
-        if (kept++)
-            buf_addch(&out, ',');
-        buf_add_json_string(&out, m->key, m->key_len);
-        buf_addch(&out, ':');
-        buf_add(&out, m->raw, m->raw_len);
-    }
-    buf_addch(&out, '}');
+    struct buf out = BUF_INIT;
+    if (root->type == JSON_OBJECT)
+        copy_without(&d, root, &out, 0);
     json_doc_free(doc);
-    if (dropped && out.data) {
+    if (d.dropped && out.data) {
         free(p->body);
         p->body = buf_detach(&out);
-        p->tab->out->lookups_dropped += dropped;
+        p->tab->out->lookups_dropped += d.dropped;
         if (!p->tab->out->lookup_note) {
-            log_warn("restore: %s (the outcome counts the others)", what.data ? what.data : p->path);
-            p->tab->out->lookup_note = buf_detach(&what);
+            log_warn("restore: %s (the outcome counts the others)",
+                     d.what.data ? d.what.data : p->path);
+            p->tab->out->lookup_note = buf_detach(&d.what);
         }
     }
     buf_release(&out);
-    buf_release(&what);
-    return dropped;
+    buf_release(&d.what);
+    return d.dropped;
 }
 
 static int send_singly(struct rctx *c, struct dv_batch_item *items, size_t n, struct dverr *err)
 {
-    static const char *const json_headers[] = {"Content-Type: application/json", NULL};
     for (size_t i = 0; i < n; i++) {
         if (items[i].status)
             continue; /* done by an earlier attempt */
         struct dv_response resp = {0};
         c->out->write_requests++;
         int rc = dv_request(c->dv, &c->target, items[i].method, items[i].path, items[i].body,
-                            items[i].body ? json_headers : NULL, &resp, err);
+                            c->write_headers, &resp, err);
         if (rc) {
             buf_release(&resp.body);
             return rc;
@@ -153,6 +232,7 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n)
             items[i].method = parts[i].method;
             items[i].path = parts[i].path;
             items[i].body = parts[i].body;
+            items[i].headers = c->write_headers;
         }
         struct dverr berr = {0};
         if (c->no_batch) {
@@ -160,7 +240,7 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n)
         } else {
             c->out->batches++;
             c->out->write_requests++;
-            rc = dv_batch(c->dv, &c->target, items, n, true, &berr);
+            rc = dv_batch(c->dv, &c->target, items, n, true, c->write_headers, &berr);
             if (rc == -EOPNOTSUPP || (rc && strstr(dverr_msg(&berr), "HTTP 501"))) {
                 /* a service (or proxy) without $batch: one request per part */
                 log_warn("restore: %s does not take $batch (%s); sending one request per "
@@ -201,7 +281,7 @@ static int send_parts(struct rctx *c, struct part *parts, size_t n)
         p->error = buf_detach(&e);
         /* a lookup to a record the target lacks: sent again without it (in a round that
          * retry_failed does not count against the part) */
-        if (drop_missing_binds(p, items[i].response))
+        if (restore_drop_refused_binds(p, items[i].response))
             c->binds_dropped++;
         if (c->n_retry == c->cap_retry) {
             size_t cap = c->cap_retry ? c->cap_retry * 2 : 64;

@@ -1,17 +1,28 @@
 /* restore_compare: which tables a restore writes, in which order, and what differs in each
  * (restore_int.h; the steps: restore.c).
  *
- * Planning: the requested tables of the point, each matched to the target's definition; audit
- * tables, tables the target lacks or does not let clients write, and intersect tables without a
- * usable many-to-many relationship are skipped with the reason as their note. Tables are ordered
- * so that referenced tables come first (Kahn's algorithm over the lookups; a cycle falls back to
- * name order, and the lookups it breaks are deferred by the writer).
+ * Planning: the requested tables of the point, each matched to the target's definition. Which
+ * tables are data is decided from the target's metadata: user-owned tables, custom tables of any
+ * ownership, and activities. Left out, with the reason as their note and in the outcome's
+ * excluded_tables: tables whose every column is read-only (activitypointer), principals
+ * (business-owned: systemuser, team, businessunit; matched by restore_map.c, never written),
+ * organization-owned system tables (transactioncurrency and other configuration), other system
+ * tables without an owner, activityparty (written inside each activity), the closing activities
+ * CloseIncident / WinOpportunity / LoseOpportunity write, and N:N tables between tables that are
+ * not data. A table named in tables= is written whatever this rule says (the service decides).
+ * Audit tables, tables the target lacks and intersect tables without a usable many-to-many
+ * relationship are skipped too. Tables are ordered so that referenced tables come first (Kahn's
+ * algorithm over the lookups; a cycle falls back to name order, and the lookups it breaks are
+ * deferred by the writer).
  * Comparison: the target side is read first (the safety point when it holds the table, else a
- * full read of the live target), then the point's records; each key gets an action (create,
- * update, unchanged, delete) from the 16-byte digest of its normalised content. Intersect tables
- * are keyed by their lower-cased (entity1 id, entity2 id) pair. File columns are compared by the
- * SHA-256 of their bytes: the blob id when the point holds them, else the target's bytes,
- * downloaded. A dry run keeps the first keys of each action (FIRST_KEYS) for the outcome.
+ * full read of the live target), then the point's records, their lookups mapped to the target's
+ * principals (restore_map.c); each key gets an action (create, update, unchanged, delete) from
+ * the 16-byte digest of its normalised content (an activity's parties mixed in:
+ * restore_parties.c) and from its state (statecode and statuscode, kept with the target's key for
+ * the writer). Intersect tables are keyed by their lower-cased (entity1 id, entity2 id) pair.
+ * File and image columns are compared by the blob id of their bytes (repo_blob_id): the point's
+ * blob id, against the id of the target's bytes (an image at full size), downloaded. A dry run keeps the
+ * first keys of each action (FIRST_KEYS) for the outcome.
  * Threading: the restore's thread only (restore_int.h). */
 #include "backend/engine/restore_int.h"
 
@@ -49,6 +60,61 @@ static void skip_table(struct rtab *t, const char *why)
     t->out->note = xstrdup(why);
 }
 
+static bool all_read_only(const struct dv_table *d)
+{
+    for (size_t i = 0; i < d->n_attrs; i++)
+        if (d->attrs[i].valid_for_create || d->attrs[i].valid_for_update)
+            return false;
+    return d->n_attrs > 0;
+}
+
+/* Why def is not a table of data a restore writes, or NULL when it is (see the note above). */
+static const char *not_data(const struct dv_table *def)
+{
+    static const char *const closing[] = {"incidentresolution", "opportunityclose", "orderclose",
+                                          "quoteclose"};
+    if (!def || def->is_intersect)
+        return NULL; /* N:N tables: by the tables they join (restore_plan_tables) */
+    if (def->logical_name && !strcmp(def->logical_name, "activityparty"))
+        return "activity parties are written inside each activity (<activity>_activity_parties)";
+    for (size_t i = 0; i < sizeof(closing) / sizeof(closing[0]); i++)
+        if (def->logical_name && !strcmp(def->logical_name, closing[i]))
+            return "closing activity: written by CloseIncident, WinOpportunity or "
+                   "LoseOpportunity when a record is closed";
+    if (all_read_only(def))
+        return "read-only: the service lets no client write its columns";
+    if (def->is_custom || def->is_activity)
+        return NULL;
+    switch (def->ownership) {
+    case DV_OWNERSHIP_BUSINESS:
+        return "principal table (users, teams, business units): its rows are matched to the "
+               "target's, never written";
+    case DV_OWNERSHIP_ORGANIZATION:
+        return def->logical_name && !strcmp(def->logical_name, "transactioncurrency")
+                   ? "reference data: currencies are matched by ISO code, never written"
+                   : "configuration table (organization-owned system table): not data to "
+                     "overwrite";
+    case DV_OWNERSHIP_NONE:
+        return "system table without an owner: not data a restore writes";
+    case DV_OWNERSHIP_USER:
+    case DV_OWNERSHIP_UNKNOWN:
+        return NULL;
+    }
+    return NULL;
+}
+
+static bool named(const struct restore_request *req, const char *name)
+{
+    return req->tables && requested(req, name);
+}
+
+/* Tables closed by an action or locked when closed (reopened to be updated). */
+static bool closable_table(const struct dv_table *d)
+{
+    return d->is_activity || (d->logical_name && (!strcmp(d->logical_name, "incident") ||
+                                                  !strcmp(d->logical_name, "opportunity")));
+}
+
 int restore_plan_tables(struct rctx *c)
 {
     size_t n = 0;
@@ -83,6 +149,13 @@ int restore_plan_tables(struct rctx *c)
             skip_table(t, "the target has no such table");
             continue;
         }
+        const char *rule = named(c->req, pt->name) ? NULL : not_data(t->def);
+        if (rule) {
+            t->out->skipped = pt->records;
+            t->out->excluded = true;
+            skip_table(t, rule);
+            continue;
+        }
         if (t->def->is_intersect) {
             for (size_t d = 0; d < c->n_defs && !t->mm; d++)
                 for (size_t m = 0; m < c->defs[d].n_many_to_many; m++) {
@@ -100,6 +173,11 @@ int restore_plan_tables(struct rctx *c)
                 !t->mm->entity1_nav) {
                 t->out->skipped = pt->records;
                 skip_table(t, "intersect table without a usable many-to-many relationship");
+            } else if (!named(c->req, pt->name) && (not_data(t->mm1) || not_data(t->mm2))) {
+                t->out->skipped = pt->records;
+                t->out->excluded = true;
+                skip_table(t, "N:N between tables that are not data (principals or "
+                              "configuration): not written");
             }
             continue;
         }
@@ -117,10 +195,16 @@ int restore_plan_tables(struct rctx *c)
             continue;
         }
         for (size_t a = 0; a < t->def->n_attrs; a++) {
-            const char *ty = t->def->attrs[a].type;
+            const char *ty = t->def->attrs[a].type, *an = t->def->attrs[a].logical_name;
             if (ty && (!strcmp(ty, "File") || !strcmp(ty, "Image")))
                 t->has_files = true;
+            if (an && !strcmp(an, "statecode"))
+                t->has_state = true;
+            if (an && !strcmp(an, "overriddencreatedon") && t->def->attrs[a].valid_for_create)
+                t->has_created_on = true;
         }
+        t->closable = t->has_state && closable_table(t->def);
+        t->open_status = -1;
     }
     /* referenced tables first (Kahn); cycles fall back to name order, deferred binds cover them */
     bool *placed = calloc(c->n_tabs ? c->n_tabs : 1, sizeof(bool));
@@ -197,12 +281,25 @@ struct digest_ctx {
     const char *table;
     const char *key;
     size_t key_len;
-    const char *entity_set;    /* live reads: download file columns from here */
+    const struct dv_table *def; /* live reads: download file columns from its entity set */
+    bool any;                  /* a file column of the record has bytes */
+    uint8_t sum[16];           /* the columns' bytes: sum of digest(column, hash) */
 };
+
+static void files_add(struct digest_ctx *d, const char *column, const char hex[65])
+{
+    struct buf b = BUF_INIT;
+    uint8_t dg[16];
+    buf_printf(&b, "%s:%s", column, hex);
+    restore_digest(b.data ? b.data : "", b.len, dg);
+    restore_digest_add(d->sum, dg);
+    buf_release(&b);
+    d->any = true;
+}
 
 static int dl_hash(void *ctx, const void *data, size_t len)
 {
-    sha256_stream_update(ctx, data, len);
+    crypt_hash_update(ctx, data, len);
     return 0;
 }
 
@@ -214,37 +311,46 @@ static int file_digest(void *ctx, const char *column, const struct json_node *va
             restore_find_file(d->files, d->table, d->key, d->key_len, column);
         if (f) {
             snprintf(hex, 65, "%s", f->blob);
+            files_add(d, column, hex);
             return 0;
         }
     }
     if (!value || value->type != JSON_STRING)
         return 1;
     if (!strcmp(column, "documentbody")) {
+        /* as a blob id of the repository (keyed when it is encrypted), as the point's are */
         struct buf raw = BUF_INIT;
         if (base64_decode(value->str, value->str_len, &raw)) {
             buf_release(&raw);
-            sha256_hex(value->str, value->str_len, hex);
+            repo_blob_id(d->c->repo, value->str, value->str_len, hex);
             return 0;
         }
-        sha256_hex(raw.data ? raw.data : "", raw.len, hex);
+        repo_blob_id(d->c->repo, raw.data ? raw.data : "", raw.len, hex);
         buf_release(&raw);
+        files_add(d, column, hex);
         return 0;
     }
     if (d->files)
         return 1; /* a file id without bytes in the point: nothing to restore */
     /* the live target: hash its bytes */
-    struct sha256_stream *s = sha256_stream_new();
+    struct crypt_hash *s = repo_blob_id_stream(d->c->repo);
+    if (!s)
+        return -ENOMEM;
     char *name = NULL;
     char id[256];
     snprintf(id, sizeof(id), "%.*s", (int)d->key_len, d->key);
-    int rc = dv_file_download(d->c->dv, &d->c->target, d->entity_set, id, column, dl_hash, s,
-                              &name, d->c->err);
+    const struct dv_attribute *a = restore_attr(d->def, column, strlen(column));
+    bool image = a && a->type && !strcmp(a->type, "Image");
+    int rc = dv_file_download(d->c->dv, &d->c->target, d->def->entity_set, id, column, image,
+                              dl_hash, s, &name, d->c->err);
     free(name);
-    sha256_stream_finish(s, hex);
+    crypt_hash_finish(s, hex);
     if (rc == -ENOENT) {
         dverr_clear(d->c->err);
         return 1;
     }
+    if (!rc)
+        files_add(d, column, hex);
     return rc;
 }
 
@@ -291,6 +397,16 @@ static int intersect_key(const struct rtab *t, const struct json_node *rec, stru
     return 0;
 }
 
+/* restore_map_fn for the point's side: the rctx's mapping. */
+static int map_point(void *ctx, const struct dv_table *t, const char *attr, size_t attr_len,
+                     const char *target_table, const char *id, size_t id_len,
+                     const char **mapped_table, char mapped_id[40])
+{
+    struct digest_ctx *d = ctx;
+    return restore_map_lookup(d->c, t, attr, attr_len, target_table, id, id_len, mapped_table,
+                              mapped_id);
+}
+
 /* One record of either side into t->map. */
 static int index_record(struct rctx *c, struct rtab *t, const struct json_node *rec,
                         const char *key, size_t kl, const struct rmap *files, bool target_side)
@@ -298,6 +414,9 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
     struct buf norm = BUF_INIT, ik = BUF_INIT;
     int rc = 0;
     uint8_t dg[16] = {0};
+    int32_t state = -1, status = -1;
+    bool files_there = false;
+    uint8_t files_dg[16] = {0};
     if (t->mm) {
         if (intersect_key(t, rec, &ik)) {
             t->out->skipped++;
@@ -306,12 +425,23 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
         key = ik.data;
         kl = ik.len;
     } else {
-        struct digest_ctx d = {c, files, t->name, key, kl, t->def->entity_set};
-        rc = restore_normalize(t->def, rec, file_digest, &d, &norm,
-                               target_side ? NULL : &t->skipped);
+        struct digest_ctx d = {c, files, t->name, key, kl, t->def, false, {0}};
+        struct restore_hooks h = {.ctx = &d, .file_digest = file_digest,
+                                  .map = target_side ? NULL : map_point};
+        c->cur = t;
+        c->cur_key = key;
+        c->cur_key_len = kl;
+        rc = restore_normalize(t->def, rec, &h, &norm, target_side ? NULL : &t->skipped);
         if (rc)
             goto out;
         restore_digest(norm.data, norm.len, dg);
+        if (t->def->is_activity)
+            restore_parties_mix(c, target_side, key, kl, dg);
+        files_there = d.any;
+        memcpy(files_dg, d.sum, 16);
+        restore_state_of(rec, &state, &status);
+        if (!target_side && state == 0 && status >= 0 && t->open_status < 0)
+            t->open_status = status;
     }
     struct rmap_entry *e = rmap_put(&t->map, key, kl, NULL);
     if (!e) {
@@ -321,12 +451,29 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
     if (target_side) {
         e->flags |= RMAP_IN_TARGET;
         memcpy(e->digest, dg, 16);
+        if (files_there)
+            e->flags |= RMAP_TARGET_FILES;
+        memcpy(e->files, files_dg, sizeof(e->files));
+        if (t->has_state) {
+            e->flags |= RMAP_TARGET_STATE;
+            e->tstate = state;
+            e->tstatus = status;
+        }
     } else {
         e->flags |= RMAP_IN_POINT;
+        bool fields = (e->flags & RMAP_IN_TARGET) && memcmp(e->digest, dg, 16) != 0;
+        bool states = (e->flags & RMAP_IN_TARGET) && t->has_state &&
+                      (state != e->tstate || status != e->tstatus);
+        if (fields || c->rewrite_all)
+            e->flags |= RMAP_FIELDS_DIFFER;
+        if (states)
+            e->flags |= RMAP_STATE_DIFFERS;
+        if (!(e->flags & RMAP_IN_TARGET) || memcmp(e->files, files_dg, sizeof(e->files)) != 0)
+            e->flags |= RMAP_FILES_DIFFER;
         if (!(e->flags & RMAP_IN_TARGET)) {
             e->action = ACT_CREATE;
             t->n_create++;
-        } else if (memcmp(e->digest, dg, 16) != 0 || c->rewrite_all) {
+        } else if (fields || states || c->rewrite_all) {
             e->action = ACT_UPDATE;
             t->n_update++;
         } else {
@@ -386,6 +533,7 @@ int restore_compare_table(struct rctx *c, struct rtab *t)
 {
     int rc;
     struct line_ctx l = {c, t, NULL, true};
+    c->counting = false;
     /* the target side: the safety point when it has the table, else a full read */
     if (c->safety && restore_table_in_point(c->safety, t->name)) {
         l.files = &c->tfiles;
@@ -401,7 +549,10 @@ int restore_compare_table(struct rctx *c, struct rtab *t)
         return rc;
     l.files = &c->files;
     l.target_side = false;
+    c->counting = true; /* fallback owners and dropped lookups, once per row of the point */
     rc = table_iterate(c->repo, c->point, t->name, line_cb, &l, c->err);
+    c->counting = false;
+    c->cur = NULL;
     if (rc)
         return rc;
     for (size_t i = 0; i < t->map.cap; i++) {

@@ -1,11 +1,13 @@
-/* restore_files: the files of a point (notes' attachments, file columns) by record and column,
- * and the upload of file columns after the records are written (restore_int.h; the steps:
- * restore.c).
+/* restore_files: the files of a point (notes' attachments, file and image columns) by record and
+ * column, and the upload of file and image columns after the records are written
+ * (restore_int.h; the steps: restore.c).
  *
  * Files are indexed by "table\x1fkey\x1fcolumn" in an rmap whose entries point at the point's
- * point_files (the point outlives the index). File columns are uploaded one request each
- * (dv_file_upload) for records this restore created or updated; a failed upload is counted in
- * its table's outcome with the first error as the table's note, and the restore goes on.
+ * point_files (the point outlives the index). File and image columns are uploaded one request
+ * each (dv_file_upload, the business-logic bypass headers with it) for records this restore
+ * created, and for records it updated whose columns' bytes differ; an image goes up full-size
+ * (the point's blob is the full image). A failed upload is counted in its table's outcome with
+ * the first error as the table's note, and the restore goes on.
  * Memory: one file's bytes at a time. Threading: the restore's thread only (restore_int.h). */
 #include "backend/engine/restore_int.h"
 
@@ -91,7 +93,8 @@ int restore_upload_files(struct rctx *c)
         if (!a || !a->type || (strcmp(a->type, "File") && strcmp(a->type, "Image")))
             continue;
         struct rmap_entry *e = rmap_get(&t->map, f->record_id, strlen(f->record_id));
-        if (!e || (e->action != ACT_CREATE && e->action != ACT_UPDATE))
+        if (!e || (e->action != ACT_CREATE && e->action != ACT_UPDATE) ||
+            !(e->flags & RMAP_FILES_DIFFER))
             continue;
         struct buf raw = BUF_INIT;
         rc = repo_blob_get(c->repo, f->blob, &raw, c->err);
@@ -100,7 +103,7 @@ int restore_upload_files(struct rctx *c)
             c->out->write_requests++;
             int frc = dv_file_upload(c->dv, &c->target, t->def->entity_set, f->record_id,
                                      f->column, f->file_name ? f->file_name : "file",
-                                     raw.data ? raw.data : "", raw.len, &ferr);
+                                     raw.data ? raw.data : "", raw.len, c->write_headers, &ferr);
             if (frc) {
                 t->out->failed++;
                 if (!t->out->note) {

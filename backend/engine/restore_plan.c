@@ -74,9 +74,42 @@ int restore_request_parse(const char *line, const char *source_env, const char *
         } else if (!v) {
             rc = dverr_set(err, -EINVAL,
                            "unknown word '%.*s' (expected target=ENV [tables=a,b] "
-                           "[audit=include|skip] confirm=ENV [dry-run])",
+                           "[audit=include|skip] [map=FILE] [fallback_owner=TYPE:ID] "
+                           "[business-logic=run|bypass] confirm=ENV [dry-run])",
                            (int)(wl > 64 ? 64 : wl), w);
             goto out;
+        } else if (KEY("map")) {
+            if (req->map_file) {
+                rc = dverr_set(err, -EINVAL, "map given twice");
+                goto out;
+            }
+            if (vl == 0 || v[0] != '/' || vl > 4096) {
+                rc = dverr_set(err, -EINVAL, "map=FILE needs an absolute path");
+                goto out;
+            }
+            req->map_file = dup_n(v, vl);
+        } else if (KEY("fallback_owner")) {
+            char ft[16], fid[40];
+            char *tmp = dup_n(v, vl);
+            int frc = restore_fallback_parse(tmp, ft, fid);
+            if (req->fallback_owner || frc) {
+                free(tmp);
+                rc = dverr_set(err, -EINVAL, req->fallback_owner
+                                                 ? "fallback_owner given twice"
+                                                 : "fallback_owner must be systemuser:<id> or "
+                                                   "team:<id> (a GUID)");
+                goto out;
+            }
+            req->fallback_owner = tmp;
+        } else if (KEY("business-logic")) {
+            if (vl == 3 && memcmp(v, "run", 3) == 0)
+                req->run_business_logic = true;
+            else if (vl == 6 && memcmp(v, "bypass", 6) == 0)
+                req->run_business_logic = false;
+            else {
+                rc = dverr_set(err, -EINVAL, "business-logic must be run or bypass");
+                goto out;
+            }
         } else if (KEY("target")) {
             if (req->target) {
                 rc = dverr_set(err, -EINVAL, "target given twice");
@@ -139,7 +172,8 @@ int restore_request_parse(const char *line, const char *source_env, const char *
             }
         } else {
             rc = dverr_set(err, -EINVAL,
-                           "unknown key '%.*s' (expected target, tables, audit, confirm, dry-run)",
+                           "unknown key '%.*s' (expected target, tables, audit, map, "
+                           "fallback_owner, business-logic, confirm, dry-run)",
                            (int)(kl > 64 ? 64 : kl), w);
             goto out;
         }
@@ -164,6 +198,8 @@ void restore_request_release(struct restore_request *req)
     free(req->point);
     free(req->target);
     free(req->confirm);
+    free(req->map_file);
+    free(req->fallback_owner);
     if (req->tables)
         for (char **t = req->tables; *t; t++)
             free(*t);
@@ -185,6 +221,8 @@ void restore_outcome_release(struct restore_outcome *o)
     }
     free(o->tables);
     free(o->skipped_fields_json);
+    free(o->mapping_json);
+    free(o->unmapped_json);
     free(o->source_env);
     free(o->point);
     free(o->target);
@@ -244,6 +282,33 @@ int restore_outcome_json(const struct restore_outcome *o, struct buf *out)
                (unsigned long long)o->records_written, (unsigned long long)o->requests,
                (unsigned long long)o->write_requests, (unsigned long long)o->batches,
                (unsigned long long)o->retried);
+    uint64_t fb = 0, pu = 0, ss = 0;
+    for (size_t i = 0; i < o->n_tables; i++) {
+        fb += o->tables[i].fallback_owners;
+        pu += o->tables[i].parties_unmapped;
+        ss += o->tables[i].states_set;
+    }
+    buf_printf(out, ",\"states_set\":%llu,\"parties_unmapped\":%llu",
+               (unsigned long long)ss, (unsigned long long)pu);
+    add_str(out, "business_logic", o->business_logic_ran ? "ran" : "bypassed");
+    add_str(out, "fallback_owner", o->fallback_owner[0] ? o->fallback_owner : NULL);
+    buf_printf(out, ",\"fallback_owner_rows\":%llu", (unsigned long long)fb);
+    buf_printf(out, ",\"mapping\":%s,\"unmapped_principals\":%s",
+               o->mapping_json ? o->mapping_json : "{}",
+               o->unmapped_json ? o->unmapped_json : "[]");
+    buf_addstr(out, ",\"excluded_tables\":[");
+    bool first_ex = true;
+    for (size_t i = 0; i < o->n_tables; i++) {
+        const struct restore_table_outcome *t = &o->tables[i];
+        if (!t->excluded)
+            continue;
+        buf_addstr(out, first_ex ? "{\"table\":" : ",{\"table\":");
+        first_ex = false;
+        buf_add_json_string(out, t->table ? t->table : "", t->table ? strlen(t->table) : 0);
+        add_str(out, "reason", t->note);
+        buf_addch(out, '}');
+    }
+    buf_addch(out, ']');
     add_time(out, "started_at", o->started_ms);
     add_time(out, "finished_at", o->finished_ms);
     if (o->started_ms && o->finished_ms)
@@ -271,6 +336,17 @@ int restore_outcome_json(const struct restore_outcome *o, struct buf *out)
             buf_printf(out, ",\"lookups_dropped\":%llu", (unsigned long long)t->lookups_dropped);
             add_str(out, "lookup_note", t->lookup_note);
         }
+        if (t->excluded)
+            buf_addstr(out, ",\"excluded\":true");
+        if (t->states_set || t->reopened)
+            buf_printf(out, ",\"states_set\":%llu,\"reopened\":%llu",
+                       (unsigned long long)t->states_set, (unsigned long long)t->reopened);
+        if (t->fallback_owners)
+            buf_printf(out, ",\"fallback_owners\":%llu",
+                       (unsigned long long)t->fallback_owners);
+        if (t->parties_unmapped)
+            buf_printf(out, ",\"parties_unmapped\":%llu",
+                       (unsigned long long)t->parties_unmapped);
         buf_addch(out, '}');
     }
     buf_addstr(out, "]");
@@ -501,6 +577,16 @@ void restore_digest(const void *data, size_t len, uint8_t out[16])
     }
 }
 
+void restore_digest_add(uint8_t sum[16], const uint8_t add[16])
+{
+    unsigned carry = 0;
+    for (int i = 0; i < 16; i++) {
+        unsigned x = (unsigned)sum[i] + add[i] + carry;
+        sum[i] = (uint8_t)x;
+        carry = x >> 8;
+    }
+}
+
 /* ---------------------------------------------------------------- normalise */
 
 static bool is_primary(const struct dv_table *t, const char *key, size_t kl)
@@ -508,9 +594,50 @@ static bool is_primary(const struct dv_table *t, const char *key, size_t kl)
     return t->primary_id && strlen(t->primary_id) == kl && memcmp(t->primary_id, key, kl) == 0;
 }
 
+static bool is_state_column(const char *key, size_t kl)
+{
+    return (kl == 9 && memcmp(key, "statecode", 9) == 0) ||
+           (kl == 10 && memcmp(key, "statuscode", 10) == 0);
+}
+
+static int32_t int_member(const struct json_node *rec, const char *name)
+{
+    const struct json_node *v = json_get(rec, name);
+    if (!v || v->type != JSON_NUMBER)
+        return -1;
+    long x = strtol(v->str, NULL, 10);
+    return x < 0 || x > INT32_MAX ? -1 : (int32_t)x;
+}
+
+void restore_state_of(const struct json_node *rec, int32_t *state, int32_t *status)
+{
+    *state = int_member(rec, "statecode");
+    *status = int_member(rec, "statuscode");
+}
+
+/* A lookup member's value as the target is to hold it: *id and *id_len (into buf when mapped) and
+ * *table; false when it is left out. */
+static bool lookup_value(const struct dv_table *t, const struct restore_hooks *h, const char *an,
+                         size_t al, const char **table, const char **id, size_t *id_len,
+                         char buf[40])
+{
+    if (!h || !h->map)
+        return true;
+    const char *mt = NULL;
+    int r = h->map(h->ctx, t, an, al, *table, *id, *id_len, &mt, buf);
+    if (r == RL_DROP)
+        return false;
+    if (r == RL_MAPPED) {
+        *id = buf;
+        *id_len = strlen(buf);
+        if (mt)
+            *table = mt;
+    }
+    return true;
+}
+
 int restore_normalize(const struct dv_table *t, const struct json_node *rec,
-                      restore_file_digest_fn file_digest, void *fctx, struct buf *out,
-                      struct strset *skipped)
+                      const struct restore_hooks *h, struct buf *out, struct strset *skipped)
 {
     if (!rec || rec->type != JSON_OBJECT)
         return -EINVAL;
@@ -521,13 +648,11 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
     int rc = 0;
     bool first = true;
     buf_addch(out, '{');
-    /* file columns with no member in rec still have bytes to compare (documentbody held as a
-     * blob): visit every file attribute once, in name order, merged below */
     for (size_t i = 0; i < n && !rc; i++) {
         const struct json_node *v = m[i];
         const char *key = v->key;
         size_t kl = v->key_len;
-        if (is_primary(t, key, kl) || is_annotation_key(key, kl))
+        if (is_primary(t, key, kl) || is_annotation_key(key, kl) || is_state_column(key, kl))
             continue;
         const char *an;
         size_t al = lookup_attr_name(key, kl, &an);
@@ -543,6 +668,12 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
             }
             if (v->type == JSON_NULL)
                 continue;
+            const char *id = v->str, *table = lookup_target_of(rec, key, kl);
+            size_t id_len = v->str_len;
+            char mapped[40];
+            if (v->type == JSON_STRING &&
+                !lookup_value(t, h, an, al, &table, &id, &id_len, mapped))
+                continue;
             if (!first)
                 buf_addch(out, ',');
             first = false;
@@ -550,10 +681,10 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
             buf_addch(out, ':');
             /* ids compare case-insensitively */
             if (v->type == JSON_STRING) {
-                char *low = dup_n(v->str, v->str_len);
-                for (size_t j = 0; j < v->str_len; j++)
+                char *low = dup_n(id, id_len);
+                for (size_t j = 0; j < id_len; j++)
                     low[j] = (char)tolower((unsigned char)low[j]);
-                buf_add_json_string(out, low, v->str_len);
+                buf_add_json_string(out, low, id_len);
                 free(low);
             } else {
                 rc = restore_canon_value(v, out);
@@ -578,14 +709,14 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
         buf_addch(out, ':');
         rc = restore_canon_value(v, out);
     }
-    /* file columns and documentbody: by the hash of their bytes */
+    /* file and image columns and documentbody: by the hash of their bytes */
     for (size_t i = 0; i < t->n_attrs && !rc; i++) {
         const struct dv_attribute *a = &t->attrs[i];
         if (!restore_attr_is_file(t, a) || !a->logical_name)
             continue;
         const struct json_node *v = json_get(rec, a->logical_name);
         char hex[65];
-        int frc = file_digest ? file_digest(fctx, a->logical_name, v, hex) : 1;
+        int frc = h && h->file_digest ? h->file_digest(h->ctx, a->logical_name, v, hex) : 1;
         if (frc < 0) {
             rc = frc;
             break;
@@ -607,65 +738,97 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
 
 /* ---------------------------------------------------------------- bodies */
 
+static void member_sep(struct buf *out, bool *first)
+{
+    if (!*first)
+        buf_addch(out, ',');
+    *first = false;
+}
+
+/* "<nav>@odata.bind":"/<set>(<id>)" into dst (an object being built). */
+static void add_bind(struct buf *dst, bool *first, const struct dv_lookup *lk, const char *id,
+                     size_t id_len)
+{
+    member_sep(dst, first);
+    buf_printf(dst, "\"%s@odata.bind\":\"/%s(", lk->nav_property, lk->target_set);
+    struct buf esc = BUF_INIT; /* ids are GUIDs; escape anyway */
+    buf_add_json_string(&esc, id, id_len);
+    if (esc.data)
+        buf_add(dst, esc.data + 1, esc.len - 2);
+    buf_release(&esc);
+    buf_addstr(dst, ")\"");
+}
+
 int restore_body(const struct dv_table *t, const struct json_node *rec, bool create,
-                 restore_bind_fn bind, void *bctx,
-                 int (*body_blob)(void *ctx, const char *column, struct buf *b64), void *blobctx,
-                 struct buf *out, struct buf *deferred)
+                 bool state_in_body, const struct restore_hooks *h, struct buf *out,
+                 struct buf *deferred)
 {
     if (!rec || rec->type != JSON_OBJECT)
         return -EINVAL;
     int rc = 0;
     bool first = true, dfirst = true;
+    int32_t state, status;
+    restore_state_of(rec, &state, &status);
+    const struct dv_attribute *oco = restore_attr(t, "overriddencreatedon", 19);
+    bool created_on = create && oco && oco->valid_for_create;
     buf_addch(out, '{');
     for (const struct json_node *v = rec->child; v && !rc; v = v->next) {
         const char *key = v->key;
         size_t kl = v->key_len;
         if (is_primary(t, key, kl) || is_annotation_key(key, kl))
             continue;
+        if (is_state_column(key, kl)) {
+            /* a create is active: statuscode only when it belongs to state 0; an update carries
+             * the state only when told to (closing takes its own request) */
+            bool want = create ? kl == 10 && state <= 0 : state_in_body;
+            const struct dv_attribute *a = restore_attr(t, key, kl);
+            if (!want || !a || !(create ? a->valid_for_create : a->valid_for_update) ||
+                v->type == JSON_NULL)
+                continue;
+            member_sep(out, &first);
+            buf_add_json_string(out, key, kl);
+            buf_addch(out, ':');
+            rc = restore_canon_value(v, out);
+            continue;
+        }
+        if (kl == 19 && memcmp(key, "overriddencreatedon", 19) == 0)
+            continue; /* the point's own: when it was migrated there, not when it was created */
         const char *an;
         size_t al = lookup_attr_name(key, kl, &an);
         const struct dv_attribute *a = restore_attr(t, key, kl);
         if (!a && al) {
             const struct dv_attribute *la = restore_attr(t, an, al);
-            const char *tt = lookup_target_of(rec, key, kl);
-            const struct dv_lookup *lk = restore_lookup(t, an, al, tt);
-            if (!lk && !tt)
-                continue;
-            if (!lk)
-                lk = restore_lookup(t, an, al, NULL);
-            if (!lk || (la && !(create ? la->valid_for_create : la->valid_for_update)))
+            if (la && !(create ? la->valid_for_create : la->valid_for_update))
                 continue;
             if (v->type == JSON_NULL) {
-                if (create)
+                const struct dv_lookup *lk = restore_lookup(t, an, al, NULL);
+                if (create || !lk)
                     continue;
-                if (!first)
-                    buf_addch(out, ',');
-                first = false;
+                member_sep(out, &first);
                 buf_printf(out, "\"%s@odata.bind\":null", lk->nav_property);
                 continue;
             }
             if (v->type != JSON_STRING)
                 continue;
-            struct buf *dst = out;
-            bool *f = &first;
-            if (bind && bind(bctx, lk, v->str, v->str_len) == RB_DEFER) {
+            const char *id = v->str, *tt = lookup_target_of(rec, key, kl);
+            size_t id_len = v->str_len;
+            char mapped[40];
+            if (!lookup_value(t, h, an, al, &tt, &id, &id_len, mapped))
+                continue;
+            const struct dv_lookup *lk = restore_lookup(t, an, al, tt);
+            if (!lk && tt)
+                continue; /* a target type the target's relationships do not know */
+            if (!lk && !(lk = restore_lookup(t, an, al, NULL)))
+                continue;
+            if (h && h->bind && h->bind(h->ctx, lk, id, id_len) == RB_DEFER) {
                 if (!deferred)
                     continue;
-                dst = deferred;
-                f = &dfirst;
                 if (dfirst)
                     buf_addch(deferred, '{');
+                add_bind(deferred, &dfirst, lk, id, id_len);
+            } else {
+                add_bind(out, &first, lk, id, id_len);
             }
-            if (!*f)
-                buf_addch(dst, ',');
-            *f = false;
-            buf_printf(dst, "\"%s@odata.bind\":\"/%s(", lk->nav_property, lk->target_set);
-            /* ids are GUIDs; escape anyway */
-            struct buf id = BUF_INIT;
-            buf_add_json_string(&id, v->str, v->str_len);
-            buf_add(dst, id.data + 1, id.len - 2);
-            buf_release(&id);
-            buf_addstr(dst, ")\"");
             continue;
         }
         if (!a || !(create ? a->valid_for_create : a->valid_for_update))
@@ -676,16 +839,14 @@ int restore_body(const struct dv_table *t, const struct json_node *rec, bool cre
                 continue;
             /* documentbody: from the blob when the point holds it as one */
             struct buf b = BUF_INIT;
-            int brc = body_blob ? body_blob(blobctx, a->logical_name, &b) : 0;
+            int brc = h && h->body_blob ? h->body_blob(h->ctx, a->logical_name, &b) : 0;
             if (brc < 0) {
                 rc = brc;
                 buf_release(&b);
                 break;
             }
             if (brc == 1) {
-                if (!first)
-                    buf_addch(out, ',');
-                first = false;
+                member_sep(out, &first);
                 buf_add_json_string(out, key, kl);
                 buf_addch(out, ':');
                 buf_add_json_string(out, b.data ? b.data : "", b.len);
@@ -696,15 +857,20 @@ int restore_body(const struct dv_table *t, const struct json_node *rec, bool cre
         }
         if (v->type == JSON_NULL && create)
             continue;
-        if (!first)
-            buf_addch(out, ',');
-        first = false;
+        member_sep(out, &first);
         buf_add_json_string(out, key, kl);
         buf_addch(out, ':');
         rc = restore_canon_value(v, out);
     }
+    /* createdon is the service's; a create may set it through overriddencreatedon */
+    const struct json_node *co = created_on ? json_get(rec, "createdon") : NULL;
+    if (!rc && co && co->type == JSON_STRING) {
+        member_sep(out, &first);
+        buf_addstr(out, "\"overriddencreatedon\":");
+        buf_add_json_string(out, co->str, co->str_len);
+    }
     /* documentbody held only as a blob (no member in the line) */
-    for (size_t i = 0; i < t->n_attrs && !rc && body_blob; i++) {
+    for (size_t i = 0; i < t->n_attrs && !rc && h && h->body_blob; i++) {
         const struct dv_attribute *a = &t->attrs[i];
         if (!restore_attr_is_file(t, a) || !a->logical_name || !a->type ||
             !strcmp(a->type, "File") || !strcmp(a->type, "Image"))
@@ -714,11 +880,9 @@ int restore_body(const struct dv_table *t, const struct json_node *rec, bool cre
         if (!(create ? a->valid_for_create : a->valid_for_update))
             continue;
         struct buf b = BUF_INIT;
-        int brc = body_blob(blobctx, a->logical_name, &b);
+        int brc = h->body_blob(h->ctx, a->logical_name, &b);
         if (brc == 1) {
-            if (!first)
-                buf_addch(out, ',');
-            first = false;
+            member_sep(out, &first);
             buf_add_json_string(out, a->logical_name, strlen(a->logical_name));
             buf_addch(out, ':');
             buf_add_json_string(out, b.data ? b.data : "", b.len);

@@ -5,7 +5,9 @@
  * TLS sessions and DNS entries are reused while no handle is ever used by two threads at once.
  * Redirects are followed here, not by curl: at most 5, only to the same origin (scheme, host,
  * port), so headers (the bearer) can never leave the origin. Allowed schemes: https, and http to
- * loopback hosts only; curl is also restricted to http/https, so file:// and friends never run.
+ * loopback hosts and to the instance-metadata address (169.254.169.254, fd00:ec2::254: Azure
+ * managed identity and AWS instance profiles answer there in cleartext only); curl is also
+ * restricted to http/https, so file:// and friends never run.
  * Bodies are capped in the write callback (curl's MAXFILESIZE only sees Content-Length).
  *
  * Retry (http_perform_retry): see http.h. Waits sleep in slices of 50 ms so a cancel flag stops
@@ -171,7 +173,7 @@ out:
     return r;
 }
 
-/* https anywhere; http only to loopback. */
+/* https anywhere; http only to loopback and to the cloud instance-metadata address (util.h). */
 static int url_scheme_allowed(const char *url, struct dverr *err)
 {
     struct url_parts u;
@@ -180,11 +182,13 @@ static int url_scheme_allowed(const char *url, struct dverr *err)
     int rc = 0;
     if (strcmp(u.scheme, "https") == 0)
         rc = 0;
-    else if (strcmp(u.scheme, "http") == 0 && host_is_loopback(u.host))
+    else if (strcmp(u.scheme, "http") == 0 &&
+             (host_is_loopback(u.host) || host_is_metadata_service(u.host)))
         rc = 0;
     else if (strcmp(u.scheme, "http") == 0)
         rc = dverr_set(err, -EPERM, "refused cleartext http:// to %.200s (https is required "
-                                    "except on loopback)", u.host);
+                                    "except on loopback and the instance-metadata address)",
+                       u.host);
     else
         rc = dverr_set(err, -EPERM, "refused URL scheme %.20s", u.scheme);
     url_parts_release(&u);

@@ -3,9 +3,9 @@
  * The transport is a function-pointer table so unit tests can script a fake. The curl transport:
  * one easy handle per request slot, reused for keep-alive (never two threads on one handle),
  * CURLOPT_NOSIGNAL, connect/low-speed/total timeouts, TLS verified (peer and host), https only
- * except loopback hosts (127.0.0.0/8, ::1, localhost), at most 5 redirects and never to another
- * origin or scheme, response bodies capped. The bearer token is attached by the caller per
- * request and is never logged.
+ * except loopback hosts (127.0.0.0/8, ::1, localhost) and the instance-metadata address
+ * (util.h), at most 5 redirects and never to another origin or scheme, response bodies capped.
+ * The bearer token is attached by the caller per request and is never logged.
  *
  * Retry policy (http_perform_retry): 429 and 503 wait Retry-After (integer seconds or HTTP date)
  * when given, never less, plus a small random stagger (so threads released together do not

@@ -1,11 +1,23 @@
 /* objstore_azure: the Azure Blob Storage driver (struct objstore_ops over backend/http.h).
  *
  * Location azure://ACCOUNT/CONTAINER/PREFIX. Endpoint: cfg->azure_endpoint (Azurite:
- * http://127.0.0.1:PORT/devstoreaccount1) or https://ACCOUNT.blob.core.windows.net. Credentials:
- * cfg->azure_key_file (mode 0600) holding either the account's Shared Key (base64) or a SAS token
- * ("sv=...&sig=..." with or without a leading '?'); else $AZURE_STORAGE_KEY or
- * $AZURE_STORAGE_SAS_TOKEN. Shared Key requests are signed here (HMAC-SHA256 over the canonical
- * string, x-ms-version 2021-12-02); neither the key nor a SAS signature is ever logged.
+ * http://127.0.0.1:PORT/devstoreaccount1) or https://ACCOUNT.blob.core.windows.net. Credentials,
+ * by cfg->azure_auth:
+ *   - key (default): cfg->azure_key_file (mode 0600) holding either the account's Shared Key
+ *     (base64) or a SAS token ("sv=...&sig=..." with or without a leading '?'); else
+ *     $AZURE_STORAGE_KEY or $AZURE_STORAGE_SAS_TOKEN. Shared Key requests are signed here
+ *     (HMAC-SHA256 over the canonical string, x-ms-version 2021-12-02);
+ *   - managed-identity: a bearer token for https://storage.azure.com from the instance metadata
+ *     service (azure_identity_endpoint, default
+ *     http://169.254.169.254/metadata/identity/oauth2/token; azure_client_id or $AZURE_CLIENT_ID
+ *     picks a user-assigned identity);
+ *   - workload-identity: a bearer token from Entra ID for the federated token in
+ *     azure_federated_token_file (default $AZURE_FEDERATED_TOKEN_FILE), app azure_client_id
+ *     (default $AZURE_CLIENT_ID), at azure_identity_endpoint (default
+ *     $AZURE_AUTHORITY_HOST$AZURE_TENANT_ID/oauth2/v2.0/token, the authority host defaulting to
+ *     https://login.microsoftonline.com/).
+ * Tokens are cached and refreshed by backend/net/auth.c and fetched again before every attempt of
+ * a request (http.h bearer_cb). Neither a key, a SAS signature nor a token is ever logged.
  *
  * Operations: Put Blob (below the block size; atomic), Put Block + Put Block List above it (the
  * blob appears whole at the commit), Get Blob with x-ms-range, Get Blob Properties (stat), List
@@ -22,10 +34,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "backend/net/auth.h"
 #include "backend/objstore/objstore.h"
 #include "backend/objstore/objstore_remote.h"
 
 #define AZURE_VERSION "2021-12-02"
+#define AZURE_STORAGE_RESOURCE "https://storage.azure.com"
+#define AZURE_IMDS_TOKEN_URL "http://169.254.169.254/metadata/identity/oauth2/token"
 
 struct azure {
     struct remote r;  /* first: impl is also a struct remote * (objstore_remote.h) */
@@ -34,9 +49,17 @@ struct azure {
     char *prefix;     /* "" or "p/q/" */
     char *endpoint;   /* no trailing '/' */
     char *path_base;  /* URL path of the endpoint ("" or "/devstoreaccount1") */
-    struct buf key;   /* decoded Shared Key, or empty with sas set */
+    struct buf key;   /* decoded Shared Key, or empty with sas or identity set */
     char *sas;        /* SAS query without '?', or NULL */
+    struct auth *identity; /* managed or workload identity (bearer tokens), or NULL */
 };
+
+/* http.h bearer_cb: a valid token before every attempt (auth.h caches and refreshes it). */
+static int az_bearer(void *ctx, struct buf *out, struct dverr *err)
+{
+    struct azure *az = ctx;
+    return auth_token(az->identity, AZURE_STORAGE_RESOURCE, out, err);
+}
 
 struct az_query {
     const char *name;  /* lower case */
@@ -138,7 +161,7 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
     }
     headers[nh++] = "Expect:"; /* no 100-continue round trip */
 
-    if (!az->sas) {
+    if (!az->sas && !az->identity) {
         if ((rc = buf_printf(&sts, "%s\n\n\n%s\n\n%s\n\n\n\n%s\n\n\n", q->method, clen,
                              ctype ? ctype : "",
                              q->if_none_match ? q->if_none_match : "")))
@@ -168,8 +191,11 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
         .body = has_body ? (q->body ? q->body : "") : NULL,
         .body_len = has_body ? q->body_len : 0,
         .max_response = q->max_response,
-        .timeout_s = remote_timeout_s(has_body ? q->body_len : 0, q->max_response),
+        .timeout_s = remote_request_timeout_s(&az->r, has_body ? q->body_len : 0,
+                                              q->max_response),
         .retry_unsafe = true, /* every Blob operation used here is idempotent */
+        .bearer_cb = az->identity ? az_bearer : NULL,
+        .bearer_ctx = az,
     };
     rc = remote_perform(&az->r, &req, resp, err);
 out:
@@ -369,6 +395,7 @@ static void az_free(void *impl)
     struct azure *az = impl;
     if (!az)
         return;
+    auth_free(az->identity); /* before the transport it borrows */
     remote_release(&az->r);
     free(az->account);
     free(az->container);
@@ -457,6 +484,57 @@ out:
     return rc;
 }
 
+/* azure_auth = managed-identity | workload-identity: the token source (after remote_init: it
+ * borrows the driver's transport). */
+static int az_identity(struct azure *az, const struct config *cfg, const char *location,
+                       struct dverr *err)
+{
+    const char *client_id = cfg->azure_client_id ? cfg->azure_client_id : getenv("AZURE_CLIENT_ID");
+    struct auth_options ao = {
+        .transport = az->r.http,
+        .retry = &az->r.retry,
+        .client_id = client_id,
+    };
+    struct buf url = BUF_INIT;
+    int rc = 0;
+    if (strcmp(cfg->azure_auth, "managed-identity") == 0) {
+        ao.grant = AUTH_MANAGED_IDENTITY;
+        ao.token_url = cfg->azure_identity_endpoint ? cfg->azure_identity_endpoint
+                                                    : AZURE_IMDS_TOKEN_URL;
+    } else {
+        ao.grant = AUTH_CLIENT_ASSERTION;
+        ao.assertion_file = cfg->azure_federated_token_file ? cfg->azure_federated_token_file
+                                                            : getenv("AZURE_FEDERATED_TOKEN_FILE");
+        if (!ao.assertion_file || !*ao.assertion_file || !client_id || !*client_id)
+            return dverr_set(err, -EINVAL,
+                             "%s: workload identity needs azure_federated_token_file (or "
+                             "AZURE_FEDERATED_TOKEN_FILE) and azure_client_id (or "
+                             "AZURE_CLIENT_ID)",
+                             location);
+        if (cfg->azure_identity_endpoint) {
+            ao.token_url = cfg->azure_identity_endpoint;
+        } else {
+            const char *host = getenv("AZURE_AUTHORITY_HOST"), *tenant = getenv("AZURE_TENANT_ID");
+            if (!tenant || !*tenant)
+                return dverr_set(err, -EINVAL,
+                                 "%s: workload identity needs azure_identity_endpoint or "
+                                 "AZURE_TENANT_ID",
+                                 location);
+            if (!host || !*host)
+                host = "https://login.microsoftonline.com/";
+            if (buf_printf(&url, "%s%s%s/oauth2/v2.0/token", host,
+                           host[strlen(host) - 1] == '/' ? "" : "/", tenant))
+                return dverr_set(err, -ENOMEM, "out of memory");
+            ao.token_url = url.data;
+        }
+    }
+    rc = auth_new(&ao, &az->identity, err);
+    buf_release(&url);
+    if (rc)
+        return dverr_set(err, rc, "%s: %s", location, "cannot set up the Azure identity");
+    return 0;
+}
+
 int objstore_azure_open(const char *location, const struct config *cfg, struct objstore **out,
                         struct dverr *err)
 {
@@ -517,12 +595,21 @@ int objstore_azure_open(const char *location, const struct config *cfg, struct o
         rc = dverr_set(err, hs ? -ENOMEM : -EINVAL, "%s: bad azure_endpoint", location);
         goto fail;
     }
-    if ((rc = az_load_credential(az, cfg, location, err)))
+    bool identity = cfg && cfg->azure_auth && strcmp(cfg->azure_auth, "key") != 0;
+    if (identity && cfg->azure_key_file) {
+        rc = dverr_set(err, -EINVAL, "%s: azure_auth = %s and azure_key_file are both set; "
+                                     "choose one", location, cfg->azure_auth);
         goto fail;
-    if ((rc = remote_init(&az->r, "azure", &az_remote_ops, az, err)))
+    }
+    if (!identity && (rc = az_load_credential(az, cfg, location, err)))
+        goto fail;
+    if ((rc = remote_init(&az->r, "azure", &az_remote_ops, az, cfg, err)))
+        goto fail;
+    if (identity && (rc = az_identity(az, cfg, location, err)))
         goto fail;
     az->r.sizes = s->sizes = objstore_sizes_new();
-    az->r.cred_hint = cfg && cfg->azure_key_file
+    az->r.cred_hint = identity ? " (check the identity's role on the storage account)"
+                      : cfg && cfg->azure_key_file
                           ? " (check the key or SAS token in azure_key_file and the clock)"
                           : " (check AZURE_STORAGE_KEY / AZURE_STORAGE_SAS_TOKEN and the clock)";
     if (!getenv("DVSNAP_OBJSTORE_LIST_PAGE"))

@@ -14,6 +14,8 @@
  *     manifest before the objects only it used: a later fsync of an objects directory must not
  *     make an object's deletion durable while the manifest's is not);
  *   - ROOT itself is made durable where `dvsnap init` creates it (util's mkdir_p).
+ * Private: files are created 0600 and directories 0700 whatever the umask (the repository holds
+ * a company's data; only its owner reads it).
  * Listing skips dot files (temp files of writers in progress, or left by a crash).
  *   Left open: a directory whose creator died between the mkdir and the fsync of its parent is
  *   durable only once something fsyncs that parent; dirs_lock orders the threads of one process,
@@ -47,7 +49,7 @@ static pthread_rwlock_t dirs_lock = PTHREAD_RWLOCK_INITIALIZER;
 static int mkdir_durable(const char *path)
 {
     pthread_rwlock_wrlock(&dirs_lock);
-    int rc = mkdir_p(path, 0755);
+    int rc = mkdir_p(path, 0700); /* private: the repository holds a company's data */
     pthread_rwlock_unlock(&dirs_lock);
     return rc;
 }
@@ -106,11 +108,11 @@ static int write_tmp(const char *path, const void *data, size_t len, char *dir, 
     int rc = tmp_path_for(path, dir, dn, tmp, tn);
     if (rc)
         return rc;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0 && errno == ENOENT) {
         if ((rc = mkdir_durable(dir)))
             return rc;
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     }
     if (fd < 0)
         return -errno;
@@ -212,7 +214,7 @@ static int dir_put_file(void *impl, const char *name, const char *local_path, st
         rc = link(local_path, tmp) ? -errno : 0;
     }
     if (rc) { /* another filesystem (EXDEV) or no hard links: copy */
-        int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        int out = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (out < 0) {
             rc = -errno;
             close(in);

@@ -30,26 +30,31 @@ static int env_int(const char *name, int def, int lo, int hi)
 }
 
 int remote_init(struct remote *r, const char *what, const struct remote_ops *ops, void *drv,
-                struct dverr *err)
+                const struct config *cfg, struct dverr *err)
 {
     memset(r, 0, sizeof *r);
     r->ops = ops;
     r->drv = drv;
+    bool timeout_set = cfg && config_key_set(cfg, "http_timeout");
+    bool retries_set = cfg && config_key_set(cfg, "http_retries");
+    r->timeout_s = timeout_set ? cfg->http_timeout : 0;
     struct http_options opts = {
         .connect_timeout_s = 5,
-        .timeout_s = 300,
+        .timeout_s = timeout_set ? cfg->http_timeout : 300,
         .low_speed_time_s = 20,
-        .ca_file = NULL,
+        .ca_file = cfg ? cfg->ca_file : NULL,
     };
     r->http = http_transport_curl_new(&opts);
     if (!r->http)
         return dverr_set(err, -ENOMEM, "%s: cannot create the HTTP transport", what);
     /* Bounded: a refused connection fails within ~2 s; a stalled store within 3 time-outs of
-     * 10 s (small requests) plus the waits between them. */
-    r->retry.max_attempts = env_int("DVSNAP_OBJSTORE_ATTEMPTS", 3, 1, 50);
+     * 10 s (small requests) plus the waits between them. http_retries, when set, is what the
+     * user asked for: its attempts, within the transport's usual 10 minutes of waits. */
+    r->retry.max_attempts = env_int("DVSNAP_OBJSTORE_ATTEMPTS", retries_set ? cfg->http_retries : 3,
+                                    1, 100);
     r->retry.base_delay_ms = 200;
     r->retry.max_delay_ms = 5000;
-    r->retry.max_total_ms = 20000;
+    r->retry.max_total_ms = retries_set ? 600000 : 20000;
     r->retry.cancel = NULL;
     r->list_page = env_int("DVSNAP_OBJSTORE_LIST_PAGE", REMOTE_LIST_PAGE, 1, 5000);
     r->block_size = (uint64_t)env_int("DVSNAP_OBJSTORE_BLOCK_SIZE", REMOTE_BLOCK_SIZE, 5 << 20,
@@ -123,6 +128,11 @@ int remote_timeout_s(uint64_t up, uint64_t down)
     uint64_t mib = (up + (down > ((uint64_t)1 << 33) ? ((uint64_t)1 << 33) : down)) >> 20;
     uint64_t t = 10 + mib;
     return (int)(t > 600 ? 600 : t);
+}
+
+int remote_request_timeout_s(const struct remote *r, uint64_t up, uint64_t down)
+{
+    return r->timeout_s > 0 ? r->timeout_s : remote_timeout_s(up, down);
 }
 
 int remote_perform(struct remote *r, const struct http_request *req, struct http_response *resp,

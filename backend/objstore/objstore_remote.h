@@ -3,7 +3,10 @@
  * - Location parsing ("scheme://A/B/PREFIX"), object-name validation ([A-Za-z0-9._/-], no "..").
  * - One HTTP transport (backend/http.h) with the drivers' retry policy: 3 attempts, waits
  *   between them bounded to 20 s in all, so a dead store turns into -ETIMEDOUT/-ECONNREFUSED/-EIO
- *   quickly enough for a mount read to fail in bounded time.
+ *   quickly enough for a mount read to fail in bounded time. The configuration's ca_file is
+ *   trusted; http_retries, when set, replaces the 3 attempts (and lifts the 20 s bound to the
+ *   transport's 10 minutes); http_timeout, when set, replaces the per-request time-out that
+ *   otherwise grows with the request's size (remote_timeout_s).
  * - Status mapping (404 -> -ENOENT, 409/412 -> -EEXIST, else -EIO with the server's code and
  *   message taken from its XML error body, escaped), and a tiny XML scanner for the flat list
  *   responses both services return.
@@ -61,11 +64,16 @@ struct remote {
     uint64_t block_size;         /* upload block size ($DVSNAP_OBJSTORE_BLOCK_SIZE for tests) */
     const char *what;            /* "azure" or "s3", for messages */
     const char *cred_hint;       /* appended to a 403's message: where the credential is set */
+    int timeout_s;               /* http_timeout when set, else 0: remote_timeout_s per request */
 };
 
-/* Transport + retry defaults; ops and drv as above. 0 or -ENOMEM. */
+/* Transport + retry policy from cfg (may be NULL: the defaults); ops and drv as above. 0 or
+ * -ENOMEM. */
 int remote_init(struct remote *r, const char *what, const struct remote_ops *ops, void *drv,
-                struct dverr *err);
+                const struct config *cfg, struct dverr *err);
+/* The whole-request time-out for a request sending `up` bytes and receiving at most `down`:
+ * http_timeout when the configuration set it, else remote_timeout_s. */
+int remote_request_timeout_s(const struct remote *r, uint64_t up, uint64_t down);
 
 /* The objstore_ops operations both drivers share (impl: the driver's struct, starting with a
  * struct remote). put and put_file choose one request or blocks by size; get with len 0 is a stat

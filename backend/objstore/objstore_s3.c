@@ -4,7 +4,10 @@
  * https://s3.REGION.amazonaws.com. Region cfg->s3_region (default us-east-1). Credentials:
  * cfg->s3_credentials_file (mode 0600, "ACCESS_KEY_ID SECRET_ACCESS_KEY" on one line, or the
  * aws_access_key_id = / aws_secret_access_key = lines of an AWS credentials file), else
- * $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY (+ $AWS_SESSION_TOKEN). Requests are signed with
+ * $AWS_ACCESS_KEY_ID / $AWS_SECRET_ACCESS_KEY (+ $AWS_SESSION_TOKEN); or, with s3_auth =
+ * instance-profile, the instance profile's temporary credentials from the instance metadata
+ * service (IMDSv2 at aws_metadata_endpoint, default http://169.254.169.254; backend/net/auth.h),
+ * fetched at open and again 5 minutes before they expire. Requests are signed with
  * Signature V4 by the transport (libcurl's CURLOPT_AWS_SIGV4); the driver sends
  * x-amz-content-sha256 with the real SHA-256 of every body (S3 checks it on arrival), builds query
  * strings already in canonical form (sorted, RFC 3986 encoded) so the signature does not depend on
@@ -27,8 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include "backend/net/auth.h"
 #include "backend/objstore/objstore.h"
 #include "backend/objstore/objstore_remote.h"
+
+#define S3_CRED_MARGIN_S 300 /* instance-profile credentials are renewed this long before expiry */
 
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
@@ -38,9 +46,62 @@ struct s3 {
     char *prefix;     /* "" or "p/q/" */
     char *endpoint;   /* no trailing '/' */
     char *sigv4;      /* "aws:amz:REGION:s3" */
+    pthread_mutex_t cred_lock; /* guards userpwd, session and cred_expires (instance profile) */
     char *userpwd;    /* "AK:SK"; never logged */
     char *session;    /* "x-amz-security-token: ..." or NULL */
+    char *imds;       /* instance profile: the metadata endpoint; NULL: fixed credentials */
+    time_t cred_expires; /* instance profile: when userpwd and session expire (0: never said) */
 };
+
+static void wipe_free(char *p)
+{
+    if (p)
+        memset(p, 0, strlen(p));
+    free(p);
+}
+
+/* Instance profile: fetch credentials (cred_lock held). */
+static int s3_refresh_credentials(struct s3 *s, struct dverr *err)
+{
+    struct aws_credentials c;
+    int rc = auth_aws_instance_credentials(s->r.http, &s->r.retry, s->imds, &c, err);
+    if (rc)
+        return rc;
+    struct buf up = BUF_INIT, tok = BUF_INIT;
+    if (buf_printf(&up, "%s:%s", c.access_key_id, c.secret_access_key) ||
+        (c.session_token && buf_printf(&tok, "x-amz-security-token: %s", c.session_token))) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+    } else {
+        wipe_free(s->userpwd);
+        wipe_free(s->session);
+        s->userpwd = buf_detach(&up);
+        s->session = c.session_token ? buf_detach(&tok) : NULL;
+        s->cred_expires = c.expires_at;
+    }
+    if (up.data)
+        explicit_bzero(up.data, up.cap);
+    if (tok.data)
+        explicit_bzero(tok.data, tok.cap);
+    buf_release(&up);
+    buf_release(&tok);
+    aws_credentials_release(&c);
+    return rc;
+}
+
+/* Copies of the credentials for one request (renewed first when they are about to expire). */
+static int s3_credentials(struct s3 *s, char **userpwd, char **session, struct dverr *err)
+{
+    int rc = 0;
+    *userpwd = *session = NULL;
+    pthread_mutex_lock(&s->cred_lock);
+    if (s->imds && s->cred_expires && time(NULL) + S3_CRED_MARGIN_S >= s->cred_expires)
+        rc = s3_refresh_credentials(s, err);
+    if (rc == 0 && ((s->userpwd && !(*userpwd = strdup(s->userpwd))) ||
+                    (s->session && !(*session = strdup(s->session)))))
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+    pthread_mutex_unlock(&s->cred_lock);
+    return rc;
+}
 
 struct s3_query {
     const char *name;
@@ -65,7 +126,10 @@ static int s3_do(struct s3 *s, const struct s3_req *q, struct http_response *res
     const char *headers[16];
     size_t nh = 0;
     char sha[65], shahdr[100];
+    char *userpwd = NULL, *session = NULL;
     int rc;
+    if ((rc = s3_credentials(s, &userpwd, &session, err)))
+        return rc;
     if ((rc = buf_addstr(&url, s->endpoint)) || (rc = buf_addch(&url, '/')) ||
         (rc = buf_urlencode(&url, s->bucket, false)))
         goto out;
@@ -90,8 +154,8 @@ static int s3_do(struct s3 *s, const struct s3_req *q, struct http_response *res
         snprintf(sha, sizeof sha, "%s", EMPTY_SHA256);
     snprintf(shahdr, sizeof shahdr, "x-amz-content-sha256: %s", sha);
     headers[nh++] = shahdr;
-    if (s->session)
-        headers[nh++] = s->session;
+    if (session)
+        headers[nh++] = session;
     for (const char *const *h = q->headers; h && *h && nh < 15; h++)
         headers[nh++] = *h;
     headers[nh] = NULL;
@@ -101,16 +165,19 @@ static int s3_do(struct s3 *s, const struct s3_req *q, struct http_response *res
         .headers = headers,
         .body = has_body ? (q->body ? q->body : "") : NULL,
         .body_len = has_body ? q->body_len : 0,
-        .aws_sigv4 = s->userpwd ? s->sigv4 : NULL,
-        .userpwd = s->userpwd,
+        .aws_sigv4 = userpwd ? s->sigv4 : NULL,
+        .userpwd = userpwd,
         .max_response = q->max_response,
-        .timeout_s = remote_timeout_s(has_body ? q->body_len : 0, q->max_response),
+        .timeout_s = remote_request_timeout_s(&s->r, has_body ? q->body_len : 0,
+                                              q->max_response),
         .retry_unsafe = q->unsafe,
     };
     rc = remote_perform(&s->r, &req, resp, err);
 out:
     if (rc == -ENOMEM)
         dverr_set(err, rc, "s3: out of memory");
+    wipe_free(userpwd);
+    wipe_free(session);
     buf_release(&url);
     return rc;
 }
@@ -345,13 +412,6 @@ static int s3_del(void *impl, const char *name, struct dverr *err)
     return rc;
 }
 
-static void wipe_free(char *p)
-{
-    if (p)
-        memset(p, 0, strlen(p));
-    free(p);
-}
-
 static void s3_free(void *impl)
 {
     struct s3 *s = impl;
@@ -362,8 +422,10 @@ static void s3_free(void *impl)
     free(s->prefix);
     free(s->endpoint);
     free(s->sigv4);
+    free(s->imds);
     wipe_free(s->userpwd);
     wipe_free(s->session);
+    pthread_mutex_destroy(&s->cred_lock);
     free(s);
 }
 
@@ -516,6 +578,8 @@ int objstore_s3_open(const char *location, const struct config *cfg, struct objs
     struct objstore *o = calloc(1, sizeof *o);
     char *rest = NULL;
     int rc = 0;
+    if (s)
+        pthread_mutex_init(&s->cred_lock, NULL);
     if (!s || !o) {
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto fail;
@@ -563,12 +627,32 @@ int objstore_s3_open(const char *location, const struct config *cfg, struct objs
         rc = dverr_set(err, -EINVAL, "%s: bad s3_endpoint", location);
         goto fail;
     }
-    if ((rc = s3_load_credentials(s, cfg, location, err)))
+    bool profile = cfg && cfg->s3_auth && strcmp(cfg->s3_auth, "instance-profile") == 0;
+    if (profile && cfg->s3_credentials_file) {
+        rc = dverr_set(err, -EINVAL, "%s: s3_auth = instance-profile and s3_credentials_file are "
+                                     "both set; choose one", location);
         goto fail;
-    if ((rc = remote_init(&s->r, "s3", &s3_remote_ops, s, err)))
+    }
+    if (!profile && (rc = s3_load_credentials(s, cfg, location, err)))
         goto fail;
+    if ((rc = remote_init(&s->r, "s3", &s3_remote_ops, s, cfg, err)))
+        goto fail;
+    if (profile) {
+        const char *imds = cfg->aws_metadata_endpoint ? cfg->aws_metadata_endpoint
+                                                      : "http://169.254.169.254";
+        if (!(s->imds = strdup(imds))) {
+            rc = dverr_set(err, -ENOMEM, "out of memory");
+            goto fail;
+        }
+        pthread_mutex_lock(&s->cred_lock);
+        rc = s3_refresh_credentials(s, err);
+        pthread_mutex_unlock(&s->cred_lock);
+        if (rc)
+            goto fail;
+    }
     s->r.sizes = o->sizes = objstore_sizes_new();
-    s->r.cred_hint = cfg && cfg->s3_credentials_file
+    s->r.cred_hint = profile ? " (check the instance profile's role, s3_region and the clock)"
+                     : cfg && cfg->s3_credentials_file
                          ? " (check the keys in s3_credentials_file, s3_region and the clock)"
                          : " (check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, s3_region and the "
                            "clock)";

@@ -7,22 +7,25 @@
 #include "backend/repo/catalog.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "backend/repo/catalog_int.h"
 
-#define CATALOG_FORMAT "5"
+#define CATALOG_FORMAT "6" /* 5: points.anomaly; 6: the capture state in chunks */
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "INSERT OR IGNORE INTO meta VALUES('format','" CATALOG_FORMAT "');"
     "CREATE TABLE IF NOT EXISTS points(env TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,"
     " label TEXT, taken_at INTEGER NOT NULL, expires_at INTEGER NOT NULL,"
-    " PRIMARY KEY(env, name)) WITHOUT ROWID;"
+    " anomaly INTEGER NOT NULL DEFAULT 0, PRIMARY KEY(env, name)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS segments(env TEXT NOT NULL, point TEXT NOT NULL, tbl TEXT NOT NULL,"
     " id TEXT NOT NULL, PRIMARY KEY(env, point, tbl),"
     " FOREIGN KEY(env, point) REFERENCES points(env, name) ON DELETE CASCADE) WITHOUT ROWID;"
@@ -60,6 +63,22 @@ int catalog_fail(const struct catalog *c, sqlite3 *db, int code, const char *wha
                      db ? sqlite3_errmsg(db) : sqlite3_errstr(code));
 }
 
+/* The catalog's files are 0600: SQLite creates the database 0644 (less the umask) and its -wal
+ * and -shm take the database file's mode when they are made, so the database is made private
+ * right after the open, before the first write creates the others (an empty file is all that was
+ * ever open to others). Only SQLite opens these files (rel_hygiene): chmod, not open. */
+static void catalog_files_private(const char *path)
+{
+    char p[PATH_MAX];
+    const char *suffix[] = {"", "-wal", "-shm"};
+    for (int i = 0; i < 3; i++) {
+        struct stat st;
+        if (snprintf(p, sizeof p, "%s%s", path, suffix[i]) < (int)sizeof p && lstat(p, &st) == 0 &&
+            S_ISREG(st.st_mode) && st.st_uid == geteuid() && (st.st_mode & 077))
+            chmod(p, 0600);
+    }
+}
+
 static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
 {
     sqlite3 *db = NULL;
@@ -70,6 +89,7 @@ static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
         sqlite3_close(db);
         return rc;
     }
+    catalog_files_private(c->path);
     sqlite3_busy_timeout(db, 30000);
     /* page_size and auto_vacuum take effect on a new file only (an older catalog gets them with
      * the VACUUM of its format upgrade): 16 KiB pages hold a dozen state chunks with little slack,
@@ -243,8 +263,8 @@ int catalog_points(struct catalog *c, const char *env, struct point_summary **ou
     int rc = catalog_conn_acquire(c, &db, err);
     if (rc)
         return rc;
-    if ((rc = catalog_prepare(c, db, "SELECT name, kind, label, taken_at, expires_at FROM points "
-                                     "WHERE env = ?1 ORDER BY name", &st, err)))
+    if ((rc = catalog_prepare(c, db, "SELECT name, kind, label, taken_at, expires_at, anomaly "
+                                     "FROM points WHERE env = ?1 ORDER BY name", &st, err)))
         goto out;
     sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
     int s;
@@ -265,6 +285,7 @@ int catalog_points(struct catalog *c, const char *env, struct point_summary **ou
         p->label = col_dup(st, 2);
         p->taken_at = (time_t)sqlite3_column_int64(st, 3);
         p->expires_at = (time_t)sqlite3_column_int64(st, 4);
+        p->anomaly = sqlite3_column_int(st, 5) != 0;
     }
     if (s != SQLITE_DONE)
         rc = catalog_fail(c, db, s, "listing points", err);
@@ -284,7 +305,8 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
                          struct dverr *err)
 {
     sqlite3_stmt *st = NULL;
-    int rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6)",
+    int rc = catalog_prepare(c, db,
+                             "INSERT OR REPLACE INTO points VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                              &st, err);
     if (rc)
         return rc;
@@ -295,6 +317,7 @@ int catalog_point_add_db(struct catalog *c, sqlite3 *db, const struct point *p,
         sqlite3_bind_text(st, 4, p->label, -1, SQLITE_STATIC);
     sqlite3_bind_int64(st, 5, (sqlite3_int64)p->taken_at);
     sqlite3_bind_int64(st, 6, (sqlite3_int64)p->expires_at);
+    sqlite3_bind_int(st, 7, p->anomaly_json != NULL);
     int s = sqlite3_step(st);
     sqlite3_finalize(st);
     if (s != SQLITE_DONE)
@@ -417,6 +440,58 @@ int catalog_state_point(struct catalog *c, const char *env, char out[32], struct
             rc = catalog_fail(c, db, s, "reading the state point", err);
     }
     sqlite3_finalize(st);
+    catalog_conn_release(c, db);
+    return rc;
+}
+
+int catalog_meta_get(struct catalog *c, const char *key, char *out, size_t n, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    out[0] = '\0';
+    int rc = catalog_conn_acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = catalog_prepare(c, db, "SELECT value FROM meta WHERE key = ?1", &st, err))) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s == SQLITE_ROW)
+            snprintf(out, n, "%s", (const char *)sqlite3_column_text(st, 0));
+        else if (s != SQLITE_DONE)
+            rc = catalog_fail(c, db, s, "reading the catalog's meta table", err);
+    }
+    sqlite3_finalize(st);
+    catalog_conn_release(c, db);
+    return rc;
+}
+
+int catalog_meta_put(struct catalog *c, const char *key, const char *value, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc = catalog_conn_acquire(c, &db, err);
+    if (rc)
+        return rc;
+    if (!(rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO meta VALUES(?1, ?2)", &st, err))) {
+        sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, value, -1, SQLITE_STATIC);
+        int s = sqlite3_step(st);
+        if (s != SQLITE_DONE)
+            rc = catalog_fail(c, db, s, "writing the catalog's meta table", err);
+    }
+    sqlite3_finalize(st);
+    catalog_conn_release(c, db);
+    return rc;
+}
+
+int catalog_vacuum(struct catalog *c, struct dverr *err)
+{
+    sqlite3 *db = NULL;
+    int rc = catalog_conn_acquire(c, &db, err);
+    if (rc)
+        return rc;
+    rc = catalog_exec(c, db, "PRAGMA wal_checkpoint(TRUNCATE); VACUUM; "
+                             "PRAGMA wal_checkpoint(TRUNCATE)", err);
     catalog_conn_release(c, db);
     return rc;
 }

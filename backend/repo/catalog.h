@@ -42,6 +42,12 @@ int catalog_state_point(struct catalog *c, const char *env, char out[32], struct
  * `dvsnap check`): journal_mode ("wal"), synchronous (2 = FULL), foreign_keys (1 = on). */
 int catalog_settings(struct catalog *c, char journal_mode[16], int *synchronous,
                      int *foreign_keys, struct dverr *err);
+/* Rewrite the database without its free pages, and empty the WAL: after an erasure, so no
+ * deleted row's bytes stay in the file. */
+int catalog_vacuum(struct catalog *c, struct dverr *err);
+/* A small value of the catalog's own (the meta table), "" when absent; and setting it. */
+int catalog_meta_get(struct catalog *c, const char *key, char *out, size_t n, struct dverr *err);
+int catalog_meta_put(struct catalog *c, const char *key, const char *value, struct dverr *err);
 /* Forget every row (before a rebuild). */
 int catalog_clear(struct catalog *c, struct dverr *err);
 

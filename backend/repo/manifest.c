@@ -182,7 +182,8 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
     }
     ok = ok && add_json_text(root, "not_captured", p->not_captured_json) &&
          add_json_text(root, "environment", p->env_json) &&
-         add_str(root, "audit_table", p->audit_table);
+         add_str(root, "audit_table", p->audit_table) &&
+         (!p->anomaly_json || add_json_text(root, "anomaly", p->anomaly_json));
     return print_doc(root, ok, p, out, err);
 }
 
@@ -462,6 +463,7 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
         p->not_captured_json = get_json_text(&c, root, "not_captured");
         p->env_json = get_json_text(&c, root, "environment");
         p->audit_table = get_str(&c, root, "audit_table", false);
+        p->anomaly_json = get_json_text(&c, root, "anomaly");
     }
     cJSON_Delete(root);
     if (c.rc) {
@@ -573,6 +575,7 @@ void point_free(struct point *p)
     free(p->audit_table);
     free(p->tables_object);
     free(p->files_object);
+    free(p->anomaly_json);
     free(p);
 }
 
@@ -612,7 +615,8 @@ static int add_kv_str(struct buf *out, const char *indent, const char *key, cons
     return rc;
 }
 
-int point_render_backup_json(const struct point *p, struct buf *out)
+int point_render_backup_json(const struct point *p, const struct point_hold *hold,
+                             struct buf *out)
 {
     char taken[32], expires[32];
     rfc3339_from_time(p->taken_at, taken);
@@ -630,6 +634,9 @@ int point_render_backup_json(const struct point *p, struct buf *out)
     rc = rc ? rc : add_kv_str(out, "  ", "label", p->label, true);
     rc = rc ? rc : add_kv_str(out, "  ", "taken_at", taken, true);
     rc = rc ? rc : add_kv_str(out, "  ", "expires_at", p->expires_at > 0 ? expires : NULL, true);
+    rc = rc ? rc : buf_addstr(out, "  \"hold\": ");
+    rc = rc ? rc : hold ? point_hold_render(hold, out) : buf_addstr(out, "null");
+    rc = rc ? rc : buf_addstr(out, ",\n");
     rc = rc ? rc : buf_printf(out, "  \"records\": %llu,\n  \"bytes\": %llu,\n  \"tables\": [",
                               (unsigned long long)records, (unsigned long long)bytes);
     for (size_t i = 0; !rc && i < p->n_tables; i++) {
@@ -650,6 +657,9 @@ int point_render_backup_json(const struct point *p, struct buf *out)
     rc = rc ? rc : buf_addstr(out, p->n_tables ? "\n  ],\n" : "],\n");
     rc = rc ? rc : buf_printf(out, "  \"files\": %zu,\n", p->n_files);
     rc = rc ? rc : add_kv_str(out, "  ", "audit", p->audit_table ? "captured" : "not captured", true);
+    rc = rc ? rc : buf_addstr(out, "  \"anomaly\": ");
+    rc = rc ? rc : buf_addstr(out, p->anomaly_json ? p->anomaly_json : "null");
+    rc = rc ? rc : buf_addstr(out, ",\n");
     rc = rc ? rc : buf_addstr(out, "  \"not_captured\": ");
     rc = rc ? rc : buf_addstr(out, p->not_captured_json ? p->not_captured_json : "[]");
     rc = rc ? rc : buf_addstr(out, "\n}\n");

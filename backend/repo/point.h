@@ -5,6 +5,7 @@
 #ifndef DVSNAP_POINT_H
 #define DVSNAP_POINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -47,6 +48,8 @@ struct point {
     char *not_captured_json; /* JSON array of {"what":..,"reason":..}: apps, flows, failures */
     char *env_json;          /* the environment as the admin API described it at capture */
     char *audit_table;       /* the table shown as audit.json, or NULL */
+    char *anomaly_json;      /* NULL, or the capture's anomaly (a mass delete; engine/anomaly.h)
+                                as a JSON object: the point is flagged */
     char *tables_object;     /* format 2: the blob ids of the shared tables and files documents */
     char *files_object;      /* the manifest names (NULL: format 1, everything inline) */
 };
@@ -57,11 +60,36 @@ struct point_summary {
     char kind[8];
     char *label;             /* NULL when none */
     time_t taken_at, expires_at;
+    bool anomaly;            /* the capture flagged it (point.anomaly_json) */
+    bool held;               /* a hold object names it (holds/<env>/<name>.json; it may have
+                                expired: point_hold_active says) */
 };
+
+/* A hold (issue 17): the point is never pruned nor forgotten while it is active. Stored as
+ * holds/<env>/<point>.json, so every machine sharing the repository sees it (hold.c has the
+ * document, repo_holds.c the objects). */
+struct point_hold {
+    char point[32];
+    char *reason;            /* NULL when none was given */
+    char *by;                /* who placed it: user@host, or "dvsnap" for automatic holds */
+    time_t placed_at;
+    time_t until;            /* 0: until released */
+    bool automatic;          /* placed by dvsnap (the anomaly check), not a person */
+};
+void point_hold_release(struct point_hold *h); /* frees the strings; accepts NULL */
+void point_holds_free(struct point_hold *v, size_t n);
+bool point_hold_active(const struct point_hold *h, time_t now);
+/* The hold as a compact JSON object (what the store keeps, and backup.json shows):
+ * {"point":N,"reason":S|null,"by":S,"placed_at":T,"until":T|null,"automatic":B}, times RFC 3339. */
+int point_hold_render(const struct point_hold *h, struct buf *out);
+/* Parse that document (-EIO with a message when it is not one). */
+int point_hold_parse(const char *json, size_t len, struct point_hold *out, struct dverr *err);
 void point_summaries_free(struct point_summary *p, size_t n); /* accepts NULL */
 /* A deep copy of p (NULL on out of memory). */
 struct point *point_dup(const struct point *p);
-/* The rendered backup.json of a point (docs/architecture.md section 4), exactly what the mount shows. */
-int point_render_backup_json(const struct point *p, struct buf *out);
+/* The rendered backup.json of a point (docs/architecture.md section 4), exactly what the mount
+ * shows; hold is the point's hold (NULL: none), shown as "hold". */
+int point_render_backup_json(const struct point *p, const struct point_hold *hold,
+                             struct buf *out);
 
 #endif

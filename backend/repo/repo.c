@@ -1,5 +1,6 @@
-/* repo: the backup repository (repo.h): opening and creating it, the lock files, restore points
- * (the store's manifests, indexed by the catalog), environment documents and blobs. The rest is in
+/* repo: the backup repository (repo.h): opening and creating it (plain or encrypted: the config
+ * object, the passphrase and key objects), the lock files, restore points (the store's manifests,
+ * indexed by the catalog), environment documents, sealed documents and blobs. The rest is in
  * repo_read.c (table and changes readers), repo_capture.c (segment writer glue, captures,
  * compaction) and repo_maint.c (forget, prune, check, catalog rebuild); struct repo, the locks and
  * the commit order are described in repo_int.h.
@@ -16,9 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "backend/base/json.h"
 #include "backend/base/log.h"
+#include "backend/repo/blob.h"
 #include "backend/repo/catalog.h"
 #include "backend/repo/manifest.h"
 #include "backend/repo/segment.h"
@@ -53,8 +57,8 @@ static int dir_of(const char *path, char *out, size_t n)
     return 0;
 }
 
-int repo_open_store(struct objstore *store, const char *catalog_path, struct repo **out,
-                    struct dverr *err)
+int repo_open_store(struct objstore *store, struct crypt *crypt, const char *catalog_path,
+                    struct repo **out, struct dverr *err)
 {
     *out = NULL;
     struct repo *r = calloc(1, sizeof *r);
@@ -62,9 +66,11 @@ int repo_open_store(struct objstore *store, const char *catalog_path, struct rep
     int rc = 0;
     if (!r) {
         objstore_free(store);
+        crypt_free(crypt);
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     r->store = store;
+    r->crypt = crypt;
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->shared_mu, NULL);
     if (store->local_dir)
@@ -85,7 +91,7 @@ int repo_open_store(struct objstore *store, const char *catalog_path, struct rep
         dverr_set(err, rc, "creating the directory of %s: %s", catalog_path, strerror(-rc));
         goto fail;
     }
-    if ((rc = mkdir_p(r->lock_dir, 0755))) {
+    if ((rc = mkdir_p(r->lock_dir, 0700))) {
         dverr_set(err, rc, "creating %s: %s", r->lock_dir, strerror(-rc));
         goto fail;
     }
@@ -112,6 +118,7 @@ void repo_free(struct repo *r)
         return;
     catalog_free(r->cat);
     objstore_free(r->store);
+    crypt_free(r->crypt);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->shared_mu);
     for (int i = 0; i < 2; i++)
@@ -132,51 +139,137 @@ static int catalog_path_for(const struct config *cfg, const struct objstore *s, 
                ? -ENAMETOOLONG : 0;
 }
 
-int repo_init(const struct config *cfg, struct dverr *err)
+/* The config object: {"format":1|2,"kind":"dvsnap-repository","id":ID,"created":T[,
+ * "encryption":CRYPT_ALGORITHM,"kdf":"scrypt"]}. */
+struct repo_config {
+    int format;        /* 1 unencrypted, 2 encrypted */
+    char id[40];
+};
+
+static int config_parse(const char *loc, const struct buf *doc, struct repo_config *rc_out,
+                        struct dverr *err)
+{
+    struct json_doc *jd = NULL;
+    struct json_limits lim = {.max_depth = 4, .max_string = 1024, .max_nodes = 64};
+    if (!doc->data || doc->len > 65536 || json_parse(doc->data, doc->len, &lim, &jd, NULL))
+        return dverr_set(err, -EIO, "%s: not a dvsnap repository of a known format", loc);
+    const struct json_node *root = json_root(jd), *f = json_get(root, "format");
+    const char *kind = json_get_str(root, "kind"), *id = json_get_str(root, "id");
+    const char *enc = json_get_str(root, "encryption");
+    int rc = 0;
+    if (!kind || strcmp(kind, "dvsnap-repository") != 0 || !f || f->type != JSON_NUMBER ||
+        !id || strlen(id) >= sizeof rc_out->id || strlen(id) < 16) {
+        rc = dverr_set(err, -EIO, "%s: not a dvsnap repository of a known format", loc);
+    } else if (strcmp(f->str, "1") == 0 && !enc) {
+        rc_out->format = 1;
+    } else if (strcmp(f->str, "2") == 0 && enc && strcmp(enc, CRYPT_ALGORITHM) == 0) {
+        rc_out->format = 2;
+    } else {
+        rc = dverr_set(err, -EIO, "%s: a dvsnap repository of a format this version does not "
+                       "know (format %.10s%s%.60s)", loc, f->str, enc ? ", encryption " : "",
+                       enc ? enc : "");
+    }
+    if (!rc)
+        snprintf(rc_out->id, sizeof rc_out->id, "%s", id);
+    json_doc_free(jd);
+    return rc;
+}
+
+int repo_init(const struct config *cfg, bool encrypt, struct dverr *err)
 {
     const char *loc = cfg->repository;
     if (!loc || !*loc)
         return dverr_set(err, -EINVAL, "no repository configured");
-    if (!strstr(loc, "://") || strncmp(loc, "file://", 7) == 0) {
-        const char *path = strncmp(loc, "file://", 7) == 0 ? loc + 7 : loc;
-        int rc = mkdir_p(path, 0755);
-        if (rc)
-            return dverr_set(err, rc, "creating %s: %s", path, strerror(-rc));
-    }
-    struct objstore *s = NULL;
-    int rc = objstore_open(loc, cfg, &s, err);
+    if (!encrypt && keys_passphrase_configured(cfg))
+        return dverr_set(err, -EINVAL, "a password is configured (password_file or "
+                         "password_command): remove it to create an unencrypted repository");
+    struct buf pass = BUF_INIT;
+    int rc = 0;
+    /* a password typed on the terminal is typed twice: a typo would lock the repository */
+    if (encrypt && keys_passphrase_configured(cfg))
+        rc = keys_passphrase(cfg, "", &pass, err);
+    else if (encrypt && (rc = keys_passphrase_new_tty(&pass, err)) == -ENOKEY)
+        rc = dverr_set(err, rc, "an encrypted repository needs a password and none is configured "
+                       "(and there is no terminal to ask on): set password_file (or "
+                       "DVSNAP_PASSWORD_FILE) or password_command, or create an unencrypted one "
+                       "with `dvsnap init --insecure-no-encryption`");
     if (rc)
         return rc;
+    if (!strstr(loc, "://") || strncmp(loc, "file://", 7) == 0) {
+        const char *path = strncmp(loc, "file://", 7) == 0 ? loc + 7 : loc;
+        rc = mkdir_p(path, 0700);
+        if (rc) {
+            keys_passphrase_release(&pass);
+            return dverr_set(err, rc, "creating %s: %s", path, strerror(-rc));
+        }
+        /* private whatever made it: only its owner may read a company's backups */
+        if (chmod(path, 0700)) {
+            keys_passphrase_release(&pass);
+            return dverr_set(err, -errno, "%s: chmod: %s", path, strerror(errno));
+        }
+    }
+    struct objstore *s = NULL;
+    struct crypt *crypt = NULL;
+    struct buf doc = BUF_INIT;
+    char key_id[KEYS_ID_HEX + 1] = "";
+    if ((rc = objstore_open(loc, cfg, &s, err)))
+        goto out;
     char id[65];
-    unsigned char rnd[16] = {0};
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-        if (read(fd, rnd, sizeof rnd) != (ssize_t)sizeof rnd)
-            rnd[0] ^= (unsigned char)getpid();
-        close(fd);
+    unsigned char rnd[16];
+    if (crypt_random(rnd, sizeof rnd)) {
+        rc = dverr_set(err, -EIO, "no random bytes from the system");
+        goto out;
     }
     sha256_hex(rnd, sizeof rnd, id);
     char now[32];
     rfc3339_from_time(time(NULL), now);
-    struct buf doc = BUF_INIT;
-    buf_printf(&doc, "{\"format\":1,\"kind\":\"dvsnap-repository\",\"id\":\"%.32s\",\"created\":\"%s\"}\n",
-               id, now);
+    buf_printf(&doc, "{\"format\":%d,\"kind\":\"dvsnap-repository\",\"id\":\"%.32s\","
+               "\"created\":\"%s\"", encrypt ? 2 : 1, id, now);
+    if (encrypt)
+        buf_printf(&doc, ",\"encryption\":\"%s\",\"kdf\":\"scrypt\"", CRYPT_ALGORITHM);
+    if (buf_addstr(&doc, "}\n")) {
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+        goto out;
+    }
+    uint64_t size;
+    struct dverr ignore = {0};
+    if (s->ops->stat(s->impl, "config", &size, &ignore) == 0) {
+        rc = dverr_set(err, -EEXIST, "%s already holds a repository", loc);
+        goto out;
+    }
+    if (encrypt) {
+        /* the key first: a config without a key could never be opened */
+        id[32] = '\0';
+        if ((rc = crypt_generate(&crypt))) {
+            rc = dverr_set(err, rc, "generating the master key: %s", strerror(-rc));
+            goto out;
+        }
+        if ((rc = keys_add(s, crypt, id, pass.data, pass.len, key_id, err)))
+            goto out;
+    }
     rc = s->ops->put_if_absent(s->impl, "config", doc.data, doc.len, err);
-    buf_release(&doc);
     if (rc == -EEXIST)
         rc = dverr_set(err, -EEXIST, "%s already holds a repository", loc);
     if (rc) {
-        objstore_free(s);
-        return rc;
+        if (key_id[0])
+            keys_remove(s, key_id, &ignore);
+        goto out;
     }
     char cat[PATH_MAX];
     struct repo *r = NULL;
     if ((rc = catalog_path_for(cfg, s, cat, sizeof cat))) {
-        objstore_free(s);
-        return dverr_set(err, rc, "catalog path too long");
+        rc = dverr_set(err, rc, "catalog path too long");
+        goto out;
     }
-    rc = repo_open_store(s, cat, &r, err);
+    rc = repo_open_store(s, crypt, cat, &r, err);
+    s = NULL;
+    crypt = NULL;
     repo_free(r);
+out:
+    keys_passphrase_release(&pass);
+    buf_release(&doc);
+    crypt_free(crypt);
+    objstore_free(s);
     return rc;
 }
 
@@ -190,25 +283,55 @@ int repo_open(const struct config *cfg, struct repo **out, struct dverr *err)
         return dverr_set(err, rc, "no repository at %s; create one with `dvsnap init`", loc);
     if (rc)
         return rc;
-    struct buf doc = BUF_INIT;
+    struct buf doc = BUF_INIT, pass = BUF_INIT;
     struct dverr e2 = {0};
+    struct repo_config rcfg = {0};
+    struct crypt *crypt = NULL;
+    char key_id[KEYS_ID_HEX + 1] = "";
     rc = s->ops->get(s->impl, "config", 0, OBJSTORE_TO_END, &doc, &e2);
-    if (rc == -ENOENT) {
+    if (rc == -ENOENT)
         rc = dverr_set(err, rc, "no repository at %s; create one with `dvsnap init`", loc);
-    } else if (rc) {
+    else if (rc)
         rc = dverr_set(err, rc, "%s: %s", loc, dverr_msg(&e2));
-    } else if (!doc.data || !strstr(doc.data, "\"format\":1")) {
-        rc = dverr_set(err, -EIO, "%s: not a dvsnap repository of a known format", loc);
-    }
+    else
+        rc = config_parse(loc, &doc, &rcfg, err);
     buf_release(&doc);
+    if (!rc && rcfg.format == 1 && keys_passphrase_configured(cfg))
+        rc = dverr_set(err, -EPERM, "%s is not encrypted, but a password is configured: "
+                       "refused (a repository made unencrypted behind your back must not be "
+                       "trusted; to use an unencrypted repository, remove password_file and "
+                       "password_command)", loc);
+    if (!rc && rcfg.format == 2 &&
+        !(rc = keys_passphrase(cfg, "repository password: ", &pass, err)))
+        rc = keys_unlock(s, rcfg.id, pass.data, pass.len, &crypt, key_id, err);
+    keys_passphrase_release(&pass);
     char cat[PATH_MAX];
     if (!rc && (rc = catalog_path_for(cfg, s, cat, sizeof cat)))
         dverr_set(err, rc, "catalog path too long");
     if (rc) {
+        crypt_free(crypt);
         objstore_free(s);
         return rc;
     }
-    return repo_open_store(s, cat, out, err);
+    if ((rc = repo_open_store(s, crypt, cat, out, err)))
+        return rc;
+    snprintf((*out)->repo_id, sizeof (*out)->repo_id, "%s", rcfg.id);
+    snprintf((*out)->key_id, sizeof (*out)->key_id, "%s", key_id);
+    return 0;
+}
+
+bool repo_encrypted(struct repo *r)
+{
+    return r->crypt != NULL;
+}
+
+void repo_describe(struct repo *r, char *out, size_t n)
+{
+    if (r->crypt)
+        snprintf(out, n, "encrypted (%s), opened with key %s", CRYPT_ALGORITHM,
+                 r->key_id[0] ? r->key_id : "(given)");
+    else
+        snprintf(out, n, "not encrypted");
 }
 
 /* ---------- lock files ---------- */
@@ -217,7 +340,7 @@ int repo_lock_open(struct repo *r, const char *name, int *fd, struct dverr *err)
 {
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/%s", r->lock_dir, name);
-    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (*fd < 0)
         return dverr_set(err, -errno, "%s: %s", path, strerror(errno));
     return 0;
@@ -413,13 +536,18 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
     if (manifest_object_name(env, name, obj, sizeof obj))
         return dverr_set(err, -ENOENT, "no point \"%.40s\" in \"%.80s\"", name ? name : "",
                          env ? env : "");
-    struct buf b = BUF_INIT;
+    struct buf stored = BUF_INIT, b = BUF_INIT;
     struct dverr e2 = {0};
-    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &b, &e2);
+    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, &e2);
     if (rc == -ENOENT) {
-        buf_release(&b);
+        buf_release(&stored);
         return dverr_set(err, rc, "no point %s in %s", name, env);
     }
+    if (!rc && stored.len > crypt_sealed_size(MANIFEST_MAX_BYTES))
+        rc = dverr_set(&e2, -EIO, "manifest of %s/%s is too large", env, name);
+    if (!rc)
+        rc = repo_doc_open(r, "manifest", obj, &stored, &b, &e2);
+    buf_release(&stored);
     if (!rc && b.len > MANIFEST_MAX_BYTES)
         rc = dverr_set(&e2, -EIO, "manifest of %s/%s is too large", env, name);
     if (rc) {
@@ -460,6 +588,28 @@ static void summary_from_point(const struct point *p, struct point_summary *s)
     s->label = p->label ? strdup(p->label) : NULL;
     s->taken_at = p->taken_at;
     s->expires_at = p->expires_at;
+    s->anomaly = p->anomaly_json != NULL;
+}
+
+/* Mark the points of v (sorted by name) that a hold document names. */
+static int mark_held(struct repo *r, const char *env, struct point_summary *v, size_t n,
+                     struct dverr *err)
+{
+    struct name_list held;
+    int rc = repo_hold_names(r, env, &held, err);
+    if (rc)
+        return rc;
+    for (size_t i = 0, k = 0; i < n && k < held.n;) {
+        int c = strcmp(v[i].name, held.v[k]);
+        if (c == 0)
+            v[i].held = true;
+        if (c <= 0)
+            i++;
+        if (c >= 0)
+            k++;
+    }
+    strv_free(held.v, held.n);
+    return 0;
 }
 
 /* Points straight from the manifests (no catalog). */
@@ -488,6 +638,8 @@ static int points_from_manifests(struct repo *r, const char *env, struct point_s
         point_free(p);
     }
     strv_free(names.v, names.n);
+    if (!rc)
+        rc = mark_held(r, env, v, cnt, err);
     if (rc) {
         point_summaries_free(v, cnt);
         return rc;
@@ -545,6 +697,8 @@ int repo_points(struct repo *r, const char *env, struct point_summary **out, siz
         n_have = 0;
         rc = catalog_points(cat, env, &have, &n_have, err);
     }
+    if (!rc)
+        rc = mark_held(r, env, have, n_have, err);
 out:
     strv_free(names.v, names.n);
     if (rc && rc != -ENOMEM && rc != -ENOENT) {
@@ -569,7 +723,12 @@ int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr 
     if (!manifest_env_name_ok(env))
         return dverr_set(err, -ENOENT, "no environment \"%.80s\"", env);
     snprintf(obj, sizeof obj, "envs/%s.json", env);
-    return r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, out, err);
+    struct buf stored = BUF_INIT;
+    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
+    if (!rc)
+        rc = repo_doc_open(r, "envdoc", obj, &stored, out, err);
+    buf_release(&stored);
+    return rc;
 }
 
 int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err)
@@ -578,45 +737,60 @@ int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct d
     if (!manifest_env_name_ok(env))
         return dverr_set(err, -EINVAL, "environment name \"%.80s\" cannot be stored", env);
     snprintf(obj, sizeof obj, "envs/%s.json", env);
-    return r->store->ops->put(r->store->impl, obj, json, strlen(json), err);
+    struct buf sealed = BUF_INIT;
+    int rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err);
+    if (!rc)
+        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
+    buf_release(&sealed);
+    return rc;
+}
+
+/* ---------- sealed documents ---------- */
+
+int repo_doc_seal(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                  struct buf *out, struct dverr *err)
+{
+    if (!r->crypt)
+        return buf_add(out, data, len) ? dverr_set(err, -ENOMEM, "out of memory") : 0;
+    char identity[512];
+    snprintf(identity, sizeof identity, "%s:%s", kind, obj);
+    int rc = crypt_seal(r->crypt, identity, data, len, out);
+    return rc ? dverr_set(err, rc, "sealing %s: %s", obj, strerror(-rc)) : 0;
+}
+
+int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struct buf *stored,
+                  struct buf *out, struct dverr *err)
+{
+    if (!r->crypt)
+        return buf_add(out, stored->data ? stored->data : "", stored->len)
+                   ? dverr_set(err, -ENOMEM, "out of memory") : 0;
+    char identity[512];
+    snprintf(identity, sizeof identity, "%s:%s", kind, obj);
+    int rc = crypt_unseal(r->crypt, identity, stored->data ? stored->data : "", stored->len, out);
+    if (rc == -EBADMSG)
+        return dverr_set(err, -EIO, "%s is damaged: it does not authenticate (changed, truncated, "
+                         "or another object under its name)", obj);
+    return rc ? dverr_set(err, rc, "opening %s: %s", obj, strerror(-rc)) : 0;
 }
 
 /* ---------- blobs ---------- */
 
 int repo_blob_put(struct repo *r, const void *data, size_t len, char id[65], struct dverr *err)
 {
-    char name[80];
-    sha256_hex(data, len, id);
-    segment_object_name(id, name);
-    uint64_t size;
-    struct dverr ignore = {0};
-    if (r->store->ops->stat(r->store->impl, name, &size, &ignore) == 0 && size == len)
-        return 0;
-    return r->store->ops->put(r->store->impl, name, data, len, err);
+    return blob_put(r->store, r->crypt, data, len, id, err);
+}
+
+void repo_blob_id(struct repo *r, const void *data, size_t len, char id[65])
+{
+    crypt_id(r->crypt, data, len, id);
+}
+
+struct crypt_hash *repo_blob_id_stream(struct repo *r)
+{
+    return crypt_hash_new(r->crypt);
 }
 
 int repo_blob_get(struct repo *r, const char *id, struct buf *out, struct dverr *err)
 {
-    char name[80], h[65];
-    if (!segment_id_ok(id))
-        return dverr_set(err, -EINVAL, "invalid blob id \"%.70s\"", id ? id : "");
-    segment_object_name(id, name);
-    uint64_t size;
-    int rc = r->store->ops->stat(r->store->impl, name, &size, err);
-    if (rc)
-        return rc;
-    if (size > REPO_BLOB_MAX)
-        return dverr_set(err, -EFBIG, "blob %.16s is too large (%llu bytes)", id,
-                         (unsigned long long)size);
-    size_t start = out->len;
-    if ((rc = r->store->ops->get(r->store->impl, name, 0, size, out, err)))
-        return rc;
-    sha256_hex(out->data + start, out->len - start, h);
-    if (strcmp(h, id) != 0) {
-        out->len = start;
-        if (out->data)
-            out->data[start] = '\0';
-        return dverr_set(err, -EIO, "blob %.16s is damaged: its bytes do not match its id", id);
-    }
-    return 0;
+    return blob_get(r->store, r->crypt, id, BLOB_SIZE_UNKNOWN, REPO_BLOB_MAX, out, err);
 }

@@ -2,11 +2,21 @@
  * manifests, content-addressed blobs, and the local SQLite catalog.
  *
  * Object layout in the store (objstore.h):
- *   config                                 repository id and format version
- *   objects/<2 hex>/<sha256>               segments and blobs; the name is the SHA-256 of the bytes
+ *   config                                 repository id, format version, encryption
+ *   keys/<id>                              key objects (encrypted repositories; keys.h)
+ *   objects/<2 hex>/<id>                   segments and blobs; the id is the SHA-256 of the bytes,
+ *                                          or in an encrypted repository their HMAC-SHA-256
  *   points/<env>/<YYYY-MM-DDTHHMMSSZ>.json restore-point manifests; a point exists iff this exists
  *   envs/<env>.json                        the environment as the admin API last described it
  * Objects are immutable and written (durably) before the manifest that names them.
+ *
+ * Encryption (issue 16; crypt.h): a repository created by repo_init with encrypt set (format 2)
+ * stores every segment, blob, manifest and environment document sealed with AES-256-GCM under its
+ * master key, which key objects hold wrapped by passphrases; object names are keyed. repo_open
+ * asks keys.h for the passphrase and refuses a wrong one at once. An unencrypted repository
+ * (format 1) is opened as before, but not when a passphrase is configured: a store whose config
+ * was swapped for an unencrypted one must not be believed. The config, the key objects and the
+ * leases stay in clear (they hold no data of the tenant).
  *
  * A segment holds entries (op, key, line) sorted by key bytes, in independent zstd frames of about
  * 1 MiB with an index, so a table at a point is a k-way merge of its segment chain (newest wins,
@@ -32,6 +42,8 @@
 #include <time.h>
 
 #include "backend/base/config.h"
+#include "backend/repo/crypt.h"
+#include "backend/repo/keys.h"
 #include "backend/repo/point.h"
 #include "backend/repo/segment.h"
 #include "backend/objstore/objstore.h"
@@ -39,21 +51,25 @@
 
 struct repo;
 
-/* Create a new repository at cfg->repository (-EEXIST when one exists). */
-int repo_init(const struct config *cfg, struct dverr *err);
+/* Create a new repository at cfg->repository (-EEXIST when one exists): encrypted with a new
+ * master key and one key object for the configured passphrase (keys.h), or, with encrypt false,
+ * unencrypted (refused with -EINVAL while a passphrase is configured). */
+int repo_init(const struct config *cfg, bool encrypt, struct dverr *err);
 /* Open an existing repository (-ENOENT with a hint to run `dvsnap init` when there is none).
  * The catalog is <repository>/catalog.db for a directory repository, else under cfg->cache_dir. */
 int repo_open(const struct config *cfg, struct repo **out, struct dverr *err);
-/* Same over a given store (tests, fault injection). Takes ownership of store. */
-int repo_open_store(struct objstore *store, const char *catalog_path, struct repo **out,
-                    struct dverr *err);
+/* Same over a given store (tests, fault injection), encrypted with crypt or unencrypted (NULL).
+ * Takes ownership of store and crypt. */
+int repo_open_store(struct objstore *store, struct crypt *crypt, const char *catalog_path,
+                    struct repo **out, struct dverr *err);
 void repo_free(struct repo *r); /* accepts NULL */
 struct objstore *repo_store(struct repo *r);
 
 /* ---- restore points (the types are in point.h) ---- */
 /* Environments that have points or an envs/ document, sorted. */
 int repo_envs(struct repo *r, char ***names, size_t *n, struct dverr *err);
-/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing). */
+/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing; held
+ * from a listing of holds/<env>/). */
 int repo_points(struct repo *r, const char *env, struct point_summary **out, size_t *n,
                 struct dverr *err);
 /* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
@@ -62,6 +78,19 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
 /* The environment document (envs/<env>.json), -ENOENT when none. */
 int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err);
 int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err);
+
+/* ---- holds (point.h: struct point_hold; issue 17) ---- */
+/* Place (or replace) a hold on an existing point (-ENOENT when there is no such point). */
+int repo_hold_put(struct repo *r, const char *env, const struct point_hold *h, struct dverr *err);
+/* The hold on point (-ENOENT when none, -EIO when its document is damaged). */
+int repo_hold_get(struct repo *r, const char *env, const char *point, struct point_hold *out,
+                  struct dverr *err);
+/* Release (-ENOENT when the point is not held). */
+int repo_hold_del(struct repo *r, const char *env, const char *point, struct dverr *err);
+/* Every hold of env, active or expired, sorted by point (a damaged document is a hold with no
+ * end whose reason says so). */
+int repo_holds(struct repo *r, const char *env, struct point_hold **out, size_t *n,
+               struct dverr *err);
 
 /* ---- reading tables ---- */
 struct table_reader;
@@ -76,6 +105,10 @@ int changes_reader_open(struct repo *r, const struct point *p, const char *table
 /* Next bytes (0 at the end, -EIO on a damaged object with detail in err). */
 ssize_t table_reader_read(struct table_reader *tr, void *buf, size_t n, struct dverr *err);
 void table_reader_free(struct table_reader *tr);
+/* The merge of pt's chain (segment.h), records in key order, pulled one at a time (a capture's
+ * full read walks it beside its own records). */
+int repo_table_merge_open(struct repo *r, const struct point_table *pt, struct segment_merge **out,
+                          struct dverr *err);
 /* Every record of table at p in key order (for restore and comparisons). fn's non-zero return
  * stops and is returned. */
 int table_iterate(struct repo *r, const struct point *p, const char *table,
@@ -83,7 +116,30 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
                             size_t line_len),
                   void *ctx, struct dverr *err);
 
+/* What the repository is, for people: "encrypted (...), opened with key ID" or "not encrypted". */
+void repo_describe(struct repo *r, char *out, size_t n);
+bool repo_encrypted(struct repo *r);
+
+/* ---- keys of an encrypted repository (repo_keys.c; keys.h has the format) ---- */
+/* The key objects, sorted by creation; current: the index of the one that opened r, or n. */
+int repo_key_list(struct repo *r, struct key_info **out, size_t *n, size_t *current,
+                  struct dverr *err);
+/* Add a key object for pass; id receives its id. */
+int repo_key_add(struct repo *r, const void *pass, size_t pass_len, char id[KEYS_ID_HEX + 1],
+                 struct dverr *err);
+/* Remove key id: refused (-EPERM) for the key that opened r and for the last key. */
+int repo_key_remove(struct repo *r, const char *id, struct dverr *err);
+/* Replace the key that opened r by one for pass: the new key object is written and opened again
+ * before the old one is removed, so a crash at any point leaves a key that opens the repository
+ * (the old passphrase's, the new one's, or both). id receives the new key's id. */
+int repo_key_passwd(struct repo *r, const void *pass, size_t pass_len, char id[KEYS_ID_HEX + 1],
+                    struct dverr *err);
+
 /* ---- blobs (attachments, file columns, schema documents) ---- */
+/* The id a blob of these bytes has in r (keyed in an encrypted repository): what a restore
+ * compares a target's file with. The stream form returns NULL on out of memory. */
+void repo_blob_id(struct repo *r, const void *data, size_t len, char id[65]);
+struct crypt_hash *repo_blob_id_stream(struct repo *r); /* crypt.h: update, then finish */
 int repo_blob_put(struct repo *r, const void *data, size_t len, char id[65], struct dverr *err);
 /* The largest blob repo_blob_get reads (into memory): a capture keeps no larger file. */
 #define REPO_BLOB_MAX ((uint64_t)2 << 30)
@@ -156,8 +212,9 @@ int repo_state_builder_add(struct catalog_state_builder *b, const char *key, siz
                            uint64_t hash, uint64_t len);
 int repo_state_builder_finish(struct catalog_state_builder *b);
 void repo_state_builder_abort(struct catalog_state_builder *b);
-/* 64-bit hash a full read compares records by (first 8 bytes of SHA-256 of the line). */
-uint64_t repo_line_hash(const char *line, size_t len);
+/* 64-bit hash a full read compares records by: the first 8 bytes of the line's id (crypt_id: its
+ * SHA-256, keyed in an encrypted repository, so the catalog holds no plain hash of a record). */
+uint64_t repo_line_hash(struct repo *r, const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
  * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
  * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
@@ -168,16 +225,32 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
 void repo_capture_abort(struct repo_capture *c); /* accepts NULL; nothing is kept */
 
 /* ---- maintenance ---- */
-/* Delete a manual point (-EPERM for a system point, -ENOENT when absent). */
+/* Delete a manual point (-EPERM for a system point or a point under an active hold, -ENOENT when
+ * absent). */
 int repo_forget(struct repo *r, const char *env, const char *name, struct dverr *err);
-struct prune_report {
-    uint64_t points_removed, objects_removed, bytes_removed;
-    char **removed; size_t n_removed; /* "env/point" names */
+/* One point as prune decides about it. */
+struct prune_point {
+    struct point_summary s;        /* borrowed from prune: name, kind, label, times */
+    const struct point_hold *hold; /* its active hold, or NULL (kept whatever decide says) */
+    bool keep;                     /* decide's answer */
+    char why[200];                 /* decide's reason: what keeps it, or why it goes */
 };
-/* Remove points whose expires_at (recomputed by expires_fn when given) is at or before now,
- * then every object no remaining point names. dry_run reports without deleting. */
-int repo_prune(struct repo *r, time_t now, bool dry_run,
-               time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
+/* Called once per environment with its points, oldest first. */
+typedef int (*prune_decide_fn)(void *ctx, const char *env, struct prune_point *pts, size_t n,
+                               time_t now);
+struct prune_line {
+    char *point;                   /* "env/name" */
+    bool removed;
+    char *why;
+};
+struct prune_report {
+    uint64_t points_removed, points_kept, objects_removed, bytes_removed, holds_removed;
+    struct prune_line *lines; size_t n_lines; /* every point, by environment and name */
+};
+/* Remove the points decide does not keep (decide NULL: those whose recorded expires_at is at or
+ * before now), never a point under an active hold, then every object no remaining point names,
+ * and hold documents that expired or whose point is gone. dry_run reports without deleting. */
+int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide, void *ctx,
                struct prune_report *rep, struct dverr *err);
 void prune_report_release(struct prune_report *rep);
 struct check_report {
@@ -190,5 +263,47 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
 void check_report_release(struct check_report *rep);
 /* Recreate the catalog from the repository's objects. */
 int repo_rebuild_catalog(struct repo *r, struct dverr *err);
+
+/* ---- erasure (repo_erase.c; the engine's erase.h drives them) ---- */
+/* Hold the repository for a rewrite: no capture nor prune runs, on this machine (prune.lock) nor
+ * on others (locks/prune.lease), until repo_exclusive_end. Waits up to 5 minutes for captures. */
+struct repo_exclusive;
+int repo_exclusive_begin(struct repo *r, struct repo_exclusive **out, struct dverr *err);
+void repo_exclusive_end(struct repo_exclusive *x); /* accepts NULL */
+/* Every entry of one segment (deletes included), lines as readers see them. fn's non-zero return
+ * stops and is returned. */
+int repo_segment_iterate(struct repo *r, const char *id,
+                         int (*fn)(void *ctx, const struct segment_entry *e), void *ctx,
+                         struct dverr *err);
+/* Write a copy of segment id without the entries drop says to drop (each one is told to
+ * removed, when given). new_id is "" when nothing is left (nothing is written); st and size
+ * (may be NULL) describe the new object. attachments: keep notes' attachments once (the
+ * annotation table, as a capture writes it). */
+int repo_segment_rewrite(struct repo *r, const char *id, bool attachments,
+                         bool (*drop)(void *ctx, const struct segment_entry *e),
+                         void (*removed)(void *ctx, const struct segment_entry *e), void *ctx,
+                         char new_id[65], struct segment_stats *st, uint64_t *size,
+                         struct dverr *err);
+/* Replace an existing point's manifest with p (same env and name; every object it names is
+ * durable), and its catalog row. The put is atomic: readers see the old or the new manifest. */
+int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err);
+/* Delete those of ids (objects/) that no manifest of any environment names. */
+int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
+                                   uint64_t *removed, uint64_t *bytes, struct dverr *err);
+/* After env's points were rewritten: every point's catalog row again, the capture state rebuilt
+ * from the newest point (so a capture never counts a record that is gone), and the catalog
+ * vacuumed (no deleted row's bytes left in its file). */
+int repo_env_catalog_refresh(struct repo *r, const char *env, struct dverr *err);
+/* After an erasure of env finished: the catalog notes it, so this machine's next capture does not
+ * rebuild its state again (other machines' captures do, once). */
+int repo_erasure_noted(struct repo *r, const char *env, struct dverr *err);
+/* Small documents of the erasure: erase/<env>.journal.json (the work in progress) and
+ * erasures/<env>/<name>.json (the log). name is checked (objstore_name_ok, under those two). */
+int repo_erase_doc_put(struct repo *r, const char *name, const char *text, struct dverr *err);
+int repo_erase_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err);
+int repo_erase_doc_del(struct repo *r, const char *name, struct dverr *err);
+/* The names under prefix (sorted). */
+int repo_doc_list(struct repo *r, const char *prefix, char ***names, size_t *n,
+                  struct dverr *err);
 
 #endif

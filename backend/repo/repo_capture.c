@@ -25,7 +25,7 @@
 
 int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr *err)
 {
-    return segment_writer_new_in(r->store, r->tmp_dir, out, err);
+    return segment_writer_new_in(r->store, r->crypt, r->tmp_dir, out, err);
 }
 
 int repo_sorter_new(struct repo *r, size_t budget, struct segment_sorter **out, struct dverr *err)
@@ -33,14 +33,9 @@ int repo_sorter_new(struct repo *r, size_t budget, struct segment_sorter **out, 
     return segment_sorter_new(r->tmp_dir, budget, out, err);
 }
 
-uint64_t repo_line_hash(const char *line, size_t len)
+uint64_t repo_line_hash(struct repo *r, const char *line, size_t len)
 {
-    char h[65];
-    sha256_hex(line, len, h);
-    uint64_t v = 0;
-    for (int i = 0; i < 16; i++)
-        v = (v << 4) | (uint64_t)(h[i] <= '9' ? h[i] - '0' : h[i] - 'a' + 10);
-    return v;
+    return crypt_line_hash(r->crypt, line, len);
 }
 
 /* The size of segment k of pt without a request: the manifest's record, else what this process
@@ -159,7 +154,8 @@ static int write_merged_deltas(struct repo *r, const struct point_table *pt, cha
         return rc;
     segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
     segment_writer_set_ordered(w);
-    if (!(rc = segment_merge_open(r->store, pt->segments + 1, pt->n_segments - 1, true, &m, err))) {
+    if (!(rc = segment_merge_open(r->store, r->crypt, pt->segments + 1, pt->n_segments - 1, true, &m,
+                                 err))) {
         struct segment_entry e;
         int more;
         while (!rc && (more = segment_merge_next(m, &e, err)) == 1)
@@ -254,6 +250,7 @@ void repo_capture_abort(struct repo_capture *c)
 }
 
 struct rebuild_ctx {
+    struct repo *r;
     struct catalog_state_builder *b;
     bool hashes;             /* the capture keeps hashes for this table (no delta link) */
 };
@@ -263,7 +260,8 @@ static int rebuild_add(void *ctx, const char *key, size_t key_len, const char *l
 {
     struct rebuild_ctx *c = ctx;
     return catalog_state_builder_add(c->b, key, key_len,
-                                     c->hashes ? repo_line_hash(line, line_len) : 0, line_len);
+                                     c->hashes ? repo_line_hash(c->r, line, line_len) : 0,
+                                     line_len);
 }
 
 /* Replace env's capture state with the records of p (NULL: empty), each table streamed from its
@@ -276,7 +274,7 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     if (rc)
         return rc;
     for (size_t i = 0; p && i < p->n_tables && !rc; i++) {
-        struct rebuild_ctx c = {NULL, !p->tables[i].delta_link};
+        struct rebuild_ctx c = {r, NULL, !p->tables[i].delta_link};
         if ((rc = catalog_capture_replace_begin(cc, p->tables[i].name, &c.b))) {
             dverr_set(err, rc, "rebuilding the capture state of %s", p->tables[i].name);
             break;
@@ -347,13 +345,20 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
     point_summaries_free(pts, n);
     if (latest[0] && (rc = repo_point_load(r, env, latest, &c->prev, err)))
         goto fail;
-    char state_point[32];
+    char state_point[32], marker[400], known[400], mkey[300];
     if ((rc = catalog_state_point(cat, env, state_point, err)))
         goto fail;
-    if (strcmp(state_point, latest) != 0) {
-        log_info("%s: the capture state is at \"%s\", the latest point is \"%s\": rebuilding it",
-                 env, state_point, latest);
-        if ((rc = repo_env_state_rebuild(r, cat, env, c->prev, err)))
+    /* an erasure (here, elsewhere, or killed) rewrote points without a new name: see it */
+    repo_erasure_marker_key(env, mkey, sizeof mkey);
+    if ((rc = repo_erasure_marker(r, env, marker, sizeof marker, err)) ||
+        (rc = catalog_meta_get(cat, mkey, known, sizeof known, err)))
+        goto fail;
+    if (strcmp(state_point, latest) != 0 || strcmp(marker, known) != 0) {
+        log_info("%s: the capture state is at \"%s\", the latest point is \"%s\"%s: rebuilding it",
+                 env, state_point, latest,
+                 strcmp(marker, known) != 0 ? " (an erasure rewrote the points)" : "");
+        if ((rc = repo_env_state_rebuild(r, cat, env, c->prev, err)) ||
+            (rc = catalog_meta_put(cat, mkey, marker, err)))
             goto fail;
     }
     if ((rc = catalog_capture_begin(cat, env, false, &c->cc, err)))
@@ -470,19 +475,26 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
     return 0;
 }
 
+int repo_point_shared_put(struct repo *r, const struct point *p, char tables_id[65],
+                          char files_id[65], struct dverr *err)
+{
+    struct buf t = BUF_INIT, f = BUF_INIT;
+    int rc = manifest_render_shared(p, &t, &f, err);
+    if (!rc)
+        rc = repo_blob_put(r, t.data, t.len, tables_id, err);
+    if (!rc)
+        rc = repo_blob_put(r, f.data, f.len, files_id, err);
+    buf_release(&t);
+    buf_release(&f);
+    return rc;
+}
+
 /* Store p's shared tables and files documents (manifest.h, format 2) as blobs and name them in
  * p: a point that changed nothing names its parent's, which are already there. */
 static int put_shared(struct repo *r, struct point *p, struct dverr *err)
 {
-    struct buf t = BUF_INIT, f = BUF_INIT;
     char tid[65], fid[65];
-    int rc = manifest_render_shared(p, &t, &f, err);
-    if (!rc)
-        rc = repo_blob_put(r, t.data, t.len, tid, err);
-    if (!rc)
-        rc = repo_blob_put(r, f.data, f.len, fid, err);
-    buf_release(&t);
-    buf_release(&f);
+    int rc = repo_point_shared_put(r, p, tid, fid, err);
     if (rc)
         return rc;
     free(p->tables_object);
@@ -495,7 +507,7 @@ static int put_shared(struct repo *r, struct point *p, struct dverr *err)
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err)
 {
     struct repo *r = c->r;
-    struct buf doc = BUF_INIT;
+    struct buf doc = BUF_INIT, sealed = BUF_INIT;
     int rc = 0;
     if (!p->env && !(p->env = strdup(c->env))) {
         rc = dverr_set(err, -ENOMEM, "out of memory");
@@ -535,7 +547,10 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
             goto out;
         }
         struct dverr e2 = {0};
-        rc = r->store->ops->put_if_absent(r->store->impl, obj, doc.data, doc.len, &e2);
+        buf_reset(&sealed);
+        if ((rc = repo_doc_seal(r, "manifest", obj, doc.data, doc.len, &sealed, err)))
+            goto out;
+        rc = r->store->ops->put_if_absent(r->store->impl, obj, sealed.data, sealed.len, &e2);
         if (rc == -EEXIST && attempt < 1000) {
             t++;
             continue;
@@ -554,6 +569,7 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
                  "it", p->env, p->name, dverr_msg(&ce));
 out:
     buf_release(&doc);
+    buf_release(&sealed);
     repo_capture_abort(c);
     return rc;
 }

@@ -1,7 +1,8 @@
 /* repo_int: internals of the repository (repo.h) shared by its files: repo.c (open, init, lock
  * files, points, environment documents, blobs), repo_read.c (table and changes readers),
- * repo_capture.c (segment writer glue, captures, compaction) and repo_maint.c (forget, prune,
- * check, catalog rebuild). Not part of the contract; only these four files include it.
+ * repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget, prune,
+ * check, catalog rebuild) and repo_holds.c (holds). Not part of the contract; only these files
+ * include it.
  *
  * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
  * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
@@ -28,9 +29,15 @@
 #define LOCK_WAIT_MS (300 * 1000)
 
 struct catalog;
+struct crypt;
 
 struct repo {
     struct objstore *store;  /* immutable after open (the store is thread-safe) */
+    struct crypt *crypt;     /* immutable after open: the master key of an encrypted repository,
+                                NULL for an unencrypted one (crypt.h; thread-safe) */
+    char repo_id[40];        /* immutable after open: the config's id ("" when opened by store) */
+    char key_id[40];         /* the key object that opened it, or "": set at open, changed only by
+                                repo_key_passwd (a command's one thread, nothing else running) */
     char *catalog_path;      /* immutable after open */
     char *tmp_dir;           /* immutable after open: segment writers' temp files */
     char *lock_dir;          /* immutable after open: the lock files above */
@@ -66,6 +73,40 @@ void name_list_sort_unique(struct name_list *l);
 bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name, size_t nn);
 /* The point names of env in the store (sorted, from its listing; no catalog). */
 int repo_point_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
+
+/* ---- maintenance (repo_maint.c) ---- */
+struct objstore_lease;
+/* Remote stores: take locks/prune.lease once no capture lease is live (waiting up to
+ * LOCK_WAIT_MS): what keeps prune and erase apart from captures on other machines. */
+int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err);
+
+/* ---- holds (repo_holds.c) ---- */
+/* The points of env that have a hold document (sorted; active or not). */
+int repo_hold_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
+
+/* ---- erasures (repo_erase.c) ---- */
+/* What says whether env's points were rewritten by an erasure since the catalog's capture state
+ * was built: the newest erasure log's name, and "+journal" while one is unfinished. A capture
+ * whose catalog knows another marker rebuilds the state from the latest point first (the
+ * erasure may have run on another machine, or been killed). */
+int repo_erasure_marker(struct repo *r, const char *env, char *out, size_t n, struct dverr *err);
+/* The catalog's key that remembers it. */
+void repo_erasure_marker_key(const char *env, char *out, size_t n);
+/* ---- sealed documents (repo.c) ----
+ * Manifests and environment documents of an encrypted repository are sealed whole (crypt.h) with
+ * their object name as identity ("manifest:points/<env>/<name>.json", "envdoc:envs/<env>.json"),
+ * so an older manifest stored under a newer point's name, or one environment's document under
+ * another's, does not open. Unencrypted: the bytes as they are. */
+int repo_doc_seal(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                  struct buf *out, struct dverr *err);
+/* Opened (or copied) into out; -EIO naming the object when it does not open. */
+int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struct buf *stored,
+                  struct buf *out, struct dverr *err);
+
+/* ---- shared documents of a point (repo_capture.c; manifest.h, format 2) ---- */
+/* Store p's tables and files documents as blobs; their ids into tables_id and files_id. */
+int repo_point_shared_put(struct repo *r, const struct point *p, char tables_id[65],
+                          char files_id[65], struct dverr *err);
 
 /* ---- capture state (repo_capture.c) ---- */
 /* Replace env's capture state in cat with the records of p (NULL: empty). */

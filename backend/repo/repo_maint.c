@@ -1,6 +1,6 @@
-/* repo_maint: maintenance of the repository (repo.h): forgetting a manual point, pruning expired
- * points and the objects no point names any more, checking every manifest and object, and
- * rebuilding the catalog from the manifests.
+/* repo_maint: maintenance of the repository (repo.h): forgetting a manual point, pruning the points
+ * the caller's rules let go (never a held one) and the objects no point names any more, checking
+ * every manifest and object, and rebuilding the catalog from the manifests.
  * Limits: prune and check hold every manifest name (and prune every object id) in memory; check
  * reads each shared object once. A prune waits up to LOCK_WAIT_MS for the captures of this
  * machine (the prune lock) and as long again for those of other machines (their leases).
@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend/base/log.h"
@@ -36,6 +37,17 @@ int repo_forget(struct repo *r, const char *env, const char *name, struct dverr 
                          "deleted, they expire", env, name);
     }
     point_free(p);
+    struct point_hold h;
+    struct dverr he = {0};
+    int hrc = repo_hold_get(r, env, name, &h, &he);
+    bool held = hrc == -EIO || (hrc == 0 && point_hold_active(&h, time(NULL)));
+    if (hrc == 0)
+        point_hold_release(&h);
+    if (held)
+        return dverr_set(err, -EPERM, "%s/%s is under a hold: release it first (dvsnap release "
+                         "%s %s)", env, name, env, name);
+    if (hrc && hrc != -ENOENT)
+        return dverr_set(err, hrc, "%s", dverr_msg(&he));
     char obj[400];
     manifest_object_name(env, name, obj, sizeof obj);
     if ((rc = r->store->ops->del(r->store->impl, obj, err)))
@@ -51,7 +63,11 @@ void prune_report_release(struct prune_report *rep)
 {
     if (!rep)
         return;
-    strv_free(rep->removed, rep->n_removed);
+    for (size_t i = 0; i < rep->n_lines; i++) {
+        free(rep->lines[i].point);
+        free(rep->lines[i].why);
+    }
+    free(rep->lines);
     memset(rep, 0, sizeof *rep);
 }
 
@@ -88,6 +104,11 @@ static int idset_add(struct idset *s, const char *id)
 static int cmp_id(const void *a, const void *b)
 {
     return strcmp(a, b);
+}
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 static void idset_seal(struct idset *s)
@@ -132,7 +153,7 @@ static int collect_obj(void *ctx, const char *obj, uint64_t size)
  * locks/prune.lease to be free; prune takes locks/prune.lease and then looks for capture leases,
  * backing off (releasing its own) while any is live. Whichever of the two writes its lease first,
  * the other sees it, so prune never runs beside a capture that may reuse old objects. */
-static int prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
+int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err)
 {
     int64_t deadline = now_ms() + LOCK_WAIT_MS;
     for (;;) {
@@ -178,12 +199,128 @@ static void clean_tmp(struct repo *r)
         log_info("removed %d temp file%s left by interrupted captures", n, n == 1 ? "" : "s");
 }
 
-int repo_prune(struct repo *r, time_t now, bool dry_run,
-               time_t (*expires_fn)(void *ctx, const struct point *p), void *ctx,
+static int report_line(struct prune_report *rep, const char *env, const char *name, bool removed,
+                       const char *why)
+{
+    size_t n = rep->n_lines; /* capacity: 16, then the next power of two */
+    if (n == 0 || (n >= 16 && (n & (n - 1)) == 0)) {
+        size_t cap = n ? n * 2 : 16;
+        struct prune_line *v = realloc(rep->lines, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        rep->lines = v;
+    }
+    struct prune_line *l = &rep->lines[rep->n_lines];
+    char what[400];
+    snprintf(what, sizeof what, "%s/%s", env, name);
+    l->point = strdup(what);
+    l->why = strdup(why);
+    l->removed = removed;
+    if (!l->point || !l->why) {
+        free(l->point);
+        free(l->why);
+        return -ENOMEM;
+    }
+    rep->n_lines++;
+    return 0;
+}
+
+/* Decide for the points of env; the names of those to remove are added to gone ("env/name"). */
+static int prune_decide_env(struct repo *r, const char *env, time_t now, prune_decide_fn decide,
+                            void *ctx, struct prune_report *rep, struct name_list *gone,
+                            struct dverr *err)
+{
+    struct point_summary *ps = NULL;
+    struct point_hold *holds = NULL;
+    struct prune_point *pts = NULL;
+    size_t n = 0, n_holds = 0;
+    int rc = repo_points(r, env, &ps, &n, err);
+    if (!rc)
+        rc = repo_holds(r, env, &holds, &n_holds, err);
+    if (!rc && !(pts = calloc(n ? n : 1, sizeof *pts)))
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+    if (rc)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        pts[i].s = ps[i];
+        for (size_t k = 0; k < n_holds; k++)
+            if (strcmp(holds[k].point, ps[i].name) == 0 && point_hold_active(&holds[k], now))
+                pts[i].hold = &holds[k];
+        pts[i].keep = !(ps[i].expires_at > 0 && ps[i].expires_at <= now);
+        snprintf(pts[i].why, sizeof pts[i].why, "%s", pts[i].keep ? "not expired" : "expired");
+    }
+    if (decide && (rc = decide(ctx, env, pts, n, now)))
+        goto out;
+    for (size_t i = 0; i < n && !rc; i++) {
+        if (pts[i].hold && !pts[i].keep) { /* a held point stays, whatever decide said */
+            pts[i].keep = true;
+            snprintf(pts[i].why, sizeof pts[i].why, "held%s%s", pts[i].hold->reason ? ": " : "",
+                     pts[i].hold->reason ? pts[i].hold->reason : "");
+        }
+        if (!pts[i].keep) {
+            char what[400];
+            snprintf(what, sizeof what, "%s/%s", env, ps[i].name);
+            rc = name_list_add(gone, what, strlen(what));
+        }
+        if (!rc)
+            rc = report_line(rep, env, ps[i].name, !pts[i].keep, pts[i].why);
+        if (rc)
+            rc = dverr_set(err, rc, "out of memory");
+    }
+out:
+    free(pts);
+    point_summaries_free(ps, n);
+    point_holds_free(holds, n_holds);
+    return rc;
+}
+
+/* Just before a point's manifest goes: is it held now (a hold placed since the decision, or one
+ * whose document is damaged)? */
+static bool held_now(struct repo *r, const char *env, const char *name, time_t now)
+{
+    struct point_hold h;
+    struct dverr ignore = {0};
+    int rc = repo_hold_get(r, env, name, &h, &ignore);
+    bool held = rc == -EIO || (rc == 0 && point_hold_active(&h, now)) ||
+                (rc && rc != -ENOENT); /* cannot tell: keep it */
+    if (rc == 0)
+        point_hold_release(&h);
+    return held;
+}
+
+/* Hold documents that expired, or whose point is gone (not dry_run). */
+static void prune_holds(struct repo *r, const struct name_list *envs, time_t now, bool dry_run,
+                        struct prune_report *rep)
+{
+    for (size_t e = 0; e < envs->n; e++) {
+        struct point_hold *holds = NULL;
+        size_t n = 0;
+        struct dverr ignore = {0};
+        if (repo_holds(r, envs->v[e], &holds, &n, &ignore))
+            continue;
+        for (size_t i = 0; i < n; i++) {
+            char manifest[400];
+            uint64_t size;
+            bool gone = manifest_object_name(envs->v[e], holds[i].point, manifest,
+                                             sizeof manifest) == 0 &&
+                        r->store->ops->stat(r->store->impl, manifest, &size, &ignore) == -ENOENT;
+            if (point_hold_active(&holds[i], now) && !gone)
+                continue;
+            if (!holds[i].by || strcmp(holds[i].by, "?") == 0)
+                continue; /* damaged: left for a person to look at */
+            if (!dry_run && repo_hold_del(r, envs->v[e], holds[i].point, &ignore))
+                continue;
+            rep->holds_removed++;
+        }
+        point_holds_free(holds, n);
+    }
+}
+
+int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide, void *ctx,
                struct prune_report *rep, struct dverr *err)
 {
     memset(rep, 0, sizeof *rep);
-    struct name_list manifests = {0}, objects = {0}, removed = {0};
+    struct name_list manifests = {0}, objects = {0}, envs = {0}, gone = {0};
     struct idset refs = {0};
     struct objstore_lease *lease = NULL;
     int lock_fd = -1;
@@ -194,48 +331,68 @@ int repo_prune(struct repo *r, time_t now, bool dry_run,
         dverr_set(err, rc, "waiting for running captures to finish: %s", strerror(-rc));
         goto out;
     }
-    if (!r->store->local_dir && (rc = prune_lease_take(r, &lease, err)))
+    if (!r->store->local_dir && (rc = repo_prune_lease_take(r, &lease, err)))
         goto out;
     if (!dry_run)
         clean_tmp(r);
     if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);
+    /* first decide, per environment, over the whole history (retention rules need it) */
+    for (size_t i = 0; i < manifests.n && !rc; i++) {
+        char env[256], name[64];
+        if (repo_manifest_name_parse(manifests.v[i], env, sizeof env, name, sizeof name))
+            rc = name_list_add(&envs, env, strlen(env));
+    }
+    name_list_sort_unique(&envs);
+    for (size_t e = 0; e < envs.n && !rc; e++)
+        rc = prune_decide_env(r, envs.v[e], now, decide, ctx, rep, &gone, err);
+    if (rc)
+        goto out;
+    name_list_sort_unique(&gone);
     struct catalog *cat = repo_catalog_get(r, &(struct dverr){0});
     for (size_t i = 0; i < manifests.n; i++) {
-        char env[256], name[64];
+        char env[256], name[64], what[400];
         if (!repo_manifest_name_parse(manifests.v[i], env, sizeof env, name, sizeof name))
             continue;
+        snprintf(what, sizeof what, "%s/%s", env, name);
+        bool remove = gone.n && bsearch(&(const char *){what}, gone.v, gone.n, sizeof *gone.v,
+                                        cmp_strp) != NULL;
+        if (remove && held_now(r, env, name, now)) {
+            remove = false;
+            for (size_t k = 0; k < rep->n_lines; k++)
+                if (strcmp(rep->lines[k].point, what) == 0) {
+                    rep->lines[k].removed = false;
+                    free(rep->lines[k].why);
+                    rep->lines[k].why = strdup("held (placed while prune ran)");
+                }
+        }
+        if (remove) {
+            rep->points_removed++;
+            if (!dry_run) {
+                if ((rc = r->store->ops->del(r->store->impl, manifests.v[i], err)) &&
+                    rc != -ENOENT)
+                    goto out;
+                rc = 0;
+                struct dverr ce = {0};
+                if (cat && catalog_point_del(cat, env, name, &ce))
+                    log_warn("%s", dverr_msg(&ce));
+            }
+            continue;
+        }
         struct point *p = NULL;
         if ((rc = repo_point_load(r, env, name, &p, err))) {
             /* without its manifest we cannot know what a point needs: delete nothing */
             dverr_set(err, rc, "cannot prune: %s/%s is unreadable", env, name);
             goto out;
         }
-        time_t exp = expires_fn ? expires_fn(ctx, p) : p->expires_at;
-        if (exp > 0 && exp <= now) {
-            char what[400];
-            snprintf(what, sizeof what, "%s/%s", env, name);
-            if ((rc = name_list_add(&removed, what, strlen(what)))) {
-                point_free(p);
-                goto out;
-            }
-            rep->points_removed++;
-            if (!dry_run) {
-                if ((rc = r->store->ops->del(r->store->impl, manifests.v[i], err))) {
-                    point_free(p);
-                    goto out;
-                }
-                struct dverr ce = {0};
-                if (cat && catalog_point_del(cat, env, name, &ce))
-                    log_warn("%s", dverr_msg(&ce));
-            }
-        } else if ((rc = point_refs(p, &refs))) {
-            point_free(p);
-            goto out;
-        }
+        rep->points_kept++;
+        rc = point_refs(p, &refs);
         point_free(p);
+        if (rc)
+            goto out;
     }
+    prune_holds(r, &envs, now, dry_run, rep);
     idset_seal(&refs);
     if ((rc = r->store->ops->list(r->store->impl, "objects/", collect_obj, &objects, err)))
         goto out;
@@ -260,9 +417,9 @@ out:
         close(lock_fd);
     strv_free(manifests.v, manifests.n);
     strv_free(objects.v, objects.n);
+    strv_free(envs.v, envs.n);
+    strv_free(gone.v, gone.n);
     free(refs.v);
-    rep->removed = removed.v;
-    rep->n_removed = removed.n;
     return rc;
 }
 
@@ -341,7 +498,7 @@ static const char *check_once(struct check_state *s, const char *id, bool segmen
     } else if (segment) {
         uint64_t size = 0;
         struct dverr ignore = {0};
-        rc = segment_verify(s->r->store, id, NULL, &e);
+        rc = segment_verify(s->r->store, s->r->crypt, id, NULL, &e);
         if (s->r->store->ops->stat(s->r->store->impl, name, &size, &ignore) == 0)
             s->rep->bytes_checked += size;
     } else {

@@ -51,11 +51,12 @@ static int reader_open(struct repo *r, const struct point *p, const char *table,
     int rc;
     if (changes) {
         char *ids[1] = {pt->delta};
-        rc = segment_merge_open(r->store, ids, pt->delta ? 1 : 0, true, &tr->m, err);
+        rc = segment_merge_open(r->store, r->crypt, ids, pt->delta ? 1 : 0, true, &tr->m, err);
         if (!pt->delta && tr->expect == 0)
             tr->expect = 4; /* "[\n]\n" */
     } else {
-        rc = segment_merge_open(r->store, pt->segments, pt->n_segments, false, &tr->m, err);
+        rc = segment_merge_open(r->store, r->crypt, pt->segments, pt->n_segments, false, &tr->m,
+                                err);
     }
     if (rc) {
         free(tr);
@@ -153,7 +154,8 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
     if (!pt)
         return dverr_set(err, -ENOENT, "no table \"%.80s\" in %s/%s", table, p->env, p->name);
     struct segment_merge *m = NULL;
-    int rc = segment_merge_open(r->store, pt->segments, pt->n_segments, false, &m, err);
+    int rc = segment_merge_open(r->store, r->crypt, pt->segments, pt->n_segments, false, &m,
+                                err);
     if (rc)
         return rc;
     struct segment_entry e;
@@ -163,4 +165,10 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
     }
     segment_merge_free(m);
     return rc;
+}
+
+int repo_table_merge_open(struct repo *r, const struct point_table *pt, struct segment_merge **out,
+                          struct dverr *err)
+{
+    return segment_merge_open(r->store, r->crypt, pt->segments, pt->n_segments, false, out, err);
 }

@@ -4,9 +4,11 @@
  *
  * Writer: entries that come in any order go through a sorter (segment_sort.c: bounded memory,
  * compressed runs on disk beyond the budget); at finish they are written in key order into ~1 MiB
- * zstd frames in a temp file while hashing it, then published as objects/<2 hex>/<sha256> with
- * put_file (skipped when the object exists). An ordered writer (segment_writer_set_ordered) takes
- * entries already in key order and writes its frames as they come, buffering nothing but the frame.
+ * zstd frames in a temp file while hashing it (crypt_id of the plain bytes: SHA-256, or
+ * HMAC-SHA-256 in an encrypted repository, where each frame is sealed as it is written and the
+ * index once the id is known), then published as objects/<2 hex>/<id> with put_file (skipped when
+ * the object exists). An ordered writer (segment_writer_set_ordered) takes entries already in key
+ * order and writes its frames as they come, buffering nothing but the frame.
  * With attachments on, a line holding a large canonical base64 documentbody is stored by reference
  * to its blob (segment_int.h).
  * Threading: a writer belongs to one thread at a time; temp file names are unique per process
@@ -24,6 +26,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "backend/repo/blob.h"
 #include "backend/repo/segment_int.h"
 
 /* Level 7 on ~1 MiB frames: measured on dvsim tables, 9% smaller than `zstd -3` of the whole table
@@ -121,8 +124,8 @@ static int b64_decode_canonical(const char *s, size_t n, struct buf *bytes, stru
 
 /* When line holds an attachment, put its blob and write the compact line into out: 1; 0 when
  * the line stays as it is; -errno with detail. */
-static int attach_compact(struct objstore *store, const char *line, size_t len, struct buf *bytes,
-                          struct buf *out, struct dverr *err)
+static int attach_compact(struct objstore *store, const struct crypt *crypt, const char *line,
+                          size_t len, struct buf *bytes, struct buf *out, struct dverr *err)
 {
     const char *f = memmem(line, len, ATTACH_FIELD, sizeof ATTACH_FIELD - 1);
     if (!f || len > UINT32_MAX)
@@ -134,14 +137,8 @@ static int attach_compact(struct objstore *store, const char *line, size_t len, 
         return 0;
     if (b64_decode_canonical(line + start, end - start, bytes, out))
         return 0;
-    char id[65], name[80];
-    sha256_hex(bytes->data, bytes->len, id);
-    segment_object_name(id, name);
-    uint64_t size;
-    struct dverr ignore = {0};
-    int rc = 0;
-    if (store->ops->stat(store->impl, name, &size, &ignore) != 0 || size != bytes->len)
-        rc = store->ops->put(store->impl, name, bytes->data, bytes->len, err);
+    char id[65];
+    int rc = blob_put(store, crypt, bytes->data ? bytes->data : "", bytes->len, id, err);
     if (rc)
         return rc;
     if (bytes->len > (size_t)SEGMENT_MAX_LINE)
@@ -169,10 +166,14 @@ static uint64_t line_full_len(const char *line, size_t len)
 
 struct frame_out {
     int fd;
-    char tmp[PATH_MAX];   /* its path ("" when none) */
+    char tmp[PATH_MAX];     /* its path ("" when none) */
     ZSTD_CCtx *cctx;
-    struct sha256_stream *sha;
-    uint64_t off;
+    struct crypt_hash *idh; /* the id, over the plain bytes */
+    struct crypt_obj *co;   /* sealed segments: the object's key; NULL for a plain one */
+    unsigned char salt[CRYPT_SALT_BYTES];
+    uint64_t off;           /* plain bytes so far (the index's offsets) */
+    uint64_t stored;        /* bytes written to the file */
+    struct buf sealed;      /* a sealed frame or index on its way out */
     struct buf frame;     /* entries of the frame being filled */
     uint32_t frame_count;
     struct buf first_key; /* of the frame being filled */
@@ -184,13 +185,14 @@ struct frame_out {
 
 struct segment_writer {
     struct objstore *store;
+    const struct crypt *crypt; /* NULL: a plain segment */
     char *tmp_dir;
     size_t budget;
     int level;
     bool attachments;   /* segment_writer_set_attachments */
     bool ordered;       /* segment_writer_set_ordered: entries go straight into frames */
     struct segment_sorter *sorter; /* unordered input, created on the first add */
-    bool out_open;      /* ordered: o holds the segment being written */
+    bool out_open;      /* o holds the segment being written */
     struct frame_out o;
     struct buf last_key; /* ordered: the previous key */
     uint64_t total_added;
@@ -208,7 +210,7 @@ static int make_tmp(const char *dir, const char *what, char *path, size_t n)
     return fd < 0 ? -errno : fd;
 }
 
-int segment_writer_new_in(struct objstore *store, const char *tmp_dir,
+int segment_writer_new_in(struct objstore *store, const struct crypt *crypt, const char *tmp_dir,
                           struct segment_writer **out, struct dverr *err)
 {
     *out = NULL;
@@ -221,6 +223,7 @@ int segment_writer_new_in(struct objstore *store, const char *tmp_dir,
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     w->store = store;
+    w->crypt = crypt;
     w->budget = SEGMENT_WRITER_BUDGET;
     w->level = ZSTD_LEVEL_DEFAULT;
     w->o.fd = -1;
@@ -273,7 +276,8 @@ static int encode_entry(struct buf *b, char op, const char *key, size_t key_len,
     return 0;
 }
 
-static int out_write(struct frame_out *o, const void *p, size_t n)
+/* Bytes to the file as they are. */
+static int out_raw(struct frame_out *o, const void *p, size_t n)
 {
     const char *c = p;
     size_t left = n;
@@ -287,9 +291,24 @@ static int out_write(struct frame_out *o, const void *p, size_t n)
         c += w;
         left -= (size_t)w;
     }
-    sha256_stream_update(o->sha, p, n);
-    o->off += n;
+    o->stored += n;
     return 0;
+}
+
+/* Plain bytes of the segment: into the id, and to the file (a frame of a sealed segment is
+ * sealed first, as part `part`). */
+static int out_write(struct frame_out *o, const void *p, size_t n, uint64_t part)
+{
+    crypt_hash_update(o->idh, p, n);
+    o->off += n;
+    if (!o->co)
+        return out_raw(o, p, n);
+    buf_reset(&o->sealed);
+    int rc = buf_reserve(&o->sealed, n + CRYPT_TAG_BYTES);
+    if (!rc)
+        rc = crypt_obj_seal(o->co, part, false, SEG_FRAME_AD, sizeof SEG_FRAME_AD, p, n,
+                            (unsigned char *)o->sealed.data);
+    return rc ? rc : out_raw(o, o->sealed.data, n + CRYPT_TAG_BYTES);
 }
 
 static int flush_frame(struct frame_out *o, struct dverr *err)
@@ -314,7 +333,7 @@ static int flush_frame(struct frame_out *o, struct dverr *err)
         rc = buf_add(&o->index, o->first_key.data, o->first_key.len);
     if (rc)
         return dverr_set(err, rc, "out of memory");
-    if ((rc = out_write(o, o->cbuf.data, c)))
+    if ((rc = out_write(o, o->cbuf.data, c, o->n_frames)))
         return dverr_set(err, rc, "writing a segment: %s", strerror(-rc));
     o->n_frames++;
     o->frame_count = 0;
@@ -341,7 +360,9 @@ static int emit(struct frame_out *o, const struct segment_entry *e, struct dverr
     }
     if (e->op != SEG_DELETE)
         st->line_bytes += line_full_len(e->line, e->line_len);
-    st->changes_bytes += changes_line_size(e->op, e->key, e->key_len, e->line_len);
+    /* the changes file shows the line as readers see it: attachment put back */
+    st->changes_bytes += changes_line_size(e->op, e->key, e->key_len,
+                                           line_full_len(e->line, e->line_len));
     if (o->frame.len >= SEGMENT_FRAME_TARGET)
         return flush_frame(o, err);
     return 0;
@@ -352,20 +373,20 @@ static void frame_out_release(struct frame_out *o)
     if (o->fd >= 0)
         close(o->fd);
     ZSTD_freeCCtx(o->cctx);
-    if (o->sha) {
-        char dummy[65];
-        sha256_stream_finish(o->sha, dummy);
-    }
+    if (o->idh)
+        crypt_hash_finish(o->idh, NULL);
+    crypt_obj_free(o->co);
+    buf_release(&o->sealed);
     buf_release(&o->frame);
     buf_release(&o->first_key);
     buf_release(&o->index);
     buf_release(&o->cbuf);
 }
 
-
-/* The segment's temp file, header and compressor. */
+/* The segment's temp file, header, compressor and id (and key, when sealed). */
 static int frame_out_open(struct segment_writer *w, struct frame_out *o, struct dverr *err)
 {
+    w->out_open = true;
     o->fd = make_tmp(w->tmp_dir, "segment", o->tmp, sizeof o->tmp);
     if (o->fd < 0) {
         int rc = o->fd;
@@ -374,13 +395,16 @@ static int frame_out_open(struct segment_writer *w, struct frame_out *o, struct 
         return dverr_set(err, rc, "creating a temp file in %s: %s", w->tmp_dir, strerror(-rc));
     }
     o->cctx = ZSTD_createCCtx();
-    o->sha = sha256_stream_new();
-    if (!o->cctx || !o->sha)
+    o->idh = crypt_hash_new(w->crypt);
+    if (!o->cctx || !o->idh || (w->crypt && crypt_obj_new(w->crypt, o->salt, &o->co)))
         return dverr_set(err, -ENOMEM, "out of memory");
     ZSTD_CCtx_setParameter(o->cctx, ZSTD_c_compressionLevel, w->level);
     ZSTD_CCtx_setParameter(o->cctx, ZSTD_c_checksumFlag, 1);
     ZSTD_CCtx_setParameter(o->cctx, ZSTD_c_contentSizeFlag, 1);
-    int rc = out_write(o, SEG_MAGIC, SEG_HEADER_LEN);
+    /* the id is over the plain header; a sealed segment says it is sealed */
+    crypt_hash_update(o->idh, SEG_MAGIC, SEG_HEADER_LEN);
+    o->off = SEG_HEADER_LEN;
+    int rc = out_raw(o, o->co ? SEG_SEALED_MAGIC : SEG_MAGIC, SEG_HEADER_LEN);
     return rc ? dverr_set(err, rc, "writing a segment in %s: %s", w->tmp_dir, strerror(-rc)) : 0;
 }
 
@@ -422,7 +446,8 @@ int segment_writer_add(struct segment_writer *w, enum segment_op op, const char 
     /* local stores only for now: reading puts one blob read per attachment line, a syscall on a
      * directory but a request on object storage (a note-heavy table would cost thousands) */
     if (w->attachments && w->store->local_dir && line_len >= ATTACH_MIN) {
-        int c = attach_compact(w->store, line, line_len, &w->att_bytes, &w->att_line, err);
+        int c = attach_compact(w->store, w->crypt, line, line_len, &w->att_bytes, &w->att_line,
+                               err);
         if (c < 0)
             return c;
         if (c) {
@@ -436,11 +461,8 @@ int segment_writer_add(struct segment_writer *w, enum segment_op op, const char 
         buf_reset(&w->last_key);
         if (buf_add(&w->last_key, key, key_len))
             return dverr_set(err, -ENOMEM, "out of memory");
-        if (!w->out_open) {
-            w->out_open = true;
-            if ((rc = frame_out_open(w, &w->o, err)))
-                return rc;
-        }
+        if (!w->out_open && (rc = frame_out_open(w, &w->o, err)))
+            return rc;
         struct segment_entry e = {(char)op, key, key_len, line, line_len};
         return emit(&w->o, &e, err);
     }
@@ -482,8 +504,7 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
     memcpy(hdr, "DVSI", 4);
     put_u32(hdr + 4, o->n_frames);
     put_u64(hdr + 8, o->st.entries);
-    if ((rc = buf_add(&idx, hdr, sizeof hdr)) ||
-        (rc = buf_add(&idx, o->index.data, o->index.len))) {
+    if ((rc = buf_add(&idx, hdr, sizeof hdr)) || (rc = buf_add(&idx, o->index.data, o->index.len))) {
         buf_release(&idx);
         rc = dverr_set(err, rc, "out of memory");
         goto out;
@@ -501,12 +522,36 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
         tr[24 + i] = (unsigned char)(hi << 4 | lo);
     }
     memcpy(tr + 32, SEG_TRAILER_MAGIC, 8);
-    rc = out_write(o, idx.data, idx.len);
+    crypt_hash_update(o->idh, idx.data, idx.len);
+    crypt_hash_update(o->idh, tr, sizeof tr);
+    crypt_hash_finish(o->idh, id);
+    o->idh = NULL;
+    if (!o->co) {
+        rc = out_raw(o, idx.data, idx.len);
+        if (!rc)
+            rc = out_raw(o, tr, sizeof tr);
+    } else {
+        /* the index, sealed with the id and its place bound in, then the sealed trailer */
+        unsigned char ad[SEG_INDEX_AD_LEN], str[SEG_SEALED_TRAILER_LEN];
+        uint64_t ioff = o->stored, ilen = idx.len + CRYPT_TAG_BYTES;
+        seg_index_ad(ad, id, ioff, ilen);
+        buf_reset(&o->sealed);
+        rc = buf_reserve(&o->sealed, ilen);
+        if (!rc)
+            rc = crypt_obj_seal(o->co, SEG_INDEX_PART, true, ad, sizeof ad, idx.data, idx.len,
+                                (unsigned char *)o->sealed.data);
+        put_u64(str, ioff);
+        put_u64(str + 8, ilen);
+        memcpy(str + 16, o->salt, CRYPT_SALT_BYTES);
+        memcpy(str + 16 + CRYPT_SALT_BYTES, SEG_SEALED_TRAILER_MAGIC, 8);
+        if (!rc)
+            rc = out_raw(o, o->sealed.data, ilen);
+        if (!rc)
+            rc = out_raw(o, str, sizeof str);
+    }
     buf_release(&idx);
-    if (rc || (rc = out_write(o, tr, sizeof tr)))
+    if (rc)
         goto io;
-    sha256_stream_finish(o->sha, id);
-    o->sha = NULL;
     if (close(o->fd)) {
         o->fd = -1;
         rc = -errno;
@@ -517,7 +562,7 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
     segment_object_name(id, name);
     uint64_t size;
     struct dverr ignore = {0};
-    if (w->store->ops->stat(w->store->impl, name, &size, &ignore) != 0 || size != o->off)
+    if (w->store->ops->stat(w->store->impl, name, &size, &ignore) != 0 || size != o->stored)
         rc = w->store->ops->put_file(w->store->impl, name, o->tmp, err);
     if (rc)
         id[0] = '\0';

@@ -15,8 +15,25 @@
  * without the base64, which segment_merge_next puts back; every reader sees the exact line.
  * Written to directory stores only; read from any.
  * All integers little-endian. Entries are sorted by key bytes (memcmp, then shorter first), one
- * entry per key. The object id is the SHA-256 of the whole object; the name is
+ * entry per key. The object id is crypt_id of the bytes above (crypt.h: their SHA-256, or in an
+ * encrypted repository their HMAC-SHA-256 under the naming key); the name is
  * objects/<first 2 hex>/<id>.
+ *
+ * In an encrypted repository (a crypt given) the same segment is stored sealed, frame by frame,
+ * so a reader still fetches only the frames it needs (crypt.h: one key per object, from a salt):
+ *   "DVSNSEGE"                                  8-byte header
+ *   frame i sealed as part i                    its compressed bytes + a 16-byte tag; associated
+ *                                               data "dvsnap-segment-frame-v1"
+ *   index sealed as the last part (UINT64_MAX)  the index above + a tag; associated data
+ *                                               "dvsnap-segment-index-v1", NUL, the id, then the
+ *                                               sealed index's offset and length (u64 each)
+ *   trailer (56 bytes)                          u64 sealed index offset, u64 its length, the
+ *                                               salt (32), "DVSNSEGX"
+ * Frame i of the plain layout at offset off is stored at off + 16 * i, csize + 16 bytes long.
+ * The index binds the id, so a segment stored under another's name fails; a frame taken from
+ * another segment fails (another salt, so another key) as does one moved within it (its part
+ * number is in the nonce); the index lists every frame, so truncation fails. A plain segment
+ * is never accepted where a sealed one is expected.
  *
  * Reading distrusts every size: index and frame sizes are capped and cross-checked, zstd's window
  * is capped, keys must be strictly increasing, counts must match. Damage gives -EIO with a
@@ -32,6 +49,7 @@
 #include <stdint.h>
 
 #include "backend/objstore/objstore.h"
+#include "backend/repo/crypt.h"
 #include "backend/repo/point.h"
 #include "backend/base/util.h"
 
@@ -58,16 +76,19 @@ bool segment_id_ok(const char *id); /* 64 lowercase hex */
 /* ---- reading ---- */
 struct segment_merge;
 /* Merge the chain ids[0..n) (oldest first) by key: for a key in several segments the newest entry
- * wins; unless keep_deletes, a winning delete drops the key. n may be 0 (an empty table). */
-int segment_merge_open(struct objstore *store, char *const *ids, size_t n, bool keep_deletes,
-                       struct segment_merge **out, struct dverr *err);
+ * wins; unless keep_deletes, a winning delete drops the key. n may be 0 (an empty table). crypt:
+ * the repository's (segments are sealed), or NULL (plain); it must outlive the merge. */
+int segment_merge_open(struct objstore *store, const struct crypt *crypt, char *const *ids,
+                       size_t n, bool keep_deletes, struct segment_merge **out, struct dverr *err);
 /* 1 with *e set (valid until the next call), 0 at the end, -EIO/-ENOENT/-ENOMEM with detail. */
 int segment_merge_next(struct segment_merge *m, struct segment_entry *e, struct dverr *err);
 void segment_merge_free(struct segment_merge *m); /* accepts NULL */
 
-/* Read a whole segment: hash matches its id, trailer and index are sound, every frame decodes,
- * keys increase, counts match. 0, or -EIO (damaged) / -ENOENT (missing) with detail. */
-int segment_verify(struct objstore *store, const char *id, uint64_t *entries, struct dverr *err);
+/* Read a whole segment: its id is crypt_id of its (plain) bytes, trailer and index are sound, every
+ * frame opens and decodes, keys increase, counts match. 0, or -EIO (damaged) / -ENOENT (missing)
+ * with detail. */
+int segment_verify(struct objstore *store, const struct crypt *crypt, const char *id,
+                   uint64_t *entries, struct dverr *err);
 
 /* ---- writing ---- */
 struct segment_writer;
@@ -108,8 +129,9 @@ void segment_writer_set_level(struct segment_writer *w, int level);
  * costs a blob read per such line: a request on object storage); elsewhere lines stay inline. */
 void segment_writer_set_attachments(struct segment_writer *w, bool on);
 
-/* A writer whose temp files go to tmp_dir (created when missing). */
-int segment_writer_new_in(struct objstore *store, const char *tmp_dir,
+/* A writer whose temp files go to tmp_dir (created when missing); crypt: seal the segment (and
+ * the attachments it keeps once) with it, or NULL; it must outlive the writer. */
+int segment_writer_new_in(struct objstore *store, const struct crypt *crypt, const char *tmp_dir,
                           struct segment_writer **out, struct dverr *err);
 
 /* ---- sorting ---- */

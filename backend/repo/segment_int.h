@@ -17,6 +17,14 @@
 #define SEG_TRAILER_MAGIC "DVSNSEGT"
 #define SEG_TRAILER_LEN 40
 #define SEG_HEADER_LEN 8
+/* sealed segments (segment.h) */
+#define SEG_SEALED_MAGIC "DVSNSEGE"
+#define SEG_SEALED_TRAILER_MAGIC "DVSNSEGX"
+#define SEG_SEALED_TRAILER_LEN (16 + CRYPT_SALT_BYTES + 8)
+#define SEG_INDEX_PART UINT64_MAX
+#define SEG_FRAME_AD "dvsnap-segment-frame-v1"
+#define SEG_INDEX_AD "dvsnap-segment-index-v1"
+#define SEG_INDEX_AD_LEN (sizeof SEG_INDEX_AD + 64 + 16)
 
 /* ---------- small encoders ---------- */
 
@@ -85,6 +93,16 @@ static inline int key_cmp(const char *a, size_t al, const char *b, size_t bl)
 static inline bool op_ok(char op)
 {
     return op == SEG_BASE || op == SEG_CREATE || op == SEG_UPDATE || op == SEG_DELETE;
+}
+
+/* The associated data of a sealed segment's index: SEG_INDEX_AD, NUL, id, offset, length. */
+static inline void seg_index_ad(unsigned char ad[SEG_INDEX_AD_LEN], const char *id, uint64_t off,
+                                uint64_t len)
+{
+    memcpy(ad, SEG_INDEX_AD, sizeof SEG_INDEX_AD);
+    memcpy(ad + sizeof SEG_INDEX_AD, id, 64);
+    put_u64(ad + sizeof SEG_INDEX_AD + 64, off);
+    put_u64(ad + sizeof SEG_INDEX_AD + 72, len);
 }
 
 /* ---------- attachments kept once ----------

@@ -3,10 +3,15 @@
  * other; a cursor decodes one frame at a time (memory: one frame per segment in the chain); the
  * merge is a binary heap over the cursors ordered by (key, newest first), and puts the base64 of a
  * line kept by reference back (one blob read per such line). Every size read is capped and
- * cross-checked: damage gives -EIO naming the segment.
+ * cross-checked: damage gives -EIO naming the segment. With a crypt, segments are sealed
+ * (segment.h): the index is opened with the segment's id bound in, each frame as it is fetched
+ * (its stored range is the plain one moved by 16 bytes a frame), and anything that does not
+ * authenticate is damage.
  * Threading: a merge and its cursors belong to one thread at a time; each merge owns its
  * ZSTD_DCtx. */
 #include "backend/repo/segment_int.h"
+
+#include "backend/repo/blob.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -19,10 +24,11 @@
 /* ---------- attachments kept once: the reader's side ---------- */
 
 /* Put the base64 of an attachment line back (segment_int.h) into out; e->line then points there. */
-static int attach_expand(struct objstore *store, struct segment_entry *e, struct buf *bytes,
-                         struct buf *out, struct dverr *err)
+static int attach_expand(struct objstore *store, const struct crypt *crypt,
+                         struct segment_entry *e, struct buf *bytes, struct buf *out,
+                         struct dverr *err)
 {
-    char id[65] = "", name[80], h[65];
+    char id[65] = "";
     if (e->line_len >= ATTACH_HEAD) {
         memcpy(id, e->line + 1, 64);
         id[64] = '\0';
@@ -35,9 +41,8 @@ static int attach_expand(struct objstore *store, struct segment_entry *e, struct
     if (off > rest)
         return dverr_set(err, -EIO, "a segment line of record %.*s is damaged (attachment offset)",
                          (int)(e->key_len > 80 ? 80 : e->key_len), e->key);
-    segment_object_name(id, name);
     /* one read of the size the line records (no stat: a request less on object stores); the
-     * hash check below catches a blob of other bytes */
+     * blob's check (its id, and sealed, its tags) catches a blob of other bytes */
     uint64_t size = get_u32((const unsigned char *)e->line + 69);
     if (size > (uint64_t)SEGMENT_MAX_LINE / 4 * 3)
         return dverr_set(err, -EIO, "a segment line of record %.*s is damaged (attachment of "
@@ -45,16 +50,13 @@ static int attach_expand(struct objstore *store, struct segment_entry *e, struct
                          (unsigned long long)size);
     struct dverr ge = {0};
     buf_reset(bytes);
-    int rc = store->ops->get(store->impl, name, 0, size, bytes, &ge);
+    int rc = blob_get(store, crypt, id, size, size, bytes, &ge);
     if (rc)
         return rc == -ENOENT ? dverr_set(err, -ENOENT, "attachment blob %.16s of record %.*s is "
                                          "missing", id, (int)(e->key_len > 80 ? 80 : e->key_len),
                                          e->key)
-                             : dverr_set(err, rc, "%s", dverr_msg(&ge));
-    sha256_hex(bytes->data ? bytes->data : "", bytes->len, h);
-    if (strcmp(h, id) != 0)
-        return dverr_set(err, -EIO, "attachment blob %.16s is damaged: its bytes do not match "
-                         "its id", id);
+                             : dverr_set(err, rc == -EFBIG ? -EIO : rc, "attachment %s",
+                                         dverr_msg(&ge));
     buf_reset(out);
     if ((rc = buf_reserve(out, rest + b64_len(bytes->len) + 1)) || (rc = buf_add(out, r, off)) ||
         (rc = base64_encode(bytes->data, bytes->len, out)) ||
@@ -78,6 +80,7 @@ struct segment {
     char id[65];
     char name[80];
     struct objstore *store;
+    struct crypt_obj *co;   /* sealed: the segment's key; NULL for a plain segment */
     uint64_t size, entries;
     struct buf index;
     struct frame_info *frames;
@@ -89,6 +92,7 @@ static void segment_free(struct segment *s)
     if (!s)
         return;
     buf_release(&s->index);
+    crypt_obj_free(s->co);
     free(s->frames);
     free(s);
 }
@@ -98,8 +102,87 @@ static int damaged(struct dverr *err, const struct segment *s, const char *what)
     return dverr_set(err, -EIO, "segment %.16s is damaged: %s", s->id, what);
 }
 
-static int segment_open(struct objstore *store, const char *id, struct segment **out,
-                        struct dverr *err)
+/* A plain segment's trailer and index: s->index, s->entries; *ioff and *ilen where the index is. */
+static int plain_index(struct segment *s, struct buf *tb, uint64_t *ioff, uint64_t *ilen,
+                       struct dverr *err)
+{
+    struct objstore *store = s->store;
+    int rc;
+    if (s->size < SEG_HEADER_LEN + SEG_TRAILER_LEN)
+        return damaged(err, s, "too short");
+    if ((rc = store->ops->get(store->impl, s->name, s->size - SEG_TRAILER_LEN, SEG_TRAILER_LEN, tb,
+                              err)))
+        return rc;
+    const unsigned char *t = (const unsigned char *)tb->data;
+    if (tb->len != SEG_TRAILER_LEN || memcmp(t + 32, SEG_TRAILER_MAGIC, 8) != 0)
+        return damaged(err, s, "bad trailer");
+    *ioff = get_u64(t);
+    *ilen = get_u64(t + 8);
+    s->entries = get_u64(t + 16);
+    if (*ilen < 16 || *ilen > SEGMENT_MAX_INDEX || *ioff < SEG_HEADER_LEN ||
+        *ioff > s->size - SEG_TRAILER_LEN || *ilen != s->size - SEG_TRAILER_LEN - *ioff)
+        return damaged(err, s, "bad index position");
+    if ((rc = store->ops->get(store->impl, s->name, *ioff, *ilen, &s->index, err)))
+        return rc;
+    char ih[65];
+    sha256_hex(s->index.data, s->index.len, ih);
+    for (int i = 0; i < 8; i++) {
+        char hx[3];
+        snprintf(hx, sizeof hx, "%02x", t[24 + i]);
+        if (memcmp(hx, ih + 2 * i, 2) != 0)
+            return damaged(err, s, "index checksum mismatch");
+    }
+    if (s->index.len < 16 || get_u64((const unsigned char *)s->index.data + 8) != s->entries)
+        return damaged(err, s, "bad index header");
+    return 0;
+}
+
+/* A sealed segment's trailer and index, opened with the id bound in: s->index (plain), s->co,
+ * s->entries; *ioff and *ilen where the plain index would be. */
+static int sealed_index(struct segment *s, const struct crypt *crypt, struct buf *tb,
+                        uint64_t *ioff, uint64_t *ilen, struct dverr *err)
+{
+    struct objstore *store = s->store;
+    int rc;
+    if (s->size < SEG_HEADER_LEN + 16 + CRYPT_TAG_BYTES + SEG_SEALED_TRAILER_LEN)
+        return damaged(err, s, "too short");
+    if ((rc = store->ops->get(store->impl, s->name, s->size - SEG_SEALED_TRAILER_LEN,
+                              SEG_SEALED_TRAILER_LEN, tb, err)))
+        return rc;
+    const unsigned char *t = (const unsigned char *)tb->data;
+    if (tb->len != SEG_SEALED_TRAILER_LEN ||
+        memcmp(t + 16 + CRYPT_SALT_BYTES, SEG_SEALED_TRAILER_MAGIC, 8) != 0)
+        return damaged(err, s, "bad trailer (not a sealed segment)");
+    uint64_t soff = get_u64(t), slen = get_u64(t + 8);
+    if (slen < 16 + CRYPT_TAG_BYTES || slen > SEGMENT_MAX_INDEX + CRYPT_TAG_BYTES ||
+        soff < SEG_HEADER_LEN || soff > s->size - SEG_SEALED_TRAILER_LEN ||
+        slen != s->size - SEG_SEALED_TRAILER_LEN - soff)
+        return damaged(err, s, "bad index position");
+    if ((rc = crypt_obj_open(crypt, t + 16, &s->co)))
+        return dverr_set(err, rc, "out of memory");
+    if ((rc = store->ops->get(store->impl, s->name, soff, slen, &s->index, err)))
+        return rc;
+    unsigned char ad[SEG_INDEX_AD_LEN];
+    seg_index_ad(ad, s->id, soff, slen);
+    if (s->index.len != slen ||
+        crypt_obj_open_part(s->co, SEG_INDEX_PART, true, ad, sizeof ad,
+                            (unsigned char *)s->index.data, slen,
+                            (unsigned char *)s->index.data))
+        return damaged(err, s, "its index does not authenticate (changed, or another object "
+                               "under its name)");
+    s->index.len = slen - CRYPT_TAG_BYTES;
+    s->entries = get_u64((const unsigned char *)s->index.data + 8);
+    /* where the plain index would start: the frames' plain bytes end there */
+    uint32_t n_frames = get_u32((const unsigned char *)s->index.data + 4);
+    if (soff < SEG_HEADER_LEN + (uint64_t)CRYPT_TAG_BYTES * n_frames)
+        return damaged(err, s, "bad frame count");
+    *ioff = soff - (uint64_t)CRYPT_TAG_BYTES * n_frames;
+    *ilen = s->index.len;
+    return 0;
+}
+
+static int segment_open(struct objstore *store, const struct crypt *crypt, const char *id,
+                        struct segment **out, struct dverr *err)
 {
     *out = NULL;
     if (!segment_id_ok(id))
@@ -111,45 +194,18 @@ static int segment_open(struct objstore *store, const char *id, struct segment *
     s->store = store;
     segment_object_name(id, s->name);
     struct buf tb = BUF_INIT;
+    uint64_t ioff = 0, ilen = 0;
     int rc = store->ops->stat(store->impl, s->name, &s->size, err);
     if (rc) {
         if (rc == -ENOENT)
             dverr_set(err, rc, "segment %.16s is missing", id);
         goto out;
     }
-    if (s->size < SEG_HEADER_LEN + SEG_TRAILER_LEN) {
-        rc = damaged(err, s, "too short");
+    if ((rc = crypt ? sealed_index(s, crypt, &tb, &ioff, &ilen, err)
+                    : plain_index(s, &tb, &ioff, &ilen, err)))
         goto out;
-    }
-    if ((rc = store->ops->get(store->impl, s->name, s->size - SEG_TRAILER_LEN, SEG_TRAILER_LEN,
-                              &tb, err)))
-        goto out;
-    const unsigned char *t = (const unsigned char *)tb.data;
-    if (tb.len != SEG_TRAILER_LEN || memcmp(t + 32, SEG_TRAILER_MAGIC, 8) != 0) {
-        rc = damaged(err, s, "bad trailer");
-        goto out;
-    }
-    uint64_t ioff = get_u64(t), ilen = get_u64(t + 8);
-    s->entries = get_u64(t + 16);
-    if (ilen < 16 || ilen > SEGMENT_MAX_INDEX || ioff < SEG_HEADER_LEN ||
-        ioff > s->size - SEG_TRAILER_LEN || ilen != s->size - SEG_TRAILER_LEN - ioff) {
-        rc = damaged(err, s, "bad index position");
-        goto out;
-    }
-    if ((rc = store->ops->get(store->impl, s->name, ioff, ilen, &s->index, err)))
-        goto out;
-    char ih[65];
-    sha256_hex(s->index.data, s->index.len, ih);
-    for (int i = 0; i < 8; i++) {
-        char hx[3];
-        snprintf(hx, sizeof hx, "%02x", t[24 + i]);
-        if (memcmp(hx, ih + 2 * i, 2) != 0) {
-            rc = damaged(err, s, "index checksum mismatch");
-            goto out;
-        }
-    }
     const unsigned char *p = (const unsigned char *)s->index.data;
-    if (memcmp(p, "DVSI", 4) != 0 || get_u64(p + 8) != s->entries) {
+    if (memcmp(p, "DVSI", 4) != 0) {
         rc = damaged(err, s, "bad index header");
         goto out;
     }
@@ -204,6 +260,35 @@ out:
     return rc;
 }
 
+/* Fetch frame i's compressed bytes into cbuf (*frame points at them, f->csize bytes): its stored
+ * range, opened when the segment is sealed. The first frame is read together with the header,
+ * which is checked on the way. */
+static int frame_fetch(struct segment *s, uint32_t i, struct buf *cbuf, const char **frame,
+                       struct dverr *err)
+{
+    const struct frame_info *f = &s->frames[i];
+    uint64_t tags = s->co ? CRYPT_TAG_BYTES : 0;
+    uint64_t off = f->off + tags * i, len = f->csize + tags;
+    uint64_t skip = i == 0 ? off : 0;
+    buf_reset(cbuf);
+    int rc = s->store->ops->get(s->store->impl, s->name, off - skip, len + skip, cbuf, err);
+    if (rc)
+        return rc == -ENOENT ? dverr_set(err, rc, "segment %.16s is missing", s->id) : rc;
+    if (cbuf->len != len + skip)
+        return damaged(err, s, "short frame");
+    if (skip && memcmp(cbuf->data, s->co ? SEG_SEALED_MAGIC : SEG_MAGIC, SEG_HEADER_LEN) != 0)
+        return damaged(err, s, "bad header");
+    unsigned char *p = (unsigned char *)cbuf->data + skip;
+    if (s->co && crypt_obj_open_part(s->co, i, false, SEG_FRAME_AD, sizeof SEG_FRAME_AD, p, len,
+                                     p)) {
+        char what[80];
+        snprintf(what, sizeof what, "frame %u does not authenticate", i);
+        return damaged(err, s, what);
+    }
+    *frame = (const char *)p;
+    return 0;
+}
+
 struct cursor {
     struct segment *seg;
     uint32_t frame;         /* next frame to load */
@@ -226,18 +311,10 @@ static int cursor_load(struct cursor *c, ZSTD_DCtx *dctx, struct dverr *err)
             return dverr_set(err, -ENOMEM, "out of memory");
         c->have_prev = true;
     }
-    buf_reset(&c->cbuf);
-    /* the first frame is read together with the header, which is checked on the way */
-    uint64_t skip = c->frame == 0 ? f->off : 0;
-    int rc = s->store->ops->get(s->store->impl, s->name, f->off - skip, f->csize + skip, &c->cbuf,
-                                err);
+    const char *frame;
+    int rc = frame_fetch(s, c->frame, &c->cbuf, &frame, err);
     if (rc)
-        return rc == -ENOENT ? dverr_set(err, rc, "segment %.16s is missing", s->id) : rc;
-    if (c->cbuf.len != f->csize + skip)
-        return damaged(err, s, "short frame");
-    if (skip && memcmp(c->cbuf.data, SEG_MAGIC, SEG_HEADER_LEN) != 0)
-        return damaged(err, s, "bad header");
-    const char *frame = c->cbuf.data + skip;
+        return rc;
     unsigned long long fcs = ZSTD_getFrameContentSize(frame, f->csize);
     if (fcs != f->usize)
         return damaged(err, s, "frame size does not match the index");
@@ -309,6 +386,7 @@ static void cursor_release(struct cursor *c)
 
 struct segment_merge {
     struct objstore *store;
+    const struct crypt *crypt;
     struct buf att_bytes, att_line; /* attach_expand's scratch; att_line holds the last line */
     ZSTD_DCtx *dctx;
     struct cursor *cur;
@@ -385,8 +463,8 @@ void segment_merge_free(struct segment_merge *m)
     free(m);
 }
 
-int segment_merge_open(struct objstore *store, char *const *ids, size_t n, bool keep_deletes,
-                       struct segment_merge **out, struct dverr *err)
+int segment_merge_open(struct objstore *store, const struct crypt *crypt, char *const *ids,
+                       size_t n, bool keep_deletes, struct segment_merge **out, struct dverr *err)
 {
     *out = NULL;
     struct segment_merge *m = calloc(1, sizeof *m);
@@ -395,6 +473,7 @@ int segment_merge_open(struct objstore *store, char *const *ids, size_t n, bool 
         return dverr_set(err, -ENOMEM, "out of memory");
     m->keep_deletes = keep_deletes;
     m->store = store;
+    m->crypt = crypt;
     m->dctx = ZSTD_createDCtx();
     m->cur = calloc(n ? n : 1, sizeof *m->cur);
     m->heap = calloc(n ? n : 1, sizeof *m->heap);
@@ -405,7 +484,7 @@ int segment_merge_open(struct objstore *store, char *const *ids, size_t n, bool 
     }
     ZSTD_DCtx_setParameter(m->dctx, ZSTD_d_windowLogMax, WINDOW_LOG_MAX);
     for (size_t i = 0; i < n; i++) {
-        if ((rc = segment_open(store, ids[i], &m->cur[i].seg, err)))
+        if ((rc = segment_open(store, crypt, ids[i], &m->cur[i].seg, err)))
             goto fail;
         m->cur[i].index = (int)i;
         m->n = i + 1;
@@ -430,7 +509,7 @@ static int merge_expand(struct segment_merge *m, struct segment_entry *e, struct
 {
     if (e->line_len == 0 || e->line[0] != ATTACH_MARK)
         return 1;
-    int rc = attach_expand(m->store, e, &m->att_bytes, &m->att_line, err);
+    int rc = attach_expand(m->store, m->crypt, e, &m->att_bytes, &m->att_line, err);
     return rc ? rc : 1;
 }
 
@@ -487,13 +566,11 @@ int segment_merge_next(struct segment_merge *m, struct segment_entry *e, struct 
     }
 }
 
-int segment_verify(struct objstore *store, const char *id, uint64_t *entries, struct dverr *err)
+/* A plain segment's id: the SHA-256 of its bytes, read in 8 MiB pieces. */
+static int plain_id(struct objstore *store, const char *id, char h[65], struct dverr *err)
 {
     char name[80];
-    if (!segment_id_ok(id))
-        return dverr_set(err, -EIO, "invalid segment id \"%.70s\"", id ? id : "");
     segment_object_name(id, name);
-    /* whole-object hash first (streamed in 8 MiB pieces) */
     uint64_t size = 0;
     int rc = store->ops->stat(store->impl, name, &size, err);
     if (rc)
@@ -507,16 +584,72 @@ int segment_verify(struct objstore *store, const char *id, uint64_t *entries, st
             sha256_stream_update(sha, b.data, b.len);
         off += n;
     }
-    char h[65];
     sha256_stream_finish(sha, h);
     buf_release(&b);
+    return rc;
+}
+
+/* A sealed segment's id: crypt_id of the plain segment its opened frames and index make. */
+static int sealed_id(struct objstore *store, const struct crypt *crypt, const char *id,
+                     char h[65], struct dverr *err)
+{
+    struct segment *s = NULL;
+    int rc = segment_open(store, crypt, id, &s, err);
+    if (rc)
+        return rc;
+    struct crypt_hash *ch = crypt_hash_new(crypt);
+    struct buf cbuf = BUF_INIT;
+    if (!ch) {
+        segment_free(s);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    crypt_hash_update(ch, SEG_MAGIC, SEG_HEADER_LEN);
+    for (uint32_t i = 0; i < s->n_frames && !rc; i++) {
+        const char *frame;
+        if (!(rc = frame_fetch(s, i, &cbuf, &frame, err)))
+            crypt_hash_update(ch, frame, s->frames[i].csize);
+    }
+    if (!rc) {
+        unsigned char tr[SEG_TRAILER_LEN];
+        char ih[65];
+        uint64_t ioff = SEG_HEADER_LEN;
+        if (s->n_frames)
+            ioff = s->frames[s->n_frames - 1].off + s->frames[s->n_frames - 1].csize;
+        sha256_hex(s->index.data, s->index.len, ih);
+        put_u64(tr, ioff);
+        put_u64(tr + 8, s->index.len);
+        put_u64(tr + 16, s->entries);
+        for (int i = 0; i < 8; i++) {
+            unsigned hi = (unsigned)(ih[2 * i] <= '9' ? ih[2 * i] - '0' : ih[2 * i] - 'a' + 10);
+            unsigned lo = (unsigned)(ih[2 * i + 1] <= '9' ? ih[2 * i + 1] - '0'
+                                                          : ih[2 * i + 1] - 'a' + 10);
+            tr[24 + i] = (unsigned char)(hi << 4 | lo);
+        }
+        memcpy(tr + 32, SEG_TRAILER_MAGIC, 8);
+        crypt_hash_update(ch, s->index.data, s->index.len);
+        crypt_hash_update(ch, tr, sizeof tr);
+    }
+    crypt_hash_finish(ch, h);
+    buf_release(&cbuf);
+    segment_free(s);
+    return rc;
+}
+
+int segment_verify(struct objstore *store, const struct crypt *crypt, const char *id,
+                   uint64_t *entries, struct dverr *err)
+{
+    if (!segment_id_ok(id))
+        return dverr_set(err, -EIO, "invalid segment id \"%.70s\"", id ? id : "");
+    /* the whole object's id first */
+    char h[65];
+    int rc = crypt ? sealed_id(store, crypt, id, h, err) : plain_id(store, id, h, err);
     if (rc)
         return rc;
     if (strcmp(h, id) != 0)
         return dverr_set(err, -EIO, "segment %.16s is damaged: its bytes do not match its id", id);
     struct segment_merge *m = NULL;
     char *ids[1] = {(char *)id};
-    if ((rc = segment_merge_open(store, ids, 1, true, &m, err)))
+    if ((rc = segment_merge_open(store, crypt, ids, 1, true, &m, err)))
         return rc;
     uint64_t count = 0;
     struct segment_entry e;

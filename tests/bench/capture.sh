@@ -50,7 +50,7 @@ export_point() { # one directory, same path every time
   manifest "$ENV" latest | jq -r '.files[] | select(.column != "documentbody") | "\(.table)/\(.record_id)/\(.column) \(.blob)"' |
     while read -r path blob; do
       mkdir -p "$T/export/$ENV/files/${path%/*}"
-      repo_get "objects/${blob:0:2}/$blob" >"$T/export/$ENV/files/$path"
+      repo_blob "$blob" >"$T/export/$ENV/files/$path"
     done
 }
 export RESTIC_PASSWORD=bench RESTIC_CACHE_DIR="$T/restic-cache" BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
@@ -107,11 +107,12 @@ repo=$(du -sb "$T/repo" | cut -f1)
 catalog_ck=$(stat -c %s "$T/repo/catalog.db")
 restic_sz=$(du -sb "$T/restic" 2>/dev/null | cut -f1); restic_sz=${restic_sz:-0}
 borg_sz=$(du -sb "$T/borg" 2>/dev/null | cut -f1); borg_sz=${borg_sz:-0}
-# objects by kind: a segment starts with "DVSNSEG1", anything else is a blob
+# objects by kind: a segment starts with "DVSNSEG1" (sealed: "DVSNSEGE"), anything else is a blob
 seg_sz=0; blob_sz=0
 while read -r f; do
   sz=$(stat -c %s "$f")
-  if [ "$(head -c8 "$f")" = DVSNSEG1 ]; then seg_sz=$((seg_sz + sz)); else blob_sz=$((blob_sz + sz)); fi
+  case $(head -c8 "$f") in DVSNSEG1 | DVSNSEGE) is_seg=1 ;; *) is_seg=0 ;; esac
+  if [ "$is_seg" = 1 ]; then seg_sz=$((seg_sz + sz)); else blob_sz=$((blob_sz + sz)); fi
 done < <(find "$T/repo/objects" -type f)
 ratio() { echo "scale=2; $1 / $one" | bc; }
 note "one point: $raw bytes of JSON, $one bytes with zstd -3; $POINTS points: dvsnap $repo, restic $restic_sz, borg $borg_sz bytes"

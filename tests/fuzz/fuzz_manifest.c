@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (manifest_render(q, &b, &e) || a.len != b.len || memcmp(a.data, b.data, a.len) != 0)
         abort();
-    if (point_render_backup_json(p, &bj))
+    if (point_render_backup_json(p, NULL, &bj))
         abort();
     struct point *d = point_dup(p);
     point_free(d);

@@ -38,7 +38,7 @@ digest() {
 digest >"$T/before.txt"
 
 expected=$(for e in contoso-dev contoso-test contoso-default fabrikam-prod; do echo "$e/$(first $e)"; done | sort)
-got=$(dvsnap prune --dry-run | sed -n 's/^would remove \([^ ]*\/[^ ]*\)$/\1/p' | sort)
+got=$(dvsnap prune --dry-run | sed -n 's/^would remove \([^ ]*\/[^ :]*\): .*/\1/p' | sort)
 check_eq "prune --dry-run names exactly the expired points" "$expected" "$got"
 check_eq "--dry-run removed nothing" 3 "$(dvsnap points contoso-dev | awk 'NR>1 && $2=="system"' | wc -l)"
 
@@ -50,7 +50,7 @@ check "switch contoso-prod to sandbox" curl -sf -X PATCH -H "Authorization: Bear
   -d '{"properties":{"environmentSku":"Sandbox"}}' \
   "$DVSIM_URL/providers/Microsoft.BusinessAppPlatform/scopes/admin/environments/$id?api-version=2021-04-01"
 expected=$(printf '%s\n%s\n' "$expected" "contoso-prod/$(first contoso-prod)" | sort)
-got=$(dvsnap prune --dry-run | sed -n 's/^would remove \([^ ]*\/[^ ]*\)$/\1/p' | sort)
+got=$(dvsnap prune --dry-run | sed -n 's/^would remove \([^ ]*\/[^ :]*\): .*/\1/p' | sort)
 check_eq "after the switch, prune also names contoso-prod's 10-day-old point" "$expected" "$got"
 
 # a forgotten manual backup that no other point builds on leaves objects nobody needs
@@ -59,7 +59,7 @@ check "manual backup after more churn" dvsnap backup contoso-dev --label scratch
 check "forget it" dvsnap forget contoso-dev scratch
 dvsnap prune >"$T/prune.out" 2>&1; rc=$?
 check_eq "prune succeeds" 0 "$rc"
-got=$(sed -n 's/^removed \([^ ]*\/[^ ]*\)$/\1/p' "$T/prune.out" | sort)
+got=$(sed -n 's/^removed \([^ ]*\/[^ :]*\): .*/\1/p' "$T/prune.out" | sort)
 check_eq "prune removed exactly the expired points" "$expected" "$got"
 objs=$(sed -n 's/^removed [0-9]* points, \([0-9]*\) objects.*/\1/p' "$T/prune.out")
 check "prune removed the objects of the forgotten backup ($objs)" test "${objs:-0}" -ge 1

@@ -76,15 +76,35 @@ check_eq "capacity_free_mb fault -> 500 MB free" 500 \
 
 # ---- metadata ----
 curl -s -H "Authorization: Bearer $ORG" "$API/EntityDefinitions?\$expand=Attributes" >"$T/defs"
-check_eq "nine tables" 9 "$(jq '.value|length' "$T/defs")"
+check_eq "eighteen tables" "account activityparty activitypointer annotation appointment audit businessunit contact email incident new_project new_project_contact opportunity phonecall systemuser task team transactioncurrency" \
+  "$(jq -r '[.value[].LogicalName]|sort|join(" ")' "$T/defs")"
+check_eq "OwnershipType of each table" "account:UserOwned activityparty:None activitypointer:None annotation:UserOwned appointment:UserOwned audit:None businessunit:BusinessOwned contact:UserOwned email:UserOwned incident:UserOwned new_project:UserOwned new_project_contact:None opportunity:UserOwned phonecall:UserOwned systemuser:BusinessOwned task:UserOwned team:BusinessOwned transactioncurrency:OrganizationOwned" \
+  "$(jq -r '[.value[]|"\(.LogicalName):\(.OwnershipType)"]|sort|join(" ")' "$T/defs")"
+check_eq "activities: IsActivity, TableType Activity, key activityid" "appointment email phonecall task" \
+  "$(jq -r '[.value[]|select(.IsActivity and .TableType=="Activity" and .PrimaryIdAttribute=="activityid")|.LogicalName]|sort|join(" ")' "$T/defs")"
+check_eq "custom tables" "new_project new_project_contact" "$(jq -r '[.value[]|select(.IsCustomEntity)|.LogicalName]|sort|join(" ")' "$T/defs")"
+check_eq "activitypointer: no attribute valid for create or update" false \
+  "$(jq '[.value[]|select(.LogicalName=="activitypointer")|.Attributes[]|(.IsValidForCreate or .IsValidForUpdate)]|any' "$T/defs")"
+check_eq "statecode is valid for update only; statuscode options name their state" "false true 5:1" \
+  "$(jq -r '.value[]|select(.LogicalName=="incident")|.Attributes as $a|[($a[]|select(.LogicalName=="statecode")|.IsValidForCreate,.IsValidForUpdate), ($a[]|select(.LogicalName=="statuscode")|.OptionSet.Options[]|select(.Value==5)|"\(.Value):\(.State)")]|join(" ")' "$T/defs")"
+check_eq "Targets of ownerid, customerid and regardingobjectid" "systemuser,team account,contact account,contact,opportunity,incident" \
+  "$(jq -r '[(.value[]|select(.LogicalName=="account")|.Attributes[]|select(.LogicalName=="ownerid")|.Targets|join(",")),
+             (.value[]|select(.LogicalName=="incident")|.Attributes[]|select(.LogicalName=="customerid")|.Targets|join(",")),
+             (.value[]|select(.LogicalName=="task")|.Attributes[]|select(.LogicalName=="regardingobjectid")|.Targets|join(","))]|join(" ")' "$T/defs")"
+check_eq "contact.entityimage: the primary image (Virtual, ImageType)" "contact entityimage Virtual ImageType true" \
+  "$(jq -r '.value[]|select(.PrimaryImageAttribute)|.LogicalName as $t|.Attributes[]|select(.LogicalName=="entityimage")|"\($t) \(.LogicalName) \(.AttributeType) \(.AttributeTypeName.Value) \(.IsPrimaryImage)"' "$T/defs")"
 check_eq "new_projects has change tracking off" false "$(jq '.value[]|select(.LogicalName=="new_project")|.ChangeTrackingEnabled' "$T/defs")"
 check_eq "intersect table" "new_project_contactset true" "$(jq -r '.value[]|select(.IsIntersect)|"\(.EntitySetName) \(.IsIntersect)"' "$T/defs")"
 check_eq "account.revenue is Money, valid for create" "Money true" \
   "$(jq -r '.value[]|select(.LogicalName=="account")|.Attributes[]|select(.LogicalName=="revenue")|"\(.AttributeType) \(.IsValidForCreate)"' "$T/defs")"
 check_eq "audits are read-only" false "$(jq '[.value[]|select(.LogicalName=="audit")|.Attributes[]|.IsValidForCreate]|any' "$T/defs")"
 m2o=$(curl -s -H "Authorization: Bearer $ORG" "$API/EntityDefinitions(LogicalName='contact')/ManyToOneRelationships")
-check_eq "contact.parentcustomerid -> account via parentcustomerid_account" "account parentcustomerid_account" \
-  "$(jq -r '.value[]|select(.ReferencingAttribute=="parentcustomerid")|"\(.ReferencedEntity) \(.ReferencingEntityNavigationPropertyName)"' <<<"$m2o")"
+check_eq "contact.parentcustomerid -> account or contact through their navigation properties" "account parentcustomerid_account|contact parentcustomerid_contact" \
+  "$(jq -r '[.value[]|select(.ReferencingAttribute=="parentcustomerid")|"\(.ReferencedEntity) \(.ReferencingEntityNavigationPropertyName)"]|sort|join("|")' <<<"$m2o")"
+check_eq "contact.ownerid: one relationship to owner (no entity set), as the service lists it" "owner_contacts owner ownerid" \
+  "$(jq -r '.value[]|select(.ReferencingAttribute=="ownerid")|"\(.SchemaName) \(.ReferencedEntity) \(.ReferencingEntityNavigationPropertyName)"' <<<"$m2o")"
+check_eq "email_activity_parties among email's one-to-many relationships" "activityparty activityid email_activity_parties" \
+  "$(curl -s -H "Authorization: Bearer $ORG" "$API/EntityDefinitions(LogicalName='email')/OneToManyRelationships" | jq -r '.value[]|select(.ReferencingEntity=="activityparty")|"\(.ReferencingEntity) \(.ReferencingAttribute) \(.ReferencedEntityNavigationPropertyName)"')"
 check_eq "N:N new_project_contact" "new_project_contact contact" \
   "$(curl -s -H "Authorization: Bearer $ORG" "$API/EntityDefinitions(LogicalName='new_project')/ManyToManyRelationships" | jq -r '.value[0]|"\(.IntersectEntityName) \(.Entity2LogicalName)"')"
 
@@ -173,7 +193,8 @@ check "request log lists requests with status and token fingerprint" \
 check "request log never holds a token" sh -c "! grep -qF '${ORG:0:40}' '$T/log'"
 since=$(jq .last "$T/log")
 curl -s -H "Authorization: Bearer $ORG" "$API/accounts?\$top=1" >/dev/null
-check_eq "?since= gives only newer requests" 1 "$(curl -s "$DVSIM_URL/_sim/requests?since=$since" | jq '.requests|length')"
+check_eq "?since= gives only newer requests: exactly that one" "1 $((since + 1)) GET /org/contoso-prod/api/data/v9.2/accounts" \
+  "$(curl -s "$DVSIM_URL/_sim/requests?since=$since" | jq -r '"\(.requests|length) \(.requests[0].seq) \(.requests[0].method) \(.requests[0].path)"')"
 
 # ---- --public-url: every generated URL uses the front's base (e.g. a TLS proxy) ----
 start_dvsim --seed demo --public-url https://front.example:8443/

@@ -77,7 +77,7 @@ for i in $(seq 1 "$ITER"); do
   # prune old points first: their deletions must be durable before the capture's writes
   if [ "$(grep -c . "$T/digest.txt")" -gt 20 ]; then
     prune_old >"$T/prune.out" 2>&1 || { echo "# iteration $i: prune failed"; sed 's/^/#   /' "$T/prune.out"; }
-    sed -n 's|^removed \(contoso-[a-z]*/[0-9TZ-]*\)$|\1|p' "$T/prune.out" >"$T/pruned.txt"
+    sed -n 's|^removed \(contoso-[a-z]*/[0-9TZ-]*\): .*|\1|p' "$T/prune.out" >"$T/pruned.txt"
     pruned=$((pruned + $(sed -n 's/^removed \([0-9]*\) points.*/\1/p' "$T/prune.out")))
     digest >"$T/digest.txt"
   fi

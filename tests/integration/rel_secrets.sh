@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# rel_secrets (reliability goal #16, secret exposure): a configuration or secret file that others
-# can read is refused; with 0600 files, the client secret and every issued token (dvsim tokens look
+# rel_secrets (reliability goal #16, secret exposure): a secret file that others can read, or a
+# configuration that others can change, is refused (the configuration holds no secret: 0644 is
+# fine); with 0600 files, the client secret and every issued token (dvsim tokens look
 # like dvs1.<hex>.<exp>.<mac>) appear nowhere: not in /proc/PID/cmdline or environ of dvsnap and
 # its children (sampled all through a capture), not in the -vv log, the catalog, the cache or the
 # repository objects. dvsnap is not dumpable: run as uid 1001 its /proc entries belong to root
@@ -14,10 +15,12 @@ SECRET=$(tr -d '\n' <"$T/secret")
 TOKEN_RE='dvs1\.[0-9a-f]*\.[0-9]+\.[0-9a-f]{32}'
 
 # ---- loose permissions are refused ----
-chmod 644 "$T/config"
-check_fails "a configuration readable by others is refused" dvsnap points contoso-prod
+chmod 664 "$T/config"
+check_fails "a configuration others can change is refused" dvsnap points contoso-prod
 cp "$T/check.out" "$T/refusal1"
 check "the refusal says why" grep -qiE "refus|chmod|permission|mode" "$T/refusal1"
+chmod 644 "$T/config"
+check "a configuration others can only read is accepted (it holds no secret)" dvsnap points contoso-prod
 chmod 600 "$T/config"
 chmod 640 "$T/secret"
 check_fails "a secret readable by the group is refused" dvsnap capture --env contoso-dev
@@ -57,9 +60,12 @@ rm -f "$T/proc/control-token"
 # ---- nothing anywhere ----
 where=("$T/proc" "$T/capture.log" "$T/repo" "$T/cache")
 hits_secret=$(grep -rlaF -- "$SECRET" "${where[@]}" 2>/dev/null)
+hits_password=$(grep -rlaF -- "$(tr -d '\n' <"$T/password")" "${where[@]}" 2>/dev/null)
 hits_token=$(grep -rlaE -- "$TOKEN_RE" "${where[@]}" 2>/dev/null)
 hits_auth=$(grep -rlai -- "authorization: bearer\|client_secret=" "${where[@]}" 2>/dev/null)
 check_eq "the secret is in no cmdline, environ, log, catalog, cache or object" "" "$hits_secret"
+check_eq "the repository password is in no cmdline, environ, log, catalog, cache or object" "" \
+  "$hits_password"
 check_eq "no token is in any cmdline, environ, log, catalog, cache or object" "" "$hits_token"
 check_eq "no Authorization header or client_secret form field is logged" "" "$hits_auth"
 check "the repository and catalog were searched ($(find "$T/repo" -type f | wc -l) files)" \
@@ -68,10 +74,11 @@ check "the repository and catalog were searched ($(find "$T/repo" -type f | wc -
 # ---- not dumpable ----
 # as uid 1001: a process that is not dumpable has the files under /proc/PID owned by root
 U=$T/u1001; mkdir -p "$U"
-cp "$T/secret" "$U/secret"
+cp "$T/secret" "$U/secret"; cp "$T/password" "$U/password"
 sed -e "s|^client_secret_file .*|client_secret_file = $U/secret|" -e "s|^repository .*|repository = $U/repo|" \
-  -e "s|^cache_dir .*|cache_dir = $U/cache|" "$T/config" >"$U/config"
-chown -R 1001:1001 "$U"; chmod 700 "$U"; chmod 600 "$U/config" "$U/secret"
+  -e "s|^cache_dir .*|cache_dir = $U/cache|" -e "s|^password_file .*|password_file = $U/password|" \
+  "$T/config" >"$U/config"
+chown -R 1001:1001 "$U"; chmod 700 "$U"; chmod 600 "$U/config" "$U/secret" "$U/password"
 as1001() { setpriv --reuid=1001 --regid=1001 --clear-groups env HOME="$U" "$@"; }
 as1001 "$DVSNAP" --config "$U/config" init >/dev/null 2>&1
 (cd "$U" && ulimit -c unlimited && exec setpriv --reuid=1001 --regid=1001 --clear-groups \

@@ -55,8 +55,9 @@ start_dvsim --seed demo --records 200 --public-url "https://localhost:$PORT_fron
 https_config "https://localhost:$PORT_front"
 dvsnap init >/dev/null
 check "capture over https through the front (CA in ca_file) succeeds" dvsnap -v capture
+envdoc=$(repo_manifest envs/contoso-dev.json)   # sealed in the store: opened
 check "the environment's Web API URL (from dvsim) is the https front" \
-  grep -rqF "https://localhost:$PORT_front/org/contoso-dev" "$T/repo/envs"
+  grep -qF "https://localhost:$PORT_front/org/contoso-dev" <<<"$envdoc"
 bad=""
 for t in $(dvsnap points contoso-dev latest | jq -r '.tables[].name'); do
   dvsnap cat contoso-dev latest "$t" | cmp -s - <(sim_dump contoso-dev "$t") || bad="$bad $t"

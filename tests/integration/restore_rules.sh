@@ -50,17 +50,18 @@ check_eq "refused requests took no safety backup" "$dev_points" "$(points_dev)"
 
 # dry run: counts equal an independent comparison; nothing written
 seq=$(last_seq)
-if dvsnap restore contoso-prod latest --target contoso-dev --tables account,contact --dry-run \
+if dvsnap restore --json contoso-prod latest --target contoso-dev --tables account,contact --dry-run \
      >"$T/dry.json" 2>"$T/dry.err"; then ok "dry run succeeds without confirmation"
 else not_ok "dry run: $(cat "$T/dry.err")"; fi
 check_eq "dry run: no write request" "" "$(writes_since "$seq")"
 check_eq "dry run: no safety backup" "$dev_points" "$(points_dev)"
 check_eq "dry run: state done, dry_run true" "done true" "$(jq -r '"\(.state) \(.dry_run)"' "$T/dry.json")"
 entity_defs contoso-dev "$T/defs.json"
+principal_map contoso-prod latest contoso-dev "$T/map.json"
 for t in account contact; do
   dvsnap cat contoso-prod latest "$t" >"$T/p.json"
   sim_dump contoso-dev "$t" >"$T/d.json"
-  python3 "$NORM" "$T/p.json" "$T/defs.json" "$t" >"$T/p.norm"
+  python3 "$NORM" "$T/p.json" "$T/defs.json" "$t" "$T/map.json" >"$T/p.norm"
   python3 "$NORM" "$T/d.json" "$T/defs.json" "$t" >"$T/d.norm"
   want=$(python3 - "$T/p.norm" "$T/d.norm" "$t" <<'PY'
 import json, sys

@@ -15,7 +15,7 @@ check "churn contoso-dev by 5%" sim_churn contoso-dev 0.05 3
 audit_set=$(jq -r '[.value[] | select(.EntitySetName == "audits") | .LogicalName][0] // "audit"' "$T/defs.json")
 sim_dump contoso-dev "$audit_set" | jq -r '.[] | .auditid' | sort >"$T/audit.before"
 check "audit records exist after the churn" test -s "$T/audit.before"
-if dvsnap restore contoso-dev "$point" --target contoso-dev --yes >"$T/out.json" 2>"$T/err"; then
+if dvsnap restore --json contoso-dev "$point" --target contoso-dev --yes >"$T/out.json" 2>"$T/err"; then
   ok "restore contoso-dev onto itself"
 else not_ok "restore failed: $(tail -3 "$T/err")"; finish; fi
 check "something was written" jq -e '.records_written > 0' "$T/out.json"

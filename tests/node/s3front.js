@@ -15,8 +15,12 @@
  *     key are serialised here, so of racing creators exactly one wins (as on S3).
  * Every refusal is logged as "s3front: refused STATUS CODE METHOD PATH" (no secrets).
  *
+ *   - With --session-token TOKEN (temporary credentials, as an instance profile's): every request
+ *     must carry x-amz-security-token: TOKEN among its signed headers, else 403
+ *     InvalidToken / AccessDenied.
+ *
  *   node s3front.js --directory DIR --credentials FILE [--address 127.0.0.1] [--port 0]
- *                   [--region us-east-1] [--conditional-delay-ms N]
+ *                   [--region us-east-1] [--conditional-delay-ms N] [--session-token TOKEN]
  * --conditional-delay-ms holds every If-None-Match PUT that long before it is decided, so that
  * racing creators all pass a client's own existence check first (tests of the losing side).
  * FILE (mode 0600) holds "ACCESS_KEY_ID SECRET_ACCESS_KEY". Prints
@@ -33,7 +37,7 @@ function parseArgs(argv) {
   const o = { address: '127.0.0.1', port: 0, region: 'us-east-1', 'conditional-delay-ms': 0 };
   for (let i = 2; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '');
-    if (!(k in { directory: 1, credentials: 1, address: 1, port: 1, region: 1, 'conditional-delay-ms': 1 }) || i + 1 >= argv.length) {
+    if (!(k in { directory: 1, credentials: 1, address: 1, port: 1, region: 1, 'conditional-delay-ms': 1, 'session-token': 1 }) || i + 1 >= argv.length) {
       console.error(`s3front: bad argument ${argv[i]}`);
       process.exit(2);
     }
@@ -103,6 +107,12 @@ function checkSignature(req, body) {
   const signed = parts.SignedHeaders.split(';');
   for (const h of ['host', 'x-amz-date', 'x-amz-content-sha256'])
     if (!signed.includes(h)) return [403, 'AccessDenied', `The header ${h} must be signed`];
+  if (opts['session-token'] !== undefined) {
+    if (req.headers['x-amz-security-token'] !== opts['session-token'])
+      return [403, 'InvalidToken', 'The provided token is malformed or otherwise invalid.'];
+    if (!signed.includes('x-amz-security-token'))
+      return [403, 'AccessDenied', 'The header x-amz-security-token must be signed'];
+  }
   const payload = req.headers['x-amz-content-sha256'];
   if (!payload) return [400, 'InvalidRequest', 'Missing required header for this request: x-amz-content-sha256'];
   if (payload !== 'UNSIGNED-PAYLOAD' && payload !== sha256(body))

@@ -376,7 +376,7 @@ int main(int argc, char **argv)
             items[n].body = body;
             n++;
         }
-        rc = dv_batch(c, &env, items, n, cont, &err);
+        rc = dv_batch(c, &env, items, n, cont, NULL, &err);
         if (rc) {
             status = die(rc, &err, "batch");
         } else {
@@ -393,8 +393,8 @@ int main(int argc, char **argv)
             status = die(-errno, NULL, "cannot create OUT");
             goto out;
         }
-        rc = dv_file_download(c, &env, argv[i], argv[i + 1], argv[i + 2], write_out, f, &name,
-                              &err);
+        rc = dv_file_download(c, &env, argv[i], argv[i + 1], argv[i + 2], false, write_out, f,
+                              &name, &err);
         fclose(f);
         if (rc) {
             status = die(rc, &err, "file-get");
@@ -409,7 +409,7 @@ int main(int argc, char **argv)
             goto out;
         }
         rc = dv_file_upload(c, &env, argv[i], argv[i + 1], argv[i + 2], argv[i + 3], data.data,
-                            data.len, &err);
+                            data.len, NULL, &err);
         buf_release(&data);
         if (rc)
             status = die(rc, &err, "file-put");

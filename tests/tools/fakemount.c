@@ -340,7 +340,7 @@ static int f_forget(void *impl, const char *env, const char *name, struct dverr 
 
 static const struct fs_source_ops fake_ops = {
     f_envs, f_points, f_points_free, f_point_load, f_point_free, f_env_doc, f_backup_json,
-    f_stream_open, f_stream_read, f_stream_close, f_blob_get, f_forget,
+    f_stream_open, f_stream_read, f_stream_close, f_blob_get, f_forget, NULL,
 };
 
 int main(int argc, char **argv)

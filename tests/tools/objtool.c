@@ -8,6 +8,10 @@
  *   objtool LOCATION list [PREFIX]       ("SIZE NAME" lines, sorted)
  *   objtool LOCATION del NAME
  *   objtool LOCATION fill PREFIX N       (N small objects PREFIX000000.. holding their names)
+ *   objtool LOCATION open NAME           (a manifest or environment document, opened: the
+ *                                         repository is opened with DVSNAP_PASSWORD_FILE when
+ *                                         encrypted, its catalog under DVSNAP_CACHE_DIR)
+ *   objtool LOCATION blob ID             (a blob's bytes, opened and checked, the same way)
  *
  * Endpoints and credential files come from the same environment variables that override the
  * configuration: DVSNAP_AZURE_ENDPOINT, DVSNAP_AZURE_KEY_FILE, DVSNAP_S3_ENDPOINT,
@@ -20,6 +24,7 @@
 
 #include "backend/base/log.h"
 #include "backend/objstore/objstore.h"
+#include "backend/repo/repo_int.h"
 
 static int collect(void *ctx, const char *name, uint64_t size)
 {
@@ -119,6 +124,25 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(cmd, "del") == 0) {
         rc = s->ops->del(s->impl, name, &err);
+    } else if ((strcmp(cmd, "open") == 0 || strcmp(cmd, "blob") == 0) && argc > 3) {
+        struct repo *r = NULL;
+        struct buf doc = BUF_INIT;
+        cfg.repository = (char *)loc;
+        cfg.cache_dir = env("DVSNAP_CACHE_DIR"); /* the catalog of a remote repository */
+        if (!cfg.cache_dir)
+            cfg.cache_dir = strdup("/tmp");
+        cfg.password_file = env("DVSNAP_PASSWORD_FILE");
+        if (!(rc = repo_open(&cfg, &r, &err)) && cmd[0] == 'b')
+            rc = repo_blob_get(r, name, &doc, &err);
+        else if (!rc && !(rc = s->ops->get(s->impl, name, 0, OBJSTORE_TO_END, &b, &err)))
+            rc = repo_doc_open(r, strncmp(name, "points/", 7) == 0 ? "manifest" : "envdoc", name,
+                               &b, &doc, &err);
+        if (rc == 0 && doc.len && fwrite(doc.data, 1, doc.len, stdout) != doc.len)
+            rc = -EIO;
+        buf_release(&doc);
+        repo_free(r);
+        free(cfg.cache_dir);
+        free(cfg.password_file);
     } else if (strcmp(cmd, "fill") == 0 && argc > 4) {
         long n = strtol(argv[4], NULL, 10);
         for (long i = 0; i < n && rc == 0; i++) {

@@ -10,7 +10,7 @@ proxy), unless its path (query included, URL-decoded) matches a line of --rules 
 request; missing or empty: no rule):
   REGEX STATUS        answer STATUS with a JSON error body, the request is not forwarded
 Lines starting with '#' are comments. Threaded; runs until killed."""
-import http.client, http.server, json, re, sys, urllib.parse
+import http.client, http.server, json, re, socket, sys, urllib.parse
 
 opts = dict(zip(sys.argv[1::2], sys.argv[2::2]))
 ready, port_file, rules_file = opts["--ready"], opts["--target-port-file"], opts["--rules"]
@@ -31,6 +31,11 @@ def rules():
 class Proxy(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    def setup(self):
+        super().setup()
+        # small writes (headers, then the body) must not wait on delayed ACKs
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
     def log_message(self, *a):
         pass
 
@@ -49,12 +54,24 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                 return
         with open(port_file) as f:
             port = int(f.readline())
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         headers = {k: v for k, v in self.headers.items() if k.lower() not in ("connection", "host")}
         headers["Host"] = "127.0.0.1:%d" % port
-        conn.request(self.command, self.path, body=body, headers=headers)
-        r = conn.getresponse()
-        data = r.read()
+        for attempt in (0, 1):  # one upstream connection per client connection, kept alive
+            conn = getattr(self, "upstream", None)
+            if conn is None or conn.port != port:
+                conn = self.upstream = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+                conn.connect()
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                r = conn.getresponse()
+                data = r.read()
+                break
+            except (http.client.HTTPException, OSError):
+                conn.close()
+                self.upstream = None
+                if attempt:
+                    raise
         self.send_response(r.status)
         for k, v in r.getheaders():
             if k.lower() not in ("connection", "transfer-encoding", "content-length"):
@@ -62,7 +79,6 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
-        conn.close()
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = relay
 

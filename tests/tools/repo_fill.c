@@ -3,7 +3,7 @@
  *
  *   repo_fill --repo DIR [--envs N] [--points P] [--tables T] [--records R] [--churn F]
  *             [--record-bytes B] [--seed S] [--start UNIX] [--interval SEC] [--retention-days D]
- *             [--manual-every K] [--no-sync] [--quiet]
+ *             [--manual-every K] [--no-sync] [--quiet] [--password-file FILE]
  *   repo_fill --repo DIR --cat ENV POINT TABLE        stream tables/TABLE.json of a point
  *   repo_fill --repo DIR --changes ENV POINT TABLE    stream changes/TABLE.json
  *   repo_fill --repo DIR --expect ENV POINT TABLE     print the table file this tool meant to write
@@ -15,7 +15,9 @@
  * segment, compacting when repo_table_should_compact says so. Every K-th point is a manual backup
  * labelled "manual-<n>". Deterministic for a given seed. Creates the repository when missing.
  * Prints a summary line (points, segments, seconds) unless --quiet. --no-sync skips fsync when
- * publishing objects (test fixtures only: ~5x faster, not crash-safe). Single-threaded. */
+ * publishing objects (test fixtures only: ~5x faster, not crash-safe). --password-file creates the
+ * repository encrypted with the password in FILE (mode 0600), and opens it with it; without it
+ * the repository is unencrypted. Single-threaded. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -105,6 +107,7 @@ struct opts {
     int manual_every;
     int quiet;
     int no_sync;
+    const char *password_file;
 };
 
 struct table_state {
@@ -268,7 +271,8 @@ static int fill(struct repo *r, const struct opts *o, const char *x_env, const c
                         rec_key(key, sizeof key, en, ti, i);
                         if (segment_writer_add(w, SEG_BASE, key, strlen(key), line.data, line.len, &e) ||
                             repo_capture_state_put(c, t->name, key, strlen(key),
-                                                   repo_line_hash(line.data, line.len), line.len, false))
+                                                   repo_line_hash(r, line.data, line.len),
+                                                   line.len, false))
                             return die("writing a base", &e);
                     }
                 } else {
@@ -313,7 +317,7 @@ static int fill(struct repo *r, const struct opts *o, const char *x_env, const c
                         if (segment_writer_add(w, (enum segment_op)op, key, strlen(key), line.data,
                                                op == SEG_DELETE ? 0 : line.len, &e) ||
                             repo_capture_state_put(c, t->name, key, strlen(key),
-                                                   repo_line_hash(line.data, line.len), line.len,
+                                                   repo_line_hash(r, line.data, line.len), line.len,
                                                    op == SEG_DELETE))
                             return die("writing a delta", &e);
                     }
@@ -463,6 +467,7 @@ int main(int argc, char **argv)
         else if (!strcmp(k, "--interval")) o.interval = strtoll(v, NULL, 10);
         else if (!strcmp(k, "--retention-days")) o.retention_days = (int)strtol(v, NULL, 10);
         else if (!strcmp(k, "--manual-every")) o.manual_every = (int)strtol(v, NULL, 10);
+        else if (!strcmp(k, "--password-file")) o.password_file = v;
         else goto usage;
     }
     if (!o.repo || o.envs < 1 || o.points < 0 || o.tables < 1 || o.tables > 99 || o.records < 0 ||
@@ -473,8 +478,9 @@ int main(int argc, char **argv)
     struct config cfg = {0};
     cfg.repository = (char *)o.repo;
     cfg.cache_dir = (char *)o.repo;
+    cfg.password_file = (char *)o.password_file;
     struct dverr e = {0};
-    int rc = repo_init(&cfg, &e);
+    int rc = repo_init(&cfg, o.password_file != NULL, &e);
     if (rc && rc != -EEXIST)
         return die("init", &e);
     dverr_clear(&e);
@@ -501,6 +507,7 @@ usage:
     fprintf(stderr, "usage: repo_fill --repo DIR [--envs N] [--points P] [--tables T] "
                     "[--records R] [--churn F] [--record-bytes B] [--seed S] [--start UNIX] "
                     "[--interval SEC] [--retention-days D] [--manual-every K] [--no-sync] [--quiet]\n"
+                    "       [--password-file FILE]\n"
                     "       repo_fill --repo DIR --cat|--changes|--expect ENV POINT TABLE\n");
     return 2;
 }

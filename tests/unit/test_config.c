@@ -1,6 +1,8 @@
 /* test_config: configuration parsing, defaults, DVSNAP_<KEY> overrides, ~/ expansion, unknown
- * keys, file permissions and the secret-file rules; tables_include / tables_exclude patterns.
- * Runs in a private temp directory. */
+ * keys, file permissions and the secret-file rules; the XDG base directories, the system-wide
+ * file, the health and identity keys, and which keys were set; tables_include / tables_exclude
+ * patterns. Runs in a private temp directory ($DVSNAP_SYSTEM_CONFIG points into it, so
+ * /etc/dvsnap/config is never read). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +31,14 @@ static int setup(void **state)
     unsetenv("DVSNAP_CACHE_SIZE");
     unsetenv("DVSNAP_ADMIN_URL");
     unsetenv("DVSNAP_ENVIRONMENTS");
+    unsetenv("DVSNAP_HTTP_RETRIES");
+    unsetenv("XDG_CONFIG_HOME");
+    unsetenv("XDG_CACHE_HOME");
+    unsetenv("XDG_DATA_HOME");
+    unsetenv("XDG_STATE_HOME");
+    char sys[160];
+    snprintf(sys, sizeof sys, "%s/etc-dvsnap-config", dir);
+    setenv("DVSNAP_SYSTEM_CONFIG", sys, 1);
     return 0;
 }
 
@@ -77,6 +87,147 @@ static void test_defaults_without_file(void **state)
     assert_null(cfg->tables_include);
     assert_null(cfg->tables_exclude);
     assert_true(config_table_selected(cfg, "account"));
+    snprintf(want, sizeof(want), "%s/.cache/dvsnap", dir);
+    assert_string_equal(cfg->cache_dir, want);
+    snprintf(want, sizeof(want), "%s/.local/state/dvsnap", dir);
+    assert_string_equal(cfg->state_dir, want);
+    assert_int_equal(cfg->stale_after, 1800); /* twice capture_every */
+    assert_null(cfg->metrics_file);
+    assert_null(cfg->metrics_listen);
+    assert_string_equal(cfg->azure_auth, "key");
+    assert_string_equal(cfg->s3_auth, "key");
+    assert_string_equal(cfg->aws_metadata_endpoint, "http://169.254.169.254");
+    assert_false(config_key_set(cfg, "http_retries"));
+    config_free(cfg);
+}
+
+/* XDG_*_HOME name the default directories when absolute; a relative one is ignored. */
+static void test_xdg_defaults(void **state)
+{
+    struct config *cfg = NULL;
+    char x[160], want[200];
+    snprintf(x, sizeof x, "%s/xdg", dir);
+    setenv("XDG_CACHE_HOME", x, 1);
+    setenv("XDG_DATA_HOME", x, 1);
+    setenv("XDG_STATE_HOME", x, 1);
+    setenv("XDG_CONFIG_HOME", "relative/ignored", 1);
+    assert_int_equal(config_load(NULL, &cfg, NULL), 0);
+    snprintf(want, sizeof want, "%s/dvsnap", x);
+    assert_string_equal(cfg->cache_dir, want);
+    assert_string_equal(cfg->state_dir, want);
+    snprintf(want, sizeof want, "%s/dvsnap/repo", x);
+    assert_string_equal(cfg->repository, want);
+    snprintf(want, sizeof want, "%s/.config/dvsnap/secret", dir);
+    assert_string_equal(cfg->client_secret_file, want);
+    config_free(cfg);
+
+    /* the user's file: $XDG_CONFIG_HOME/dvsnap/config */
+    setenv("XDG_CONFIG_HOME", x, 1);
+    char d[200], f[220];
+    snprintf(d, sizeof d, "%s/dvsnap", x);
+    assert_int_equal(mkdir(x, 0700) == 0 || errno == EEXIST, 1);
+    assert_int_equal(mkdir(d, 0700) == 0 || errno == EEXIST, 1);
+    snprintf(f, sizeof f, "%s/config", d);
+    write_file(f, "cache_size = 3G\n", 0600);
+    assert_int_equal(config_load(NULL, &cfg, NULL), 0);
+    assert_string_equal(cfg->path, f);
+    assert_int_equal(cfg->cache_size, 3ull << 30);
+    config_free(cfg);
+    unlink(f);
+    unsetenv("XDG_CACHE_HOME");
+    unsetenv("XDG_DATA_HOME");
+    unsetenv("XDG_STATE_HOME");
+    unsetenv("XDG_CONFIG_HOME");
+}
+
+/* No user file: the system-wide one ($DVSNAP_SYSTEM_CONFIG here), readable by all (0644). */
+static void test_system_config(void **state)
+{
+    struct config *cfg = NULL;
+    struct dverr err = {0};
+    const char *sys = getenv("DVSNAP_SYSTEM_CONFIG");
+    write_file(sys, "cache_size = 5G\nstale_after = 1h\n", 0644);
+    assert_int_equal(config_load(NULL, &cfg, &err), 0);
+    assert_string_equal(cfg->path, sys);
+    assert_int_equal(cfg->cache_size, 5ull << 30);
+    assert_int_equal(cfg->stale_after, 3600);
+    config_free(cfg);
+    char p[200];
+    config_default_path(p, sizeof p);
+    assert_string_equal(p, sys);
+    /* a user file, once there, wins */
+    char d[160], f[200];
+    snprintf(d, sizeof d, "%s/.config", dir);
+    mkdir(d, 0700);
+    snprintf(d, sizeof d, "%s/.config/dvsnap", dir);
+    mkdir(d, 0700);
+    snprintf(f, sizeof f, "%s/config", d);
+    write_file(f, "cache_size = 1G\n", 0600);
+    assert_int_equal(config_load(NULL, &cfg, &err), 0);
+    assert_string_equal(cfg->path, f);
+    config_free(cfg);
+    config_default_path(p, sizeof p);
+    assert_string_equal(p, f);
+    unlink(f);
+    unlink(sys);
+}
+
+static void test_health_and_identity_keys(void **state)
+{
+    struct config *cfg = NULL;
+    struct dverr err = {0};
+    write_file(path,
+               "capture_every = 10m\n"
+               "metrics_file = ~/m/dvsnap.prom\n"
+               "metrics_listen = 127.0.0.1:9134\n"
+               "azure_auth = managed-identity\n"
+               "azure_identity_endpoint = http://169.254.169.254/metadata/identity/oauth2/token\n"
+               "azure_client_id = 11111111-2222-3333-4444-555555555555\n"
+               "s3_auth = instance-profile\n"
+               "aws_metadata_endpoint = http://127.0.0.1:8999\n"
+               "http_retries = 2\n",
+               0600);
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_int_equal(cfg->stale_after, 1200);
+    char want[160];
+    snprintf(want, sizeof want, "%s/m/dvsnap.prom", dir);
+    assert_string_equal(cfg->metrics_file, want);
+    assert_string_equal(cfg->metrics_listen, "127.0.0.1:9134");
+    assert_string_equal(cfg->azure_auth, "managed-identity");
+    assert_string_equal(cfg->azure_identity_endpoint,
+                        "http://169.254.169.254/metadata/identity/oauth2/token");
+    assert_string_equal(cfg->s3_auth, "instance-profile");
+    assert_string_equal(cfg->aws_metadata_endpoint, "http://127.0.0.1:8999");
+    assert_true(config_key_set(cfg, "http_retries"));
+    assert_false(config_key_set(cfg, "http_timeout"));
+    assert_false(config_key_set(cfg, "no_such_key"));
+    config_free(cfg);
+    /* set by the environment counts as set */
+    setenv("DVSNAP_HTTP_TIMEOUT", "30", 1);
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_true(config_key_set(cfg, "http_timeout"));
+    assert_int_equal(cfg->http_timeout, 30);
+    config_free(cfg);
+    unsetenv("DVSNAP_HTTP_TIMEOUT");
+
+    static const char *const bad[] = {
+        "azure_auth = password\n",
+        "s3_auth = keys\n",
+        "metrics_listen = 9134\n",
+        "metrics_listen = 127.0.0.1:99999\n",
+        "metrics_listen = host name:80\n",
+        "aws_metadata_endpoint = http://169.254.169.253\n", /* only the metadata address */
+        "admin_url = http://169.254.169.254\n",             /* and only for the metadata keys */
+        "stale_after = soon\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        dverr_clear(&err);
+        write_file(path, bad[i], 0600);
+        assert_int_equal(config_load(path, &cfg, &err), -EINVAL);
+        assert_true(strlen(dverr_msg(&err)) > 0);
+    }
+    write_file(path, "metrics_listen = [::1]:9134\n", 0600);
+    assert_int_equal(config_load(path, &cfg, &err), 0);
     config_free(cfg);
 }
 
@@ -209,13 +360,17 @@ static void test_config_permissions(void **state)
 {
     struct config *cfg = NULL;
     struct dverr err = {0};
+    /* it holds no secret: readable by all is fine; writable by others is not */
     write_file(path, "cache_size = 1G\n", 0644);
-    assert_int_equal(config_load(path, &cfg, &err), -EPERM);
-    assert_non_null(strstr(dverr_msg(&err), "chmod 600"));
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    config_free(cfg);
     write_file(path, "cache_size = 1G\n", 0620);
+    assert_int_equal(config_load(path, &cfg, &err), -EPERM);
+    assert_non_null(strstr(dverr_msg(&err), "chmod go-w"));
+    write_file(path, "cache_size = 1G\n", 0646);
     dverr_clear(&err);
     assert_int_equal(config_load(path, &cfg, &err), -EPERM);
-    write_file(path, "cache_size = 1G\n", 0640); /* group-readable is fine */
+    write_file(path, "cache_size = 1G\n", 0640);
     assert_int_equal(config_load(path, &cfg, NULL), 0);
     config_free(cfg);
 }
@@ -272,6 +427,9 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults_without_file),
+        cmocka_unit_test(test_xdg_defaults),
+        cmocka_unit_test(test_system_config),
+        cmocka_unit_test(test_health_and_identity_keys),
         cmocka_unit_test(test_parse_file),
         cmocka_unit_test(test_table_patterns),
         cmocka_unit_test(test_env_overrides),

@@ -6,7 +6,9 @@
  * Retry-After timing, 503 without it, expired delta token -> -ESTALE, links to other origins and
  * other orgs refused with no request sent, malformed pages, 401 refresh, token errors without the
  * secret, $batch requests and multipart answers (nested change sets, a 200 holding a failure),
- * ranged file downloads, capacity and administration mode.
+ * ranged file downloads, capacity and administration mode; the shapes restore decides by
+ * (ownership, activities, lookup Targets and the abstract owner table, image columns), bypass
+ * headers on $batch and uploads, full-size images, WhoAmI, RetrieveUserPrivileges, $select reads.
  * Size: one scripted conversation per behaviour of the three clients, each short; splitting them
  * would only spread the fake transport they share. */
 #include <setjmp.h>
@@ -354,6 +356,103 @@ static void test_tables_expanded(void **state)
     assert_true(strncmp(t[1].schema_json, "{\"Attributes\":[", 15) == 0);
     assert_string_equal(F.seen[0].bearer, "tok-1");
     assert_non_null(strstr(F.token_body, "scope=https%3A%2F%2Fprod.test%2Forg%2Fcontoso-prod%2F.default"));
+    dv_tables_free(t, n);
+    dv_client_free(c);
+}
+
+
+/* The real shapes restore decides by: ownership, custom and activity tables, lookup Targets, an
+ * owner relationship to the abstract "owner" table (one bindable lookup per target), image and
+ * file columns described as Virtual. */
+#define NOREL ",\"ManyToOneRelationships\":[],\"ManyToManyRelationships\":[]"
+static const char defs_real[] =
+    "{\"value\":["
+    "{\"LogicalName\":\"email\",\"EntitySetName\":\"emails\",\"PrimaryIdAttribute\":\"activityid\","
+    "\"OwnershipType\":\"UserOwned\",\"IsActivity\":true,\"TableType\":\"Activity\",\"IsCustomEntity\":false,"
+    "\"Attributes\":[{\"LogicalName\":\"activityid\",\"AttributeType\":\"Uniqueidentifier\",\"IsPrimaryId\":true},"
+    "{\"LogicalName\":\"ownerid\",\"AttributeType\":\"Owner\",\"IsValidForCreate\":true,\"IsValidForUpdate\":true,"
+    "\"Targets\":[\"systemuser\",\"team\"]},"
+    "{\"LogicalName\":\"regardingobjectid\",\"AttributeType\":\"Lookup\",\"IsValidForCreate\":true,"
+    "\"IsValidForUpdate\":true,\"Targets\":[\"account\",\"contact\"]}],"
+    "\"ManyToOneRelationships\":["
+    "{\"ReferencingEntity\":\"email\",\"ReferencingAttribute\":\"ownerid\",\"ReferencedEntity\":\"owner\","
+    "\"ReferencingEntityNavigationPropertyName\":\"ownerid\"},"
+    "{\"ReferencingEntity\":\"email\",\"ReferencingAttribute\":\"regardingobjectid\",\"ReferencedEntity\":\"account\","
+    "\"ReferencingEntityNavigationPropertyName\":\"regardingobjectid_account_email\"},"
+    "{\"ReferencingEntity\":\"email\",\"ReferencingAttribute\":\"regardingobjectid\",\"ReferencedEntity\":\"contact\","
+    "\"ReferencingEntityNavigationPropertyName\":\"regardingobjectid_contact_email\"}],"
+    "\"ManyToManyRelationships\":[]},"
+    "{\"LogicalName\":\"contact\",\"EntitySetName\":\"contacts\",\"PrimaryIdAttribute\":\"contactid\","
+    "\"OwnershipType\":\"UserOwned\",\"Attributes\":[{\"LogicalName\":\"entityimage\",\"AttributeType\":\"Virtual\","
+    "\"AttributeTypeName\":{\"Value\":\"ImageType\"},\"IsPrimaryImage\":true,\"IsValidForCreate\":true},"
+    "{\"LogicalName\":\"new_cv\",\"AttributeType\":\"Virtual\",\"AttributeTypeName\":{\"Value\":\"FileType\"}}],"
+    "\"ManyToOneRelationships\":[],\"ManyToManyRelationships\":[]},"
+    "{\"LogicalName\":\"account\",\"EntitySetName\":\"accounts\",\"PrimaryIdAttribute\":\"accountid\"" NOREL "},"
+    "{\"LogicalName\":\"owner\",\"EntitySetName\":\"owners\",\"PrimaryIdAttribute\":\"ownerid\",\"OwnershipType\":\"None\"" NOREL "},"
+    "{\"LogicalName\":\"systemuser\",\"EntitySetName\":\"systemusers\",\"PrimaryIdAttribute\":\"systemuserid\","
+    "\"OwnershipType\":\"BusinessOwned\"" NOREL "},"
+    "{\"LogicalName\":\"team\",\"EntitySetName\":\"teams\",\"PrimaryIdAttribute\":\"teamid\",\"OwnershipType\":\"BusinessOwned\"" NOREL "},"
+    "{\"LogicalName\":\"transactioncurrency\",\"EntitySetName\":\"transactioncurrencies\","
+    "\"PrimaryIdAttribute\":\"transactioncurrencyid\",\"OwnershipType\":\"OrganizationOwned\"" NOREL "},"
+    "{\"LogicalName\":\"new_thing\",\"EntitySetName\":\"new_things\",\"PrimaryIdAttribute\":\"new_thingid\","
+    "\"OwnershipType\":\"OrganizationOwned\",\"IsCustomEntity\":true" NOREL "}"
+    "]}";
+
+static const struct dv_lookup *find_lookup(const struct dv_table *t, const char *attr,
+                                           const char *target)
+{
+    for (size_t i = 0; i < t->n_lookups; i++)
+        if (!strcmp(t->lookups[i].attribute, attr) && !strcmp(t->lookups[i].target_table, target))
+            return &t->lookups[i];
+    return NULL;
+}
+
+static void test_tables_real_shapes(void **state)
+{
+    const struct exch s[] = {{"GET", API "EntityDefinitions?$expand=Attributes,*", 200, NULL,
+                              defs_real}};
+    struct dv_client *c = client(s, 1);
+    struct dv_env env = org_env();
+    struct dv_table *t = NULL;
+    size_t n = 0;
+    struct dverr err = {0};
+    assert_int_equal(dv_tables_list(c, &env, &t, &n, &err), 0);
+    script_done();
+    assert_int_equal(n, 8);
+    const struct dv_table *account = &t[0], *contact = &t[1], *email = &t[2], *thing = &t[3],
+                          *owner = &t[4], *user = &t[5], *team = &t[6], *cur = &t[7];
+    assert_string_equal(email->logical_name, "email");
+    assert_string_equal(cur->logical_name, "transactioncurrency");
+    assert_int_equal(account->ownership, DV_OWNERSHIP_UNKNOWN);
+    assert_int_equal(email->ownership, DV_OWNERSHIP_USER);
+    assert_true(email->is_activity);
+    assert_false(email->is_custom);
+    assert_int_equal(owner->ownership, DV_OWNERSHIP_NONE);
+    assert_int_equal(user->ownership, DV_OWNERSHIP_BUSINESS);
+    assert_int_equal(team->ownership, DV_OWNERSHIP_BUSINESS);
+    assert_int_equal(cur->ownership, DV_OWNERSHIP_ORGANIZATION);
+    assert_true(thing->is_custom);
+    assert_false(thing->is_activity);
+    /* Targets, and ownerid's "owner" relationship made bindable per target */
+    assert_int_equal(email->attrs[1].n_targets, 2);
+    assert_string_equal(email->attrs[1].targets[1], "team");
+    const struct dv_lookup *lu = find_lookup(email, "ownerid", "systemuser");
+    const struct dv_lookup *lt = find_lookup(email, "ownerid", "team");
+    assert_non_null(lu);
+    assert_non_null(lt);
+    assert_string_equal(lu->nav_property, "ownerid");
+    assert_string_equal(lu->target_set, "systemusers");
+    assert_string_equal(lt->nav_property, "ownerid");
+    assert_string_equal(lt->target_set, "teams");
+    /* a polymorphic lookup whose relationships name each target keeps them as they are */
+    assert_int_equal(email->n_lookups, 5); /* owner, account, contact, + systemuser, team */
+    assert_string_equal(find_lookup(email, "regardingobjectid", "contact")->nav_property,
+                        "regardingobjectid_contact_email");
+    /* Virtual columns with FileType / ImageType */
+    assert_string_equal(contact->attrs[0].type, "Image");
+    assert_true(contact->attrs[0].is_primary_image);
+    assert_string_equal(contact->attrs[1].type, "File");
+    assert_false(contact->attrs[1].is_primary_image);
     dv_tables_free(t, n);
     dv_client_free(c);
 }
@@ -813,7 +912,7 @@ static void test_batch_roundtrip(void **state)
          .if_match = "*"},
     };
     struct dverr err = {0};
-    assert_int_equal(dv_batch(c, &env, items, 3, true, &err), 0);
+    assert_int_equal(dv_batch(c, &env, items, 3, true, NULL, &err), 0);
     assert_int_equal(items[0].status, 204);
     assert_int_equal(items[1].status, 412);
     assert_non_null(strstr(items[1].response, "0x80040237"));
@@ -842,14 +941,14 @@ static void test_batch_roundtrip(void **state)
     assert_non_null(strstr(r->body, "Content-ID: 3\r\n"));
     dv_batch_items_release(items, 3);
 
-    assert_int_equal(dv_batch(c, &env, items, 3, false, &err), 0);
+    assert_int_equal(dv_batch(c, &env, items, 3, false, NULL, &err), 0);
     assert_null(strstr(F.seen[1].headers, "continue-on-error"));
     assert_int_equal(items[0].status, 204);
     assert_int_equal(items[1].status, 404);
     assert_int_equal(items[2].status, 0); /* not executed */
     dv_batch_items_release(items, 3);
 
-    assert_int_equal(dv_batch(c, &env, items, 3, false, &err), -EIO);
+    assert_int_equal(dv_batch(c, &env, items, 3, false, NULL, &err), -EIO);
     assert_non_null(strstr(dverr_msg(&err), "too large"));
     assert_int_equal(items[0].status, 0);
     script_done();
@@ -858,10 +957,48 @@ static void test_batch_roundtrip(void **state)
     static struct dv_batch_item many[1001];
     for (int i = 0; i < 1001; i++)
         many[i] = (struct dv_batch_item){.method = "GET", .path = "accounts"};
-    assert_int_equal(dv_batch(c, &env, many, 1001, false, NULL), -E2BIG);
+    assert_int_equal(dv_batch(c, &env, many, 1001, false, NULL, NULL), -E2BIG);
     struct dv_batch_item evil = {.method = "GET", .path = "accounts HTTP/1.1\r\nX: y"};
-    assert_int_equal(dv_batch(c, &env, &evil, 1, false, NULL), -EINVAL);
+    assert_int_equal(dv_batch(c, &env, &evil, 1, false, NULL, NULL), -EINVAL);
     assert_int_equal(F.n_seen, 3);
+    dv_client_free(c);
+}
+
+
+/* Bypass headers: on the outer $batch request and on each part; refused when they would split
+ * a line. */
+static void test_batch_headers(void **state)
+{
+    const struct exch s[] = {
+        {"POST", API "$batch", 200,
+         "HTTP/1.1 200 OK\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n",
+         "--b\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n\r\n--b--\r\n"},
+    };
+    struct dv_client *c = client(s, 1);
+    struct dv_env env = org_env();
+    const char *bypass[] = {"MSCRM.BypassBusinessLogicExecution: CustomSync,CustomAsync",
+                            "MSCRM.SuppressCallbackRegistrationExpanderJob: true", NULL};
+    struct dv_batch_item item = {.method = "PATCH",
+                                 .path = "accounts(00000000-0000-0000-0000-00000000000a)",
+                                 .body = "{}", .headers = bypass};
+    struct dverr err = {0};
+    assert_int_equal(dv_batch(c, &env, &item, 1, true, bypass, &err), 0);
+    assert_int_equal(item.status, 204);
+    assert_non_null(strstr(F.seen[0].headers,
+                           "MSCRM.BypassBusinessLogicExecution: CustomSync,CustomAsync\n"));
+    assert_non_null(strstr(F.seen[0].headers, "MSCRM.SuppressCallbackRegistrationExpanderJob: true\n"));
+    assert_non_null(strstr(F.seen[0].body,
+                           "HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n"
+                           "MSCRM.BypassBusinessLogicExecution: CustomSync,CustomAsync\r\n"
+                           "MSCRM.SuppressCallbackRegistrationExpanderJob: true\r\n\r\n{}\r\n"));
+    dv_batch_items_release(&item, 1);
+    const char *evil[] = {"X: a\r\nY: b", NULL};
+    item.headers = evil;
+    assert_int_equal(dv_batch(c, &env, &item, 1, true, NULL, NULL), -EINVAL);
+    const char *nocolon[] = {"no colon", NULL};
+    item.headers = nocolon;
+    assert_int_equal(dv_batch(c, &env, &item, 1, true, NULL, NULL), -EINVAL);
+    script_done();
     dv_client_free(c);
 }
 
@@ -897,7 +1034,7 @@ static void test_file_download(void **state)
     struct dverr err = {0};
     assert_int_equal(dv_file_download(c, &env, "new_projects",
                                       "00000000-0000-0000-0000-000000000001", "new_document",
-                                      on_data, &k, &name, &err), 0);
+                                      false, on_data, &k, &name, &err), 0);
     assert_int_equal(k.data.len, 4194309);
     assert_int_equal(k.data.data[4194302], 'A');
     assert_int_equal(k.data.data[4194303], 'B');
@@ -907,13 +1044,95 @@ static void test_file_download(void **state)
     free(name);
     assert_int_equal(dv_file_download(c, &env, "new_projects",
                                       "00000000-0000-0000-0000-000000000002", "new_document",
-                                      on_data, &k, &name, &err), -ENOENT);
+                                      false, on_data, &k, &name, &err), -ENOENT);
     assert_null(name);
     /* ids and names are checked before anything is sent */
-    assert_int_equal(dv_file_download(c, &env, "new_projects", "../x", "new_document", on_data,
-                                      &k, NULL, NULL), -EINVAL);
+    assert_int_equal(dv_file_download(c, &env, "new_projects", "../x", "new_document", false,
+                                      on_data, &k, NULL, NULL), -EINVAL);
     script_done();
     buf_release(&k.data);
+    dv_client_free(c);
+}
+
+
+/* Images: full size asked for; an upload carries the caller's extra headers. */
+static void test_image_full_size_and_upload_headers(void **state)
+{
+    const struct exch s[] = {
+        {"GET", API "contacts(00000000-0000-0000-0000-000000000001)/entityimage/$value?size=full",
+         200, "HTTP/1.1 200 OK\r\n\r\n", "FULLIMAGE"},
+        {"PATCH", API "contacts(00000000-0000-0000-0000-000000000001)/entityimage", 204, NULL,
+         NULL},
+    };
+    struct dv_client *c = client(s, 2);
+    struct dv_env env = org_env();
+    struct sink k = {BUF_INIT};
+    struct dverr err = {0};
+    assert_int_equal(dv_file_download(c, &env, "contacts", "00000000-0000-0000-0000-000000000001",
+                                      "entityimage", true, on_data, &k, NULL, &err), 0);
+    assert_int_equal(k.data.len, 9);
+    const char *bypass[] = {"MSCRM.BypassBusinessLogicExecution: CustomSync,CustomAsync", NULL};
+    assert_int_equal(dv_file_upload(c, &env, "contacts", "00000000-0000-0000-0000-000000000001",
+                                    "entityimage", "entityimage", "FULLIMAGE", 9, bypass, &err), 0);
+    assert_non_null(strstr(F.seen[1].headers, "x-ms-file-name: entityimage\n"));
+    assert_non_null(strstr(F.seen[1].headers,
+                           "MSCRM.BypassBusinessLogicExecution: CustomSync,CustomAsync\n"));
+    script_done();
+    buf_release(&k.data);
+    dv_client_free(c);
+}
+
+/* WhoAmI, RetrieveUserPrivileges, and a read of some columns. */
+static int count_rows(void *ctx, const struct json_node *rec)
+{
+    (*(int *)ctx)++;
+    return json_get_str(rec, "isocurrencycode") ? 0 : -EPROTO;
+}
+
+static void test_whoami_privileges_select(void **state)
+{
+    const struct exch s[] = {
+        {"GET", API "WhoAmI", 200, NULL,
+         "{\"@odata.context\":\"x\",\"BusinessUnitId\":\"00000000-0000-0000-0000-0000000000b1\","
+         "\"UserId\":\"00000000-0000-0000-0000-0000000000a1\","
+         "\"OrganizationId\":\"00000000-0000-0000-0000-0000000000c1\"}"},
+        {"GET", API "systemusers(00000000-0000-0000-0000-0000000000a1)/"
+                "Microsoft.Dynamics.CRM.RetrieveUserPrivileges()", 200, NULL,
+         "{\"RolePrivileges\":[{\"Depth\":\"Global\",\"PrivilegeName\":\"prvReadAccount\"},"
+         "{\"Depth\":\"Global\",\"PrivilegeName\":\"prvBypassCustomBusinessLogic\"}]}"},
+        {"GET", API "systemusers(00000000-0000-0000-0000-0000000000a1)/"
+                "Microsoft.Dynamics.CRM.RetrieveUserPrivileges()", 200, NULL,
+         "{\"RolePrivileges\":[{\"Depth\":\"Global\",\"PrivilegeName\":\"prvReadAccount\"}]}"},
+        {"GET", API "transactioncurrencies?$select=transactioncurrencyid,isocurrencycode", 200,
+         NULL,
+         "{\"value\":[{\"transactioncurrencyid\":\"1\",\"isocurrencycode\":\"USD\"}],"
+         "\"@odata.nextLink\":\"" API "transactioncurrencies?$select=transactioncurrencyid,isocurrencycode&$skiptoken=2\"}"},
+        {"GET", API "transactioncurrencies?$select=transactioncurrencyid,isocurrencycode&$skiptoken=2",
+         200, NULL, "{\"value\":[{\"transactioncurrencyid\":\"2\",\"isocurrencycode\":\"EUR\"}]}"},
+    };
+    struct dv_client *c = client(s, 5);
+    struct dv_env env = org_env();
+    struct dverr err = {0};
+    struct dv_whoami me;
+    assert_int_equal(dv_whoami(c, &env, &me, &err), 0);
+    assert_string_equal(me.user_id, "00000000-0000-0000-0000-0000000000a1");
+    assert_string_equal(me.business_unit_id, "00000000-0000-0000-0000-0000000000b1");
+    bool has = false;
+    assert_int_equal(dv_user_has_privilege(c, &env, me.user_id, "prvBypassCustomBusinessLogic",
+                                           &has, &err), 0);
+    assert_true(has);
+    assert_int_equal(dv_user_has_privilege(c, &env, me.user_id, "prvBypassCustomBusinessLogic",
+                                           &has, &err), 0);
+    assert_false(has);
+    assert_int_equal(dv_user_has_privilege(c, &env, "../x", "p", &has, NULL), -EINVAL);
+    int rows = 0;
+    struct dv_read_cb cb = {count_rows, NULL, &rows};
+    assert_int_equal(dv_read_select(c, &env, "transactioncurrencies",
+                                    "transactioncurrencyid,isocurrencycode", &cb, &err), 0);
+    assert_int_equal(rows, 2);
+    assert_null(strstr(F.seen[3].headers, "track-changes"));
+    assert_int_equal(dv_read_select(c, &env, "transactioncurrencies", "a b", &cb, NULL), -EINVAL);
+    script_done();
     dv_client_free(c);
 }
 
@@ -958,11 +1177,11 @@ static void test_admin_writes_and_requests(void **state)
     assert_int_equal(dv_request(c, &env, "GET", "../../contoso-dev/api/data/v9.2/accounts", NULL,
                                 NULL, &r, NULL), -EINVAL);
     assert_int_equal(dv_file_upload(c, &env, "new_projects", "00000000-0000-0000-0000-000000000001",
-                                    "new_document", "a.txt", "hello", 5, &err), 0);
+                                    "new_document", "a.txt", "hello", 5, NULL, &err), 0);
     assert_non_null(strstr(F.seen[4].headers, "x-ms-file-name: a.txt"));
     assert_string_equal(F.seen[4].body, "hello");
     assert_int_equal(dv_file_upload(c, &env, "new_projects", "00000000-0000-0000-0000-000000000001",
-                                    "new_document", "a\r\nb", "x", 1, NULL), -EINVAL);
+                                    "new_document", "a\r\nb", "x", 1, NULL, NULL), -EINVAL);
     script_done();
     dv_client_free(c);
 }
@@ -1070,6 +1289,7 @@ int main(void)
         cmocka_unit_test(test_admin_resource),
         cmocka_unit_test(test_tables_expanded),
         cmocka_unit_test(test_tables_fallback),
+        cmocka_unit_test(test_tables_real_shapes),
         cmocka_unit_test(test_read_full_tracked),
         cmocka_unit_test(test_read_delta_and_untracked),
         cmocka_unit_test(test_read_expired_token),
@@ -1079,7 +1299,10 @@ int main(void)
         cmocka_unit_test(test_401_refresh_and_token_errors),
         cmocka_unit_test(test_batch_parser),
         cmocka_unit_test(test_batch_roundtrip),
+        cmocka_unit_test(test_batch_headers),
         cmocka_unit_test(test_file_download),
+        cmocka_unit_test(test_image_full_size_and_upload_headers),
+        cmocka_unit_test(test_whoami_privileges_select),
         cmocka_unit_test(test_admin_writes_and_requests),
         cmocka_unit_test(test_concurrency_cap),
         cmocka_unit_test(test_cancel),

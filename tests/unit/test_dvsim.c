@@ -143,11 +143,43 @@ static void test_schema(void **state)
     assert_string_equal(t->pk, "contactid");
     const struct col_def *c = dvschema_col_by_member(t, "_parentcustomerid_value", 23);
     assert_non_null(c);
-    assert_string_equal(c->nav, "parentcustomerid_account");
+    assert_string_equal(c->targets[0].nav, "parentcustomerid_account");
+    assert_string_equal(c->targets[1].nav, "parentcustomerid_contact");
+    assert_null(c->targets[2].table);
+    const struct lookup_target *g = NULL;
+    assert_ptr_equal(dvschema_col_by_nav(t, "parentcustomerid_contact", 24, &g), c);
+    assert_string_equal(g->table, "contact");
     assert_null(dvschema_col_by_member(t, "parentcustomerid", 16));
+    /* ownerid binds a user or a team through the same property */
+    const struct col_def *owner = dvschema_col_by_member(t, "_ownerid_value", 14);
+    assert_non_null(dvschema_lookup_target(owner, "team", "ownerid"));
+    assert_non_null(dvschema_lookup_target(owner, "systemuser", "ownerid"));
+    assert_null(dvschema_lookup_target(owner, "account", NULL));
     assert_int_equal(dvschema_env_index("fabrikam-prod", 13), 5);
     assert_false(dvschema_tables[T_PROJECT].change_tracking);
-    assert_true(dvschema_tables[T_AUDIT].read_only);
+    assert_int_equal(dvschema_tables[T_AUDIT].writes, TW_NONE);
+    assert_int_equal(dvschema_tables[T_ACTIVITYPARTY].writes, TW_NONE);
+    assert_int_equal(dvschema_tables[T_TEAM].writes, TW_PRINCIPAL);
+    assert_int_equal(dvschema_tables[T_CURRENCY].ownership, OWN_ORG);
+    assert_true(dvschema_tables[T_EMAIL].activity);
+    assert_string_equal(dvschema_tables[T_PHONECALL].pk, "activityid");
+    /* statecode is not valid for create; each status belongs to one state */
+    const struct table_def *inc = &dvschema_tables[T_INCIDENT];
+    assert_int_equal(dvschema_col_by_member(inc, "statecode", 9)->flags, COLF_UPDATE);
+    const struct col_def *st = dvschema_col_by_member(inc, "statuscode", 10);
+    assert_int_equal(dvschema_status_state(st, 5), 1);
+    assert_int_equal(dvschema_status_state(st, 6), 2);
+    assert_int_equal(dvschema_status_state(st, 99), -1);
+    assert_int_equal(dvschema_status_default(st, 0), 1);
+    assert_int_equal(dvschema_status_default(dvschema_col_by_member(&dvschema_tables[T_TASK], "statuscode", 10), 0), 2);
+    /* every table's records fit in its slice of table ids */
+    assert_true(N_TABLES <= TABLE_ID_STRIDE);
+    char a0[37], a1[37];
+    dvschema_app_user_id(0, a0);
+    dvschema_app_user_id(1, a1);
+    assert_string_equal(a0, "00000000-0000-0000-0000-00000000a001");
+    assert_string_not_equal(a0, a1);
+    assert_true(dvsim_guid_valid(a1, 36));
 }
 
 /* Every seeded line is already canonical (record_canonicalize gives back the same bytes), and the
@@ -191,7 +223,7 @@ static void test_seed_canonical_and_deterministic(void **state)
         buf_reset(&out);
         struct dverr err;
         dverr_clear(&err);
-        assert_int_equal(record_canonicalize(ln, len, dvschema_tables[tid % 16].pk, &out, &err), 0);
+        assert_int_equal(record_canonicalize(ln, len, dvschema_tables[tid % TABLE_ID_STRIDE].pk, &out, &err), 0);
         if (out.len != len || memcmp(out.data, ln, len) != 0)
             fail_msg("not canonical:\n%.*s\n%s", (int)len, ln, out.data);
         n++;
@@ -208,6 +240,115 @@ static void test_seed_canonical_and_deterministic(void **state)
     buf_release(&out);
     unlink(p1);
     unlink(p2);
+}
+
+/* The people of the tenant: the same Entra object id and domainname in every org, an id of each
+ * org; contoso-dev and contoso-test without the two leavers; contoso-dev with one person re-keyed
+ * (domainname only) and two of its own; the application user in every org with an id of its own. */
+struct person {
+    char id[40], aad[40], domain[80];
+};
+
+static int people_of(sqlite3 *db, int env, struct person *out, int max)
+{
+    sqlite3_stmt *st = NULL;
+    int n = 0;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT line FROM rec WHERE tid=?1 AND del=0", -1, &st, NULL), SQLITE_OK);
+    sqlite3_bind_int(st, 1, table_id(env, T_SYSTEMUSER));
+    while (sqlite3_step(st) == SQLITE_ROW && n < max) {
+        struct lmember m[128];
+        struct buf v = BUF_INIT;
+        int nm = dvline_scan(sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0), m, 128);
+        const char *keys[3] = {"systemuserid", "azureactivedirectoryobjectid", "domainname"};
+        char *dst[3] = {out[n].id, out[n].aad, out[n].domain};
+        size_t cap[3] = {sizeof out[n].id, sizeof out[n].aad, sizeof out[n].domain};
+        for (int k = 0; k < 3; k++) {
+            const struct lmember *x = dvline_member(m, nm, keys[k]);
+            assert_non_null(x);
+            buf_reset(&v);
+            dvline_unquote(x->val, x->val_len, &v);
+            snprintf(dst[k], cap[k], "%s", v.data);
+        }
+        buf_release(&v);
+        n++;
+    }
+    sqlite3_finalize(st);
+    return n;
+}
+
+static const struct person *find_by(const struct person *p, int n, const char *aad, const char *domain)
+{
+    for (int i = 0; i < n; i++)
+        if ((aad && !strcmp(p[i].aad, aad)) || (domain && !strcmp(p[i].domain, domain)))
+            return &p[i];
+    return NULL;
+}
+
+static void test_tenant_people(void **state)
+{
+    char path[] = "/tmp/test_dvsim_p.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    struct dvsim d;
+    seed_into(path, 9, &d);
+    sqlite3 *db = dvstore_get(d.store);
+    static struct person prod[64], dev[64], test[64];
+    int np = people_of(db, 0, prod, 64), nd = people_of(db, 1, dev, 64), nt = people_of(db, 2, test, 64);
+    assert_int_equal(np, 25);
+    assert_int_equal(nd, 25);
+    assert_int_equal(nt, 23);
+    int leavers = 0, rekeyed = 0, own = 0, shared_ids = 0;
+    for (int i = 0; i < np; i++) {
+        const struct person *in_dev = find_by(dev, nd, prod[i].aad, NULL);
+        const struct person *in_test = find_by(test, nt, prod[i].aad, NULL);
+        for (int k = 0; k < nd; k++)
+            shared_ids += !strcmp(dev[k].id, prod[i].id);
+        for (int k = 0; k < nt; k++)
+            shared_ids += !strcmp(test[k].id, prod[i].id);
+        if (!in_dev && !in_test && !find_by(dev, nd, NULL, prod[i].domain))
+            leavers++;
+        else if (!in_dev && find_by(dev, nd, NULL, prod[i].domain))
+            rekeyed++;
+        if (in_dev)
+            assert_string_equal(in_dev->domain, prod[i].domain);
+    }
+    for (int k = 0; k < nd; k++)
+        own += !find_by(prod, np, dev[k].aad, dev[k].domain);
+    assert_int_equal(leavers, 2);
+    assert_int_equal(rekeyed, 1);
+    assert_int_equal(own, 2);
+    assert_int_equal(shared_ids, 0);
+    char app[37];
+    dvschema_app_user_id(1, app);
+    bool found = false;
+    for (int k = 0; k < nd; k++)
+        found |= !strcmp(dev[k].id, app);
+    assert_true(found);
+    dvstore_put(d.store, db);
+    dvstore_free(d.store);
+    unlink(path);
+}
+
+/* An image's thumbnail depends on its bytes only; a base-currency amount is money / rate. */
+static void test_thumbnail_and_base(void **state)
+{
+    struct buf a = BUF_INIT, b = BUF_INIT, c = BUF_INIT;
+    assert_int_equal(dvsim_image_thumbnail("full image bytes", 16, &a), 0);
+    assert_int_equal(dvsim_image_thumbnail("full image bytes", 16, &b), 0);
+    assert_int_equal(dvsim_image_thumbnail("other image bytes", 17, &c), 0);
+    assert_true(a.len > 1000 && a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+    assert_memory_equal(a.data, "\x89PNG\r\n\x1a\n", 8);
+    assert_true(a.len != c.len || memcmp(a.data, c.data, a.len) != 0);
+    char out[64];
+    assert_int_equal(dvsim_money_base("1000", "0.92", out, sizeof out), 0);
+    assert_string_equal(out, "1086.96");
+    assert_int_equal(dvsim_money_base("12345678901234.12", "1.0", out, sizeof out), 0);
+    assert_string_equal(out, "12345678901234.12");
+    assert_int_equal(dvsim_money_base("1", "0", out, sizeof out), -EINVAL);
+    buf_release(&a);
+    buf_release(&b);
+    buf_release(&c);
 }
 
 /* Lines built by the write path (srec_render) are canonical too, escapes included. */
@@ -237,7 +378,8 @@ int main(void)
         cmocka_unit_test(test_project),   cmocka_unit_test(test_formatting),
         cmocka_unit_test(test_url),       cmocka_unit_test(test_tokens),
         cmocka_unit_test(test_schema),    cmocka_unit_test(test_seed_canonical_and_deterministic),
-        cmocka_unit_test(test_write_path_canonical),
+        cmocka_unit_test(test_write_path_canonical), cmocka_unit_test(test_tenant_people),
+        cmocka_unit_test(test_thumbnail_and_base),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,7 +223,7 @@ static void test_rule_without_requests(void **state)
     s->sizes = objstore_sizes_new();
     struct repo *r = NULL;
     struct dverr e = {0};
-    assert_int_equal(repo_open_store(s, cat, &r, &e), 0);
+    assert_int_equal(repo_open_store(s, NULL, cat, &r, &e), 0);
     stats = 0;
 
     uint64_t heavy[4] = {100, 40, 40, 40}, light[4] = {100, 10, 10, 10};

@@ -239,7 +239,7 @@ static struct repo *open_machine(struct fx *f, const char *machine)
     char cat[200];
     snprintf(cat, sizeof cat, "%s/%s/catalog.db", f->dir, machine);
     struct repo *r = NULL;
-    int rc = repo_open_store(s, cat, &r, &err);
+    int rc = repo_open_store(s, NULL, cat, &r, &err);
     if (rc)
         fprintf(stderr, "%s\n", dverr_msg(&err));
     assert_int_equal(rc, 0);

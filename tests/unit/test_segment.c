@@ -53,7 +53,7 @@ static void write_seg(const struct ent *v, size_t n, char id[65])
 {
     struct segment_writer *w = NULL;
     struct dverr e = {0};
-    assert_int_equal(segment_writer_new_in(store, tmpdir, &w, &e), 0);
+    assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
     segment_writer_set_attachments(w, attachments);
     for (size_t i = 0; i < n; i++)
         assert_int_equal(segment_writer_add(w, (enum segment_op)v[i].op, v[i].key,
@@ -67,7 +67,7 @@ static int merged(char **ids, size_t n, bool keep_deletes, struct buf *out)
 {
     struct segment_merge *m = NULL;
     struct dverr e = {0};
-    int rc = segment_merge_open(store, ids, n, keep_deletes, &m, &e);
+    int rc = segment_merge_open(store, NULL, ids, n, keep_deletes, &m, &e);
     if (rc)
         return rc;
     struct segment_entry en;
@@ -109,7 +109,7 @@ static void test_merge_chain(void **state)
     /* bad input to the writer */
     struct segment_writer *w = NULL;
     struct dverr e = {0};
-    assert_int_equal(segment_writer_new_in(store, tmpdir, &w, &e), 0);
+    assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
     assert_int_equal(segment_writer_add(w, SEG_BASE, "", 0, "x", 1, &e), -EINVAL);
     assert_int_equal(segment_writer_add(w, (enum segment_op)'z', "k", 1, "x", 1, &e), -EINVAL);
     assert_int_equal(segment_writer_add(w, SEG_UPDATE, "k", 1, "", 0, &e), -EINVAL);
@@ -142,7 +142,7 @@ static void test_damage(void **state)
     struct segment_writer *w = NULL;
     struct dverr e = {0};
     struct buf line = BUF_INIT, want = BUF_INIT, got = BUF_INIT, orig = BUF_INIT, bad = BUF_INIT;
-    assert_int_equal(segment_writer_new_in(store, tmpdir, &w, &e), 0);
+    assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
     for (int i = 0; i < N; i++) {
         char key[32];
         snprintf(key, sizeof key, "key%05d", i);
@@ -158,7 +158,7 @@ static void test_damage(void **state)
     segment_object_name(id, name);
     char *chain[1] = {id};
     assert_int_equal(merged(chain, 1, false, &want), 0);
-    assert_int_equal(segment_verify(store, id, NULL, &e), 0);
+    assert_int_equal(segment_verify(store, NULL, id, NULL, &e), 0);
     assert_int_equal(store->ops->get(store->impl, name, 0, OBJSTORE_TO_END, &orig, &e), 0);
     size_t size = orig.len;
 
@@ -189,7 +189,7 @@ static void test_damage(void **state)
             eio++;
         }
         struct dverr ve = {0};
-        assert_int_equal(segment_verify(store, id, NULL, &ve), -EIO);
+        assert_int_equal(segment_verify(store, NULL, id, NULL, &ve), -EIO);
     }
     /* truncations */
     for (size_t cut = 0; cut < size; cut += size / 50 + 1) {
@@ -281,13 +281,13 @@ static void test_attachment_once(void **state)
         assert_int_equal(out.len, want.len);
         assert_memory_equal(out.data, want.data, want.len);
         struct dverr e = {0};
-        assert_int_equal(segment_verify(store, id, NULL, &e), 0);
+        assert_int_equal(segment_verify(store, NULL, id, NULL, &e), 0);
         /* the blob gone: named, not wrong bytes */
         assert_int_equal(store->ops->del(store->impl, name, &e), 0);
         buf_reset(&out);
         struct segment_merge *m = NULL;
         struct segment_entry en;
-        assert_int_equal(segment_merge_open(store, chain, 1, false, &m, &e), 0);
+        assert_int_equal(segment_merge_open(store, NULL, chain, 1, false, &m, &e), 0);
         assert_int_equal(segment_merge_next(m, &en, &e), -ENOENT);
         assert_non_null(strstr(dverr_msg(&e), "missing"));
         segment_merge_free(m);
@@ -300,7 +300,7 @@ static void test_attachment_once(void **state)
     }
     struct segment_writer *w = NULL;
     struct dverr e = {0};
-    assert_int_equal(segment_writer_new_in(store, tmpdir, &w, &e), 0);
+    assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
     assert_int_equal(segment_writer_add(w, SEG_CREATE, "k", 1, "\x01rest", 5, &e), -EINVAL);
     segment_writer_abort(w);
 }
@@ -403,7 +403,7 @@ static void test_ordered_writer(void **state)
     char ids[2][65];
     for (int ordered = 0; ordered < 2; ordered++) {
         struct segment_writer *w = NULL;
-        assert_int_equal(segment_writer_new_in(store, tmpdir, &w, &e), 0);
+        assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
         if (ordered)
             segment_writer_set_ordered(w);
         for (int i = 0; i < 20000; i++) {
@@ -419,7 +419,7 @@ static void test_ordered_writer(void **state)
     /* the same entries give the same object either way */
     assert_string_equal(ids[0], ids[1]);
     struct segment_writer *w = NULL;
-    assert_int_equal(segment_writer_new_in(store, tmpdir, &w, &e), 0);
+    assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
     segment_writer_set_ordered(w);
     assert_int_equal(segment_writer_add(w, SEG_CREATE, "b", 1, "{}", 2, &e), 0);
     assert_int_equal(segment_writer_add(w, SEG_CREATE, "a", 1, "{}", 2, &e), -EINVAL);

@@ -2,10 +2,11 @@
  *
  * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
  * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
- * lines: scan, render, annotations), seed.c (the deterministic tenant), admin.c (token endpoint,
- * BAP routes), webapi*.c (reads, query options, change tracking, metadata), webwrite*.c (writes
- * and their rules, file columns, $batch; the files of both are listed in webapi_int.h),
- * sim.c (/_sim/).
+ * lines: scan, render, annotations), seed*.c (the deterministic tenant; listed in seed_int.h),
+ * admin.c (token endpoint, BAP routes), webapi*.c (reads, query options, change tracking,
+ * metadata), webwrite*.c (writes and the service's rules, privileges, activities and parties,
+ * actions, file and image columns, $batch; the files of both are listed in webapi_int.h), sim.c
+ * (/_sim/).
  *
  * Threading: one struct dvsim per process, shared by every connection thread. Fields that change
  * at runtime say which lock guards them. Each request owns its struct req. SQLite connections come
@@ -26,13 +27,12 @@
 #define DVSIM_API_PREFIX "/api/data/v9.2"
 #define DVSIM_MAX_BODY (160u * 1024 * 1024)
 #define DVSIM_MAX_PAGE 5000
-#define DVSIM_APP_USER_ID "00000000-0000-0000-0000-00000000a001"
 
 /* ---- schema (schema.c) ---- */
 enum col_type {
     COL_PK, COL_STRING, COL_MEMO, COL_INTEGER, COL_BIGINT, COL_MONEY, COL_DECIMAL, COL_DATETIME,
-    COL_DATEONLY, COL_PICKLIST, COL_STATE, COL_BOOLEAN, COL_LOOKUP, COL_OWNER, COL_CUSTOMER,
-    COL_FILE, COL_FILENAME, COL_VERSION
+    COL_DATEONLY, COL_PICKLIST, COL_STATE, COL_STATUS, COL_BOOLEAN, COL_GUID, COL_LOOKUP, COL_OWNER,
+    COL_CUSTOMER, COL_FILE, COL_FILENAME, COL_IMAGE, COL_VERSION
 };
 #define COLF_CREATE 1u
 #define COLF_UPDATE 2u
@@ -41,24 +41,44 @@ enum col_type {
 struct option_def {
     int value;
     const char *label;
+    int state;            /* statuscode options: the statecode the status belongs to */
+};
+/* One table a lookup may point at, and how a client binds it. */
+struct lookup_target {
+    const char *table;    /* referenced table (logical name) */
+    const char *nav;      /* single-valued navigation property for <nav>@odata.bind */
+    const char *rel;      /* relationship SchemaName; NULL: <table>_<referencing table>_<column> */
 };
 struct col_def {
     const char *name;     /* logical name; lookups: the attribute (record member _<name>_value) */
     enum col_type type;
-    unsigned flags;       /* COLF_* */
-    const char *target;   /* lookups: referenced table (logical name) */
-    const char *nav;      /* lookups: single-valued navigation property for @odata.bind */
-    const struct option_def *options; /* picklist/state/boolean labels, ends with label NULL */
+    unsigned flags;       /* COLF_*: IsValidForCreate / IsValidForUpdate */
+    const struct lookup_target *targets; /* lookups: ends with table NULL */
+    const struct option_def *options; /* picklist/state/status/boolean labels, ends with label NULL */
+};
+/* OwnershipType of a table. */
+enum ownership { OWN_NONE, OWN_USER, OWN_BUSINESS, OWN_ORG };
+/* Who may write a table's records through the Web API. */
+enum table_writes {
+    TW_DATA,              /* clients create, update and delete them */
+    TW_NONE,              /* every write refused: audit, activitypointer, and activityparty (whose rows
+                           * are written inside their activity) */
+    TW_PRINCIPAL          /* principals and configuration (systemuser, team, businessunit,
+                           * transactioncurrency): the application user lacks the privileges */
 };
 struct table_def {
     const char *logical;
+    const char *schema;       /* SchemaName ("Account"); "<schema>State" names the state enum */
     const char *set;
     const char *pk;
     const char *primary_name; /* may be NULL */
+    const char *privilege;    /* privilege suffix (prvCreate<privilege>); NULL: none of its own */
     int object_type_code;
     bool change_tracking;
     bool intersect;
-    bool read_only;
+    bool activity;            /* IsActivity: primary key activityid, parties, a row in activitypointer */
+    enum ownership ownership;
+    enum table_writes writes;
     const struct col_def *cols;
     size_t n_cols;
 };
@@ -69,8 +89,10 @@ struct n2n_def {
 };
 enum table_index {
     T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT, T_SYSTEMUSER, T_ANNOTATION, T_PROJECT,
-    T_PROJECT_CONTACT, T_AUDIT, N_TABLES
+    T_PROJECT_CONTACT, T_AUDIT, T_BUSINESSUNIT, T_TEAM, T_CURRENCY, T_EMAIL, T_TASK, T_PHONECALL,
+    T_APPOINTMENT, T_ACTIVITYPOINTER, T_ACTIVITYPARTY, N_TABLES
 };
+#define N_ACTIVITY_TYPES 4 /* T_EMAIL .. T_APPOINTMENT, in that order */
 struct env_def {
     const char *unique_name, *display_name, *sku, *geo, *region, *retention;
     bool d365, is_default;
@@ -91,12 +113,27 @@ int dvschema_table_index(const struct table_def *t);
 int dvschema_env_index(const char *unique_name, size_t len);
 /* The column whose record member is `member` (e.g. "_primarycontactid_value" or "name"). */
 const struct col_def *dvschema_col_by_member(const struct table_def *t, const char *member, size_t len);
-const struct col_def *dvschema_col_by_nav(const struct table_def *t, const char *nav, size_t len);
+/* The lookup column one of whose targets binds through navigation property nav; *target gets that
+ * target (for ownerid, the first: both of its targets bind through "ownerid"). */
+const struct col_def *dvschema_col_by_nav(const struct table_def *t, const char *nav, size_t len,
+                                          const struct lookup_target **target);
+/* The target of lookup column c that is table `logical` and binds through nav (nav NULL: any). */
+const struct lookup_target *dvschema_lookup_target(const struct col_def *c, const char *logical,
+                                                   const char *nav);
+bool dvschema_is_lookup(const struct col_def *c);
 /* The record member name of a column into out ("_x_value" for lookups). */
 void dvschema_member_name(const struct col_def *c, char *out, size_t n);
 const char *dvschema_option_label(const struct col_def *c, int value);
-/* Deterministic GUID of an environment (admin API name). */
+/* statuscode column: the state a status belongs to (-1: no such status), and the default status of
+ * a state (its first status; -1: none). */
+int dvschema_status_state(const struct col_def *status, int value);
+int dvschema_status_default(const struct col_def *status, int state);
+/* Deterministic GUID of an environment (admin API name), of its organization, and of the
+ * application user dvsim serves as (the one every token authenticates: an id of its own in every
+ * environment, 00000000-0000-0000-EEEE-00000000a001 with EEEE the environment's index). */
 void dvschema_env_guid(int env, char out[64]);
+void dvschema_org_id(int env, char out[37]);
+void dvschema_app_user_id(int env, char out[37]);
 
 /* ---- flat record lines (line.c) ---- */
 struct lmember {
@@ -161,6 +198,9 @@ void dvsim_guid(uint64_t a, uint64_t b, char out[37]);
 bool dvsim_guid_valid(const char *s, size_t n);
 uint64_t dvsim_splitmix64(uint64_t *state);
 void dvsim_iso_time(int64_t t, char out[32]);                 /* "2023-04-07T21:59:01Z" */
+/* A money value in the base currency: money / exchange rate, to 2 decimals (-EINVAL: not numbers,
+ * a zero rate). */
+int dvsim_money_base(const char *money, const char *rate, char *out, size_t n);
 
 /* ---- store (store.c) ---- */
 struct store;
@@ -175,7 +215,16 @@ int dvstore_recreate(struct sqlite3 *db);
 /* 1 when meta key k holds exactly v. */
 int dvstore_meta_equals(struct sqlite3 *db, const char *k, const char *v);
 int dvstore_errno(int rc);
-static inline int table_id(int env, int table) { return env * 16 + table; }
+/* The simulated business logic's counts of an environment (inside the caller's transaction). */
+int dvstore_effects_add(struct sqlite3 *db, int env, int plugin_runs, int flow_runs);
+int dvstore_effects_get(struct sqlite3 *db, int env, int64_t *plugin_runs, int64_t *flow_runs);
+/* The activityparty rows of an activity: add or remove one link; every party id (caller frees
+ * each and the array). */
+int dvstore_party_link(struct sqlite3 *db, int env, const char *activity_id, const char *party_id,
+                       bool add);
+int dvstore_party_ids(struct sqlite3 *db, int env, const char *activity_id, char ***ids, size_t *n);
+#define TABLE_ID_STRIDE 32 /* more than N_TABLES */
+static inline int table_id(int env, int table) { return env * TABLE_ID_STRIDE + table; }
 
 /* ---- the simulator ---- */
 struct faults {
@@ -186,6 +235,13 @@ struct faults {
     int64_t delta_token_lifetime_s;
     int64_t capacity_free_mb;    /* -1: computed */
 };
+/* The business-logic headers of a write (webwrite_rules.c): what a request (or a $batch part,
+ * with the $batch's own headers applying to every part) asked for. */
+struct bypass {
+    char business_logic[40]; /* MSCRM.BypassBusinessLogicExecution, "" when absent */
+    bool custom_plugins;     /* MSCRM.BypassCustomPluginExecution: true */
+    bool suppress_flows;     /* MSCRM.SuppressCallbackRegistrationExpanderJob: true */
+};
 struct reqlog_entry {
     uint64_t seq;
     char method[8];
@@ -194,6 +250,8 @@ struct reqlog_entry {
     double time_ms;
     char token[17];
     uint64_t bytes;
+    struct bypass bypass;
+    bool batch_part;      /* one request inside a $batch (listed with /_sim/requests?parts=1) */
 };
 #define REQLOG_CAP 65536
 struct throttle_slot {
@@ -219,6 +277,8 @@ struct dvsim {
     char base_url[256];       /* http://127.0.0.1:PORT, or --public-url */
     bool public_url;          /* base_url came from --public-url: every generated URL uses it */
     bool hostile_tables;      /* --hostile-tables: EntityDefinitions also lists dvschema_hostile */
+    bool bypass_privilege_initial; /* the application user's bypass privileges at start-up
+                               * (--no-bypass-privilege clears it); /_sim/reset goes back to it */
     char token_key[65];
     struct store *store;
     void *mhd;                /* struct MHD_Daemon */
@@ -226,6 +286,8 @@ struct dvsim {
     pthread_mutex_t lock;     /* guards everything below */
     struct faults faults;
     struct faults faults_initial;
+    bool bypass_privilege;    /* prvBypassCustomBusinessLogic and prvBypassCustomPlugins held by
+                               * the application user (/_sim/config switches it) */
     uint64_t rng;
     struct reqlog_entry *log; /* ring of REQLOG_CAP */
     uint64_t log_seq;
@@ -282,6 +344,13 @@ int dvsim_token_issue(struct dvsim *d, const char *resource, int64_t expires_at,
 int dvsim_token_check(struct dvsim *d, const char *token, char *resource, size_t n);
 void dvsim_token_fingerprint(const char *token, char out[17]);
 
+/* The business-logic headers of request r (webwrite_privileges.c): a $batch part's own, else its
+ * $batch's. */
+void dvsim_bypass_of(struct req *r, struct bypass *b);
+/* Add one answered request to the request log (server.c). */
+void dvsim_reqlog_add(struct dvsim *d, const char *method, const char *path, int status, int64_t start_ms,
+                      const char *token, uint64_t bytes, const struct bypass *b, bool batch_part);
+
 /* Route handlers. Each fills r->status / r->out / headers. */
 void dvadmin_token(struct req *r, const char *tenant);
 void dvadmin_route(struct req *r, const char *rest);
@@ -315,14 +384,27 @@ int dvstore_begin(struct sqlite3 *db);
 int dvstore_commit(struct sqlite3 *db);
 void dvstore_rollback(struct sqlite3 *db);
 
-/* Seed (seed.c): fill an empty store deterministically. */
+/* Seed (seed*.c): fill an empty store deterministically. DVSIM_TENANT_VERSION names the shape of
+ * the tenant: a database seeded with another is seeded again. */
+#define DVSIM_TENANT_VERSION "tenant-2"
 int dvsim_base64(const unsigned char *in, size_t n, struct buf *out);
+/* The thumbnail the service derives from a full image (a function of its bytes only). */
+int dvsim_image_thumbnail(const void *full, size_t n, struct buf *out);
+/* The id of business unit, team or currency k of an environment (0: the root business unit, the
+ * base currency). */
+void dvseed_principal_id(struct dvsim *d, int env, int table, int k, char out[37]);
+/* One new record of `table` in the style of the seed (used by churn). Lookups point at seeded
+ * records. The line is not stored; file and image columns get their bytes stored. */
+int dvseed_create_record(struct dvsim *d, struct sqlite3 *db, int env, int table, uint64_t index,
+                         struct buf *line, char id[37]);
 /* The FormattedValue text of a raw column value; 1 when there is one, else 0. */
 int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n);
 int dvseed_tenant(struct dvsim *d, struct dverr *err);
-/* Churn (sim.c) */
-int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report,
-              struct dverr *err);
+/* Churn (sim.c). only_table: a table index, or -1 for every user table; delete_fraction >= 0:
+ * delete that fraction of each table and change nothing else (a mass delete), else the usual
+ * mix of about `fraction`. */
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int only_table,
+                double delete_fraction, struct buf *report, struct dverr *err);
 /* Build a record update on rec (modifiedon, versionnumber, etag) for version ver. */
 void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
 

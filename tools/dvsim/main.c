@@ -36,6 +36,8 @@ static void usage(FILE *f)
           "  --fail-rate P               fraction of requests answered 500/503\n"
           "  --drop-rate P               fraction of responses cut off mid-body\n"
           "  --truncate-rate P           fraction of 200 responses with truncated JSON\n"
+          "  --no-bypass-privilege       the application user lacks prvBypassCustomBusinessLogic and\n"
+          "                              prvBypassCustomPlugins: a write with a bypass header gets 403\n"
           "  --hostile-tables            also serve tables with hostile names (slashes, \"..\", control\n"
           "                              characters, 300 bytes, case twins, a hostile entity set)\n"
           "  --verbose                   log debug messages\n",
@@ -88,6 +90,7 @@ int main(int argc, char **argv)
     const char *listen = "127.0.0.1:8080", *ready = NULL, *db = "dvsim.db", *secret_file = NULL;
     bool reseed = false;
     d.demo = true;
+    d.bypass_privilege_initial = true;
     d.seed = 1;
     d.records = 1000;
     d.token_lifetime_s = 3599;
@@ -111,6 +114,9 @@ int main(int argc, char **argv)
             takes = false;
         } else if (!strcmp(a, "--hostile-tables")) {
             d.hostile_tables = true;
+            takes = false;
+        } else if (!strcmp(a, "--no-bypass-privilege")) {
+            d.bypass_privilege_initial = false;
             takes = false;
         } else if (!strcmp(a, "--verbose")) {
             log_set_level(LOG_DEBUG);
@@ -191,6 +197,7 @@ int main(int argc, char **argv)
     if (!d.client_secret)
         log_warn("dvsim: no --client-secret-file: any client secret is accepted");
     d.faults_initial = d.faults;
+    d.bypass_privilege = d.bypass_privilege_initial;
     char host[64];
     int port = 0;
     const char *colon = strrchr(listen, ':');
@@ -224,7 +231,8 @@ int main(int argc, char **argv)
     if (seeded && !reseed) {
         struct sqlite3 *c = dvstore_get(d.store);
         char want[64];
-        snprintf(want, sizeof want, "%llu/%lld", (unsigned long long)d.seed, (long long)d.records);
+        snprintf(want, sizeof want, "%s:%llu/%lld", DVSIM_TENANT_VERSION, (unsigned long long)d.seed,
+                 (long long)d.records);
         if (!dvstore_meta_equals(c, "seeded", want))
             reseed = true;
         dvstore_put(d.store, c);

@@ -1,11 +1,26 @@
-/* seed: the deterministic sample tenant. Every value is a pure function of (seed, environment,
- * table, record index), so the same seed gives the same database byte for byte and records can
- * refer to each other (lookups and their formatted names) without lookups in the store. No
- * wall-clock time: timestamps count from a fixed base. Sizes: contoso-prod has `records` accounts
- * and twice as many contacts; the other orgs keep the demo size. One SQLite transaction with
- * prepared statements (about 3 million rows per minute on this machine for --records 1000000).
- * Also the shared formatting of values (dvsim_format_value) and Base64. Single-threaded (startup). */
-#include "tools/dvsim/dvsim.h"
+/* seed: the deterministic sample tenant (seed_int.h lists the seed's files). The same seed gives
+ * the same database byte for byte; no wall-clock time: timestamps count from a fixed base and
+ * spread over three years.
+ *
+ * Sizes: contoso-prod has `records` accounts and twice as many contacts; the other orgs keep the
+ * demo size (300 accounts, fabrikam-prod 500). Opportunities and incidents are half the accounts
+ * (at most 500 each), about one activity per account, 2-5 parties per e-mail and 1-4 per other
+ * activity. About 10% of contacts (at most 2,000 per org) have an image.
+ *
+ * People and principals: the tenant's people (25, or records/400 up to 2,500) are the same in
+ * every environment: same name, Entra object id (azureactivedirectoryobjectid) and domainname, but
+ * a systemuserid of each environment. contoso-dev and contoso-test lack two of them (leavers);
+ * in contoso-dev one person has another Entra object id (matched only by domainname) and two
+ * people exist there only. Person 0 is the application user (dvschema_app_user_id). Each org has
+ * a root business unit named after the org and children Sales and Service, a default team per
+ * business unit, the owner teams Sales Team and Support Team and the access team Escalations, and
+ * the currencies USD (base), EUR and GBP; all with ids of their own per environment. Records are
+ * owned by a user about 70% of the time, else by an owner team; the owning* columns follow.
+ *
+ * One SQLite transaction with prepared statements; each table is inserted in primary-key order.
+ * Also the shared formatting of values (dvsim_format_value), Base64 and the thumbnail of an image.
+ * Single-threaded (start-up, /_sim/reset, churn). */
+#include "tools/dvsim/seed_int.h"
 
 #include <errno.h>
 #include <sqlite3.h>
@@ -15,9 +30,8 @@
 
 #include "backend/base/log.h"
 
-#define BASE_TIME 1672531200LL /* 2023-01-01T00:00:00Z */
-#define FV "@OData.Community.Display.V1.FormattedValue"
-#define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
+#define BASE_TIME 1609459200LL /* 2021-01-01T00:00:00Z */
+#define SPREAD_DAYS (3 * 365)
 
 static const char *const first_names[] = {
     "Zoë", "José", "Søren", "Łukasz", "Małgorzata", "Chloé", "Jürgen", "Ana", "Yuki", "Wei",
@@ -36,8 +50,6 @@ static const char *const companies[] = {
 static const char *const suffixes[] = {"Ltd", "Inc.", "GmbH", "S.A.", "plc", "LLC", "AB", "K.K.", "Pty Ltd", "SARL"};
 static const char *const cities[] = {"Seattle", "München", "São Paulo", "Kraków", "Zürich", "東京",
                                      "Dublin", "Lagos", "Reykjavík", "Montréal", "Århus", "New York"};
-static const char *const codenames[] = {"Aurora", "Borealis", "Cygnus", "Draco", "Éclair", "Fénix",
-                                        "Gemini", "Hydra", "Ίκαρος", "Juno", "Kestrel", "Lynx"};
 static const char *const titles[] = {"Printer not working", "Invoice question", "Cannot log in",
                                      "Delivery delayed", "Refund request", "Größenänderung der Bestellung",
                                      "Damaged package", "Feature request: dark mode", "Password reset",
@@ -45,7 +57,6 @@ static const char *const titles[] = {"Printer not working", "Invoice question", 
 static const char *const jobs[] = {"Purchasing Manager", "CEO", "Ingénieure", "Buyer", "CTO",
                                    "Office Manager", NULL, "Sales Director", NULL, "Analyst"};
 
-#define NA(a) (sizeof(a) / sizeof((a)[0]))
 
 /* ---- Base64 ---- */
 int dvsim_base64(const unsigned char *in, size_t n, struct buf *out)
@@ -111,17 +122,8 @@ int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, cha
     }
 }
 
-/* ---- a fast line builder for seeding ---- */
-struct lbm {
-    uint32_t koff, klen, voff, vlen;
-};
-struct lb {
-    struct buf s;
-    struct lbm m[128];
-    int n;
-};
-
-static void lb_raw(struct lb *b, const char *key, const char *raw, size_t len)
+/* ---- the line builder ---- */
+void lb_raw(struct lb *b, const char *key, const char *raw, size_t len)
 {
     if (b->n >= 128)
         return;
@@ -134,7 +136,7 @@ static void lb_raw(struct lb *b, const char *key, const char *raw, size_t len)
     m->vlen = (uint32_t)(b->s.len - m->voff);
 }
 
-static void lb_str(struct lb *b, const char *key, const char *s)
+void lb_str(struct lb *b, const char *key, const char *s)
 {
     if (b->n >= 128)
         return;
@@ -158,8 +160,7 @@ static void lb_annot(struct lb *b, const char *member, const char *annot, const 
     lb_str(b, key, s);
 }
 
-/* A column value plus its formatted annotation. */
-static void lb_col(struct lb *b, const struct table_def *t, const char *member, const char *raw)
+void lb_col(struct lb *b, const struct table_def *t, const char *member, const char *raw)
 {
     const struct col_def *c = dvschema_col_by_member(t, member, strlen(member));
     lb_raw(b, member, raw, strlen(raw));
@@ -168,8 +169,7 @@ static void lb_col(struct lb *b, const struct table_def *t, const char *member, 
         lb_annot(b, member, FV, f);
 }
 
-static void lb_lookup(struct lb *b, const char *attr, const char *target, const char *id,
-                      const char *name)
+void lb_lookup(struct lb *b, const char *attr, const char *target, const char *id, const char *name)
 {
     char member[128];
     snprintf(member, sizeof member, "_%s_value", attr);
@@ -218,102 +218,113 @@ static void lb_render(struct lb *b, const char *pk, struct buf *out)
 }
 
 /* ---- deterministic values ---- */
-struct gen {
-    struct dvsim *d;
-    sqlite3 *db;
-    sqlite3_stmt *ins, *ins_file;
-    int env;
-    int64_t ver;
-    int64_t counts[N_TABLES];
-    struct lb lb;
-    struct buf line, tmp;
-};
-
-static uint64_t hv(const struct gen *g, int table, uint64_t i, uint64_t salt)
+static uint64_t hash_in(const struct gen *g, int env, int table, uint64_t i, uint64_t salt)
 {
-    uint64_t s = g->d->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)g->env << 56) ^ ((uint64_t)table << 48) ^
+    uint64_t s = g->d->seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)env << 56) ^ ((uint64_t)table << 48) ^
                  (salt << 40) ^ i;
     dvsim_splitmix64(&s);
     return dvsim_splitmix64(&s);
 }
 
-static void id_of(const struct gen *g, int table, uint64_t i, char out[37])
+uint64_t seed_hash(const struct gen *g, int table, uint64_t i, uint64_t salt)
 {
-    if (table == T_SYSTEMUSER && i == 0) {
-        snprintf(out, 37, "%s", DVSIM_APP_USER_ID);
-        return;
-    }
-    dvsim_guid(hv(g, table, i, 1), hv(g, table, i, 2), out);
+    return hash_in(g, g->env, table, i, salt);
 }
 
-static void account_name(const struct gen *g, uint64_t i, char *out, size_t n)
+uint64_t seed_person_hash(const struct gen *g, int p, uint64_t salt)
 {
-    uint64_t h = hv(g, T_ACCOUNT, i, 3);
+    return hash_in(g, 0, T_SYSTEMUSER, (uint64_t)p, salt);
+}
+
+void seed_id(const struct gen *g, int table, uint64_t i, char out[37])
+{
+    if (table == T_SYSTEMUSER) {
+        int p = g->members[i];
+        if (p == 0)
+            dvschema_app_user_id(g->env, out);
+        else
+            dvsim_guid(seed_hash(g, T_SYSTEMUSER, (uint64_t)p, 1), seed_hash(g, T_SYSTEMUSER, (uint64_t)p, 2),
+                       out);
+        return;
+    }
+    if (table == T_ACTIVITYPOINTER) {
+        seed_pointer_id(g, i, out);
+        return;
+    }
+    dvsim_guid(seed_hash(g, table, i, 1), seed_hash(g, table, i, 2), out);
+}
+
+void seed_account_name(const struct gen *g, uint64_t i, char *out, size_t n)
+{
+    uint64_t h = seed_hash(g, T_ACCOUNT, i, 3);
     snprintf(out, n, "%s %s %llu", companies[h % NA(companies)], suffixes[(h >> 16) % NA(suffixes)],
              (unsigned long long)i + 1);
 }
 
-static void person_name(const struct gen *g, int table, uint64_t i, const char **first, const char **last)
+void seed_person_name(uint64_t h, const char **first, const char **last)
 {
-    uint64_t h = hv(g, table, i, 4);
     *first = first_names[h % NA(first_names)];
     *last = last_names[(h >> 20) % NA(last_names)];
 }
 
-static void person_full(const struct gen *g, int table, uint64_t i, char *out, size_t n)
+static void contact_first_last(const struct gen *g, uint64_t i, const char **first, const char **last)
+{
+    seed_person_name(seed_hash(g, T_CONTACT, i, 4), first, last);
+}
+
+void seed_contact_name(const struct gen *g, uint64_t i, char *out, size_t n)
 {
     const char *f, *l;
-    if (table == T_SYSTEMUSER && i == 0) {
-        snprintf(out, n, "# dvsnap");
-        return;
-    }
-    person_name(g, table, i, &f, &l);
+    contact_first_last(g, i, &f, &l);
     snprintf(out, n, "%s %s", f, l);
 }
 
-static void project_name(const struct gen *g, uint64_t i, char *out, size_t n)
+void seed_opportunity_name(const struct gen *g, uint64_t i, char *out, size_t n)
 {
-    uint64_t h = hv(g, T_PROJECT, i, 3);
-    snprintf(out, n, "Project %s %llu", codenames[h % NA(codenames)], (unsigned long long)i + 1);
+    uint64_t h = seed_hash(g, T_OPPORTUNITY, i, 7);
+    int64_t na = g->counts[T_ACCOUNT];
+    char an[160];
+    seed_account_name(g, na ? h % (uint64_t)na : 0, an, sizeof an);
+    snprintf(out, n, "%llu licences for %s", (unsigned long long)(5 + (h >> 8) % 500), an);
 }
 
-static void time_pair(const struct gen *g, int table, uint64_t i, char created[32], char modified[32])
+void seed_incident_title(const struct gen *g, uint64_t i, char *out, size_t n)
 {
-    uint64_t h = hv(g, table, i, 5);
-    int64_t c = BASE_TIME + (int64_t)(h % (365ull * 86400));
-    int64_t m = c + (int64_t)((h >> 32) % (120ull * 86400));
-    dvsim_iso_time(c, created);
-    dvsim_iso_time(m, modified);
+    snprintf(out, n, "%s", titles[seed_hash(g, T_INCIDENT, i, 7) % NA(titles)]);
 }
 
-static void common(struct gen *g, const struct table_def *t, uint64_t i, int64_t ver)
+
+void seed_time_pair(const struct gen *g, int table, uint64_t i, int64_t *created, int64_t *modified)
 {
-    char c[32], m[32], num[32];
-    time_pair(g, dvschema_table_index(t), i, c, m);
-    char q[40];
-    snprintf(q, sizeof q, "\"%s\"", c);
+    uint64_t h = seed_hash(g, table, i, 5);
+    *created = BASE_TIME + (int64_t)(h % (SPREAD_DAYS * 86400ull));
+    *modified = *created + (int64_t)((h >> 32) % (120ull * 86400));
+}
+
+void seed_iso_quoted(int64_t t, char out[40])
+{
+    char iso[32];
+    dvsim_iso_time(t, iso);
+    snprintf(out, 40, "\"%s\"", iso);
+}
+
+void seed_common(struct gen *g, const struct table_def *t, uint64_t i, int64_t ver)
+{
+    char q[40], num[32], etag[40];
+    int64_t c, m;
+    seed_time_pair(g, dvschema_table_index(t), i, &c, &m);
+    seed_iso_quoted(c, q);
     lb_col(&g->lb, t, "createdon", q);
-    snprintf(q, sizeof q, "\"%s\"", m);
+    seed_iso_quoted(m, q);
     lb_col(&g->lb, t, "modifiedon", q);
     lb_raw(&g->lb, "overriddencreatedon", "null", 4);
     snprintf(num, sizeof num, "%lld", (long long)ver);
     lb_raw(&g->lb, "versionnumber", num, strlen(num));
-    char etag[40];
     snprintf(etag, sizeof etag, "W/\"%lld\"", (long long)ver);
     lb_str(&g->lb, "@odata.etag", etag);
 }
 
-static void owner(struct gen *g, int table, uint64_t i)
-{
-    int64_t nu = g->counts[T_SYSTEMUSER];
-    uint64_t u = nu > 1 ? 1 + hv(g, table, i, 6) % (uint64_t)(nu - 1) : 0;
-    char id[37], name[128];
-    id_of(g, T_SYSTEMUSER, u, id);
-    person_full(g, T_SYSTEMUSER, u, name, sizeof name);
-    lb_lookup(&g->lb, "ownerid", "systemuser", id, name);
-}
-
-static int insert(struct gen *g, int table, const char *id)
+int seed_insert(struct gen *g, int table, const char *id)
 {
     const struct table_def *t = &dvschema_tables[table];
     lb_render(&g->lb, t->pk, &g->line);
@@ -331,14 +342,23 @@ static void money(uint64_t h, uint64_t max, char *out, size_t n)
     snprintf(out, n, "%llu.%02llu", (unsigned long long)(h % max), (unsigned long long)((h >> 40) % 100));
 }
 
+void seed_state(struct gen *g, const struct table_def *t, int statecode, int statuscode)
+{
+    char v[16];
+    snprintf(v, sizeof v, "%d", statecode);
+    lb_col(&g->lb, t, "statecode", v);
+    snprintf(v, sizeof v, "%d", statuscode);
+    lb_col(&g->lb, t, "statuscode", v);
+}
+
 static int gen_account(struct gen *g, uint64_t i)
 {
     const struct table_def *t = &dvschema_tables[T_ACCOUNT];
-    char id[37], name[160], v[256], rid[37];
-    uint64_t h = hv(g, T_ACCOUNT, i, 7);
+    char id[37], name[160], v[256], rid[37], rev[64];
+    uint64_t h = seed_hash(g, T_ACCOUNT, i, 7);
     int64_t ver = ++g->ver;
-    id_of(g, T_ACCOUNT, i, id);
-    account_name(g, i, name, sizeof name);
+    seed_id(g, T_ACCOUNT, i, id);
+    seed_account_name(g, i, name, sizeof name);
     lb_str(&g->lb, "accountid", id);
     lb_str(&g->lb, "name", name);
     snprintf(v, sizeof v, "ACC-%06llu", (unsigned long long)i + 1);
@@ -357,8 +377,9 @@ static int gen_account(struct gen *g, uint64_t i)
         lb_str(&g->lb, "telephone1", v);
     }
     lb_str(&g->lb, "address1_city", cities[(h >> 8) % NA(cities)]);
-    money(h >> 3, 2000000000ull, v, sizeof v);
-    lb_col(&g->lb, t, "revenue", v);
+    money(h >> 3, 2000000000ull, rev, sizeof rev);
+    lb_col(&g->lb, t, "revenue", rev);
+    seed_currency(g, t, T_ACCOUNT, i, "revenue", rev);
     snprintf(v, sizeof v, "%llu", (unsigned long long)((h >> 12) % 250000));
     lb_col(&g->lb, t, "numberofemployees", v);
     static const int ct[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
@@ -374,37 +395,36 @@ static int gen_account(struct gen *g, uint64_t i)
     int64_t nc = g->counts[T_CONTACT];
     if (nc > 0 && (h >> 30) % 3 != 0) {
         uint64_t ci = (i * 2) % (uint64_t)nc;
-        id_of(g, T_CONTACT, ci, rid);
-        person_full(g, T_CONTACT, ci, name, sizeof name);
+        seed_id(g, T_CONTACT, ci, rid);
+        seed_contact_name(g, ci, name, sizeof name);
         lb_lookup(&g->lb, "primarycontactid", "contact", rid, name);
     } else {
         lb_lookup(&g->lb, "primarycontactid", "contact", NULL, NULL);
     }
     if (i > 0 && (h >> 34) % 10 == 0) {
         uint64_t p = (h >> 36) % i;
-        id_of(g, T_ACCOUNT, p, rid);
-        account_name(g, p, name, sizeof name);
+        seed_id(g, T_ACCOUNT, p, rid);
+        seed_account_name(g, p, name, sizeof name);
         lb_lookup(&g->lb, "parentaccountid", "account", rid, name);
     } else {
         lb_lookup(&g->lb, "parentaccountid", "account", NULL, NULL);
     }
-    owner(g, T_ACCOUNT, i);
-    bool inactive = (h >> 40) % 20 == 0;
-    lb_col(&g->lb, t, "statecode", inactive ? "1" : "0");
-    lb_col(&g->lb, t, "statuscode", inactive ? "2" : "1");
-    common(g, t, i, ver);
-    return insert(g, T_ACCOUNT, id);
+    seed_owner(g, T_ACCOUNT, i, true);
+    bool inactive = (h >> 40) % 5 == 0;
+    seed_state(g, t, inactive, inactive ? 2 : 1);
+    seed_common(g, t, i, ver);
+    return seed_insert(g, T_ACCOUNT, id);
 }
 
 static int gen_contact(struct gen *g, uint64_t i)
 {
     const struct table_def *t = &dvschema_tables[T_CONTACT];
     char id[37], name[160], v[256], rid[37];
-    uint64_t h = hv(g, T_CONTACT, i, 7);
+    uint64_t h = seed_hash(g, T_CONTACT, i, 7);
     int64_t ver = ++g->ver;
     const char *f, *l;
-    id_of(g, T_CONTACT, i, id);
-    person_name(g, T_CONTACT, i, &f, &l);
+    seed_id(g, T_CONTACT, i, id);
+    contact_first_last(g, i, &f, &l);
     lb_str(&g->lb, "contactid", id);
     lb_str(&g->lb, "firstname", f);
     lb_str(&g->lb, "lastname", l);
@@ -430,63 +450,104 @@ static int gen_contact(struct gen *g, uint64_t i)
     int64_t na = g->counts[T_ACCOUNT];
     if (na > 0 && (h >> 30) % 8 != 0) {
         uint64_t a = (i / 2) % (uint64_t)na;
-        id_of(g, T_ACCOUNT, a, rid);
-        account_name(g, a, name, sizeof name);
+        seed_id(g, T_ACCOUNT, a, rid);
+        seed_account_name(g, a, name, sizeof name);
         lb_lookup(&g->lb, "parentcustomerid", "account", rid, name);
+    } else if (i > 0 && (h >> 30) % 8 == 0 && (h >> 33) % 2) {
+        uint64_t c = (h >> 34) % i; /* some contacts belong to another contact */
+        seed_id(g, T_CONTACT, c, rid);
+        seed_contact_name(g, c, name, sizeof name);
+        lb_lookup(&g->lb, "parentcustomerid", "contact", rid, name);
     } else {
         lb_lookup(&g->lb, "parentcustomerid", "account", NULL, NULL);
     }
-    owner(g, T_CONTACT, i);
-    lb_col(&g->lb, t, "statecode", (h >> 40) % 25 == 0 ? "1" : "0");
-    common(g, t, i, ver);
-    return insert(g, T_CONTACT, id);
+    int rc = 0;
+    if (i < 20000 && (h >> 44) % 10 == 0) {
+        rc = seed_contact_image(g, i, id, h);
+    } else {
+        lb_raw(&g->lb, "entityimage", "null", 4);
+        lb_raw(&g->lb, "entityimageid", "null", 4);
+        lb_raw(&g->lb, "entityimage_timestamp", "null", 4);
+        lb_raw(&g->lb, "entityimage_url", "null", 4);
+    }
+    seed_owner(g, T_CONTACT, i, true);
+    bool inactive = (h >> 40) % 5 == 0;
+    seed_state(g, t, inactive, inactive ? 2 : 1);
+    seed_common(g, t, i, ver);
+    return rc ? rc : seed_insert(g, T_CONTACT, id);
+}
+
+static void customer(struct gen *g, uint64_t h)
+{
+    char rid[37], name[160];
+    int64_t na = g->counts[T_ACCOUNT], nc = g->counts[T_CONTACT];
+    if (nc > 0 && h % 5 == 0) {
+        uint64_t c = (h >> 4) % (uint64_t)nc;
+        seed_id(g, T_CONTACT, c, rid);
+        seed_contact_name(g, c, name, sizeof name);
+        lb_lookup(&g->lb, "customerid", "contact", rid, name);
+    } else if (na > 0) {
+        uint64_t a = h % (uint64_t)na;
+        seed_id(g, T_ACCOUNT, a, rid);
+        seed_account_name(g, a, name, sizeof name);
+        lb_lookup(&g->lb, "customerid", "account", rid, name);
+    } else {
+        lb_lookup(&g->lb, "customerid", "account", NULL, NULL);
+    }
 }
 
 static int gen_opportunity(struct gen *g, uint64_t i)
 {
     const struct table_def *t = &dvschema_tables[T_OPPORTUNITY];
-    char id[37], name[200], an[160], v[128], rid[37];
-    uint64_t h = hv(g, T_OPPORTUNITY, i, 7);
+    char id[37], name[200], v[128], rid[37], est[64];
+    uint64_t h = seed_hash(g, T_OPPORTUNITY, i, 7);
     int64_t ver = ++g->ver;
-    id_of(g, T_OPPORTUNITY, i, id);
+    seed_id(g, T_OPPORTUNITY, i, id);
     lb_str(&g->lb, "opportunityid", id);
-    int64_t na = g->counts[T_ACCOUNT];
-    uint64_t a = na ? h % (uint64_t)na : 0;
-    account_name(g, a, an, sizeof an);
-    snprintf(name, sizeof name, "%llu licences for %s", (unsigned long long)(5 + (h >> 8) % 500), an);
+    seed_opportunity_name(g, i, name, sizeof name);
     lb_str(&g->lb, "name", name);
-    money(h >> 3, 5000000ull, v, sizeof v);
-    lb_col(&g->lb, t, "estimatedvalue", v);
+    money(h >> 3, 5000000ull, est, sizeof est);
+    lb_col(&g->lb, t, "estimatedvalue", est);
+    seed_currency(g, t, T_OPPORTUNITY, i, "estimatedvalue", est);
     snprintf(v, sizeof v, "%llu", (unsigned long long)((h >> 16) % 101));
     lb_col(&g->lb, t, "closeprobability", v);
     snprintf(v, sizeof v, "\"2024-%02llu-%02llu\"", (unsigned long long)(1 + (h >> 20) % 12),
              (unsigned long long)(1 + (h >> 24) % 28));
     lb_col(&g->lb, t, "estimatedclosedate", v);
     lb_col(&g->lb, t, "opportunityratingcode", (h >> 28) % 3 == 0 ? "1" : (h >> 28) % 3 == 1 ? "2" : "3");
-    id_of(g, T_ACCOUNT, a, rid);
-    lb_lookup(&g->lb, "customerid", "account", na ? rid : NULL, an);
+    customer(g, seed_hash(g, T_OPPORTUNITY, i, 8));
     int64_t nc = g->counts[T_CONTACT];
     if (nc && (h >> 32) % 2) {
         uint64_t c = (h >> 33) % (uint64_t)nc;
-        id_of(g, T_CONTACT, c, rid);
-        person_full(g, T_CONTACT, c, name, sizeof name);
+        seed_id(g, T_CONTACT, c, rid);
+        seed_contact_name(g, c, name, sizeof name);
         lb_lookup(&g->lb, "parentcontactid", "contact", rid, name);
     } else {
         lb_lookup(&g->lb, "parentcontactid", "contact", NULL, NULL);
     }
-    owner(g, T_OPPORTUNITY, i);
-    lb_col(&g->lb, t, "statecode", "0");
-    common(g, t, i, ver);
-    return insert(g, T_OPPORTUNITY, id);
+    seed_owner(g, T_OPPORTUNITY, i, true);
+    uint64_t r = (h >> 40) % 100;
+    if (r < 20)
+        seed_state(g, t, 1, 3);
+    else if (r < 35)
+        seed_state(g, t, 2, (h >> 48) % 2 ? 4 : 5);
+    else
+        seed_state(g, t, 0, (h >> 48) % 5 == 0 ? 2 : 1);
+    if (r < 35)
+        lb_col(&g->lb, t, "actualclosedate", v);
+    else
+        lb_raw(&g->lb, "actualclosedate", "null", 4);
+    seed_common(g, t, i, ver);
+    return seed_insert(g, T_OPPORTUNITY, id);
 }
 
 static int gen_incident(struct gen *g, uint64_t i)
 {
     const struct table_def *t = &dvschema_tables[T_INCIDENT];
-    char id[37], name[160], v[256], rid[37];
-    uint64_t h = hv(g, T_INCIDENT, i, 7);
+    char id[37], v[256];
+    uint64_t h = seed_hash(g, T_INCIDENT, i, 7);
     int64_t ver = ++g->ver;
-    id_of(g, T_INCIDENT, i, id);
+    seed_id(g, T_INCIDENT, i, id);
     lb_str(&g->lb, "incidentid", id);
     lb_str(&g->lb, "title", titles[h % NA(titles)]);
     snprintf(v, sizeof v, "CAS-%05llu-%c%c%c", (unsigned long long)i + 1, 'A' + (int)(h >> 8) % 26,
@@ -496,188 +557,17 @@ static int gen_incident(struct gen *g, uint64_t i)
     lb_str(&g->lb, "description", (h >> 22) % 5 == 0 ? NULL : v);
     lb_col(&g->lb, t, "prioritycode", (h >> 24) % 3 == 0 ? "1" : (h >> 24) % 3 == 1 ? "2" : "3");
     lb_col(&g->lb, t, "casetypecode", (h >> 26) % 3 == 0 ? "1" : (h >> 26) % 3 == 1 ? "2" : "3");
-    int64_t na = g->counts[T_ACCOUNT];
-    uint64_t a = na ? (h >> 28) % (uint64_t)na : 0;
-    id_of(g, T_ACCOUNT, a, rid);
-    account_name(g, a, name, sizeof name);
-    lb_lookup(&g->lb, "customerid", "account", na ? rid : NULL, name);
-    owner(g, T_INCIDENT, i);
-    lb_col(&g->lb, t, "statecode", (h >> 40) % 3 == 0 ? "1" : "0");
-    common(g, t, i, ver);
-    return insert(g, T_INCIDENT, id);
-}
-
-static int gen_systemuser(struct gen *g, uint64_t i)
-{
-    const struct table_def *t = &dvschema_tables[T_SYSTEMUSER];
-    char id[37], name[160], v[160];
-    int64_t ver = ++g->ver;
-    const char *f, *l;
-    id_of(g, T_SYSTEMUSER, i, id);
-    lb_str(&g->lb, "systemuserid", id);
-    if (i == 0) {
-        f = "#";
-        l = "dvsnap";
-    } else {
-        person_name(g, T_SYSTEMUSER, i, &f, &l);
-    }
-    lb_str(&g->lb, "firstname", f);
-    lb_str(&g->lb, "lastname", l);
-    person_full(g, T_SYSTEMUSER, i, name, sizeof name);
-    lb_str(&g->lb, "fullname", name);
-    snprintf(v, sizeof v, "user%llu@%s.onmicrosoft.com", (unsigned long long)i, DVSIM_TENANT);
-    lb_str(&g->lb, "domainname", v);
-    lb_str(&g->lb, "internalemailaddress", v);
-    lb_col(&g->lb, t, "isdisabled", i % 11 == 10 ? "true" : "false");
-    common(g, t, i, ver);
-    return insert(g, T_SYSTEMUSER, id);
-}
-
-struct attach_kind {
-    const char *name, *mime;
-};
-static const struct attach_kind attach_kinds[] = {
-    {"Quarterly report Q3.pdf", "application/pdf"},
-    {"Zoë's notes.txt", "text/plain"},
-    {"contract v1/v2.pdf", "application/pdf"},
-    {"会议记录.docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"},
-    {"photo (1).png", "image/png"},
-    {"archive 2023.zip", "application/zip"},
-    {"café menu.txt", "text/plain"},
-};
-static const size_t attach_sizes[] = {17, 1024, 4000, 65536, 300000, 2500, 123};
-
-static void fake_bytes(uint64_t h, const char *mime, size_t n, struct buf *out)
-{
-    buf_reset(out);
-    buf_reserve(out, n);
-    const char *magic = "";
-    if (strcmp(mime, "application/pdf") == 0)
-        magic = "%PDF-1.4\n";
-    else if (strcmp(mime, "image/png") == 0)
-        magic = "\x89PNG\r\n\x1a\n";
-    else if (strstr(mime, "zip") || strstr(mime, "openxml"))
-        magic = "PK\x03\x04";
-    buf_add(out, magic, strlen(magic) < n ? strlen(magic) : n);
-    bool text = strcmp(mime, "text/plain") == 0;
-    static const char words[] = "Lorem ipsum dolor sit amet, größer café naïve résumé. ";
-    uint64_t s = h;
-    while (out->len < n) {
-        if (text) {
-            size_t k = n - out->len < sizeof words - 1 ? n - out->len : sizeof words - 1;
-            buf_add(out, words, k);
-        } else {
-            uint64_t r = dvsim_splitmix64(&s);
-            size_t k = n - out->len < 8 ? n - out->len : 8;
-            buf_add(out, &r, k);
-        }
-    }
-}
-
-static int gen_annotation(struct gen *g, uint64_t i)
-{
-    const struct table_def *t = &dvschema_tables[T_ANNOTATION];
-    char id[37], name[160], v[256], rid[37];
-    uint64_t h = hv(g, T_ANNOTATION, i, 7);
-    int64_t ver = ++g->ver;
-    id_of(g, T_ANNOTATION, i, id);
-    lb_str(&g->lb, "annotationid", id);
-    int64_t na = g->counts[T_ACCOUNT];
-    uint64_t a = na ? h % (uint64_t)na : 0;
-    account_name(g, a, name, sizeof name);
-    id_of(g, T_ACCOUNT, a, rid);
-    lb_lookup(&g->lb, "objectid", "account", na ? rid : NULL, name);
-    lb_str(&g->lb, "objecttypecode", "account");
-    owner(g, T_ANNOTATION, i);
-    if (i % 4 == 3) { /* a plain note */
-        snprintf(v, sizeof v, "Call notes %llu", (unsigned long long)i + 1);
-        lb_str(&g->lb, "subject", v);
-        lb_str(&g->lb, "notetext", "Spoke with the customer; follow up next week.\nTODO: send \"pricing\" ✉");
-        lb_str(&g->lb, "filename", NULL);
-        lb_str(&g->lb, "mimetype", NULL);
-        lb_str(&g->lb, "documentbody", NULL);
-        lb_col(&g->lb, t, "filesize", "0");
-        lb_col(&g->lb, t, "isdocument", "false");
-    } else {
-        const struct attach_kind *k = &attach_kinds[i % NA(attach_kinds)];
-        size_t size = attach_sizes[(i / NA(attach_kinds)) % NA(attach_sizes)] + (size_t)(h % 97);
-        fake_bytes(h, k->mime, size, &g->tmp);
-        struct buf b64 = BUF_INIT;
-        dvsim_base64((const unsigned char *)g->tmp.data, g->tmp.len, &b64);
-        snprintf(v, sizeof v, "Attachment: %s", k->name);
-        lb_str(&g->lb, "subject", v);
-        lb_str(&g->lb, "notetext", NULL);
-        lb_str(&g->lb, "filename", k->name);
-        lb_str(&g->lb, "mimetype", k->mime);
-        lb_str(&g->lb, "documentbody", b64.data ? b64.data : "");
-        buf_release(&b64);
-        snprintf(v, sizeof v, "%zu", size);
-        lb_col(&g->lb, t, "filesize", v);
-        lb_col(&g->lb, t, "isdocument", "true");
-    }
-    common(g, t, i, ver);
-    return insert(g, T_ANNOTATION, id);
-}
-
-static int gen_project(struct gen *g, uint64_t i)
-{
-    const struct table_def *t = &dvschema_tables[T_PROJECT];
-    char id[37], name[160], v[256], rid[37];
-    uint64_t h = hv(g, T_PROJECT, i, 7);
-    int64_t ver = ++g->ver;
-    id_of(g, T_PROJECT, i, id);
-    lb_str(&g->lb, "new_projectid", id);
-    project_name(g, i, name, sizeof name);
-    lb_str(&g->lb, "new_name", name);
-    if (i == 0)
-        snprintf(v, sizeof v, "12345678901234.1234567890");
+    customer(g, h >> 28);
+    seed_owner(g, T_INCIDENT, i, true);
+    uint64_t r = (h >> 40) % 100;
+    if (r < 30)
+        seed_state(g, t, 1, 5);
+    else if (r < 35)
+        seed_state(g, t, 2, 6);
     else
-        snprintf(v, sizeof v, "%llu.%010llu", (unsigned long long)(h % 100000000000000ull),
-                 (unsigned long long)((h >> 7) % 10000000000ull));
-    lb_col(&g->lb, t, "new_budget", v);
-    snprintf(v, sizeof v, "%llu", 9007199254740993ull + 2 * (unsigned long long)i);
-    lb_col(&g->lb, t, "new_bignumber", v);
-    static const char *const stages[] = {"100000000", "100000001", "100000002", "100000003"};
-    lb_col(&g->lb, t, "new_stage", stages[(h >> 9) % 4]);
-    char c[32], m[32], q[40];
-    time_pair(g, T_PROJECT, i + 1000, c, m);
-    snprintf(q, sizeof q, "\"%s\"", c);
-    lb_col(&g->lb, t, "new_startdate", (h >> 11) % 5 == 0 ? "null" : q);
-    int64_t na = g->counts[T_ACCOUNT];
-    uint64_t a = na ? (h >> 13) % (uint64_t)na : 0;
-    id_of(g, T_ACCOUNT, a, rid);
-    account_name(g, a, name, sizeof name);
-    lb_lookup(&g->lb, "new_accountid", "account", na ? rid : NULL, name);
-    owner(g, T_PROJECT, i);
-    lb_col(&g->lb, t, "statecode", "0");
-    if (i % 3 == 2) {
-        lb_str(&g->lb, "new_document", NULL);
-        lb_str(&g->lb, "new_document_name", NULL);
-    } else {
-        static const struct attach_kind files[] = {
-            {"Project plan.pdf", "application/pdf"}, {"budget 2024 (final).zip", "application/zip"},
-            {"Übersicht/Plan.txt", "text/plain"}, {"diagram.png", "image/png"}};
-        const struct attach_kind *k = &files[i % 4];
-        size_t size = 1000 + (size_t)(h % 50000);
-        if (i == 0 && g->env == 0)
-            size = 5u * 1024 * 1024 + 12345; /* more than one 4 MiB chunk */
-        char fid[37];
-        dvsim_guid(hv(g, T_PROJECT, i, 8), hv(g, T_PROJECT, i, 9), fid);
-        lb_str(&g->lb, "new_document", fid);
-        lb_str(&g->lb, "new_document_name", k->name);
-        fake_bytes(h, k->mime, size, &g->tmp);
-        sqlite3_reset(g->ins_file);
-        sqlite3_bind_int(g->ins_file, 1, table_id(g->env, T_PROJECT));
-        sqlite3_bind_text(g->ins_file, 2, id, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_text(g->ins_file, 3, "new_document", -1, SQLITE_STATIC);
-        sqlite3_bind_text(g->ins_file, 4, k->name, -1, SQLITE_STATIC);
-        sqlite3_bind_text(g->ins_file, 5, k->mime, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(g->ins_file, 6, g->tmp.data, (int)g->tmp.len, SQLITE_STATIC);
-        if (sqlite3_step(g->ins_file) != SQLITE_DONE)
-            return -EIO;
-    }
-    common(g, t, i, ver);
-    return insert(g, T_PROJECT, id);
+        seed_state(g, t, 0, 1 + (int)((h >> 48) % 3));
+    seed_common(g, t, i, ver);
+    return seed_insert(g, T_INCIDENT, id);
 }
 
 static int gen_project_contact(struct gen *g, uint64_t i)
@@ -686,11 +576,11 @@ static int gen_project_contact(struct gen *g, uint64_t i)
     int64_t np = g->counts[T_PROJECT], nc = g->counts[T_CONTACT];
     if (!np || !nc)
         return 0;
-    uint64_t h = hv(g, T_PROJECT_CONTACT, i, 7);
+    uint64_t h = seed_hash(g, T_PROJECT_CONTACT, i, 7);
     int64_t ver = ++g->ver;
-    id_of(g, T_PROJECT_CONTACT, i, id);
-    id_of(g, T_PROJECT, i % (uint64_t)np, pid);
-    id_of(g, T_CONTACT, (i * 7 + h % 5) % (uint64_t)nc, cid);
+    seed_id(g, T_PROJECT_CONTACT, i, id);
+    seed_id(g, T_PROJECT, i % (uint64_t)np, pid);
+    seed_id(g, T_CONTACT, (i * 7 + h % 5) % (uint64_t)nc, cid);
     lb_str(&g->lb, "new_project_contactid", id);
     lb_str(&g->lb, "new_projectid", pid);
     lb_str(&g->lb, "contactid", cid);
@@ -698,39 +588,83 @@ static int gen_project_contact(struct gen *g, uint64_t i)
     lb_raw(&g->lb, "versionnumber", num, strlen(num));
     snprintf(etag, sizeof etag, "W/\"%lld\"", (long long)ver);
     lb_str(&g->lb, "@odata.etag", etag);
-    return insert(g, T_PROJECT_CONTACT, id);
+    return seed_insert(g, T_PROJECT_CONTACT, id);
 }
 
 static int gen_audit(struct gen *g, uint64_t i)
 {
     const struct table_def *t = &dvschema_tables[T_AUDIT];
-    char id[37], rid[37], c[32], m[32], q[40], num[32], etag[40], tx[37];
-    uint64_t h = hv(g, T_AUDIT, i, 7);
+    char id[37], rid[37], q[40], etag[40], tx[37], app[37];
+    int64_t c, m;
+    uint64_t h = seed_hash(g, T_AUDIT, i, 7);
     int64_t ver = ++g->ver;
-    id_of(g, T_AUDIT, i, id);
+    seed_id(g, T_AUDIT, i, id);
     lb_str(&g->lb, "auditid", id);
-    time_pair(g, T_ACCOUNT, i, c, m);
+    seed_time_pair(g, T_ACCOUNT, i, &c, &m);
     bool create = h % 3 != 0;
-    snprintf(q, sizeof q, "\"%s\"", create ? c : m);
+    seed_iso_quoted(create ? c : m, q);
     lb_col(&g->lb, t, "createdon", q);
     lb_col(&g->lb, t, "operation", create ? "1" : "2");
     lb_col(&g->lb, t, "action", create ? "1" : "2");
     lb_str(&g->lb, "objecttypecode", "account");
     int64_t na = g->counts[T_ACCOUNT];
-    id_of(g, T_ACCOUNT, na ? i % (uint64_t)na : 0, rid);
+    seed_id(g, T_ACCOUNT, na ? i % (uint64_t)na : 0, rid);
     lb_lookup(&g->lb, "objectid", "account", rid, NULL);
-    lb_lookup(&g->lb, "userid", "systemuser", DVSIM_APP_USER_ID, "# dvsnap");
+    dvschema_app_user_id(g->env, app);
+    lb_lookup(&g->lb, "userid", "systemuser", app, "# dvsnap");
     lb_str(&g->lb, "attributemask", create ? NULL : ",3,8,");
-    dvsim_guid(hv(g, T_AUDIT, i, 8), hv(g, T_AUDIT, i, 9), tx);
+    dvsim_guid(seed_hash(g, T_AUDIT, i, 8), seed_hash(g, T_AUDIT, i, 9), tx);
     lb_str(&g->lb, "transactionid", tx);
-    snprintf(num, sizeof num, "%lld", (long long)ver);
-    (void)num;
     snprintf(etag, sizeof etag, "W/\"%lld\"", (long long)ver);
     lb_str(&g->lb, "@odata.etag", etag);
-    return insert(g, T_AUDIT, id);
+    return seed_insert(g, T_AUDIT, id);
 }
 
 typedef int (*gen_fn)(struct gen *, uint64_t);
+
+static int gen_email(struct gen *g, uint64_t i) { return seed_gen_activity(g, T_EMAIL, i); }
+static int gen_task(struct gen *g, uint64_t i) { return seed_gen_activity(g, T_TASK, i); }
+static int gen_phonecall(struct gen *g, uint64_t i) { return seed_gen_activity(g, T_PHONECALL, i); }
+static int gen_appointment(struct gen *g, uint64_t i) { return seed_gen_activity(g, T_APPOINTMENT, i); }
+
+static const gen_fn gen_fns[N_TABLES] = {
+    [T_ACCOUNT] = gen_account, [T_CONTACT] = gen_contact, [T_OPPORTUNITY] = gen_opportunity,
+    [T_INCIDENT] = gen_incident, [T_SYSTEMUSER] = seed_gen_systemuser, [T_ANNOTATION] = seed_gen_annotation,
+    [T_PROJECT] = seed_gen_project, [T_PROJECT_CONTACT] = gen_project_contact, [T_AUDIT] = gen_audit,
+    [T_BUSINESSUNIT] = seed_gen_businessunit, [T_TEAM] = seed_gen_team, [T_CURRENCY] = seed_gen_currency,
+    [T_EMAIL] = gen_email, [T_TASK] = gen_task, [T_PHONECALL] = gen_phonecall,
+    [T_APPOINTMENT] = gen_appointment, [T_ACTIVITYPOINTER] = seed_gen_pointer,
+    [T_ACTIVITYPARTY] = seed_gen_party};
+
+/* The sizes of environment g->env (see the note at the top), and with plan_activities the parties
+ * of every activity (which a single new record of another table does not need). */
+static int gen_setup(struct gen *g, bool plan_activities)
+{
+    int64_t a = g->env == 0 ? g->d->records : g->env == 5 ? 500 : 300;
+    memset(g->counts, 0, sizeof g->counts);
+    g->counts[T_ACCOUNT] = a;
+    g->counts[T_CONTACT] = 2 * a;
+    int64_t small = a < 1000 ? a : 1000;
+    g->counts[T_OPPORTUNITY] = small / 2;
+    g->counts[T_INCIDENT] = small / 2;
+    g->counts[T_ANNOTATION] = small / 15 + 8;
+    g->counts[T_PROJECT] = small / 25 + 6;
+    g->counts[T_PROJECT_CONTACT] = small / 12 + 4;
+    g->counts[T_AUDIT] = small / 5;
+    g->counts[T_BUSINESSUNIT] = N_BUSINESS_UNITS;
+    g->counts[T_TEAM] = N_TEAMS;
+    g->counts[T_CURRENCY] = N_CURRENCIES;
+    int rc = seed_members(g);
+    return rc || !plan_activities ? rc : seed_activity_plan(g);
+}
+
+static void gen_teardown(struct gen *g)
+{
+    free(g->members);
+    free(g->party_off);
+    g->members = NULL;
+    g->party_off = NULL;
+}
 
 struct keyed {
     uint64_t hi, lo, index;
@@ -748,22 +682,10 @@ static int keyed_cmp(const void *a, const void *b)
 
 static int seed_env(struct gen *g)
 {
-    static const gen_fn fns[N_TABLES] = {gen_account, gen_contact, gen_opportunity, gen_incident,
-                                         gen_systemuser, gen_annotation, gen_project,
-                                         gen_project_contact, gen_audit};
-    static const int order[N_TABLES] = {T_SYSTEMUSER, T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT,
-                                        T_ANNOTATION, T_PROJECT, T_PROJECT_CONTACT, T_AUDIT};
-    int64_t a = g->env == 0 ? g->d->records : g->env == 5 ? 500 : 300;
-    g->counts[T_ACCOUNT] = a;
-    g->counts[T_CONTACT] = 2 * a;
-    int64_t small = a < 1000 ? a : 1000;
-    g->counts[T_OPPORTUNITY] = small / 2;
-    g->counts[T_INCIDENT] = small / 2;
-    g->counts[T_SYSTEMUSER] = 25;
-    g->counts[T_ANNOTATION] = small / 15 + 8;
-    g->counts[T_PROJECT] = small / 25 + 6;
-    g->counts[T_PROJECT_CONTACT] = small / 12 + 4;
-    g->counts[T_AUDIT] = small / 5;
+    static const int order[N_TABLES] = {
+        T_BUSINESSUNIT, T_TEAM, T_CURRENCY, T_SYSTEMUSER, T_ACCOUNT, T_CONTACT, T_OPPORTUNITY,
+        T_INCIDENT, T_ANNOTATION, T_PROJECT, T_PROJECT_CONTACT, T_EMAIL, T_TASK, T_PHONECALL,
+        T_APPOINTMENT, T_ACTIVITYPOINTER, T_ACTIVITYPARTY, T_AUDIT};
     g->ver = 1000000 + 1000 * (int64_t)g->env;
     for (int k = 0; k < N_TABLES; k++) {
         int tb = order[k];
@@ -774,7 +696,7 @@ static int seed_env(struct gen *g)
             return -ENOMEM;
         for (size_t i = 0; i < n; i++) {
             char id[37];
-            id_of(g, tb, i, id);
+            seed_id(g, tb, i, id);
             ks[i].hi = strtoull((char[17]){id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[9], id[10],
                                            id[11], id[12], id[14], id[15], id[16], id[17], 0}, NULL, 16);
             ks[i].lo = strtoull((char[17]){id[19], id[20], id[21], id[22], id[24], id[25], id[26], id[27], id[28],
@@ -783,7 +705,7 @@ static int seed_env(struct gen *g)
         }
         qsort(ks, n, sizeof *ks, keyed_cmp);
         for (size_t i = 0; i < n; i++) {
-            int rc = fns[tb](g, ks[i].index);
+            int rc = gen_fns[tb](g, ks[i].index);
             if (rc) {
                 free(ks);
                 return rc;
@@ -800,6 +722,32 @@ static int seed_env(struct gen *g)
     }
     sqlite3_finalize(st);
     return dvstore_errno(rc);
+}
+
+static int prepare_inserts(struct gen *g, bool replace)
+{
+    int rc = dvstore_errno(sqlite3_prepare_v2(
+        g->db, replace ? "INSERT OR REPLACE INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)"
+                       : "INSERT INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)", -1, &g->ins, NULL));
+    if (!rc)
+        rc = dvstore_errno(sqlite3_prepare_v2(
+            g->db, "INSERT OR REPLACE INTO files(tid,id,col,name,mimetype,data) VALUES(?1,?2,?3,?4,?5,?6)", -1,
+            &g->ins_file, NULL));
+    if (!rc)
+        rc = dvstore_errno(sqlite3_prepare_v2(g->db, "INSERT OR IGNORE INTO party_index VALUES(?1,?2,?3)", -1,
+                                              &g->ins_party, NULL));
+    return rc;
+}
+
+static void gen_release(struct gen *g)
+{
+    sqlite3_finalize(g->ins);
+    sqlite3_finalize(g->ins_file);
+    sqlite3_finalize(g->ins_party);
+    gen_teardown(g);
+    buf_release(&g->lb.s);
+    buf_release(&g->line);
+    buf_release(&g->tmp);
 }
 
 int dvseed_tenant(struct dvsim *d, struct dverr *err)
@@ -821,28 +769,27 @@ int dvseed_tenant(struct dvsim *d, struct dverr *err)
     if (!rc)
         rc = dvstore_recreate(g.db);
     if (!rc)
-        rc = dvstore_errno(sqlite3_prepare_v2(
-            g.db, "INSERT INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)", -1, &g.ins, NULL));
-    if (!rc)
-        rc = dvstore_errno(sqlite3_prepare_v2(
-            g.db, "INSERT INTO files(tid,id,col,name,mimetype,data) VALUES(?1,?2,?3,?4,?5,?6)", -1,
-            &g.ins_file, NULL));
+        rc = prepare_inserts(&g, false);
     int64_t total = 0;
     for (int e = 0; e < N_ENVS && !rc; e++) {
         g.env = e;
-        rc = seed_env(&g);
+        rc = gen_setup(&g, true);
+        if (!rc)
+            rc = seed_env(&g);
         for (int k = 0; k < N_TABLES; k++)
             total += g.counts[k];
+        gen_teardown(&g);
     }
     if (!rc) {
         char sql[256];
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO meta(k,v) VALUES('seeded','%llu/%lld')", (unsigned long long)d->seed,
-                 (long long)d->records);
+        snprintf(sql, sizeof sql, "INSERT INTO meta(k,v) VALUES('seeded','%s:%llu/%lld')", DVSIM_TENANT_VERSION,
+                 (unsigned long long)d->seed, (long long)d->records);
         rc = dvstore_errno(sqlite3_exec(g.db, sql, NULL, NULL, NULL));
     }
     sqlite3_finalize(g.ins);
     sqlite3_finalize(g.ins_file);
+    sqlite3_finalize(g.ins_party);
+    g.ins = g.ins_file = g.ins_party = NULL;
     if (!rc)
         rc = dvstore_commit(g.db);
     else
@@ -855,44 +802,36 @@ int dvseed_tenant(struct dvsim *d, struct dverr *err)
         log_info("dvsim: seeded %lld records in %.1f s (seed %llu, --records %lld)", (long long)total,
                  (double)(now_ms() - t0) / 1000.0, (unsigned long long)d->seed, (long long)d->records);
     dvstore_put(d->store, g.db);
-    buf_release(&g.lb.s);
-    buf_release(&g.line);
-    buf_release(&g.tmp);
+    gen_release(&g);
     return rc;
 }
 
-/* One new record of `table` in the style of the seed (used by churn). Lookups point at seeded
- * records. The line is not stored; file columns get their bytes stored. */
-int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
-                       char id[37]);
-int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
-                       char id[37])
+void dvseed_principal_id(struct dvsim *d, int env, int table, int k, char out[37])
 {
-    static const gen_fn fns[N_TABLES] = {gen_account, gen_contact, gen_opportunity, gen_incident,
-                                         gen_systemuser, gen_annotation, gen_project,
-                                         gen_project_contact, gen_audit};
+    struct gen g;
+    memset(&g, 0, sizeof g);
+    g.d = d;
+    g.env = env;
+    dvsim_guid(seed_hash(&g, table, (uint64_t)k, 1), seed_hash(&g, table, (uint64_t)k, 2), out);
+}
+
+int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
+                         char id[37])
+{
     struct gen *g = calloc(1, sizeof *g);
     if (!g)
         return -ENOMEM;
     g->d = d;
     g->db = db;
     g->env = env;
-    int64_t a = env == 0 ? d->records : env == 5 ? 500 : 300;
-    int64_t small = a < 1000 ? a : 1000;
-    g->counts[T_ACCOUNT] = a;
-    g->counts[T_CONTACT] = 2 * a;
-    g->counts[T_SYSTEMUSER] = 25;
-    g->counts[T_PROJECT] = small / 25 + 6;
-    int rc = dvstore_errno(sqlite3_prepare_v2(db, "INSERT OR REPLACE INTO rec(tid,id,ver,del,line) VALUES(?1,?2,?3,0,?4)",
-                                                -1, &g->ins, NULL));
+    bool activity = table >= T_EMAIL && table <= T_ACTIVITYPARTY;
+    int rc = gen_setup(g, activity);
     if (!rc)
-        rc = dvstore_errno(sqlite3_prepare_v2(
-            db, "INSERT OR REPLACE INTO files(tid,id,col,name,mimetype,data) VALUES(?1,?2,?3,?4,?5,?6)", -1,
-            &g->ins_file, NULL));
+        rc = prepare_inserts(g, true);
     /* generate into a scratch row, then take the line back out and remove the scratch row */
     g->ver = 0;
     if (!rc)
-        rc = fns[table](g, index);
+        rc = gen_fns[table](g, index);
     if (!rc) {
         struct lmember m[128];
         const struct table_def *t = &dvschema_tables[table];
@@ -906,11 +845,7 @@ int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint6
             rc = buf_add(line, g->line.data, g->line.len);
         }
     }
-    sqlite3_finalize(g->ins);
-    sqlite3_finalize(g->ins_file);
-    buf_release(&g->lb.s);
-    buf_release(&g->line);
-    buf_release(&g->tmp);
+    gen_release(g);
     free(g);
     return rc;
 }

@@ -5,7 +5,8 @@
  * /org/<uniqueName>/api/data/v9.2/. Every route but /_sim/ and the token endpoint needs a bearer
  * for its own resource (401 otherwise). Web API requests pass service protection (per-token
  * sliding window and concurrency; 429 + Retry-After) and then the fault injector (500/503 rate,
- * latency, dropped connections, truncated JSON). Every answered request goes to the request log.
+ * latency, dropped connections, truncated JSON). Every answered request goes to the request log
+ * with its business-logic headers (and each $batch part, marked as one).
  * Threading: connection threads share struct dvsim; d->lock guards faults, the PRNG, the log and
  * the throttle slots, and is never held across SQLite work or sleeps. */
 #include "tools/dvsim/dvsim.h"
@@ -354,19 +355,32 @@ static void drop_free(void *cls)
 }
 
 /* ---- request log ---- */
+void dvsim_reqlog_add(struct dvsim *d, const char *method, const char *path, int status, int64_t start_ms,
+                      const char *token, uint64_t bytes, const struct bypass *b, bool batch_part)
+{
+    pthread_mutex_lock(&d->lock);
+    uint64_t seq = ++d->log_seq;
+    struct reqlog_entry *e = &d->log[seq % REQLOG_CAP]; /* where /_sim/requests looks for it */
+    e->seq = seq;
+    snprintf(e->method, sizeof e->method, "%s", method);
+    snprintf(e->path, sizeof e->path, "%s", path);
+    e->status = status;
+    e->time_ms = (double)(now_ms() - start_ms);
+    snprintf(e->token, sizeof e->token, "%s", token);
+    e->bytes = bytes;
+    if (b)
+        e->bypass = *b;
+    else
+        memset(&e->bypass, 0, sizeof e->bypass);
+    e->batch_part = batch_part;
+    pthread_mutex_unlock(&d->lock);
+}
+
 static void log_request(struct req *r, const char *url, size_t bytes)
 {
-    struct dvsim *d = r->d;
-    pthread_mutex_lock(&d->lock);
-    struct reqlog_entry *e = &d->log[d->log_seq % REQLOG_CAP];
-    e->seq = ++d->log_seq;
-    snprintf(e->method, sizeof e->method, "%s", r->method);
-    snprintf(e->path, sizeof e->path, "%s", url);
-    e->status = r->status;
-    e->time_ms = (double)(now_ms() - r->start_ms);
-    snprintf(e->token, sizeof e->token, "%s", r->token);
-    e->bytes = bytes;
-    pthread_mutex_unlock(&d->lock);
+    struct bypass b;
+    dvsim_bypass_of(r, &b);
+    dvsim_reqlog_add(r->d, r->method, url, r->status, r->start_ms, r->token, bytes, &b, false);
 }
 
 /* ---- dispatch ---- */

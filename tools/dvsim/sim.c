@@ -1,17 +1,28 @@
 /* sim: the /_sim/ control routes (loopback only, no token, never faulted).
  *   POST /_sim/churn {"env":E,"fraction":F,"seed":N}  update/create/delete about F of each user
  *        table's records (70% updates, 15% creates, 15% deletes), audited like API writes;
- *        answers {"env","updated","created","deleted","version"}
+ *        answers {"env","updated","created","deleted","version"}. With "table":T (logical name
+ *        or entity set) only that table; with "delete_fraction":D (0..1, instead of "fraction")
+ *        exactly D of each table is deleted and nothing else changes (a mass delete).
  *   GET  /_sim/dump?env=E&table=T    the table in the table-file format (record.h), T = logical
  *        name or entity set
- *   GET  /_sim/requests[?since=SEQ]  {"requests":[{"seq","method","path","status","time_ms",
- *        "token","bytes"}],"last":SEQ}; token is a fingerprint, never the token
+ *   GET  /_sim/requests[?since=SEQ][&parts=1]  {"requests":[{"seq","method","path","status",
+ *        "time_ms","token","bytes","bypass_business_logic","bypass_custom_plugins",
+ *        "suppress_flows"}],"last":SEQ}; token is a fingerprint, never the token; bypass_* are the
+ *        business-logic headers that applied (null/false when absent); with parts=1 the requests
+ *        inside each $batch too, marked "batch_part":true
  *   GET|POST /_sim/faults            fail_rate, latency_ms, drop_rate, truncate_rate,
  *        max_requests "N/SECONDS", max_concurrency, delta_token_lifetime_s, capacity_free_mb
- *   POST /_sim/reset                 reseed the tenant, restore start-up faults, clear the log
- * Churn is deterministic for a given database state and seed. Thread-safe: writers hold
- * d->write_lock, control state is under d->lock. */
-#include "tools/dvsim/dvsim.h"
+ *   GET|POST /_sim/config            {"bypass_privilege":bool}: whether the application user
+ *        holds prvBypassCustomBusinessLogic and prvBypassCustomPlugins
+ *   GET  /_sim/effects?env=E         {"env","plugin_runs","flow_runs"}: the simulated business
+ *        logic's runs in that org (webwrite_activity.c)
+ *   POST /_sim/reset                 reseed the tenant, restore start-up faults and config, clear
+ *        the log
+ * Churn is deterministic for a given database state and seed; it is the simulator's own hand,
+ * not a client's: it runs no plug-in and follows no write rule but the derived columns.
+ * Thread-safe: writers hold d->write_lock, control state is under d->lock. */
+#include "tools/dvsim/webapi_int.h"
 #include "backend/base/record.h"
 
 #include <cjson/cJSON.h>
@@ -22,9 +33,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-int dvseed_create_record(struct dvsim *d, sqlite3 *db, int env, int table, uint64_t index, struct buf *line,
-                       char id[37]);
 
 static void sim_error(struct req *r, int status, const char *msg)
 {
@@ -86,6 +94,8 @@ static int churn_update(struct write_ctx *w, const struct table_def *t, int tb, 
         if (!rc)
             rc = srec_set_str(&rec, key, f);
     }
+    if (!rc)
+        rc = webwrite_derive(w->db, w->env, t, &rec);
     if (rc)
         goto out;
     srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
@@ -139,7 +149,8 @@ static int churn_delete(struct write_ctx *w, const struct table_def *t, int tb, 
     return rc;
 }
 
-int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct buf *report, struct dverr *err)
+int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int only_table,
+                double delete_fraction, struct buf *report, struct dverr *err)
 {
     static const int tables[] = {T_ACCOUNT, T_CONTACT, T_OPPORTUNITY, T_INCIDENT, T_ANNOTATION, T_PROJECT};
     long long upd = 0, cre = 0, del = 0;
@@ -150,7 +161,9 @@ int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct
     struct write_ctx w = {d, db, env, true};
     int rc = db ? dvstore_begin(db) : -EIO;
     for (size_t k = 0; k < sizeof tables / sizeof tables[0] && !rc; k++) {
-        int tb = tables[k];
+        int tb = only_table >= 0 ? only_table : tables[k];
+        if (only_table >= 0 && k > 0)
+            break;
         const struct table_def *t = &dvschema_tables[tb];
         uint64_t rng = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)env << 32) ^ (uint64_t)tb;
         sqlite3_stmt *st = NULL;
@@ -180,6 +193,10 @@ int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, struct
         if (n > n_ids)
             n = n_ids;
         size_t n_del = n * 15 / 100, n_upd = n - n_del - n * 15 / 100, n_new = n - n_upd - n_del;
+        if (delete_fraction >= 0) {
+            n_del = (size_t)llround(delete_fraction * (double)n_ids);
+            n_upd = n_new = 0;
+        }
         /* partial Fisher-Yates: the first n_upd + n_del slots are the victims */
         for (size_t i = 0; i < n_upd + n_del && i < n_ids; i++) {
             size_t j = i + (size_t)(dvsim_splitmix64(&rng) % (n_ids - i));
@@ -225,17 +242,26 @@ static void route_churn(struct req *r)
     cJSON *env = cJSON_GetObjectItemCaseSensitive(b, "env");
     cJSON *fr = cJSON_GetObjectItemCaseSensitive(b, "fraction");
     cJSON *seed = cJSON_GetObjectItemCaseSensitive(b, "seed");
+    cJSON *tab = cJSON_GetObjectItemCaseSensitive(b, "table");
+    cJSON *del = cJSON_GetObjectItemCaseSensitive(b, "delete_fraction");
     int e = cJSON_IsString(env) ? dvschema_env_index(env->valuestring, strlen(env->valuestring)) : -1;
-    if (!b || e < 0 || !cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1) {
+    const struct table_def *t = NULL;
+    if (cJSON_IsString(tab) && !(t = dvschema_table_by_logical(tab->valuestring, strlen(tab->valuestring))))
+        t = dvschema_table_by_set(tab->valuestring, strlen(tab->valuestring));
+    bool del_ok = cJSON_IsNumber(del) && del->valuedouble >= 0 && del->valuedouble <= 1;
+    if (!b || e < 0 || (tab && !t) || (del && !del_ok) ||
+        (!del && (!cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1))) {
         cJSON_Delete(b);
-        sim_error(r, 400, "body must be {\"env\":<uniqueName>,\"fraction\":0..1,\"seed\":N}");
+        sim_error(r, 400, "body must be {\"env\":<uniqueName>,\"fraction\":0..1,\"seed\":N} "
+                          "(optionally \"table\":T, and \"delete_fraction\":0..1 instead of fraction)");
         return;
     }
     struct dverr err;
     dverr_clear(&err);
     buf_reset(&r->out);
     uint64_t s = cJSON_IsNumber(seed) ? (uint64_t)seed->valuedouble : 1;
-    int rc = dvsim_churn(r->d, e, fr->valuedouble, s, &r->out, &err);
+    int rc = dvsim_churn(r->d, e, del ? 0 : fr->valuedouble, s, t ? dvschema_table_index(t) : -1,
+                         del ? del->valuedouble : -1, &r->out, &err);
     cJSON_Delete(b);
     if (rc) {
         sim_error(r, 500, dverr_msg(&err));
@@ -281,8 +307,9 @@ static void route_dump(struct req *r)
 
 static void route_requests(struct req *r)
 {
-    const char *s = sreq_arg(r, "since");
+    const char *s = sreq_arg(r, "since"), *p = sreq_arg(r, "parts");
     uint64_t since = s ? strtoull(s, NULL, 10) : 0;
+    bool parts = p && !strcmp(p, "1");
     struct dvsim *d = r->d;
     buf_reset(&r->out);
     buf_addstr(&r->out, "{\"requests\":[");
@@ -291,16 +318,84 @@ static void route_requests(struct req *r)
     uint64_t first = last > REQLOG_CAP ? last - REQLOG_CAP + 1 : 1;
     if (since + 1 > first)
         first = since + 1;
+    bool any = false;
     for (uint64_t q = first; q <= last; q++) {
         const struct reqlog_entry *e = &d->log[q % REQLOG_CAP];
-        buf_printf(&r->out, "%s{\"seq\":%llu,\"method\":\"%s\",\"path\":", q == first ? "" : ",",
+        if (e->batch_part && !parts)
+            continue;
+        buf_printf(&r->out, "%s{\"seq\":%llu,\"method\":\"%s\",\"path\":", any ? "," : "",
                    (unsigned long long)e->seq, e->method);
+        any = true;
         buf_add_json_string(&r->out, e->path, strlen(e->path));
-        buf_printf(&r->out, ",\"status\":%d,\"time_ms\":%.1f,\"token\":\"%s\",\"bytes\":%llu}", e->status,
-                   e->time_ms, e->token, (unsigned long long)e->bytes);
+        buf_printf(&r->out, ",\"status\":%d,\"time_ms\":%.1f,\"token\":\"%s\",\"bytes\":%llu,"
+                            "\"bypass_business_logic\":", e->status, e->time_ms, e->token, (unsigned long long)e->bytes);
+        if (e->bypass.business_logic[0])
+            buf_add_json_string(&r->out, e->bypass.business_logic, strlen(e->bypass.business_logic));
+        else
+            buf_addstr(&r->out, "null");
+        buf_printf(&r->out, ",\"bypass_custom_plugins\":%s,\"suppress_flows\":%s%s}",
+                   e->bypass.custom_plugins ? "true" : "false", e->bypass.suppress_flows ? "true" : "false",
+                   e->batch_part ? ",\"batch_part\":true" : "");
     }
     pthread_mutex_unlock(&d->lock);
     buf_printf(&r->out, "],\"last\":%llu}", (unsigned long long)last);
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_config(struct req *r)
+{
+    struct dvsim *d = r->d;
+    if (!strcmp(r->method, "POST")) {
+        cJSON *b = cJSON_ParseWithLength(r->body.data ? r->body.data : "", r->body.len);
+        cJSON *it, *settings = cJSON_IsObject(b) ? b : NULL;
+        const char *bad = settings ? NULL : "body must be a JSON object";
+        cJSON_ArrayForEach(it, settings) {
+            if (!strcmp(it->string, "bypass_privilege") && cJSON_IsBool(it)) {
+                pthread_mutex_lock(&d->lock);
+                d->bypass_privilege = cJSON_IsTrue(it);
+                pthread_mutex_unlock(&d->lock);
+            } else {
+                bad = "unknown setting or wrong type (bypass_privilege: true|false)";
+            }
+        }
+        cJSON_Delete(b);
+        if (bad) {
+            sim_error(r, 400, bad);
+            return;
+        }
+    } else if (strcmp(r->method, "GET") != 0) {
+        sim_error(r, 405, "use GET or POST");
+        return;
+    }
+    pthread_mutex_lock(&d->lock);
+    bool bypass = d->bypass_privilege;
+    pthread_mutex_unlock(&d->lock);
+    buf_reset(&r->out);
+    buf_printf(&r->out, "{\"bypass_privilege\":%s}", bypass ? "true" : "false");
+    r->status = 200;
+    r->content_type = "application/json";
+}
+
+static void route_effects(struct req *r)
+{
+    const char *env = sreq_arg(r, "env");
+    int e = env ? dvschema_env_index(env, strlen(env)) : -1;
+    if (e < 0) {
+        sim_error(r, 404, "unknown env (use ?env=<uniqueName>)");
+        return;
+    }
+    sqlite3 *db = dvstore_get(r->d->store);
+    int64_t plugin = 0, flow = 0;
+    int rc = db ? dvstore_effects_get(db, e, &plugin, &flow) : -EIO;
+    dvstore_put(r->d->store, db);
+    if (rc) {
+        sim_error(r, 500, "database error");
+        return;
+    }
+    buf_reset(&r->out);
+    buf_printf(&r->out, "{\"env\":\"%s\",\"plugin_runs\":%lld,\"flow_runs\":%lld}", dvschema_envs[e].unique_name,
+               (long long)plugin, (long long)flow);
     r->status = 200;
     r->content_type = "application/json";
 }
@@ -408,6 +503,7 @@ static void route_reset(struct req *r)
     pthread_mutex_unlock(&d->write_lock);
     pthread_mutex_lock(&d->lock);
     d->faults = d->faults_initial;
+    d->bypass_privilege = d->bypass_privilege_initial;
     for (int i = 0; i < THROTTLE_SLOTS; i++) {
         d->slots[i].count = d->slots[i].head = 0;
         d->slots[i].blocked_until_ms = d->slots[i].extra_ms = 0;
@@ -435,8 +531,12 @@ void dvsim_sim_route(struct req *r, const char *rest)
         route_requests(r);
     else if (!strcmp(rest, "/faults"))
         route_faults(r);
+    else if (!strcmp(rest, "/config"))
+        route_config(r);
+    else if (!strcmp(rest, "/effects") && get)
+        route_effects(r);
     else if (!strcmp(rest, "/reset") && post)
         route_reset(r);
     else
-        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, reset)");
+        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, config, effects, reset)");
 }

@@ -6,6 +6,11 @@
  *   files(tid, id, col, name, mimetype, data)  file column contents
  *   envstate(env, runtime, sku)   runtime state and SKU changed through the admin API
  *   meta(k, v)                    "seeded" marker and seed parameters
+ *   party_index(env, activityid, partyid)  which activityparty rows belong to each activity (so a
+ *                                 write that replaces an activity's parties finds them)
+ *   effects(env, plugin_runs, flow_runs)   the simulated business logic's counts (written in the
+ *                                 transaction of the write that ran it, so a rolled-back change set
+ *                                 counts nothing)
  * WAL mode; readers run concurrently, writers are serialised by dvsim's write_lock (and SQLite's
  * busy timeout). Connections come from a small pool (mutex-guarded stack); each is used by one
  * thread at a time. */
@@ -38,12 +43,17 @@ static const char dvschema_sql[] =
     "CREATE TABLE IF NOT EXISTS upload_parts(token TEXT, off INTEGER, data BLOB NOT NULL,"
     " PRIMARY KEY(token, off));"
     "CREATE TABLE IF NOT EXISTS envstate(env INTEGER PRIMARY KEY, runtime TEXT, sku TEXT);"
-    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);";
+    "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT);"
+    "CREATE TABLE IF NOT EXISTS party_index(env INTEGER NOT NULL, activityid TEXT NOT NULL,"
+    " partyid TEXT NOT NULL, PRIMARY KEY(env, activityid, partyid)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS effects(env INTEGER PRIMARY KEY, plugin_runs INTEGER NOT NULL,"
+    " flow_runs INTEGER NOT NULL);";
 
 int dvstore_recreate(sqlite3 *db)
 {
     int rc = sqlite3_exec(db, "DROP TABLE IF EXISTS rec; DROP TABLE IF EXISTS orgver; DROP TABLE IF EXISTS files;"
-                              "DROP TABLE IF EXISTS envstate; DROP TABLE IF EXISTS meta;", NULL, NULL, NULL);
+                              "DROP TABLE IF EXISTS envstate; DROP TABLE IF EXISTS meta;"
+                              "DROP TABLE IF EXISTS party_index; DROP TABLE IF EXISTS effects;", NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, dvschema_sql, NULL, NULL, NULL);
     return dvstore_errno(rc);
@@ -266,4 +276,92 @@ int dvstore_meta_equals(sqlite3 *db, const char *k, const char *v)
     }
     sqlite3_finalize(st);
     return eq;
+}
+
+int dvstore_effects_add(sqlite3 *db, int env, int plugin_runs, int flow_runs)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "INSERT INTO effects(env, plugin_runs, flow_runs) VALUES(?1, ?2, ?3)"
+                                    " ON CONFLICT(env) DO UPDATE SET plugin_runs = plugin_runs + ?2,"
+                                    " flow_runs = flow_runs + ?3", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, env);
+        sqlite3_bind_int(st, 2, plugin_runs);
+        sqlite3_bind_int(st, 3, flow_runs);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(st);
+    return dvstore_errno(rc);
+}
+
+int dvstore_effects_get(sqlite3 *db, int env, int64_t *plugin_runs, int64_t *flow_runs)
+{
+    sqlite3_stmt *st = NULL;
+    *plugin_runs = *flow_runs = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT plugin_runs, flow_runs FROM effects WHERE env = ?1", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, env);
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_ROW) {
+            *plugin_runs = sqlite3_column_int64(st, 0);
+            *flow_runs = sqlite3_column_int64(st, 1);
+        }
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+    }
+    sqlite3_finalize(st);
+    return dvstore_errno(rc);
+}
+
+int dvstore_party_link(sqlite3 *db, int env, const char *activity_id, const char *party_id, bool add)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, add ? "INSERT OR IGNORE INTO party_index VALUES(?1, ?2, ?3)"
+                                        : "DELETE FROM party_index WHERE env = ?1 AND activityid = ?2"
+                                          " AND partyid = ?3", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, env);
+        sqlite3_bind_text(st, 2, activity_id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, party_id, -1, SQLITE_STATIC);
+        rc = sqlite3_step(st) == SQLITE_DONE ? SQLITE_OK : sqlite3_errcode(db);
+    }
+    sqlite3_finalize(st);
+    return dvstore_errno(rc);
+}
+
+int dvstore_party_ids(sqlite3 *db, int env, const char *activity_id, char ***ids, size_t *n)
+{
+    sqlite3_stmt *st = NULL;
+    *ids = NULL;
+    *n = 0;
+    int rc = sqlite3_prepare_v2(db, "SELECT partyid FROM party_index WHERE env = ?1 AND activityid = ?2"
+                                    " ORDER BY partyid", -1, &st, NULL);
+    if (rc != SQLITE_OK)
+        return dvstore_errno(rc);
+    sqlite3_bind_int(st, 1, env);
+    sqlite3_bind_text(st, 2, activity_id, -1, SQLITE_STATIC);
+    int err = 0;
+    while (!err && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        char **grown = realloc(*ids, (*n + 1) * sizeof **ids);
+        char *id = strdup((const char *)sqlite3_column_text(st, 0));
+        if (!grown || !id) {
+            free(id);
+            if (grown)
+                *ids = grown;
+            err = -ENOMEM;
+            break;
+        }
+        *ids = grown;
+        (*ids)[(*n)++] = id;
+    }
+    sqlite3_finalize(st);
+    if (!err && rc != SQLITE_DONE)
+        err = dvstore_errno(rc);
+    if (err) {
+        for (size_t i = 0; i < *n; i++)
+            free((*ids)[i]);
+        free(*ids);
+        *ids = NULL;
+        *n = 0;
+    }
+    return err;
 }

@@ -7,6 +7,8 @@
  *       odata.include-annotations, odata.track-changes; $skiptoken in @odata.nextLink;
  *       $deltatoken in @odata.deltaLink (upserts by version, then $deletedEntity rows)
  *   GET /<set>/$count, GET /<set>(<guid>)
+ *   GET /WhoAmI, GET /systemusers(<guid>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges(),
+ *   POST /CloseIncident | /WinOpportunity | /LoseOpportunity   (webwrite_actions.c)
  * Writes, $batch and file columns are routed to webwrite*.c; the query options ($filter,
  * $orderby, the $skiptoken cookie) are parsed in webapi_query.c, $deltatoken pages come from
  * webapi_delta.c (webapi_int.h lists the files).
@@ -507,6 +509,15 @@ void webapi_route(struct req *r, const char *rest)
         webwrite_batch(r);
         return;
     }
+    const char *message = strncmp(rest, "Microsoft.Dynamics.CRM.", 23) == 0 ? rest + 23 : rest;
+    if (!strcmp(message, "WhoAmI") || !strcmp(message, "WhoAmI()")) {
+        webwrite_whoami(r);
+        return;
+    }
+    if (!strcmp(message, "CloseIncident") || !strcmp(message, "WinOpportunity") || !strcmp(message, "LoseOpportunity")) {
+        webwrite_action(r, message);
+        return;
+    }
     size_t sl = strcspn(rest, "(/");
     const struct table_def *t = dvschema_table_by_set(rest, sl);
     if (!t) {
@@ -544,6 +555,11 @@ void webapi_route(struct req *r, const char *rest)
         const char *sub = k + kl + 1;
         if (*sub == '\0' && get) {
             webapi_record_get(r, t, key);
+            return;
+        }
+        if (t == &dvschema_tables[T_SYSTEMUSER] && (!strcmp(sub, "/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()") ||
+                                                    !strcmp(sub, "/Microsoft.Dynamics.CRM.RetrieveUserPrivileges"))) {
+            webwrite_user_privileges(r, key);
             return;
         }
         webwrite_route(r, t, key, *sub ? sub : NULL);

@@ -5,12 +5,19 @@
  *   webapi_delta.c   change tracking: org versions, delta tokens, $deltatoken pages
  *   webapi_meta.c    EntityDefinitions (metadata)
  * Write side:
- *   webwrite.c       single-record POST/PATCH (upsert)/DELETE, $ref, write sessions, routing
- *   webwrite_rules.c what every write must pass and what it adds: body validation (columns,
- *                    option ranges, @odata.bind), defaults of new records, version stamps, audits
- *   webwrite_files.c file columns and note bodies: $value GET with Range, uploads (single and
- *                    chunked sessions), DELETE
- *   webwrite_batch.c $batch (change sets, Content-ID references)
+ *   webwrite.c            single-record POST/PATCH (upsert)/DELETE, $ref, write sessions, routing
+ *   webwrite_rules.c      what every write must pass and what it adds: body validation (columns,
+ *                         option ranges, @odata.bind), state rules, defaults of new records, derived
+ *                         columns (owning*, exchange rate, *_base), version stamps, audits
+ *   webwrite_privileges.c which tables a client may write, the business-logic headers and the
+ *                         bypass privilege, the application user's privileges
+ *   webwrite_activity.c   activities: their activitypointer rows and parties, and the simulated
+ *                         business logic (the plug-in's follow-up task, flow runs)
+ *   webwrite_actions.c    CloseIncident, WinOpportunity, LoseOpportunity, WhoAmI,
+ *                         RetrieveUserPrivileges
+ *   webwrite_files.c      file and image columns and note bodies: $value GET with Range (an image's
+ *                         thumbnail, or ?size=full), uploads (single and chunked sessions), DELETE
+ *   webwrite_batch.c      $batch (change sets, Content-ID references, the parts' log entries)
  * Threading: each request runs on its connection's thread and owns its struct req; writers hold
  * d->write_lock for their whole SQLite transaction (struct wsess); d->rng is read under d->lock.
  * Nothing here keeps state of its own. */
@@ -104,26 +111,107 @@ void webwrite_reply_no_content(struct req *r);
 void webwrite_random_guid(struct dvsim *d, char out[37]);
 
 /* ---- webwrite_rules.c ---- */
-/* A reference "/contacts(<guid>)", "contacts(<guid>)" or an absolute URL -> table and id.
- * -ENOENT for an unresolved "$n" Content-ID, -EINVAL otherwise. */
-int webwrite_resolve_ref(const char *s, const struct table_def **t, char id[37]);
+/* A reference "/contacts(<guid>)", "contacts(<guid>)" or an absolute URL -> table and id. set gets
+ * the entity set named. -ENOENT for an unresolved "$n" Content-ID, -ENXIO for an entity set that
+ * does not exist, -EINVAL otherwise. */
+int webwrite_resolve_ref(const char *s, const struct table_def **t, char id[37], char *set, size_t set_n);
 /* Point lookup column c at target record id (NULL clears); a 404 or 500 reply on failure. */
 int webwrite_set_lookup(struct req *r, sqlite3 *db, struct rec *rec, const struct col_def *c,
                         const struct table_def *target, const char *id);
+/* Set column c (record member `member`) to raw JSON and its formatted value. */
+void webwrite_set_col(struct rec *rec, const struct col_def *c, const char *member, const char *raw,
+                      size_t len);
+/* An integer member of rec (-1 when null or absent). */
+int webwrite_int_member(const struct rec *rec, const char *member);
+
+/* One party of an activity write (<activity>_activity_parties). */
+struct party_write {
+    int mask;                        /* participationtypemask */
+    const struct table_def *target;  /* the party's table; NULL: none (addressused only) */
+    char id[37];
+    char *addressused;               /* raw JSON string, NULL: null */
+};
+/* What a write body held besides plain columns. */
+struct write_body {
+    bool statecode, statuscode;      /* applied */
+    bool fields;                     /* some other member was applied */
+    bool parties_set;                /* <activity>_activity_parties: they replace the parties */
+    struct party_write *parties;
+    size_t n_parties;
+    bool image_set, image_null;      /* the image column was given (null: cleared) */
+    struct buf image;                /* its bytes */
+};
+void webwrite_body_release(struct write_body *b);
 /* Apply the JSON body of r to rec. create: a new record (IsValidForCreate applies). body_id gets
- * the primary key when the body names one. 0, or a reply and -errno. */
+ * the primary key when the body names one; b what else it held. 0, or a reply and -errno. */
 int webwrite_apply_body(struct req *r, sqlite3 *db, const struct table_def *t, struct rec *rec,
-                        bool create, char body_id[37]);
-/* Members every new record has: every column (null when not given), state, owner. */
+                        bool create, char body_id[37], struct write_body *b);
+/* Members every new record has: every column (null when not given), state and status (a status
+ * of another state is refused), owner, currency. 0, or a reply and -errno. */
 int webwrite_create_defaults(struct req *r, sqlite3 *db, const struct table_def *t,
-                             struct rec *rec);
+                             struct rec *rec, const char *id);
+/* The state rules of an update of a record whose statecode was old_state. 0, or a reply. */
+int webwrite_check_update(struct req *r, const struct table_def *t, int old_state, struct rec *rec,
+                          const struct write_body *b, const char *id);
+/* Whether a record of t in state `state` is closed (a resolved or cancelled case, a won or lost
+ * opportunity), and the service's answer to a change of one. */
+bool webwrite_closed(const struct table_def *t, int state);
+void webwrite_reply_closed(struct req *r, const struct table_def *t, int state);
+int webwrite_set_state(struct rec *rec, const struct table_def *t, int statecode, int statuscode);
+/* The columns the service derives: owning* from ownerid, exchangerate and *_base. */
+int webwrite_derive(sqlite3 *db, int env, const struct table_def *t, struct rec *rec);
+
+/* ---- webwrite_privileges.c ---- */
+/* 0 when a client may write records of t with this request's method; else the service's refusal
+ * (405 for tables without that message, 403 for a privilege the application user lacks). */
+int webwrite_refuse_table(struct req *r, const struct table_def *t);
+/* The business-logic headers of a write into b; 0, or a 403 reply when a bypass is asked for
+ * without the privilege. t (may be NULL) names the table in the message. */
+int webwrite_business_logic(struct req *r, const struct table_def *t, struct bypass *b);
+/* Whether b bypasses synchronous custom logic (plug-ins). */
+bool webwrite_bypasses_plugins(const struct bypass *b);
+/* The application user's privileges, with the bypass privileges while it holds them. */
+struct privileges {
+    size_t n;
+    char name[N_TABLES * 8 + 2][64];
+};
+int webwrite_app_privileges(struct dvsim *d, struct privileges *p);
+/* A privilege's id (the real ids of the bypass privileges, a stable one for the others). */
+void webwrite_privilege_id(const char *name, char out[37]);
+
+/* ---- webwrite_activity.c ---- */
+/* The activitypointer row of activity id (whose record is rec), stored with version ver. */
+int webwrite_pointer_put(sqlite3 *db, int env, const char *id, const struct rec *rec, int64_t ver);
+/* Remove an activity's activitypointer row and parties (its delete). */
+int webwrite_activity_deleted(sqlite3 *db, int env, const char *id);
+/* Replace the parties of activity id of t (record rec) with b's. */
+int webwrite_parties_replace(struct req *r, sqlite3 *db, const struct table_def *t, const char *id,
+                             const struct rec *rec, const struct write_body *b);
+/* The simulated business logic after a create or update of record id of t: a plug-in that adds a
+ * follow-up task (unless bypassed) and a flow run (unless suppressed), for accounts and contacts. */
+int webwrite_business_effects(struct req *r, sqlite3 *db, const struct table_def *t, const char *id,
+                              const struct rec *rec, const struct bypass *b);
+
+/* ---- webwrite_actions.c ---- */
+/* POST /CloseIncident, /WinOpportunity, /LoseOpportunity (name without the namespace). */
+void webwrite_action(struct req *r, const char *name);
+/* GET /WhoAmI */
+void webwrite_whoami(struct req *r);
+/* GET /systemusers(<id>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges() */
+void webwrite_user_privileges(struct req *r, const char *user_id);
 
 /* ---- webwrite_files.c ---- */
-/* GET <set>(<id>)/<col>/$value: a file column's bytes (Range) or a Base64 text column. */
+/* GET <set>(<id>)/<col>/$value: a file column's bytes (Range), an image's thumbnail (?size=full:
+ * the full image) or a Base64 text column. */
 void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
                        const struct col_def *c);
 /* PATCH <set>(<id>)/<filecol> with the bytes (upload; chunked when asked) or DELETE it. */
 void webwrite_file_put(struct req *r, const struct table_def *t, const char *id,
                        const struct col_def *c, bool del);
+/* Set (data NULL: clear) image column c of record rec (id of t): the full image in the files
+ * table, the thumbnail and the image id, timestamp and URL in the record. */
+int webwrite_image_set(struct req *r, sqlite3 *db, const struct table_def *t, const char *id,
+                       struct rec *rec, const struct col_def *c, const void *data, size_t len,
+                       const char *name);
 
 #endif

@@ -1,5 +1,10 @@
 /* webapi_meta: EntityDefinitions of each org's Web API (webapi_int.h), built from the static
- * table definitions (schema.c) in the shapes the service answers:
+ * table definitions (schema.c) in the shapes the service answers: OwnershipType, IsCustomEntity,
+ * IsActivity, TableType, PrimaryImageAttribute per table; AttributeType, IsValidForCreate/Update/
+ * Read, IsPrimaryId, Targets per attribute (image columns: AttributeType Virtual, AttributeTypeName
+ * ImageType, IsPrimaryImage); one ManyToOneRelationship per lookup target, except ownerid, which
+ * the service lists once as owner_<set> with ReferencedEntity "owner" (an entity without an entity
+ * set); and each activity's <activity>_activity_parties among its OneToManyRelationships.
  *   GET /EntityDefinitions[?$expand=Attributes,ManyToOneRelationships,OneToManyRelationships,
  *                          ManyToManyRelationships]
  *   GET /EntityDefinitions(LogicalName='x') | (<MetadataId>)   same $expand
@@ -67,6 +72,9 @@ static void type_names(enum col_type ty, const char **at, const char **atn, cons
     case COL_DATETIME: case COL_DATEONLY: *at = "DateTime"; *atn = "DateTimeType"; *odt = "DateTimeAttributeMetadata"; break;
     case COL_PICKLIST: *at = "Picklist"; *atn = "PicklistType"; *odt = "PicklistAttributeMetadata"; break;
     case COL_STATE: *at = "State"; *atn = "StateType"; *odt = "StateAttributeMetadata"; break;
+    case COL_STATUS: *at = "Status"; *atn = "StatusType"; *odt = "StatusAttributeMetadata"; break;
+    case COL_GUID: *at = "Uniqueidentifier"; *atn = "UniqueidentifierType"; *odt = "UniqueIdentifierAttributeMetadata"; break;
+    case COL_IMAGE: *at = "Virtual"; *atn = "ImageType"; *odt = "ImageAttributeMetadata"; break;
     case COL_BOOLEAN: *at = "Boolean"; *atn = "BooleanType"; *odt = "BooleanAttributeMetadata"; break;
     case COL_LOOKUP: *at = "Lookup"; *atn = "LookupType"; *odt = "LookupAttributeMetadata"; break;
     case COL_OWNER: *at = "Owner"; *atn = "OwnerType"; *odt = "LookupAttributeMetadata"; break;
@@ -92,9 +100,9 @@ static cJSON *attr_json(const struct table_def *t, const struct col_def *c)
     cJSON_AddStringToObject(cJSON_AddObjectToObject(o, "AttributeTypeName"), "Value", atn);
     cJSON_AddBoolToObject(o, "IsPrimaryId", c->type == COL_PK);
     cJSON_AddBoolToObject(o, "IsPrimaryName", t->primary_name && strcmp(t->primary_name, c->name) == 0);
-    bool ro = t->read_only || t->intersect;
-    cJSON_AddBoolToObject(o, "IsValidForCreate", !ro && (c->flags & COLF_CREATE));
-    cJSON_AddBoolToObject(o, "IsValidForUpdate", !ro && (c->flags & COLF_UPDATE));
+    bool writable = !t->intersect;
+    cJSON_AddBoolToObject(o, "IsValidForCreate", writable && (c->flags & COLF_CREATE));
+    cJSON_AddBoolToObject(o, "IsValidForUpdate", writable && (c->flags & COLF_UPDATE));
     cJSON_AddBoolToObject(o, "IsValidForRead", true);
     cJSON_AddBoolToObject(o, "IsCustomAttribute", strncmp(c->name, "new_", 4) == 0);
     cJSON *rl = cJSON_AddObjectToObject(o, "RequiredLevel");
@@ -103,15 +111,25 @@ static cJSON *attr_json(const struct table_def *t, const struct col_def *c)
     cJSON_AddStringToObject(rl, "ManagedPropertyLogicalName", "canmodifyrequirementlevelsettings");
     if (c->type == COL_FILENAME)
         cJSON_AddStringToObject(o, "AttributeOf", "new_document");
+    else if (c->type == COL_MONEY && strstr(c->name, "_base"))
+        cJSON_AddStringToObject(o, "AttributeOf", "transactioncurrencyid");
     else
         cJSON_AddNullToObject(o, "AttributeOf");
     if (c->type == COL_DATEONLY)
         cJSON_AddStringToObject(o, "Format", "DateOnly");
     else if (c->type == COL_DATETIME)
         cJSON_AddStringToObject(o, "Format", "DateAndTime");
-    if (c->type == COL_LOOKUP || c->type == COL_OWNER || c->type == COL_CUSTOMER) {
+    if (dvschema_is_lookup(c)) {
         cJSON *tg = cJSON_AddArrayToObject(o, "Targets");
-        cJSON_AddItemToArray(tg, cJSON_CreateString(c->target));
+        for (const struct lookup_target *g = c->targets; g && g->table; g++)
+            cJSON_AddItemToArray(tg, cJSON_CreateString(g->table));
+    }
+    if (c->type == COL_IMAGE) {
+        cJSON_AddBoolToObject(o, "IsPrimaryImage", true);
+        cJSON_AddBoolToObject(o, "CanStoreFullImage", true);
+        cJSON_AddNumberToObject(o, "MaxSizeInKB", 30720);
+        cJSON_AddNumberToObject(o, "MaxHeight", 144);
+        cJSON_AddNumberToObject(o, "MaxWidth", 144);
     }
     if (c->type == COL_FILE)
         cJSON_AddNumberToObject(o, "MaxSizeInKB", 131072);
@@ -126,29 +144,42 @@ static cJSON *attr_json(const struct table_def *t, const struct col_def *c)
             cJSON *x = cJSON_CreateObject();
             cJSON_AddNumberToObject(x, "Value", op->value);
             label(x, "Label", op->label);
+            if (c->type == COL_STATUS)
+                cJSON_AddNumberToObject(x, "State", op->state);
+            const struct col_def *status = c->type == COL_STATE ? dvschema_col_by_member(t, "statuscode", 10) : NULL;
+            if (status)
+                cJSON_AddNumberToObject(x, "DefaultStatus", dvschema_status_default(status, op->value));
             cJSON_AddItemToArray(arr, x);
         }
     }
     return o;
 }
 
-static cJSON *rel_json(const struct table_def *t, const struct col_def *c)
+/* The many-to-one relationship of lookup column c of table t to target g (g NULL: ownerid's single
+ * relationship to "owner"). */
+static cJSON *rel_json(const struct table_def *t, const struct col_def *c, const struct lookup_target *g)
 {
-    const struct table_def *target = dvschema_table_by_logical(c->target, strlen(c->target));
+    const char *referenced = g ? g->table : "owner";
+    const struct table_def *target = g ? dvschema_table_by_logical(g->table, strlen(g->table)) : NULL;
     cJSON *o = cJSON_CreateObject();
-    char s[160], id[37];
-    snprintf(s, sizeof s, "%s_%s_%s", c->target, t->logical, c->name);
+    char s[200], id[37];
+    if (!g)
+        snprintf(s, sizeof s, "owner_%s", t->set);
+    else if (g->rel)
+        snprintf(s, sizeof s, "%s", g->rel);
+    else
+        snprintf(s, sizeof s, "%s_%s_%s", g->table, t->logical, c->name);
     metadata_id("rel", s, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
     cJSON_AddStringToObject(o, "SchemaName", s);
     cJSON_AddStringToObject(o, "RelationshipType", "OneToManyRelationship");
-    cJSON_AddStringToObject(o, "ReferencedEntity", c->target);
-    cJSON_AddStringToObject(o, "ReferencedAttribute", target ? target->pk : "");
+    cJSON_AddStringToObject(o, "ReferencedEntity", referenced);
+    cJSON_AddStringToObject(o, "ReferencedAttribute", target ? target->pk : "ownerid");
     cJSON_AddStringToObject(o, "ReferencingEntity", t->logical);
     cJSON_AddStringToObject(o, "ReferencingAttribute", c->name);
     cJSON_AddStringToObject(o, "ReferencedEntityNavigationPropertyName", s);
-    cJSON_AddStringToObject(o, "ReferencingEntityNavigationPropertyName", c->nav);
-    cJSON_AddBoolToObject(o, "IsHierarchical", strcmp(c->target, t->logical) == 0);
+    cJSON_AddStringToObject(o, "ReferencingEntityNavigationPropertyName", g ? g->nav : "ownerid");
+    cJSON_AddBoolToObject(o, "IsHierarchical", strcmp(referenced, t->logical) == 0);
     cJSON_AddBoolToObject(o, "IsCustomRelationship", strncmp(c->name, "new_", 4) == 0);
     return o;
 }
@@ -181,14 +212,23 @@ static cJSON *sub_array(const struct table_def *t, int which)
         for (size_t i = 0; i < t->n_cols; i++)
             cJSON_AddItemToArray(a, attr_json(t, &t->cols[i]));
     if (which == EX_M2O)
-        for (size_t i = 0; i < t->n_cols; i++)
-            if (t->cols[i].target)
-                cJSON_AddItemToArray(a, rel_json(t, &t->cols[i]));
+        for (size_t i = 0; i < t->n_cols; i++) {
+            const struct col_def *c = &t->cols[i];
+            if (c->type == COL_OWNER) {
+                cJSON_AddItemToArray(a, rel_json(t, c, NULL));
+                continue;
+            }
+            for (const struct lookup_target *g = c->targets; g && g->table; g++)
+                cJSON_AddItemToArray(a, rel_json(t, c, g));
+        }
     if (which == EX_O2M)
         for (int k = 0; k < N_TABLES; k++)
-            for (size_t i = 0; i < dvschema_tables[k].n_cols; i++)
-                if (dvschema_tables[k].cols[i].target && strcmp(dvschema_tables[k].cols[i].target, t->logical) == 0)
-                    cJSON_AddItemToArray(a, rel_json(&dvschema_tables[k], &dvschema_tables[k].cols[i]));
+            for (size_t i = 0; i < dvschema_tables[k].n_cols; i++) {
+                const struct col_def *c = &dvschema_tables[k].cols[i];
+                const struct lookup_target *g = c->type == COL_OWNER ? NULL : dvschema_lookup_target(c, t->logical, NULL);
+                if (g)
+                    cJSON_AddItemToArray(a, rel_json(&dvschema_tables[k], c, g));
+            }
     if (which == EX_N2N)
         for (size_t i = 0; i < dvschema_n_n2n; i++) {
             const struct n2n_def *n = &dvschema_n2n[i];
@@ -206,7 +246,7 @@ static cJSON *entity_json(const struct table_def *t, int expand)
     metadata_id(t->logical, NULL, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
     cJSON_AddStringToObject(o, "LogicalName", t->logical);
-    cJSON_AddStringToObject(o, "SchemaName", t->logical);
+    cJSON_AddStringToObject(o, "SchemaName", t->schema);
     cJSON_AddStringToObject(o, "EntitySetName", t->set);
     cJSON_AddStringToObject(o, "LogicalCollectionName", t->set);
     cJSON_AddStringToObject(o, "PrimaryIdAttribute", t->pk);
@@ -214,18 +254,27 @@ static cJSON *entity_json(const struct table_def *t, int expand)
         cJSON_AddStringToObject(o, "PrimaryNameAttribute", t->primary_name);
     else
         cJSON_AddNullToObject(o, "PrimaryNameAttribute");
+    const char *image = NULL;
+    for (size_t i = 0; i < t->n_cols; i++)
+        if (t->cols[i].type == COL_IMAGE)
+            image = t->cols[i].name;
+    if (image)
+        cJSON_AddStringToObject(o, "PrimaryImageAttribute", image);
+    else
+        cJSON_AddNullToObject(o, "PrimaryImageAttribute");
     cJSON_AddNumberToObject(o, "ObjectTypeCode", t->object_type_code);
     cJSON_AddBoolToObject(o, "ChangeTrackingEnabled", t->change_tracking);
-    managed(o, "CanChangeTrackingBeEnabled", !t->read_only, "canchangetrackingbeenabled");
+    managed(o, "CanChangeTrackingBeEnabled", t->writes != TW_NONE, "canchangetrackingbeenabled");
     cJSON_AddBoolToObject(o, "IsCustomEntity", strncmp(t->logical, "new_", 4) == 0);
-    cJSON_AddBoolToObject(o, "IsActivity", false);
+    cJSON_AddBoolToObject(o, "IsActivity", t->activity);
+    cJSON_AddStringToObject(o, "TableType", t->activity ? "Activity" : "Standard");
     cJSON_AddBoolToObject(o, "IsIntersect", t->intersect);
     cJSON_AddBoolToObject(o, "IsValidForAdvancedFind", !t->intersect);
-    cJSON_AddBoolToObject(o, "IsOptimisticConcurrencyEnabled", !t->read_only && !t->intersect);
-    cJSON_AddStringToObject(o, "OwnershipType",
-                            t->intersect || t->read_only ? "None"
-                            : dvschema_table_index(t) == T_SYSTEMUSER ? "BusinessOwned" : "UserOwned");
-    managed(o, "IsAuditEnabled", !t->read_only, "canmodifyauditsettings");
+    cJSON_AddBoolToObject(o, "IsOptimisticConcurrencyEnabled", t->writes != TW_NONE && !t->intersect);
+    static const char *const ownership[] = {[OWN_NONE] = "None", [OWN_USER] = "UserOwned",
+                                            [OWN_BUSINESS] = "BusinessOwned", [OWN_ORG] = "OrganizationOwned"};
+    cJSON_AddStringToObject(o, "OwnershipType", ownership[t->ownership]);
+    managed(o, "IsAuditEnabled", t->writes != TW_NONE, "canmodifyauditsettings");
     label(o, "DisplayName", t->logical);
     if (expand & EX_ATTR)
         cJSON_AddItemToObject(o, "Attributes", sub_array(t, EX_ATTR));

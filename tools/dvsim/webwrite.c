@@ -1,7 +1,10 @@
 /* webwrite: the write side of each org's Web API: POST/PATCH (upsert)/DELETE by key with If-Match
  * and If-None-Match and Prefer: return=representation, N:N and single-valued $ref, and the
- * routing of writes, file columns included. What a write must pass and what it adds to the
- * record (validation, defaults, stamps, audit rows) is webwrite_rules.c; file columns are
+ * routing of writes, file and image columns included. Before any write: whether a client may
+ * write the table at all and the business-logic headers (webwrite_privileges.c). What a write
+ * must pass and what it adds to the record (validation, state rules, defaults, derived columns,
+ * stamps, audit rows) is webwrite_rules.c; what comes with it (activitypointer rows, parties,
+ * the plug-in's task, flow runs) is webwrite_activity.c; file and image columns are
  * webwrite_files.c; $batch is webwrite_batch.c (webapi_int.h lists them).
  * Writers hold d->write_lock for the whole SQLite transaction (versions are per org and must
  * not interleave): a write session (struct wsess) takes it, or joins the transaction of the
@@ -131,17 +134,19 @@ static bool want_representation(struct req *r)
     return yes;
 }
 
-/* POST (key NULL) or PATCH upsert (key given). */
-static void write_record(struct req *r, const struct table_def *t, const char *key)
+/* POST (key NULL) or PATCH upsert (key given), with the business-logic headers bl. */
+static void write_record(struct req *r, const struct table_def *t, const char *key, const struct bypass *bl)
 {
     struct wsess ws = {NULL, false};
     struct rec rec;
+    struct write_body wb;
     struct buf out = BUF_INIT, url = BUF_INIT;
     char *old = NULL;
     size_t old_len = 0;
     char body_id[37], id[37];
     bool ok = false, create = false;
     srec_init(&rec);
+    memset(&wb, 0, sizeof wb);
     if (webwrite_session_begin(r, &ws)) {
         sreply_error(r, 503, "0x80040216", "database busy");
         return;
@@ -179,7 +184,8 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
         goto out;
     }
     create = !old;
-    if (webwrite_apply_body(r, ws.db, t, &rec, create, body_id))
+    int old_state = create ? -1 : webwrite_int_member(&rec, "statecode");
+    if (webwrite_apply_body(r, ws.db, t, &rec, create, body_id, &wb))
         goto out;
     if (key && body_id[0] && strcmp(key, body_id) != 0) {
         sreply_error(r, 400, "0x80048d19", "The primary key in the body does not match the key in the URL.");
@@ -201,10 +207,10 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
         }
     }
     srec_set_str(&rec, t->pk, id);
-    if (create && webwrite_create_defaults(r, ws.db, t, &rec))
+    if (create ? webwrite_create_defaults(r, ws.db, t, &rec, id) : webwrite_check_update(r, t, old_state, &rec, &wb, id))
         goto out;
     int64_t ver = 0;
-    if (dvstore_next_version(ws.db, r->env, &ver)) {
+    if (webwrite_derive(ws.db, r->env, t, &rec) || dvstore_next_version(ws.db, r->env, &ver)) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
@@ -217,10 +223,30 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
         dvsim_fmt_datetime(iso, f, sizeof f);
         srec_set_str(&rec, "createdon" FV, f);
     }
+    if (wb.image_set) {
+        const struct col_def *image = NULL;
+        for (size_t i = 0; i < t->n_cols && !image; i++)
+            if (t->cols[i].type == COL_IMAGE)
+                image = &t->cols[i];
+        if (webwrite_image_set(r, ws.db, t, id, &rec, image, wb.image_null ? NULL : (wb.image.data ? wb.image.data : ""),
+                               wb.image.len, NULL))
+            goto out;
+    }
     struct write_ctx w = {r->d, ws.db, r->env, true};
     if (srec_render(&rec, t->pk, &out) || dvstore_put_record(ws.db, tid, id, ver, out.data, out.len) ||
-        dvsim_audit_write(&w, t, id, create ? 1 : 2)) {
+        dvsim_audit_write(&w, t, id, create ? 1 : 2) ||
+        (t->activity && webwrite_pointer_put(ws.db, r->env, id, &rec, ver))) {
         sreply_error(r, 500, "0x80040216", "database error");
+        goto out;
+    }
+    if (t->activity && wb.parties_set && webwrite_parties_replace(r, ws.db, t, id, &rec, &wb)) {
+        if (r->status < 400)
+            sreply_error(r, 500, "0x80040216", "database error");
+        goto out;
+    }
+    if (webwrite_business_effects(r, ws.db, t, id, &rec, bl)) {
+        if (r->status < 400)
+            sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
     ok = true;
@@ -236,6 +262,7 @@ out:
         }
     }
     free(old);
+    webwrite_body_release(&wb);
     srec_release(&rec);
     buf_release(&out);
     buf_release(&url);
@@ -317,7 +344,8 @@ static void delete_record(struct req *r, const struct table_def *t, const char *
     int64_t ver = 0;
     struct write_ctx w = {r->d, ws.db, r->env, true};
     if (rc || dvstore_next_version(ws.db, r->env, &ver) || dvstore_delete_record(ws.db, tid, key, ver) ||
-        drop_intersect_rows(r, ws.db, t, key) || dvsim_audit_write(&w, t, key, 3)) {
+        drop_intersect_rows(r, ws.db, t, key) || dvsim_audit_write(&w, t, key, 3) ||
+        (t->activity && webwrite_activity_deleted(ws.db, r->env, key))) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
@@ -383,7 +411,9 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
 {
     bool first = false;
     const struct n2n_def *n = n2n_for(t, nav, nl, &first);
-    const struct col_def *single = n ? NULL : dvschema_col_by_nav(t, nav, nl);
+    const struct col_def *single = n ? NULL : dvschema_col_by_nav(t, nav, nl, NULL);
+    char navz[128];
+    snprintf(navz, sizeof navz, "%.*s", (int)(nl < sizeof navz ? nl : sizeof navz - 1), nav);
     if (!n && !single) {
         sreply_error(r, 400, "0x80060888", "'%.*s' is not a navigation property of %s.", (int)(nl > 80 ? 80 : nl), nav, t->logical);
         return;
@@ -396,7 +426,8 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
         const char *ref = NULL;
         if (json_parse(r->body.data ? r->body.data : "", r->body.len, NULL, &doc, NULL) == 0)
             ref = json_get_str(json_root(doc), "@odata.id");
-        int rr = ref ? webwrite_resolve_ref(ref, &ot, oid) : -EINVAL;
+        char set[96];
+        int rr = ref ? webwrite_resolve_ref(ref, &ot, oid, set, sizeof set) : -EINVAL;
         json_doc_free(doc);
         if (rr) {
             sreply_error(r, 400, "0x80048d19", rr == -ENOENT ? "Content-ID Reference does not exist in the batch context."
@@ -407,7 +438,7 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
         const char *q = other_id_in_url ? NULL : sreq_arg(r, "$id");
         if (other_id_in_url)
             snprintf(oid, sizeof oid, "%s", other_id_in_url);
-        else if (!q || webwrite_resolve_ref(q, &ot, oid)) {
+        else if (!q || webwrite_resolve_ref(q, &ot, oid, NULL, 0)) {
             sreply_error(r, 400, "0x80060888", "Give the record to disassociate as $id=<url> or <nav>(<id>)/$ref.");
             return;
         }
@@ -415,9 +446,10 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
         sreply_error(r, 405, "0x80060888", "Use POST, PUT or DELETE with $ref.");
         return;
     }
-    const char *other_logical = n ? (first ? n->entity2 : n->entity1) : single->target;
-    if (ot && strcmp(ot->logical, other_logical) != 0) {
-        sreply_error(r, 400, "0x80060888", "The reference must point at a %s record.", other_logical);
+    const char *other_logical = n ? (first ? n->entity2 : n->entity1) : NULL;
+    if (ot && (n ? strcmp(ot->logical, other_logical) != 0 : !dvschema_lookup_target(single, ot->logical, navz))) {
+        sreply_error(r, 400, "0x80060888", "The reference must point at a %s record.",
+                     n ? other_logical : single->targets[0].table);
         return;
     }
     struct wsess ws = {NULL, false};
@@ -441,16 +473,27 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
     if (single) {
         /* PUT/DELETE <set>(<id>)/<nav>/$ref: set or clear a lookup */
         srec_from_line(&rec, line, len);
+        if (webwrite_closed(t, webwrite_int_member(&rec, "statecode"))) {
+            webwrite_reply_closed(r, t, webwrite_int_member(&rec, "statecode"));
+            goto out;
+        }
+        if (!(single->flags & COLF_UPDATE)) {
+            sreply_error(r, 400, "0x80060888", "The lookup '%s' of %s cannot be set.", single->name, t->logical);
+            goto out;
+        }
         if (webwrite_set_lookup(r, ws.db, &rec, single, del ? NULL : ot, del ? NULL : oid))
             goto out;
         struct write_ctx w = {r->d, ws.db, r->env, true};
-        rc = dvstore_next_version(ws.db, r->env, &ver);
+        rc = webwrite_derive(ws.db, r->env, t, &rec);
+        rc = rc ? rc : dvstore_next_version(ws.db, r->env, &ver);
         if (!rc) {
             srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
             rc = srec_render(&rec, t->pk, &out);
         }
         rc = rc ? rc : dvstore_put_record(ws.db, tid, key, ver, out.data, out.len);
         rc = rc ? rc : dvsim_audit_write(&w, t, key, 2);
+        if (!rc && t->activity)
+            rc = webwrite_pointer_put(ws.db, r->env, key, &rec, ver);
     } else {
         const char *id1 = first ? key : oid, *id2 = first ? oid : key;
         char link[37];
@@ -501,16 +544,22 @@ out:
 void webwrite_route(struct req *r, const struct table_def *t, const char *key, const char *sub)
 {
     const char *m = r->method;
-    if (t->read_only || (t->intersect && !sub)) {
-        sreply_error(r, 405, "0x80040800", "The '%s' method does not support entities of type '%s'%s.", m, t->logical,
-                     t->intersect ? " (associate records with $ref)" : "");
-        return;
+    bool get = !strcmp(m, "GET");
+    struct bypass bl;
+    if (!get) {
+        if (t->intersect && !sub) {
+            sreply_error(r, 405, "0x80040800", "The '%s' method does not support entities of type '%s' (associate records with $ref).",
+                         m, t->logical);
+            return;
+        }
+        if (webwrite_refuse_table(r, t) || webwrite_business_logic(r, t, &bl))
+            return;
     }
     if (!sub) {
         if (!key && !strcmp(m, "POST"))
-            write_record(r, t, NULL);
+            write_record(r, t, NULL, &bl);
         else if (key && !strcmp(m, "PATCH"))
-            write_record(r, t, key);
+            write_record(r, t, key, &bl);
         else if (key && !strcmp(m, "DELETE"))
             delete_record(r, t, key);
         else
@@ -521,11 +570,11 @@ void webwrite_route(struct req *r, const struct table_def *t, const char *key, c
     const char *name = sub + 1;
     size_t nl = strcspn(name, "/(");
     const char *rest = name + nl;
-    if (!strcmp(rest, "/$ref")) {
+    if (!get && !strcmp(rest, "/$ref")) {
         ref_route(r, t, key, name, nl, NULL);
         return;
     }
-    if (*rest == '(' && dvsim_guid_valid(rest + 1, 36) && !strcmp(rest + 37, ")/$ref")) {
+    if (!get && *rest == '(' && dvsim_guid_valid(rest + 1, 36) && !strcmp(rest + 37, ")/$ref")) {
         char oid[37];
         for (int i = 0; i < 36; i++)
             oid[i] = (char)tolower((unsigned char)rest[1 + i]);
@@ -545,11 +594,12 @@ void webwrite_route(struct req *r, const struct table_def *t, const char *key, c
         sreply_error(r, 404, "0x80060888", "Resource not found for the segment '%.*s'.", (int)(nl > 80 ? 80 : nl), name);
         return;
     }
-    if (!strcmp(rest, "/$value") && !strcmp(m, "GET") && (c->type == COL_FILE || c->type == COL_MEMO)) {
+    if (!strcmp(rest, "/$value") && get && (c->type == COL_FILE || c->type == COL_IMAGE || c->type == COL_MEMO)) {
         webwrite_file_get(r, t, key, c);
         return;
     }
-    if (*rest == '\0' && c->type == COL_FILE && (!strcmp(m, "PATCH") || !strcmp(m, "PUT") || !strcmp(m, "DELETE"))) {
+    if (*rest == '\0' && (c->type == COL_FILE || c->type == COL_IMAGE) &&
+        (!strcmp(m, "PATCH") || !strcmp(m, "PUT") || !strcmp(m, "DELETE"))) {
         webwrite_file_put(r, t, key, c, !strcmp(m, "DELETE"));
         return;
     }

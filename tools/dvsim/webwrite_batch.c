@@ -5,7 +5,10 @@
  * its own (same org, same token) through webapi_route; "$n" references to a Content-ID created
  * earlier in the batch are replaced in URLs and in JSON strings. Without Prefer:
  * odata.continue-on-error the batch stops at the first failure, answered with that part's status.
- * The response is multipart/mixed in the same shape (changesetresponse_ for change sets).
+ * The response is multipart/mixed in the same shape (changesetresponse_ for change sets). The
+ * $batch's own headers that a part may inherit (the business-logic headers) apply to every part
+ * that has none of its own. Each part goes to the request log as a part (with the headers that
+ * applied to it).
  * Threading: a change set holds d->write_lock for its whole transaction; top-level parts take
  * their own write sessions. */
 #include "tools/dvsim/webapi_int.h"
@@ -334,6 +337,15 @@ static void exec_item(struct req *r, struct bitem *it, sqlite3 *txn, const struc
         webapi_route(sub, sub->path);
 done:
     it->status = sub->status;
+    {
+        struct bypass b;
+        struct buf logged = BUF_INIT;
+        dvsim_bypass_of(sub, &b);
+        buf_printf(&logged, "/org/%s%s%s", dvschema_envs[r->env].unique_name, DVSIM_API_PREFIX,
+                   sub->path ? sub->path : "");
+        dvsim_reqlog_add(r->d, it->method, logged.data, sub->status, sub->start_ms, r->token, sub->out.len, &b, true);
+        buf_release(&logged);
+    }
     buf_printf(&it->resp, "HTTP/1.1 %d %s\r\nOData-Version: 4.0\r\n", sub->status, reason(sub->status));
     for (char *h = sub->headers.data; h && *h;) {
         char *nl = strchr(h, '\n');

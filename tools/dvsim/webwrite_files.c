@@ -1,12 +1,16 @@
-/* webwrite_files: file columns and note bodies of each org's Web API (webapi_int.h).
- *   GET <set>(<id>)/<col>/$value      the bytes, with Range (206) and x-ms-file-* headers; for a
- *                                     Base64 text column (annotation.documentbody) its text
- *   PATCH|PUT <set>(<id>)/<filecol>   upload in one request (x-ms-file-name header), or chunked
+/* webwrite_files: file and image columns and note bodies of each org's Web API (webapi_int.h).
+ *   GET <set>(<id>)/<col>/$value      the bytes, with Range (206) and x-ms-file-* headers; for an
+ *                                     image column its thumbnail, or with ?size=full the full
+ *                                     image (204 when the record has none); for a Base64 text
+ *                                     column (annotation.documentbody) its text
+ *   PATCH|PUT <set>(<id>)/<col>       upload in one request (x-ms-file-name header), or chunked
  *                                     (x-ms-transfer-mode: chunked): a session, then the chunks
- *                                     in order with Content-Range
- *   DELETE <set>(<id>)/<filecol>      remove the file
- * Files live in the files table (bytes as a blob), upload sessions in uploads and upload_parts.
- * Storing a file stamps the record (version, etag) and writes an audit row, as an update does.
+ *                                     in order with Content-Range; an image sets the full image
+ *   DELETE <set>(<id>)/<col>          remove the file or image
+ * Files and full images live in the files table (bytes as a blob), upload sessions in uploads and
+ * upload_parts. An image's thumbnail is derived from the full image (dvsim_image_thumbnail); the
+ * record keeps it as Base64 with the image's id, timestamp and download URL. Storing a file or
+ * image stamps the record (version, etag) and writes an audit row, as an update does.
  * Limits: a file of at most FILE_MAX_BYTES (the columns' MaxSizeInKB); chunks of UPLOAD_CHUNK are
  * asked for. Threading: stores run in a write session (d->write_lock); reads and session rows use
  * a pooled connection of their own. */
@@ -23,8 +27,70 @@
 #include <string.h>
 #include <time.h>
 
+#define FILE_MAX_BYTES (131072u * 1024u) /* the file columns' MaxSizeInKB */
+#define IMAGE_MAX_BYTES (30720u * 1024u) /* the image columns' MaxSizeInKB */
+#define UPLOAD_CHUNK (4u << 20)          /* x-ms-chunk-size of a chunked upload */
+
+int webwrite_image_set(struct req *r, sqlite3 *db, const struct table_def *t, const char *id, struct rec *rec,
+                       const struct col_def *c, const void *data, size_t len, const char *name)
+{
+    char member[128];
+    if (data && len > IMAGE_MAX_BYTES) {
+        sreply_error(r, 400, "0x80072553",
+                     "Error occured when processing image. Reason: File size is too big. MaxSize: 30 MB, Uploaded "
+                     "filesize: %zu MB.", len >> 20);
+        return -EFBIG;
+    }
+    sqlite3_stmt *st = NULL;
+    int tid = table_id(r->env, dvschema_table_index(t));
+    int rc = dvstore_errno(sqlite3_prepare_v2(db, data ? "INSERT OR REPLACE INTO files(tid,id,col,name,mimetype,data) "
+                                                         "VALUES(?1,?2,?3,?4,'image/png',?5)"
+                                                       : "DELETE FROM files WHERE tid=?1 AND id=?2 AND col=?3",
+                                              -1, &st, NULL));
+    if (!rc) {
+        char fname[200];
+        snprintf(fname, sizeof fname, "%s", name && *name ? name : "entityimage.png");
+        sqlite3_bind_int(st, 1, tid);
+        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
+        if (data) {
+            sqlite3_bind_text(st, 4, fname, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_blob64(st, 5, data, len, SQLITE_STATIC);
+        }
+        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+    }
+    sqlite3_finalize(st);
+    struct buf thumb = BUF_INIT, b64 = BUF_INIT;
+    if (!rc && data)
+        rc = dvsim_image_thumbnail(data, len, &thumb);
+    if (!rc && data)
+        rc = dvsim_base64((const unsigned char *)thumb.data, thumb.len, &b64);
+    if (!rc) {
+        char iid[37], num[32], url[240];
+        webwrite_random_guid(r->d, iid);
+        snprintf(num, sizeof num, "%lld", ((long long)time(NULL) + 62135596800LL) * 10000000LL);
+        snprintf(url, sizeof url, "/Image/download.aspx?Entity=%s&Attribute=%s&Id=%s&Timestamp=%s", t->logical, c->name,
+                 iid, num);
+        srec_set_str(rec, c->name, data ? b64.data : NULL);
+        snprintf(member, sizeof member, "%sid", c->name);
+        srec_set_str(rec, member, data ? iid : NULL);
+        snprintf(member, sizeof member, "%s_timestamp", c->name);
+        const struct col_def *ts = dvschema_col_by_member(t, member, strlen(member));
+        if (ts)
+            webwrite_set_col(rec, ts, member, data ? num : "null", strlen(data ? num : "null"));
+        snprintf(member, sizeof member, "%s_url", c->name);
+        srec_set_str(rec, member, data ? url : NULL);
+    }
+    buf_release(&thumb);
+    buf_release(&b64);
+    if (rc)
+        sreply_error(r, 500, "0x80040216", "database error");
+    return rc;
+}
+
 void webwrite_file_get(struct req *r, const struct table_def *t, const char *id, const struct col_def *c)
 {
+    struct buf image = BUF_INIT;
     sqlite3 *db = dvstore_get(r->d->store);
     char *line = NULL;
     size_t len = 0;
@@ -39,7 +105,7 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
-    if (c->type != COL_FILE) { /* a Base64 text column such as annotation.documentbody */
+    if (c->type == COL_MEMO) { /* a Base64 text column such as annotation.documentbody */
         struct lmember m[128];
         int nm = dvline_scan(line, len, m, 128);
         buf_reset(&r->out);
@@ -62,7 +128,12 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
     sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
     sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
     if (sqlite3_step(st) != SQLITE_ROW) {
-        sreply_error(r, 404, "0x80060891", "No file attachment found for attribute: %s EntityId: %s.", c->name, id);
+        if (c->type == COL_IMAGE) {
+            buf_reset(&r->out);
+            r->status = 204; /* no image */
+        } else {
+            sreply_error(r, 404, "0x80060891", "No file attachment found for attribute: %s EntityId: %s.", c->name, id);
+        }
         goto out;
     }
     char name[512], mime[128], num[32];
@@ -71,6 +142,39 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
     int64_t size = sqlite3_column_int64(st, 2);
     sqlite3_finalize(st);
     st = NULL;
+    const char *want = sreq_arg(r, "size");
+    bool thumbnail = c->type == COL_IMAGE && !(want && !strcmp(want, "full"));
+    if (c->type == COL_IMAGE) {
+        /* images: the whole image, from which the thumbnail is derived */
+        rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT data FROM files WHERE tid=?1 AND id=?2 AND col=?3", -1, &st, NULL));
+        if (!rc) {
+            sqlite3_bind_int(st, 1, tid);
+            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
+        }
+        if (rc || sqlite3_step(st) != SQLITE_ROW) {
+            sreply_error(r, 500, "0x80040216", "database error");
+            goto out;
+        }
+        const void *full = sqlite3_column_blob(st, 0);
+        size_t full_len = (size_t)sqlite3_column_bytes(st, 0);
+        if (thumbnail) {
+            rc = dvsim_image_thumbnail(full ? full : "", full_len, &image);
+        } else {
+            buf_reset(&image);
+            rc = buf_add(&image, full ? full : "", full_len);
+        }
+        if (rc) {
+            sreply_error(r, 500, "0x80040216", "out of memory");
+            goto out;
+        }
+        size = (int64_t)image.len;
+        if (thumbnail) {
+            char *dot = strrchr(name, '.');
+            snprintf(dot ? dot : name + strlen(name), sizeof name - (size_t)((dot ? dot : name + strlen(name)) - name),
+                     "_144.png");
+        }
+    }
     int64_t from = 0, to = size - 1;
     const char *range = sreq_header(r, "Range");
     bool ranged = false;
@@ -89,21 +193,25 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
             goto out;
         }
     }
-    rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT substr(data, ?4, ?5) FROM files WHERE tid=?1 AND id=?2 AND col=?3",
-                                          -1, &st, NULL));
-    if (!rc) {
-        sqlite3_bind_int(st, 1, tid);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 4, from + 1);
-        sqlite3_bind_int64(st, 5, to - from + 1);
-    }
-    if (rc || sqlite3_step(st) != SQLITE_ROW) {
-        sreply_error(r, 500, "0x80040216", "database error");
-        goto out;
-    }
     buf_reset(&r->out);
-    buf_add(&r->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    if (c->type == COL_IMAGE) {
+        buf_add(&r->out, image.data + from, (size_t)(to - from + 1));
+    } else {
+        rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT substr(data, ?4, ?5) FROM files WHERE tid=?1 AND id=?2 AND col=?3",
+                                              -1, &st, NULL));
+        if (!rc) {
+            sqlite3_bind_int(st, 1, tid);
+            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
+            sqlite3_bind_int64(st, 4, from + 1);
+            sqlite3_bind_int64(st, 5, to - from + 1);
+        }
+        if (rc || sqlite3_step(st) != SQLITE_ROW) {
+            sreply_error(r, 500, "0x80040216", "database error");
+            goto out;
+        }
+        buf_add(&r->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    }
     snprintf(num, sizeof num, "%lld", (long long)size);
     sreq_add_header(r, "x-ms-file-size", num);
     sreq_add_header(r, "x-ms-file-name", name);
@@ -122,11 +230,9 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
 out:
     sqlite3_finalize(st);
     free(line);
+    buf_release(&image);
     dvstore_put(r->d->store, db);
 }
-
-#define FILE_MAX_BYTES (131072u * 1024u) /* the file columns' MaxSizeInKB */
-#define UPLOAD_CHUNK (4u << 20)          /* x-ms-chunk-size of a chunked upload */
 
 static void file_store(struct req *r, const struct table_def *t, const char *id, const struct col_def *c,
                        bool del, const char *fname, const void *data, size_t len);
@@ -271,7 +377,7 @@ void webwrite_file_put(struct req *r, const struct table_def *t, const char *id,
         sreply_error(r, 400, "0x80060891", "The x-ms-file-name header is required to upload a file.");
         return;
     }
-    if (!del && r->body.len > FILE_MAX_BYTES) {
+    if (!del && c->type == COL_FILE && r->body.len > FILE_MAX_BYTES) {
         sreply_error(r, 400, "0x80090001", "The file is larger than MaxSizeInKB (131072).");
         return;
     }
@@ -305,30 +411,40 @@ static void file_store(struct req *r, const struct table_def *t, const char *id,
     webwrite_random_guid(r->d, fid);
     if (!rc)
         rc = srec_from_line(&rec, old, old_len);
-    if (!rc)
+    if (!rc && webwrite_closed(t, webwrite_int_member(&rec, "statecode"))) {
+        webwrite_reply_closed(r, t, webwrite_int_member(&rec, "statecode"));
+        goto out;
+    }
+    if (!rc && c->type == COL_IMAGE) {
+        if (webwrite_image_set(r, ws.db, t, id, &rec, c, del ? NULL : data, len, fname))
+            goto out;
+    } else if (!rc) {
         rc = dvstore_errno(sqlite3_prepare_v2(ws.db, del ? "DELETE FROM files WHERE tid=?1 AND id=?2 AND col=?3"
                                                          : "INSERT OR REPLACE INTO files(tid,id,col,name,mimetype,data) "
                                                            "VALUES(?1,?2,?3,?4,?5,?6)", -1, &st, NULL));
-    if (!rc) {
-        sqlite3_bind_int(st, 1, tid);
-        sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
-        if (!del) {
-            const char *ct = sreq_header(r, "Content-Type");
-            sqlite3_bind_text(st, 4, fname, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 5, ct && strncmp(ct, "application/octet-stream", 24) ? ct : "application/octet-stream", -1,
-                              SQLITE_TRANSIENT);
-            sqlite3_bind_blob64(st, 6, data, len, SQLITE_STATIC);
+        if (!rc) {
+            sqlite3_bind_int(st, 1, tid);
+            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
+            sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
+            if (!del) {
+                const char *ct = sreq_header(r, "Content-Type");
+                sqlite3_bind_text(st, 4, fname, -1, SQLITE_STATIC);
+                sqlite3_bind_text(st, 5, ct && strncmp(ct, "application/octet-stream", 24) ? ct : "application/octet-stream",
+                                  -1, SQLITE_TRANSIENT);
+                sqlite3_bind_blob64(st, 6, data, len, SQLITE_STATIC);
+            }
+            rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
         }
-        rc = sqlite3_step(st) == SQLITE_DONE ? 0 : -EIO;
+        sqlite3_finalize(st);
     }
-    sqlite3_finalize(st);
     int64_t ver = 0;
     if (!rc)
         rc = dvstore_next_version(ws.db, r->env, &ver);
     if (!rc) {
-        srec_set_str(&rec, c->name, del ? NULL : fid);
-        srec_set_str(&rec, name_col, del ? NULL : fname);
+        if (c->type == COL_FILE) {
+            srec_set_str(&rec, c->name, del ? NULL : fid);
+            srec_set_str(&rec, name_col, del ? NULL : fname);
+        }
         srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
         struct write_ctx w = {r->d, ws.db, r->env, true};
         rc = srec_render(&rec, t->pk, &out);

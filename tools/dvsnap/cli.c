@@ -1,12 +1,17 @@
 /* cli: shared state of a dvsnap run (see cli.h). Opens the configuration, repository and client
- * lazily so `dvsnap help` and `dvsnap init` need nothing they do not use. */
+ * lazily so `dvsnap help` and `dvsnap init` need nothing they do not use. Single-threaded. */
 #include "tools/dvsnap/cli.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
+#include "backend/base/json.h"
 #include "backend/base/log.h"
+#include "tools/dvsnap/meter.h"
 
 struct config *cli_config(struct cli *cli)
 {
@@ -34,6 +39,13 @@ struct repo *cli_repo(struct cli *cli)
         fprintf(stderr, "dvsnap: repository: %s\n", dverr_msg(&err));
         return NULL;
     }
+    /* before any other thread exists (meter.h) */
+    if (meter_attach(repo_store(cli->repo), &cli->meter)) {
+        fprintf(stderr, "dvsnap: out of memory\n");
+        repo_free(cli->repo);
+        cli->repo = NULL;
+        return NULL;
+    }
     return cli->repo;
 }
 
@@ -54,10 +66,11 @@ struct dv_client *cli_dv(struct cli *cli)
 void cli_release(struct cli *cli)
 {
     dv_client_free(cli->dv);
-    repo_free(cli->repo);
+    repo_free(cli->repo); /* frees the store, and with it the meter */
     config_free(cli->cfg);
     cli->dv = NULL;
     cli->repo = NULL;
+    cli->meter = NULL;
     cli->cfg = NULL;
 }
 
@@ -72,7 +85,156 @@ int cli_exit_code(int rc)
     }
 }
 
-bool cli_tty(void)
+int cli_usage_error(const struct cli *cli, const char *fmt, ...)
 {
-    return isatty(2);
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (cli->command)
+        fprintf(stderr, "dvsnap %s: %s (see `dvsnap help %s`)\n", cli->command, msg,
+                cli->command);
+    else
+        fprintf(stderr, "dvsnap: %s (see `dvsnap help`)\n", msg);
+    return EXIT_USAGE;
+}
+
+int cli_fail(const struct cli *cli, int rc, const struct dverr *err)
+{
+    const char *m = dverr_msg(err);
+    fprintf(stderr, "dvsnap %s: %s\n", cli->command, *m ? m : strerror(rc < 0 ? -rc : rc));
+    if (rc == -EIO)
+        return EXIT_DAMAGED;
+    if (rc == -ENOENT || rc == -ECANCELED || rc == -ESTALE)
+        return EXIT_FAIL;
+    return cli_exit_code(rc);
+}
+
+int cli_now(const struct cli *cli, time_t *out, bool *pinned)
+{
+    const char *s = cli->now_arg;
+    if (!s)
+        s = getenv("DVSNAP_NOW");
+    if (pinned)
+        *pinned = s && *s;
+    if (!s || !*s) {
+        *out = time(NULL);
+        return 0;
+    }
+    return rfc3339_to_time(s, out);
+}
+
+int cli_resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],
+                      struct dverr *err)
+{
+    struct point_summary *ps = NULL;
+    size_t n = 0;
+    int rc = repo_points(repo, env, &ps, &n, err);
+    if (rc)
+        return rc;
+    rc = -ENOENT;
+    time_t t;
+    if (n && strcmp(arg, "latest") == 0) {
+        snprintf(out, 32, "%s", ps[n - 1].name);
+        rc = 0;
+    }
+    for (size_t i = 0; rc && i < n; i++)
+        if (strcmp(ps[i].name, arg) == 0) {
+            snprintf(out, 32, "%s", ps[i].name);
+            rc = 0;
+        }
+    for (size_t i = n; rc && i-- > 0;) /* newest manual backup with that label */
+        if (ps[i].label && strcmp(ps[i].label, arg) == 0) {
+            snprintf(out, 32, "%s", ps[i].name);
+            rc = 0;
+        }
+    if (rc && rfc3339_to_time(arg, &t) == 0)
+        for (size_t i = n; rc && i-- > 0;)
+            if (ps[i].taken_at <= t) {
+                snprintf(out, 32, "%s", ps[i].name);
+                rc = 0;
+            }
+    point_summaries_free(ps, n);
+    if (rc)
+        return dverr_set(err, -ENOENT,
+                         "%s has no restore point %s%s (a point name, latest, a label or an "
+                         "RFC 3339 time; see dvsnap points %s)",
+                         env, arg, n ? "" : " (it has no points at all)", env);
+    return 0;
+}
+
+int cli_env_from_doc(const char *json, size_t len, struct dv_env *env)
+{
+    struct json_doc *doc = NULL;
+    memset(env, 0, sizeof *env);
+    int rc = json_parse(json, len, NULL, &doc, NULL);
+    if (rc)
+        return rc;
+    const struct json_node *root = json_root(doc);
+    const struct json_node *props = json_get(root, "properties");
+    const struct json_node *lem = props ? json_get(props, "linkedEnvironmentMetadata") : NULL;
+    const struct json_node *ret = props ? json_get(props, "retentionDetails") : NULL;
+    const char *period = ret ? json_get_str(ret, "retentionPeriod") : NULL;
+    if (!period && props)
+        period = json_get_str(props, "retentionPeriod");
+    const char *s;
+    if (lem && (s = json_get_str(lem, "uniqueName")))
+        env->unique_name = strdup(s);
+    if (props && (s = json_get_str(props, "environmentSku")))
+        env->sku = strdup(s);
+    if ((s = json_get_str(root, "location")))
+        env->geo = strdup(s);
+    env->is_default = (props && json_get_bool(props, "isDefault", false)) ||
+                      json_get_bool(root, "isDefault", false) ||
+                      (env->sku && strcmp(env->sku, "Default") == 0);
+    if (period && period[0] == 'P') {
+        int days = 0;
+        const char *p = period + 1;
+        while (*p >= '0' && *p <= '9' && days < 100000)
+            days = days * 10 + (*p++ - '0');
+        if (*p == 'D' && p[1] == '\0')
+            env->retention_days = days;
+    }
+    const struct json_node *tpl = lem ? json_get(lem, "templates") : NULL;
+    for (const struct json_node *t = tpl && tpl->type == JSON_ARRAY ? tpl->child : NULL; t;
+         t = t->next)
+        if (t->type == JSON_STRING && strncmp(t->str, "D365_", 5) == 0)
+            env->has_d365_apps = true;
+    json_doc_free(doc);
+    return 0;
+}
+
+void json_str(struct buf *b, const char *s)
+{
+    if (s)
+        buf_add_json_string(b, s, strlen(s));
+    else
+        buf_addstr(b, "null");
+}
+
+void json_time(struct buf *b, time_t t)
+{
+    char s[32];
+    if (t <= 0) {
+        buf_addstr(b, "null");
+        return;
+    }
+    rfc3339_from_time(t, s);
+    json_str(b, s);
+}
+
+int json_print(struct buf *b)
+{
+    if (!b->data) {
+        fprintf(stderr, "dvsnap: out of memory\n");
+        return EXIT_FAIL;
+    }
+    if (b->len == 0 || b->data[b->len - 1] != '\n')
+        buf_addch(b, '\n');
+    if (fwrite(b->data, 1, b->len, stdout) != b->len || fflush(stdout) != 0) {
+        fprintf(stderr, "dvsnap: writing the JSON document: %s\n", strerror(errno));
+        return EXIT_FAIL;
+    }
+    return EXIT_OK;
 }

@@ -5,10 +5,13 @@
  * A stale mount at the mountpoint (a daemon that died: ENOTCONN) is detected at start, said so,
  * detached lazily and mounted again. The mountpoint may not be inside the cache directory or the
  * repository (the mount would read its own backing files). Without --foreground the process
- * daemonises after mounting and logs to <cache_dir>/mount.log.
- * Threading: the view's worker threads, its refresher, cache fills, operations. */
+ * forks before it opens the repository (service.h), logs to <cache_dir>/mount.log, and the
+ * command returns once the child has mounted. With metrics_listen (or
+ * --metrics-listen) it serves Prometheus metrics (health.h), and the capture loop's passes are
+ * recorded for `dvsnap status` and metrics_file as `dvsnap capture`'s are.
+ * Threading: the view's worker threads, its refresher, cache fills, operations, the metrics
+ * server's thread. */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,8 @@
 #include "cache/cache.h"
 #include "fs/fs.h"
 #include "tools/dvsnap/cli.h"
+#include "tools/dvsnap/health.h"
+#include "tools/dvsnap/service.h"
 
 /* ---- the repository as the view's source ---- */
 static int s_envs(void *impl, char ***names, size_t *n, struct dverr *err)
@@ -49,7 +54,7 @@ static int s_env_doc(void *impl, const char *env, struct buf *out, struct dverr 
 
 static int s_backup_json(void *impl, const struct point *p, struct buf *out)
 {
-    return point_render_backup_json(p, out);
+    return cmd_hold_render_backup_json(impl, p, out);
 }
 
 static int s_stream_open(void *impl, const struct point *p, const char *table, bool changes,
@@ -82,10 +87,15 @@ static int s_forget(void *impl, const char *env, const char *name, struct dverr 
     return repo_forget(impl, env, name, err);
 }
 
+static int s_holds_json(void *impl, const char *env, struct buf *out)
+{
+    return cmd_hold_list_json(impl, env, out);
+}
+
 static const struct fs_source_ops repo_source_ops = {
     s_envs,        s_points,      point_summaries_free, s_point_load, point_free,
     s_env_doc,     s_backup_json, s_stream_open,             s_stream_read, s_stream_close,
-    s_blob_get,    s_forget,
+    s_blob_get,    s_forget,      s_holds_json,
 };
 
 /* ---- the operations registry as the view's control ---- */
@@ -151,52 +161,82 @@ static int detach_stale(const char *mp)
 struct mount_ctx {
     struct ops *ops;
     int64_t capture_every;
+    const struct config *cfg;
+    const char *metrics_listen;      /* or NULL */
+    struct health_server *metrics;   /* started in on_mounted (after the daemon forks) */
+    struct health *health;           /* records the capture loop's passes (health.h) */
+    const char *mountpoint;
+    struct repo *repo;
 };
+
+/* ---- the capture loop's passes into the state files and metrics_file (health.h) ---- */
+static void h_pass(void *ctx, bool done)
+{
+    struct dverr err = {0};
+    if (!done)
+        health_pass_begin(ctx);
+    else if (health_pass_end(ctx, &err))
+        log_warn("mount: %s", dverr_msg(&err));
+}
+
+static void h_env_done(void *ctx, const struct dv_env *env, int rc,
+                       const struct capture_result *res, const struct dverr *err)
+{
+    health_env_done(ctx, env, rc, res, err, NULL);
+}
 
 static void on_mounted(void *arg)
 {
     struct mount_ctx *m = arg;
     struct dverr err = {0};
+    if (m->metrics_listen && health_serve(m->cfg, m->metrics_listen, &m->metrics, &err))
+        log_error("mount: metrics: %s", dverr_msg(&err));
+    if (m->ops && m->health) {
+        struct ops_capture_observer obs = {h_pass, h_env_done, m->health};
+        ops_observe_captures(m->ops, &obs);
+    }
+    service_daemon_ready();                      /* the background mount: release the caller */
+    service_mount_ready(m->mountpoint, m->repo); /* systemd: READY=1 once it serves */
     if (m->ops && m->capture_every > 0 && ops_capture_loop_start(m->ops, m->capture_every, &err))
         log_error("mount: capture loop: %s", dverr_msg(&err));
 }
 
-int cmd_mount(struct cli *cli, int argc, char **argv)
+int cmd_mount(struct cli *cli, const struct cli_args *a)
 {
-    static const struct option opts[] = {
-        {"foreground", no_argument, NULL, 'f'},  {"capture-every", required_argument, NULL, 'e'},
-        {"cache-size", required_argument, NULL, 's'}, {"allow-other", no_argument, NULL, 'o'},
-        {"debug", no_argument, NULL, 'd'},        {"threads", required_argument, NULL, 't'},
-        {"no-passthrough", no_argument, NULL, 'P'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
     bool foreground = false, allow_other = false, debug = false, no_passthrough = false;
-    const char *every_arg = NULL, *size_arg = NULL;
-    int threads = 0, ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'f': foreground = true; break;
-        case 'e': every_arg = optarg; break;
-        case 's': size_arg = optarg; break;
-        case 'o': allow_other = true; break;
-        case 'd': debug = true; break;
-        case 't': threads = (int)strtol(optarg, NULL, 10); break;
-        case 'P': no_passthrough = true; break;
-        default:
-            fprintf(stderr, "usage: dvsnap mount [--foreground] [--capture-every DURATION] "
-                            "[--cache-size SIZE] [--allow-other] [--no-passthrough] "
-                            "MOUNTPOINT\n");
-            return ch == 'h' ? EXIT_OK : EXIT_USAGE;
+    const char *every_arg = NULL, *size_arg = NULL, *metrics_listen = NULL;
+    int threads = 0;
+    for (size_t i = 0; i < a->n_opts; i++) {
+        const char *v = a->opts[i].arg;
+        char *end;
+        switch (a->opts[i].val) {
+        case O_FOREGROUND: foreground = true; break;
+        case O_CAPTURE_EVERY: every_arg = v; break;
+        case O_CACHE_SIZE: size_arg = v; break;
+        case O_ALLOW_OTHER: allow_other = true; break;
+        case O_DEBUG: debug = true; break;
+        case O_THREADS:
+            threads = (int)strtol(v, &end, 10);
+            if (*end || threads < 1 || threads > 1024)
+                return cli_usage_error(cli, "--threads takes a number from 1 to 1024");
+            break;
+        case O_NO_PASSTHROUGH: no_passthrough = true; break;
+        case O_METRICS_LISTEN: metrics_listen = v; break;
         }
     }
-    if (optind != argc - 1) {
-        fprintf(stderr, "dvsnap mount: expected one MOUNTPOINT\n");
-        return EXIT_USAGE;
-    }
-    const char *mp_arg = argv[optind];
+    if (a->n_pos != 1)
+        return cli_usage_error(cli, "expected one MOUNTPOINT");
+    const char *mp_arg = a->pos[0];
     struct config *cfg = cli_config(cli);
     if (!cfg)
         return EXIT_FAIL;
+    if (!metrics_listen)
+        metrics_listen = cfg->metrics_listen;
+    struct dverr lerr = {0};
+    if (metrics_listen && health_listen_check(metrics_listen, &lerr)) {
+        fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&lerr));
+        return EXIT_USAGE;
+    }
     struct dverr err = {0};
     int64_t every = 0;
     uint64_t cache_size = cfg->cache_size;
@@ -248,6 +288,11 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
             return EXIT_USAGE;
         }
     }
+    /* in the background: fork now, before the catalog is opened (see service.h) */
+    if (!foreground && (rc = service_daemon_start()) != 0) {
+        fprintf(stderr, "dvsnap mount: cannot fork: %s\n", strerror(-rc));
+        return EXIT_FAIL;
+    }
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
@@ -284,10 +329,15 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     }
     struct fs_control control = {&ops_control, ops};
     struct fs_source src = {&repo_source_ops, repo};
-    struct mount_ctx mctx = {ops, every};
+    struct mount_ctx mctx = {ops, every, cfg, metrics_listen, NULL, NULL, mp, repo};
+    if (ops && health_new(cfg, repo, cli->meter, dv, &mctx.health)) {
+        ops_free(ops);
+        cache_free(cache);
+        return EXIT_FAIL;
+    }
     struct fs_opts fo = {0};
     fo.mountpoint = mp;
-    fo.foreground = foreground;
+    fo.foreground = true; /* a background mount forked already, in service_daemon_start */
     fo.allow_other = allow_other;
     fo.debug = debug;
     fo.max_threads = threads;
@@ -298,7 +348,10 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     fo.on_mounted = on_mounted;
     fo.on_mounted_ctx = &mctx;
     rc = fs_run(&fo, &src, &err);
+    health_serve_stop(mctx.metrics);
+    service_mount_stopped();
     ops_free(ops);
+    health_free(mctx.health);
     cache_free(cache);
     if (rc) {
         fprintf(stderr, "dvsnap mount: %s\n", dverr_msg(&err));
@@ -308,19 +361,15 @@ int cmd_mount(struct cli *cli, int argc, char **argv)
     return EXIT_OK;
 }
 
-int cmd_umount(struct cli *cli, int argc, char **argv)
+int cmd_umount(struct cli *cli, const struct cli_args *a)
 {
     bool lazy = false;
-    int i = 1;
-    if (i < argc && (strcmp(argv[i], "-z") == 0 || strcmp(argv[i], "--lazy") == 0)) {
-        lazy = true;
-        i++;
-    }
-    if (i != argc - 1) {
-        fprintf(stderr, "usage: dvsnap umount [--lazy] MOUNTPOINT\n");
-        return EXIT_USAGE;
-    }
-    const char *mp = argv[i];
+    for (size_t i = 0; i < a->n_opts; i++)
+        if (a->opts[i].val == O_LAZY)
+            lazy = true;
+    if (a->n_pos != 1)
+        return cli_usage_error(cli, "expected one MOUNTPOINT");
+    const char *mp = a->pos[0];
     if (fs_mount_is_stale(mp)) {
         if (detach_stale(mp) == 0)
             return EXIT_OK;

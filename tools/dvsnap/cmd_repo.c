@@ -1,58 +1,24 @@
-/* cmd_repo: the repository commands (init, env list, capture, backup, points, cat, changes, prune,
- * forget, check). Thin: each parses its arguments, opens what it needs through cli.h and calls
- * capture.h / repo.h / policy.h. Output for people on stdout, errors on stderr, progress only on
- * a terminal. POINT arguments accept a point name (YYYY-MM-DDTHHMMSSZ), `latest`, a manual
- * backup's label, or an RFC 3339 time (the newest point at or before it).
- * Single-threaded apart from what capture runs; the cancel flag is set from signal handlers. */
+/* cmd_repo: the repository commands (init, env list, points, cat, changes, prune, forget, check).
+ * Thin: each reads its parsed arguments (cli.h), opens what it needs and calls repo.h / policy.h.
+ * Output for people on stdout (tables for lists), or one JSON document with --json
+ * (docs/json.md); errors on stderr; progress on stderr (progress.h) for check and prune, measured
+ * through the store's meter (meter.h): manifests read of those listed, with the bytes check
+ * reads (--read-data) or the objects it looks at, and the objects prune removes.
+ * Single-threaded. */
 #include <errno.h>
-#include <signal.h>
-#include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "backend/engine/capture.h"
-#include "backend/base/json.h"
 #include "backend/base/log.h"
 #include "backend/engine/policy.h"
+#include "backend/engine/retention.h"
 #include "tools/dvsnap/cli.h"
-
-static atomic_int cancel_flag;
-
-static void on_signal(int sig)
-{
-    (void)sig;
-    atomic_store(&cancel_flag, 1);
-}
-
-static void catch_signals(void)
-{
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-}
-
-static int fail_rc(const char *cmd, int rc, const struct dverr *err)
-{
-    const char *m = dverr_msg(err);
-    fprintf(stderr, "dvsnap %s: %s\n", cmd, *m ? m : strerror(rc < 0 ? -rc : rc));
-    if (rc == -EIO)
-        return EXIT_DAMAGED;
-    if (rc == -ENOENT || rc == -ECANCELED || rc == -ESTALE)
-        return EXIT_FAIL;
-    return cli_exit_code(rc);
-}
-
-static int usage_error(const char *cmd, const char *msg)
-{
-    fprintf(stderr, "dvsnap %s: %s (see `dvsnap help %s`)\n", cmd, msg, cmd);
-    return EXIT_USAGE;
-}
+#include "tools/dvsnap/meter.h"
+#include "tools/dvsnap/progress.h"
 
 static void fmt_time(time_t t, char out[32])
 {
@@ -60,103 +26,6 @@ static void fmt_time(time_t t, char out[32])
         snprintf(out, 32, "-");
     else
         rfc3339_from_time(t, out);
-}
-
-/* "now" for prune and tests: --now TIME, else $DVSNAP_NOW (RFC 3339), else the clock. */
-static int parse_now(const char *s, time_t *out)
-{
-    if (!s)
-        s = getenv("DVSNAP_NOW");
-    if (!s || !*s) {
-        *out = time(NULL);
-        return 0;
-    }
-    return rfc3339_to_time(s, out);
-}
-
-/* ---------------------------------------------------------------- environment documents */
-
-/* The parts of an admin API environment object policy needs (BAP shape, dataverse-api.md 10a),
- * for environments known only from the repository's envs/<env>.json. */
-static int env_from_doc(const char *json, size_t len, struct dv_env *env)
-{
-    struct json_doc *doc = NULL;
-    memset(env, 0, sizeof *env);
-    int rc = json_parse(json, len, NULL, &doc, NULL);
-    if (rc)
-        return rc;
-    const struct json_node *root = json_root(doc);
-    const struct json_node *props = json_get(root, "properties");
-    const struct json_node *lem = props ? json_get(props, "linkedEnvironmentMetadata") : NULL;
-    const struct json_node *ret = props ? json_get(props, "retentionDetails") : NULL;
-    const char *period = ret ? json_get_str(ret, "retentionPeriod") : NULL;
-    if (!period && props)
-        period = json_get_str(props, "retentionPeriod");
-    const char *s;
-    if (lem && (s = json_get_str(lem, "uniqueName")))
-        env->unique_name = strdup(s);
-    if (props && (s = json_get_str(props, "environmentSku")))
-        env->sku = strdup(s);
-    if ((s = json_get_str(root, "location")))
-        env->geo = strdup(s);
-    env->is_default = (props && json_get_bool(props, "isDefault", false)) ||
-                      json_get_bool(root, "isDefault", false) ||
-                      (env->sku && strcmp(env->sku, "Default") == 0);
-    if (period && period[0] == 'P') {
-        int days = 0;
-        const char *p = period + 1;
-        while (*p >= '0' && *p <= '9' && days < 100000)
-            days = days * 10 + (*p++ - '0');
-        if (*p == 'D' && p[1] == '\0')
-            env->retention_days = days;
-    }
-    const struct json_node *tpl = lem ? json_get(lem, "templates") : NULL;
-    for (const struct json_node *t = tpl && tpl->type == JSON_ARRAY ? tpl->child : NULL; t;
-         t = t->next)
-        if (t->type == JSON_STRING && strncmp(t->str, "D365_", 5) == 0)
-            env->has_d365_apps = true;
-    json_doc_free(doc);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- point names */
-
-/* Resolve POINT (name, latest, label, RFC 3339 time) to a point name of env. */
-static int resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],
-                         struct dverr *err)
-{
-    struct point_summary *ps = NULL;
-    size_t n = 0;
-    int rc = repo_points(repo, env, &ps, &n, err);
-    if (rc)
-        return rc;
-    rc = -ENOENT;
-    time_t t;
-    if (n && strcmp(arg, "latest") == 0) {
-        snprintf(out, 32, "%s", ps[n - 1].name);
-        rc = 0;
-    }
-    for (size_t i = 0; rc && i < n; i++)
-        if (strcmp(ps[i].name, arg) == 0) {
-            snprintf(out, 32, "%s", ps[i].name);
-            rc = 0;
-        }
-    for (size_t i = n; rc && i-- > 0;) /* newest manual backup with that label */
-        if (ps[i].label && strcmp(ps[i].label, arg) == 0) {
-            snprintf(out, 32, "%s", ps[i].name);
-            rc = 0;
-        }
-    if (rc && rfc3339_to_time(arg, &t) == 0)
-        for (size_t i = n; rc && i-- > 0;)
-            if (ps[i].taken_at <= t) {
-                snprintf(out, 32, "%s", ps[i].name);
-                rc = 0;
-            }
-    point_summaries_free(ps, n);
-    if (rc)
-        return dverr_set(err, -ENOENT, "%s has no point %s%s", env, arg,
-                         n ? "" : " (it has no points at all)");
-    return 0;
 }
 
 static const struct point_table *find_table(const struct point *p, const char *name)
@@ -172,31 +41,37 @@ static const struct point_table *find_table(const struct point *p, const char *n
 
 /* ---------------------------------------------------------------- init, env */
 
-int cmd_init(struct cli *cli, int argc, char **argv)
+int cmd_init(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
-    if (argc != 1)
-        return usage_error("init", "takes no arguments");
+    bool encrypt = true;
+    for (size_t i = 0; i < a->n_opts; i++)
+        if (a->opts[i].val == O_INSECURE_NO_ENCRYPTION)
+            encrypt = false;
+    if (a->n_pos)
+        return cli_usage_error(cli, "takes no arguments");
     struct config *cfg = cli_config(cli);
     if (!cfg)
         return EXIT_FAIL;
-    int rc = repo_init(cfg, &err);
+    int rc = repo_init(cfg, encrypt, &err);
     if (rc == -EEXIST) {
-        fprintf(stderr, "dvsnap init: %s\n", *dverr_msg(&err) ? dverr_msg(&err)
-                                                              : "a repository exists there");
+        fprintf(stderr, "dvsnap init: %s\n",
+                *dverr_msg(&err) ? dverr_msg(&err) : "a repository exists there");
         return EXIT_FAIL;
     }
     if (rc)
-        return fail_rc("init", rc, &err);
-    printf("created repository %s\n", cfg->repository);
+        return cli_fail(cli, rc, &err);
+    if (!cli->quiet)
+        printf("created %s repository %s\n", encrypt ? "an encrypted" : "an UNENCRYPTED",
+               cfg->repository);
     return EXIT_OK;
 }
 
-int cmd_env(struct cli *cli, int argc, char **argv)
+int cmd_env(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
-    if (argc < 2 || strcmp(argv[1], "list") != 0 || argc > 2)
-        return usage_error("env", "usage: dvsnap env list");
+    if (a->n_pos != 1 || strcmp(a->pos[0], "list") != 0)
+        return cli_usage_error(cli, "usage: dvsnap env list");
     struct dv_client *dv = cli_dv(cli);
     if (!dv)
         return EXIT_FAIL;
@@ -204,295 +79,173 @@ int cmd_env(struct cli *cli, int argc, char **argv)
     size_t n = 0;
     int rc = dv_env_list(dv, &envs, &n, &err);
     if (rc)
-        return fail_rc("env", rc, &err);
-    printf("%-24s %-11s %-14s %-12s %-9s %-10s %s\n", "NAME", "TYPE", "GEO", "REGION",
-           "RETENTION", "STATE", "BACKUPS");
+        return cli_fail(cli, rc, &err);
+    struct buf doc = BUF_INIT;
+    if (cli->json)
+        buf_addstr(&doc, "{\"environments\":[");
+    else
+        printf("%-24s %-11s %-14s %-12s %-9s %-10s %s\n", "NAME", "TYPE", "GEO", "REGION",
+               "RETENTION", "STATE", "BACKUPS");
     for (size_t i = 0; i < n; i++) {
         const struct dv_env *e = &envs[i];
-        struct dverr why = {0};
-        char ret[16] = "-", backups[160];
+        struct dverr why = {0}, mwhy = {0};
+        char ret[16] = "-", backups[300];
         int days = policy_retention_days(e);
+        bool selected = config_env_selected(cli->cfg, e->unique_name ? e->unique_name : "");
+        bool system = policy_backup_allowed(e, &why) == 0;
+        bool manual = system && policy_manual_backup_allowed(e, &mwhy) == 0;
         if (days)
             snprintf(ret, sizeof ret, "%dd", days);
-        if (!config_env_selected(cli->cfg, e->unique_name ? e->unique_name : ""))
+        if (!selected)
             snprintf(backups, sizeof backups, "not selected (environments =)");
-        else if (policy_backup_allowed(e, &why))
+        else if (!system)
             snprintf(backups, sizeof backups, "none: %s", dverr_msg(&why));
-        else if (policy_manual_backup_allowed(e, &why))
+        else if (!manual)
             snprintf(backups, sizeof backups, "system (no manual backups)");
         else
             snprintf(backups, sizeof backups, "system + manual");
-        printf("%-24s %-11s %-14s %-12s %-9s %-10s %s\n", e->unique_name ? e->unique_name : "?",
-               e->sku ? e->sku : "?", e->geo ? e->geo : "-", e->region ? e->region : "-", ret,
-               e->runtime_state ? e->runtime_state : "-", backups);
+        if (!cli->json) {
+            printf("%-24s %-11s %-14s %-12s %-9s %-10s %s\n",
+                   e->unique_name ? e->unique_name : "?", e->sku ? e->sku : "?",
+                   e->geo ? e->geo : "-", e->region ? e->region : "-", ret,
+                   e->runtime_state ? e->runtime_state : "-", backups);
+            continue;
+        }
+        buf_addstr(&doc, i ? ",{\"name\":" : "{\"name\":");
+        json_str(&doc, e->unique_name);
+        buf_addstr(&doc, ",\"type\":");
+        json_str(&doc, e->sku);
+        buf_addstr(&doc, ",\"geo\":");
+        json_str(&doc, e->geo);
+        buf_addstr(&doc, ",\"region\":");
+        json_str(&doc, e->region);
+        if (days)
+            buf_printf(&doc, ",\"retention_days\":%d", days);
+        else
+            buf_addstr(&doc, ",\"retention_days\":null");
+        buf_addstr(&doc, ",\"state\":");
+        json_str(&doc, e->runtime_state);
+        buf_printf(&doc, ",\"selected\":%s,\"system_backups\":%s,\"manual_backups\":%s",
+                   selected ? "true" : "false", selected && system ? "true" : "false",
+                   selected && manual ? "true" : "false");
+        buf_addstr(&doc, ",\"reason\":");
+        json_str(&doc, !selected  ? "not selected by the environments setting"
+                       : !system  ? dverr_msg(&why)
+                       : !manual  ? dverr_msg(&mwhy)
+                                  : NULL);
+        buf_addch(&doc, '}');
     }
     dv_env_list_free(envs, n);
-    return EXIT_OK;
-}
-
-/* ---------------------------------------------------------------- capture, backup */
-
-struct progress_state {
-    bool tty;
-    bool shown;
-};
-
-static void show_progress(void *ctx, const struct capture_progress *p)
-{
-    struct progress_state *ps = ctx;
-    if (!ps->tty)
-        return;
-    fprintf(stderr, "\r\033[K%s: %llu/%llu tables, %llu records%s%s", p->env,
-            (unsigned long long)p->tables_done, (unsigned long long)p->tables_total,
-            (unsigned long long)p->records, p->table ? ", reading " : "",
-            p->table ? p->table : "");
-    ps->shown = true;
-}
-
-static void clear_progress(struct progress_state *ps)
-{
-    if (ps->shown)
-        fprintf(stderr, "\r\033[K");
-    ps->shown = false;
-}
-
-static void print_result(const char *env, const struct capture_result *r)
-{
-    printf("%s: point %s: %llu tables (%llu delta, %llu full reads%s), %llu records read, "
-           "%llu changed, %llu files, %llu requests\n",
-           env, r->point, (unsigned long long)r->tables, (unsigned long long)r->delta_reads,
-           (unsigned long long)r->full_reads, r->tables_failed ? ", some not read: see backup.json"
-                                                               : "",
-           (unsigned long long)r->records_read, (unsigned long long)r->records_changed,
-           (unsigned long long)r->files, (unsigned long long)r->requests);
-    fflush(stdout);
-}
-
-struct pass_state {
-    struct progress_state progress;
-    int failures;
-};
-
-static void env_done(void *ctx, const struct dv_env *env, int rc, const struct capture_result *res,
-                     const struct dverr *err)
-{
-    struct pass_state *ps = ctx;
-    clear_progress(&ps->progress);
-    if (rc == 0)
-        print_result(env->unique_name, res);
-    else if (rc == -EPERM)
-        printf("%s: not backed up: %s\n", env->unique_name, dverr_msg(err));
-    else {
-        fprintf(stderr, "%s: capture failed: %s\n", env->unique_name, dverr_msg(err));
-        ps->failures++;
-    }
-    fflush(stdout);
-}
-
-int cmd_capture(struct cli *cli, int argc, char **argv)
-{
-    struct dverr err = {0};
-    const char **only = calloc((size_t)argc + 1, sizeof *only);
-    size_t n_only = 0;
-    int64_t every = 0;
-    long passes = 1;
-    int concurrency = 0, rc = 0;
-    if (!only)
-        return EXIT_FAIL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--env") == 0 && i + 1 < argc) {
-            only[n_only++] = argv[++i];
-        } else if (strcmp(argv[i], "--every") == 0 && i + 1 < argc) {
-            if (parse_duration(argv[++i], &every) || every <= 0) {
-                free(only);
-                return usage_error("capture", "--every takes a duration like 15m");
-            }
-        } else if (strcmp(argv[i], "--concurrency") == 0 && i + 1 < argc) {
-            concurrency = (int)strtol(argv[++i], NULL, 10);
-        } else if (strcmp(argv[i], "--passes") == 0 && i + 1 < argc) {
-            /* N passes back to back in one process (benchmarks: one token, one window) */
-            passes = strtol(argv[++i], NULL, 10);
-            if (passes < 1) {
-                free(only);
-                return usage_error("capture", "--passes takes a positive count");
-            }
-        } else {
-            free(only);
-            return usage_error("capture", "unknown argument");
-        }
-    }
-    struct dv_client *dv = cli_dv(cli);
-    struct repo *repo = dv ? cli_repo(cli) : NULL;
-    if (!repo) {
-        free(only);
-        return EXIT_FAIL;
-    }
-    catch_signals();
-    struct pass_state ps = {{cli_tty(), false}, 0};
-    struct capture_opts opts = {0};
-    opts.concurrency = concurrency;
-    if (parse_now(NULL, &opts.now)) {
-        free(only);
-        return usage_error("capture", "DVSNAP_NOW must be an RFC 3339 time");
-    }
-    if (!getenv("DVSNAP_NOW"))
-        opts.now = 0;
-    opts.progress = show_progress;
-    opts.progress_ctx = &ps.progress;
-    opts.cancel = &cancel_flag;
-    opts.only_envs = n_only ? only : NULL;
-    opts.env_done = env_done;
-    opts.env_done_ctx = &ps;
-    for (long pass = 1;; pass++) {
-        int64_t start = now_ms();
-        dverr_clear(&err);
-        ps.failures = 0;
-        rc = capture_all(dv, repo, cli->cfg, &opts, &err);
-        clear_progress(&ps.progress);
-        if (rc == -ECANCELED || atomic_load(&cancel_flag))
-            break;
-        if (rc && !ps.failures) /* not reported per environment (e.g. the admin API failed) */
-            fprintf(stderr, "dvsnap capture: %s\n", dverr_msg(&err));
-        if (pass < passes)
-            continue;
-        if (!every)
-            break;
-        /* wait for the next pass; a signal ends the loop between passes */
-        while (!atomic_load(&cancel_flag) && now_ms() - start < every * 1000) {
-            struct timespec ts = {0, 200 * 1000000L};
-            nanosleep(&ts, NULL);
-        }
-        if (atomic_load(&cancel_flag)) {
-            rc = 0;
-            break;
-        }
-    }
-    free(only);
-    if (rc == -ECANCELED || (rc == 0 && atomic_load(&cancel_flag) && !every)) {
-        fprintf(stderr, "dvsnap capture: interrupted; no half point was written\n");
-        return EXIT_FAIL;
-    }
-    if (rc == 0)
+    if (!cli->json)
         return EXIT_OK;
-    return cli_exit_code(rc) == EXIT_USAGE ? EXIT_FAIL : cli_exit_code(rc);
-}
-
-int cmd_backup(struct cli *cli, int argc, char **argv)
-{
-    struct dverr err = {0};
-    const char *env_name = NULL, *label = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--label") == 0 && i + 1 < argc)
-            label = argv[++i];
-        else if (strcmp(argv[i], "--wait") == 0)
-            ; /* the command always waits */
-        else if (argv[i][0] != '-' && !env_name)
-            env_name = argv[i];
-        else
-            return usage_error("backup", "unknown argument");
-    }
-    if (!env_name || !label)
-        return usage_error("backup", "needs ENV and --label TEXT");
-    if (!*label || strlen(label) > 200 || strchr(label, '\n'))
-        return usage_error("backup", "the label must be one line of 1 to 200 bytes");
-    time_t pinned = 0;
-    if (getenv("DVSNAP_NOW") && parse_now(NULL, &pinned))
-        return usage_error("backup", "DVSNAP_NOW must be an RFC 3339 time");
-    struct dv_client *dv = cli_dv(cli);
-    struct repo *repo = dv ? cli_repo(cli) : NULL;
-    if (!repo)
-        return EXIT_FAIL;
-    struct dv_env env;
-    memset(&env, 0, sizeof env);
-    int rc = dv_env_get(dv, env_name, &env, &err);
-    if (rc)
-        return fail_rc("backup", rc, &err);
-    if ((rc = policy_manual_backup_allowed(&env, &err))) {
-        fprintf(stderr, "dvsnap backup: %s\n", dverr_msg(&err));
-        dv_env_release(&env);
-        return EXIT_REFUSED;
-    }
-    catch_signals();
-    struct progress_state prog = {cli_tty(), false};
-    struct capture_opts opts = {0};
-    struct capture_result res;
-    opts.label = label;
-    opts.now = pinned;
-    opts.progress = show_progress;
-    opts.progress_ctx = &prog;
-    opts.cancel = &cancel_flag;
-    rc = capture_env(dv, repo, cli->cfg, &env, &opts, &res, &err);
-    clear_progress(&prog);
-    if (rc == 0) {
-        printf("%s: manual backup \"%s\" is point %s\n", env_name, label, res.point);
-        print_result(env_name, &res);
-    }
-    dv_env_release(&env);
-    return rc ? fail_rc("backup", rc, &err) : EXIT_OK;
+    buf_addstr(&doc, "]}");
+    rc = json_print(&doc);
+    buf_release(&doc);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- points, cat, changes */
 
-int cmd_points(struct cli *cli, int argc, char **argv)
+int cmd_points(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
-    if (argc != 2 && argc != 3)
-        return usage_error("points", "needs ENV [POINT]");
+    if (a->n_pos != 1 && a->n_pos != 2)
+        return cli_usage_error(cli, "needs ENV [POINT]");
+    const char *env = a->pos[0];
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
     int rc;
-    if (argc == 3) { /* one point: its backup.json, as the mount shows it */
+    if (a->n_pos == 2) { /* one point: its backup.json, as the mount shows it */
         char name[32];
         struct point *p = NULL;
         struct buf doc = BUF_INIT;
-        if (!(rc = resolve_point(repo, argv[1], argv[2], name, &err)) &&
-            !(rc = repo_point_load(repo, argv[1], name, &p, &err)) &&
-            !(rc = point_render_backup_json(p, &doc)))
-            fwrite(doc.data, 1, doc.len, stdout);
+        if (!(rc = cli_resolve_point(repo, env, a->pos[1], name, &err)) &&
+            !(rc = repo_point_load(repo, env, name, &p, &err)) &&
+            !(rc = cmd_hold_render_backup_json(repo, p, &doc)))
+            rc = json_print(&doc) == EXIT_OK ? 0 : -EIO;
         buf_release(&doc);
         point_free(p);
-        return rc ? fail_rc("points", rc, &err) : EXIT_OK;
+        return rc ? cli_fail(cli, rc, &err) : EXIT_OK;
     }
     struct point_summary *ps = NULL;
     size_t n = 0;
-    rc = repo_points(repo, argv[1], &ps, &n, &err);
+    rc = repo_points(repo, env, &ps, &n, &err);
     if (rc)
-        return fail_rc("points", rc, &err);
-    printf("%-20s %-7s %-21s %-21s %s\n", "POINT", "KIND", "TAKEN", "EXPIRES", "LABEL");
+        return cli_fail(cli, rc, &err);
+    struct point_hold *holds = NULL;
+    size_t n_holds = 0;
+    if ((rc = repo_holds(repo, env, &holds, &n_holds, &err))) {
+        point_summaries_free(ps, n);
+        return cli_fail(cli, rc, &err);
+    }
+    struct buf doc = BUF_INIT;
+    if (cli->json) {
+        buf_addstr(&doc, "{\"env\":");
+        json_str(&doc, env);
+        buf_addstr(&doc, ",\"points\":[");
+    } else {
+        printf("%-20s %-7s %-21s %-21s %-21s %-11s %s\n", "POINT", "KIND", "TAKEN", "EXPIRES",
+               "HELD", "ANOMALY", "LABEL");
+    }
     for (size_t i = 0; i < n; i++) {
-        char taken[32], expires[32];
+        if (cli->json) {
+            buf_addstr(&doc, i ? ",{\"point\":" : "{\"point\":");
+            json_str(&doc, ps[i].name);
+            buf_addstr(&doc, ",\"kind\":");
+            json_str(&doc, ps[i].kind);
+            buf_addstr(&doc, ",\"label\":");
+            json_str(&doc, ps[i].label);
+            buf_addstr(&doc, ",\"taken_at\":");
+            json_time(&doc, ps[i].taken_at);
+            buf_addstr(&doc, ",\"expires_at\":");
+            json_time(&doc, ps[i].expires_at);
+            char held[32];
+            cmd_hold_column(holds, n_holds, ps[i].name, held);
+            buf_addstr(&doc, ",\"held_until\":");
+            json_str(&doc, strcmp(held, "-") == 0 ? NULL : held); /* "forever" or the end */
+            buf_printf(&doc, ",\"anomaly\":%s}", ps[i].anomaly ? "true" : "false");
+            continue;
+        }
+        char taken[32], expires[32], held[32];
         fmt_time(ps[i].taken_at, taken);
         fmt_time(ps[i].expires_at, expires);
-        printf("%-20s %-7s %-21s %-21s %s\n", ps[i].name, ps[i].kind, taken, expires,
-               ps[i].label ? ps[i].label : "");
+        cmd_hold_column(holds, n_holds, ps[i].name, held);
+        printf("%-20s %-7s %-21s %-21s %-21s %-11s %s\n", ps[i].name, ps[i].kind, taken, expires,
+               held, ps[i].anomaly ? "mass-delete" : "-", ps[i].label ? ps[i].label : "");
     }
+    point_holds_free(holds, n_holds);
     point_summaries_free(ps, n);
-    return EXIT_OK;
+    if (!cli->json)
+        return EXIT_OK;
+    buf_addstr(&doc, "]}");
+    rc = json_print(&doc);
+    buf_release(&doc);
+    return rc;
 }
 
-static int stream_table(struct cli *cli, int argc, char **argv, bool changes)
+static int stream_table(struct cli *cli, const struct cli_args *a, bool changes)
 {
-    const char *cmd = changes ? "changes" : "cat";
     struct dverr err = {0};
     struct point *p = NULL;
     struct table_reader *tr = NULL;
     char name[32];
     char *buf = NULL;
     int rc;
-    if (argc != 4)
-        return usage_error(cmd, "needs ENV POINT TABLE");
+    if (a->n_pos != 3)
+        return cli_usage_error(cli, "needs ENV POINT TABLE");
+    const char *env = a->pos[0], *point = a->pos[1], *tname = a->pos[2];
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
-    if ((rc = resolve_point(repo, argv[1], argv[2], name, &err)) ||
-        (rc = repo_point_load(repo, argv[1], name, &p, &err)))
+    if ((rc = cli_resolve_point(repo, env, point, name, &err)) ||
+        (rc = repo_point_load(repo, env, name, &p, &err)))
         goto out;
-    if (!find_table(p, argv[3])) {
-        rc = dverr_set(&err, -ENOENT, "%s/%s has no table %s", argv[1], name, argv[3]);
+    if (!find_table(p, tname)) {
+        rc = dverr_set(&err, -ENOENT, "%s/%s has no table %s", env, name, tname);
         goto out;
     }
-    const char *table = find_table(p, argv[3])->name;
+    const char *table = find_table(p, tname)->name;
     rc = changes ? changes_reader_open(repo, p, table, &tr, &err)
                  : table_reader_open(repo, p, table, &tr, &err);
     if (rc)
@@ -527,17 +280,93 @@ out:
     point_free(p);
     if (rc == -EPIPE)
         return EXIT_OK;
-    return rc ? fail_rc(cmd, rc, &err) : EXIT_OK;
+    return rc ? cli_fail(cli, rc, &err) : EXIT_OK;
 }
 
-int cmd_cat(struct cli *cli, int argc, char **argv)
+int cmd_cat(struct cli *cli, const struct cli_args *a)
 {
-    return stream_table(cli, argc, argv, false);
+    return stream_table(cli, a, false);
 }
 
-int cmd_changes(struct cli *cli, int argc, char **argv)
+int cmd_changes(struct cli *cli, const struct cli_args *a)
 {
-    return stream_table(cli, argc, argv, true);
+    return stream_table(cli, a, true);
+}
+
+/* ---------------------------------------------------------------- store progress */
+
+/* check and prune: progress from the store's traffic (meter.h). Both read every point's manifest
+ * in turn: the fraction is manifests read of those listed. check shows the object bytes it read
+ * (--read-data) or the objects it looked at; prune, once it removes, the objects removed. */
+struct store_progress {
+    struct progress pr;
+    struct meter *meter;
+    struct meter_counts base;   /* the counters when the work started */
+    bool read_data;             /* check --read-data */
+    bool prune;
+    uint64_t manifests;         /* points/ objects listed */
+};
+
+static int count_manifest(void *ctx, const char *name, uint64_t size)
+{
+    ((struct store_progress *)ctx)->manifests++;
+    return 0;
+}
+
+static void store_progress_tick(void *ctx)
+{
+    struct store_progress *sp = ctx;
+    struct meter_counts c;
+    meter_read(sp->meter, &c);
+    uint64_t points = c.point_gets - sp->base.point_gets;
+    struct progress_item it = {0};
+    char detail[96];
+    it.fraction = sp->manifests ? (double)points / (double)sp->manifests : -1;
+    if (it.fraction > 0.99)
+        it.fraction = 0.99; /* what follows the last manifest: 100% comes at the end */
+    snprintf(detail, sizeof detail, "%" PRIu64 "/%" PRIu64 " points", points, sp->manifests);
+    it.detail = detail;
+    if (sp->prune && c.dels > sp->base.dels) {
+        it.phase = "removing";
+        it.fraction = -1;
+        it.detail = NULL;
+        it.done = c.dels - sp->base.dels;
+        it.unit = "objects";
+    } else if (sp->prune) {
+        it.phase = "reading points";
+        it.done = points;
+        it.unit = "points";
+        it.detail = NULL;
+        it.total = sp->manifests;
+    } else if (sp->read_data) {
+        it.done = c.object_get_bytes - sp->base.object_get_bytes;
+        it.unit = "bytes";
+    } else {
+        it.done = c.stats - sp->base.stats;
+        it.unit = "objects";
+    }
+    progress_update(&sp->pr, &it, false);
+}
+
+/* Count the manifests (one listing) and start reporting. */
+static void store_progress_start(struct store_progress *sp, const struct cli *cli,
+                                 const char *command, struct repo *repo)
+{
+    progress_init(&sp->pr, cli, command, false);
+    sp->meter = cli->meter;
+    if (sp->pr.mode == PROGRESS_NONE)
+        return;
+    struct objstore *s = repo_store(repo);
+    struct dverr ignore = {0};
+    s->ops->list(s->impl, "points/", count_manifest, sp, &ignore);
+    meter_read(sp->meter, &sp->base);
+    meter_on_io(sp->meter, store_progress_tick, sp);
+}
+
+static void store_progress_stop(struct store_progress *sp)
+{
+    meter_on_io(sp->meter, NULL, NULL);
+    progress_clear(&sp->pr);
 }
 
 /* ---------------------------------------------------------------- prune, forget, check */
@@ -576,16 +405,17 @@ static const struct dv_env *expiry_env(struct expiry_ctx *x, const char *env)
     if (!x->envs[i])
         return NULL;
     x->have[i] = repo_env_doc(x->repo, env, &doc, NULL) == 0 && doc.len &&
-                 env_from_doc(doc.data, doc.len, &x->docs[i]) == 0;
+                 cli_env_from_doc(doc.data, doc.len, &x->docs[i]) == 0;
     x->n++;
     buf_release(&doc);
     return x->have[i] ? &x->docs[i] : NULL;
 }
 
-/* Expiry by the environment as the repository last saw it (prune refreshed it first). */
-static time_t expiry_of(void *ctx, const struct point *p)
+/* The platform's expiry by the environment as the repository last saw it (prune refreshed it
+ * first). */
+static time_t expiry_of(void *ctx, const char *env_name, const struct point_summary *p)
 {
-    const struct dv_env *env = expiry_env(ctx, p->env);
+    const struct dv_env *env = expiry_env(ctx, env_name);
     if (!env)
         return p->expires_at;
     return policy_expires_at(env, p->taken_at);
@@ -603,24 +433,21 @@ static void expiry_release(struct expiry_ctx *x)
     free(x->have);
 }
 
-int cmd_prune(struct cli *cli, int argc, char **argv)
+int cmd_prune(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     bool dry_run = false, refresh = true;
-    const char *now_arg = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--dry-run") == 0 || strcmp(argv[i], "-n") == 0)
+    for (size_t i = 0; i < a->n_opts; i++) {
+        if (a->opts[i].val == O_DRY_RUN)
             dry_run = true;
-        else if (strcmp(argv[i], "--offline") == 0)
+        else if (a->opts[i].val == O_OFFLINE)
             refresh = false;
-        else if (strcmp(argv[i], "--now") == 0 && i + 1 < argc)
-            now_arg = argv[++i];
-        else
-            return usage_error("prune", "unknown argument");
     }
+    if (a->n_pos)
+        return cli_usage_error(cli, "takes no arguments");
     time_t now;
-    if (parse_now(now_arg, &now))
-        return usage_error("prune", "--now (or DVSNAP_NOW) takes an RFC 3339 time");
+    if (cli_now(cli, &now, NULL))
+        return cli_usage_error(cli, "--now (or DVSNAP_NOW) takes an RFC 3339 time");
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
@@ -645,80 +472,155 @@ int cmd_prune(struct cli *cli, int argc, char **argv)
     struct expiry_ctx x = {0};
     x.repo = repo;
     struct prune_report rep = {0};
-    int rc = repo_prune(repo, now, dry_run, expiry_of, &x, &rep, &err);
+    struct store_progress sp = {.prune = true};
+    store_progress_start(&sp, cli, "prune", repo);
+    int rc = retention_prune(repo, cli->cfg, now, dry_run, expiry_of, &x, &rep, &err);
+    store_progress_stop(&sp);
     expiry_release(&x);
     if (rc) {
         prune_report_release(&rep);
-        return fail_rc("prune", rc, &err);
+        return cli_fail(cli, rc, &err);
     }
-    for (size_t i = 0; i < rep.n_removed; i++)
-        printf("%s %s\n", dry_run ? "would remove" : "removed", rep.removed[i]);
-    printf("%s%llu points, %llu objects, %llu bytes\n", dry_run ? "would remove " : "removed ",
-           (unsigned long long)rep.points_removed, (unsigned long long)rep.objects_removed,
-           (unsigned long long)rep.bytes_removed);
+    if (cli->json) {
+        struct buf doc = BUF_INIT;
+        buf_printf(&doc, "{\"dry_run\":%s,\"now\":", dry_run ? "true" : "false");
+        json_time(&doc, now);
+        buf_addstr(&doc, ",\"removed\":[");
+        for (size_t i = 0, k = 0; i < rep.n_lines; i++) {
+            if (!rep.lines[i].removed)
+                continue;
+            if (k++)
+                buf_addch(&doc, ',');
+            json_str(&doc, rep.lines[i].point);
+        }
+        buf_addstr(&doc, "],\"points\":["); /* every point: kept or removed, and why */
+        for (size_t i = 0; i < rep.n_lines; i++) {
+            buf_addstr(&doc, i ? ",{\"point\":" : "{\"point\":");
+            json_str(&doc, rep.lines[i].point);
+            buf_printf(&doc, ",\"removed\":%s,\"why\":", rep.lines[i].removed ? "true" : "false");
+            json_str(&doc, rep.lines[i].why);
+            buf_addch(&doc, '}');
+        }
+        buf_printf(&doc,
+                   "],\"points_removed\":%" PRIu64 ",\"objects_removed\":%" PRIu64
+                   ",\"bytes_removed\":%" PRIu64 ",\"holds_removed\":%" PRIu64 "}",
+                   rep.points_removed, rep.objects_removed, rep.bytes_removed,
+                   rep.holds_removed);
+        rc = json_print(&doc);
+        buf_release(&doc);
+        prune_report_release(&rep);
+        return rc;
+    }
+    if (!cli->quiet) {
+        for (size_t i = 0; i < rep.n_lines; i++) /* --dry-run: every point and why */
+            if (rep.lines[i].removed || dry_run)
+                printf("%s %s: %s\n", !rep.lines[i].removed ? "keep" : dry_run ? "would remove"
+                                                                                : "removed",
+                       rep.lines[i].point, rep.lines[i].why);
+        if (rep.holds_removed)
+            printf("%s %" PRIu64 " expired hold%s\n", dry_run ? "would drop" : "dropped",
+                   rep.holds_removed, rep.holds_removed == 1 ? "" : "s");
+        printf("%s%" PRIu64 " points, %" PRIu64 " objects, %" PRIu64 " bytes\n",
+               dry_run ? "would remove " : "removed ", rep.points_removed, rep.objects_removed,
+               rep.bytes_removed);
+    }
     prune_report_release(&rep);
     return EXIT_OK;
 }
 
-int cmd_forget(struct cli *cli, int argc, char **argv)
+int cmd_forget(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     char name[32];
-    if (argc != 3)
-        return usage_error("forget", "needs ENV POINT");
+    if (a->n_pos != 2)
+        return cli_usage_error(cli, "needs ENV POINT");
+    const char *env = a->pos[0];
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
-    int rc = resolve_point(repo, argv[1], argv[2], name, &err);
+    int rc = cli_resolve_point(repo, env, a->pos[1], name, &err);
     if (!rc)
-        rc = repo_forget(repo, argv[1], name, &err);
+        rc = repo_forget(repo, env, name, &err);
     if (rc == -EPERM) {
         fprintf(stderr, "dvsnap forget: %s/%s is a system backup: system backups cannot be "
                         "deleted (platform rule); they go when they expire (dvsnap prune)\n",
-                argv[1], name);
+                env, name);
         return EXIT_REFUSED;
     }
     if (rc)
-        return fail_rc("forget", rc, &err);
-    printf("forgot %s/%s (its objects go at the next prune)\n", argv[1], name);
+        return cli_fail(cli, rc, &err);
+    if (!cli->quiet)
+        printf("forgot %s/%s (its objects go at the next prune)\n", env, name);
     return EXIT_OK;
 }
 
-int cmd_check(struct cli *cli, int argc, char **argv)
+int cmd_check(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     bool read_data = false, rebuild = false;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--read-data") == 0)
+    for (size_t i = 0; i < a->n_opts; i++) {
+        if (a->opts[i].val == O_READ_DATA)
             read_data = true;
-        else if (strcmp(argv[i], "--rebuild-catalog") == 0)
+        else if (a->opts[i].val == O_REBUILD_CATALOG)
             rebuild = true;
-        else
-            return usage_error("check", "unknown argument");
     }
+    if (a->n_pos)
+        return cli_usage_error(cli, "takes no arguments");
     struct repo *repo = cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
     int rc;
     if (rebuild) {
         if ((rc = repo_rebuild_catalog(repo, &err)))
-            return fail_rc("check", rc, &err);
-        printf("catalog rebuilt from the repository\n");
+            return cli_fail(cli, rc, &err);
+        if (!cli->json && !cli->quiet)
+            printf("catalog rebuilt from the repository\n");
     }
     struct check_report rep = {0};
+    struct store_progress sp = {.read_data = read_data};
+    store_progress_start(&sp, cli, "check", repo);
     rc = repo_check(repo, read_data, &rep, &err);
-    for (size_t i = 0; i < rep.n_damaged; i++)
-        printf("damaged: %s\n", rep.damaged[i]);
-    printf("%llu points, %llu objects checked (%llu bytes%s): %s\n",
-           (unsigned long long)rep.points, (unsigned long long)rep.objects_checked,
-           (unsigned long long)rep.bytes_checked, read_data ? " read" : ", existence only",
-           rc == 0 ? "no errors" : rep.n_damaged ? "DAMAGED" : "failed");
-    size_t damaged = rep.n_damaged;
+    store_progress_stop(&sp);
+    bool damaged = rc == -EIO || rep.n_damaged;
+    char kind[200];
+    repo_describe(repo, kind, sizeof kind);
+    const char *verdict = rc == 0 ? "no errors" : rep.n_damaged ? "DAMAGED" : "failed";
+    int code = damaged ? EXIT_DAMAGED : rc ? -1 : EXIT_OK;
+    if (cli->json) {
+        struct buf doc = BUF_INIT;
+        buf_printf(&doc,
+                   "{\"status\":\"%s\",\"read_data\":%s,\"catalog_rebuilt\":%s,\"points\":%" PRIu64
+                   ",\"objects_checked\":%" PRIu64 ",\"bytes_checked\":%" PRIu64
+                   ",\"encrypted\":%s,\"damaged\":[",
+                   damaged ? "damaged" : rc ? "failed" : "ok", read_data ? "true" : "false",
+                   rebuild ? "true" : "false", rep.points, rep.objects_checked, rep.bytes_checked,
+                   repo_encrypted(repo) ? "true" : "false");
+        for (size_t i = 0; i < rep.n_damaged; i++) {
+            if (i)
+                buf_addch(&doc, ',');
+            json_str(&doc, rep.damaged[i]);
+        }
+        buf_addstr(&doc, "],\"error\":");
+        json_str(&doc, rc && *dverr_msg(&err) ? dverr_msg(&err) : NULL);
+        buf_addch(&doc, '}');
+        if (json_print(&doc) != EXIT_OK && code == EXIT_OK)
+            code = EXIT_FAIL;
+        buf_release(&doc);
+    } else {
+        if (!cli->quiet)
+            printf("repository: %s\n", kind);
+        for (size_t i = 0; i < rep.n_damaged; i++)
+            printf("damaged: %s\n", rep.damaged[i]);
+        if (!cli->quiet || rc)
+            printf("%" PRIu64 " points, %" PRIu64 " objects checked (%" PRIu64 " bytes%s): %s\n",
+                   rep.points, rep.objects_checked, rep.bytes_checked,
+                   read_data ? " read" : ", existence only", verdict);
+    }
     check_report_release(&rep);
-    if (rc == -EIO || damaged) {
+    if (damaged) {
         if (*dverr_msg(&err))
             fprintf(stderr, "dvsnap check: %s\n", dverr_msg(&err));
         return EXIT_DAMAGED;
     }
-    return rc ? fail_rc("check", rc, &err) : EXIT_OK;
+    return code < 0 ? cli_fail(cli, rc, &err) : code;
 }

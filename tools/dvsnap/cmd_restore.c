@@ -1,12 +1,15 @@
 /* cmd_restore: `dvsnap restore ENV POINT --target ENV2 [--tables a,b] [--include-audit]
- * [--dry-run] [--yes | --confirm ENV2] [--wait]`, the command-line face of backend/restore (the same engine as
- * the mount's .restore file). POINT is a point name, "latest", or a manual backup's label.
+ * [--map FILE] [--fallback-owner systemuser:ID|team:ID] [--allow-business-logic] [--dry-run]
+ * [--yes | --confirm ENV2] [--wait]`, the command-line face of backend/engine/restore (the same
+ * engine as the mount's .restore file; --map's FILE is made absolute for it). POINT takes every
+ * form cli_resolve_point knows.
  * Without --yes the target's name is asked for on the terminal (as the admin center does) and
  * the command refuses when stdin is not a terminal; a dry run needs no confirmation. The restore
- * runs in this process; --wait (or a terminal on stderr) shows progress lines on stderr. The
- * outcome is printed as JSON on stdout. Single-threaded. */
+ * runs in this process with progress on stderr (progress.h; --wait shows it even when stderr is
+ * not a terminal). The outcome is a per-table summary on stdout, or with --json the outcome
+ * document (restore_outcome_json, docs/json.md). Single-threaded. */
 #include <errno.h>
-#include <getopt.h>
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,95 +18,120 @@
 
 #include "backend/engine/restore.h"
 #include "tools/dvsnap/cli.h"
+#include "tools/dvsnap/progress.h"
 
-struct progress_ctx {
-    bool show;
-    char last_state[16];
+/* Progress: while comparing, tables compared of those to restore; while writing, records written
+ * of those the comparison found to write. A change of state is always shown. */
+struct restore_progress {
+    struct progress pr;
+    char state[16];             /* the state last shown */
 };
 
 static void on_progress(void *ctx, const struct restore_outcome *o)
 {
-    struct progress_ctx *p = ctx;
-    if (!p->show)
-        return;
-    uint64_t failed = 0;
+    struct restore_progress *rp = ctx;
+    bool changed = strcmp(rp->state, o->state) != 0;
+    snprintf(rp->state, sizeof rp->state, "%s", o->state);
+    uint64_t to_write = 0, compared = 0;
+    for (size_t i = 0; i < o->n_tables; i++) {
+        const struct restore_table_outcome *t = &o->tables[i];
+        to_write += t->created + t->updated + t->deleted;
+        if (t->created + t->updated + t->deleted + t->unchanged + t->skipped + t->failed ||
+            t->note)
+            compared++;
+    }
+    struct progress_item it = {0};
+    char detail[64], extra[200];
+    it.env = o->target;
+    it.phase = o->state;
+    it.fraction = -1;
+    if (strcmp(o->state, "comparing") == 0 && o->n_tables) {
+        it.fraction = (double)compared / (double)o->n_tables;
+        snprintf(detail, sizeof detail, "%" PRIu64 "/%zu tables", compared, o->n_tables);
+        it.detail = detail;
+    } else if (strcmp(o->state, "writing") == 0 && to_write) {
+        it.fraction = (double)o->records_written / (double)to_write;
+        it.total = to_write;
+    } else if (strcmp(o->state, "done") == 0) {
+        it.fraction = 1;
+    }
+    it.done = o->records_written;
+    it.unit = "records";
+    snprintf(extra, sizeof extra,
+             "\"operation\":\"%s\",\"requests\":%" PRIu64 ",\"records_to_write\":%" PRIu64,
+             o->operation_id, o->requests, to_write);
+    it.json_extra = extra;
+    progress_update(&rp->pr, &it, changed);
+}
+
+/* The outcome for a person: a line, a table per table, totals, and what went wrong. */
+static void print_summary(const struct restore_outcome *o)
+{
+    double secs = o->finished_ms && o->started_ms ? (double)(o->finished_ms - o->started_ms) / 1e3
+                                                  : 0;
+    printf("restore %s/%s into %s%s: %s in %.1f s", o->source_env ? o->source_env : "?",
+           o->point ? o->point : "?", o->target ? o->target : "?", o->dry_run ? " (dry run)" : "",
+           o->state, secs);
+    if (o->safety_point[0])
+        printf(", safety backup %s/%s", o->target ? o->target : "?", o->safety_point);
+    printf("\n");
+    printf("%-28s %9s %9s %9s %10s %8s %7s  %s\n", "TABLE", "CREATED", "UPDATED", "DELETED",
+           "UNCHANGED", "SKIPPED", "FAILED", "NOTE");
+    uint64_t c = 0, u = 0, d = 0, un = 0, s = 0, f = 0;
+    for (size_t i = 0; i < o->n_tables; i++) {
+        const struct restore_table_outcome *t = &o->tables[i];
+        const char *note = t->note ? t->note : t->lookup_note ? t->lookup_note : "";
+        printf("%-28s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %8" PRIu64
+               " %7" PRIu64 "  %s\n",
+               t->table ? t->table : "?", t->created, t->updated, t->deleted, t->unchanged,
+               t->skipped, t->failed, note);
+        c += t->created;
+        u += t->updated;
+        d += t->deleted;
+        un += t->unchanged;
+        s += t->skipped;
+        f += t->failed;
+    }
+    printf("%-28s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %8" PRIu64 " %7" PRIu64
+           "\n",
+           "total", c, u, d, un, s, f);
+    printf("%" PRIu64 " records written, %" PRIu64 " requests (%" PRIu64 " that write, %" PRIu64
+           " $batch)\n",
+           o->records_written, o->requests, o->write_requests, o->batches);
+    uint64_t fb = 0;
     for (size_t i = 0; i < o->n_tables; i++)
-        failed += o->tables[i].failed;
-    fprintf(stderr, "restore %s: %-10s %llu records written, %llu requests%s%s\n",
-            o->operation_id, o->state, (unsigned long long)o->records_written,
-            (unsigned long long)o->requests, failed ? ", failures: " : "",
-            failed ? "yes" : "");
-    snprintf(p->last_state, sizeof(p->last_state), "%s", o->state);
+        fb += o->tables[i].fallback_owners;
+    printf("business logic %s; %" PRIu64 " rows given the fallback owner %s (--json names the "
+           "unmapped principals and the mapping)\n",
+           o->business_logic_ran ? "ran" : "bypassed", fb,
+           o->fallback_owner[0] ? o->fallback_owner : "(none)");
+    if (o->error[0])
+        printf("error: %s\n", o->error);
 }
 
-/* POINT may be a name, "latest", or a label. */
-static int resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],
-                         struct dverr *err)
+int cmd_restore(struct cli *cli, const struct cli_args *a)
 {
-    struct point_summary *ps = NULL;
-    size_t n = 0;
-    int rc = repo_points(repo, env, &ps, &n, err);
-    if (rc)
-        return rc;
-    rc = -ENOENT;
-    if (!strcmp(arg, "latest") && n) {
-        snprintf(out, 32, "%s", ps[n - 1].name);
-        rc = 0;
-    }
-    for (size_t i = 0; i < n && rc; i++)
-        if (!strcmp(ps[i].name, arg)) {
-            snprintf(out, 32, "%s", ps[i].name);
-            rc = 0;
-        }
-    for (size_t i = n; i-- > 0 && rc;)
-        if (ps[i].label && !strcmp(ps[i].label, arg)) {
-            snprintf(out, 32, "%s", ps[i].name);
-            rc = 0;
-        }
-    point_summaries_free(ps, n);
-    if (rc)
-        rc = dverr_set(err, -EINVAL, "%s has no restore point or label '%s' (see dvsnap points %s)",
-                       env, arg, env);
-    return rc;
-}
-
-int cmd_restore(struct cli *cli, int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"target", required_argument, NULL, 't'}, {"tables", required_argument, NULL, 'T'},
-        {"include-audit", no_argument, NULL, 'a'}, {"dry-run", no_argument, NULL, 'n'},
-        {"yes", no_argument, NULL, 'y'},           {"wait", no_argument, NULL, 'w'},
-        {"confirm", required_argument, NULL, 'c'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
-    const char *target = NULL, *tables = NULL, *confirm_arg = NULL;
-    bool audit = false, dry = false, yes = false, wait = false;
-    int ch;
-    optind = 1;
-    while ((ch = getopt_long(argc, argv, "t:T:anywc:h", opts, NULL)) != -1) {
-        switch (ch) {
-        case 'c': confirm_arg = optarg; break;
-        case 't': target = optarg; break;
-        case 'T': tables = optarg; break;
-        case 'a': audit = true; break;
-        case 'n': dry = true; break;
-        case 'y': yes = true; break;
-        case 'w': wait = true; break;
-        case 'h':
-            printf("usage: dvsnap restore ENV POINT --target ENV2 [--tables a,b] "
-                   "[--include-audit] [--dry-run] [--yes | --confirm ENV2] [--wait]\n"
-                   "Restores the point (or some of its tables) into the sandbox ENV2, writing "
-                   "only what differs.\nPOINT: a point name, latest, or a manual backup's "
-                   "label. Without --yes the target's name is asked for on the terminal.\n");
-            return EXIT_OK;
-        default: return EXIT_USAGE;
+    const char *target = NULL, *tables = NULL, *confirm_arg = NULL, *map = NULL, *fallback = NULL;
+    bool audit = false, dry = false, yes = false, wait = false, logic = false;
+    char map_abs[4096];
+    for (size_t i = 0; i < a->n_opts; i++) {
+        const char *v = a->opts[i].arg;
+        switch (a->opts[i].val) {
+        case O_MAP: map = v; break;
+        case O_FALLBACK_OWNER: fallback = v; break;
+        case O_ALLOW_BUSINESS_LOGIC: logic = true; break;
+        case O_CONFIRM: confirm_arg = v; break;
+        case O_TARGET: target = v; break;
+        case O_TABLES: tables = v; break;
+        case O_INCLUDE_AUDIT: audit = true; break;
+        case O_DRY_RUN: dry = true; break;
+        case O_YES: yes = true; break;
+        case O_WAIT: wait = true; break;
         }
     }
-    if (argc - optind != 2 || !target) {
-        fprintf(stderr, "usage: dvsnap restore ENV POINT --target ENV2 [--tables a,b] "
-                        "[--include-audit] [--dry-run] [--yes] [--wait]\n");
-        return EXIT_USAGE;
-    }
-    const char *env = argv[optind], *point_arg = argv[optind + 1];
+    if (a->n_pos != 2 || !target)
+        return cli_usage_error(cli, "needs ENV POINT --target ENV2");
+    const char *env = a->pos[0], *point_arg = a->pos[1];
     struct dverr err = {0};
     struct restore_request req;
     memset(&req, 0, sizeof(req));
@@ -145,7 +173,9 @@ int cmd_restore(struct cli *cli, int argc, char **argv)
     if (!dv)
         return EXIT_FAIL;
     char point[32];
-    rc = resolve_point(repo, env, point_arg, point, &err);
+    rc = cli_resolve_point(repo, env, point_arg, point, &err);
+    if (rc == -ENOENT) /* a POINT that names nothing is the caller's mistake */
+        rc = -EINVAL;
     if (rc)
         goto out;
 
@@ -158,14 +188,36 @@ int cmd_restore(struct cli *cli, int argc, char **argv)
         buf_printf(&line, " confirm=%s", confirm);
     if (dry)
         buf_addstr(&line, " dry-run");
+    if (map) {
+        if (!realpath(map, map_abs)) {
+            rc = dverr_set(&err, -EINVAL, "--map %s: %s", map, strerror(errno));
+            goto out;
+        }
+        if (strpbrk(map_abs, " \t\r\n")) {
+            rc = dverr_set(&err, -EINVAL, "--map %s: a path without white space is needed", map);
+            goto out;
+        }
+        buf_printf(&line, " map=%s", map_abs);
+    }
+    if (fallback)
+        buf_printf(&line, " fallback_owner=%s", fallback);
+    if (logic)
+        buf_addstr(&line, " business-logic=run");
     rc = restore_request_parse(line.data, env, point, &req, &err);
     if (rc)
         goto out;
-    struct progress_ctx pc = {wait || cli_tty(), ""};
-    rc = restore_run(dv, repo, cli->cfg, &req, NULL, on_progress, &pc, NULL, &out, &err);
+    struct restore_progress rp = {.state = ""};
+    progress_init(&rp.pr, cli, "restore", wait);
+    rc = restore_run(dv, repo, cli->cfg, &req, NULL, on_progress, &rp, NULL, &out, &err);
+    progress_clear(&rp.pr);
     if (out.state[0]) {
-        restore_outcome_json(&out, &json);
-        fputs(json.data ? json.data : "", stdout);
+        if (cli->json) {
+            restore_outcome_json(&out, &json);
+            if (json_print(&json) != EXIT_OK && !rc)
+                rc = -EIO;
+        } else if (!cli->quiet || rc) {
+            print_summary(&out);
+        }
         fflush(stdout);
     }
 out:
