@@ -88,10 +88,11 @@ int point_hold_parse(const char *json, size_t len, struct point_hold *out, struc
     }
     memcpy(out->point, point, strlen(point) + 1);
     out->automatic = json_get_bool(root, "automatic", false);
-    out->reason = reason && reason->type == JSON_STRING ? strdup(reason->str) : NULL;
+    bool has_reason = reason && reason->type == JSON_STRING; /* read before doc is freed */
+    out->reason = has_reason ? strdup(reason->str) : NULL;
     out->by = strdup(by);
     json_doc_free(doc);
-    if (!out->by || (reason && reason->type == JSON_STRING && !out->reason)) {
+    if (!out->by || (has_reason && !out->reason)) {
         point_hold_release(out);
         return dverr_set(err, -ENOMEM, "out of memory");
     }
