@@ -165,6 +165,9 @@ repo_list() {
     *) (cd "$(_repo_loc)" && find . -mindepth 1 -type f | sed 's|^\./||' | sort) ;;
   esac
 }
+# manifest ENV POINT|latest: the point's whole manifest as one JSON document (format 1 shape:
+# tables and files inline, whatever the stored format: tests/tools/pointdump).
+manifest() { "$BUILD/tests/pointdump" "$T/config" "$1" "$2"; }
 # catalog_db: the path of the test repository's SQLite catalog (in a directory repository, else
 # in the cache directory, named after the repository; backend/repo/repo.c catalog_path_for).
 catalog_db() {

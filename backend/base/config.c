@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fnmatch.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
@@ -26,9 +27,11 @@
 /* K_METADATA_URL: a K_URL that may also be http:// to the instance-metadata address; K_CHOICE: a
  * K_STR that must be one of the key's choices; K_LISTEN: "HOST:PORT" with a numeric port; K_KEEP,
  * K_SPAN, K_MANUAL, K_PERCENT: retention and anomaly values (a count or "all"; a duration or 0;
- * "all", "platform" or a duration; a percentage). */
-enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_LOCATION,
-                K_METADATA_URL, K_CHOICE, K_LISTEN, K_KEEP, K_SPAN, K_MANUAL, K_PERCENT };
+ * "all", "platform" or a duration; a percentage); K_PATTERNS: a list like K_ENVS that may be
+ * empty (unset). */
+enum key_kind { K_STR, K_PATH, K_URL, K_SIZE, K_DURATION, K_INT, K_LEVEL, K_ENVS, K_PATTERNS,
+                K_LOCATION, K_METADATA_URL, K_CHOICE, K_LISTEN, K_KEEP, K_SPAN, K_MANUAL,
+                K_PERCENT };
 
 struct key_def {
     const char *name;
@@ -54,6 +57,8 @@ static const struct key_def keys[] = {
     {"cache_size", K_SIZE, OFF(cache_size), "2G", 0, 0, NULL},
     {"capture_every", K_DURATION, OFF(capture_every), "15m", 0, 0, NULL},
     {"environments", K_ENVS, OFF(environments), "*", 0, 0, NULL},
+    {"tables_include", K_PATTERNS, OFF(tables_include), NULL, 0, 0, NULL},
+    {"tables_exclude", K_PATTERNS, OFF(tables_exclude), NULL, 0, 0, NULL},
     {"max_concurrency", K_INT, OFF(max_concurrency), "4", 1, 52, NULL},
     {"log_level", K_LEVEL, OFF(log_level), "warn", 0, 0, NULL},
     {"azure_endpoint", K_URL, OFF(azure_endpoint), NULL, 0, 0, NULL},
@@ -406,11 +411,14 @@ static int set_field(void *field, const struct key_def *k, const char *v, const 
             return dverr_set(err, -EINVAL, "%s: log_level: \"%s\" is not error, warn, info or debug",
                              src, v);
         return 0;
-    case K_ENVS: {
-        char **list;
+    case K_ENVS:
+    case K_PATTERNS: {
+        char **list = NULL;
         int rc = parse_envs(v, &list);
-        if (rc == -EINVAL)
+        if (rc == -EINVAL && k->kind == K_ENVS)
             return dverr_set(err, rc, "%s: environments is empty (use * for all)", src);
+        if (rc == -EINVAL) /* an empty pattern list: the key is unset */
+            rc = 0, list = NULL;
         if (rc)
             return rc;
         free_envs(*(char ***)field);
@@ -680,6 +688,7 @@ void config_free(struct config *cfg)
             free(*(char **)field);
             break;
         case K_ENVS:
+        case K_PATTERNS:
             free_envs(*(char ***)field);
             break;
         default:
@@ -727,6 +736,21 @@ bool config_env_selected(const struct config *cfg, const char *unique_name)
         if (strcmp(*p, "*") == 0 || strcasecmp(*p, unique_name) == 0)
             return true;
     return false;
+}
+
+static bool any_match(char *const *patterns, const char *name)
+{
+    for (char *const *p = patterns; p && *p; p++)
+        if (fnmatch(*p, name, FNM_CASEFOLD) == 0)
+            return true;
+    return false;
+}
+
+bool config_table_selected(const struct config *cfg, const char *logical_name)
+{
+    if (cfg->tables_include && !any_match(cfg->tables_include, logical_name))
+        return false;
+    return !any_match(cfg->tables_exclude, logical_name);
 }
 
 int config_read_secret_file(const char *path, struct buf *out, struct dverr *err)

@@ -55,6 +55,10 @@ struct config {
     uint64_t cache_size;      /* default 2G */
     int64_t capture_every;    /* seconds; default 900 (15m) */
     char **environments;      /* NULL-terminated list of unique names, or {"*", NULL} */
+    char **tables_include;    /* NULL-terminated glob patterns of the tables to back up, or NULL
+                                 (all) */
+    char **tables_exclude;    /* NULL-terminated glob patterns of the tables never backed up, or
+                                 NULL (none) */
     int max_concurrency;      /* requests in flight per environment; default 4 */
     int log_level;            /* 0 error .. 3 debug; default 1 (warn) */
     /* object stores (issue 6): endpoint overrides and credential files, NULL when unset */
@@ -112,6 +116,9 @@ bool config_key_set(const struct config *cfg, const char *key);
 void config_default_path(char *out, size_t n);
 /* true when unique_name is selected by the "environments" key. */
 bool config_env_selected(const struct config *cfg, const char *unique_name);
+/* true when the table is backed up: it matches a tables_include pattern (when set) and no
+ * tables_exclude pattern (glob patterns, fnmatch, case-insensitive, on logical names). */
+bool config_table_selected(const struct config *cfg, const char *logical_name);
 /* Read a secret file into out (trailing newline stripped). Refuses (-EPERM, clear message) when the
  * file is a symlink, not a regular file, readable or writable by group or others, or not owned by
  * the caller. */

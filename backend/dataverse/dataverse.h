@@ -132,6 +132,8 @@ struct dv_table {
     struct dv_lookup *lookups; size_t n_lookups;
     struct dv_many_to_many *many_to_many; size_t n_many_to_many;
     char *schema_json;       /* canonical JSON of the whole definition: schema/<table>.json */
+    char *definition_error;  /* why the definition is incomplete (its relationships could not be
+                                read; schema_json is then NULL), or NULL */
 };
 /* All tables of the environment with attributes and relationships (EntityDefinitions). */
 int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_table **tables,
@@ -159,6 +161,27 @@ struct dv_read_stats {
 int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
                   const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
                   struct dv_read_stats *stats, struct dverr *err);
+
+/* A full read narrowed, for reading a large table in parallel (capture_ranges.c):
+ *   keys_only   $select=<primary key> only; when the table is tracked, the read is tracked and
+ *               its delta link comes back without the $select (the link of the table's whole
+ *               rows: the token is the table's position, $select only narrows the columns);
+ *   key_from/to the records whose primary key is in [key_from, key_to) by the service's order
+ *               ($filter=<pk> ge key_from and <pk> lt key_to; either bound may be NULL; GUIDs
+ *               only, else -EINVAL); such a read is never tracked (the service refuses $filter
+ *               with change tracking);
+ *   page_size   records a page (0: the usual 5000, or 10 for tables with files inline): several
+ *               ranges read at once hold a page each. */
+struct dv_read_query {
+    bool keys_only;
+    const char *key_from, *key_to;
+    int page_size;
+};
+/* dv_read_table with q (NULL: the whole table) for a full read (delta_link NULL). */
+int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
+                        const struct dv_table *table, const char *delta_link,
+                        const struct dv_read_query *q, const struct dv_read_cb *cb,
+                        char **new_delta_link, struct dv_read_stats *stats, struct dverr *err);
 
 /* Download a file or image column's bytes (GET <set>(<id>)/<column>/$value, Range chunks of
  * 4 MiB). full_image: an image column at full size ($value?size=full; without it the service

@@ -10,6 +10,9 @@
  * numbers) and handed to the caller record by record; a nextLink or deltaLink outside the
  * environment's Web API is refused (-EPERM) before anything is sent; a nextLink that repeats the
  * current URL is a protocol error (no endless loop). The expired-token answer is -ESTALE.
+ * A read may be narrowed (dv_read_table_query): to the primary keys (a tracked keys-only read,
+ * whose delta link, without its $select, is the table's) or to a key range ($filter ge/lt,
+ * untracked).
  * Definitions: EntityDefinitions with Attributes (and relationships when the service expands
  * them, else the per-table relationship routes). Table, column and id values put into URLs must be
  * plain names or GUIDs, else -EINVAL: nothing from the server is pasted into a path unchecked.
@@ -78,6 +81,7 @@ static void table_release(struct dv_table *t)
     }
     free(t->many_to_many);
     free(t->schema_json);
+    free(t->definition_error);
 }
 
 void dv_tables_free(struct dv_table *tables, size_t n)
@@ -397,6 +401,18 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
         }
         free(m1_raw);
         free(mm_raw);
+        if (rc && rc != -ENOMEM && rc != -ECANCELED) {
+            /* this table's relationships could not be read: the table is listed with why (the
+             * capture does not read it), the others go on */
+            char why[600];
+            snprintf(why, sizeof why, "its relationship definitions could not be read: %s",
+                     dverr_msg(err));
+            dverr_clear(err);
+            rc = (t->definition_error = strdup(why)) ? 0 : -ENOMEM;
+            if (rc)
+                goto out;
+            continue;
+        }
         if (rc)
             goto out;
         struct buf canon = BUF_INIT;
@@ -479,11 +495,54 @@ static bool is_deleted_row(const struct json_node *o)
            o->n_children <= 3;
 }
 
-/* A full read, a delta read (delta_link) or a read of some columns (select: no change
- * tracking), pages followed. */
+/* The query string of a narrowed full read (dv_read_query) into url: "?$select=...&$filter=..". */
+static int query_string(const struct dv_table *table, const struct dv_read_query *q,
+                        struct buf *url, struct dverr *err)
+{
+    const char *pk = table->primary_id;
+    if ((q->key_from || q->key_to || q->keys_only) && !dv_name_safe(pk))
+        return dverr_set(err, -EINVAL, "%s: primary key name is not a plain name",
+                         table->logical_name);
+    if ((q->key_from && !dv_guid_valid(q->key_from)) || (q->key_to && !dv_guid_valid(q->key_to)))
+        return dverr_set(err, -EINVAL, "%s: a key range bound is not a GUID", table->logical_name);
+    char sep = '?';
+    int rc = 0;
+    if (q->keys_only) {
+        rc = buf_printf(url, "%c$select=%s", sep, pk);
+        sep = '&';
+    }
+    if (!rc && (q->key_from || q->key_to))
+        rc = buf_printf(url, "%c$filter=", sep);
+    if (!rc && q->key_from)
+        rc = buf_printf(url, "%s%%20ge%%20%s", pk, q->key_from);
+    if (!rc && q->key_from && q->key_to)
+        rc = buf_addstr(url, "%20and%20");
+    if (!rc && q->key_to)
+        rc = buf_printf(url, "%s%%20lt%%20%s", pk, q->key_to);
+    return rc;
+}
+
+/* A keys-only read's delta link without its $select: the link of the table's whole rows (the
+ * token is the table's position; $select only narrows the columns the rows come with). */
+static void drop_select(char *link)
+{
+    char *q = strchr(link, '?');
+    char *p = q ? strstr(q, "$select=") : NULL;
+    if (!p || (p[-1] != '?' && p[-1] != '&'))
+        return;
+    char *end = strchr(p, '&');
+    if (end)
+        memmove(p, end + 1, strlen(end + 1) + 1);
+    else
+        p[-1] = '\0';
+}
+
+/* A full read, a delta read (delta_link), a read of some columns (select: no change tracking) or
+ * a narrowed full read (q: dataverse.h), pages followed. */
 static int read_rows(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
-                     const char *delta_link, const char *select, const struct dv_read_cb *cb,
-                     char **new_delta_link, struct dv_read_stats *stats, struct dverr *err)
+                     const char *delta_link, const char *select, const struct dv_read_query *q,
+                     const struct dv_read_cb *cb, char **new_delta_link,
+                     struct dv_read_stats *stats, struct dverr *err)
 {
     struct buf url = BUF_INIT, base = BUF_INIT;
     struct http_response resp;
@@ -519,13 +578,21 @@ static int read_rows(struct dv_client *c, const struct dv_env *env, const struct
         rc = buf_printf(&url, "%s%s?$select=%s", base.data, table->entity_set, select);
     } else {
         rc = buf_printf(&url, "%s%s", base.data, table->entity_set);
+        if (!rc && q)
+            rc = query_string(table, q, &url, err);
     }
     if (rc)
         goto out;
+    bool track = !delta_link && !select && table->change_tracking &&
+                 !(q && (q->key_from || q->key_to));
+    int page = page_size_for(table);
+    if (q && q->keys_only)
+        page = PAGE_SIZE;
+    else if (q && q->page_size > 0 && q->page_size < page)
+        page = q->page_size;
     char prefer[256];
     snprintf(prefer, sizeof(prefer), "Prefer: %sodata.maxpagesize=%d,%s",
-             (!delta_link && !select && table->change_tracking) ? "odata.track-changes," : "",
-             page_size_for(table), ANNOTATIONS);
+             track ? "odata.track-changes," : "", page, ANNOTATIONS);
     const char *headers[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
                              "OData-Version: 4.0", "If-None-Match: null", prefer, NULL};
     for (;;) {
@@ -607,6 +674,8 @@ static int read_rows(struct dv_client *c, const struct dv_env *env, const struct
         if ((rc = buf_addstr(&url, next)))
             goto out;
     }
+    if (final_delta && q && q->keys_only)
+        drop_select(final_delta);
     if (new_delta_link) {
         *new_delta_link = final_delta;
         final_delta = NULL;
@@ -628,7 +697,15 @@ int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv
                   const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,
                   struct dv_read_stats *stats, struct dverr *err)
 {
-    return read_rows(c, env, table, delta_link, NULL, cb, new_delta_link, stats, err);
+    return read_rows(c, env, table, delta_link, NULL, NULL, cb, new_delta_link, stats, err);
+}
+
+int dv_read_table_query(struct dv_client *c, const struct dv_env *env,
+                        const struct dv_table *table, const char *delta_link,
+                        const struct dv_read_query *q, const struct dv_read_cb *cb,
+                        char **new_delta_link, struct dv_read_stats *stats, struct dverr *err)
+{
+    return read_rows(c, env, table, delta_link, NULL, q, cb, new_delta_link, stats, err);
 }
 
 int dv_read_select(struct dv_client *c, const struct dv_env *env, const char *entity_set,
@@ -637,7 +714,7 @@ int dv_read_select(struct dv_client *c, const struct dv_env *env, const char *en
     struct dv_table t = {.logical_name = (char *)entity_set, .entity_set = (char *)entity_set};
     if (!select || !*select)
         return dverr_set(err, -EINVAL, "dv_read_select: no columns");
-    return read_rows(c, env, &t, NULL, select, cb, NULL, NULL, err);
+    return read_rows(c, env, &t, NULL, select, NULL, cb, NULL, NULL, err);
 }
 
 /* ---- the caller and its privileges ---- */

@@ -3,26 +3,28 @@
  * and file columns are capture_files.c; what the three share is capture_int.h.
  *
  * Per table, against the capture state the catalog keeps (key -> length of the record's current
- * line):
- *   - first capture of a table: a full read; every record is written as SEG_CREATE into one
- *     segment that is both the table's whole chain and the point's delta, so changes/ of the first
- *     point lists everything as created (no separate SEG_BASE: one object, not two);
+ * line, in chunks: catalog.h):
  *   - tracked table with a delta link from the previous point: GET the delta link; created and
- *     updated rows are told apart by the capture state (the API does not say which; a row the
- *     service sends is a change, so it is kept as an update even if its line came out the same);
- *     $deletedEntity rows of keys we hold become SEG_DELETE;
- *   - untracked table, a table whose delta token expired (-ESTALE), or a table that became
- *     tracked: a full read diffed by record hash; keys not seen are deletions. The reason is kept
- *     in the point (full_read_reason). The catalog keeps hashes only for tables without a delta
- *     link (read in full every pass); any other table's old hashes are computed from the previous
- *     point's segments (hash_prev_line), so tracked tables cost the catalog 8 bytes a record
- *     less and a rare full read of them reads the table's segments once.
+ *     updated rows are told apart by looking each key up in the capture state (one chunk read per
+ *     key; the API does not say which; a row the service sends is a change, so it is kept as an
+ *     update even if its line came out the same); $deletedEntity rows of keys we hold become
+ *     SEG_DELETE. Memory and work follow the changed rows, not the table.
+ *   - a full read (the first capture of a table, an untracked table, a table whose delta token
+ *     expired or that became tracked): every record goes into an external sort (segment.h,
+ *     bounded memory; a large table is read as key ranges side by side: capture_ranges.c); once the read is done the sorted records are merged in key order with the
+ *     capture state's cursor (and, for keys the state keeps no hash of, with the previous point's
+ *     segments, whose lines are hashed as they come): a key not in the state is a create, one
+ *     whose line hash or length differs an update, a key of the state not read a delete, the
+ *     rest unchanged. The changes go straight into an ordered segment writer and the whole new
+ *     state into a state builder, so memory stays flat whatever the table's size. The reason a
+ *     table was read in full is kept in the point (full_read_reason). The catalog keeps hashes
+ *     only for tables without a delta link (read in full every pass).
  * Lines are record_render output (primary key first), keyed by the primary key's string value.
  * records and bytes of every table are kept exact from the previous point and the length changes
  * (table_file_size), never by reading the table back.
  *
- * A table's state changes reach the catalog only after its read finished, so a table that fails
- * halfway leaves the state as it was; such a table is kept as of the previous point and listed in
+ * A table's state changes reach the catalog only at commit, so a table that fails halfway leaves
+ * the state as it was; such a table is kept as of the previous point and listed in
  * not_captured. A cancelled or failed pass aborts the capture: nothing is committed (the repository
  * makes the point atomic).
  *
@@ -33,13 +35,12 @@
  * what prune keeps. Schema documents are blobs (content-addressed, so an unchanged schema costs
  * nothing).
  *
- * Limits: a full read holds one map entry per record key (about 100 bytes each plus the key) and
- * a delta read holds the changed lines in memory; a table of 1M records costs ~150 MB during its
- * read, plus the table's packed capture state while it is read (about 40 bytes a record; dropped
- * with repo_capture_state_done when the read ends).
- * Threading: each table is read on the worker thread that took it (capture_env.c); every call on
- * the repo_capture (a catalog transaction) and every progress callback is made under cap->lock;
- * reads, rendering, segment writing and blob writes run unlocked. */
+ * Limits: a full read holds CAPTURE_SORT_BUDGET of records in memory (the rest in compressed sort
+ * runs on disk, about a sixth of the table's JSON) and one page of the service's JSON; a delta read
+ * holds the changed lines in memory.
+ * Threading: each table is read on the worker thread that took it (capture_env.c); every progress
+ * callback is made under cap->lock; the repo_capture's state calls are thread-safe (the catalog
+ * serialises them); reads, rendering, sorting, segment writing and blob writes run unlocked. */
 #include "backend/engine/capture_int.h"
 
 #include <errno.h>
@@ -53,7 +54,7 @@
 #include "backend/repo/segment.h" /* changes_line_size: the exact size changes/ shows */
 
 static int render(struct table_job *j, const struct json_node *rec, const char **key,
-                  size_t *key_len, uint64_t *hash)
+                  size_t *key_len)
 {
     buf_reset(&j->line);
     int rc = record_render(rec, j->t->primary_id, &j->line);
@@ -63,7 +64,6 @@ static int render(struct table_job *j, const struct json_node *rec, const char *
     if (!*key)
         return dverr_set(&j->err, -EPROTO, "a record of %s has no primary key %s",
                          j->t->logical_name, j->t->primary_id);
-    *hash = repo_line_hash(j->cap->repo, j->line.data, j->line.len);
     return 0;
 }
 
@@ -79,51 +79,12 @@ static void count_record(struct table_job *j)
     }
 }
 
-/* Full read: every record is looked up in the map loaded from the capture state. */
-static int on_record_full(void *ctx, const struct json_node *rec)
-{
-    struct table_job *j = ctx;
-    const char *key;
-    size_t klen;
-    uint64_t hash;
-    if (cancelled(j->cap))
-        return -ECANCELED;
-    int rc = render(j, rec, &key, &klen, &hash);
-    if (rc)
-        return rc;
-    count_record(j);
-    struct km_entry *e = km_get(&j->map, key, klen, true, NULL);
-    if (!e)
-        return dverr_set(&j->err, -ENOMEM, "out of memory reading %s", j->t->logical_name);
-    bool existed = (e->flags & KM_OLD) && !j->first;
-    bool again = e->flags & KM_SEEN; /* the same key twice in one read: the later line wins */
-    e->flags |= KM_SEEN;
-    e->new_hash = hash;
-    e->new_len = j->line.len;
-    if (!existed)
-        e->op = KM_CREATE;
-    else if ((e->flags & KM_HASHED) && e->old_hash == hash && e->old_len == j->line.len &&
-             !(again && e->op != KM_NONE))
-        e->op = KM_NONE;
-    else
-        e->op = KM_UPDATE;
-    if (e->op == KM_NONE)
-        return 0;
-    rc = segment_writer_add(j->sw, e->op == KM_CREATE ? SEG_CREATE : SEG_UPDATE, key, klen,
-                            j->line.data, j->line.len, &j->err);
-    if (!rc)
-        rc = capture_record_files(j, rec, key);
-    return rc;
-}
-
 static int state_lookup(struct table_job *j, struct km_entry *e)
 {
     uint64_t h = 0, len = 0;
     bool found = false;
-    pthread_mutex_lock(&j->cap->lock);
     int rc = repo_capture_state_get(j->cap->rc, j->t->logical_name, e->key, e->key_len, &h, &len,
                                     &found);
-    pthread_mutex_unlock(&j->cap->lock);
     if (rc)
         return dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
     if (found) {
@@ -140,11 +101,10 @@ static int on_record_delta(void *ctx, const struct json_node *rec)
     struct table_job *j = ctx;
     const char *key;
     size_t klen;
-    uint64_t hash;
     bool added;
     if (cancelled(j->cap))
         return -ECANCELED;
-    int rc = render(j, rec, &key, &klen, &hash);
+    int rc = render(j, rec, &key, &klen);
     if (rc)
         return rc;
     count_record(j);
@@ -156,7 +116,7 @@ static int on_record_delta(void *ctx, const struct json_node *rec)
     e->flags |= KM_SEEN;
     free(e->line);
     e->line = NULL;
-    e->new_hash = hash;
+    e->new_hash = repo_line_hash(j->cap->repo, j->line.data, j->line.len);
     e->new_len = j->line.len;
     e->op = (e->flags & KM_OLD) ? KM_UPDATE : KM_CREATE;
     e->line = malloc(j->line.len + 1);
@@ -186,85 +146,56 @@ static int on_deleted(void *ctx, const char *id)
     return 0;
 }
 
-static int load_state(void *ctx, const char *key, uint64_t hash, uint64_t len)
-{
-    struct table_job *j = ctx;
-    struct km_entry *e = km_get(&j->map, key, strlen(key), true, NULL);
-    if (!e)
-        return -ENOMEM;
-    e->flags = KM_OLD | (hash ? KM_HASHED | KM_HASH_KEPT : 0);
-    e->old_hash = hash;
-    e->old_len = len;
-    if (!hash)
-        j->unhashed++;
-    return 0;
-}
+/* What a read changed: counts for the point table. */
+struct change_counts {
+    uint64_t records;        /* in the table after this read */
+    int64_t line_delta;      /* change of the table's line bytes */
+    uint64_t lines, line_bytes; /* of changes/ */
+};
 
-/* A record of the previous point: its line's hash, for the key the state holds with that length
- * (a state and a point that disagree leave the key unhashed: it is rewritten, never dropped). */
-static int hash_prev_line(void *ctx, const char *key, size_t key_len, const char *line,
-                          size_t line_len)
+static void count_change(struct table_job *j, struct change_counts *n, enum segment_op op,
+                         const char *key, size_t key_len, uint64_t old_len, uint64_t new_len)
 {
-    struct table_job *j = ctx;
-    if (cancelled(j->cap))
-        return -ECANCELED;
-    struct km_entry *e = km_get(&j->map, key, key_len, false, NULL);
-    if (e && (e->flags & KM_OLD) && !(e->flags & KM_HASHED) && e->old_len == line_len) {
-        e->old_hash = repo_line_hash(j->cap->repo, line, line_len);
-        e->flags |= KM_HASHED;
+    struct point_table *o = &j->out;
+    switch (op) {
+    case SEG_CREATE:
+        o->created++;
+        n->records++;
+        n->line_delta += (int64_t)new_len;
+        break;
+    case SEG_UPDATE:
+        o->updated++;
+        n->line_delta += (int64_t)new_len - (int64_t)old_len;
+        break;
+    default:
+        o->deleted++;
+        n->records--;
+        n->line_delta -= (int64_t)old_len;
+        break;
     }
-    return 0;
+    n->lines++;
+    n->line_bytes += changes_line_size(op, key, key_len, op == SEG_DELETE ? 0 : new_len);
 }
 
-/* Apply the map to the segment (delta entries), the counts and the capture state. */
-static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_bytes,
-                          uint64_t *changes_lines, uint64_t *changes_line_bytes)
+/* Delta read: apply the map to the segment (its entries), the counts and the capture state. */
+static int finish_delta(struct table_job *j, struct change_counts *n)
 {
     struct cap *cap = j->cap;
-    struct point_table *o = &j->out;
     int rc = 0;
     for (size_t i = 0; i < j->map.cap && !rc; i++) {
         struct km_entry *e = keymap_slot(&j->map, i);
-        if (!e->key)
+        if (!e->key || e->op == KM_NONE)
             continue;
-        if (!j->delta_mode && !(e->flags & KM_SEEN) && (e->flags & KM_OLD))
-            e->op = j->first ? KM_NONE : KM_DELETE; /* first: stale state, dropped below */
-        switch (e->op) {
-        case KM_CREATE:
-            o->created++;
-            (*records)++;
-            *line_bytes += (int64_t)e->new_len;
-            break;
-        case KM_UPDATE:
-            o->updated++;
-            *line_bytes += (int64_t)e->new_len - (int64_t)e->old_len;
-            break;
-        case KM_DELETE:
-            o->deleted++;
-            (*records)--;
-            *line_bytes -= (int64_t)e->old_len;
-            break;
-        default:
-            continue;
-        }
-        (*changes_lines)++;
-        *changes_line_bytes += changes_line_size(e->op == KM_CREATE   ? SEG_CREATE
-                                                 : e->op == KM_UPDATE ? SEG_UPDATE
-                                                                      : SEG_DELETE,
-                                                 e->key, e->key_len,
-                                                 e->op == KM_DELETE ? 0 : e->new_len);
-        if (j->delta_mode || e->op == KM_DELETE)
-            rc = segment_writer_add(j->sw,
-                                    e->op == KM_CREATE   ? SEG_CREATE
-                                    : e->op == KM_UPDATE ? SEG_UPDATE
-                                                         : SEG_DELETE,
-                                    e->key, e->key_len, e->op == KM_DELETE ? "" : e->line,
-                                    e->op == KM_DELETE ? 0 : e->line_len, &j->err);
+        enum segment_op op = e->op == KM_CREATE   ? SEG_CREATE
+                             : e->op == KM_UPDATE ? SEG_UPDATE
+                                                  : SEG_DELETE;
+        count_change(j, n, op, e->key, e->key_len, e->old_len, e->new_len);
+        rc = segment_writer_add(j->sw, op, e->key, e->key_len, op == SEG_DELETE ? "" : e->line,
+                                op == SEG_DELETE ? 0 : e->line_len, &j->err);
     }
     if (rc)
         return rc;
-    /* The catalog learns the new state only now that the whole table was read. */
-    pthread_mutex_lock(&cap->lock);
+    /* the catalog applies these at commit, so a table that fails later leaves its state as it was */
     for (size_t i = 0; i < j->map.cap && !rc; i++) {
         struct km_entry *e = keymap_slot(&j->map, i);
         if (!e->key)
@@ -273,18 +204,162 @@ static int finish_changes(struct table_job *j, uint64_t *records, int64_t *line_
         if (e->op == KM_CREATE || e->op == KM_UPDATE)
             rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, keep,
                                         e->new_len, false);
-        else if (e->op == KM_NONE && keep && (e->flags & KM_SEEN) && !(e->flags & KM_HASH_KEPT))
-            rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, keep,
-                                        e->new_len, false); /* unchanged: its hash is kept now */
-        else if (e->op == KM_DELETE || (j->first && (e->flags & KM_OLD) && !(e->flags & KM_SEEN)))
+        else if (e->op == KM_DELETE)
             rc = repo_capture_state_put(cap->rc, j->t->logical_name, e->key, e->key_len, 0, 0,
                                         true);
     }
-    pthread_mutex_unlock(&cap->lock);
     if (rc)
         return dverr_set(&j->err, rc, "capture state of %s could not be written",
                          j->t->logical_name);
     return 0;
+}
+
+/* ---- full reads: the sorted records merged with the capture state ---- */
+
+struct full_merge {
+    struct table_job *j;
+    struct catalog_cursor *old;   /* the capture state (NULL: a first capture) */
+    bool old_have;
+    struct buf old_key;
+    uint64_t old_hash, old_len;
+    struct segment_merge *prev;   /* the previous point's records, for keys kept without a hash
+                                   * (opened on first need) */
+    bool prev_open, prev_have;
+    struct segment_entry prev_e;
+    struct catalog_state_builder *state;
+    struct change_counts *n;
+};
+
+static int old_next(struct full_merge *m)
+{
+    const char *k;
+    size_t kn;
+    int r = repo_state_cursor_next(m->old, &k, &kn, &m->old_hash, &m->old_len);
+    if (r < 0)
+        return dverr_set(&m->j->err, r, "capture state of %s unreadable", m->j->t->logical_name);
+    m->old_have = r == 1;
+    buf_reset(&m->old_key);
+    if (m->old_have && buf_add(&m->old_key, k, kn))
+        return dverr_set(&m->j->err, -ENOMEM, "out of memory");
+    return 0;
+}
+
+/* The hash of the previous point's line of key when it has old_len bytes (the state and the
+ * point agree), else 0: the record is then rewritten, never dropped. */
+static int prev_hash(struct full_merge *m, const char *key, size_t kn, uint64_t *hash)
+{
+    struct table_job *j = m->j;
+    *hash = 0;
+    if (!j->prev)
+        return 0;
+    int rc;
+    if (!m->prev_open) {
+        m->prev_open = true;
+        if ((rc = repo_table_merge_open(j->cap->repo, j->prev, &m->prev, &j->err)))
+            return rc;
+        if ((rc = segment_merge_next(m->prev, &m->prev_e, &j->err)) < 0)
+            return rc;
+        m->prev_have = rc == 1;
+    }
+    int c = 1;
+    while (m->prev_have && (c = segment_key_cmp(m->prev_e.key, m->prev_e.key_len, key, kn)) < 0) {
+        if (cancelled(j->cap))
+            return -ECANCELED;
+        if ((rc = segment_merge_next(m->prev, &m->prev_e, &j->err)) < 0)
+            return rc;
+        m->prev_have = rc == 1;
+    }
+    if (m->prev_have && c == 0 && m->prev_e.line_len == m->old_len)
+        *hash = repo_line_hash(j->cap->repo, m->prev_e.line, m->prev_e.line_len);
+    return 0;
+}
+
+/* A key of the state that the read did not see: deleted. */
+static int full_delete_old(struct full_merge *m)
+{
+    struct table_job *j = m->j;
+    count_change(j, m->n, SEG_DELETE, m->old_key.data, m->old_key.len, m->old_len, 0);
+    int rc = segment_writer_add(j->sw, SEG_DELETE, m->old_key.data, m->old_key.len, "", 0,
+                                &j->err);
+    if (!rc)
+        rc = capture_full_files_key(j, m->old_key.data, m->old_key.len, KM_DELETE, NULL, 0);
+    return rc ? rc : old_next(m);
+}
+
+static int full_entry(void *ctx, const struct segment_entry *e, struct dverr *err)
+{
+    (void)err; /* errors go to j->err */
+    struct full_merge *m = ctx;
+    struct table_job *j = m->j;
+    int rc, c = 1;
+    if (cancelled(j->cap))
+        return -ECANCELED;
+    while (m->old_have &&
+           (c = segment_key_cmp(m->old_key.data, m->old_key.len, e->key, e->key_len)) < 0)
+        if ((rc = full_delete_old(m)))
+            return rc;
+    uint64_t hash = repo_line_hash(j->cap->repo, e->line, e->line_len);
+    enum km_op op = KM_CREATE;
+    uint64_t old_len = 0;
+    if (m->old_have && c == 0) {
+        uint64_t old_hash = m->old_hash;
+        old_len = m->old_len;
+        if (!old_hash && (rc = prev_hash(m, e->key, e->key_len, &old_hash)))
+            return rc;
+        op = old_hash && old_hash == hash && old_len == e->line_len ? KM_NONE : KM_UPDATE;
+        if ((rc = old_next(m)))
+            return rc;
+    }
+    if (op != KM_NONE) {
+        enum segment_op sop = op == KM_CREATE ? SEG_CREATE : SEG_UPDATE;
+        count_change(j, m->n, sop, e->key, e->key_len, old_len, e->line_len);
+        if ((rc = segment_writer_add(j->sw, sop, e->key, e->key_len, e->line, e->line_len,
+                                     &j->err)))
+            return rc;
+    }
+    if ((rc = repo_state_builder_add(m->state, e->key, e->key_len, j->keep_hashes ? hash : 0,
+                                     e->line_len)))
+        return dverr_set(&j->err, rc, "capture state of %s could not be written",
+                         j->t->logical_name);
+    return capture_full_files_key(j, e->key, e->key_len, op, e->line, e->line_len);
+}
+
+/* The sorted records of a full read against the state: the changes into j->sw (ordered), the
+ * table's new state into a builder, files decided key by key. */
+static int finish_full(struct table_job *j, struct change_counts *n)
+{
+    struct cap *cap = j->cap;
+    struct full_merge m = {.j = j, .n = n};
+    int rc = 0;
+    if (!j->first && (rc = repo_capture_state_cursor(cap->rc, j->t->logical_name, &m.old)))
+        rc = dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
+    if (!rc && m.old)
+        rc = old_next(&m);
+    if (!rc && (rc = repo_capture_state_replace(cap->rc, j->t->logical_name, &m.state)))
+        rc = dverr_set(&j->err, rc, "capture state of %s could not be written",
+                       j->t->logical_name);
+    if (!rc)
+        rc = capture_full_files_begin(j);
+    if (!rc)
+        rc = segment_sorter_drain(j->sorter, full_entry, &m, &j->err);
+    while (!rc && m.old_have)
+        rc = full_delete_old(&m);
+    if (!rc)
+        rc = capture_full_files_key(j, NULL, 0, KM_NONE, NULL, 0); /* the end */
+    if (!rc) {
+        rc = repo_state_builder_finish(m.state);
+        m.state = NULL;
+        if (rc)
+            dverr_set(&j->err, rc, "capture state of %s could not be written",
+                      j->t->logical_name);
+    }
+    repo_state_builder_abort(m.state);
+    repo_state_cursor_free(m.old);
+    segment_merge_free(m.prev);
+    buf_release(&m.old_key);
+    segment_sorter_free(j->sorter);
+    j->sorter = NULL;
+    return rc;
 }
 
 void capture_point_table_release(struct point_table *t)
@@ -350,6 +425,8 @@ void capture_job_reset_read(struct table_job *j)
 {
     segment_writer_abort(j->sw);
     j->sw = NULL;
+    segment_sorter_free(j->sorter);
+    j->sorter = NULL;
     km_release(&j->map);
     for (size_t i = 0; i < j->n_todo; i++)
         free(j->todo[i].key);
@@ -357,6 +434,7 @@ void capture_job_reset_read(struct table_job *j)
     capture_files_free(j->files, j->n_files);
     j->files = NULL;
     j->n_files = j->cap_files = 0;
+    capture_full_files_release(j);
 }
 
 /* One read of the table (delta when delta_link is given, else full) into j->out. */
@@ -366,48 +444,46 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     struct point_table *o = &j->out;
     const struct point_table *prev = j->prev;
     char *new_link = NULL;
-    struct dv_read_stats st = {0};
     int rc;
 
     j->delta_mode = delta_link != NULL;
     j->records_read = 0;
-    j->unhashed = 0;
     if ((rc = segment_writer_new(cap->repo, &j->sw, &j->err)))
         return rc;
     segment_writer_set_attachments(j->sw, j->is_annotation); /* its blobs are the point's files */
-    if (!j->delta_mode) {
-        pthread_mutex_lock(&cap->lock);
-        rc = repo_capture_state_iterate(cap->rc, j->t->logical_name, load_state, j);
-        pthread_mutex_unlock(&cap->lock);
-        if (rc)
-            return dverr_set(&j->err, rc, "capture state of %s unreadable", j->t->logical_name);
-        if (j->unhashed && !j->first &&
-            (rc = table_iterate(cap->repo, cap->prev, prev->name, hash_prev_line, j, &j->err)))
+    if (!j->delta_mode) { /* the merge gives the changes in key order */
+        segment_writer_set_ordered(j->sw);
+        if ((rc = repo_sorter_new(cap->repo, CAPTURE_SORT_BUDGET, &j->sorter, &j->err)))
             return rc;
     }
-    struct dv_read_cb cb = {j->delta_mode ? on_record_delta : on_record_full, on_deleted, j};
-    rc = dv_read_table(cap->dv, cap->env, j->t, delta_link, &cb, &new_link, &st, &j->err);
-    pthread_mutex_lock(&cap->lock);
-    cap->records += j->records_read % 5000;
-    pthread_mutex_unlock(&cap->lock);
+    if (j->delta_mode) {
+        struct dv_read_stats st = {0};
+        struct dv_read_cb cb = {on_record_delta, on_deleted, j};
+        rc = dv_read_table(cap->dv, cap->env, j->t, delta_link, &cb, &new_link, &st, &j->err);
+        pthread_mutex_lock(&cap->lock);
+        cap->records += j->records_read % 5000;
+        pthread_mutex_unlock(&cap->lock);
+    } else {
+        rc = capture_read_full(j, &new_link); /* capture_ranges.c */
+    }
     if (rc)
         goto out;
     j->keep_hashes = new_link == NULL; /* read in full again next pass: keep what it diffs by */
 
-    uint64_t records = prev && !j->first ? prev->records : 0;
-    int64_t line_bytes = 0, line_delta = 0;
-    if (records)
-        line_bytes = (int64_t)(prev->bytes - 2 * records - 3);
-    uint64_t ch_lines = 0, ch_bytes = 0;
-    if ((rc = finish_changes(j, &records, &line_delta, &ch_lines, &ch_bytes)))
+    struct change_counts n = {0};
+    n.records = prev && !j->first ? prev->records : 0;
+    int64_t line_bytes = 0;
+    if (n.records)
+        line_bytes = (int64_t)(prev->bytes - 2 * n.records - 3);
+    if ((rc = j->delta_mode ? finish_delta(j, &n) : finish_full(j, &n)))
         goto out;
-    line_bytes += line_delta;
-    if (line_bytes < 0 || (records == 0 && line_bytes != 0)) {
+    line_bytes += n.line_delta;
+    if (line_bytes < 0 || (n.records == 0 && line_bytes != 0)) {
         rc = dverr_set(&j->err, -EIO, "%s: record sizes do not add up (capture state damaged?)",
                        j->t->logical_name);
         goto out;
     }
-    if ((rc = capture_finish_files(j)))
+    if ((rc = j->delta_mode ? capture_finish_files(j) : capture_download_files(j)))
         goto out;
     char id[65] = "";
     uint64_t entries = segment_writer_count(j->sw);
@@ -415,9 +491,9 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     j->sw = NULL;
     if (rc)
         goto out;
-    o->records = records;
-    o->bytes = table_file_size(records, (uint64_t)line_bytes);
-    o->changes_bytes = table_file_size(ch_lines, ch_bytes);
+    o->records = n.records;
+    o->bytes = table_file_size(n.records, (uint64_t)line_bytes);
+    o->changes_bytes = table_file_size(n.lines, n.line_bytes);
     if (entries && id[0]) {
         o->delta = strdup(id);
         if (!o->delta || copy_chain(o, j->first ? NULL : prev, id)) {
@@ -427,41 +503,25 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
     } else if ((rc = copy_chain(o, j->first ? NULL : prev, NULL))) {
         goto out;
     }
-    /* A new base when the chain is too long, or when deltas that update or delete records
-     * outweigh the base (merging then reads records only to drop them). Tables that only grow
-     * (audit) are not rewritten for their size: every entry of a create-only chain is output, so
-     * a new base would cost storage and save no reading. The delta stays this point's changes. */
-    if (o->delta && (o->n_segments > REPO_MAX_CHAIN ||
-                     ((o->updated || o->deleted) && repo_table_should_compact(cap->repo, o)))) {
-        char base[65];
-        uint64_t n = 0, size = 0;
-        if ((rc = repo_write_base(cap->repo, o, base, &n, &size, &j->err)))
-            goto out;
-        if (n != o->records || size != o->bytes) {
-            rc = dverr_set(&j->err, -EIO,
-                           "%s: compaction gave %llu records / %llu bytes, the capture counted "
-                           "%llu / %llu (capture state damaged?)",
-                           j->t->logical_name, (unsigned long long)n, (unsigned long long)size,
-                           (unsigned long long)o->records, (unsigned long long)o->bytes);
-            goto out;
-        }
-        for (size_t i = 0; i < o->n_segments; i++)
-            free(o->segments[i]);
-        o->n_segments = 0;
-        if (!(o->segments[o->n_segments++] = strdup(base))) {
+    /* A long chain or deltas that outweigh the base: compacted (repo_table_compact). The delta
+     * stays this point's changes. */
+    if (o->delta && (rc = repo_table_compact(cap->repo, o, &j->err)))
+        goto out;
+    /* An unchanged table keeps its delta link while the UTC day of the previous point lasts, so
+     * an idle point's tables are its parent's (one shared object, manifest.h): reading from the
+     * older link gives the same changes (none happened in between), and every link is renewed
+     * daily, well within the service's lifetime for delta tokens. */
+    if (j->delta_mode && !o->delta && !n.lines && prev && prev->delta_link && cap->prev &&
+        cap->prev->taken_at / 86400 == cap->now / 86400) {
+        if (!(o->delta_link = strdup(prev->delta_link)))
             rc = -ENOMEM;
-            goto out;
-        }
+    } else {
+        o->delta_link = new_link;
+        new_link = NULL;
     }
-    o->delta_link = new_link;
-    new_link = NULL;
-    if (reason && !(o->full_read_reason = strdup(reason)))
+    if (!rc && reason && !(o->full_read_reason = strdup(reason)))
         rc = -ENOMEM;
 out:
-    /* the table's state is in the pending puts now: drop its loaded copy (memory) */
-    pthread_mutex_lock(&cap->lock);
-    repo_capture_state_done(cap->rc, j->t->logical_name);
-    pthread_mutex_unlock(&cap->lock);
     free(new_link);
     return rc;
 }

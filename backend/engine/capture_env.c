@@ -4,7 +4,9 @@
  * capture_env checks the policy and the environment's unique name (it names repository
  * directories), opens the repository's capture (a catalog transaction), lists the tables and
  * runs one job per table (capture_run_job) on up to opts->concurrency worker threads, biggest
- * tables first. A table that failed is kept as of the previous point and listed in not_captured
+ * tables first; the configuration's tables_include and tables_exclude patterns leave tables out
+ * (one not_captured entry says so). A table that failed, or whose definition came incomplete (its
+ * relationships could not be read), is kept as of the previous point and listed in not_captured
  * with the reason, next to what dvsnap never captures (apps, flows, ...); a pass where no table
  * could be read, or that was cancelled or ran out of memory, commits nothing. Otherwise the
  * point (tables, files, not_captured) is committed atomically by the repository.
@@ -47,7 +49,10 @@ static void *worker(void *arg)
         capture_progress_locked(cap, j->t->logical_name);
         pthread_mutex_unlock(&cap->lock);
 
-        int rc = capture_run_job(j);
+        /* a table whose definition came incomplete is not read: listed, kept as it was */
+        int rc = j->t->definition_error
+                     ? dverr_set(&j->err, -EIO, "%s", j->t->definition_error)
+                     : capture_run_job(j);
         if (rc == 0) {
             j->ok = true;
         } else {
@@ -62,6 +67,9 @@ static void *worker(void *arg)
                 log_warn("%s: table %s could not be read: %s", cap->env->unique_name,
                          log_escape(j->t->logical_name, esc, sizeof esc), reason);
             capture_job_reset_read(j);
+            /* what its read gave the state is dropped: the table stays as of the previous point */
+            if (rc != -ECANCELED && repo_capture_state_forget(cap->rc, j->t->logical_name))
+                j->rc = -ENOMEM; /* the pass must not commit a state the point does not match */
         }
         segment_writer_abort(j->sw);
         j->sw = NULL;
@@ -87,6 +95,37 @@ static const struct {
                       "captured"},
 };
 
+/* The not_captured entry of the tables the configuration leaves out (one, whatever their
+ * number: the patterns say which). */
+static int add_excluded(struct buf *nc, const struct config *cfg, size_t n)
+{
+    struct buf what = BUF_INIT, why = BUF_INIT;
+    int rc = buf_printf(&what, "%zu table%s", n, n == 1 ? "" : "s");
+    if (!rc)
+        rc = buf_addstr(&why, "left out by the configuration:");
+    for (int k = 0; k < 2 && !rc; k++) {
+        char *const *list = k ? cfg->tables_exclude : cfg->tables_include;
+        if (!list)
+            continue;
+        rc = buf_addstr(&why, k ? " tables_exclude =" : " tables_include =");
+        for (char *const *p = list; *p && !rc; p++)
+            rc = buf_printf(&why, " %s", *p);
+    }
+    if (!rc)
+        rc = buf_addstr(nc, "{\"what\":");
+    if (!rc)
+        rc = buf_add_json_string(nc, what.data, what.len);
+    if (!rc)
+        rc = buf_addstr(nc, ",\"reason\":");
+    if (!rc)
+        rc = buf_add_json_string(nc, why.data, why.len);
+    if (!rc)
+        rc = buf_addstr(nc, "},");
+    buf_release(&what);
+    buf_release(&why);
+    return rc;
+}
+
 static int cmp_jobs(const void *a, const void *b)
 {
     const struct table_job *x = a, *y = b;
@@ -94,6 +133,21 @@ static int cmp_jobs(const void *a, const void *b)
     if (rx != ry)
         return rx > ry ? -1 : 1; /* biggest first: better balance across workers */
     return strcmp(x->t->logical_name, y->t->logical_name);
+}
+
+/* The point's files in one order whatever the order the tables were read in, so a point whose
+ * files did not change has its parent's files object (manifest.h). */
+static int cmp_files(const void *a, const void *b)
+{
+    const struct point_file *x = a, *y = b;
+    int c = strcmp(x->table, y->table);
+    if (!c)
+        c = strcmp(x->record_id, y->record_id);
+    if (!c)
+        c = strcmp(x->column ? x->column : "", y->column ? y->column : "");
+    if (!c)
+        c = strcmp(x->file_name, y->file_name);
+    return c ? c : strcmp(x->blob, y->blob);
 }
 
 static int cmp_tables(const void *a, const void *b)
@@ -157,6 +211,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     cap.repo = repo;
     cap.env = env;
     cap.opts = opts;
+    cap.now = taken_at;
     if (pthread_mutex_init(&cap.lock, NULL))
         return dverr_set(err, -ENOMEM, "mutex");
     lock_init = true;
@@ -173,10 +228,15 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
+    size_t n_excluded = 0;
     for (size_t i = 0; i < n_tables; i++) {
         struct table_job *j = &cap.jobs[cap.n_jobs];
         if (!tables[i].logical_name || !tables[i].entity_set || !tables[i].primary_id)
             continue;
+        if (cfg && !config_table_selected(cfg, tables[i].logical_name)) {
+            n_excluded++;
+            continue;
+        }
         bool dup = false;
         for (size_t k = 0; k < cap.n_jobs; k++)
             dup |= strcmp(cap.jobs[k].t->logical_name, tables[i].logical_name) == 0;
@@ -185,6 +245,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         j->cap = &cap;
         j->t = &tables[i];
         km_init(&j->map);
+        pthread_mutex_init(&j->sort_lock, NULL);
         for (size_t k = 0; cap.prev && k < cap.prev->n_tables; k++)
             if (strcmp(cap.prev->tables[k].name, tables[i].logical_name) == 0)
                 j->prev = &cap.prev->tables[k];
@@ -195,6 +256,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     int want = opts->concurrency > 0                   ? opts->concurrency
                : cfg && cfg->max_concurrency > 0 ? cfg->max_concurrency
                                                    : 4;
+    cap.concurrency = want;
     n_threads = (size_t)want < cap.n_jobs ? (size_t)want : cap.n_jobs;
     threads = calloc(n_threads ? n_threads : 1, sizeof *threads);
     if (!threads) {
@@ -264,6 +326,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         buf_add_json_string(&nc, not_in_scope[i].reason, strlen(not_in_scope[i].reason));
         buf_addstr(&nc, "},");
     }
+    if (n_excluded && add_excluded(&nc, cfg, n_excluded))
+        goto nomem;
     size_t n_files = 0;
     for (size_t i = 0; i < cap.n_jobs; i++) {
         struct table_job *j = &cap.jobs[i];
@@ -318,6 +382,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         j->files = NULL;
         j->n_files = 0;
     }
+    if (p->n_files)
+        qsort(p->files, p->n_files, sizeof *p->files, cmp_files);
 
     if (anomaly_check(cfg, cap.prev, p))
         goto nomem;
@@ -362,6 +428,7 @@ out:
         free(j->fail_reason);
         buf_release(&j->problems);
         buf_release(&j->line);
+        pthread_mutex_destroy(&j->sort_lock);
     }
     free(cap.jobs);
     free(threads);

@@ -1,9 +1,12 @@
 /* capture_files: a table's attachments and file columns during a capture (capture_int.h).
  *
- * annotation.documentbody (base64) is decoded into a blob as the record is read; File and Image
+ * annotation.documentbody (base64) is decoded into a blob as the record is read (a full read: as
+ * the sorted records are merged with the state, for created and updated records); File and Image
  * columns are queued then and downloaded (dv_file_download) after the table's read, for created
  * and updated records only (an image at full size: the record line keeps the thumbnail the
- * service put there); files of unchanged records are carried from the previous point. A
+ * service put there); files of unchanged records are carried from the previous point (a full
+ * read walks the previous point's files of the table in record order alongside its merge, so it
+ * needs no map of the table's keys). A
  * file the previous point lists as not captured is fetched again, unless it was too large and the
  * limit has not been raised since. Every such blob is one of the point's files, which is what
  * prune keeps (the notes' segment writer names those blobs instead of holding the base64:
@@ -275,31 +278,19 @@ static bool is_image_column(const struct dv_table *t, const char *column)
     return false;
 }
 
-/* Files of this table in the new point: new ones (already in j->files) for records still created
- * or updated, downloads of queued file columns, and the previous point's files of untouched
- * records. */
-int capture_finish_files(struct table_job *j)
+/* Download the queued file columns into blobs (delta reads: those of records whose final op is
+ * a create or update, and retries; a full read queues only those). */
+int capture_download_files(struct table_job *j)
 {
     struct cap *cap = j->cap;
-    int rc = queue_failed_files(j);
-    if (rc)
-        return rc;
-    /* drop new note files whose record's final op is not a create/update (delta: deleted later) */
-    size_t w = 0;
-    for (size_t i = 0; i < j->n_files; i++) {
-        struct km_entry *e =
-            km_get(&j->map, j->files[i].record_id, strlen(j->files[i].record_id), false, NULL);
-        if (e && (e->op == KM_CREATE || e->op == KM_UPDATE))
-            j->files[w++] = j->files[i];
-        else
-            point_file_release(&j->files[i]);
-    }
-    j->n_files = w;
+    int rc = 0;
     for (size_t i = 0; i < j->n_todo && !rc; i++) {
         struct file_todo *t = &j->todo[i];
-        struct km_entry *e = km_get(&j->map, t->key, strlen(t->key), false, NULL);
-        if (!t->retry && (!e || (e->op != KM_CREATE && e->op != KM_UPDATE)))
-            continue;
+        if (j->delta_mode && !t->retry) {
+            struct km_entry *e = km_get(&j->map, t->key, strlen(t->key), false, NULL);
+            if (!e || (e->op != KM_CREATE && e->op != KM_UPDATE))
+                continue;
+        }
         char *file_name = NULL;
         struct dverr ferr = {0};
         struct file_sink sink;
@@ -337,7 +328,30 @@ int capture_finish_files(struct table_job *j)
         if (sink.fd >= 0)
             close(sink.fd);
     }
+    return rc;
+}
+
+/* Delta reads: files of this table in the new point: new ones (already in j->files) for records
+ * still created or updated, downloads of queued file columns, and the previous point's files of
+ * untouched records. */
+int capture_finish_files(struct table_job *j)
+{
+    struct cap *cap = j->cap;
+    int rc = queue_failed_files(j);
     if (rc)
+        return rc;
+    /* drop new note files whose record's final op is not a create/update (deleted later) */
+    size_t w = 0;
+    for (size_t i = 0; i < j->n_files; i++) {
+        struct km_entry *e =
+            km_get(&j->map, j->files[i].record_id, strlen(j->files[i].record_id), false, NULL);
+        if (e && (e->op == KM_CREATE || e->op == KM_UPDATE))
+            j->files[w++] = j->files[i];
+        else
+            point_file_release(&j->files[i]);
+    }
+    j->n_files = w;
+    if ((rc = capture_download_files(j)))
         return rc;
     /* carry the previous point's files of records this pass did not touch */
     const struct point *prev = cap->prev;
@@ -348,10 +362,150 @@ int capture_finish_files(struct table_job *j)
         struct km_entry *e = km_get(&j->map, f->record_id, strlen(f->record_id), false, NULL);
         if (e && e->op != KM_NONE)
             continue;
-        if (!(e && (e->flags & KM_SEEN)) && !j->delta_mode)
-            continue; /* full read and the record is gone */
         rc = capture_add_file(j, f->record_id, f->column, f->file_name, f->blob, f->size);
     }
+    return rc;
+}
+
+/* ---- full reads: files decided key by key, in key order ---- */
+
+static int cmp_file(const void *a, const void *b)
+{
+    const struct point_file *x = *(const struct point_file *const *)a,
+                            *y = *(const struct point_file *const *)b;
+    int c = strcmp(x->record_id, y->record_id);
+    return c ? c : (x > y) - (x < y); /* the manifest's order within a record */
+}
+
+static int cmp_fail(const void *a, const void *b)
+{
+    const struct json_node *x = *(const struct json_node *const *)a,
+                           *y = *(const struct json_node *const *)b;
+    return strcmp(json_get_str(x, "record_id"), json_get_str(y, "record_id"));
+}
+
+int capture_full_files_begin(struct table_job *j)
+{
+    const struct point *prev = j->cap->prev;
+    capture_full_files_release(j);
+    size_t n = 0;
+    for (size_t i = 0; j->prev && prev && i < prev->n_files; i++)
+        n += prev->files[i].table && strcmp(prev->files[i].table, j->t->logical_name) == 0;
+    if (n) {
+        if (!(j->prev_files = malloc(n * sizeof *j->prev_files)))
+            return -ENOMEM;
+        for (size_t i = 0; i < prev->n_files; i++)
+            if (prev->files[i].table && strcmp(prev->files[i].table, j->t->logical_name) == 0)
+                j->prev_files[j->n_prev_files++] = &prev->files[i];
+        qsort(j->prev_files, j->n_prev_files, sizeof *j->prev_files, cmp_file);
+    }
+    /* files of this table the previous point lists as not captured: fetched again below when
+     * their record is still there */
+    const char *nc = prev ? prev->not_captured_json : NULL;
+    if (!nc || !j->n_file_cols || json_parse(nc, strlen(nc), NULL, &j->nc_doc, NULL))
+        return 0;
+    const struct json_node *root = json_root(j->nc_doc);
+    size_t cap = 0;
+    for (const struct json_node *p = root->type == JSON_ARRAY ? root->child : NULL; p;
+         p = p->next) {
+        const char *t = json_get_str(p, "table");
+        if (!t || !json_get_str(p, "record_id") || !json_get_str(p, "column") ||
+            strcmp(t, j->t->logical_name) != 0)
+            continue;
+        if (j->n_fails == cap) {
+            cap = cap ? cap * 2 : 16;
+            const struct json_node **v = realloc(j->fails, cap * sizeof *v);
+            if (!v)
+                return -ENOMEM;
+            j->fails = v;
+        }
+        j->fails[j->n_fails++] = p;
+    }
+    if (j->n_fails)
+        qsort(j->fails, j->n_fails, sizeof *j->fails, cmp_fail);
+    return 0;
+}
+
+void capture_full_files_release(struct table_job *j)
+{
+    free(j->prev_files);
+    j->prev_files = NULL;
+    j->n_prev_files = j->prev_file_at = 0;
+    free(j->fails);
+    j->fails = NULL;
+    j->n_fails = j->fail_at = 0;
+    json_doc_free(j->nc_doc);
+    j->nc_doc = NULL;
+}
+
+/* record_id against a key of kn bytes, in key order (bytes, then shorter first). */
+static int id_cmp(const char *id, const char *key, size_t kn)
+{
+    size_t n = strlen(id);
+    int c = memcmp(id, key, n < kn ? n : kn);
+    return c ? c : (n > kn) - (n < kn);
+}
+
+/* A previous not_captured file of this record: fetched again (or kept listed when it was too
+ * large and still is). */
+static int retry_failed(struct table_job *j, const struct json_node *p, const char *key,
+                        size_t todo_from)
+{
+    const char *col = json_get_str(p, "column");
+    const char *column = NULL;
+    for (size_t i = 0; i < j->n_file_cols && !column; i++)
+        if (strcmp(j->file_cols[i], col) == 0)
+            column = j->file_cols[i];
+    if (!column)
+        return 0; /* not a file column any more */
+    const struct json_node *limit = json_get(p, "limit");
+    if (limit && limit->type == JSON_NUMBER && strtoull(limit->str, NULL, 10) >= max_file_bytes()) {
+        int rc = buf_add(&j->problems, p->raw, p->raw_len);
+        return rc ? rc : buf_addstr(&j->problems, ",");
+    }
+    for (size_t i = todo_from; i < j->n_todo; i++)
+        if (j->todo[i].column == column)
+            return 0; /* queued already: the record changed */
+    return add_todo(j, key, column, true);
+}
+
+int capture_full_files_key(struct table_job *j, const char *key, size_t kn, enum km_op op,
+                           const char *line, size_t line_len)
+{
+    int rc = 0;
+    size_t todo_from = j->n_todo;
+    char *k = strndup(key, kn);
+    if (!k)
+        return -ENOMEM;
+    if ((op == KM_CREATE || op == KM_UPDATE) && (j->is_annotation || j->n_file_cols)) {
+        struct json_doc *doc = NULL;
+        struct dverr perr = {0};
+        if ((rc = json_parse(line, line_len, NULL, &doc, &perr)))
+            rc = dverr_set(&j->err, rc, "a record of %s could not be read back: %s",
+                           j->t->logical_name, dverr_msg(&perr));
+        else
+            rc = capture_record_files(j, json_root(doc), k);
+        json_doc_free(doc);
+    }
+    while (!rc && j->prev_file_at < j->n_prev_files) {
+        const struct point_file *f = j->prev_files[j->prev_file_at];
+        int c = id_cmp(f->record_id, key, kn);
+        if (c > 0)
+            break;
+        if (c == 0 && op == KM_NONE) /* unchanged: its files are as they were */
+            rc = capture_add_file(j, f->record_id, f->column, f->file_name, f->blob, f->size);
+        j->prev_file_at++;
+    }
+    while (!rc && j->fail_at < j->n_fails) {
+        const struct json_node *p = j->fails[j->fail_at];
+        int c = id_cmp(json_get_str(p, "record_id"), key, kn);
+        if (c > 0)
+            break;
+        if (c == 0 && op != KM_DELETE)
+            rc = retry_failed(j, p, k, todo_from);
+        j->fail_at++;
+    }
+    free(k);
     return rc;
 }
 

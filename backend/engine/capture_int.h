@@ -1,14 +1,17 @@
 /* capture_int: what the capture engine's files share. capture.c reads one table (full or delta)
  * against the capture state; capture_files.c handles a table's attachments and file columns;
+ * capture_ranges.c reads a table in full (in key ranges side by side when it is large);
  * capture_env.c drives one environment (the table list, the worker threads, the point). Not part
- * of the contract: only these three files include it.
+ * of the contract: only these four files include it.
  *
  * Threading: struct cap is one capture_env call. Its dv, repo, env, opts, prev and jobs are set
  * before the workers start and only read while they run; the fields marked "cap->lock" are read
  * and written under cap->lock only; blobs_written is atomic. A struct table_job belongs to the
  * one worker that took it (cap->next, under cap->lock) until the workers are joined; capture_env
- * then reads it on its own thread. Every call on cap->rc (a catalog transaction) and every
- * progress callback is made under cap->lock. */
+ * then reads it on its own thread; while a full read runs as key ranges, its range threads add to
+ * its sorter under its sort_lock and count records_read under cap->lock. Every progress callback
+ * is made under cap->lock; the state calls on cap->rc are thread-safe (the catalog serialises
+ * them). */
 #ifndef DVSNAP_CAPTURE_INT_H
 #define DVSNAP_CAPTURE_INT_H
 
@@ -19,9 +22,13 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "backend/base/keymap.h"
 #include "backend/engine/capture.h"
+
+/* Memory a full read's sort holds before it spills a run to disk (per table being read). */
+#define CAPTURE_SORT_BUDGET ((size_t)24 << 20)
 
 /* ---------------------------------------------------------------- key map */
 
@@ -96,7 +103,15 @@ struct table_job {
     bool delta_mode;
     bool first;                     /* no previous point for this table */
     bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
-    size_t unhashed;                /* full read: keys of the state without a hash */
+    struct segment_sorter *sorter;  /* full read: every record read, sorted by key */
+    pthread_mutex_t sort_lock;      /* guards sorter while range readers add to it */
+    _Atomic bool ranges_failed;     /* a range read failed: the others stop */
+    const struct point_file **prev_files; /* full read: the previous point's files of the table,
+                                           * by record id (capture_full_files_*) */
+    size_t n_prev_files, prev_file_at;
+    struct json_doc *nc_doc;        /* full read: the previous point's not_captured, parsed */
+    const struct json_node **fails; /* its files of this table, by record id */
+    size_t n_fails, fail_at;
     bool is_annotation;
     char **file_cols;               /* File and Image columns (owned) */
     size_t n_file_cols;
@@ -115,7 +130,9 @@ struct cap {
     const struct capture_opts *opts;
     struct repo_capture *rc;
     const struct point *prev;
-    pthread_mutex_t lock;           /* guards rc calls, next, tables_done, records, progress */
+    int concurrency;                /* the most tables (and ranges of one table) read at once */
+    time_t now;                     /* the point's time (opts->now, else the clock at start) */
+    pthread_mutex_t lock;           /* guards next, tables_done, records, progress */
     size_t next;
     uint64_t tables_done, records;
     struct table_job *jobs;
@@ -137,6 +154,11 @@ static inline char *xstrdup(const char *s)
 /* The progress callback with the pass's counts; the caller holds cap->lock. */
 void capture_progress_locked(struct cap *cap, const char *table);
 
+/* ---- capture_ranges.c: a full read ---- */
+/* Every record of the table into j->sorter (one stream, or key ranges side by side); the
+ * table's new delta link (NULL when untracked). */
+int capture_read_full(struct table_job *j, char **new_link);
+
 /* ---- capture.c: one table ---- */
 /* Read the table (delta from the previous point's link, else in full) into j->out. */
 int capture_run_job(struct table_job *j);
@@ -151,8 +173,19 @@ void capture_point_table_release(struct point_table *t);
 int capture_find_file_columns(struct table_job *j);
 /* Files named in one record: documentbody of a note (decoded now), file columns (queued). */
 int capture_record_files(struct table_job *j, const struct json_node *rec, const char *key);
-/* Files of this table in the new point, once the map holds every key's final op. */
+/* Delta reads: files of this table in the new point, once the map holds every key's final op
+ * (downloads included). */
 int capture_finish_files(struct table_job *j);
+/* Full reads: before the merge, the previous point's files and failed files of the table, sorted
+ * by record id; then each key of the merge in key order with its final op (and its new line for a
+ * create or update): its files are taken from the line, carried, dropped or queued again. */
+int capture_full_files_begin(struct table_job *j);
+int capture_full_files_key(struct table_job *j, const char *key, size_t key_len, enum km_op op,
+                           const char *line, size_t line_len);
+void capture_full_files_release(struct table_job *j);
+/* Download the queued file columns into blobs (after capture_finish_files' or the merge's
+ * decisions). */
+int capture_download_files(struct table_job *j);
 int capture_add_file(struct table_job *j, const char *key, const char *column,
                      const char *file_name, const char *blob, uint64_t size);
 void capture_files_free(struct point_file *f, size_t n);

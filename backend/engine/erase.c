@@ -448,6 +448,10 @@ static int plan_report(struct run *r)
                 rep->files++;
                 buf_printf(&r->objects, "%s\n", p->files[f].blob);
             }
+        /* a point's shared tables and files documents (manifest format 2) are stored again by
+         * the rewrite: the old ones go once no point names them */
+        if (p->tables_object && p->files_object)
+            buf_printf(&r->objects, "%s\n%s\n", p->tables_object, p->files_object);
         for (size_t h = 0; h < n_holds && !rc; h++)
             if (strcmp(holds[h].point, p->name) == 0 && point_hold_active(&holds[h], now)) {
                 char line[1200];

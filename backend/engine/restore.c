@@ -252,6 +252,10 @@ static int run(struct rctx *c, const char *operation_id)
     rc = dv_tables_list(c->dv, &c->target, &c->defs, &c->n_defs, c->err);
     if (rc)
         return rc;
+    for (size_t i = 0; i < c->n_defs; i++) /* a write needs every table's lookups: all or none */
+        if (c->defs[i].definition_error)
+            return dverr_set(c->err, -EIO, "table %s of the target: %s", c->defs[i].logical_name,
+                             c->defs[i].definition_error);
     {
         struct buf b = BUF_INIT;
         buf_printf(&b, "%s/api/data/v9.2/", c->target.api_url ? c->target.api_url : "");

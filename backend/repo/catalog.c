@@ -18,7 +18,7 @@
 
 #include "backend/repo/catalog_int.h"
 
-#define CATALOG_FORMAT "5" /* 5: points.anomaly */
+#define CATALOG_FORMAT "6" /* 5: points.anomaly; 6: the capture state in chunks */
 
 static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
@@ -33,10 +33,10 @@ static const char SCHEMA[] =
     "CREATE TABLE IF NOT EXISTS state_point(env TEXT PRIMARY KEY, point TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS state_tables(tid INTEGER PRIMARY KEY, env TEXT NOT NULL,"
     " tbl TEXT NOT NULL, UNIQUE(env, tbl));"
-    /* the largest part: one row per table, its records' state packed and zstd-compressed
-     * (catalog_capture.c), about 17 bytes a GUID-keyed record (25 with a hash) */
-    "CREATE TABLE IF NOT EXISTS state_data(tid INTEGER PRIMARY KEY, n INTEGER NOT NULL,"
-    " data BLOB NOT NULL);";
+    /* the largest part: a table's records' state in chunks of about 128 keys, each packed and
+     * zstd-compressed (catalog_chunk.c), about 21 bytes a GUID-keyed record (29 with a hash) */
+    "CREATE TABLE IF NOT EXISTS state_chunks(cid INTEGER PRIMARY KEY, tid INTEGER NOT NULL,"
+    " lo BLOB NOT NULL, n INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE(tid, lo));";
 
 static int sqlite_to_errno(int code)
 {
@@ -91,10 +91,11 @@ static int conn_open(struct catalog *c, sqlite3 **out, struct dverr *err)
     }
     catalog_files_private(c->path);
     sqlite3_busy_timeout(db, 30000);
-    /* auto_vacuum takes effect on a new file only (an older catalog gets it with the VACUUM of
-     * its format upgrade): the packed state is rewritten whole, so its old pages are given back
-     * after every capture commit instead of leaving the file at twice its size */
-    rc = sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; PRAGMA journal_mode=WAL; "
+    /* page_size and auto_vacuum take effect on a new file only (an older catalog gets them with
+     * the VACUUM of its format upgrade): 16 KiB pages hold a dozen state chunks with little slack,
+     * and the pages a commit frees are given back instead of leaving the file to grow */
+    rc = sqlite3_exec(db, "PRAGMA page_size=16384; PRAGMA auto_vacuum=INCREMENTAL; "
+                          "PRAGMA journal_mode=WAL; "
                           "PRAGMA synchronous=FULL; "
                           "PRAGMA foreign_keys=ON; PRAGMA journal_size_limit=16777216;", NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
@@ -192,11 +193,19 @@ int catalog_open(const char *path, struct catalog **out, struct dverr *err)
         int s = old ? sqlite3_exec(db, "DROP TABLE IF EXISTS segments; DROP TABLE IF EXISTS points;"
                                        "DROP TABLE IF EXISTS state;"
                                        "DROP TABLE IF EXISTS state_data;"
+                                       "DROP TABLE IF EXISTS state_chunks;"
                                        "DROP TABLE IF EXISTS state_point;"
-                                       "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;"
-                                       "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;",
+                                       "DROP TABLE IF EXISTS state_tables; DROP TABLE meta;",
                                    NULL, NULL, NULL)
                     : SQLITE_OK;
+        /* the new page size needs the VACUUM outside WAL mode: best effort (another process may
+         * hold the file open; the catalog then keeps its page size) */
+        if (old && s == SQLITE_OK &&
+            sqlite3_exec(db, "PRAGMA journal_mode=DELETE; PRAGMA page_size=16384;"
+                             "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, NULL) != SQLITE_OK)
+            sqlite3_exec(db, "PRAGMA auto_vacuum=INCREMENTAL; VACUUM;", NULL, NULL, NULL);
+        if (old && s == SQLITE_OK)
+            s = sqlite3_exec(db, "PRAGMA journal_mode=WAL", NULL, NULL, NULL);
         if (s == SQLITE_OK)
             s = sqlite3_exec(db, SCHEMA, NULL, NULL, NULL);
         if (s != SQLITE_OK)
@@ -494,7 +503,7 @@ int catalog_clear(struct catalog *c, struct dverr *err)
     if (rc)
         return rc;
     rc = catalog_exec(c, db, "BEGIN IMMEDIATE; DELETE FROM segments; DELETE FROM points; "
-                             "DELETE FROM state_data; DELETE FROM state_tables; "
+                             "DELETE FROM state_chunks; DELETE FROM state_tables; "
                              "DELETE FROM state_point; COMMIT", err);
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);

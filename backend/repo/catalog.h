@@ -1,9 +1,11 @@
-/* catalog: the repository's local SQLite index (docs/architecture.md section 3): restore points, the delta
- * segment of every point's tables, and the capture state (env, table, key -> length of the
- * record's current line, and its hash where the capture keeps one) with the point it corresponds to. The state is kept packed: one zstd row
- * per table (about 17 bytes a GUID-keyed record, 25 with a hash), rewritten whole when the table changes, loaded
- * into memory on first use by a capture. It is a cache: every row can be rebuilt
- * from the repository's objects (repo_rebuild_catalog).
+/* catalog: the repository's local SQLite index (docs/architecture.md section 3): restore points,
+ * the delta segment of every point's tables, and the capture state (env, table, key -> length of
+ * the record's current line, and its hash where the capture keeps one) with the point it
+ * corresponds to. The state is kept in chunks of about 128 keys (one zstd row each; about 21
+ * bytes a GUID-keyed record with the rows' overhead, 29 with a hash, 23 once heavy churn has left
+ * pages partly filled), cut where the keys say (the same chunks for the same keys whatever the
+ * history), so a pass that changes a few keys reads and rewrites a few chunks. It is a cache:
+ * every row can be rebuilt from the repository's objects (repo_rebuild_catalog).
  *
  * SQLite in WAL mode, synchronous=FULL, foreign_keys=ON, busy_timeout 30 s. Connections come from
  * a small pool, so each is used by one thread at a time. A capture keeps its pending state in a
@@ -50,22 +52,41 @@ int catalog_meta_put(struct catalog *c, const char *key, const char *value, stru
 int catalog_clear(struct catalog *c, struct dverr *err);
 
 struct catalog_capture;
-/* replace: the commit replaces env's whole state with what was put (a rebuild); else it applies the
- * puts over the current state. */
+/* replace: the commit replaces env's whole state with what was put or built (a rebuild); else it
+ * applies them over the current state. */
 int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
                           struct catalog_capture **out, struct dverr *err);
-/* hash 0 means none is kept for the key (found may still be true). */
+/* hash 0 means none is kept for the key (found may still be true). Reads one chunk. */
 int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
                         size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
+/* A key's new state, applied at commit (deleted: the key goes). Keys hold no NUL. */
 int catalog_capture_put(struct catalog_capture *cc, const char *table, const char *key,
                         size_t key_len, uint64_t hash, uint64_t len, bool deleted);
-/* Keys of table in the state as it would be after commit, by key; fn may call put. */
-int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
-                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
-                            void *ctx);
-/* Drop the in-memory copy of table's committed state (loaded again when needed). */
-void catalog_capture_done(struct catalog_capture *cc, const char *table);
-/* Apply the state, add p (may be NULL: state only) and record it as env's state point. Frees cc. */
+/* Keys of table in the state as it would be after commit, in key order (bytes, then shorter
+ * first: the segments' order), one chunk in memory at a time: next gives 1 with the next key
+ * (valid until the next call), 0 at the end, -errno. Puts made while it runs are seen when their
+ * key is still ahead. */
+struct catalog_cursor;
+int catalog_capture_cursor_open(struct catalog_capture *cc, const char *table,
+                                struct catalog_cursor **out);
+int catalog_cursor_next(struct catalog_cursor *cur, const char **key, size_t *key_len,
+                        uint64_t *hash, uint64_t *len);
+void catalog_cursor_free(struct catalog_cursor *cur); /* accepts NULL */
+/* A table's whole new state, given in strictly increasing key order (a full read, a rebuild):
+ * chunked as it comes into the capture's TEMP tables, so memory does not grow with the table. It
+ * replaces the table's state at commit (and any put made before finish); reads see it once
+ * finished. abort leaves the state as it was. One builder per table at a time. */
+struct catalog_state_builder;
+int catalog_capture_replace_begin(struct catalog_capture *cc, const char *table,
+                                  struct catalog_state_builder **out);
+int catalog_state_builder_add(struct catalog_state_builder *b, const char *key, size_t key_len,
+                              uint64_t hash, uint64_t len);
+int catalog_state_builder_finish(struct catalog_state_builder *b); /* frees b */
+void catalog_state_builder_abort(struct catalog_state_builder *b); /* accepts NULL; frees b */
+/* Forget what this capture put or built for table (a table whose read failed keeps its state). */
+int catalog_capture_forget(struct catalog_capture *cc, const char *table);
+/* Apply the state, add p (may be NULL: state only) and record it as env's state point. Frees cc.
+ * Its cost is the chunks the puts fall in, plus the staged tables. */
 int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, struct dverr *err);
 void catalog_capture_abort(struct catalog_capture *cc); /* accepts NULL */
 

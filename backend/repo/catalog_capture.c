@@ -1,11 +1,24 @@
-/* catalog_capture: the capture state of the catalog (catalog.h): one packed, zstd-compressed row
- * per table (format below), loaded into memory on first use, and a capture's pending puts in a
- * TEMP table of its own connection, merged with the committed state when read and applied in one
- * transaction by catalog_capture_commit.
- * Limits: a packed row expands to at most STATE_MAX_RAW bytes; a table's committed state is held
- * in memory while the capture uses it (catalog_capture_done drops it).
+/* catalog_capture: the capture state of the catalog (catalog.h). A table's state is cut into
+ * chunks of about STATE_CHUNK_KEYS keys, each one row of state_chunks (format below) found by the
+ * lowest key it may hold, so a pass that touches a few keys reads and rewrites a few chunks
+ * whatever the table's size. Where a chunk starts depends only on the keys (content-defined: a
+ * key starts a chunk when a hash of it has its low bits zero), so the chunks of a set of keys are
+ * the same however the state got there: `check --rebuild-catalog` gives the same rows byte for
+ * byte.
+ *
+ * A capture keeps what it changes in TEMP tables of its own connection (no write lock while it
+ * runs): temp.pending (a put per key: a delta read's changes), and temp.staged (a table's whole
+ * new state, chunked as it is built in key order by a full read: catalog_state_builder).
+ * The chunks' format is catalog_chunk.c (catalog_int.h).
+ * catalog_capture_commit applies both in one transaction: a replaced table's chunks are swapped for
+ * the staged ones, then each pending key is merged into the one chunk that holds it (which is
+ * re-cut if its keys now start chunks, or merged into the chunk before it when its first key
+ * went). Reads (get, cursors) see the state as it would be after the commit.
+ * Limits: a chunk holds any number of keys in principle (the rule is a hash: one of 2^-k chance to
+ * be k times the mean); keys are record keys (no NUL, at most SEGMENT_KEY_CAP bytes).
  * Threading: a catalog_capture is serialised by its own mutex (cc->mu); it holds one pooled
- * connection from begin to commit or abort. */
+ * connection from begin to commit or abort. A cursor or a builder belongs to one thread and takes
+ * cc->mu for each row it reads or writes. */
 #include "backend/repo/catalog_int.h"
 
 #include <errno.h>
@@ -13,323 +26,8 @@
 #include <sqlite3.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
 
-/* Record keys in the state: a canonical lowercase GUID (8-4-4-4-12 hex) is stored as its 16 bytes;
- * any other key as its bytes, with a 0 byte in front when it is 16 bytes long (keys hold no NUL).
- * out needs n + 1 bytes; returns the packed length. */
-static size_t key_pack(const char *key, size_t n, unsigned char *out)
-{
-    bool guid = n == 36;
-    for (size_t i = 0; guid && i < 36; i++) {
-        char c = key[i];
-        bool is_dash = i == 8 || i == 13 || i == 18 || i == 23;
-        guid = is_dash ? c == '-' : ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
-    }
-    if (guid) {
-        size_t o = 0;
-        for (size_t i = 0; i < 36; i += 2) {
-            if (key[i] == '-')
-                i++;
-            unsigned hi = (unsigned)(key[i] <= '9' ? key[i] - '0' : key[i] - 'a' + 10);
-            unsigned lo = (unsigned)(key[i + 1] <= '9' ? key[i + 1] - '0' : key[i + 1] - 'a' + 10);
-            out[o++] = (unsigned char)(hi << 4 | lo);
-        }
-        return o;
-    }
-    if (n == 16) {
-        out[0] = 0;
-        memcpy(out + 1, key, n);
-        return n + 1;
-    }
-    memcpy(out, key, n);
-    return n;
-}
-
-/* Inverse of key_pack into a NUL-terminated string (out needs max(37, n + 1) bytes). */
-static void key_unpack(const unsigned char *p, size_t n, char *out)
-{
-    static const char hex[] = "0123456789abcdef";
-    if (n == 16) {
-        size_t o = 0;
-        for (size_t i = 0; i < 16; i++) {
-            if (i == 4 || i == 6 || i == 8 || i == 10)
-                out[o++] = '-';
-            out[o++] = hex[p[i] >> 4];
-            out[o++] = hex[p[i] & 15];
-        }
-        out[o] = '\0';
-        return;
-    }
-    if (n == 17 && p[0] == 0) {
-        p++;
-        n--;
-    }
-    memcpy(out, p, n);
-    out[n] = '\0';
-}
-
-/* ---- packed capture state ----
- *
- * A table's state is one state_data row: n and the zstd-compressed bytes of
- *   n entries' keys     LEB128 bytes shared with the previous key, LEB128 suffix length, suffix
- *   n line lengths      LEB128 each
- *   1 byte              1 when line hashes follow, 0 when no entry has one
- *   n line hashes       8 bytes each, little-endian, 0 = none (only with the byte above = 1)
- * in key order (packed keys, memcmp then shorter first: SQLite's BLOB order, so temp.pending's
- * ORDER BY key merges with it). Columns compress better than rows: the lengths and prefix counts
- * shrink to almost nothing and only the keys' random bytes remain. A hash is kept only where the
- * capture asks (tables without change tracking, diffed by hash on every read); a table read
- * through change tracking has none, and a full read of it takes the hashes from the previous
- * point's segments (capture.c). Everything read back is bounds-checked: a damaged row gives -EIO
- * (rebuild the catalog), never a crash. */
-
-#define STATE_MAX_RAW (1ull << 32)
-#define SEGMENT_KEY_CAP (64u << 10) /* a record key is at most this long (segment.h) */
-
-struct state_tab {
-    size_t n;
-    unsigned char *keys;     /* packed keys back to back */
-    size_t *koff;            /* n + 1 offsets into keys */
-    uint64_t *len;
-    uint64_t *hash;          /* NULL when no entry has one */
-};
-
-static void state_tab_release(struct state_tab *t)
-{
-    free(t->keys);
-    free(t->koff);
-    free(t->len);
-    free(t->hash);
-    memset(t, 0, sizeof *t);
-}
-
-static int packed_cmp(const unsigned char *a, size_t an, const unsigned char *b, size_t bn)
-{
-    int c = memcmp(a, b, an < bn ? an : bn);
-    return c ? c : (an > bn) - (an < bn);
-}
-
-static int st_varint(struct buf *b, uint64_t v)
-{
-    unsigned char p[10];
-    size_t n = 0;
-    do {
-        p[n] = (unsigned char)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            p[n] |= 0x80;
-        n++;
-    } while (v);
-    return buf_add(b, p, n);
-}
-
-static int st_get_varint(const unsigned char *p, size_t end, size_t *pos, uint64_t *v)
-{
-    uint64_t r = 0;
-    for (unsigned shift = 0; shift < 64; shift += 7) {
-        if (*pos >= end)
-            return -EIO;
-        unsigned char c = p[(*pos)++];
-        r |= (uint64_t)(c & 0x7f) << shift;
-        if (!(c & 0x80)) {
-            *v = r;
-            return 0;
-        }
-    }
-    return -EIO;
-}
-
-/* Builds a state table entry by entry (keys in increasing order). */
-struct state_build {
-    struct buf keys, lens, hashes;
-    bool any_hash;
-    struct buf prev;
-    size_t n;
-};
-
-static int state_build_add(struct state_build *b, const unsigned char *k, size_t kn, uint64_t len,
-                           uint64_t hash)
-{
-    size_t shared = 0;
-    while (shared < kn && shared < b->prev.len && (unsigned char)b->prev.data[shared] == k[shared])
-        shared++;
-    unsigned char h[8];
-    for (int i = 0; i < 8; i++)
-        h[i] = (unsigned char)(hash >> (8 * i));
-    b->any_hash |= hash != 0;
-    int rc = st_varint(&b->keys, shared);
-    if (!rc)
-        rc = st_varint(&b->keys, kn - shared);
-    if (!rc)
-        rc = buf_add(&b->keys, k + shared, kn - shared);
-    if (!rc)
-        rc = st_varint(&b->lens, len);
-    if (!rc)
-        rc = buf_add(&b->hashes, h, 8);
-    if (!rc) {
-        buf_reset(&b->prev);
-        rc = buf_add(&b->prev, k, kn);
-    }
-    if (!rc)
-        b->n++;
-    return rc;
-}
-
-/* The compressed bytes of b into out. */
-static int state_build_finish(struct state_build *b, struct buf *out)
-{
-    struct buf raw = BUF_INIT;
-    int rc = st_varint(&raw, b->n);
-    if (!rc)
-        rc = buf_add(&raw, b->keys.data ? b->keys.data : "", b->keys.len);
-    if (!rc)
-        rc = buf_add(&raw, b->lens.data ? b->lens.data : "", b->lens.len);
-    if (!rc)
-        rc = buf_add(&raw, b->any_hash ? "\1" : "", 1);
-    if (!rc && b->any_hash)
-        rc = buf_add(&raw, b->hashes.data, b->hashes.len);
-    if (!rc) {
-        size_t bound = ZSTD_compressBound(raw.len);
-        buf_reset(out);
-        if (!(rc = buf_reserve(out, bound))) {
-            size_t z = ZSTD_compress(out->data, bound, raw.data, raw.len, 3);
-            if (ZSTD_isError(z))
-                rc = -EIO;
-            else
-                out->len = z;
-        }
-    }
-    buf_release(&raw);
-    return rc;
-}
-
-static void state_build_release(struct state_build *b)
-{
-    buf_release(&b->keys);
-    buf_release(&b->lens);
-    buf_release(&b->hashes);
-    buf_release(&b->prev);
-}
-
-/* Decode a state_data row of n entries. */
-static int state_unpack(const void *data, size_t size, uint64_t n, struct state_tab *t)
-{
-    memset(t, 0, sizeof *t);
-    unsigned long long raw_n = ZSTD_getFrameContentSize(data, size);
-    if (raw_n == ZSTD_CONTENTSIZE_ERROR || raw_n == ZSTD_CONTENTSIZE_UNKNOWN ||
-        raw_n > STATE_MAX_RAW || n > raw_n / 3)
-        return -EIO;
-    unsigned char *raw = malloc(raw_n ? raw_n : 1);
-    int rc = 0;
-    if (!raw)
-        return -ENOMEM;
-    size_t z = ZSTD_decompress(raw, raw_n, data, size);
-    if (ZSTD_isError(z) || z != raw_n) {
-        rc = -EIO;
-        goto out;
-    }
-    size_t pos = 0;
-    uint64_t count;
-    if (st_get_varint(raw, raw_n, &pos, &count) || count != n) {
-        rc = -EIO;
-        goto out;
-    }
-    t->n = n;
-    t->koff = malloc((n + 1) * sizeof *t->koff);
-    t->len = malloc((n ? n : 1) * sizeof *t->len);
-    t->keys = malloc(raw_n + 1); /* the keys expand at most to the whole row... */
-    if (!t->koff || !t->len || !t->keys) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    size_t kcap = raw_n + 1, kused = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t shared, suffix;
-        size_t prev_len = i ? kused - t->koff[i - 1] : 0;
-        if (st_get_varint(raw, raw_n, &pos, &shared) || st_get_varint(raw, raw_n, &pos, &suffix) ||
-            shared > prev_len || suffix > raw_n - pos || shared + suffix > SEGMENT_KEY_CAP) {
-            rc = -EIO;
-            goto out;
-        }
-        if (kused + shared + suffix > kcap) { /* ...unless prefixes repeat: grow */
-            size_t nc = (kused + shared + suffix) * 2;
-            unsigned char *k = realloc(t->keys, nc);
-            if (!k) {
-                rc = -ENOMEM;
-                goto out;
-            }
-            t->keys = k;
-            kcap = nc;
-        }
-        t->koff[i] = kused;
-        if (i)
-            memmove(t->keys + kused, t->keys + t->koff[i - 1], shared);
-        memcpy(t->keys + kused + shared, raw + pos, suffix);
-        kused += shared + suffix;
-        pos += suffix;
-        if (i && packed_cmp(t->keys + t->koff[i - 1], prev_len, t->keys + t->koff[i],
-                            kused - t->koff[i]) >= 0) {
-            rc = -EIO; /* keys must increase */
-            goto out;
-        }
-    }
-    t->koff[n] = kused;
-    for (size_t i = 0; i < n; i++)
-        if (st_get_varint(raw, raw_n, &pos, &t->len[i])) {
-            rc = -EIO;
-            goto out;
-        }
-    if (pos >= raw_n || raw[pos] > 1) {
-        rc = -EIO;
-        goto out;
-    }
-    if (raw[pos++] == 1) {
-        if (raw_n - pos != n * 8 || !(t->hash = malloc((n ? n : 1) * sizeof *t->hash))) {
-            rc = raw_n - pos != n * 8 ? -EIO : -ENOMEM;
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++, pos += 8) {
-            uint64_t h = 0;
-            for (int b = 7; b >= 0; b--)
-                h = h << 8 | raw[pos + (size_t)b];
-            t->hash[i] = h;
-        }
-    }
-    if (pos != raw_n)
-        rc = -EIO; /* trailing bytes */
-out:
-    free(raw);
-    if (rc)
-        state_tab_release(t);
-    return rc;
-}
-
-/* Index of packed key k in t, or -1. */
-static ptrdiff_t state_find(const struct state_tab *t, const unsigned char *k, size_t kn)
-{
-    size_t lo = 0, hi = t->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = packed_cmp(t->keys + t->koff[mid], t->koff[mid + 1] - t->koff[mid], k, kn);
-        if (c == 0)
-            return (ptrdiff_t)mid;
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return -1;
-}
-
-/* ---- capture ---- */
-
-struct tid_cache {
-    char *tbl;
-    sqlite3_int64 tid;       /* 0: the table has no state yet */
-    bool loaded;             /* tab holds the committed state (catalog_capture_done drops it) */
-    struct state_tab tab;
-};
+/* ---- the capture ---- */
 
 struct catalog_capture {
     struct catalog *cat;
@@ -337,37 +35,54 @@ struct catalog_capture {
     char *env;
     bool replace;
     pthread_mutex_t mu;      /* serialises every use of db and the fields below */
-    sqlite3_stmt *get_pending, *put, *find_tid, *load;
-    struct tid_cache *tids;
-    size_t n_tids;
+    sqlite3_stmt *get_pending, *put, *find_tid, *chunk_at_main, *chunk_at_staged, *next_main,
+        *next_staged, *is_replaced, *staged_put, *pending_after;
     struct dverr err;        /* first error of get/put (they have no err parameter) */
+    ZSTD_DCtx *dctx;         /* chunks are decoded under mu */
 };
 
-static int capture_stmts(struct catalog_capture *cc, struct dverr *err)
+static const struct {
+    size_t off;
+    const char *sql;
+} STMTS[] = {
+    {offsetof(struct catalog_capture, get_pending),
+     "SELECT hash, len, deleted FROM temp.pending WHERE tbl = ?1 AND key = ?2"},
+    {offsetof(struct catalog_capture, put),
+     "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4, ?5)"},
+    {offsetof(struct catalog_capture, find_tid),
+     "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2"},
+    /* the chunk that holds key ?2: the greatest lo at or below it */
+    {offsetof(struct catalog_capture, chunk_at_main),
+     "SELECT lo, n, data FROM main.state_chunks WHERE tid = ?1 AND lo <= ?2 ORDER BY lo DESC "
+     "LIMIT 1"},
+    {offsetof(struct catalog_capture, chunk_at_staged),
+     "SELECT lo, n, data FROM temp.staged WHERE tbl = ?1 AND lo <= ?2 ORDER BY lo DESC LIMIT 1"},
+    /* the chunk after lo ?2 */
+    {offsetof(struct catalog_capture, next_main),
+     "SELECT lo, n, data FROM main.state_chunks WHERE tid = ?1 AND lo > ?2 ORDER BY lo LIMIT 1"},
+    {offsetof(struct catalog_capture, next_staged),
+     "SELECT lo, n, data FROM temp.staged WHERE tbl = ?1 AND lo > ?2 ORDER BY lo LIMIT 1"},
+    {offsetof(struct catalog_capture, is_replaced),
+     "SELECT 1 FROM temp.replaced WHERE tbl = ?1"},
+    {offsetof(struct catalog_capture, staged_put),
+     "INSERT INTO temp.staged(tbl, lo, n, data) VALUES(?1, ?2, ?3, ?4)"},
+    {offsetof(struct catalog_capture, pending_after),
+     "SELECT key, hash, len, deleted FROM temp.pending WHERE tbl = ?1 AND key > ?2 ORDER BY key "
+     "LIMIT 256"},
+};
+#define N_STMTS (sizeof STMTS / sizeof STMTS[0])
+
+static sqlite3_stmt **stmt_at(struct catalog_capture *cc, size_t i)
 {
-    struct catalog *c = cc->cat;
-    int rc;
-    if ((rc = catalog_prepare(c, cc->db, "SELECT hash, len, deleted FROM temp.pending WHERE "
-                                         "tbl = ?1 AND key = ?2", &cc->get_pending, err)) ||
-        (rc = catalog_prepare(c, cc->db,
-                              "INSERT OR REPLACE INTO temp.pending VALUES(?1, ?2, ?3, ?4, ?5)",
-                              &cc->put, err)) ||
-        (rc = catalog_prepare(c, cc->db,
-                              "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2",
-                              &cc->find_tid, err)) ||
-        (rc = catalog_prepare(c, cc->db, "SELECT n, data FROM main.state_data WHERE tid = ?1",
-                              &cc->load, err)))
-        return rc;
-    return 0;
+    return (sqlite3_stmt **)((char *)cc + STMTS[i].off);
 }
 
 static void capture_finalize(struct catalog_capture *cc)
 {
-    sqlite3_finalize(cc->get_pending);
-    sqlite3_finalize(cc->put);
-    sqlite3_finalize(cc->find_tid);
-    sqlite3_finalize(cc->load);
-    cc->get_pending = cc->put = cc->find_tid = cc->load = NULL;
+    for (size_t i = 0; i < N_STMTS; i++) {
+        sqlite3_finalize(*stmt_at(cc, i));
+        *stmt_at(cc, i) = NULL;
+    }
 }
 
 int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
@@ -382,16 +97,27 @@ int catalog_capture_begin(struct catalog *c, const char *env, bool replace,
     cc->cat = c;
     cc->replace = replace;
     pthread_mutex_init(&cc->mu, NULL);
+    if (!(cc->dctx = ZSTD_createDCtx())) {
+        catalog_capture_abort(cc);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
     int rc = catalog_conn_acquire(c, &cc->db, err);
     if (rc)
         goto fail;
     if ((rc = catalog_exec(c, cc->db,
-                           "DROP TABLE IF EXISTS temp.pending; "
+                           "DROP TABLE IF EXISTS temp.pending; DROP TABLE IF EXISTS temp.staged;"
+                           "DROP TABLE IF EXISTS temp.replaced;"
                            "CREATE TEMP TABLE pending(tbl TEXT NOT NULL, key BLOB NOT NULL, "
                            "hash INTEGER NOT NULL, len INTEGER NOT NULL, deleted INTEGER NOT NULL,"
-                           " PRIMARY KEY(tbl, key)) WITHOUT ROWID", err)))
+                           " PRIMARY KEY(tbl, key)) WITHOUT ROWID;"
+                           "CREATE TEMP TABLE staged(tbl TEXT NOT NULL, lo BLOB NOT NULL, "
+                           "n INTEGER NOT NULL, data BLOB NOT NULL, UNIQUE(tbl, lo));"
+                           "CREATE TEMP TABLE replaced(tbl TEXT PRIMARY KEY) WITHOUT ROWID",
+                           err)))
         goto fail;
-    if ((rc = capture_stmts(cc, err)))
+    for (size_t i = 0; i < N_STMTS && !rc; i++)
+        rc = catalog_prepare(c, cc->db, STMTS[i].sql, stmt_at(cc, i), err);
+    if (rc)
         goto fail;
     *out = cc;
     return 0;
@@ -400,85 +126,100 @@ fail:
     return rc;
 }
 
-/* The table's committed state (loaded on first use; empty when it has none); cc->mu held. */
-static int table_of(struct catalog_capture *cc, const char *table, struct tid_cache **out)
+static void bind_key(sqlite3_stmt *st, int i, const char *key, size_t n)
 {
-    struct tid_cache *have = NULL;
-    for (size_t i = 0; i < cc->n_tids && !have; i++)
-        if (strcmp(cc->tids[i].tbl, table) == 0)
-            have = &cc->tids[i];
-    if (have && have->loaded) {
-        *out = have;
+    sqlite3_bind_blob(st, i, n ? key : "", (int)n, SQLITE_STATIC);
+}
+
+/* Where table's committed state is read from (cc->mu held): the staged chunks of a table a builder
+ * replaced, the main chunks of its tid, or nothing (*tid 0, not staged). */
+static int state_source(struct catalog_capture *cc, const char *table, bool *staged,
+                        sqlite3_int64 *tid)
+{
+    *staged = false;
+    *tid = 0;
+    sqlite3_stmt *st = cc->is_replaced;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (s == SQLITE_ROW) {
+        *staged = true;
         return 0;
     }
-    sqlite3_int64 tid = 0;
-    struct state_tab tab = {0};
-    int rc = 0;
-    if (!cc->replace) {
-        sqlite3_stmt *st = cc->find_tid;
-        sqlite3_reset(st);
-        sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
-        int s = sqlite3_step(st);
-        if (s == SQLITE_ROW)
-            tid = sqlite3_column_int64(st, 0);
-        sqlite3_reset(st);
-        if (s != SQLITE_ROW && s != SQLITE_DONE)
-            return catalog_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
-    }
-    if (tid) {
-        sqlite3_stmt *st = cc->load;
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, tid);
-        int s = sqlite3_step(st);
-        if (s == SQLITE_ROW) {
-            sqlite3_int64 n = sqlite3_column_int64(st, 0);
-            const void *d = sqlite3_column_blob(st, 1);
-            int dn = sqlite3_column_bytes(st, 1);
-            rc = n < 0 || !d ? -EIO : state_unpack(d, (size_t)dn, (uint64_t)n, &tab);
-            if (rc == -EIO)
-                rc = catalog_fail(cc->cat, NULL, SQLITE_CORRUPT,
-                                  "a table's capture state is unreadable", &cc->err);
-        } else if (s != SQLITE_DONE) {
-            rc = catalog_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
-        }
-        sqlite3_reset(st);
-        if (rc)
-            return rc;
-    }
-    if (have) { /* loaded again after catalog_capture_done */
-        have->tid = tid;
-        have->tab = tab;
-        have->loaded = true;
-        *out = have;
-        return 0;
-    }
-    struct tid_cache *v = realloc(cc->tids, (cc->n_tids + 1) * sizeof *v);
-    if (!v) {
-        state_tab_release(&tab);
-        return -ENOMEM;
-    }
-    cc->tids = v;
-    if (!(v[cc->n_tids].tbl = strdup(table))) {
-        state_tab_release(&tab);
-        return -ENOMEM;
-    }
-    v[cc->n_tids].tid = tid;
-    v[cc->n_tids].loaded = true;
-    v[cc->n_tids].tab = tab;
-    *out = &v[cc->n_tids++];
+    if (s != SQLITE_DONE)
+        return catalog_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
+    if (cc->replace)
+        return 0; /* a rebuild: what it did not replace is empty */
+    st = cc->find_tid;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, cc->env, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, table, -1, SQLITE_STATIC);
+    s = sqlite3_step(st);
+    if (s == SQLITE_ROW)
+        *tid = sqlite3_column_int64(st, 0);
+    sqlite3_reset(st);
+    if (s != SQLITE_ROW && s != SQLITE_DONE)
+        return catalog_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
     return 0;
 }
 
-void catalog_capture_done(struct catalog_capture *cc, const char *table)
+/* Decode the chunk row st is on into c, with its lo into lo (cc->mu held). */
+static int chunk_from_row(struct catalog_capture *cc, sqlite3_stmt *st, struct buf *lo,
+                          struct state_chunk *c)
 {
-    pthread_mutex_lock(&cc->mu);
-    for (size_t i = 0; i < cc->n_tids; i++)
-        if (strcmp(cc->tids[i].tbl, table) == 0 && cc->tids[i].loaded) {
-            state_tab_release(&cc->tids[i].tab);
-            cc->tids[i].loaded = false;
-        }
-    pthread_mutex_unlock(&cc->mu);
+    const void *l = sqlite3_column_blob(st, 0);
+    int ln = sqlite3_column_bytes(st, 0);
+    sqlite3_int64 n = sqlite3_column_int64(st, 1);
+    const void *d = sqlite3_column_blob(st, 2);
+    int dn = sqlite3_column_bytes(st, 2);
+    buf_reset(lo);
+    int rc = buf_add(lo, l ? l : "", (size_t)ln);
+    if (rc)
+        return rc;
+    rc = n < 0 || !d ? -EIO : state_chunk_decode(cc->dctx, d, (size_t)dn, (uint64_t)n, c);
+    if (!rc && c->n) { /* a chunk's keys are at or above its lo */
+        size_t kn;
+        const char *k = state_chunk_key(c, 0, &kn);
+        if (state_key_order(k, kn, lo->data ? lo->data : "", lo->len) < 0)
+            rc = -EIO;
+    }
+    if (rc == -EIO)
+        rc = catalog_fail(cc->cat, NULL, SQLITE_CORRUPT, "a table's capture state is unreadable",
+                          &cc->err);
+    if (rc)
+        state_chunk_release(c);
+    return rc;
+}
+
+/* The chunk of table's state that holds key (at_or_after false) or the first chunk after lo key
+ * (at_or_after true); *have false when there is none. cc->mu held. */
+static int chunk_fetch(struct catalog_capture *cc, const char *table, const char *key, size_t kn,
+                       bool after, struct buf *lo, struct state_chunk *c, bool *have)
+{
+    bool staged;
+    sqlite3_int64 tid;
+    *have = false;
+    int rc = state_source(cc, table, &staged, &tid);
+    if (rc || (!staged && !tid))
+        return rc;
+    sqlite3_stmt *st = staged ? (after ? cc->next_staged : cc->chunk_at_staged)
+                              : (after ? cc->next_main : cc->chunk_at_main);
+    sqlite3_reset(st);
+    if (staged)
+        sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, tid);
+    bind_key(st, 2, key, kn);
+    int s = sqlite3_step(st);
+    if (s == SQLITE_ROW) {
+        rc = chunk_from_row(cc, st, lo, c);
+        *have = rc == 0;
+    } else if (s != SQLITE_DONE) {
+        rc = catalog_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
+    }
+    sqlite3_reset(st);
+    return rc;
 }
 
 int catalog_capture_get(struct catalog_capture *cc, const char *table, const char *key,
@@ -487,15 +228,11 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
     int rc = 0;
     *found = false;
     *hash = 0;
-    unsigned char *pk = malloc(key_len + 1);
-    if (!pk)
-        return -ENOMEM;
-    size_t pn = key_pack(key, key_len, pk);
     pthread_mutex_lock(&cc->mu);
     sqlite3_stmt *st = cc->get_pending;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
+    bind_key(st, 2, key, key_len);
     int s = sqlite3_step(st);
     if (s == SQLITE_ROW) {
         if (!sqlite3_column_int(st, 2)) {
@@ -503,26 +240,29 @@ int catalog_capture_get(struct catalog_capture *cc, const char *table, const cha
             *len = (uint64_t)sqlite3_column_int64(st, 1);
             *found = true;
         }
+        sqlite3_reset(st);
         goto out;
     }
+    sqlite3_reset(st);
     if (s != SQLITE_DONE) {
         rc = catalog_fail(cc->cat, cc->db, s, "reading the capture state", &cc->err);
         goto out;
     }
-    sqlite3_reset(st);
-    struct tid_cache *tc;
-    if ((rc = table_of(cc, table, &tc)))
-        goto out;
-    ptrdiff_t i = state_find(&tc->tab, pk, pn);
-    if (i >= 0) {
-        *hash = tc->tab.hash ? tc->tab.hash[i] : 0;
-        *len = tc->tab.len[i];
-        *found = true;
+    struct buf lo = BUF_INIT;
+    struct state_chunk c;
+    bool have;
+    rc = chunk_fetch(cc, table, key, key_len, false, &lo, &c, &have);
+    if (!rc && have) {
+        size_t i = state_chunk_find(&c, key, key_len, found);
+        if (*found) {
+            *hash = c.hash ? c.hash[i] : 0;
+            *len = c.len[i];
+        }
+        state_chunk_release(&c);
     }
+    buf_release(&lo);
 out:
-    sqlite3_reset(st);
     pthread_mutex_unlock(&cc->mu);
-    free(pk);
     return rc;
 }
 
@@ -530,15 +270,13 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
                         size_t key_len, uint64_t hash, uint64_t len, bool deleted)
 {
     int rc = 0;
-    unsigned char *pk = malloc(key_len + 1);
-    if (!pk)
-        return -ENOMEM;
-    size_t pn = key_pack(key, key_len, pk);
+    if (key_len == 0 || key_len > SEGMENT_KEY_CAP || memchr(key, '\0', key_len))
+        return -EINVAL;
     pthread_mutex_lock(&cc->mu);
     sqlite3_stmt *st = cc->put;
     sqlite3_reset(st);
     sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, pk, (int)pn, SQLITE_STATIC);
+    bind_key(st, 2, key, key_len);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)(deleted ? 0 : hash));
     sqlite3_bind_int64(st, 4, (sqlite3_int64)(deleted ? 0 : len));
     sqlite3_bind_int(st, 5, deleted ? 1 : 0);
@@ -547,136 +285,374 @@ int catalog_capture_put(struct catalog_capture *cc, const char *table, const cha
         rc = catalog_fail(cc->cat, cc->db, s, "writing the capture state", &cc->err);
     sqlite3_reset(st);
     pthread_mutex_unlock(&cc->mu);
-    free(pk);
     return rc;
 }
 
-/* One row of a table's state after commit: the committed state merged with temp.pending. */
-struct state_merge {
-    const struct state_tab *tab;
-    size_t i;
-    sqlite3_stmt *pend;      /* SELECT key, hash, len, deleted FROM temp.pending WHERE tbl = ? */
-    bool pend_row;           /* pend is on a row */
+/* ---- cursors: a table's state after commit, in key order ---- */
+
+struct pend_row {
+    char *key;
+    size_t key_len;
+    uint64_t hash, len;
+    bool deleted;
 };
 
-static int merge_step_pending(struct state_merge *m, struct catalog_capture *cc)
+struct catalog_cursor {
+    struct catalog_capture *cc;
+    char *table;
+    struct state_chunk c;          /* the chunk being read (c.n == 0: fetch the next) */
+    size_t ci;
+    struct buf lo;           /* c's lo */
+    bool chunks_done;
+    struct pend_row *pend;   /* a batch of pending rows, in key order */
+    size_t pn, pi;
+    struct buf pend_last;    /* the last pending key fetched */
+    bool pend_done;
+    struct buf key;          /* what next returned */
+};
+
+int catalog_capture_cursor_open(struct catalog_capture *cc, const char *table,
+                                struct catalog_cursor **out)
 {
-    int s = sqlite3_step(m->pend);
-    m->pend_row = s == SQLITE_ROW;
-    if (s != SQLITE_ROW && s != SQLITE_DONE)
-        return catalog_fail(cc->cat, cc->db, s, "reading the pending state", &cc->err);
+    struct catalog_cursor *cur = calloc(1, sizeof *cur);
+    if (!cur || !(cur->table = strdup(table))) {
+        free(cur);
+        return -ENOMEM;
+    }
+    cur->cc = cc;
+    *out = cur;
     return 0;
 }
 
-/* 1 with the next live row, 0 at the end, -errno. */
-static int merge_next(struct state_merge *m, struct catalog_capture *cc, const unsigned char **k,
-                      size_t *kn, uint64_t *hash, uint64_t *len)
+static void pend_free(struct catalog_cursor *cur)
 {
-    for (;;) {
-        bool have_t = m->i < m->tab->n;
-        const unsigned char *tk = have_t ? m->tab->keys + m->tab->koff[m->i] : NULL;
-        size_t tkn = have_t ? m->tab->koff[m->i + 1] - m->tab->koff[m->i] : 0;
-        if (!have_t && !m->pend_row)
-            return 0;
-        int c = 0;
-        const unsigned char *pk = NULL;
-        size_t pkn = 0;
-        if (m->pend_row) {
-            pk = sqlite3_column_blob(m->pend, 0);
-            pkn = (size_t)sqlite3_column_bytes(m->pend, 0);
-            if (!pk)
-                pk = (const unsigned char *)"";
-            c = have_t ? packed_cmp(tk, tkn, pk, pkn) : 1;
-        } else {
-            c = -1;
-        }
-        if (c < 0) {
-            *k = tk, *kn = tkn, *len = m->tab->len[m->i];
-            *hash = m->tab->hash ? m->tab->hash[m->i] : 0;
-            m->i++;
-            return 1;
-        }
-        if (c == 0)
-            m->i++; /* pending wins */
-        /* the pending row: its key is copied by the caller before the next step */
-        bool deleted = sqlite3_column_int(m->pend, 3);
-        if (!deleted) {
-            *k = pk, *kn = pkn;
-            *hash = (uint64_t)sqlite3_column_int64(m->pend, 1);
-            *len = (uint64_t)sqlite3_column_int64(m->pend, 2);
-            m->pend_row = false; /* stepped on the next call */
-            return 2;
-        }
-        int rc = merge_step_pending(m, cc);
-        if (rc)
-            return rc;
-    }
+    for (size_t i = 0; i < cur->pn; i++)
+        free(cur->pend[i].key);
+    free(cur->pend);
+    cur->pend = NULL;
+    cur->pn = cur->pi = 0;
 }
 
-int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
-                            int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
-                            void *ctx)
+void catalog_cursor_free(struct catalog_cursor *cur)
 {
-    /* Rows are collected under the lock, then handed to fn without it (fn may call put). */
-    struct iter_out {
-        char *key;
-        uint64_t hash, len;
-    } *rows = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *pend = NULL;
-    int rc;
-    pthread_mutex_lock(&cc->mu);
-    struct tid_cache *tc;
-    rc = table_of(cc, table, &tc);
-    if (!rc)
-        rc = catalog_prepare(cc->cat, cc->db, "SELECT key, hash, len, deleted FROM temp.pending "
-                                              "WHERE tbl = ?1 ORDER BY key", &pend, &cc->err);
-    if (!rc) {
-        sqlite3_bind_text(pend, 1, table, -1, SQLITE_STATIC);
-        struct state_merge m = {&tc->tab, 0, pend, false};
-        if (!rc)
-            rc = merge_step_pending(&m, cc);
-        while (!rc) {
-            const unsigned char *k;
-            size_t kn;
-            uint64_t h, l;
-            int r = merge_next(&m, cc, &k, &kn, &h, &l);
-            if (r <= 0) {
-                rc = r;
-                break;
-            }
-            if (n == cap) {
-                size_t nc = cap ? cap * 2 : 1024;
-                struct iter_out *v = realloc(rows, nc * sizeof *v);
-                if (!v) {
-                    rc = -ENOMEM;
-                    break;
-                }
-                rows = v;
-                cap = nc;
-            }
-            if (!(rows[n].key = malloc(kn + 37))) {
+    if (!cur)
+        return;
+    state_chunk_release(&cur->c);
+    pend_free(cur);
+    buf_release(&cur->lo);
+    buf_release(&cur->pend_last);
+    buf_release(&cur->key);
+    free(cur->table);
+    free(cur);
+}
+
+/* Refill the batch of pending rows (cc->mu held). */
+static int pend_fill(struct catalog_cursor *cur)
+{
+    struct catalog_capture *cc = cur->cc;
+    pend_free(cur);
+    sqlite3_stmt *st = cc->pending_after;
+    sqlite3_reset(st);
+    sqlite3_bind_text(st, 1, cur->table, -1, SQLITE_STATIC);
+    bind_key(st, 2, cur->pend_last.data, cur->pend_last.len);
+    int s, rc = 0;
+    size_t cap = 0;
+    /* the first batch starts at the empty key: "key > ''" holds for every key (none is empty) */
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if (cur->pn == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct pend_row *v = realloc(cur->pend, cap * sizeof *v);
+            if (!v) {
                 rc = -ENOMEM;
                 break;
             }
-            key_unpack(k, kn, rows[n].key);
-            rows[n].hash = h;
-            rows[n].len = l;
-            n++;
-            if (r == 2)
-                rc = merge_step_pending(&m, cc);
+            cur->pend = v;
         }
+        const void *k = sqlite3_column_blob(st, 0);
+        size_t kn = (size_t)sqlite3_column_bytes(st, 0);
+        struct pend_row *p = &cur->pend[cur->pn];
+        if (!(p->key = malloc(kn + 1))) {
+            rc = -ENOMEM;
+            break;
+        }
+        memcpy(p->key, k ? k : "", kn);
+        p->key[kn] = '\0';
+        p->key_len = kn;
+        p->hash = (uint64_t)sqlite3_column_int64(st, 1);
+        p->len = (uint64_t)sqlite3_column_int64(st, 2);
+        p->deleted = sqlite3_column_int(st, 3) != 0;
+        cur->pn++;
     }
-    sqlite3_finalize(pend);
-    pthread_mutex_unlock(&cc->mu);
-    for (size_t i = 0; i < n; i++) {
-        if (!rc)
-            rc = fn(ctx, rows[i].key, rows[i].hash, rows[i].len);
-        free(rows[i].key);
+    if (!rc && s != SQLITE_DONE)
+        rc = catalog_fail(cc->cat, cc->db, s, "reading the pending state", &cc->err);
+    sqlite3_reset(st);
+    if (!rc && cur->pn) {
+        buf_reset(&cur->pend_last);
+        rc = buf_add(&cur->pend_last, cur->pend[cur->pn - 1].key, cur->pend[cur->pn - 1].key_len);
     }
-    free(rows);
+    if (!rc && cur->pn == 0)
+        cur->pend_done = true;
     return rc;
 }
+
+int catalog_cursor_next(struct catalog_cursor *cur, const char **key, size_t *key_len,
+                        uint64_t *hash, uint64_t *len)
+{
+    struct catalog_capture *cc = cur->cc;
+    int rc = 0;
+    for (;;) {
+        if (!cur->chunks_done && cur->ci >= cur->c.n) {
+            bool have = false;
+            state_chunk_release(&cur->c);
+            cur->ci = 0;
+            pthread_mutex_lock(&cc->mu);
+            if (!cur->lo.data) { /* the first chunk: the one at the empty key, else the first */
+                rc = chunk_fetch(cc, cur->table, "", 0, false, &cur->lo, &cur->c, &have);
+                if (!rc && !have)
+                    rc = chunk_fetch(cc, cur->table, "", 0, true, &cur->lo, &cur->c, &have);
+                if (!rc && !cur->lo.data)
+                    rc = buf_add(&cur->lo, "", 0);
+            } else {
+                struct buf prev = cur->lo;
+                cur->lo = (struct buf)BUF_INIT;
+                rc = chunk_fetch(cc, cur->table, prev.data, prev.len, true, &cur->lo, &cur->c,
+                                 &have);
+                buf_release(&prev);
+            }
+            pthread_mutex_unlock(&cc->mu);
+            if (rc)
+                return rc;
+            if (!have)
+                cur->chunks_done = true;
+            continue; /* an empty chunk is skipped */
+        }
+        if (!cur->pend_done && cur->pi >= cur->pn) {
+            pthread_mutex_lock(&cc->mu);
+            rc = pend_fill(cur);
+            pthread_mutex_unlock(&cc->mu);
+            if (rc)
+                return rc;
+            continue;
+        }
+        bool have_c = !cur->chunks_done && cur->ci < cur->c.n;
+        bool have_p = !cur->pend_done && cur->pi < cur->pn;
+        if (!have_c && !have_p)
+            return 0;
+        size_t cn = 0;
+        const char *ck = have_c ? state_chunk_key(&cur->c, cur->ci, &cn) : NULL;
+        const struct pend_row *p = have_p ? &cur->pend[cur->pi] : NULL;
+        int cmp = !have_p ? -1 : !have_c ? 1 : state_key_order(ck, cn, p->key, p->key_len);
+        buf_reset(&cur->key);
+        if (cmp < 0) {
+            rc = buf_add(&cur->key, ck, cn);
+            *hash = cur->c.hash ? cur->c.hash[cur->ci] : 0;
+            *len = cur->c.len[cur->ci];
+            cur->ci++;
+        } else {
+            if (cmp == 0)
+                cur->ci++; /* the pending row wins */
+            cur->pi++;
+            if (p->deleted)
+                continue;
+            rc = buf_add(&cur->key, p->key, p->key_len);
+            *hash = p->hash;
+            *len = p->len;
+        }
+        if (rc)
+            return rc;
+        *key = cur->key.data;
+        *key_len = cur->key.len;
+        return 1;
+    }
+}
+
+/* ---- writing chunks: cutting a run of keys in order into rows ---- */
+
+/* Where finished chunks go: temp.staged for a table (builders), or main.state_chunks for a tid
+ * (commit). */
+struct chunk_sink {
+    struct catalog_capture *cc;
+    const char *table;       /* staged */
+    sqlite3_int64 tid;       /* main, when table is NULL */
+    sqlite3_stmt *ins_main;  /* INSERT (or update) INTO main.state_chunks(tid, lo, n, data) */
+    bool locked;             /* the caller holds cc->mu (commit) */
+    const struct buf *watch; /* commit: the lo of the region's chunk (NULL: none)... */
+    bool watch_written;      /* ...and whether a chunk was written at it (else it goes) */
+    struct state_chunk_enc enc;    /* the chunk being filled; enc.lo its lo */
+    bool started;
+    struct buf packed;
+};
+
+static int sink_write(struct chunk_sink *k)
+{
+    struct catalog_capture *cc = k->cc;
+    if (!k->enc.n)
+        return 0;
+    int rc = state_chunk_enc_finish(&k->enc, &k->packed);
+    if (rc)
+        return rc;
+    if (!k->locked)
+        pthread_mutex_lock(&cc->mu);
+    sqlite3_stmt *st = k->table ? cc->staged_put : k->ins_main;
+    sqlite3_reset(st);
+    if (k->table)
+        sqlite3_bind_text(st, 1, k->table, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_int64(st, 1, k->tid);
+    bind_key(st, 2, k->enc.lo.data, k->enc.lo.len);
+    if (k->watch && k->watch->len == k->enc.lo.len &&
+        memcmp(k->watch->data, k->enc.lo.data, k->enc.lo.len) == 0)
+        k->watch_written = true;
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)k->enc.n);
+    sqlite3_bind_blob(st, 4, k->packed.data ? k->packed.data : "", (int)k->packed.len,
+                      SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    sqlite3_reset(st);
+    if (s != SQLITE_DONE)
+        rc = catalog_fail(cc->cat, cc->db, s, "writing the capture state", &cc->err);
+    if (!k->locked)
+        pthread_mutex_unlock(&cc->mu);
+    state_chunk_enc_reset(&k->enc);
+    return rc;
+}
+
+/* Start cutting at lo (the empty key, or a key that starts a chunk). */
+static int sink_start(struct chunk_sink *k, const char *lo, size_t lo_len)
+{
+    buf_reset(&k->enc.lo);
+    k->started = true;
+    return buf_add(&k->enc.lo, lo, lo_len);
+}
+
+static int sink_add(struct chunk_sink *k, const char *key, size_t kn, uint64_t len, uint64_t hash)
+{
+    int rc;
+    if (!k->started && (rc = sink_start(k, "", 0)))
+        return rc;
+    if (state_chunk_starts(key, kn) && state_key_order(key, kn, k->enc.lo.data, k->enc.lo.len) != 0) {
+        if ((rc = sink_write(k)))
+            return rc;
+        buf_reset(&k->enc.lo);
+        if ((rc = buf_add(&k->enc.lo, key, kn)))
+            return rc;
+    }
+    return state_chunk_enc_add(&k->enc, key, kn, len, hash);
+}
+
+static void sink_release(struct chunk_sink *k)
+{
+    state_chunk_enc_release(&k->enc);
+    buf_release(&k->packed);
+}
+
+/* ---- builders: a table's whole new state, in key order ---- */
+
+struct catalog_state_builder {
+    struct chunk_sink sink;
+    char *table;
+    struct buf last;
+    bool any;
+};
+
+/* Run one statement with table bound as ?1 (cc->mu held). */
+static int exec_tbl(struct catalog_capture *cc, const char *sql, const char *table)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = catalog_prepare(cc->cat, cc->db, sql, &st, &cc->err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(st, 1, table, -1, SQLITE_STATIC);
+    int s = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return s == SQLITE_DONE ? 0 : catalog_fail(cc->cat, cc->db, s, sql, &cc->err);
+}
+
+int catalog_capture_replace_begin(struct catalog_capture *cc, const char *table,
+                                  struct catalog_state_builder **out)
+{
+    *out = NULL;
+    struct catalog_state_builder *b = calloc(1, sizeof *b);
+    if (!b || !(b->table = strdup(table))) {
+        free(b);
+        return -ENOMEM;
+    }
+    b->sink.cc = cc;
+    b->sink.table = b->table;
+    pthread_mutex_lock(&cc->mu);
+    /* a builder of this table that was given up left its rows: drop them */
+    int rc = exec_tbl(cc, "DELETE FROM temp.staged WHERE tbl = ?1", table);
+    pthread_mutex_unlock(&cc->mu);
+    if (rc) {
+        free(b->table);
+        free(b);
+        return rc;
+    }
+    *out = b;
+    return 0;
+}
+
+static void builder_free(struct catalog_state_builder *b)
+{
+    sink_release(&b->sink);
+    buf_release(&b->last);
+    free(b->table);
+    free(b);
+}
+
+int catalog_state_builder_add(struct catalog_state_builder *b, const char *key, size_t key_len,
+                              uint64_t hash, uint64_t len)
+{
+    if (key_len == 0 || key_len > SEGMENT_KEY_CAP || memchr(key, '\0', key_len) ||
+        (b->any && state_key_order(b->last.data, b->last.len, key, key_len) >= 0))
+        return -EINVAL;
+    buf_reset(&b->last);
+    int rc = buf_add(&b->last, key, key_len);
+    b->any = true;
+    return rc ? rc : sink_add(&b->sink, key, key_len, len, hash);
+}
+
+int catalog_state_builder_finish(struct catalog_state_builder *b)
+{
+    struct catalog_capture *cc = b->sink.cc;
+    int rc = sink_write(&b->sink);
+    if (!rc) {
+        pthread_mutex_lock(&cc->mu);
+        rc = exec_tbl(cc, "INSERT OR IGNORE INTO temp.replaced VALUES(?1)", b->table);
+        if (!rc) /* the new state replaces what was put before it */
+            rc = exec_tbl(cc, "DELETE FROM temp.pending WHERE tbl = ?1", b->table);
+        pthread_mutex_unlock(&cc->mu);
+    }
+    if (rc)
+        catalog_state_builder_abort(b);
+    else
+        builder_free(b);
+    return rc;
+}
+
+void catalog_state_builder_abort(struct catalog_state_builder *b)
+{
+    if (!b)
+        return;
+    struct catalog_capture *cc = b->sink.cc;
+    pthread_mutex_lock(&cc->mu);
+    exec_tbl(cc, "DELETE FROM temp.staged WHERE tbl = ?1", b->table);
+    pthread_mutex_unlock(&cc->mu);
+    builder_free(b);
+}
+
+int catalog_capture_forget(struct catalog_capture *cc, const char *table)
+{
+    pthread_mutex_lock(&cc->mu);
+    int rc = exec_tbl(cc, "DELETE FROM temp.pending WHERE tbl = ?1", table);
+    if (!rc)
+        rc = exec_tbl(cc, "DELETE FROM temp.staged WHERE tbl = ?1", table);
+    if (!rc)
+        rc = exec_tbl(cc, "DELETE FROM temp.replaced WHERE tbl = ?1", table);
+    pthread_mutex_unlock(&cc->mu);
+    return rc;
+}
+
+/* ---- commit ---- */
 
 static int step_done(struct catalog *c, sqlite3 *db, sqlite3_stmt *st, const char *what,
                      struct dverr *err)
@@ -686,113 +662,263 @@ static int step_done(struct catalog *c, sqlite3 *db, sqlite3_stmt *st, const cha
     return s == SQLITE_DONE || s == SQLITE_ROW ? 0 : catalog_fail(c, db, s, what, err);
 }
 
-/* Write the state of every table with pending rows (merged with its committed state) inside the
- * open transaction; a replace drops env's other tables' state first. */
-static int apply_pending(struct catalog_capture *cc, struct dverr *err)
+/* The commit's statements (inside its transaction, cc->mu held). */
+struct apply {
+    struct catalog_capture *cc;
+    struct dverr *err;
+    sqlite3_stmt *mk, *find, *clear_tid, *copy_staged, *chunk_at, *chunk_prev, *next_lo, *del,
+        *ins, *pend;
+};
+
+static int tid_of(struct apply *a, const char *tbl, sqlite3_int64 *tid)
+{
+    struct catalog_capture *cc = a->cc;
+    sqlite3_bind_text(a->mk, 1, cc->env, -1, SQLITE_STATIC);
+    sqlite3_bind_text(a->mk, 2, tbl, -1, SQLITE_STATIC);
+    int rc = step_done(cc->cat, cc->db, a->mk, "adding a state table", a->err);
+    if (rc)
+        return rc;
+    sqlite3_bind_text(a->find, 1, cc->env, -1, SQLITE_STATIC);
+    sqlite3_bind_text(a->find, 2, tbl, -1, SQLITE_STATIC);
+    *tid = 0;
+    int s = sqlite3_step(a->find);
+    if (s == SQLITE_ROW)
+        *tid = sqlite3_column_int64(a->find, 0);
+    sqlite3_reset(a->find);
+    return *tid ? 0 : catalog_fail(cc->cat, cc->db, s, "finding a state table", a->err);
+}
+
+/* A region of one table's chunks being rewritten: the rows it covers are deleted and its entries,
+ * merged with the pending keys that fall in it, are cut again. */
+static int delete_chunk(struct apply *a, sqlite3_int64 tid, const struct buf *lo)
+{
+    sqlite3_bind_int64(a->del, 1, tid);
+    bind_key(a->del, 2, lo->data, lo->len);
+    return step_done(a->cc->cat, a->cc->db, a->del, "rewriting the capture state", a->err);
+}
+
+/* Load the row st is on (bound, stepped by the caller): 1 with it, 0 when none. */
+static int load_row(struct apply *a, sqlite3_stmt *st, int s, struct buf *lo, struct state_chunk *c)
+{
+    int rc = 0;
+    if (s == SQLITE_ROW)
+        rc = chunk_from_row(a->cc, st, lo, c);
+    else if (s != SQLITE_DONE)
+        rc = catalog_fail(a->cc->cat, a->cc->db, s, "reading the capture state", &a->cc->err);
+    sqlite3_reset(st);
+    if (rc) {
+        dverr_set(a->err, rc, "%s", a->cc->err.code ? a->cc->err.msg : "capture state");
+        return rc;
+    }
+    return s == SQLITE_ROW;
+}
+
+/* Apply table tbl's pending rows (temp.pending, in key order) to its chunks: each run of pending
+ * keys that falls in one chunk (a region: the chunk's lo up to the next chunk's) rewrites that
+ * chunk alone, cut again where its keys start chunks. When the chunk's first key went, lo no
+ * longer starts a chunk and its keys belong to the chunk before it: that one joins the region. */
+static int patch_table(struct apply *a, const char *tbl, sqlite3_int64 tid)
+{
+    struct catalog_capture *cc = a->cc;
+    struct chunk_sink k = {.cc = cc, .tid = tid, .ins_main = a->ins, .locked = true};
+    struct state_chunk c = {0}, prev = {0};
+    struct buf lo = BUF_INIT, hi = BUF_INIT, plo = BUF_INIT;
+    int rc = 0, s;
+    sqlite3_reset(a->pend);
+    sqlite3_bind_text(a->pend, 1, tbl, -1, SQLITE_STATIC);
+    s = sqlite3_step(a->pend);
+    while (!rc && s == SQLITE_ROW) {
+        const char *pk = sqlite3_column_blob(a->pend, 0);
+        size_t pkn = (size_t)sqlite3_column_bytes(a->pend, 0);
+        /* the region: the chunk that holds the pending key (none: the table's first chunk, not
+         * there yet), up to the next chunk's lo */
+        sqlite3_bind_int64(a->chunk_at, 1, tid);
+        bind_key(a->chunk_at, 2, pk ? pk : "", pkn);
+        int have = load_row(a, a->chunk_at, sqlite3_step(a->chunk_at), &lo, &c);
+        if (have < 0) {
+            rc = have;
+            break;
+        }
+        if (!have) {
+            buf_reset(&lo);
+            if ((rc = buf_add(&lo, "", 0)))
+                break;
+        }
+        sqlite3_bind_int64(a->next_lo, 1, tid);
+        bind_key(a->next_lo, 2, lo.data, lo.len);
+        int ns = sqlite3_step(a->next_lo);
+        bool bounded = ns == SQLITE_ROW;
+        buf_reset(&hi);
+        if (bounded) {
+            const void *h = sqlite3_column_blob(a->next_lo, 0);
+            rc = buf_add(&hi, h ? h : "", (size_t)sqlite3_column_bytes(a->next_lo, 0));
+        }
+        sqlite3_reset(a->next_lo);
+        if (!rc && ns != SQLITE_ROW && ns != SQLITE_DONE)
+            rc = catalog_fail(cc->cat, cc->db, ns, "reading the capture state", a->err);
+        if (rc)
+            break;
+        k.watch = have ? &lo : NULL; /* the chunk's row is rewritten in place, or deleted below */
+        k.watch_written = false;
+        bool started = false;
+        size_t ci = 0;
+        for (;;) { /* the chunk's entries and the pending rows below hi, the pending row winning */
+            bool have_p = s == SQLITE_ROW;
+            const char *p = NULL;
+            size_t pn = 0;
+            if (have_p) {
+                p = sqlite3_column_blob(a->pend, 0);
+                pn = (size_t)sqlite3_column_bytes(a->pend, 0);
+                p = p ? p : "";
+                have_p = !bounded || state_key_order(p, pn, hi.data, hi.len) < 0;
+            }
+            bool have_c = ci < c.n;
+            if (!have_p && !have_c)
+                break;
+            size_t kn = 0;
+            const char *ck = have_c ? state_chunk_key(&c, ci, &kn) : NULL;
+            int cmp = !have_p ? -1 : !have_c ? 1 : state_key_order(ck, kn, p, pn);
+            const char *key = p;
+            size_t key_n = pn;
+            uint64_t len, hash;
+            bool live = true;
+            if (cmp < 0) {
+                key = ck, key_n = kn, len = c.len[ci];
+                hash = c.hash ? c.hash[ci] : 0;
+                ci++;
+            } else {
+                ci += cmp == 0;
+                hash = (uint64_t)sqlite3_column_int64(a->pend, 1);
+                len = (uint64_t)sqlite3_column_int64(a->pend, 2);
+                live = !sqlite3_column_int(a->pend, 3);
+            }
+            if (live && !started) {
+                started = true;
+                if (lo.len == 0 || state_key_order(key, key_n, lo.data, lo.len) == 0) {
+                    rc = sink_start(&k, lo.data, lo.len);
+                } else { /* lo's key went: the chunk before joins the region */
+                    sqlite3_bind_int64(a->chunk_prev, 1, tid);
+                    bind_key(a->chunk_prev, 2, lo.data, lo.len);
+                    int hp = load_row(a, a->chunk_prev, sqlite3_step(a->chunk_prev), &plo, &prev);
+                    if (hp < 0)
+                        rc = hp;
+                    else if (hp == 0)
+                        rc = sink_start(&k, "", 0);
+                    else if (!(rc = sink_start(&k, plo.data, plo.len))) /* rewritten in place */
+                        for (size_t i = 0; i < prev.n && !rc; i++) {
+                            size_t qn;
+                            const char *q = state_chunk_key(&prev, i, &qn);
+                            rc = sink_add(&k, q, qn, prev.len[i], prev.hash ? prev.hash[i] : 0);
+                        }
+                    state_chunk_release(&prev);
+                }
+            }
+            if (!rc && live)
+                rc = sink_add(&k, key, key_n, len, hash);
+            if (!rc && cmp >= 0) {
+                s = sqlite3_step(a->pend);
+                if (s != SQLITE_ROW && s != SQLITE_DONE)
+                    rc = catalog_fail(cc->cat, cc->db, s, "reading the pending state", a->err);
+            }
+            if (rc)
+                break;
+        }
+        if (!rc)
+            rc = sink_write(&k);
+        if (!rc && have && !k.watch_written) /* lo starts no chunk now */
+            rc = delete_chunk(a, tid, &lo);
+        k.started = false;
+        state_chunk_release(&c);
+    }
+    if (!rc && s != SQLITE_ROW && s != SQLITE_DONE)
+        rc = catalog_fail(cc->cat, cc->db, s, "reading the pending state", a->err);
+    sqlite3_reset(a->pend);
+    if (rc && !a->err->code)
+        dverr_set(a->err, rc, "%s", cc->err.code ? cc->err.msg : "writing the capture state");
+    state_chunk_release(&c);
+    state_chunk_release(&prev);
+    sink_release(&k);
+    buf_release(&lo);
+    buf_release(&hi);
+    buf_release(&plo);
+    return rc;
+}
+
+/* Apply what the capture staged and put, inside the open transaction: a rebuild first drops env's
+ * whole state; a replaced table's chunks become the staged ones; pending keys are merged into
+ * their chunks. */
+static int apply_state(struct catalog_capture *cc, struct dverr *err)
 {
     struct catalog *c = cc->cat;
     sqlite3 *db = cc->db;
-    sqlite3_stmt *tbls = NULL, *pend = NULL, *mk = NULL, *find = NULL, *ins = NULL, *clr = NULL;
-    struct buf packed = BUF_INIT;
-    int rc;
-    if ((rc = catalog_prepare(c, db, "SELECT DISTINCT tbl FROM temp.pending ORDER BY tbl", &tbls,
-                              err)) ||
-        (rc = catalog_prepare(c, db, "SELECT key, hash, len, deleted FROM temp.pending WHERE "
-                                     "tbl = ?1 ORDER BY key", &pend, err)) ||
-        (rc = catalog_prepare(c, db,
-                              "INSERT OR IGNORE INTO main.state_tables(env, tbl) VALUES(?1, ?2)",
-                              &mk, err)) ||
-        (rc = catalog_prepare(c, db,
-                              "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2",
-                              &find, err)) ||
-        (rc = catalog_prepare(c, db, "INSERT OR REPLACE INTO main.state_data VALUES(?1, ?2, ?3)",
-                              &ins, err)) ||
-        (rc = catalog_prepare(c, db, "DELETE FROM main.state_data WHERE tid IN (SELECT tid FROM "
-                                     "main.state_tables WHERE env = ?1)", &clr, err)))
+    struct apply a = {.cc = cc, .err = err};
+    sqlite3_stmt *repl = NULL, *tbls = NULL, *clr_env = NULL;
+    const struct {
+        sqlite3_stmt **st;
+        const char *sql;
+    } stmts[] = {
+        {&a.mk, "INSERT OR IGNORE INTO main.state_tables(env, tbl) VALUES(?1, ?2)"},
+        {&a.find, "SELECT tid FROM main.state_tables WHERE env = ?1 AND tbl = ?2"},
+        {&a.clear_tid, "DELETE FROM main.state_chunks WHERE tid = ?1"},
+        {&a.copy_staged, "INSERT INTO main.state_chunks(tid, lo, n, data) SELECT ?1, lo, n, data "
+                         "FROM temp.staged WHERE tbl = ?2 ORDER BY lo"},
+        {&a.chunk_at, "SELECT lo, n, data FROM main.state_chunks WHERE tid = ?1 AND lo <= ?2 "
+                      "ORDER BY lo DESC LIMIT 1"},
+        {&a.chunk_prev, "SELECT lo, n, data FROM main.state_chunks WHERE tid = ?1 AND lo < ?2 "
+                        "ORDER BY lo DESC LIMIT 1"},
+        {&a.next_lo, "SELECT lo FROM main.state_chunks WHERE tid = ?1 AND lo > ?2 ORDER BY lo "
+                     "LIMIT 1"},
+        {&a.del, "DELETE FROM main.state_chunks WHERE tid = ?1 AND lo = ?2"},
+        /* a chunk written again at its lo is updated in place: its row keeps its page */
+        {&a.ins, "INSERT INTO main.state_chunks(tid, lo, n, data) VALUES(?1, ?2, ?3, ?4) "
+                 "ON CONFLICT(tid, lo) DO UPDATE SET n = excluded.n, data = excluded.data"},
+        {&a.pend, "SELECT key, hash, len, deleted FROM temp.pending WHERE tbl = ?1 ORDER BY key"},
+        {&repl, "SELECT tbl FROM temp.replaced ORDER BY tbl"},
+        {&tbls, "SELECT DISTINCT tbl FROM temp.pending ORDER BY tbl"},
+        {&clr_env, "DELETE FROM main.state_chunks WHERE tid IN (SELECT tid FROM "
+                   "main.state_tables WHERE env = ?1)"},
+    };
+    int rc = 0;
+    for (size_t i = 0; i < sizeof stmts / sizeof *stmts && !rc; i++)
+        rc = catalog_prepare(c, db, stmts[i].sql, stmts[i].st, err);
+    if (rc)
         goto out;
     if (cc->replace) {
-        sqlite3_bind_text(clr, 1, cc->env, -1, SQLITE_STATIC);
-        if ((rc = step_done(c, db, clr, "clearing the capture state", err)))
+        sqlite3_bind_text(clr_env, 1, cc->env, -1, SQLITE_STATIC);
+        if ((rc = step_done(c, db, clr_env, "clearing the capture state", err)))
             goto out;
     }
     int s;
+    while (!rc && (s = sqlite3_step(repl)) == SQLITE_ROW) {
+        const char *tbl = (const char *)sqlite3_column_text(repl, 0);
+        sqlite3_int64 tid;
+        if ((rc = tid_of(&a, tbl, &tid)))
+            break;
+        sqlite3_bind_int64(a.clear_tid, 1, tid);
+        if ((rc = step_done(c, db, a.clear_tid, "replacing the capture state", err)))
+            break;
+        sqlite3_bind_int64(a.copy_staged, 1, tid);
+        sqlite3_bind_text(a.copy_staged, 2, tbl, -1, SQLITE_STATIC);
+        rc = step_done(c, db, a.copy_staged, "replacing the capture state", err);
+    }
+    if (!rc && s != SQLITE_DONE)
+        rc = catalog_fail(c, db, s, "reading the staged state", err);
     while (!rc && (s = sqlite3_step(tbls)) == SQLITE_ROW) {
         char *tbl = strdup((const char *)sqlite3_column_text(tbls, 0));
-        struct tid_cache *tc = NULL;
-        struct state_build b = {BUF_INIT, BUF_INIT, BUF_INIT, false, BUF_INIT, 0};
+        sqlite3_int64 tid;
         if (!tbl) {
-            rc = -ENOMEM;
+            rc = dverr_set(err, -ENOMEM, "out of memory");
             break;
         }
-        pthread_mutex_lock(&cc->mu);
-        rc = table_of(cc, tbl, &tc);
-        pthread_mutex_unlock(&cc->mu);
-        if (rc) {
-            dverr_set(err, rc, "%s", cc->err.code ? cc->err.msg : "reading the capture state");
-            free(tbl);
-            break;
-        }
-        sqlite3_bind_text(mk, 1, cc->env, -1, SQLITE_STATIC);
-        sqlite3_bind_text(mk, 2, tbl, -1, SQLITE_STATIC);
-        if ((rc = step_done(c, db, mk, "adding a state table", err))) {
-            free(tbl);
-            break;
-        }
-        sqlite3_bind_text(find, 1, cc->env, -1, SQLITE_STATIC);
-        sqlite3_bind_text(find, 2, tbl, -1, SQLITE_STATIC);
-        sqlite3_int64 tid = 0;
-        if (sqlite3_step(find) == SQLITE_ROW)
-            tid = sqlite3_column_int64(find, 0);
-        sqlite3_reset(find);
-        if (!tid) {
-            rc = catalog_fail(c, db, sqlite3_errcode(db), "finding a state table", err);
-            free(tbl);
-            break;
-        }
-        sqlite3_reset(pend);
-        sqlite3_bind_text(pend, 1, tbl, -1, SQLITE_STATIC);
-        struct state_merge m = {&tc->tab, 0, pend, false};
-        if ((rc = merge_step_pending(&m, cc)))
-            dverr_set(err, rc, "%s", cc->err.msg);
-        while (!rc) {
-            const unsigned char *k;
-            size_t kn;
-            uint64_t h, l;
-            int r = merge_next(&m, cc, &k, &kn, &h, &l);
-            if (r < 0)
-                dverr_set(err, r, "%s", cc->err.msg);
-            if (r <= 0) {
-                rc = r;
-                break;
-            }
-            if ((rc = state_build_add(&b, k, kn, l, h)))
-                dverr_set(err, rc, "out of memory packing the capture state");
-            else if (r == 2 && (rc = merge_step_pending(&m, cc)))
-                dverr_set(err, rc, "%s", cc->err.msg);
-        }
-        sqlite3_reset(pend);
-        if (!rc && (rc = state_build_finish(&b, &packed)))
-            dverr_set(err, rc, "packing the capture state of %s", tbl);
-        if (!rc) {
-            sqlite3_bind_int64(ins, 1, tid);
-            sqlite3_bind_int64(ins, 2, (sqlite3_int64)b.n);
-            sqlite3_bind_blob(ins, 3, packed.data ? packed.data : "", (int)packed.len,
-                              SQLITE_STATIC);
-            rc = step_done(c, db, ins, "writing the capture state", err);
-        }
-        state_build_release(&b);
+        if (!(rc = tid_of(&a, tbl, &tid)))
+            rc = patch_table(&a, tbl, tid);
         free(tbl);
     }
     if (!rc && s != SQLITE_DONE)
         rc = catalog_fail(c, db, s, "reading the pending state", err);
 out:
-    buf_release(&packed);
-    sqlite3_finalize(tbls);
-    sqlite3_finalize(pend);
-    sqlite3_finalize(mk);
-    sqlite3_finalize(find);
-    sqlite3_finalize(ins);
-    sqlite3_finalize(clr);
+    for (size_t i = 0; i < sizeof stmts / sizeof *stmts; i++)
+        sqlite3_finalize(*stmts[i].st);
     return rc;
 }
 
@@ -806,10 +932,14 @@ int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, st
         dverr_set(err, rc, "%s", cc->err.msg);
         goto out;
     }
-    if ((rc = catalog_exec(c, db, "BEGIN IMMEDIATE", err)))
-        goto out;
-    rc = apply_pending(cc, err);
+    pthread_mutex_lock(&cc->mu);
     capture_finalize(cc);
+    if ((rc = catalog_exec(c, db, "BEGIN IMMEDIATE", err))) {
+        pthread_mutex_unlock(&cc->mu);
+        goto out;
+    }
+    rc = apply_state(cc, err);
+    pthread_mutex_unlock(&cc->mu);
     if (!rc) {
         const char *sql = p ? "INSERT OR REPLACE INTO state_point VALUES(?1, ?2)"
                             : "DELETE FROM state_point WHERE env = ?1";
@@ -825,9 +955,10 @@ int catalog_capture_commit(struct catalog_capture *cc, const struct point *p, st
         rc = catalog_point_add_db(c, db, p, err);
     if (!rc)
         rc = catalog_exec(c, db, "COMMIT", err);
+
     if (rc)
         sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-    else /* give the replaced state's pages back (best effort: the commit stands either way) */
+    else /* give the replaced chunks' pages back (best effort: the commit stands either way) */
         sqlite3_exec(db, "PRAGMA incremental_vacuum", NULL, NULL, NULL);
 out:
     catalog_capture_abort(cc);
@@ -840,15 +971,14 @@ void catalog_capture_abort(struct catalog_capture *cc)
         return;
     capture_finalize(cc);
     if (cc->db) {
-        sqlite3_exec(cc->db, "DROP TABLE IF EXISTS temp.pending", NULL, NULL, NULL);
+        sqlite3_exec(cc->db,
+                     "DROP TABLE IF EXISTS temp.pending; DROP TABLE IF EXISTS temp.staged; "
+                     "DROP TABLE IF EXISTS temp.replaced",
+                     NULL, NULL, NULL);
         catalog_conn_release(cc->cat, cc->db);
     }
-    for (size_t i = 0; i < cc->n_tids; i++) {
-        free(cc->tids[i].tbl);
-        state_tab_release(&cc->tids[i].tab);
-    }
-    free(cc->tids);
     pthread_mutex_destroy(&cc->mu);
+    ZSTD_freeDCtx(cc->dctx);
     free(cc->env);
     free(cc);
 }

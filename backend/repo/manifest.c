@@ -1,4 +1,5 @@
-/* manifest: restore-point manifests and backup.json (formats in manifest.h and docs/architecture.md section 4).
+/* manifest: restore-point manifests, the shared tables and files documents of format 2, and
+ * backup.json (formats in manifest.h and docs/architecture.md sections 3 and 4).
  * cJSON for our own small documents; every add is checked (cJSON adds that fail do not take
  * ownership, so the item is freed here). Thread-safe: no shared state (no cJSON_GetErrorPtr). */
 #include "backend/repo/manifest.h"
@@ -68,67 +69,79 @@ static bool add_json_text(cJSON *obj, const char *key, const char *json)
     return add(obj, key, cJSON_CreateString(json));
 }
 
-int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
+/* The fields of a table that stay the same while the table does not change: format 2 keeps
+ * them in the shared tables document. */
+static bool add_table_stable(cJSON *o, const struct point_table *t)
 {
-    cJSON *root = cJSON_CreateObject(), *tables = NULL, *files = NULL;
-    bool ok = root && add_num(root, "format", 1) && add_str(root, "env", p->env) &&
-              add_str(root, "name", p->name) && add_str(root, "kind", p->kind ? p->kind : "system") &&
-              add_str(root, "label", p->label) && add_num(root, "taken_at", (uint64_t)p->taken_at) &&
-              add_num(root, "expires_at", (uint64_t)(p->expires_at > 0 ? p->expires_at : 0)) &&
-              add(root, "tables", tables = cJSON_CreateArray());
-    for (size_t i = 0; ok && i < p->n_tables; i++) {
-        const struct point_table *t = &p->tables[i];
-        cJSON *o = cJSON_CreateObject(), *segs = NULL;
-        ok = o && cJSON_AddItemToArray(tables, o);
-        if (!ok) {
-            cJSON_Delete(o);
-            break;
-        }
-        ok = add_str(o, "name", t->name) && add_str(o, "entity_set", t->entity_set) &&
-             add_str(o, "primary_key", t->primary_key) && add_num(o, "records", t->records) &&
-             add_num(o, "bytes", t->bytes) && add(o, "segments", segs = cJSON_CreateArray());
-        for (size_t k = 0; ok && k < t->n_segments; k++) {
-            cJSON *s = cJSON_CreateString(t->segments[k]);
-            ok = s && cJSON_AddItemToArray(segs, s);
-            if (!ok)
-                cJSON_Delete(s);
-        }
-        bool sizes = t->segment_sizes && t->n_segments;
-        for (size_t k = 0; sizes && k < t->n_segments; k++)
-            sizes = t->segment_sizes[k] > 0;
-        cJSON *sz = NULL;
-        if (ok && sizes)
-            ok = add(o, "segment_bytes", sz = cJSON_CreateArray());
-        for (size_t k = 0; ok && sizes && k < t->n_segments; k++) {
-            cJSON *n = cJSON_CreateNumber((double)t->segment_sizes[k]);
-            ok = n && cJSON_AddItemToArray(sz, n);
-            if (!ok)
-                cJSON_Delete(n);
-        }
-        ok = ok && add_str(o, "delta", t->delta) && add_num(o, "created", t->created) &&
-             add_num(o, "updated", t->updated) && add_num(o, "deleted", t->deleted) &&
-             add_num(o, "changes_bytes", t->changes_bytes) && add_str(o, "schema", t->schema) &&
-             add_str(o, "delta_link", t->delta_link) &&
-             add_str(o, "full_read_reason", t->full_read_reason);
+    cJSON *segs = NULL, *sz = NULL;
+    bool ok = add_str(o, "name", t->name) && add_str(o, "entity_set", t->entity_set) &&
+              add_str(o, "primary_key", t->primary_key) && add_num(o, "records", t->records) &&
+              add_num(o, "bytes", t->bytes) && add(o, "segments", segs = cJSON_CreateArray());
+    for (size_t k = 0; ok && k < t->n_segments; k++) {
+        cJSON *s = cJSON_CreateString(t->segments[k]);
+        ok = s && cJSON_AddItemToArray(segs, s);
+        if (!ok)
+            cJSON_Delete(s);
     }
-    ok = ok && add(root, "files", files = cJSON_CreateArray());
+    bool sizes = t->segment_sizes && t->n_segments;
+    for (size_t k = 0; sizes && k < t->n_segments; k++)
+        sizes = t->segment_sizes[k] > 0;
+    if (ok && sizes)
+        ok = add(o, "segment_bytes", sz = cJSON_CreateArray());
+    for (size_t k = 0; ok && sizes && k < t->n_segments; k++) {
+        cJSON *n = cJSON_CreateNumber((double)t->segment_sizes[k]);
+        ok = n && cJSON_AddItemToArray(sz, n);
+        if (!ok)
+            cJSON_Delete(n);
+    }
+    return ok && add_str(o, "schema", t->schema) && add_str(o, "delta_link", t->delta_link) &&
+           add_str(o, "full_read_reason", t->full_read_reason);
+}
+
+/* What this point did to the table (format 2: in the manifest, for changed tables only). */
+static bool add_table_change(cJSON *o, const struct point_table *t)
+{
+    return add_str(o, "delta", t->delta) && add_num(o, "created", t->created) &&
+           add_num(o, "updated", t->updated) && add_num(o, "deleted", t->deleted) &&
+           add_num(o, "changes_bytes", t->changes_bytes);
+}
+
+/* A table this point changed: anything but the defaults of an untouched table. */
+static bool table_changed(const struct point_table *t)
+{
+    return t->delta || t->created || t->updated || t->deleted ||
+           t->changes_bytes != MANIFEST_EMPTY_CHANGES;
+}
+
+/* Append an object to arr; NULL when out of memory. */
+static cJSON *add_object(cJSON *arr)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (o && !cJSON_AddItemToArray(arr, o)) {
+        cJSON_Delete(o);
+        return NULL;
+    }
+    return o;
+}
+
+static bool add_files(cJSON *arr, const struct point *p)
+{
+    bool ok = arr != NULL;
     for (size_t i = 0; ok && i < p->n_files; i++) {
         const struct point_file *f = &p->files[i];
-        cJSON *o = cJSON_CreateObject();
-        ok = o && cJSON_AddItemToArray(files, o);
-        if (!ok) {
-            cJSON_Delete(o);
-            break;
-        }
-        ok = add_str(o, "table", f->table) && add_str(o, "record_id", f->record_id) &&
+        cJSON *o = add_object(arr);
+        ok = o && add_str(o, "table", f->table) && add_str(o, "record_id", f->record_id) &&
              add_str(o, "column", f->column) && add_str(o, "file_name", f->file_name) &&
              add_str(o, "blob", f->blob) && add_num(o, "size", f->size);
     }
-    ok = ok && add_json_text(root, "not_captured", p->not_captured_json) &&
-         add_json_text(root, "environment", p->env_json) &&
-         add_str(root, "audit_table", p->audit_table) &&
-         (!p->anomaly_json || add_json_text(root, "anomaly", p->anomaly_json));
-    char *text = ok ? cJSON_PrintUnformatted(root) : NULL;
+    return ok;
+}
+
+/* root (or NULL when rendering failed) as one line into out; frees root. */
+static int print_doc(cJSON *root, bool ok, const struct point *p, struct buf *out,
+                     struct dverr *err)
+{
+    char *text = ok && root ? cJSON_PrintUnformatted(root) : NULL;
     cJSON_Delete(root);
     if (!text)
         return dverr_set(err, ok ? -ENOMEM : -EINVAL,
@@ -139,6 +152,55 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
         rc = buf_addch(out, '\n');
     free(text);
     return rc ? dverr_set(err, rc, "out of memory") : 0;
+}
+
+int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
+{
+    bool shared = p->tables_object && p->files_object;
+    cJSON *root = cJSON_CreateObject(), *tables = NULL, *files = NULL;
+    bool ok = root && add_num(root, "format", shared ? 2 : 1) && add_str(root, "env", p->env) &&
+              add_str(root, "name", p->name) && add_str(root, "kind", p->kind ? p->kind : "system") &&
+              add_str(root, "label", p->label) && add_num(root, "taken_at", (uint64_t)p->taken_at) &&
+              add_num(root, "expires_at", (uint64_t)(p->expires_at > 0 ? p->expires_at : 0));
+    if (shared) {
+        ok = ok && add_str(root, "tables_object", p->tables_object) &&
+             add_str(root, "files_object", p->files_object) &&
+             add(root, "changes", tables = cJSON_CreateArray());
+        for (size_t i = 0; ok && i < p->n_tables; i++) {
+            if (!table_changed(&p->tables[i]))
+                continue;
+            cJSON *o = add_object(tables);
+            ok = o && add_str(o, "name", p->tables[i].name) && add_table_change(o, &p->tables[i]);
+        }
+    } else {
+        ok = ok && add(root, "tables", tables = cJSON_CreateArray());
+        for (size_t i = 0; ok && i < p->n_tables; i++) {
+            cJSON *o = add_object(tables);
+            ok = o && add_table_stable(o, &p->tables[i]) && add_table_change(o, &p->tables[i]);
+        }
+        ok = ok && add(root, "files", files = cJSON_CreateArray()) && add_files(files, p);
+    }
+    ok = ok && add_json_text(root, "not_captured", p->not_captured_json) &&
+         add_json_text(root, "environment", p->env_json) &&
+         add_str(root, "audit_table", p->audit_table) &&
+         (!p->anomaly_json || add_json_text(root, "anomaly", p->anomaly_json));
+    return print_doc(root, ok, p, out, err);
+}
+
+int manifest_render_shared(const struct point *p, struct buf *tables, struct buf *files,
+                           struct dverr *err)
+{
+    cJSON *t = cJSON_CreateArray();
+    bool ok = t != NULL;
+    for (size_t i = 0; ok && i < p->n_tables; i++) {
+        cJSON *o = add_object(t);
+        ok = o && add_table_stable(o, &p->tables[i]);
+    }
+    int rc = print_doc(t, ok, p, tables, err);
+    if (rc)
+        return rc;
+    cJSON *f = cJSON_CreateArray();
+    return print_doc(f, add_files(f, p), p, files, err);
 }
 
 /* ---- parsing ---- */
@@ -220,6 +282,139 @@ static char *get_id(struct pctx *c, const cJSON *o, const char *key)
     return s;
 }
 
+/* The stable fields of a table entry (both formats). */
+static void parse_table_stable(struct pctx *c, const cJSON *o, struct point_table *pt)
+{
+    pt->name = get_str(c, o, "name", true);
+    pt->entity_set = get_str(c, o, "entity_set", false);
+    pt->primary_key = get_str(c, o, "primary_key", false);
+    pt->records = get_num(c, o, "records");
+    pt->bytes = get_num(c, o, "bytes");
+    pt->schema = get_id(c, o, "schema");
+    pt->delta_link = get_str(c, o, "delta_link", false);
+    pt->full_read_reason = get_str(c, o, "full_read_reason", false);
+    const cJSON *segs = cJSON_GetObjectItemCaseSensitive(o, "segments");
+    if (!cJSON_IsArray(segs)) {
+        bad(c, "\"segments\" is not an array");
+        return;
+    }
+    size_t ns = (size_t)cJSON_GetArraySize(segs);
+    if (!(pt->segments = calloc(ns ? ns : 1, sizeof *pt->segments))) {
+        c->rc = c->rc ? c->rc : dverr_set(c->err, -ENOMEM, "out of memory");
+        return;
+    }
+    const cJSON *s;
+    cJSON_ArrayForEach(s, segs)
+    {
+        if (!cJSON_IsString(s) || !segment_id_ok(s->valuestring)) {
+            bad(c, "a segment id is not an object id");
+            return;
+        }
+        if (!(pt->segments[pt->n_segments] = strdup(s->valuestring))) {
+            c->rc = c->rc ? c->rc : dverr_set(c->err, -ENOMEM, "out of memory");
+            return;
+        }
+        pt->n_segments++;
+    }
+    const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(o, "segment_bytes");
+    if (!sizes || cJSON_IsNull(sizes))
+        return;
+    if (!cJSON_IsArray(sizes) || (size_t)cJSON_GetArraySize(sizes) != pt->n_segments) {
+        bad(c, "\"segment_bytes\" does not match \"segments\"");
+        return;
+    }
+    if (!(pt->segment_sizes = calloc(pt->n_segments ? pt->n_segments : 1,
+                                     sizeof *pt->segment_sizes))) {
+        c->rc = c->rc ? c->rc : dverr_set(c->err, -ENOMEM, "out of memory");
+        return;
+    }
+    size_t k = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, sizes)
+    {
+        double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+        if (d < 1 || d > 9007199254740992.0 || floor(d) != d) {
+            bad(c, "a segment size is not a count");
+            return;
+        }
+        pt->segment_sizes[k++] = (uint64_t)d;
+    }
+}
+
+/* What the point did to a table (both formats). */
+static void parse_table_change(struct pctx *c, const cJSON *o, struct point_table *pt)
+{
+    pt->delta = get_id(c, o, "delta");
+    pt->created = get_num(c, o, "created");
+    pt->updated = get_num(c, o, "updated");
+    pt->deleted = get_num(c, o, "deleted");
+    pt->changes_bytes = get_num(c, o, "changes_bytes");
+}
+
+/* An array member of objects: each parsed by fn into a new element of *v (elem bytes each). */
+static void parse_array(struct pctx *c, const cJSON *root, const char *key, bool required,
+                        void **v, size_t *n, size_t elem,
+                        void (*fn)(struct pctx *c, const cJSON *o, void *out))
+{
+    const cJSON *arr = cJSON_GetObjectItemCaseSensitive(root, key);
+    char m[96];
+    if (c->rc || (!arr && !required))
+        return;
+    if (!cJSON_IsArray(arr)) {
+        snprintf(m, sizeof m, "\"%s\" is not an array", key);
+        bad(c, m);
+        return;
+    }
+    size_t cnt = (size_t)cJSON_GetArraySize(arr);
+    if (!(*v = calloc(cnt ? cnt : 1, elem))) {
+        c->rc = dverr_set(c->err, -ENOMEM, "out of memory");
+        return;
+    }
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (c->rc)
+            return;
+        if (!cJSON_IsObject(o)) {
+            snprintf(m, sizeof m, "an element of \"%s\" is not an object", key);
+            bad(c, m);
+            return;
+        }
+        fn(c, o, (char *)*v + elem * (*n)++);
+    }
+}
+
+static void parse_table_v1(struct pctx *c, const cJSON *o, void *out)
+{
+    parse_table_stable(c, o, out);
+    parse_table_change(c, o, out);
+}
+
+static void parse_table_shared(struct pctx *c, const cJSON *o, void *out)
+{
+    parse_table_stable(c, o, out);
+}
+
+static void parse_change(struct pctx *c, const cJSON *o, void *out)
+{
+    struct point_table *pt = out;
+    pt->name = get_str(c, o, "name", true);
+    parse_table_change(c, o, pt);
+}
+
+static void parse_file(struct pctx *c, const cJSON *o, void *out)
+{
+    struct point_file *f = out;
+    f->table = get_str(c, o, "table", true);
+    f->record_id = get_str(c, o, "record_id", true);
+    f->column = get_str(c, o, "column", false);
+    f->file_name = get_str(c, o, "file_name", true);
+    f->blob = get_id(c, o, "blob");
+    if (!f->blob && !c->rc)
+        bad(c, "a file has no blob");
+    f->size = get_num(c, o, "size");
+}
+
 int manifest_parse(const char *json, size_t len, struct point **out, struct dverr *err)
 {
     *out = NULL;
@@ -234,7 +429,8 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
         cJSON_Delete(root);
         return dverr_set(err, -ENOMEM, "out of memory");
     }
-    if (get_num(&c, root, "format") != 1)
+    uint64_t format = get_num(&c, root, "format");
+    if (format != 1 && format != 2)
         bad(&c, "unknown format");
     p->env = get_str(&c, root, "env", true);
     p->name = get_str(&c, root, "name", true);
@@ -250,116 +446,18 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
     p->label = get_str(&c, root, "label", false);
     p->taken_at = (time_t)get_num(&c, root, "taken_at");
     p->expires_at = (time_t)get_num(&c, root, "expires_at");
-    const cJSON *tables = cJSON_GetObjectItemCaseSensitive(root, "tables");
-    if (!cJSON_IsArray(tables)) {
-        bad(&c, "\"tables\" is not an array");
+    if (format == 2) { /* the tables and files are in shared objects: manifest_parse_shared */
+        p->tables_object = get_id(&c, root, "tables_object");
+        p->files_object = get_id(&c, root, "files_object");
+        if (!c.rc && (!p->tables_object || !p->files_object))
+            bad(&c, "a shared object is missing");
+        parse_array(&c, root, "changes", true, (void **)&p->tables, &p->n_tables,
+                    sizeof *p->tables, parse_change);
     } else {
-        size_t n = (size_t)cJSON_GetArraySize(tables);
-        p->tables = calloc(n ? n : 1, sizeof *p->tables);
-        if (!p->tables && !c.rc)
-            c.rc = dverr_set(err, -ENOMEM, "out of memory");
-        const cJSON *o;
-        cJSON_ArrayForEach(o, tables)
-        {
-            if (c.rc || !p->tables)
-                break;
-            if (!cJSON_IsObject(o)) {
-                bad(&c, "a table is not an object");
-                break;
-            }
-            struct point_table *pt = &p->tables[p->n_tables++];
-            pt->name = get_str(&c, o, "name", true);
-            pt->entity_set = get_str(&c, o, "entity_set", false);
-            pt->primary_key = get_str(&c, o, "primary_key", false);
-            pt->records = get_num(&c, o, "records");
-            pt->bytes = get_num(&c, o, "bytes");
-            const cJSON *segs = cJSON_GetObjectItemCaseSensitive(o, "segments");
-            if (!cJSON_IsArray(segs)) {
-                bad(&c, "\"segments\" is not an array");
-                break;
-            }
-            size_t ns = (size_t)cJSON_GetArraySize(segs);
-            pt->segments = calloc(ns ? ns : 1, sizeof *pt->segments);
-            if (!pt->segments) {
-                c.rc = dverr_set(err, -ENOMEM, "out of memory");
-                break;
-            }
-            const cJSON *s;
-            cJSON_ArrayForEach(s, segs)
-            {
-                if (!cJSON_IsString(s) || !segment_id_ok(s->valuestring)) {
-                    bad(&c, "a segment id is not an object id");
-                    break;
-                }
-                if (!(pt->segments[pt->n_segments] = strdup(s->valuestring))) {
-                    c.rc = dverr_set(err, -ENOMEM, "out of memory");
-                    break;
-                }
-                pt->n_segments++;
-            }
-            if (c.rc)
-                break;
-            const cJSON *sizes = cJSON_GetObjectItemCaseSensitive(o, "segment_bytes");
-            if (sizes && !cJSON_IsNull(sizes)) {
-                if (!cJSON_IsArray(sizes) || (size_t)cJSON_GetArraySize(sizes) != pt->n_segments) {
-                    bad(&c, "\"segment_bytes\" does not match \"segments\"");
-                    break;
-                }
-                pt->segment_sizes = calloc(pt->n_segments ? pt->n_segments : 1,
-                                           sizeof *pt->segment_sizes);
-                if (!pt->segment_sizes) {
-                    c.rc = dverr_set(err, -ENOMEM, "out of memory");
-                    break;
-                }
-                size_t k = 0;
-                const cJSON *v;
-                cJSON_ArrayForEach(v, sizes)
-                {
-                    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
-                    if (d < 1 || d > 9007199254740992.0 || floor(d) != d) {
-                        bad(&c, "a segment size is not a count");
-                        break;
-                    }
-                    pt->segment_sizes[k++] = (uint64_t)d;
-                }
-            }
-            pt->delta = get_id(&c, o, "delta");
-            pt->created = get_num(&c, o, "created");
-            pt->updated = get_num(&c, o, "updated");
-            pt->deleted = get_num(&c, o, "deleted");
-            pt->changes_bytes = get_num(&c, o, "changes_bytes");
-            pt->schema = get_id(&c, o, "schema");
-            pt->delta_link = get_str(&c, o, "delta_link", false);
-            pt->full_read_reason = get_str(&c, o, "full_read_reason", false);
-        }
-    }
-    const cJSON *files = cJSON_GetObjectItemCaseSensitive(root, "files");
-    if (!c.rc && files && !cJSON_IsArray(files))
-        bad(&c, "\"files\" is not an array");
-    if (!c.rc && cJSON_IsArray(files)) {
-        size_t n = (size_t)cJSON_GetArraySize(files);
-        p->files = calloc(n ? n : 1, sizeof *p->files);
-        if (!p->files)
-            c.rc = dverr_set(err, -ENOMEM, "out of memory");
-        const cJSON *o;
-        cJSON_ArrayForEach(o, files)
-        {
-            if (c.rc)
-                break;
-            if (!cJSON_IsObject(o)) {
-                bad(&c, "a file is not an object");
-                break;
-            }
-            struct point_file *f = &p->files[p->n_files++];
-            f->table = get_str(&c, o, "table", true);
-            f->record_id = get_str(&c, o, "record_id", true);
-            f->column = get_str(&c, o, "column", false);
-            f->file_name = get_str(&c, o, "file_name", true);
-            f->blob = get_id(&c, o, "blob");
-            if (!f->blob && !c.rc)
-                bad(&c, "a file has no blob");
-            f->size = get_num(&c, o, "size");
-        }
+        parse_array(&c, root, "tables", true, (void **)&p->tables, &p->n_tables,
+                    sizeof *p->tables, parse_table_v1);
+        parse_array(&c, root, "files", false, (void **)&p->files, &p->n_files, sizeof *p->files,
+                    parse_file);
     }
     if (!c.rc) {
         p->not_captured_json = get_json_text(&c, root, "not_captured");
@@ -376,6 +474,82 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
     return 0;
 }
 
+static void table_entry_free(struct point_table *t)
+{
+    free(t->name);
+    free(t->entity_set);
+    free(t->primary_key);
+    for (size_t k = 0; k < t->n_segments; k++)
+        free(t->segments[k]);
+    free(t->segments);
+    free(t->segment_sizes);
+    free(t->delta);
+    free(t->schema);
+    free(t->delta_link);
+    free(t->full_read_reason);
+}
+
+/* Wraps a shared document (a JSON array) as {"v": ...} for parse_array. */
+static cJSON *shared_doc(struct pctx *c, const char *json, size_t len, const char *what)
+{
+    cJSON *arr = cJSON_ParseWithLengthOpts(json, len, NULL, 0), *root = NULL;
+    if (!cJSON_IsArray(arr) || !(root = cJSON_CreateObject()) ||
+        !cJSON_AddItemToObject(root, "v", arr)) {
+        char m[96];
+        snprintf(m, sizeof m, "its %s object is not a JSON array", what);
+        bad(c, m);
+        cJSON_Delete(arr);
+        cJSON_Delete(root);
+        return NULL;
+    }
+    return root;
+}
+
+int manifest_parse_shared(struct point *p, const char *tables, size_t tables_len,
+                          const char *files, size_t files_len, struct dverr *err)
+{
+    char where[300];
+    snprintf(where, sizeof where, "%s/%s", p->env ? p->env : "?", p->name ? p->name : "?");
+    struct pctx c = {err, 0, where};
+    struct point_table *all = NULL;
+    size_t n_all = 0;
+    cJSON *td = shared_doc(&c, tables, tables_len, "tables");
+    if (td)
+        parse_array(&c, td, "v", true, (void **)&all, &n_all, sizeof *all, parse_table_shared);
+    cJSON_Delete(td);
+    /* each change goes to its table; the others are untouched at this point */
+    size_t matched = 0;
+    for (size_t i = 0; i < n_all && !c.rc; i++) {
+        all[i].changes_bytes = MANIFEST_EMPTY_CHANGES;
+        for (size_t k = 0; k < p->n_tables; k++) {
+            struct point_table *ch = &p->tables[k];
+            if (!ch->name || !all[i].name || strcmp(ch->name, all[i].name) != 0)
+                continue;
+            all[i].delta = ch->delta;
+            ch->delta = NULL;
+            all[i].created = ch->created;
+            all[i].updated = ch->updated;
+            all[i].deleted = ch->deleted;
+            all[i].changes_bytes = ch->changes_bytes;
+            matched++;
+            break;
+        }
+    }
+    if (!c.rc && matched != p->n_tables)
+        bad(&c, "a change names a table the point does not have");
+    cJSON *fd = c.rc ? NULL : shared_doc(&c, files, files_len, "files");
+    if (fd)
+        parse_array(&c, fd, "v", true, (void **)&p->files, &p->n_files, sizeof *p->files,
+                    parse_file);
+    cJSON_Delete(fd);
+    for (size_t k = 0; k < p->n_tables; k++)
+        table_entry_free(&p->tables[k]);
+    free(p->tables);
+    p->tables = all;
+    p->n_tables = n_all;
+    return c.rc;
+}
+
 void point_free(struct point *p)
 {
     if (!p)
@@ -384,20 +558,8 @@ void point_free(struct point *p)
     free(p->name);
     free(p->kind);
     free(p->label);
-    for (size_t i = 0; i < p->n_tables; i++) {
-        struct point_table *t = &p->tables[i];
-        free(t->name);
-        free(t->entity_set);
-        free(t->primary_key);
-        for (size_t k = 0; k < t->n_segments; k++)
-            free(t->segments[k]);
-        free(t->segments);
-        free(t->segment_sizes);
-        free(t->delta);
-        free(t->schema);
-        free(t->delta_link);
-        free(t->full_read_reason);
-    }
+    for (size_t i = 0; i < p->n_tables; i++)
+        table_entry_free(&p->tables[i]);
     free(p->tables);
     for (size_t i = 0; i < p->n_files; i++) {
         struct point_file *f = &p->files[i];
@@ -411,6 +573,8 @@ void point_free(struct point *p)
     free(p->not_captured_json);
     free(p->env_json);
     free(p->audit_table);
+    free(p->tables_object);
+    free(p->files_object);
     free(p->anomaly_json);
     free(p);
 }
@@ -423,10 +587,17 @@ struct point *point_dup(const struct point *p)
     char name[32] = "1970-01-01T000000Z";
     if (!tmp.name)
         tmp.name = name; /* render needs a name; restored below */
-    if (manifest_render(&tmp, &b, NULL) == 0 && manifest_parse(b.data, b.len, &copy, NULL) == 0 &&
-        !p->name) {
-        free(copy->name);
-        copy->name = NULL;
+    tmp.tables_object = tmp.files_object = NULL; /* rendered whole (format 1) */
+    if (manifest_render(&tmp, &b, NULL) == 0 && manifest_parse(b.data, b.len, &copy, NULL) == 0) {
+        if (!p->name) {
+            free(copy->name);
+            copy->name = NULL;
+        }
+        if ((p->tables_object && !(copy->tables_object = strdup(p->tables_object))) ||
+            (p->files_object && !(copy->files_object = strdup(p->files_object)))) {
+            point_free(copy);
+            copy = NULL;
+        }
     }
     buf_release(&b);
     return copy;

@@ -72,6 +72,7 @@ int repo_open_store(struct objstore *store, struct crypt *crypt, const char *cat
     r->store = store;
     r->crypt = crypt;
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->shared_mu, NULL);
     if (store->local_dir)
         snprintf(base, sizeof base, "%s", store->local_dir);
     else if ((rc = dir_of(catalog_path, base, sizeof base)))
@@ -119,6 +120,9 @@ void repo_free(struct repo *r)
     objstore_free(r->store);
     crypt_free(r->crypt);
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->shared_mu);
+    for (int i = 0; i < 2; i++)
+        buf_release(&r->shared[i].doc);
     free(r->catalog_path);
     free(r->tmp_dir);
     free(r->lock_dir);
@@ -480,6 +484,50 @@ int repo_point_names(struct repo *r, const char *env, struct name_list *out, str
     return 0;
 }
 
+/* One shared document of a format-2 point (slot 0 tables, 1 files) into out: from the memo when
+ * it is the last one read, else read as a blob (hash checked) and kept in the memo. */
+static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
+                      struct dverr *err)
+{
+    pthread_mutex_lock(&r->shared_mu);
+    bool hit = strcmp(r->shared[slot].id, id) == 0;
+    int rc = hit ? buf_add(out, r->shared[slot].doc.data, r->shared[slot].doc.len) : 0;
+    pthread_mutex_unlock(&r->shared_mu);
+    if (hit)
+        return rc ? dverr_set(err, rc, "out of memory") : 0;
+    if ((rc = repo_blob_get(r, id, out, err)))
+        return rc;
+    if (out->len > MANIFEST_MAX_BYTES)
+        return dverr_set(err, -EIO, "shared object %.16s is too large", id);
+    pthread_mutex_lock(&r->shared_mu);
+    buf_reset(&r->shared[slot].doc);
+    if (buf_add(&r->shared[slot].doc, out->data, out->len) == 0)
+        snprintf(r->shared[slot].id, sizeof r->shared[slot].id, "%s", id);
+    else
+        r->shared[slot].id[0] = '\0';
+    pthread_mutex_unlock(&r->shared_mu);
+    return 0;
+}
+
+/* Complete a format-2 point with its tables and files documents (manifest.h). */
+static int load_shared(struct repo *r, struct point *p, struct dverr *err)
+{
+    struct buf t = BUF_INIT, f = BUF_INIT;
+    struct dverr e2 = {0};
+    int rc = shared_get(r, 0, p->tables_object, &t, &e2);
+    if (!rc)
+        rc = shared_get(r, 1, p->files_object, &f, &e2);
+    if (rc)
+        rc = dverr_set(err, rc == -ENOENT ? -EIO : rc, "damaged point %s/%s: %s", p->env,
+                       p->name, dverr_msg(&e2));
+    else
+        rc = manifest_parse_shared(p, t.data ? t.data : "", t.len, f.data ? f.data : "", f.len,
+                                   err);
+    buf_release(&t);
+    buf_release(&f);
+    return rc;
+}
+
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err)
 {
@@ -514,6 +562,10 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
     if (strcmp(p->env, env) != 0 || strcmp(p->name, name) != 0) {
         point_free(p);
         return dverr_set(err, -EIO, "damaged manifest %s/%s: it names another point", env, name);
+    }
+    if (p->tables_object && (rc = load_shared(r, p, err))) {
+        point_free(p);
+        return rc;
     }
     /* the segment sizes it records serve the compaction rule of later captures */
     for (size_t i = 0; i < p->n_tables; i++) {
@@ -649,6 +701,13 @@ int repo_points(struct repo *r, const char *env, struct point_summary **out, siz
         rc = mark_held(r, env, have, n_have, err);
 out:
     strv_free(names.v, names.n);
+    if (rc && rc != -ENOMEM && rc != -ENOENT) {
+        /* the catalog cannot follow the store (a full disk, damage): the manifests still say */
+        log_warn("%s; listing points from their manifests", dverr_msg(err));
+        dverr_clear(err);
+        point_summaries_free(have, n_have);
+        return points_from_manifests(r, env, out, n, err);
+    }
     if (rc) {
         point_summaries_free(have, n_have);
         return rc;

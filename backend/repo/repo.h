@@ -25,7 +25,9 @@
  * The catalog (SQLite, WAL, synchronous=FULL) indexes points and segments and holds the capture
  * state: for every environment, table and record key, the length of the record's current line,
  * and its hash for tables without a delta link (a full read of any other table takes the hashes
- * from the previous point's segments). It is a cache of the repository: repo_rebuild_catalog recreates it from the objects.
+ * from the previous point's segments), in chunks of about 128 keys, so a pass reads and writes
+ * what it changes. It is a cache of the repository: repo_rebuild_catalog recreates it from the
+ * objects.
  *
  * Threading: struct repo is thread-safe (each thread gets its own SQLite connection and zstd
  * contexts); readers and writers may run in parallel. One capture writer per environment
@@ -103,6 +105,10 @@ int changes_reader_open(struct repo *r, const struct point *p, const char *table
 /* Next bytes (0 at the end, -EIO on a damaged object with detail in err). */
 ssize_t table_reader_read(struct table_reader *tr, void *buf, size_t n, struct dverr *err);
 void table_reader_free(struct table_reader *tr);
+/* The merge of pt's chain (segment.h), records in key order, pulled one at a time (a capture's
+ * full read walks it beside its own records). */
+int repo_table_merge_open(struct repo *r, const struct point_table *pt, struct segment_merge **out,
+                          struct dverr *err);
 /* Every record of table at p in key order (for restore and comparisons). fn's non-zero return
  * stops and is returned. */
 int table_iterate(struct repo *r, const struct point *p, const char *table,
@@ -144,6 +150,8 @@ int repo_blob_get(struct repo *r, const char *id, struct buf *out, struct dverr 
 /* A segment writer whose temp files go under the repository's own temporary directory (the rest
  * of the writer's API is in segment.h). */
 int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr *err);
+/* An external sort (segment.h) whose runs go under the same directory. */
+int repo_sorter_new(struct repo *r, size_t budget, struct segment_sorter **out, struct dverr *err);
 
 /* Compaction: true when table's chain at p should be replaced by a new base (more than
  * REPO_MAX_CHAIN segments, or, with at least 4 segments, the deltas together larger than the base).
@@ -153,6 +161,13 @@ int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr
  * these are for callers that want to do it earlier. */
 #define REPO_MAX_CHAIN 32
 bool repo_table_should_compact(struct repo *r, const struct point_table *pt);
+/* Shorten pt's chain when it calls for it, in place (pt need not be committed: a capture passes
+ * its new chain): more than REPO_MAX_CHAIN segments whose deltas are at most half the base: the
+ * deltas merged into one (a cost that follows the deltas, not the table); the size rule
+ * (repo_table_should_compact) for a chain whose point updates or deletes, or a long chain of large
+ * deltas: a new base, which must reproduce pt->records and pt->bytes (-EIO otherwise, pt
+ * unchanged). 0 when nothing was needed. */
+int repo_table_compact(struct repo *r, struct point_table *pt, struct dverr *err);
 /* Write a base segment holding the table as pt's chain merges (pt need not be committed: a capture
  * passes its new chain). The caller then sets pt->segments to {id}. records/bytes: what the table
  * file has (they must equal pt->records/pt->bytes). */
@@ -166,27 +181,44 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
                        struct dverr *err);
 /* The latest committed point of env (NULL when none); owned by the capture. */
 const struct point *repo_capture_previous(struct repo_capture *c);
-/* Capture state of one record: found=false when the key is not in the table's current state. */
+/* Capture state of one record: found=false when the key is not in the table's current state.
+ * Reads one chunk of the state, whatever the table's size. */
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
                            size_t key_len, uint64_t *hash, uint64_t *len, bool *found);
 /* Record the new state of a key (len 0 with deleted=true removes it); hash 0 keeps none (tables
  * read through change tracking: the capture keeps hashes only for tables it diffs on every read). */
 int repo_capture_state_put(struct repo_capture *c, const char *table, const char *key,
                            size_t key_len, uint64_t hash, uint64_t len, bool deleted);
-/* Every key of the table's current state (for diffing a full read to find deletions). */
+/* Forget what this capture put or built for table: its state stays as committed (a table whose
+ * read failed, kept as of the previous point). */
+int repo_capture_state_forget(struct repo_capture *c, const char *table);
+/* Every key of the table's current state, in key order (one chunk in memory at a time). */
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
                                int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx);
-/* The capture is done with table's state for now: its in-memory copy is dropped (loaded again
- * if asked for, and at commit). Bounds memory to the tables being read. */
-void repo_capture_state_done(struct repo_capture *c, const char *table);
+/* The same as a cursor (catalog.h): a full read merges it with what it read, in key order. */
+struct catalog_cursor;
+int repo_capture_state_cursor(struct repo_capture *c, const char *table,
+                              struct catalog_cursor **out);
+int repo_state_cursor_next(struct catalog_cursor *cur, const char **key, size_t *key_len,
+                           uint64_t *hash, uint64_t *len);
+void repo_state_cursor_free(struct catalog_cursor *cur); /* accepts NULL */
+/* A table's whole new state in increasing key order (a full read): replaces its state at commit
+ * (catalog.h, catalog_state_builder). finish frees b; abort (accepts NULL) drops what was added. */
+struct catalog_state_builder;
+int repo_capture_state_replace(struct repo_capture *c, const char *table,
+                               struct catalog_state_builder **out);
+int repo_state_builder_add(struct catalog_state_builder *b, const char *key, size_t key_len,
+                           uint64_t hash, uint64_t len);
+int repo_state_builder_finish(struct catalog_state_builder *b);
+void repo_state_builder_abort(struct catalog_state_builder *b);
 /* 64-bit hash a full read compares records by: the first 8 bytes of the line's id (crypt_id: its
  * SHA-256, keyed in an encrypted repository, so the catalog holds no plain hash of a record). */
 uint64_t repo_line_hash(struct repo *r, const char *line, size_t len);
 /* Write p's manifest (after every object it names is durable), then commit the capture state.
  * p->name is set from p->taken_at (moved forward to be later than the previous point and unique
  * within the environment; taken_at follows the name); p->env is set when NULL; kind defaults to
- * "system". Tables whose chain repo_table_should_compact flags get a new base first (pt->segments
+ * "system". Tables whose chain calls for it are compacted first (repo_table_compact; pt->segments
  * is replaced). Frees c. When the manifest is written but the catalog commit fails, the point exists
  * and 0 is returned (the next capture_begin repairs the catalog from the manifest). */
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err);

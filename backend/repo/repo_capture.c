@@ -28,6 +28,11 @@ int segment_writer_new(struct repo *r, struct segment_writer **out, struct dverr
     return segment_writer_new_in(r->store, r->crypt, r->tmp_dir, out, err);
 }
 
+int repo_sorter_new(struct repo *r, size_t budget, struct segment_sorter **out, struct dverr *err)
+{
+    return segment_sorter_new(r->tmp_dir, budget, out, err);
+}
+
 uint64_t repo_line_hash(struct repo *r, const char *line, size_t len)
 {
     return crypt_line_hash(r->crypt, line, len);
@@ -118,6 +123,7 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
         return rc;
     /* notes' attachments are the point's files (capture.c): keep them once in the base too */
     segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
+    segment_writer_set_ordered(w); /* the merge gives the keys in order: frames as they come */
     char fake_env[] = "(capture)", fake_name[] = "(new)";
     struct point fake = {.env = fake_env, .name = fake_name, .tables = (struct point_table *)pt,
                          .n_tables = 1};
@@ -133,6 +139,87 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
         *records = st.entries;
     if (bytes)
         *bytes = st.entries ? st.table_bytes : 4;
+    return 0;
+}
+
+/* Merge the deltas of pt's chain (segments 1..n) into one delta segment, deletes kept (the base
+ * may hold the keys they drop): what a long chain of small deltas needs, at the deltas' cost. */
+static int write_merged_deltas(struct repo *r, const struct point_table *pt, char id[65],
+                               struct dverr *err)
+{
+    struct segment_writer *w = NULL;
+    struct segment_merge *m = NULL;
+    int rc = segment_writer_new(r, &w, err);
+    if (rc)
+        return rc;
+    segment_writer_set_attachments(w, strcmp(pt->name, "annotation") == 0);
+    segment_writer_set_ordered(w);
+    if (!(rc = segment_merge_open(r->store, r->crypt, pt->segments + 1, pt->n_segments - 1, true, &m,
+                                 err))) {
+        struct segment_entry e;
+        int more;
+        while (!rc && (more = segment_merge_next(m, &e, err)) == 1)
+            rc = segment_writer_add(w, (enum segment_op)e.op, e.key, e.key_len, e.line,
+                                    e.line_len, err);
+        if (!rc && more < 0)
+            rc = more;
+    }
+    segment_merge_free(m);
+    if (rc) {
+        segment_writer_abort(w);
+        return rc;
+    }
+    return segment_writer_finish(w, id, err);
+}
+
+/* The deltas together at most half the base (every size known): merging them is enough. */
+static bool deltas_small(struct repo *r, const struct point_table *pt)
+{
+    uint64_t base = 0, deltas = 0, size;
+    for (size_t i = 0; i < pt->n_segments; i++) {
+        if (!segment_size(r, pt, i, &size))
+            return false;
+        *(i ? &deltas : &base) += size;
+    }
+    return deltas <= base / 2;
+}
+
+int repo_table_compact(struct repo *r, struct point_table *pt, struct dverr *err)
+{
+    bool long_chain = pt->n_segments > REPO_MAX_CHAIN;
+    bool merge = long_chain && deltas_small(r, pt);
+    /* the size rule only for chains whose deltas update or delete: every entry of a create-only
+     * chain (audit) is output, so a new base would cost storage and save no reading */
+    if (!merge && !long_chain && !((pt->updated || pt->deleted) && repo_table_should_compact(r, pt)))
+        return 0;
+    char id[65];
+    int rc;
+    if (merge) { /* many small deltas: one merged delta after the base */
+        if ((rc = write_merged_deltas(r, pt, id, err)))
+            return rc;
+        for (size_t k = 1; k < pt->n_segments; k++)
+            free(pt->segments[k]);
+        pt->n_segments = 1;
+        if (id[0] && !(pt->segments[pt->n_segments++] = strdup(id)))
+            return dverr_set(err, -ENOMEM, "out of memory");
+    } else {
+        uint64_t records = 0, bytes = 0;
+        if ((rc = repo_write_base(r, pt, id, &records, &bytes, err)))
+            return rc;
+        if (records != pt->records || bytes != pt->bytes)
+            return dverr_set(err, -EIO,
+                             "%s: compaction gave %llu records / %llu bytes, the capture counted "
+                             "%llu / %llu (capture state damaged?); the chain is kept", pt->name,
+                             (unsigned long long)records, (unsigned long long)bytes,
+                             (unsigned long long)pt->records, (unsigned long long)pt->bytes);
+        for (size_t k = 0; k < pt->n_segments; k++)
+            free(pt->segments[k]);
+        pt->n_segments = 0;
+        if (id[0] && !(pt->segments[pt->n_segments++] = strdup(id)))
+            return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    free(pt->segment_sizes); /* recorded afresh at commit */
+    pt->segment_sizes = NULL;
     return 0;
 }
 
@@ -164,20 +251,21 @@ void repo_capture_abort(struct repo_capture *c)
 
 struct rebuild_ctx {
     struct repo *r;
-    struct catalog_capture *cc;
-    const char *table;
+    struct catalog_state_builder *b;
     bool hashes;             /* the capture keeps hashes for this table (no delta link) */
 };
 
-static int rebuild_put(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
+static int rebuild_add(void *ctx, const char *key, size_t key_len, const char *line,
+                       size_t line_len)
 {
     struct rebuild_ctx *c = ctx;
-    return catalog_capture_put(c->cc, c->table, key, key_len,
-                               c->hashes ? repo_line_hash(c->r, line, line_len) : 0, line_len,
-                               false);
+    return catalog_state_builder_add(c->b, key, key_len,
+                                     c->hashes ? repo_line_hash(c->r, line, line_len) : 0,
+                                     line_len);
 }
 
-/* Replace env's capture state with the records of p (NULL: empty). */
+/* Replace env's capture state with the records of p (NULL: empty), each table streamed from its
+ * segments into a builder in key order. */
 int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
                            const struct point *p, struct dverr *err)
 {
@@ -186,8 +274,17 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     if (rc)
         return rc;
     for (size_t i = 0; p && i < p->n_tables && !rc; i++) {
-        struct rebuild_ctx c = {r, cc, p->tables[i].name, !p->tables[i].delta_link};
-        rc = table_iterate(r, p, p->tables[i].name, rebuild_put, &c, err);
+        struct rebuild_ctx c = {r, NULL, !p->tables[i].delta_link};
+        if ((rc = catalog_capture_replace_begin(cc, p->tables[i].name, &c.b))) {
+            dverr_set(err, rc, "rebuilding the capture state of %s", p->tables[i].name);
+            break;
+        }
+        rc = table_iterate(r, p, p->tables[i].name, rebuild_add, &c, err);
+        if (rc) {
+            catalog_state_builder_abort(c.b);
+        } else if ((rc = catalog_state_builder_finish(c.b))) {
+            dverr_set(err, rc, "rebuilding the capture state of %s", p->tables[i].name);
+        }
     }
     if (rc) {
         catalog_capture_abort(cc);
@@ -290,61 +387,121 @@ int repo_capture_state_put(struct repo_capture *c, const char *table, const char
     return catalog_capture_put(c->cc, table, key, key_len, hash, len, deleted);
 }
 
+int repo_capture_state_forget(struct repo_capture *c, const char *table)
+{
+    return catalog_capture_forget(c->cc, table);
+}
+
 int repo_capture_state_iterate(struct repo_capture *c, const char *table,
                                int (*fn)(void *ctx, const char *key, uint64_t hash, uint64_t len),
                                void *ctx)
 {
-    return catalog_capture_iterate(c->cc, table, fn, ctx);
+    struct catalog_cursor *cur = NULL;
+    int rc = catalog_capture_cursor_open(c->cc, table, &cur);
+    while (!rc) {
+        const char *k;
+        size_t kn;
+        uint64_t h, l;
+        int r = catalog_cursor_next(cur, &k, &kn, &h, &l);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        rc = fn(ctx, k, h, l); /* k is NUL-terminated (keys hold no NUL) */
+    }
+    catalog_cursor_free(cur);
+    return rc;
 }
 
-void repo_capture_state_done(struct repo_capture *c, const char *table)
+int repo_capture_state_cursor(struct repo_capture *c, const char *table,
+                              struct catalog_cursor **out)
 {
-    catalog_capture_done(c->cc, table);
+    return catalog_capture_cursor_open(c->cc, table, out);
 }
 
-/* Replace long chains by a new base before the manifest names them (the capture need not know).
- * A base that does not reproduce the manifest's counts is not used (logged: the capture's counts
- * are then wrong, and readers will say so). */
+int repo_state_cursor_next(struct catalog_cursor *cur, const char **key, size_t *key_len,
+                           uint64_t *hash, uint64_t *len)
+{
+    return catalog_cursor_next(cur, key, key_len, hash, len);
+}
+
+void repo_state_cursor_free(struct catalog_cursor *cur)
+{
+    catalog_cursor_free(cur);
+}
+
+int repo_capture_state_replace(struct repo_capture *c, const char *table,
+                               struct catalog_state_builder **out)
+{
+    return catalog_capture_replace_begin(c->cc, table, out);
+}
+
+int repo_state_builder_add(struct catalog_state_builder *b, const char *key, size_t key_len,
+                           uint64_t hash, uint64_t len)
+{
+    return catalog_state_builder_add(b, key, key_len, hash, len);
+}
+
+int repo_state_builder_finish(struct catalog_state_builder *b)
+{
+    return catalog_state_builder_finish(b);
+}
+
+void repo_state_builder_abort(struct catalog_state_builder *b)
+{
+    catalog_state_builder_abort(b);
+}
+
+/* Shorten long chains before the manifest names them (repo_table_compact; the capture need not
+ * know). A base that does not reproduce the manifest's counts is not used (logged: the capture's
+ * counts are then wrong, and readers will say so). */
 static int compact_point(struct repo *r, struct point *p, struct dverr *err)
 {
     for (size_t i = 0; i < p->n_tables; i++) {
         struct point_table *pt = &p->tables[i];
-        /* the capture's rule (capture.c): a create-only delta (audit) is not compacted for its
-         * size, since a new base would copy the whole table and save no reading; the chain cap
-         * still applies */
-        if (pt->n_segments <= REPO_MAX_CHAIN && !pt->updated && !pt->deleted)
+        size_t before = pt->n_segments;
+        struct dverr e = {0};
+        int rc = repo_table_compact(r, pt, &e);
+        if (rc == -EIO) {
+            log_error("%s: %s", p->env, dverr_msg(&e));
             continue;
-        if (!repo_table_should_compact(r, pt))
-            continue;
-        char id[65];
-        uint64_t records = 0, bytes = 0;
-        int rc = repo_write_base(r, pt, id, &records, &bytes, err);
+        }
         if (rc)
-            return rc;
-        if (records != pt->records || bytes != pt->bytes) {
-            log_error("%s: compaction of %s gave %llu records, %llu bytes where the capture counted "
-                      "%llu, %llu; keeping the chain", p->env, pt->name,
-                      (unsigned long long)records, (unsigned long long)bytes,
-                      (unsigned long long)pt->records, (unsigned long long)pt->bytes);
-            continue;
-        }
-        char *base = strdup(id[0] ? id : "");
-        if (!base)
-            return dverr_set(err, -ENOMEM, "out of memory");
-        for (size_t k = 0; k < pt->n_segments; k++)
-            free(pt->segments[k]);
-        free(pt->segment_sizes); /* recorded afresh by record_segment_sizes */
-        pt->segment_sizes = NULL;
-        if (id[0]) {
-            pt->segments[0] = base;
-            pt->n_segments = 1;
-        } else { /* the table is empty now */
-            free(base);
-            pt->n_segments = 0;
-        }
-        log_info("%s: compacted %s into one base segment", p->env, pt->name);
+            return dverr_set(err, rc, "%s", dverr_msg(&e));
+        if (pt->n_segments != before)
+            log_info("%s: compacted the chain of %s from %zu segments to %zu", p->env, pt->name,
+                     before, pt->n_segments);
     }
     return 0;
+}
+
+int repo_point_shared_put(struct repo *r, const struct point *p, char tables_id[65],
+                          char files_id[65], struct dverr *err)
+{
+    struct buf t = BUF_INIT, f = BUF_INIT;
+    int rc = manifest_render_shared(p, &t, &f, err);
+    if (!rc)
+        rc = repo_blob_put(r, t.data, t.len, tables_id, err);
+    if (!rc)
+        rc = repo_blob_put(r, f.data, f.len, files_id, err);
+    buf_release(&t);
+    buf_release(&f);
+    return rc;
+}
+
+/* Store p's shared tables and files documents (manifest.h, format 2) as blobs and name them in
+ * p: a point that changed nothing names its parent's, which are already there. */
+static int put_shared(struct repo *r, struct point *p, struct dverr *err)
+{
+    char tid[65], fid[65];
+    int rc = repo_point_shared_put(r, p, tid, fid, err);
+    if (rc)
+        return rc;
+    free(p->tables_object);
+    free(p->files_object);
+    p->tables_object = strdup(tid);
+    p->files_object = strdup(fid);
+    return p->tables_object && p->files_object ? 0 : dverr_set(err, -ENOMEM, "out of memory");
 }
 
 int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *err)
@@ -367,6 +524,8 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
     if ((rc = compact_point(r, p, err)) || (rc = record_segment_sizes(r, p, err)))
         goto out;
     if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
+        goto out;
+    if ((rc = put_shared(r, p, err)))
         goto out;
     time_t t = p->taken_at;
     if (c->prev && t <= c->prev->taken_at)

@@ -139,7 +139,17 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
         return rc == -ENOENT ? dverr_set(err, rc, "no point %s/%s to replace", p->env, p->name)
                              : rc;
     struct buf doc = BUF_INIT, sealed = BUF_INIT;
-    if ((rc = manifest_render(p, &doc, err)))
+    /* a format-2 point names its tables and files documents: stored again from p, which may
+     * differ from the ones it named (the old ones go with repo_objects_drop_unreferenced) */
+    struct point q = *p;
+    char tid[65], fid[65];
+    if (p->tables_object) {
+        if ((rc = repo_point_shared_put(r, p, tid, fid, err)))
+            return rc;
+        q.tables_object = tid;
+        q.files_object = fid;
+    }
+    if ((rc = manifest_render(&q, &doc, err)))
         return rc;
     if (!(rc = repo_doc_seal(r, "manifest", obj, doc.data, doc.len, &sealed, err)))
         rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
@@ -211,6 +221,13 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
         }
         for (size_t f = 0; f < p->n_files; f++) {
             char **hit = bsearch(&p->files[f].blob, want.v, want.n, sizeof *want.v, cmp_id);
+            if (hit)
+                used[hit - want.v] = true;
+        }
+        const char *shared[2] = {p->tables_object, p->files_object}; /* format 2 */
+        for (int k = 0; k < 2; k++) {
+            char **hit =
+                shared[k] ? bsearch(&shared[k], want.v, want.n, sizeof *want.v, cmp_id) : NULL;
             if (hit)
                 used[hit - want.v] = true;
         }

@@ -44,6 +44,12 @@ struct repo {
     pthread_mutex_t mu;      /* guards cat and cat_err */
     struct catalog *cat;     /* guarded by mu; NULL when the catalog could not be opened */
     struct dverr cat_err;    /* why (guarded by mu) */
+    pthread_mutex_t shared_mu; /* guards shared */
+    struct {                 /* the last tables and files documents read (manifest.h, format 2):
+                              * the points that share them are loaded without reading them again */
+        char id[65];
+        struct buf doc;
+    } shared[2];             /* guarded by shared_mu */
 };
 
 /* The catalog, or NULL with why in err (damaged, or being rebuilt). */
@@ -96,6 +102,11 @@ int repo_doc_seal(struct repo *r, const char *kind, const char *obj, const void 
 /* Opened (or copied) into out; -EIO naming the object when it does not open. */
 int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struct buf *stored,
                   struct buf *out, struct dverr *err);
+
+/* ---- shared documents of a point (repo_capture.c; manifest.h, format 2) ---- */
+/* Store p's tables and files documents as blobs; their ids into tables_id and files_id. */
+int repo_point_shared_put(struct repo *r, const struct point *p, char tables_id[65],
+                          char files_id[65], struct dverr *err);
 
 /* ---- capture state (repo_capture.c) ---- */
 /* Replace env's capture state in cat with the records of p (NULL: empty). */

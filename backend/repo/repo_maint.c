@@ -136,6 +136,10 @@ static int point_refs(const struct point *p, struct idset *s)
     }
     for (size_t i = 0; i < p->n_files && !rc; i++)
         rc = idset_add(s, p->files[i].blob);
+    if (!rc) /* format 2: the shared tables and files documents (manifest.h) */
+        rc = idset_add(s, p->tables_object);
+    if (!rc)
+        rc = idset_add(s, p->files_object);
     return rc;
 }
 

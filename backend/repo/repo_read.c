@@ -166,3 +166,9 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
     segment_merge_free(m);
     return rc;
 }
+
+int repo_table_merge_open(struct repo *r, const struct point_table *pt, struct segment_merge **out,
+                          struct dverr *err)
+{
+    return segment_merge_open(r->store, r->crypt, pt->segments, pt->n_segments, false, out, err);
+}

@@ -2,12 +2,13 @@
  * the format's small pieces: object ids and names, and changes-file lines. Reading, merging and
  * verifying are in segment_read.c.
  *
- * Writer: entries are buffered in an arena; beyond the memory budget the buffer is sorted, reduced
- * to one entry per key (the last added wins) and spilled as a run to a temp file. finish merges the
- * runs (a later run wins a tie) into ~1 MiB zstd frames written to a temp file while hashing it
- * (crypt_id of the plain bytes: SHA-256, or HMAC-SHA-256 in an encrypted repository, where each
- * frame is sealed as it is written and the index once the id is known), then publishes it as
- * objects/<2 hex>/<id> with put_file (skipped when the object exists).
+ * Writer: entries that come in any order go through a sorter (segment_sort.c: bounded memory,
+ * compressed runs on disk beyond the budget); at finish they are written in key order into ~1 MiB
+ * zstd frames in a temp file while hashing it (crypt_id of the plain bytes: SHA-256, or
+ * HMAC-SHA-256 in an encrypted repository, where each frame is sealed as it is written and the
+ * index once the id is known), then published as objects/<2 hex>/<id> with put_file (skipped when
+ * the object exists). An ordered writer (segment_writer_set_ordered) takes entries already in key
+ * order and writes its frames as they come, buffering nothing but the frame.
  * With attachments on, a line holding a large canonical base64 documentbody is stored by reference
  * to its blob (segment_int.h).
  * Threading: a writer belongs to one thread at a time; temp file names are unique per process
@@ -41,6 +42,11 @@ bool segment_id_ok(const char *id)
         if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
             return false;
     return true;
+}
+
+int segment_key_cmp(const char *a, size_t a_len, const char *b, size_t b_len)
+{
+    return key_cmp(a, a_len, b, b_len);
 }
 
 void segment_object_name(const char *id, char out[80])
@@ -158,41 +164,37 @@ static uint64_t line_full_len(const char *line, size_t len)
 
 /* ---------- writer ---------- */
 
-struct wentry {
-    const char *p;      /* key bytes then line bytes, in the arena */
-    uint32_t key_len;
-    uint32_t line_len;
-    uint64_t seq;
-    char op;
-};
-
-struct arena_chunk {
-    struct arena_chunk *next;
-    size_t used, cap;
-    char data[];
-};
-
-struct run {            /* a spilled, sorted, deduplicated run */
-    char path[PATH_MAX];
-    FILE *f;
-    struct buf cur;     /* current entry's key+line */
-    struct segment_entry e;
-    bool have;
+struct frame_out {
+    int fd;
+    char tmp[PATH_MAX];     /* its path ("" when none) */
+    ZSTD_CCtx *cctx;
+    struct crypt_hash *idh; /* the id, over the plain bytes */
+    struct crypt_obj *co;   /* sealed segments: the object's key; NULL for a plain one */
+    unsigned char salt[CRYPT_SALT_BYTES];
+    uint64_t off;           /* plain bytes so far (the index's offsets) */
+    uint64_t stored;        /* bytes written to the file */
+    struct buf sealed;      /* a sealed frame or index on its way out */
+    struct buf frame;     /* entries of the frame being filled */
+    uint32_t frame_count;
+    struct buf first_key; /* of the frame being filled */
+    struct buf index;     /* index records so far */
+    uint32_t n_frames;
+    struct buf cbuf;
+    struct segment_stats st;
 };
 
 struct segment_writer {
     struct objstore *store;
     const struct crypt *crypt; /* NULL: a plain segment */
     char *tmp_dir;
-    size_t budget, used;
+    size_t budget;
     int level;
     bool attachments;   /* segment_writer_set_attachments */
-    struct wentry *ents;
-    size_t n, cap;
-    uint64_t seq;
-    struct arena_chunk *arena;
-    struct run *runs;
-    size_t n_runs;
+    bool ordered;       /* segment_writer_set_ordered: entries go straight into frames */
+    struct segment_sorter *sorter; /* unordered input, created on the first add */
+    bool out_open;      /* o holds the segment being written */
+    struct frame_out o;
+    struct buf last_key; /* ordered: the previous key */
     uint64_t total_added;
     struct buf att_bytes, att_line; /* attach_compact's scratch */
 };
@@ -222,8 +224,9 @@ int segment_writer_new_in(struct objstore *store, const struct crypt *crypt, con
     }
     w->store = store;
     w->crypt = crypt;
-    w->budget = (size_t)256 << 20;
+    w->budget = SEGMENT_WRITER_BUDGET;
     w->level = ZSTD_LEVEL_DEFAULT;
+    w->o.fd = -1;
     *out = w;
     return 0;
 }
@@ -243,63 +246,14 @@ void segment_writer_set_level(struct segment_writer *w, int level)
     w->level = level < 1 ? 1 : level > 19 ? 19 : level;
 }
 
+void segment_writer_set_ordered(struct segment_writer *w)
+{
+    w->ordered = true;
+}
+
 uint64_t segment_writer_count(const struct segment_writer *w)
 {
     return w ? w->total_added : 0;
-}
-
-static void arena_free(struct arena_chunk *c)
-{
-    while (c) {
-        struct arena_chunk *next = c->next;
-        free(c);
-        c = next;
-    }
-}
-
-static char *arena_alloc(struct segment_writer *w, size_t n)
-{
-    struct arena_chunk *c = w->arena;
-    if (!c || c->cap - c->used < n) {
-        size_t cap = n > (4u << 20) ? n : (4u << 20);
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->next = w->arena;
-        w->arena = c;
-        w->used += sizeof *c;
-    }
-    char *p = c->data + c->used;
-    c->used += n;
-    return p;
-}
-
-static int wentry_cmp(const void *a, const void *b)
-{
-    const struct wentry *x = a, *y = b;
-    int c = key_cmp(x->p, x->key_len, y->p, y->key_len);
-    if (c)
-        return c;
-    return x->seq < y->seq ? -1 : x->seq > y->seq;
-}
-
-/* Sort the buffer and keep the last entry of each key; returns the new count. */
-static size_t sort_dedupe(struct segment_writer *w)
-{
-    if (w->n == 0)
-        return 0;
-    qsort(w->ents, w->n, sizeof *w->ents, wentry_cmp);
-    size_t o = 0;
-    for (size_t i = 0; i < w->n; i++) {
-        if (i + 1 < w->n && key_cmp(w->ents[i].p, w->ents[i].key_len, w->ents[i + 1].p,
-                                    w->ents[i + 1].key_len) == 0)
-            continue; /* a later entry of the same key follows */
-        w->ents[o++] = w->ents[i];
-    }
-    w->n = o;
-    return o;
 }
 
 static int encode_entry(struct buf *b, char op, const char *key, size_t key_len,
@@ -321,149 +275,6 @@ static int encode_entry(struct buf *b, char op, const char *key, size_t key_len,
     b->data[b->len] = '\0';
     return 0;
 }
-
-static int spill(struct segment_writer *w, struct dverr *err)
-{
-    size_t n = sort_dedupe(w);
-    struct run *runs = realloc(w->runs, (w->n_runs + 1) * sizeof *runs);
-    if (!runs)
-        return dverr_set(err, -ENOMEM, "out of memory");
-    w->runs = runs;
-    struct run *r = &runs[w->n_runs];
-    memset(r, 0, sizeof *r);
-    int fd = make_tmp(w->tmp_dir, "run", r->path, sizeof r->path);
-    if (fd < 0)
-        return dverr_set(err, fd, "creating a sort run in %s: %s", w->tmp_dir, strerror(-fd));
-    unlink(r->path); /* anonymous: vanishes with the descriptor, even after a crash */
-    r->path[0] = '\0';
-    r->f = fdopen(fd, "w+");
-    if (!r->f) {
-        close(fd);
-        return dverr_set(err, -ENOMEM, "out of memory");
-    }
-    w->n_runs++;
-    struct buf b = BUF_INIT;
-    int rc = 0;
-    for (size_t i = 0; i < n && !rc; i++) {
-        const struct wentry *e = &w->ents[i];
-        buf_reset(&b);
-        rc = encode_entry(&b, e->op, e->p, e->key_len, e->p + e->key_len, e->line_len);
-        if (!rc && fwrite(b.data, 1, b.len, r->f) != b.len)
-            rc = -errno ? -errno : -EIO;
-    }
-    buf_release(&b);
-    if (!rc && fflush(r->f))
-        rc = -errno;
-    if (rc)
-        return dverr_set(err, rc, "writing a sort run: %s", strerror(-rc));
-    rewind(r->f);
-    arena_free(w->arena);
-    w->arena = NULL;
-    w->n = 0;
-    w->used = 0;
-    return 0;
-}
-
-int segment_writer_add(struct segment_writer *w, enum segment_op op, const char *key,
-                       size_t key_len, const char *line, size_t line_len, struct dverr *err)
-{
-    if (!op_ok((char)op))
-        return dverr_set(err, -EINVAL, "bad segment op %d", (int)op);
-    if (key_len == 0 || key_len > SEGMENT_MAX_KEY)
-        return dverr_set(err, -EINVAL, "record key of %zu bytes (1..%u allowed)", key_len,
-                         SEGMENT_MAX_KEY);
-    if (op == SEG_DELETE)
-        line_len = 0;
-    if (line_len > SEGMENT_MAX_LINE)
-        return dverr_set(err, -EFBIG, "record line of %zu bytes (at most %u)", line_len,
-                         SEGMENT_MAX_LINE);
-    if (op != SEG_DELETE && line_len == 0)
-        return dverr_set(err, -EINVAL, "empty record line");
-    if (line_len && line[0] == ATTACH_MARK)
-        return dverr_set(err, -EINVAL, "a record line cannot start with byte 1");
-    /* local stores only for now: reading puts one blob read per attachment line, a syscall on a
-     * directory but a request on object storage (a note-heavy table would cost thousands) */
-    if (w->attachments && w->store->local_dir && line_len >= ATTACH_MIN) {
-        int c = attach_compact(w->store, w->crypt, line, line_len, &w->att_bytes, &w->att_line,
-                               err);
-        if (c < 0)
-            return c;
-        if (c) {
-            line = w->att_line.data;
-            line_len = w->att_line.len;
-        }
-    }
-    if (w->n == w->cap) {
-        size_t cap = w->cap ? w->cap * 2 : 4096;
-        struct wentry *e = realloc(w->ents, cap * sizeof *e);
-        if (!e)
-            return dverr_set(err, -ENOMEM, "out of memory");
-        w->used += (cap - w->cap) * sizeof *e;
-        w->ents = e;
-        w->cap = cap;
-    }
-    char *p = arena_alloc(w, key_len + line_len);
-    if (!p)
-        return dverr_set(err, -ENOMEM, "out of memory");
-    memcpy(p, key, key_len);
-    if (line_len)
-        memcpy(p + key_len, line, line_len);
-    w->used += key_len + line_len;
-    w->ents[w->n++] = (struct wentry){p, (uint32_t)key_len, (uint32_t)line_len, w->seq++, (char)op};
-    w->total_added++;
-    if (w->used > w->budget)
-        return spill(w, err);
-    return 0;
-}
-
-/* Read the next entry of a run into r->e; 1, 0 at end, <0 on error. */
-static int run_next(struct run *r)
-{
-    int c = getc(r->f);
-    if (c == EOF)
-        return ferror(r->f) ? -EIO : 0;
-    uint64_t lens[2];
-    for (int k = 0; k < 2; k++) {
-        uint64_t v = 0;
-        int shift = 0, ch;
-        do {
-            if ((ch = getc(r->f)) == EOF || shift > 63)
-                return -EIO;
-            v |= (uint64_t)(ch & 0x7f) << shift;
-            shift += 7;
-        } while (ch & 0x80);
-        lens[k] = v;
-    }
-    if (lens[0] > SEGMENT_MAX_KEY || lens[1] > SEGMENT_MAX_LINE)
-        return -EIO;
-    buf_reset(&r->cur);
-    int rc = buf_reserve(&r->cur, lens[0] + lens[1]);
-    if (rc)
-        return rc;
-    if (fread(r->cur.data, 1, lens[0] + lens[1], r->f) != lens[0] + lens[1])
-        return -EIO;
-    r->cur.len = lens[0] + lens[1];
-    r->e = (struct segment_entry){(char)c, r->cur.data, lens[0], r->cur.data + lens[0], lens[1]};
-    return 1;
-}
-
-struct frame_out {
-    int fd;
-    ZSTD_CCtx *cctx;
-    struct crypt_hash *idh; /* the id, over the plain bytes */
-    struct crypt_obj *co;   /* sealed segments: the object's key; NULL for a plain one */
-    unsigned char salt[CRYPT_SALT_BYTES];
-    uint64_t off;           /* plain bytes so far (the index's offsets) */
-    uint64_t stored;        /* bytes written to the file */
-    struct buf sealed;      /* a sealed frame or index on its way out */
-    struct buf frame;     /* entries of the frame being filled */
-    uint32_t frame_count;
-    struct buf first_key; /* of the frame being filled */
-    struct buf index;     /* index records so far */
-    uint32_t n_frames;
-    struct buf cbuf;
-    struct segment_stats st;
-};
 
 /* Bytes to the file as they are. */
 static int out_raw(struct frame_out *o, const void *p, size_t n)
@@ -572,22 +383,92 @@ static void frame_out_release(struct frame_out *o)
     buf_release(&o->cbuf);
 }
 
+/* The segment's temp file, header, compressor and id (and key, when sealed). */
+static int frame_out_open(struct segment_writer *w, struct frame_out *o, struct dverr *err)
+{
+    w->out_open = true;
+    o->fd = make_tmp(w->tmp_dir, "segment", o->tmp, sizeof o->tmp);
+    if (o->fd < 0) {
+        int rc = o->fd;
+        o->fd = -1;
+        o->tmp[0] = '\0';
+        return dverr_set(err, rc, "creating a temp file in %s: %s", w->tmp_dir, strerror(-rc));
+    }
+    o->cctx = ZSTD_createCCtx();
+    o->idh = crypt_hash_new(w->crypt);
+    if (!o->cctx || !o->idh || (w->crypt && crypt_obj_new(w->crypt, o->salt, &o->co)))
+        return dverr_set(err, -ENOMEM, "out of memory");
+    ZSTD_CCtx_setParameter(o->cctx, ZSTD_c_compressionLevel, w->level);
+    ZSTD_CCtx_setParameter(o->cctx, ZSTD_c_checksumFlag, 1);
+    ZSTD_CCtx_setParameter(o->cctx, ZSTD_c_contentSizeFlag, 1);
+    /* the id is over the plain header; a sealed segment says it is sealed */
+    crypt_hash_update(o->idh, SEG_MAGIC, SEG_HEADER_LEN);
+    o->off = SEG_HEADER_LEN;
+    int rc = out_raw(o, o->co ? SEG_SEALED_MAGIC : SEG_MAGIC, SEG_HEADER_LEN);
+    return rc ? dverr_set(err, rc, "writing a segment in %s: %s", w->tmp_dir, strerror(-rc)) : 0;
+}
+
 void segment_writer_abort(struct segment_writer *w)
 {
     if (!w)
         return;
-    for (size_t i = 0; i < w->n_runs; i++) {
-        if (w->runs[i].f)
-            fclose(w->runs[i].f);
-        buf_release(&w->runs[i].cur);
-    }
-    free(w->runs);
-    arena_free(w->arena);
-    free(w->ents);
+    segment_sorter_free(w->sorter);
+    frame_out_release(&w->o);
+    if (w->o.tmp[0])
+        unlink(w->o.tmp);
     free(w->tmp_dir);
+    buf_release(&w->last_key);
     buf_release(&w->att_bytes);
     buf_release(&w->att_line);
     free(w);
+}
+
+int segment_writer_add(struct segment_writer *w, enum segment_op op, const char *key,
+                       size_t key_len, const char *line, size_t line_len, struct dverr *err)
+{
+    if (!op_ok((char)op))
+        return dverr_set(err, -EINVAL, "bad segment op %d", (int)op);
+    if (key_len == 0 || key_len > SEGMENT_MAX_KEY)
+        return dverr_set(err, -EINVAL, "record key of %zu bytes (1..%u allowed)", key_len,
+                         SEGMENT_MAX_KEY);
+    if (op == SEG_DELETE)
+        line_len = 0;
+    if (line_len > SEGMENT_MAX_LINE)
+        return dverr_set(err, -EFBIG, "record line of %zu bytes (at most %u)", line_len,
+                         SEGMENT_MAX_LINE);
+    if (op != SEG_DELETE && line_len == 0)
+        return dverr_set(err, -EINVAL, "empty record line");
+    if (line_len && line[0] == ATTACH_MARK)
+        return dverr_set(err, -EINVAL, "a record line cannot start with byte 1");
+    if (w->ordered && w->total_added &&
+        key_cmp(key, key_len, w->last_key.data, w->last_key.len) <= 0)
+        return dverr_set(err, -EINVAL, "segment entries out of key order");
+    /* local stores only for now: reading puts one blob read per attachment line, a syscall on a
+     * directory but a request on object storage (a note-heavy table would cost thousands) */
+    if (w->attachments && w->store->local_dir && line_len >= ATTACH_MIN) {
+        int c = attach_compact(w->store, w->crypt, line, line_len, &w->att_bytes, &w->att_line,
+                               err);
+        if (c < 0)
+            return c;
+        if (c) {
+            line = w->att_line.data;
+            line_len = w->att_line.len;
+        }
+    }
+    int rc;
+    w->total_added++;
+    if (w->ordered) {
+        buf_reset(&w->last_key);
+        if (buf_add(&w->last_key, key, key_len))
+            return dverr_set(err, -ENOMEM, "out of memory");
+        if (!w->out_open && (rc = frame_out_open(w, &w->o, err)))
+            return rc;
+        struct segment_entry e = {(char)op, key, key_len, line, line_len};
+        return emit(&w->o, &e, err);
+    }
+    if (!w->sorter && (rc = segment_sorter_new(w->tmp_dir, w->budget, &w->sorter, err)))
+        return rc;
+    return segment_sorter_add(w->sorter, (char)op, key, key_len, line, line_len, err);
 }
 
 int segment_writer_finish(struct segment_writer *w, char id[65], struct dverr *err)
@@ -595,103 +476,35 @@ int segment_writer_finish(struct segment_writer *w, char id[65], struct dverr *e
     return segment_writer_finish_stats(w, id, NULL, err);
 }
 
-/* Feed every final entry, in key order, to emit(). */
-static int merge_all(struct segment_writer *w, struct frame_out *o, struct dverr *err)
+static int emit_entry(void *ctx, const struct segment_entry *e, struct dverr *err)
 {
-    int rc;
-    if (w->n_runs == 0) {
-        size_t n = sort_dedupe(w);
-        for (size_t i = 0; i < n; i++) {
-            const struct wentry *we = &w->ents[i];
-            struct segment_entry e = {we->op, we->p, we->key_len, we->p + we->key_len,
-                                      we->line_len};
-            if ((rc = emit(o, &e, err)))
-                return rc;
-        }
-        return 0;
-    }
-    if (w->n && (rc = spill(w, err)))
-        return rc;
-    for (size_t i = 0; i < w->n_runs; i++) {
-        rc = run_next(&w->runs[i]);
-        if (rc < 0)
-            return dverr_set(err, rc, "reading a sort run back: %s", strerror(-rc));
-        w->runs[i].have = rc == 1;
-    }
-    for (;;) {
-        /* few runs (data size / budget): a linear scan is enough */
-        ssize_t best = -1;
-        for (size_t i = 0; i < w->n_runs; i++) {
-            if (!w->runs[i].have)
-                continue;
-            if (best < 0 || key_cmp(w->runs[i].e.key, w->runs[i].e.key_len,
-                                    w->runs[best].e.key, w->runs[best].e.key_len) <= 0)
-                best = (ssize_t)i; /* later run wins ties */
-        }
-        if (best < 0)
-            return 0;
-        struct run *b = &w->runs[best];
-        if ((rc = emit(o, &b->e, err)))
-            return rc;
-        /* advance every run positioned on this key (the winner last: its key is compared) */
-        for (size_t i = 0; i < w->n_runs; i++) {
-            struct run *r = &w->runs[i];
-            if (i == (size_t)best || !r->have ||
-                key_cmp(r->e.key, r->e.key_len, b->e.key, b->e.key_len) != 0)
-                continue;
-            rc = run_next(r);
-            if (rc < 0)
-                return dverr_set(err, rc, "reading a sort run back: %s", strerror(-rc));
-            r->have = rc == 1;
-        }
-        rc = run_next(b);
-        if (rc < 0)
-            return dverr_set(err, rc, "reading a sort run back: %s", strerror(-rc));
-        b->have = rc == 1;
-    }
+    return emit(ctx, e, err);
 }
 
 int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct segment_stats *st,
                                 struct dverr *err)
 {
-    struct frame_out o = {.fd = -1};
-    char tmp[PATH_MAX] = "";
+    struct frame_out *o = &w->o;
     int rc = 0;
     id[0] = '\0';
     if (st)
         memset(st, 0, sizeof *st);
     if (w->total_added == 0)
         goto out;
-    o.fd = make_tmp(w->tmp_dir, "segment", tmp, sizeof tmp);
-    if (o.fd < 0) {
-        rc = dverr_set(err, o.fd, "creating a temp file in %s: %s", w->tmp_dir, strerror(-o.fd));
-        o.fd = -1;
-        tmp[0] = '\0';
-        goto out;
+    if (!w->ordered) {
+        if ((rc = frame_out_open(w, o, err)) ||
+            (rc = segment_sorter_drain(w->sorter, emit_entry, o, err)))
+            goto out;
     }
-    o.cctx = ZSTD_createCCtx();
-    o.idh = crypt_hash_new(w->crypt);
-    if (!o.cctx || !o.idh || (w->crypt && crypt_obj_new(w->crypt, o.salt, &o.co))) {
-        rc = dverr_set(err, -ENOMEM, "out of memory");
-        goto out;
-    }
-    ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_compressionLevel, w->level);
-    ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_checksumFlag, 1);
-    ZSTD_CCtx_setParameter(o.cctx, ZSTD_c_contentSizeFlag, 1);
-    /* the id is over the plain header; a sealed segment says it is sealed */
-    crypt_hash_update(o.idh, SEG_MAGIC, SEG_HEADER_LEN);
-    o.off = SEG_HEADER_LEN;
-    if ((rc = out_raw(&o, o.co ? SEG_SEALED_MAGIC : SEG_MAGIC, SEG_HEADER_LEN)))
-        goto io;
-    if ((rc = merge_all(w, &o, err)) || (rc = flush_frame(&o, err)))
+    if ((rc = flush_frame(o, err)))
         goto out;
     /* index and trailer */
     struct buf idx = BUF_INIT;
     unsigned char hdr[16];
     memcpy(hdr, "DVSI", 4);
-    put_u32(hdr + 4, o.n_frames);
-    put_u64(hdr + 8, o.st.entries);
-    if ((rc = buf_add(&idx, hdr, sizeof hdr)) || (rc = buf_add(&idx, o.index.data, o.index.len))) {
+    put_u32(hdr + 4, o->n_frames);
+    put_u64(hdr + 8, o->st.entries);
+    if ((rc = buf_add(&idx, hdr, sizeof hdr)) || (rc = buf_add(&idx, o->index.data, o->index.len))) {
         buf_release(&idx);
         rc = dverr_set(err, rc, "out of memory");
         goto out;
@@ -699,9 +512,9 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
     char ih[65];
     sha256_hex(idx.data, idx.len, ih);
     unsigned char tr[SEG_TRAILER_LEN];
-    put_u64(tr, o.off);
+    put_u64(tr, o->off);
     put_u64(tr + 8, idx.len);
-    put_u64(tr + 16, o.st.entries);
+    put_u64(tr + 16, o->st.entries);
     memset(tr + 24, 0, 8);
     for (int i = 0; i < 8; i++) {
         unsigned hi = (unsigned)(ih[2 * i] <= '9' ? ih[2 * i] - '0' : ih[2 * i] - 'a' + 10);
@@ -709,63 +522,60 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
         tr[24 + i] = (unsigned char)(hi << 4 | lo);
     }
     memcpy(tr + 32, SEG_TRAILER_MAGIC, 8);
-    crypt_hash_update(o.idh, idx.data, idx.len);
-    crypt_hash_update(o.idh, tr, sizeof tr);
-    crypt_hash_finish(o.idh, id);
-    o.idh = NULL;
-    if (!o.co) {
-        rc = out_raw(&o, idx.data, idx.len);
+    crypt_hash_update(o->idh, idx.data, idx.len);
+    crypt_hash_update(o->idh, tr, sizeof tr);
+    crypt_hash_finish(o->idh, id);
+    o->idh = NULL;
+    if (!o->co) {
+        rc = out_raw(o, idx.data, idx.len);
         if (!rc)
-            rc = out_raw(&o, tr, sizeof tr);
+            rc = out_raw(o, tr, sizeof tr);
     } else {
         /* the index, sealed with the id and its place bound in, then the sealed trailer */
         unsigned char ad[SEG_INDEX_AD_LEN], str[SEG_SEALED_TRAILER_LEN];
-        uint64_t ioff = o.stored, ilen = idx.len + CRYPT_TAG_BYTES;
+        uint64_t ioff = o->stored, ilen = idx.len + CRYPT_TAG_BYTES;
         seg_index_ad(ad, id, ioff, ilen);
-        buf_reset(&o.sealed);
-        rc = buf_reserve(&o.sealed, ilen);
+        buf_reset(&o->sealed);
+        rc = buf_reserve(&o->sealed, ilen);
         if (!rc)
-            rc = crypt_obj_seal(o.co, SEG_INDEX_PART, true, ad, sizeof ad, idx.data, idx.len,
-                                (unsigned char *)o.sealed.data);
+            rc = crypt_obj_seal(o->co, SEG_INDEX_PART, true, ad, sizeof ad, idx.data, idx.len,
+                                (unsigned char *)o->sealed.data);
         put_u64(str, ioff);
         put_u64(str + 8, ilen);
-        memcpy(str + 16, o.salt, CRYPT_SALT_BYTES);
+        memcpy(str + 16, o->salt, CRYPT_SALT_BYTES);
         memcpy(str + 16 + CRYPT_SALT_BYTES, SEG_SEALED_TRAILER_MAGIC, 8);
         if (!rc)
-            rc = out_raw(&o, o.sealed.data, ilen);
+            rc = out_raw(o, o->sealed.data, ilen);
         if (!rc)
-            rc = out_raw(&o, str, sizeof str);
+            rc = out_raw(o, str, sizeof str);
     }
     buf_release(&idx);
     if (rc)
         goto io;
-    if (close(o.fd)) {
-        o.fd = -1;
+    if (close(o->fd)) {
+        o->fd = -1;
         rc = -errno;
         goto io;
     }
-    o.fd = -1;
+    o->fd = -1;
     char name[80];
     segment_object_name(id, name);
     uint64_t size;
     struct dverr ignore = {0};
-    if (w->store->ops->stat(w->store->impl, name, &size, &ignore) != 0 || size != o.stored)
-        rc = w->store->ops->put_file(w->store->impl, name, tmp, err);
+    if (w->store->ops->stat(w->store->impl, name, &size, &ignore) != 0 || size != o->stored)
+        rc = w->store->ops->put_file(w->store->impl, name, o->tmp, err);
     if (rc)
         id[0] = '\0';
-    o.st.table_bytes = table_size(o.st.entries - o.st.deletes, o.st.line_bytes);
-    o.st.changes_bytes = table_size(o.st.entries, o.st.changes_bytes); /* lines -> file */
+    o->st.table_bytes = table_size(o->st.entries - o->st.deletes, o->st.line_bytes);
+    o->st.changes_bytes = table_size(o->st.entries, o->st.changes_bytes); /* lines -> file */
     if (st)
-        *st = o.st;
+        *st = o->st;
     goto out;
 io:
     rc = dverr_set(err, rc, "writing a segment in %s: %s", w->tmp_dir, strerror(-rc));
 out:
     if (rc)
         id[0] = '\0';
-    frame_out_release(&o);
-    if (tmp[0])
-        unlink(tmp);
     segment_writer_abort(w);
     return rc;
 }

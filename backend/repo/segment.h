@@ -67,6 +67,8 @@ struct segment_entry {
     size_t line_len;
 };
 
+/* The key order of segments (and of the capture state): bytes, then shorter first. */
+int segment_key_cmp(const char *a, size_t a_len, const char *b, size_t b_len);
 /* "objects/ab/ab12..." for id into out. */
 void segment_object_name(const char *id, char out[80]);
 bool segment_id_ok(const char *id); /* 64 lowercase hex */
@@ -110,8 +112,13 @@ struct segment_stats {
 /* segment_writer_finish that also reports what was written (st may be NULL). */
 int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct segment_stats *st,
                                 struct dverr *err);
-/* Memory for buffered entries before a sorted run is spilled to a temp file (default 256 MiB). */
+/* Memory for buffered entries before a sorted run is spilled to a temp file (default
+ * SEGMENT_WRITER_BUDGET). */
+#define SEGMENT_WRITER_BUDGET ((size_t)64 << 20)
 void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
+/* Entries will come in strictly increasing key order (an entry out of order gives -EINVAL): they
+ * are written into frames as they come, with nothing buffered beyond the frame being filled. */
+void segment_writer_set_ordered(struct segment_writer *w);
 /* zstd level of the segment's frames (1..19; default 7). The bytes differ by level, so the same
  * entries written at two levels give two objects. */
 void segment_writer_set_level(struct segment_writer *w, int level);
@@ -126,6 +133,26 @@ void segment_writer_set_attachments(struct segment_writer *w, bool on);
  * the attachments it keeps once) with it, or NULL; it must outlive the writer. */
 int segment_writer_new_in(struct objstore *store, const struct crypt *crypt, const char *tmp_dir,
                           struct segment_writer **out, struct dverr *err);
+
+/* ---- sorting ---- */
+/* An external sort of entries (segment_sort.c): added in any order, drained in key order with one
+ * entry per key (the last added wins). Memory stays within the budget whatever the count: beyond
+ * it, sorted runs go compressed to unlinked temp files in tmp_dir. Input that comes already in
+ * key order is never merged. A sorter belongs to one thread at a time. */
+struct segment_sorter;
+int segment_sorter_new(const char *tmp_dir, size_t budget, struct segment_sorter **out,
+                       struct dverr *err);
+/* Sizes as segment entries (key 1..SEGMENT_MAX_KEY, line up to SEGMENT_MAX_LINE); op is kept
+ * as given. */
+int segment_sorter_add(struct segment_sorter *s, char op, const char *key, size_t key_len,
+                       const char *line, size_t line_len, struct dverr *err);
+uint64_t segment_sorter_count(const struct segment_sorter *s); /* entries added */
+/* Every entry in key order to fn (e is valid during the call); fn's non-zero return stops and is
+ * returned. Once per sorter. */
+int segment_sorter_drain(struct segment_sorter *s,
+                         int (*fn)(void *ctx, const struct segment_entry *e, struct dverr *err),
+                         void *ctx, struct dverr *err);
+void segment_sorter_free(struct segment_sorter *s); /* accepts NULL */
 
 /* The changes-file line of one entry (repo.h changes_reader_open); a base entry renders as a
  * create. changes_line_size is its exact length. */

@@ -47,9 +47,7 @@ export_point() { # one directory, same path every time
   for t in $(dvsnap points "$ENV" latest | jq -r '.tables[].name'); do
     dvsnap cat "$ENV" latest "$t" >"$T/export/$ENV/$t.json"
   done
-  repo_manifest "points/$ENV/$(dvsnap points "$ENV" latest | jq -r .point).json" >"$T/manifest.json"
-  jq -r '.files[] | select(.column != "documentbody") | "\(.table)/\(.record_id)/\(.column) \(.blob)"' \
-    "$T/manifest.json" |
+  manifest "$ENV" latest | jq -r '.files[] | select(.column != "documentbody") | "\(.table)/\(.record_id)/\(.column) \(.blob)"' |
     while read -r path blob; do
       mkdir -p "$T/export/$ENV/files/${path%/*}"
       repo_blob "$blob" >"$T/export/$ENV/files/$path"

@@ -24,7 +24,9 @@ ot() { ( objstore_env; "$OBJTOOL" "$@" ); }
 "$BUILD/tests/repo_fill" --repo "$T/dirrepo" --envs 1 --points 1 --tables 1 --records "$RECORDS" --quiet
 P=$(basename "$(ls "$T/dirrepo/points/env-01/")" .json)
 TABLE=table01
-bytes=$(jq -r '.tables[0].bytes' "$T/dirrepo/points/env-01/$P.json")
+printf 'repository = %s\ncache_dir = %s\n' "$T/dirrepo" "$T/fillcache" >"$T/fillconfig"
+chmod 600 "$T/fillconfig"
+bytes=$("$BUILD/tests/pointdump" "$T/fillconfig" env-01 "$P" | jq -r '.tables[0].bytes')
 stored=$(du -cb "$T"/dirrepo/objects/*/* | tail -n1 | cut -f1)
 AZ_REPO="azure://$AZ_ACCOUNT/bench/repo"
 S3_REPO="s3://bench/repo"

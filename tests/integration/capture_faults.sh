@@ -68,8 +68,8 @@ check "and equals the simulator" same_as_sim contoso-prod
 
 # ---- attachments and file columns: blobs equal to the service's bytes; names stay data
 P=$(dvsnap points contoso-prod latest | jq -r .point)
-repo_manifest "points/contoso-prod/$P.json" >"$T/manifest.json"
-M="$T/manifest.json"
+M="$T/manifest-$P.json"
+manifest contoso-prod "$P" >"$M"
 check "the point lists files" test "$(jq '.files | length' "$M")" -gt 10
 note_ok=0; note_bad=0
 while read -r id blob; do
@@ -122,10 +122,7 @@ st=$(curl -s -o /dev/null -w '%{http_code}' -X PATCH -H "Authorization: Bearer $
   --data-binary "@$T/big.bin" "$api/new_projects($big)/new_document")
 check_eq "a 12 MB file is uploaded to a record" 204 "$st"
 mkdir -p "$T/tmpfiles"
-latest_manifest() {
-  repo_manifest "points/contoso-prod/$(dvsnap points contoso-prod latest | jq -r .point).json" >"$T/latest.json"
-  echo "$T/latest.json"
-}
+latest_manifest() { manifest contoso-prod latest >"$T/manifest-latest.json"; echo "$T/manifest-latest.json"; }
 check "capture under a 5 MB file limit" env TMPDIR="$T/tmpfiles" DVSNAP_MAX_FILE_BYTES=5000000 \
   "$DVSNAP" --config "$T/config" capture --env contoso-prod
 M=$(latest_manifest)

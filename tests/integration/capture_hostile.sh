@@ -9,7 +9,8 @@
 #   - the mount shows sanitised names: unique, no control characters, not "." or "..", at most
 #     255 bytes, the same names at both points, each file the table's exact bytes;
 #   - no raw control character reaches the log; `check --read-data` is clean;
-#   - `check --rebuild-catalog` gives back the same packed capture state, and captures go on.
+#   - `check --rebuild-catalog` gives back the same chunks of capture state, byte for byte, and
+#     captures go on.
 . "$(dirname "$0")/../lib.sh"
 start_dvsim --seed demo --records 50 --hostile-tables
 write_config
@@ -46,7 +47,7 @@ check_eq "no request ever went to the hostile entity set's path" 0 \
   "$(curl -sf "$DVSIM_URL/_sim/requests" | jq '[.requests[] | select(.path | test("_sim/reset|hostile_badset|/\\.\\./"))] | length')"
 
 # the catalog holds the names as data: one state table per captured table, all distinct
-cat_names=$(sqlite3 "$(catalog_db)" "SELECT count(*), count(DISTINCT tbl) FROM state_tables st JOIN state_data sd ON sd.tid = st.tid WHERE env = 'contoso-prod'")
+cat_names=$(sqlite3 "$(catalog_db)" "SELECT count(DISTINCT st.tid), count(DISTINCT tbl) FROM state_tables st JOIN state_chunks sc ON sc.tid = st.tid WHERE env = 'contoso-prod'")
 n_tables=$(dvsnap points contoso-prod "$P2" | jq '.tables | length')
 check "the point has its tables (the sample tenant's and the hostile ones)" test "$n_tables" -ge 20
 check_eq "the catalog keeps the capture state of all $n_tables tables under distinct names" \
@@ -89,11 +90,11 @@ check "the repository checks clean" dvsnap check --read-data
 
 # the catalog is a cache: rebuilt from the repository, its packed capture state is byte for byte
 # the state the captures kept (hostile names included), and the next capture goes on from it
-state_sql="SELECT st.tbl, sd.n, hex(sd.data) FROM state_tables st JOIN state_data sd ON sd.tid = st.tid ORDER BY 1"
+state_sql="SELECT st.tbl, hex(sc.lo), sc.n, hex(sc.data) FROM state_tables st JOIN state_chunks sc ON sc.tid = st.tid ORDER BY 1, 2"
 sqlite3 "$(catalog_db)" "$state_sql" >"$T/state-before"
 check "check --rebuild-catalog" dvsnap check --rebuild-catalog
 sqlite3 "$(catalog_db)" "$state_sql" >"$T/state-after"
-check "the rebuilt capture state is identical to the captured one ($(sqlite3 "$(catalog_db)" "SELECT count(*) FROM state_data") tables)" \
+check "the rebuilt capture state is identical to the captured one ($(sqlite3 "$(catalog_db)" "SELECT count(*) FROM state_chunks") chunks)" \
   cmp "$T/state-before" "$T/state-after"
 sim_churn contoso-prod 0.2 6 >/dev/null
 dvsnap capture --env contoso-prod >"$T/cap3.out" 2>&1

@@ -66,8 +66,8 @@ sim_churn fabrikam-prod 0.02 14 >/dev/null
 case $(_repo_loc) in
   azure://* | s3://*) check "third capture" dvsnap capture ;;
   *)
-    m=$(repo_list | grep '^points/contoso-prod/' | sort | tail -1)
-    segs=$(repo_manifest "$m" | jq -r --arg t "$untracked" '.tables[] | select(.name == $t) | .segments[]')
+    m=$(dvsnap points contoso-prod latest | jq -r .point)
+    segs=$(manifest contoso-prod "$m" | jq -r --arg t "$untracked" '.tables[] | select(.name == $t) | .segments[]')
     # LeakSanitizer cannot run under ptrace: off for the traced runs of a sanitizer build
     nolsan="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
     check "third capture (under strace)" env ASAN_OPTIONS="$nolsan" strace -f -qq -e trace=openat \
@@ -78,7 +78,7 @@ case $(_repo_loc) in
     check_eq "the untracked table's full read opened none of its previous segments" 0 "$opened"
     # the same watch sees them when they are read: cat of that table at that point
     env ASAN_OPTIONS="$nolsan" strace -f -qq -e trace=openat -o "$T/cat.trace" "$DVSNAP" \
-      --config "$T/config" cat contoso-prod "$(basename "$m" .json)" "$untracked" >/dev/null
+      --config "$T/config" cat contoso-prod "$m" "$untracked" >/dev/null
     seen=0
     for s in $segs; do grep -q "$s" "$T/cat.trace" && seen=$((seen + 1)); done
     check "the watch sees those segments when they are read (cat opened $seen)" test "$seen" -gt 0
@@ -143,7 +143,7 @@ chains=""; audit_chains=""; same=0
 for i in 1 2 3 4 5; do
   sim_churn contoso-test 0.3 "$((40 + i))" >/dev/null
   dvsnap capture --env contoso-test >/dev/null
-  man=$(repo_manifest "points/contoso-test/$(dvsnap points contoso-test latest | jq -r .point).json")
+  man=$(manifest contoso-test latest)
   chains="$chains $(jq '.tables[] | select(.name == "account") | .segments | length' <<<"$man")"
   audit_chains="$audit_chains $(jq '.tables[] | select(.name == "audit") | .segments | length' <<<"$man")"
   dvsnap cat contoso-test latest account | cmp -s - <(sim_dump contoso-test account) &&
@@ -154,7 +154,7 @@ done
 check "heavy churn compacts the chain back to one base segment (chains:$chains)" grep -qw 1 <<<"$chains"
 last=$(dvsnap points contoso-test latest | jq -r .point)
 check_eq "every table of the last manifest records its segment sizes" true \
-  "$(repo_manifest "points/contoso-test/$last.json" | jq '[.tables[] | (.segment_bytes // [] | length) == (.segments | length)] | all')"
+  "$(manifest contoso-test "$last" | jq '[.tables[] | (.segment_bytes // [] | length) == (.segments | length)] | all')"
 check_eq "every compacted point reads back exactly (account and notes)" 5 "$same"
 # the audit table only grows: its deltas are never compacted for their size (a new base would copy
 # the whole table and save no reading), so its chain grows by one segment per point
@@ -166,7 +166,7 @@ check "the create-only audit chain grows one segment per point (chains:$audit_ch
 if [ -z "${DVSNAP_TEST_REPO:-}" ]; then
   p=$(dvsnap points contoso-prod latest | jq -r .point)
   seg_bytes=0
-  for id in $(repo_manifest "points/contoso-prod/$p.json" | jq -r '.tables[] | select(.name == "annotation") | .segments[]'); do
+  for id in $(manifest contoso-prod "$p" | jq -r '.tables[] | select(.name == "annotation") | .segments[]'); do
     seg_bytes=$((seg_bytes + $(repo_get "objects/${id:0:2}/$id" | wc -c)))
   done
   b64_bytes=$(sim_dump contoso-prod annotation | grep -o '"documentbody":"[^"]*"' | wc -c)

@@ -120,7 +120,7 @@ check_fails "ls of the environment no longer lists it" bash -c 'ls "$1" | grep -
 check "ls of labels/ no longer lists the label" wait_for 5 bash -c '! ls "$1/labels" | grep -qx pre-upgrade' _ "$E"
 
 # a corrupted segment: EIO for that table only, within the bound, other tables read
-seg=$(repo_manifest "points/contoso-prod/$FIRST.json" | jq -r '.tables[] | select(.name == "contact") | .segments[0]')
+seg=$(manifest contoso-prod "$FIRST" | jq -r '.tables[] | select(.name == "contact") | .segments[0]')
 obj="objects/${seg:0:2}/$seg"
 repo_get "$obj" >"$T/seg"
 check "found the contact base segment" test -s "$T/seg"

@@ -1,9 +1,10 @@
-/* test_catalog: the catalog's packed capture state (catalog.h): puts of GUID keys, other keys,
+/* test_catalog: the catalog's chunked capture state (catalog.h): puts of GUID keys, other keys,
  * 16-byte keys and keys sharing long prefixes survive a commit and a reopen exactly (get and
  * iterate); updates and deletes merge with the committed state; a replace drops the tables it did
- * not put; a table dropped from memory (catalog_capture_done) is loaded again; a damaged state row
- * is reported as damage (-EIO, naming the rebuild), never a crash; the packed state is small (under
- * 30 bytes a GUID-keyed record). */
+ * not put; a damaged chunk is reported as damage (-EIO, naming the rebuild), never a crash; the
+ * state is small (under 30 bytes a GUID-keyed record); the chunks are a function of the keys alone
+ * (random puts, deletes and builders over several commits give the rows a single build of the same
+ * keys gives, byte for byte), and a commit rewrites only the chunks its keys fall in. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,6 +84,29 @@ static int count_row(void *ctx, const char *key, uint64_t hash, uint64_t len)
     return 0;
 }
 
+/* fn for every key of table's state as the capture sees it (through a cursor). */
+static int catalog_capture_iterate(struct catalog_capture *cc, const char *table,
+                                   int (*fn)(void *ctx, const char *key, uint64_t hash,
+                                             uint64_t len),
+                                   void *ctx)
+{
+    struct catalog_cursor *cur = NULL;
+    int rc = catalog_capture_cursor_open(cc, table, &cur);
+    while (!rc) {
+        const char *k;
+        size_t kn;
+        uint64_t h, l;
+        int r = catalog_cursor_next(cur, &k, &kn, &h, &l);
+        if (r <= 0) {
+            rc = r;
+            break;
+        }
+        rc = fn(ctx, k, h, l);
+    }
+    catalog_cursor_free(cur);
+    return rc;
+}
+
 static void put_all(struct catalog *c, const char *env, unsigned n, bool replace, uint64_t salt)
 {
     struct catalog_capture *cc = NULL;
@@ -138,7 +162,6 @@ static void test_state_roundtrip(void **state)
     assert_int_equal(catalog_capture_put(cc, "account", k0, strlen(k0), 42, 43, false), 0);
     assert_int_equal(catalog_capture_put(cc, "account", k1, strlen(k1), 0, 0, true), 0);
     assert_int_equal(catalog_capture_put(cc, "account", "zz-new", 6, 5, 6, false), 0);
-    catalog_capture_done(cc, "account"); /* dropped from memory: iterate and commit load it again */
     struct seen s = {0};
     assert_int_equal(catalog_capture_iterate(cc, "account", count_row, &s), 0);
     assert_int_equal(s.n, n); /* -1 deleted +1 new */
@@ -202,7 +225,7 @@ static void test_state_is_small(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *st = NULL;
     assert_int_equal(
-        sqlite3_prepare_v2(db, "SELECT sum(length(data)) FROM state_data", -1, &st, NULL),
+        sqlite3_prepare_v2(db, "SELECT sum(length(data)) FROM state_chunks", -1, &st, NULL),
         SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     sqlite3_int64 bytes = sqlite3_column_int64(st, 0);
@@ -240,15 +263,15 @@ static void test_state_damage(void **state)
     /* flip bytes in the middle of the compressed data (zstd's checksum is off: the decoder or
      * the bounds checks must catch it), then try a truncated row */
     const char *damage[] = {
-        "UPDATE state_data SET data = substr(data, 1, length(data) / 2) || x'ffffffff' || "
+        "UPDATE state_chunks SET data = substr(data, 1, length(data) / 2) || x'ffffffff' || "
         "substr(data, length(data) / 2 + 5)",
-        "UPDATE state_data SET data = substr(data, 1, 20)",
-        "UPDATE state_data SET n = n + 1",
+        "UPDATE state_chunks SET data = substr(data, 1, 20)",
+        "UPDATE state_chunks SET n = n + 1",
     };
     for (size_t d = 0; d < sizeof damage / sizeof *damage; d++) {
         assert_int_equal(sqlite3_exec(db,
                                       "DROP TABLE IF EXISTS good; CREATE TABLE good AS "
-                                      "SELECT * FROM state_data",
+                                      "SELECT * FROM state_chunks",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
         assert_int_equal(sqlite3_exec(db, damage[d], NULL, NULL, NULL), SQLITE_OK);
@@ -273,7 +296,7 @@ static void test_state_damage(void **state)
         }
         catalog_free(c);
         assert_int_equal(sqlite3_exec(db,
-                                      "DELETE FROM state_data; INSERT INTO state_data "
+                                      "DELETE FROM state_chunks; INSERT INTO state_chunks "
                                       "SELECT * FROM good",
                                       NULL, NULL, NULL),
                          SQLITE_OK);
@@ -281,7 +304,8 @@ static void test_state_damage(void **state)
     sqlite3_close(db);
 }
 
-/* A catalog of an older format (format 3 kept a hash per record) is dropped when opened: it is a
+/* A catalog of an older format (format 3 kept a hash per record, format 4 one packed row per
+ * table) is dropped when opened: it is a
  * cache, rebuilt from the repository; the old state must not be read as the new layout. */
 static void test_old_format_dropped(void **state)
 {
@@ -318,7 +342,45 @@ static void test_old_format_dropped(void **state)
                                         NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
-    assert_string_equal((const char *)sqlite3_column_text(st, 0), "5");
+    assert_string_equal((const char *)sqlite3_column_text(st, 0), "6");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+
+    /* a format-4 catalog (one packed row per table, 4 KiB pages) from before the chunks: the
+     * upgrade drops its state and moves it to 16 KiB pages, in WAL mode again */
+    unlink(f->path);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db,
+                                  "PRAGMA page_size=4096; PRAGMA journal_mode=WAL;"
+                                  "CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+                                  "INSERT INTO meta VALUES('format','4');"
+                                  "CREATE TABLE state_tables(tid INTEGER PRIMARY KEY, env TEXT, "
+                                  "tbl TEXT); INSERT INTO state_tables VALUES(1, 'env1', 'account');"
+                                  "CREATE TABLE state_data(tid INTEGER PRIMARY KEY, n INTEGER, "
+                                  "data BLOB); INSERT INTO state_data VALUES(1, 3, x'00ff00ff');"
+                                  "CREATE TABLE state_point(env TEXT PRIMARY KEY, point TEXT);"
+                                  "INSERT INTO state_point VALUES('env1', '2026-01-01T000000Z');",
+                                  NULL, NULL, NULL),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(catalog_open(f->path, &c, &e), 0);
+    assert_int_equal(catalog_state_point(c, "env1", sp, &e), 0);
+    assert_string_equal(sp, "");
+    char jm[16];
+    int sync = 0, fk = 0;
+    assert_int_equal(catalog_settings(c, jm, &sync, &fk, &e), 0);
+    assert_string_equal(jm, "wal");
+    catalog_free(c);
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA page_size", -1, &st, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 16384);
+    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM sqlite_master WHERE "
+                                            "name = 'state_data'", -1, &st, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(st, 0), 0);
     sqlite3_finalize(st);
     sqlite3_close(db);
 }
@@ -349,8 +411,9 @@ static void test_state_optional_hashes(void **state)
     assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
     sqlite3_stmt *st = NULL;
     assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT t.tbl, length(d.data) FROM state_data d JOIN "
-                                        "state_tables t USING(tid) ORDER BY t.tbl",
+                                        "SELECT t.tbl, sum(length(d.data)) FROM state_chunks d "
+                                        "JOIN state_tables t USING(tid) GROUP BY t.tbl "
+                                        "ORDER BY t.tbl",
                                         -1, &st, NULL),
                      SQLITE_OK);
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
@@ -383,11 +446,196 @@ static void test_state_optional_hashes(void **state)
     catalog_free(c);
 }
 
+/* ---- chunks are a function of the keys ---- */
+
+#define DET_KEYS 6000
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct model {
+    char *keys[DET_KEYS];    /* sorted */
+    bool live[DET_KEYS];
+    uint64_t hash[DET_KEYS], len[DET_KEYS];
+};
+
+static int check_model(void *ctx, const char *key, uint64_t hash, uint64_t len)
+{
+    struct model *m = ctx;
+    char *const *hit = bsearch(&key, m->keys, DET_KEYS, sizeof *m->keys, cmp_str);
+    assert_non_null(hit);
+    size_t i = (size_t)(hit - m->keys);
+    assert_true(m->live[i]);
+    assert_true(m->hash[i] == hash);
+    assert_true(m->len[i] == len);
+    m->live[i] = false; /* each key once */
+    return 0;
+}
+
+static void dump_chunks(sqlite3 *db, const char *env, struct buf *out)
+{
+    sqlite3_stmt *st = NULL;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT hex(lo), n, hex(data) FROM state_chunks c JOIN "
+                                        "state_tables t USING(tid) WHERE t.env = ?1 AND "
+                                        "t.tbl = 'account' ORDER BY lo",
+                                        -1, &st, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(st, 1, env, -1, SQLITE_STATIC);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        buf_printf(out, "%s %lld %s\n", sqlite3_column_text(st, 0),
+                   (long long)sqlite3_column_int64(st, 1), sqlite3_column_text(st, 2));
+    sqlite3_finalize(st);
+}
+
+/* Rows of env1's account state now that were not there (same lo and bytes) in before. */
+static unsigned chunks_new(const char *path, const struct buf *before)
+{
+    sqlite3 *db = NULL;
+    struct buf now = BUF_INIT;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    dump_chunks(db, "env1", &now);
+    sqlite3_close(db);
+    unsigned n = 0;
+    for (char *line = now.data; line && *line;) {
+        char *end = strchr(line, '\n');
+        *end = '\0';
+        bool found = false;
+        for (const char *p = before->data; p && !found && (p = strstr(p, line)); p++)
+            found = (p == before->data || p[-1] == '\n') && p[strlen(line)] == '\n';
+        n += !found;
+        line = end + 1;
+    }
+    buf_release(&now);
+    return n;
+}
+
+static void test_chunks_deterministic(void **state)
+{
+    struct fx *f = *state;
+    struct catalog *c = NULL;
+    struct dverr e = {0};
+    static struct model m;
+    memset(&m, 0, sizeof m);
+    for (unsigned i = 0; i < DET_KEYS; i++) {
+        char k[80];
+        key_of(i, k);
+        assert_non_null(m.keys[i] = strdup(k));
+    }
+    qsort(m.keys, DET_KEYS, sizeof *m.keys, cmp_str);
+    assert_int_equal(catalog_open(f->path, &c, &e), 0);
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    for (int round = 0; round < 12; round++) {
+        struct catalog_capture *cc = NULL;
+        assert_int_equal(catalog_capture_begin(c, "env1", false, &cc, &e), 0);
+        if (round == 6) { /* a full read: the whole table through a builder */
+            struct catalog_state_builder *b = NULL;
+            assert_int_equal(catalog_capture_replace_begin(cc, "account", &b), 0);
+            for (unsigned i = 0; i < DET_KEYS; i++) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                m.live[i] = x % 3 != 0;
+                m.hash[i] = m.live[i] && x % 5 ? x : 0;
+                m.len[i] = 100 + x % 900;
+                if (m.live[i])
+                    assert_int_equal(catalog_state_builder_add(b, m.keys[i], strlen(m.keys[i]),
+                                                               m.hash[i], m.len[i]),
+                                     0);
+            }
+            assert_int_equal(catalog_state_builder_add(b, m.keys[0], strlen(m.keys[0]), 1, 1),
+                             -EINVAL); /* out of order */
+            catalog_state_builder_abort(b); /* given up: a second builder does it */
+            assert_int_equal(catalog_capture_replace_begin(cc, "account", &b), 0);
+            for (unsigned i = 0; i < DET_KEYS; i++)
+                if (m.live[i])
+                    assert_int_equal(catalog_state_builder_add(b, m.keys[i], strlen(m.keys[i]),
+                                                               m.hash[i], m.len[i]),
+                                     0);
+            assert_int_equal(catalog_state_builder_finish(b), 0);
+        }
+        /* random puts and deletes: a few on most rounds, many on some */
+        unsigned ops = round % 4 == 0 ? 3000 : 40;
+        for (unsigned o = 0; o < ops; o++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t i = x % DET_KEYS;
+            bool del = (x >> 20) % 3 == 0;
+            m.live[i] = !del;
+            m.hash[i] = del || (x >> 30) % 4 == 0 ? 0 : x >> 8;
+            m.len[i] = del ? 0 : 50 + (x >> 40) % 2000;
+            assert_int_equal(catalog_capture_put(cc, "account", m.keys[i], strlen(m.keys[i]),
+                                                 m.hash[i], m.len[i], del),
+                             0);
+        }
+        struct buf before = BUF_INIT;
+        sqlite3 *db = NULL;
+        assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+        dump_chunks(db, "env1", &before);
+        sqlite3_close(db);
+        assert_int_equal(catalog_capture_commit(cc, NULL, &e), 0);
+        if (ops == 40 && round != 6) { /* a small commit rewrites few chunks */
+            unsigned changed = chunks_new(f->path, &before);
+            assert_true(changed <= 2 * 40);
+            assert_true(changed > 0);
+        }
+        buf_release(&before);
+    }
+    /* the same keys in one build, in another environment */
+    struct catalog_capture *cc = NULL;
+    struct catalog_state_builder *b = NULL;
+    assert_int_equal(catalog_capture_begin(c, "env2", false, &cc, &e), 0);
+    assert_int_equal(catalog_capture_replace_begin(cc, "account", &b), 0);
+    unsigned live = 0;
+    for (unsigned i = 0; i < DET_KEYS; i++)
+        if (m.live[i]) {
+            live++;
+            assert_int_equal(catalog_state_builder_add(b, m.keys[i], strlen(m.keys[i]), m.hash[i],
+                                                       m.len[i]),
+                             0);
+        }
+    assert_int_equal(catalog_state_builder_finish(b), 0);
+    /* a cursor sees the built state before the commit */
+    struct catalog_cursor *cur = NULL;
+    assert_int_equal(catalog_capture_cursor_open(cc, "account", &cur), 0);
+    unsigned seen = 0;
+    const char *k;
+    size_t kn;
+    uint64_t h, l;
+    while (catalog_cursor_next(cur, &k, &kn, &h, &l) == 1)
+        seen++;
+    catalog_cursor_free(cur);
+    assert_int_equal(seen, live);
+    assert_int_equal(catalog_capture_commit(cc, NULL, &e), 0);
+
+    sqlite3 *db = NULL;
+    struct buf a = BUF_INIT, bb = BUF_INIT;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    dump_chunks(db, "env1", &a);
+    dump_chunks(db, "env2", &bb);
+    sqlite3_close(db);
+    assert_true(a.len > 0);
+    assert_int_equal(a.len, bb.len);
+    assert_memory_equal(a.data, bb.data, a.len);
+    buf_release(&a);
+    buf_release(&bb);
+
+    /* and env1's state is the model's */
+    assert_int_equal(catalog_capture_begin(c, "env1", false, &cc, &e), 0);
+    assert_int_equal(catalog_capture_iterate(cc, "account", check_model, &m), 0);
+    catalog_capture_abort(cc);
+    for (unsigned i = 0; i < DET_KEYS; i++) {
+        assert_false(m.live[i]); /* every live key was seen */
+        free(m.keys[i]);
+    }
+    catalog_free(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_state_roundtrip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_is_small, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunks_deterministic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_damage, setup, teardown),
         cmocka_unit_test_setup_teardown(test_old_format_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_state_optional_hashes, setup, teardown),

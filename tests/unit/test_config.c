@@ -1,7 +1,8 @@
 /* test_config: configuration parsing, defaults, DVSNAP_<KEY> overrides, ~/ expansion, unknown
  * keys, file permissions and the secret-file rules; the XDG base directories, the system-wide
- * file, the health and identity keys, and which keys were set. Runs in a private temp directory
- * ($DVSNAP_SYSTEM_CONFIG points into it, so /etc/dvsnap/config is never read). */
+ * file, the health and identity keys, and which keys were set; tables_include / tables_exclude
+ * patterns. Runs in a private temp directory ($DVSNAP_SYSTEM_CONFIG points into it, so
+ * /etc/dvsnap/config is never read). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -83,6 +84,9 @@ static void test_defaults_without_file(void **state)
     assert_null(cfg->admin_resource);
     assert_string_equal(cfg->s3_region, "us-east-1");
     assert_true(config_env_selected(cfg, "anything"));
+    assert_null(cfg->tables_include);
+    assert_null(cfg->tables_exclude);
+    assert_true(config_table_selected(cfg, "account"));
     snprintf(want, sizeof(want), "%s/.cache/dvsnap", dir);
     assert_string_equal(cfg->cache_dir, want);
     snprintf(want, sizeof(want), "%s/.local/state/dvsnap", dir);
@@ -224,6 +228,31 @@ static void test_health_and_identity_keys(void **state)
     }
     write_file(path, "metrics_listen = [::1]:9134\n", 0600);
     assert_int_equal(config_load(path, &cfg, &err), 0);
+    config_free(cfg);
+}
+
+static void test_table_patterns(void **state)
+{
+    write_file(path,
+               "tables_include = account contact, new_* msdyn_?ost*\n"
+               "tables_exclude = new_secret* ,CONTACT\n",
+               0600);
+    struct config *cfg = NULL;
+    struct dverr err = {0};
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_true(config_table_selected(cfg, "account"));
+    assert_true(config_table_selected(cfg, "new_project"));
+    assert_true(config_table_selected(cfg, "msdyn_postalbum"));
+    assert_true(config_table_selected(cfg, "NEW_Project")); /* patterns ignore case */
+    assert_false(config_table_selected(cfg, "contact"));    /* excluded wins */
+    assert_false(config_table_selected(cfg, "new_secretstuff"));
+    assert_false(config_table_selected(cfg, "opportunity"));
+    config_free(cfg);
+    write_file(path, "tables_exclude = audit\ntables_include =\n", 0600);
+    assert_int_equal(config_load(path, &cfg, &err), 0);
+    assert_null(cfg->tables_include); /* empty: every table */
+    assert_true(config_table_selected(cfg, "opportunity"));
+    assert_false(config_table_selected(cfg, "audit"));
     config_free(cfg);
 }
 
@@ -402,6 +431,7 @@ int main(void)
         cmocka_unit_test(test_system_config),
         cmocka_unit_test(test_health_and_identity_keys),
         cmocka_unit_test(test_parse_file),
+        cmocka_unit_test(test_table_patterns),
         cmocka_unit_test(test_env_overrides),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_config_permissions),

@@ -2,7 +2,11 @@
  * rendered when every size is known and parsed back; a manifest without it (older ones) still
  * reads; a damaged one is refused. The store's size memo. The compaction rule on a store without
  * a local directory (as Azure / S3): it decides from recorded or remembered sizes and sends no
- * stat; with a size unknown it leaves the chain alone, and the length cap still applies. */
+ * stat; with a size unknown it leaves the chain alone, and the length cap still applies.
+ * Format 2 (shared tables and files documents): a point renders and parses back to the same inline
+ * manifest; an idle child (same tables and files, no changes) has the same shared documents and
+ * a manifest that names only them; damage is refused (a change for a table the documents lack, a
+ * document that is not an array, a format-2 manifest without its objects). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -256,6 +260,109 @@ static void test_rule_without_requests(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A point of two tables and two files; the child is the same point taken later with nothing
+ * changed (what an idle pass commits). */
+static struct point *two_tables(const char *name, bool changed)
+{
+    struct point *p = point_with(2, (uint64_t[]){500, 60});
+    free(p->name);
+    p->name = strdup(name);
+    p->tables = realloc(p->tables, 2 * sizeof *p->tables);
+    struct point_table *c = &p->tables[1];
+    memset(c, 0, sizeof *c);
+    c->name = strdup("contact");
+    c->records = 7;
+    c->bytes = 900;
+    c->segments = calloc(1, sizeof *c->segments);
+    c->segments[c->n_segments++] = strdup(ids[5]);
+    c->delta_link = strdup("https://example/api/data/v9.2/contacts?$deltatoken=1");
+    c->changes_bytes = MANIFEST_EMPTY_CHANGES;
+    p->n_tables = 2;
+    struct point_table *a = &p->tables[0];
+    a->changes_bytes = MANIFEST_EMPTY_CHANGES;
+    if (changed) {
+        a->delta = strdup(ids[1]);
+        a->updated = 2;
+        a->changes_bytes = 321;
+    }
+    p->files = calloc(2, sizeof *p->files);
+    for (int i = 0; i < 2; i++) {
+        struct point_file *f = &p->files[p->n_files++];
+        f->table = strdup("annotation");
+        f->record_id = strdup(i ? "r2" : "r1");
+        f->column = strdup("documentbody");
+        f->file_name = strdup("a.pdf");
+        f->blob = strdup(ids[10 + i]);
+        f->size = 1000u + (unsigned)i;
+    }
+    p->not_captured_json = strdup("[]");
+    return p;
+}
+
+/* Render p as a capture commits it (shared documents named by made-up ids), parse it back. */
+static struct point *round_trip_v2(struct point *p, struct buf *t, struct buf *f, struct buf *m)
+{
+    struct dverr e = {0};
+    assert_int_equal(manifest_render_shared(p, t, f, &e), 0);
+    char tid[65], fid[65];
+    sha256_hex(t->data, t->len, tid);
+    sha256_hex(f->data, f->len, fid);
+    p->tables_object = strdup(tid);
+    p->files_object = strdup(fid);
+    assert_int_equal(manifest_render(p, m, &e), 0);
+    struct point *q = NULL;
+    assert_int_equal(manifest_parse(m->data, m->len, &q, &e), 0);
+    assert_string_equal(q->tables_object, tid);
+    assert_int_equal(manifest_parse_shared(q, t->data, t->len, f->data, f->len, &e), 0);
+    return q;
+}
+
+static void test_shared_documents(void **state)
+{
+    (void)state;
+    struct point *p = two_tables("2026-11-21T090000Z", true);
+    struct buf t = BUF_INIT, f = BUF_INIT, m = BUF_INIT, a = BUF_INIT, b = BUF_INIT;
+    struct dverr e = {0};
+    struct point *q = round_trip_v2(p, &t, &f, &m);
+    assert_non_null(strstr(m.data, "\"format\":2"));
+    assert_null(strstr(m.data, "segments")); /* the chains are in the tables object */
+    /* the same point, inline, whatever the way it came */
+    struct point flat = *p, qflat = *q;
+    flat.tables_object = flat.files_object = qflat.tables_object = qflat.files_object = NULL;
+    assert_int_equal(manifest_render(&flat, &a, &e), 0);
+    assert_int_equal(manifest_render(&qflat, &b, &e), 0);
+    assert_string_equal(a.data, b.data);
+    assert_int_equal(q->tables[0].updated, 2);
+    assert_int_equal(q->tables[1].changes_bytes, MANIFEST_EMPTY_CHANGES);
+    assert_int_equal(q->n_files, 2);
+    /* an idle child shares both documents; its manifest names them and no change */
+    struct point *child = two_tables("2026-11-21T091500Z", false);
+    struct buf t2 = BUF_INIT, f2 = BUF_INIT, m2 = BUF_INIT;
+    point_free(round_trip_v2(child, &t2, &f2, &m2));
+    assert_string_equal(t.data, t2.data);
+    assert_string_equal(f.data, f2.data);
+    assert_non_null(strstr(m2.data, "\"changes\":[]"));
+    print_message("idle point: manifest %zu bytes (shared: tables %zu, files %zu)\n", m2.len,
+                  t2.len, f2.len);
+    /* damage: a change for a table the document lacks, a document that is not an array */
+    struct point *r = NULL;
+    const char *lacks = "[{\"name\":\"contact\",\"segments\":[]}]";
+    assert_int_equal(manifest_parse(m.data, m.len, &r, &e), 0);
+    assert_int_equal(manifest_parse_shared(r, lacks, strlen(lacks), f.data, f.len, &e), -EIO);
+    point_free(r);
+    assert_int_equal(manifest_parse(m.data, m.len, &r, &e), 0);
+    assert_int_equal(manifest_parse_shared(r, "{}", 2, f.data, f.len, &e), -EIO);
+    point_free(r);
+    const char *no_objects = "{\"format\":2,\"env\":\"contoso-prod\",\"name\":"
+                             "\"2026-11-21T090000Z\",\"kind\":\"system\",\"changes\":[]}";
+    assert_int_equal(manifest_parse(no_objects, strlen(no_objects), &r, &e), -EIO);
+    point_free(q);
+    point_free(p);
+    point_free(child);
+    buf_release(&t), buf_release(&f), buf_release(&m), buf_release(&a), buf_release(&b);
+    buf_release(&t2), buf_release(&f2), buf_release(&m2);
+}
+
 int main(void)
 {
     make_ids();
@@ -266,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_damaged_sizes_refused),
         cmocka_unit_test(test_size_memo),
         cmocka_unit_test(test_rule_without_requests),
+        cmocka_unit_test(test_shared_documents),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,10 +1,11 @@
 /* test_repo: the repository through its public API (repo.h): segments written in any order and
  * read back as exact table files, chains merged newest-first with deletes, changes files, captures
  * with state, points listed and loaded, blobs, forget, prune, check naming a flipped byte, catalog
- * damage and rebuild, writer locks. Each test works in its own temp directory. Every test runs
- * twice: on an unencrypted repository, then on an encrypted one (issue 16; a fixed master key, so
- * a test that reopens the repository opens it with the same key).
- * Size: just over 1,000 lines, the repository's public API in one suite and one fixture; the
+ * damage and rebuild, writer locks, compaction (a new base, or a long chain's small deltas
+ * merged). Each test works in its own temp directory. Every test runs twice: on an unencrypted
+ * repository, then on an encrypted one (issue 16; a fixed master key, so a test that reopens the
+ * repository opens it with the same key).
+ * Size: over 1,000 lines, the repository's public API in one suite and one fixture; the
  * encryption-only cases are in test_crypt.c. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -696,7 +697,7 @@ static void test_prune_forget(void **state)
     struct prune_report rep;
     assert_int_equal(repo_prune(f->r, t0 + 200, true, NULL, NULL, &rep, &e), 0);
     assert_int_equal(rep.points_removed, 1);
-    assert_int_equal(rep.objects_removed, 2); /* a's segment and the orphan blob */
+    assert_int_equal(rep.objects_removed, 3); /* a's segment, its tables object, the orphan */
     prune_report_release(&rep);
     char path[256];
     object_path(f, a->tables[0].segments[0], path, sizeof path);
@@ -867,6 +868,9 @@ static void test_check_sizes(void **state)
     struct point *p = commit_point(f, "contoso-dev", 1763715600, "system", 30, 1, 0);
     struct point *bad = point_dup(p);
     assert_non_null(bad);
+    free(bad->tables_object); /* rendered inline (format 1), with the wrong size in it */
+    free(bad->files_object);
+    bad->tables_object = bad->files_object = NULL;
     free(bad->name);
     bad->name = strdup("2025-11-21T091500Z");
     bad->tables[0].bytes += 1;
@@ -965,9 +969,10 @@ static void test_commit_compacts(void **state)
     chain[n++] = write_segment(f->r, 'b', idx, N, ver, &st, 0);
     struct point *p = NULL;
     for (int k = 1; k <= REPO_MAX_CHAIN; k++) {
-        int one = k % N;
-        ver[one]++;
-        chain[n++] = write_segment(f->r, 'u', &one, 1, ver, NULL, 0);
+        int some[20]; /* deltas that together outweigh the base: a new base, not a merge */
+        for (int i = 0; i < 20; i++)
+            ver[some[i] = (k * 20 + i) % N]++;
+        chain[n++] = write_segment(f->r, 'u', some, 20, ver, NULL, 0);
         struct buf want = BUF_INIT;
         expect_table(&want, N, ver);
         struct repo_capture *c = NULL;
@@ -1002,6 +1007,68 @@ static void test_commit_compacts(void **state)
         free(chain[i]);
 }
 
+/* A long chain of deltas small beside a large base: the commit merges the deltas into one (the
+ * chain is then the base and that segment; the base is not rewritten), and the table reads back
+ * exactly, deletes included. */
+static void test_commit_merges_deltas(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    enum { N = 20000 };
+    int *ver = calloc(N, sizeof *ver), *idx = calloc(N, sizeof *idx);
+    for (int i = 0; i < N; i++) {
+        ver[i] = 1;
+        idx[i] = i;
+    }
+    struct segment_stats st;
+    char *chain[REPO_MAX_CHAIN + 2];
+    size_t n = 0;
+    chain[n++] = write_segment(f->r, 'b', idx, N, ver, &st, 0);
+    struct point *p = NULL;
+    int gone = 7; /* deleted in the first delta, its record left out of the expected table */
+    for (int k = 1; k <= REPO_MAX_CHAIN; k++) {
+        int one = (k * 997) % N;
+        if (k == 1) {
+            one = gone;
+            ver[one] = -1;
+            chain[n++] = write_segment(f->r, 'x', &one, 1, ver, NULL, 0);
+        } else {
+            ver[one]++;
+            chain[n++] = write_segment(f->r, 'u', &one, 1, ver, NULL, 0);
+        }
+        struct repo_capture *c = NULL;
+        assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
+        point_free(p);
+        struct buf want = BUF_INIT;
+        expect_table(&want, N, ver);
+        p = one_table_point("contoso-dev", chain, n, N - 1, want.len);
+        p->tables[0].updated = 1;
+        p->taken_at = 1763715600 + k;
+        assert_int_equal(repo_capture_commit(c, p, &e), 0);
+        buf_release(&want);
+    }
+    assert_int_equal(p->tables[0].n_segments, 2); /* the base and the merged deltas */
+    assert_string_equal(p->tables[0].segments[0], chain[0]);
+    struct point *q = NULL;
+    assert_int_equal(repo_point_load(f->r, "contoso-dev", p->name, &q, &e), 0);
+    struct buf want = BUF_INIT, got = BUF_INIT;
+    expect_table(&want, N, ver);
+    struct table_reader *tr = NULL;
+    assert_int_equal(table_reader_open(f->r, q, "account", &tr, &e), 0);
+    read_all(tr, &got, 4096);
+    table_reader_free(tr);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.data, want.data, want.len);
+    buf_release(&want);
+    buf_release(&got);
+    point_free(q);
+    point_free(p);
+    for (size_t i = 0; i < n; i++)
+        free(chain[i]);
+    free(ver);
+    free(idx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1019,6 +1086,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_check_sizes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_compacts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_commit_merges_deltas, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("unencrypted", tests, NULL, NULL);
     encrypted = true;

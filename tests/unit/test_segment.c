@@ -3,7 +3,9 @@
  * bytes anywhere (trailer, index, frame headers, random frame bytes) and truncations always give
  * -EIO or the exact original entries, never a crash or other bytes; segment_verify catches every
  * flip by hash; attachments kept once (a blob reference in the line, the exact line back from the
- * merge). Run under SANITIZE=address,undefined too. */
+ * merge); the external sort (many runs, cascades between levels, duplicates, input that starts in
+ * key order and stops being so) against a model, and the ordered writer. Run under
+ * SANITIZE=address,undefined too. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -303,6 +305,128 @@ static void test_attachment_once(void **state)
     segment_writer_abort(w);
 }
 
+/* ---- the sorter ---- */
+
+struct model_ent {
+    char key[24];
+    char op;
+    uint64_t version;
+};
+
+static int model_cmp(const void *a, const void *b)
+{
+    const struct model_ent *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : (x->version < y->version ? -1 : x->version > y->version);
+}
+
+struct drain_check {
+    const struct model_ent *want;
+    size_t n, i;
+    bool bad;
+};
+
+static int check_entry(void *ctx, const struct segment_entry *e, struct dverr *err)
+{
+    (void)err;
+    struct drain_check *c = ctx;
+    char line[64];
+    if (c->i >= c->n) {
+        c->bad = true;
+        return -EIO;
+    }
+    const struct model_ent *w = &c->want[c->i++];
+    snprintf(line, sizeof line, "{\"v\":%llu,\"k\":\"%s\"}", (unsigned long long)w->version,
+             w->key);
+    if (e->key_len != strlen(w->key) || memcmp(e->key, w->key, e->key_len) != 0 ||
+        e->op != w->op || e->line_len != strlen(line) || memcmp(e->line, line, e->line_len) != 0)
+        c->bad = true;
+    return 0;
+}
+
+/* n entries over `keys` distinct keys, in key order for the first `ordered_prefix` of them, then
+ * shuffled; sorted with a small budget, drained, and compared with the model (last add wins). */
+static void sort_case(size_t n, size_t keys, size_t ordered_prefix, size_t budget)
+{
+    struct segment_sorter *s = NULL;
+    struct dverr e = {0};
+    struct model_ent *all = calloc(n, sizeof *all);
+    assert_non_null(all);
+    uint64_t rng = 88172645463325252ull;
+    for (size_t i = 0; i < n; i++) {
+        rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+        size_t k = i < ordered_prefix ? i : (size_t)(rng % keys);
+        snprintf(all[i].key, sizeof all[i].key, "key-%09zu", k);
+        all[i].op = "cud"[rng % 3];
+        all[i].version = i;
+    }
+    assert_int_equal(segment_sorter_new(tmpdir, budget, &s, &e), 0);
+    for (size_t i = 0; i < n; i++) {
+        char line[64];
+        snprintf(line, sizeof line, "{\"v\":%llu,\"k\":\"%s\"}",
+                 (unsigned long long)all[i].version, all[i].key);
+        assert_int_equal(segment_sorter_add(s, all[i].op, all[i].key, strlen(all[i].key), line,
+                                            strlen(line), &e), 0);
+    }
+    assert_int_equal(segment_sorter_count(s), n);
+    /* the model: sort by (key, version), keep the last of each key */
+    qsort(all, n, sizeof *all, model_cmp);
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++)
+        if (i + 1 == n || strcmp(all[i].key, all[i + 1].key) != 0)
+            all[o++] = all[i];
+    struct drain_check c = {all, o, 0, false};
+    assert_int_equal(segment_sorter_drain(s, check_entry, &c, &e), 0);
+    assert_false(c.bad);
+    assert_int_equal(c.i, o);
+    segment_sorter_free(s);
+    free(all);
+}
+
+static void test_sorter(void **state)
+{
+    (void)state;
+    sort_case(0, 1, 0, 4096);                  /* nothing */
+    sort_case(1000, 1000, 1000, 1 << 20);      /* in memory, in order */
+    sort_case(5000, 800, 0, 1 << 20);          /* in memory, duplicates */
+    sort_case(100000, 100000, 100000, 131072); /* ordered: about 70 runs, never merged */
+    sort_case(100000, 40000, 0, 131072);       /* about 70 runs: cascades into level 1 */
+    sort_case(100000, 50000, 60000, 131072);   /* ordered runs, then out of order: merged */
+    sort_case(30000, 50, 0, 65536);            /* few keys, many versions across runs */
+    sort_case(3000, 3000, 0, 4096);            /* a run per entry or two: three levels */
+}
+
+static void test_ordered_writer(void **state)
+{
+    (void)state;
+    struct dverr e = {0};
+    char ids[2][65];
+    for (int ordered = 0; ordered < 2; ordered++) {
+        struct segment_writer *w = NULL;
+        assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
+        if (ordered)
+            segment_writer_set_ordered(w);
+        for (int i = 0; i < 20000; i++) {
+            char k[32], line[64];
+            int j = ordered ? i : (i * 7919) % 20000;
+            snprintf(k, sizeof k, "k%06d", j);
+            snprintf(line, sizeof line, "{\"k\":\"%s\",\"pad\":%d}", k, j * 3);
+            assert_int_equal(segment_writer_add(w, SEG_CREATE, k, strlen(k), line, strlen(line),
+                                                &e), 0);
+        }
+        assert_int_equal(segment_writer_finish(w, ids[ordered], &e), 0);
+    }
+    /* the same entries give the same object either way */
+    assert_string_equal(ids[0], ids[1]);
+    struct segment_writer *w = NULL;
+    assert_int_equal(segment_writer_new_in(store, NULL, tmpdir, &w, &e), 0);
+    segment_writer_set_ordered(w);
+    assert_int_equal(segment_writer_add(w, SEG_CREATE, "b", 1, "{}", 2, &e), 0);
+    assert_int_equal(segment_writer_add(w, SEG_CREATE, "a", 1, "{}", 2, &e), -EINVAL);
+    assert_int_equal(segment_writer_add(w, SEG_CREATE, "b", 1, "{}", 2, &e), -EINVAL);
+    segment_writer_abort(w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -310,6 +434,8 @@ int main(void)
         cmocka_unit_test(test_changes_line_size),
         cmocka_unit_test(test_damage),
         cmocka_unit_test(test_attachment_once),
+        cmocka_unit_test(test_sorter),
+        cmocka_unit_test(test_ordered_writer),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Cost growth (issue 15): what a capture pass costs as the org grows. For each size N in SIZES
+# (accounts in contoso-prod: dvsim --records N gives N accounts, 2N contacts and the demo tables),
+# one full capture, then CHURN_PASSES passes after about CHURN changed records each (dvsim
+# /_sim/churn at CHURN / records of every user table), each timed with its peak RSS
+# (/usr/bin/time). Prints per size:
+#   BENCH scale_full_s_<N>       full capture's wall time
+#   BENCH scale_full_rss_<N>     its peak RSS (MB)
+#   BENCH scale_inc_s_<N>        the median of the passes after ~CHURN changed records
+#   BENCH scale_inc_rss_<N>      its peak RSS (MB)
+# then the ratios between the largest and the smallest size (goal: within 1.5x; full capture RSS
+# at most 256 MB, the pass at the largest size at most 1 s and 64 MB).
+# Then idle points (manifests that share what did not change): an org of 1000 accounts given
+# BENCH_SCALE_NOTES (20000) more notes with attachments of 1-4 KB (written through $batch), one
+# full capture, then BENCH_SCALE_IDLE (100) passes with nothing changed:
+#   BENCH scale_idle_bytes       what those points add to the repository (objects and manifests;
+#                                goal: at most 1 MB in all)
+#   BENCH scale_idle_manifest    the size of one idle point's manifest
+# Then a large table's first full read (parallel key ranges): the accounts of the largest size in
+# SIZES (tables_include = account), dvsim answering every request 50 ms late, at max_concurrency
+# 8 and at 1 (one stream):
+#   BENCH scale_first_read_s_c8, scale_first_read_s_c1, scale_first_read_speedup (goal >= 5)
+# Knobs: BENCH_SCALE_SIZES (default "100000 1000000"; BENCH_LONG=1 adds 3333334: 10M rows in
+# accounts and contacts, seeded in about 4 min, 18 GB of dvsim database; the first capture takes
+# about 12 min), BENCH_SCALE_CHURN (600),
+# BENCH_SCALE_PASSES (5), BENCH_SCALE_KEEP_DB=DIR (keep dvsim databases there between runs: a
+# seeded database is reused, churn and all).
+. "$(dirname "$0")/../lib.sh"
+PARTS=" ${BENCH_SCALE_PARTS:-growth idle ranges} "
+part() { [[ $PARTS == *" $1 "* ]]; }
+SIZES=${BENCH_SCALE_SIZES:-100000 1000000${BENCH_LONG:+ 3333334}}
+CHURN=${BENCH_SCALE_CHURN:-600}
+PASSES=${BENCH_SCALE_PASSES:-5}
+ENV=contoso-prod
+bench() { echo "BENCH $*"; }
+# timed NAME CMD...: runs CMD under /usr/bin/time; sets TIMED_S (wall seconds) and TIMED_MB (peak RSS)
+timed() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$T/$name.time" "$@" >"$T/$name.out" 2>&1 || { tail -5 "$T/$name.out"; exit 1; }
+  read -r TIMED_S kb <"$T/$name.time"
+  TIMED_MB=$(( kb / 1024 ))
+}
+median() { tr ' ' '\n' | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+
+first=""; last=""
+part growth || SIZES=""
+for N in $SIZES; do
+  db="$T/dvsim-$N.db"
+  [ -n "${BENCH_SCALE_KEEP_DB:-}" ] && mkdir -p "$BENCH_SCALE_KEEP_DB" && db="$BENCH_SCALE_KEEP_DB/dvsim-$N.db"
+  rm -rf "$T/repo" "$T/cache"
+  DVSIM_START_TIMEOUT=7200 start_dvsim --seed demo --records "$N" --db "$db"
+  write_config
+  dvsnap init >/dev/null
+  timed full "$DVSNAP" --config "$T/config" capture --env "$ENV"
+  full_s=$TIMED_S; full_mb=$TIMED_MB
+  records=$(dvsnap points "$ENV" latest | jq .records)
+  bench "scale_full_s_$N" "$full_s" s "$records records"
+  bench "scale_full_rss_$N" "$full_mb" MB "peak RSS of the full capture"
+  fraction=$(awk -v c="$CHURN" -v r="$records" 'BEGIN {printf "%.8f", c / r}')
+  times=""; rss=""
+  for i in $(seq 1 "$PASSES"); do
+    changed=$(sim_churn "$ENV" "$fraction" "$((N + i))" | jq '.updated + .created + .deleted')
+    timed "inc$i" "$DVSNAP" --config "$T/config" capture --env "$ENV"
+    note "N=$N pass $i: $changed changed records, $TIMED_S s, $TIMED_MB MB"
+    times="$times $TIMED_S"; rss="$rss $TIMED_MB"
+  done
+  inc_s=$(echo $times | median); inc_mb=$(echo $rss | median)
+  bench "scale_inc_s_$N" "$inc_s" s "median of $PASSES passes after ~$CHURN changed records"
+  bench "scale_inc_rss_$N" "$inc_mb" MB "peak RSS of that pass"
+  eval "full_s_$N=$full_s full_mb_$N=$full_mb inc_s_$N=$inc_s inc_mb_$N=$inc_mb"
+  [ -n "$first" ] || first=$N
+  last=$N
+  kill "$DVSIM_PID" 2>/dev/null; wait "$DVSIM_PID" 2>/dev/null
+  [ -n "${BENCH_SCALE_KEEP_DB:-}" ] || rm -f "$db"
+done
+if [ "$first" != "$last" ]; then
+  r() { echo "scale=2; $1 / $2" | bc; }
+  eval "a=\$inc_s_$last b=\$inc_s_$first c=\$inc_mb_$last d=\$inc_mb_$first e=\$full_mb_$last f=\$full_mb_$first"
+  bench scale_inc_time_growth "$(r "$a" "$b")" x "pass after ~$CHURN changes, ${last} vs ${first} accounts (goal <= 1.5)"
+  bench scale_inc_rss_growth "$(r "$c" "$d")" x "its peak RSS, ${last} vs ${first} (goal <= 1.5)"
+  bench scale_full_rss_growth "$(r "$e" "$f")" x "full capture peak RSS, ${last} vs ${first} (goal <= 1.5, <= 256 MB)"
+fi
+
+part idle && {
+NOTES=${BENCH_SCALE_NOTES:-20000}
+IDLE=${BENCH_SCALE_IDLE:-100}
+rm -rf "$T/repo" "$T/cache"
+start_dvsim --seed demo --records 1000 --db "$T/dvsim-idle.db"
+write_config
+dvsnap init >/dev/null
+API="$DVSIM_URL/org/$ENV/api/data/v9.2"
+TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
+  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
+  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+python3 - "$API" "$TOK" "$NOTES" <<'PY' || exit 1
+import base64, http.client, os, random, sys, urllib.parse
+api, tok, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+u = urllib.parse.urlsplit(api)
+conn = http.client.HTTPConnection(u.hostname, u.port, timeout=300)
+rnd = random.Random(15)
+for start in range(0, n, 1000):
+    parts = []
+    for i in range(start, min(n, start + 1000)):
+        body = base64.b64encode(rnd.randbytes(rnd.randint(1024, 4096))).decode()
+        rec = '{"subject":"bench note %d","filename":"note-%d.bin","mimetype":"application/octet-stream","isdocument":true,"documentbody":"%s"}' % (i, i, body)
+        parts.append('--batch_AAA\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n'
+                     'POST %s/annotations HTTP/1.1\r\nContent-Type: application/json; type=entry\r\n\r\n%s\r\n' % (u.path, rec))
+    data = (''.join(parts) + '--batch_AAA--\r\n').encode()
+    conn.request('POST', u.path + '/$batch', body=data, headers={'Authorization': 'Bearer ' + tok,
+                 'Content-Type': 'multipart/mixed; boundary=batch_AAA', 'Prefer': 'odata.continue-on-error'})
+    r = conn.getresponse(); r.read()
+    if r.status >= 300:
+        sys.exit('batch failed: %d' % r.status)
+PY
+dvsnap capture --env "$ENV" >/dev/null || exit 1
+files=$(manifest "$ENV" latest | jq '.files | length')
+repo_bytes() { du -sb --exclude=catalog.db\* --exclude=tmp --exclude=locks "$T/repo" | cut -f1; }
+b0=$(repo_bytes)
+t0=$(date +%s%N)
+for i in $(seq 1 "$IDLE"); do
+  dvsnap capture --env "$ENV" >/dev/null || exit 1
+done
+t1=$(date +%s%N)
+b1=$(repo_bytes)
+m=$(ls "$T/repo/points/$ENV/"*.json | tail -1)
+bench scale_idle_bytes $(( b1 - b0 )) bytes "$IDLE idle points of an org with $files files (goal <= 1048576)"
+bench scale_idle_manifest "$(stat -c %s "$m")" bytes "one idle point's manifest"
+bench scale_idle_pass_ms $(( (t1 - t0) / 1000000 / IDLE )) ms "mean idle pass"
+}
+
+part ranges && {
+N=${BENCH_SCALE_RANGE_SIZE:-${last:-1000000}}
+db="$T/dvsim-$N.db"
+[ -n "${BENCH_SCALE_KEEP_DB:-}" ] && mkdir -p "$BENCH_SCALE_KEEP_DB" && db="$BENCH_SCALE_KEEP_DB/dvsim-$N.db"
+DVSIM_START_TIMEOUT=7200 start_dvsim --seed demo --records "$N" --db "$db"
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":50}' >/dev/null
+for c in 8 1; do
+  rm -rf "$T/repo" "$T/cache"
+  write_config "tables_include = account" "max_concurrency = $c"
+  dvsnap init >/dev/null
+  timed "first$c" "$DVSNAP" --config "$T/config" capture --env "$ENV"
+  eval "first_s_$c=$TIMED_S first_mb_$c=$TIMED_MB"
+  bench "scale_first_read_s_c$c" "$TIMED_S" s "first full read of $N accounts, 50 ms a request, max_concurrency $c (peak RSS $TIMED_MB MB)"
+done
+bench scale_first_read_speedup "$(echo "scale=2; $first_s_1 / $first_s_8" | bc)" x "max_concurrency 8 against one stream (goal >= 5)"
+kill "$DVSIM_PID" 2>/dev/null; wait "$DVSIM_PID" 2>/dev/null
+}
