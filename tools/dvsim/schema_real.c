@@ -214,12 +214,13 @@ static int make_table(struct table_def *t, enum kind k, int otc)
         char num[16] = "";
         if (f >= N(attr_stems))
             snprintf(num, sizeof num, "%zu", f / N(attr_stems) + 1);
-        char *name = malloc(strlen(prefix) + strlen(attr_stems[s]) + strlen(num) + 1);
+        size_t len = strlen(prefix) + strlen(attr_stems[s]) + strlen(num) + 1;
+        char *name = malloc(len);
         if (!name) {
             free(c);
             return -ENOMEM;
         }
-        sprintf(name, "%s%s%s", prefix, attr_stems[s], num);
+        snprintf(name, len, "%s%s%s", prefix, attr_stems[s], num);
         enum col_type ty = filler_types[s];
         c[n++] = (struct col_def){name, ty, COLF_RW, NULL, ty == COL_BOOLEAN ? dvschema_bool_options : NULL};
     }
@@ -270,12 +271,13 @@ int dvschema_real_build(void)
              * over the whole list */
             size_t s = ((size_t)j * 7 + p * 13) % N(stems);
             const char *v = variants[((size_t)j / N(stems)) % N(variants)];
-            char *name = malloc(strlen(prefixes[p].prefix) + strlen(stems[s]) + strlen(v) + 1);
+            size_t len = strlen(prefixes[p].prefix) + strlen(stems[s]) + strlen(v) + 1;
+            char *name = malloc(len);
             if (!name) {
                 rc = -ENOMEM;
                 break;
             }
-            sprintf(name, "%s%s%s", prefixes[p].prefix, stems[s], v);
+            snprintf(name, len, "%s%s%s", prefixes[p].prefix, stems[s], v);
             if (dvschema_table_by_logical(name, strlen(name))) { /* new_project is one of the eighteen */
                 free(name);
                 continue;
