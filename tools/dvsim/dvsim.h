@@ -1,7 +1,8 @@
 /* dvsim: internal interfaces of the local Dataverse simulator (tools/dvsim).
  *
  * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
- * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
+ * (SQLite), schema.c (the static table definitions of every org), schema_real.c (the generated
+ * definitions of --shape real), line.c (flat canonical record
  * lines: scan, render, annotations), seed*.c (the deterministic tenant; listed in seed_int.h),
  * admin.c (token endpoint, BAP routes), webapi*.c (reads, query options, change tracking,
  * metadata), webwrite*.c (writes and the service's rules, privileges, activities and parties,

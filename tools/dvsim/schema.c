@@ -11,7 +11,9 @@
  * Each lookup lists the tables it may point at and the navigation property that binds each one
  * (ownerid: systemuser and team through "ownerid"; customer lookups <col>_account/_contact;
  * regarding regardingobjectid_<table>_<activity>). statecode is valid for update only; each status
- * option names the state it belongs to. Read-only data; thread-safe. */
+ * option names the state it belongs to. The owner, state and common columns are also exported
+ * for the generated definitions of --shape real (schema_real.c), which the lookups by set, by
+ * logical name and by index (dvschema_table_at) also find. Read-only data; thread-safe. */
 #include "tools/dvsim/dvsim.h"
 
 #include <stdio.h>
