@@ -92,6 +92,10 @@ check_eq "the new row is in that partition" device-new \
 check_eq "a delete without the partition finds no row" 404 "$(w -X DELETE "$API/new_sensorreadings($nid)")"
 check_eq "a delete in the partition" 204 "$(w -X DELETE "$API/new_sensorreadings($nid)?partitionId=device-new")"
 
+check_eq "churn refuses a generated table (it changes the eighteen)" 400 "$(curl -s -o /dev/null -w '%{http_code}' \
+  -X POST "$DVSIM_URL/_sim/churn" -d '{"env":"contoso-prod","fraction":0.1,"table":"new_sensorreading"}')"
+check "churn of the eighteen still works" sim_churn contoso-prod 0.01 3
+
 # ---- the small shape is unchanged ----
 kill "$DVSIM_PID"; wait "$DVSIM_PID" 2>/dev/null
 start_dvsim --seed demo --records 100
