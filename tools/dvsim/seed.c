@@ -795,6 +795,7 @@ int dvseed_tenant(struct dvsim *d, struct dverr *err)
     int64_t total = 0;
     for (int e = 0; e < N_ENVS && !rc; e++) {
         g.env = e;
+        g.extra_rows = 0;
         rc = gen_setup(&g, true);
         if (!rc)
             rc = seed_env(&g);
