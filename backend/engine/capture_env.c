@@ -130,11 +130,13 @@ static int add_excluded(struct buf *nc, const struct config *cfg, size_t n)
 }
 
 /* The not_captured entry of a virtual table: its rows live in another system, which a backup of
- * Dataverse does not hold (and whose provider may fail any read): it is never read. */
+ * Dataverse does not hold (and whose provider may fail any read): it is never read. Its "what"
+ * is "virtual table <name>", not "table <name>", which names a table that should have been read
+ * and was not (dvsnap status and the capture's outcome count those). */
 static int add_virtual(struct buf *nc, const struct dv_table *t)
 {
     char what[300], why[300];
-    snprintf(what, sizeof what, "table %s", t->logical_name);
+    snprintf(what, sizeof what, "virtual table %s", t->logical_name);
     snprintf(why, sizeof why, "virtual table: external data (data provider %s); never read",
              t->data_provider_id ? t->data_provider_id : "not named");
     int rc = buf_addstr(nc, "{\"what\":");

@@ -41,7 +41,8 @@ check_eq "the virtual table is not among the point's tables" 0 \
   "$(jq '[.tables[] | select(.name == "new_erporder")] | length' "$T/backup1.json")"
 check_eq "the virtual table is listed as not captured, with why" \
   "virtual table: external data" \
-  "$(jq -r '.not_captured[] | select(.what == "table new_erporder") | .reason' "$T/backup1.json" | cut -d' ' -f1-4 | tr -d '(')"
+  "$(jq -r '.not_captured[] | select(.what == "virtual table new_erporder") | .reason' "$T/backup1.json" | cut -d' ' -f1-4 | tr -d '(')"
+check_eq "and not as a table that failed" 0 "$(jq '[.not_captured[] | select(.what == "table new_erporder")] | length' "$T/backup1.json")"
 check_eq "the virtual table was never read" 0 \
   "$(curl -sf "$DVSIM_URL/_sim/requests?since=$seq0" | jq '[.requests[] | select(.path | test("new_erporders"))] | length')"
 check "the elastic table was captured with its rows" \
@@ -69,7 +70,9 @@ compare 2
 check "the second point saw the elastic changes" \
   test "$(jq '.tables[] | select(.name == "new_sensorreading") | .created + .updated + .deleted' "$T/backup2.json")" -eq 3
 check "the second point is committed with the virtual table listed" \
-  jq -e 'any(.not_captured[]; .what == "table new_erporder")' "$T/backup2.json"
+  jq -e 'any(.not_captured[]; .what == "virtual table new_erporder")' "$T/backup2.json"
+dvsnap status >"$T/status.out" 2>&1
+check_eq "dvsnap status: a point without its virtual table lacks nothing (exit 0)" 0 "$?"
 
 p2=$(jq -r .point "$T/backup2.json")
 
