@@ -8,11 +8,12 @@
  * (one not_captured entry says so). Which tables are read is decided from their definitions: a
  * virtual table (TableType Virtual) holds external data and is never read (a not_captured entry
  * each); an elastic table is read like any other, keyed by its primary id, its rows keeping
- * partitionid (restore writes them back in their partition). A table that failed, or whose definition came incomplete (its
- * relationships could not be read), is kept as of the previous point and listed in not_captured
- * with the reason, next to what dvsnap never captures (apps, flows, ...); a pass where no table
- * could be read, or that was cancelled or ran out of memory, commits nothing. Otherwise the
- * point (tables, files, not_captured) is committed atomically by the repository.
+ * partitionid (restore writes them back in their partition). A table that failed, or whose
+ * definition came incomplete (its relationships could not be read), is kept as of the previous
+ * point and listed in not_captured with the reason, next to what dvsnap never captures (apps,
+ * flows, ...); a pass where no table could be read, or that was cancelled or ran out of memory,
+ * commits nothing. Otherwise the point (tables, files, not_captured) is committed atomically by
+ * the repository.
  * Threading: the workers take tables from cap->next under cap->lock and report progress under it
  * (capture_int.h); capture_env joins them before it builds the point on the caller's thread.
  * capture_all captures the environments one after the other. */

@@ -62,7 +62,8 @@ static int gen_row(struct gen *g, int table, uint64_t i)
             lb_col(&g->lb, t, col->name, v);
             break;
         case COL_DECIMAL:
-            snprintf(v, sizeof v, "%llu.%02llu", (unsigned long long)(x % 10000), (unsigned long long)((x >> 20) % 100));
+            snprintf(v, sizeof v, "%llu.%02llu", (unsigned long long)(x % 10000),
+                     (unsigned long long)((x >> 20) % 100));
             lb_col(&g->lb, t, col->name, v);
             break;
         case COL_BOOLEAN:
