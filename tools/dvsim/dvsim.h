@@ -298,6 +298,8 @@ struct dvsim {
     bool real_shape;          /* --shape real: dvschema_extra is listed and seeded, notes follow
                                * the real proportions (seed_files.c) */
     int64_t elastic_rows;     /* --elastic-rows: rows of the elastic table in contoso-prod */
+    int64_t notes;            /* --notes: notes in contoso-prod (--shape real; default --records/2) */
+    int64_t attachment_max;   /* --attachment-max-bytes: the largest attachment of those notes (0: none) */
     int token_lifetime_s;
     int port;
     char base_url[256];       /* http://127.0.0.1:PORT, or --public-url */

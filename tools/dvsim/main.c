@@ -31,6 +31,9 @@ static void usage(FILE *f)
           "                              elastic tables, most tables empty, notes per two accounts)\n"
           "  --elastic-rows N            rows of the elastic table in contoso-prod (--shape real;\n"
           "                              default: --records)\n"
+          "  --notes N                   notes in contoso-prod (--shape real; default: --records / 2)\n"
+          "  --attachment-max-bytes N    the largest of their attachments (--shape real; default 5 MB):\n"
+          "                              a larger one is drawn again between N/2 and N\n"
           "  --client-id ID              the only accepted client id (default: any)\n"
           "  --client-secret-file FILE   the client secret (file mode 0600); default: any secret\n"
           "  --token-lifetime S          access token lifetime in seconds (default 3599)\n"
@@ -99,6 +102,7 @@ int main(int argc, char **argv)
     d.seed = 1;
     d.records = 1000;
     d.elastic_rows = -1;
+    d.notes = -1;
     d.token_lifetime_s = 3599;
     d.faults.delta_token_lifetime_s = 7 * 86400;
     d.faults.max_requests = 6000;
@@ -174,6 +178,12 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--elastic-rows")) {
             rc = parse_long(v, 0, 100000000, &n);
             d.elastic_rows = n;
+        } else if (!strcmp(a, "--notes")) {
+            rc = parse_long(v, 0, 100000000, &n);
+            d.notes = n;
+        } else if (!strcmp(a, "--attachment-max-bytes")) {
+            rc = parse_long(v, 1, 64LL << 20, &n);
+            d.attachment_max = n;
         } else if (!strcmp(a, "--token-lifetime")) {
             rc = parse_long(v, 1, 1LL << 30, &n);
             d.token_lifetime_s = (int)n;
@@ -214,6 +224,8 @@ int main(int argc, char **argv)
         log_warn("dvsim: no --client-secret-file: any client secret is accepted");
     if (d.elastic_rows < 0)
         d.elastic_rows = d.records;
+    if (d.notes < 0)
+        d.notes = d.records / 2;
     if (d.real_shape && (rc = dvschema_real_build()) != 0) {
         fprintf(stderr, "dvsim: cannot build the real shape's definitions: %s\n", strerror(-rc));
         return 1;

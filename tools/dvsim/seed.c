@@ -647,8 +647,8 @@ static int gen_setup(struct gen *g, bool plan_activities)
     int64_t small = a < 1000 ? a : 1000;
     g->counts[T_OPPORTUNITY] = small / 2;
     g->counts[T_INCIDENT] = small / 2;
-    /* the real shape's org has one note per two accounts (seed_files.c) */
-    g->counts[T_ANNOTATION] = g->d->real_shape && g->env == 0 ? a / 2 : small / 15 + 8;
+    /* the real shape's org has one note per two accounts unless --notes says (seed_files.c) */
+    g->counts[T_ANNOTATION] = g->d->real_shape && g->env == 0 ? g->d->notes : small / 15 + 8;
     g->counts[T_PROJECT] = small / 25 + 6;
     g->counts[T_PROJECT_CONTACT] = small / 12 + 4;
     g->counts[T_AUDIT] = small / 5;
@@ -766,8 +766,10 @@ static void gen_release(struct gen *g)
 void dvseed_marker(const struct dvsim *d, char *out, size_t n)
 {
     if (d->real_shape)
-        snprintf(out, n, "%s:%llu/%lld/real/%lld", DVSIM_TENANT_VERSION, (unsigned long long)d->seed,
-                 (long long)d->records, (long long)d->elastic_rows);
+        snprintf(out, n, d->notes == d->records / 2 && !d->attachment_max ? "%s:%llu/%lld/real/%lld"
+                                                                           : "%s:%llu/%lld/real/%lld/%lld/%lld",
+                 DVSIM_TENANT_VERSION, (unsigned long long)d->seed, (long long)d->records,
+                 (long long)d->elastic_rows, (long long)d->notes, (long long)d->attachment_max);
     else
         snprintf(out, n, "%s:%llu/%lld", DVSIM_TENANT_VERSION, (unsigned long long)d->seed, (long long)d->records);
 }

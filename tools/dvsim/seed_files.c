@@ -1,7 +1,8 @@
 /* seed_files: the bytes of the sample tenant (seed_int.h): note attachments (annotation
  * documentbody, Base64 of 17 bytes to 300 KB of believable content behind the right magic
  * numbers, names with spaces, Unicode and a '/'; in the --shape real org contoso-prod, one note
- * per two accounts, three in five with an attachment of 1 KB to 5 MB, most of them small), new_project's file column (one of more than a
+ * per two accounts or --notes, three in five with an attachment of 1 KB to 5 MB, most of them
+ * small, or at most --attachment-max-bytes), new_project's file column (one of more than a
  * 4 MiB chunk in contoso-prod) and contact images (2-8 KB, one in ten 20-100 KB; the thumbnail
  * derived from the full image: dvsim_image_thumbnail). Single-threaded (see seed_int.h). */
 #include "tools/dvsim/seed_int.h"
@@ -34,15 +35,21 @@ static const struct attach_kind attach_kinds[] = {
 };
 static const size_t attach_sizes[] = {17, 1024, 4000, 65536, 300000, 2500, 123};
 
-/* An attachment of the real shape: 70% of 1-16 KB, 25% of 16-512 KB, 5% of 512 KB-5 MB. */
-static size_t real_note_size(uint64_t h)
+/* An attachment of the real shape: 70% of 1-16 KB, 25% of 16-512 KB, 5% of 512 KB-5 MB; with
+ * --attachment-max-bytes M, one larger than M is drawn again between M/2 and M. */
+static size_t real_note_size(uint64_t h, int64_t max)
 {
     uint64_t r = h % 100, x = h >> 16;
+    size_t size;
     if (r < 70)
-        return 1024 + (size_t)(x % (15 * 1024));
-    if (r < 95)
-        return 16 * 1024 + (size_t)(x % (496 * 1024));
-    return 512 * 1024 + (size_t)(x % (4608 * 1024));
+        size = 1024 + (size_t)(x % (15 * 1024));
+    else if (r < 95)
+        size = 16 * 1024 + (size_t)(x % (496 * 1024));
+    else
+        size = 512 * 1024 + (size_t)(x % (4608 * 1024));
+    if (max > 0 && size > (size_t)max)
+        size = (size_t)max - (size_t)(x % ((uint64_t)max / 2 + 1));
+    return size;
 }
 
 static void fake_bytes(uint64_t h, const char *mime, size_t n, struct buf *out)
@@ -155,7 +162,7 @@ int seed_gen_annotation(struct gen *g, uint64_t i)
         lb_col(&g->lb, t, "isdocument", "false");
     } else {
         const struct attach_kind *k = &attach_kinds[i % NA(attach_kinds)];
-        size_t size = real ? real_note_size(seed_hash(g, T_ANNOTATION, i, 8))
+        size_t size = real ? real_note_size(seed_hash(g, T_ANNOTATION, i, 8), g->d->attachment_max)
                            : attach_sizes[(i / NA(attach_kinds)) % NA(attach_sizes)] + (size_t)(h % 97);
         fake_bytes(h, k->mime, size, &g->tmp);
         struct buf b64 = BUF_INIT;
