@@ -96,6 +96,18 @@ check_eq "churn refuses a generated table (it changes the eighteen)" 400 "$(curl
   -X POST "$DVSIM_URL/_sim/churn" -d '{"env":"contoso-prod","fraction":0.1,"table":"new_sensorreading"}')"
 check "churn of the eighteen still works" sim_churn contoso-prod 0.01 3
 
+# ---- --notes and --attachment-max-bytes (benchmarks: many small attachments) ----
+kill "$DVSIM_PID"; wait "$DVSIM_PID" 2>/dev/null
+start_dvsim --seed demo --shape real --records 400 --elastic-rows 250 --notes 300 --attachment-max-bytes 2048
+TOK=$(token contoso-prod)
+API="$DVSIM_URL/org/contoso-prod/api/data/v9.2"
+check_eq "notes answer (the database reseeded for --notes)" 200 \
+  "$(get -H 'Prefer: odata.maxpagesize=5000' "$API/annotations?\$select=filesize,isdocument")"
+check_eq "--notes notes" 300 "$(jq '.value | length' "$T/body")"
+read -r docs lo hi <<<"$(jq -r '[.value[] | select(.isdocument) | .filesize] | "\(length) \(min) \(max)"' "$T/body")"
+check "attachments of 1 KB up to --attachment-max-bytes ($docs of 300, $lo to $hi bytes)" \
+  test "$docs" -ge 150 -a "$lo" -ge 1024 -a "$hi" -le 2048
+
 # ---- the small shape is unchanged ----
 kill "$DVSIM_PID"; wait "$DVSIM_PID" 2>/dev/null
 start_dvsim --seed demo --records 100
