@@ -1,8 +1,9 @@
 /* capture_int: what the capture engine's files share. capture.c reads one table (full or delta)
  * against the capture state; capture_files.c handles a table's attachments and file columns;
  * capture_ranges.c reads a table in full (in key ranges side by side when it is large);
+ * capture_meta.c gets the table definitions (from the repository and what changed since);
  * capture_env.c drives one environment (the table list, the worker threads, the point). Not part
- * of the contract: only these four files include it.
+ * of the contract: only these five files include it.
  *
  * Threading: struct cap is one capture_env call. Its dv, repo, env, opts, prev and jobs are set
  * before the workers start and only read while they run; the fields marked "cap->lock" are read
@@ -138,6 +139,8 @@ struct cap {
     struct table_job *jobs;
     size_t n_jobs;
     _Atomic uint64_t blobs_written;
+    char *metadata_stamp;           /* the definitions' version this pass read (capture_meta.c),
+                                     * or NULL; set before the workers start */
 };
 
 static inline bool cancelled(const struct cap *cap)
@@ -153,6 +156,17 @@ static inline char *xstrdup(const char *s)
 /* ---- capture_env.c ---- */
 /* The progress callback with the pass's counts; the caller holds cap->lock. */
 void capture_progress_locked(struct cap *cap, const char *table);
+
+/* ---- capture_meta.c: the table definitions ---- */
+/* The environment's tables for this pass (dv_tables_list's list, linked), from the previous
+ * point's definitions and what changed since; sets cap->metadata_stamp. */
+int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_table **tables,
+                        size_t *n, struct dverr *err);
+/* Once the jobs have run (before their results move into p): p->definitions (the index of
+ * tables, with the schema documents of the jobs that read well) and p->metadata_stamp; nothing
+ * when the pass has no stamp. */
+int capture_definitions_index(struct cap *cap, const struct dv_table *tables, size_t n,
+                              struct point *p, struct dverr *err);
 
 /* ---- capture_ranges.c: a full read ---- */
 /* Every record of the table into j->sorter (one stream, or key ranges side by side); the

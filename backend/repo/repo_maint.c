@@ -136,6 +136,8 @@ static int point_refs(const struct point *p, struct idset *s)
     }
     for (size_t i = 0; i < p->n_files && !rc; i++)
         rc = idset_add(s, p->files[i].blob);
+    if (!rc) /* the table definitions index (capture_meta.c) */
+        rc = idset_add(s, p->definitions);
     if (!rc) /* format 2: the shared tables and files documents (manifest.h) */
         rc = idset_add(s, p->tables_object);
     if (!rc)

@@ -3,6 +3,7 @@
  *
  *   GET /                          service document
  *   GET /EntityDefinitions...      metadata (webapi_meta.c)
+ *   GET /RetrieveMetadataChanges(...)  what changed in it (webapi_metachanges.c)
  *   GET /<set>?$select&$filter&$orderby&$top   Prefer: odata.maxpagesize (<= 5000),
  *       odata.include-annotations, odata.track-changes; $skiptoken in @odata.nextLink;
  *       $deltatoken in @odata.deltaLink (upserts by version, then $deletedEntity rows)
@@ -510,6 +511,10 @@ void webapi_route(struct req *r, const char *rest)
         return;
     }
     const char *message = strncmp(rest, "Microsoft.Dynamics.CRM.", 23) == 0 ? rest + 23 : rest;
+    if (strncmp(message, "RetrieveMetadataChanges(", 24) == 0 && get) {
+        webapi_metadata_changes(r, message + 23);
+        return;
+    }
     if (!strcmp(message, "WhoAmI") || !strcmp(message, "WhoAmI()")) {
         webwrite_whoami(r);
         return;
