@@ -318,7 +318,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     p->tables = calloc(cap.n_jobs ? cap.n_jobs : 1, sizeof *p->tables);
     if (!p->tables)
         goto nomem;
-    if ((rc = capture_definitions_index(&cap, tables, n_tables, p, err)))
+    if ((rc = capture_definitions_index(&cap, cfg, tables, n_tables, p, err)))
         goto out;
     struct buf nc = BUF_INIT;
     buf_addch(&nc, '[');

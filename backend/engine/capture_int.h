@@ -163,10 +163,11 @@ void capture_progress_locked(struct cap *cap, const char *table);
 int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_table **tables,
                         size_t *n, struct dverr *err);
 /* Once the jobs have run (before their results move into p): p->definitions (the index of
- * tables, with the schema documents of the jobs that read well) and p->metadata_stamp; nothing
- * when the pass has no stamp. */
-int capture_definitions_index(struct cap *cap, const struct dv_table *tables, size_t n,
-                              struct point *p, struct dverr *err);
+ * tables, with the schema documents of the jobs that read well, the definitions of the other
+ * captured tables inline) and p->metadata_stamp; nothing when the pass has no stamp. */
+int capture_definitions_index(struct cap *cap, const struct config *cfg,
+                              const struct dv_table *tables, size_t n, struct point *p,
+                              struct dverr *err);
 
 /* ---- capture_ranges.c: a full read ---- */
 /* Every record of the table into j->sorter (one stream, or key ranges side by side); the

@@ -4,12 +4,15 @@
  * A point keeps, next to its tables, the service's version of the definitions it was taken with
  * (point.metadata_stamp: a RetrieveMetadataChanges ServerVersionStamp) and an index of every
  * table the environment defined (point.definitions, a blob):
- *   {"tables":[{"name","set","pk","id":MetadataId|null,"schema":blob id|null}]}, by name,
- * where "schema" is the table's schema document in that point (null when the point has none: a
- * table left out by the configuration, or one that could not be read). The next pass asks the
+ *   {"tables":[{"name","set","pk","id":MetadataId|null,"schema":blob id|null[,"definition":{..}]}]},
+ * by name, where "schema" is the table's schema document in that point (null when the point has
+ * none: a table left out by the configuration, or one that was not read this time), and
+ * "definition" the schema document itself for a captured table that was not read (it failed, or
+ * the capture never reads such a table), so its definition is not asked for again either. The next pass asks the
  * service what changed since the stamp (one request; dv_metadata_changes) and builds its table
  * list from the index: the schema documents of the tables it captures (parsed back with
- * dv_table_from_schema), the name, entity set and key of the others, and a fresh read
+ * dv_table_from_schema, or the inline definition), the name, entity set and key of the others,
+ * and a fresh read
  * (dv_table_get, one request each) of the tables the answer names as added or changed, of those
  * whose table, column or relationship ids it lists as deleted (a table no longer defined drops
  * out), and of captured tables without a document. Every definition is read again
@@ -100,18 +103,16 @@ static int read_all(struct cap *cap, struct dv_table **tables, size_t *n, char *
     return dv_tables_list(cap->dv, cap->env, tables, n, err);
 }
 
-/* The previous point's index, parsed (NULL when it has none). */
-static int load_index(struct cap *cap, struct json_doc **doc, struct dverr *err)
+/* The previous point's index into text, parsed (the nodes' raw text points into text). */
+static int load_index(struct cap *cap, struct buf *text, struct json_doc **doc, struct dverr *err)
 {
-    struct buf b = BUF_INIT;
     *doc = NULL;
-    int rc = repo_blob_get(cap->repo, cap->prev->definitions, &b, err);
+    int rc = repo_blob_get(cap->repo, cap->prev->definitions, text, err);
     if (!rc)
-        rc = json_parse(b.data, b.len, NULL, doc, err);
+        rc = json_parse(text->data, text->len, NULL, doc, err);
     const struct json_node *t = rc ? NULL : json_get(json_root(*doc), "tables");
     if (!rc && (!t || t->type != JSON_ARRAY))
         rc = dverr_set(err, -EIO, "the definitions index has no \"tables\" array");
-    buf_release(&b);
     return rc;
 }
 
@@ -136,6 +137,9 @@ static int read_changes(struct cap *cap, const struct config *cfg,
         const char *name = json_get_str(e, "name"), *set = json_get_str(e, "set"),
                    *pk = json_get_str(e, "pk"), *id = json_get_str(e, "id"),
                    *schema = json_get_str(e, "schema");
+        const struct json_node *inline_def = json_get(e, "definition");
+        if (inline_def && inline_def->type != JSON_OBJECT)
+            inline_def = NULL;
         if (!name || !set || in_list(fetch, n_fetch, name))
             continue;
         if (id && names_deleted_id(id, strlen(id), ch)) {
@@ -149,13 +153,16 @@ static int read_changes(struct cap *cap, const struct config *cfg,
                 rc = -ENOMEM;
             continue;
         }
-        if (!schema) {
+        if (!schema && !inline_def) {
             fetch[n_fetch++] = (char *)name;
             continue;
         }
         buf_reset(&doc);
         struct dverr e2 = {0};
-        if ((rc = repo_blob_get(cap->repo, schema, &doc, &e2))) {
+        if (!schema) {
+            if ((rc = buf_add(&doc, inline_def->raw, inline_def->raw_len)))
+                break;
+        } else if ((rc = repo_blob_get(cap->repo, schema, &doc, &e2))) {
             if (rc == -ENOMEM || rc == -ECANCELED)
                 break;
             rc = dverr_set(err, 1, "the schema document of %s could not be read: %s", name,
@@ -222,6 +229,7 @@ int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_tab
 {
     struct dv_metadata_changes ch = {0};
     struct json_doc *index = NULL;
+    struct buf index_text = BUF_INIT;
     struct table_list list = {0};
     struct dverr why = {0};
     int rc = 0;
@@ -232,7 +240,7 @@ int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_tab
         dverr_set(&why, 1, "the last point has no version of them");
         goto full;
     }
-    if ((rc = load_index(cap, &index, &why))) {
+    if ((rc = load_index(cap, &index_text, &index, &why))) {
         if (rc == -ENOMEM || rc == -ECANCELED)
             goto out;
         goto full;
@@ -274,6 +282,7 @@ out:
     free(list.v);
     dv_metadata_changes_release(&ch);
     json_doc_free(index);
+    buf_release(&index_text);
     return rc;
 }
 
@@ -285,8 +294,9 @@ static int add_member(struct buf *b, const char *key, const char *v, bool comma)
     return rc;
 }
 
-int capture_definitions_index(struct cap *cap, const struct dv_table *tables, size_t n,
-                              struct point *p, struct dverr *err)
+int capture_definitions_index(struct cap *cap, const struct config *cfg,
+                              const struct dv_table *tables, size_t n, struct point *p,
+                              struct dverr *err)
 {
     struct buf b = BUF_INIT;
     char id[65];
@@ -313,6 +323,8 @@ int capture_definitions_index(struct cap *cap, const struct dv_table *tables, si
             rc = add_member(&b, "id", t->metadata_id, true);
         if (!rc)
             rc = add_member(&b, "schema", schema, true);
+        if (!rc && !schema && t->schema_json && !t->definition_error && selected(cfg, t->logical_name))
+            rc = buf_printf(&b, ",\"definition\":%s", t->schema_json);
         if (!rc)
             rc = buf_addch(&b, '}');
     }
