@@ -26,6 +26,8 @@
 # changed); from dvsim's request log:
 #   BENCH scale_meta_tables, scale_meta_tracked  tables listed and change-tracked tables captured
 #   BENCH scale_meta_idle_requests, _bytes      the idle pass's Web API requests and bytes downloaded
+#   BENCH scale_meta_idle_tracked_requests      of which delta reads of change-tracked tables (the
+#                                               untracked ones are read whole every pass)
 #   BENCH scale_meta_idle_meta_requests, _bytes  of which metadata (RetrieveMetadataChanges)
 #   BENCH scale_meta_full_meta_bytes            the full pass's metadata bytes (the version, whose
 #                                               answer lists every table, then the narrowed
@@ -187,6 +189,8 @@ dvsnap capture --env "$ENV" >"$T/meta-idle.out" 2>&1
 [ $? -le 5 ] || { tail -5 "$T/meta-idle.out"; exit 1; }
 read -r idle_req idle_bytes <<<"$(usage "$s1" 'true')"
 read -r idle_meta_req idle_meta_bytes <<<"$(usage "$s1" 'startswith("RetrieveMetadataChanges(") or startswith("EntityDefinitions")')"
+sets=$(jq -c '[.tables[] | select(.delta_link) | .entity_set]' <<<"$m")
+read -r idle_tracked_req idle_tracked_bytes <<<"$(usage "$s1" ". as \$p | $sets | index(\$p) != null")"
 TOK=$(token "$ENV")
 tables=$(curl -sf -H "Authorization: Bearer $TOK" "$DVSIM_URL${API}EntityDefinitions?\$select=LogicalName" | jq '.value | length')
 unnarrowed=$(curl -sf -H "Authorization: Bearer $TOK" \
@@ -196,6 +200,7 @@ bench scale_meta_tables "$tables" tables "$what: tables listed ($captured captur
 bench scale_meta_tracked "$tracked" tables "$what: change-tracked tables captured"
 bench scale_meta_idle_requests "$idle_req" requests "$what: an idle pass, Web API requests"
 bench scale_meta_idle_bytes "$idle_bytes" bytes "$what: an idle pass, bytes downloaded"
+bench scale_meta_idle_tracked_requests "$idle_tracked_req" requests "$what: of which change-tracked tables' delta reads ($idle_tracked_bytes bytes); the rest reads the untracked tables whole"
 bench scale_meta_idle_meta_requests "$idle_meta_req" requests "$what: of which metadata"
 bench scale_meta_idle_meta_bytes "$idle_meta_bytes" bytes "$what: of which metadata"
 bench scale_meta_full_meta_bytes "$full_meta_bytes" bytes "$what: the full pass's metadata ($full_version_bytes for the version, the rest the narrowed definitions)"
