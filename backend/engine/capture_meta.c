@@ -21,7 +21,8 @@
  * document does not parse, or when more than a quarter of the tables changed (one list read is
  * then cheaper). The stamp for a full read is taken first (RetrieveMetadataChanges without a
  * stamp), so a change made during the read is reported again on the next pass; when that call
- * fails the pass goes on without a stamp and the next one reads everything again.
+ * fails, or the changes call failed just before, the pass goes on without a stamp and the next
+ * one reads everything again.
  * Threading: called on capture_env's thread, before the workers start and after they are
  * joined. */
 #include "backend/engine/capture_int.h"
@@ -85,12 +86,17 @@ static bool selected(const struct config *cfg, const char *name)
     return !cfg || config_table_selected(cfg, name);
 }
 
-/* Every definition read again; *stamp (may stay NULL) taken first. */
-static int read_all(struct cap *cap, struct dv_table **tables, size_t *n, char **stamp,
-                    struct dverr *err)
+/* Every definition read again; *stamp (may stay NULL) taken first, unless the changes call has
+ * just failed (no_version: it would most likely fail again, after as many retries). */
+static int read_all(struct cap *cap, bool no_version, struct dv_table **tables, size_t *n,
+                    char **stamp, struct dverr *err)
 {
-    struct dv_metadata_changes now;
+    struct dv_metadata_changes now = {0};
     struct dverr e = {0};
+    if (no_version) {
+        log_warn("%s: the next pass reads every table definition again", cap->env->unique_name);
+        return dv_tables_list(cap->dv, cap->env, tables, n, err);
+    }
     int rc = dv_metadata_changes(cap->dv, cap->env, NULL, &now, &e);
     if (rc == -ECANCELED || rc == -ENOMEM)
         return dverr_set(err, rc, "%s", dverr_msg(&e));
@@ -232,6 +238,7 @@ int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_tab
     struct buf index_text = BUF_INIT;
     struct table_list list = {0};
     struct dverr why = {0};
+    bool changes_failed = false;
     int rc = 0;
     *tables = NULL;
     *n = 0;
@@ -250,6 +257,7 @@ int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_tab
         dverr_set(err, rc, "%s", dverr_msg(&why));
         goto out;
     }
+    changes_failed = rc && rc != -ESTALE;
     if (rc)
         goto full;
     rc = read_changes(cap, cfg, &ch, json_get(json_root(index), "tables"), &list, &why);
@@ -275,7 +283,7 @@ full:
     for (size_t i = 0; i < list.n; i++)
         dv_table_release(&list.v[i]);
     list.n = 0;
-    rc = read_all(cap, tables, n, &cap->metadata_stamp, err);
+    rc = read_all(cap, changes_failed, tables, n, &cap->metadata_stamp, err);
 out:
     for (size_t i = 0; i < list.n; i++)
         dv_table_release(&list.v[i]);

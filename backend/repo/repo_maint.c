@@ -608,6 +608,11 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
                 rc = report(&s, env, name, what, problem);
             }
         }
+        if (!rc && p->definitions) { /* the table definitions index (engine/capture_meta.c) */
+            const char *problem = check_once(&s, p->definitions, false);
+            if (problem)
+                rc = report(&s, env, name, "table definitions index", problem);
+        }
         point_free(p);
     }
     name_list_sort_unique(&s.damaged);

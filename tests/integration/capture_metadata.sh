@@ -5,9 +5,9 @@
 # EntityDefinitions read); a column added in dvsim is picked up by reading that table's
 # definition again (the column is in the new point's schema document); a deleted table is
 # noticed (its definition is gone, the point no longer has it); an expired stamp (epoch change or
-# lifetime) and a point without a stamp (an older repository) fall back to reading every
-# definition, and the capture still equals dvsim. Tables with hostile names, one of which is never
-# read, cost no definition read either.
+# lifetime), a failing RetrieveMetadataChanges and a point without a stamp (an older repository)
+# fall back to reading every definition, and the capture still equals dvsim. Tables with hostile
+# names, one of which is never read, cost no definition read either.
 . "$(dirname "$0")/../lib.sh"
 start_dvsim --seed demo
 write_config
@@ -95,6 +95,25 @@ check "capture with a stamp older than its lifetime" capture
 check_eq "too old: every definition read again" "2 1 0" "$(meta_requests "$s7")"
 curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"metadata_stamp_lifetime_s":7776000}' >/dev/null
 
+# ---- the changes call fails ----
+curl -sf -X POST "$DVSIM_URL/_sim/metadata" -d '{"fail_changes":true}' >/dev/null
+sim_churn "$ENV" 0.02 8 >/dev/null
+s10=$(seq_now)
+check "capture while RetrieveMetadataChanges fails" capture
+read -r rmc list one <<<"$(meta_requests "$s10")"
+check_eq "failed: every definition read in one list, none one by one" "1 0" "$list $one"
+note "RetrieveMetadataChanges asked $rmc times (retries included)"
+check_eq "that point has no stamp (the next pass reads everything again)" null \
+  "$(manifest "$ENV" latest | jq -r .metadata_stamp)"
+check "that point matches dvsim" matches_sim "$ENV"
+curl -sf -X POST "$DVSIM_URL/_sim/metadata" -d '{"fail_changes":false}' >/dev/null
+s11=$(seq_now)
+check "capture once the service answers again" capture
+check_eq "no stamp: the version taken, every definition read" "1 1 0" "$(meta_requests "$s11")"
+s12=$(seq_now)
+check "and the next" capture
+check_eq "one metadata request" "1 0 0" "$(meta_requests "$s12")"
+
 # ---- an older repository: a point without a stamp ----
 other=contoso-dev
 check "capture of another environment" dvsnap capture --env "$other"
@@ -124,7 +143,7 @@ start_dvsim --seed demo --records 50 --hostile-tables
 write_config
 dvsnap init >/dev/null
 capture; check_eq "first capture with hostile tables exits 5 (one table not read)" 5 "$?"
-s10=$(seq_now)
+s13=$(seq_now)
 capture; check_eq "the next one too" 5 "$?"
-check_eq "hostile names and a table never read: still one metadata request" "1 0 0" "$(meta_requests "$s10")"
+check_eq "hostile names and a table never read: still one metadata request" "1 0 0" "$(meta_requests "$s13")"
 finish

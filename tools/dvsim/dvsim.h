@@ -303,6 +303,7 @@ struct dvsim {
     struct throttle_slot slots[THROTTLE_SLOTS];
     uint64_t meta_version;    /* the definitions' version (webapi_metachanges.c), from 1 */
     uint64_t meta_epoch;      /* stamps of another epoch have expired */
+    bool meta_fail;           /* RetrieveMetadataChanges answers 500 (a failing service) */
     struct meta_change *meta_changes;
     size_t n_meta_changes;
     pthread_mutex_t write_lock; /* serialises writers (versions, audits) */

@@ -13,8 +13,9 @@
  *     default) or one that does not parse is refused with the service's ExpiredVersionStamp
  *     error (400, 0x80044352).
  *   POST /_sim/metadata {"env":E,"table":T,"add_column":C} | {"env":E,"table":T,"delete":true} |
- *        {"expire_stamps":true}: add a String column C to table T (logical name), delete T (its
- *        definition disappears; its rows stay readable), or expire every stamp issued so far.
+ *        {"expire_stamps":true} | {"fail_changes":bool}: add a String column C to table T
+ *        (logical name), delete T (its definition disappears; its rows stay readable), expire
+ *        every stamp issued so far, or have RetrieveMetadataChanges answer 500 (or no longer).
  *        The definitions are the same for every org (so env is only checked); answers
  *        {"version":N}. /_sim/reset forgets every change.
  * Stamps are "<version>!<epoch>!<issued, unix seconds>".
@@ -61,6 +62,7 @@ void dvmeta_reset(struct dvsim *d)
     d->n_meta_changes = 0;
     d->meta_version = 1;
     d->meta_epoch++;
+    d->meta_fail = false;
     pthread_mutex_unlock(&d->lock);
 }
 
@@ -158,6 +160,13 @@ void webapi_metadata_changes(struct req *r, const char *rest)
     cJSON *query = q ? cJSON_Parse(q) : NULL;
     struct buf ent = BUF_INIT, att = BUF_INIT, rel = BUF_INIT, ctx = BUF_INIT;
     cJSON *o = NULL;
+    pthread_mutex_lock(&d->lock);
+    bool fail = d->meta_fail;
+    pthread_mutex_unlock(&d->lock);
+    if (fail) {
+        sreply_error(r, 500, "0x80040216", "An unexpected error occurred.");
+        goto out;
+    }
     if (!query || !cJSON_IsObject(query)) {
         sreply_error(r, 400, QUERY_ERR, "RetrieveMetadataChanges: the Query parameter is missing "
                                         "or not an EntityQueryExpression.");
@@ -285,6 +294,7 @@ void dvmeta_sim_route(struct req *r)
     const cJSON *column = cJSON_GetObjectItemCaseSensitive(b, "add_column");
     bool del = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "delete"));
     bool expire = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(b, "expire_stamps"));
+    const cJSON *fail = cJSON_GetObjectItemCaseSensitive(b, "fail_changes");
     const struct table_def *t = cJSON_IsString(table) ? by_name(d, table->valuestring) : NULL;
     bool env_ok = cJSON_IsString(env) &&
                   dvschema_env_index(env->valuestring, strlen(env->valuestring)) >= 0;
@@ -292,16 +302,18 @@ void dvmeta_sim_route(struct req *r)
                   strlen(column->valuestring) < 64 &&
                   strspn(column->valuestring, "abcdefghijklmnopqrstuvwxyz0123456789_") ==
                       strlen(column->valuestring);
-    if (!expire && (!env_ok || !t || (del == col_ok))) {
+    if (!expire && !cJSON_IsBool(fail) && (!env_ok || !t || (del == col_ok))) {
         cJSON_Delete(b);
         sreply_error(r, 400, "dvsim", "body must be {\"env\":E,\"table\":T,\"add_column\":C}, "
                                       "{\"env\":E,\"table\":T,\"delete\":true} or "
-                                      "{\"expire_stamps\":true}");
+                                      "{\"expire_stamps\":true} or {\"fail_changes\":bool}");
         return;
     }
     pthread_mutex_lock(&d->lock);
     if (expire) {
         d->meta_epoch++;
+    } else if (cJSON_IsBool(fail)) {
+        d->meta_fail = cJSON_IsTrue(fail);
     } else {
         struct meta_change *v = realloc(d->meta_changes,
                                         (d->n_meta_changes + 1) * sizeof *v);
