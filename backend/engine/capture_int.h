@@ -164,7 +164,8 @@ int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_tab
                         size_t *n, struct dverr *err);
 /* Once the jobs have run (before their results move into p): p->definitions (the index of
  * tables, with the schema documents of the jobs that read well, the definitions of the other
- * captured tables inline) and p->metadata_stamp; nothing when the pass has no stamp. */
+ * captured tables inline) and p->metadata_stamp; nothing when the pass has no stamp, or when
+ * the index cannot be stored (logged: the next pass reads every definition). */
 int capture_definitions_index(struct cap *cap, const struct config *cfg,
                               const struct dv_table *tables, size_t n, struct point *p,
                               struct dverr *err);

@@ -342,8 +342,18 @@ int capture_definitions_index(struct cap *cap, const struct config *cfg,
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
     }
-    if ((rc = repo_blob_put(cap->repo, b.data, b.len, id, err)))
+    struct dverr pe = {0};
+    if ((rc = repo_blob_put(cap->repo, b.data, b.len, id, &pe))) {
+        if (rc == -ENOMEM || rc == -ECANCELED) {
+            dverr_set(err, rc, "%s", dverr_msg(&pe));
+            goto out;
+        }
+        /* the point stands without it: the next pass reads every definition */
+        log_warn("%s: the table definitions index could not be stored (%s); the next pass "
+                 "reads every definition again", cap->env->unique_name, dverr_msg(&pe));
+        rc = 0;
         goto out;
+    }
     if (!(p->definitions = strdup(id)) || !(p->metadata_stamp = strdup(cap->metadata_stamp)))
         rc = dverr_set(err, -ENOMEM, "out of memory");
 out:
