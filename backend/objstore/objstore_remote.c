@@ -170,6 +170,8 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
         code = -EEXIST;
     else if (st == 408 || st == 504)
         code = -ETIMEDOUT;
+    else if (st == 403)
+        code = -EACCES; /* a refused credential, or a delete the store forbids (object lock) */
     else
         code = -EIO;
     struct buf c = BUF_INIT, m = BUF_INIT;

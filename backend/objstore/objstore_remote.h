@@ -7,7 +7,7 @@
  *   trusted; http_retries, when set, replaces the 3 attempts (and lifts the 20 s bound to the
  *   transport's 10 minutes); http_timeout, when set, replaces the per-request time-out that
  *   otherwise grows with the request's size (remote_timeout_s).
- * - Status mapping (404 -> -ENOENT, 409/412 -> -EEXIST, else -EIO with the server's code and
+ * - Status mapping (404 -> -ENOENT, 409/412 -> -EEXIST, 403 -> -EACCES, else -EIO with the server's code and
  *   message taken from its XML error body, escaped), and a tiny XML scanner for the flat list
  *   responses both services return.
  * - Percent-encoding, base64, HMAC-SHA256 (libcrypto), RFC 1123 dates.
