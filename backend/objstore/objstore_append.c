@@ -33,11 +33,12 @@ static int a_put_if_absent(void *impl, const char *name, const void *data, size_
 static int a_put(void *impl, const char *name, const void *data, size_t len, struct dverr *err)
 {
     struct append_only *a = impl;
-    int rc = a->inner_ops->put_if_absent(a->inner, name, data, len, err);
+    struct dverr e2 = {0};
+    int rc = a->inner_ops->put_if_absent(a->inner, name, data, len, &e2);
     if (rc == -EEXIST)
-        dverr_set(err, rc, "%s exists and the repository is append-only: it is not overwritten",
-                  name);
-    return rc;
+        return dverr_set(err, rc, "%s exists and the repository is append-only: it is not "
+                         "overwritten", name);
+    return rc ? dverr_set(err, rc, "%s", dverr_msg(&e2)) : 0;
 }
 
 static int a_put_file(void *impl, const char *name, const char *local_path, struct dverr *err)

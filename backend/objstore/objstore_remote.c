@@ -189,7 +189,8 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     log_escape(m.data ? m.data : "", em, sizeof em);
     log_escape(name ? name : "", en, sizeof en);
     /* A refused signature or key: say where the credential comes from (never what it is). */
-    const char *hint = st == 403 && r->cred_hint ? r->cred_hint : "";
+    /* (not on a refused delete: that is object lock or a policy, the credential itself worked) */
+    const char *hint = st == 403 && r->cred_hint && strcmp(op, "delete") != 0 ? r->cred_hint : "";
     dverr_set(err, code, "%s %s %s: HTTP %ld%s%s%s%s%s", r->what, op, en, st, *ec ? " " : "", ec,
               *em ? ": " : "", em, hint);
     buf_release(&c);

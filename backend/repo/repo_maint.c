@@ -50,12 +50,13 @@ int repo_forget(struct repo *r, const char *env, const char *name, struct dverr 
         return dverr_set(err, hrc, "%s", dverr_msg(&he));
     char obj[400];
     manifest_object_name(env, name, obj, sizeof obj);
-    if ((rc = r->store->ops->del(r->store->impl, obj, err)) == -EACCES)
+    struct dverr de = {0};
+    if ((rc = r->store->ops->del(r->store->impl, obj, &de)) == -EACCES)
         return dverr_set(err, -EACCES, "%s/%s is locked by the store until its retention ends "
-                         "(object lock, or credentials that may not delete): it stays; %s", env,
-                         name, dverr_msg(err));
+                         "(object lock, or credentials that may not delete): it stays (%s)", env,
+                         name, dverr_msg(&de));
     if (rc)
-        return rc;
+        return dverr_set(err, rc, "%s", dverr_msg(&de));
     struct dverr ce = {0};
     struct catalog *cat = repo_catalog_get(r, &ce);
     if (cat && catalog_point_del(cat, env, name, &ce))
