@@ -116,6 +116,7 @@ struct lease_doc {
     char nonce[33];
     char purpose[256];
     time_t expires;
+    bool released;        /* an append-only release (its expiry is already past) */
 };
 
 static int read_doc(struct objstore *s, const char *name, uint64_t gen, struct lease_doc *d,
@@ -151,6 +152,7 @@ static int read_doc(struct objstore *s, const char *name, uint64_t gen, struct l
         if (cJSON_IsNumber(st) && st->valuedouble > 0)
             d->start = (unsigned long long)st->valuedouble;
         d->expires = (time_t)e->valuedouble;
+        d->released = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "released"));
     }
     cJSON_Delete(j);
 out:
@@ -243,7 +245,8 @@ static int render_doc(struct objstore_lease *l, uint64_t gen, time_t now, time_t
         !cJSON_AddNumberToObject(j, "generation", (double)gen) ||
         !cJSON_AddStringToObject(j, "written", acq) ||
         !cJSON_AddStringToObject(j, "expires", exp) ||
-        !cJSON_AddNumberToObject(j, "expires_unix", (double)expires)) {
+        !cJSON_AddNumberToObject(j, "expires_unix", (double)expires) ||
+        (expires < now && !cJSON_AddTrueToObject(j, "released"))) {
         rc = -ENOMEM;
     } else {
         char *txt = cJSON_PrintUnformatted(j);
@@ -464,7 +467,7 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
                 rc = dverr_set(err, -EBUSY, "%s is %s", purpose && *purpose ? purpose : name,
                                who);
                 break;
-            } else if (d.holder[0]) {
+            } else if (d.holder[0] && !d.released) {
                 char who[600];
                 describe(&d, who, sizeof who);
                 log_warn("lease %s expired (%s): taking it over", name, who);
