@@ -166,12 +166,13 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     int code;
     if (st == 404)
         code = -ENOENT;
-    else if (st == 409 || st == 412)
+    else if ((st == 409 || st == 412) && !remote_body_has_code(resp, "BlobImmutableDueToPolicy"))
         code = -EEXIST;
     else if (st == 408 || st == 504)
         code = -ETIMEDOUT;
-    else if (st == 403)
-        code = -EACCES; /* a refused credential, or a delete the store forbids (object lock) */
+    else if ((st == 403 || (st == 409 && remote_body_has_code(resp, "BlobImmutableDueToPolicy"))) &&
+             strcmp(op, "delete") == 0)
+        code = -EACCES; /* a delete the store forbids: object lock, or credentials without it */
     else
         code = -EIO;
     struct buf c = BUF_INIT, m = BUF_INIT;
