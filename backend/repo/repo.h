@@ -8,7 +8,13 @@
  *                                          or in an encrypted repository their HMAC-SHA-256
  *   points/<env>/<YYYY-MM-DDTHHMMSSZ>.json restore-point manifests; a point exists iff this exists
  *   envs/<env>.json                        the environment as the admin API last described it
+ *   envs/<env>/<time>-<tag>.json           the same as versions, in an append-only repository
  * Objects are immutable and written (durably) before the manifest that names them.
+ *
+ * Append-only and object lock (issue 16; config append_only, object_lock): repo_open wraps the
+ * store so that a capture only creates objects (objstore_append_only), repo_open_prune opens it
+ * with the prune credentials for the commands that delete, a commit locks what its point names
+ * until its expires_at (objstore retain), and prune keeps what the store refuses to delete.
  *
  * Encryption (issue 16; crypt.h): a repository created by repo_init with encrypt set (format 2)
  * stores every segment, blob, manifest and environment document sealed with AES-256-GCM under its
