@@ -349,8 +349,14 @@ static int renew(struct objstore_lease *l)
     /* append-only: the next generation, ours by its nonce; a takeover that created it first wins */
     int rc = write_gen(l, append_only ? gen + 1 : gen, append_only, false, &exp, &err);
     if (rc == -EEXIST && append_only) {
-        mark_lost(l, "another writer took the lease over");
-        return -ESTALE;
+        struct lease_doc d;
+        struct dverr e2 = {0};
+        if (read_doc(l->s, l->name, gen + 1, &d, &e2) != 0 || strcmp(d.nonce, l->nonce) != 0) {
+            mark_lost(l, "another writer took the lease over");
+            return -ESTALE;
+        }
+        rc = 0; /* our own renewal whose answer was lost: it is there */
+        exp = d.expires;
     }
     if (rc) {
         log_warn("lease %s: cannot renew: %s", l->name, dverr_msg(&err));

@@ -120,6 +120,7 @@ void repo_free(struct repo *r)
         return;
     catalog_free(r->cat);
     objstore_free(r->store);
+    objstore_sizes_free(r->locked);
     crypt_free(r->crypt);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->shared_mu);
@@ -334,6 +335,8 @@ static int open_as(const struct config *cfg, bool prune, struct repo **out, stru
     snprintf((*out)->key_id, sizeof (*out)->key_id, "%s", key_id);
     (*out)->append_only = append_only;
     (*out)->object_lock = lock != CONFIG_LOCK_OFF;
+    if ((*out)->object_lock)
+        (*out)->locked = objstore_sizes_new(); /* out of memory: no memo, every lock asks */
     return 0;
 }
 

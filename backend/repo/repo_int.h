@@ -45,6 +45,9 @@ struct repo {
                                 store: objstore_append_only; repo_open_prune did not) */
     bool object_lock;        /* immutable after open: config object_lock is set (remote stores):
                                 a capture locks what its point names until its expires_at */
+    struct objstore_sizes *locked; /* objects/ names -> the retain-until date this process set
+                                (objstore.h's memo, thread-safe): a service's next capture does not
+                                ask again for what is locked long enough; NULL: no memo */
     pthread_mutex_t mu;      /* guards cat and cat_err */
     struct catalog *cat;     /* guarded by mu; NULL when the catalog could not be opened */
     struct dverr cat_err;    /* why (guarded by mu) */

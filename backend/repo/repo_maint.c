@@ -163,8 +163,12 @@ int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct 
         if (i && strcmp(ids.v[i], ids.v[i - 1]) == 0)
             continue;
         char name[80];
+        uint64_t have;
         segment_object_name(ids.v[i], name);
-        rc = r->store->ops->retain(r->store->impl, name, until, err);
+        if (objstore_sizes_get(r->locked, name, &have) && have >= (uint64_t)until)
+            continue; /* this process locked it long enough already */
+        if ((rc = r->store->ops->retain(r->store->impl, name, until, err)) == 0)
+            objstore_sizes_note(r->locked, name, (uint64_t)until);
     }
     free(ids.v);
     return rc;

@@ -448,9 +448,10 @@ int cmd_prune(struct cli *cli, const struct cli_args *a)
     time_t now;
     if (cli_now(cli, &now, NULL))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) takes an RFC 3339 time");
-    struct repo *repo = cli_repo_prune(cli);
+    /* a dry run deletes nothing: the capture credentials do */
+    struct repo *repo = dry_run ? cli_repo(cli) : cli_repo_prune(cli);
     if (!repo)
-        return EXIT_REFUSED;
+        return EXIT_FAIL;
     if (refresh) {
         /* Retention follows the environment as it is now (switching to sandbox shortens it at
          * once): refresh the documents from the admin API when it answers. */
@@ -542,7 +543,7 @@ int cmd_forget(struct cli *cli, const struct cli_args *a)
     const char *env = a->pos[0];
     struct repo *repo = cli_repo_prune(cli);
     if (!repo)
-        return EXIT_REFUSED;
+        return EXIT_FAIL;
     int rc = cli_resolve_point(repo, env, a->pos[1], name, &err);
     if (!rc)
         rc = repo_forget(repo, env, name, &err);
