@@ -437,7 +437,8 @@ static int s3_retention_get(struct s3 *s, const char *name, time_t *until, struc
     if (rc == 0)
         rc = remote_status(&s->r, &resp, "get retention", name, err);
     size_t pos = 0;
-    if (rc == 0 && remote_xml_next(resp.body.data, resp.body.len, &pos, "RetainUntilDate", &d) &&
+    if (rc == 0 && resp.body.data &&
+        remote_xml_next(resp.body.data, resp.body.len, &pos, "RetainUntilDate", &d) &&
         d.data) {
         /* "2026-12-07T15:30:00.000Z" or without the fraction */
         char t[32];
