@@ -81,6 +81,19 @@ void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
     fuse_reply_none(req);
 }
 
+/* Reply with n's attributes; no_cache: a timeout of 0 (after a control file's setattr). */
+static void reply_attr_of(struct fsd *f, fuse_req_t req, const struct node *n, bool no_cache)
+{
+    struct attr a;
+    int rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->i1, n->i2, &a);
+    if (rc) {
+        fuse_reply_err(req, -rc);
+        return;
+    }
+    a.st.st_ino = n->ino;
+    fuse_reply_attr(req, &a.st, no_cache ? 0 : a.timeout);
+}
+
 void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fsd *f = fs_of_req(req);
@@ -89,14 +102,7 @@ void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         fuse_reply_err(req, ENOENT);
         return;
     }
-    struct attr a;
-    int rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->i1, n->i2, &a);
-    if (rc) {
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    a.st.st_ino = n->ino;
-    fuse_reply_attr(req, &a.st, a.timeout);
+    reply_attr_of(f, req, n, false);
 }
 
 bool fs_owner_ok(struct fsd *f, fuse_req_t req)
@@ -125,14 +131,7 @@ void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
         return;
     }
     /* truncating a control file is a no-op (shells open with O_TRUNC) */
-    struct attr a;
-    int rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->i1, n->i2, &a);
-    if (rc) {
-        fuse_reply_err(req, -rc);
-        return;
-    }
-    a.st.st_ino = n->ino;
-    fuse_reply_attr(req, &a.st, 0);
+    reply_attr_of(f, req, n, true);
 }
 
 void ll_readlink(fuse_req_t req, fuse_ino_t ino)

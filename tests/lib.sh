@@ -107,6 +107,25 @@ CFG
   chmod 600 "$T/config"
 }
 
+# Called at the end of a script that ran on a directory repository: run the whole script again with
+# its repository on Azurite and on s3rver (DVSNAP_TEST_REPO), folding their ok/not ok lines into
+# this run's. A no-op inside those runs.
+also_on_object_stores() {
+  [ -z "${DVSNAP_TEST_REPO:-}" ] || return 0
+  . "$(dirname "${BASH_SOURCE[0]}")/node/servers.sh"
+  if ! objstore_servers_available; then
+    not_ok "the object-storage test servers are not available"
+    return
+  fi
+  local kind
+  for kind in azure s3; do
+    DVSNAP_TEST_REPO=$kind BUILD="$BUILD" bash "$0" >"$T/$kind.log" 2>&1
+    grep -E '^(ok|not ok) ' "$T/$kind.log"
+    grep -q '^not ok' "$T/$kind.log" && _failed=1
+    grep -qE '^(ok|not ok) ' "$T/$kind.log" || not_ok "[$kind] ran: $(tail -3 "$T/$kind.log")"
+  done
+}
+
 # DVSNAP_TEST_REPO=azure|s3: write_config puts the repository in Azurite or s3rver (started on
 # first use, stopped on exit) instead of $T/repo, so a suite runs against object storage (issue 6;
 # tests/integration/objstore_suites.sh).

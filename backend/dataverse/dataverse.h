@@ -128,6 +128,11 @@ struct dv_table {
     bool read_only;          /* audits and other tables the API does not let us write */
     bool is_custom;          /* IsCustomEntity */
     bool is_activity;        /* IsActivity (email, task, ...; TableType "Activity") */
+    bool is_virtual;         /* TableType "Virtual" (or, without TableType, a DataProviderId): its
+                                rows live in an external system; a backup never reads it */
+    bool is_elastic;         /* TableType "Elastic": rows carry partitionid, and a write or delete
+                                names it (<set>(<id>)?partitionId=<partitionid>) */
+    char *data_provider_id;  /* DataProviderId of a virtual table, else NULL */
     enum dv_ownership ownership;
     struct dv_attribute *attrs; size_t n_attrs;
     struct dv_lookup *lookups; size_t n_lookups;

@@ -92,7 +92,7 @@ bool dv_get_flag(const struct json_node *obj, const char *key, bool dflt);
 #define ENTITY_PROPS                                                                          \
     "MetadataId,LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,"          \
     "PrimaryImageAttribute,ChangeTrackingEnabled,IsIntersect,IsCustomEntity,IsActivity,"     \
-    "TableType,OwnershipType"
+    "TableType,OwnershipType,DataProviderId"
 #define ATTR_PROPS                                                                            \
     "MetadataId,LogicalName,AttributeType,AttributeTypeName,IsValidForCreate,"               \
     "IsValidForUpdate,IsValidForRead,IsPrimaryId"

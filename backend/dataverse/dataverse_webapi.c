@@ -85,6 +85,7 @@ static void table_release(struct dv_table *t)
     free(t->many_to_many);
     free(t->schema_json);
     free(t->definition_error);
+    free(t->data_provider_id);
 }
 
 void dv_tables_free(struct dv_table *tables, size_t n)
@@ -345,6 +346,9 @@ static int table_fields(const struct json_node *o, struct dv_table *t)
     const char *table_type = json_get_str(o, "TableType");
     t->is_activity = dv_get_flag(o, "IsActivity", false) ||
                      (table_type && strcmp(table_type, "Activity") == 0);
+    t->data_provider_id = dv_dup_str(o, "DataProviderId", &rc);
+    t->is_virtual = table_type ? strcmp(table_type, "Virtual") == 0 : t->data_provider_id != NULL;
+    t->is_elastic = table_type && strcmp(table_type, "Elastic") == 0;
     t->ownership = ownership_of(json_get_str(o, "OwnershipType"));
     if (rc || (rc = parse_attrs(json_get(o, "Attributes"), t)))
         return rc;

@@ -6,11 +6,15 @@
  * definitions read once per change: capture_meta.c) and
  * runs one job per table (capture_run_job) on up to opts->concurrency worker threads, biggest
  * tables first; the configuration's tables_include and tables_exclude patterns leave tables out
- * (one not_captured entry says so). A table that failed, or whose definition came incomplete (its
- * relationships could not be read), is kept as of the previous point and listed in not_captured
- * with the reason, next to what dvsnap never captures (apps, flows, ...); a pass where no table
- * could be read, or that was cancelled or ran out of memory, commits nothing. Otherwise the
- * point (tables, files, not_captured) is committed atomically by the repository.
+ * (one not_captured entry says so). Which tables are read is decided from their definitions: a
+ * virtual table (TableType Virtual) holds external data and is never read (a not_captured entry
+ * each); an elastic table is read like any other, keyed by its primary id, its rows keeping
+ * partitionid (restore writes them back in their partition). A table that failed, or whose
+ * definition came incomplete (its relationships could not be read), is kept as of the previous
+ * point and listed in not_captured with the reason, next to what dvsnap never captures (apps,
+ * flows, ...); a pass where no table could be read, or that was cancelled or ran out of memory,
+ * commits nothing. Otherwise the point (tables, files, not_captured) is committed atomically by
+ * the repository.
  * Threading: the workers take tables from cap->next under cap->lock and report progress under it
  * (capture_int.h); capture_env joins them before it builds the point on the caller's thread.
  * capture_all captures the environments one after the other. */
@@ -127,6 +131,26 @@ static int add_excluded(struct buf *nc, const struct config *cfg, size_t n)
     return rc;
 }
 
+/* The not_captured entry of a virtual table: its rows live in another system, which a backup of
+ * Dataverse does not hold (and whose provider may fail any read): it is never read. Its "what"
+ * is "virtual table <name>", not "table <name>", which names a table that should have been read
+ * and was not (dvsnap status and the capture's outcome count those). */
+static int add_virtual(struct buf *nc, const struct dv_table *t)
+{
+    char what[300], why[300];
+    snprintf(what, sizeof what, "virtual table %s", t->logical_name);
+    snprintf(why, sizeof why, "virtual table: external data (data provider %s); never read",
+             t->data_provider_id ? t->data_provider_id : "not named");
+    int rc = buf_addstr(nc, "{\"what\":");
+    if (!rc)
+        rc = buf_add_json_string(nc, what, strlen(what));
+    if (!rc)
+        rc = buf_addstr(nc, ",\"reason\":");
+    if (!rc)
+        rc = buf_add_json_string(nc, why, strlen(why));
+    return rc ? rc : buf_addstr(nc, "},");
+}
+
 static int cmp_jobs(const void *a, const void *b)
 {
     const struct table_job *x = a, *y = b;
@@ -179,6 +203,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
 {
     struct capture_opts no_opts = {0};
     struct cap cap = {0};
+    struct buf virtual_nc = BUF_INIT; /* the not_captured entries of the virtual tables */
     struct dv_table *tables = NULL;
     size_t n_tables = 0;
     struct point *p = NULL;
@@ -236,6 +261,13 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
             continue;
         if (cfg && !config_table_selected(cfg, tables[i].logical_name)) {
             n_excluded++;
+            continue;
+        }
+        if (tables[i].is_virtual) {
+            if ((rc = add_virtual(&virtual_nc, &tables[i]))) {
+                rc = dverr_set(err, rc, "out of memory");
+                goto out;
+            }
             continue;
         }
         bool dup = false;
@@ -331,6 +363,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     }
     if (n_excluded && add_excluded(&nc, cfg, n_excluded))
         goto nomem;
+    if (virtual_nc.len && buf_add(&nc, virtual_nc.data, virtual_nc.len))
+        goto nomem;
     size_t n_files = 0;
     for (size_t i = 0; i < cap.n_jobs; i++) {
         struct table_job *j = &cap.jobs[i];
@@ -418,6 +452,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
 nomem:
     rc = dverr_set(err, -ENOMEM, "out of memory building the point");
 out:
+    buf_release(&virtual_nc);
     repo_capture_abort(cap.rc);
     point_free(p);
     for (size_t i = 0; i < cap.n_jobs; i++) {

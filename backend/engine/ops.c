@@ -233,6 +233,17 @@ static int spawn(struct op *op, void *(*fn)(void *))
     return -rc;
 }
 
+/* Replace op's progress document with b's bytes (b is left empty); persist when save_now. */
+static void set_progress(struct op *op, struct buf *b, bool save_now)
+{
+    pthread_mutex_lock(&op->o->mu);
+    free(op->progress_json);
+    op->progress_json = buf_detach(b);
+    pthread_mutex_unlock(&op->o->mu);
+    if (save_now)
+        save(op->o, op, false);
+}
+
 /* ---- backups ---- */
 static void backup_progress(void *ctx, const struct capture_progress *p)
 {
@@ -256,11 +267,7 @@ static void backup_progress(void *ctx, const struct capture_progress *p)
     else
         buf_addstr(&b, "null");
     buf_addch(&b, '}');
-    pthread_mutex_lock(&op->o->mu);
-    free(op->progress_json);
-    op->progress_json = buf_detach(&b);
-    pthread_mutex_unlock(&op->o->mu);
-    save(op->o, op, false);
+    set_progress(op, &b, true);
 }
 
 static void *backup_main(void *arg)
@@ -380,11 +387,7 @@ static void restore_progress(void *ctx, const struct restore_outcome *out)
     }
     while (b.len && (b.data[b.len - 1] == '\n'))
         b.data[--b.len] = '\0';
-    pthread_mutex_lock(&op->o->mu);
-    free(op->progress_json);
-    op->progress_json = buf_detach(&b);
-    pthread_mutex_unlock(&op->o->mu);
-    save(op->o, op, false);
+    set_progress(op, &b, true);
 }
 
 static void *restore_main(void *arg)
@@ -530,10 +533,7 @@ static void loop_pass(struct ops *o)
         buf_addstr(&b, "{\"environments\": [");
         buf_add(&b, ps.envs.data ? ps.envs.data : "", ps.envs.len);
         buf_addstr(&b, "]}");
-        pthread_mutex_lock(&o->mu);
-        free(ps.op->progress_json);
-        ps.op->progress_json = buf_detach(&b);
-        pthread_mutex_unlock(&o->mu);
+        set_progress(ps.op, &b, false);
         if (rc == -ECANCELED)
             finish(o, ps.op, rc, "interrupted", "the mount stopped during the capture");
         else if (rc || ps.failed)

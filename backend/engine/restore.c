@@ -374,6 +374,9 @@ int restore_run(struct dv_client *dv, struct repo *repo, const struct config *cf
         restore_part_release(&c->retry[i]);
     free(c->retry);
     for (size_t i = 0; i < c->n_tabs; i++) {
+        for (size_t k = 0; c->tabs[i].def && c->tabs[i].def->is_elastic && k < c->tabs[i].map.cap; k++)
+            if (c->tabs[i].map.slots[k].key)
+                free(c->tabs[i].map.slots[k].ptr); /* the target's partitionid (restore_compare.c) */
         rmap_release(&c->tabs[i].map);
         strset_release(&c->tabs[i].skipped);
         for (int k = 0; k < 3; k++)

@@ -459,6 +459,13 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
             e->tstate = state;
             e->tstatus = status;
         }
+        /* an elastic row is deleted in its partition: the target's partitionid (freed with the
+         * map: restore.c) */
+        const char *part = t->def->is_elastic ? json_get_str(rec, "partitionid") : NULL;
+        if (part && !e->ptr && !(e->ptr = strdup(part))) {
+            rc = -ENOMEM;
+            goto out;
+        }
     } else {
         e->flags |= RMAP_IN_POINT;
         bool fields = (e->flags & RMAP_IN_TARGET) && memcmp(e->digest, dg, 16) != 0;

@@ -241,19 +241,25 @@ static bool dst_has(const struct pmap *pm, const char *id)
     return rmap_get(&pm->dst_ids, low, strlen(low)) != NULL;
 }
 
+/* The index key of (a, b): "a|b" lower-cased, or "a" when b is NULL. */
+static void index_key(struct buf *k, const char *a, const char *b)
+{
+    for (const char *p = a; *p; p++)
+        buf_addch(k, (char)tolower((unsigned char)*p));
+    if (b) {
+        buf_addch(k, '|');
+        for (const char *p = b; *p; p++)
+            buf_addch(k, (char)tolower((unsigned char)*p));
+    }
+}
+
 /* An index of the target's rows by a lower-cased key: ptr = row index + 1. */
 static int index_put(struct rmap *m, const char *a, const char *b, size_t row)
 {
     if (!a || !*a)
         return 0;
     struct buf k = BUF_INIT;
-    for (const char *p = a; *p; p++)
-        buf_addch(&k, (char)tolower((unsigned char)*p));
-    if (b) {
-        buf_addch(&k, '|');
-        for (const char *p = b; *p; p++)
-            buf_addch(&k, (char)tolower((unsigned char)*p));
-    }
+    index_key(&k, a, b);
     int rc = 0;
     bool fresh = false;
     struct rmap_entry *e = k.data ? rmap_put(m, k.data, k.len, &fresh) : NULL;
@@ -271,13 +277,7 @@ static const struct prow *index_get(const struct pmap *pm, const struct rmap *m,
     if (!a || !*a)
         return NULL;
     struct buf k = BUF_INIT;
-    for (const char *p = a; *p; p++)
-        buf_addch(&k, (char)tolower((unsigned char)*p));
-    if (b) {
-        buf_addch(&k, '|');
-        for (const char *p = b; *p; p++)
-            buf_addch(&k, (char)tolower((unsigned char)*p));
-    }
+    index_key(&k, a, b);
     const struct rmap_entry *e = k.data ? rmap_get(m, k.data, k.len) : NULL;
     buf_release(&k);
     return e ? &pm->dst[(uintptr_t)e->ptr - 1] : NULL;

@@ -16,7 +16,8 @@
  * else a PATCH of statecode and statuscode together. An update of other tables carries the state
  * in its body. A closed case, opportunity or activity of the target that must change is reopened
  * first (PATCH statecode 0 with the point's active status, or one seen in the point, or 1), then
- * updated, then closed again.
+ * updated, then closed again. A row of an elastic table is addressed in its partition
+ * (<set>(<id>)?partitionId=<partitionid>: the point's for upserts, the target's for deletes).
  * Memory: the deferred parts (path and body of each) are held until the upserts are queued.
  * Threading: the restore's thread only (restore_int.h). */
 #include "backend/engine/restore_int.h"
@@ -61,10 +62,16 @@ static int body_blob(void *ctx, const char *column, struct buf *b64)
     return rc ? rc : 1;
 }
 
-static char *record_path(const struct dv_table *def, const char *key, size_t kl)
+/* <set>(<key>), and for a row of an elastic table in a partition ?partitionId=<partition> (the
+ * row is found by its id and partition; partition NULL: a row without one). */
+static char *record_path(const struct dv_table *def, const char *key, size_t kl, const char *partition)
 {
     struct buf p = BUF_INIT;
     buf_printf(&p, "%s(%.*s)", def->entity_set, (int)kl, key);
+    if (def->is_elastic && partition && *partition) {
+        buf_addstr(&p, "?partitionId=");
+        buf_urlencode(&p, partition, false);
+    }
     return buf_detach(&p);
 }
 
@@ -105,9 +112,9 @@ static int defer(struct write_ctx *w, struct rtab *t, enum part_kind kind, const
  * WinOpportunity / LoseOpportunity for a closed opportunity (closed_on, the point's
  * actualclosedate, as the close's actualend: the service would stamp today), else a PATCH of
  * statecode and statuscode together. Fills method, path and body (owned). */
-static void state_write(const struct rtab *t, const char *key, size_t kl, int32_t state,
-                        int32_t status, const char *closed_on, const char **method, char **path,
-                        char **body)
+static void state_write(const struct rtab *t, const char *key, size_t kl, const char *partition,
+                        int32_t state, int32_t status, const char *closed_on, const char **method,
+                        char **path, char **body)
 {
     struct buf p = BUF_INIT, b = BUF_INIT;
     const char *name = t->def->logical_name;
@@ -137,7 +144,9 @@ static void state_write(const struct rtab *t, const char *key, size_t kl, int32_
         buf_addch(&b, '}');
     } else {
         *method = "PATCH";
-        buf_printf(&p, "%s(%.*s)", t->def->entity_set, (int)kl, key);
+        char *rp = record_path(t->def, key, kl, partition);
+        buf_addstr(&p, rp);
+        free(rp);
         buf_printf(&b, "{\"statecode\":%d", (int)state);
         if (status >= 0)
             buf_printf(&b, ",\"statuscode\":%d", (int)status);
@@ -199,6 +208,13 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     const char *cd = json_get_str(json_root(doc), "actualclosedate");
     if (cd)
         snprintf(closed_on, sizeof(closed_on), "%s", cd);
+    /* an elastic row is written in its partition (partitionid cannot change after a create) */
+    const char *pid = t->def->is_elastic ? json_get_str(json_root(doc), "partitionid") : NULL;
+    char *partition = pid ? strdup(pid) : NULL;
+    if (pid && !partition) {
+        json_doc_free(doc);
+        return -ENOMEM;
+    }
     bool states = t->has_state && (create ? state > 0 : (e->flags & RMAP_STATE_DIFFERS) != 0);
     bool fields = create || (e->flags & RMAP_FIELDS_DIFFER);
     /* a closed case, opportunity or activity takes no update until it is reopened */
@@ -223,22 +239,22 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
         int32_t open = state == 0 && status >= 0 ? status : t->open_status >= 0 ? t->open_status : 1;
         struct buf b = BUF_INIT;
         buf_printf(&b, "{\"statecode\":0,\"statuscode\":%d}", (int)open);
-        rc = restore_queue(c, t, K_REOPEN, "PATCH", record_path(t->def, key, key_len),
+        rc = restore_queue(c, t, K_REOPEN, "PATCH", record_path(t->def, key, key_len, partition),
                            buf_detach(&b));
         if (rc)
             goto out;
     }
     rc = restore_queue(c, t, create ? K_CREATE : K_UPDATE, "PATCH",
-                       record_path(t->def, key, key_len), buf_detach(&body));
+                       record_path(t->def, key, key_len, partition), buf_detach(&body));
     if (rc)
         goto out;
     bool deferred = later.len > 0;
     if (deferred)
-        rc = defer(w, t, K_BIND, "PATCH", record_path(t->def, key, key_len), buf_detach(&later));
+        rc = defer(w, t, K_BIND, "PATCH", record_path(t->def, key, key_len, partition), buf_detach(&later));
     if (!rc && state_after) {
         const char *method;
         char *path, *sbody;
-        state_write(t, key, key_len, state, status, closed_on, &method, &path, &sbody);
+        state_write(t, key, key_len, partition, state, status, closed_on, &method, &path, &sbody);
         rc = deferred ? defer(w, t, K_STATE, method, path, sbody)
                       : restore_queue(c, t, K_STATE, method, path, sbody);
     }
@@ -258,6 +274,7 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     }
 out:
     c->cur_entry = NULL;
+    free(partition);
     buf_release(&body);
     buf_release(&later);
     return rc;
@@ -301,7 +318,7 @@ static int write_deletes(struct rctx *c, struct rtab *t)
         struct rmap_entry *e = &t->map.slots[i];
         if (!e->key || e->action != ACT_DELETE)
             continue;
-        rc = restore_queue(c, t, K_DELETE, "DELETE", record_path(t->def, e->key, e->key_len), NULL);
+        rc = restore_queue(c, t, K_DELETE, "DELETE", record_path(t->def, e->key, e->key_len, e->ptr), NULL);
     }
     return rc;
 }

@@ -77,9 +77,7 @@ while read -r id blob; do
   if [ "$want" = "$(repo_blob "$blob" | sha256sum | cut -c1-64)" ]; then note_ok=$((note_ok + 1)); else note_bad=$((note_bad + 1)); fi
 done < <(jq -r '.files[] | select(.table == "annotation") | "\(.record_id) \(.blob)"' "$M" | head -5)
 check_eq "note attachments are the decoded documentbody bytes (5 checked)" "5/0" "$note_ok/$note_bad"
-tok=$(curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-  --data-urlencode "client_secret@$T/secret" --data-urlencode grant_type=client_credentials \
-  --data-urlencode "scope=$DVSIM_URL/org/contoso-prod/.default" | jq -r .access_token)
+tok=$(token contoso-prod)
 read -r fid fcol fblob < <(jq -r '.files[] | select(.table != "annotation") | "\(.record_id) \(.column) \(.blob)"' "$M" | head -1)
 check "a file column was captured" test -n "${fid:-}"
 set=$(jq -r --arg t "$(jq -r '.files[] | select(.table != "annotation") | .table' "$M" | head -1)" '.tables[] | select(.name == $t) | .entity_set' "$M")

@@ -86,17 +86,5 @@ if [ "$store" = dir ]; then
 fi
 
 # ---- the same on Azurite and s3rver ----
-if [ -z "${DVSNAP_TEST_REPO:-}" ]; then
-  . "$(dirname "$0")/../node/servers.sh"
-  if objstore_servers_available; then
-    for kind in azure s3; do
-      DVSNAP_TEST_REPO=$kind BUILD="$BUILD" bash "$0" >"$T/$kind.log" 2>&1
-      grep -E '^(ok|not ok) ' "$T/$kind.log"
-      grep -q '^not ok' "$T/$kind.log" && _failed=1
-      grep -qE '^(ok|not ok) ' "$T/$kind.log" || not_ok "[$kind] ran: $(tail -3 "$T/$kind.log")"
-    done
-  else
-    not_ok "the object-storage test servers are not available"
-  fi
-fi
+also_on_object_stores
 finish

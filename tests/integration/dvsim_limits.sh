@@ -6,9 +6,7 @@
 . "$(dirname "$0")/../lib.sh"
 start_dvsim --seed demo --max-requests 20/2 --max-concurrency 3
 API="$DVSIM_URL/org/contoso-trial/api/data/v9.2"
-tok() { curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
-  --data-urlencode "scope=$DVSIM_URL/org/contoso-trial/.default" | jq -r .access_token; }
+tok() { token contoso-trial; }
 TOK=$(tok)
 get() { curl -s -o "$T/body" -D "$T/hdr" -w '%{http_code}' -H "Authorization: Bearer $1" "$API/systemusers?\$top=1&\$select=fullname"; }
 retry_after() { grep -i '^Retry-After:' "$T/hdr" | tr -d '\r' | cut -d' ' -f2; }

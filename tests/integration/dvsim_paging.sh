@@ -8,9 +8,7 @@ t0=$(date +%s)
 start_dvsim --seed 42 --records 50000
 note "seeded in $(( $(date +%s) - t0 )) s: $(grep -o 'seeded.*' "$T/dvsim.log")"
 API="$DVSIM_URL/org/contoso-prod/api/data/v9.2"
-TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
-  --data-urlencode "scope=$DVSIM_URL/org/contoso-prod/.default" | jq -r .access_token)
+TOK=$(token contoso-prod)
 t0=$(date +%s%N)
 out=$(python3 "$PAGE" --token "$TOK" --timeout 240 --out "$T/p1" "$API/contacts")
 ms=$(( ($(date +%s%N) - t0) / 1000000 ))
@@ -34,9 +32,7 @@ check "another environment is the same too" cmp <(curl -sf "$first_url/_sim/dump
 if [ -n "${DVSNAP_LONG:-}" ]; then
   DVSIM_START_TIMEOUT=3600 start_dvsim --seed 7 --records 1000000  # seeding 3M+ records takes minutes
   note "$(grep -o 'seeded.*' "$T/dvsim.log")"
-  TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-    --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
-    --data-urlencode "scope=$DVSIM_URL/org/contoso-prod/.default" | jq -r .access_token)
+  TOK=$(token contoso-prod)
   out=$(python3 "$PAGE" --token "$TOK" --timeout 1200 --out "$T/big" "$DVSIM_URL/org/contoso-prod/api/data/v9.2/accounts")
   check_eq "1,000,000 accounts paged" 1000000 "$(jq .records <<<"$out")"
   check_eq "each exactly once" 1000000 "$(cut -c1-52 "$T/big" | sort -u | wc -l)"

@@ -12,9 +12,7 @@
 start_dvsim --seed demo
 ENV=contoso-dev
 API="$DVSIM_URL/org/$ENV/api/data/v9.2"
-TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
-  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+TOK=$(token "$ENV")
 H=(-H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' -H 'OData-Version: 4.0')
 req() { # req METHOD PATH [BODY] [extra curl args...] -> status; body in $T/body, headers in $T/hdr
   local m=$1 p=$2 b=${3:-}; shift 3 2>/dev/null || shift $#
@@ -322,9 +320,7 @@ check_eq "no write to a principal table ever succeeded" 0 \
 # ---- --no-bypass-privilege ----
 start_dvsim --seed demo --no-bypass-privilege
 API="$DVSIM_URL/org/$ENV/api/data/v9.2"
-TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
-  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+TOK=$(token "$ENV")
 H=(-H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' -H 'OData-Version: 4.0')
 check_eq "--no-bypass-privilege: /_sim/config says so" false "$(curl -s "$DVSIM_URL/_sim/config" | jq .bypass_privilege)"
 check_eq "--no-bypass-privilege: a bypass header -> 403" 403 "$(req POST accounts '{"name":"x"}' -H 'MSCRM.BypassBusinessLogicExecution: CustomSync')"

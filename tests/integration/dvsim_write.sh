@@ -6,9 +6,7 @@
 . "$(dirname "$0")/../lib.sh"
 start_dvsim --seed demo
 API="$DVSIM_URL/org/contoso-dev/api/data/v9.2"
-TOK=$(curl -s -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode client_id=dvsnap-test \
-  --data-urlencode "client_secret@$T/secret" -d grant_type=client_credentials \
-  --data-urlencode "scope=$DVSIM_URL/org/contoso-dev/.default" | jq -r .access_token)
+TOK=$(token contoso-dev)
 H=(-H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' -H 'OData-Version: 4.0')
 req() { # req METHOD PATH [BODY] [extra curl args...] -> prints status; body in $T/body, headers in $T/hdr
   local m=$1 p=$2 b=${3:-}; shift 3 2>/dev/null || shift $#

@@ -51,9 +51,7 @@ start_dvsim --seed demo --records 100
 write_config "environments = contoso-dev"
 dvsnap init >/dev/null
 org="$DVSIM_URL/org/contoso-dev"
-tok=$(curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode "client_id=dvsnap-test" \
-  --data-urlencode "client_secret@$T/secret" --data-urlencode "grant_type=client_credentials" \
-  --data-urlencode "scope=$org/.default" | jq -r .access_token)
+tok=$(token contoso-dev)
 body='{"new_name":"exact numbers","new_budget":1e400,"new_bignumber":9223372036854775809}'
 code=$(curl -s -o "$T/post.out" -w '%{http_code}' -X POST "$org/api/data/v9.2/new_projects" \
   -H "Authorization: Bearer $tok" -H "Content-Type: application/json" -d "$body")

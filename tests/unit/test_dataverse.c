@@ -571,6 +571,47 @@ static void test_tables_real_shapes(void **state)
     dv_client_free(c);
 }
 
+/* Which tables a backup reads is decided from TableType: Virtual (external data, never read),
+ * Elastic (rows in partitions); without TableType a DataProviderId marks a virtual table. */
+static const char defs_types[] =
+    "{\"value\":["
+    "{\"LogicalName\":\"new_erporder\",\"EntitySetName\":\"new_erporders\",\"PrimaryIdAttribute\":\"new_erporderid\","
+    "\"TableType\":\"Virtual\",\"DataProviderId\":\"c1919979-0021-4f11-a587-a8f904bdfdf9\"" NOREL "},"
+    "{\"LogicalName\":\"new_reading\",\"EntitySetName\":\"new_readings\",\"PrimaryIdAttribute\":\"new_readingid\","
+    "\"TableType\":\"Elastic\",\"DataProviderId\":null" NOREL "},"
+    "{\"LogicalName\":\"old_virtual\",\"EntitySetName\":\"old_virtuals\",\"PrimaryIdAttribute\":\"old_virtualid\","
+    "\"DataProviderId\":\"0a2c3e4f-1111-4222-8333-944455556666\"" NOREL "},"
+    "{\"LogicalName\":\"account\",\"EntitySetName\":\"accounts\",\"PrimaryIdAttribute\":\"accountid\","
+    "\"TableType\":\"Standard\",\"DataProviderId\":null" NOREL "}"
+    "]}";
+
+static void test_tables_types(void **state)
+{
+    const struct exch s[] = {{"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL, 200, NULL,
+                              defs_types}};
+    struct dv_client *c = client(s, 1);
+    struct dv_env env = org_env();
+    struct dv_table *t = NULL;
+    size_t n = 0;
+    struct dverr err = {0};
+    assert_int_equal(dv_tables_list(c, &env, &t, &n, &err), 0);
+    script_done();
+    assert_int_equal(n, 4);
+    const struct dv_table *account = &t[0], *erp = &t[1], *reading = &t[2], *old = &t[3];
+    assert_string_equal(erp->logical_name, "new_erporder");
+    assert_true(erp->is_virtual);
+    assert_false(erp->is_elastic);
+    assert_string_equal(erp->data_provider_id, "c1919979-0021-4f11-a587-a8f904bdfdf9");
+    assert_true(reading->is_elastic);
+    assert_false(reading->is_virtual);
+    assert_null(reading->data_provider_id);
+    assert_true(old->is_virtual);
+    assert_false(account->is_virtual);
+    assert_false(account->is_elastic);
+    dv_tables_free(t, n);
+    dv_client_free(c);
+}
+
 static void test_tables_fallback(void **state)
 {
     const struct exch s[] = {
@@ -1407,6 +1448,7 @@ int main(void)
         cmocka_unit_test(test_table_get_owner_image),
         cmocka_unit_test(test_metadata_changes),
         cmocka_unit_test(test_tables_real_shapes),
+        cmocka_unit_test(test_tables_types),
         cmocka_unit_test(test_read_full_tracked),
         cmocka_unit_test(test_read_delta_and_untracked),
         cmocka_unit_test(test_read_expired_token),

@@ -243,7 +243,7 @@ static void f_free(void *impl)
     (void)impl;
 }
 static const struct objstore_ops remote_like = {f_put, f_put_file, f_put, f_get,
-                                                f_stat, f_list, f_del, f_free};
+                                                f_stat, f_list, f_del, f_free, NULL};
 
 static void test_rule_without_requests(void **state)
 {

@@ -1,7 +1,8 @@
 /* dvsim: internal interfaces of the local Dataverse simulator (tools/dvsim).
  *
  * Modules: server.c (libmicrohttpd, routing, auth, faults, throttling, request log), store.c
- * (SQLite), schema.c (the static table definitions of every org), line.c (flat canonical record
+ * (SQLite), schema.c (the static table definitions of every org), schema_real.c (the generated
+ * definitions of --shape real), line.c (flat canonical record
  * lines: scan, render, annotations), seed*.c (the deterministic tenant; listed in seed_int.h),
  * admin.c (token endpoint, BAP routes), webapi*.c (reads, query options, change tracking,
  * metadata), webwrite*.c (writes and the service's rules, privileges, activities and parties,
@@ -81,6 +82,11 @@ struct table_def {
     enum table_writes writes;
     const struct col_def *cols;
     size_t n_cols;
+    /* TableType Virtual (rows live in an external source; reads fail as a failing data provider
+     * answers, DataProviderId set) or Elastic (rows carry partitionid); neither: Standard, or
+     * Activity when `activity` */
+    bool virtual_table;
+    bool elastic;
 };
 struct n2n_def {
     const char *dvschema_name, *intersect;
@@ -100,6 +106,23 @@ struct env_def {
 #define N_ENVS 6
 
 extern const struct table_def dvschema_tables[N_TABLES];
+/* --shape real: the generated definitions of a Dynamics 365 Sales org beyond the eighteen
+ * (schema_real.c), built once before the server starts and read-only after; table index
+ * N_TABLES + k is dvschema_extra[k]. Empty in the small shape. */
+#define MAX_EXTRA_TABLES 1000
+extern const struct table_def *dvschema_extra;
+extern size_t dvschema_n_extra;
+/* Build dvschema_extra (about 680 definitions; idempotent). */
+int dvschema_real_build(void);
+/* The elastic table of the real shape (NULL in the small shape). */
+const struct table_def *dvschema_elastic(void);
+/* The table of index i (0 <= i < N_TABLES + dvschema_n_extra). */
+const struct table_def *dvschema_table_at(int i);
+/* Pieces of the eighteen's definitions that the generated ones share (schema.c). */
+extern const struct col_def dvschema_owner_cols[4];
+extern const struct col_def dvschema_state_cols[2];
+extern const struct col_def dvschema_common_cols[4];
+extern const struct option_def dvschema_bool_options[];
 extern const struct n2n_def dvschema_n2n[];
 extern const size_t dvschema_n_n2n;
 extern const struct env_def dvschema_envs[N_ENVS];
@@ -223,7 +246,7 @@ int dvstore_effects_get(struct sqlite3 *db, int env, int64_t *plugin_runs, int64
 int dvstore_party_link(struct sqlite3 *db, int env, const char *activity_id, const char *party_id,
                        bool add);
 int dvstore_party_ids(struct sqlite3 *db, int env, const char *activity_id, char ***ids, size_t *n);
-#define TABLE_ID_STRIDE 32 /* more than N_TABLES */
+#define TABLE_ID_STRIDE 1024 /* more than N_TABLES + MAX_EXTRA_TABLES */
 static inline int table_id(int env, int table) { return env * TABLE_ID_STRIDE + table; }
 
 /* ---- the simulator ---- */
@@ -281,6 +304,9 @@ struct dvsim {
     uint64_t seed;
     bool demo;
     int64_t records;
+    bool real_shape;          /* --shape real: dvschema_extra is listed and seeded, notes follow
+                               * the real proportions (seed_files.c) */
+    int64_t elastic_rows;     /* --elastic-rows: rows of the elastic table in contoso-prod */
     int token_lifetime_s;
     int port;
     char base_url[256];       /* http://127.0.0.1:PORT, or --public-url */
@@ -400,7 +426,7 @@ void dvstore_rollback(struct sqlite3 *db);
 
 /* Seed (seed*.c): fill an empty store deterministically. DVSIM_TENANT_VERSION names the shape of
  * the tenant: a database seeded with another is seeded again. */
-#define DVSIM_TENANT_VERSION "tenant-2"
+#define DVSIM_TENANT_VERSION "tenant-3"
 int dvsim_base64(const unsigned char *in, size_t n, struct buf *out);
 /* The thumbnail the service derives from a full image (a function of its bytes only). */
 int dvsim_image_thumbnail(const void *full, size_t n, struct buf *out);
@@ -414,6 +440,8 @@ int dvseed_create_record(struct dvsim *d, struct sqlite3 *db, int env, int table
 /* The FormattedValue text of a raw column value; 1 when there is one, else 0. */
 int dvsim_format_value(const struct col_def *c, const char *raw, size_t len, char *out, size_t n);
 int dvseed_tenant(struct dvsim *d, struct dverr *err);
+/* What meta "seeded" holds for d's seed, size and shape (a database holding another is reseeded). */
+void dvseed_marker(const struct dvsim *d, char *out, size_t n);
 /* Churn (sim.c). only_table: a table index, or -1 for every user table; delete_fraction >= 0:
  * delete that fraction of each table and change nothing else (a mass delete), else the usual
  * mix of about `fraction`. */

@@ -26,6 +26,11 @@ static void usage(FILE *f)
           "  --seed demo|N               the sample tenant's seed (default demo); same seed, same data\n"
           "  --records N                 accounts in contoso-prod (contacts: 2N); default 1000\n"
           "  --reseed                    rebuild the tenant even if the database is already seeded\n"
+          "  --shape small|real          small (default): eighteen tables in every org; real: about 700\n"
+          "                              definitions shaped like a Dynamics 365 Sales org (virtual and\n"
+          "                              elastic tables, most tables empty, notes per two accounts)\n"
+          "  --elastic-rows N            rows of the elastic table in contoso-prod (--shape real;\n"
+          "                              default: --records)\n"
           "  --client-id ID              the only accepted client id (default: any)\n"
           "  --client-secret-file FILE   the client secret (file mode 0600); default: any secret\n"
           "  --token-lifetime S          access token lifetime in seconds (default 3599)\n"
@@ -95,6 +100,7 @@ int main(int argc, char **argv)
     d.bypass_privilege_initial = true;
     d.seed = 1;
     d.records = 1000;
+    d.elastic_rows = -1;
     d.token_lifetime_s = 3599;
     d.faults.delta_token_lifetime_s = 7 * 86400;
     d.faults.metadata_stamp_lifetime_s = 90 * 86400; /* Organization.ExpireSubscriptionsInDays */
@@ -162,6 +168,16 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--records")) {
             rc = parse_long(v, 0, 100000000, &n);
             d.records = n;
+        } else if (!strcmp(a, "--shape")) {
+            if (!strcmp(v, "real"))
+                d.real_shape = true;
+            else if (!strcmp(v, "small"))
+                d.real_shape = false;
+            else
+                rc = -EINVAL;
+        } else if (!strcmp(a, "--elastic-rows")) {
+            rc = parse_long(v, 0, 100000000, &n);
+            d.elastic_rows = n;
         } else if (!strcmp(a, "--token-lifetime")) {
             rc = parse_long(v, 1, 1LL << 30, &n);
             d.token_lifetime_s = (int)n;
@@ -203,6 +219,12 @@ int main(int argc, char **argv)
     }
     if (!d.client_secret)
         log_warn("dvsim: no --client-secret-file: any client secret is accepted");
+    if (d.elastic_rows < 0)
+        d.elastic_rows = d.records;
+    if (d.real_shape && (rc = dvschema_real_build()) != 0) {
+        fprintf(stderr, "dvsim: cannot build the real shape's definitions: %s\n", strerror(-rc));
+        return 1;
+    }
     d.faults_initial = d.faults;
     d.bypass_privilege = d.bypass_privilege_initial;
     char host[64];
@@ -237,9 +259,8 @@ int main(int argc, char **argv)
     dvstore_is_seeded(d.store, &seeded);
     if (seeded && !reseed) {
         struct sqlite3 *c = dvstore_get(d.store);
-        char want[64];
-        snprintf(want, sizeof want, "%s:%llu/%lld", DVSIM_TENANT_VERSION, (unsigned long long)d.seed,
-                 (long long)d.records);
+        char want[96];
+        dvseed_marker(&d, want, sizeof want);
         if (!dvstore_meta_equals(c, "seeded", want))
             reseed = true;
         dvstore_put(d.store, c);

@@ -11,7 +11,9 @@
  * Each lookup lists the tables it may point at and the navigation property that binds each one
  * (ownerid: systemuser and team through "ownerid"; customer lookups <col>_account/_contact;
  * regarding regardingobjectid_<table>_<activity>). statecode is valid for update only; each status
- * option names the state it belongs to. Read-only data; thread-safe. */
+ * option names the state it belongs to. The owner, state and common columns are also exported
+ * for the generated definitions of --shape real (schema_real.c), which the lookups by set, by
+ * logical name and by index (dvschema_table_at) also find. Read-only data; thread-safe. */
 #include "tools/dvsim/dvsim.h"
 
 #include <stdio.h>
@@ -19,7 +21,7 @@
 
 #define N(a) (sizeof(a) / sizeof((a)[0]))
 
-static const struct option_def bool_opts[] = {{0, "No", 0}, {1, "Yes", 0}, {0, NULL, 0}};
+const struct option_def dvschema_bool_options[] = {{0, "No", 0}, {1, "Yes", 0}, {0, NULL, 0}};
 static const struct option_def custtype_opts[] = {
     {1, "Competitor", 0}, {2, "Consultant", 0}, {3, "Customer", 0}, {4, "Investor", 0},
     {5, "Partner", 0}, {6, "Influencer", 0}, {7, "Press", 0}, {8, "Prospect", 0},
@@ -155,7 +157,7 @@ static const struct col_def contact_cols[] = {
     COL("birthdate", COL_DATEONLY, COLF_RW),
     COL("annualincome", COL_MONEY, COLF_RW),
     OPT("gendercode", COL_PICKLIST, COLF_RW, gender_opts),
-    OPT("donotemail", COL_BOOLEAN, COLF_RW, bool_opts),
+    OPT("donotemail", COL_BOOLEAN, COLF_RW, dvschema_bool_options),
     LOOKUP("parentcustomerid", COL_CUSTOMER, COLF_RW, CUSTOMER("parentcustomerid")),
     COL("entityimage", COL_IMAGE, COLF_RW),
     COL("entityimageid", COL_GUID, 0),
@@ -200,7 +202,7 @@ static const struct col_def systemuser_cols[] = {
     COL("lastname", COL_STRING, COLF_RW),
     COL("domainname", COL_STRING, COLF_RW),
     COL("internalemailaddress", COL_STRING, COLF_RW),
-    OPT("isdisabled", COL_BOOLEAN, COLF_RW, bool_opts),
+    OPT("isdisabled", COL_BOOLEAN, COLF_RW, dvschema_bool_options),
     COL("azureactivedirectoryobjectid", COL_GUID, COLF_CREATE),
     LOOKUP("businessunitid", COL_LOOKUP, COLF_RW,
            TARGET("businessunit", "businessunitid", "business_unit_system_users")),
@@ -219,7 +221,7 @@ static const struct col_def team_cols[] = {
     LOOKUP("businessunitid", COL_LOOKUP, COLF_RW,
            TARGET("businessunit", "businessunitid", "business_unit_teams")),
     OPT("teamtype", COL_PICKLIST, COLF_CREATE, teamtype_opts),
-    OPT("isdefault", COL_BOOLEAN, 0, bool_opts),
+    OPT("isdefault", COL_BOOLEAN, 0, dvschema_bool_options),
     COMMON_TAIL,
 };
 static const struct col_def currency_cols[] = {
@@ -239,7 +241,7 @@ static const struct col_def annotation_cols[] = {
     COL("mimetype", COL_STRING, COLF_RW),
     COL("documentbody", COL_MEMO, COLF_RW),
     COL("filesize", COL_INTEGER, 0),
-    OPT("isdocument", COL_BOOLEAN, COLF_RW, bool_opts),
+    OPT("isdocument", COL_BOOLEAN, COLF_RW, dvschema_bool_options),
     COL("objecttypecode", COL_STRING, COLF_CREATE),
     LOOKUP("objectid", COL_LOOKUP, COLF_RW, TARGET("account", "objectid_account", NULL)),
     OWNER_COLS,
@@ -291,7 +293,7 @@ static const struct col_def audit_cols[] = {
     COMMON_TAIL
 static const struct col_def email_cols[] = {
     ACTIVITY_COLS("email", email_status),
-    OPT("directioncode", COL_BOOLEAN, COLF_RW, bool_opts),
+    OPT("directioncode", COL_BOOLEAN, COLF_RW, dvschema_bool_options),
 };
 static const struct col_def task_cols[] = {
     ACTIVITY_COLS("task", task_status),
@@ -300,7 +302,7 @@ static const struct col_def task_cols[] = {
 static const struct col_def phonecall_cols[] = {
     ACTIVITY_COLS("phonecall", phonecall_status),
     COL("phonenumber", COL_STRING, COLF_RW),
-    OPT("directioncode", COL_BOOLEAN, COLF_RW, bool_opts),
+    OPT("directioncode", COL_BOOLEAN, COLF_RW, dvschema_bool_options),
 };
 static const struct col_def appointment_cols[] = {
     ACTIVITY_COLS("appointment", appointment_status),
@@ -332,7 +334,7 @@ static const struct col_def activityparty_cols[] = {
 };
 
 #define TABLE(logical, schema, set, pk, name, priv, otc, tracked, intersect, activity, own, w, cols) \
-    {logical, schema, set, pk, name, priv, otc, tracked, intersect, activity, own, w, cols, N(cols)}
+    {logical, schema, set, pk, name, priv, otc, tracked, intersect, activity, own, w, cols, N(cols), false, false}
 const struct table_def dvschema_tables[N_TABLES] = {
     [T_ACCOUNT] = TABLE("account", "Account", "accounts", "accountid", "name", "Account", 1, true,
                         false, false, OWN_USER, TW_DATA, account_cols),
@@ -414,6 +416,10 @@ const struct env_def dvschema_envs[N_ENVS] = {
     {"fabrikam-prod", "Fabrikam", "Production", "unitedstates", "centralus", "P7D", false, false},
 };
 
+const struct col_def dvschema_owner_cols[4] = {OWNER_COLS};
+const struct col_def dvschema_state_cols[2] = {STATE_COLS(active_state, active_status)};
+const struct col_def dvschema_common_cols[4] = {COMMON_TAIL};
+
 static bool eq(const char *a, const char *b, size_t blen)
 {
     return strlen(a) == blen && memcmp(a, b, blen) == 0;
@@ -427,6 +433,9 @@ const struct table_def *dvschema_table_by_set(const char *set, size_t len)
     for (int i = 0; i < N_HOSTILE; i++)
         if (eq(dvschema_hostile[i].set, set, len))
             return &dvschema_hostile[i];
+    for (size_t i = 0; i < dvschema_n_extra; i++)
+        if (eq(dvschema_extra[i].set, set, len))
+            return &dvschema_extra[i];
     return NULL;
 }
 
@@ -435,7 +444,15 @@ const struct table_def *dvschema_table_by_logical(const char *logical, size_t le
     for (int i = 0; i < N_TABLES; i++)
         if (eq(dvschema_tables[i].logical, logical, len))
             return &dvschema_tables[i];
+    for (size_t i = 0; i < dvschema_n_extra; i++)
+        if (eq(dvschema_extra[i].logical, logical, len))
+            return &dvschema_extra[i];
     return NULL;
+}
+
+const struct table_def *dvschema_table_at(int i)
+{
+    return i < N_TABLES ? &dvschema_tables[i] : &dvschema_extra[i - N_TABLES];
 }
 
 int dvschema_table_index(const struct table_def *t)
@@ -443,6 +460,8 @@ int dvschema_table_index(const struct table_def *t)
     for (int i = 0; i < N_HOSTILE; i++)
         if (t == &dvschema_hostile[i])
             return T_SYSTEMUSER;
+    if (dvschema_n_extra && t >= dvschema_extra && t < dvschema_extra + dvschema_n_extra)
+        return N_TABLES + (int)(t - dvschema_extra);
     return (int)(t - dvschema_tables);
 }
 

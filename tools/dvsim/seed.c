@@ -326,7 +326,7 @@ void seed_common(struct gen *g, const struct table_def *t, uint64_t i, int64_t v
 
 int seed_insert(struct gen *g, int table, const char *id)
 {
-    const struct table_def *t = &dvschema_tables[table];
+    const struct table_def *t = dvschema_table_at(table);
     lb_render(&g->lb, t->pk, &g->line);
     sqlite3_reset(g->ins);
     sqlite3_bind_int(g->ins, 1, table_id(g->env, table));
@@ -647,7 +647,8 @@ static int gen_setup(struct gen *g, bool plan_activities)
     int64_t small = a < 1000 ? a : 1000;
     g->counts[T_OPPORTUNITY] = small / 2;
     g->counts[T_INCIDENT] = small / 2;
-    g->counts[T_ANNOTATION] = small / 15 + 8;
+    /* the real shape's org has one note per two accounts (seed_files.c) */
+    g->counts[T_ANNOTATION] = g->d->real_shape && g->env == 0 ? a / 2 : small / 15 + 8;
     g->counts[T_PROJECT] = small / 25 + 6;
     g->counts[T_PROJECT_CONTACT] = small / 12 + 4;
     g->counts[T_AUDIT] = small / 5;
@@ -680,6 +681,34 @@ static int keyed_cmp(const void *a, const void *b)
     return 0;
 }
 
+static int gen_base_row(struct gen *g, int table, uint64_t i)
+{
+    return gen_fns[table](g, i);
+}
+
+int seed_rows(struct gen *g, int table, size_t n, int (*row)(struct gen *g, int table, uint64_t i))
+{
+    /* insert in primary-key order: the clustered B-tree only ever grows at one end */
+    struct keyed *ks = malloc((n ? n : 1) * sizeof *ks);
+    if (!ks)
+        return -ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        char id[37];
+        seed_id(g, table, i, id);
+        ks[i].hi = strtoull((char[17]){id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[9], id[10],
+                                       id[11], id[12], id[14], id[15], id[16], id[17], 0}, NULL, 16);
+        ks[i].lo = strtoull((char[17]){id[19], id[20], id[21], id[22], id[24], id[25], id[26], id[27], id[28],
+                                       id[29], id[30], id[31], id[32], id[33], id[34], id[35], 0}, NULL, 16);
+        ks[i].index = i;
+    }
+    qsort(ks, n, sizeof *ks, keyed_cmp);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = row(g, table, ks[i].index);
+    free(ks);
+    return rc;
+}
+
 static int seed_env(struct gen *g)
 {
     static const int order[N_TABLES] = {
@@ -688,30 +717,14 @@ static int seed_env(struct gen *g)
         T_APPOINTMENT, T_ACTIVITYPOINTER, T_ACTIVITYPARTY, T_AUDIT};
     g->ver = 1000000 + 1000 * (int64_t)g->env;
     for (int k = 0; k < N_TABLES; k++) {
-        int tb = order[k];
-        /* insert in primary-key order: the clustered B-tree only ever grows at one end */
-        size_t n = (size_t)g->counts[tb];
-        struct keyed *ks = malloc((n ? n : 1) * sizeof *ks);
-        if (!ks)
-            return -ENOMEM;
-        for (size_t i = 0; i < n; i++) {
-            char id[37];
-            seed_id(g, tb, i, id);
-            ks[i].hi = strtoull((char[17]){id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7], id[9], id[10],
-                                           id[11], id[12], id[14], id[15], id[16], id[17], 0}, NULL, 16);
-            ks[i].lo = strtoull((char[17]){id[19], id[20], id[21], id[22], id[24], id[25], id[26], id[27], id[28],
-                                           id[29], id[30], id[31], id[32], id[33], id[34], id[35], 0}, NULL, 16);
-            ks[i].index = i;
-        }
-        qsort(ks, n, sizeof *ks, keyed_cmp);
-        for (size_t i = 0; i < n; i++) {
-            int rc = gen_fns[tb](g, ks[i].index);
-            if (rc) {
-                free(ks);
-                return rc;
-            }
-        }
-        free(ks);
+        int rc = seed_rows(g, order[k], (size_t)g->counts[order[k]], gen_base_row);
+        if (rc)
+            return rc;
+    }
+    if (g->d->real_shape) {
+        int rc = seed_real_env(g);
+        if (rc)
+            return rc;
     }
     sqlite3_stmt *st = NULL;
     int rc = sqlite3_prepare_v2(g->db, "INSERT OR REPLACE INTO orgver(env, ver) VALUES(?1, ?2)", -1, &st, NULL);
@@ -750,6 +763,15 @@ static void gen_release(struct gen *g)
     buf_release(&g->tmp);
 }
 
+void dvseed_marker(const struct dvsim *d, char *out, size_t n)
+{
+    if (d->real_shape)
+        snprintf(out, n, "%s:%llu/%lld/real/%lld", DVSIM_TENANT_VERSION, (unsigned long long)d->seed,
+                 (long long)d->records, (long long)d->elastic_rows);
+    else
+        snprintf(out, n, "%s:%llu/%lld", DVSIM_TENANT_VERSION, (unsigned long long)d->seed, (long long)d->records);
+}
+
 int dvseed_tenant(struct dvsim *d, struct dverr *err)
 {
     struct gen g;
@@ -773,17 +795,19 @@ int dvseed_tenant(struct dvsim *d, struct dverr *err)
     int64_t total = 0;
     for (int e = 0; e < N_ENVS && !rc; e++) {
         g.env = e;
+        g.extra_rows = 0;
         rc = gen_setup(&g, true);
         if (!rc)
             rc = seed_env(&g);
         for (int k = 0; k < N_TABLES; k++)
             total += g.counts[k];
+        total += g.extra_rows;
         gen_teardown(&g);
     }
     if (!rc) {
-        char sql[256];
-        snprintf(sql, sizeof sql, "INSERT INTO meta(k,v) VALUES('seeded','%s:%llu/%lld')", DVSIM_TENANT_VERSION,
-                 (unsigned long long)d->seed, (long long)d->records);
+        char sql[256], marker[96];
+        dvseed_marker(d, marker, sizeof marker);
+        snprintf(sql, sizeof sql, "INSERT INTO meta(k,v) VALUES('seeded','%s')", marker);
         rc = dvstore_errno(sqlite3_exec(g.db, sql, NULL, NULL, NULL));
     }
     sqlite3_finalize(g.ins);

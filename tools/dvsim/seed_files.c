@@ -1,6 +1,7 @@
 /* seed_files: the bytes of the sample tenant (seed_int.h): note attachments (annotation
  * documentbody, Base64 of 17 bytes to 300 KB of believable content behind the right magic
- * numbers, names with spaces, Unicode and a '/'), new_project's file column (one of more than a
+ * numbers, names with spaces, Unicode and a '/'; in the --shape real org contoso-prod, one note
+ * per two accounts, three in five with an attachment of 1 KB to 5 MB, most of them small), new_project's file column (one of more than a
  * 4 MiB chunk in contoso-prod) and contact images (2-8 KB, one in ten 20-100 KB; the thumbnail
  * derived from the full image: dvsim_image_thumbnail). Single-threaded (see seed_int.h). */
 #include "tools/dvsim/seed_int.h"
@@ -32,6 +33,17 @@ static const struct attach_kind attach_kinds[] = {
     {"café menu.txt", "text/plain"},
 };
 static const size_t attach_sizes[] = {17, 1024, 4000, 65536, 300000, 2500, 123};
+
+/* An attachment of the real shape: 70% of 1-16 KB, 25% of 16-512 KB, 5% of 512 KB-5 MB. */
+static size_t real_note_size(uint64_t h)
+{
+    uint64_t r = h % 100, x = h >> 16;
+    if (r < 70)
+        return 1024 + (size_t)(x % (15 * 1024));
+    if (r < 95)
+        return 16 * 1024 + (size_t)(x % (496 * 1024));
+    return 512 * 1024 + (size_t)(x % (4608 * 1024));
+}
 
 static void fake_bytes(uint64_t h, const char *mime, size_t n, struct buf *out)
 {
@@ -130,7 +142,9 @@ int seed_gen_annotation(struct gen *g, uint64_t i)
     lb_lookup(&g->lb, "objectid", "account", na ? rid : NULL, name);
     lb_str(&g->lb, "objecttypecode", "account");
     seed_owner(g, T_ANNOTATION, i, true);
-    if (i % 4 == 3) { /* a plain note */
+    /* the real shape's org: two notes in five are plain, an attachment's size is skewed */
+    bool real = g->d->real_shape && g->env == 0;
+    if (real ? h % 5 < 2 : i % 4 == 3) { /* a plain note */
         snprintf(v, sizeof v, "Call notes %llu", (unsigned long long)i + 1);
         lb_str(&g->lb, "subject", v);
         lb_str(&g->lb, "notetext", "Spoke with the customer; follow up next week.\nTODO: send \"pricing\" ✉");
@@ -141,7 +155,8 @@ int seed_gen_annotation(struct gen *g, uint64_t i)
         lb_col(&g->lb, t, "isdocument", "false");
     } else {
         const struct attach_kind *k = &attach_kinds[i % NA(attach_kinds)];
-        size_t size = attach_sizes[(i / NA(attach_kinds)) % NA(attach_sizes)] + (size_t)(h % 97);
+        size_t size = real ? real_note_size(seed_hash(g, T_ANNOTATION, i, 8))
+                           : attach_sizes[(i / NA(attach_kinds)) % NA(attach_sizes)] + (size_t)(h % 97);
         fake_bytes(h, k->mime, size, &g->tmp);
         struct buf b64 = BUF_INIT;
         dvsim_base64((const unsigned char *)g->tmp.data, g->tmp.len, &b64);

@@ -7,6 +7,7 @@
  *   seed_files.c     note attachments, project files and contact images
  *   seed_activity.c  the activities (email, task, phonecall, appointment), their activitypointer
  *                    rows and their activityparty rows
+ *   seed_real.c      the rows of the generated tables of --shape real (schema_real.c)
  * Every value is a pure function of (seed, environment, table, record index): records refer to each
  * other (lookups and their formatted names) by computing the other record's values, never by a
  * lookup in the store. Single-threaded: one struct gen per seeding (start-up, /_sim/reset) or per
@@ -40,6 +41,7 @@ struct gen {
     int env;
     int64_t ver;
     int64_t counts[N_TABLES];
+    int64_t extra_rows;       /* rows seeded into the generated tables (--shape real) */
     int64_t persons;          /* people of the tenant (person 0 is the application user) */
     int *members;             /* the person of each systemuser row of this environment; [0] = 0 */
     int64_t *party_off;       /* activities of every type (T_EMAIL.. order): index of the first party
@@ -73,6 +75,11 @@ void lb_lookup(struct lb *b, const char *attr, const char *target, const char *i
 /* createdon, modifiedon, overriddencreatedon, versionnumber and the etag of record i. */
 void seed_common(struct gen *g, const struct table_def *t, uint64_t i, int64_t ver);
 void seed_time_pair(const struct gen *g, int table, uint64_t i, int64_t *created, int64_t *modified);
+/* Insert rows 0..n-1 of table (row(g, table, i) builds and inserts row i) in primary-key order. */
+int seed_rows(struct gen *g, int table, size_t n, int (*row)(struct gen *g, int table, uint64_t i));
+/* ---- seed_real.c ---- */
+/* The rows of the generated tables of environment g->env (g->extra_rows counts them). */
+int seed_real_env(struct gen *g);
 /* ---- seed_principals.c ---- */
 /* The people of environment g->env: g->members and counts[T_SYSTEMUSER]. */
 int seed_members(struct gen *g);

@@ -251,6 +251,12 @@ static void route_churn(struct req *r)
     if (cJSON_IsString(tab) && !(t = dvschema_table_by_logical(tab->valuestring, strlen(tab->valuestring))))
         t = dvschema_table_by_set(tab->valuestring, strlen(tab->valuestring));
     bool del_ok = cJSON_IsNumber(del) && del->valuedouble >= 0 && del->valuedouble <= 1;
+    if (t && dvschema_table_index(t) >= N_TABLES) {
+        cJSON_Delete(b);
+        sim_error(r, 400, "churn changes the eighteen tables of the small shape; write to the generated "
+                          "tables of --shape real through the Web API");
+        return;
+    }
     if (!b || e < 0 || (tab && !t) || (del && !del_ok) ||
         (!del && (!cJSON_IsNumber(fr) || fr->valuedouble < 0 || fr->valuedouble > 1))) {
         cJSON_Delete(b);

@@ -14,6 +14,8 @@
  * $orderby, the $skiptoken cookie) are parsed in webapi_query.c, $deltatoken pages come from
  * webapi_delta.c (webapi_int.h lists the files).
  *
+ * A virtual table's rows live in an external system: every read of one answers 500 as a data
+ * provider whose source does not answer makes the service answer (virtual_read_fails).
  * Paging order is the primary key's bytes (or $orderby, then the key). Thread-safe: each request
  * uses its own SQLite connection from the pool. */
 #include "tools/dvsim/webapi_int.h"
@@ -169,8 +171,19 @@ int webapi_projection_init(struct req *r, const struct table_def *t, const struc
 
 /* ---- collection GET ---- */
 
+static void virtual_read_fails(struct req *r, const struct table_def *t)
+{
+    sreply_error(r, 500, "0x80040216",
+                 "The data provider of virtual table '%s' failed: the external source "
+                 "https://erp.contoso.invalid/odata/Orders did not answer within 30 seconds.", t->logical);
+}
+
 static void collection_get(struct req *r, const struct table_def *t)
 {
+    if (t->virtual_table) {
+        virtual_read_fails(r, t);
+        return;
+    }
     struct dvsim *d = r->d;
     struct prefer pf;
     struct projection proj;
@@ -404,6 +417,10 @@ out:
 
 static void count_get(struct req *r, const struct table_def *t)
 {
+    if (t->virtual_table) {
+        virtual_read_fails(r, t);
+        return;
+    }
     sqlite3 *db = dvstore_get(r->d->store);
     sqlite3_stmt *st = NULL;
     long long n = 0;
@@ -423,6 +440,10 @@ static void count_get(struct req *r, const struct table_def *t)
 void webapi_record_get(struct req *r, const struct table_def *t, const char *key);
 void webapi_record_get(struct req *r, const struct table_def *t, const char *key)
 {
+    if (t->virtual_table) {
+        virtual_read_fails(r, t);
+        return;
+    }
     struct prefer pf;
     struct projection proj;
     char ctx_sel[600];
@@ -479,9 +500,9 @@ static void service_document(struct req *r)
     buf_addstr(&r->out, "{\"@odata.context\":\"");
     webapi_base(r, &r->out);
     buf_addstr(&r->out, "/$metadata\",\"value\":[");
-    for (int i = 0; i < N_TABLES; i++)
+    for (int i = 0; i < N_TABLES + (int)dvschema_n_extra; i++)
         buf_printf(&r->out, "%s{\"name\":\"%s\",\"kind\":\"EntitySet\",\"url\":\"%s\"}", i ? "," : "",
-                   dvschema_tables[i].set, dvschema_tables[i].set);
+                   dvschema_table_at(i)->set, dvschema_table_at(i)->set);
     buf_addstr(&r->out, "]}");
     sreply_json(r, 200);
 }

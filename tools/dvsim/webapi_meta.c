@@ -12,7 +12,9 @@
  *       /OneToManyRelationships | /ManyToManyRelationships
  * $select is honoured on the definitions and inside each $expand (Attributes($select=a,b));
  * MetadataId always comes. MetadataIds are derived from the names (SHA-256), so they are stable
- * across runs. Labels are English (1033). --hostile-tables adds dvschema_hostile to the list.
+ * across runs. Labels are English (1033). --shape real adds dvschema_extra (schema_real.c:
+ * TableType Virtual with a DataProviderId, Elastic; their OneToManyRelationships are left out),
+ * --hostile-tables dvschema_hostile to the list.
  * Definitions change only by POST /_sim/metadata (webapi_metachanges.c): an added String column
  * is listed among the table's Attributes, a deleted table is not listed and its definition is
  * 404; its rows stay readable by their entity set (dvsim's tables are static).
@@ -326,9 +328,15 @@ static cJSON *entity_json(struct dvsim *d, const struct table_def *t, int expand
     cJSON_AddNumberToObject(o, "ObjectTypeCode", t->object_type_code);
     cJSON_AddBoolToObject(o, "ChangeTrackingEnabled", t->change_tracking);
     managed(o, "CanChangeTrackingBeEnabled", t->writes != TW_NONE, "canchangetrackingbeenabled");
-    cJSON_AddBoolToObject(o, "IsCustomEntity", strncmp(t->logical, "new_", 4) == 0);
+    cJSON_AddBoolToObject(o, "IsCustomEntity", !strncmp(t->logical, "new_", 4) || !strncmp(t->logical, "cr8a3_", 6));
     cJSON_AddBoolToObject(o, "IsActivity", t->activity);
-    cJSON_AddStringToObject(o, "TableType", t->activity ? "Activity" : "Standard");
+    cJSON_AddStringToObject(o, "TableType", t->virtual_table ? "Virtual" : t->elastic ? "Elastic"
+                                            : t->activity      ? "Activity" : "Standard");
+    /* a virtual table names its data provider (here the OData v4 one); other tables have none */
+    if (t->virtual_table)
+        cJSON_AddStringToObject(o, "DataProviderId", "c1919979-0021-4f11-a587-a8f904bdfdf9");
+    else
+        cJSON_AddNullToObject(o, "DataProviderId");
     cJSON_AddBoolToObject(o, "IsIntersect", t->intersect);
     cJSON_AddBoolToObject(o, "IsValidForAdvancedFind", !t->intersect);
     cJSON_AddBoolToObject(o, "IsOptimisticConcurrencyEnabled", t->writes != TW_NONE && !t->intersect);
@@ -424,6 +432,9 @@ void webapi_entity_definitions(struct req *r, const char *rest)
         for (int i = 0; i < N_TABLES; i++)
             if (!dvmeta_table_deleted(r->d, &dvschema_tables[i]))
                 cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_tables[i], expand, &sel));
+        for (size_t i = 0; i < dvschema_n_extra; i++)
+            if (!dvmeta_table_deleted(r->d, &dvschema_extra[i]))
+                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_extra[i], expand, &sel));
         for (int i = 0; r->d->hostile_tables && i < N_HOSTILE; i++)
             if (!dvmeta_table_deleted(r->d, &dvschema_hostile[i]))
                 cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_hostile[i], expand, &sel));
@@ -442,11 +453,11 @@ void webapi_entity_definitions(struct req *r, const char *rest)
             t = NULL;
         p += 2;
     } else if (*p == '(' && strlen(p) >= 38 && p[37] == ')') {
-        for (int i = 0; i < N_TABLES && !t; i++) {
+        for (int i = 0; i < N_TABLES + (int)dvschema_n_extra && !t; i++) {
             char id[37];
-            metadata_id(dvschema_tables[i].logical, NULL, id);
+            metadata_id(dvschema_table_at(i)->logical, NULL, id);
             if (strncasecmp(id, p + 1, 36) == 0)
-                t = &dvschema_tables[i];
+                t = dvschema_table_at(i);
         }
         p += 38;
     }

@@ -66,12 +66,13 @@ void dvmeta_reset(struct dvsim *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* The listed tables, in order (the static ones, then the hostile ones with --hostile-tables). */
+/* The listed tables, in order (the eighteen, the generated ones of --shape real, then the hostile
+ * ones with --hostile-tables). */
 static const struct table_def *listed(struct dvsim *d, int i)
 {
-    if (i < N_TABLES)
-        return &dvschema_tables[i];
-    i -= N_TABLES;
+    if (i < N_TABLES + (int)dvschema_n_extra)
+        return dvschema_table_at(i);
+    i -= N_TABLES + (int)dvschema_n_extra;
     return d->hostile_tables && i < N_HOSTILE ? &dvschema_hostile[i] : NULL;
 }
 

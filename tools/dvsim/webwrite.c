@@ -5,7 +5,8 @@
  * must pass and what it adds to the record (validation, state rules, defaults, derived columns,
  * stamps, audit rows) is webwrite_rules.c; what comes with it (activitypointer rows, parties,
  * the plug-in's task, flow runs) is webwrite_activity.c; file and image columns are
- * webwrite_files.c; $batch is webwrite_batch.c (webapi_int.h lists them).
+ * webwrite_files.c; $batch is webwrite_batch.c (webapi_int.h lists them). A row of an elastic
+ * table is addressed by id and ?partitionId= (elastic_partition_check).
  * Writers hold d->write_lock for the whole SQLite transaction (versions are per org and must
  * not interleave): a write session (struct wsess) takes it, or joins the transaction of the
  * $batch change set the request is part of. */
@@ -134,6 +135,52 @@ static bool want_representation(struct req *r)
     return yes;
 }
 
+/* An elastic table's row is addressed by its id and the partition it was created in
+ * (?partitionId=; none for a row created without one). 0 when the request names the stored row's
+ * partition (old NULL: nothing stored yet), else a 404 as the service finds no row of that id in
+ * that partition (dvsim keeps one row per id). */
+static int elastic_partition_check(struct req *r, const struct table_def *t, const char *key, const char *old,
+                                   size_t old_len)
+{
+    if (!t->elastic || !old)
+        return 0;
+    const char *want = sreq_arg(r, "partitionId");
+    if (!want)
+        want = sreq_arg(r, "partitionid");
+    struct lmember m[128];
+    int n = dvline_scan(old, old_len, m, 128);
+    const struct lmember *p = n > 0 ? dvline_member(m, n, "partitionid") : NULL;
+    struct buf have = BUF_INIT;
+    if (p && !(p->val_len == 4 && !memcmp(p->val, "null", 4)))
+        dvline_unquote(p->val, p->val_len, &have);
+    bool same = have.data ? want && !strcmp(want, have.data) : !want || !*want;
+    buf_release(&have);
+    if (same)
+        return 0;
+    sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist", t->logical, key,
+                 want ? want : "null");
+    return -ENOENT;
+}
+
+/* A create in an elastic table takes ?partitionId= as its partitionid unless the body set it; a
+ * body that names another partition is refused. */
+static int elastic_partition_take(struct req *r, const struct table_def *t, struct rec *rec)
+{
+    const char *arg = sreq_arg(r, "partitionId");
+    if (!arg)
+        arg = sreq_arg(r, "partitionid");
+    if (!t->elastic || !arg)
+        return 0;
+    const char *body = srec_get(rec, "partitionid");
+    if (!body || !strcmp(body, "null"))
+        return srec_set_str(rec, "partitionid", arg);
+    size_t bl = strlen(body);
+    if (bl == strlen(arg) + 2 && !strncmp(body + 1, arg, bl - 2))
+        return 0;
+    sreply_error(r, 400, "0x80040203", "partitionid in the body does not match the partitionId of the request.");
+    return -EINVAL;
+}
+
 /* POST (key NULL) or PATCH upsert (key given), with the business-logic headers bl. */
 static void write_record(struct req *r, const struct table_def *t, const char *key, const struct bypass *bl)
 {
@@ -175,6 +222,8 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
             goto out;
         }
     }
+    if (key && elastic_partition_check(r, t, key, old, old_len))
+        goto out;
     if (key && old && if_none && !strcmp(if_none, "*")) {
         sreply_error(r, 412, "0x80040237", "A record with matching key values already exists.");
         goto out;
@@ -186,6 +235,8 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     create = !old;
     int old_state = create ? -1 : webwrite_int_member(&rec, "statecode");
     if (webwrite_apply_body(r, ws.db, t, &rec, create, body_id, &wb))
+        goto out;
+    if (create && elastic_partition_take(r, t, &rec))
         goto out;
     if (key && body_id[0] && strcmp(key, body_id) != 0) {
         sreply_error(r, 400, "0x80048d19", "The primary key in the body does not match the key in the URL.");
@@ -332,6 +383,8 @@ static void delete_record(struct req *r, const struct table_def *t, const char *
         sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
         goto out;
     }
+    if (!rc && elastic_partition_check(r, t, key, old, old_len))
+        goto out;
     const char *if_match = sreq_header(r, "If-Match");
     if (!rc && if_match && strcmp(if_match, "*") != 0) {
         char etag[64];
