@@ -106,6 +106,10 @@ struct table_job {
     bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
     struct segment_sorter *sorter;  /* full read: every record read, sorted by key */
     pthread_mutex_t sort_lock;      /* guards sorter while range readers add to it */
+    struct segment_sorter **range_sorters; /* full read in key ranges whose keys follow each
+                                            * other: each range's sorter, drained in turn
+                                            * instead of sorter (capture_ranges.c) */
+    size_t n_range_sorters;
     _Atomic bool ranges_failed;     /* a range read failed: the others stop */
     const struct point_file **prev_files; /* full read: the previous point's files of the table,
                                            * by record id (capture_full_files_*) */
@@ -171,9 +175,16 @@ int capture_definitions_index(struct cap *cap, const struct config *cfg,
                               struct dverr *err);
 
 /* ---- capture_ranges.c: a full read ---- */
-/* Every record of the table into j->sorter (one stream, or key ranges side by side); the
+/* Every record of the table into j->sorter or the range sorters (one stream, or key ranges side
+ * by side); the
  * table's new delta link (NULL when untracked). */
 int capture_read_full(struct table_job *j, char **new_link);
+/* Every entry of the full read in key order to fn: the range sorters in turn, else j->sorter. */
+int capture_full_drain(struct table_job *j,
+                       int (*fn)(void *ctx, const struct segment_entry *e, struct dverr *err),
+                       void *ctx);
+/* Frees the sorters of the full read (j->sorter and the range sorters). */
+void capture_full_sorters_free(struct table_job *j);
 
 /* ---- capture.c: one table ---- */
 /* Read the table (delta from the previous point's link, else in full) into j->out. */

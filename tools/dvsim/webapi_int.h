@@ -48,6 +48,11 @@ struct fnode *webapi_filter_parse(const struct table_def *t, const char *s, char
 /* Whether the record's members m (nm of them) match; tmp is scratch. */
 bool webapi_filter_eval(const struct fnode *n, const struct lmember *m, int nm, struct buf *tmp);
 void webapi_filter_free(struct fnode *n);
+/* The bounds a filter puts on the primary key pk, for the store to seek with: the first
+ * `pk ge|gt <guid>` and `pk lt|le <guid>` among the conjuncts of the filter's top-level and-chain
+ * (lowercase; the filter itself is still evaluated on every row). lo/hi stay "" when absent. */
+void webapi_filter_key_bounds(const struct fnode *n, const char *pk, char lo[37], bool *lo_incl,
+                              char hi[37], bool *hi_incl);
 
 struct order_key {
     char member[96];
