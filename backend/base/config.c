@@ -44,6 +44,8 @@ struct key_def {
 
 static const char *const auth_azure[] = {"key", "managed-identity", "workload-identity", NULL};
 static const char *const auth_s3[] = {"key", "instance-profile", NULL};
+static const char *const yes_no[] = {"false", "true", NULL};
+static const char *const lock_modes[] = {"off", "governance", "compliance", NULL};
 
 #define OFF(f) offsetof(struct config, f)
 static const struct key_def keys[] = {
@@ -81,6 +83,10 @@ static const struct key_def keys[] = {
     {"s3_auth", K_CHOICE, OFF(s3_auth), "key", 0, 0, auth_s3},
     {"aws_metadata_endpoint", K_METADATA_URL, OFF(aws_metadata_endpoint),
      "http://169.254.169.254", 0, 0, NULL},
+    {"append_only", K_CHOICE, OFF(append_only), "false", 0, 0, yes_no},
+    {"object_lock", K_CHOICE, OFF(object_lock), "off", 0, 0, lock_modes},
+    {"s3_prune_credentials_file", K_PATH, OFF(s3_prune_credentials_file), NULL, 0, 0, NULL},
+    {"azure_prune_key_file", K_PATH, OFF(azure_prune_key_file), NULL, 0, 0, NULL},
     {"password_file", K_PATH, OFF(password_file), NULL, 0, 0, NULL},
     {"password_command", K_STR, OFF(password_command), NULL, 0, 0, NULL},
     /* retention: the first six keys, in this order, are the ones retention.<env>.<key> sets */
@@ -726,6 +732,20 @@ bool config_key_set(const struct config *cfg, const char *key)
 {
     const struct key_def *k = find_key(key, strlen(key));
     return k && (cfg->set_keys >> (k - keys) & 1);
+}
+
+bool config_append_only(const struct config *cfg)
+{
+    return cfg && cfg->append_only && strcmp(cfg->append_only, "true") == 0;
+}
+
+int config_object_lock(const struct config *cfg)
+{
+    if (!cfg || !cfg->object_lock)
+        return CONFIG_LOCK_OFF;
+    if (strcmp(cfg->object_lock, "compliance") == 0)
+        return CONFIG_LOCK_COMPLIANCE;
+    return strcmp(cfg->object_lock, "governance") == 0 ? CONFIG_LOCK_GOVERNANCE : CONFIG_LOCK_OFF;
 }
 
 bool config_env_selected(const struct config *cfg, const char *unique_name)

@@ -99,6 +99,14 @@ struct config {
      * command whose standard output it is; at most one; NULL when unset */
     char *password_file;
     char *password_command;   /* run with /bin/sh -c */
+    /* ransomware protection (issue 16; README "Append-only, locked repositories"): append_only
+     * "true" makes capture and backup create objects and never delete or overwrite one, and prune,
+     * forget and erase use the prune credentials below; object_lock "governance" or "compliance"
+     * sets S3 Object Lock retention / Azure blob immutability from each point's expires_at */
+    char *append_only;        /* "false" (default) or "true": config_append_only() */
+    char *object_lock;        /* "off" (default), "governance" or "compliance": config_object_lock() */
+    char *s3_prune_credentials_file; /* the delete-capable key pair, used by prune/forget/erase */
+    char *azure_prune_key_file;      /* the same for Azure (Shared Key or SAS with delete) */
     uint64_t set_keys;        /* bit i: key i of config.c's table was given (file or env) */
 };
 
@@ -109,6 +117,13 @@ void config_free(struct config *cfg); /* accepts NULL */
 /* The retention rules of env: the rules for all, with env's overrides applied. */
 void config_retention_for(const struct config *cfg, const char *env,
                           struct config_retention *out);
+/* append_only = true. */
+bool config_append_only(const struct config *cfg);
+/* object_lock: 0 off, 1 governance, 2 compliance. */
+#define CONFIG_LOCK_OFF 0
+#define CONFIG_LOCK_GOVERNANCE 1
+#define CONFIG_LOCK_COMPLIANCE 2
+int config_object_lock(const struct config *cfg);
 /* true when key (e.g. "http_retries") was given in the file or by DVSNAP_<KEY>, not defaulted. */
 bool config_key_set(const struct config *cfg, const char *key);
 /* The default configuration file: $XDG_CONFIG_HOME/dvsnap/config, or the system-wide one when that

@@ -119,6 +119,7 @@ enum dv_ownership {
 };
 struct dv_table {
     char *logical_name;
+    char *metadata_id;       /* MetadataId (a GUID), or NULL */
     char *entity_set;
     char *primary_id;        /* primary key attribute */
     char *primary_name;
@@ -140,10 +141,41 @@ struct dv_table {
     char *definition_error;  /* why the definition is incomplete (its relationships could not be
                                 read; schema_json is then NULL), or NULL */
 };
-/* All tables of the environment with attributes and relationships (EntityDefinitions). */
+/* All tables of the environment with attributes and relationships (EntityDefinitions, narrowed
+ * with $select to what dvsnap uses; the list is linked: dv_tables_link). */
 int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_table **tables,
                    size_t *n, struct dverr *err);
 void dv_tables_free(struct dv_table *tables, size_t n);
+/* One table's definition, as dv_tables_list reads it (not linked); -ENOENT when the table is no
+ * longer defined. */
+int dv_table_get(struct dv_client *c, const struct dv_env *env, const char *logical_name,
+                 struct dv_table *out, struct dverr *err);
+/* A table from its schema document (schema_json as dv_tables_list made it; not linked). */
+int dv_table_from_schema(const char *schema_json, size_t len, struct dv_table *out,
+                         struct dverr *err);
+void dv_table_release(struct dv_table *t); /* the fields of one table, not t itself */
+/* Link tables gathered one by one into a list as dv_tables_list leaves it: an abstract lookup
+ * (ownerid's "owner") made one lookup per target, each lookup's target entity set filled in, the
+ * list sorted by logical name. */
+int dv_tables_link(struct dv_table *tables, size_t n);
+
+/* What changed in the table definitions since an earlier answer (RetrieveMetadataChanges, with
+ * a query for the properties dv_tables_list selects). */
+struct dv_metadata_changes {
+    char *stamp;             /* ServerVersionStamp: the client_stamp of the next call */
+    char **changed;          /* logical names of the tables added or changed (some of their
+                                properties, columns or relationships) */
+    size_t n_changed;
+    char **deleted_ids;      /* MetadataIds (lower case) of tables, columns and relationships
+                                deleted, many of them of no interest to the caller */
+    size_t n_deleted_ids;
+};
+/* client_stamp NULL: only *stamp is of use (every table is listed in changed). -ESTALE when the
+ * service says the stamp has expired (ExpiredVersionStamp, 0x80044352): read every definition
+ * again. */
+int dv_metadata_changes(struct dv_client *c, const struct dv_env *env, const char *client_stamp,
+                        struct dv_metadata_changes *out, struct dverr *err);
+void dv_metadata_changes_release(struct dv_metadata_changes *m);
 
 /* ---- reads ---- */
 struct dv_read_cb {

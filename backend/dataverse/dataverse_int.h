@@ -84,4 +84,28 @@ char *dv_dup_str(const struct json_node *obj, const char *key, int *rc);
 /* A bool that may be plain or a managed property {"Value": bool}. */
 bool dv_get_flag(const struct json_node *obj, const char *key, bool dflt);
 
+/* What dvsnap uses of a definition, and nothing more ($select; MetadataId always comes too).
+ * Lookup Targets and IsPrimaryImage live on derived attribute types, which a $select of the
+ * Attributes collection cannot name: an Owner column's targets are the user and team tables, and
+ * the primary image is the table's PrimaryImageAttribute. The change query of
+ * dv_metadata_changes asks for the same properties, so a change to any of them is reported. */
+#define ENTITY_PROPS                                                                          \
+    "MetadataId,LogicalName,EntitySetName,PrimaryIdAttribute,PrimaryNameAttribute,"          \
+    "PrimaryImageAttribute,ChangeTrackingEnabled,IsIntersect,IsCustomEntity,IsActivity,"     \
+    "TableType,OwnershipType,DataProviderId"
+#define ATTR_PROPS                                                                            \
+    "MetadataId,LogicalName,AttributeType,AttributeTypeName,IsValidForCreate,"               \
+    "IsValidForUpdate,IsValidForRead,IsPrimaryId"
+#define M2O_PROPS                                                                             \
+    "MetadataId,SchemaName,ReferencingAttribute,ReferencingEntity,"                          \
+    "ReferencingEntityNavigationPropertyName,ReferencedEntity"
+#define N2N_PROPS                                                                             \
+    "MetadataId,SchemaName,IntersectEntityName,Entity1LogicalName,Entity1IntersectAttribute," \
+    "Entity1NavigationPropertyName,Entity2LogicalName,Entity2IntersectAttribute,"            \
+    "Entity2NavigationPropertyName"
+#define DEFS_EXPAND_ATTRS "Attributes($select=" ATTR_PROPS ")"
+#define DEFS_EXPAND_ALL                                                                       \
+    DEFS_EXPAND_ATTRS ",ManyToOneRelationships($select=" M2O_PROPS                            \
+    "),ManyToManyRelationships($select=" N2N_PROPS ")"
+
 #endif

@@ -13,8 +13,10 @@
  * A read may be narrowed (dv_read_table_query): to the primary keys (a tracked keys-only read,
  * whose delta link, without its $select, is the table's) or to a key range ($filter ge/lt,
  * untracked).
- * Definitions: EntityDefinitions with Attributes (and relationships when the service expands
- * them, else the per-table relationship routes). Table, column and id values put into URLs must be
+ * Definitions: EntityDefinitions narrowed with $select to what dvsnap uses (dataverse_int.h),
+ * with Attributes (and relationships when the service expands them, else the per-table
+ * relationship routes); one table by EntityDefinitions(LogicalName='x'); a schema document
+ * parsed back (dv_table_from_schema) the same way. Table, column and id values put into URLs must be
  * plain names or GUIDs, else -EINVAL: nothing from the server is pasted into a path unchecked.
  * Threading: as dataverse.h; no shared state beyond the client. */
 #include "backend/dataverse/dataverse_int.h"
@@ -55,6 +57,7 @@ static void attr_release(struct dv_attribute *a)
 static void table_release(struct dv_table *t)
 {
     free(t->logical_name);
+    free(t->metadata_id);
     free(t->entity_set);
     free(t->primary_id);
     free(t->primary_name);
@@ -129,6 +132,14 @@ static int parse_attrs(const struct json_node *arr, struct dv_table *t)
             for (const struct json_node *e = tg->child; e; e = e->next)
                 if (e->type == JSON_STRING && !(x->targets[x->n_targets++] = strdup(e->str)))
                     return -ENOMEM;
+        }
+        /* Targets is not among the selected properties (dataverse_int.h): an Owner column
+         * points at a user or a team */
+        if (!x->n_targets && x->type && strcmp(x->type, "Owner") == 0) {
+            if (!(x->targets = calloc(2, sizeof(char *))) ||
+                !(x->targets[0] = strdup("systemuser")) || !(x->targets[1] = strdup("team")))
+                return -ENOMEM;
+            x->n_targets = 2;
         }
         if (!x->is_primary_id && t->primary_id && x->logical_name &&
             strcmp(x->logical_name, t->primary_id) == 0)
@@ -205,7 +216,9 @@ static int fetch_relationships(struct dv_client *c, const struct dv_env *env, co
     int rc;
     *raw = NULL;
     http_response_init(&resp);
-    if (buf_printf(&path, "EntityDefinitions(LogicalName='%s')/%s", table, route)) {
+    const char *props = strcmp(route, "ManyToOneRelationships") == 0 ? M2O_PROPS : N2N_PROPS;
+    if (buf_printf(&path, "EntityDefinitions(LogicalName='%s')/%s?$select=%s", table, route,
+                   props)) {
         rc = -ENOMEM;
         goto out;
     }
@@ -316,14 +329,164 @@ static int table_cmp(const void *a, const void *b)
                   ((const struct dv_table *)b)->logical_name);
 }
 
+/* The table-level fields and the attributes of definition o. */
+static int table_fields(const struct json_node *o, struct dv_table *t)
+{
+    int rc = 0;
+    t->logical_name = dv_dup_str(o, "LogicalName", &rc);
+    t->metadata_id = dv_dup_str(o, "MetadataId", &rc);
+    t->entity_set = dv_dup_str(o, "EntitySetName", &rc);
+    t->primary_id = dv_dup_str(o, "PrimaryIdAttribute", &rc);
+    t->primary_name = dv_dup_str(o, "PrimaryNameAttribute", &rc);
+    t->change_tracking = dv_get_flag(o, "ChangeTrackingEnabled", false);
+    t->is_intersect = dv_get_flag(o, "IsIntersect", false);
+    t->read_only = (t->logical_name && strcmp(t->logical_name, "audit") == 0) ||
+                   (t->entity_set && strcmp(t->entity_set, "audits") == 0);
+    t->is_custom = dv_get_flag(o, "IsCustomEntity", false);
+    const char *table_type = json_get_str(o, "TableType");
+    t->is_activity = dv_get_flag(o, "IsActivity", false) ||
+                     (table_type && strcmp(table_type, "Activity") == 0);
+    t->data_provider_id = dv_dup_str(o, "DataProviderId", &rc);
+    t->is_virtual = table_type ? strcmp(table_type, "Virtual") == 0 : t->data_provider_id != NULL;
+    t->is_elastic = table_type && strcmp(table_type, "Elastic") == 0;
+    t->ownership = ownership_of(json_get_str(o, "OwnershipType"));
+    if (rc || (rc = parse_attrs(json_get(o, "Attributes"), t)))
+        return rc;
+    const char *image = json_get_str(o, "PrimaryImageAttribute");
+    for (size_t i = 0; image && i < t->n_attrs; i++)
+        if (t->attrs[i].logical_name && strcmp(t->attrs[i].logical_name, image) == 0)
+            t->attrs[i].is_primary_image = true;
+    return 0;
+}
+
+/* Definition o (an EntityDefinitions entry, or a schema document when c is NULL) as t. The
+ * relationships come from o, else (c non-NULL) from the per-table routes; when those cannot be
+ * read, t->definition_error says so and 0 is returned. t->schema_json: o without its @odata
+ * annotations, the relationships read separately merged in, rendered canonically. */
+static int table_from_definition(struct dv_client *c, const struct dv_env *env,
+                                 const struct json_node *o, struct dv_table *t, struct dverr *err)
+{
+    struct buf schema = BUF_INIT;
+    char *m1_raw = NULL, *mm_raw = NULL;
+    int rc = table_fields(o, t);
+    if (rc)
+        goto out;
+    const struct json_node *m1 = json_get(o, "ManyToOneRelationships");
+    const struct json_node *mm = json_get(o, "ManyToManyRelationships");
+    if (m1)
+        rc = parse_many_to_one(m1, t);
+    else if (c && dv_name_safe(t->logical_name))
+        rc = fetch_relationships(c, env, t->logical_name, "ManyToOneRelationships", t,
+                                 parse_many_to_one, &m1_raw, err);
+    if (!rc && mm)
+        rc = parse_many_to_many(mm, t);
+    else if (!rc && c && dv_name_safe(t->logical_name))
+        rc = fetch_relationships(c, env, t->logical_name, "ManyToManyRelationships", t,
+                                 parse_many_to_many, &mm_raw, err);
+    if (rc && rc != -ENOMEM && rc != -ECANCELED) {
+        /* this table's relationships could not be read: the table is listed with why (the
+         * capture does not read it), the others go on */
+        char why[600];
+        snprintf(why, sizeof why, "its relationship definitions could not be read: %s",
+                 dverr_msg(err));
+        dverr_clear(err);
+        rc = (t->definition_error = strdup(why)) ? 0 : -ENOMEM;
+        goto out;
+    }
+    if (rc)
+        goto out;
+    rc = buf_addch(&schema, '{');
+    bool first = true;
+    for (const struct json_node *m = o->child; m && !rc; m = m->next) {
+        if (!m->key || strncmp(m->key, "@odata.", 7) == 0)
+            continue;
+        if (!first)
+            rc = buf_addch(&schema, ',');
+        first = false;
+        if (!rc)
+            rc = buf_add_json_string(&schema, m->key, m->key_len);
+        if (!rc)
+            rc = buf_addch(&schema, ':');
+        if (!rc)
+            rc = buf_add(&schema, m->raw, m->raw_len);
+    }
+    if (!rc && m1_raw)
+        rc = buf_printf(&schema, "%s\"ManyToOneRelationships\":%s", first ? "" : ",", m1_raw);
+    first = first && !m1_raw;
+    if (!rc && mm_raw)
+        rc = buf_printf(&schema, "%s\"ManyToManyRelationships\":%s", first ? "" : ",", mm_raw);
+    if (!rc)
+        rc = buf_addch(&schema, '}');
+    if (rc)
+        goto out;
+    struct buf canon = BUF_INIT;
+    struct dverr cerr = {0};
+    if ((rc = record_canonicalize(schema.data, schema.len, NULL, &canon, &cerr))) {
+        buf_release(&canon);
+        rc = dverr_set(err, -EPROTO, "definition of %s: %s", t->logical_name, dverr_msg(&cerr));
+        goto out;
+    }
+    t->schema_json = buf_detach(&canon);
+out:
+    if (rc == -ENOMEM)
+        dverr_set(err, rc, "out of memory");
+    free(m1_raw);
+    free(mm_raw);
+    buf_release(&schema);
+    return rc;
+}
+
+int dv_tables_link(struct dv_table *tables, size_t n)
+{
+    int rc = 0;
+    /* Lookups to an abstract table: one per concrete target. */
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = expand_abstract_lookups(&tables[i]);
+    /* Lookup targets' entity sets, for @odata.bind. */
+    for (size_t i = 0; i < n && !rc; i++)
+        for (size_t j = 0; j < tables[i].n_lookups && !rc; j++) {
+            struct dv_lookup *l = &tables[i].lookups[j];
+            for (size_t k = 0; !l->target_set && l->target_table && k < n; k++)
+                if (tables[k].logical_name && tables[k].entity_set &&
+                    strcmp(tables[k].logical_name, l->target_table) == 0) {
+                    if (!(l->target_set = strdup(tables[k].entity_set)))
+                        rc = -ENOMEM;
+                    break;
+                }
+        }
+    if (!rc && n)
+        qsort(tables, n, sizeof(*tables), table_cmp);
+    return rc;
+}
+
+/* GET the definitions at path + the narrowed query (with every relationship expanded, or, when
+ * the service refuses that, Attributes only). */
+static int get_definitions(struct dv_client *c, const struct dv_env *env, const char *path,
+                           struct json_doc **doc, struct http_response *resp, struct dverr *err)
+{
+    static const char *const expands[] = {DEFS_EXPAND_ALL, DEFS_EXPAND_ATTRS};
+    struct buf url = BUF_INIT, rel = BUF_INIT;
+    int rc = 0;
+    for (size_t q = 0; q < sizeof(expands) / sizeof(expands[0]) && !rc; q++) {
+        json_doc_free(*doc);
+        *doc = NULL;
+        buf_reset(&rel);
+        if ((rc = buf_printf(&rel, "%s?$select=" ENTITY_PROPS "&$expand=%s", path, expands[q])) ||
+            (rc = dv_api_url(env, rel.data, &url, err)) ||
+            (rc = dv_webapi_get(c, env, url.data, NULL, DEFS_MAX, doc, "table definitions", resp,
+                                err)))
+            break;
+        if (resp->status != 400 && resp->status != 501)
+            break;
+    }
+    buf_release(&url);
+    buf_release(&rel);
+    return rc;
+}
+
 int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_table **tables,
                    size_t *n, struct dverr *err)
 {
-    static const char *const queries[] = {
-        "EntityDefinitions?$expand=Attributes,ManyToOneRelationships,ManyToManyRelationships",
-        "EntityDefinitions?$expand=Attributes",
-    };
-    struct buf url = BUF_INIT, schema = BUF_INIT;
     struct http_response resp;
     struct json_doc *doc = NULL;
     struct dv_table *list = NULL;
@@ -332,14 +495,8 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
     *tables = NULL;
     *n = 0;
     http_response_init(&resp);
-    for (size_t q = 0; q < sizeof(queries) / sizeof(queries[0]); q++) {
-        if ((rc = dv_api_url(env, queries[q], &url, err)) ||
-            (rc = dv_webapi_get(c, env, url.data, NULL, DEFS_MAX, &doc, "table definitions", &resp,
-                             err)))
-            goto out;
-        if (resp.status != 400 && resp.status != 501)
-            break;
-    }
+    if ((rc = get_definitions(c, env, "EntityDefinitions", &doc, &resp, err)))
+        goto out;
     if (resp.status != 200) {
         rc = dv_status_error(&resp, "table definitions", err);
         goto out;
@@ -353,102 +510,14 @@ int dv_tables_list(struct dv_client *c, const struct dv_env *env, struct dv_tabl
         rc = -ENOMEM;
         goto out;
     }
-    for (const struct json_node *o = value->child; o; o = o->next) {
+    for (const struct json_node *o = value->child; o && !rc; o = o->next) {
         if (o->type != JSON_OBJECT || !json_get_str(o, "LogicalName") ||
             !json_get_str(o, "EntitySetName"))
             continue;
-        struct dv_table *t = &list[count++];
-        t->logical_name = dv_dup_str(o, "LogicalName", &rc);
-        t->entity_set = dv_dup_str(o, "EntitySetName", &rc);
-        t->primary_id = dv_dup_str(o, "PrimaryIdAttribute", &rc);
-        t->primary_name = dv_dup_str(o, "PrimaryNameAttribute", &rc);
-        t->change_tracking = dv_get_flag(o, "ChangeTrackingEnabled", false);
-        t->is_intersect = dv_get_flag(o, "IsIntersect", false);
-        t->read_only = (t->logical_name && strcmp(t->logical_name, "audit") == 0) ||
-                       (t->entity_set && strcmp(t->entity_set, "audits") == 0);
-        t->is_custom = dv_get_flag(o, "IsCustomEntity", false);
-        const char *table_type = json_get_str(o, "TableType");
-        t->is_activity = dv_get_flag(o, "IsActivity", false) ||
-                         (table_type && strcmp(table_type, "Activity") == 0);
-        t->data_provider_id = dv_dup_str(o, "DataProviderId", &rc);
-        t->is_virtual = table_type ? strcmp(table_type, "Virtual") == 0 : t->data_provider_id != NULL;
-        t->is_elastic = table_type && strcmp(table_type, "Elastic") == 0;
-        t->ownership = ownership_of(json_get_str(o, "OwnershipType"));
-        if (rc || (rc = parse_attrs(json_get(o, "Attributes"), t)))
-            goto out;
-        const struct json_node *m1 = json_get(o, "ManyToOneRelationships");
-        const struct json_node *mm = json_get(o, "ManyToManyRelationships");
-        char *m1_raw = NULL, *mm_raw = NULL;
-        if (m1) {
-            rc = parse_many_to_one(m1, t);
-        } else if (dv_name_safe(t->logical_name)) {
-            rc = fetch_relationships(c, env, t->logical_name, "ManyToOneRelationships", t,
-                                     parse_many_to_one, &m1_raw, err);
-        }
-        if (!rc && mm) {
-            rc = parse_many_to_many(mm, t);
-        } else if (!rc && dv_name_safe(t->logical_name)) {
-            rc = fetch_relationships(c, env, t->logical_name, "ManyToManyRelationships", t,
-                                     parse_many_to_many, &mm_raw, err);
-        }
-        /* schema/<table>.json: the definition as the service gave it, relationships fetched
-         * separately merged in, rendered canonically. */
-        buf_reset(&schema);
-        if (!rc) {
-            rc = buf_add(&schema, o->raw, o->raw_len - 1); /* without the closing brace */
-            if (!rc && m1_raw)
-                rc = buf_printf(&schema, ",\"ManyToOneRelationships\":%s", m1_raw);
-            if (!rc && mm_raw)
-                rc = buf_printf(&schema, ",\"ManyToManyRelationships\":%s", mm_raw);
-            if (!rc)
-                rc = buf_addch(&schema, '}');
-        }
-        free(m1_raw);
-        free(mm_raw);
-        if (rc && rc != -ENOMEM && rc != -ECANCELED) {
-            /* this table's relationships could not be read: the table is listed with why (the
-             * capture does not read it), the others go on */
-            char why[600];
-            snprintf(why, sizeof why, "its relationship definitions could not be read: %s",
-                     dverr_msg(err));
-            dverr_clear(err);
-            rc = (t->definition_error = strdup(why)) ? 0 : -ENOMEM;
-            if (rc)
-                goto out;
-            continue;
-        }
-        if (rc)
-            goto out;
-        struct buf canon = BUF_INIT;
-        struct dverr cerr = {0};
-        if ((rc = record_canonicalize(schema.data, schema.len, NULL, &canon, &cerr))) {
-            buf_release(&canon);
-            rc = dverr_set(err, -EPROTO, "definition of %s: %s", t->logical_name,
-                           dverr_msg(&cerr));
-            goto out;
-        }
-        t->schema_json = buf_detach(&canon);
+        rc = table_from_definition(c, env, o, &list[count++], err);
     }
-    /* Lookups to an abstract table: one per concrete target. */
-    for (size_t i = 0; i < count && !rc; i++)
-        rc = expand_abstract_lookups(&list[i]);
-    if (rc)
+    if (rc || (rc = dv_tables_link(list, count)))
         goto out;
-    /* Lookup targets' entity sets, for @odata.bind. */
-    for (size_t i = 0; i < count; i++)
-        for (size_t j = 0; j < list[i].n_lookups; j++) {
-            struct dv_lookup *l = &list[i].lookups[j];
-            for (size_t k = 0; l->target_table && k < count; k++)
-                if (strcmp(list[k].logical_name, l->target_table) == 0) {
-                    if (!(l->target_set = strdup(list[k].entity_set)))
-                        rc = -ENOMEM;
-                    break;
-                }
-        }
-    if (rc)
-        goto out;
-    if (count)
-        qsort(list, count, sizeof(*list), table_cmp);
     *tables = list;
     *n = count;
     list = NULL;
@@ -459,9 +528,74 @@ out:
     dv_tables_free(list, count);
     json_doc_free(doc);
     http_response_release(&resp);
-    buf_release(&url);
-    buf_release(&schema);
     return rc;
+}
+
+int dv_table_get(struct dv_client *c, const struct dv_env *env, const char *logical_name,
+                 struct dv_table *out, struct dverr *err)
+{
+    struct buf path = BUF_INIT;
+    struct http_response resp;
+    struct json_doc *doc = NULL;
+    int rc;
+    memset(out, 0, sizeof(*out));
+    http_response_init(&resp);
+    if (!dv_name_safe(logical_name))
+        return dverr_set(err, -EINVAL, "a table name that is not a plain name; not read");
+    if ((rc = buf_printf(&path, "EntityDefinitions(LogicalName='%s')", logical_name)) ||
+        (rc = get_definitions(c, env, path.data, &doc, &resp, err)))
+        goto out;
+    if (resp.status == 404) {
+        rc = dverr_set(err, -ENOENT, "table %s: no longer defined", logical_name);
+        goto out;
+    }
+    if (resp.status != 200) {
+        rc = dv_status_error(&resp, "table definition", err);
+        goto out;
+    }
+    const struct json_node *o = json_root(doc);
+    if (o->type != JSON_OBJECT || !json_get_str(o, "LogicalName") ||
+        !json_get_str(o, "EntitySetName")) {
+        rc = dverr_set(err, -EPROTO, "definition of %s: no LogicalName or EntitySetName",
+                       logical_name);
+        goto out;
+    }
+    rc = table_from_definition(c, env, o, out, err);
+out:
+    if (rc == -ENOMEM)
+        dverr_set(err, rc, "out of memory");
+    if (rc)
+        table_release(out), memset(out, 0, sizeof(*out));
+    json_doc_free(doc);
+    http_response_release(&resp);
+    buf_release(&path);
+    return rc;
+}
+
+int dv_table_from_schema(const char *schema_json, size_t len, struct dv_table *out,
+                         struct dverr *err)
+{
+    struct json_doc *doc = NULL;
+    memset(out, 0, sizeof(*out));
+    int rc = json_parse(schema_json, len, NULL, &doc, err);
+    if (rc)
+        return rc;
+    const struct json_node *o = json_root(doc);
+    if (o->type != JSON_OBJECT || !json_get_str(o, "LogicalName") ||
+        !json_get_str(o, "EntitySetName"))
+        rc = dverr_set(err, -EPROTO, "a schema document without LogicalName or EntitySetName");
+    else
+        rc = table_from_definition(NULL, NULL, o, out, err);
+    if (rc)
+        table_release(out), memset(out, 0, sizeof(*out));
+    json_doc_free(doc);
+    return rc;
+}
+
+void dv_table_release(struct dv_table *t)
+{
+    if (t)
+        table_release(t);
 }
 
 /* ---- reads ---- */

@@ -341,7 +341,7 @@ static int finish_full(struct table_job *j, struct change_counts *n)
     if (!rc)
         rc = capture_full_files_begin(j);
     if (!rc)
-        rc = segment_sorter_drain(j->sorter, full_entry, &m, &j->err);
+        rc = capture_full_drain(j, full_entry, &m);
     while (!rc && m.old_have)
         rc = full_delete_old(&m);
     if (!rc)
@@ -357,8 +357,7 @@ static int finish_full(struct table_job *j, struct change_counts *n)
     repo_state_cursor_free(m.old);
     segment_merge_free(m.prev);
     buf_release(&m.old_key);
-    segment_sorter_free(j->sorter);
-    j->sorter = NULL;
+    capture_full_sorters_free(j);
     return rc;
 }
 
@@ -425,8 +424,7 @@ void capture_job_reset_read(struct table_job *j)
 {
     segment_writer_abort(j->sw);
     j->sw = NULL;
-    segment_sorter_free(j->sorter);
-    j->sorter = NULL;
+    capture_full_sorters_free(j);
     km_release(&j->map);
     for (size_t i = 0; i < j->n_todo; i++)
         free(j->todo[i].key);

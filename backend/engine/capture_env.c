@@ -2,7 +2,8 @@
  * API lists (contract in capture.h; how one table is read: capture.c).
  *
  * capture_env checks the policy and the environment's unique name (it names repository
- * directories), opens the repository's capture (a catalog transaction), lists the tables and
+ * directories), opens the repository's capture (a catalog transaction), lists the tables (their
+ * definitions read once per change: capture_meta.c) and
  * runs one job per table (capture_run_job) on up to opts->concurrency worker threads, biggest
  * tables first; the configuration's tables_include and tables_exclude patterns leave tables out
  * (one not_captured entry says so). Which tables are read is decided from their definitions: a
@@ -245,7 +246,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     if ((rc = repo_capture_begin(repo, env->unique_name, &cap.rc, err)))
         goto out;
     cap.prev = repo_capture_previous(cap.rc);
-    if ((rc = dv_tables_list(dv, env, &tables, &n_tables, err)))
+    if ((rc = capture_definitions(&cap, cfg, &tables, &n_tables, err)))
         goto out;
 
     cap.jobs = calloc(n_tables ? n_tables : 1, sizeof *cap.jobs);
@@ -349,6 +350,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     p->tables = calloc(cap.n_jobs ? cap.n_jobs : 1, sizeof *p->tables);
     if (!p->tables)
         goto nomem;
+    if ((rc = capture_definitions_index(&cap, cfg, tables, n_tables, p, err)))
+        goto out;
     struct buf nc = BUF_INIT;
     buf_addch(&nc, '[');
     for (size_t i = 0; i < sizeof not_in_scope / sizeof not_in_scope[0]; i++) {
@@ -468,6 +471,7 @@ out:
     free(cap.jobs);
     free(threads);
     dv_tables_free(tables, n_tables);
+    free(cap.metadata_stamp);
     if (lock_init)
         pthread_mutex_destroy(&cap.lock);
     return rc;

@@ -1,8 +1,9 @@
 /* capture_int: what the capture engine's files share. capture.c reads one table (full or delta)
  * against the capture state; capture_files.c handles a table's attachments and file columns;
  * capture_ranges.c reads a table in full (in key ranges side by side when it is large);
+ * capture_meta.c gets the table definitions (from the repository and what changed since);
  * capture_env.c drives one environment (the table list, the worker threads, the point). Not part
- * of the contract: only these four files include it.
+ * of the contract: only these five files include it.
  *
  * Threading: struct cap is one capture_env call. Its dv, repo, env, opts, prev and jobs are set
  * before the workers start and only read while they run; the fields marked "cap->lock" are read
@@ -105,6 +106,10 @@ struct table_job {
     bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
     struct segment_sorter *sorter;  /* full read: every record read, sorted by key */
     pthread_mutex_t sort_lock;      /* guards sorter while range readers add to it */
+    struct segment_sorter **range_sorters; /* full read in key ranges whose keys follow each
+                                            * other: each range's sorter, drained in turn
+                                            * instead of sorter (capture_ranges.c) */
+    size_t n_range_sorters;
     _Atomic bool ranges_failed;     /* a range read failed: the others stop */
     const struct point_file **prev_files; /* full read: the previous point's files of the table,
                                            * by record id (capture_full_files_*) */
@@ -138,6 +143,8 @@ struct cap {
     struct table_job *jobs;
     size_t n_jobs;
     _Atomic uint64_t blobs_written;
+    char *metadata_stamp;           /* the definitions' version this pass read (capture_meta.c),
+                                     * or NULL; set before the workers start */
 };
 
 static inline bool cancelled(const struct cap *cap)
@@ -154,10 +161,30 @@ static inline char *xstrdup(const char *s)
 /* The progress callback with the pass's counts; the caller holds cap->lock. */
 void capture_progress_locked(struct cap *cap, const char *table);
 
+/* ---- capture_meta.c: the table definitions ---- */
+/* The environment's tables for this pass (dv_tables_list's list, linked), from the previous
+ * point's definitions and what changed since; sets cap->metadata_stamp. */
+int capture_definitions(struct cap *cap, const struct config *cfg, struct dv_table **tables,
+                        size_t *n, struct dverr *err);
+/* Once the jobs have run (before their results move into p): p->definitions (the index of
+ * tables, with the schema documents of the jobs that read well, the definitions of the other
+ * captured tables inline) and p->metadata_stamp; nothing when the pass has no stamp, or when
+ * the index cannot be stored (logged: the next pass reads every definition). */
+int capture_definitions_index(struct cap *cap, const struct config *cfg,
+                              const struct dv_table *tables, size_t n, struct point *p,
+                              struct dverr *err);
+
 /* ---- capture_ranges.c: a full read ---- */
-/* Every record of the table into j->sorter (one stream, or key ranges side by side); the
+/* Every record of the table into j->sorter or the range sorters (one stream, or key ranges side
+ * by side); the
  * table's new delta link (NULL when untracked). */
 int capture_read_full(struct table_job *j, char **new_link);
+/* Every entry of the full read in key order to fn: the range sorters in turn, else j->sorter. */
+int capture_full_drain(struct table_job *j,
+                       int (*fn)(void *ctx, const struct segment_entry *e, struct dverr *err),
+                       void *ctx);
+/* Frees the sorters of the full read (j->sorter and the range sorters). */
+void capture_full_sorters_free(struct table_job *j);
 
 /* ---- capture.c: one table ---- */
 /* Read the table (delta from the previous point's link, else in full) into j->out. */

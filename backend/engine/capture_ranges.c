@@ -25,9 +25,14 @@
  * record's range read and the link. A range that fails fails the table's read (it is kept as of
  * the previous point; nothing of it reaches the catalog).
  *
- * Threading: range threads render on their own buffers and add to the sort under j->sort_lock
- * (the sort is single-threaded); progress counts go through cap->lock (count_records). The key
- * sample belongs to the job's thread. */
+ * Each range has a sorter of its own (a share of the sort budget): its pages come in key order,
+ * so its runs are never merged. When every range's keys are below the next one's by dvsnap's
+ * key order (the service compares keys as dvsnap does), the ranges' sorters are drained one after
+ * the other (capture_full_drain); otherwise they are poured into the table's sorter first.
+ *
+ * Threading: range threads render on their own buffers and add to their own sorters (a single
+ * stream adds to j->sorter under j->sort_lock); progress counts go through cap->lock
+ * (count_records). The key sample belongs to the job's thread. */
 #include "backend/engine/capture_int.h"
 
 #include <errno.h>
@@ -61,6 +66,9 @@ static void count_records(struct table_job *j, uint64_t n)
 struct reader {
     struct table_job *j;
     const char *from, *to;   /* the range (NULL: open), in the sample's storage */
+    struct segment_sorter *sorter; /* a range's own sorter (NULL: j->sorter, under sort_lock) */
+    struct buf min_key, max_key;   /* a range's lowest and highest key by segment_key_cmp */
+    uint64_t n_keys;
     struct buf line;
     struct dverr err;
     int rc;
@@ -86,12 +94,95 @@ static int on_record(void *ctx, const struct json_node *rec)
     if (memchr(key, '\0', klen))
         return dverr_set(&r->err, -EPROTO, "a record of %s has a primary key with a NUL",
                          j->t->logical_name);
-    pthread_mutex_lock(&j->sort_lock);
-    rc = segment_sorter_add(j->sorter, SEG_CREATE, key, klen, r->line.data, r->line.len, &r->err);
-    pthread_mutex_unlock(&j->sort_lock);
+    if (r->sorter) {
+        rc = segment_sorter_add(r->sorter, SEG_CREATE, key, klen, r->line.data, r->line.len,
+                                &r->err);
+        if (!rc && (!r->n_keys ||
+                    segment_key_cmp(key, klen, r->min_key.data, r->min_key.len) < 0)) {
+            buf_reset(&r->min_key);
+            rc = buf_add(&r->min_key, key, klen);
+        }
+        if (!rc && (!r->n_keys ||
+                    segment_key_cmp(key, klen, r->max_key.data, r->max_key.len) > 0)) {
+            buf_reset(&r->max_key);
+            rc = buf_add(&r->max_key, key, klen);
+        }
+        if (rc == -ENOMEM)
+            rc = dverr_set(&r->err, rc, "out of memory");
+        r->n_keys++;
+    } else {
+        pthread_mutex_lock(&j->sort_lock);
+        rc = segment_sorter_add(j->sorter, SEG_CREATE, key, klen, r->line.data, r->line.len,
+                                &r->err);
+        pthread_mutex_unlock(&j->sort_lock);
+    }
     if (!rc)
         count_records(j, 1);
     return rc;
+}
+
+static int add_to_table_sorter(void *ctx, const struct segment_entry *e, struct dverr *err)
+{
+    struct table_job *j = ctx;
+    return segment_sorter_add(j->sorter, e->op, e->key, e->key_len, e->line, e->line_len, err);
+}
+
+/* The ranges' records to the job: their sorters, drained in turn, when each range's keys are all
+ * below the next one's by dvsnap's key order (the service's order is dvsnap's, as dvsim's); else
+ * (another order, or keys that repeat) poured into j->sorter, which sorts them again. */
+static int ranges_hand_over(struct table_job *j, struct reader *rs, size_t n)
+{
+    bool in_turn = true;
+    const struct reader *prev = NULL;
+    for (size_t i = 0; i < n && in_turn; i++) {
+        if (!rs[i].n_keys)
+            continue;
+        in_turn = !prev || segment_key_cmp(prev->max_key.data, prev->max_key.len,
+                                           rs[i].min_key.data, rs[i].min_key.len) < 0;
+        prev = &rs[i];
+    }
+    if (in_turn) {
+        if (!(j->range_sorters = calloc(n, sizeof *j->range_sorters)))
+            return dverr_set(&j->err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            j->range_sorters[i] = rs[i].sorter;
+            rs[i].sorter = NULL;
+        }
+        j->n_range_sorters = n;
+        return 0;
+    }
+    log_info("%s/%s: the key ranges overlap in dvsnap's key order: sorted again",
+             j->cap->env->unique_name, j->t->logical_name);
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = segment_sorter_drain(rs[i].sorter, add_to_table_sorter, j, &j->err);
+        segment_sorter_free(rs[i].sorter);
+        rs[i].sorter = NULL;
+    }
+    return rc;
+}
+
+int capture_full_drain(struct table_job *j,
+                       int (*fn)(void *ctx, const struct segment_entry *e, struct dverr *err),
+                       void *ctx)
+{
+    if (!j->n_range_sorters)
+        return segment_sorter_drain(j->sorter, fn, ctx, &j->err);
+    int rc = 0;
+    for (size_t i = 0; i < j->n_range_sorters && !rc; i++)
+        rc = segment_sorter_drain(j->range_sorters[i], fn, ctx, &j->err);
+    return rc;
+}
+
+void capture_full_sorters_free(struct table_job *j)
+{
+    segment_sorter_free(j->sorter);
+    j->sorter = NULL;
+    for (size_t i = 0; i < j->n_range_sorters; i++)
+        segment_sorter_free(j->range_sorters[i]);
+    free(j->range_sorters);
+    j->range_sorters = NULL;
+    j->n_range_sorters = 0;
 }
 
 static void *reader_main(void *arg)
@@ -221,6 +312,11 @@ int capture_read_full(struct table_job *j, char **new_link)
         rs[i].j = j;
         rs[i].from = i ? s.keys[i * s.n / n_ranges] : NULL;
         rs[i].to = i + 1 < n_ranges ? s.keys[(i + 1) * s.n / n_ranges] : NULL;
+        /* a sorter each (the sort budget shared): a range comes in key order, so its runs are
+         * never merged, where the ranges interleaved in one sorter are merged again */
+        if ((rc = repo_sorter_new(cap->repo, CAPTURE_SORT_BUDGET / n_ranges, &rs[i].sorter,
+                                  &j->err)))
+            goto out;
     }
     for (size_t i = 0; i < n_ranges; i++)
         rs[i].started = pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]) == 0;
@@ -237,9 +333,15 @@ int capture_read_full(struct table_job *j, char **new_link)
     for (size_t i = 0; i < n_ranges && !rc; i++)
         if (rs[i].rc)
             rc = dverr_set(&j->err, rs[i].rc, "%s", dverr_msg(&rs[i].err));
+    if (!rc)
+        rc = ranges_hand_over(j, rs, n_ranges);
 out:
-    for (size_t i = 0; rs && i < n_ranges; i++)
+    for (size_t i = 0; rs && i < n_ranges; i++) {
+        segment_sorter_free(rs[i].sorter);
+        buf_release(&rs[i].min_key);
+        buf_release(&rs[i].max_key);
         buf_release(&rs[i].line);
+    }
     free(rs);
     free(s.keys);
     buf_release(&one.line);

@@ -12,6 +12,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "backend/base/config.h"
 #include "backend/base/util.h"
@@ -36,6 +37,12 @@ struct objstore_ops {
                 struct dverr *err);
     int (*del)(void *impl, const char *name, struct dverr *err); /* -ENOENT when absent */
     void (*free)(void *impl);
+    /* Keep name from deletion and overwrite until `until` (S3 Object Lock retention, Azure blob
+     * immutability policy; the mode is the driver's, from the configuration's object_lock).
+     * Never shortens: an object already kept until then or later is left alone. -ENOTSUP when
+     * the store cannot (the directory store; NULL here means the same). Last, so that tables
+     * written in order without it still compile. */
+    int (*retain)(void *impl, const char *name, time_t until, struct dverr *err);
 };
 
 /* Object sizes this process learnt without asking for them: what a remote driver saw when it wrote
@@ -57,6 +64,8 @@ struct objstore {
     char *local_dir; /* directory driver: its root (owned); NULL for remote stores. The repository
                         uses it for flock writer locks and temp files next to the objects. */
     struct objstore_sizes *sizes; /* owned, may be NULL (see above); remote drivers note into it */
+    bool append_only;  /* set by objstore_append_only: writers create, never delete or overwrite
+                          (objstore_lease.h follows it); immutable after that */
 };
 
 /* Open by location: a path (or file://path) -> directory driver; azure:// and s3:// -> the
@@ -64,6 +73,19 @@ struct objstore {
 int objstore_open(const char *location, const struct config *cfg, struct objstore **out,
                   struct dverr *err);
 int objstore_dir_open(const char *path, struct objstore **out, struct dverr *err);
+/* Open with the prune credentials (s3_prune_credentials_file, azure_prune_key_file) in place of
+ * the capture ones: what prune, forget and erase use. With append_only set, a remote location
+ * without them is refused (-EPERM, saying which key to set); without append_only, or when they
+ * are unset, the same as objstore_open. */
+int objstore_open_prune(const char *location, const struct config *cfg, struct objstore **out,
+                        struct dverr *err);
+/* Make s append-only (issue 16, ransomware protection): del is refused (-EPERM: a writer in an
+ * append-only repository deleting something is a bug), put becomes put_if_absent (-EEXIST when
+ * the object exists) and put_file is refused over an existing object; s->append_only is set so
+ * leases renew and release by creating objects. A guard on the client's side: the store's own
+ * refusal (credentials without delete, object lock) is what holds against a thief. 0 or
+ * -ENOMEM. */
+int objstore_append_only(struct objstore *s);
 void objstore_free(struct objstore *s); /* accepts NULL; calls ops->free, frees location,
                                             local_dir and sizes */
 /* true when name is a valid object name (see above). */

@@ -24,6 +24,11 @@
  * Blobs with prefix and marker continuation, Delete Blob, and put_if_absent as Put Blob with
  * If-None-Match: * (409 BlobAlreadyExists -> -EEXIST), put / put_file / get / stat through
  * objstore_remote.c's shared operations. The container is created on first write.
+ * Object lock (issue 16; cfg->object_lock): retain reads the blob's immutability policy (Get Blob
+ * Properties, x-ms-immutability-policy-until-date) and, when it ends earlier, sets one (Set Blob
+ * Immutability Policy, PUT ?comp=immutabilityPolicies) in mode Locked (object_lock = compliance:
+ * it can be extended, never shortened nor removed) or Unlocked (governance: an administrator may
+ * change it). The container must have version-level immutability support enabled.
  * Limits: blocks are uploaded one after another (8 MiB each, 50,000 blocks at most: 390 GiB);
  * whole-object reads are held in memory. Thread-safe: the struct is read-only after open, the
  * transport is thread-safe. */
@@ -52,6 +57,7 @@ struct azure {
     struct buf key;   /* decoded Shared Key, or empty with sas or identity set */
     char *sas;        /* SAS query without '?', or NULL */
     struct auth *identity; /* managed or workload identity (bearer tokens), or NULL */
+    const char *lock_mode; /* "Locked", "Unlocked", or NULL (object_lock off) */
 };
 
 /* http.h bearer_cb: a valid token before every attempt (auth.h caches and refreshes it). */
@@ -390,6 +396,43 @@ static int az_del(void *impl, const char *name, struct dverr *err)
     return rc;
 }
 
+static int az_retain(void *impl, const char *name, time_t until, struct dverr *err)
+{
+    struct azure *az = impl;
+    if (!az->lock_mode)
+        return dverr_set(err, -ENOTSUP, "azure: object_lock is off");
+    int rc = remote_check_name(&az->r, name, err);
+    if (rc)
+        return rc;
+    struct http_response resp;
+    struct buf have = BUF_INIT;
+    http_response_init(&resp);
+    if ((rc = az_fetch(az, "HEAD", name, NULL, 0, &resp, err)) == 0)
+        rc = remote_status(&az->r, &resp, "stat", name, err);
+    if (rc)
+        goto out;
+    if (http_response_header(&resp, "x-ms-immutability-policy-until-date", &have) && have.data) {
+        struct tm tm = {0};
+        const char *end = strptime(have.data, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        if (end && timegm(&tm) >= until)
+            goto out; /* kept long enough already */
+    }
+    {
+        char date[40], xd[80], xm[64];
+        remote_http_date(until, date);
+        snprintf(xd, sizeof xd, "x-ms-immutability-policy-until-date:%s", date);
+        snprintf(xm, sizeof xm, "x-ms-immutability-policy-mode:%s", az->lock_mode);
+        const char *x[] = {xd, xm, NULL};
+        static const struct az_query q[] = {{"comp", "immutabilityPolicies"}, {NULL, NULL}};
+        struct az_req r = {.method = "PUT", .blob = name, .query = q, .xms = x};
+        rc = az_write(az, &r, "set immutability policy", err);
+    }
+out:
+    http_response_release(&resp);
+    buf_release(&have);
+    return rc;
+}
+
 static void az_free(void *impl)
 {
     struct azure *az = impl;
@@ -420,6 +463,7 @@ static const struct objstore_ops azure_ops = {
     .list = az_list,
     .del = az_del,
     .free = az_free,
+    .retain = az_retain,
 };
 
 static bool container_name_ok(const char *c)
@@ -607,6 +651,10 @@ int objstore_azure_open(const char *location, const struct config *cfg, struct o
         goto fail;
     if (identity && (rc = az_identity(az, cfg, location, err)))
         goto fail;
+    int lock = config_object_lock(cfg);
+    az->lock_mode = lock == CONFIG_LOCK_COMPLIANCE   ? "Locked"
+                    : lock == CONFIG_LOCK_GOVERNANCE ? "Unlocked"
+                                                     : NULL;
     az->r.sizes = s->sizes = objstore_sizes_new();
     az->r.cred_hint = identity ? " (check the identity's role on the storage account)"
                       : cfg && cfg->azure_key_file

@@ -1,6 +1,13 @@
 /* objstore_lease: single-holder leases as generation objects in a store (see objstore_lease.h).
  * Limits: at most ~10^10 generations; a lease document is at most 64 KiB; expiry uses wall clocks.
- * Threading: one renewal thread per held lease; l->mu guards lost, stop, expires and the condvar. */
+ * Append-only stores (objstore.h, s->append_only; issue 16): the holder never deletes nor
+ * rewrites an object. A renewal creates the next generation with the same nonce (put_if_absent:
+ * of a renewal and a takeover racing for it only one wins, and a renewal that loses means the
+ * lease was lost), a release creates the next generation as an expired document, and older
+ * generations stay until a prune, with the delete-capable credentials, removes them
+ * (objstore_lease_gc).
+ * Threading: one renewal thread per held lease; l->mu guards lost, stop, expires, gen and the
+ * condvar. */
 #include "backend/objstore/objstore_lease.h"
 
 #include <cjson/cJSON.h>
@@ -23,7 +30,7 @@ struct objstore_lease {
     char *name;                /* lease name (without the generation) */
     char *purpose;
     char nonce[33];
-    uint64_t gen;              /* our generation */
+    uint64_t gen;              /* guarded by mu: our generation (append-only: the newest we wrote) */
     int64_t ttl_s;
     pthread_t thread;
     bool thread_started;
@@ -109,6 +116,7 @@ struct lease_doc {
     char nonce[33];
     char purpose[256];
     time_t expires;
+    bool released;        /* an append-only release (its expiry is already past) */
 };
 
 static int read_doc(struct objstore *s, const char *name, uint64_t gen, struct lease_doc *d,
@@ -144,6 +152,7 @@ static int read_doc(struct objstore *s, const char *name, uint64_t gen, struct l
         if (cJSON_IsNumber(st) && st->valuedouble > 0)
             d->start = (unsigned long long)st->valuedouble;
         d->expires = (time_t)e->valuedouble;
+        d->released = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "released"));
     }
     cJSON_Delete(j);
 out:
@@ -212,7 +221,8 @@ static bool holder_is_dead_here(const struct lease_doc *d)
     return now != d->start; /* gone, or the pid now names a newer process */
 }
 
-static int render_doc(struct objstore_lease *l, time_t now, time_t expires, struct buf *out)
+static int render_doc(struct objstore_lease *l, uint64_t gen, time_t now, time_t expires,
+                      struct buf *out)
 {
     char machine[128];
     machine_id(machine, sizeof machine);
@@ -232,10 +242,11 @@ static int render_doc(struct objstore_lease *l, time_t now, time_t expires, stru
         !cJSON_AddNumberToObject(j, "start", (double)proc_start(getpid())) ||
         !cJSON_AddStringToObject(j, "nonce", l->nonce) ||
         !cJSON_AddStringToObject(j, "purpose", l->purpose) ||
-        !cJSON_AddNumberToObject(j, "generation", (double)l->gen) ||
+        !cJSON_AddNumberToObject(j, "generation", (double)gen) ||
         !cJSON_AddStringToObject(j, "written", acq) ||
         !cJSON_AddStringToObject(j, "expires", exp) ||
-        !cJSON_AddNumberToObject(j, "expires_unix", (double)expires)) {
+        !cJSON_AddNumberToObject(j, "expires_unix", (double)expires) ||
+        (expires < now && !cJSON_AddTrueToObject(j, "released"))) {
         rc = -ENOMEM;
     } else {
         char *txt = cJSON_PrintUnformatted(j);
@@ -250,15 +261,17 @@ static int render_doc(struct objstore_lease *l, time_t now, time_t expires, stru
     return rc;
 }
 
-/* Write our generation: create it (put_if_absent) or rewrite it (renewal). */
-static int write_gen(struct objstore_lease *l, bool create, time_t *expires, struct dverr *err)
+/* Write generation gen: create it (put_if_absent) or rewrite it (renewal of a store that is not
+ * append-only). released: a document that has expired already (an append-only release). */
+static int write_gen(struct objstore_lease *l, uint64_t gen, bool create, bool released,
+                     time_t *expires, struct dverr *err)
 {
     time_t now = time(NULL);
-    time_t exp = now + (time_t)l->ttl_s;
+    time_t exp = released ? now - 1 : now + (time_t)l->ttl_s;
     struct buf b = BUF_INIT;
     char obj[1100];
-    gen_name(l->name, l->gen, obj, sizeof obj);
-    int rc = render_doc(l, now, exp, &b);
+    gen_name(l->name, gen, obj, sizeof obj);
+    int rc = render_doc(l, gen, now, exp, &b);
     if (rc) {
         buf_release(&b);
         return dverr_set(err, rc, "out of memory");
@@ -269,6 +282,14 @@ static int write_gen(struct objstore_lease *l, bool create, time_t *expires, str
     if (rc == 0)
         *expires = exp;
     return rc;
+}
+
+static uint64_t our_gen(struct objstore_lease *l)
+{
+    pthread_mutex_lock(&l->mu);
+    uint64_t g = l->gen;
+    pthread_mutex_unlock(&l->mu);
+    return g;
 }
 
 static void describe(const struct lease_doc *d, char *out, size_t n)
@@ -288,7 +309,15 @@ static int superseded(struct objstore_lease *l, struct dverr *err)
     free(g.v);
     if (rc)
         return rc;
-    return top > l->gen ? 1 : 0;
+    if (top <= our_gen(l))
+        return 0;
+    /* append-only: a renewal by our own thread creates the next generation before it says so */
+    struct lease_doc d;
+    struct dverr e2 = {0};
+    if (l->s->append_only && read_doc(l->s, l->name, top, &d, &e2) == 0 &&
+        strcmp(d.nonce, l->nonce) == 0)
+        return 0;
+    return 1;
 }
 
 static void mark_lost(struct objstore_lease *l, const char *why)
@@ -315,13 +344,28 @@ static int renew(struct objstore_lease *l)
         return sup;
     }
     time_t exp;
-    int rc = write_gen(l, false, &exp, &err);
+    uint64_t gen = our_gen(l);
+    bool append_only = l->s->append_only;
+    /* append-only: the next generation, ours by its nonce; a takeover that created it first wins */
+    int rc = write_gen(l, append_only ? gen + 1 : gen, append_only, false, &exp, &err);
+    if (rc == -EEXIST && append_only) {
+        struct lease_doc d;
+        struct dverr e2 = {0};
+        if (read_doc(l->s, l->name, gen + 1, &d, &e2) != 0 || strcmp(d.nonce, l->nonce) != 0) {
+            mark_lost(l, "another writer took the lease over");
+            return -ESTALE;
+        }
+        rc = 0; /* our own renewal whose answer was lost: it is there */
+        exp = d.expires;
+    }
     if (rc) {
         log_warn("lease %s: cannot renew: %s", l->name, dverr_msg(&err));
         return rc;
     }
     pthread_mutex_lock(&l->mu);
     l->expires = exp;
+    if (append_only)
+        l->gen = gen + 1;
     pthread_mutex_unlock(&l->mu);
     return 0;
 }
@@ -429,7 +473,7 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
                 rc = dverr_set(err, -EBUSY, "%s is %s", purpose && *purpose ? purpose : name,
                                who);
                 break;
-            } else if (d.holder[0]) {
+            } else if (d.holder[0] && !d.released) {
                 char who[600];
                 describe(&d, who, sizeof who);
                 log_warn("lease %s expired (%s): taking it over", name, who);
@@ -438,7 +482,7 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
         l->gen = top + 1;
         time_t exp;
         dverr_clear(&e2);
-        rc = write_gen(l, true, &exp, &e2);
+        rc = write_gen(l, l->gen, true, false, &exp, &e2);
         if (rc == 0) {
             l->expires = exp;
             held = true;
@@ -458,11 +502,12 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
             return dverr_set(err, -EBUSY, "%s: the lease is contended; try again", name);
         return rc;
     }
-    /* Older generations are dead: remove them (best effort). */
+    /* Older generations are dead: remove them (best effort; an append-only store keeps them for
+     * a prune: objstore_lease_gc). */
     uint64_t top;
     struct dverr ignore;
     dverr_clear(&ignore);
-    if (list_gens(s, name, &g, &top, &ignore) == 0) {
+    if (!s->append_only && list_gens(s, name, &g, &top, &ignore) == 0) {
         for (size_t i = 0; i < g.n; i++) {
             if (g.v[i] < l->gen) {
                 char obj[1100];
@@ -513,13 +558,29 @@ void objstore_lease_release(struct objstore_lease *l)
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->thread, NULL);
     }
+    struct dverr err;
+    dverr_clear(&err);
+    int rc;
+    if (l->s->append_only) {
+        /* The next generation, expired at once: -EEXIST means someone took over, and then there
+         * is nothing of ours to free. */
+        time_t exp;
+        bool lost;
+        pthread_mutex_lock(&l->mu);
+        lost = l->lost;
+        pthread_mutex_unlock(&l->mu);
+        rc = lost ? 0 : write_gen(l, l->gen + 1, true, true, &exp, &err);
+        if (rc && rc != -EEXIST)
+            log_warn("lease %s: could not release it (%s); it expires by itself", l->name,
+                     dverr_msg(&err));
+        lease_free(l);
+        return;
+    }
     /* Our generation is either current (ours) or superseded (stale): delete it either way.
      * Nobody else ever writes our generation number. */
     char obj[1100];
     gen_name(l->name, l->gen, obj, sizeof obj);
-    struct dverr err;
-    dverr_clear(&err);
-    int rc = l->s->ops->del(l->s->impl, obj, &err);
+    rc = l->s->ops->del(l->s->impl, obj, &err);
     if (rc && rc != -ENOENT)
         log_warn("lease %s: could not delete it (%s); it expires by itself", l->name,
                  dverr_msg(&err));
@@ -617,6 +678,38 @@ int objstore_lease_live(struct objstore *s, const char *prefix, const char *exce
             rc = buf_printf(out, "%s: %s\n", ln.v[i], who.data);
         }
         buf_release(&who);
+    }
+    for (size_t i = 0; i < ln.n; i++)
+        free(ln.v[i]);
+    free(ln.v);
+    return rc;
+}
+
+int objstore_lease_gc(struct objstore *s, const char *prefix, uint64_t *removed,
+                      struct dverr *err)
+{
+    struct lease_names ln = {0};
+    *removed = 0;
+    int rc = s->ops->list(s->impl, prefix, collect_lease_name, &ln, err);
+    if (rc == -ENOMEM)
+        dverr_set(err, rc, "out of memory");
+    for (size_t i = 0; !rc && i < ln.n; i++) {
+        struct gens g = {0};
+        uint64_t top;
+        if ((rc = list_gens(s, ln.v[i], &g, &top, err)) == 0) {
+            for (size_t k = 0; !rc && k < g.n; k++) {
+                if (g.v[k] >= top)
+                    continue;
+                char obj[1100];
+                gen_name(ln.v[i], g.v[k], obj, sizeof obj);
+                rc = s->ops->del(s->impl, obj, err);
+                if (rc == -ENOENT)
+                    rc = 0;
+                else if (rc == 0)
+                    (*removed)++;
+            }
+        }
+        free(g.v);
     }
     for (size_t i = 0; i < ln.n; i++)
         free(ln.v[i]);

@@ -15,6 +15,8 @@
  *    lease is marked lost and objstore_lease_check returns -ESTALE from then on.
  *  - release: stops the thread and deletes our generation if it is still the highest.
  * A holder that dies stops renewing; the lease expires ttl seconds after its last renewal.
+ * On an append-only store (objstore.h) renewals and releases create the next generation instead of
+ * rewriting or deleting ours, and nothing is deleted until objstore_lease_gc (prune).
  *
  * Requires put_if_absent to be atomic (the directory store, Azure Blob; S3 where the server
  * honours If-None-Match, see objstore_s3.c). Expiry compares wall clocks of different machines:
@@ -58,5 +60,11 @@ int objstore_lease_wait_free(struct objstore *s, const char *name, int64_t wait_
  * their holders described in out, one per line; *count how many. 0 or -errno. */
 int objstore_lease_live(struct objstore *s, const char *prefix, const char *except,
                         struct buf *out, int *count, struct dverr *err);
+
+/* Delete the generations below the newest of every lease under prefix (an append-only store keeps
+ * them: see above); *removed counts them. A store's refusal (a locked object) is returned. 0 or
+ * -errno. */
+int objstore_lease_gc(struct objstore *s, const char *prefix, uint64_t *removed,
+                      struct dverr *err);
 
 #endif

@@ -166,10 +166,13 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     int code;
     if (st == 404)
         code = -ENOENT;
-    else if (st == 409 || st == 412)
+    else if ((st == 409 || st == 412) && !remote_body_has_code(resp, "BlobImmutableDueToPolicy"))
         code = -EEXIST;
     else if (st == 408 || st == 504)
         code = -ETIMEDOUT;
+    else if ((st == 403 || (st == 409 && remote_body_has_code(resp, "BlobImmutableDueToPolicy"))) &&
+             strcmp(op, "delete") == 0)
+        code = -EACCES; /* a delete the store forbids: object lock, or credentials without it */
     else
         code = -EIO;
     struct buf c = BUF_INIT, m = BUF_INIT;
@@ -187,7 +190,8 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     log_escape(m.data ? m.data : "", em, sizeof em);
     log_escape(name ? name : "", en, sizeof en);
     /* A refused signature or key: say where the credential comes from (never what it is). */
-    const char *hint = st == 403 && r->cred_hint ? r->cred_hint : "";
+    /* (not on a refused delete: that is object lock or a policy, the credential itself worked) */
+    const char *hint = st == 403 && r->cred_hint && strcmp(op, "delete") != 0 ? r->cred_hint : "";
     dverr_set(err, code, "%s %s %s: HTTP %ld%s%s%s%s%s", r->what, op, en, st, *ec ? " " : "", ec,
               *em ? ": " : "", em, hint);
     buf_release(&c);

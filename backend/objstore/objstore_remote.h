@@ -7,9 +7,10 @@
  *   trusted; http_retries, when set, replaces the 3 attempts (and lifts the 20 s bound to the
  *   transport's 10 minutes); http_timeout, when set, replaces the per-request time-out that
  *   otherwise grows with the request's size (remote_timeout_s).
- * - Status mapping (404 -> -ENOENT, 409/412 -> -EEXIST, else -EIO with the server's code and
- *   message taken from its XML error body, escaped), and a tiny XML scanner for the flat list
- *   responses both services return.
+ * - Status mapping (404 -> -ENOENT, 409/412 -> -EEXIST, a delete refused with 403 or Azure's
+ *   409 BlobImmutableDueToPolicy -> -EACCES (object lock, no delete right), else -EIO with the
+ *   server's code and message taken from its XML error body, escaped), and a tiny XML scanner
+ *   for the flat list responses both services return.
  * - Percent-encoding, base64, HMAC-SHA256 (libcrypto), RFC 1123 dates.
  * - The operations whose logic is the same on both services (put / put_file choosing one request
  *   or blocks, ranged get, stat), over three driver callbacks (struct remote_ops).

@@ -22,6 +22,12 @@
  * the PUT). No "Expect:" header: libcurl before 8.3 would sign it (see http.c). The shared
  * operations (put, put_file, get, stat) are objstore_remote.c's. The bucket is created on first
  * write when missing.
+ * Object lock (issue 16; cfg->object_lock governance or compliance): retain sets an object's
+ * retention with PutObjectRetention (PUT ?retention, with the Content-MD5 S3 requires for it)
+ * after GetObjectRetention showed it shorter, so it only ever extends; a bucket the driver creates
+ * is created with Object Lock enabled (x-amz-bucket-object-lock-enabled, which turns versioning
+ * on). Objects are written without lock headers: the point they belong to, hence their date, is
+ * known only when it is committed (repo_capture.c locks everything it names then).
  * Limits: parts are uploaded one after another (8 MiB, 10,000 parts: 78 GiB). Thread-safe: the
  * struct is read-only after open. */
 #include <ctype.h>
@@ -30,6 +36,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
 #include <pthread.h>
 
 #include "backend/net/auth.h"
@@ -51,6 +58,7 @@ struct s3 {
     char *session;    /* "x-amz-security-token: ..." or NULL */
     char *imds;       /* instance profile: the metadata endpoint; NULL: fixed credentials */
     time_t cred_expires; /* instance profile: when userpwd and session expire (0: never said) */
+    const char *lock_mode; /* "GOVERNANCE", "COMPLIANCE", or NULL (object_lock off) */
 };
 
 static void wipe_free(char *p)
@@ -186,7 +194,8 @@ static int s3_create_bucket(struct s3 *s, struct dverr *err)
 {
     struct http_response resp;
     http_response_init(&resp);
-    struct s3_req r = {.method = "PUT"};
+    static const char *const lock[] = {"x-amz-bucket-object-lock-enabled: true", NULL};
+    struct s3_req r = {.method = "PUT", .headers = s->lock_mode ? lock : NULL};
     int rc = s3_do(s, &r, &resp, err);
     if (rc == 0 && resp.status != 409) /* BucketAlreadyOwnedByYou */
         rc = remote_status(&s->r, &resp, "create bucket", s->bucket, err);
@@ -412,6 +421,80 @@ static int s3_del(void *impl, const char *name, struct dverr *err)
     return rc;
 }
 
+/* GetObjectRetention: the object's retain-until date into *until (0 when it has none). */
+static int s3_retention_get(struct s3 *s, const char *name, time_t *until, struct dverr *err)
+{
+    *until = 0;
+    static const struct s3_query q[] = {{"retention", ""}, {NULL, NULL}};
+    struct s3_req r = {.method = "GET", .key = name, .query = q, .max_response = 64 << 10};
+    struct http_response resp;
+    struct buf d = BUF_INIT;
+    http_response_init(&resp);
+    int rc = s3_do(s, &r, &resp, err);
+    if (rc == 0 && resp.status == 404 &&
+        remote_body_has_code(&resp, "NoSuchObjectLockConfiguration"))
+        goto out; /* none yet */
+    if (rc == 0)
+        rc = remote_status(&s->r, &resp, "get retention", name, err);
+    size_t pos = 0;
+    if (rc == 0 && resp.body.data &&
+        remote_xml_next(resp.body.data, resp.body.len, &pos, "RetainUntilDate", &d) &&
+        d.data) {
+        /* "2026-12-07T15:30:00.000Z" or without the fraction */
+        char t[32];
+        size_t n = strcspn(d.data, ".Z");
+        if (n >= 19 && n < sizeof t - 1) {
+            memcpy(t, d.data, n);
+            t[n] = 'Z';
+            t[n + 1] = '\0';
+            if (rfc3339_to_time(t, until))
+                *until = 0;
+        }
+    }
+out:
+    http_response_release(&resp);
+    buf_release(&d);
+    return rc;
+}
+
+static int s3_retain(void *impl, const char *name, time_t until, struct dverr *err)
+{
+    struct s3 *s = impl;
+    if (!s->lock_mode)
+        return dverr_set(err, -ENOTSUP, "s3: object_lock is off");
+    time_t have;
+    int rc = s3_retention_get(s, name, &have, err);
+    if (rc)
+        return rc;
+    if (have >= until)
+        return 0;
+    char date[32];
+    rfc3339_from_time(until, date);
+    struct buf body = BUF_INIT, md5 = BUF_INIT, hdr = BUF_INIT;
+    unsigned char digest[16];
+    unsigned int dl = 0;
+    if (buf_printf(&body, "<Retention xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+                          "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
+                   s->lock_mode, date) ||
+        !EVP_Digest(body.data, body.len, digest, &dl, EVP_md5(), NULL) ||
+        remote_base64(digest, dl, &md5) || buf_printf(&hdr, "Content-MD5: %s", md5.data)) {
+        rc = dverr_set(err, -ENOMEM, "s3: out of memory");
+        goto out;
+    }
+    {
+        static const struct s3_query q[] = {{"retention", ""}, {NULL, NULL}};
+        const char *h[] = {"Content-Type: application/xml", hdr.data, NULL};
+        struct s3_req r = {.method = "PUT", .key = name, .query = q, .headers = h,
+                           .body = body.data, .body_len = body.len};
+        rc = s3_write(s, &r, "put retention", NULL, err);
+    }
+out:
+    buf_release(&body);
+    buf_release(&md5);
+    buf_release(&hdr);
+    return rc;
+}
+
 static void s3_free(void *impl)
 {
     struct s3 *s = impl;
@@ -438,6 +521,7 @@ static const struct objstore_ops s3_ops = {
     .list = s3_list,
     .del = s3_del,
     .free = s3_free,
+    .retain = s3_retain,
 };
 
 static bool token_ok(const char *t)
@@ -650,6 +734,10 @@ int objstore_s3_open(const char *location, const struct config *cfg, struct objs
         if (rc)
             goto fail;
     }
+    int lock = config_object_lock(cfg);
+    s->lock_mode = lock == CONFIG_LOCK_COMPLIANCE   ? "COMPLIANCE"
+                   : lock == CONFIG_LOCK_GOVERNANCE ? "GOVERNANCE"
+                                                    : NULL;
     s->r.sizes = o->sizes = objstore_sizes_new();
     s->r.cred_hint = profile ? " (check the instance profile's role, s3_region and the clock)"
                      : cfg && cfg->s3_credentials_file

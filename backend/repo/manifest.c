@@ -183,7 +183,9 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
     ok = ok && add_json_text(root, "not_captured", p->not_captured_json) &&
          add_json_text(root, "environment", p->env_json) &&
          add_str(root, "audit_table", p->audit_table) &&
-         (!p->anomaly_json || add_json_text(root, "anomaly", p->anomaly_json));
+         (!p->anomaly_json || add_json_text(root, "anomaly", p->anomaly_json)) &&
+         (!p->definitions || (add_str(root, "definitions", p->definitions) &&
+                              add_str(root, "metadata_stamp", p->metadata_stamp)));
     return print_doc(root, ok, p, out, err);
 }
 
@@ -464,6 +466,8 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
         p->env_json = get_json_text(&c, root, "environment");
         p->audit_table = get_str(&c, root, "audit_table", false);
         p->anomaly_json = get_json_text(&c, root, "anomaly");
+        p->definitions = get_id(&c, root, "definitions");
+        p->metadata_stamp = get_str(&c, root, "metadata_stamp", false);
     }
     cJSON_Delete(root);
     if (c.rc) {
@@ -576,6 +580,8 @@ void point_free(struct point *p)
     free(p->tables_object);
     free(p->files_object);
     free(p->anomaly_json);
+    free(p->definitions);
+    free(p->metadata_stamp);
     free(p);
 }
 

@@ -14,7 +14,9 @@
  *               the tables this point changed; the others have no delta, 0 counts and an empty
  *               changes file, MANIFEST_EMPTY_CHANGES bytes),
  *    "not_captured":"<JSON text>"|null,"environment":"<JSON text>"|null,"audit_table":s|null,
- *    "anomaly":"<JSON text>"|null (absent in older manifests)}
+ *    "anomaly":"<JSON text>"|null (absent in older manifests),
+ *    "definitions":blob id,"metadata_stamp":s (both absent in older manifests and when the
+ *    capture had no version of the definitions: engine/capture_meta.c)}
  * The tables object: [{"name","entity_set","primary_key","records","bytes",
  *    "segments":[ids oldest first],"segment_bytes":[object sizes, as segments] (absent when a
  *    size is unknown),"schema":id|null,"delta_link":s|null,"full_read_reason":s|null}], by name.

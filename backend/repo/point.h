@@ -50,6 +50,10 @@ struct point {
     char *audit_table;       /* the table shown as audit.json, or NULL */
     char *anomaly_json;      /* NULL, or the capture's anomaly (a mass delete; engine/anomaly.h)
                                 as a JSON object: the point is flagged */
+    char *definitions;       /* blob id of the table definitions index (capture_meta.c) with
+                                metadata_stamp, the service's version of them; both NULL in points
+                                of older versions (the next capture reads every definition) */
+    char *metadata_stamp;
     char *tables_object;     /* format 2: the blob ids of the shared tables and files documents */
     char *files_object;      /* the manifest names (NULL: format 1, everything inline) */
 };

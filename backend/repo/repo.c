@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +72,7 @@ int repo_open_store(struct objstore *store, struct crypt *crypt, const char *cat
     }
     r->store = store;
     r->crypt = crypt;
+    r->append_only = store->append_only;
     pthread_mutex_init(&r->mu, NULL);
     pthread_mutex_init(&r->shared_mu, NULL);
     if (store->local_dir)
@@ -118,6 +120,7 @@ void repo_free(struct repo *r)
         return;
     catalog_free(r->cat);
     objstore_free(r->store);
+    objstore_sizes_free(r->locked);
     crypt_free(r->crypt);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->shared_mu);
@@ -273,16 +276,29 @@ out:
     return rc;
 }
 
-int repo_open(const struct config *cfg, struct repo **out, struct dverr *err)
+/* repo_open and repo_open_prune: prune opens the store with the prune credentials and without the
+ * append-only guard (it is the one that deletes). */
+static int open_as(const struct config *cfg, bool prune, struct repo **out, struct dverr *err)
 {
     *out = NULL;
     struct objstore *s = NULL;
     const char *loc = cfg->repository ? cfg->repository : "";
-    int rc = objstore_open(loc, cfg, &s, err);
+    bool append_only = config_append_only(cfg);
+    int lock = config_object_lock(cfg);
+    int rc = prune ? objstore_open_prune(loc, cfg, &s, err) : objstore_open(loc, cfg, &s, err);
     if (rc == -ENOENT)
         return dverr_set(err, rc, "no repository at %s; create one with `dvsnap init`", loc);
     if (rc)
         return rc;
+    if (lock != CONFIG_LOCK_OFF && s->local_dir) {
+        objstore_free(s);
+        return dverr_set(err, -EINVAL, "%s: object_lock needs an S3 or Azure repository (a "
+                         "directory cannot lock its files)", loc);
+    }
+    if (append_only && !prune && objstore_append_only(s)) {
+        objstore_free(s);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
     struct buf doc = BUF_INIT, pass = BUF_INIT;
     struct dverr e2 = {0};
     struct repo_config rcfg = {0};
@@ -317,7 +333,21 @@ int repo_open(const struct config *cfg, struct repo **out, struct dverr *err)
         return rc;
     snprintf((*out)->repo_id, sizeof (*out)->repo_id, "%s", rcfg.id);
     snprintf((*out)->key_id, sizeof (*out)->key_id, "%s", key_id);
+    (*out)->append_only = append_only;
+    (*out)->object_lock = lock != CONFIG_LOCK_OFF;
+    if ((*out)->object_lock)
+        (*out)->locked = objstore_sizes_new(); /* out of memory: no memo, every lock asks */
     return 0;
+}
+
+int repo_open(const struct config *cfg, struct repo **out, struct dverr *err)
+{
+    return open_as(cfg, false, out, err);
+}
+
+int repo_open_prune(const struct config *cfg, struct repo **out, struct dverr *err)
+{
+    return open_as(cfg, true, out, err);
 }
 
 bool repo_encrypted(struct repo *r)
@@ -441,11 +471,14 @@ static int collect_envdoc(void *ctx, const char *obj, uint64_t size)
     size_t n = strlen(obj);
     if (strncmp(obj, "envs/", 5) != 0 || n < 11 || strcmp(obj + n - 5, ".json") != 0)
         return 0;
+    /* envs/<env>.json, or a version envs/<env>/<time>-<tag>.json (append-only) */
+    const char *slash = strchr(obj + 5, '/');
+    size_t len = slash ? (size_t)(slash - (obj + 5)) : n - 10;
     char env[256];
-    if (n - 10 >= sizeof env)
+    if (len >= sizeof env)
         return 0;
-    memcpy(env, obj + 5, n - 10);
-    env[n - 10] = '\0';
+    memcpy(env, obj + 5, len);
+    env[len] = '\0';
     return manifest_env_name_ok(env) ? name_list_add(&c->envs, env, strlen(env)) : 0;
 }
 
@@ -717,17 +750,99 @@ out:
     return 0;
 }
 
+/* Environment documents. envs/<env>.json is rewritten by each capture; an append-only repository
+ * instead adds versions envs/<env>/<YYYY-MM-DDTHHMMSSZ>-<8 hex>.json (put_if_absent), the newest
+ * by name being the document (prune removes the older ones: repo_env_doc_versions). A reader
+ * looks for versions first, so it needs to know nothing of how the repository is configured. */
+struct version_ctx {
+    struct name_list names;
+};
+
+static int collect_version(void *ctx, const char *obj, uint64_t size)
+{
+    (void)size;
+    struct version_ctx *v = ctx;
+    size_t n = strlen(obj);
+    return n > 5 && strcmp(obj + n - 5, ".json") == 0 ? name_list_add(&v->names, obj, n) : 0;
+}
+
+int repo_env_doc_versions(struct repo *r, const char *env, struct name_list *out,
+                          struct dverr *err)
+{
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "envs/%s/", env);
+    struct version_ctx v = {0};
+    int rc = r->store->ops->list(r->store->impl, prefix, collect_version, &v, err);
+    if (rc) {
+        strv_free(v.names.v, v.names.n);
+        return rc == -ENOMEM ? dverr_set(err, rc, "out of memory") : rc;
+    }
+    name_list_sort_unique(&v.names);
+    *out = v.names;
+    return 0;
+}
+
+/* The object that holds env's document now: the newest version, else envs/<env>.json. */
+static int env_doc_object(struct repo *r, const char *env, char *obj, size_t n,
+                          struct dverr *err)
+{
+    struct name_list v = {0};
+    int rc = repo_env_doc_versions(r, env, &v, err);
+    if (rc)
+        return rc;
+    if (v.n)
+        snprintf(obj, n, "%s", v.v[v.n - 1]);
+    else
+        snprintf(obj, n, "envs/%s.json", env);
+    strv_free(v.v, v.n);
+    return 0;
+}
+
 int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err)
 {
-    char obj[300];
+    char obj[400];
     if (!manifest_env_name_ok(env))
         return dverr_set(err, -ENOENT, "no environment \"%.80s\"", env);
-    snprintf(obj, sizeof obj, "envs/%s.json", env);
+    int rc = env_doc_object(r, env, obj, sizeof obj, err);
+    if (rc)
+        return rc;
     struct buf stored = BUF_INIT;
-    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
+    rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
     if (!rc)
         rc = repo_doc_open(r, "envdoc", obj, &stored, out, err);
     buf_release(&stored);
+    return rc;
+}
+
+/* Append-only: a new version unless the newest one says the same. */
+static int env_doc_add_version(struct repo *r, const char *env, const char *json,
+                               struct dverr *err)
+{
+    struct buf now = BUF_INIT;
+    struct dverr ignore = {0};
+    int rc = repo_env_doc(r, env, &now, &ignore);
+    bool same = rc == 0 && now.len == strlen(json) && memcmp(now.data, json, now.len) == 0;
+    buf_release(&now);
+    if (same)
+        return 0;
+    struct buf sealed = BUF_INIT;
+    rc = -EEXIST;
+    for (int attempt = 0; attempt < 4 && rc == -EEXIST; attempt++) {
+        char obj[400], stamp[32], when[32];
+        unsigned char tag[4];
+        if (getrandom(tag, sizeof tag, 0) != (ssize_t)sizeof tag)
+            return dverr_set(err, -EIO, "no randomness for an environment document's name");
+        rfc3339_from_time(time(NULL), when);
+        /* 2026-11-21T09:00:00Z -> 2026-11-21T090000Z, as points are named */
+        snprintf(stamp, sizeof stamp, "%.13s%.2s%.2sZ", when, when + 14, when + 17);
+        snprintf(obj, sizeof obj, "envs/%s/%s-%02x%02x%02x%02x.json", env, stamp, tag[0], tag[1],
+                 tag[2], tag[3]);
+        buf_reset(&sealed);
+        if ((rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err)))
+            break;
+        rc = r->store->ops->put_if_absent(r->store->impl, obj, sealed.data, sealed.len, err);
+    }
+    buf_release(&sealed);
     return rc;
 }
 
@@ -736,6 +851,8 @@ int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct d
     char obj[300];
     if (!manifest_env_name_ok(env))
         return dverr_set(err, -EINVAL, "environment name \"%.80s\" cannot be stored", env);
+    if (r->append_only)
+        return env_doc_add_version(r, env, json, err);
     snprintf(obj, sizeof obj, "envs/%s.json", env);
     struct buf sealed = BUF_INIT;
     int rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err);

@@ -8,7 +8,13 @@
  *                                          or in an encrypted repository their HMAC-SHA-256
  *   points/<env>/<YYYY-MM-DDTHHMMSSZ>.json restore-point manifests; a point exists iff this exists
  *   envs/<env>.json                        the environment as the admin API last described it
+ *   envs/<env>/<time>-<tag>.json           the same as versions, in an append-only repository
  * Objects are immutable and written (durably) before the manifest that names them.
+ *
+ * Append-only and object lock (issue 16; config append_only, object_lock): repo_open wraps the
+ * store so that a capture only creates objects (objstore_append_only), repo_open_prune opens it
+ * with the prune credentials for the commands that delete, a commit locks what its point names
+ * until its expires_at (objstore retain), and prune keeps what the store refuses to delete.
  *
  * Encryption (issue 16; crypt.h): a repository created by repo_init with encrypt set (format 2)
  * stores every segment, blob, manifest and environment document sealed with AES-256-GCM under its
@@ -58,6 +64,10 @@ int repo_init(const struct config *cfg, bool encrypt, struct dverr *err);
 /* Open an existing repository (-ENOENT with a hint to run `dvsnap init` when there is none).
  * The catalog is <repository>/catalog.db for a directory repository, else under cfg->cache_dir. */
 int repo_open(const struct config *cfg, struct repo **out, struct dverr *err);
+/* Open for prune, forget, erase and key removal: the store with the prune credentials
+ * (objstore_open_prune: refused, -EPERM with the key to set, for an append-only remote repository
+ * without them) and without the append-only guard. */
+int repo_open_prune(const struct config *cfg, struct repo **out, struct dverr *err);
 /* Same over a given store (tests, fault injection), encrypted with crypt or unencrypted (NULL).
  * Takes ownership of store and crypt. */
 int repo_open_store(struct objstore *store, struct crypt *crypt, const char *catalog_path,
@@ -241,15 +251,22 @@ typedef int (*prune_decide_fn)(void *ctx, const char *env, struct prune_point *p
 struct prune_line {
     char *point;                   /* "env/name" */
     bool removed;
+    bool locked;                   /* kept because the store refused the delete (object lock) */
     char *why;
 };
 struct prune_report {
     uint64_t points_removed, points_kept, objects_removed, bytes_removed, holds_removed;
+    /* refused by the store (object lock until their retention ends, issue 16): kept, whole */
+    uint64_t points_locked, objects_locked;
     struct prune_line *lines; size_t n_lines; /* every point, by environment and name */
 };
 /* Remove the points decide does not keep (decide NULL: those whose recorded expires_at is at or
  * before now), never a point under an active hold, then every object no remaining point names,
- * and hold documents that expired or whose point is gone. dry_run reports without deleting. */
+ * and hold documents that expired or whose point is gone. dry_run reports without deleting.
+ * A delete the store refuses (-EACCES: object lock) keeps that point (manifest and everything it
+ * names) or object, counted in points_locked / objects_locked; a later prune removes them. In an
+ * append-only repository it also removes older lease generations and environment document
+ * versions, which writers leave. */
 int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide, void *ctx,
                struct prune_report *rep, struct dverr *err);
 void prune_report_release(struct prune_report *rep);

@@ -527,6 +527,10 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         goto out;
     if ((rc = put_shared(r, p, err)))
         goto out;
+    /* object_lock: everything the point names is locked until it expires before the manifest
+     * exists (objects an earlier point named get their retention extended) */
+    if ((rc = repo_point_lock(r, p, p->expires_at, err)))
+        goto out;
     time_t t = p->taken_at;
     if (c->prev && t <= c->prev->taken_at)
         t = c->prev->taken_at + 1;
@@ -558,6 +562,13 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         if (rc) {
             dverr_set(err, rc, "writing the manifest: %s", dverr_msg(&e2));
             goto out;
+        }
+        if (r->object_lock && p->expires_at > 0 &&
+            (rc = r->store->ops->retain(r->store->impl, obj, p->expires_at, &e2))) {
+            /* the point exists; its objects are locked, its manifest is not */
+            log_warn("%s/%s is saved but its manifest could not be locked: %s", p->env, p->name,
+                     dverr_msg(&e2));
+            rc = 0;
         }
         break;
     }

@@ -224,8 +224,9 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
             if (hit)
                 used[hit - want.v] = true;
         }
-        const char *shared[2] = {p->tables_object, p->files_object}; /* format 2 */
-        for (int k = 0; k < 2; k++) {
+        /* format 2's shared documents, and the definitions index (engine/capture_meta.c) */
+        const char *shared[3] = {p->tables_object, p->files_object, p->definitions};
+        for (int k = 0; k < 3; k++) {
             char **hit =
                 shared[k] ? bsearch(&shared[k], want.v, want.n, sizeof *want.v, cmp_id) : NULL;
             if (hit)

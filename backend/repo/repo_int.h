@@ -41,6 +41,13 @@ struct repo {
     char *catalog_path;      /* immutable after open */
     char *tmp_dir;           /* immutable after open: segment writers' temp files */
     char *lock_dir;          /* immutable after open: the lock files above */
+    bool append_only;        /* immutable after open: config append_only (repo_open wrapped the
+                                store: objstore_append_only; repo_open_prune did not) */
+    bool object_lock;        /* immutable after open: config object_lock is set (remote stores):
+                                a capture locks what its point names until its expires_at */
+    struct objstore_sizes *locked; /* objects/ names -> the retain-until date this process set
+                                (objstore.h's memo, thread-safe): a service's next capture does not
+                                ask again for what is locked long enough; NULL: no memo */
     pthread_mutex_t mu;      /* guards cat and cat_err */
     struct catalog *cat;     /* guarded by mu; NULL when the catalog could not be opened */
     struct dverr cat_err;    /* why (guarded by mu) */
@@ -71,6 +78,10 @@ int name_list_add(struct name_list *l, const char *s, size_t len); /* 0 or -ENOM
 void name_list_sort_unique(struct name_list *l);
 /* "points/<env>/<name>.json" -> env and name; false for anything else. */
 bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name, size_t nn);
+/* The versions of env's environment document (envs/<env>/..., append-only repositories), oldest
+ * first. */
+int repo_env_doc_versions(struct repo *r, const char *env, struct name_list *out,
+                          struct dverr *err);
 /* The point names of env in the store (sorted, from its listing; no catalog). */
 int repo_point_names(struct repo *r, const char *env, struct name_list *out, struct dverr *err);
 
@@ -79,6 +90,11 @@ struct objstore_lease;
 /* Remote stores: take locks/prune.lease once no capture lease is live (waiting up to
  * LOCK_WAIT_MS): what keeps prune and erase apart from captures on other machines. */
 int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err);
+
+/* object_lock (repo_maint.c): keep every object p names (segments, blobs, shared documents)
+ * from deletion until `until` (objstore retain: extended, never shortened). 0 when object_lock is
+ * off or until is 0 (a point that never expires is not locked). */
+int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct dverr *err);
 
 /* ---- holds (repo_holds.c) ---- */
 /* The points of env that have a hold document (sorted; active or not). */

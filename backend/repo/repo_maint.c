@@ -50,8 +50,13 @@ int repo_forget(struct repo *r, const char *env, const char *name, struct dverr 
         return dverr_set(err, hrc, "%s", dverr_msg(&he));
     char obj[400];
     manifest_object_name(env, name, obj, sizeof obj);
-    if ((rc = r->store->ops->del(r->store->impl, obj, err)))
-        return rc;
+    struct dverr de = {0};
+    if ((rc = r->store->ops->del(r->store->impl, obj, &de)) == -EACCES)
+        return dverr_set(err, -EACCES, "%s/%s is locked by the store until its retention ends "
+                         "(object lock, or credentials that may not delete): it stays (%s)", env,
+                         name, dverr_msg(&de));
+    if (rc)
+        return dverr_set(err, rc, "%s", dverr_msg(&de));
     struct dverr ce = {0};
     struct catalog *cat = repo_catalog_get(r, &ce);
     if (cat && catalog_point_del(cat, env, name, &ce))
@@ -136,10 +141,38 @@ static int point_refs(const struct point *p, struct idset *s)
     }
     for (size_t i = 0; i < p->n_files && !rc; i++)
         rc = idset_add(s, p->files[i].blob);
+    if (!rc) /* the table definitions index (capture_meta.c) */
+        rc = idset_add(s, p->definitions);
     if (!rc) /* format 2: the shared tables and files documents (manifest.h) */
         rc = idset_add(s, p->tables_object);
     if (!rc)
         rc = idset_add(s, p->files_object);
+    return rc;
+}
+
+int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct dverr *err)
+{
+    if (!r->object_lock || until <= 0)
+        return 0;
+    if (!r->store->ops->retain)
+        return dverr_set(err, -ENOTSUP, "this store cannot lock objects (object_lock)");
+    struct idset ids = {0};
+    int rc = point_refs(p, &ids);
+    if (rc)
+        return dverr_set(err, rc, "out of memory");
+    idset_seal(&ids);
+    for (size_t i = 0; i < ids.n && !rc; i++) {
+        if (i && strcmp(ids.v[i], ids.v[i - 1]) == 0)
+            continue;
+        char name[80];
+        uint64_t have;
+        segment_object_name(ids.v[i], name);
+        if (objstore_sizes_get(r->locked, name, &have) && have >= (uint64_t)until)
+            continue; /* this process locked it long enough already */
+        if ((rc = r->store->ops->retain(r->store->impl, name, until, err)) == 0)
+            objstore_sizes_note(r->locked, name, (uint64_t)until);
+    }
+    free(ids.v);
     return rc;
 }
 
@@ -316,6 +349,31 @@ static void prune_holds(struct repo *r, const struct name_list *envs, time_t now
     }
 }
 
+/* An append-only repository's writers leave what others delete: the older generations of the
+ * leases and the older versions of the environment documents. Best effort (logged). */
+static void append_only_tidy(struct repo *r, const struct name_list *envs)
+{
+    struct dverr e = {0};
+    uint64_t removed = 0;
+    if (objstore_lease_gc(r->store, "locks/", &removed, &e))
+        log_warn("prune: old lease generations stay: %s", dverr_msg(&e));
+    for (size_t i = 0; i < envs->n; i++) {
+        struct name_list v = {0};
+        dverr_clear(&e);
+        if (repo_env_doc_versions(r, envs->v[i], &v, &e)) {
+            log_warn("prune: %s", dverr_msg(&e));
+            continue;
+        }
+        for (size_t k = 0; k + 1 < v.n; k++) {
+            dverr_clear(&e);
+            int rc = r->store->ops->del(r->store->impl, v.v[k], &e);
+            if (rc && rc != -ENOENT)
+                log_warn("prune: %s stays: %s", v.v[k], dverr_msg(&e));
+        }
+        strv_free(v.v, v.n);
+    }
+}
+
 int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide, void *ctx,
                struct prune_report *rep, struct dverr *err)
 {
@@ -367,13 +425,31 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
                     rep->lines[k].why = strdup("held (placed while prune ran)");
                 }
         }
+        if (remove && !dry_run) {
+            struct dverr de = {0};
+            rc = r->store->ops->del(r->store->impl, manifests.v[i], &de);
+            if (rc == -EACCES) {
+                /* locked (object lock until its retention ends): the point stays, whole */
+                log_warn("%s stays: the store refuses to delete it (%s)", what, dverr_msg(&de));
+                remove = false;
+                rep->points_locked++;
+                for (size_t k = 0; k < rep->n_lines; k++)
+                    if (strcmp(rep->lines[k].point, what) == 0) {
+                        rep->lines[k].removed = false;
+                        rep->lines[k].locked = true;
+                        free(rep->lines[k].why);
+                        rep->lines[k].why = strdup("locked by the store until its retention "
+                                                   "ends: a later prune removes it");
+                    }
+            } else if (rc && rc != -ENOENT) {
+                dverr_set(err, rc, "%s", dverr_msg(&de));
+                goto out;
+            }
+            rc = 0;
+        }
         if (remove) {
             rep->points_removed++;
             if (!dry_run) {
-                if ((rc = r->store->ops->del(r->store->impl, manifests.v[i], err)) &&
-                    rc != -ENOENT)
-                    goto out;
-                rc = 0;
                 struct dverr ce = {0};
                 if (cat && catalog_point_del(cat, env, name, &ce))
                     log_warn("%s", dverr_msg(&ce));
@@ -405,12 +481,20 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
         struct dverr ignore = {0};
         r->store->ops->stat(r->store->impl, objects.v[i], &size, &ignore);
         if (!dry_run && (rc = r->store->ops->del(r->store->impl, objects.v[i], err)) &&
-            rc != -ENOENT)
-            goto out;
+            rc != -ENOENT) {
+            if (rc != -EACCES)
+                goto out;
+            /* still locked (a point that named it kept it until its own expiry) */
+            rc = 0;
+            rep->objects_locked++;
+            continue;
+        }
         rc = 0;
         rep->objects_removed++;
         rep->bytes_removed += size;
     }
+    if (!dry_run && r->append_only)
+        append_only_tidy(r, &envs);
 out:
     objstore_lease_release(lease);
     if (lock_fd >= 0)
@@ -605,6 +689,11 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
                          p->files[f].record_id, p->files[f].file_name);
                 rc = report(&s, env, name, what, problem);
             }
+        }
+        if (!rc && p->definitions) { /* the table definitions index (engine/capture_meta.c) */
+            const char *problem = check_once(&s, p->definitions, false);
+            if (problem)
+                rc = report(&s, env, name, "table definitions index", problem);
         }
         point_free(p);
     }

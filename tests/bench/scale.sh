@@ -20,13 +20,27 @@
 # SIZES (tables_include = account), dvsim answering every request 50 ms late, at max_concurrency
 # 8 and at 1 (one stream):
 #   BENCH scale_first_read_s_c8, scale_first_read_s_c1, scale_first_read_speedup (goal >= 5)
+# Then an idle pass's cost against the number of tables (definitions read once per change): dvsim
+# of shape DVSIM_SHAPE (default: dvsim's own 18 tables; "real" for about 700 definitions when
+# dvsim has --shape real) with 1000 accounts, one full capture, then one idle pass (nothing
+# changed); from dvsim's request log:
+#   BENCH scale_meta_tables, scale_meta_tracked  tables listed and change-tracked tables captured
+#   BENCH scale_meta_idle_requests, _bytes      the idle pass's Web API requests and bytes downloaded
+#   BENCH scale_meta_idle_tracked_requests      of which delta reads of change-tracked tables (the
+#                                               untracked ones are read whole every pass)
+#   BENCH scale_meta_idle_meta_requests, _bytes  of which metadata (RetrieveMetadataChanges)
+#   BENCH scale_meta_full_meta_bytes            the full pass's metadata bytes (the version, whose
+#                                               answer lists every table, then the narrowed
+#                                               definitions)
+#   BENCH scale_meta_defs_unnarrowed_bytes      what every pass read before: the definitions list
+#                                               with every property (no $select)
 # Knobs: BENCH_SCALE_SIZES (default "100000 1000000"; BENCH_LONG=1 adds 3333334: 10M rows in
 # accounts and contacts, seeded in about 4 min, 18 GB of dvsim database; the first capture takes
 # about 12 min), BENCH_SCALE_CHURN (600),
 # BENCH_SCALE_PASSES (5), BENCH_SCALE_KEEP_DB=DIR (keep dvsim databases there between runs: a
 # seeded database is reused, churn and all).
 . "$(dirname "$0")/../lib.sh"
-PARTS=" ${BENCH_SCALE_PARTS:-growth idle ranges} "
+PARTS=" ${BENCH_SCALE_PARTS:-growth idle ranges meta} "
 part() { [[ $PARTS == *" $1 "* ]]; }
 SIZES=${BENCH_SCALE_SIZES:-100000 1000000${BENCH_LONG:+ 3333334}}
 CHURN=${BENCH_SCALE_CHURN:-600}
@@ -143,5 +157,53 @@ for c in 8 1; do
   bench "scale_first_read_s_c$c" "$TIMED_S" s "first full read of $N accounts, 50 ms a request, max_concurrency $c (peak RSS $TIMED_MB MB)"
 done
 bench scale_first_read_speedup "$(echo "scale=2; $first_s_1 / $first_s_8" | bc)" x "max_concurrency 8 against one stream (goal >= 5)"
+kill "$DVSIM_PID" 2>/dev/null; wait "$DVSIM_PID" 2>/dev/null
+}
+
+part meta && {
+rm -rf "$T/repo" "$T/cache"
+shape=()
+[ -z "${DVSIM_SHAPE:-}" ] || shape=(--shape "$DVSIM_SHAPE")
+start_dvsim --seed demo --records 1000 --db "$T/dvsim-meta.db" "${shape[@]}"
+write_config
+dvsnap init >/dev/null
+API="/org/$ENV/api/data/v9.2/"
+seq_now() { curl -sf "$DVSIM_URL/_sim/requests" | jq '[.requests[].seq] | max // 0'; }
+# usage SEQ FILTER: "requests bytes" of the org's Web API requests since SEQ whose path (after
+# the API root) matches the jq FILTER
+usage() {
+  curl -sf "$DVSIM_URL/_sim/requests?since=$1" | jq -r --arg a "$API" "
+    [.requests[] | select(.path | startswith(\$a)) | select(.path | ltrimstr(\$a) | $2)] |
+    \"\\(length) \\([.[].bytes] | add // 0)\""
+}
+s0=$(seq_now)
+dvsnap capture --env "$ENV" >"$T/meta-full.out" 2>&1
+[ $? -le 5 ] || { tail -5 "$T/meta-full.out"; exit 1; }
+read -r _ full_meta_bytes <<<"$(usage "$s0" 'startswith("RetrieveMetadataChanges(") or startswith("EntityDefinitions")')"
+read -r _ full_version_bytes <<<"$(usage "$s0" 'startswith("RetrieveMetadataChanges(")')"
+m=$(manifest "$ENV" latest)
+tracked=$(jq '[.tables[] | select(.delta_link)] | length' <<<"$m")
+captured=$(jq '.tables | length' <<<"$m")
+s1=$(seq_now)
+dvsnap capture --env "$ENV" >"$T/meta-idle.out" 2>&1
+[ $? -le 5 ] || { tail -5 "$T/meta-idle.out"; exit 1; }
+read -r idle_req idle_bytes <<<"$(usage "$s1" 'true')"
+read -r idle_meta_req idle_meta_bytes <<<"$(usage "$s1" 'startswith("RetrieveMetadataChanges(") or startswith("EntityDefinitions")')"
+sets=$(jq -c '[.tables[] | select(.delta_link) | .entity_set]' <<<"$m")
+read -r idle_tracked_req idle_tracked_bytes <<<"$(usage "$s1" ". as \$p | $sets | index(\$p) != null")"
+TOK=$(token "$ENV")
+tables=$(curl -sf -H "Authorization: Bearer $TOK" "$DVSIM_URL${API}EntityDefinitions?\$select=LogicalName" | jq '.value | length')
+unnarrowed=$(curl -sf -H "Authorization: Bearer $TOK" \
+  "$DVSIM_URL${API}EntityDefinitions?\$expand=Attributes,ManyToOneRelationships,ManyToManyRelationships" | wc -c)
+what="shape ${DVSIM_SHAPE:-small}"
+bench scale_meta_tables "$tables" tables "$what: tables listed ($captured captured)"
+bench scale_meta_tracked "$tracked" tables "$what: change-tracked tables captured"
+bench scale_meta_idle_requests "$idle_req" requests "$what: an idle pass, Web API requests"
+bench scale_meta_idle_bytes "$idle_bytes" bytes "$what: an idle pass, bytes downloaded"
+bench scale_meta_idle_tracked_requests "$idle_tracked_req" requests "$what: of which change-tracked tables' delta reads ($idle_tracked_bytes bytes); the rest reads the untracked tables whole"
+bench scale_meta_idle_meta_requests "$idle_meta_req" requests "$what: of which metadata"
+bench scale_meta_idle_meta_bytes "$idle_meta_bytes" bytes "$what: of which metadata"
+bench scale_meta_full_meta_bytes "$full_meta_bytes" bytes "$what: the full pass's metadata ($full_version_bytes for the version, the rest the narrowed definitions)"
+bench scale_meta_defs_unnarrowed_bytes "$unnarrowed" bytes "$what: the definitions list every pass read before (no \$select)"
 kill "$DVSIM_PID" 2>/dev/null; wait "$DVSIM_PID" 2>/dev/null
 }

@@ -91,7 +91,7 @@ static void sealed_segment(const uint8_t *data, size_t size)
     if (!segment_id_ok(id))
         return;
     struct mem m = {data + 64, size - 64, ""};
-    struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL, NULL};
+    struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL, NULL, false};
     segment_object_name(id, m.name);
     struct dverr e = {0};
     uint64_t entries = 0;

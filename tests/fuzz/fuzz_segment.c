@@ -17,7 +17,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct mem m = {data, size, ""};
-    struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL, NULL};
+    struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL, NULL, false};
     char id[65];
     sha256_hex(data, size, id);
     segment_object_name(id, m.name);

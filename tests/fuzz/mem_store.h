@@ -60,6 +60,6 @@ static void m_free(void *impl)
 {
 }
 static const struct objstore_ops mem_ops = {m_put, m_put_file, m_put, m_get,
-                                            m_stat, m_list, m_del, m_free};
+                                            m_stat, m_list, m_del, m_free, NULL};
 
 #endif

@@ -19,8 +19,29 @@
  *     must carry x-amz-security-token: TOKEN among its signed headers, else 403
  *     InvalidToken / AccessDenied.
  *
+ *   - Object lock (issue 16), as a bucket with Object Lock and a bucket policy would: a
+ *     retention per object, set by PutObjectRetention (PUT ?retention, Content-MD5 required and
+ *     checked; shortening a COMPLIANCE retention, or a GOVERNANCE one without
+ *     x-amz-bypass-governance-retention, is 403 AccessDenied) or by a PUT with
+ *     x-amz-object-lock-mode / x-amz-object-lock-retain-until-date (Content-MD5 required, as S3
+ *     does), read by GetObjectRetention (404 NoSuchObjectLockConfiguration when none). A DELETE or
+ *     an overwriting PUT of an object whose retention has not ended is 403 AccessDenied. Real S3
+ *     keeps versions (a plain DELETE there adds a delete marker and the locked version stays;
+ *     deleting that version is what is refused): this front has no versions and refuses the
+ *     DELETE itself, which is what a backup tool sees when the data is protected.
+ *   - With --prune-credentials FILE: a second key pair, the only one allowed to DELETE (the first
+ *     one gets 403 AccessDenied, as a bucket policy denying s3:DeleteObject to the capture
+ *     identity answers).
+ *   - With --clock-file FILE: retention is judged at the real time plus the number of seconds
+ *     FILE holds (absent or empty: 0), so a test can move past a retention without waiting.
+ *     Signatures are still checked against the real clock.
+ *   - With --audit 1: every DELETE and every PUT (or multipart completion) over an existing key
+ *     is logged as "s3front: audit DELETE|OVERWRITE PATH by ACCESS_KEY_ID" (a test asserts that
+ *     an append-only writer sent none); every retention set as "s3front: retain PATH MODE DATE".
+ *
  *   node s3front.js --directory DIR --credentials FILE [--address 127.0.0.1] [--port 0]
  *                   [--region us-east-1] [--conditional-delay-ms N] [--session-token TOKEN]
+ *                   [--prune-credentials FILE] [--clock-file FILE] [--audit 1]
  * --conditional-delay-ms holds every If-None-Match PUT that long before it is decided, so that
  * racing creators all pass a client's own existence check first (tests of the losing side).
  * FILE (mode 0600) holds "ACCESS_KEY_ID SECRET_ACCESS_KEY". Prints
@@ -37,7 +58,8 @@ function parseArgs(argv) {
   const o = { address: '127.0.0.1', port: 0, region: 'us-east-1', 'conditional-delay-ms': 0 };
   for (let i = 2; i < argv.length; i += 2) {
     const k = argv[i].replace(/^--/, '');
-    if (!(k in { directory: 1, credentials: 1, address: 1, port: 1, region: 1, 'conditional-delay-ms': 1, 'session-token': 1 }) || i + 1 >= argv.length) {
+    if (!(k in { directory: 1, credentials: 1, address: 1, port: 1, region: 1, 'conditional-delay-ms': 1, 'session-token': 1,
+      'prune-credentials': 1, 'clock-file': 1, audit: 1 }) || i + 1 >= argv.length) {
       console.error(`s3front: bad argument ${argv[i]}`);
       process.exit(2);
     }
@@ -51,12 +73,48 @@ function parseArgs(argv) {
 }
 
 const opts = parseArgs(process.argv);
-const cred = fs.readFileSync(opts.credentials, 'utf8').trim().split(/\s+/);
-if (cred.length !== 2) {
-  console.error('s3front: the credentials file must hold "ACCESS_KEY_ID SECRET"');
-  process.exit(2);
+function readPair(file) {
+  const c = fs.readFileSync(file, 'utf8').trim().split(/\s+/);
+  if (c.length !== 2) {
+    console.error('s3front: a credentials file must hold "ACCESS_KEY_ID SECRET"');
+    process.exit(2);
+  }
+  return c;
 }
+const cred = readPair(opts.credentials);
 const keys = new Map([[cred[0], cred[1]]]);
+let pruneKey = null; // the only key id that may DELETE, when set
+if (opts['prune-credentials'] !== undefined) {
+  const p = readPair(opts['prune-credentials']);
+  keys.set(p[0], p[1]);
+  pruneKey = p[0];
+  // s3rver checks signatures too, against its own key registry (S3RVER/S3RVER): register this pair
+  require('s3rver/lib/models/account').DUMMY_ACCOUNT.createKeyPair(p[0], p[1]);
+}
+const audit = opts.audit !== undefined && opts.audit !== '0';
+const retention = new Map(); // path (without query) -> { mode, until (ms) }
+
+/* Now as the retention rules see it: the real clock moved by --clock-file's seconds. */
+function lockNow() {
+  let off = 0;
+  if (opts['clock-file'] !== undefined) {
+    try {
+      off = Number(fs.readFileSync(opts['clock-file'], 'utf8').trim() || '0') || 0;
+    } catch (e) {
+      off = 0;
+    }
+  }
+  return Date.now() + off * 1000;
+}
+function lockedUntil(path) {
+  const r = retention.get(path);
+  return r && r.until > lockNow() ? r : null;
+}
+const md5b64 = (data) => crypto.createHash('md5').update(data).digest('base64');
+function accessKeyOf(req) {
+  const m = /Credential=([^/,\s]+)\//.exec(req.headers.authorization || '');
+  return m ? m[1] : '';
+}
 
 const sha256 = (data) => crypto.createHash('sha256').update(data).digest('hex');
 const hmac = (key, data) => crypto.createHmac('sha256', key).update(data).digest();
@@ -188,9 +246,99 @@ function exists(path) {
   });
 }
 
+function xmlReply(res, status, body) {
+  res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+/* Object lock and delete rights (see the note above); true when it answered the request. */
+async function lockRules(req, res, body) {
+  const q = req.url.indexOf('?');
+  const path = q < 0 ? req.url : req.url.slice(0, q);
+  const query = new URLSearchParams(q < 0 ? '' : req.url.slice(q + 1));
+  const who = accessKeyOf(req);
+  if (query.has('retention')) {
+    if (req.method === 'GET') {
+      const r = retention.get(path);
+      if (!r) {
+        xmlError(res, 404, 'NoSuchObjectLockConfiguration', 'The specified object does not have a ObjectLock configuration', req.method, req.url);
+        return true;
+      }
+      xmlReply(res, 200, '<?xml version="1.0" encoding="UTF-8"?>\n<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+        `<Mode>${r.mode}</Mode><RetainUntilDate>${new Date(r.until).toISOString()}</RetainUntilDate></Retention>`);
+      return true;
+    }
+    if (req.method !== 'PUT') return false;
+    const md5 = req.headers['content-md5'];
+    if (!md5) {
+      xmlError(res, 400, 'InvalidRequest', 'Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters', req.method, req.url);
+      return true;
+    }
+    if (md5 !== md5b64(body)) {
+      xmlError(res, 400, 'InvalidDigest', 'The Content-MD5 you specified did not match what we received.', req.method, req.url);
+      return true;
+    }
+    if (!(await exists(path))) {
+      xmlError(res, 404, 'NoSuchKey', 'The specified key does not exist.', req.method, req.url);
+      return true;
+    }
+    const text = body.toString('utf8');
+    const mode = (/<Mode>([^<]*)<\/Mode>/.exec(text) || [])[1];
+    const date = (/<RetainUntilDate>([^<]*)<\/RetainUntilDate>/.exec(text) || [])[1];
+    const until = date ? Date.parse(date) : NaN;
+    if ((mode !== 'COMPLIANCE' && mode !== 'GOVERNANCE') || Number.isNaN(until)) {
+      xmlError(res, 400, 'MalformedXML', 'The XML you provided was not well-formed or did not validate against our published schema', req.method, req.url);
+      return true;
+    }
+    const have = lockedUntil(path);
+    const bypass = req.headers['x-amz-bypass-governance-retention'] === 'true';
+    if (have && (until < have.until || mode !== have.mode) && (have.mode === 'COMPLIANCE' || !bypass)) {
+      xmlError(res, 403, 'AccessDenied', 'Access Denied because object protected by object lock.', req.method, req.url);
+      return true;
+    }
+    retention.set(path, { mode, until });
+    if (audit) console.log(`s3front: retain ${path} ${mode} ${new Date(until).toISOString()}`);
+    res.writeHead(200, { 'Content-Length': '0' });
+    res.end();
+    return true;
+  }
+  if (req.method === 'DELETE' && !query.has('uploadId')) {
+    if (audit) console.log(`s3front: audit DELETE ${path} by ${who}`);
+    if (pruneKey !== null && who !== pruneKey) {
+      xmlError(res, 403, 'AccessDenied', 'Access Denied', req.method, req.url);
+      return true;
+    }
+    if (lockedUntil(path)) {
+      xmlError(res, 403, 'AccessDenied', 'Access Denied because object protected by object lock.', req.method, req.url);
+      return true;
+    }
+    return false;
+  }
+  const writes = (req.method === 'PUT' && !query.has('partNumber') && /^\/[^/]+\/./.test(path)) ||
+    (req.method === 'POST' && query.has('uploadId'));
+  if (writes) {
+    if (lockedUntil(path)) {
+      xmlError(res, 403, 'AccessDenied', 'Access Denied because object protected by object lock.', req.method, req.url);
+      return true;
+    }
+    if (audit && (await exists(path))) console.log(`s3front: audit OVERWRITE ${path} by ${who}`);
+    const mode = req.headers['x-amz-object-lock-mode'];
+    const date = req.headers['x-amz-object-lock-retain-until-date'];
+    if ((mode || date) && req.method === 'PUT') {
+      if (!req.headers['content-md5']) {
+        xmlError(res, 400, 'InvalidRequest', 'Content-MD5 OR x-amz-checksum- HTTP header is required for Put Object requests with Object Lock parameters', req.method, req.url);
+        return true;
+      }
+      req.lockAfter = { mode, until: Date.parse(date) };
+    }
+  }
+  return false;
+}
+
 async function handle(req, res, body) {
   const bad = checkSignature(req, body);
   if (bad) return xmlError(res, bad[0], bad[1], bad[2], req.method, req.url);
+  if (await lockRules(req, res, body)) return;
   const inm = req.headers['if-none-match'];
   let reply;
   if (req.method === 'PUT' && inm !== undefined) {
@@ -217,6 +365,14 @@ async function handle(req, res, body) {
     }
   } else {
     reply = await forward(req, body);
+  }
+  if (reply.status >= 200 && reply.status < 300) {
+    const path = req.url.split('?')[0];
+    if (req.method === 'DELETE') retention.delete(path);
+    else if (req.lockAfter && !Number.isNaN(req.lockAfter.until)) {
+      retention.set(path, req.lockAfter);
+      if (audit) console.log(`s3front: retain ${path} ${req.lockAfter.mode} ${new Date(req.lockAfter.until).toISOString()}`);
+    }
   }
   const h = { ...reply.headers };
   delete h['transfer-encoding'];

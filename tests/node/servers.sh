@@ -9,6 +9,9 @@
 #   start_azurite [NAME]         sets AZ_PORT AZ_PID AZ_ENDPOINT AZ_KEYFILE; log $T/azurite-NAME.log
 #   start_s3rver [NAME [PORT [OPTION...]]]  s3rver behind s3front (OPTIONs: s3front.js's); sets S3_PORT S3_PID S3_ENDPOINT S3_CREDFILE;
 #                                refusals are logged in $T/s3rver-NAME.log ("s3front: refused ...")
+#   start_azfront NAME [OPTION...]  tests/node/azfront.js before the running Azurite (AZ_PORT):
+#                                blob immutability policies enforced (OPTIONs: azfront.js's); sets
+#                                AZF_PORT AZF_ENDPOINT; log $T/azfront-NAME.log
 #   stop_pid PID                 kill -9 one server (fault tests)
 #   objstore_env                 exports DVSNAP_* variables for tests/tools/objtool
 NODE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -61,6 +64,19 @@ start_s3rver() {
   S3_PORT=$(_listen_port "$T/s3rver-$name.log" 'listening on 127\.0\.0\.1:')
   S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
   S3_CREDFILE="$T/$name.cred"
+}
+
+start_azfront() {
+  local name=${1:-azf}
+  shift
+  node "$NODE_DIR/azfront.js" --upstream "127.0.0.1:$AZ_PORT" --address 127.0.0.1 --port 0 "$@" \
+    >"$T/azfront-$name.log" 2>&1 &
+  _pids+=("$!")
+  if ! wait_for 30 grep -q 'azfront listening on' "$T/azfront-$name.log"; then
+    echo "not ok - azfront did not start"; sed 's/^/#   /' "$T/azfront-$name.log" | tail -20; exit 1
+  fi
+  AZF_PORT=$(_listen_port "$T/azfront-$name.log" 'listening on 127\.0\.0\.1:')
+  AZF_ENDPOINT="http://127.0.0.1:$AZF_PORT/$AZ_ACCOUNT"
 }
 
 stop_pid() { kill -9 "$1" 2>/dev/null; wait "$1" 2>/dev/null; true; }

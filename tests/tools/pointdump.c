@@ -2,14 +2,16 @@
  * inside points with jq; or store it again in format 1, as a repository from before shared
  * documents has it (the test that such points still read).
  *
- *   pointdump CONFIG ENV POINT [--store-format-1]     (POINT: a point name, or "latest")
+ *   pointdump CONFIG ENV POINT [--store-format-1 | --store-without-definitions]
+ *                                                     (POINT: a point name, or "latest")
  *
  * The point is loaded through the repository (repo_point_load: a format-2 manifest with its shared
  * tables and files objects, or a format-1 one) and printed in format 1, every field inline
  * (manifest.h), plus "tables_object" and "files_object" when the point names shared objects. So
  * tests read one shape whatever the stored format and whatever the store. --store-format-1
  * replaces the point's manifest with that inline form (repo_point_replace: sealed as any manifest
- * in an encrypted repository). Exit status: 0, or 1 with the error on stderr. Single-threaded. */
+ * in an encrypted repository); --store-without-definitions stores it again without its table
+ * definitions index and version stamp, as a point of an older version has it. Exit status: 0, or 1 with the error on stderr. Single-threaded. */
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -24,8 +26,10 @@
 int main(int argc, char **argv)
 {
     bool store_v1 = argc == 5 && strcmp(argv[4], "--store-format-1") == 0;
-    if (argc != 4 && !store_v1) {
-        fprintf(stderr, "usage: pointdump CONFIG ENV POINT|latest [--store-format-1]\n");
+    bool strip_defs = argc == 5 && strcmp(argv[4], "--store-without-definitions") == 0;
+    if (argc != 4 && !store_v1 && !strip_defs) {
+        fprintf(stderr, "usage: pointdump CONFIG ENV POINT|latest [--store-format-1 | "
+                        "--store-without-definitions]\n");
         return 1;
     }
     struct dverr err = {0};
@@ -51,6 +55,13 @@ int main(int argc, char **argv)
         free(p->tables_object);
         free(p->files_object);
         p->tables_object = p->files_object = NULL;
+        rc = repo_point_replace(r, p, &err);
+        goto done;
+    }
+    if (!rc && strip_defs) {
+        free(p->definitions);
+        free(p->metadata_stamp);
+        p->definitions = p->metadata_stamp = NULL;
         rc = repo_point_replace(r, p, &err);
         goto done;
     }

@@ -29,6 +29,7 @@
 #include "backend/base/config.h"
 #include "backend/dataverse/dataverse.h"
 #include "backend/dataverse/dataverse_batch.h"
+#include "backend/dataverse/dataverse_int.h"
 #include "backend/net/http.h"
 
 /* Scripts list only the fields an exchange needs. */
@@ -51,7 +52,7 @@ struct exch {
 
 struct seen {
     char method[8];
-    char url[1024];
+    char url[4096];
     char bearer[64];
     char headers[1024];
     char *body;
@@ -323,7 +324,7 @@ static const char defs_expanded[] =
 
 static void test_tables_expanded(void **state)
 {
-    const struct exch s[] = {{"GET", API "EntityDefinitions?$expand=Attributes,*", 200, NULL,
+    const struct exch s[] = {{"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL, 200, NULL,
                               defs_expanded}};
     struct dv_client *c = client(s, 1);
     struct dv_env env = org_env();
@@ -357,6 +358,119 @@ static void test_tables_expanded(void **state)
     assert_string_equal(F.seen[0].bearer, "tok-1");
     assert_non_null(strstr(F.token_body, "scope=https%3A%2F%2Fprod.test%2Forg%2Fcontoso-prod%2F.default"));
     dv_tables_free(t, n);
+    dv_client_free(c);
+}
+
+/* A schema document parsed back gives the table dv_tables_list made (the capture's cache). */
+static void test_table_from_schema(void **state)
+{
+    const struct exch s[] = {{"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL,
+                              200, NULL, defs_expanded}};
+    struct dv_client *c = client(s, 1);
+    struct dv_env env = org_env();
+    struct dv_table *t = NULL;
+    size_t n = 0;
+    struct dverr err = {0};
+    assert_int_equal(dv_tables_list(c, &env, &t, &n, &err), 0);
+    script_done();
+    struct dv_table again[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(dv_table_from_schema(t[i].schema_json, strlen(t[i].schema_json), &again[i], &err), 0);
+    assert_int_equal(dv_tables_link(again, 2), 0);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(again[i].logical_name, t[i].logical_name);
+        assert_string_equal(again[i].entity_set, t[i].entity_set);
+        assert_int_equal(again[i].change_tracking, t[i].change_tracking);
+        assert_int_equal(again[i].n_attrs, t[i].n_attrs);
+        assert_int_equal(again[i].n_lookups, t[i].n_lookups);
+        assert_int_equal(again[i].n_many_to_many, t[i].n_many_to_many);
+        assert_string_equal(again[i].schema_json, t[i].schema_json);
+    }
+    assert_string_equal(again[1].lookups[0].target_set, "accounts");
+    for (int i = 0; i < 2; i++)
+        dv_table_release(&again[i]);
+    const char *no_set = "{\"LogicalName\":\"x\"}";
+    assert_int_equal(dv_table_from_schema(no_set, strlen(no_set), &again[0], &err), -EPROTO);
+    dv_tables_free(t, n);
+    dv_client_free(c);
+}
+
+/* An Owner column without Targets (not selectable on the Attributes collection) points at users
+ * and teams; the primary image comes from the table's PrimaryImageAttribute. */
+static void test_table_get_owner_image(void **state)
+{
+    const struct exch s[] = {
+        {"GET", API "EntityDefinitions(LogicalName='new_thing')?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL,
+         200, NULL,
+         "{\"@odata.context\":\"x\",\"MetadataId\":\"6a1f0a6b-8f2c-4d8e-9c1e-0b4c1c2d3e4f\","
+         "\"LogicalName\":\"new_thing\",\"EntitySetName\":\"new_things\",\"PrimaryIdAttribute\":\"new_thingid\","
+         "\"PrimaryImageAttribute\":\"entityimage\",\"Attributes\":[{\"LogicalName\":\"ownerid\","
+         "\"AttributeType\":\"Owner\"},{\"LogicalName\":\"entityimage\",\"AttributeType\":\"Virtual\","
+         "\"AttributeTypeName\":{\"Value\":\"ImageType\"}}],\"ManyToOneRelationships\":[{\"ReferencingEntity\":"
+         "\"new_thing\",\"ReferencingAttribute\":\"ownerid\",\"ReferencingEntityNavigationPropertyName\":\"ownerid\","
+         "\"ReferencedEntity\":\"owner\"}],\"ManyToManyRelationships\":[]}"},
+        {"GET", API "EntityDefinitions(LogicalName='gone')?*", 404, NULL,
+         "{\"error\":{\"code\":\"0x80040217\",\"message\":\"not found\"}}"},
+    };
+    struct dv_client *c = client(s, 2);
+    struct dv_env env = org_env();
+    struct dv_table t;
+    struct dverr err = {0};
+    assert_int_equal(dv_table_get(c, &env, "new_thing", &t, &err), 0);
+    assert_string_equal(t.metadata_id, "6a1f0a6b-8f2c-4d8e-9c1e-0b4c1c2d3e4f");
+    assert_int_equal(t.attrs[0].n_targets, 2);
+    assert_string_equal(t.attrs[0].targets[0], "systemuser");
+    assert_true(t.attrs[1].is_primary_image);
+    assert_string_equal(t.attrs[1].type, "Image");
+    assert_null(strstr(t.schema_json, "@odata.context"));
+    assert_int_equal(dv_tables_link(&t, 1), 0);
+    assert_int_equal(t.n_lookups, 3); /* owner, then one per target */
+    dv_table_release(&t);
+    assert_int_equal(dv_table_get(c, &env, "gone", &t, &err), -ENOENT);
+    assert_int_equal(dv_table_get(c, &env, "../x", &t, &err), -EINVAL);
+    script_done();
+    dv_client_free(c);
+}
+
+/* RetrieveMetadataChanges: the request's shape, the changed tables and deleted ids, and the
+ * expired stamp. */
+static void test_metadata_changes(void **state)
+{
+    const struct exch s[] = {
+        {"GET", API "RetrieveMetadataChanges(Query=@p1)?@p1=%7B%22Properties%22*", 200, NULL,
+         "{\"ServerVersionStamp\":\"100!12/07/2026 10:00:00\",\"EntityMetadata\":[{\"LogicalName\":\"account\"},"
+         "{\"LogicalName\":\"contact\"}],\"DeletedMetadata\":{\"Count\":0,\"Keys\":[],\"Values\":[]}}"},
+        {"GET", API "RetrieveMetadataChanges(Query=@p1,DeletedMetadataFilters=@p2,ClientVersionStamp=@p3)?@p1=*", 200,
+         NULL,
+         "{\"ServerVersionStamp\":\"101!12/07/2026 10:05:00\",\"EntityMetadata\":[{\"HasChanged\":false,"
+         "\"LogicalName\":\"contact\"}],\"DeletedMetadata\":{\"Count\":1,\"Keys\":[\"Default\"],"
+         "\"Values\":[[\"6A1F0A6B-8F2C-4D8E-9C1E-0B4C1C2D3E4F\",\"not-a-guid\"]]}}"},
+        {"GET", API "RetrieveMetadataChanges(*", 400, NULL,
+         "{\"error\":{\"code\":\"0x80044352\",\"message\":\"Version stamp associated with the client has "
+         "expired. Please perform a full sync.\"}}"},
+    };
+    struct dv_client *c = client(s, 3);
+    struct dv_env env = org_env();
+    struct dv_metadata_changes m;
+    struct dverr err = {0};
+    assert_int_equal(dv_metadata_changes(c, &env, NULL, &m, &err), 0);
+    assert_string_equal(m.stamp, "100!12/07/2026 10:00:00");
+    assert_int_equal(m.n_changed, 2);
+    assert_int_equal(m.n_deleted_ids, 0);
+    dv_metadata_changes_release(&m);
+    assert_int_equal(dv_metadata_changes(c, &env, "100!12/07/2026 10:00:00", &m, &err), 0);
+    assert_int_equal(m.n_changed, 1);
+    assert_string_equal(m.changed[0], "contact");
+    assert_int_equal(m.n_deleted_ids, 1);
+    assert_string_equal(m.deleted_ids[0], "6a1f0a6b-8f2c-4d8e-9c1e-0b4c1c2d3e4f");
+    dv_metadata_changes_release(&m);
+    /* the stamp travels as a quoted literal, percent-encoded; the filter is All */
+    assert_non_null(strstr(F.seen[1].url, "&@p2=Microsoft.Dynamics.CRM.DeletedMetadataFilters'All'"
+                                          "&@p3=%27100%2112%2F07%2F2026%2010%3A00%3A00%27"));
+    assert_non_null(strstr(F.seen[0].url, "%22AttributeQuery%22"));
+    assert_int_equal(dv_metadata_changes(c, &env, "old", &m, &err), -ESTALE);
+    assert_null(m.stamp);
+    script_done();
     dv_client_free(c);
 }
 
@@ -409,7 +523,7 @@ static const struct dv_lookup *find_lookup(const struct dv_table *t, const char 
 
 static void test_tables_real_shapes(void **state)
 {
-    const struct exch s[] = {{"GET", API "EntityDefinitions?$expand=Attributes,*", 200, NULL,
+    const struct exch s[] = {{"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL, 200, NULL,
                               defs_real}};
     struct dv_client *c = client(s, 1);
     struct dv_env env = org_env();
@@ -473,7 +587,7 @@ static const char defs_types[] =
 
 static void test_tables_types(void **state)
 {
-    const struct exch s[] = {{"GET", API "EntityDefinitions?$expand=Attributes,*", 200, NULL,
+    const struct exch s[] = {{"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL, 200, NULL,
                               defs_types}};
     struct dv_client *c = client(s, 1);
     struct dv_env env = org_env();
@@ -501,15 +615,15 @@ static void test_tables_types(void **state)
 static void test_tables_fallback(void **state)
 {
     const struct exch s[] = {
-        {"GET", API "EntityDefinitions?$expand=Attributes,*", 400, NULL,
+        {"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ALL, 400, NULL,
          "{\"error\":{\"code\":\"0x0\",\"message\":\"bad expand\"}}"},
-        {"GET", API "EntityDefinitions?$expand=Attributes", 200, NULL,
+        {"GET", API "EntityDefinitions?$select=" ENTITY_PROPS "&$expand=" DEFS_EXPAND_ATTRS, 200, NULL,
          "{\"value\":[{\"LogicalName\":\"contact\",\"EntitySetName\":\"contacts\","
          "\"PrimaryIdAttribute\":\"contactid\",\"Attributes\":[]}]}"},
-        {"GET", API "EntityDefinitions(LogicalName='contact')/ManyToOneRelationships", 200, NULL,
+        {"GET", API "EntityDefinitions(LogicalName='contact')/ManyToOneRelationships?$select=" M2O_PROPS, 200, NULL,
          "{\"value\":[{\"ReferencingAttribute\":\"parentcustomerid\",\"ReferencedEntity\":\"account\","
          "\"ReferencingEntityNavigationPropertyName\":\"parentcustomerid_account\"}]}"},
-        {"GET", API "EntityDefinitions(LogicalName='contact')/ManyToManyRelationships", 404, NULL,
+        {"GET", API "EntityDefinitions(LogicalName='contact')/ManyToManyRelationships?$select=" N2N_PROPS, 404, NULL,
          "{}"},
     };
     struct dv_client *c = client(s, 4);
@@ -1330,6 +1444,9 @@ int main(void)
         cmocka_unit_test(test_admin_resource),
         cmocka_unit_test(test_tables_expanded),
         cmocka_unit_test(test_tables_fallback),
+        cmocka_unit_test(test_table_from_schema),
+        cmocka_unit_test(test_table_get_owner_image),
+        cmocka_unit_test(test_metadata_changes),
         cmocka_unit_test(test_tables_real_shapes),
         cmocka_unit_test(test_tables_types),
         cmocka_unit_test(test_read_full_tracked),

@@ -4,7 +4,11 @@
  * renewal keeping a live holder's lease, a superseded holder noticing it lost the lease, and the
  * repository's use of it: two "machines" (separate catalogs and lock directories) over one store
  * that counts as remote, where the second capture writer of an environment is refused by the
- * lease, takes over after the first one's death, and prune waits for no capture lease. */
+ * lease, takes over after the first one's death, and prune waits for no capture lease.
+ * Append-only stores (issue 16): the decorator refuses deletes and overwrites; a lease renews and
+ * releases by creating generations, deletes nothing, is still taken over and still notices a
+ * takeover; objstore_lease_gc leaves the newest generation only; an environment document is kept
+ * as versions, the newest read back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -246,6 +250,141 @@ static struct repo *open_machine(struct fx *f, const char *machine)
     return r;
 }
 
+/* f->dir again, append-only */
+static struct objstore *open_append_only(struct fx *f)
+{
+    struct objstore *s = NULL;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(objstore_dir_open(f->dir, &s, &err), 0);
+    assert_int_equal(objstore_append_only(s), 0);
+    assert_true(s->append_only);
+    return s;
+}
+
+static int count_objects(void *ctx, const char *name, uint64_t size)
+{
+    (void)name;
+    (void)size;
+    (*(int *)ctx)++;
+    return 0;
+}
+
+static int objects_under(struct objstore *s, const char *prefix)
+{
+    int n = 0;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(s->ops->list(s->impl, prefix, count_objects, &n, &err), 0);
+    return n;
+}
+
+static void test_append_only_store_refuses(void **state)
+{
+    struct fx *f = *state;
+    struct objstore *s = open_append_only(f);
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(s->ops->put(s->impl, "a/b", "one", 3, &err), 0);
+    dverr_clear(&err);
+    assert_int_equal(s->ops->put(s->impl, "a/b", "two", 3, &err), -EEXIST);
+    assert_non_null(strstr(dverr_msg(&err), "append-only"));
+    char path[128];
+    snprintf(path, sizeof path, "%s/local", f->dir);
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs("three", fp);
+    fclose(fp);
+    dverr_clear(&err);
+    assert_int_equal(s->ops->put_file(s->impl, "a/b", path, &err), -EEXIST);
+    dverr_clear(&err);
+    assert_int_equal(s->ops->put_file(s->impl, "a/c", path, &err), 0);
+    dverr_clear(&err);
+    assert_int_equal(s->ops->del(s->impl, "a/b", &err), -EPERM);
+    assert_non_null(strstr(dverr_msg(&err), "prune credentials"));
+    struct buf b = BUF_INIT;
+    dverr_clear(&err);
+    assert_int_equal(s->ops->get(s->impl, "a/b", 0, OBJSTORE_TO_END, &b, &err), 0);
+    assert_int_equal(b.len, 3);
+    assert_memory_equal(b.data, "one", 3);
+    buf_release(&b);
+    objstore_free(s);
+}
+
+static void test_append_only_lease(void **state)
+{
+    struct fx *f = *state;
+    struct objstore *s = open_append_only(f);
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL, *b = NULL;
+    assert_int_equal(objstore_lease_take(s, "locks/e.lease", "capture of e", 2, &a, &err), 0);
+    usleep(3500 * 1000); /* past the ttl: alive only through renewals, which add generations */
+    assert_int_equal(objstore_lease_check(a, &err), 0);
+    int renewed = objects_under(s, "locks/");
+    assert_true(renewed >= 3);
+    assert_true(exists(s, "locks/e.lease.0000000001")); /* never deleted */
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_take(s, "locks/e.lease", "second", 2, &b, &err), -EBUSY);
+    objstore_lease_release(a); /* an expired generation on top: free at once */
+    assert_int_equal(objects_under(s, "locks/"), renewed + 1);
+    struct buf who = BUF_INIT;
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_holder(s, "locks/e.lease", &who, &err), 0);
+    assert_int_equal(who.len, 0);
+    buf_release(&who);
+    assert_int_equal(objstore_lease_take(s, "locks/e.lease", "second", 30, &b, &err), 0);
+    /* a takeover above it is noticed although renewals also add generations */
+    char top[64];
+    snprintf(top, sizeof top, "locks/e.lease.%010d", renewed + 3);
+    put_doc(f->s, top, time(NULL) + 60, "other");
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_check(b, &err), -ESTALE);
+    objstore_lease_release(b); /* lost: writes nothing */
+    assert_int_equal(objects_under(s, "locks/"), renewed + 3);
+    /* prune, with delete rights (the plain store), keeps the newest generation only */
+    uint64_t removed = 0;
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_gc(f->s, "locks/", &removed, &err), 0);
+    assert_int_equal(removed, (uint64_t)renewed + 2);
+    assert_int_equal(objects_under(s, "locks/"), 1);
+    assert_true(exists(s, top));
+    objstore_free(s);
+}
+
+static void test_append_only_env_doc(void **state)
+{
+    struct fx *f = *state;
+    struct objstore *s = open_append_only(f);
+    char cat[200];
+    snprintf(cat, sizeof cat, "%s/cat/catalog.db", f->dir);
+    struct repo *r = NULL;
+    struct dverr err;
+    dverr_clear(&err);
+    assert_int_equal(repo_open_store(s, NULL, cat, &r, &err), 0);
+    assert_int_equal(repo_env_doc_put(r, "contoso-dev", "{\"v\":1}", &err), 0);
+    assert_int_equal(repo_env_doc_put(r, "contoso-dev", "{\"v\":1}", &err), 0); /* the same */
+    assert_int_equal(objects_under(f->s, "envs/"), 1);
+    sleep(1); /* versions are named by the second, and a random tag */
+    assert_int_equal(repo_env_doc_put(r, "contoso-dev", "{\"v\":2}", &err), 0);
+    assert_int_equal(objects_under(f->s, "envs/contoso-dev/"), 2);
+    assert_false(exists(f->s, "envs/contoso-dev.json"));
+    struct buf b = BUF_INIT;
+    assert_int_equal(repo_env_doc(r, "contoso-dev", &b, &err), 0);
+    assert_int_equal(b.len, 7);
+    assert_memory_equal(b.data, "{\"v\":2}", 7);
+    buf_release(&b);
+    char **envs = NULL;
+    size_t n = 0;
+    assert_int_equal(repo_envs(r, &envs, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(envs[0], "contoso-dev");
+    for (size_t i = 0; i < n; i++)
+        free(envs[i]);
+    free(envs);
+    repo_free(r);
+}
+
 static void test_repo_writer_lease(void **state)
 {
     struct fx *f = *state;
@@ -309,6 +448,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_renewal_keeps_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_superseded_holder_notices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repo_writer_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_only_store_refuses, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_only_lease, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_append_only_env_doc, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

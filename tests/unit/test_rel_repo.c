@@ -132,7 +132,7 @@ static void f_free(void *impl)
     free(f);
 }
 static const struct objstore_ops faulty_ops = {f_put,  f_put_file, f_put_if_absent, f_get,
-                                               f_stat, f_list,     f_del,           f_free};
+                                               f_stat, f_list,     f_del,           f_free, NULL};
 
 /* ---------- fixture ---------- */
 

@@ -256,7 +256,16 @@ struct faults {
     int max_requests, window_s;  /* service protection window per token */
     int max_concurrency;
     int64_t delta_token_lifetime_s;
+    int64_t metadata_stamp_lifetime_s; /* RetrieveMetadataChanges version stamps */
     int64_t capacity_free_mb;    /* -1: computed */
+};
+/* A change to a table definition (POST /_sim/metadata): a String column added, or the table
+ * deleted; metadata version at which it happened. */
+struct meta_change {
+    const struct table_def *table;
+    char column[64];          /* "" for a deletion */
+    bool deleted;
+    uint64_t version;
 };
 /* The business-logic headers of a write (webwrite_rules.c): what a request (or a $batch part,
  * with the $batch's own headers applying to every part) asked for. */
@@ -320,6 +329,11 @@ struct dvsim {
     struct reqlog_entry *log; /* ring of REQLOG_CAP */
     uint64_t log_seq;
     struct throttle_slot slots[THROTTLE_SLOTS];
+    uint64_t meta_version;    /* the definitions' version (webapi_metachanges.c), from 1 */
+    uint64_t meta_epoch;      /* stamps of another epoch have expired */
+    bool meta_fail;           /* RetrieveMetadataChanges answers 500 (a failing service) */
+    struct meta_change *meta_changes;
+    size_t n_meta_changes;
     pthread_mutex_t write_lock; /* serialises writers (versions, audits) */
 };
 

@@ -38,6 +38,8 @@ static void usage(FILE *f)
           "  --client-secret-file FILE   the client secret (file mode 0600); default: any secret\n"
           "  --token-lifetime S          access token lifetime in seconds (default 3599)\n"
           "  --delta-token-lifetime S    change-tracking token lifetime (default 604800 = 7 days)\n"
+          "  --metadata-stamp-lifetime S RetrieveMetadataChanges version stamp lifetime\n"
+          "                              (default 7776000 = 90 days)\n"
           "  --max-requests N/SECONDS    service protection window per token (default 6000/300)\n"
           "  --max-concurrency N         concurrent requests per token (default 52)\n"
           "  --latency-ms N              added latency per Web API/admin request\n"
@@ -105,6 +107,8 @@ int main(int argc, char **argv)
     d.notes = -1;
     d.token_lifetime_s = 3599;
     d.faults.delta_token_lifetime_s = 7 * 86400;
+    d.faults.metadata_stamp_lifetime_s = 90 * 86400; /* Organization.ExpireSubscriptionsInDays */
+    d.meta_version = 1;
     d.faults.max_requests = 6000;
     d.faults.window_s = 300;
     d.faults.max_concurrency = 52;
@@ -190,6 +194,9 @@ int main(int argc, char **argv)
         } else if (!strcmp(a, "--delta-token-lifetime")) {
             rc = parse_long(v, 0, 1LL << 40, &n);
             d.faults.delta_token_lifetime_s = n;
+        } else if (!strcmp(a, "--metadata-stamp-lifetime")) {
+            rc = parse_long(v, 0, 1LL << 40, &n);
+            d.faults.metadata_stamp_lifetime_s = n;
         } else if (!strcmp(a, "--max-requests")) {
             rc = dvsim_parse_rate(v, &d.faults.max_requests, &d.faults.window_s);
         } else if (!strcmp(a, "--max-concurrency")) {

@@ -12,13 +12,15 @@
  *        business-logic headers that applied (null/false when absent); with parts=1 the requests
  *        inside each $batch too, marked "batch_part":true
  *   GET|POST /_sim/faults            fail_rate, latency_ms, drop_rate, truncate_rate,
- *        max_requests "N/SECONDS", max_concurrency, delta_token_lifetime_s, capacity_free_mb
+ *        max_requests "N/SECONDS", max_concurrency, delta_token_lifetime_s, metadata_stamp_lifetime_s, capacity_free_mb
  *   GET|POST /_sim/config            {"bypass_privilege":bool}: whether the application user
  *        holds prvBypassCustomBusinessLogic and prvBypassCustomPlugins
  *   GET  /_sim/effects?env=E         {"env","plugin_runs","flow_runs"}: the simulated business
  *        logic's runs in that org (webwrite_activity.c)
+ *   POST /_sim/metadata              change a table definition or expire the definitions' version
+ *        stamps (webapi_metachanges.c)
  *   POST /_sim/reset                 reseed the tenant, restore start-up faults and config, clear
- *        the log
+ *        the log, forget the definition changes
  * Churn is deterministic for a given database state and seed; it is the simulator's own hand,
  * not a client's: it runs no plug-in and follows no write rule but the derived columns.
  * Thread-safe: writers hold d->write_lock, control state is under d->lock. */
@@ -413,9 +415,10 @@ static void faults_json(struct dvsim *d, struct buf *out)
     pthread_mutex_unlock(&d->lock);
     buf_printf(out, "{\"fail_rate\":%g,\"latency_ms\":%d,\"drop_rate\":%g,\"truncate_rate\":%g,"
                     "\"max_requests\":\"%d/%d\",\"max_concurrency\":%d,\"delta_token_lifetime_s\":%lld,"
-                    "\"capacity_free_mb\":%lld}",
+                    "\"metadata_stamp_lifetime_s\":%lld,\"capacity_free_mb\":%lld}",
                f.fail_rate, f.latency_ms, f.drop_rate, f.truncate_rate, f.max_requests, f.window_s,
-               f.max_concurrency, (long long)f.delta_token_lifetime_s, (long long)f.capacity_free_mb);
+               f.max_concurrency, (long long)f.delta_token_lifetime_s,
+               (long long)f.metadata_stamp_lifetime_s, (long long)f.capacity_free_mb);
 }
 
 int dvsim_parse_rate(const char *s, int *n, int *secs);
@@ -465,6 +468,7 @@ static void route_faults(struct req *r)
             else if (!strcmp(k, "latency_ms") && num && v >= 0) f.latency_ms = (int)v;
             else if (!strcmp(k, "max_concurrency") && num && v >= 0) f.max_concurrency = (int)v;
             else if (!strcmp(k, "delta_token_lifetime_s") && num && v >= 0) f.delta_token_lifetime_s = (int64_t)v;
+            else if (!strcmp(k, "metadata_stamp_lifetime_s") && num && v >= 0) f.metadata_stamp_lifetime_s = (int64_t)v;
             else if (!strcmp(k, "capacity_free_mb") && num) f.capacity_free_mb = (int64_t)v;
             else if (!strcmp(k, "max_requests") && cJSON_IsString(it) &&
                      !dvsim_parse_rate(it->valuestring, &f.max_requests, &f.window_s)) ;
@@ -516,6 +520,7 @@ static void route_reset(struct req *r)
     }
     d->log_seq = 0;
     pthread_mutex_unlock(&d->lock);
+    dvmeta_reset(d);
     if (rc) {
         sim_error(r, 500, dverr_msg(&err));
         return;
@@ -543,6 +548,9 @@ void dvsim_sim_route(struct req *r, const char *rest)
         route_effects(r);
     else if (!strcmp(rest, "/reset") && post)
         route_reset(r);
+    else if (!strcmp(rest, "/metadata") && post)
+        dvmeta_sim_route(r);
     else
-        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, config, effects, reset)");
+        sim_error(r, 404, "unknown /_sim/ route (churn, dump, requests, faults, config, effects, "
+                          "reset, metadata)");
 }

@@ -3,6 +3,7 @@
  *
  *   GET /                          service document
  *   GET /EntityDefinitions...      metadata (webapi_meta.c)
+ *   GET /RetrieveMetadataChanges(...)  what changed in it (webapi_metachanges.c)
  *   GET /<set>?$select&$filter&$orderby&$top   Prefer: odata.maxpagesize (<= 5000),
  *       odata.include-annotations, odata.track-changes; $skiptoken in @odata.nextLink;
  *       $deltatoken in @odata.deltaLink (upserts by version, then $deletedEntity rows)
@@ -341,9 +342,26 @@ static void collection_get(struct req *r, const struct table_def *t)
         }
         next.off = (int64_t)start + emitted;
     } else {
-        sqlite3_prepare_v2(db, "SELECT id, line FROM rec WHERE tid=?1 AND del=0 AND id>?2 ORDER BY id", -1, &st, NULL);
+        /* the page starts after the last key given, or at the filter's lower bound on the key
+         * when that is further; it ends at the filter's upper bound (an index seek: a key
+         * range's pages cost what they return, as on the service) */
+        char lo[37] = "", hi[37] = "";
+        bool lo_incl = false, hi_incl = false;
+        webapi_filter_key_bounds(filter, t->pk, lo, &lo_incl, hi, &hi_incl);
+        bool from_lo = lo[0] && strcmp(lo, ck.last) > 0;
+        /* the primary key alone (no filter): from the key and version columns, the stored line
+         * (whose etag is W/"<ver>") not read, as the service answers it from an index */
+        bool keys_only = !filter && proj.n_select == 1 && strlen(t->pk) == proj.select_len[0] &&
+                         memcmp(proj.select[0], t->pk, proj.select_len[0]) == 0;
+        char sql[160];
+        snprintf(sql, sizeof sql, "SELECT id, %s FROM rec WHERE tid=?1 AND del=0 AND id%s?2%s ORDER BY id",
+                 keys_only ? "ver" : "line", from_lo && lo_incl ? ">=" : ">",
+                 hi[0] ? hi_incl ? " AND id<=?3" : " AND id<?3" : "");
+        sqlite3_prepare_v2(db, sql, -1, &st, NULL);
         sqlite3_bind_int(st, 1, tid);
-        sqlite3_bind_text(st, 2, ck.last, -1, SQLITE_STATIC);
+        sqlite3_bind_text(st, 2, from_lo ? lo : ck.last, -1, SQLITE_STATIC);
+        if (hi[0])
+            sqlite3_bind_text(st, 3, hi, -1, SQLITE_STATIC);
         int limit = top >= 0 ? (int)top : page;
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *line = sqlite3_column_blob(st, 1);
@@ -359,7 +377,11 @@ static void collection_get(struct req *r, const struct table_def *t)
             }
             if (emitted)
                 buf_addch(o, ',');
-            dvline_project(&proj, line, len, o);
+            if (keys_only)
+                buf_printf(o, "{\"%s\":\"%s\",\"@odata.etag\":\"W/\\\"%lld\\\"\"}", t->pk,
+                           (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1));
+            else
+                dvline_project(&proj, line, len, o);
             snprintf(next.last, sizeof next.last, "%s", (const char *)sqlite3_column_text(st, 0));
             emitted++;
         }
@@ -531,6 +553,10 @@ void webapi_route(struct req *r, const char *rest)
         return;
     }
     const char *message = strncmp(rest, "Microsoft.Dynamics.CRM.", 23) == 0 ? rest + 23 : rest;
+    if (strncmp(message, "RetrieveMetadataChanges(", 24) == 0 && get) {
+        webapi_metadata_changes(r, message + 23);
+        return;
+    }
     if (!strcmp(message, "WhoAmI") || !strcmp(message, "WhoAmI()")) {
         webwrite_whoami(r);
         return;

@@ -3,7 +3,8 @@
  *   webapi.c         routing, Prefer, projections, collection and record GETs, $count
  *   webapi_query.c   query options: $filter (parse, evaluate), $orderby, the $skiptoken cookie
  *   webapi_delta.c   change tracking: org versions, delta tokens, $deltatoken pages
- *   webapi_meta.c    EntityDefinitions (metadata)
+ *   webapi_meta.c    EntityDefinitions (metadata), $select on them
+ *   webapi_metachanges.c  RetrieveMetadataChanges, and the definition changes /_sim/metadata makes
  * Write side:
  *   webwrite.c            single-record POST/PATCH (upsert)/DELETE, $ref, write sessions, routing
  *   webwrite_rules.c      what every write must pass and what it adds: body validation (columns,
@@ -20,7 +21,7 @@
  *   webwrite_batch.c      $batch (change sets, Content-ID references, the parts' log entries)
  * Threading: each request runs on its connection's thread and owns its struct req; writers hold
  * d->write_lock for their whole SQLite transaction (struct wsess); d->rng is read under d->lock.
- * Nothing here keeps state of its own. */
+ * Nothing here keeps state of its own but the definition changes (d->meta_*, under d->lock). */
 #ifndef DVSIM_WEBAPI_INT_H
 #define DVSIM_WEBAPI_INT_H
 
@@ -47,6 +48,11 @@ struct fnode *webapi_filter_parse(const struct table_def *t, const char *s, char
 /* Whether the record's members m (nm of them) match; tmp is scratch. */
 bool webapi_filter_eval(const struct fnode *n, const struct lmember *m, int nm, struct buf *tmp);
 void webapi_filter_free(struct fnode *n);
+/* The bounds a filter puts on the primary key pk, for the store to seek with: the first
+ * `pk ge|gt <guid>` and `pk lt|le <guid>` among the conjuncts of the filter's top-level and-chain
+ * (lowercase; the filter itself is still evaluated on every row). lo/hi stay "" when absent. */
+void webapi_filter_key_bounds(const struct fnode *n, const char *pk, char lo[37], bool *lo_incl,
+                              char hi[37], bool *hi_incl);
 
 struct order_key {
     char member[96];
@@ -97,6 +103,31 @@ void webapi_delta_page(struct req *r, const struct table_def *t, sqlite3 *db, in
 /* ---- webapi_meta.c ---- */
 /* GET EntityDefinitions...; rest is what follows "EntityDefinitions". */
 void webapi_entity_definitions(struct req *r, const char *rest);
+/* Expanded collections of a definition. */
+enum { EX_ATTR = 1, EX_M2O = 2, EX_O2M = 4, EX_N2N = 8 };
+/* The properties asked for (comma-separated names; NULL: all): of the definition, and of the
+ * entries of each expanded collection (sub, by bit: Attributes, ManyToOne, OneToMany,
+ * ManyToMany). */
+struct meta_select {
+    const char *entity;
+    const char *sub[4];
+};
+/* Definition of t with the collections of expand (EX_*), narrowed to sel (NULL: whole). */
+struct cJSON *webapi_entity_json(struct dvsim *d, const struct table_def *t, int expand,
+                                 const struct meta_select *sel);
+/* The MetadataId of the definition (a, b) names: a table (b NULL), a column, "rel"/"n2n". */
+void webapi_metadata_id(const char *a, const char *b, char out[37]);
+
+/* ---- webapi_metachanges.c: definition changes ---- */
+/* GET RetrieveMetadataChanges(...) (rest: after the function name). */
+void webapi_metadata_changes(struct req *r, const char *rest);
+/* POST /_sim/metadata. */
+void dvmeta_sim_route(struct req *r);
+/* Forget every change (/_sim/reset); takes d->lock. */
+void dvmeta_reset(struct dvsim *d);
+/* Whether t was deleted; the columns added to t (at most max, into out). Take d->lock. */
+bool dvmeta_table_deleted(struct dvsim *d, const struct table_def *t);
+size_t dvmeta_columns(struct dvsim *d, const struct table_def *t, char out[][64], size_t max);
 
 /* ---- webwrite.c: write sessions, a transaction under d->write_lock or the $batch's open one */
 struct wsess {

@@ -10,11 +10,15 @@
  *   GET /EntityDefinitions(LogicalName='x') | (<MetadataId>)   same $expand
  *   GET /EntityDefinitions(LogicalName='x')/Attributes | /ManyToOneRelationships |
  *       /OneToManyRelationships | /ManyToManyRelationships
- * MetadataIds are derived from the names (SHA-256), so they are stable across runs. Labels are
- * English (1033). --shape real adds dvschema_extra (schema_real.c: TableType Virtual with a
- * DataProviderId, Elastic; their OneToManyRelationships are left out), --hostile-tables
- * dvschema_hostile to the list. Metadata cannot be
- * changed. Thread-safe: no shared state. */
+ * $select is honoured on the definitions and inside each $expand (Attributes($select=a,b));
+ * MetadataId always comes. MetadataIds are derived from the names (SHA-256), so they are stable
+ * across runs. Labels are English (1033). --shape real adds dvschema_extra (schema_real.c:
+ * TableType Virtual with a DataProviderId, Elastic; their OneToManyRelationships are left out),
+ * --hostile-tables dvschema_hostile to the list.
+ * Definitions change only by POST /_sim/metadata (webapi_metachanges.c): an added String column
+ * is listed among the table's Attributes, a deleted table is not listed and its definition is
+ * 404; its rows stay readable by their entity set (dvsim's tables are static).
+ * Thread-safe: the changes are read under d->lock (webapi_metachanges.c). */
 #include "tools/dvsim/webapi_int.h"
 
 #include <cjson/cJSON.h>
@@ -38,6 +42,11 @@ static void metadata_id(const char *a, const char *b, char out[37])
                                      hex[24], hex[25], hex[26], hex[27], hex[28], hex[29], hex[30], hex[31], 0},
                           NULL, 16);
     dvsim_guid(x, y, out);
+}
+
+void webapi_metadata_id(const char *a, const char *b, char out[37])
+{
+    metadata_id(a, b, out);
 }
 
 static void label(cJSON *o, const char *key, const char *text)
@@ -205,14 +214,21 @@ static cJSON *n2n_json(const struct n2n_def *n)
     return o;
 }
 
-enum { EX_ATTR = 1, EX_M2O = 2, EX_O2M = 4, EX_N2N = 8 };
 
-static cJSON *sub_array(const struct table_def *t, int which)
+static cJSON *sub_array(struct dvsim *d, const struct table_def *t, int which)
 {
     cJSON *a = cJSON_CreateArray();
-    if (which == EX_ATTR)
+    if (which == EX_ATTR) {
         for (size_t i = 0; i < t->n_cols; i++)
             cJSON_AddItemToArray(a, attr_json(t, &t->cols[i]));
+        char added[16][64];
+        size_t n = dvmeta_columns(d, t, added, 16);
+        for (size_t i = 0; i < n; i++) {
+            struct col_def c = {.name = added[i], .type = COL_STRING,
+                                .flags = COLF_CREATE | COLF_UPDATE};
+            cJSON_AddItemToArray(a, attr_json(t, &c));
+        }
+    }
     if (which == EX_M2O)
         for (size_t i = 0; i < t->n_cols; i++) {
             const struct col_def *c = &t->cols[i];
@@ -241,7 +257,52 @@ static cJSON *sub_array(const struct table_def *t, int which)
     return a;
 }
 
-static cJSON *entity_json(const struct table_def *t, int expand)
+static cJSON *entity_json(struct dvsim *d, const struct table_def *t, int expand);
+
+/* Drop o's members that names (a comma-separated list; NULL: keep all) does not list, but
+ * MetadataId, annotations and the expanded collections in keep (EX_* bits). */
+static void select_members(cJSON *o, const char *names, int keep)
+{
+    static const char *const expanded[] = {"Attributes", "ManyToOneRelationships",
+                                           "OneToManyRelationships", "ManyToManyRelationships"};
+    if (!names)
+        return;
+    cJSON *m = o->child;
+    while (m) {
+        cJSON *next = m->next;
+        bool wanted = !strcmp(m->string, "MetadataId") || !strncmp(m->string, "@odata.", 7);
+        for (int k = 0; k < 4 && !wanted; k++)
+            wanted = (keep & (1 << k)) && !strcmp(m->string, expanded[k]);
+        size_t len = strlen(m->string);
+        for (const char *p = names; *p && !wanted;) {
+            size_t n = strcspn(p, ",");
+            wanted = n == len && !strncmp(p, m->string, n);
+            p += n + (p[n] == ',');
+        }
+        if (!wanted)
+            cJSON_Delete(cJSON_DetachItemViaPointer(o, m));
+        m = next;
+    }
+}
+
+cJSON *webapi_entity_json(struct dvsim *d, const struct table_def *t, int expand,
+                          const struct meta_select *sel)
+{
+    cJSON *o = entity_json(d, t, expand);
+    if (!sel)
+        return o;
+    select_members(o, sel->entity, expand);
+    static const char *const expanded[] = {"Attributes", "ManyToOneRelationships",
+                                           "OneToManyRelationships", "ManyToManyRelationships"};
+    for (int k = 0; k < 4; k++) {
+        cJSON *arr = (expand & (1 << k)) ? cJSON_GetObjectItemCaseSensitive(o, expanded[k]) : NULL;
+        for (cJSON *e = arr ? arr->child : NULL; e; e = e->next)
+            select_members(e, sel->sub[k], 0);
+    }
+    return o;
+}
+
+static cJSON *entity_json(struct dvsim *d, const struct table_def *t, int expand)
 {
     cJSON *o = cJSON_CreateObject();
     char id[37];
@@ -285,17 +346,19 @@ static cJSON *entity_json(const struct table_def *t, int expand)
     managed(o, "IsAuditEnabled", t->writes != TW_NONE, "canmodifyauditsettings");
     label(o, "DisplayName", t->logical);
     if (expand & EX_ATTR)
-        cJSON_AddItemToObject(o, "Attributes", sub_array(t, EX_ATTR));
+        cJSON_AddItemToObject(o, "Attributes", sub_array(d, t, EX_ATTR));
     if (expand & EX_M2O)
-        cJSON_AddItemToObject(o, "ManyToOneRelationships", sub_array(t, EX_M2O));
+        cJSON_AddItemToObject(o, "ManyToOneRelationships", sub_array(d, t, EX_M2O));
     if (expand & EX_O2M)
-        cJSON_AddItemToObject(o, "OneToManyRelationships", sub_array(t, EX_O2M));
+        cJSON_AddItemToObject(o, "OneToManyRelationships", sub_array(d, t, EX_O2M));
     if (expand & EX_N2N)
-        cJSON_AddItemToObject(o, "ManyToManyRelationships", sub_array(t, EX_N2N));
+        cJSON_AddItemToObject(o, "ManyToManyRelationships", sub_array(d, t, EX_N2N));
     return o;
 }
 
-static int parse_expand(const char *s, int *out)
+/* $expand=Attributes[($select=a,b)],ManyToOneRelationships[(...)],...: the EX_* bits into *out and
+ * each one's $select into sel->sub (copies in bufs, NULL when none). */
+static int parse_expand(const char *s, int *out, struct meta_select *sel, char bufs[4][1024])
 {
     *out = 0;
     if (!s)
@@ -314,12 +377,22 @@ static int parse_expand(const char *s, int *out)
             while (start < e && *start == ' ')
                 start++;
             size_t n = (size_t)(e - start);
-            if (n == 10 && !strncmp(start, "Attributes", n)) *out |= EX_ATTR;
-            else if (n == 22 && !strncmp(start, "ManyToOneRelationships", n)) *out |= EX_M2O;
-            else if (n == 22 && !strncmp(start, "OneToManyRelationships", n)) *out |= EX_O2M;
-            else if (n == 23 && !strncmp(start, "ManyToManyRelationships", n)) *out |= EX_N2N;
+            int bit = 0;
+            if (n == 10 && !strncmp(start, "Attributes", n)) bit = EX_ATTR;
+            else if (n == 22 && !strncmp(start, "ManyToOneRelationships", n)) bit = EX_M2O;
+            else if (n == 22 && !strncmp(start, "OneToManyRelationships", n)) bit = EX_O2M;
+            else if (n == 23 && !strncmp(start, "ManyToManyRelationships", n)) bit = EX_N2N;
             else if (n)
                 return -EINVAL;
+            *out |= bit;
+            if (bit && e < p) { /* (options): only $select */
+                int k = bit == EX_ATTR ? 0 : bit == EX_M2O ? 1 : bit == EX_O2M ? 2 : 3;
+                size_t on = (size_t)(p - e);
+                if (on < 10 || strncmp(e, "($select=", 9) != 0 || e[on - 1] != ')' || on - 10 >= 1024)
+                    return -EINVAL;
+                snprintf(bufs[k], 1024, "%.*s", (int)(on - 10), e + 9);
+                sel->sub[k] = bufs[k];
+            }
             if (!*p)
                 break;
             start = p + 1;
@@ -342,7 +415,9 @@ static void send_cjson_odata(struct req *r, cJSON *o)
 void webapi_entity_definitions(struct req *r, const char *rest)
 {
     int expand;
-    if (parse_expand(sreq_arg(r, "$expand"), &expand)) {
+    char bufs[4][1024];
+    struct meta_select sel = {.entity = sreq_arg(r, "$select")};
+    if (parse_expand(sreq_arg(r, "$expand"), &expand, &sel, bufs)) {
         sreply_error(r, 400, QUERY_ERR, "Could not find a property named '%.80s' on type "
                     "'Microsoft.Dynamics.CRM.EntityMetadata'.", sreq_arg(r, "$expand"));
         return;
@@ -355,11 +430,14 @@ void webapi_entity_definitions(struct req *r, const char *rest)
         cJSON_AddStringToObject(o, "@odata.context", ctx.data);
         cJSON *a = cJSON_AddArrayToObject(o, "value");
         for (int i = 0; i < N_TABLES; i++)
-            cJSON_AddItemToArray(a, entity_json(&dvschema_tables[i], expand));
+            if (!dvmeta_table_deleted(r->d, &dvschema_tables[i]))
+                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_tables[i], expand, &sel));
         for (size_t i = 0; i < dvschema_n_extra; i++)
-            cJSON_AddItemToArray(a, entity_json(&dvschema_extra[i], expand));
+            if (!dvmeta_table_deleted(r->d, &dvschema_extra[i]))
+                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_extra[i], expand, &sel));
         for (int i = 0; r->d->hostile_tables && i < N_HOSTILE; i++)
-            cJSON_AddItemToArray(a, entity_json(&dvschema_hostile[i], expand));
+            if (!dvmeta_table_deleted(r->d, &dvschema_hostile[i]))
+                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_hostile[i], expand, &sel));
         buf_release(&ctx);
         send_cjson_odata(r, o);
         return;
@@ -383,14 +461,14 @@ void webapi_entity_definitions(struct req *r, const char *rest)
         }
         p += 38;
     }
-    if (!t) {
+    if (!t || dvmeta_table_deleted(r->d, t)) {
         buf_release(&ctx);
         sreply_error(r, 404, "0x80040217", "Could not find an entity definition for '%.80s'.", rest);
         return;
     }
     cJSON *o;
     if (*p == '\0') {
-        o = entity_json(t, expand);
+        o = webapi_entity_json(r->d, t, expand, &sel);
         buf_addstr(&ctx, "/$metadata#EntityDefinitions/$entity");
         cJSON_AddItemToObject(o, "@odata.context", cJSON_CreateString(ctx.data));
     } else {
@@ -404,7 +482,11 @@ void webapi_entity_definitions(struct req *r, const char *rest)
         o = cJSON_CreateObject();
         buf_printf(&ctx, "/$metadata#EntityDefinitions('%s')%s", t->logical, p);
         cJSON_AddStringToObject(o, "@odata.context", ctx.data);
-        cJSON_AddItemToObject(o, "value", sub_array(t, which));
+        cJSON *arr = sub_array(r->d, t, which);
+        const char *only = sreq_arg(r, "$select");
+        for (cJSON *e = arr->child; only && e; e = e->next)
+            select_members(e, only, 0);
+        cJSON_AddItemToObject(o, "value", arr);
     }
     buf_release(&ctx);
     send_cjson_odata(r, o);

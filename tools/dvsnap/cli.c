@@ -28,14 +28,14 @@ struct config *cli_config(struct cli *cli)
     return cli->cfg;
 }
 
-struct repo *cli_repo(struct cli *cli)
+static struct repo *open_repo(struct cli *cli, bool prune)
 {
     struct dverr err = {0};
     if (cli->repo)
         return cli->repo;
     if (!cli_config(cli))
         return NULL;
-    if (repo_open(cli->cfg, &cli->repo, &err)) {
+    if ((prune ? repo_open_prune : repo_open)(cli->cfg, &cli->repo, &err)) {
         fprintf(stderr, "dvsnap: repository: %s\n", dverr_msg(&err));
         return NULL;
     }
@@ -47,6 +47,16 @@ struct repo *cli_repo(struct cli *cli)
         return NULL;
     }
     return cli->repo;
+}
+
+struct repo *cli_repo(struct cli *cli)
+{
+    return open_repo(cli, false);
+}
+
+struct repo *cli_repo_prune(struct cli *cli)
+{
+    return open_repo(cli, true);
 }
 
 struct dv_client *cli_dv(struct cli *cli)

@@ -115,6 +115,10 @@ int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out);
 struct config *cli_config(struct cli *cli);
 /* The repository, with a meter on its store (cli->meter). */
 struct repo *cli_repo(struct cli *cli);
+/* The same for the commands that delete (prune, forget, erase, hold release, key remove and
+ * passwd): opened with the prune credentials (repo_open_prune); NULL with the reason on stderr,
+ * e.g. an append-only repository without them. */
+struct repo *cli_repo_prune(struct cli *cli);
 struct dv_client *cli_dv(struct cli *cli);
 void cli_release(struct cli *cli);
 /* Map a negative errno to an exit code. */

@@ -143,7 +143,7 @@ int cmd_erase(struct cli *cli, const struct cli_args *a)
         goto out;
     }
     env = a->pos[0];
-    struct repo *repo = cli_repo(cli);
+    struct repo *repo = log ? cli_repo(cli) : cli_repo_prune(cli); /* erasing deletes */
     if (!repo)
         goto out;
     if (log) {

@@ -87,7 +87,7 @@ int cmd_release(struct cli *cli, const struct cli_args *a)
     char name[32];
     if (a->n_pos != 2)
         return cli_usage_error(cli, "needs ENV POINT");
-    struct repo *repo = cli_repo(cli);
+    struct repo *repo = cli_repo_prune(cli); /* releasing deletes the hold document */
     if (!repo)
         return EXIT_FAIL;
     int rc = cli_resolve_point(repo, a->pos[0], a->pos[1], name, &err);

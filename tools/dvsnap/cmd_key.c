@@ -45,7 +45,8 @@ int cmd_key(struct cli *cli, const struct cli_args *a)
         return cli_usage_error(cli, rm ? "remove needs the key's ID" : "takes no more arguments");
     if (new_file && !add && !passwd)
         return cli_usage_error(cli, "--new-password-file is for add and passwd");
-    struct repo *repo = cli_repo(cli);
+    /* remove and passwd delete a key object */
+    struct repo *repo = rm || passwd ? cli_repo_prune(cli) : cli_repo(cli);
     if (!repo)
         return EXIT_FAIL;
     if (list)

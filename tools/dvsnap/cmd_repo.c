@@ -448,7 +448,8 @@ int cmd_prune(struct cli *cli, const struct cli_args *a)
     time_t now;
     if (cli_now(cli, &now, NULL))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) takes an RFC 3339 time");
-    struct repo *repo = cli_repo(cli);
+    /* a dry run deletes nothing: the capture credentials do */
+    struct repo *repo = dry_run ? cli_repo(cli) : cli_repo_prune(cli);
     if (!repo)
         return EXIT_FAIL;
     if (refresh) {
@@ -503,9 +504,10 @@ int cmd_prune(struct cli *cli, const struct cli_args *a)
         }
         buf_printf(&doc,
                    "],\"points_removed\":%" PRIu64 ",\"objects_removed\":%" PRIu64
-                   ",\"bytes_removed\":%" PRIu64 ",\"holds_removed\":%" PRIu64 "}",
+                   ",\"bytes_removed\":%" PRIu64 ",\"holds_removed\":%" PRIu64
+                   ",\"points_locked\":%" PRIu64 ",\"objects_locked\":%" PRIu64 "}",
                    rep.points_removed, rep.objects_removed, rep.bytes_removed,
-                   rep.holds_removed);
+                   rep.holds_removed, rep.points_locked, rep.objects_locked);
         rc = json_print(&doc);
         buf_release(&doc);
         prune_report_release(&rep);
@@ -513,7 +515,7 @@ int cmd_prune(struct cli *cli, const struct cli_args *a)
     }
     if (!cli->quiet) {
         for (size_t i = 0; i < rep.n_lines; i++) /* --dry-run: every point and why */
-            if (rep.lines[i].removed || dry_run)
+            if (rep.lines[i].removed || rep.lines[i].locked || dry_run)
                 printf("%s %s: %s\n", !rep.lines[i].removed ? "keep" : dry_run ? "would remove"
                                                                                 : "removed",
                        rep.lines[i].point, rep.lines[i].why);
@@ -523,6 +525,10 @@ int cmd_prune(struct cli *cli, const struct cli_args *a)
         printf("%s%" PRIu64 " points, %" PRIu64 " objects, %" PRIu64 " bytes\n",
                dry_run ? "would remove " : "removed ", rep.points_removed, rep.objects_removed,
                rep.bytes_removed);
+        if (rep.points_locked || rep.objects_locked)
+            printf("locked by the store until their retention ends (kept; a later prune "
+                   "removes them): %" PRIu64 " points, %" PRIu64 " objects\n", rep.points_locked,
+                   rep.objects_locked);
     }
     prune_report_release(&rep);
     return EXIT_OK;
@@ -535,7 +541,7 @@ int cmd_forget(struct cli *cli, const struct cli_args *a)
     if (a->n_pos != 2)
         return cli_usage_error(cli, "needs ENV POINT");
     const char *env = a->pos[0];
-    struct repo *repo = cli_repo(cli);
+    struct repo *repo = cli_repo_prune(cli);
     if (!repo)
         return EXIT_FAIL;
     int rc = cli_resolve_point(repo, env, a->pos[1], name, &err);

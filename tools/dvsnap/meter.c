@@ -112,8 +112,18 @@ static void m_free(void *impl)
     free(m);
 }
 
+static int m_retain(void *impl, const char *name, time_t until, struct dverr *err)
+{
+    struct meter *m = impl;
+    if (!m->inner_ops->retain)
+        return dverr_set(err, -ENOTSUP, "this store cannot lock objects");
+    int rc = m->inner_ops->retain(m->inner, name, until, err);
+    io_done(m);
+    return rc;
+}
+
 static const struct objstore_ops meter_ops = {
-    m_put, m_put_file, m_put_if_absent, m_get, m_stat, m_list, m_del, m_free,
+    m_put, m_put_file, m_put_if_absent, m_get, m_stat, m_list, m_del, m_free, m_retain,
 };
 
 int meter_attach(struct objstore *store, struct meter **out)
