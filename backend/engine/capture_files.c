@@ -442,7 +442,7 @@ void capture_full_files_release(struct table_job *j)
 static int id_cmp(const char *id, const char *key, size_t kn)
 {
     size_t n = strlen(id);
-    int c = memcmp(id, key, n < kn ? n : kn);
+    int c = n && kn ? memcmp(id, key, n < kn ? n : kn) : 0; /* key may be NULL when kn is 0 */
     return c ? c : (n > kn) - (n < kn);
 }
 
@@ -474,8 +474,8 @@ int capture_full_files_key(struct table_job *j, const char *key, size_t kn, enum
 {
     int rc = 0;
     size_t todo_from = j->n_todo;
-    char *k = strndup(key, kn);
-    if (!k)
+    char *k = key ? strndup(key, kn) : NULL; /* key NULL: the end of the table */
+    if (key && !k)
         return -ENOMEM;
     if ((op == KM_CREATE || op == KM_UPDATE) && (j->is_annotation || j->n_file_cols)) {
         struct json_doc *doc = NULL;
