@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # House rules that a compiler does not check: banned functions, a design note at the top of every
-# C file, a note that says why in any source file above 1,000 lines, and the include boundaries.
+# C file, a note that says why in any source file above 1,000 lines, the include boundaries, and
+# no file pointing at documents outside the repository (its readers have only the repository:
+# what they need is in docs/, in our words).
 #
 # The layer rule (docs/architecture.md): a folder may include its own headers and those of the
 # layers listed for it, never an upper one.
@@ -89,5 +91,21 @@ for f in $files; do
       esac
     fi
   done
+done
+
+# Documents the project's founders kept outside the repository: no tracked file may send a reader
+# there (the names are split so this script does not match itself).
+outside="DESIGN[.]md|STYLE[.]md|[.][.]/shared|shared/reference"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  all=$(git ls-files; git ls-files --others --exclude-standard)
+else
+  all=$(find . -path ./build -prune -o -path './build-*' -prune -o -path ./tests/node/node_modules -prune \
+        -o -path ./.git -prune -o -type f -print | sed 's#^\./##')
+fi
+for f in $all; do
+  [ -f "$f" ] && [ "$f" != tests/lint.sh ] || continue
+  if grep -InE "$outside" "$f" 2>/dev/null; then
+    echo "lint: $f points at a document outside the repository (write what is needed in docs/)"; bad=1
+  fi
 done
 exit $bad

@@ -2,12 +2,13 @@
 # lint_layers: tests/lint.sh enforces the layer rule. A copy of the tree passes as it is; each
 # injected include that breaks a layer (a lower layer including an upper one, a sibling layer, the
 # repository layer's own order, another folder's _int.h, curl or fuse outside their one home) fails
-# it with a message that names the file and the rule.
+# it with a message that names the file and the rule. So does a file (code, the README, a document,
+# .clang-format) that sends its reader to a design document outside the repository.
 . "$(dirname "$0")/../lib.sh"
 root=$(cd "$(dirname "$0")/../.." && pwd)
 copy="$T/tree"
 mkdir -p "$copy"
-(cd "$root" && git ls-files -z '*.c' '*.h' 'tests/lint.sh' | xargs -0 cp --parents -t "$copy")
+(cd "$root" && git ls-files -z '*.c' '*.h' 'tests/lint.sh' .clang-format README.md 'docs/*' | xargs -0 cp --parents -t "$copy")
 # an untracked file in the checkout would not be in the copy; the copy is what is linted
 check "the tree as committed passes the lint" bash "$copy/tests/lint.sh" "$copy"
 
@@ -39,4 +40,15 @@ inject "another folder's internal header is refused" fs/fs.h \
   '#include "backend/engine/restore_int.h"' 'an internal header is for its own folder'
 inject "curl outside the transport is refused" backend/net/auth.c '#include <curl/curl.h>' 'only backend/net/http.c'
 inject "fuse outside fs/ is refused" cache/cache.h '#include <fuse3/fuse_lowlevel.h>' 'only fs/ may'
+# a pointer to a document outside the repository, in prose and in a comment
+for f in README.md .clang-format backend/base/util.c; do
+  rm -rf "$copy.bad" && cp -a "$copy" "$copy.bad"
+  printf '%s\n' "# see ../shared/DESIGN$(echo .md) for why" >>"$copy.bad/$f"
+  if bash "$copy.bad/tests/lint.sh" "$copy.bad" >"$T/lint.out" 2>&1; then
+    not_ok "a pointer outside the repository in $f is refused (lint passed)"
+  else
+    check "a pointer outside the repository in $f is refused, naming it" \
+      grep -q "lint: $f points at a document outside the repository" "$T/lint.out"
+  fi
+done
 exit $_failed
