@@ -43,7 +43,7 @@ inject "fuse outside fs/ is refused" cache/cache.h '#include <fuse3/fuse_lowleve
 # a pointer to a document outside the repository, in prose and in a comment
 for f in README.md .clang-format backend/base/util.c; do
   rm -rf "$copy.bad" && cp -a "$copy" "$copy.bad"
-  printf '%s\n' "# see ../shared/DESIGN$(echo .md) for why" >>"$copy.bad/$f"
+  printf '%s\n' "# see ..$(echo /shared)/DESIGN$(echo .md) for why" >>"$copy.bad/$f"
   if bash "$copy.bad/tests/lint.sh" "$copy.bad" >"$T/lint.out" 2>&1; then
     not_ok "a pointer outside the repository in $f is refused (lint passed)"
   else
