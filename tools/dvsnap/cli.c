@@ -3,6 +3,7 @@
 #include "tools/dvsnap/cli.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +134,15 @@ int cli_now(const struct cli *cli, time_t *out, bool *pinned)
         return 0;
     }
     return rfc3339_to_time(s, out);
+}
+
+void cli_user_at_host(char *out, size_t n)
+{
+    char host[256] = "localhost";
+    const struct passwd *pw = getpwuid(geteuid());
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(out, n, "%s@%s", pw && pw->pw_name ? pw->pw_name : "?", host);
 }
 
 int cli_resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],

@@ -133,6 +133,9 @@ int cli_fail(const struct cli *cli, int rc, const struct dverr *err);
  * 0 or -EINVAL. */
 int cli_now(const struct cli *cli, time_t *out, bool *pinned);
 
+/* "user@host" of whoever runs this (who placed a hold, who erased): into out[n]. */
+void cli_user_at_host(char *out, size_t n);
+
 /* Resolve POINT (a point name, `latest`, a manual backup's label, or an RFC 3339 time: the newest
  * point at or before it) to a point name of env. -ENOENT with a message naming env and POINT. */
 int cli_resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],

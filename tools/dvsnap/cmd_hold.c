@@ -3,12 +3,10 @@
  * (repo.h), so every machine that shares it sees it; a held point is never pruned nor forgotten.
  * The clock is DVSNAP_NOW when set (tests). Single-threaded. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "tools/dvsnap/cli.h"
 
@@ -28,16 +26,6 @@ static time_t clock_now(const struct cli *cli)
     if (cli_now(cli, &t, NULL))
         t = time(NULL);
     return t;
-}
-
-/* user@host of whoever runs this. */
-static void who(char *out, size_t n)
-{
-    char host[256] = "localhost";
-    const struct passwd *pw = getpwuid(geteuid());
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(out, n, "%s@%s", pw && pw->pw_name ? pw->pw_name : "?", host);
 }
 
 int cmd_hold(struct cli *cli, const struct cli_args *a)
@@ -65,7 +53,7 @@ int cmd_hold(struct cli *cli, const struct cli_args *a)
     int rc = cli_resolve_point(repo, env, point, h.point, &err);
     if (rc)
         return cli_fail(cli, rc, &err);
-    who(by, sizeof by);
+    cli_user_at_host(by, sizeof by);
     h.reason = (char *)reason;
     h.by = by;
     h.placed_at = clock_now(cli);
