@@ -10,22 +10,21 @@
 
 #include "tools/dvsnap/cli.h"
 
-/* The test clock (DVSNAP_NOW) for what has no struct cli (the mount's environment.json). */
-static time_t env_now(void)
-{
-    const char *s = getenv("DVSNAP_NOW");
-    time_t t;
-    if (s && *s && rfc3339_to_time(s, &t) == 0)
-        return t;
-    return time(NULL);
-}
-
+/* --now, else DVSNAP_NOW (tests), else the clock; a time that does not parse is the clock. */
 static time_t clock_now(const struct cli *cli)
 {
     time_t t;
     if (cli_now(cli, &t, NULL))
         t = time(NULL);
     return t;
+}
+
+/* The same for what has no struct cli (the mount's environment.json, the HELD column): only
+ * DVSNAP_NOW. */
+static time_t env_now(void)
+{
+    static const struct cli no_options;
+    return clock_now(&no_options);
 }
 
 int cmd_hold(struct cli *cli, const struct cli_args *a)
@@ -109,8 +108,9 @@ int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out)
         return rc;
     rc = buf_addch(out, '[');
     bool first = true;
+    time_t now = env_now();
     for (size_t i = 0; i < n && !rc; i++) {
-        if (!point_hold_active(&holds[i], env_now()))
+        if (!point_hold_active(&holds[i], now))
             continue;
         rc = first ? 0 : buf_addch(out, ',');
         rc = rc ? rc : point_hold_render(&holds[i], out);
@@ -124,8 +124,9 @@ int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out)
 void cmd_hold_column(const struct point_hold *holds, size_t n, const char *point, char out[32])
 {
     snprintf(out, 32, "-");
+    time_t now = env_now();
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(holds[i].point, point) != 0 || !point_hold_active(&holds[i], env_now()))
+        if (strcmp(holds[i].point, point) != 0 || !point_hold_active(&holds[i], now))
             continue;
         if (holds[i].until)
             rfc3339_from_time(holds[i].until, out);
