@@ -102,7 +102,7 @@ static const char *env_status(const struct health_env *e)
         return "skipped";
     if (e->rc)
         return "failed";
-    return e->res.tables_failed || e->n_not_captured ? "partial" : "done";
+    return health_env_partial(e) ? "partial" : "done";
 }
 
 /* Its element of the "environments" array (docs/json.md). */
@@ -123,16 +123,11 @@ static void env_json(struct buf *b, const struct health_env *e, const char *labe
                ",\"records_read\":%" PRIu64 ",\"records_changed\":%" PRIu64 ",\"files\":%" PRIu64,
                e->res.tables, e->res.delta_reads, e->res.full_reads, e->res.records_read,
                e->res.records_changed, e->res.files);
-    buf_addstr(b, ",\"tables_not_captured\":[");
-    for (size_t i = 0; i < e->n_not_captured; i++) {
-        buf_addstr(b, i ? ",{\"table\":" : "{\"table\":");
-        json_str(b, e->not_captured[i]);
-        buf_addstr(b, ",\"reason\":");
-        json_str(b, e->not_captured_reasons[i]);
-        buf_addch(b, '}');
-    }
+    buf_addstr(b, ",\"tables_not_captured\":");
+    health_not_captured_json(b, e->not_captured, e->not_captured_reasons, e->n_not_captured,
+                             false);
     buf_printf(b,
-               "],\"requests\":%" PRIu64 ",\"throttled\":%" PRIu64 ",\"bytes_stored\":%" PRIu64
+               ",\"requests\":%" PRIu64 ",\"throttled\":%" PRIu64 ",\"bytes_stored\":%" PRIu64
                ",\"duration_seconds\":%.3f,\"error\":",
                e->requests, e->throttled, e->bytes_stored, e->duration_s);
     json_str(b, e->rc ? e->error : NULL);
@@ -190,7 +185,7 @@ static void env_done(void *ctx, const struct dv_env *env, int rc, const struct c
         ps->failures++;
         if (!ps->first_fail_rc)
             ps->first_fail_rc = rc;
-    } else if (rc == 0 && (res->tables_failed || e.n_not_captured)) {
+    } else if (health_env_partial(&e)) {
         ps->partial++;
     }
     if (rc == 0 && res->anomaly)
@@ -399,9 +394,7 @@ int cmd_backup(struct cli *cli, const struct cli_args *a)
     if (rc)
         code = cli_fail(cli, rc, &err);
     else
-        code = res.anomaly                                ? EXIT_ANOMALY
-               : res.tables_failed || e.n_not_captured ? EXIT_PARTIAL
-                                                       : EXIT_OK;
+        code = res.anomaly ? EXIT_ANOMALY : health_env_partial(&e) ? EXIT_PARTIAL : EXIT_OK;
     if (cli->json) {
         struct buf doc = BUF_INIT;
         env_json(&doc, &e, label);

@@ -76,6 +76,12 @@ struct health_env {
     size_t n_not_captured;
 };
 void health_env_release(struct health_env *e);
+/* Did e commit a point without some tables ("partial" in the state file, exit 5)? */
+bool health_env_partial(const struct health_env *e);
+/* The "tables_not_captured" array, [{"table":T,"reason":R or null},...], appended to b; spaced:
+ * with a space after each ',' and ':' (the state files' layout). */
+void health_not_captured_json(struct buf *b, char *const *tables, char *const *reasons, size_t n,
+                              bool spaced);
 
 struct health;
 /* A recorder over the run's repository (its meter: bytes stored) and client (requests, 429s). */
