@@ -30,7 +30,8 @@
 
 /* ---------------------------------------------------------------- state files */
 
-void health_state_dir(const struct config *cfg, char *out, size_t n)
+/* The directory of this repository's state files, into out[n]. */
+static void health_state_dir(const struct config *cfg, char *out, size_t n)
 {
     char h[65];
     const char *repo = cfg->repository ? cfg->repository : "";

@@ -55,8 +55,6 @@ void health_state_release(struct health_state *s);
 int health_state_read(const struct config *cfg, const char *env, struct health_state *out);
 /* Environments that have a state file, sorted. */
 int health_state_envs(const struct config *cfg, char ***names, size_t *n);
-/* The directory of this repository's state files, into out[n]. */
-void health_state_dir(const struct config *cfg, char *out, size_t n);
 
 /* The tables a point lists in its not_captured ("table NAME" entries) and their reasons (the
  * reason may be NULL), in the manifest's order. Free both with strv_free(v, n). 0 or -errno. */
