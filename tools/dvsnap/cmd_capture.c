@@ -213,62 +213,24 @@ static int pass_exit_code(const struct pass_state *ps, int rc)
     return ps->anomalies ? EXIT_ANOMALY : ps->partial ? EXIT_PARTIAL : EXIT_OK;
 }
 
-int cmd_capture(struct cli *cli, const struct cli_args *a)
+/* The passes of `dvsnap capture`, with its options parsed; only: NULL-terminated environment
+ * names, or NULL for the configured ones. The exit code of the last pass. */
+static int capture_passes(struct cli *cli, const char *const *only, int64_t every,
+                          int concurrency, long passes)
 {
     struct dverr err = {0};
-    const char **only = calloc(a->n_opts + 1, sizeof *only);
-    size_t n_only = 0;
-    int64_t every = 0;
-    long passes = 1;
-    int concurrency = 0, code = EXIT_OK;
     struct health *health = NULL;
-    if (!only)
-        return EXIT_FAIL;
-    for (size_t i = 0; i < a->n_opts; i++) {
-        const char *v = a->opts[i].arg;
-        char *end = NULL;
-        switch (a->opts[i].val) {
-        case O_ENV: only[n_only++] = v; break;
-        case O_EVERY:
-            if (parse_duration(v, &every) || every <= 0) {
-                free(only);
-                return cli_usage_error(cli, "--every takes a duration like 15m, not '%s'", v);
-            }
-            break;
-        case O_CONCURRENCY:
-            concurrency = (int)strtol(v, &end, 10);
-            if (*end || concurrency < 1 || concurrency > 52) {
-                free(only);
-                return cli_usage_error(cli, "--concurrency takes a number from 1 to 52");
-            }
-            break;
-        case O_PASSES: /* N passes back to back in one process (benchmarks: one token) */
-            passes = strtol(v, &end, 10);
-            if (*end || passes < 1) {
-                free(only);
-                return cli_usage_error(cli, "--passes takes a positive count");
-            }
-            break;
-        }
-    }
-    if (a->n_pos) {
-        free(only);
-        return cli_usage_error(cli, "takes no arguments (environments go with --env)");
-    }
+    int code = EXIT_OK;
     struct capture_opts opts = {0};
     bool pinned;
-    if (cli_now(cli, &opts.now, &pinned)) {
-        free(only);
+    if (cli_now(cli, &opts.now, &pinned))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) must be an RFC 3339 time");
-    }
     if (!pinned)
         opts.now = 0;
     struct dv_client *dv = cli_dv(cli);
     struct repo *repo = dv ? cli_repo(cli) : NULL;
-    if (!repo || health_new(cli->cfg, repo, cli->meter, dv, &health)) {
-        free(only);
+    if (!repo || health_new(cli->cfg, repo, cli->meter, dv, &health))
         return EXIT_FAIL;
-    }
     catch_signals();
     struct cap_progress cp = {.repo = repo};
     progress_init(&cp.pr, cli, "capture", false);
@@ -277,7 +239,7 @@ int cmd_capture(struct cli *cli, const struct cli_args *a)
     opts.progress = on_progress;
     opts.progress_ctx = &cp;
     opts.cancel = &cancel_flag;
-    opts.only_envs = n_only ? only : NULL;
+    opts.only_envs = only;
     opts.env_done = env_done;
     opts.env_done_ctx = &ps;
     bool interrupted = false;
@@ -329,9 +291,54 @@ int cmd_capture(struct cli *cli, const struct cli_args *a)
     }
     buf_release(&ps.envs);
     health_free(health);
-    free(only);
     if (interrupted)
         fprintf(stderr, "dvsnap capture: interrupted; no half point was written\n");
+    return code;
+}
+
+int cmd_capture(struct cli *cli, const struct cli_args *a)
+{
+    const char **only = calloc(a->n_opts + 1, sizeof *only);
+    size_t n_only = 0;
+    int64_t every = 0;
+    long passes = 1;
+    int concurrency = 0, code = EXIT_OK;
+    if (!only)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < a->n_opts; i++) {
+        const char *v = a->opts[i].arg;
+        char *end = NULL;
+        switch (a->opts[i].val) {
+        case O_ENV: only[n_only++] = v; break;
+        case O_EVERY:
+            if (parse_duration(v, &every) || every <= 0) {
+                code = cli_usage_error(cli, "--every takes a duration like 15m, not '%s'", v);
+                goto out;
+            }
+            break;
+        case O_CONCURRENCY:
+            concurrency = (int)strtol(v, &end, 10);
+            if (*end || concurrency < 1 || concurrency > 52) {
+                code = cli_usage_error(cli, "--concurrency takes a number from 1 to 52");
+                goto out;
+            }
+            break;
+        case O_PASSES: /* N passes back to back in one process (benchmarks: one token) */
+            passes = strtol(v, &end, 10);
+            if (*end || passes < 1) {
+                code = cli_usage_error(cli, "--passes takes a positive count");
+                goto out;
+            }
+            break;
+        }
+    }
+    if (a->n_pos) {
+        code = cli_usage_error(cli, "takes no arguments (environments go with --env)");
+        goto out;
+    }
+    code = capture_passes(cli, n_only ? only : NULL, every, concurrency, passes);
+out:
+    free(only);
     return code;
 }
 
