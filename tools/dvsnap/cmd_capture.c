@@ -222,11 +222,8 @@ static int capture_passes(struct cli *cli, const char *const *only, int64_t ever
     struct health *health = NULL;
     int code = EXIT_OK;
     struct capture_opts opts = {0};
-    bool pinned;
-    if (cli_now(cli, &opts.now, &pinned))
+    if (cli_pinned_time(cli, &opts.now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) must be an RFC 3339 time");
-    if (!pinned)
-        opts.now = 0;
     struct dv_client *dv = cli_dv(cli);
     struct repo *repo = dv ? cli_repo(cli) : NULL;
     if (!repo || health_new(cli->cfg, repo, cli->meter, dv, &health))
@@ -358,11 +355,8 @@ int cmd_backup(struct cli *cli, const struct cli_args *a)
     if (!*label || strlen(label) > 200 || strchr(label, '\n'))
         return cli_usage_error(cli, "the label must be one line of 1 to 200 bytes");
     struct capture_opts opts = {0};
-    bool pinned;
-    if (cli_now(cli, &opts.now, &pinned))
+    if (cli_pinned_time(cli, &opts.now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) must be an RFC 3339 time");
-    if (!pinned)
-        opts.now = 0;
     struct dv_client *dv = cli_dv(cli);
     struct repo *repo = dv ? cli_repo(cli) : NULL;
     struct health *health = NULL;

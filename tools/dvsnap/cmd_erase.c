@@ -171,10 +171,8 @@ int cmd_erase(struct cli *cli, const struct cli_args *a)
     buf_printf(&c, "%s", related ? "; with the notes, audits and activities regarding them" : "");
     snprintf(crit, sizeof crit, "%s", c.data ? c.data : "");
     buf_release(&c);
-    time_t now = 0;
-    bool pinned = false;
-    if (cli_now(cli, &now, &pinned) || !pinned)
-        now = 0;
+    time_t now;
+    (void)cli_pinned_time(cli, &now); /* a time that does not parse: 0, the clock */
     struct erase_request req = {env, ids, n_ids, where, n_where, related, !yes, override, by,
                                 crit, now};
     struct erase_report rep = {0};

@@ -14,7 +14,7 @@
 static time_t clock_now(const struct cli *cli)
 {
     time_t t;
-    if (cli_now(cli, &t, NULL))
+    if (cli_now(cli, &t))
         t = time(NULL);
     return t;
 }

@@ -222,7 +222,7 @@ int cmd_status(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     time_t now;
-    if (cli_now(cli, &now, NULL))
+    if (cli_now(cli, &now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) takes an RFC 3339 time");
     struct repo *repo = cli_repo(cli);
     if (!repo)
