@@ -164,6 +164,9 @@ int cache_entry_add_frame(struct entry *e, uint32_t len);
 void cache_entry_path(const struct cache *c, const struct entry *e, bool tmp, char *out,
                       size_t n); /* no lock */
 size_t cache_avail_frames(const struct entry *e);
+/* Take e out of the table and the LRU and drop its plain copy and its bytes from the total; its
+ * file is the caller's to delete. */
+void cache_entry_drop_locked(struct cache *c, struct entry *e);
 struct entry *cache_evict_locked(struct cache *c);
 struct entry *cache_victims_join(struct entry *a, struct entry *b); /* no lock */
 void cache_delete_victims(struct cache *c, struct entry *victims); /* without c->mu */

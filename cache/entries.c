@@ -161,6 +161,14 @@ void cache_entry_path(const struct cache *c, const struct entry *e, bool tmp, ch
     snprintf(out, n, "%s/%s.%s", c->files_dir, e->name, tmp ? "tmp" : "zst");
 }
 
+void cache_entry_drop_locked(struct cache *c, struct entry *e)
+{
+    cache_lru_unlink(c, e);
+    cache_table_remove(c, e);
+    cache_plain_drop_locked(c, e);
+    c->bytes -= e->disk_bytes;
+}
+
 /* Pick victims until bytes fit the budget (c->mu held). Victims leave the table and the LRU and
  * are returned as a list (linked through hnext) for the caller to delete without the lock. */
 struct entry *cache_evict_locked(struct cache *c)
@@ -174,10 +182,7 @@ struct entry *cache_evict_locked(struct cache *c)
     while (c->bytes > c->budget && e) {
         struct entry *next = e->lnext;
         if (e->refs == 0 && e->state == ENTRY_READY) {
-            cache_lru_unlink(c, e);
-            cache_table_remove(c, e);
-            cache_plain_drop_locked(c, e);
-            c->bytes -= e->disk_bytes;
+            cache_entry_drop_locked(c, e);
             c->evictions++;
             e->hnext = victims;
             victims = e;

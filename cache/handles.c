@@ -92,10 +92,7 @@ again:
                          strerror(-vrc));
                 if (fd >= 0)
                     close(fd);
-                cache_table_remove(c, e);
-                cache_lru_unlink(c, e);
-                cache_plain_drop_locked(c, e);
-                c->bytes -= e->disk_bytes;
+                cache_entry_drop_locked(c, e);
                 struct entry *dead = cache_unref_locked(c, e);
                 pthread_mutex_unlock(&c->mu);
                 cache_index_delete(c, name);

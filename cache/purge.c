@@ -27,10 +27,7 @@ int cache_purge(struct cache *c, const char *key_prefix, uint64_t *purged, struc
             next = e->hnext;
             if (strncmp(e->key, key_prefix, n) != 0)
                 continue;
-            cache_lru_unlink(c, e);
-            cache_table_remove(c, e);
-            cache_plain_drop_locked(c, e);
-            c->bytes -= e->disk_bytes;
+            cache_entry_drop_locked(c, e);
             e->hnext = victims;
             victims = e;
             count++;

@@ -1,10 +1,11 @@
 /* fs: the mount's lifecycle (the contract is fs.h; the parts of the view are listed in fs_int.h).
  * fs_run sets up the view's state and the root node, creates the FUSE session (libfuse3's
  * low-level API) with the table of operations, mounts, installs passthrough as libfuse's custom
- * I/O (fs/passthrough.h), daemonises, starts the refresher and completer threads and runs
- * libfuse's multi-threaded session loop. When the loop ends (unmount, SIGINT/SIGTERM/SIGHUP) it
- * stops the threads and the cache's fills, unmounts and frees everything, the handles whose
- * RELEASE never came included.
+ * I/O (fs/passthrough.h), starts the refresher and completer threads and runs libfuse's
+ * multi-threaded session loop in the caller's process (it never forks: a caller that wants to
+ * run in the background forks before it calls). When the loop ends (unmount,
+ * SIGINT/SIGTERM/SIGHUP) it stops the threads and the cache's fills, unmounts and frees
+ * everything, the handles whose RELEASE never came included.
  *
  * Limits: one mount per call; at most max_threads FUSE workers (16 by default, 4 kept idle);
  * reads of at most 1 MiB (max_read), no splice, no asynchronous direct I/O.
@@ -163,10 +164,6 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
     struct fuse_custom_io io = {.read = io_read, .writev = io_writev};
     if (!f->pt || fuse_session_custom_io(f->se, &io, fuse_session_fd(f->se)) != 0) {
         rc = dverr_set(err, -ENOMEM, "cannot set up the FUSE device's I/O");
-        goto out;
-    }
-    if (fuse_daemonize(o->foreground) != 0) {
-        rc = dverr_set(err, -EIO, "cannot daemonize");
         goto out;
     }
     /* neither takes signals: SIGINT must reach the session loop */

@@ -86,7 +86,6 @@ struct fs_control {
 
 struct fs_opts {
     const char *mountpoint;       /* absolute */
-    bool foreground;
     bool allow_other;
     bool debug;
     int max_threads;              /* 0: 16 */
@@ -95,7 +94,7 @@ struct fs_opts {
     const char *cache_key_prefix; /* names the repository in cache keys */
     struct cache *cache;          /* borrowed */
     struct fs_control *control;   /* borrowed, may be NULL */
-    /* Called once the filesystem is mounted (after daemonising), e.g. to start threads. */
+    /* Called once the filesystem is mounted, e.g. to start threads. */
     void (*on_mounted)(void *ctx);
     void *on_mounted_ctx;
 };

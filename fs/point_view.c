@@ -209,6 +209,25 @@ static void pview_lru_push(struct fsd *f, struct pview *v)
     f->lru_tail = v;
 }
 
+/* Take v out of the LRU, the hash and the counts (vmu); the caller frees it. */
+static void pview_unlist(struct fsd *f, struct pview *v)
+{
+    pview_lru_unlink(f, v);
+    pv_hash_remove(f, v);
+    f->n_pviews--;
+    f->pview_bytes -= v->bytes;
+}
+
+/* Free the views linked through prev (gathered under vmu; freed without it). */
+static void pview_free_chain(struct fsd *f, struct pview *victims)
+{
+    while (victims) {
+        struct pview *x = victims;
+        victims = x->prev;
+        pview_free(f, x);
+    }
+}
+
 /* A referenced view of env/point (-ENOENT when the point does not exist). */
 int pview_get(struct fsd *f, const char *env, const char *point, struct pview **out)
 {
@@ -258,19 +277,12 @@ int pview_get(struct fsd *f, const char *env, const char *point, struct pview **
         next = x->next;
         if (x->refs != 0)
             continue;
-        pview_lru_unlink(f, x);
-        pv_hash_remove(f, x);
-        f->n_pviews--;
-        f->pview_bytes -= x->bytes;
+        pview_unlist(f, x);
         x->prev = victims;
         victims = x;
     }
     pthread_mutex_unlock(&f->vmu);
-    while (victims) {
-        struct pview *x = victims;
-        victims = x->prev;
-        pview_free(f, x);
-    }
+    pview_free_chain(f, victims);
     *out = v;
     return 0;
 }
@@ -285,10 +297,7 @@ void pview_put(struct fsd *f, struct pview *v)
     if (v->refs == 0 && v->dead) {
         victim = v; /* dropped while in use: already out of the LRU and the counts */
     } else if (v->refs == 0 && pviews_over(f)) {
-        pview_lru_unlink(f, v);
-        pv_hash_remove(f, v);
-        f->n_pviews--;
-        f->pview_bytes -= v->bytes;
+        pview_unlist(f, v);
         victim = v;
     }
     pthread_mutex_unlock(&f->vmu);
@@ -304,10 +313,7 @@ void pview_drop(struct fsd *f, const char *env, const char *point)
         next = v->hnext;
         if (v->key != key || strcmp(v->name, point) != 0 || strcmp(v->env, env) != 0)
             continue;
-        pview_lru_unlink(f, v);
-        pv_hash_remove(f, v);
-        f->n_pviews--;
-        f->pview_bytes -= v->bytes;
+        pview_unlist(f, v);
         v->dead = true;
         if (v->refs == 0) {
             v->prev = victims;
@@ -315,11 +321,7 @@ void pview_drop(struct fsd *f, const char *env, const char *point)
         }
     }
     pthread_mutex_unlock(&f->vmu);
-    while (victims) {
-        struct pview *x = victims;
-        victims = x->prev;
-        pview_free(f, x);
-    }
+    pview_free_chain(f, victims);
 }
 
 int fs_table_index(const struct point *p, const char *name)

@@ -397,7 +397,6 @@ int main(int argc, char **argv)
     }
     struct fs_source src = {&fake_ops, &fk};
     o.mountpoint = fk.mountpoint;
-    o.foreground = true;
     o.cache = c;
     o.cache_key_prefix = "fake";
     int rc = fs_run(&o, &src, &err);

@@ -3,6 +3,7 @@
 #include "tools/dvsnap/cli.h"
 
 #include <errno.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,18 +122,44 @@ int cli_fail(const struct cli *cli, int rc, const struct dverr *err)
     return cli_exit_code(rc);
 }
 
-int cli_now(const struct cli *cli, time_t *out, bool *pinned)
+/* --now, else $DVSNAP_NOW; NULL when neither is given (or it is empty). */
+static const char *pinned_arg(const struct cli *cli)
 {
     const char *s = cli->now_arg;
     if (!s)
         s = getenv("DVSNAP_NOW");
-    if (pinned)
-        *pinned = s && *s;
-    if (!s || !*s) {
+    return s && *s ? s : NULL;
+}
+
+int cli_now(const struct cli *cli, time_t *out)
+{
+    const char *s = pinned_arg(cli);
+    if (!s) {
         *out = time(NULL);
         return 0;
     }
     return rfc3339_to_time(s, out);
+}
+
+int cli_pinned_time(const struct cli *cli, time_t *out)
+{
+    const char *s = pinned_arg(cli);
+    *out = 0;
+    if (!s)
+        return 0;
+    int rc = rfc3339_to_time(s, out);
+    if (rc)
+        *out = 0;
+    return rc;
+}
+
+void cli_user_at_host(char *out, size_t n)
+{
+    char host[256] = "localhost";
+    const struct passwd *pw = getpwuid(geteuid());
+    gethostname(host, sizeof host - 1);
+    host[sizeof host - 1] = '\0';
+    snprintf(out, n, "%s@%s", pw && pw->pw_name ? pw->pw_name : "?", host);
 }
 
 int cli_resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],

@@ -129,9 +129,14 @@ int cli_usage_error(const struct cli *cli, const char *fmt, ...)
 /* Print "dvsnap CMD: <err or strerror>" and map rc to an exit code (-EIO: 4, -ENOENT,
  * -ECANCELED, -ESTALE: 1, else cli_exit_code). */
 int cli_fail(const struct cli *cli, int rc, const struct dverr *err);
-/* "now": --now, else $DVSNAP_NOW (RFC 3339), else the clock. *pinned tells whether it was given.
- * 0 or -EINVAL. */
-int cli_now(const struct cli *cli, time_t *out, bool *pinned);
+/* "now": --now, else $DVSNAP_NOW (RFC 3339), else the clock. 0 or -EINVAL. */
+int cli_now(const struct cli *cli, time_t *out);
+/* The time --now or $DVSNAP_NOW pins, or 0 when neither is given (the engines then read the
+ * clock themselves, e.g. capture_opts.now). 0 or -EINVAL (and 0 in *out). */
+int cli_pinned_time(const struct cli *cli, time_t *out);
+
+/* "user@host" of whoever runs this (who placed a hold, who erased): into out[n]. */
+void cli_user_at_host(char *out, size_t n);
 
 /* Resolve POINT (a point name, `latest`, a manual backup's label, or an RFC 3339 time: the newest
  * point at or before it) to a point name of env. -ENOENT with a message naming env and POINT. */

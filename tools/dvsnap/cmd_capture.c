@@ -102,7 +102,7 @@ static const char *env_status(const struct health_env *e)
         return "skipped";
     if (e->rc)
         return "failed";
-    return e->res.tables_failed || e->n_not_captured ? "partial" : "done";
+    return health_env_partial(e) ? "partial" : "done";
 }
 
 /* Its element of the "environments" array (docs/json.md). */
@@ -123,16 +123,11 @@ static void env_json(struct buf *b, const struct health_env *e, const char *labe
                ",\"records_read\":%" PRIu64 ",\"records_changed\":%" PRIu64 ",\"files\":%" PRIu64,
                e->res.tables, e->res.delta_reads, e->res.full_reads, e->res.records_read,
                e->res.records_changed, e->res.files);
-    buf_addstr(b, ",\"tables_not_captured\":[");
-    for (size_t i = 0; i < e->n_not_captured; i++) {
-        buf_addstr(b, i ? ",{\"table\":" : "{\"table\":");
-        json_str(b, e->not_captured[i]);
-        buf_addstr(b, ",\"reason\":");
-        json_str(b, e->not_captured_reasons[i]);
-        buf_addch(b, '}');
-    }
+    buf_addstr(b, ",\"tables_not_captured\":");
+    health_not_captured_json(b, e->not_captured, e->not_captured_reasons, e->n_not_captured,
+                             false);
     buf_printf(b,
-               "],\"requests\":%" PRIu64 ",\"throttled\":%" PRIu64 ",\"bytes_stored\":%" PRIu64
+               ",\"requests\":%" PRIu64 ",\"throttled\":%" PRIu64 ",\"bytes_stored\":%" PRIu64
                ",\"duration_seconds\":%.3f,\"error\":",
                e->requests, e->throttled, e->bytes_stored, e->duration_s);
     json_str(b, e->rc ? e->error : NULL);
@@ -190,7 +185,7 @@ static void env_done(void *ctx, const struct dv_env *env, int rc, const struct c
         ps->failures++;
         if (!ps->first_fail_rc)
             ps->first_fail_rc = rc;
-    } else if (rc == 0 && (res->tables_failed || e.n_not_captured)) {
+    } else if (health_env_partial(&e)) {
         ps->partial++;
     }
     if (rc == 0 && res->anomaly)
@@ -218,62 +213,21 @@ static int pass_exit_code(const struct pass_state *ps, int rc)
     return ps->anomalies ? EXIT_ANOMALY : ps->partial ? EXIT_PARTIAL : EXIT_OK;
 }
 
-int cmd_capture(struct cli *cli, const struct cli_args *a)
+/* The passes of `dvsnap capture`, with its options parsed; only: NULL-terminated environment
+ * names, or NULL for the configured ones. The exit code of the last pass. */
+static int capture_passes(struct cli *cli, const char *const *only, int64_t every,
+                          int concurrency, long passes)
 {
     struct dverr err = {0};
-    const char **only = calloc(a->n_opts + 1, sizeof *only);
-    size_t n_only = 0;
-    int64_t every = 0;
-    long passes = 1;
-    int concurrency = 0, code = EXIT_OK;
     struct health *health = NULL;
-    if (!only)
-        return EXIT_FAIL;
-    for (size_t i = 0; i < a->n_opts; i++) {
-        const char *v = a->opts[i].arg;
-        char *end = NULL;
-        switch (a->opts[i].val) {
-        case O_ENV: only[n_only++] = v; break;
-        case O_EVERY:
-            if (parse_duration(v, &every) || every <= 0) {
-                free(only);
-                return cli_usage_error(cli, "--every takes a duration like 15m, not '%s'", v);
-            }
-            break;
-        case O_CONCURRENCY:
-            concurrency = (int)strtol(v, &end, 10);
-            if (*end || concurrency < 1 || concurrency > 52) {
-                free(only);
-                return cli_usage_error(cli, "--concurrency takes a number from 1 to 52");
-            }
-            break;
-        case O_PASSES: /* N passes back to back in one process (benchmarks: one token) */
-            passes = strtol(v, &end, 10);
-            if (*end || passes < 1) {
-                free(only);
-                return cli_usage_error(cli, "--passes takes a positive count");
-            }
-            break;
-        }
-    }
-    if (a->n_pos) {
-        free(only);
-        return cli_usage_error(cli, "takes no arguments (environments go with --env)");
-    }
+    int code = EXIT_OK;
     struct capture_opts opts = {0};
-    bool pinned;
-    if (cli_now(cli, &opts.now, &pinned)) {
-        free(only);
+    if (cli_pinned_time(cli, &opts.now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) must be an RFC 3339 time");
-    }
-    if (!pinned)
-        opts.now = 0;
     struct dv_client *dv = cli_dv(cli);
     struct repo *repo = dv ? cli_repo(cli) : NULL;
-    if (!repo || health_new(cli->cfg, repo, cli->meter, dv, &health)) {
-        free(only);
+    if (!repo || health_new(cli->cfg, repo, cli->meter, dv, &health))
         return EXIT_FAIL;
-    }
     catch_signals();
     struct cap_progress cp = {.repo = repo};
     progress_init(&cp.pr, cli, "capture", false);
@@ -282,7 +236,7 @@ int cmd_capture(struct cli *cli, const struct cli_args *a)
     opts.progress = on_progress;
     opts.progress_ctx = &cp;
     opts.cancel = &cancel_flag;
-    opts.only_envs = n_only ? only : NULL;
+    opts.only_envs = only;
     opts.env_done = env_done;
     opts.env_done_ctx = &ps;
     bool interrupted = false;
@@ -334,9 +288,54 @@ int cmd_capture(struct cli *cli, const struct cli_args *a)
     }
     buf_release(&ps.envs);
     health_free(health);
-    free(only);
     if (interrupted)
         fprintf(stderr, "dvsnap capture: interrupted; no half point was written\n");
+    return code;
+}
+
+int cmd_capture(struct cli *cli, const struct cli_args *a)
+{
+    const char **only = calloc(a->n_opts + 1, sizeof *only);
+    size_t n_only = 0;
+    int64_t every = 0;
+    long passes = 1;
+    int concurrency = 0, code = EXIT_OK;
+    if (!only)
+        return EXIT_FAIL;
+    for (size_t i = 0; i < a->n_opts; i++) {
+        const char *v = a->opts[i].arg;
+        char *end = NULL;
+        switch (a->opts[i].val) {
+        case O_ENV: only[n_only++] = v; break;
+        case O_EVERY:
+            if (parse_duration(v, &every) || every <= 0) {
+                code = cli_usage_error(cli, "--every takes a duration like 15m, not '%s'", v);
+                goto out;
+            }
+            break;
+        case O_CONCURRENCY:
+            concurrency = (int)strtol(v, &end, 10);
+            if (*end || concurrency < 1 || concurrency > 52) {
+                code = cli_usage_error(cli, "--concurrency takes a number from 1 to 52");
+                goto out;
+            }
+            break;
+        case O_PASSES: /* N passes back to back in one process (benchmarks: one token) */
+            passes = strtol(v, &end, 10);
+            if (*end || passes < 1) {
+                code = cli_usage_error(cli, "--passes takes a positive count");
+                goto out;
+            }
+            break;
+        }
+    }
+    if (a->n_pos) {
+        code = cli_usage_error(cli, "takes no arguments (environments go with --env)");
+        goto out;
+    }
+    code = capture_passes(cli, n_only ? only : NULL, every, concurrency, passes);
+out:
+    free(only);
     return code;
 }
 
@@ -356,11 +355,8 @@ int cmd_backup(struct cli *cli, const struct cli_args *a)
     if (!*label || strlen(label) > 200 || strchr(label, '\n'))
         return cli_usage_error(cli, "the label must be one line of 1 to 200 bytes");
     struct capture_opts opts = {0};
-    bool pinned;
-    if (cli_now(cli, &opts.now, &pinned))
+    if (cli_pinned_time(cli, &opts.now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) must be an RFC 3339 time");
-    if (!pinned)
-        opts.now = 0;
     struct dv_client *dv = cli_dv(cli);
     struct repo *repo = dv ? cli_repo(cli) : NULL;
     struct health *health = NULL;
@@ -399,9 +395,7 @@ int cmd_backup(struct cli *cli, const struct cli_args *a)
     if (rc)
         code = cli_fail(cli, rc, &err);
     else
-        code = res.anomaly                                ? EXIT_ANOMALY
-               : res.tables_failed || e.n_not_captured ? EXIT_PARTIAL
-                                                       : EXIT_OK;
+        code = res.anomaly ? EXIT_ANOMALY : health_env_partial(&e) ? EXIT_PARTIAL : EXIT_OK;
     if (cli->json) {
         struct buf doc = BUF_INIT;
         env_json(&doc, &e, label);

@@ -11,13 +11,11 @@
  * unmounted (it would keep showing what was erased). --log lists the erasure log. Values given
  * to --where are never printed nor stored. Single-threaded. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "backend/engine/erase.h"
 #include "cache/cache.h"
@@ -163,11 +161,8 @@ int cmd_erase(struct cli *cli, const struct cli_args *a)
         ret = rc == -EBUSY ? EXIT_LOCKED : EXIT_FAIL;
         goto out;
     }
-    char by[300], host[256] = "localhost", crit[1000];
-    const struct passwd *pw = getpwuid(geteuid());
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(by, sizeof by, "%s@%s", pw && pw->pw_name ? pw->pw_name : "?", host);
+    char by[300], crit[1000];
+    cli_user_at_host(by, sizeof by);
     struct buf c = BUF_INIT;
     for (size_t i = 0; i < n_where; i++)
         buf_printf(&c, "%s%s = (a value, not kept)", c.len ? "; " : "", where[i].field);
@@ -176,10 +171,8 @@ int cmd_erase(struct cli *cli, const struct cli_args *a)
     buf_printf(&c, "%s", related ? "; with the notes, audits and activities regarding them" : "");
     snprintf(crit, sizeof crit, "%s", c.data ? c.data : "");
     buf_release(&c);
-    time_t now = 0;
-    bool pinned = false;
-    if (cli_now(cli, &now, &pinned) || !pinned)
-        now = 0;
+    time_t now;
+    (void)cli_pinned_time(cli, &now); /* a time that does not parse: 0, the clock */
     struct erase_request req = {env, ids, n_ids, where, n_where, related, !yes, override, by,
                                 crit, now};
     struct erase_report rep = {0};

@@ -3,41 +3,28 @@
  * (repo.h), so every machine that shares it sees it; a held point is never pruned nor forgotten.
  * The clock is DVSNAP_NOW when set (tests). Single-threaded. */
 #include <errno.h>
-#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "tools/dvsnap/cli.h"
 
-/* The test clock (DVSNAP_NOW) for what has no struct cli (the mount's environment.json). */
-static time_t env_now(void)
-{
-    const char *s = getenv("DVSNAP_NOW");
-    time_t t;
-    if (s && *s && rfc3339_to_time(s, &t) == 0)
-        return t;
-    return time(NULL);
-}
-
+/* --now, else DVSNAP_NOW (tests), else the clock; a time that does not parse is the clock. */
 static time_t clock_now(const struct cli *cli)
 {
     time_t t;
-    if (cli_now(cli, &t, NULL))
+    if (cli_now(cli, &t))
         t = time(NULL);
     return t;
 }
 
-/* user@host of whoever runs this. */
-static void who(char *out, size_t n)
+/* The same for what has no struct cli (the mount's environment.json, the HELD column): only
+ * DVSNAP_NOW. */
+static time_t env_now(void)
 {
-    char host[256] = "localhost";
-    const struct passwd *pw = getpwuid(geteuid());
-    gethostname(host, sizeof host - 1);
-    host[sizeof host - 1] = '\0';
-    snprintf(out, n, "%s@%s", pw && pw->pw_name ? pw->pw_name : "?", host);
+    static const struct cli no_options;
+    return clock_now(&no_options);
 }
 
 int cmd_hold(struct cli *cli, const struct cli_args *a)
@@ -65,7 +52,7 @@ int cmd_hold(struct cli *cli, const struct cli_args *a)
     int rc = cli_resolve_point(repo, env, point, h.point, &err);
     if (rc)
         return cli_fail(cli, rc, &err);
-    who(by, sizeof by);
+    cli_user_at_host(by, sizeof by);
     h.reason = (char *)reason;
     h.by = by;
     h.placed_at = clock_now(cli);
@@ -121,8 +108,9 @@ int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out)
         return rc;
     rc = buf_addch(out, '[');
     bool first = true;
+    time_t now = env_now();
     for (size_t i = 0; i < n && !rc; i++) {
-        if (!point_hold_active(&holds[i], env_now()))
+        if (!point_hold_active(&holds[i], now))
             continue;
         rc = first ? 0 : buf_addch(out, ',');
         rc = rc ? rc : point_hold_render(&holds[i], out);
@@ -136,8 +124,9 @@ int cmd_hold_list_json(struct repo *repo, const char *env, struct buf *out)
 void cmd_hold_column(const struct point_hold *holds, size_t n, const char *point, char out[32])
 {
     snprintf(out, 32, "-");
+    time_t now = env_now();
     for (size_t i = 0; i < n; i++) {
-        if (strcmp(holds[i].point, point) != 0 || !point_hold_active(&holds[i], env_now()))
+        if (strcmp(holds[i].point, point) != 0 || !point_hold_active(&holds[i], now))
             continue;
         if (holds[i].until)
             rfc3339_from_time(holds[i].until, out);

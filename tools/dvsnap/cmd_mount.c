@@ -337,7 +337,6 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
     }
     struct fs_opts fo = {0};
     fo.mountpoint = mp;
-    fo.foreground = true; /* a background mount forked already, in service_daemon_start */
     fo.allow_other = allow_other;
     fo.debug = debug;
     fo.max_threads = threads;

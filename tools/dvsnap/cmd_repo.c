@@ -446,7 +446,7 @@ int cmd_prune(struct cli *cli, const struct cli_args *a)
     if (a->n_pos)
         return cli_usage_error(cli, "takes no arguments");
     time_t now;
-    if (cli_now(cli, &now, NULL))
+    if (cli_now(cli, &now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) takes an RFC 3339 time");
     /* a dry run deletes nothing: the capture credentials do */
     struct repo *repo = dry_run ? cli_repo(cli) : cli_repo_prune(cli);

@@ -77,7 +77,7 @@ static void print_summary(const struct restore_outcome *o)
     printf("\n");
     printf("%-28s %9s %9s %9s %10s %8s %7s  %s\n", "TABLE", "CREATED", "UPDATED", "DELETED",
            "UNCHANGED", "SKIPPED", "FAILED", "NOTE");
-    uint64_t c = 0, u = 0, d = 0, un = 0, s = 0, f = 0;
+    uint64_t c = 0, u = 0, d = 0, un = 0, s = 0, f = 0, fb = 0;
     for (size_t i = 0; i < o->n_tables; i++) {
         const struct restore_table_outcome *t = &o->tables[i];
         const char *note = t->note ? t->note : t->lookup_note ? t->lookup_note : "";
@@ -91,6 +91,7 @@ static void print_summary(const struct restore_outcome *o)
         un += t->unchanged;
         s += t->skipped;
         f += t->failed;
+        fb += t->fallback_owners;
     }
     printf("%-28s %9" PRIu64 " %9" PRIu64 " %9" PRIu64 " %10" PRIu64 " %8" PRIu64 " %7" PRIu64
            "\n",
@@ -98,9 +99,6 @@ static void print_summary(const struct restore_outcome *o)
     printf("%" PRIu64 " records written, %" PRIu64 " requests (%" PRIu64 " that write, %" PRIu64
            " $batch)\n",
            o->records_written, o->requests, o->write_requests, o->batches);
-    uint64_t fb = 0;
-    for (size_t i = 0; i < o->n_tables; i++)
-        fb += o->tables[i].fallback_owners;
     printf("business logic %s; %" PRIu64 " rows given the fallback owner %s (--json names the "
            "unmapped principals and the mapping)\n",
            o->business_logic_ran ? "ran" : "bypassed", fb,

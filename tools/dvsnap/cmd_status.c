@@ -132,15 +132,9 @@ static void status_json(struct buf *b, const struct env_status *s)
         buf_printf(b, ",\"age_seconds\":%" PRId64 ",\"lag_seconds\":%" PRId64, s->age, s->lag);
     else
         buf_addstr(b, ",\"age_seconds\":null,\"lag_seconds\":null");
-    buf_addstr(b, ",\"tables_not_captured\":[");
-    for (size_t i = 0; i < s->n_nc; i++) {
-        buf_addstr(b, i ? ",{\"table\":" : "{\"table\":");
-        json_str(b, s->nc[i]);
-        buf_addstr(b, ",\"reason\":");
-        json_str(b, s->nc_reasons[i]);
-        buf_addch(b, '}');
-    }
-    buf_addstr(b, "],\"last_attempt_at\":");
+    buf_addstr(b, ",\"tables_not_captured\":");
+    health_not_captured_json(b, s->nc, s->nc_reasons, s->n_nc, false);
+    buf_addstr(b, ",\"last_attempt_at\":");
     json_time(b, s->st.last_attempt_at);
     buf_addstr(b, ",\"last_result\":");
     json_str(b, s->st.last_result);
@@ -228,7 +222,7 @@ int cmd_status(struct cli *cli, const struct cli_args *a)
 {
     struct dverr err = {0};
     time_t now;
-    if (cli_now(cli, &now, NULL))
+    if (cli_now(cli, &now))
         return cli_usage_error(cli, "--now (or DVSNAP_NOW) takes an RFC 3339 time");
     struct repo *repo = cli_repo(cli);
     if (!repo)

@@ -30,7 +30,8 @@
 
 /* ---------------------------------------------------------------- state files */
 
-void health_state_dir(const struct config *cfg, char *out, size_t n)
+/* The directory of this repository's state files, into out[n]. */
+static void health_state_dir(const struct config *cfg, char *out, size_t n)
 {
     char h[65];
     const char *repo = cfg->repository ? cfg->repository : "";
@@ -231,17 +232,12 @@ static void render_state(const struct health_state *s, struct buf *b)
     buf_printf(b,
                ",\n  \"last_duration_seconds\": %.3f,\n  \"last_records_changed\": %" PRIu64
                ",\n  \"last_requests\": %" PRIu64 ",\n  \"last_throttled\": %" PRIu64
-               ",\n  \"last_bytes_stored\": %" PRIu64 ",\n  \"tables_not_captured\": [",
+               ",\n  \"last_bytes_stored\": %" PRIu64 ",\n  \"tables_not_captured\": ",
                s->last_duration_s, s->last_records_changed, s->last_requests, s->last_throttled,
                s->last_bytes_stored);
-    for (size_t i = 0; i < s->n_not_captured; i++) {
-        buf_addstr(b, i ? ", {\"table\": " : "{\"table\": ");
-        json_str(b, s->tables_not_captured[i]);
-        buf_addstr(b, ", \"reason\": ");
-        json_str(b, s->not_captured_reasons[i]);
-        buf_addch(b, '}');
-    }
-    buf_addstr(b, "],\n  \"last_failure_at\": ");
+    health_not_captured_json(b, s->tables_not_captured, s->not_captured_reasons,
+                             s->n_not_captured, true);
+    buf_addstr(b, ",\n  \"last_failure_at\": ");
     json_time(b, s->last_failure_at);
     buf_addstr(b, ",\n  \"last_error\": ");
     json_str(b, s->last_error);
@@ -289,7 +285,7 @@ static int state_update(const struct config *cfg, const struct health_env *e, ti
     s.bytes_stored_total += e->bytes_stored;
     free(s.last_result);
     if (e->rc == 0) {
-        bool partial = e->n_not_captured || e->res.tables_failed;
+        bool partial = health_env_partial(e);
         s.last_result = strdup(partial ? "partial" : "ok");
         s.last_success_at = now;
         free(s.last_point);
@@ -379,6 +375,27 @@ void health_env_release(struct health_env *e)
     strv_free(e->not_captured, e->n_not_captured);
     strv_free(e->not_captured_reasons, e->n_not_captured);
     memset(e, 0, sizeof *e);
+}
+
+bool health_env_partial(const struct health_env *e)
+{
+    return e->rc == 0 && (e->res.tables_failed || e->n_not_captured);
+}
+
+void health_not_captured_json(struct buf *b, char *const *tables, char *const *reasons, size_t n,
+                              bool spaced)
+{
+    buf_addch(b, '[');
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            buf_addstr(b, spaced ? ", " : ",");
+        buf_addstr(b, spaced ? "{\"table\": " : "{\"table\":");
+        json_str(b, tables[i]);
+        buf_addstr(b, spaced ? ", \"reason\": " : ",\"reason\":");
+        json_str(b, reasons[i]);
+        buf_addch(b, '}');
+    }
+    buf_addch(b, ']');
 }
 
 int health_point_not_captured(struct repo *repo, const char *env, const char *point,

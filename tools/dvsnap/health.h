@@ -55,8 +55,6 @@ void health_state_release(struct health_state *s);
 int health_state_read(const struct config *cfg, const char *env, struct health_state *out);
 /* Environments that have a state file, sorted. */
 int health_state_envs(const struct config *cfg, char ***names, size_t *n);
-/* The directory of this repository's state files, into out[n]. */
-void health_state_dir(const struct config *cfg, char *out, size_t n);
 
 /* The tables a point lists in its not_captured ("table NAME" entries) and their reasons (the
  * reason may be NULL), in the manifest's order. Free both with strv_free(v, n). 0 or -errno. */
@@ -76,6 +74,12 @@ struct health_env {
     size_t n_not_captured;
 };
 void health_env_release(struct health_env *e);
+/* Did e commit a point without some tables ("partial" in the state file, exit 5)? */
+bool health_env_partial(const struct health_env *e);
+/* The "tables_not_captured" array, [{"table":T,"reason":R or null},...], appended to b; spaced:
+ * with a space after each ',' and ':' (the state files' layout). */
+void health_not_captured_json(struct buf *b, char *const *tables, char *const *reasons, size_t n,
+                              bool spaced);
 
 struct health;
 /* A recorder over the run's repository (its meter: bytes stored) and client (requests, 429s). */

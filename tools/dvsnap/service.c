@@ -11,8 +11,8 @@
  * service_mount_stopped wakes the thread then.
  *
  * service_daemon_start forks `dvsnap mount` into the background itself, before the repository
- * (an SQLite catalog) is opened, and fs_run then never forks (fuse_daemonize would have, after
- * the catalog was open). The parent waits on a pipe for one byte from the child.
+ * (an SQLite catalog) is opened (fs_run never forks; forking later would carry the open catalog
+ * across the fork). The parent waits on a pipe for one byte from the child.
  *
  * Limits: one mount per process (the state is a single static struct); STATUS= names the newest
  * restore point of the repository, whoever took it (this mount's capture loop, a timer, another
