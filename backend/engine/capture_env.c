@@ -278,7 +278,6 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         j->cap = &cap;
         j->t = &tables[i];
         km_init(&j->map);
-        pthread_mutex_init(&j->sort_lock, NULL);
         for (size_t k = 0; cap.prev && k < cap.prev->n_tables; k++)
             if (strcmp(cap.prev->tables[k].name, tables[i].logical_name) == 0)
                 j->prev = &cap.prev->tables[k];
@@ -466,7 +465,6 @@ out:
         free(j->fail_reason);
         buf_release(&j->problems);
         buf_release(&j->line);
-        pthread_mutex_destroy(&j->sort_lock);
     }
     free(cap.jobs);
     free(threads);
