@@ -160,6 +160,9 @@ static inline char *xstrdup(const char *s)
 /* ---- capture_env.c ---- */
 /* The progress callback with the pass's counts; the caller holds cap->lock. */
 void capture_progress_locked(struct cap *cap, const char *table);
+/* The start of a not_captured entry, {"what":what,"reason":reason, onto b; the caller adds any
+ * further member, then "},". 0 or -ENOMEM. */
+int capture_not_captured_open(struct buf *b, const char *what, const char *reason);
 
 /* ---- capture_meta.c: the table definitions ---- */
 /* The environment's tables for this pass (dv_tables_list's list, linked), from the previous
