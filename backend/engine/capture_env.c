@@ -423,8 +423,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     if (rc)
         goto out;
     if (p->anomaly_json) { /* the point stands; a hold or notify failure is only logged */
-        struct dverr ae = {0};
-        anomaly_report(repo, cfg, prev_name[0] ? prev_name : NULL, p, taken_at, &ae);
+        anomaly_report(repo, cfg, prev_name[0] ? prev_name : NULL, p, taken_at);
         if (res) {
             res->anomaly = true;
             anomaly_note(p->anomaly_json, res->anomaly_note, sizeof res->anomaly_note);
