@@ -107,12 +107,10 @@ int retention_decide(const struct config_retention *rules, struct retention_poin
     }
     /* system points: the platform's rule, then the owner's rules over them, newest first */
     qsort(sys, n_sys, sizeof *sys, cmp_newest_first);
-    const int counts[N_PERIODS] = {rules->keep_daily, rules->keep_weekly, rules->keep_monthly,
-                                   rules->keep_yearly};
-    int left[N_PERIODS];
+    int left[N_PERIODS] = {rules->keep_daily, rules->keep_weekly, rules->keep_monthly,
+                           rules->keep_yearly};
     long last[N_PERIODS];
     bool any[N_PERIODS] = {false};
-    memcpy(left, counts, sizeof left);
     time_t newest = n_sys ? sys[0]->taken_at : 0;
     for (size_t i = 0; i < n_sys; i++) {
         struct retention_point *p = sys[i];
