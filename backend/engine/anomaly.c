@@ -212,24 +212,20 @@ static int run_notify(const char *cmd, const struct buf *doc, struct dverr *err)
                      WIFSIGNALED(status) ? WTERMSIG(status) : 0);
 }
 
-int anomaly_report(struct repo *repo, const struct config *cfg, const char *prev_name,
-                   const struct point *p, time_t now, struct dverr *err)
+void anomaly_report(struct repo *repo, const struct config *cfg, const char *prev_name,
+                    const struct point *p, time_t now)
 {
     if (!p->anomaly_json || !cfg)
-        return 0;
+        return;
     struct point_hold held = {0};
     bool have_hold = false;
-    int first = 0;
     struct dverr e2 = {0};
     if (prev_name && cfg->anomaly_hold > 0) {
-        int rc = hold_previous(repo, cfg, prev_name, p, now, &held, &e2);
-        if (rc) {
+        if (hold_previous(repo, cfg, prev_name, p, now, &held, &e2))
             log_warn("%s: the point before the anomaly (%s) could not be held: %s", p->env,
                      prev_name, dverr_msg(&e2));
-            first = dverr_set(err, rc, "holding %s/%s: %s", p->env, prev_name, dverr_msg(&e2));
-        } else {
+        else
             have_hold = true;
-        }
     }
     log_info("%s: point %s is flagged: %s", p->env, p->name, p->anomaly_json);
     if (cfg->notify_command && *cfg->notify_command) {
@@ -249,12 +245,8 @@ int anomaly_report(struct repo *repo, const struct config *cfg, const char *prev
         else
             rc = run_notify(cfg->notify_command, &doc, &e2);
         buf_release(&doc);
-        if (rc) {
+        if (rc)
             log_warn("%s: %s", p->env, dverr_msg(&e2));
-            if (!first)
-                first = dverr_set(err, rc, "%s", dverr_msg(&e2));
-        }
     }
     point_hold_release(&held);
-    return first;
 }

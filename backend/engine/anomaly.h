@@ -29,10 +29,10 @@
 int anomaly_check(const struct config *cfg, const struct point *prev, struct point *p);
 
 /* After p (flagged by anomaly_check) is committed: hold the point before it (prev_name; NULL:
- * none) for cfg->anomaly_hold from now and run cfg->notify_command with the summary. Failures
- * are logged and said in err, and never undo the point: 0, or the first -errno. */
-int anomaly_report(struct repo *repo, const struct config *cfg, const char *prev_name,
-                   const struct point *p, time_t now, struct dverr *err);
+ * none) for cfg->anomaly_hold from now and run cfg->notify_command with the summary. A failure
+ * is logged and never undoes the point. */
+void anomaly_report(struct repo *repo, const struct config *cfg, const char *prev_name,
+                    const struct point *p, time_t now);
 
 /* One line about the first flagged table of an anomaly document, e.g. "contact: 200 of 2000
  * records deleted (10.00%)". */

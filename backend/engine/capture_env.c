@@ -41,6 +41,16 @@ void capture_progress_locked(struct cap *cap, const char *table)
     cap->opts->progress(cap->opts->progress_ctx, &p);
 }
 
+int capture_not_captured_open(struct buf *b, const char *what, const char *reason)
+{
+    int rc = buf_addstr(b, "{\"what\":");
+    if (!rc)
+        rc = buf_add_json_string(b, what, strlen(what));
+    if (!rc)
+        rc = buf_addstr(b, ",\"reason\":");
+    return rc ? rc : buf_add_json_string(b, reason, strlen(reason));
+}
+
 static void *worker(void *arg)
 {
     struct cap *cap = arg;
@@ -117,13 +127,7 @@ static int add_excluded(struct buf *nc, const struct config *cfg, size_t n)
             rc = buf_printf(&why, " %s", *p);
     }
     if (!rc)
-        rc = buf_addstr(nc, "{\"what\":");
-    if (!rc)
-        rc = buf_add_json_string(nc, what.data, what.len);
-    if (!rc)
-        rc = buf_addstr(nc, ",\"reason\":");
-    if (!rc)
-        rc = buf_add_json_string(nc, why.data, why.len);
+        rc = capture_not_captured_open(nc, what.data, why.data);
     if (!rc)
         rc = buf_addstr(nc, "},");
     buf_release(&what);
@@ -141,13 +145,7 @@ static int add_virtual(struct buf *nc, const struct dv_table *t)
     snprintf(what, sizeof what, "virtual table %s", t->logical_name);
     snprintf(why, sizeof why, "virtual table: external data (data provider %s); never read",
              t->data_provider_id ? t->data_provider_id : "not named");
-    int rc = buf_addstr(nc, "{\"what\":");
-    if (!rc)
-        rc = buf_add_json_string(nc, what, strlen(what));
-    if (!rc)
-        rc = buf_addstr(nc, ",\"reason\":");
-    if (!rc)
-        rc = buf_add_json_string(nc, why, strlen(why));
+    int rc = capture_not_captured_open(nc, what, why);
     return rc ? rc : buf_addstr(nc, "},");
 }
 
@@ -278,7 +276,6 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         j->cap = &cap;
         j->t = &tables[i];
         km_init(&j->map);
-        pthread_mutex_init(&j->sort_lock, NULL);
         for (size_t k = 0; cap.prev && k < cap.prev->n_tables; k++)
             if (strcmp(cap.prev->tables[k].name, tables[i].logical_name) == 0)
                 j->prev = &cap.prev->tables[k];
@@ -355,10 +352,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     struct buf nc = BUF_INIT;
     buf_addch(&nc, '[');
     for (size_t i = 0; i < sizeof not_in_scope / sizeof not_in_scope[0]; i++) {
-        buf_addstr(&nc, "{\"what\":");
-        buf_add_json_string(&nc, not_in_scope[i].what, strlen(not_in_scope[i].what));
-        buf_addstr(&nc, ",\"reason\":");
-        buf_add_json_string(&nc, not_in_scope[i].reason, strlen(not_in_scope[i].reason));
+        capture_not_captured_open(&nc, not_in_scope[i].what, not_in_scope[i].reason);
         buf_addstr(&nc, "},");
     }
     if (n_excluded && add_excluded(&nc, cfg, n_excluded))
@@ -371,11 +365,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         if (!j->ok) {
             char what[300];
             snprintf(what, sizeof what, "table %s", j->t->logical_name);
-            buf_addstr(&nc, "{\"what\":");
-            buf_add_json_string(&nc, what, strlen(what));
-            buf_addstr(&nc, ",\"reason\":");
-            const char *r = j->fail_reason ? j->fail_reason : "could not be read";
-            buf_add_json_string(&nc, r, strlen(r));
+            capture_not_captured_open(&nc, what,
+                                      j->fail_reason ? j->fail_reason : "could not be read");
             buf_addstr(&nc, "},");
             if (res)
                 res->tables_failed++;
@@ -432,8 +423,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     if (rc)
         goto out;
     if (p->anomaly_json) { /* the point stands; a hold or notify failure is only logged */
-        struct dverr ae = {0};
-        anomaly_report(repo, cfg, prev_name[0] ? prev_name : NULL, p, taken_at, &ae);
+        anomaly_report(repo, cfg, prev_name[0] ? prev_name : NULL, p, taken_at);
         if (res) {
             res->anomaly = true;
             anomaly_note(p->anomaly_json, res->anomaly_note, sizeof res->anomaly_note);
@@ -466,7 +456,6 @@ out:
         free(j->fail_reason);
         buf_release(&j->problems);
         buf_release(&j->line);
-        pthread_mutex_destroy(&j->sort_lock);
     }
     free(cap.jobs);
     free(threads);

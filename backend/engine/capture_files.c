@@ -34,13 +34,7 @@ static int add_problem_of(struct table_job *j, const char *what, const char *rea
                           const char *record_id, const char *column, uint64_t too_large)
 {
     struct buf *b = &j->problems;
-    int rc = buf_addstr(b, "{\"what\":");
-    if (!rc)
-        rc = buf_add_json_string(b, what, strlen(what));
-    if (!rc)
-        rc = buf_addstr(b, ",\"reason\":");
-    if (!rc)
-        rc = buf_add_json_string(b, reason, strlen(reason));
+    int rc = capture_not_captured_open(b, what, reason);
     if (!rc && record_id && column) {
         const char *t = j->t->logical_name;
         rc = buf_addstr(b, ",\"table\":");

@@ -10,7 +10,7 @@
  * and written under cap->lock only; blobs_written is atomic. A struct table_job belongs to the
  * one worker that took it (cap->next, under cap->lock) until the workers are joined; capture_env
  * then reads it on its own thread; while a full read runs as key ranges, its range threads add to
- * its sorter under its sort_lock and count records_read under cap->lock. Every progress callback
+ * sorters of their own and count records_read under cap->lock. Every progress callback
  * is made under cap->lock; the state calls on cap->rc are thread-safe (the catalog serialises
  * them). */
 #ifndef DVSNAP_CAPTURE_INT_H
@@ -104,8 +104,8 @@ struct table_job {
     bool delta_mode;
     bool first;                     /* no previous point for this table */
     bool keep_hashes;               /* the catalog keeps this table's hashes (no delta link) */
-    struct segment_sorter *sorter;  /* full read: every record read, sorted by key */
-    pthread_mutex_t sort_lock;      /* guards sorter while range readers add to it */
+    struct segment_sorter *sorter;  /* full read: every record read, sorted by key (the job's
+                                     * thread only) */
     struct segment_sorter **range_sorters; /* full read in key ranges whose keys follow each
                                             * other: each range's sorter, drained in turn
                                             * instead of sorter (capture_ranges.c) */
@@ -160,6 +160,9 @@ static inline char *xstrdup(const char *s)
 /* ---- capture_env.c ---- */
 /* The progress callback with the pass's counts; the caller holds cap->lock. */
 void capture_progress_locked(struct cap *cap, const char *table);
+/* The start of a not_captured entry, {"what":what,"reason":reason, onto b; the caller adds any
+ * further member, then "},". 0 or -ENOMEM. */
+int capture_not_captured_open(struct buf *b, const char *what, const char *reason);
 
 /* ---- capture_meta.c: the table definitions ---- */
 /* The environment's tables for this pass (dv_tables_list's list, linked), from the previous

@@ -31,8 +31,8 @@
  * the other (capture_full_drain); otherwise they are poured into the table's sorter first.
  *
  * Threading: range threads render on their own buffers and add to their own sorters (a single
- * stream adds to j->sorter under j->sort_lock); progress counts go through cap->lock
- * (count_records). The key sample belongs to the job's thread. */
+ * stream, and the pour of overlapping ranges, add to j->sorter on the job's thread); progress
+ * counts go through cap->lock (count_records). The key sample belongs to the job's thread. */
 #include "backend/engine/capture_int.h"
 
 #include <errno.h>
@@ -66,7 +66,7 @@ static void count_records(struct table_job *j, uint64_t n)
 struct reader {
     struct table_job *j;
     const char *from, *to;   /* the range (NULL: open), in the sample's storage */
-    struct segment_sorter *sorter; /* a range's own sorter (NULL: j->sorter, under sort_lock) */
+    struct segment_sorter *sorter; /* a range's own sorter (NULL: the one stream, j->sorter) */
     struct buf min_key, max_key;   /* a range's lowest and highest key by segment_key_cmp */
     uint64_t n_keys;
     struct buf line;
@@ -94,11 +94,10 @@ static int on_record(void *ctx, const struct json_node *rec)
     if (memchr(key, '\0', klen))
         return dverr_set(&r->err, -EPROTO, "a record of %s has a primary key with a NUL",
                          j->t->logical_name);
-    if (r->sorter) {
-        rc = segment_sorter_add(r->sorter, SEG_CREATE, key, klen, r->line.data, r->line.len,
-                                &r->err);
-        if (!rc && (!r->n_keys ||
-                    segment_key_cmp(key, klen, r->min_key.data, r->min_key.len) < 0)) {
+    rc = segment_sorter_add(r->sorter ? r->sorter : j->sorter, SEG_CREATE, key, klen,
+                            r->line.data, r->line.len, &r->err);
+    if (!rc && r->sorter) { /* a range: its key bounds, for ranges_hand_over */
+        if (!r->n_keys || segment_key_cmp(key, klen, r->min_key.data, r->min_key.len) < 0) {
             buf_reset(&r->min_key);
             rc = buf_add(&r->min_key, key, klen);
         }
@@ -110,11 +109,6 @@ static int on_record(void *ctx, const struct json_node *rec)
         if (rc == -ENOMEM)
             rc = dverr_set(&r->err, rc, "out of memory");
         r->n_keys++;
-    } else {
-        pthread_mutex_lock(&j->sort_lock);
-        rc = segment_sorter_add(j->sorter, SEG_CREATE, key, klen, r->line.data, r->line.len,
-                                &r->err);
-        pthread_mutex_unlock(&j->sort_lock);
     }
     if (!rc)
         count_records(j, 1);

@@ -89,58 +89,56 @@ static bool platform_keeps(struct retention_point *p, time_t now)
     return false;
 }
 
-void retention_decide(const struct config_retention *rules, struct retention_point *pts,
-                      size_t n, time_t now)
+int retention_decide(const struct config_retention *rules, struct retention_point *pts,
+                     size_t n, time_t now)
 {
     struct retention_point **sys = calloc(n ? n : 1, sizeof *sys);
     size_t n_sys = 0;
+    if (!sys) /* without the system points' order no rule can keep one: decide nothing */
+        return -ENOMEM;
     for (size_t i = 0; i < n; i++) {
         pts[i].keep = false;
         pts[i].why[0] = '\0';
         if (pts[i].held)
             snprintf(pts[i].why, sizeof pts[i].why, "held%s%s", *pts[i].held ? ": " : "",
                      pts[i].held);
-        if (!pts[i].manual && sys)
+        if (!pts[i].manual)
             sys[n_sys++] = &pts[i];
     }
     /* system points: the platform's rule, then the owner's rules over them, newest first */
-    if (sys) {
-        qsort(sys, n_sys, sizeof *sys, cmp_newest_first);
-        const int counts[N_PERIODS] = {rules->keep_daily, rules->keep_weekly, rules->keep_monthly,
-                                       rules->keep_yearly};
-        int left[N_PERIODS];
-        long last[N_PERIODS];
-        bool any[N_PERIODS] = {false};
-        memcpy(left, counts, sizeof left);
-        time_t newest = n_sys ? sys[0]->taken_at : 0;
-        for (size_t i = 0; i < n_sys; i++) {
-            struct retention_point *p = sys[i];
-            bool keep = platform_keeps(p, now);
-            for (int k = 0; k < N_PERIODS; k++) {
-                char text[16];
-                long v = period_of(k, p->taken_at, text, sizeof text);
-                if (left[k] <= 0 || (any[k] && v == last[k]))
-                    continue;
-                last[k] = v;
-                any[k] = true;
-                if (left[k] != CONFIG_KEEP_ALL)
-                    left[k]--;
-                add_reason(p, period_rule[k], text);
-                keep = true;
-            }
-            if (rules->keep_within > 0 && p->taken_at > newest - rules->keep_within) {
-                char d[24];
-                span_text(rules->keep_within, d, sizeof d);
-                add_reason(p, "keep_within", d);
-                keep = true;
-            }
-            p->keep = keep || p->held;
-            if (!p->keep) {
-                char ts[32];
-                rfc3339_from_time(p->platform_expires, ts);
-                snprintf(p->why, sizeof p->why, "platform retention ended %s and no retention "
-                         "rule keeps it", ts);
-            }
+    qsort(sys, n_sys, sizeof *sys, cmp_newest_first);
+    int left[N_PERIODS] = {rules->keep_daily, rules->keep_weekly, rules->keep_monthly,
+                           rules->keep_yearly};
+    long last[N_PERIODS];
+    bool any[N_PERIODS] = {false};
+    time_t newest = n_sys ? sys[0]->taken_at : 0;
+    for (size_t i = 0; i < n_sys; i++) {
+        struct retention_point *p = sys[i];
+        bool keep = platform_keeps(p, now);
+        for (int k = 0; k < N_PERIODS; k++) {
+            char text[16];
+            long v = period_of(k, p->taken_at, text, sizeof text);
+            if (left[k] <= 0 || (any[k] && v == last[k]))
+                continue;
+            last[k] = v;
+            any[k] = true;
+            if (left[k] != CONFIG_KEEP_ALL)
+                left[k]--;
+            add_reason(p, period_rule[k], text);
+            keep = true;
+        }
+        if (rules->keep_within > 0 && p->taken_at > newest - rules->keep_within) {
+            char d[24];
+            span_text(rules->keep_within, d, sizeof d);
+            add_reason(p, "keep_within", d);
+            keep = true;
+        }
+        p->keep = keep || p->held;
+        if (!p->keep) {
+            char ts[32];
+            rfc3339_from_time(p->platform_expires, ts);
+            snprintf(p->why, sizeof p->why, "platform retention ended %s and no retention "
+                     "rule keeps it", ts);
         }
     }
     free(sys);
@@ -176,6 +174,7 @@ void retention_decide(const struct config_retention *rules, struct retention_poi
             }
         }
     }
+    return 0;
 }
 
 time_t retention_expires_at(const struct config *cfg, const char *env, bool manual,
@@ -214,13 +213,13 @@ static int decide_env(void *arg, const char *env, struct prune_point *pts, size_
                                                     : pts[i].s.expires_at;
         rp[i].held = pts[i].hold ? (pts[i].hold->reason ? pts[i].hold->reason : "") : NULL;
     }
-    retention_decide(&rules, rp, n, now);
-    for (size_t i = 0; i < n; i++) {
+    int rc = retention_decide(&rules, rp, n, now);
+    for (size_t i = 0; i < n && !rc; i++) {
         pts[i].keep = rp[i].keep;
         snprintf(pts[i].why, sizeof pts[i].why, "%s", rp[i].why);
     }
     free(rp);
-    return 0;
+    return rc;
 }
 
 int retention_prune(struct repo *repo, const struct config *cfg, time_t now, bool dry_run,

@@ -37,8 +37,9 @@ struct retention_point {
     char why[200];             /* the rules that keep it, or why it goes */
 };
 
-/* Decide for the points of one environment (any order; pts is not reordered) as of now. */
-void retention_decide(const struct config_retention *rules, struct retention_point *pts,
+/* Decide for the points of one environment (any order; pts is not reordered) as of now. 0, or
+ * -ENOMEM with no decision made (the caller must not prune on it). */
+int retention_decide(const struct config_retention *rules, struct retention_point *pts,
                       size_t n, time_t now);
 
 /* The expiry a new point records (backup.json's expires_at, the `points` list): the platform's
