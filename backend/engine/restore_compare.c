@@ -200,8 +200,6 @@ int restore_plan_tables(struct rctx *c)
                 t->has_files = true;
             if (an && !strcmp(an, "statecode"))
                 t->has_state = true;
-            if (an && !strcmp(an, "overriddencreatedon") && t->def->attrs[a].valid_for_create)
-                t->has_created_on = true;
         }
         t->closable = t->has_state && closable_table(t->def);
         t->open_status = -1;

@@ -184,7 +184,6 @@ struct rtab {
     bool has_state;                   /* has statecode */
     bool closable;                    /* a closed row refuses field updates until reopened
                                          (incident, opportunity, activities) */
-    bool has_created_on;              /* overriddencreatedon can carry createdon on create */
     int32_t open_status;              /* a statuscode of state 0 seen in the point (reopen) */
     uint64_t n_create, n_update, n_delete;
 };
