@@ -370,6 +370,8 @@ int restore_map_lookup(void *ctx, const struct dv_table *t, const char *attr, si
                        const char **mapped_table, char mapped_id[40]);
 /* c->out->mapping_json and unmapped_json. */
 void restore_map_outcome(struct rctx *c);
+/* The target's definition of a table, or NULL (table may be NULL). */
+const struct dv_table *restore_target_def(const struct rctx *c, const char *table);
 /* The entity set of a table of the target, or NULL. */
 const char *restore_entity_set(const struct rctx *c, const char *table);
 

@@ -528,9 +528,9 @@ static void select_list(const struct dv_table *def, enum principal p, struct buf
     }
 }
 
-static const struct dv_table *target_def(const struct rctx *c, const char *table)
+const struct dv_table *restore_target_def(const struct rctx *c, const char *table)
 {
-    for (size_t i = 0; i < c->n_defs; i++)
+    for (size_t i = 0; table && i < c->n_defs; i++)
         if (c->defs[i].logical_name && !strcmp(c->defs[i].logical_name, table))
             return &c->defs[i];
     return NULL;
@@ -538,7 +538,7 @@ static const struct dv_table *target_def(const struct rctx *c, const char *table
 
 const char *restore_entity_set(const struct rctx *c, const char *table)
 {
-    const struct dv_table *t = table ? target_def(c, table) : NULL;
+    const struct dv_table *t = restore_target_def(c, table);
     return t ? t->entity_set : NULL;
 }
 
@@ -578,7 +578,7 @@ int restore_map_principals(struct rctx *c)
         struct row_ctx x = {m, (enum principal)p, true, 0};
         if (restore_table_in_point(c->point, m->table))
             rc = table_iterate(c->repo, c->point, m->table, point_row_cb, &x, c->err);
-        const struct dv_table *def = target_def(c, m->table);
+        const struct dv_table *def = restore_target_def(c, m->table);
         if (rc || !def || !def->entity_set)
             continue; /* a target without the table: everything of it is unmapped */
         struct buf sel = BUF_INIT;
@@ -608,7 +608,7 @@ int restore_map_principals(struct rctx *c)
         lower_copy(c->fallback_id, sizeof(c->fallback_id), c->caller_id, strlen(c->caller_id));
     }
     struct pmap *fm = &c->pm[restore_principal_of(c->fallback_table)];
-    if (c->fallback_id[0] && target_def(c, fm->table) && !dst_has(fm, c->fallback_id))
+    if (c->fallback_id[0] && restore_target_def(c, fm->table) && !dst_has(fm, c->fallback_id))
         return dverr_set(c->err, -EINVAL, "fallback owner %s:%s: %s has no such %s",
                          c->fallback_table, c->fallback_id, c->target.unique_name, fm->table);
     snprintf(c->out->fallback_owner, sizeof(c->out->fallback_owner), "%s:%s", c->fallback_table,
