@@ -544,22 +544,12 @@ const char *restore_entity_set(const struct rctx *c, const char *table)
 
 static int read_map_file(const char *path, struct map_pair **pairs, size_t *n, struct dverr *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dverr_set(err, -EINVAL, "map file %s: %s", path, strerror(errno));
     struct buf text = BUF_INIT;
-    char chunk[65536];
-    size_t got;
-    int rc = 0;
-    while (!rc && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (text.len + got > MAP_FILE_MAX)
-            rc = dverr_set(err, -EINVAL, "map file %s: larger than 16 MiB", path);
-        else
-            rc = buf_add(&text, chunk, got);
-    }
-    if (!rc && ferror(f))
-        rc = dverr_set(err, -EINVAL, "map file %s: %s", path, strerror(errno));
-    fclose(f);
+    int rc = read_file(path, MAP_FILE_MAX, &text);
+    if (rc == -EFBIG)
+        rc = dverr_set(err, -EINVAL, "map file %s: larger than 16 MiB", path);
+    else if (rc && rc != -ENOMEM)
+        rc = dverr_set(err, -EINVAL, "map file %s: %s", path, strerror(-rc));
     if (!rc) {
         struct dverr perr = {0};
         rc = restore_map_file_parse(text.data ? text.data : "", text.len, pairs, n, &perr);
