@@ -51,6 +51,9 @@ struct dv_stats {
 };
 void dv_client_stats(struct dv_client *c, struct dv_stats *out);
 
+/* true for a GUID "8-4-4-4-12" hex string (NULL: false). */
+bool dv_guid_valid(const char *s);
+
 /* ---- admin API ---- */
 struct dv_env {
     char *id;             /* admin API name (a GUID) */

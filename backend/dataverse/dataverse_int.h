@@ -74,8 +74,6 @@ int dv_webapi_get(struct dv_client *c, const struct dv_env *env, const char *url
 
 /* true for names safe to put into a URL path unencoded: [A-Za-z0-9_.-], 1..128 bytes. */
 bool dv_name_safe(const char *s);
-/* true for a GUID "8-4-4-4-12" hex string. */
-bool dv_guid_valid(const char *s);
 /* "<env->api_url>/api/data/v9.2/<path>" into out. -EINVAL when the env has no API URL. */
 int dv_api_url(const struct dv_env *env, const char *path, struct buf *out, struct dverr *err);
 

@@ -56,18 +56,6 @@ const char *restore_rule_name(enum restore_rule r)
 
 /* ---------------------------------------------------------------- parsing */
 
-static bool is_guid(const char *s, size_t n)
-{
-    if (n != 36)
-        return false;
-    for (size_t i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-            return false;
-    }
-    return true;
-}
-
 static void lower_copy(char *dst, size_t cap, const char *src, size_t n)
 {
     if (n >= cap)
@@ -85,7 +73,7 @@ int restore_fallback_parse(const char *s, char table[16], char id[40])
     size_t tl = (size_t)(colon - s);
     if (!((tl == 10 && memcmp(s, "systemuser", 10) == 0) || (tl == 4 && memcmp(s, "team", 4) == 0)))
         return -EINVAL;
-    if (!is_guid(colon + 1, strlen(colon + 1)))
+    if (!dv_guid_valid(colon + 1))
         return -EINVAL;
     snprintf(table, 16, "%.*s", (int)tl, s);
     lower_copy(id, 40, colon + 1, 36);
@@ -128,7 +116,12 @@ int restore_map_file_parse(const char *text, size_t len, struct map_pair **pairs
         for (int t = 0; t < PR_N && nw == 3; t++)
             if (strlen(principal_tables[t]) == wl[0] && memcmp(principal_tables[t], w[0], wl[0]) == 0)
                 table = t;
-        if (nw != 3 || table < 0 || !is_guid(w[1], wl[1]) || !is_guid(w[2], wl[2])) {
+        char source[40] = "", target[40] = "";
+        if (nw == 3) {
+            lower_copy(source, sizeof(source), w[1], wl[1]);
+            lower_copy(target, sizeof(target), w[2], wl[2]);
+        }
+        if (nw != 3 || table < 0 || !dv_guid_valid(source) || !dv_guid_valid(target)) {
             free(*pairs);
             *pairs = NULL;
             *n = 0;
@@ -150,8 +143,8 @@ int restore_map_file_parse(const char *text, size_t len, struct map_pair **pairs
         }
         struct map_pair *mp = &(*pairs)[(*n)++];
         mp->table = (enum principal)table;
-        lower_copy(mp->source, sizeof(mp->source), w[1], wl[1]);
-        lower_copy(mp->target, sizeof(mp->target), w[2], wl[2]);
+        memcpy(mp->source, source, sizeof(mp->source));
+        memcpy(mp->target, target, sizeof(mp->target));
         mp->line = line;
     }
     return 0;
@@ -449,7 +442,7 @@ static int add_row(struct row_ctx *x, const struct json_node *rec)
     static const char *const pk[PR_N] = {"systemuserid", "teamid", "businessunitid",
                                          "transactioncurrencyid"};
     const char *id = json_get_str(rec, pk[x->p]);
-    if (!id || !is_guid(id, strlen(id)))
+    if (!dv_guid_valid(id))
         return 0;
     struct prow **rows = x->source ? &x->m->src : &x->m->dst;
     size_t *n = x->source ? &x->m->n_src : &x->m->n_dst;
@@ -488,7 +481,7 @@ static int add_row(struct row_ctx *x, const struct json_node *rec)
         break;
     case PR_N: break;
     }
-    if (ref && is_guid(ref, strlen(ref)))
+    if (dv_guid_valid(ref))
         snprintf(r->ref, sizeof(r->ref), "%s", ref);
     return 0;
 }
