@@ -72,6 +72,10 @@ int dv_webapi_get(struct dv_client *c, const struct dv_env *env, const char *url
                   const char *const *headers, uint64_t max, struct json_doc **json,
                   const char *what, struct http_response *resp, struct dverr *err);
 
+/* base then extra (both NULL-terminated; extra may be NULL) in a new array (caller frees), or
+ * NULL when out of memory: a request's own headers and the caller's extra ones. */
+const char **dv_headers_join(const char *const *base, const char *const *extra);
+
 /* true for names safe to put into a URL path unencoded: [A-Za-z0-9_.-], 1..128 bytes. */
 bool dv_name_safe(const char *s);
 /* "<env->api_url>/api/data/v9.2/<path>" into out. -EINVAL when the env has no API URL. */
