@@ -101,10 +101,12 @@ bool dv_get_flag(const struct json_node *obj, const char *key, bool dflt);
 #define M2O_PROPS                                                                             \
     "MetadataId,SchemaName,ReferencingAttribute,ReferencingEntity,"                          \
     "ReferencingEntityNavigationPropertyName,ReferencedEntity"
-#define N2N_PROPS                                                                             \
-    "MetadataId,SchemaName,IntersectEntityName,Entity1LogicalName,Entity1IntersectAttribute," \
+/* a many-to-many relationship's own properties (the change query lists them after M2O_PROPS) */
+#define N2N_OWN_PROPS                                                                         \
+    "IntersectEntityName,Entity1LogicalName,Entity1IntersectAttribute,"                      \
     "Entity1NavigationPropertyName,Entity2LogicalName,Entity2IntersectAttribute,"            \
     "Entity2NavigationPropertyName"
+#define N2N_PROPS "MetadataId,SchemaName," N2N_OWN_PROPS
 #define DEFS_EXPAND_ATTRS "Attributes($select=" ATTR_PROPS ")"
 #define DEFS_EXPAND_ALL                                                                       \
     DEFS_EXPAND_ATTRS ",ManyToOneRelationships($select=" M2O_PROPS                            \
