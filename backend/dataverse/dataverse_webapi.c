@@ -950,22 +950,13 @@ int dv_request(struct dv_client *c, const struct dv_env *env, const char *method
     }
     if ((rc = dv_api_url(env, path, &url, err)))
         goto out;
-    size_t n_extra = 0;
-    for (const char *const *p = headers; p && *p; p++)
-        n_extra++;
-    if (!(hdrs = calloc(n_extra + 6, sizeof(*hdrs)))) {
+    const char *base[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
+                          "OData-Version: 4.0",
+                          body ? "Content-Type: application/json; charset=utf-8" : NULL, NULL};
+    if (!(hdrs = dv_headers_join(base, headers))) {
         rc = -ENOMEM;
         goto out;
     }
-    size_t k = 0;
-    hdrs[k++] = "Accept: application/json";
-    hdrs[k++] = "OData-MaxVersion: 4.0";
-    hdrs[k++] = "OData-Version: 4.0";
-    if (body)
-        hdrs[k++] = "Content-Type: application/json; charset=utf-8";
-    for (size_t i = 0; i < n_extra; i++)
-        hdrs[k++] = headers[i];
-    hdrs[k] = NULL;
     bool idempotent_write = strcmp(method, "PATCH") == 0; /* PATCH by key is an upsert */
     struct dv_call call = {.method = method, .url = url.data, .resource = env->api_url,
                            .headers = hdrs, .body = body, .body_len = body ? strlen(body) : 0,
