@@ -289,7 +289,6 @@ struct rctx {
     struct rtab *cur;
     const char *cur_key;
     size_t cur_key_len;
-    struct rmap_entry *cur_entry;
     char *api_base;                   /* <api_url>/api/data/v9.2/ */
     bool rewrite_all;                 /* benchmark baseline: write every record (naive restore) */
     bool no_batch;                    /* the target answered $batch with 501: one request a part */

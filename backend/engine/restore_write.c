@@ -200,7 +200,6 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     c->cur = t;
     c->cur_key = key;
     c->cur_key_len = key_len;
-    c->cur_entry = e;
     bool create = e->action == ACT_CREATE;
     int32_t state, status;
     restore_state_of(json_root(doc), &state, &status);
@@ -273,7 +272,6 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
         }
     }
 out:
-    c->cur_entry = NULL;
     free(partition);
     buf_release(&body);
     buf_release(&later);
