@@ -236,6 +236,9 @@ struct map_pair {
     char source[40], target[40];
     int line;
 };
+/* src[0..n) lower-cased into dst (cap bytes, NUL-terminated, cut at cap - 1): ids compare
+ * case-insensitively. Returns the length copied. */
+size_t restore_lower_copy(char *dst, size_t cap, const char *src, size_t n);
 /* The principal table of that logical name, or -1. */
 int restore_principal_of(const char *table);
 /* Parse a map file's text: one pair a line, '#' comments, blank lines. -EINVAL naming the line. */

@@ -56,13 +56,14 @@ const char *restore_rule_name(enum restore_rule r)
 
 /* ---------------------------------------------------------------- parsing */
 
-static void lower_copy(char *dst, size_t cap, const char *src, size_t n)
+size_t restore_lower_copy(char *dst, size_t cap, const char *src, size_t n)
 {
     if (n >= cap)
         n = cap - 1;
     for (size_t i = 0; i < n; i++)
         dst[i] = (char)tolower((unsigned char)src[i]);
     dst[n] = '\0';
+    return n;
 }
 
 int restore_fallback_parse(const char *s, char table[16], char id[40])
@@ -76,7 +77,7 @@ int restore_fallback_parse(const char *s, char table[16], char id[40])
     if (!dv_guid_valid(colon + 1))
         return -EINVAL;
     snprintf(table, 16, "%.*s", (int)tl, s);
-    lower_copy(id, 40, colon + 1, 36);
+    restore_lower_copy(id, 40, colon + 1, 36);
     return 0;
 }
 
@@ -118,8 +119,8 @@ int restore_map_file_parse(const char *text, size_t len, struct map_pair **pairs
                 table = t;
         char source[40] = "", target[40] = "";
         if (nw == 3) {
-            lower_copy(source, sizeof(source), w[1], wl[1]);
-            lower_copy(target, sizeof(target), w[2], wl[2]);
+            restore_lower_copy(source, sizeof(source), w[1], wl[1]);
+            restore_lower_copy(target, sizeof(target), w[2], wl[2]);
         }
         if (nw != 3 || table < 0 || !dv_guid_valid(source) || !dv_guid_valid(target)) {
             free(*pairs);
@@ -196,7 +197,7 @@ static struct pdecision *decision_new(struct pmap *pm, const char *id, size_t le
                                       const char *name)
 {
     char low[40];
-    lower_copy(low, sizeof(low), id, len);
+    restore_lower_copy(low, sizeof(low), id, len);
     bool fresh = false;
     struct rmap_entry *e = rmap_put(&pm->decided, low, strlen(low), &fresh);
     if (!e)
@@ -223,14 +224,14 @@ static void decide(struct pmap *pm, struct pdecision *d, enum restore_rule rule,
                    const char *target)
 {
     d->rule = (uint8_t)rule;
-    lower_copy(d->target, sizeof(d->target), target ? target : "", target ? strlen(target) : 0);
+    restore_lower_copy(d->target, sizeof(d->target), target ? target : "", target ? strlen(target) : 0);
     pm->by_rule[rule]++;
 }
 
 static bool dst_has(const struct pmap *pm, const char *id)
 {
     char low[40];
-    lower_copy(low, sizeof(low), id, strlen(id));
+    restore_lower_copy(low, sizeof(low), id, strlen(id));
     return rmap_get(&pm->dst_ids, low, strlen(low)) != NULL;
 }
 
@@ -279,7 +280,7 @@ static const struct prow *index_get(const struct pmap *pm, const struct rmap *m,
 struct pdecision *restore_map_find(struct pmap *pm, enum principal p, const char *id, size_t len)
 {
     char low[40];
-    lower_copy(low, sizeof(low), id, len);
+    restore_lower_copy(low, sizeof(low), id, len);
     struct pmap *m = &pm[p];
     struct rmap_entry *e = rmap_get(&m->decided, low, strlen(low));
     if (e)
@@ -349,7 +350,7 @@ static int decide_table(struct pmap *pm, enum principal p, const struct map_pair
     for (size_t i = 0; i < m->n_dst && !rc; i++) {
         const struct prow *r = &m->dst[i];
         char low[40];
-        lower_copy(low, sizeof(low), r->id, strlen(r->id));
+        restore_lower_copy(low, sizeof(low), r->id, strlen(r->id));
         if (!rmap_put(&m->dst_ids, low, strlen(low), NULL))
             rc = -ENOMEM;
         if (!rc && p == PR_TEAM) {
@@ -391,7 +392,7 @@ static int decide_table(struct pmap *pm, enum principal p, const struct map_pair
     for (size_t i = 0; i < m->n_src && !rc; i++) {
         const struct prow *r = &m->src[i];
         char low[40];
-        lower_copy(low, sizeof(low), r->id, strlen(r->id));
+        restore_lower_copy(low, sizeof(low), r->id, strlen(r->id));
         if (rmap_get(&m->decided, low, strlen(low)))
             continue; /* the map file's */
         struct pdecision *d = decision_new(m, low, strlen(low), r->name);
@@ -588,7 +589,7 @@ int restore_map_principals(struct rctx *c)
                                               "team:<id>", c->req->fallback_owner);
     } else {
         snprintf(c->fallback_table, sizeof(c->fallback_table), "systemuser");
-        lower_copy(c->fallback_id, sizeof(c->fallback_id), c->caller_id, strlen(c->caller_id));
+        restore_lower_copy(c->fallback_id, sizeof(c->fallback_id), c->caller_id, strlen(c->caller_id));
     }
     struct pmap *fm = &c->pm[restore_principal_of(c->fallback_table)];
     if (c->fallback_id[0] && restore_target_def(c, fm->table) && !dst_has(fm, c->fallback_id))
@@ -629,7 +630,7 @@ static int principal_of_lookup(struct rctx *c, const struct dv_table *t, const c
     if (count <= 1)
         return found;
     char low[40];
-    lower_copy(low, sizeof(low), id, id_len);
+    restore_lower_copy(low, sizeof(low), id, id_len);
     for (int p = 0; p < PR_N; p++)
         if (rmap_get(&c->pm[p].decided, low, strlen(low)))
             return p;

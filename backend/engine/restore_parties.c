@@ -16,7 +16,6 @@
  * restore writes. Threading: the restore's thread only. */
 #include "backend/engine/restore_int.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,9 +69,7 @@ static bool party_of(const struct json_node *row, restore_map_fn map, void *mctx
             const char *id = r == RL_MAPPED ? mapped : pid;
             if (mt)
                 p->type = mt;
-            size_t n = strlen(id) < 39 ? strlen(id) : 39;
-            for (size_t i = 0; i < n; i++)
-                p->id[i] = (char)tolower((unsigned char)id[i]);
+            restore_lower_copy(p->id, sizeof(p->id), id, strlen(id));
             p->bound = true;
         }
     }
@@ -134,10 +131,7 @@ static int add_party(struct load_ctx *l, const struct json_node *row)
     }
     uint8_t dg[16];
     char low[40];
-    size_t al = strlen(act) < 39 ? strlen(act) : 39;
-    for (size_t i = 0; i < al; i++)
-        low[i] = (char)tolower((unsigned char)act[i]);
-    low[al] = '\0';
+    size_t al = restore_lower_copy(low, sizeof(low), act, strlen(act));
     struct rmap_entry *e = k.data ? rmap_put(l->into, low, al, NULL) : NULL;
     if (e) {
         restore_digest(k.data, k.len, dg);
@@ -198,10 +192,7 @@ void restore_parties_mix(const struct rctx *c, bool target_side, const char *key
     if (!c->have_parties)
         return;
     char low[40];
-    size_t n = kl < 39 ? kl : 39;
-    for (size_t i = 0; i < n; i++)
-        low[i] = (char)tolower((unsigned char)key[i]);
-    low[n] = '\0';
+    size_t n = restore_lower_copy(low, sizeof(low), key, kl);
     const struct rmap_entry *e =
         rmap_get(target_side ? &c->parties_target : &c->parties_point, low, n);
     uint8_t both[32];
