@@ -81,20 +81,15 @@ int restore_party_json(const struct json_node *row, restore_map_fn map, void *mc
                        const void *sctx, struct buf *out, bool *unmapped)
 {
     struct party p;
-    bool any = party_of(row, map, mctx, &p);
-    *unmapped = p.unmapped;
-    if (!any)
-        return 0;
+    party_of(row, map, mctx, &p); /* false: neither bound nor addressed, left out below */
     const char *set = p.bound && entity_set ? entity_set(sctx, p.type) : NULL;
     if (p.bound && !set) {
         p.bound = false; /* a party type the target does not have */
         p.unmapped = true;
     }
-    if (!p.bound && !p.addr) {
-        *unmapped = p.unmapped;
-        return 0;
-    }
     *unmapped = p.unmapped;
+    if (!p.bound && !p.addr)
+        return 0;
     buf_printf(out, "{\"participationtypemask\":%s", p.mask);
     if (p.bound)
         buf_printf(out, ",\"partyid_%s@odata.bind\":\"/%s(%s)\"", p.type, set, p.id);
