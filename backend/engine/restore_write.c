@@ -323,11 +323,10 @@ static int write_deletes(struct rctx *c, struct rtab *t)
 
 int restore_write_changes(struct rctx *c)
 {
-    int rc = 0;
     /* 0. the parties of the activities to write */
-    int rc0 = restore_parties_bodies(c);
-    if (rc0)
-        return rc0;
+    int rc = restore_parties_bodies(c);
+    if (rc)
+        return rc;
     /* 1. upserts, referenced tables first */
     struct write_ctx w = {c, NULL, NULL, 0, 0};
     for (size_t o = 0; o < c->n_order && !rc; o++) {
