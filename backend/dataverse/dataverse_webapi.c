@@ -874,8 +874,7 @@ int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *o
         goto out;
     }
     const struct json_node *r = json_root(doc);
-    const char *user = json_get_str(r, "UserId"), *bu = json_get_str(r, "BusinessUnitId"),
-               *org = json_get_str(r, "OrganizationId");
+    const char *user = json_get_str(r, "UserId"), *bu = json_get_str(r, "BusinessUnitId");
     if (!user || !dv_guid_valid(user)) {
         rc = dverr_set(err, -EPROTO, "WhoAmI: no UserId in the answer");
         goto out;
@@ -883,8 +882,6 @@ int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *o
     snprintf(out->user_id, sizeof(out->user_id), "%s", user);
     if (bu && dv_guid_valid(bu))
         snprintf(out->business_unit_id, sizeof(out->business_unit_id), "%s", bu);
-    if (org && dv_guid_valid(org))
-        snprintf(out->organization_id, sizeof(out->organization_id), "%s", org);
 out:
     json_doc_free(doc);
     http_response_release(&resp);
