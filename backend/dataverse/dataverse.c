@@ -344,6 +344,23 @@ int dv_status_error(const struct http_response *resp, const char *what, struct d
     return dverr_set(err, rc, "%s: HTTP %ld%s%s", what, resp->status, msg[0] ? ": " : "", msg);
 }
 
+const char **dv_headers_join(const char *const *base, const char *const *extra)
+{
+    size_t n = 0, k = 0;
+    for (const char *const *p = base; *p; p++)
+        n++;
+    for (const char *const *p = extra; p && *p; p++)
+        n++;
+    const char **all = calloc(n + 1, sizeof(*all));
+    if (!all)
+        return NULL;
+    for (const char *const *p = base; *p; p++)
+        all[k++] = *p;
+    for (const char *const *p = extra; p && *p; p++)
+        all[k++] = *p;
+    return all;
+}
+
 bool dv_name_safe(const char *s)
 {
     size_t n = s ? strlen(s) : 0;

@@ -51,6 +51,9 @@ struct dv_stats {
 };
 void dv_client_stats(struct dv_client *c, struct dv_stats *out);
 
+/* true for a GUID "8-4-4-4-12" hex string (NULL: false). */
+bool dv_guid_valid(const char *s);
+
 /* ---- admin API ---- */
 struct dv_env {
     char *id;             /* admin API name (a GUID) */
@@ -244,7 +247,7 @@ int dv_read_select(struct dv_client *c, const struct dv_env *env, const char *en
 
 /* ---- the caller and its privileges ---- */
 struct dv_whoami {
-    char user_id[40], business_unit_id[40], organization_id[40]; /* GUIDs */
+    char user_id[40], business_unit_id[40]; /* GUIDs */
 };
 /* GET WhoAmI: the user (for a client-credentials token, the application user) the calls run as. */
 int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *out,

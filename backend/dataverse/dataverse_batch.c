@@ -359,22 +359,13 @@ int dv_batch(struct dv_client *c, const struct dv_env *env, struct dv_batch_item
         (rc = build_body(env, items, n, boundary, &body, err)) ||
         (rc = buf_printf(&ctype, "Content-Type: multipart/mixed; boundary=%s", boundary)))
         goto out;
-    size_t n_extra = 0;
-    for (const char *const *h = extra; h && *h; h++)
-        n_extra++;
-    if (!(headers = calloc(n_extra + 6, sizeof(*headers)))) {
+    const char *base[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
+                          "OData-Version: 4.0", ctype.data,
+                          continue_on_error ? "Prefer: odata.continue-on-error" : NULL, NULL};
+    if (!(headers = dv_headers_join(base, extra))) {
         rc = -ENOMEM;
         goto out;
     }
-    size_t k = 0;
-    headers[k++] = "Accept: application/json";
-    headers[k++] = "OData-MaxVersion: 4.0";
-    headers[k++] = "OData-Version: 4.0";
-    headers[k++] = ctype.data;
-    if (continue_on_error)
-        headers[k++] = "Prefer: odata.continue-on-error";
-    for (const char *const *h = extra; h && *h; h++)
-        headers[k++] = *h;
     struct dv_call call = {.method = "POST", .url = url.data, .resource = env->api_url,
                            .headers = headers, .body = body.data, .body_len = body.len,
                            .retry_unsafe = safe, .max_response = 512ull << 20};

@@ -125,25 +125,6 @@ out:
     return rc;
 }
 
-/* base then extra (both NULL-terminated; extra may be NULL) in a new array (caller frees), or
- * NULL when out of memory. */
-static const char **join_headers(const char *const *base, const char *const *extra)
-{
-    size_t n = 0, k = 0;
-    for (const char *const *p = base; *p; p++)
-        n++;
-    for (const char *const *p = extra; p && *p; p++)
-        n++;
-    const char **all = calloc(n + 1, sizeof(*all));
-    if (!all)
-        return NULL;
-    for (const char *const *p = base; *p; p++)
-        all[k++] = *p;
-    for (const char *const *p = extra; p && *p; p++)
-        all[k++] = *p;
-    return all;
-}
-
 /* A file larger than one chunk: PATCH ...?x-ms-file-name=<name> with x-ms-transfer-mode: chunked
  * opens a session (200, Location, x-ms-chunk-size); each chunk is a PATCH to that Location with
  * Content-Range a-b/total (206 until the last, then 204). dv_call keeps the bearer on the
@@ -164,7 +145,7 @@ static int file_upload_chunked(struct dv_client *c, const struct dv_env *env, co
     static const char *const open_base[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
                                             "OData-Version: 4.0", "x-ms-transfer-mode: chunked",
                                             NULL};
-    if (!(open_headers = join_headers(open_base, extra))) {
+    if (!(open_headers = dv_headers_join(open_base, extra))) {
         rc = -ENOMEM;
         goto out;
     }
@@ -197,7 +178,7 @@ static int file_upload_chunked(struct dv_client *c, const struct dv_env *env, co
                                    "OData-Version: 4.0", "Content-Type: application/octet-stream",
                                    range.data, NULL};
         free(headers);
-        if (!(headers = join_headers(part_base, extra))) {
+        if (!(headers = dv_headers_join(part_base, extra))) {
             rc = -ENOMEM;
             goto out;
         }
@@ -258,7 +239,7 @@ int dv_file_upload(struct dv_client *c, const struct dv_env *env, const char *en
     const char *base[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
                           "OData-Version: 4.0", "Content-Type: application/octet-stream",
                           name_h.data, NULL};
-    if (!(headers = join_headers(base, extra))) {
+    if (!(headers = dv_headers_join(base, extra))) {
         rc = -ENOMEM;
         goto out;
     }

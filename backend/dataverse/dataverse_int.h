@@ -72,10 +72,12 @@ int dv_webapi_get(struct dv_client *c, const struct dv_env *env, const char *url
                   const char *const *headers, uint64_t max, struct json_doc **json,
                   const char *what, struct http_response *resp, struct dverr *err);
 
+/* base then extra (both NULL-terminated; extra may be NULL) in a new array (caller frees), or
+ * NULL when out of memory: a request's own headers and the caller's extra ones. */
+const char **dv_headers_join(const char *const *base, const char *const *extra);
+
 /* true for names safe to put into a URL path unencoded: [A-Za-z0-9_.-], 1..128 bytes. */
 bool dv_name_safe(const char *s);
-/* true for a GUID "8-4-4-4-12" hex string. */
-bool dv_guid_valid(const char *s);
 /* "<env->api_url>/api/data/v9.2/<path>" into out. -EINVAL when the env has no API URL. */
 int dv_api_url(const struct dv_env *env, const char *path, struct buf *out, struct dverr *err);
 
@@ -99,10 +101,12 @@ bool dv_get_flag(const struct json_node *obj, const char *key, bool dflt);
 #define M2O_PROPS                                                                             \
     "MetadataId,SchemaName,ReferencingAttribute,ReferencingEntity,"                          \
     "ReferencingEntityNavigationPropertyName,ReferencedEntity"
-#define N2N_PROPS                                                                             \
-    "MetadataId,SchemaName,IntersectEntityName,Entity1LogicalName,Entity1IntersectAttribute," \
+/* a many-to-many relationship's own properties (the change query lists them after M2O_PROPS) */
+#define N2N_OWN_PROPS                                                                         \
+    "IntersectEntityName,Entity1LogicalName,Entity1IntersectAttribute,"                      \
     "Entity1NavigationPropertyName,Entity2LogicalName,Entity2IntersectAttribute,"            \
     "Entity2NavigationPropertyName"
+#define N2N_PROPS "MetadataId,SchemaName," N2N_OWN_PROPS
 #define DEFS_EXPAND_ATTRS "Attributes($select=" ATTR_PROPS ")"
 #define DEFS_EXPAND_ALL                                                                       \
     DEFS_EXPAND_ATTRS ",ManyToOneRelationships($select=" M2O_PROPS                            \

@@ -51,10 +51,7 @@ static int build_query(struct buf *q)
         rc = buf_addstr(q, "]}},\"RelationshipQuery\":{\"Properties\":{\"AllProperties\":false,"
                            "\"PropertyNames\":[");
     if (!rc)
-        rc = add_names(q, M2O_PROPS ",IntersectEntityName,Entity1LogicalName,"
-                                    "Entity1IntersectAttribute,Entity1NavigationPropertyName,"
-                                    "Entity2LogicalName,Entity2IntersectAttribute,"
-                                    "Entity2NavigationPropertyName");
+        rc = add_names(q, M2O_PROPS "," N2N_OWN_PROPS);
     if (!rc)
         rc = buf_addstr(q, "]}}}");
     return rc;

@@ -874,8 +874,7 @@ int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *o
         goto out;
     }
     const struct json_node *r = json_root(doc);
-    const char *user = json_get_str(r, "UserId"), *bu = json_get_str(r, "BusinessUnitId"),
-               *org = json_get_str(r, "OrganizationId");
+    const char *user = json_get_str(r, "UserId"), *bu = json_get_str(r, "BusinessUnitId");
     if (!user || !dv_guid_valid(user)) {
         rc = dverr_set(err, -EPROTO, "WhoAmI: no UserId in the answer");
         goto out;
@@ -883,8 +882,6 @@ int dv_whoami(struct dv_client *c, const struct dv_env *env, struct dv_whoami *o
     snprintf(out->user_id, sizeof(out->user_id), "%s", user);
     if (bu && dv_guid_valid(bu))
         snprintf(out->business_unit_id, sizeof(out->business_unit_id), "%s", bu);
-    if (org && dv_guid_valid(org))
-        snprintf(out->organization_id, sizeof(out->organization_id), "%s", org);
 out:
     json_doc_free(doc);
     http_response_release(&resp);
@@ -950,22 +947,13 @@ int dv_request(struct dv_client *c, const struct dv_env *env, const char *method
     }
     if ((rc = dv_api_url(env, path, &url, err)))
         goto out;
-    size_t n_extra = 0;
-    for (const char *const *p = headers; p && *p; p++)
-        n_extra++;
-    if (!(hdrs = calloc(n_extra + 6, sizeof(*hdrs)))) {
+    const char *base[] = {"Accept: application/json", "OData-MaxVersion: 4.0",
+                          "OData-Version: 4.0",
+                          body ? "Content-Type: application/json; charset=utf-8" : NULL, NULL};
+    if (!(hdrs = dv_headers_join(base, headers))) {
         rc = -ENOMEM;
         goto out;
     }
-    size_t k = 0;
-    hdrs[k++] = "Accept: application/json";
-    hdrs[k++] = "OData-MaxVersion: 4.0";
-    hdrs[k++] = "OData-Version: 4.0";
-    if (body)
-        hdrs[k++] = "Content-Type: application/json; charset=utf-8";
-    for (size_t i = 0; i < n_extra; i++)
-        hdrs[k++] = headers[i];
-    hdrs[k] = NULL;
     bool idempotent_write = strcmp(method, "PATCH") == 0; /* PATCH by key is an upsert */
     struct dv_call call = {.method = method, .url = url.data, .resource = env->api_url,
                            .headers = hdrs, .body = body, .body_len = body ? strlen(body) : 0,

@@ -252,19 +252,30 @@ static bool is_related_field(const char *f, size_t n)
 
 struct ref_ctx {
     struct run *r;
-    const char *table;
+    struct seg *g;
     uint64_t added;
 };
 
+/* A version of a record to erase: its segment is rewritten, the record is found. */
+static struct tkey *mark_dirty(struct run *r, struct seg *g, const struct segment_entry *e)
+{
+    struct tkey *k = targets_get(&r->t, g->table, e->key, e->key_len);
+    if (k) {
+        g->dirty = true;
+        k->found = true;
+    }
+    return k;
+}
+
 /* Every `"<field>_value":"<id>"` of the line whose id is a record to erase: with related, a
  * record regarding one (_objectid_value, _regardingobjectid_value) is erased too; any other is
- * reported as a reference. */
+ * reported as a reference. A version of a record to erase marks its segment (mark_dirty). */
 static int ref_entry(void *arg, const struct segment_entry *e)
 {
     struct ref_ctx *c = arg;
     static const char pat[] = "_value\":\"";
     const size_t pl = sizeof pat - 1;
-    if (e->op == SEG_DELETE || targets_get(&c->r->t, c->table, e->key, e->key_len))
+    if (mark_dirty(c->r, c->g, e) || e->op == SEG_DELETE)
         return 0;
     const char *refs[16][2]; /* field start, field end */
     size_t n_refs = 0;
@@ -288,13 +299,13 @@ static int ref_entry(void *arg, const struct segment_entry *e)
     }
     if (related) {
         c->added++;
-        return erase_targets_add(&c->r->t, c->table, e->key, e->key_len)
+        return erase_targets_add(&c->r->t, c->g->table, e->key, e->key_len)
                    ? dverr_set(c->r->err, -ENOMEM, "out of memory")
                    : 0;
     }
     for (size_t i = 0; i < n_refs; i++) {
         struct buf k = BUF_INIT;
-        buf_printf(&k, "%s\t%.*s\t", c->table, (int)(refs[i][1] - refs[i][0]), refs[i][0]);
+        buf_printf(&k, "%s\t%.*s\t", c->g->table, (int)(refs[i][1] - refs[i][0]), refs[i][0]);
         buf_add(&k, e->key, e->key_len);
         bool ok = k.data && keymap_put(&c->r->refs, k.data, k.len, NULL);
         buf_release(&k);
@@ -304,8 +315,30 @@ static int ref_entry(void *arg, const struct segment_entry *e)
     return 0;
 }
 
+static int dirty_entry(void *arg, const struct segment_entry *e)
+{
+    struct ref_ctx *c = arg;
+    mark_dirty(c->r, c->g, e);
+    return 0;
+}
+
+/* The segments that hold a version of a record to erase (dirty), and the records found. */
+static int find_dirty(struct run *r)
+{
+    int rc = 0;
+    for (size_t i = 0; i < r->n_segs && !rc; i++) {
+        if (!tset_find(&r->t, r->segs[i].table))
+            continue;
+        struct ref_ctx c = {r, &r->segs[i], 0};
+        rc = repo_segment_iterate(r->repo, r->segs[i].id, dirty_entry, &c, r->err);
+    }
+    return rc;
+}
+
 /* Passes until no record is added: a note regarding an erased account is found in one pass,
- * the audit records regarding that note in the next. */
+ * the audit records regarding that note in the next. A pass that adds nothing has seen every
+ * version of every record to erase, so its marks are find_dirty's: the segments are read again
+ * only when the pass limit stops the passes while records were still being added. */
 static int find_related(struct run *r)
 {
     struct ref_ctx c = {r, NULL, 1};
@@ -313,40 +346,14 @@ static int find_related(struct run *r)
     for (int pass = 0; c.added && pass < 8 && !rc; pass++) {
         c.added = 0;
         for (size_t i = 0; i < r->n_segs && !rc; i++) {
-            c.table = r->segs[i].table;
+            c.g = &r->segs[i];
             rc = repo_segment_iterate(r->repo, r->segs[i].id, ref_entry, &c, r->err);
         }
         if (!r->req->related)
             break;
     }
-    return rc;
-}
-
-struct dirty_ctx {
-    struct run *r;
-    struct seg *g;
-};
-
-static int dirty_entry(void *arg, const struct segment_entry *e)
-{
-    struct dirty_ctx *c = arg;
-    struct tkey *k = targets_get(&c->r->t, c->g->table, e->key, e->key_len);
-    if (k) {
-        c->g->dirty = true;
-        k->found = true;
-    }
-    return 0;
-}
-
-static int find_dirty(struct run *r)
-{
-    int rc = 0;
-    for (size_t i = 0; i < r->n_segs && !rc; i++) {
-        if (!tset_find(&r->t, r->segs[i].table))
-            continue;
-        struct dirty_ctx c = {r, &r->segs[i]};
-        rc = repo_segment_iterate(r->repo, r->segs[i].id, dirty_entry, &c, r->err);
-    }
+    if (!rc && c.added)
+        rc = find_dirty(r);
     return rc;
 }
 
@@ -807,9 +814,7 @@ int erase_run(struct repo *repo, const struct erase_request *req, struct erase_r
     if (!rc && req->n_where)
         rc = find_where(&r);
     if (!rc && erase_targets_count(&r.t))
-        rc = find_related(&r);
-    if (!rc)
-        rc = find_dirty(&r);
+        rc = find_related(&r); /* also marks the segments to rewrite (find_dirty) */
     if (!rc && plan_report(&r))
         rc = dverr_set(err, -ENOMEM, "out of memory");
     if (!rc && !rep->points && !resumed)

@@ -26,7 +26,6 @@ struct anykey {            /* any table's key to erase, for lookups that point a
 struct tset {
     char *table;
     struct keymap keys;    /* struct tkey */
-    uint64_t found;
 };
 struct targets {
     struct tset *v;

@@ -35,14 +35,6 @@
 
 /* ---------------------------------------------------------------- planning */
 
-static const struct dv_table *def_by_name(const struct rctx *c, const char *name)
-{
-    for (size_t i = 0; i < c->n_defs; i++)
-        if (c->defs[i].logical_name && name && !strcmp(c->defs[i].logical_name, name))
-            return &c->defs[i];
-    return NULL;
-}
-
 static bool requested(const struct restore_request *req, const char *name)
 {
     if (!req->tables)
@@ -137,7 +129,7 @@ int restore_plan_tables(struct rctx *c)
         c->n_tabs++;
         c->out->n_tables = c->n_tabs;
         rmap_init(&t->map);
-        t->def = def_by_name(c, pt->name);
+        t->def = restore_target_def(c, pt->name);
         t->active = true;
         if (c->point->audit_table && !strcmp(c->point->audit_table, pt->name)) {
             t->out->skipped = pt->records;
@@ -166,8 +158,8 @@ int restore_plan_tables(struct rctx *c)
                     }
                 }
             if (t->mm) {
-                t->mm1 = def_by_name(c, t->mm->entity1);
-                t->mm2 = def_by_name(c, t->mm->entity2);
+                t->mm1 = restore_target_def(c, t->mm->entity1);
+                t->mm2 = restore_target_def(c, t->mm->entity2);
             }
             if (!t->mm || !t->mm1 || !t->mm2 || !t->mm->entity1_attr || !t->mm->entity2_attr ||
                 !t->mm->entity1_nav) {
@@ -200,8 +192,6 @@ int restore_plan_tables(struct rctx *c)
                 t->has_files = true;
             if (an && !strcmp(an, "statecode"))
                 t->has_state = true;
-            if (an && !strcmp(an, "overriddencreatedon") && t->def->attrs[a].valid_for_create)
-                t->has_created_on = true;
         }
         t->closable = t->has_state && closable_table(t->def);
         t->open_status = -1;

@@ -184,7 +184,6 @@ struct rtab {
     bool has_state;                   /* has statecode */
     bool closable;                    /* a closed row refuses field updates until reopened
                                          (incident, opportunity, activities) */
-    bool has_created_on;              /* overriddencreatedon can carry createdon on create */
     int32_t open_status;              /* a statuscode of state 0 seen in the point (reopen) */
     uint64_t n_create, n_update, n_delete;
 };
@@ -237,6 +236,9 @@ struct map_pair {
     char source[40], target[40];
     int line;
 };
+/* src[0..n) lower-cased into dst (cap bytes, NUL-terminated, cut at cap - 1): ids compare
+ * case-insensitively. Returns the length copied. */
+size_t restore_lower_copy(char *dst, size_t cap, const char *src, size_t n);
 /* The principal table of that logical name, or -1. */
 int restore_principal_of(const char *table);
 /* Parse a map file's text: one pair a line, '#' comments, blank lines. -EINVAL naming the line. */
@@ -290,7 +292,6 @@ struct rctx {
     struct rtab *cur;
     const char *cur_key;
     size_t cur_key_len;
-    struct rmap_entry *cur_entry;
     char *api_base;                   /* <api_url>/api/data/v9.2/ */
     bool rewrite_all;                 /* benchmark baseline: write every record (naive restore) */
     bool no_batch;                    /* the target answered $batch with 501: one request a part */
@@ -371,6 +372,8 @@ int restore_map_lookup(void *ctx, const struct dv_table *t, const char *attr, si
                        const char **mapped_table, char mapped_id[40]);
 /* c->out->mapping_json and unmapped_json. */
 void restore_map_outcome(struct rctx *c);
+/* The target's definition of a table, or NULL (table may be NULL). */
+const struct dv_table *restore_target_def(const struct rctx *c, const char *table);
 /* The entity set of a table of the target, or NULL. */
 const char *restore_entity_set(const struct rctx *c, const char *table);
 

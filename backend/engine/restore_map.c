@@ -56,25 +56,14 @@ const char *restore_rule_name(enum restore_rule r)
 
 /* ---------------------------------------------------------------- parsing */
 
-static bool is_guid(const char *s, size_t n)
-{
-    if (n != 36)
-        return false;
-    for (size_t i = 0; i < 36; i++) {
-        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
-        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
-            return false;
-    }
-    return true;
-}
-
-static void lower_copy(char *dst, size_t cap, const char *src, size_t n)
+size_t restore_lower_copy(char *dst, size_t cap, const char *src, size_t n)
 {
     if (n >= cap)
         n = cap - 1;
     for (size_t i = 0; i < n; i++)
         dst[i] = (char)tolower((unsigned char)src[i]);
     dst[n] = '\0';
+    return n;
 }
 
 int restore_fallback_parse(const char *s, char table[16], char id[40])
@@ -85,10 +74,10 @@ int restore_fallback_parse(const char *s, char table[16], char id[40])
     size_t tl = (size_t)(colon - s);
     if (!((tl == 10 && memcmp(s, "systemuser", 10) == 0) || (tl == 4 && memcmp(s, "team", 4) == 0)))
         return -EINVAL;
-    if (!is_guid(colon + 1, strlen(colon + 1)))
+    if (!dv_guid_valid(colon + 1))
         return -EINVAL;
     snprintf(table, 16, "%.*s", (int)tl, s);
-    lower_copy(id, 40, colon + 1, 36);
+    restore_lower_copy(id, 40, colon + 1, 36);
     return 0;
 }
 
@@ -128,7 +117,12 @@ int restore_map_file_parse(const char *text, size_t len, struct map_pair **pairs
         for (int t = 0; t < PR_N && nw == 3; t++)
             if (strlen(principal_tables[t]) == wl[0] && memcmp(principal_tables[t], w[0], wl[0]) == 0)
                 table = t;
-        if (nw != 3 || table < 0 || !is_guid(w[1], wl[1]) || !is_guid(w[2], wl[2])) {
+        char source[40] = "", target[40] = "";
+        if (nw == 3) {
+            restore_lower_copy(source, sizeof(source), w[1], wl[1]);
+            restore_lower_copy(target, sizeof(target), w[2], wl[2]);
+        }
+        if (nw != 3 || table < 0 || !dv_guid_valid(source) || !dv_guid_valid(target)) {
             free(*pairs);
             *pairs = NULL;
             *n = 0;
@@ -150,8 +144,8 @@ int restore_map_file_parse(const char *text, size_t len, struct map_pair **pairs
         }
         struct map_pair *mp = &(*pairs)[(*n)++];
         mp->table = (enum principal)table;
-        lower_copy(mp->source, sizeof(mp->source), w[1], wl[1]);
-        lower_copy(mp->target, sizeof(mp->target), w[2], wl[2]);
+        memcpy(mp->source, source, sizeof(mp->source));
+        memcpy(mp->target, target, sizeof(mp->target));
         mp->line = line;
     }
     return 0;
@@ -203,7 +197,7 @@ static struct pdecision *decision_new(struct pmap *pm, const char *id, size_t le
                                       const char *name)
 {
     char low[40];
-    lower_copy(low, sizeof(low), id, len);
+    restore_lower_copy(low, sizeof(low), id, len);
     bool fresh = false;
     struct rmap_entry *e = rmap_put(&pm->decided, low, strlen(low), &fresh);
     if (!e)
@@ -230,14 +224,14 @@ static void decide(struct pmap *pm, struct pdecision *d, enum restore_rule rule,
                    const char *target)
 {
     d->rule = (uint8_t)rule;
-    lower_copy(d->target, sizeof(d->target), target ? target : "", target ? strlen(target) : 0);
+    restore_lower_copy(d->target, sizeof(d->target), target ? target : "", target ? strlen(target) : 0);
     pm->by_rule[rule]++;
 }
 
 static bool dst_has(const struct pmap *pm, const char *id)
 {
     char low[40];
-    lower_copy(low, sizeof(low), id, strlen(id));
+    restore_lower_copy(low, sizeof(low), id, strlen(id));
     return rmap_get(&pm->dst_ids, low, strlen(low)) != NULL;
 }
 
@@ -286,7 +280,7 @@ static const struct prow *index_get(const struct pmap *pm, const struct rmap *m,
 struct pdecision *restore_map_find(struct pmap *pm, enum principal p, const char *id, size_t len)
 {
     char low[40];
-    lower_copy(low, sizeof(low), id, len);
+    restore_lower_copy(low, sizeof(low), id, len);
     struct pmap *m = &pm[p];
     struct rmap_entry *e = rmap_get(&m->decided, low, strlen(low));
     if (e)
@@ -356,7 +350,7 @@ static int decide_table(struct pmap *pm, enum principal p, const struct map_pair
     for (size_t i = 0; i < m->n_dst && !rc; i++) {
         const struct prow *r = &m->dst[i];
         char low[40];
-        lower_copy(low, sizeof(low), r->id, strlen(r->id));
+        restore_lower_copy(low, sizeof(low), r->id, strlen(r->id));
         if (!rmap_put(&m->dst_ids, low, strlen(low), NULL))
             rc = -ENOMEM;
         if (!rc && p == PR_TEAM) {
@@ -398,7 +392,7 @@ static int decide_table(struct pmap *pm, enum principal p, const struct map_pair
     for (size_t i = 0; i < m->n_src && !rc; i++) {
         const struct prow *r = &m->src[i];
         char low[40];
-        lower_copy(low, sizeof(low), r->id, strlen(r->id));
+        restore_lower_copy(low, sizeof(low), r->id, strlen(r->id));
         if (rmap_get(&m->decided, low, strlen(low)))
             continue; /* the map file's */
         struct pdecision *d = decision_new(m, low, strlen(low), r->name);
@@ -449,7 +443,7 @@ static int add_row(struct row_ctx *x, const struct json_node *rec)
     static const char *const pk[PR_N] = {"systemuserid", "teamid", "businessunitid",
                                          "transactioncurrencyid"};
     const char *id = json_get_str(rec, pk[x->p]);
-    if (!id || !is_guid(id, strlen(id)))
+    if (!dv_guid_valid(id))
         return 0;
     struct prow **rows = x->source ? &x->m->src : &x->m->dst;
     size_t *n = x->source ? &x->m->n_src : &x->m->n_dst;
@@ -488,7 +482,7 @@ static int add_row(struct row_ctx *x, const struct json_node *rec)
         break;
     case PR_N: break;
     }
-    if (ref && is_guid(ref, strlen(ref)))
+    if (dv_guid_valid(ref))
         snprintf(r->ref, sizeof(r->ref), "%s", ref);
     return 0;
 }
@@ -528,9 +522,9 @@ static void select_list(const struct dv_table *def, enum principal p, struct buf
     }
 }
 
-static const struct dv_table *target_def(const struct rctx *c, const char *table)
+const struct dv_table *restore_target_def(const struct rctx *c, const char *table)
 {
-    for (size_t i = 0; i < c->n_defs; i++)
+    for (size_t i = 0; table && i < c->n_defs; i++)
         if (c->defs[i].logical_name && !strcmp(c->defs[i].logical_name, table))
             return &c->defs[i];
     return NULL;
@@ -538,28 +532,18 @@ static const struct dv_table *target_def(const struct rctx *c, const char *table
 
 const char *restore_entity_set(const struct rctx *c, const char *table)
 {
-    const struct dv_table *t = table ? target_def(c, table) : NULL;
+    const struct dv_table *t = restore_target_def(c, table);
     return t ? t->entity_set : NULL;
 }
 
 static int read_map_file(const char *path, struct map_pair **pairs, size_t *n, struct dverr *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return dverr_set(err, -EINVAL, "map file %s: %s", path, strerror(errno));
     struct buf text = BUF_INIT;
-    char chunk[65536];
-    size_t got;
-    int rc = 0;
-    while (!rc && (got = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        if (text.len + got > MAP_FILE_MAX)
-            rc = dverr_set(err, -EINVAL, "map file %s: larger than 16 MiB", path);
-        else
-            rc = buf_add(&text, chunk, got);
-    }
-    if (!rc && ferror(f))
-        rc = dverr_set(err, -EINVAL, "map file %s: %s", path, strerror(errno));
-    fclose(f);
+    int rc = read_file(path, MAP_FILE_MAX, &text);
+    if (rc == -EFBIG)
+        rc = dverr_set(err, -EINVAL, "map file %s: larger than 16 MiB", path);
+    else if (rc && rc != -ENOMEM)
+        rc = dverr_set(err, -EINVAL, "map file %s: %s", path, strerror(-rc));
     if (!rc) {
         struct dverr perr = {0};
         rc = restore_map_file_parse(text.data ? text.data : "", text.len, pairs, n, &perr);
@@ -578,7 +562,7 @@ int restore_map_principals(struct rctx *c)
         struct row_ctx x = {m, (enum principal)p, true, 0};
         if (restore_table_in_point(c->point, m->table))
             rc = table_iterate(c->repo, c->point, m->table, point_row_cb, &x, c->err);
-        const struct dv_table *def = target_def(c, m->table);
+        const struct dv_table *def = restore_target_def(c, m->table);
         if (rc || !def || !def->entity_set)
             continue; /* a target without the table: everything of it is unmapped */
         struct buf sel = BUF_INIT;
@@ -605,10 +589,10 @@ int restore_map_principals(struct rctx *c)
                                               "team:<id>", c->req->fallback_owner);
     } else {
         snprintf(c->fallback_table, sizeof(c->fallback_table), "systemuser");
-        lower_copy(c->fallback_id, sizeof(c->fallback_id), c->caller_id, strlen(c->caller_id));
+        restore_lower_copy(c->fallback_id, sizeof(c->fallback_id), c->caller_id, strlen(c->caller_id));
     }
     struct pmap *fm = &c->pm[restore_principal_of(c->fallback_table)];
-    if (c->fallback_id[0] && target_def(c, fm->table) && !dst_has(fm, c->fallback_id))
+    if (c->fallback_id[0] && restore_target_def(c, fm->table) && !dst_has(fm, c->fallback_id))
         return dverr_set(c->err, -EINVAL, "fallback owner %s:%s: %s has no such %s",
                          c->fallback_table, c->fallback_id, c->target.unique_name, fm->table);
     snprintf(c->out->fallback_owner, sizeof(c->out->fallback_owner), "%s:%s", c->fallback_table,
@@ -646,7 +630,7 @@ static int principal_of_lookup(struct rctx *c, const struct dv_table *t, const c
     if (count <= 1)
         return found;
     char low[40];
-    lower_copy(low, sizeof(low), id, id_len);
+    restore_lower_copy(low, sizeof(low), id, id_len);
     for (int p = 0; p < PR_N; p++)
         if (rmap_get(&c->pm[p].decided, low, strlen(low)))
             return p;

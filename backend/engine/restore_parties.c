@@ -16,7 +16,6 @@
  * restore writes. Threading: the restore's thread only. */
 #include "backend/engine/restore_int.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,9 +69,7 @@ static bool party_of(const struct json_node *row, restore_map_fn map, void *mctx
             const char *id = r == RL_MAPPED ? mapped : pid;
             if (mt)
                 p->type = mt;
-            size_t n = strlen(id) < 39 ? strlen(id) : 39;
-            for (size_t i = 0; i < n; i++)
-                p->id[i] = (char)tolower((unsigned char)id[i]);
+            restore_lower_copy(p->id, sizeof(p->id), id, strlen(id));
             p->bound = true;
         }
     }
@@ -84,20 +81,15 @@ int restore_party_json(const struct json_node *row, restore_map_fn map, void *mc
                        const void *sctx, struct buf *out, bool *unmapped)
 {
     struct party p;
-    bool any = party_of(row, map, mctx, &p);
-    *unmapped = p.unmapped;
-    if (!any)
-        return 0;
+    party_of(row, map, mctx, &p); /* false: neither bound nor addressed, left out below */
     const char *set = p.bound && entity_set ? entity_set(sctx, p.type) : NULL;
     if (p.bound && !set) {
         p.bound = false; /* a party type the target does not have */
         p.unmapped = true;
     }
-    if (!p.bound && !p.addr) {
-        *unmapped = p.unmapped;
-        return 0;
-    }
     *unmapped = p.unmapped;
+    if (!p.bound && !p.addr)
+        return 0;
     buf_printf(out, "{\"participationtypemask\":%s", p.mask);
     if (p.bound)
         buf_printf(out, ",\"partyid_%s@odata.bind\":\"/%s(%s)\"", p.type, set, p.id);
@@ -134,10 +126,7 @@ static int add_party(struct load_ctx *l, const struct json_node *row)
     }
     uint8_t dg[16];
     char low[40];
-    size_t al = strlen(act) < 39 ? strlen(act) : 39;
-    for (size_t i = 0; i < al; i++)
-        low[i] = (char)tolower((unsigned char)act[i]);
-    low[al] = '\0';
+    size_t al = restore_lower_copy(low, sizeof(low), act, strlen(act));
     struct rmap_entry *e = k.data ? rmap_put(l->into, low, al, NULL) : NULL;
     if (e) {
         restore_digest(k.data, k.len, dg);
@@ -198,10 +187,7 @@ void restore_parties_mix(const struct rctx *c, bool target_side, const char *key
     if (!c->have_parties)
         return;
     char low[40];
-    size_t n = kl < 39 ? kl : 39;
-    for (size_t i = 0; i < n; i++)
-        low[i] = (char)tolower((unsigned char)key[i]);
-    low[n] = '\0';
+    size_t n = restore_lower_copy(low, sizeof(low), key, kl);
     const struct rmap_entry *e =
         rmap_get(target_side ? &c->parties_target : &c->parties_point, low, n);
     uint8_t both[32];

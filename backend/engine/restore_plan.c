@@ -589,6 +589,14 @@ void restore_digest_add(uint8_t sum[16], const uint8_t add[16])
 
 /* ---------------------------------------------------------------- normalise */
 
+/* The "," before an object's member, none before its first. */
+static void member_sep(struct buf *out, bool *first)
+{
+    if (!*first)
+        buf_addch(out, ',');
+    *first = false;
+}
+
 static bool is_primary(const struct dv_table *t, const char *key, size_t kl)
 {
     return t->primary_id && strlen(t->primary_id) == kl && memcmp(t->primary_id, key, kl) == 0;
@@ -674,9 +682,7 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
             if (v->type == JSON_STRING &&
                 !lookup_value(t, h, an, al, &table, &id, &id_len, mapped))
                 continue;
-            if (!first)
-                buf_addch(out, ',');
-            first = false;
+            member_sep(out, &first);
             buf_add_json_string(out, key, kl);
             buf_addch(out, ':');
             /* ids compare case-insensitively */
@@ -702,9 +708,7 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
         }
         if (v->type == JSON_NULL)
             continue;
-        if (!first)
-            buf_addch(out, ',');
-        first = false;
+        member_sep(out, &first);
         buf_add_json_string(out, key, kl);
         buf_addch(out, ':');
         rc = restore_canon_value(v, out);
@@ -723,9 +727,7 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
         }
         if (frc == 1)
             continue;
-        if (!first)
-            buf_addch(out, ',');
-        first = false;
+        member_sep(out, &first);
         buf_add_json_string(out, a->logical_name, strlen(a->logical_name));
         buf_printf(out, ":\"sha256:%s\"", hex);
     }
@@ -737,13 +739,6 @@ int restore_normalize(const struct dv_table *t, const struct json_node *rec,
 }
 
 /* ---------------------------------------------------------------- bodies */
-
-static void member_sep(struct buf *out, bool *first)
-{
-    if (!*first)
-        buf_addch(out, ',');
-    *first = false;
-}
 
 /* "<nav>@odata.bind":"/<set>(<id>)" into dst (an object being built). */
 static void add_bind(struct buf *dst, bool *first, const struct dv_lookup *lk, const char *id,

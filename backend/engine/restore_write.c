@@ -200,7 +200,6 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     c->cur = t;
     c->cur_key = key;
     c->cur_key_len = key_len;
-    c->cur_entry = e;
     bool create = e->action == ACT_CREATE;
     int32_t state, status;
     restore_state_of(json_root(doc), &state, &status);
@@ -273,7 +272,6 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
         }
     }
 out:
-    c->cur_entry = NULL;
     free(partition);
     buf_release(&body);
     buf_release(&later);
@@ -325,11 +323,10 @@ static int write_deletes(struct rctx *c, struct rtab *t)
 
 int restore_write_changes(struct rctx *c)
 {
-    int rc = 0;
     /* 0. the parties of the activities to write */
-    int rc0 = restore_parties_bodies(c);
-    if (rc0)
-        return rc0;
+    int rc = restore_parties_bodies(c);
+    if (rc)
+        return rc;
     /* 1. upserts, referenced tables first */
     struct write_ctx w = {c, NULL, NULL, 0, 0};
     for (size_t o = 0; o < c->n_order && !rc; o++) {
