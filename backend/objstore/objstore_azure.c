@@ -411,12 +411,9 @@ static int az_retain(void *impl, const char *name, time_t until, struct dverr *e
         rc = remote_status(&az->r, &resp, "stat", name, err);
     if (rc)
         goto out;
-    if (http_response_header(&resp, "x-ms-immutability-policy-until-date", &have) && have.data) {
-        struct tm tm = {0};
-        const char *end = strptime(have.data, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        if (end && timegm(&tm) >= until)
-            goto out; /* kept long enough already */
-    }
+    if (http_response_header(&resp, "x-ms-immutability-policy-until-date", &have) && have.data &&
+        http_date_parse(have.data) >= until)
+        goto out; /* kept long enough already */
     {
         char date[40], xd[80], xm[64];
         remote_http_date(until, date);
