@@ -439,18 +439,8 @@ static int s3_retention_get(struct s3 *s, const char *name, time_t *until, struc
     size_t pos = 0;
     if (rc == 0 && resp.body.data &&
         remote_xml_next(resp.body.data, resp.body.len, &pos, "RetainUntilDate", &d) &&
-        d.data) {
-        /* "2026-12-07T15:30:00.000Z" or without the fraction */
-        char t[32];
-        size_t n = strcspn(d.data, ".Z");
-        if (n >= 19 && n < sizeof t - 1) {
-            memcpy(t, d.data, n);
-            t[n] = 'Z';
-            t[n + 1] = '\0';
-            if (rfc3339_to_time(t, until))
-                *until = 0;
-        }
-    }
+        d.data && rfc3339_to_time(d.data, until)) /* "2026-12-07T15:30:00.000Z" */
+        *until = 0;
 out:
     http_response_release(&resp);
     buf_release(&d);
