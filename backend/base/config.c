@@ -819,10 +819,8 @@ int config_read_secret_file(const char *path, struct buf *out, struct dverr *err
         rc = dverr_set(err, -EINVAL, "%s: the secret file is empty", path);
 out:
     explicit_bzero(chunk, sizeof(chunk));
-    if (rc && out->data) {
-        explicit_bzero(out->data, out->cap);
-        buf_release(out);
-    }
+    if (rc)
+        buf_release_secret(out);
     close(fd);
     return rc;
 }
