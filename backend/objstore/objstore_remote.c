@@ -163,15 +163,17 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     long st = resp->status;
     if (st >= 200 && st < 300)
         return 0;
+    /* Azure's refusal of a locked blob: a conflict that is not "it exists" */
+    bool immutable = (st == 409 || st == 412) &&
+                     remote_body_has_code(resp, "BlobImmutableDueToPolicy");
     int code;
     if (st == 404)
         code = -ENOENT;
-    else if ((st == 409 || st == 412) && !remote_body_has_code(resp, "BlobImmutableDueToPolicy"))
+    else if ((st == 409 || st == 412) && !immutable)
         code = -EEXIST;
     else if (st == 408 || st == 504)
         code = -ETIMEDOUT;
-    else if ((st == 403 || (st == 409 && remote_body_has_code(resp, "BlobImmutableDueToPolicy"))) &&
-             strcmp(op, "delete") == 0)
+    else if ((st == 403 || (st == 409 && immutable)) && strcmp(op, "delete") == 0)
         code = -EACCES; /* a delete the store forbids: object lock, or credentials without it */
     else
         code = -EIO;
