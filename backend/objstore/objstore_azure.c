@@ -184,7 +184,7 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
         unsigned char mac[32];
         remote_hmac_sha256(az->key.data, az->key.len, sts.data, sts.len, mac);
         if ((rc = buf_printf(&auth, "Authorization: SharedKey %s:", az->account)) ||
-            (rc = remote_base64(mac, sizeof mac, &auth)))
+            (rc = base64_encode(mac, sizeof mac, &auth)))
             goto out;
         headers[nh++] = auth.data;
     }
@@ -252,7 +252,7 @@ static void block_id(unsigned n, char out[32])
     char raw[24];
     snprintf(raw, sizeof raw, "dvsnap-block-%06u", n); /* 19 bytes, fixed length */
     struct buf b = BUF_INIT;
-    remote_base64(raw, strlen(raw), &b);
+    base64_encode(raw, strlen(raw), &b);
     snprintf(out, 32, "%s", b.data ? b.data : "");
     buf_release(&b);
 }

@@ -321,18 +321,6 @@ bool remote_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, 
     return true;
 }
 
-int remote_base64(const void *data, size_t len, struct buf *out)
-{
-    size_t need = 4 * ((len + 2) / 3) + 1;
-    int rc = buf_reserve(out, need);
-    if (rc)
-        return rc;
-    int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)len);
-    out->len += (size_t)n;
-    out->data[out->len] = '\0';
-    return 0;
-}
-
 int remote_base64_decode(const char *s, size_t len, struct buf *out)
 {
     while (len && isspace((unsigned char)s[len - 1]))

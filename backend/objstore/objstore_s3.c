@@ -456,7 +456,7 @@ static int s3_retain(void *impl, const char *name, time_t until, struct dverr *e
                           "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
                    s->lock_mode, date) ||
         !EVP_Digest(body.data, body.len, digest, &dl, EVP_md5(), NULL) ||
-        remote_base64(digest, dl, &md5) || buf_printf(&hdr, "Content-MD5: %s", md5.data)) {
+        base64_encode(digest, dl, &md5) || buf_printf(&hdr, "Content-MD5: %s", md5.data)) {
         rc = dverr_set(err, -ENOMEM, "s3: out of memory");
         goto out;
     }
