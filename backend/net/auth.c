@@ -4,7 +4,8 @@
  * A singly linked list of entries, one per resource, guarded by one mutex; a condition variable
  * lets threads wait while another thread fetches the same resource. Expiry uses the monotonic
  * clock. Token and metadata responses are parsed with json.h and capped at 64 KiB; the federated
- * token file is read whole (at most 64 KiB) at every request and wiped after it. */
+ * token file is read whole (at most 16 KiB, TOKEN_MAX_LEN, like a token) at every request and
+ * wiped after it. */
 #include "backend/net/auth.h"
 
 #include <errno.h>
