@@ -449,11 +449,11 @@ static int set_env_retention(struct config *cfg, const char *name, const char *v
 {
     const char *env = name + strlen("retention.");
     const char *dot = strrchr(env, '.');
-    const struct key_def *k = NULL;
+    const struct key_def *rk = retention_keys(), *k = NULL;
     size_t i = 0;
     for (; dot && i < N_RETENTION_KEYS; i++)
-        if (strcmp(retention_keys()[i].name, dot + 1) == 0) {
-            k = &retention_keys()[i];
+        if (strcmp(rk[i].name, dot + 1) == 0) {
+            k = &rk[i];
             break;
         }
     if (!k || dot == env || (size_t)(dot - env) > 200)
@@ -710,6 +710,7 @@ void config_free(struct config *cfg)
 void config_retention_for(const struct config *cfg, const char *env,
                           struct config_retention *out)
 {
+    const struct key_def *rk = retention_keys();
     *out = cfg->retention;
     out->env = NULL;
     out->set = 0;
@@ -720,9 +721,8 @@ void config_retention_for(const struct config *cfg, const char *env,
         for (size_t k = 0; k < N_RETENTION_KEYS; k++) {
             if (!(o->set & (1u << k)))
                 continue;
-            size_t off = retention_keys()[k].offset - OFF(retention);
-            size_t sz = retention_keys()[k].kind == K_KEEP ? sizeof(int)
-                                                                     : sizeof(int64_t);
+            size_t off = rk[k].offset - OFF(retention);
+            size_t sz = rk[k].kind == K_KEEP ? sizeof(int) : sizeof(int64_t);
             memcpy((char *)out + off, (const char *)o + off, sz);
         }
     }
@@ -819,10 +819,8 @@ int config_read_secret_file(const char *path, struct buf *out, struct dverr *err
         rc = dverr_set(err, -EINVAL, "%s: the secret file is empty", path);
 out:
     explicit_bzero(chunk, sizeof(chunk));
-    if (rc && out->data) {
-        explicit_bzero(out->data, out->cap);
-        buf_release(out);
-    }
+    if (rc)
+        buf_release_secret(out);
     close(fd);
     return rc;
 }

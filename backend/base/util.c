@@ -27,6 +27,20 @@ void buf_release(struct buf *b)
     buf_init(b);
 }
 
+void buf_release_secret(struct buf *b)
+{
+    if (b->data)
+        explicit_bzero(b->data, b->cap);
+    buf_release(b);
+}
+
+void free_secret(char *s)
+{
+    if (s)
+        explicit_bzero(s, strlen(s));
+    free(s);
+}
+
 int buf_reserve(struct buf *b, size_t extra)
 {
     if (extra > SIZE_MAX / 2 - b->len)

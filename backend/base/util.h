@@ -25,6 +25,7 @@ struct buf {
 
 void buf_init(struct buf *b);
 void buf_release(struct buf *b);                  /* frees data, leaves an empty buf */
+void buf_release_secret(struct buf *b);           /* wipes all of data (cap), then buf_release */
 int buf_reserve(struct buf *b, size_t extra);     /* 0 or -ENOMEM */
 int buf_add(struct buf *b, const void *p, size_t n);
 int buf_addstr(struct buf *b, const char *s);
@@ -49,6 +50,8 @@ bool url_is_loopback(const char *url);
 bool host_is_metadata_service(const char *host);
 /* true when url is http:// to that address (same strict authority rules as url_is_loopback). */
 bool url_is_metadata_service(const char *url);
+/* Wipe the string s (a secret), then free it (accepts NULL). */
+void free_secret(char *s);
 /* Free an array of n strings and the array (accepts NULL). */
 void strv_free(char **v, size_t n);
 /* Copy n bytes of p into a new NUL-terminated string (caller frees), or NULL when out of memory.

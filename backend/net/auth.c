@@ -4,7 +4,8 @@
  * A singly linked list of entries, one per resource, guarded by one mutex; a condition variable
  * lets threads wait while another thread fetches the same resource. Expiry uses the monotonic
  * clock. Token and metadata responses are parsed with json.h and capped at 64 KiB; the federated
- * token file is read whole (at most 64 KiB) at every request and wiped after it. */
+ * token file is read whole (at most 16 KiB, TOKEN_MAX_LEN, like a token) at every request and
+ * wiped after it. */
 #include "backend/net/auth.h"
 
 #include <errno.h>
@@ -44,14 +45,6 @@ struct auth {
     struct http_counters *counters;
     atomic_ulong fetches;
 };
-
-static void wipe_free(char *s)
-{
-    if (s) {
-        explicit_bzero(s, strlen(s));
-        free(s);
-    }
-}
 
 int auth_new(const struct auth_options *o, struct auth **out, struct dverr *err)
 {
@@ -99,7 +92,7 @@ void auth_free(struct auth *a)
     while (e) {
         struct auth_entry *n = e->next;
         free(e->resource);
-        wipe_free(e->token);
+        free_secret(e->token);
         free(e);
         e = n;
     }
@@ -276,12 +269,8 @@ out:
     if (resp.body.data)
         explicit_bzero(resp.body.data, resp.body.len);
     http_response_release(&resp);
-    if (body.data)
-        explicit_bzero(body.data, body.cap);
-    buf_release(&body);
-    if (assertion.data)
-        explicit_bzero(assertion.data, assertion.cap);
-    buf_release(&assertion);
+    buf_release_secret(&body);
+    buf_release_secret(&assertion);
     buf_release(&url);
     return rc;
 }
@@ -340,7 +329,7 @@ int auth_token(struct auth *a, const char *resource, struct buf *out, struct dve
         }
         int64_t margin = life / 4 < 300 ? life / 4 : 300;
         now = now_ms();
-        wipe_free(e->token);
+        free_secret(e->token);
         e->token = tok;
         e->expires_at_ms = now + life * 1000 - 1000;
         e->refresh_at_ms = now + (life - margin) * 1000;
@@ -357,7 +346,7 @@ void auth_invalidate(struct auth *a, const char *resource, const char *token)
     pthread_mutex_lock(&a->lock);
     struct auth_entry *e = find_entry(a, resource);
     if (e && e->token && token && strcmp(e->token, token) == 0) {
-        wipe_free(e->token);
+        free_secret(e->token);
         e->token = NULL;
     }
     pthread_mutex_unlock(&a->lock);
@@ -367,9 +356,9 @@ void auth_invalidate(struct auth *a, const char *resource, const char *token)
 
 void aws_credentials_release(struct aws_credentials *c)
 {
-    wipe_free(c->access_key_id);
-    wipe_free(c->secret_access_key);
-    wipe_free(c->session_token);
+    free_secret(c->access_key_id);
+    free_secret(c->secret_access_key);
+    free_secret(c->session_token);
     memset(c, 0, sizeof *c);
 }
 
@@ -496,15 +485,9 @@ out:
     if (rc)
         aws_credentials_release(out);
     json_doc_free(doc);
-    if (doc_text.data)
-        explicit_bzero(doc_text.data, doc_text.cap);
-    if (token.data)
-        explicit_bzero(token.data, token.cap);
-    if (hdr.data)
-        explicit_bzero(hdr.data, hdr.cap);
-    buf_release(&doc_text);
-    buf_release(&token);
-    buf_release(&hdr);
+    buf_release_secret(&doc_text);
+    buf_release_secret(&token);
+    buf_release_secret(&hdr);
     buf_release(&role);
     buf_release(&url);
     return rc;

@@ -620,9 +620,7 @@ static int month_index(const char *s)
     return -1;
 }
 
-/* IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94 08:49:37 GMT",
- * asctime "Sun Nov  6 08:49:37 1994". Locale-independent. -1 when unparsable. */
-static time_t parse_http_date(const char *v)
+time_t http_date_parse(const char *v)
 {
     struct tm tm = {0};
     char mon[4] = "", tz[4] = "";
@@ -677,7 +675,7 @@ int64_t http_retry_after_seconds(const char *value, time_t now)
             p++;
         return *p ? -1 : n;
     }
-    time_t t = parse_http_date(value);
+    time_t t = http_date_parse(value);
     if (t == (time_t)-1)
         return -1;
     return t > now ? (int64_t)(t - now) : 0;

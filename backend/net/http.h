@@ -101,6 +101,9 @@ struct http_counters {             /* updated atomically */
 int http_perform_retry(struct http_transport *t, const struct http_request *req,
                        const struct http_retry *retry, struct http_counters *counters,
                        struct http_response *resp, struct dverr *err);
+/* An HTTP date: IMF-fixdate "Sun, 06 Nov 1994 08:49:37 GMT", RFC 850 "Sunday, 06-Nov-94
+ * 08:49:37 GMT" or asctime "Sun Nov  6 08:49:37 1994". Locale-independent. -1 when unparsable. */
+time_t http_date_parse(const char *v);
 /* Seconds to wait from a Retry-After value (integer or HTTP date), -1 when unparsable. */
 int64_t http_retry_after_seconds(const char *value, time_t now);
 int http_status_to_errno(long status);

@@ -184,7 +184,7 @@ static int az_do(struct azure *az, const struct az_req *q, struct http_response 
         unsigned char mac[32];
         remote_hmac_sha256(az->key.data, az->key.len, sts.data, sts.len, mac);
         if ((rc = buf_printf(&auth, "Authorization: SharedKey %s:", az->account)) ||
-            (rc = remote_base64(mac, sizeof mac, &auth)))
+            (rc = base64_encode(mac, sizeof mac, &auth)))
             goto out;
         headers[nh++] = auth.data;
     }
@@ -252,7 +252,7 @@ static void block_id(unsigned n, char out[32])
     char raw[24];
     snprintf(raw, sizeof raw, "dvsnap-block-%06u", n); /* 19 bytes, fixed length */
     struct buf b = BUF_INIT;
-    remote_base64(raw, strlen(raw), &b);
+    base64_encode(raw, strlen(raw), &b);
     snprintf(out, 32, "%s", b.data ? b.data : "");
     buf_release(&b);
 }
@@ -411,12 +411,9 @@ static int az_retain(void *impl, const char *name, time_t until, struct dverr *e
         rc = remote_status(&az->r, &resp, "stat", name, err);
     if (rc)
         goto out;
-    if (http_response_header(&resp, "x-ms-immutability-policy-until-date", &have) && have.data) {
-        struct tm tm = {0};
-        const char *end = strptime(have.data, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-        if (end && timegm(&tm) >= until)
-            goto out; /* kept long enough already */
-    }
+    if (http_response_header(&resp, "x-ms-immutability-policy-until-date", &have) && have.data &&
+        http_date_parse(have.data) >= until)
+        goto out; /* kept long enough already */
     {
         char date[40], xd[80], xm[64];
         remote_http_date(until, date);

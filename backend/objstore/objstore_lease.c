@@ -300,6 +300,14 @@ static void describe(const struct lease_doc *d, char *out, size_t n)
              d->pid, log_escape(d->purpose, pur, sizeof pur), exp);
 }
 
+/* true when generation gen exists and carries our nonce (an append-only renewal of ours); its
+ * document into *d. */
+static bool gen_is_ours(struct objstore_lease *l, uint64_t gen, struct lease_doc *d)
+{
+    struct dverr ignore = {0};
+    return read_doc(l->s, l->name, gen, d, &ignore) == 0 && strcmp(d->nonce, l->nonce) == 0;
+}
+
 /* Is a generation above ours present? 1 yes, 0 no, -errno. */
 static int superseded(struct objstore_lease *l, struct dverr *err)
 {
@@ -313,11 +321,7 @@ static int superseded(struct objstore_lease *l, struct dverr *err)
         return 0;
     /* append-only: a renewal by our own thread creates the next generation before it says so */
     struct lease_doc d;
-    struct dverr e2 = {0};
-    if (l->s->append_only && read_doc(l->s, l->name, top, &d, &e2) == 0 &&
-        strcmp(d.nonce, l->nonce) == 0)
-        return 0;
-    return 1;
+    return l->s->append_only && gen_is_ours(l, top, &d) ? 0 : 1;
 }
 
 static void mark_lost(struct objstore_lease *l, const char *why)
@@ -350,8 +354,7 @@ static int renew(struct objstore_lease *l)
     int rc = write_gen(l, append_only ? gen + 1 : gen, append_only, false, &exp, &err);
     if (rc == -EEXIST && append_only) {
         struct lease_doc d;
-        struct dverr e2 = {0};
-        if (read_doc(l->s, l->name, gen + 1, &d, &e2) != 0 || strcmp(d.nonce, l->nonce) != 0) {
+        if (!gen_is_ours(l, gen + 1, &d)) {
             mark_lost(l, "another writer took the lease over");
             return -ESTALE;
         }

@@ -163,15 +163,17 @@ int remote_status(struct remote *r, const struct http_response *resp, const char
     long st = resp->status;
     if (st >= 200 && st < 300)
         return 0;
+    /* Azure's refusal of a locked blob: a conflict that is not "it exists" */
+    bool immutable = (st == 409 || st == 412) &&
+                     remote_body_has_code(resp, "BlobImmutableDueToPolicy");
     int code;
     if (st == 404)
         code = -ENOENT;
-    else if ((st == 409 || st == 412) && !remote_body_has_code(resp, "BlobImmutableDueToPolicy"))
+    else if ((st == 409 || st == 412) && !immutable)
         code = -EEXIST;
     else if (st == 408 || st == 504)
         code = -ETIMEDOUT;
-    else if ((st == 403 || (st == 409 && remote_body_has_code(resp, "BlobImmutableDueToPolicy"))) &&
-             strcmp(op, "delete") == 0)
+    else if ((st == 403 || (st == 409 && immutable)) && strcmp(op, "delete") == 0)
         code = -EACCES; /* a delete the store forbids: object lock, or credentials without it */
     else
         code = -EIO;
@@ -317,18 +319,6 @@ bool remote_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, 
     if (!out->data)
         buf_addstr(out, ""); /* a present but empty element still yields "" */
     return true;
-}
-
-int remote_base64(const void *data, size_t len, struct buf *out)
-{
-    size_t need = 4 * ((len + 2) / 3) + 1;
-    int rc = buf_reserve(out, need);
-    if (rc)
-        return rc;
-    int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, data, (int)len);
-    out->len += (size_t)n;
-    out->data[out->len] = '\0';
-    return 0;
 }
 
 int remote_base64_decode(const char *s, size_t len, struct buf *out)

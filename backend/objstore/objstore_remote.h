@@ -11,7 +11,7 @@
  *   409 BlobImmutableDueToPolicy -> -EACCES (object lock, no delete right), else -EIO with the
  *   server's code and message taken from its XML error body, escaped), and a tiny XML scanner
  *   for the flat list responses both services return.
- * - Percent-encoding, base64, HMAC-SHA256 (libcrypto), RFC 1123 dates.
+ * - Percent-encoding, base64 decoding, HMAC-SHA256 (libcrypto), RFC 1123 dates.
  * - The operations whose logic is the same on both services (put / put_file choosing one request
  *   or blocks, ranged get, stat), over three driver callbacks (struct remote_ops).
  * - Request counters (requests, bytes in) for tests and benchmarks.
@@ -131,8 +131,8 @@ bool remote_xml_next(const char *xml, size_t len, size_t *pos, const char *tag, 
 bool remote_xml_span(const char *xml, size_t len, size_t *pos, const char *tag, size_t *start,
                      size_t *end);
 
-int remote_base64(const void *data, size_t len, struct buf *out);
-/* Decode base64 into out. 0 or -EINVAL. */
+/* Decode base64 into out (standard alphabet, padded to a multiple of 4 once trailing whitespace
+ * is dropped; encoding is util.h's base64_encode). 0 or -EINVAL. */
 int remote_base64_decode(const char *s, size_t len, struct buf *out);
 void remote_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
                         unsigned char out[32]);

@@ -61,13 +61,6 @@ struct s3 {
     const char *lock_mode; /* "GOVERNANCE", "COMPLIANCE", or NULL (object_lock off) */
 };
 
-static void wipe_free(char *p)
-{
-    if (p)
-        memset(p, 0, strlen(p));
-    free(p);
-}
-
 /* Instance profile: fetch credentials (cred_lock held). */
 static int s3_refresh_credentials(struct s3 *s, struct dverr *err)
 {
@@ -80,18 +73,14 @@ static int s3_refresh_credentials(struct s3 *s, struct dverr *err)
         (c.session_token && buf_printf(&tok, "x-amz-security-token: %s", c.session_token))) {
         rc = dverr_set(err, -ENOMEM, "out of memory");
     } else {
-        wipe_free(s->userpwd);
-        wipe_free(s->session);
+        free_secret(s->userpwd);
+        free_secret(s->session);
         s->userpwd = buf_detach(&up);
         s->session = c.session_token ? buf_detach(&tok) : NULL;
         s->cred_expires = c.expires_at;
     }
-    if (up.data)
-        explicit_bzero(up.data, up.cap);
-    if (tok.data)
-        explicit_bzero(tok.data, tok.cap);
-    buf_release(&up);
-    buf_release(&tok);
+    buf_release_secret(&up);
+    buf_release_secret(&tok);
     aws_credentials_release(&c);
     return rc;
 }
@@ -184,8 +173,8 @@ static int s3_do(struct s3 *s, const struct s3_req *q, struct http_response *res
 out:
     if (rc == -ENOMEM)
         dverr_set(err, rc, "s3: out of memory");
-    wipe_free(userpwd);
-    wipe_free(session);
+    free_secret(userpwd);
+    free_secret(session);
     buf_release(&url);
     return rc;
 }
@@ -439,18 +428,8 @@ static int s3_retention_get(struct s3 *s, const char *name, time_t *until, struc
     size_t pos = 0;
     if (rc == 0 && resp.body.data &&
         remote_xml_next(resp.body.data, resp.body.len, &pos, "RetainUntilDate", &d) &&
-        d.data) {
-        /* "2026-12-07T15:30:00.000Z" or without the fraction */
-        char t[32];
-        size_t n = strcspn(d.data, ".Z");
-        if (n >= 19 && n < sizeof t - 1) {
-            memcpy(t, d.data, n);
-            t[n] = 'Z';
-            t[n + 1] = '\0';
-            if (rfc3339_to_time(t, until))
-                *until = 0;
-        }
-    }
+        d.data && rfc3339_to_time(d.data, until)) /* "2026-12-07T15:30:00.000Z" */
+        *until = 0;
 out:
     http_response_release(&resp);
     buf_release(&d);
@@ -477,7 +456,7 @@ static int s3_retain(void *impl, const char *name, time_t until, struct dverr *e
                           "<Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>",
                    s->lock_mode, date) ||
         !EVP_Digest(body.data, body.len, digest, &dl, EVP_md5(), NULL) ||
-        remote_base64(digest, dl, &md5) || buf_printf(&hdr, "Content-MD5: %s", md5.data)) {
+        base64_encode(digest, dl, &md5) || buf_printf(&hdr, "Content-MD5: %s", md5.data)) {
         rc = dverr_set(err, -ENOMEM, "s3: out of memory");
         goto out;
     }
@@ -506,8 +485,8 @@ static void s3_free(void *impl)
     free(s->endpoint);
     free(s->sigv4);
     free(s->imds);
-    wipe_free(s->userpwd);
-    wipe_free(s->session);
+    free_secret(s->userpwd);
+    free_secret(s->session);
     pthread_mutex_destroy(&s->cred_lock);
     free(s);
 }
@@ -582,8 +561,8 @@ static int s3_parse_credentials(const char *text, char **ak, char **sk)
         p = e + 1;
     }
     if (!*ak || !*sk || !**ak || !**sk || !token_ok(*ak) || !token_ok(*sk)) {
-        wipe_free(*ak);
-        wipe_free(*sk);
+        free_secret(*ak);
+        free_secret(*sk);
         *ak = *sk = NULL;
         return -EINVAL;
     }
@@ -638,8 +617,8 @@ static int s3_load_credentials(struct s3 *s, const struct config *cfg, const cha
     }
     snprintf(s->userpwd, n, "%s:%s", ak, sk);
 out:
-    wipe_free(ak);
-    wipe_free(sk);
+    free_secret(ak);
+    free_secret(sk);
     return rc;
 }
 

@@ -22,8 +22,7 @@
  * Prints "azfront listening on ADDRESS:PORT". Bodies are held in memory (test objects are small). */
 'use strict';
 
-const fs = require('fs');
-const http = require('http');
+const front = require('./front');
 
 function parseArgs(argv) {
   const o = { address: '127.0.0.1', port: 0 };
@@ -44,24 +43,14 @@ function parseArgs(argv) {
 
 const opts = parseArgs(process.argv);
 const [upHost, upPort] = opts.upstream.split(':');
+const upstream = { host: upHost, port: Number(upPort) };
 const audit = opts.audit !== undefined && opts.audit !== '0';
 const policies = new Map(); // blob path -> { mode, until (ms) }
 const written = new Set();  // blob paths written (and not deleted) through this front
 
-function lockNow() {
-  let off = 0;
-  if (opts['clock-file'] !== undefined) {
-    try {
-      off = Number(fs.readFileSync(opts['clock-file'], 'utf8').trim() || '0') || 0;
-    } catch (e) {
-      off = 0;
-    }
-  }
-  return Date.now() + off * 1000;
-}
 const active = (path) => {
   const p = policies.get(path);
-  return p && p.until > lockNow() ? p : null;
+  return p && p.until > front.lockNow(opts['clock-file']) ? p : null;
 };
 
 function xmlError(res, status, code, message, method, path) {
@@ -71,21 +60,6 @@ function xmlError(res, status, code, message, method, path) {
   res.writeHead(status, { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body),
     'x-ms-error-code': code });
   res.end(body);
-}
-
-function forward(req, body) {
-  return new Promise((resolve, reject) => {
-    const headers = { ...req.headers, 'content-length': String(body.length) };
-    delete headers['transfer-encoding'];
-    const up = http.request({ host: upHost, port: Number(upPort), method: req.method, path: req.url, headers }, (r) => {
-      const chunks = [];
-      r.on('data', (c) => chunks.push(c));
-      r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) }));
-      r.on('error', reject);
-    });
-    up.on('error', reject);
-    up.end(body);
-  });
 }
 
 async function handle(req, res, body) {
@@ -129,7 +103,7 @@ async function handle(req, res, body) {
     if (audit && written.has(path) && req.headers['if-none-match'] !== '*')
       console.log(`azfront: audit OVERWRITE ${path}`);
   }
-  const reply = await forward(req, body);
+  const reply = await front.forward(upstream, req, body);
   const ok = reply.status >= 200 && reply.status < 300;
   if (ok && writes) written.add(path);
   if (ok && deletes) {
@@ -148,22 +122,6 @@ async function handle(req, res, body) {
   res.end(req.method === 'HEAD' ? undefined : reply.body);
 }
 
-const front = http.createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    handle(req, res, Buffer.concat(chunks)).catch((e) => {
-      console.error(`azfront: ${req.method} ${req.url.split('?')[0]}: ${e.message}`);
-      if (!res.headersSent) res.writeHead(502);
-      res.end();
-    });
-  });
-});
-front.keepAliveTimeout = 30000;
-front.listen(Number(opts.port), opts.address, () => {
-  const f = front.address();
+front.serve('azfront', opts.address, opts.port, handle, (f) => {
   console.log(`azfront listening on ${f.address}:${f.port} (azurite on ${opts.upstream})`);
 });
-const stop = () => process.exit(0);
-process.on('SIGTERM', stop);
-process.on('SIGINT', stop);

@@ -53,6 +53,7 @@ const crypto = require('crypto');
 const fs = require('fs');
 const http = require('http');
 const S3rver = require('s3rver');
+const front = require('./front');
 
 function parseArgs(argv) {
   const o = { address: '127.0.0.1', port: 0, region: 'us-east-1', 'conditional-delay-ms': 0 };
@@ -94,21 +95,9 @@ if (opts['prune-credentials'] !== undefined) {
 const audit = opts.audit !== undefined && opts.audit !== '0';
 const retention = new Map(); // path (without query) -> { mode, until (ms) }
 
-/* Now as the retention rules see it: the real clock moved by --clock-file's seconds. */
-function lockNow() {
-  let off = 0;
-  if (opts['clock-file'] !== undefined) {
-    try {
-      off = Number(fs.readFileSync(opts['clock-file'], 'utf8').trim() || '0') || 0;
-    } catch (e) {
-      off = 0;
-    }
-  }
-  return Date.now() + off * 1000;
-}
 function lockedUntil(path) {
   const r = retention.get(path);
-  return r && r.until > lockNow() ? r : null;
+  return r && r.until > front.lockNow(opts['clock-file']) ? r : null;
 }
 const md5b64 = (data) => crypto.createHash('md5').update(data).digest('base64');
 function accessKeyOf(req) {
@@ -219,21 +208,7 @@ function checkSignature(req, body) {
 let upstream; // { host, port } of s3rver
 const keyLocks = new Map(); // path -> promise of the conditional PUT in progress
 
-function forward(req, body) {
-  return new Promise((resolve, reject) => {
-    const headers = { ...req.headers, 'content-length': String(body.length) };
-    delete headers['transfer-encoding'];
-    const up = http.request({ host: upstream.host, port: upstream.port, method: req.method,
-      path: req.url, headers }, (r) => {
-      const chunks = [];
-      r.on('data', (c) => chunks.push(c));
-      r.on('end', () => resolve({ status: r.statusCode, headers: r.headers, body: Buffer.concat(chunks) }));
-      r.on('error', reject);
-    });
-    up.on('error', reject);
-    up.end(body);
-  });
-}
+const forward = (req, body) => front.forward(upstream, req, body);
 
 function exists(path) {
   return new Promise((resolve, reject) => {
@@ -386,25 +361,9 @@ async function main() {
     vhostBuckets: false });
   const a = await s3.run();
   upstream = { host: a.address, port: a.port };
-  const front = http.createServer((req, res) => {
-    const chunks = [];
-    req.on('data', (c) => chunks.push(c));
-    req.on('end', () => {
-      handle(req, res, Buffer.concat(chunks)).catch((e) => {
-        console.error(`s3front: ${req.method} ${req.url.split('?')[0]}: ${e.message}`);
-        if (!res.headersSent) res.writeHead(502);
-        res.end();
-      });
-    });
-  });
-  front.keepAliveTimeout = 30000;
-  front.listen(Number(opts.port), opts.address, () => {
-    const f = front.address();
+  front.serve('s3front', opts.address, opts.port, handle, (f) => {
     console.log(`s3front listening on ${f.address}:${f.port} (s3rver on ${a.address}:${a.port})`);
   });
-  const stop = () => process.exit(0);
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
 }
 
 main().catch((e) => {
