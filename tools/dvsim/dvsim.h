@@ -114,8 +114,6 @@ extern const struct table_def *dvschema_extra;
 extern size_t dvschema_n_extra;
 /* Build dvschema_extra (about 680 definitions; idempotent). */
 int dvschema_real_build(void);
-/* The elastic table of the real shape (NULL in the small shape). */
-const struct table_def *dvschema_elastic(void);
 /* The table of index i (0 <= i < N_TABLES + dvschema_n_extra). */
 const struct table_def *dvschema_table_at(int i);
 /* Pieces of the eighteen's definitions that the generated ones share (schema.c). */
