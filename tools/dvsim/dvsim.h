@@ -447,7 +447,8 @@ void dvseed_marker(const struct dvsim *d, char *out, size_t n);
  * mix of about `fraction`. */
 int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int only_table,
                 double delete_fraction, struct buf *report, struct dverr *err);
-/* Build a record update on rec (modifiedon, versionnumber, etag) for version ver. */
+/* Build a record update on rec (modifiedon, versionnumber, etag) for version ver; a create also
+ * gets createdon (overriddencreatedon's value when the record carries one). */
 void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
 
 /* Server (server.c) */

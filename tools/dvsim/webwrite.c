@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- write sessions: a transaction under d->write_lock, or the $batch's open one ---- */
 
@@ -260,19 +259,9 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     srec_set_str(&rec, t->pk, id);
     if (create ? webwrite_create_defaults(r, ws.db, t, &rec, id) : webwrite_check_update(r, t, old_state, &rec, &wb, id))
         goto out;
-    int64_t ver = 0;
-    if (webwrite_derive(ws.db, r->env, t, &rec) || dvstore_next_version(ws.db, r->env, &ver)) {
+    if (webwrite_derive(ws.db, r->env, t, &rec)) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
-    }
-    srec_stamp(&rec, t, ver, (int64_t)time(NULL), create);
-    const char *ov = srec_get(&rec, "overriddencreatedon");
-    if (create && ov && ov[0] == '"') {
-        char f[64], iso[32];
-        snprintf(iso, sizeof iso, "%.*s", (int)(strlen(ov) - 2 < 31 ? strlen(ov) - 2 : 31), ov + 1);
-        srec_set(&rec, "createdon", ov, strlen(ov));
-        dvsim_fmt_datetime(iso, f, sizeof f);
-        srec_set_str(&rec, "createdon" FV, f);
     }
     if (wb.image_set) {
         const struct col_def *image = NULL;
@@ -284,9 +273,7 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
             goto out;
     }
     struct write_ctx w = {r->d, ws.db, r->env, true};
-    if (srec_render(&rec, t->pk, &out) || dvstore_put_record(ws.db, tid, id, ver, out.data, out.len) ||
-        dvsim_audit_write(&w, t, id, create ? 1 : 2) ||
-        (t->activity && webwrite_pointer_put(ws.db, r->env, id, &rec, ver))) {
+    if (webwrite_store(&w, t, id, &rec, create, &out)) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
@@ -538,15 +525,7 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
             goto out;
         struct write_ctx w = {r->d, ws.db, r->env, true};
         rc = webwrite_derive(ws.db, r->env, t, &rec);
-        rc = rc ? rc : dvstore_next_version(ws.db, r->env, &ver);
-        if (!rc) {
-            srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
-            rc = srec_render(&rec, t->pk, &out);
-        }
-        rc = rc ? rc : dvstore_put_record(ws.db, tid, key, ver, out.data, out.len);
-        rc = rc ? rc : dvsim_audit_write(&w, t, key, 2);
-        if (!rc && t->activity)
-            rc = webwrite_pointer_put(ws.db, r->env, key, &rec, ver);
+        rc = rc ? rc : webwrite_store(&w, t, key, &rec, false, &out);
     } else {
         const char *id1 = first ? key : oid, *id2 = first ? oid : key;
         char link[37];

@@ -437,19 +437,13 @@ static void file_store(struct req *r, const struct table_def *t, const char *id,
         }
         sqlite3_finalize(st);
     }
-    int64_t ver = 0;
-    if (!rc)
-        rc = dvstore_next_version(ws.db, r->env, &ver);
     if (!rc) {
         if (c->type == COL_FILE) {
             srec_set_str(&rec, c->name, del ? NULL : fid);
             srec_set_str(&rec, name_col, del ? NULL : fname);
         }
-        srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
         struct write_ctx w = {r->d, ws.db, r->env, true};
-        rc = srec_render(&rec, t->pk, &out);
-        rc = rc ? rc : dvstore_put_record(ws.db, tid, id, ver, out.data, out.len);
-        rc = rc ? rc : dvsim_audit_write(&w, t, id, 2);
+        rc = webwrite_store(&w, t, id, &rec, false, &out);
     }
     if (rc) {
         sreply_error(r, 500, "0x80040216", "database error");

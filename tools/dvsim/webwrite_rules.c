@@ -57,12 +57,35 @@ void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t
         srec_set(rec, "createdon", q, strlen(q));
         srec_set_str(rec, "createdon" FV, f);
     }
+    const char *ov = create ? srec_get(rec, "overriddencreatedon") : NULL;
+    if (ov && ov[0] == '"') {
+        snprintf(iso, sizeof iso, "%.*s", (int)(strlen(ov) - 2 < 31 ? strlen(ov) - 2 : 31), ov + 1);
+        srec_set(rec, "createdon", ov, strlen(ov));
+        dvsim_fmt_datetime(iso, f, sizeof f);
+        srec_set_str(rec, "createdon" FV, f);
+    }
     if (dvschema_col_by_member(t, "versionnumber", 13)) {
         snprintf(num, sizeof num, "%lld", (long long)ver);
         srec_set(rec, "versionnumber", num, strlen(num));
     }
     snprintf(etag, sizeof etag, "W/\"%lld\"", (long long)ver);
     srec_set_str(rec, "@odata.etag", etag);
+}
+
+int webwrite_store(struct write_ctx *w, const struct table_def *t, const char *id, struct rec *rec, bool create,
+                   struct buf *out)
+{
+    int64_t ver = 0;
+    int rc = dvstore_next_version(w->db, w->env, &ver);
+    if (rc)
+        return rc;
+    srec_stamp(rec, t, ver, (int64_t)time(NULL), create);
+    rc = srec_render(rec, t->pk, out);
+    rc = rc ? rc : dvstore_put_record(w->db, table_id(w->env, dvschema_table_index(t)), id, ver, out->data, out->len);
+    rc = rc ? rc : dvsim_audit_write(w, t, id, create ? 1 : 2);
+    if (!rc && t->activity)
+        rc = webwrite_pointer_put(w->db, w->env, id, rec, ver);
+    return rc;
 }
 
 int dvsim_audit_write(struct write_ctx *w, const struct table_def *t, const char *id, int operation)
