@@ -312,9 +312,10 @@ static void payload_error(struct req *r, const struct table_def *t, const char *
                  "InnerException : Microsoft.OData.ODataException: %s", t->set, what);
 }
 
-/* A bind (<nav>@odata.bind: "<set>(<id>)") to a record of a table lookup column c may point at
- * through nav: *target and id, or a reply. */
-static int resolve_bind(struct req *r, sqlite3 *db, const struct col_def *c, const char *nav, size_t nl,
+/* A bind (<nav>@odata.bind: "<set>(<id>)") to a table lookup column c may point at through nav:
+ * *target and id, or a reply. Whether that record exists is webwrite_set_lookup's to find (it
+ * reads the record for its name), or record_exists's when the lookup is set later. */
+static int resolve_bind(struct req *r, const struct col_def *c, const char *nav, size_t nl,
                         const struct json_node *m, const struct table_def **target, char id[37])
 {
     char set[96];
@@ -340,19 +341,21 @@ static int resolve_bind(struct req *r, sqlite3 *db, const struct col_def *c, con
                      want);
         return -EINVAL;
     }
+    return 0;
+}
+
+/* 0 when record id of t exists, else the service's 404 (or a 500). */
+static int record_exists(struct req *r, sqlite3 *db, const struct table_def *t, const char *id)
+{
     char *line = NULL;
     size_t len;
-    int rc = dvstore_get_record(db, table_id(r->env, dvschema_table_index(*target)), id, &line, &len);
+    int rc = dvstore_get_record(db, table_id(r->env, dvschema_table_index(t)), id, &line, &len);
     free(line);
-    if (rc == -ENOENT) {
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", (*target)->logical, id);
-        return rc;
-    }
-    if (rc) {
+    if (rc == -ENOENT)
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, id);
+    else if (rc)
         sreply_error(r, 500, "0x80040216", "database error");
-        return rc;
-    }
-    return 0;
+    return rc;
 }
 
 /* <activity>_activity_parties: [{participationtypemask, partyid_<table>@odata.bind, addressused}] */
@@ -391,7 +394,8 @@ static int parse_parties(struct req *r, sqlite3 *db, const struct table_def *t, 
                 }
                 if (m->type == JSON_NULL)
                     continue;
-                int rc = resolve_bind(r, db, party_col, m->key, nl, m, &p->target, p->id);
+                int rc = resolve_bind(r, party_col, m->key, nl, m, &p->target, p->id);
+                rc = rc ? rc : record_exists(r, db, p->target, p->id);
                 if (rc)
                     return rc;
             } else if (kl == 21 && !memcmp(m->key, "participationtypemask", 21)) {
@@ -474,7 +478,7 @@ int webwrite_apply_body(struct req *r, sqlite3 *db, const struct table_def *t, s
             }
             const struct table_def *tt = NULL;
             char id[37];
-            rc = resolve_bind(r, db, c, k, nl, m, &tt, id);
+            rc = resolve_bind(r, c, k, nl, m, &tt, id);
             if (!rc)
                 rc = webwrite_set_lookup(r, db, rec, c, tt, id);
             continue;
