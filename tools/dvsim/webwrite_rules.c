@@ -707,20 +707,25 @@ int webwrite_create_defaults(struct req *r, sqlite3 *db, const struct table_def 
 
 /* ---- derived columns ---- */
 
-/* The raw JSON value of member of record id of table (caller frees), or NULL. */
-static char *member_of(sqlite3 *db, int env, int table, const char *id, const char *member)
+/* The raw JSON values of members[0..n) of record id of table, read once, into out[0..n) (caller
+ * frees each); NULL for a member that is null or absent, or when there is no such record. */
+static void members_of(sqlite3 *db, int env, int table, const char *id, const char *const *members, char **out,
+                       size_t n)
 {
-    char *line = NULL, *out = NULL;
+    char *line = NULL;
     size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
     if (!id || dvstore_get_record(db, table_id(env, table), id, &line, &len))
-        return NULL;
+        return;
     struct lmember m[128];
-    int n = dvline_scan(line, len, m, 128);
-    const struct lmember *v = n > 0 ? dvline_member(m, n, member) : NULL;
-    if (v && !(v->val_len == 4 && !memcmp(v->val, "null", 4)))
-        out = strndup(v->val, v->val_len);
+    int nm = dvline_scan(line, len, m, 128);
+    for (size_t i = 0; i < n && nm > 0; i++) {
+        const struct lmember *v = dvline_member(m, nm, members[i]);
+        if (v && !(v->val_len == 4 && !memcmp(v->val, "null", 4)))
+            out[i] = strndup(v->val, v->val_len);
+    }
     free(line);
-    return out;
 }
 
 /* The decoded JSON string value raw (caller frees), or NULL. */
@@ -770,9 +775,10 @@ static int derive_owner(sqlite3 *db, int env, struct rec *rec)
     bool team = !strcmp(type, "\"team\"");
     copy_lookup(rec, "_ownerid_value", team ? "_owningteam_value" : "_owninguser_value", team ? "team" : "systemuser");
     clear_lookup(rec, team ? "_owninguser_value" : "_owningteam_value");
-    char *id = unquote(owner);
-    char *bu = member_of(db, env, team ? T_TEAM : T_SYSTEMUSER, id, "_businessunitid_value");
-    char *bu_name = member_of(db, env, team ? T_TEAM : T_SYSTEMUSER, id, "_businessunitid_value" FV);
+    static const char *const bu_members[] = {"_businessunitid_value", "_businessunitid_value" FV};
+    char *id = unquote(owner), *found[2];
+    members_of(db, env, team ? T_TEAM : T_SYSTEMUSER, id, bu_members, found, 2);
+    char *bu = found[0], *bu_name = found[1];
     free(id);
     if (bu) {
         srec_set(rec, "_owningbusinessunit_value", bu, strlen(bu));
@@ -790,7 +796,9 @@ static int derive_currency(sqlite3 *db, int env, const struct table_def *t, stru
 {
     const struct col_def *xr = dvschema_col_by_member(t, "exchangerate", 12);
     char *cur = unquote(srec_get(rec, "_transactioncurrencyid_value"));
-    char *rate = cur ? member_of(db, env, T_CURRENCY, cur, "exchangerate") : NULL;
+    static const char *const rate_member[] = {"exchangerate"};
+    char *rate;
+    members_of(db, env, T_CURRENCY, cur, rate_member, &rate, 1);
     free(cur);
     if (rate)
         webwrite_set_col(rec, xr, "exchangerate", rate, strlen(rate));
