@@ -117,6 +117,9 @@ struct cJSON *webapi_entity_json(struct dvsim *d, const struct table_def *t, int
                                  const struct meta_select *sel);
 /* The MetadataId of the definition (a, b) names: a table (b NULL), a column, "rel"/"n2n". */
 void webapi_metadata_id(const char *a, const char *b, char out[37]);
+/* The i-th table EntityDefinitions lists (the eighteen, the generated ones of --shape real, then
+ * the hostile ones with --hostile-tables; deleted ones included), NULL past the last. */
+const struct table_def *webapi_listed_table(struct dvsim *d, int i);
 
 /* ---- webapi_metachanges.c: definition changes ---- */
 /* GET RetrieveMetadataChanges(...) (rest: after the function name). */

@@ -66,20 +66,10 @@ void dvmeta_reset(struct dvsim *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* The listed tables, in order (the eighteen, the generated ones of --shape real, then the hostile
- * ones with --hostile-tables). */
-static const struct table_def *listed(struct dvsim *d, int i)
-{
-    if (i < N_TABLES + (int)dvschema_n_extra)
-        return dvschema_table_at(i);
-    i -= N_TABLES + (int)dvschema_n_extra;
-    return d->hostile_tables && i < N_HOSTILE ? &dvschema_hostile[i] : NULL;
-}
-
 static const struct table_def *by_name(struct dvsim *d, const char *name)
 {
     for (int i = 0;; i++) {
-        const struct table_def *t = listed(d, i);
+        const struct table_def *t = webapi_listed_table(d, i);
         if (!t || !strcmp(t->logical, name))
             return t;
     }
@@ -213,8 +203,8 @@ void webapi_metadata_changes(struct req *r, const char *rest)
     uint64_t version = d->meta_version;
     stamp_of(version, d->meta_epoch, now);
     pthread_mutex_unlock(&d->lock);
-    for (int i = 0; listed(d, i); i++) {
-        const struct table_def *t = listed(d, i);
+    for (int i = 0; webapi_listed_table(d, i); i++) {
+        const struct table_def *t = webapi_listed_table(d, i);
         bool deleted = false, changed = false, table_changed = false;
         char added[16][64];
         size_t n_added = 0;
