@@ -134,6 +134,13 @@ static bool want_representation(struct req *r)
     return yes;
 }
 
+/* The request's ?partitionId= (also spelled partitionid), or NULL. */
+static const char *partition_arg(struct req *r)
+{
+    const char *arg = sreq_arg(r, "partitionId");
+    return arg ? arg : sreq_arg(r, "partitionid");
+}
+
 /* An elastic table's row is addressed by its id and the partition it was created in
  * (?partitionId=; none for a row created without one). 0 when the request names the stored row's
  * partition (old NULL: nothing stored yet), else a 404 as the service finds no row of that id in
@@ -143,9 +150,7 @@ static int elastic_partition_check(struct req *r, const struct table_def *t, con
 {
     if (!t->elastic || !old)
         return 0;
-    const char *want = sreq_arg(r, "partitionId");
-    if (!want)
-        want = sreq_arg(r, "partitionid");
+    const char *want = partition_arg(r);
     struct lmember m[128];
     int n = dvline_scan(old, old_len, m, 128);
     const struct lmember *p = n > 0 ? dvline_member(m, n, "partitionid") : NULL;
@@ -165,9 +170,7 @@ static int elastic_partition_check(struct req *r, const struct table_def *t, con
  * body that names another partition is refused. */
 static int elastic_partition_take(struct req *r, const struct table_def *t, struct rec *rec)
 {
-    const char *arg = sreq_arg(r, "partitionId");
-    if (!arg)
-        arg = sreq_arg(r, "partitionid");
+    const char *arg = partition_arg(r);
     if (!t->elastic || !arg)
         return 0;
     const char *body = srec_get(rec, "partitionid");
