@@ -157,6 +157,9 @@ void dvschema_org_id(int env, char out[37]);
 void dvschema_app_user_id(int env, char out[37]);
 
 /* ---- flat record lines (line.c) ---- */
+/* The annotations of a record member: its formatted value, a lookup's target table. */
+#define FV "@OData.Community.Display.V1.FormattedValue"
+#define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
 struct lmember {
     const char *key;     /* key bytes inside the line (no quotes; ASCII in canonical lines) */
     size_t key_len;

@@ -33,8 +33,6 @@
 #include "tools/dvsim/dvsim.h"
 
 #define QUERY_ERR "0x80060888"
-#define FV "@OData.Community.Display.V1.FormattedValue"
-#define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
 /* ---- webapi.c ---- */
 /* "<base>/org/<env>/api/data/v9.2" of the request's org. */
