@@ -308,16 +308,20 @@ void dvmeta_sim_route(struct req *r)
     } else {
         struct meta_change *v = realloc(d->meta_changes,
                                         (d->n_meta_changes + 1) * sizeof *v);
-        if (v) {
-            d->meta_changes = v;
-            struct meta_change *c = &v[d->n_meta_changes++];
-            memset(c, 0, sizeof *c);
-            c->table = t;
-            c->deleted = del;
-            if (!del)
-                snprintf(c->column, sizeof c->column, "%s", column->valuestring);
-            c->version = ++d->meta_version;
+        if (!v) {
+            pthread_mutex_unlock(&d->lock);
+            cJSON_Delete(b);
+            sreply_error(r, 500, "dvsim", "out of memory: the change was not made");
+            return;
         }
+        d->meta_changes = v;
+        struct meta_change *c = &v[d->n_meta_changes++];
+        memset(c, 0, sizeof *c);
+        c->table = t;
+        c->deleted = del;
+        if (!del)
+            snprintf(c->column, sizeof c->column, "%s", column->valuestring);
+        c->version = ++d->meta_version;
     }
     uint64_t version = d->meta_version;
     pthread_mutex_unlock(&d->lock);
