@@ -114,8 +114,6 @@ extern const struct table_def *dvschema_extra;
 extern size_t dvschema_n_extra;
 /* Build dvschema_extra (about 680 definitions; idempotent). */
 int dvschema_real_build(void);
-/* The elastic table of the real shape (NULL in the small shape). */
-const struct table_def *dvschema_elastic(void);
 /* The table of index i (0 <= i < N_TABLES + dvschema_n_extra). */
 const struct table_def *dvschema_table_at(int i);
 /* Pieces of the eighteen's definitions that the generated ones share (schema.c). */
@@ -159,6 +157,9 @@ void dvschema_org_id(int env, char out[37]);
 void dvschema_app_user_id(int env, char out[37]);
 
 /* ---- flat record lines (line.c) ---- */
+/* The annotations of a record member: its formatted value, a lookup's target table. */
+#define FV "@OData.Community.Display.V1.FormattedValue"
+#define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
 struct lmember {
     const char *key;     /* key bytes inside the line (no quotes; ASCII in canonical lines) */
     size_t key_len;
@@ -449,7 +450,8 @@ void dvseed_marker(const struct dvsim *d, char *out, size_t n);
  * mix of about `fraction`. */
 int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int only_table,
                 double delete_fraction, struct buf *report, struct dverr *err);
-/* Build a record update on rec (modifiedon, versionnumber, etag) for version ver. */
+/* Build a record update on rec (modifiedon, versionnumber, etag) for version ver; a create also
+ * gets createdon (overriddencreatedon's value when the record carries one). */
 void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t when, bool create);
 
 /* Server (server.c) */

@@ -229,13 +229,6 @@ static int make_table(struct table_def *t, enum kind k, int otc)
     return 0;
 }
 
-static const struct table_def *elastic;
-
-const struct table_def *dvschema_elastic(void)
-{
-    return elastic;
-}
-
 int dvschema_real_build(void)
 {
     if (dvschema_n_extra)
@@ -294,7 +287,6 @@ int dvschema_real_build(void)
     if (!rc) {
         x[n].logical = "new_sensorreading";
         rc = make_table(&x[n], K_ELASTIC, 10100 + (int)n);
-        elastic = &x[n];
         n++;
     }
     if (rc)

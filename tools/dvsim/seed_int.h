@@ -20,8 +20,6 @@
 
 #include "tools/dvsim/dvsim.h"
 
-#define FV "@OData.Community.Display.V1.FormattedValue"
-#define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
 #define NA(a) (sizeof(a) / sizeof((a)[0]))
 
 /* a fast builder of one canonical line: members are collected, then sorted once */

@@ -162,10 +162,10 @@ int dvsim_churn(struct dvsim *d, int env, double fraction, uint64_t seed, int on
     sqlite3 *db = dvstore_get(d->store);
     struct write_ctx w = {d, db, env, true};
     int rc = db ? dvstore_begin(db) : -EIO;
-    for (size_t k = 0; k < sizeof tables / sizeof tables[0] && !rc; k++) {
-        int tb = only_table >= 0 ? only_table : tables[k];
-        if (only_table >= 0 && k > 0)
-            break;
+    const int *churned = only_table >= 0 ? &only_table : tables;
+    size_t n_churned = only_table >= 0 ? 1 : sizeof tables / sizeof tables[0];
+    for (size_t k = 0; k < n_churned && !rc; k++) {
+        int tb = churned[k];
         const struct table_def *t = &dvschema_tables[tb];
         uint64_t rng = seed * 0x9e3779b97f4a7c15ull ^ ((uint64_t)env << 32) ^ (uint64_t)tb;
         sqlite3_stmt *st = NULL;

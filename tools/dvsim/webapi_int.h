@@ -33,8 +33,6 @@
 #include "tools/dvsim/dvsim.h"
 
 #define QUERY_ERR "0x80060888"
-#define FV "@OData.Community.Display.V1.FormattedValue"
-#define LLN "@Microsoft.Dynamics.CRM.lookuplogicalname"
 
 /* ---- webapi.c ---- */
 /* "<base>/org/<env>/api/data/v9.2" of the request's org. */
@@ -117,6 +115,9 @@ struct cJSON *webapi_entity_json(struct dvsim *d, const struct table_def *t, int
                                  const struct meta_select *sel);
 /* The MetadataId of the definition (a, b) names: a table (b NULL), a column, "rel"/"n2n". */
 void webapi_metadata_id(const char *a, const char *b, char out[37]);
+/* The i-th table EntityDefinitions lists (the eighteen, the generated ones of --shape real, then
+ * the hostile ones with --hostile-tables; deleted ones included), NULL past the last. */
+const struct table_def *webapi_listed_table(struct dvsim *d, int i);
 
 /* ---- webapi_metachanges.c: definition changes ---- */
 /* GET RetrieveMetadataChanges(...) (rest: after the function name). */
@@ -191,6 +192,11 @@ void webwrite_reply_closed(struct req *r, const struct table_def *t, int state);
 int webwrite_set_state(struct rec *rec, const struct table_def *t, int statecode, int statuscode);
 /* The columns the service derives: owning* from ownerid, exchangerate and *_base. */
 int webwrite_derive(sqlite3 *db, int env, const struct table_def *t, struct rec *rec);
+/* Store rec as record id of t with the org's next version: stamped (srec_stamp), rendered into out,
+ * audited as a create or an update when w asks for audits, and, for an activity, its
+ * activitypointer row. The caller has applied, checked and derived everything else. */
+int webwrite_store(struct write_ctx *w, const struct table_def *t, const char *id, struct rec *rec, bool create,
+                   struct buf *out);
 
 /* ---- webwrite_privileges.c ---- */
 /* 0 when a client may write records of t with this request's method; else the service's refusal

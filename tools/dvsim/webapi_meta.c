@@ -28,7 +28,7 @@
 #include <string.h>
 #include <strings.h>
 
-static void metadata_id(const char *a, const char *b, char out[37])
+void webapi_metadata_id(const char *a, const char *b, char out[37])
 {
     char hex[65];
     struct buf s = BUF_INIT;
@@ -44,9 +44,12 @@ static void metadata_id(const char *a, const char *b, char out[37])
     dvsim_guid(x, y, out);
 }
 
-void webapi_metadata_id(const char *a, const char *b, char out[37])
+const struct table_def *webapi_listed_table(struct dvsim *d, int i)
 {
-    metadata_id(a, b, out);
+    if (i < N_TABLES + (int)dvschema_n_extra)
+        return dvschema_table_at(i);
+    i -= N_TABLES + (int)dvschema_n_extra;
+    return d->hostile_tables && i < N_HOSTILE ? &dvschema_hostile[i] : NULL;
 }
 
 static void label(cJSON *o, const char *key, const char *text)
@@ -102,7 +105,7 @@ static cJSON *attr_json(const struct table_def *t, const struct col_def *c)
     char s[160], id[37];
     snprintf(s, sizeof s, "#Microsoft.Dynamics.CRM.%s", odt);
     cJSON_AddStringToObject(o, "@odata.type", s);
-    metadata_id(t->logical, c->name, id);
+    webapi_metadata_id(t->logical, c->name, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
     cJSON_AddStringToObject(o, "LogicalName", c->name);
     cJSON_AddStringToObject(o, "SchemaName", c->name);
@@ -180,7 +183,7 @@ static cJSON *rel_json(const struct table_def *t, const struct col_def *c, const
         snprintf(s, sizeof s, "%s", g->rel);
     else
         snprintf(s, sizeof s, "%s_%s_%s", g->table, t->logical, c->name);
-    metadata_id("rel", s, id);
+    webapi_metadata_id("rel", s, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
     cJSON_AddStringToObject(o, "SchemaName", s);
     cJSON_AddStringToObject(o, "RelationshipType", "OneToManyRelationship");
@@ -199,7 +202,7 @@ static cJSON *n2n_json(const struct n2n_def *n)
 {
     cJSON *o = cJSON_CreateObject();
     char id[37];
-    metadata_id("n2n", n->dvschema_name, id);
+    webapi_metadata_id("n2n", n->dvschema_name, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
     cJSON_AddStringToObject(o, "SchemaName", n->dvschema_name);
     cJSON_AddStringToObject(o, "RelationshipType", "ManyToManyRelationship");
@@ -306,7 +309,7 @@ static cJSON *entity_json(struct dvsim *d, const struct table_def *t, int expand
 {
     cJSON *o = cJSON_CreateObject();
     char id[37];
-    metadata_id(t->logical, NULL, id);
+    webapi_metadata_id(t->logical, NULL, id);
     cJSON_AddStringToObject(o, "MetadataId", id);
     cJSON_AddStringToObject(o, "LogicalName", t->logical);
     cJSON_AddStringToObject(o, "SchemaName", t->schema);
@@ -429,15 +432,10 @@ void webapi_entity_definitions(struct req *r, const char *rest)
         buf_addstr(&ctx, "/$metadata#EntityDefinitions");
         cJSON_AddStringToObject(o, "@odata.context", ctx.data);
         cJSON *a = cJSON_AddArrayToObject(o, "value");
-        for (int i = 0; i < N_TABLES; i++)
-            if (!dvmeta_table_deleted(r->d, &dvschema_tables[i]))
-                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_tables[i], expand, &sel));
-        for (size_t i = 0; i < dvschema_n_extra; i++)
-            if (!dvmeta_table_deleted(r->d, &dvschema_extra[i]))
-                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_extra[i], expand, &sel));
-        for (int i = 0; r->d->hostile_tables && i < N_HOSTILE; i++)
-            if (!dvmeta_table_deleted(r->d, &dvschema_hostile[i]))
-                cJSON_AddItemToArray(a, webapi_entity_json(r->d, &dvschema_hostile[i], expand, &sel));
+        const struct table_def *t;
+        for (int i = 0; (t = webapi_listed_table(r->d, i)) != NULL; i++)
+            if (!dvmeta_table_deleted(r->d, t))
+                cJSON_AddItemToArray(a, webapi_entity_json(r->d, t, expand, &sel));
         buf_release(&ctx);
         send_cjson_odata(r, o);
         return;
@@ -455,7 +453,7 @@ void webapi_entity_definitions(struct req *r, const char *rest)
     } else if (*p == '(' && strlen(p) >= 38 && p[37] == ')') {
         for (int i = 0; i < N_TABLES + (int)dvschema_n_extra && !t; i++) {
             char id[37];
-            metadata_id(dvschema_table_at(i)->logical, NULL, id);
+            webapi_metadata_id(dvschema_table_at(i)->logical, NULL, id);
             if (strncasecmp(id, p + 1, 36) == 0)
                 t = dvschema_table_at(i);
         }

@@ -66,20 +66,10 @@ void dvmeta_reset(struct dvsim *d)
     pthread_mutex_unlock(&d->lock);
 }
 
-/* The listed tables, in order (the eighteen, the generated ones of --shape real, then the hostile
- * ones with --hostile-tables). */
-static const struct table_def *listed(struct dvsim *d, int i)
-{
-    if (i < N_TABLES + (int)dvschema_n_extra)
-        return dvschema_table_at(i);
-    i -= N_TABLES + (int)dvschema_n_extra;
-    return d->hostile_tables && i < N_HOSTILE ? &dvschema_hostile[i] : NULL;
-}
-
 static const struct table_def *by_name(struct dvsim *d, const char *name)
 {
     for (int i = 0;; i++) {
-        const struct table_def *t = listed(d, i);
+        const struct table_def *t = webapi_listed_table(d, i);
         if (!t || !strcmp(t->logical, name))
             return t;
     }
@@ -213,8 +203,8 @@ void webapi_metadata_changes(struct req *r, const char *rest)
     uint64_t version = d->meta_version;
     stamp_of(version, d->meta_epoch, now);
     pthread_mutex_unlock(&d->lock);
-    for (int i = 0; listed(d, i); i++) {
-        const struct table_def *t = listed(d, i);
+    for (int i = 0; webapi_listed_table(d, i); i++) {
+        const struct table_def *t = webapi_listed_table(d, i);
         bool deleted = false, changed = false, table_changed = false;
         char added[16][64];
         size_t n_added = 0;
@@ -318,16 +308,20 @@ void dvmeta_sim_route(struct req *r)
     } else {
         struct meta_change *v = realloc(d->meta_changes,
                                         (d->n_meta_changes + 1) * sizeof *v);
-        if (v) {
-            d->meta_changes = v;
-            struct meta_change *c = &v[d->n_meta_changes++];
-            memset(c, 0, sizeof *c);
-            c->table = t;
-            c->deleted = del;
-            if (!del)
-                snprintf(c->column, sizeof c->column, "%s", column->valuestring);
-            c->version = ++d->meta_version;
+        if (!v) {
+            pthread_mutex_unlock(&d->lock);
+            cJSON_Delete(b);
+            sreply_error(r, 500, "dvsim", "out of memory: the change was not made");
+            return;
         }
+        d->meta_changes = v;
+        struct meta_change *c = &v[d->n_meta_changes++];
+        memset(c, 0, sizeof *c);
+        c->table = t;
+        c->deleted = del;
+        if (!del)
+            snprintf(c->column, sizeof c->column, "%s", column->valuestring);
+        c->version = ++d->meta_version;
     }
     uint64_t version = d->meta_version;
     pthread_mutex_unlock(&d->lock);

@@ -21,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* ---- write sessions: a transaction under d->write_lock, or the $batch's open one ---- */
 
@@ -135,6 +134,13 @@ static bool want_representation(struct req *r)
     return yes;
 }
 
+/* The request's ?partitionId= (also spelled partitionid), or NULL. */
+static const char *partition_arg(struct req *r)
+{
+    const char *arg = sreq_arg(r, "partitionId");
+    return arg ? arg : sreq_arg(r, "partitionid");
+}
+
 /* An elastic table's row is addressed by its id and the partition it was created in
  * (?partitionId=; none for a row created without one). 0 when the request names the stored row's
  * partition (old NULL: nothing stored yet), else a 404 as the service finds no row of that id in
@@ -144,9 +150,7 @@ static int elastic_partition_check(struct req *r, const struct table_def *t, con
 {
     if (!t->elastic || !old)
         return 0;
-    const char *want = sreq_arg(r, "partitionId");
-    if (!want)
-        want = sreq_arg(r, "partitionid");
+    const char *want = partition_arg(r);
     struct lmember m[128];
     int n = dvline_scan(old, old_len, m, 128);
     const struct lmember *p = n > 0 ? dvline_member(m, n, "partitionid") : NULL;
@@ -166,9 +170,7 @@ static int elastic_partition_check(struct req *r, const struct table_def *t, con
  * body that names another partition is refused. */
 static int elastic_partition_take(struct req *r, const struct table_def *t, struct rec *rec)
 {
-    const char *arg = sreq_arg(r, "partitionId");
-    if (!arg)
-        arg = sreq_arg(r, "partitionid");
+    const char *arg = partition_arg(r);
     if (!t->elastic || !arg)
         return 0;
     const char *body = srec_get(rec, "partitionid");
@@ -260,19 +262,9 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     srec_set_str(&rec, t->pk, id);
     if (create ? webwrite_create_defaults(r, ws.db, t, &rec, id) : webwrite_check_update(r, t, old_state, &rec, &wb, id))
         goto out;
-    int64_t ver = 0;
-    if (webwrite_derive(ws.db, r->env, t, &rec) || dvstore_next_version(ws.db, r->env, &ver)) {
+    if (webwrite_derive(ws.db, r->env, t, &rec)) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
-    }
-    srec_stamp(&rec, t, ver, (int64_t)time(NULL), create);
-    const char *ov = srec_get(&rec, "overriddencreatedon");
-    if (create && ov && ov[0] == '"') {
-        char f[64], iso[32];
-        snprintf(iso, sizeof iso, "%.*s", (int)(strlen(ov) - 2 < 31 ? strlen(ov) - 2 : 31), ov + 1);
-        srec_set(&rec, "createdon", ov, strlen(ov));
-        dvsim_fmt_datetime(iso, f, sizeof f);
-        srec_set_str(&rec, "createdon" FV, f);
     }
     if (wb.image_set) {
         const struct col_def *image = NULL;
@@ -284,9 +276,7 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
             goto out;
     }
     struct write_ctx w = {r->d, ws.db, r->env, true};
-    if (srec_render(&rec, t->pk, &out) || dvstore_put_record(ws.db, tid, id, ver, out.data, out.len) ||
-        dvsim_audit_write(&w, t, id, create ? 1 : 2) ||
-        (t->activity && webwrite_pointer_put(ws.db, r->env, id, &rec, ver))) {
+    if (webwrite_store(&w, t, id, &rec, create, &out)) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }
@@ -538,15 +528,7 @@ static void ref_route(struct req *r, const struct table_def *t, const char *key,
             goto out;
         struct write_ctx w = {r->d, ws.db, r->env, true};
         rc = webwrite_derive(ws.db, r->env, t, &rec);
-        rc = rc ? rc : dvstore_next_version(ws.db, r->env, &ver);
-        if (!rc) {
-            srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
-            rc = srec_render(&rec, t->pk, &out);
-        }
-        rc = rc ? rc : dvstore_put_record(ws.db, tid, key, ver, out.data, out.len);
-        rc = rc ? rc : dvsim_audit_write(&w, t, key, 2);
-        if (!rc && t->activity)
-            rc = webwrite_pointer_put(ws.db, r->env, key, &rec, ver);
+        rc = rc ? rc : webwrite_store(&w, t, key, &rec, false, &out);
     } else {
         const char *id1 = first ? key : oid, *id2 = first ? oid : key;
         char link[37];

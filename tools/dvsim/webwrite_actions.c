@@ -131,15 +131,8 @@ void webwrite_action(struct req *r, const char *name)
         snprintf(q, sizeof q, "\"%s\"", date);
         webwrite_set_col(&rec, dvschema_col_by_member(t, "actualclosedate", 15), "actualclosedate", q, strlen(q));
     }
-    int64_t ver = 0;
     struct write_ctx w = {r->d, ws.db, r->env, true};
-    rc = dvstore_next_version(ws.db, r->env, &ver);
-    if (!rc)
-        srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
-    rc = rc ? rc : srec_render(&rec, t->pk, &out);
-    rc = rc ? rc : dvstore_put_record(ws.db, tid, id, ver, out.data, out.len);
-    rc = rc ? rc : dvsim_audit_write(&w, t, id, 2);
-    if (rc) {
+    if (webwrite_store(&w, t, id, &rec, false, &out)) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
     }

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* the members of an activity that its activitypointer row repeats (with their annotations) */
 static const char *const pointer_members[] = {
@@ -92,13 +91,13 @@ int webwrite_parties_replace(struct req *r, sqlite3 *db, const struct table_def 
     const struct table_def *pt = &dvschema_tables[T_ACTIVITYPARTY];
     const struct col_def *party_col = dvschema_col_by_member(pt, "_partyid_value", 14);
     const struct col_def *mask_col = dvschema_col_by_member(pt, "participationtypemask", 21);
+    struct write_ctx unaudited = {r->d, db, r->env, false}; /* party rows are not audited */
     int rc = parties_delete(db, r->env, id);
     for (size_t i = 0; i < b->n_parties && !rc; i++) {
         const struct party_write *w = &b->parties[i];
         struct rec p;
         struct buf out = BUF_INIT;
         char pid[37], mask[16];
-        int64_t ver = 0;
         srec_init(&p);
         webwrite_random_guid(r->d, pid);
         rc = srec_set_str(&p, pt->pk, pid);
@@ -113,11 +112,7 @@ int webwrite_parties_replace(struct req *r, sqlite3 *db, const struct table_def 
             webwrite_set_col(&p, mask_col, "participationtypemask", mask, strlen(mask));
         rc = rc ? rc : srec_set(&p, "addressused", w->addressused ? w->addressused : "null",
                                 strlen(w->addressused ? w->addressused : "null"));
-        rc = rc ? rc : dvstore_next_version(db, r->env, &ver);
-        if (!rc)
-            srec_stamp(&p, pt, ver, (int64_t)time(NULL), true);
-        rc = rc ? rc : srec_render(&p, pt->pk, &out);
-        rc = rc ? rc : dvstore_put_record(db, table_id(r->env, T_ACTIVITYPARTY), pid, ver, out.data, out.len);
+        rc = rc ? rc : webwrite_store(&unaudited, pt, pid, &p, true, &out);
         rc = rc ? rc : dvstore_party_link(db, r->env, id, pid, true);
         srec_release(&p);
         buf_release(&out);
@@ -133,7 +128,6 @@ static int plugin_task(struct req *r, sqlite3 *db, const struct table_def *t, co
     struct rec task;
     struct buf out = BUF_INIT, name = BUF_INIT, subject = BUF_INIT;
     char tid[37];
-    int64_t ver = 0;
     srec_init(&task);
     webwrite_random_guid(r->d, tid);
     const char *raw = t->primary_name ? srec_get(rec, t->primary_name) : NULL;
@@ -146,14 +140,8 @@ static int plugin_task(struct req *r, sqlite3 *db, const struct table_def *t, co
     rc = rc ? rc : webwrite_set_lookup(r, db, &task, regarding, t, id);
     rc = rc ? rc : webwrite_create_defaults(r, db, tt, &task, tid);
     rc = rc ? rc : webwrite_derive(db, r->env, tt, &task);
-    rc = rc ? rc : dvstore_next_version(db, r->env, &ver);
-    if (!rc)
-        srec_stamp(&task, tt, ver, (int64_t)time(NULL), true);
     struct write_ctx w = {r->d, db, r->env, true};
-    rc = rc ? rc : srec_render(&task, tt->pk, &out);
-    rc = rc ? rc : dvstore_put_record(db, table_id(r->env, T_TASK), tid, ver, out.data, out.len);
-    rc = rc ? rc : dvsim_audit_write(&w, tt, tid, 1);
-    rc = rc ? rc : webwrite_pointer_put(db, r->env, tid, &task, ver);
+    rc = rc ? rc : webwrite_store(&w, tt, tid, &task, true, &out);
     srec_release(&task);
     buf_release(&out);
     buf_release(&name);

@@ -118,8 +118,11 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
         r->content_type = "text/plain";
         goto out;
     }
-    rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT name, mimetype, length(data) FROM files WHERE tid=?1 AND id=?2 AND col=?3",
-                                          -1, &st, NULL));
+    /* an image comes whole, as its thumbnail is derived from it; a file is read by range below */
+    const char *sql = c->type == COL_IMAGE
+                          ? "SELECT name, mimetype, length(data), data FROM files WHERE tid=?1 AND id=?2 AND col=?3"
+                          : "SELECT name, mimetype, length(data) FROM files WHERE tid=?1 AND id=?2 AND col=?3";
+    rc = dvstore_errno(sqlite3_prepare_v2(db, sql, -1, &st, NULL));
     if (rc) {
         sreply_error(r, 500, "0x80040216", "database error");
         goto out;
@@ -140,24 +143,11 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
     snprintf(name, sizeof name, "%s", (const char *)sqlite3_column_text(st, 0));
     snprintf(mime, sizeof mime, "%s", sqlite3_column_text(st, 1) ? (const char *)sqlite3_column_text(st, 1) : "application/octet-stream");
     int64_t size = sqlite3_column_int64(st, 2);
-    sqlite3_finalize(st);
-    st = NULL;
     const char *want = sreq_arg(r, "size");
     bool thumbnail = c->type == COL_IMAGE && !(want && !strcmp(want, "full"));
     if (c->type == COL_IMAGE) {
-        /* images: the whole image, from which the thumbnail is derived */
-        rc = dvstore_errno(sqlite3_prepare_v2(db, "SELECT data FROM files WHERE tid=?1 AND id=?2 AND col=?3", -1, &st, NULL));
-        if (!rc) {
-            sqlite3_bind_int(st, 1, tid);
-            sqlite3_bind_text(st, 2, id, -1, SQLITE_STATIC);
-            sqlite3_bind_text(st, 3, c->name, -1, SQLITE_STATIC);
-        }
-        if (rc || sqlite3_step(st) != SQLITE_ROW) {
-            sreply_error(r, 500, "0x80040216", "database error");
-            goto out;
-        }
-        const void *full = sqlite3_column_blob(st, 0);
-        size_t full_len = (size_t)sqlite3_column_bytes(st, 0);
+        const void *full = sqlite3_column_blob(st, 3);
+        size_t full_len = (size_t)sqlite3_column_bytes(st, 3);
         if (thumbnail) {
             rc = dvsim_image_thumbnail(full ? full : "", full_len, &image);
         } else {
@@ -175,6 +165,8 @@ void webwrite_file_get(struct req *r, const struct table_def *t, const char *id,
                      "_144.png");
         }
     }
+    sqlite3_finalize(st);
+    st = NULL;
     int64_t from = 0, to = size - 1;
     const char *range = sreq_header(r, "Range");
     bool ranged = false;
@@ -437,19 +429,13 @@ static void file_store(struct req *r, const struct table_def *t, const char *id,
         }
         sqlite3_finalize(st);
     }
-    int64_t ver = 0;
-    if (!rc)
-        rc = dvstore_next_version(ws.db, r->env, &ver);
     if (!rc) {
         if (c->type == COL_FILE) {
             srec_set_str(&rec, c->name, del ? NULL : fid);
             srec_set_str(&rec, name_col, del ? NULL : fname);
         }
-        srec_stamp(&rec, t, ver, (int64_t)time(NULL), false);
         struct write_ctx w = {r->d, ws.db, r->env, true};
-        rc = srec_render(&rec, t->pk, &out);
-        rc = rc ? rc : dvstore_put_record(ws.db, tid, id, ver, out.data, out.len);
-        rc = rc ? rc : dvsim_audit_write(&w, t, id, 2);
+        rc = webwrite_store(&w, t, id, &rec, false, &out);
     }
     if (rc) {
         sreply_error(r, 500, "0x80040216", "database error");

@@ -57,12 +57,35 @@ void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t
         srec_set(rec, "createdon", q, strlen(q));
         srec_set_str(rec, "createdon" FV, f);
     }
+    const char *ov = create ? srec_get(rec, "overriddencreatedon") : NULL;
+    if (ov && ov[0] == '"') {
+        snprintf(iso, sizeof iso, "%.*s", (int)(strlen(ov) - 2 < 31 ? strlen(ov) - 2 : 31), ov + 1);
+        srec_set(rec, "createdon", ov, strlen(ov));
+        dvsim_fmt_datetime(iso, f, sizeof f);
+        srec_set_str(rec, "createdon" FV, f);
+    }
     if (dvschema_col_by_member(t, "versionnumber", 13)) {
         snprintf(num, sizeof num, "%lld", (long long)ver);
         srec_set(rec, "versionnumber", num, strlen(num));
     }
     snprintf(etag, sizeof etag, "W/\"%lld\"", (long long)ver);
     srec_set_str(rec, "@odata.etag", etag);
+}
+
+int webwrite_store(struct write_ctx *w, const struct table_def *t, const char *id, struct rec *rec, bool create,
+                   struct buf *out)
+{
+    int64_t ver = 0;
+    int rc = dvstore_next_version(w->db, w->env, &ver);
+    if (rc)
+        return rc;
+    srec_stamp(rec, t, ver, (int64_t)time(NULL), create);
+    rc = srec_render(rec, t->pk, out);
+    rc = rc ? rc : dvstore_put_record(w->db, table_id(w->env, dvschema_table_index(t)), id, ver, out->data, out->len);
+    rc = rc ? rc : dvsim_audit_write(w, t, id, create ? 1 : 2);
+    if (!rc && t->activity)
+        rc = webwrite_pointer_put(w->db, w->env, id, rec, ver);
+    return rc;
 }
 
 int dvsim_audit_write(struct write_ctx *w, const struct table_def *t, const char *id, int operation)
@@ -289,9 +312,10 @@ static void payload_error(struct req *r, const struct table_def *t, const char *
                  "InnerException : Microsoft.OData.ODataException: %s", t->set, what);
 }
 
-/* A bind (<nav>@odata.bind: "<set>(<id>)") to a record of a table lookup column c may point at
- * through nav: *target and id, or a reply. */
-static int resolve_bind(struct req *r, sqlite3 *db, const struct col_def *c, const char *nav, size_t nl,
+/* A bind (<nav>@odata.bind: "<set>(<id>)") to a table lookup column c may point at through nav:
+ * *target and id, or a reply. Whether that record exists is webwrite_set_lookup's to find (it
+ * reads the record for its name), or record_exists's when the lookup is set later. */
+static int resolve_bind(struct req *r, const struct col_def *c, const char *nav, size_t nl,
                         const struct json_node *m, const struct table_def **target, char id[37])
 {
     char set[96];
@@ -317,19 +341,21 @@ static int resolve_bind(struct req *r, sqlite3 *db, const struct col_def *c, con
                      want);
         return -EINVAL;
     }
+    return 0;
+}
+
+/* 0 when record id of t exists, else the service's 404 (or a 500). */
+static int record_exists(struct req *r, sqlite3 *db, const struct table_def *t, const char *id)
+{
     char *line = NULL;
     size_t len;
-    int rc = dvstore_get_record(db, table_id(r->env, dvschema_table_index(*target)), id, &line, &len);
+    int rc = dvstore_get_record(db, table_id(r->env, dvschema_table_index(t)), id, &line, &len);
     free(line);
-    if (rc == -ENOENT) {
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", (*target)->logical, id);
-        return rc;
-    }
-    if (rc) {
+    if (rc == -ENOENT)
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, id);
+    else if (rc)
         sreply_error(r, 500, "0x80040216", "database error");
-        return rc;
-    }
-    return 0;
+    return rc;
 }
 
 /* <activity>_activity_parties: [{participationtypemask, partyid_<table>@odata.bind, addressused}] */
@@ -368,7 +394,8 @@ static int parse_parties(struct req *r, sqlite3 *db, const struct table_def *t, 
                 }
                 if (m->type == JSON_NULL)
                     continue;
-                int rc = resolve_bind(r, db, party_col, m->key, nl, m, &p->target, p->id);
+                int rc = resolve_bind(r, party_col, m->key, nl, m, &p->target, p->id);
+                rc = rc ? rc : record_exists(r, db, p->target, p->id);
                 if (rc)
                     return rc;
             } else if (kl == 21 && !memcmp(m->key, "participationtypemask", 21)) {
@@ -451,7 +478,7 @@ int webwrite_apply_body(struct req *r, sqlite3 *db, const struct table_def *t, s
             }
             const struct table_def *tt = NULL;
             char id[37];
-            rc = resolve_bind(r, db, c, k, nl, m, &tt, id);
+            rc = resolve_bind(r, c, k, nl, m, &tt, id);
             if (!rc)
                 rc = webwrite_set_lookup(r, db, rec, c, tt, id);
             continue;
@@ -680,20 +707,25 @@ int webwrite_create_defaults(struct req *r, sqlite3 *db, const struct table_def 
 
 /* ---- derived columns ---- */
 
-/* The raw JSON value of member of record id of table (caller frees), or NULL. */
-static char *member_of(sqlite3 *db, int env, int table, const char *id, const char *member)
+/* The raw JSON values of members[0..n) of record id of table, read once, into out[0..n) (caller
+ * frees each); NULL for a member that is null or absent, or when there is no such record. */
+static void members_of(sqlite3 *db, int env, int table, const char *id, const char *const *members, char **out,
+                       size_t n)
 {
-    char *line = NULL, *out = NULL;
+    char *line = NULL;
     size_t len = 0;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
     if (!id || dvstore_get_record(db, table_id(env, table), id, &line, &len))
-        return NULL;
+        return;
     struct lmember m[128];
-    int n = dvline_scan(line, len, m, 128);
-    const struct lmember *v = n > 0 ? dvline_member(m, n, member) : NULL;
-    if (v && !(v->val_len == 4 && !memcmp(v->val, "null", 4)))
-        out = strndup(v->val, v->val_len);
+    int nm = dvline_scan(line, len, m, 128);
+    for (size_t i = 0; i < n && nm > 0; i++) {
+        const struct lmember *v = dvline_member(m, nm, members[i]);
+        if (v && !(v->val_len == 4 && !memcmp(v->val, "null", 4)))
+            out[i] = strndup(v->val, v->val_len);
+    }
     free(line);
-    return out;
 }
 
 /* The decoded JSON string value raw (caller frees), or NULL. */
@@ -743,9 +775,10 @@ static int derive_owner(sqlite3 *db, int env, struct rec *rec)
     bool team = !strcmp(type, "\"team\"");
     copy_lookup(rec, "_ownerid_value", team ? "_owningteam_value" : "_owninguser_value", team ? "team" : "systemuser");
     clear_lookup(rec, team ? "_owninguser_value" : "_owningteam_value");
-    char *id = unquote(owner);
-    char *bu = member_of(db, env, team ? T_TEAM : T_SYSTEMUSER, id, "_businessunitid_value");
-    char *bu_name = member_of(db, env, team ? T_TEAM : T_SYSTEMUSER, id, "_businessunitid_value" FV);
+    static const char *const bu_members[] = {"_businessunitid_value", "_businessunitid_value" FV};
+    char *id = unquote(owner), *found[2];
+    members_of(db, env, team ? T_TEAM : T_SYSTEMUSER, id, bu_members, found, 2);
+    char *bu = found[0], *bu_name = found[1];
     free(id);
     if (bu) {
         srec_set(rec, "_owningbusinessunit_value", bu, strlen(bu));
@@ -763,7 +796,9 @@ static int derive_currency(sqlite3 *db, int env, const struct table_def *t, stru
 {
     const struct col_def *xr = dvschema_col_by_member(t, "exchangerate", 12);
     char *cur = unquote(srec_get(rec, "_transactioncurrencyid_value"));
-    char *rate = cur ? member_of(db, env, T_CURRENCY, cur, "exchangerate") : NULL;
+    static const char *const rate_member[] = {"exchangerate"};
+    char *rate;
+    members_of(db, env, T_CURRENCY, cur, rate_member, &rate, 1);
     free(cur);
     if (rate)
         webwrite_set_col(rec, xr, "exchangerate", rate, strlen(rate));
