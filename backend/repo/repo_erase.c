@@ -174,6 +174,21 @@ static int cmp_id(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* The ids of want (sorted) that a point names are marked in used. */
+struct used_ctx {
+    const struct name_list *want;
+    bool *used;
+};
+
+static int mark_used(void *ctx, const char *id)
+{
+    struct used_ctx *u = ctx;
+    char **hit = bsearch(&id, u->want->v, u->want->n, sizeof *u->want->v, cmp_id);
+    if (hit)
+        u->used[hit - u->want->v] = true;
+    return 0;
+}
+
 int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
                                    uint64_t *removed, uint64_t *bytes, struct dverr *err)
 {
@@ -206,32 +221,8 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
             dverr_set(err, rc, "cannot tell which objects %s/%s needs: deleting none", env, name);
             goto out;
         }
-        for (size_t t = 0; t < p->n_tables; t++) {
-            const struct point_table *pt = &p->tables[t];
-            for (size_t k = 0; k <= pt->n_segments; k++) {
-                const char *id = k < pt->n_segments ? pt->segments[k] : pt->delta;
-                char **hit = id ? bsearch(&id, want.v, want.n, sizeof *want.v, cmp_id) : NULL;
-                if (hit)
-                    used[hit - want.v] = true;
-            }
-            char **hit = pt->schema ? bsearch(&pt->schema, want.v, want.n, sizeof *want.v, cmp_id)
-                                    : NULL;
-            if (hit)
-                used[hit - want.v] = true;
-        }
-        for (size_t f = 0; f < p->n_files; f++) {
-            char **hit = bsearch(&p->files[f].blob, want.v, want.n, sizeof *want.v, cmp_id);
-            if (hit)
-                used[hit - want.v] = true;
-        }
-        /* format 2's shared documents, and the definitions index (engine/capture_meta.c) */
-        const char *shared[3] = {p->tables_object, p->files_object, p->definitions};
-        for (int k = 0; k < 3; k++) {
-            char **hit =
-                shared[k] ? bsearch(&shared[k], want.v, want.n, sizeof *want.v, cmp_id) : NULL;
-            if (hit)
-                used[hit - want.v] = true;
-        }
+        struct used_ctx u = {&want, used};
+        repo_point_each_id(p, mark_used, &u);
         point_free(p);
     }
     for (size_t i = 0; i < want.n && !rc; i++) {

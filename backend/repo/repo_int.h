@@ -91,6 +91,10 @@ struct objstore_lease;
  * LOCK_WAIT_MS): what keeps prune and erase apart from captures on other machines. */
 int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err);
 
+/* Every object id p names (segments, deltas, schemas, file blobs, the table definitions index,
+ * format 2's shared documents), each given to fn; fn's non-zero return stops and is returned. */
+int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *id), void *ctx);
+
 /* object_lock (repo_maint.c): keep every object p names (segments, blobs, shared documents)
  * from deletion until `until` (objstore retain: extended, never shortened). 0 when object_lock is
  * off or until is 0 (a point that never expires is not locked). */

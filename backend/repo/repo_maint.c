@@ -90,10 +90,10 @@ struct idset {
     size_t n, cap;
 };
 
-static int idset_add(struct idset *s, const char *id)
+/* A repo_point_each_id callback (ctx: the idset). */
+static int idset_add(void *ctx, const char *id)
 {
-    if (!id)
-        return 0;
+    struct idset *s = ctx;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 1024;
         char(*v)[65] = realloc(s->v, cap * sizeof *v);
@@ -127,26 +127,25 @@ static bool idset_has(const struct idset *s, const char *id)
     return s->n && bsearch(id, s->v, s->n, sizeof *s->v, cmp_id) != NULL;
 }
 
-static int point_refs(const struct point *p, struct idset *s)
+int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *id), void *ctx)
 {
     int rc = 0;
     for (size_t i = 0; i < p->n_tables && !rc; i++) {
         const struct point_table *t = &p->tables[i];
         for (size_t k = 0; k < t->n_segments && !rc; k++)
-            rc = idset_add(s, t->segments[k]);
-        if (!rc)
-            rc = idset_add(s, t->delta);
-        if (!rc)
-            rc = idset_add(s, t->schema);
+            rc = t->segments[k] ? fn(ctx, t->segments[k]) : 0;
+        if (!rc && t->delta)
+            rc = fn(ctx, t->delta);
+        if (!rc && t->schema)
+            rc = fn(ctx, t->schema);
     }
     for (size_t i = 0; i < p->n_files && !rc; i++)
-        rc = idset_add(s, p->files[i].blob);
-    if (!rc) /* the table definitions index (capture_meta.c) */
-        rc = idset_add(s, p->definitions);
-    if (!rc) /* format 2: the shared tables and files documents (manifest.h) */
-        rc = idset_add(s, p->tables_object);
-    if (!rc)
-        rc = idset_add(s, p->files_object);
+        rc = p->files[i].blob ? fn(ctx, p->files[i].blob) : 0;
+    /* the table definitions index (capture_meta.c), and format 2's shared tables and files
+     * documents (manifest.h) */
+    const char *more[] = {p->definitions, p->tables_object, p->files_object};
+    for (size_t i = 0; i < sizeof more / sizeof more[0] && !rc; i++)
+        rc = more[i] ? fn(ctx, more[i]) : 0;
     return rc;
 }
 
@@ -157,7 +156,7 @@ int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct 
     if (!r->store->ops->retain)
         return dverr_set(err, -ENOTSUP, "this store cannot lock objects (object_lock)");
     struct idset ids = {0};
-    int rc = point_refs(p, &ids);
+    int rc = repo_point_each_id(p, idset_add, &ids);
     if (rc)
         return dverr_set(err, rc, "out of memory");
     idset_seal(&ids);
@@ -463,7 +462,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
             goto out;
         }
         rep->points_kept++;
-        rc = point_refs(p, &refs);
+        rc = repo_point_each_id(p, idset_add, &refs);
         point_free(p);
         if (rc)
             goto out;
