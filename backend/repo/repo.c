@@ -409,6 +409,12 @@ int name_list_add(struct name_list *l, const char *s, size_t len)
     return 0;
 }
 
+int name_list_collect(void *ctx, const char *obj, uint64_t size)
+{
+    (void)size;
+    return name_list_add(ctx, obj, strlen(obj));
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);

@@ -164,11 +164,6 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
     return 0;
 }
 
-static int collect_name(void *ctx, const char *obj, uint64_t size)
-{
-    return name_list_add(ctx, obj, strlen(obj));
-}
-
 static int cmp_id(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -206,7 +201,7 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
     }
     if (!want.n)
         goto out;
-    if ((rc = r->store->ops->list(r->store->impl, "points/", collect_name, &manifests, err)))
+    if ((rc = r->store->ops->list(r->store->impl, "points/", name_list_collect, &manifests, err)))
         goto out;
     for (size_t i = 0; i < manifests.n && !rc; i++) {
         char env[256], name[64];
@@ -365,7 +360,7 @@ int repo_doc_list(struct repo *r, const char *prefix, char ***names, size_t *n,
         dir[strlen(dir) - 1] = '\0';
     if (!doc_name_ok(dir))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document prefix", prefix);
-    int rc = r->store->ops->list(r->store->impl, prefix, collect_name, &l, err);
+    int rc = r->store->ops->list(r->store->impl, prefix, name_list_collect, &l, err);
     if (rc == -ENOENT)
         rc = 0;
     if (rc) {

@@ -76,6 +76,8 @@ struct name_list {
 };
 int name_list_add(struct name_list *l, const char *s, size_t len); /* 0 or -ENOMEM */
 void name_list_sort_unique(struct name_list *l);
+/* An objstore list callback adding every name to the name_list ctx. */
+int name_list_collect(void *ctx, const char *obj, uint64_t size);
 /* "points/<env>/<name>.json" -> env and name; false for anything else. */
 bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name, size_t nn);
 /* The versions of env's environment document (envs/<env>/..., append-only repositories), oldest

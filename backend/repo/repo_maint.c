@@ -175,12 +175,6 @@ int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct 
     return rc;
 }
 
-static int collect_obj(void *ctx, const char *obj, uint64_t size)
-{
-    struct name_list *l = ctx;
-    return name_list_add(l, obj, strlen(obj));
-}
-
 /* Remote stores: captures on other machines hold locks/<env>.lease and then wait for
  * locks/prune.lease to be free; prune takes locks/prune.lease and then looks for capture leases,
  * backing off (releasing its own) while any is live. Whichever of the two writes its lease first,
@@ -392,7 +386,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
         goto out;
     if (!dry_run)
         clean_tmp(r);
-    if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
+    if ((rc = r->store->ops->list(r->store->impl, "points/", name_list_collect, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);
     /* first decide, per environment, over the whole history (retention rules need it) */
@@ -469,7 +463,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
     }
     prune_holds(r, &envs, now, dry_run, rep);
     idset_seal(&refs);
-    if ((rc = r->store->ops->list(r->store->impl, "objects/", collect_obj, &objects, err)))
+    if ((rc = r->store->ops->list(r->store->impl, "objects/", name_list_collect, &objects, err)))
         goto out;
     for (size_t i = 0; i < objects.n; i++) {
         const char *slash = strrchr(objects.v[i], '/');
@@ -626,7 +620,7 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
     memset(rep, 0, sizeof *rep);
     struct check_state s = {.r = r, .read_data = read_data, .rep = rep};
     struct name_list manifests = {0};
-    int rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err);
+    int rc = r->store->ops->list(r->store->impl, "points/", name_list_collect, &manifests, err);
     if (rc)
         goto out;
     name_list_sort_unique(&manifests);
