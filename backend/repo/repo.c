@@ -760,16 +760,11 @@ out:
  * instead adds versions envs/<env>/<YYYY-MM-DDTHHMMSSZ>-<8 hex>.json (put_if_absent), the newest
  * by name being the document (prune removes the older ones: repo_env_doc_versions). A reader
  * looks for versions first, so it needs to know nothing of how the repository is configured. */
-struct version_ctx {
-    struct name_list names;
-};
-
 static int collect_version(void *ctx, const char *obj, uint64_t size)
 {
     (void)size;
-    struct version_ctx *v = ctx;
     size_t n = strlen(obj);
-    return n > 5 && strcmp(obj + n - 5, ".json") == 0 ? name_list_add(&v->names, obj, n) : 0;
+    return n > 5 && strcmp(obj + n - 5, ".json") == 0 ? name_list_add(ctx, obj, n) : 0;
 }
 
 int repo_env_doc_versions(struct repo *r, const char *env, struct name_list *out,
@@ -777,14 +772,14 @@ int repo_env_doc_versions(struct repo *r, const char *env, struct name_list *out
 {
     char prefix[300];
     snprintf(prefix, sizeof prefix, "envs/%s/", env);
-    struct version_ctx v = {0};
+    struct name_list v = {0};
     int rc = r->store->ops->list(r->store->impl, prefix, collect_version, &v, err);
     if (rc) {
-        strv_free(v.names.v, v.names.n);
+        strv_free(v.v, v.n);
         return rc == -ENOMEM ? dverr_set(err, rc, "out of memory") : rc;
     }
-    name_list_sort_unique(&v.names);
-    *out = v.names;
+    name_list_sort_unique(&v);
+    *out = v;
     return 0;
 }
 
