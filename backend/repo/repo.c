@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -829,15 +828,15 @@ static int env_doc_add_version(struct repo *r, const char *env, const char *json
     struct buf sealed = BUF_INIT;
     rc = -EEXIST;
     for (int attempt = 0; attempt < 4 && rc == -EEXIST; attempt++) {
-        char obj[400], stamp[32], when[32];
-        unsigned char tag[4];
-        if (getrandom(tag, sizeof tag, 0) != (ssize_t)sizeof tag)
-            return dverr_set(err, -EIO, "no randomness for an environment document's name");
-        rfc3339_from_time(time(NULL), when);
-        /* 2026-11-21T09:00:00Z -> 2026-11-21T090000Z, as points are named */
-        snprintf(stamp, sizeof stamp, "%.13s%.2s%.2sZ", when, when + 14, when + 17);
-        snprintf(obj, sizeof obj, "envs/%s/%s-%02x%02x%02x%02x.json", env, stamp, tag[0], tag[1],
-                 tag[2], tag[3]);
+        char obj[400], stamp[32], tag[9];
+        unsigned char rnd[4];
+        if (crypt_random(rnd, sizeof rnd)) {
+            rc = dverr_set(err, -EIO, "no randomness for an environment document's name");
+            break;
+        }
+        hex_encode(rnd, sizeof rnd, tag);
+        point_name_from_time(time(NULL), stamp); /* as points are named */
+        snprintf(obj, sizeof obj, "envs/%s/%s-%s.json", env, stamp, tag);
         buf_reset(&sealed);
         if ((rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err)))
             break;
