@@ -251,6 +251,18 @@ static int report_line(struct prune_report *rep, const char *env, const char *na
     return 0;
 }
 
+/* The report line of point what ("env/name") says it stays after all, and why. */
+static void report_kept(struct prune_report *rep, const char *what, bool locked, const char *why)
+{
+    for (size_t k = 0; k < rep->n_lines; k++)
+        if (strcmp(rep->lines[k].point, what) == 0) {
+            rep->lines[k].removed = false;
+            rep->lines[k].locked = locked;
+            free(rep->lines[k].why);
+            rep->lines[k].why = strdup(why);
+        }
+}
+
 /* Decide for the points of env; the names of those to remove are added to gone ("env/name"). */
 static int prune_decide_env(struct repo *r, const char *env, time_t now, prune_decide_fn decide,
                             void *ctx, struct prune_report *rep, struct name_list *gone,
@@ -411,12 +423,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
                                         cmp_strp) != NULL;
         if (remove && held_now(r, env, name, now)) {
             remove = false;
-            for (size_t k = 0; k < rep->n_lines; k++)
-                if (strcmp(rep->lines[k].point, what) == 0) {
-                    rep->lines[k].removed = false;
-                    free(rep->lines[k].why);
-                    rep->lines[k].why = strdup("held (placed while prune ran)");
-                }
+            report_kept(rep, what, false, "held (placed while prune ran)");
         }
         if (remove && !dry_run) {
             struct dverr de = {0};
@@ -426,14 +433,8 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
                 log_warn("%s stays: the store refuses to delete it (%s)", what, dverr_msg(&de));
                 remove = false;
                 rep->points_locked++;
-                for (size_t k = 0; k < rep->n_lines; k++)
-                    if (strcmp(rep->lines[k].point, what) == 0) {
-                        rep->lines[k].removed = false;
-                        rep->lines[k].locked = true;
-                        free(rep->lines[k].why);
-                        rep->lines[k].why = strdup("locked by the store until its retention "
-                                                   "ends: a later prune removes it");
-                    }
+                report_kept(rep, what, true, "locked by the store until its retention ends: a "
+                                             "later prune removes it");
             } else if (rc && rc != -ENOENT) {
                 dverr_set(err, rc, "%s", dverr_msg(&de));
                 goto out;
