@@ -242,6 +242,7 @@ static int report_line(struct prune_report *rep, const char *env, const char *na
     l->point = strdup(what);
     l->why = strdup(why);
     l->removed = removed;
+    l->locked = false; /* report_kept sets it when the store refuses the delete */
     if (!l->point || !l->why) {
         free(l->point);
         free(l->why);
