@@ -806,12 +806,7 @@ int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr 
     int rc = env_doc_object(r, env, obj, sizeof obj, err);
     if (rc)
         return rc;
-    struct buf stored = BUF_INIT;
-    rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
-    if (!rc)
-        rc = repo_doc_open(r, "envdoc", obj, &stored, out, err);
-    buf_release(&stored);
-    return rc;
+    return repo_doc_get(r, "envdoc", obj, UINT64_MAX, out, err);
 }
 
 /* Append-only: a new version unless the newest one says the same. */
@@ -854,12 +849,7 @@ int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct d
     if (r->append_only)
         return env_doc_add_version(r, env, json, err);
     snprintf(obj, sizeof obj, "envs/%s.json", env);
-    struct buf sealed = BUF_INIT;
-    int rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err);
-    if (!rc)
-        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
-    buf_release(&sealed);
-    return rc;
+    return repo_doc_put(r, "envdoc", obj, json, strlen(json), err);
 }
 
 /* ---------- sealed documents ---------- */
@@ -888,6 +878,30 @@ int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struc
         return dverr_set(err, -EIO, "%s is damaged: it does not authenticate (changed, truncated, "
                          "or another object under its name)", obj);
     return rc ? dverr_set(err, rc, "opening %s: %s", obj, strerror(-rc)) : 0;
+}
+
+int repo_doc_put(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                 struct dverr *err)
+{
+    struct buf sealed = BUF_INIT;
+    int rc = repo_doc_seal(r, kind, obj, data, len, &sealed, err);
+    if (!rc)
+        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
+    buf_release(&sealed);
+    return rc;
+}
+
+int repo_doc_get(struct repo *r, const char *kind, const char *obj, uint64_t max_stored,
+                 struct buf *out, struct dverr *err)
+{
+    struct buf stored = BUF_INIT;
+    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
+    if (!rc && stored.len > max_stored)
+        rc = dverr_set(err, -EIO, "%s is too large", obj);
+    if (!rc)
+        rc = repo_doc_open(r, kind, obj, &stored, out, err);
+    buf_release(&stored);
+    return rc;
 }
 
 /* ---------- blobs ---------- */

@@ -138,7 +138,7 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
     if (rc)
         return rc == -ENOENT ? dverr_set(err, rc, "no point %s/%s to replace", p->env, p->name)
                              : rc;
-    struct buf doc = BUF_INIT, sealed = BUF_INIT;
+    struct buf doc = BUF_INIT;
     /* a format-2 point names its tables and files documents: stored again from p, which may
      * differ from the ones it named (the old ones go with repo_objects_drop_unreferenced) */
     struct point q = *p;
@@ -149,12 +149,9 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
         q.tables_object = tid;
         q.files_object = fid;
     }
-    if ((rc = manifest_render(&q, &doc, err)))
-        return rc;
-    if (!(rc = repo_doc_seal(r, "manifest", obj, doc.data, doc.len, &sealed, err)))
-        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
+    if (!(rc = manifest_render(&q, &doc, err)))
+        rc = repo_doc_put(r, "manifest", obj, doc.data, doc.len, err);
     buf_release(&doc);
-    buf_release(&sealed);
     if (rc)
         return rc;
     struct dverr ce = {0};
@@ -319,26 +316,14 @@ int repo_erase_doc_put(struct repo *r, const char *name, const char *text, struc
 {
     if (!doc_name_ok(name))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
-    struct buf sealed = BUF_INIT;
-    int rc = repo_doc_seal(r, "erasedoc", name, text, strlen(text), &sealed, err);
-    if (!rc)
-        rc = r->store->ops->put(r->store->impl, name, sealed.data, sealed.len, err);
-    buf_release(&sealed);
-    return rc;
+    return repo_doc_put(r, "erasedoc", name, text, strlen(text), err);
 }
 
 int repo_erase_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err)
 {
     if (!doc_name_ok(name))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
-    struct buf stored = BUF_INIT;
-    int rc = r->store->ops->get(r->store->impl, name, 0, OBJSTORE_TO_END, &stored, err);
-    if (!rc && stored.len > (64u << 20))
-        rc = dverr_set(err, -EIO, "%s is too large", name);
-    if (!rc)
-        rc = repo_doc_open(r, "erasedoc", name, &stored, out, err);
-    buf_release(&stored);
-    return rc;
+    return repo_doc_get(r, "erasedoc", name, 64u << 20, out, err);
 }
 
 int repo_erase_doc_del(struct repo *r, const char *name, struct dverr *err)

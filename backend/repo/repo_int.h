@@ -124,6 +124,12 @@ int repo_doc_seal(struct repo *r, const char *kind, const char *obj, const void 
 /* Opened (or copied) into out; -EIO naming the object when it does not open. */
 int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struct buf *stored,
                   struct buf *out, struct dverr *err);
+/* Sealed and put (replacing what obj held). */
+int repo_doc_put(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                 struct dverr *err);
+/* Got and opened into out; -EIO when obj's stored size is over max_stored. */
+int repo_doc_get(struct repo *r, const char *kind, const char *obj, uint64_t max_stored,
+                 struct buf *out, struct dverr *err);
 
 /* ---- shared documents of a point (repo_capture.c; manifest.h, format 2) ---- */
 /* Store p's tables and files documents as blobs; their ids into tables_id and files_id. */
