@@ -450,7 +450,7 @@ static struct zpool *zpool_start(int level)
     pthread_mutex_init(&zp->lock, NULL);
     pthread_cond_init(&zp->changed, NULL);
     for (int i = 0; i < ZPOOL_THREADS; i++)
-        if (pthread_create(&zp->threads[zp->n_threads], NULL, zpool_main, zp) == 0)
+        if (thread_start(&zp->threads[zp->n_threads], zpool_main, zp) == 0)
             zp->n_threads++;
     if (!zp->n_threads) {
         zpool_free(zp);
