@@ -574,18 +574,13 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
     if (manifest_object_name(env, name, obj, sizeof obj))
         return dverr_set(err, -ENOENT, "no point \"%.40s\" in \"%.80s\"", name ? name : "",
                          env ? env : "");
-    struct buf stored = BUF_INIT, b = BUF_INIT;
+    struct buf b = BUF_INIT;
     struct dverr e2 = {0};
-    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, &e2);
+    int rc = repo_doc_get(r, "manifest", obj, crypt_sealed_size(MANIFEST_MAX_BYTES), &b, &e2);
     if (rc == -ENOENT) {
-        buf_release(&stored);
+        buf_release(&b);
         return dverr_set(err, rc, "no point %s in %s", name, env);
     }
-    if (!rc && stored.len > crypt_sealed_size(MANIFEST_MAX_BYTES))
-        rc = dverr_set(&e2, -EIO, "manifest of %s/%s is too large", env, name);
-    if (!rc)
-        rc = repo_doc_open(r, "manifest", obj, &stored, &b, &e2);
-    buf_release(&stored);
     if (!rc && b.len > MANIFEST_MAX_BYTES)
         rc = dverr_set(&e2, -EIO, "manifest of %s/%s is too large", env, name);
     if (rc) {
