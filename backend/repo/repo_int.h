@@ -1,8 +1,9 @@
 /* repo_int: internals of the repository (repo.h) shared by its files: repo.c (open, init, lock
- * files, points, environment documents, blobs), repo_read.c (table and changes readers),
- * repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget, prune,
- * check, catalog rebuild) and repo_holds.c (holds). Not part of the contract; only these files
- * include it.
+ * files, points, environment and sealed documents, blobs), repo_read.c (table and changes
+ * readers), repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget,
+ * prune, check, catalog rebuild), repo_holds.c (holds), repo_keys.c (key objects) and
+ * repo_erase.c (erasures). Not part of the contract; only these files include it, and two test
+ * programs that look inside (test_repo.c, tests/tools/objtool.c).
  *
  * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
  * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
