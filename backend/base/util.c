@@ -208,12 +208,13 @@ const char *dverr_msg(const struct dverr *e)
     return e ? e->msg : "";
 }
 
-static void to_hex(const unsigned char *md, unsigned n, char *out)
+void hex_encode(const void *data, size_t n, char *out)
 {
     static const char hex[] = "0123456789abcdef";
-    for (unsigned i = 0; i < n; i++) {
-        out[2 * i] = hex[md[i] >> 4];
-        out[2 * i + 1] = hex[md[i] & 15];
+    const unsigned char *b = data;
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = hex[b[i] >> 4];
+        out[2 * i + 1] = hex[b[i] & 15];
     }
     out[2 * n] = '\0';
 }
@@ -224,7 +225,7 @@ void sha256_hex(const void *data, size_t len, char out[65])
     unsigned int n = 0;
     if (!EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) || n != 32)
         abort();
-    to_hex(md, 32, out);
+    hex_encode(md, 32, out);
 }
 
 struct sha256_stream {
@@ -254,7 +255,7 @@ void sha256_stream_finish(struct sha256_stream *s, char out[65])
     unsigned int n = 0;
     if (!EVP_DigestFinal_ex(s->ctx, md, &n) || n != 32)
         abort();
-    to_hex(md, 32, out);
+    hex_encode(md, 32, out);
     EVP_MD_CTX_free(s->ctx);
     free(s);
 }

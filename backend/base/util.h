@@ -68,6 +68,8 @@ void dverr_clear(struct dverr *e);
 int dverr_set(struct dverr *e, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *dverr_msg(const struct dverr *e); /* "" when none */
 
+/* n bytes of data as 2n lowercase hex chars + NUL into out. */
+void hex_encode(const void *data, size_t n, char *out);
 /* SHA-256 of data as 64 lowercase hex chars + NUL. */
 void sha256_hex(const void *data, size_t len, char out[65]);
 struct sha256_stream; /* incremental hashing; opaque */

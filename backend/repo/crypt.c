@@ -93,16 +93,6 @@ struct crypt_hash {
     struct sha256_stream *sha; /* unkeyed (no crypt) */
 };
 
-static void to_hex(const unsigned char *b, size_t n, char *out)
-{
-    static const char hx[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = hx[b[i] >> 4];
-        out[2 * i + 1] = hx[b[i] & 15];
-    }
-    out[2 * n] = '\0';
-}
-
 struct crypt_hash *crypt_hash_new(const struct crypt *c)
 {
     struct crypt_hash *h = calloc(1, sizeof *h);
@@ -131,7 +121,7 @@ void crypt_hash_finish(struct crypt_hash *h, char hex[65])
         size_t n = 0;
         if (EVP_MAC_final(h->mac, md, &n, sizeof md) != 1 || n != sizeof md)
             abort(); /* cannot fail with a valid context; no id is better than a wrong one */
-        to_hex(md, sizeof md, hex ? hex : scratch);
+        hex_encode(md, sizeof md, hex ? hex : scratch);
         EVP_MAC_CTX_free(h->mac);
     } else {
         sha256_stream_finish(h->sha, hex ? hex : scratch);

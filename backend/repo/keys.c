@@ -232,14 +232,9 @@ int keys_add(struct objstore *s, const struct crypt *c, const char *repo_id, con
 {
     struct key_info info = {.log2n = test_log2n()};
     unsigned char rnd[KEYS_ID_HEX / 2];
-    static const char hx[] = "0123456789abcdef";
     if (crypt_random(rnd, sizeof rnd))
         return dverr_set(err, -EIO, "no random bytes from the system");
-    for (size_t i = 0; i < sizeof rnd; i++) {
-        info.id[2 * i] = hx[rnd[i] >> 4];
-        info.id[2 * i + 1] = hx[rnd[i] & 15];
-    }
-    info.id[KEYS_ID_HEX] = '\0';
+    hex_encode(rnd, sizeof rnd, info.id);
     rfc3339_from_time(time(NULL), info.created);
     if (gethostname(info.host, sizeof info.host - 1))
         snprintf(info.host, sizeof info.host, "?");

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -409,6 +408,12 @@ int name_list_add(struct name_list *l, const char *s, size_t len)
     return 0;
 }
 
+int name_list_collect(void *ctx, const char *obj, uint64_t size)
+{
+    (void)size;
+    return name_list_add(ctx, obj, strlen(obj));
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -569,18 +574,13 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
     if (manifest_object_name(env, name, obj, sizeof obj))
         return dverr_set(err, -ENOENT, "no point \"%.40s\" in \"%.80s\"", name ? name : "",
                          env ? env : "");
-    struct buf stored = BUF_INIT, b = BUF_INIT;
+    struct buf b = BUF_INIT;
     struct dverr e2 = {0};
-    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, &e2);
+    int rc = repo_doc_get(r, "manifest", obj, crypt_sealed_size(MANIFEST_MAX_BYTES), &b, &e2);
     if (rc == -ENOENT) {
-        buf_release(&stored);
+        buf_release(&b);
         return dverr_set(err, rc, "no point %s in %s", name, env);
     }
-    if (!rc && stored.len > crypt_sealed_size(MANIFEST_MAX_BYTES))
-        rc = dverr_set(&e2, -EIO, "manifest of %s/%s is too large", env, name);
-    if (!rc)
-        rc = repo_doc_open(r, "manifest", obj, &stored, &b, &e2);
-    buf_release(&stored);
     if (!rc && b.len > MANIFEST_MAX_BYTES)
         rc = dverr_set(&e2, -EIO, "manifest of %s/%s is too large", env, name);
     if (rc) {
@@ -754,16 +754,11 @@ out:
  * instead adds versions envs/<env>/<YYYY-MM-DDTHHMMSSZ>-<8 hex>.json (put_if_absent), the newest
  * by name being the document (prune removes the older ones: repo_env_doc_versions). A reader
  * looks for versions first, so it needs to know nothing of how the repository is configured. */
-struct version_ctx {
-    struct name_list names;
-};
-
 static int collect_version(void *ctx, const char *obj, uint64_t size)
 {
     (void)size;
-    struct version_ctx *v = ctx;
     size_t n = strlen(obj);
-    return n > 5 && strcmp(obj + n - 5, ".json") == 0 ? name_list_add(&v->names, obj, n) : 0;
+    return n > 5 && strcmp(obj + n - 5, ".json") == 0 ? name_list_add(ctx, obj, n) : 0;
 }
 
 int repo_env_doc_versions(struct repo *r, const char *env, struct name_list *out,
@@ -771,14 +766,14 @@ int repo_env_doc_versions(struct repo *r, const char *env, struct name_list *out
 {
     char prefix[300];
     snprintf(prefix, sizeof prefix, "envs/%s/", env);
-    struct version_ctx v = {0};
+    struct name_list v = {0};
     int rc = r->store->ops->list(r->store->impl, prefix, collect_version, &v, err);
     if (rc) {
-        strv_free(v.names.v, v.names.n);
+        strv_free(v.v, v.n);
         return rc == -ENOMEM ? dverr_set(err, rc, "out of memory") : rc;
     }
-    name_list_sort_unique(&v.names);
-    *out = v.names;
+    name_list_sort_unique(&v);
+    *out = v;
     return 0;
 }
 
@@ -806,12 +801,7 @@ int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr 
     int rc = env_doc_object(r, env, obj, sizeof obj, err);
     if (rc)
         return rc;
-    struct buf stored = BUF_INIT;
-    rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
-    if (!rc)
-        rc = repo_doc_open(r, "envdoc", obj, &stored, out, err);
-    buf_release(&stored);
-    return rc;
+    return repo_doc_get(r, "envdoc", obj, UINT64_MAX, out, err);
 }
 
 /* Append-only: a new version unless the newest one says the same. */
@@ -828,15 +818,15 @@ static int env_doc_add_version(struct repo *r, const char *env, const char *json
     struct buf sealed = BUF_INIT;
     rc = -EEXIST;
     for (int attempt = 0; attempt < 4 && rc == -EEXIST; attempt++) {
-        char obj[400], stamp[32], when[32];
-        unsigned char tag[4];
-        if (getrandom(tag, sizeof tag, 0) != (ssize_t)sizeof tag)
-            return dverr_set(err, -EIO, "no randomness for an environment document's name");
-        rfc3339_from_time(time(NULL), when);
-        /* 2026-11-21T09:00:00Z -> 2026-11-21T090000Z, as points are named */
-        snprintf(stamp, sizeof stamp, "%.13s%.2s%.2sZ", when, when + 14, when + 17);
-        snprintf(obj, sizeof obj, "envs/%s/%s-%02x%02x%02x%02x.json", env, stamp, tag[0], tag[1],
-                 tag[2], tag[3]);
+        char obj[400], stamp[32], tag[9];
+        unsigned char rnd[4];
+        if (crypt_random(rnd, sizeof rnd)) {
+            rc = dverr_set(err, -EIO, "no randomness for an environment document's name");
+            break;
+        }
+        hex_encode(rnd, sizeof rnd, tag);
+        point_name_from_time(time(NULL), stamp); /* as points are named */
+        snprintf(obj, sizeof obj, "envs/%s/%s-%s.json", env, stamp, tag);
         buf_reset(&sealed);
         if ((rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err)))
             break;
@@ -854,12 +844,7 @@ int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct d
     if (r->append_only)
         return env_doc_add_version(r, env, json, err);
     snprintf(obj, sizeof obj, "envs/%s.json", env);
-    struct buf sealed = BUF_INIT;
-    int rc = repo_doc_seal(r, "envdoc", obj, json, strlen(json), &sealed, err);
-    if (!rc)
-        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
-    buf_release(&sealed);
-    return rc;
+    return repo_doc_put(r, "envdoc", obj, json, strlen(json), err);
 }
 
 /* ---------- sealed documents ---------- */
@@ -888,6 +873,30 @@ int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struc
         return dverr_set(err, -EIO, "%s is damaged: it does not authenticate (changed, truncated, "
                          "or another object under its name)", obj);
     return rc ? dverr_set(err, rc, "opening %s: %s", obj, strerror(-rc)) : 0;
+}
+
+int repo_doc_put(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                 struct dverr *err)
+{
+    struct buf sealed = BUF_INIT;
+    int rc = repo_doc_seal(r, kind, obj, data, len, &sealed, err);
+    if (!rc)
+        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
+    buf_release(&sealed);
+    return rc;
+}
+
+int repo_doc_get(struct repo *r, const char *kind, const char *obj, uint64_t max_stored,
+                 struct buf *out, struct dverr *err)
+{
+    struct buf stored = BUF_INIT;
+    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
+    if (!rc && stored.len > max_stored)
+        rc = dverr_set(err, -EIO, "%s is too large", obj);
+    if (!rc)
+        rc = repo_doc_open(r, kind, obj, &stored, out, err);
+    buf_release(&stored);
+    return rc;
 }
 
 /* ---------- blobs ---------- */

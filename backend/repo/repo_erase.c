@@ -138,7 +138,7 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
     if (rc)
         return rc == -ENOENT ? dverr_set(err, rc, "no point %s/%s to replace", p->env, p->name)
                              : rc;
-    struct buf doc = BUF_INIT, sealed = BUF_INIT;
+    struct buf doc = BUF_INIT;
     /* a format-2 point names its tables and files documents: stored again from p, which may
      * differ from the ones it named (the old ones go with repo_objects_drop_unreferenced) */
     struct point q = *p;
@@ -149,12 +149,9 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
         q.tables_object = tid;
         q.files_object = fid;
     }
-    if ((rc = manifest_render(&q, &doc, err)))
-        return rc;
-    if (!(rc = repo_doc_seal(r, "manifest", obj, doc.data, doc.len, &sealed, err)))
-        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
+    if (!(rc = manifest_render(&q, &doc, err)))
+        rc = repo_doc_put(r, "manifest", obj, doc.data, doc.len, err);
     buf_release(&doc);
-    buf_release(&sealed);
     if (rc)
         return rc;
     struct dverr ce = {0};
@@ -164,14 +161,24 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
     return 0;
 }
 
-static int collect_name(void *ctx, const char *obj, uint64_t size)
-{
-    return name_list_add(ctx, obj, strlen(obj));
-}
-
 static int cmp_id(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The ids of want (sorted) that a point names are marked in used. */
+struct used_ctx {
+    const struct name_list *want;
+    bool *used;
+};
+
+static int mark_used(void *ctx, const char *id)
+{
+    struct used_ctx *u = ctx;
+    char **hit = bsearch(&id, u->want->v, u->want->n, sizeof *u->want->v, cmp_id);
+    if (hit)
+        u->used[hit - u->want->v] = true;
+    return 0;
 }
 
 int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
@@ -191,7 +198,7 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
     }
     if (!want.n)
         goto out;
-    if ((rc = r->store->ops->list(r->store->impl, "points/", collect_name, &manifests, err)))
+    if ((rc = r->store->ops->list(r->store->impl, "points/", name_list_collect, &manifests, err)))
         goto out;
     for (size_t i = 0; i < manifests.n && !rc; i++) {
         char env[256], name[64];
@@ -206,32 +213,8 @@ int repo_objects_drop_unreferenced(struct repo *r, char *const *ids, size_t n,
             dverr_set(err, rc, "cannot tell which objects %s/%s needs: deleting none", env, name);
             goto out;
         }
-        for (size_t t = 0; t < p->n_tables; t++) {
-            const struct point_table *pt = &p->tables[t];
-            for (size_t k = 0; k <= pt->n_segments; k++) {
-                const char *id = k < pt->n_segments ? pt->segments[k] : pt->delta;
-                char **hit = id ? bsearch(&id, want.v, want.n, sizeof *want.v, cmp_id) : NULL;
-                if (hit)
-                    used[hit - want.v] = true;
-            }
-            char **hit = pt->schema ? bsearch(&pt->schema, want.v, want.n, sizeof *want.v, cmp_id)
-                                    : NULL;
-            if (hit)
-                used[hit - want.v] = true;
-        }
-        for (size_t f = 0; f < p->n_files; f++) {
-            char **hit = bsearch(&p->files[f].blob, want.v, want.n, sizeof *want.v, cmp_id);
-            if (hit)
-                used[hit - want.v] = true;
-        }
-        /* format 2's shared documents, and the definitions index (engine/capture_meta.c) */
-        const char *shared[3] = {p->tables_object, p->files_object, p->definitions};
-        for (int k = 0; k < 3; k++) {
-            char **hit =
-                shared[k] ? bsearch(&shared[k], want.v, want.n, sizeof *want.v, cmp_id) : NULL;
-            if (hit)
-                used[hit - want.v] = true;
-        }
+        struct used_ctx u = {&want, used};
+        repo_point_each_id(p, mark_used, &u);
         point_free(p);
     }
     for (size_t i = 0; i < want.n && !rc; i++) {
@@ -333,26 +316,14 @@ int repo_erase_doc_put(struct repo *r, const char *name, const char *text, struc
 {
     if (!doc_name_ok(name))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
-    struct buf sealed = BUF_INIT;
-    int rc = repo_doc_seal(r, "erasedoc", name, text, strlen(text), &sealed, err);
-    if (!rc)
-        rc = r->store->ops->put(r->store->impl, name, sealed.data, sealed.len, err);
-    buf_release(&sealed);
-    return rc;
+    return repo_doc_put(r, "erasedoc", name, text, strlen(text), err);
 }
 
 int repo_erase_doc_get(struct repo *r, const char *name, struct buf *out, struct dverr *err)
 {
     if (!doc_name_ok(name))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document name", name ? name : "");
-    struct buf stored = BUF_INIT;
-    int rc = r->store->ops->get(r->store->impl, name, 0, OBJSTORE_TO_END, &stored, err);
-    if (!rc && stored.len > (64u << 20))
-        rc = dverr_set(err, -EIO, "%s is too large", name);
-    if (!rc)
-        rc = repo_doc_open(r, "erasedoc", name, &stored, out, err);
-    buf_release(&stored);
-    return rc;
+    return repo_doc_get(r, "erasedoc", name, 64u << 20, out, err);
 }
 
 int repo_erase_doc_del(struct repo *r, const char *name, struct dverr *err)
@@ -374,7 +345,7 @@ int repo_doc_list(struct repo *r, const char *prefix, char ***names, size_t *n,
         dir[strlen(dir) - 1] = '\0';
     if (!doc_name_ok(dir))
         return dverr_set(err, -EINVAL, "\"%.80s\" is not a document prefix", prefix);
-    int rc = r->store->ops->list(r->store->impl, prefix, collect_name, &l, err);
+    int rc = r->store->ops->list(r->store->impl, prefix, name_list_collect, &l, err);
     if (rc == -ENOENT)
         rc = 0;
     if (rc) {

@@ -46,11 +46,8 @@ int repo_hold_put(struct repo *r, const char *env, const struct point_hold *h, s
         buf_release(&doc);
         return dverr_set(err, rc, "out of memory");
     }
-    struct buf sealed = BUF_INIT;
-    if (!(rc = repo_doc_seal(r, "hold", obj, doc.data, doc.len, &sealed, err)))
-        rc = r->store->ops->put(r->store->impl, obj, sealed.data, sealed.len, err);
+    rc = repo_doc_put(r, "hold", obj, doc.data, doc.len, err);
     buf_release(&doc);
-    buf_release(&sealed);
     return rc;
 }
 
@@ -61,13 +58,8 @@ int repo_hold_get(struct repo *r, const char *env, const char *point, struct poi
     memset(out, 0, sizeof *out);
     if (hold_object_name(env, point, obj, sizeof obj))
         return dverr_set(err, -ENOENT, "no hold on \"%.40s\"", point ? point : "");
-    struct buf doc = BUF_INIT, stored = BUF_INIT;
-    int rc = r->store->ops->get(r->store->impl, obj, 0, OBJSTORE_TO_END, &stored, err);
-    if (!rc && stored.len > (64u << 10))
-        rc = dverr_set(err, -EIO, "the hold on %s/%s is too large", env, point);
-    if (!rc)
-        rc = repo_doc_open(r, "hold", obj, &stored, &doc, err);
-    buf_release(&stored);
+    struct buf doc = BUF_INIT;
+    int rc = repo_doc_get(r, "hold", obj, 64u << 10, &doc, err);
     if (!rc && (rc = point_hold_parse(doc.data, doc.len, out, err)) == -EIO)
         dverr_set(err, rc, "the hold on %s/%s is damaged (%s)", env, point, obj);
     if (!rc && strcmp(out->point, point) != 0) {

@@ -1,8 +1,9 @@
 /* repo_int: internals of the repository (repo.h) shared by its files: repo.c (open, init, lock
- * files, points, environment documents, blobs), repo_read.c (table and changes readers),
- * repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget, prune,
- * check, catalog rebuild) and repo_holds.c (holds). Not part of the contract; only these files
- * include it.
+ * files, points, environment and sealed documents, blobs), repo_read.c (table and changes
+ * readers), repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget,
+ * prune, check, catalog rebuild), repo_holds.c (holds), repo_keys.c (key objects) and
+ * repo_erase.c (erasures). Not part of the contract; only these files include it, and two test
+ * programs that look inside (test_repo.c, tests/tools/objtool.c).
  *
  * Locks (directory repositories: files under ROOT/locks; other stores: under the catalog's
  * directory for the writers of this machine, plus the lease object locks/<env>.lease.<gen> in the
@@ -76,6 +77,8 @@ struct name_list {
 };
 int name_list_add(struct name_list *l, const char *s, size_t len); /* 0 or -ENOMEM */
 void name_list_sort_unique(struct name_list *l);
+/* An objstore list callback adding every name to the name_list ctx. */
+int name_list_collect(void *ctx, const char *obj, uint64_t size);
 /* "points/<env>/<name>.json" -> env and name; false for anything else. */
 bool repo_manifest_name_parse(const char *obj, char *env, size_t en, char *name, size_t nn);
 /* The versions of env's environment document (envs/<env>/..., append-only repositories), oldest
@@ -90,6 +93,10 @@ struct objstore_lease;
 /* Remote stores: take locks/prune.lease once no capture lease is live (waiting up to
  * LOCK_WAIT_MS): what keeps prune and erase apart from captures on other machines. */
 int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err);
+
+/* Every object id p names (segments, deltas, schemas, file blobs, the table definitions index,
+ * format 2's shared documents), each given to fn; fn's non-zero return stops and is returned. */
+int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *id), void *ctx);
 
 /* object_lock (repo_maint.c): keep every object p names (segments, blobs, shared documents)
  * from deletion until `until` (objstore retain: extended, never shortened). 0 when object_lock is
@@ -118,6 +125,12 @@ int repo_doc_seal(struct repo *r, const char *kind, const char *obj, const void 
 /* Opened (or copied) into out; -EIO naming the object when it does not open. */
 int repo_doc_open(struct repo *r, const char *kind, const char *obj, const struct buf *stored,
                   struct buf *out, struct dverr *err);
+/* Sealed and put (replacing what obj held). */
+int repo_doc_put(struct repo *r, const char *kind, const char *obj, const void *data, size_t len,
+                 struct dverr *err);
+/* Got and opened into out; -EIO when obj's stored size is over max_stored. */
+int repo_doc_get(struct repo *r, const char *kind, const char *obj, uint64_t max_stored,
+                 struct buf *out, struct dverr *err);
 
 /* ---- shared documents of a point (repo_capture.c; manifest.h, format 2) ---- */
 /* Store p's tables and files documents as blobs; their ids into tables_id and files_id. */

@@ -90,10 +90,10 @@ struct idset {
     size_t n, cap;
 };
 
-static int idset_add(struct idset *s, const char *id)
+/* A repo_point_each_id callback (ctx: the idset). */
+static int idset_add(void *ctx, const char *id)
 {
-    if (!id)
-        return 0;
+    struct idset *s = ctx;
     if (s->n == s->cap) {
         size_t cap = s->cap ? s->cap * 2 : 1024;
         char(*v)[65] = realloc(s->v, cap * sizeof *v);
@@ -127,26 +127,25 @@ static bool idset_has(const struct idset *s, const char *id)
     return s->n && bsearch(id, s->v, s->n, sizeof *s->v, cmp_id) != NULL;
 }
 
-static int point_refs(const struct point *p, struct idset *s)
+int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *id), void *ctx)
 {
     int rc = 0;
     for (size_t i = 0; i < p->n_tables && !rc; i++) {
         const struct point_table *t = &p->tables[i];
         for (size_t k = 0; k < t->n_segments && !rc; k++)
-            rc = idset_add(s, t->segments[k]);
-        if (!rc)
-            rc = idset_add(s, t->delta);
-        if (!rc)
-            rc = idset_add(s, t->schema);
+            rc = t->segments[k] ? fn(ctx, t->segments[k]) : 0;
+        if (!rc && t->delta)
+            rc = fn(ctx, t->delta);
+        if (!rc && t->schema)
+            rc = fn(ctx, t->schema);
     }
     for (size_t i = 0; i < p->n_files && !rc; i++)
-        rc = idset_add(s, p->files[i].blob);
-    if (!rc) /* the table definitions index (capture_meta.c) */
-        rc = idset_add(s, p->definitions);
-    if (!rc) /* format 2: the shared tables and files documents (manifest.h) */
-        rc = idset_add(s, p->tables_object);
-    if (!rc)
-        rc = idset_add(s, p->files_object);
+        rc = p->files[i].blob ? fn(ctx, p->files[i].blob) : 0;
+    /* the table definitions index (capture_meta.c), and format 2's shared tables and files
+     * documents (manifest.h) */
+    const char *more[] = {p->definitions, p->tables_object, p->files_object};
+    for (size_t i = 0; i < sizeof more / sizeof more[0] && !rc; i++)
+        rc = more[i] ? fn(ctx, more[i]) : 0;
     return rc;
 }
 
@@ -157,7 +156,7 @@ int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct 
     if (!r->store->ops->retain)
         return dverr_set(err, -ENOTSUP, "this store cannot lock objects (object_lock)");
     struct idset ids = {0};
-    int rc = point_refs(p, &ids);
+    int rc = repo_point_each_id(p, idset_add, &ids);
     if (rc)
         return dverr_set(err, rc, "out of memory");
     idset_seal(&ids);
@@ -174,12 +173,6 @@ int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct 
     }
     free(ids.v);
     return rc;
-}
-
-static int collect_obj(void *ctx, const char *obj, uint64_t size)
-{
-    struct name_list *l = ctx;
-    return name_list_add(l, obj, strlen(obj));
 }
 
 /* Remote stores: captures on other machines hold locks/<env>.lease and then wait for
@@ -249,6 +242,7 @@ static int report_line(struct prune_report *rep, const char *env, const char *na
     l->point = strdup(what);
     l->why = strdup(why);
     l->removed = removed;
+    l->locked = false; /* report_kept sets it when the store refuses the delete */
     if (!l->point || !l->why) {
         free(l->point);
         free(l->why);
@@ -256,6 +250,18 @@ static int report_line(struct prune_report *rep, const char *env, const char *na
     }
     rep->n_lines++;
     return 0;
+}
+
+/* The report line of point what ("env/name") says it stays after all, and why. */
+static void report_kept(struct prune_report *rep, const char *what, bool locked, const char *why)
+{
+    for (size_t k = 0; k < rep->n_lines; k++)
+        if (strcmp(rep->lines[k].point, what) == 0) {
+            rep->lines[k].removed = false;
+            rep->lines[k].locked = locked;
+            free(rep->lines[k].why);
+            rep->lines[k].why = strdup(why);
+        }
 }
 
 /* Decide for the points of env; the names of those to remove are added to gone ("env/name"). */
@@ -393,7 +399,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
         goto out;
     if (!dry_run)
         clean_tmp(r);
-    if ((rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err)))
+    if ((rc = r->store->ops->list(r->store->impl, "points/", name_list_collect, &manifests, err)))
         goto out;
     name_list_sort_unique(&manifests);
     /* first decide, per environment, over the whole history (retention rules need it) */
@@ -418,12 +424,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
                                         cmp_strp) != NULL;
         if (remove && held_now(r, env, name, now)) {
             remove = false;
-            for (size_t k = 0; k < rep->n_lines; k++)
-                if (strcmp(rep->lines[k].point, what) == 0) {
-                    rep->lines[k].removed = false;
-                    free(rep->lines[k].why);
-                    rep->lines[k].why = strdup("held (placed while prune ran)");
-                }
+            report_kept(rep, what, false, "held (placed while prune ran)");
         }
         if (remove && !dry_run) {
             struct dverr de = {0};
@@ -433,14 +434,8 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
                 log_warn("%s stays: the store refuses to delete it (%s)", what, dverr_msg(&de));
                 remove = false;
                 rep->points_locked++;
-                for (size_t k = 0; k < rep->n_lines; k++)
-                    if (strcmp(rep->lines[k].point, what) == 0) {
-                        rep->lines[k].removed = false;
-                        rep->lines[k].locked = true;
-                        free(rep->lines[k].why);
-                        rep->lines[k].why = strdup("locked by the store until its retention "
-                                                   "ends: a later prune removes it");
-                    }
+                report_kept(rep, what, true, "locked by the store until its retention ends: a "
+                                             "later prune removes it");
             } else if (rc && rc != -ENOENT) {
                 dverr_set(err, rc, "%s", dverr_msg(&de));
                 goto out;
@@ -463,14 +458,14 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
             goto out;
         }
         rep->points_kept++;
-        rc = point_refs(p, &refs);
+        rc = repo_point_each_id(p, idset_add, &refs);
         point_free(p);
         if (rc)
             goto out;
     }
     prune_holds(r, &envs, now, dry_run, rep);
     idset_seal(&refs);
-    if ((rc = r->store->ops->list(r->store->impl, "objects/", collect_obj, &objects, err)))
+    if ((rc = r->store->ops->list(r->store->impl, "objects/", name_list_collect, &objects, err)))
         goto out;
     for (size_t i = 0; i < objects.n; i++) {
         const char *slash = strrchr(objects.v[i], '/');
@@ -627,7 +622,7 @@ int repo_check(struct repo *r, bool read_data, struct check_report *rep, struct 
     memset(rep, 0, sizeof *rep);
     struct check_state s = {.r = r, .read_data = read_data, .rep = rep};
     struct name_list manifests = {0};
-    int rc = r->store->ops->list(r->store->impl, "points/", collect_obj, &manifests, err);
+    int rc = r->store->ops->list(r->store->impl, "points/", name_list_collect, &manifests, err);
     if (rc)
         goto out;
     name_list_sort_unique(&manifests);

@@ -154,8 +154,7 @@ int table_iterate(struct repo *r, const struct point *p, const char *table,
     if (!pt)
         return dverr_set(err, -ENOENT, "no table \"%.80s\" in %s/%s", table, p->env, p->name);
     struct segment_merge *m = NULL;
-    int rc = segment_merge_open(r->store, r->crypt, pt->segments, pt->n_segments, false, &m,
-                                err);
+    int rc = repo_table_merge_open(r, pt, &m, err);
     if (rc)
         return rc;
     struct segment_entry e;

@@ -210,6 +210,23 @@ struct segment_writer {
 
 static atomic_uint tmp_counter;
 
+void seg_trailer_make(unsigned char tr[SEG_TRAILER_LEN], uint64_t ioff, const void *index,
+                      size_t ilen, uint64_t entries)
+{
+    char ih[65];
+    sha256_hex(index, ilen, ih);
+    put_u64(tr, ioff);
+    put_u64(tr + 8, ilen);
+    put_u64(tr + 16, entries);
+    for (int i = 0; i < 8; i++) { /* the index's checksum: the first 8 bytes of its SHA-256 */
+        unsigned hi = (unsigned)(ih[2 * i] <= '9' ? ih[2 * i] - '0' : ih[2 * i] - 'a' + 10);
+        unsigned lo = (unsigned)(ih[2 * i + 1] <= '9' ? ih[2 * i + 1] - '0'
+                                                      : ih[2 * i + 1] - 'a' + 10);
+        tr[24 + i] = (unsigned char)(hi << 4 | lo);
+    }
+    memcpy(tr + 32, SEG_TRAILER_MAGIC, 8);
+}
+
 static int make_tmp(const char *dir, const char *what, char *path, size_t n)
 {
     if (snprintf(path, n, "%s/%s-%d-%u", dir, what, (int)getpid(),
@@ -450,7 +467,7 @@ static struct zpool *zpool_start(int level)
     pthread_mutex_init(&zp->lock, NULL);
     pthread_cond_init(&zp->changed, NULL);
     for (int i = 0; i < ZPOOL_THREADS; i++)
-        if (pthread_create(&zp->threads[zp->n_threads], NULL, zpool_main, zp) == 0)
+        if (thread_start(&zp->threads[zp->n_threads], zpool_main, zp) == 0)
             zp->n_threads++;
     if (!zp->n_threads) {
         zpool_free(zp);
@@ -697,19 +714,8 @@ int segment_writer_finish_stats(struct segment_writer *w, char id[65], struct se
         rc = dverr_set(err, rc, "out of memory");
         goto out;
     }
-    char ih[65];
-    sha256_hex(idx.data, idx.len, ih);
     unsigned char tr[SEG_TRAILER_LEN];
-    put_u64(tr, o->off);
-    put_u64(tr + 8, idx.len);
-    put_u64(tr + 16, o->st.entries);
-    memset(tr + 24, 0, 8);
-    for (int i = 0; i < 8; i++) {
-        unsigned hi = (unsigned)(ih[2 * i] <= '9' ? ih[2 * i] - '0' : ih[2 * i] - 'a' + 10);
-        unsigned lo = (unsigned)(ih[2 * i + 1] <= '9' ? ih[2 * i + 1] - '0' : ih[2 * i + 1] - 'a' + 10);
-        tr[24 + i] = (unsigned char)(hi << 4 | lo);
-    }
-    memcpy(tr + 32, SEG_TRAILER_MAGIC, 8);
+    seg_trailer_make(tr, o->off, idx.data, idx.len, o->st.entries);
     crypt_hash_update(o->idh, idx.data, idx.len);
     crypt_hash_update(o->idh, tr, sizeof tr);
     crypt_hash_finish(o->idh, id);

@@ -105,6 +105,11 @@ static inline void seg_index_ad(unsigned char ad[SEG_INDEX_AD_LEN], const char *
     put_u64(ad + sizeof SEG_INDEX_AD + 72, len);
 }
 
+/* A plain segment's trailer (segment.h) for its index (ilen bytes at ioff) and entry count: the
+ * writer writes it, and verify rebuilds it to recompute a sealed segment's id (segment.c). */
+void seg_trailer_make(unsigned char tr[SEG_TRAILER_LEN], uint64_t ioff, const void *index,
+                      size_t ilen, uint64_t entries);
+
 /* ---------- attachments kept once ----------
  *
  * A line holding an attachment ("documentbody":"<base64>" of at least ATTACH_MIN characters, in

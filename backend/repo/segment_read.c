@@ -611,21 +611,10 @@ static int sealed_id(struct objstore *store, const struct crypt *crypt, const ch
     }
     if (!rc) {
         unsigned char tr[SEG_TRAILER_LEN];
-        char ih[65];
         uint64_t ioff = SEG_HEADER_LEN;
         if (s->n_frames)
             ioff = s->frames[s->n_frames - 1].off + s->frames[s->n_frames - 1].csize;
-        sha256_hex(s->index.data, s->index.len, ih);
-        put_u64(tr, ioff);
-        put_u64(tr + 8, s->index.len);
-        put_u64(tr + 16, s->entries);
-        for (int i = 0; i < 8; i++) {
-            unsigned hi = (unsigned)(ih[2 * i] <= '9' ? ih[2 * i] - '0' : ih[2 * i] - 'a' + 10);
-            unsigned lo = (unsigned)(ih[2 * i + 1] <= '9' ? ih[2 * i + 1] - '0'
-                                                          : ih[2 * i + 1] - 'a' + 10);
-            tr[24 + i] = (unsigned char)(hi << 4 | lo);
-        }
-        memcpy(tr + 32, SEG_TRAILER_MAGIC, 8);
+        seg_trailer_make(tr, ioff, s->index.data, s->index.len, s->entries);
         crypt_hash_update(ch, s->index.data, s->index.len);
         crypt_hash_update(ch, tr, sizeof tr);
     }

@@ -93,30 +93,7 @@ static void sealed_segment(const uint8_t *data, size_t size)
     struct mem m = {data + 64, size - 64, ""};
     struct objstore store = {&mem_ops, &m, (char *)"mem:", NULL, NULL, false};
     segment_object_name(id, m.name);
-    struct dverr e = {0};
-    uint64_t entries = 0;
-    int vrc = segment_verify(&store, fuzz_crypt(), id, &entries, &e);
-    if (vrc != 0 && vrc != -EIO && vrc != -ENOENT)
-        abort();
-    char *ids[2] = {id, id};
-    for (int keep = 0; keep < 2; keep++) {
-        struct segment_merge *mg = NULL;
-        struct dverr me = {0};
-        int rc = segment_merge_open(&store, fuzz_crypt(), ids, 2, keep != 0, &mg, &me);
-        uint64_t n = 0;
-        struct segment_entry ent;
-        while (rc == 0 && (rc = segment_merge_next(mg, &ent, &me)) == 1) {
-            if (ent.key_len > SEGMENT_MAX_KEY || ent.line_len > SEGMENT_MAX_LINE)
-                abort();
-            n++;
-            rc = 0;
-        }
-        segment_merge_free(mg);
-        if (rc != 0 && rc != -EIO && rc != -ENOMEM && rc != -ENOENT)
-            abort();
-        if (vrc == 0 && (rc != 0 || (keep && n != entries)))
-            abort();
-    }
+    mem_segment_check(&store, fuzz_crypt(), id, -ENOENT);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

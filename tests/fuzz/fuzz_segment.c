@@ -21,30 +21,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char id[65];
     sha256_hex(data, size, id);
     segment_object_name(id, m.name);
-    struct dverr e = {0};
-    uint64_t entries = 0;
-    int vrc = segment_verify(&store, NULL, id, &entries, &e);
-    if (vrc != 0 && vrc != -EIO)
-        abort();
-    char *ids[2] = {id, id};
-    for (int keep = 0; keep < 2; keep++) {
-        struct segment_merge *mg = NULL;
-        struct dverr me = {0};
-        int rc = segment_merge_open(&store, NULL, ids, 2, keep != 0, &mg, &me);
-        uint64_t n = 0;
-        struct segment_entry ent;
-        while (rc == 0 && (rc = segment_merge_next(mg, &ent, &me)) == 1) {
-            if (ent.key_len > SEGMENT_MAX_KEY || ent.line_len > SEGMENT_MAX_LINE)
-                abort();
-            n++;
-            rc = 0;
-        }
-        segment_merge_free(mg);
-        if (rc != 0 && rc != -EIO && rc != -ENOMEM)
-            abort();
-        /* a segment that verifies must merge cleanly and agree on its entry count */
-        if (vrc == 0 && (rc != 0 || (keep && n != entries)))
-            abort();
-    }
+    mem_segment_check(&store, NULL, id, -EIO);
     return 0;
 }

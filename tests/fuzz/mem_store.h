@@ -1,15 +1,18 @@
 /* mem_store: a read-only object store holding one object in memory, for the fuzz targets that
  * feed arbitrary bytes to a reader of the repository (fuzz_segment, fuzz_crypt). Every write is
- * EROFS; get honours ranges; list names the one object. Header-only (the fuzz targets are each one
+ * EROFS; get honours ranges; list names the one object. mem_segment_check is the check both
+ * segment targets make on a segment stored there. Header-only (the fuzz targets are each one
  * file plus replay.c). Single-threaded, as the fuzzers are. */
 #ifndef DVSNAP_FUZZ_MEM_STORE_H
 #define DVSNAP_FUZZ_MEM_STORE_H
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "backend/objstore/objstore.h"
+#include "backend/repo/segment.h"
 
 struct mem {
     const uint8_t *data;
@@ -61,5 +64,39 @@ static void m_free(void *impl)
 }
 static const struct objstore_ops mem_ops = {m_put, m_put_file, m_put, m_get,
                                             m_stat, m_list, m_del, m_free, NULL};
+
+/* The segment id in store (plain, or sealed with crypt): segment_verify and a merge of {id, id}
+ * (deletes dropped, then kept) agree. Each gives 0, -EIO or also_ok (-ENOMEM too for the merge),
+ * never anything else; a segment that verifies merges without error and, deletes kept, with its
+ * entry count. Anything else aborts. */
+static void mem_segment_check(struct objstore *store, const struct crypt *crypt, char *id,
+                              int also_ok)
+{
+    struct dverr e = {0};
+    uint64_t entries = 0;
+    int vrc = segment_verify(store, crypt, id, &entries, &e);
+    if (vrc != 0 && vrc != -EIO && vrc != also_ok)
+        abort();
+    char *ids[2] = {id, id};
+    for (int keep = 0; keep < 2; keep++) {
+        struct segment_merge *mg = NULL;
+        struct dverr me = {0};
+        int rc = segment_merge_open(store, crypt, ids, 2, keep != 0, &mg, &me);
+        uint64_t n = 0;
+        struct segment_entry ent;
+        while (rc == 0 && (rc = segment_merge_next(mg, &ent, &me)) == 1) {
+            if (ent.key_len > SEGMENT_MAX_KEY || ent.line_len > SEGMENT_MAX_LINE)
+                abort();
+            n++;
+            rc = 0;
+        }
+        segment_merge_free(mg);
+        if (rc != 0 && rc != -EIO && rc != -ENOMEM && rc != also_ok)
+            abort();
+        /* a segment that verifies must merge cleanly and agree on its entry count */
+        if (vrc == 0 && (rc != 0 || (keep && n != entries)))
+            abort();
+    }
+}
 
 #endif

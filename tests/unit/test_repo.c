@@ -77,18 +77,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* Put a manifest document as the repository stores it (sealed when it is encrypted). */
-static int put_manifest(struct repo *r, const char *obj, const struct buf *doc, struct dverr *e)
-{
-    struct buf stored = BUF_INIT;
-    struct objstore *s = repo_store(r);
-    int rc = repo_doc_seal(r, "manifest", obj, doc->data, doc->len, &stored, e);
-    if (!rc)
-        rc = s->ops->put(s->impl, obj, stored.data, stored.len, e);
-    buf_release(&stored);
-    return rc;
-}
-
 /* The line of record i (version v): a small JSON object with the key first. */
 static void rec_line(struct buf *b, int i, int v)
 {
@@ -649,7 +637,8 @@ static void test_crash_between_manifest_and_catalog(void **state)
     p->name = strdup("2025-11-21T100000Z");
     struct buf doc = BUF_INIT;
     assert_int_equal(manifest_render(p, &doc, &e), 0);
-    assert_int_equal(put_manifest(f->r, "points/contoso-dev/2025-11-21T100000Z.json", &doc, &e), 0);
+    assert_int_equal(repo_doc_put(f->r, "manifest", "points/contoso-dev/2025-11-21T100000Z.json",
+                                  doc.data, doc.len, &e), 0);
     struct repo_capture *c = NULL;
     assert_int_equal(repo_capture_begin(f->r, "contoso-dev", &c, &e), 0);
     assert_string_equal(repo_capture_previous(c)->name, "2025-11-21T100000Z");
@@ -876,7 +865,8 @@ static void test_check_sizes(void **state)
     bad->tables[0].bytes += 1;
     struct buf doc = BUF_INIT;
     assert_int_equal(manifest_render(bad, &doc, &e), 0);
-    assert_int_equal(put_manifest(f->r, "points/contoso-dev/2025-11-21T091500Z.json", &doc, &e), 0);
+    assert_int_equal(repo_doc_put(f->r, "manifest", "points/contoso-dev/2025-11-21T091500Z.json",
+                                  doc.data, doc.len, &e), 0);
     struct check_report rep;
     assert_int_equal(repo_check(f->r, false, &rep, &e), 0);
     check_report_release(&rep);
