@@ -18,9 +18,7 @@ start_dvsim --seed demo --records "$RECORDS"
 note "dvsim seeded $RECORDS accounts and $((2 * RECORDS)) contacts in $(( $(ms) - t0 )) ms"
 write_config
 dvsnap init >/dev/null
-tok=$(curl -sf -X POST "$DVSIM_URL/contoso/oauth2/v2.0/token" --data-urlencode "client_id=dvsnap-test" \
-  --data-urlencode "client_secret@$T/secret" --data-urlencode "grant_type=client_credentials" \
-  --data-urlencode "scope=$DVSIM_URL/org/$ENV/.default" | jq -r .access_token)
+tok=$(token $ENV)
 API=$DVSIM_URL/org/$ENV/api/data/v9.2
 api() { curl -sf -o /dev/null -X "$1" -H "Authorization: Bearer $tok" -H 'Content-Type: application/json' ${3:+-d "$3"} "$API/$2"; }
 C=33333333-0000-4000-8000-000000000001

@@ -15,6 +15,9 @@ has() {
   local f=$1 e; shift
   for e in "$@"; do jq -e "$e" "$f" >/dev/null || { echo "fails: $e"; return 1; }; done
 }
+# every_line FILE FILTER: the jq FILTER holds for every document of FILE (one per line; `has` and
+# jq -e look at the last one only)
+every_line() { jq -s -e "length > 0 and all(.[]; $2)" "$1" >/dev/null; }
 one_document() { jq -s 'length' "$1" | grep -qx 1; }
 
 # ---- capture ----
@@ -33,8 +36,8 @@ check "capture: each environment's fields" has "$T/cap.json" \
 check "capture: contoso-prod done with a point, contoso-trial skipped with why" has "$T/cap.json" \
   '.environments[] | select(.env == "contoso-prod") | .status == "done" and (.point | test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{6}Z$")) and .error == null' \
   '.environments[] | select(.env == "contoso-trial") | .status == "skipped" and .point == null and (.error | test("trial"))'
-check "capture: stderr holds only progress lines" bash -c "jq -e 'has(\"progress\")' '$T/cap.err' >/dev/null"
-check "capture: progress lines carry percent, rate, time left and tables" has "$T/cap.err" \
+check "capture: stderr holds only progress lines" every_line "$T/cap.err" 'has("progress")'
+check "capture: progress lines carry percent, rate, time left and tables" every_line "$T/cap.err" \
   '.progress | .command == "capture" and (.env|type)=="string" and has("percent") and has("rate")
      and has("eta_seconds") and (.unit == "records") and (.tables_total|type)=="number"'
 check "capture: progress reaches 100% for each environment" \

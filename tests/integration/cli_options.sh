@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # cli_options (issue 18): the command line and the configuration's conventions.
 #   - --version prints "dvsnap X.Y.Z" (tools/dvsnap/version.h), before or after a command;
-#   - `dvsnap help CMD` and `dvsnap CMD --help` print the same usage for every command; an unknown
-#     option, a missing value or an unknown command exits 2 naming it;
+#   - `dvsnap help CMD` and `dvsnap CMD --help` print the same usage for every command `dvsnap help`
+#     lists; an unknown option, a missing value or an unknown command exits 2 naming it;
 #   - options anywhere: before the command, after it, after its arguments; --opt=value and
 #     --opt value; short options and clusters; `--` ends the options;
 #   - POINT in every form (name, latest, label, RFC 3339 time) gives the same point to points,
@@ -21,8 +21,11 @@ want=$(sed -n 's/^#define DVSNAP_VERSION "\(.*\)"/\1/p' "$(dirname "$0")/../../t
 check_eq "--version prints the version of version.h" "dvsnap $want" "$("$DVSNAP" --version)"
 check_eq "--version after a command too" "dvsnap $want" "$("$DVSNAP" points --version)"
 check "the version is X.Y.Z" grep -qE '^[0-9]+\.[0-9]+\.[0-9]+$' <<<"$want"
+# every command dvsnap help lists (help itself aside: `dvsnap help help` is the general usage)
+commands=$("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' | grep -vx help)
+check "dvsnap help lists commands" test "$(wc -w <<<"$commands")" -ge 10
 bad_help=""
-for c in init env capture backup points cat changes prune forget check status mount umount restore; do
+for c in $commands; do
   h1=$("$DVSNAP" help "$c") || bad_help="$bad_help $c:exit"
   h2=$("$DVSNAP" "$c" --help) || bad_help="$bad_help $c:--help-exit"
   [ "$h1" = "$h2" ] || bad_help="$bad_help $c:differs"

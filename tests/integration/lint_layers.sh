@@ -8,7 +8,7 @@
 root=$(cd "$(dirname "$0")/../.." && pwd)
 copy="$T/tree"
 mkdir -p "$copy"
-(cd "$root" && git ls-files -z '*.c' '*.h' 'tests/lint.sh' .clang-format README.md 'docs/*' | xargs -0 cp --parents -t "$copy")
+(cd "$root" && git ls-files -z | xargs -0 cp --parents -t "$copy") # every file lint reads
 # an untracked file in the checkout would not be in the copy; the copy is what is linted
 check "the tree as committed passes the lint" bash "$copy/tests/lint.sh" "$copy"
 
@@ -40,7 +40,8 @@ inject "another folder's internal header is refused" fs/fs.h \
   '#include "backend/engine/restore_int.h"' 'an internal header is for its own folder'
 inject "curl outside the transport is refused" backend/net/auth.c '#include <curl/curl.h>' 'only backend/net/http.c'
 inject "fuse outside fs/ is refused" cache/cache.h '#include <fuse3/fuse_lowlevel.h>' 'only fs/ may'
-# a pointer to a document outside the repository, in prose and in a comment
+# a pointer to a document outside the repository, in prose and in a comment (the name is split
+# so that this script does not point there itself: tests/lint.sh checks it too)
 for f in README.md .clang-format backend/base/util.c; do
   rm -rf "$copy.bad" && cp -a "$copy" "$copy.bad"
   printf '%s\n' "# see ..$(echo /shared)/DESIGN$(echo .md) for why" >>"$copy.bad/$f"

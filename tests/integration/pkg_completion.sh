@@ -28,6 +28,8 @@ check "dvsnap complete tables takes a label as the point" \
   bash -c '"$0" --config "$1" complete tables contoso-prod pre-upgrade | grep -qx account' \
   "$DVSNAP" "$T/config"
 check_fails "dvsnap complete with a wrong form is a usage error" dvsnap complete points
+COMMANDS=$("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p')
+check "dvsnap help lists commands" test "$(wc -w <<<"$COMMANDS")" -ge 10
 
 check "bash -n" bash -n "$C/dvsnap.bash"
 check "complete -p dvsnap names _dvsnap after sourcing" \
@@ -42,8 +44,9 @@ D=("$DVSNAP" --config "$T/config")
 check_eq "bash: commands after the global options" "capture cat changes check complete" \
   "$(comp "${D[@]}" c | sort | tr '\n' ' ' | sed 's/ $//')"
 missing=""
-for c in $("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p'); do
-  comp "${D[@]}" "" | grep -qx "$c" || missing="$missing $c"
+all=$(comp "${D[@]}" "")
+for c in $COMMANDS; do
+  grep -qx "$c" <<<"$all" || missing="$missing $c"
 done
 check_eq "bash: every command of dvsnap help is offered" "" "$missing"
 check_eq "bash: environments for points" "contoso-dev contoso-prod" \
@@ -90,7 +93,7 @@ if command -v fish >/dev/null; then
     "$(fcomp "dvsnap --config $T/config restore contoso-prod latest --ta" | sort | tr '\n' ' ' | sed 's/ $//')"
   missing=""
   all=$(fcomp "dvsnap ")
-  for c in $("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p'); do
+  for c in $COMMANDS; do
     grep -qx "$c" <<<"$all" || missing="$missing $c"
   done
   check_eq "fish: every command of dvsnap help is offered" "" "$missing"
@@ -111,7 +114,7 @@ if command -v zsh >/dev/null; then
   }
   all=$(zcomp "${D[@]}" "")
   missing=""
-  for c in $("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p'); do
+  for c in $COMMANDS; do
     grep -qx "$c" <<<"$all" || missing="$missing $c"
   done
   check_eq "zsh: every command of dvsnap help is offered" "" "$missing"
