@@ -455,10 +455,12 @@ static int plan_report(struct run *r)
                 rep->files++;
                 buf_printf(&r->objects, "%s\n", p->files[f].blob);
             }
-        /* a point's shared tables and files documents (manifest format 2) are stored again by
-         * the rewrite: the old ones go once no point names them */
+        /* a point's shared tables document and file list (manifest formats 2 and 3) are stored
+         * again by the rewrite: the old ones go once no point names them */
         if (p->tables_object && p->files_object)
             buf_printf(&r->objects, "%s\n%s\n", p->tables_object, p->files_object);
+        for (size_t k = 0; k < p->n_files_chunks; k++) /* format 3: its file list's chunks */
+            buf_printf(&r->objects, "%s\n", p->files_chunks[k]);
         for (size_t h = 0; h < n_holds && !rc; h++)
             if (strcmp(holds[h].point, p->name) == 0 && point_hold_active(&holds[h], now)) {
                 char line[1200];

@@ -158,13 +158,13 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
 {
     bool shared = p->tables_object && p->files_object;
     cJSON *root = cJSON_CreateObject(), *tables = NULL, *files = NULL;
-    bool ok = root && add_num(root, "format", shared ? 2 : 1) && add_str(root, "env", p->env) &&
+    bool ok = root && add_num(root, "format", !shared ? 1 : p->files_chunked ? 3 : 2) && add_str(root, "env", p->env) &&
               add_str(root, "name", p->name) && add_str(root, "kind", p->kind ? p->kind : "system") &&
               add_str(root, "label", p->label) && add_num(root, "taken_at", (uint64_t)p->taken_at) &&
               add_num(root, "expires_at", (uint64_t)(p->expires_at > 0 ? p->expires_at : 0));
     if (shared) {
         ok = ok && add_str(root, "tables_object", p->tables_object) &&
-             add_str(root, "files_object", p->files_object) &&
+             add_str(root, p->files_chunked ? "files_index" : "files_object", p->files_object) &&
              add(root, "changes", tables = cJSON_CreateArray());
         for (size_t i = 0; ok && i < p->n_tables; i++) {
             if (!table_changed(&p->tables[i]))
@@ -189,8 +189,7 @@ int manifest_render(const struct point *p, struct buf *out, struct dverr *err)
     return print_doc(root, ok, p, out, err);
 }
 
-int manifest_render_shared(const struct point *p, struct buf *tables, struct buf *files,
-                           struct dverr *err)
+int manifest_render_tables(const struct point *p, struct buf *tables, struct dverr *err)
 {
     cJSON *t = cJSON_CreateArray();
     bool ok = t != NULL;
@@ -198,11 +197,7 @@ int manifest_render_shared(const struct point *p, struct buf *tables, struct buf
         cJSON *o = add_object(t);
         ok = o && add_table_stable(o, &p->tables[i]);
     }
-    int rc = print_doc(t, ok, p, tables, err);
-    if (rc)
-        return rc;
-    cJSON *f = cJSON_CreateArray();
-    return print_doc(f, add_files(f, p), p, files, err);
+    return print_doc(t, ok, p, tables, err);
 }
 
 /* ---- parsing ---- */
@@ -432,7 +427,7 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     uint64_t format = get_num(&c, root, "format");
-    if (format != 1 && format != 2)
+    if (format < 1 || format > 3)
         bad(&c, "unknown format");
     p->env = get_str(&c, root, "env", true);
     p->name = get_str(&c, root, "name", true);
@@ -448,9 +443,10 @@ int manifest_parse(const char *json, size_t len, struct point **out, struct dver
     p->label = get_str(&c, root, "label", false);
     p->taken_at = (time_t)get_num(&c, root, "taken_at");
     p->expires_at = (time_t)get_num(&c, root, "expires_at");
-    if (format == 2) { /* the tables and files are in shared objects: manifest_parse_shared */
+    if (format >= 2) { /* the tables and files are in shared objects: manifest_parse_shared */
+        p->files_chunked = format == 3;
         p->tables_object = get_id(&c, root, "tables_object");
-        p->files_object = get_id(&c, root, "files_object");
+        p->files_object = get_id(&c, root, p->files_chunked ? "files_index" : "files_object");
         if (!c.rc && (!p->tables_object || !p->files_object))
             bad(&c, "a shared object is missing");
         parse_array(&c, root, "changes", true, (void **)&p->tables, &p->n_tables,
@@ -541,7 +537,7 @@ int manifest_parse_shared(struct point *p, const char *tables, size_t tables_len
     }
     if (!c.rc && matched != p->n_tables)
         bad(&c, "a change names a table the point does not have");
-    cJSON *fd = c.rc ? NULL : shared_doc(&c, files, files_len, "files");
+    cJSON *fd = c.rc || p->files_chunked ? NULL : shared_doc(&c, files, files_len, "files");
     if (fd)
         parse_array(&c, fd, "v", true, (void **)&p->files, &p->n_files, sizeof *p->files,
                     parse_file);
@@ -551,6 +547,32 @@ int manifest_parse_shared(struct point *p, const char *tables, size_t tables_len
     free(p->tables);
     p->tables = all;
     p->n_tables = n_all;
+    return c.rc;
+}
+
+int manifest_parse_files_chunk(struct point *p, size_t room, const char *json, size_t len,
+                               struct dverr *err)
+{
+    char where[300];
+    snprintf(where, sizeof where, "%s/%s", p->env ? p->env : "?", p->name ? p->name : "?");
+    struct pctx c = {err, 0, where};
+    cJSON *arr = cJSON_ParseWithLengthOpts(json, len, NULL, 0);
+    if (!cJSON_IsArray(arr) || (size_t)cJSON_GetArraySize(arr) != room) {
+        cJSON_Delete(arr);
+        return bad(&c, "a chunk of its file list does not match its index");
+    }
+    const cJSON *o;
+    cJSON_ArrayForEach(o, arr)
+    {
+        if (!cJSON_IsObject(o)) {
+            bad(&c, "an element of a file list chunk is not an object");
+            break;
+        }
+        parse_file(&c, o, &p->files[p->n_files++]);
+        if (c.rc)
+            break;
+    }
+    cJSON_Delete(arr);
     return c.rc;
 }
 
@@ -579,6 +601,9 @@ void point_free(struct point *p)
     free(p->audit_table);
     free(p->tables_object);
     free(p->files_object);
+    for (size_t k = 0; k < p->n_files_chunks; k++)
+        free(p->files_chunks[k]);
+    free(p->files_chunks);
     free(p->anomaly_json);
     free(p->definitions);
     free(p->metadata_stamp);
@@ -594,16 +619,26 @@ struct point *point_dup(const struct point *p)
     if (!tmp.name)
         tmp.name = name; /* render needs a name; restored below */
     tmp.tables_object = tmp.files_object = NULL; /* rendered whole (format 1) */
+    tmp.files_chunked = false;
     if (manifest_render(&tmp, &b, NULL) == 0 && manifest_parse(b.data, b.len, &copy, NULL) == 0) {
         if (!p->name) {
             free(copy->name);
             copy->name = NULL;
         }
         if ((p->tables_object && !(copy->tables_object = strdup(p->tables_object))) ||
-            (p->files_object && !(copy->files_object = strdup(p->files_object)))) {
+            (p->files_object && !(copy->files_object = strdup(p->files_object))) ||
+            (p->n_files_chunks &&
+             !(copy->files_chunks = calloc(p->n_files_chunks, sizeof *copy->files_chunks)))) {
             point_free(copy);
             copy = NULL;
         }
+        for (size_t k = 0; copy && k < p->n_files_chunks; k++)
+            if (!(copy->files_chunks[copy->n_files_chunks++] = strdup(p->files_chunks[k]))) {
+                point_free(copy);
+                copy = NULL;
+            }
+        if (copy)
+            copy->files_chunked = p->files_chunked;
     }
     buf_release(&b);
     return copy;

@@ -54,8 +54,12 @@ struct point {
                                 metadata_stamp, the service's version of them; both NULL in points
                                 of older versions (the next capture reads every definition) */
     char *metadata_stamp;
-    char *tables_object;     /* format 2: the blob ids of the shared tables and files documents */
-    char *files_object;      /* the manifest names (NULL: format 1, everything inline) */
+    char *tables_object;     /* formats 2 and 3: the blob ids of the shared tables document and */
+    char *files_object;      /* of the files document (format 2) or the file list's index (format
+                                3, files_chunked) the manifest names (NULL: format 1, inline) */
+    bool files_chunked;      /* format 3: the file list is in chunks (filelist.h) */
+    char **files_chunks;     /* their blob ids, in order, as the index names them (format 3) */
+    size_t n_files_chunks;
 };
 void point_free(struct point *p); /* accepts NULL */
 

@@ -24,6 +24,7 @@
 #include "backend/base/log.h"
 #include "backend/repo/blob.h"
 #include "backend/repo/catalog.h"
+#include "backend/repo/filelist.h"
 #include "backend/repo/manifest.h"
 #include "backend/repo/segment.h"
 
@@ -547,7 +548,31 @@ static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
     return 0;
 }
 
-/* Complete a format-2 point with its tables and files documents (manifest.h). */
+/* A format-3 point's file list: its index (the bytes in index), then each chunk it names, read
+ * as a blob (hash checked) into p->files, sized from the index. */
+static int load_file_chunks(struct repo *r, struct point *p, const char *index, size_t len,
+                            struct dverr *err)
+{
+    size_t *counts = NULL, total = 0;
+    struct buf chunk = BUF_INIT;
+    int rc = filelist_parse_index(index, len, &p->files_chunks, &counts, &p->n_files_chunks,
+                                  &total, err);
+    if (!rc && !(p->files = calloc(total ? total : 1, sizeof *p->files)))
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+    for (size_t k = 0; !rc && k < p->n_files_chunks; k++) {
+        buf_reset(&chunk);
+        if ((rc = repo_blob_get(r, p->files_chunks[k], &chunk, err)))
+            break;
+        rc = manifest_parse_files_chunk(p, counts[k], chunk.data ? chunk.data : "", chunk.len,
+                                        err);
+    }
+    buf_release(&chunk);
+    free(counts);
+    return rc;
+}
+
+/* Complete a format-2 or 3 point with its tables document and files document or file list
+ * (manifest.h). */
 static int load_shared(struct repo *r, struct point *p, struct dverr *err)
 {
     struct buf t = BUF_INIT, f = BUF_INIT;
@@ -555,12 +580,14 @@ static int load_shared(struct repo *r, struct point *p, struct dverr *err)
     int rc = shared_get(r, 0, p->tables_object, &t, &e2);
     if (!rc)
         rc = shared_get(r, 1, p->files_object, &f, &e2);
+    if (!rc)
+        rc = manifest_parse_shared(p, t.data ? t.data : "", t.len, f.data ? f.data : "", f.len,
+                                   &e2);
+    if (!rc && p->files_chunked)
+        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len, &e2);
     if (rc)
         rc = dverr_set(err, rc == -ENOENT ? -EIO : rc, "damaged point %s/%s: %s", p->env,
                        p->name, dverr_msg(&e2));
-    else
-        rc = manifest_parse_shared(p, t.data ? t.data : "", t.len, f.data ? f.data : "", f.len,
-                                   err);
     buf_release(&t);
     buf_release(&f);
     return rc;

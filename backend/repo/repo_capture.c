@@ -18,6 +18,7 @@
 #include "backend/base/log.h"
 #include "backend/objstore/objstore_lease.h"
 #include "backend/repo/catalog.h"
+#include "backend/repo/filelist.h"
 #include "backend/repo/manifest.h"
 #include "backend/repo/segment.h"
 
@@ -475,30 +476,103 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
     return 0;
 }
 
-int repo_point_shared_put(struct repo *r, const struct point *p, char tables_id[65],
-                          char files_id[65], struct dverr *err)
+/* true when base names the chunk id (it is stored: base's point exists). */
+static bool base_has_chunk(const struct point *base, size_t at, const char *id)
 {
-    struct buf t = BUF_INIT, f = BUF_INIT;
-    int rc = manifest_render_shared(p, &t, &f, err);
+    if (!base)
+        return false;
+    if (at < base->n_files_chunks && strcmp(base->files_chunks[at], id) == 0)
+        return true; /* the common case: the same chunk at the same place */
+    for (size_t k = 0; k < base->n_files_chunks; k++)
+        if (strcmp(base->files_chunks[k], id) == 0)
+            return true;
+    return false;
+}
+
+static void chunk_ids_free(char **ids, size_t n)
+{
+    for (size_t k = 0; k < n; k++)
+        free(ids[k]);
+    free(ids);
+}
+
+int repo_point_shared_put(struct repo *r, const struct point *p, const struct point *base,
+                          char tables_id[65], char files_id[65], char ***chunks, size_t *n_chunks,
+                          struct dverr *err)
+{
+    struct buf doc = BUF_INIT;
+    char(*ids)[65] = NULL;
+    size_t *counts = NULL, n = 0, cap = 0;
+    *chunks = NULL;
+    *n_chunks = 0;
+    int rc = manifest_render_tables(p, &doc, err);
     if (!rc)
-        rc = repo_blob_put(r, t.data, t.len, tables_id, err);
+        rc = repo_blob_put(r, doc.data, doc.len, tables_id, err);
+    for (size_t from = 0, end; !rc && from < p->n_files; from = end) {
+        end = filelist_chunk_end(p->files, p->n_files, from);
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char(*v)[65] = realloc(ids, cap * sizeof *ids);
+            size_t *c = v ? realloc(counts, cap * sizeof *counts) : NULL;
+            if (v)
+                ids = v;
+            if (c)
+                counts = c;
+            if (!v || !c) {
+                rc = dverr_set(err, -ENOMEM, "out of memory");
+                break;
+            }
+        }
+        buf_reset(&doc);
+        if ((rc = filelist_render_chunk(p->files + from, end - from, &doc))) {
+            rc = dverr_set(err, rc, "out of memory");
+            break;
+        }
+        repo_blob_id(r, doc.data, doc.len, ids[n]);
+        if (!base_has_chunk(base, n, ids[n]))
+            rc = repo_blob_put(r, doc.data, doc.len, ids[n], err);
+        counts[n++] = end - from;
+    }
+    buf_reset(&doc);
+    if (!rc && (rc = filelist_render_index(ids, counts, n, &doc)))
+        rc = dverr_set(err, rc, "out of memory");
     if (!rc)
-        rc = repo_blob_put(r, f.data, f.len, files_id, err);
-    buf_release(&t);
-    buf_release(&f);
+        rc = repo_blob_put(r, doc.data, doc.len, files_id, err);
+    char **v = !rc ? calloc(n ? n : 1, sizeof *v) : NULL;
+    if (!rc && !v)
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+    for (size_t k = 0; !rc && k < n; k++)
+        if (!(v[(*n_chunks)++] = strdup(ids[k])))
+            rc = dverr_set(err, -ENOMEM, "out of memory");
+    if (rc) {
+        chunk_ids_free(v, v ? *n_chunks : 0);
+        *n_chunks = 0;
+    } else {
+        *chunks = v;
+    }
+    buf_release(&doc);
+    free(ids);
+    free(counts);
     return rc;
 }
 
-/* Store p's shared tables and files documents (manifest.h, format 2) as blobs and name them in
- * p: a point that changed nothing names its parent's, which are already there. */
-static int put_shared(struct repo *r, struct point *p, struct dverr *err)
+/* Store p's shared tables document and file list (manifest.h, format 3) as blobs and name them in
+ * p: a point that changed nothing names its parent's, which are already there (base: the parent,
+ * NULL for a first point). */
+static int put_shared(struct repo *r, struct point *p, const struct point *base,
+                      struct dverr *err)
 {
-    char tid[65], fid[65];
-    int rc = repo_point_shared_put(r, p, tid, fid, err);
+    char tid[65], fid[65], **chunks;
+    size_t n_chunks;
+    int rc = repo_point_shared_put(r, p, base, tid, fid, &chunks, &n_chunks, err);
     if (rc)
         return rc;
     free(p->tables_object);
     free(p->files_object);
+    chunk_ids_free(p->files_chunks, p->n_files_chunks);
+    p->files_chunks = chunks;
+    p->n_files_chunks = n_chunks;
+    p->files_chunked = true;
     p->tables_object = strdup(tid);
     p->files_object = strdup(fid);
     return p->tables_object && p->files_object ? 0 : dverr_set(err, -ENOMEM, "out of memory");
@@ -525,7 +599,7 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         goto out;
     if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
         goto out;
-    if ((rc = put_shared(r, p, err)))
+    if ((rc = put_shared(r, p, c->prev, err)))
         goto out;
     /* object_lock: everything the point names is locked until it expires before the manifest
      * exists (objects an earlier point named get their retention extended) */

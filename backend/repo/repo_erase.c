@@ -139,19 +139,25 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
         return rc == -ENOENT ? dverr_set(err, rc, "no point %s/%s to replace", p->env, p->name)
                              : rc;
     struct buf doc = BUF_INIT;
-    /* a format-2 point names its tables and files documents: stored again from p, which may
-     * differ from the ones it named (the old ones go with repo_objects_drop_unreferenced) */
+    /* a format-2 or 3 point names its tables document and file list: stored again from p (format
+     * 3), which may differ from the ones it named (the old ones go with
+     * repo_objects_drop_unreferenced) */
     struct point q = *p;
-    char tid[65], fid[65];
+    char tid[65], fid[65], **chunks = NULL;
+    size_t n_chunks = 0;
     if (p->tables_object) {
-        if ((rc = repo_point_shared_put(r, p, tid, fid, err)))
+        if ((rc = repo_point_shared_put(r, p, NULL, tid, fid, &chunks, &n_chunks, err)))
             return rc;
         q.tables_object = tid;
         q.files_object = fid;
+        q.files_chunked = true;
     }
     if (!(rc = manifest_render(&q, &doc, err)))
         rc = repo_doc_put(r, "manifest", obj, doc.data, doc.len, err);
     buf_release(&doc);
+    for (size_t k = 0; k < n_chunks; k++)
+        free(chunks[k]);
+    free(chunks);
     if (rc)
         return rc;
     struct dverr ce = {0};

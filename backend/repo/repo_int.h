@@ -132,10 +132,14 @@ int repo_doc_put(struct repo *r, const char *kind, const char *obj, const void *
 int repo_doc_get(struct repo *r, const char *kind, const char *obj, uint64_t max_stored,
                  struct buf *out, struct dverr *err);
 
-/* ---- shared documents of a point (repo_capture.c; manifest.h, format 2) ---- */
-/* Store p's tables and files documents as blobs; their ids into tables_id and files_id. */
-int repo_point_shared_put(struct repo *r, const struct point *p, char tables_id[65],
-                          char files_id[65], struct dverr *err);
+/* ---- shared documents of a point (repo_capture.c; manifest.h, format 3) ---- */
+/* Store p's tables document, its file list's chunks and their index (filelist.h) as blobs: their
+ * ids into tables_id, files_id (the index) and *chunks (n_chunks malloc'd ids, the array malloc'd;
+ * the caller frees them). Chunks that base (NULL: none) names are there already and are not
+ * written nor looked at again, so an idle pass costs no request per chunk. */
+int repo_point_shared_put(struct repo *r, const struct point *p, const struct point *base,
+                          char tables_id[65], char files_id[65], char ***chunks, size_t *n_chunks,
+                          struct dverr *err);
 
 /* ---- capture state (repo_capture.c) ---- */
 /* Replace env's capture state in cat with the records of p (NULL: empty). */

@@ -141,11 +141,14 @@ int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *i
     }
     for (size_t i = 0; i < p->n_files && !rc; i++)
         rc = p->files[i].blob ? fn(ctx, p->files[i].blob) : 0;
-    /* the table definitions index (capture_meta.c), and format 2's shared tables and files
-     * documents (manifest.h) */
+    /* the table definitions index (capture_meta.c), and the shared tables document and files
+     * document or index (manifest.h) */
     const char *more[] = {p->definitions, p->tables_object, p->files_object};
     for (size_t i = 0; i < sizeof more / sizeof more[0] && !rc; i++)
         rc = more[i] ? fn(ctx, more[i]) : 0;
+    /* format 3: the file list's chunks (filelist.h) */
+    for (size_t k = 0; k < p->n_files_chunks && !rc; k++)
+        rc = fn(ctx, p->files_chunks[k]);
     return rc;
 }
 
