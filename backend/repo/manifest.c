@@ -206,7 +206,32 @@ struct pctx {
     struct dverr *err;
     int rc;
     const char *where;
+    struct point *pool; /* non-NULL: strings go to pool->files_strings (format-3 chunks) */
 };
+
+/* The blocks a format-3 point's file strings live in (point.h): a list of arenas. */
+struct point_strings {
+    struct point_strings *next;
+    size_t used, cap;
+    char data[];
+};
+
+static char *pool_dup(struct point *p, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    struct point_strings *b = p->files_strings;
+    if (!b || b->cap - b->used < n) {
+        size_t cap = n > 65536 ? n : 65536;
+        if (!(b = malloc(sizeof *b + cap)))
+            return NULL;
+        *b = (struct point_strings){.next = p->files_strings, .cap = cap};
+        p->files_strings = b;
+    }
+    char *d = b->data + b->used;
+    memcpy(d, s, n);
+    b->used += n;
+    return d;
+}
 
 static int bad(struct pctx *c, const char *what)
 {
@@ -233,7 +258,7 @@ static char *get_str(struct pctx *c, const cJSON *o, const char *key, bool requi
         bad(c, m);
         return NULL;
     }
-    char *s = strdup(v->valuestring);
+    char *s = c->pool ? pool_dup(c->pool, v->valuestring) : strdup(v->valuestring);
     if (!s && !c->rc)
         c->rc = dverr_set(c->err, -ENOMEM, "out of memory");
     return s;
@@ -399,12 +424,24 @@ static void parse_change(struct pctx *c, const cJSON *o, void *out)
     parse_table_change(c, o, pt);
 }
 
+/* A pooled point's table and column names repeat file after file: kept once (the previous
+ * file's string when they are the same). */
+static char *get_repeated(struct pctx *c, const cJSON *o, const char *key, bool required,
+                          const char *last)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (last && cJSON_IsString(v) && v->valuestring && strcmp(v->valuestring, last) == 0)
+        return (char *)last;
+    return get_str(c, o, key, required);
+}
+
 static void parse_file(struct pctx *c, const cJSON *o, void *out)
 {
     struct point_file *f = out;
-    f->table = get_str(c, o, "table", true);
+    const struct point_file *last = c->pool && f != c->pool->files ? f - 1 : NULL;
+    f->table = get_repeated(c, o, "table", true, last ? last->table : NULL);
     f->record_id = get_str(c, o, "record_id", true);
-    f->column = get_str(c, o, "column", false);
+    f->column = get_repeated(c, o, "column", false, last ? last->column : NULL);
     f->file_name = get_str(c, o, "file_name", true);
     f->blob = get_id(c, o, "blob");
     if (!f->blob && !c->rc)
@@ -415,7 +452,7 @@ static void parse_file(struct pctx *c, const cJSON *o, void *out)
 int manifest_parse(const char *json, size_t len, struct point **out, struct dverr *err)
 {
     *out = NULL;
-    struct pctx c = {err, 0, "(point)"};
+    struct pctx c = {err, 0, "(point)", NULL};
     cJSON *root = cJSON_ParseWithLengthOpts(json, len, NULL, 0);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -510,7 +547,7 @@ int manifest_parse_shared(struct point *p, const char *tables, size_t tables_len
 {
     char where[300];
     snprintf(where, sizeof where, "%s/%s", p->env ? p->env : "?", p->name ? p->name : "?");
-    struct pctx c = {err, 0, where};
+    struct pctx c = {err, 0, where, NULL};
     struct point_table *all = NULL;
     size_t n_all = 0;
     cJSON *td = shared_doc(&c, tables, tables_len, "tables");
@@ -555,7 +592,7 @@ int manifest_parse_files_chunk(struct point *p, size_t room, const char *json, s
 {
     char where[300];
     snprintf(where, sizeof where, "%s/%s", p->env ? p->env : "?", p->name ? p->name : "?");
-    struct pctx c = {err, 0, where};
+    struct pctx c = {err, 0, where, p};
     cJSON *arr = cJSON_ParseWithLengthOpts(json, len, NULL, 0);
     if (!cJSON_IsArray(arr) || (size_t)cJSON_GetArraySize(arr) != room) {
         cJSON_Delete(arr);
@@ -587,7 +624,7 @@ void point_free(struct point *p)
     for (size_t i = 0; i < p->n_tables; i++)
         table_entry_free(&p->tables[i]);
     free(p->tables);
-    for (size_t i = 0; i < p->n_files; i++) {
+    for (size_t i = 0; !p->files_strings && i < p->n_files; i++) {
         struct point_file *f = &p->files[i];
         free(f->table);
         free(f->record_id);
@@ -596,6 +633,10 @@ void point_free(struct point *p)
         free(f->blob);
     }
     free(p->files);
+    for (struct point_strings *b = p->files_strings, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(p->not_captured_json);
     free(p->env_json);
     free(p->audit_table);

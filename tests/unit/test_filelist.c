@@ -2,7 +2,8 @@
  * about FILELIST_CHUNK_AVG files; a changed, added or removed file changes at most two chunks of a
  * 20,000-file list, and those chunks are a small part of its bytes; an index renders and parses
  * back and a damaged one is refused; a format-3 manifest, its tables document, index and chunks
- * parse back to the same point as it was, and a chunk that does not match its index is refused. */
+ * parse back to the same point as it was (its file strings in blocks, a table name kept once),
+ * and a chunk that does not match its index is refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -253,6 +254,9 @@ static void test_format_3_round_trip(void **state)
         buf_release(&ch);
     }
     free(counts);
+    /* its strings are in blocks, the table name kept once */
+    assert_non_null(q->files_strings);
+    assert_ptr_equal(q->files[1].table, q->files[0].table);
     /* the same point inline, whichever way it came; the manifest renders again the same */
     struct point flat = *p, qflat = *q;
     flat.tables_object = flat.files_object = qflat.tables_object = qflat.files_object = NULL;
