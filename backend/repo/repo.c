@@ -124,7 +124,7 @@ void repo_free(struct repo *r)
     crypt_free(r->crypt);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->shared_mu);
-    for (int i = 0; i < 2; i++)
+    for (size_t i = 0; i < sizeof r->shared / sizeof r->shared[0]; i++)
         buf_release(&r->shared[i].doc);
     free(r->catalog_path);
     free(r->tmp_dir);
@@ -523,8 +523,9 @@ int repo_point_names(struct repo *r, const char *env, struct name_list *out, str
     return 0;
 }
 
-/* One shared document of a format-2 point (slot 0 tables, 1 files) into out: from the memo when
- * it is the last one read, else read as a blob (hash checked) and kept in the memo. */
+/* One shared object of a point (slot 0 tables, 1 files document or index, 2 + k the file list's
+ * chunk k) into out: from the memo when it is the last one read, else read as a blob (hash
+ * checked) and kept in the memo. */
 static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
                       struct dverr *err)
 {
@@ -549,7 +550,8 @@ static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
 }
 
 /* A format-3 point's file list: its index (the bytes in index), then each chunk it names, read
- * as a blob (hash checked) into p->files, sized from the index. */
+ * as a blob (hash checked; the first ones through the memo) into p->files, sized from the
+ * index. */
 static int load_file_chunks(struct repo *r, struct point *p, const char *index, size_t len,
                             struct dverr *err)
 {
@@ -561,7 +563,8 @@ static int load_file_chunks(struct repo *r, struct point *p, const char *index, 
         rc = dverr_set(err, -ENOMEM, "out of memory");
     for (size_t k = 0; !rc && k < p->n_files_chunks; k++) {
         buf_reset(&chunk);
-        if ((rc = repo_blob_get(r, p->files_chunks[k], &chunk, err)))
+        if ((rc = k < REPO_CHUNK_MEMO ? shared_get(r, 2 + (int)k, p->files_chunks[k], &chunk, err)
+                                      : repo_blob_get(r, p->files_chunks[k], &chunk, err)))
             break;
         rc = manifest_parse_files_chunk(p, counts[k], chunk.data ? chunk.data : "", chunk.len,
                                         err);

@@ -32,6 +32,8 @@
 struct catalog;
 struct crypt;
 
+#define REPO_CHUNK_MEMO 8 /* file list chunks kept by the load memo (struct repo.shared) */
+
 struct repo {
     struct objstore *store;  /* immutable after open (the store is thread-safe) */
     struct crypt *crypt;     /* immutable after open: the master key of an encrypted repository,
@@ -53,11 +55,13 @@ struct repo {
     struct catalog *cat;     /* guarded by mu; NULL when the catalog could not be opened */
     struct dverr cat_err;    /* why (guarded by mu) */
     pthread_mutex_t shared_mu; /* guards shared */
-    struct {                 /* the last tables and files documents read (manifest.h, format 2):
-                              * the points that share them are loaded without reading them again */
+    struct {                 /* the last tables document, files document or index, and first
+                              * REPO_CHUNK_MEMO file list chunks read (manifest.h): the points
+                              * that share them (the idle points of an org of up to a few
+                              * thousand files, whole) are loaded without reading them again */
         char id[65];
         struct buf doc;
-    } shared[2];             /* guarded by shared_mu */
+    } shared[2 + REPO_CHUNK_MEMO]; /* guarded by shared_mu */
 };
 
 /* The catalog, or NULL with why in err (damaged, or being rebuilt). */
@@ -95,7 +99,7 @@ struct objstore_lease;
 int repo_prune_lease_take(struct repo *r, struct objstore_lease **out, struct dverr *err);
 
 /* Every object id p names (segments, deltas, schemas, file blobs, the table definitions index,
- * format 2's shared documents), each given to fn; fn's non-zero return stops and is returned. */
+ * the shared tables document, files document or index and chunks), each given to fn; fn's non-zero return stops and is returned. */
 int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *id), void *ctx);
 
 /* object_lock (repo_maint.c): keep every object p names (segments, blobs, shared documents)
