@@ -79,7 +79,8 @@ check_eq "bash: every option of each command's --help is offered for that comman
 check_eq "bash: every option the help shows with a value is a valued option" "" "$unvalued"
 # the list as zsh and fish hold it
 zsh_valued=$(sed -n '/^  valued=(/,/)/p' "$C/_dvsnap" | tr -s ' ()' '\n' | grep -E '^-' | sort -u)
-fish_valued=$(sed -n '/set -l valued/,/[^\\]$/p' "$C/dvsnap.fish" | tr -s ' \\' '\n' | grep -E '^-' | sort -u)
+fish_valued=$(sed -n '/set -l valued/,/[^\\]$/p' "$C/dvsnap.fish" | sed 's/.*set -l valued//' |
+  tr -s ' \\' '\n' | grep -E '^-' | sort -u)
 check_eq "zsh: the same valued options as bash" "$VALUED" "$zsh_valued"
 check_eq "fish: the same valued options as bash" "$VALUED" "$fish_valued"
 check "bash: a value of --fallback-owner is not a positional argument" \
