@@ -295,7 +295,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     }
     size_t started = 0;
     for (; started < n_threads; started++)
-        if (pthread_create(&threads[started], NULL, worker, &cap))
+        if (thread_start(&threads[started], worker, &cap))
             break;
     if (started == 0 && n_threads)
         worker(&cap); /* no threads available: do it here */

@@ -313,7 +313,7 @@ int capture_read_full(struct table_job *j, char **new_link)
             goto out;
     }
     for (size_t i = 0; i < n_ranges; i++)
-        rs[i].started = pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]) == 0;
+        rs[i].started = thread_start(&rs[i].thread, reader_main, &rs[i]) == 0;
     for (size_t i = 0; i < n_ranges; i++) {
         if (rs[i].started)
             pthread_join(rs[i].thread, NULL);

@@ -561,7 +561,7 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
     }
     free(g.v);
     tidy_after(s, name, l->gen);
-    if (pthread_create(&l->thread, NULL, renew_thread, l) == 0)
+    if (thread_start(&l->thread, renew_thread, l) == 0)
         l->thread_started = true;
     else
         log_warn("lease %s: no renewal thread; it expires in %lld s", name, (long long)l->ttl_s);
