@@ -113,6 +113,9 @@ check_eq "a partitionid holding ':' is refused" 400 \
 check_eq "the delete of one leaves the other" 204 \
   "$(w -X DELETE "$API/new_sensorreadings(new_sensorreadingid=$id,partitionid='device-other')")"
 check_eq "the other is there" 200 "$(w "$API/new_sensorreadings($id)?partitionId=$part")"
+tid=$(sim_dump contoso-prod new_sensorreading | jq -r '[group_by(.new_sensorreadingid)[] | select(length == 2)][0][0].new_sensorreadingid')
+check_eq "a \$filter on a twin's id finds both its rows" 2 \
+  "$(curl -s -H "Authorization: Bearer $TOK" "$API/new_sensorreadings?\$filter=new_sensorreadingid%20eq%20$tid" | jq '.value | length')"
 # pages of 40 over the 250 rows: every (id, partition) once
 url="$API/new_sensorreadings?\$select=new_sensorreadingid,partitionid"
 : >"$T/paged"

@@ -7,7 +7,9 @@
  *   GET /<set>?$select&$filter&$orderby&$top   Prefer: odata.maxpagesize (<= 5000),
  *       odata.include-annotations, odata.track-changes; $skiptoken in @odata.nextLink;
  *       $deltatoken in @odata.deltaLink (upserts by version, then $deletedEntity rows)
- *   GET /<set>/$count, GET /<set>(<guid>)
+ *   GET /<set>/$count, GET /<set>(<guid>); an elastic table's row in a partition:
+ *       /<set>(<guid>)?partitionId=<p> or the alternate key /<set>(<pk>=<guid>,partitionid='<p>')
+ *       (elastic_alternate_key; the same for writes)
  *   GET /WhoAmI, GET /systemusers(<guid>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges(),
  *   POST /CloseIncident | /WinOpportunity | /LoseOpportunity   (webwrite_actions.c)
  * Writes, $batch and file columns are routed to webwrite*.c; the query options ($filter,
@@ -16,7 +18,8 @@
  *
  * A virtual table's rows live in an external system: every read of one answers 500 as a data
  * provider whose source does not answer makes the service answer (virtual_read_fails).
- * Paging order is the primary key's bytes (or $orderby, then the key). Thread-safe: each request
+ * Paging order is the primary key's bytes (or $orderby, then the key; an elastic table's rows of
+ * one id by their stored id, store.c). Thread-safe: each request
  * uses its own SQLite connection from the pool. */
 #include "tools/dvsim/webapi_int.h"
 
@@ -345,9 +348,17 @@ static void collection_get(struct req *r, const struct table_def *t)
         /* the page starts after the last key given, or at the filter's lower bound on the key
          * when that is further; it ends at the filter's upper bound (an index seek: a key
          * range's pages cost what they return, as on the service) */
-        char lo[37] = "", hi[37] = "";
+        char lo[37] = "", hi[38] = "";
         bool lo_incl = false, hi_incl = false;
         webapi_filter_key_bounds(filter, t->pk, lo, &lo_incl, hi, &hi_incl);
+        /* an inclusive upper bound takes an elastic row's stored ids of that id too (<id>:<hash>,
+         * store.c): below "<id>;" (';' follows ':') */
+        if (hi[0] && hi_incl) {
+            size_t hl = strlen(hi); /* at most 36 */
+            hi[hl] = ';';
+            hi[hl + 1] = '\0';
+            hi_incl = false;
+        }
         bool from_lo = lo[0] && strcmp(lo, ck.last) > 0;
         /* the primary key alone (no filter): from the key and version columns, the stored line
          * (whose etag is W/"<ver>") not read, as the service answers it from an index */
