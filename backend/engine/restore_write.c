@@ -65,19 +65,28 @@ static int body_blob(void *ctx, const char *column, struct buf *b64)
     return rc ? rc : 1;
 }
 
-/* <set>(<key>), and for a row of an elastic table <set>(<id>) (its key's id: record_row_key)
- * with, in a partition, ?partitionId=<partition> (the row is found by its id and partition;
- * partition NULL: a row without one). */
+/* <set>(<key>); a row of an elastic table in a partition is addressed by the alternate key of
+ * its id and partition, <set>(<pk>=<id>,partitionid='<partition>'), the form the service's
+ * elastic-table examples use for updates, upserts and deletes (a partition's ' doubled, as in
+ * any OData string literal); a row without a partition by its id alone (partition NULL or ""). */
 static char *record_path(const struct dv_table *def, const char *key, size_t kl, const char *partition)
 {
-    struct buf p = BUF_INIT;
+    struct buf p = BUF_INIT, lit = BUF_INIT;
     if (def->is_elastic)
         kl = record_key_id_len(key, kl);
-    buf_printf(&p, "%s(%.*s)", def->entity_set, (int)kl, key);
-    if (def->is_elastic && partition && *partition) {
-        buf_addstr(&p, "?partitionId=");
-        buf_urlencode(&p, partition, false);
+    if (!def->is_elastic || !partition || !*partition) {
+        buf_printf(&p, "%s(%.*s)", def->entity_set, (int)kl, key);
+        return buf_detach(&p);
     }
+    for (const char *c = partition; *c; c++) {
+        buf_add(&lit, c, 1);
+        if (*c == '\'')
+            buf_add(&lit, c, 1);
+    }
+    buf_printf(&p, "%s(%s=%.*s,partitionid='", def->entity_set, def->primary_id, (int)kl, key);
+    buf_urlencode(&p, lit.data ? lit.data : "", false);
+    buf_addstr(&p, "')");
+    buf_release(&lit);
     return buf_detach(&p);
 }
 
