@@ -140,6 +140,36 @@ const char *record_key(const struct json_node *obj, const char *primary_key, siz
     return k->str;
 }
 
+const char *record_row_key(const struct json_node *obj, const char *primary_key,
+                           const char *partition_column, struct buf *scratch, size_t *key_len)
+{
+    size_t id_len;
+    const char *id = record_key(obj, primary_key, &id_len);
+    if (!id || !partition_column)
+        goto plain;
+    const struct json_node *p = json_get(obj, partition_column);
+    if (!p || p->type != JSON_STRING || p->str_len == 0 ||
+        (p->str_len == id_len && memcmp(p->str, id, id_len) == 0))
+        goto plain;
+    buf_reset(scratch);
+    if (buf_add(scratch, id, id_len) || buf_addch(scratch, RECORD_PARTITION_SEP) ||
+        buf_add(scratch, p->str, p->str_len))
+        return NULL;
+    if (key_len)
+        *key_len = scratch->len;
+    return scratch->data;
+plain:
+    if (id && key_len)
+        *key_len = id_len;
+    return id;
+}
+
+size_t record_key_id_len(const char *key, size_t key_len)
+{
+    const char *sep = memchr(key, RECORD_PARTITION_SEP, key_len);
+    return sep ? (size_t)(sep - key) : key_len;
+}
+
 uint64_t table_file_size(uint64_t n, uint64_t line_bytes)
 {
     if (n == 0)

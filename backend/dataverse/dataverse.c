@@ -530,6 +530,18 @@ static int env_from_json(const struct json_node *o, struct dv_env *env)
     return rc;
 }
 
+int dv_env_from_json(const char *json, size_t len, struct dv_env *env)
+{
+    struct json_doc *doc = NULL;
+    memset(env, 0, sizeof(*env));
+    int rc = json_parse(json, len, NULL, &doc, NULL);
+    if (rc)
+        return rc;
+    rc = env_from_json(json_root(doc), env);
+    json_doc_free(doc);
+    return rc;
+}
+
 static int admin_get(struct dv_client *c, const char *url, const char *what,
                      struct http_response *resp, struct json_doc **doc, struct dverr *err)
 {

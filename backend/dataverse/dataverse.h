@@ -74,6 +74,10 @@ struct dv_env {
 int dv_env_list(struct dv_client *c, struct dv_env **envs, size_t *n, struct dverr *err);
 /* One environment by unique name (-ENOENT when not listed). */
 int dv_env_get(struct dv_client *c, const char *unique_name, struct dv_env *env, struct dverr *err);
+/* One environment from its admin API document as dv_env_list reads it (what the repository keeps
+ * as envs/<env>.json): the same fields, parsed the same way. 0; 1 when it has no Dataverse (env
+ * left empty); -EPROTO when it is no environment; -errno. Release with dv_env_release. */
+int dv_env_from_json(const char *json, size_t len, struct dv_env *env);
 void dv_env_release(struct dv_env *env);
 void dv_env_list_free(struct dv_env *envs, size_t n);
 /* Set states.runtime.id ("AdminMode" or "Enabled"). */

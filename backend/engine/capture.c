@@ -19,7 +19,9 @@
  *     state into a state builder, so memory stays flat whatever the table's size. The reason a
  *     table was read in full is kept in the point (full_read_reason). The catalog keeps hashes
  *     only for tables without a delta link (read in full every pass).
- * Lines are record_render output (primary key first), keyed by the primary key's string value.
+ * Lines are record_render output (primary key first), keyed by the primary key's string value;
+ * an elastic table's by id and partitionid (record_row_key), and it is always read in full
+ * (capture_reads_delta: a delta's deleted rows do not name their partition).
  * records and bytes of every table are kept exact from the previous point and the length changes
  * (table_file_size), never by reading the table back.
  *
@@ -60,7 +62,8 @@ static int render(struct table_job *j, const struct json_node *rec, const char *
     int rc = record_render(rec, j->t->primary_id, &j->line);
     if (rc)
         return dverr_set(&j->err, rc, "a record of %s could not be rendered", j->t->logical_name);
-    *key = record_key(rec, j->t->primary_id, key_len);
+    *key = record_row_key(rec, j->t->primary_id, capture_partition_column(j->t), &j->row_key,
+                          key_len);
     if (!*key)
         return dverr_set(&j->err, -EPROTO, "a record of %s has no primary key %s",
                          j->t->logical_name, j->t->primary_id);
@@ -463,6 +466,10 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
         pthread_mutex_unlock(&cap->lock);
     } else {
         rc = capture_read_full(j, &new_link); /* capture_ranges.c */
+        if (!capture_reads_delta(j->t)) { /* an elastic table's link is never used */
+            free(new_link);
+            new_link = NULL;
+        }
     }
     if (rc)
         goto out;
@@ -550,12 +557,15 @@ int capture_run_job(struct table_job *j)
     const char *reason = NULL;
     if (j->first)
         reason = NULL;
+    else if (t->is_elastic)
+        reason = "an elastic table: read in full and compared by record hash (a delta's deleted "
+                 "rows do not name their partition)";
     else if (!t->change_tracking)
         reason = "the table has no change tracking: read in full and compared by record hash";
     else if (!j->prev->delta_link)
         reason = "change tracking is new for this table: read in full and compared";
 
-    if (!j->first && t->change_tracking && j->prev->delta_link) {
+    if (!j->first && capture_reads_delta(t) && j->prev->delta_link) {
         rc = read_table(j, j->prev->delta_link, NULL);
         if (rc != -ESTALE)
             return rc;

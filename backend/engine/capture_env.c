@@ -8,8 +8,8 @@
  * tables first; the configuration's tables_include and tables_exclude patterns leave tables out
  * (one not_captured entry says so). Which tables are read is decided from their definitions: a
  * virtual table (TableType Virtual) holds external data and is never read (a not_captured entry
- * each); an elastic table is read like any other, keyed by its primary id, its rows keeping
- * partitionid (restore writes them back in their partition). A table that failed, or whose
+ * each); an elastic table is read in full every pass, its rows keyed by id and partitionid
+ * (capture_int.h; restore writes them back in their partition). A table that failed, or whose
  * definition came incomplete (its relationships could not be read), is kept as of the previous
  * point and listed in not_captured with the reason, next to what dvsnap never captures (apps,
  * flows, ...); a pass where no table could be read, or that was cancelled or ran out of memory,
@@ -295,7 +295,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
     }
     size_t started = 0;
     for (; started < n_threads; started++)
-        if (pthread_create(&threads[started], NULL, worker, &cap))
+        if (thread_start(&threads[started], worker, &cap))
             break;
     if (started == 0 && n_threads)
         worker(&cap); /* no threads available: do it here */
@@ -456,6 +456,7 @@ out:
         free(j->fail_reason);
         buf_release(&j->problems);
         buf_release(&j->line);
+        buf_release(&j->row_key);
     }
     free(cap.jobs);
     free(threads);

@@ -75,6 +75,24 @@ static inline struct km_entry *km_get(struct keymap *m, const char *key, size_t 
     return keymap_put(m, key, n, added);
 }
 
+/* ---------------------------------------------------------------- keys */
+
+/* Records are keyed by their primary id; an elastic table's by id and partitionid
+ * (record_row_key: <id>:<partitionid>, the id alone for a row without a partition). */
+static inline const char *capture_partition_column(const struct dv_table *t)
+{
+    return t->is_elastic ? "partitionid" : NULL;
+}
+
+/* Whether a table is read through its delta link: a tracked table that is not elastic. The
+ * service's documentation does not say that a delta's deleted rows name the partition of an
+ * elastic row (they carry an id), so an elastic table is read in full every pass and compared by
+ * record hash, which finds each (id, partition) row's change. */
+static inline bool capture_reads_delta(const struct dv_table *t)
+{
+    return t->change_tracking && !t->is_elastic;
+}
+
 /* ---------------------------------------------------------------- the pass */
 
 struct file_todo {
@@ -122,6 +140,7 @@ struct table_job {
     size_t n_file_cols;
     struct segment_writer *sw;
     struct buf line;
+    struct buf row_key;             /* an elastic row's key (record_row_key) */
     struct file_todo *todo;
     size_t n_todo, cap_todo;
     uint64_t records_read;

@@ -70,6 +70,7 @@ struct reader {
     struct buf min_key, max_key;   /* a range's lowest and highest key by segment_key_cmp */
     uint64_t n_keys;
     struct buf line;
+    struct buf row_key;      /* an elastic row's key (record_row_key) */
     struct dverr err;
     int rc;
     pthread_t thread;
@@ -87,7 +88,8 @@ static int on_record(void *ctx, const struct json_node *rec)
     if (rc)
         return dverr_set(&r->err, rc, "a record of %s could not be rendered", j->t->logical_name);
     size_t klen;
-    const char *key = record_key(rec, j->t->primary_id, &klen);
+    const char *key = record_row_key(rec, j->t->primary_id, capture_partition_column(j->t),
+                                     &r->row_key, &klen);
     if (!key)
         return dverr_set(&r->err, -EPROTO, "a record of %s has no primary key %s",
                          j->t->logical_name, j->t->primary_id);
@@ -262,8 +264,8 @@ int capture_read_full(struct table_job *j, char **new_link)
     size_t n_ranges = 1;
     int rc;
     atomic_store(&j->ranges_failed, false);
-    /* one stream: an untracked table, no room for more, or a table the last point found small */
-    if (!j->t->change_tracking || cap->concurrency < 2 ||
+    /* one stream: an untracked (or elastic) table, no room for more, or a table the last point found small */
+    if (!capture_reads_delta(j->t) || cap->concurrency < 2 ||
         (j->prev && !j->first && j->prev->records < 2 * RANGE_MIN_RECORDS)) {
         rc = read_one(j, &one, NULL, new_link);
         goto out;
@@ -313,7 +315,7 @@ int capture_read_full(struct table_job *j, char **new_link)
             goto out;
     }
     for (size_t i = 0; i < n_ranges; i++)
-        rs[i].started = pthread_create(&rs[i].thread, NULL, reader_main, &rs[i]) == 0;
+        rs[i].started = thread_start(&rs[i].thread, reader_main, &rs[i]) == 0;
     for (size_t i = 0; i < n_ranges; i++) {
         if (rs[i].started)
             pthread_join(rs[i].thread, NULL);
@@ -335,10 +337,12 @@ out:
         buf_release(&rs[i].min_key);
         buf_release(&rs[i].max_key);
         buf_release(&rs[i].line);
+        buf_release(&rs[i].row_key);
     }
     free(rs);
     free(s.keys);
     buf_release(&one.line);
+    buf_release(&one.row_key);
     if (rc) {
         free(*new_link);
         *new_link = NULL;

@@ -32,8 +32,10 @@
  * restore_map.c and restore_compare.c (2), restore_parties.c, restore_write.c and
  * restore_batch.c (3), restore_files.c (4), and what they share in restore_int.h.
  *
- * Memory: per affected table a key map of the target's keys (key + 16-byte digest, about 80 bytes
- * a record); record lines are streamed from the repository twice (compare, write) and never held.
+ * Memory: per affected table a key map of the target's keys (a 56-byte slot with the 16-byte
+ * digest, at a load of 3/8 to 3/4, and the key copied: 115 to 190 bytes a record with GUID keys,
+ * measured with 0.1 to 1.5 million keys); record lines are streamed from the repository twice
+ * (compare, write) and never held.
  * Threading: one restore runs on the caller's thread; progress is called from it. */
 #include "backend/engine/restore_int.h"
 

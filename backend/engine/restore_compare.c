@@ -19,7 +19,8 @@
  * principals (restore_map.c); each key gets an action (create, update, unchanged, delete) from
  * the 16-byte digest of its normalised content (an activity's parties mixed in:
  * restore_parties.c) and from its state (statecode and statuscode, kept with the target's key for
- * the writer). Intersect tables are keyed by their lower-cased (entity1 id, entity2 id) pair.
+ * the writer). Intersect tables are keyed by their lower-cased (entity1 id, entity2 id) pair, an
+ * elastic table's rows by id and partitionid (restore_record_key).
  * File and image columns are compared by the blob id of their bytes (repo_blob_id): the point's
  * blob id, against the id of the target's bytes (an image at full size), downloaded. A dry run keeps the
  * first keys of each action (FIRST_KEYS) for the outcome.
@@ -502,11 +503,16 @@ static int line_cb(void *ctx, const char *key, size_t key_len, const char *line,
     if (cancelled(l->c))
         return -ECANCELED;
     struct json_doc *doc = NULL;
+    struct buf scratch = BUF_INIT;
     int rc = json_parse(line, line_len, NULL, &doc, l->c->err);
     if (rc)
         return rc;
-    rc = index_record(l->c, l->t, json_root(doc), key, key_len, l->files, l->target_side);
+    if (!l->t->mm) /* an elastic row: by id and partition */
+        key = restore_record_key(l->t->def, json_root(doc), key, key_len, &scratch, &key_len);
+    rc = key ? index_record(l->c, l->t, json_root(doc), key, key_len, l->files, l->target_side)
+             : 0;
     json_doc_free(doc);
+    buf_release(&scratch);
     return rc;
 }
 
@@ -515,10 +521,15 @@ static int read_cb(void *ctx, const struct json_node *rec)
     struct line_ctx *l = ctx;
     if (cancelled(l->c))
         return -ECANCELED;
-    const char *key = json_get_str(rec, l->t->def->primary_id);
-    if (!key)
+    const char *id = json_get_str(rec, l->t->def->primary_id);
+    if (!id)
         return 0;
-    return index_record(l->c, l->t, rec, key, strlen(key), NULL, true);
+    struct buf scratch = BUF_INIT;
+    size_t kl;
+    const char *key = restore_record_key(l->t->def, rec, id, strlen(id), &scratch, &kl);
+    int rc = key ? index_record(l->c, l->t, rec, key, kl, NULL, true) : -ENOMEM;
+    buf_release(&scratch);
+    return rc;
 }
 
 static int read_deleted_cb(void *ctx, const char *id)

@@ -4,6 +4,8 @@
  * bytes for lookup matching; everything else is sized by the input. No shared state. */
 #include "backend/engine/restore_int.h"
 
+#include "backend/base/record.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <stddef.h>
@@ -595,6 +597,17 @@ static void member_sep(struct buf *out, bool *first)
     if (!*first)
         buf_addch(out, ',');
     *first = false;
+}
+
+const char *restore_record_key(const struct dv_table *t, const struct json_node *rec,
+                               const char *key, size_t key_len, struct buf *scratch,
+                               size_t *out_len)
+{
+    if (!t->is_elastic) {
+        *out_len = key_len;
+        return key;
+    }
+    return record_row_key(rec, t->primary_id, "partitionid", scratch, out_len);
 }
 
 static bool is_primary(const struct dv_table *t, const char *key, size_t kl)

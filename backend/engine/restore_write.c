@@ -16,11 +16,14 @@
  * else a PATCH of statecode and statuscode together. An update of other tables carries the state
  * in its body. A closed case, opportunity or activity of the target that must change is reopened
  * first (PATCH statecode 0 with the point's active status, or one seen in the point, or 1), then
- * updated, then closed again. A row of an elastic table is addressed in its partition
- * (<set>(<id>)?partitionId=<partitionid>: the point's for upserts, the target's for deletes).
+ * updated, then closed again. A row of an elastic table (keyed by id and partitionid:
+ * restore_record_key) is addressed in its partition (<set>(<id>)?partitionId=<partitionid>: the
+ * point's for upserts, the target's for deletes).
  * Memory: the deferred parts (path and body of each) are held until the upserts are queued.
  * Threading: the restore's thread only (restore_int.h). */
 #include "backend/engine/restore_int.h"
+
+#include "backend/base/record.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -62,16 +65,28 @@ static int body_blob(void *ctx, const char *column, struct buf *b64)
     return rc ? rc : 1;
 }
 
-/* <set>(<key>), and for a row of an elastic table in a partition ?partitionId=<partition> (the
- * row is found by its id and partition; partition NULL: a row without one). */
+/* <set>(<key>); a row of an elastic table in a partition is addressed by the alternate key of
+ * its id and partition, <set>(<pk>=<id>,partitionid='<partition>'), the form the service's
+ * elastic-table examples use for updates, upserts and deletes (a partition's ' doubled, as in
+ * any OData string literal); a row without a partition by its id alone (partition NULL or ""). */
 static char *record_path(const struct dv_table *def, const char *key, size_t kl, const char *partition)
 {
-    struct buf p = BUF_INIT;
-    buf_printf(&p, "%s(%.*s)", def->entity_set, (int)kl, key);
-    if (def->is_elastic && partition && *partition) {
-        buf_addstr(&p, "?partitionId=");
-        buf_urlencode(&p, partition, false);
+    struct buf p = BUF_INIT, lit = BUF_INIT;
+    if (def->is_elastic)
+        kl = record_key_id_len(key, kl);
+    if (!def->is_elastic || !partition || !*partition) {
+        buf_printf(&p, "%s(%.*s)", def->entity_set, (int)kl, key);
+        return buf_detach(&p);
     }
+    for (const char *c = partition; *c; c++) {
+        buf_add(&lit, c, 1);
+        if (*c == '\'')
+            buf_add(&lit, c, 1);
+    }
+    buf_printf(&p, "%s(%s=%.*s,partitionid='", def->entity_set, def->primary_id, (int)kl, key);
+    buf_urlencode(&p, lit.data ? lit.data : "", false);
+    buf_addstr(&p, "')");
+    buf_release(&lit);
     return buf_detach(&p);
 }
 
@@ -189,14 +204,23 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     struct rtab *t = w->t;
     if (cancelled(c))
         return -ECANCELED;
-    struct rmap_entry *e = rmap_get(&t->map, key, key_len);
-    if (!e || (e->action != ACT_CREATE && e->action != ACT_UPDATE))
-        return 0;
     struct json_doc *doc = NULL;
-    int rc = json_parse(line, line_len, NULL, &doc, c->err);
-    if (rc)
-        return rc;
-    struct buf body = BUF_INIT, later = BUF_INIT;
+    struct buf scratch = BUF_INIT, body = BUF_INIT, later = BUF_INIT;
+    char *partition = NULL;
+    int rc = 0;
+    struct rmap_entry *e = NULL;
+    if (t->def->is_elastic) { /* keyed by id and partition, made from the record (compare) */
+        if ((rc = json_parse(line, line_len, NULL, &doc, c->err)))
+            goto out;
+        key = restore_record_key(t->def, json_root(doc), key, key_len, &scratch, &key_len);
+        if (!key)
+            goto out;
+    }
+    e = rmap_get(&t->map, key, key_len);
+    if (!e || (e->action != ACT_CREATE && e->action != ACT_UPDATE))
+        goto out;
+    if (!doc && (rc = json_parse(line, line_len, NULL, &doc, c->err)))
+        goto out;
     c->cur = t;
     c->cur_key = key;
     c->cur_key_len = key_len;
@@ -209,10 +233,10 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
         snprintf(closed_on, sizeof(closed_on), "%s", cd);
     /* an elastic row is written in its partition (partitionid cannot change after a create) */
     const char *pid = t->def->is_elastic ? json_get_str(json_root(doc), "partitionid") : NULL;
-    char *partition = pid ? strdup(pid) : NULL;
+    partition = pid ? strdup(pid) : NULL;
     if (pid && !partition) {
-        json_doc_free(doc);
-        return -ENOMEM;
+        rc = -ENOMEM;
+        goto out;
     }
     bool states = t->has_state && (create ? state > 0 : (e->flags & RMAP_STATE_DIFFERS) != 0);
     bool fields = create || (e->flags & RMAP_FIELDS_DIFFER);
@@ -228,7 +252,6 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     struct restore_hooks h = {.ctx = c, .map = restore_map_lookup, .bind = bind_decide,
                               .body_blob = body_blob};
     rc = restore_body(t->def, json_root(doc), create, state_in_body, &h, &body, &later);
-    json_doc_free(doc);
     if (!rc && t->def->is_activity)
         rc = add_parties(c, t, key, key_len, create, &body);
     if (rc)
@@ -273,6 +296,8 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     }
 out:
     free(partition);
+    json_doc_free(doc);
+    buf_release(&scratch);
     buf_release(&body);
     buf_release(&later);
     return rc;

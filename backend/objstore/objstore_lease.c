@@ -1,11 +1,18 @@
 /* objstore_lease: single-holder leases as generation objects in a store (see objstore_lease.h).
  * Limits: at most ~10^10 generations; a lease document is at most 64 KiB; expiry uses wall clocks.
+ * A generation number is never used twice. A release creates the next generation as an expired
+ * document (it deletes nothing of its own), and the tidying after a take or a release deletes only
+ * the generations below the previous one, oldest first, stopping at a failure: a lease that was
+ * ever taken keeps its two newest generations. So a taker's listing that runs while others take
+ * and release (a listing is no snapshot: it may miss what is created or deleted meanwhile) still
+ * sees the previous generation, which stayed throughout; and a taker whose create of top+1
+ * succeeded lists once more and gives the lease up when a higher generation is there (a number
+ * whose object was deleted while it stalled), before it counts as held.
  * Append-only stores (objstore.h, s->append_only; issue 16): the holder never deletes nor
  * rewrites an object. A renewal creates the next generation with the same nonce (put_if_absent:
  * of a renewal and a takeover racing for it only one wins, and a renewal that loses means the
- * lease was lost), a release creates the next generation as an expired document, and older
- * generations stay until a prune, with the delete-capable credentials, removes them
- * (objstore_lease_gc).
+ * lease was lost), a release creates the next generation as on any store, and older generations
+ * stay until a prune, with the delete-capable credentials, removes them (objstore_lease_gc).
  * Threading: one renewal thread per held lease; l->mu guards lost, stop, expires, gen and the
  * condvar. */
 #include "backend/objstore/objstore_lease.h"
@@ -106,6 +113,46 @@ static int list_gens(struct objstore *s, const char *name, struct gens *g, uint6
             *top = g->v[i];
     g->prefix = NULL;
     return rc;
+}
+
+static int cmp_gen(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Delete the generations in g below keep_from, oldest first, stopping at the first failure (so a
+ * generation is deleted only once every older one is gone); *removed (may be NULL) counts them.
+ * 0 or -errno. */
+static int remove_below(struct objstore *s, const char *name, struct gens *g, uint64_t keep_from,
+                        uint64_t *removed, struct dverr *err)
+{
+    qsort(g->v, g->n, sizeof *g->v, cmp_gen);
+    for (size_t i = 0; i < g->n && g->v[i] < keep_from; i++) {
+        char obj[1100];
+        gen_name(name, g->v[i], obj, sizeof obj);
+        int rc = s->ops->del(s->impl, obj, err);
+        if (rc == -ENOENT)
+            continue;
+        if (rc)
+            return rc;
+        if (removed)
+            (*removed)++;
+    }
+    return 0;
+}
+
+/* After creating generation gen of name on a store that deletes: remove the generations below the
+ * previous one (best effort, see the design note). */
+static void tidy_after(struct objstore *s, const char *name, uint64_t gen)
+{
+    struct gens g = {0};
+    uint64_t top;
+    struct dverr ignore;
+    dverr_clear(&ignore);
+    if (!s->append_only && gen > 1 && list_gens(s, name, &g, &top, &ignore) == 0)
+        remove_below(s, name, &g, gen - 1, NULL, &ignore);
+    free(g.v);
 }
 
 struct lease_doc {
@@ -488,7 +535,14 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
         rc = write_gen(l, l->gen, true, false, &exp, &e2);
         if (rc == 0) {
             l->expires = exp;
-            held = true;
+            /* Is ours the top? Not when our listing was stale and the number's object had been
+             * deleted (design note): then ours is a dead generation below the top, which a later
+             * tidying removes, and the lease is looked at again. Unknown (no listing): ours. */
+            uint64_t now_top;
+            dverr_clear(&e2);
+            held = list_gens(s, name, &g, &now_top, &e2) != 0 || now_top <= l->gen;
+            if (!held)
+                rc = -EBUSY;
         } else if (rc != -EEXIST) {
             dverr_set(err, rc, "%s", dverr_msg(&e2));
             break;
@@ -505,22 +559,9 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
             return dverr_set(err, -EBUSY, "%s: the lease is contended; try again", name);
         return rc;
     }
-    /* Older generations are dead: remove them (best effort; an append-only store keeps them for
-     * a prune: objstore_lease_gc). */
-    uint64_t top;
-    struct dverr ignore;
-    dverr_clear(&ignore);
-    if (!s->append_only && list_gens(s, name, &g, &top, &ignore) == 0) {
-        for (size_t i = 0; i < g.n; i++) {
-            if (g.v[i] < l->gen) {
-                char obj[1100];
-                gen_name(name, g.v[i], obj, sizeof obj);
-                s->ops->del(s->impl, obj, &ignore);
-            }
-        }
-    }
     free(g.v);
-    if (pthread_create(&l->thread, NULL, renew_thread, l) == 0)
+    tidy_after(s, name, l->gen);
+    if (thread_start(&l->thread, renew_thread, l) == 0)
         l->thread_started = true;
     else
         log_warn("lease %s: no renewal thread; it expires in %lld s", name, (long long)l->ttl_s);
@@ -561,31 +602,23 @@ void objstore_lease_release(struct objstore_lease *l)
         pthread_mutex_unlock(&l->mu);
         pthread_join(l->thread, NULL);
     }
+    /* The next generation, expired at once (a generation number is never used twice, see the
+     * design note): -EEXIST means someone took over, and a lease taken over has nothing of ours
+     * to free (its next number may even be deleted already: it is not created again). */
     struct dverr err;
     dverr_clear(&err);
-    int rc;
-    if (l->s->append_only) {
-        /* The next generation, expired at once: -EEXIST means someone took over, and then there
-         * is nothing of ours to free. */
-        time_t exp;
-        bool lost;
-        pthread_mutex_lock(&l->mu);
-        lost = l->lost;
-        pthread_mutex_unlock(&l->mu);
-        rc = lost ? 0 : write_gen(l, l->gen + 1, true, true, &exp, &err);
-        if (rc && rc != -EEXIST)
-            log_warn("lease %s: could not release it (%s); it expires by itself", l->name,
-                     dverr_msg(&err));
-        lease_free(l);
-        return;
-    }
-    /* Our generation is either current (ours) or superseded (stale): delete it either way.
-     * Nobody else ever writes our generation number. */
-    char obj[1100];
-    gen_name(l->name, l->gen, obj, sizeof obj);
-    rc = l->s->ops->del(l->s->impl, obj, &err);
-    if (rc && rc != -ENOENT)
-        log_warn("lease %s: could not delete it (%s); it expires by itself", l->name,
+    time_t exp;
+    bool lost = superseded(l, &err) == 1;
+    pthread_mutex_lock(&l->mu);
+    lost = lost || l->lost;
+    uint64_t gen = l->gen;
+    pthread_mutex_unlock(&l->mu);
+    dverr_clear(&err);
+    int rc = lost ? -EEXIST : write_gen(l, gen + 1, true, true, &exp, &err);
+    if (rc == 0)
+        tidy_after(l->s, l->name, gen + 1);
+    else if (rc != -EEXIST)
+        log_warn("lease %s: could not release it (%s); it expires by itself", l->name,
                  dverr_msg(&err));
     lease_free(l);
 }
@@ -699,19 +732,8 @@ int objstore_lease_gc(struct objstore *s, const char *prefix, uint64_t *removed,
     for (size_t i = 0; !rc && i < ln.n; i++) {
         struct gens g = {0};
         uint64_t top;
-        if ((rc = list_gens(s, ln.v[i], &g, &top, err)) == 0) {
-            for (size_t k = 0; !rc && k < g.n; k++) {
-                if (g.v[k] >= top)
-                    continue;
-                char obj[1100];
-                gen_name(ln.v[i], g.v[k], obj, sizeof obj);
-                rc = s->ops->del(s->impl, obj, err);
-                if (rc == -ENOENT)
-                    rc = 0;
-                else if (rc == 0)
-                    (*removed)++;
-            }
-        }
+        if ((rc = list_gens(s, ln.v[i], &g, &top, err)) == 0 && top > 1)
+            rc = remove_below(s, ln.v[i], &g, top - 1, removed, err);
         free(g.v);
     }
     for (size_t i = 0; i < ln.n; i++)

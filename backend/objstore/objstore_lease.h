@@ -9,11 +9,14 @@
  *  - take: list NAME.*; none -> put_if_absent NAME.0000000001. The highest one live and not ours ->
  *    -EBUSY (message names the holder, its purpose and when it expires). Expired -> put_if_absent
  *    of the next generation: of several takers only one can create it, so a takeover is safe even
- *    when they race. Older generations are deleted afterwards (best effort).
+ *    when they race. Generations below the previous one are deleted afterwards (best effort): the
+ *    previous one stays, so that a listing racing with a takeover still finds the lease's number,
+ *    and a generation number is never used twice.
  *  - A thread renews the lease every ttl/3 (rewrites our generation with a new expiry) and checks
  *    that no higher generation appeared; if one did (we were too slow and someone took over), the
  *    lease is marked lost and objstore_lease_check returns -ESTALE from then on.
- *  - release: stops the thread and deletes our generation if it is still the highest.
+ *  - release: stops the thread and, unless the lease was taken over, creates the next generation
+ *    as an expired document (free at once), then deletes the generations below ours.
  * A holder that dies stops renewing; the lease expires ttl seconds after its last renewal.
  * On an append-only store (objstore.h) renewals and releases create the next generation instead of
  * rewriting or deleting ours, and nothing is deleted until objstore_lease_gc (prune).
@@ -45,7 +48,8 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
 /* 0 while the lease is ours; -ESTALE (with a message) once it was taken over; renews first
  * when the last renewal is older than ttl/3. */
 int objstore_lease_check(struct objstore_lease *l, struct dverr *err);
-/* Stop renewing and delete our generation if it is still current. Accepts NULL. */
+/* Stop renewing and, if the lease is still ours, free it (the next generation, expired). Accepts
+ * NULL. */
 void objstore_lease_release(struct objstore_lease *l);
 /* Describe the current holder of `name` into out ("" when free or expired). For messages and
  * tests. 0 or -errno. */
@@ -61,8 +65,8 @@ int objstore_lease_wait_free(struct objstore *s, const char *name, int64_t wait_
 int objstore_lease_live(struct objstore *s, const char *prefix, const char *except,
                         struct buf *out, int *count, struct dverr *err);
 
-/* Delete the generations below the newest of every lease under prefix (an append-only store keeps
- * them: see above); *removed counts them. A store's refusal (a locked object) is returned. 0 or
+/* Delete the generations below the newest but one of every lease under prefix (an append-only
+ * store keeps them: see above); *removed counts them. A store's refusal (a locked object) is returned. 0 or
  * -errno. */
 int objstore_lease_gc(struct objstore *s, const char *prefix, uint64_t *removed,
                       struct dverr *err);

@@ -379,50 +379,6 @@ int catalog_point_del(struct catalog *c, const char *env, const char *name, stru
     return rc;
 }
 
-int catalog_envs(struct catalog *c, char ***names, size_t *n, struct dverr *err)
-{
-    *names = NULL;
-    *n = 0;
-    sqlite3 *db = NULL;
-    sqlite3_stmt *st = NULL;
-    char **v = NULL;
-    size_t cnt = 0, cap = 0;
-    int rc = catalog_conn_acquire(c, &db, err);
-    if (rc)
-        return rc;
-    if ((rc = catalog_prepare(c, db, "SELECT DISTINCT env FROM points ORDER BY env", &st, err)))
-        goto out;
-    int s;
-    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
-        if (cnt == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **nv = realloc(v, cap * sizeof *v);
-            if (!nv) {
-                rc = dverr_set(err, -ENOMEM, "out of memory");
-                goto out;
-            }
-            v = nv;
-        }
-        if (!(v[cnt] = col_dup(st, 0))) {
-            rc = dverr_set(err, -ENOMEM, "out of memory");
-            goto out;
-        }
-        cnt++;
-    }
-    if (s != SQLITE_DONE)
-        rc = catalog_fail(c, db, s, "listing environments", err);
-out:
-    sqlite3_finalize(st);
-    catalog_conn_release(c, db);
-    if (rc) {
-        strv_free(v, cnt);
-        return rc;
-    }
-    *names = v;
-    *n = cnt;
-    return 0;
-}
-
 int catalog_state_point(struct catalog *c, const char *env, char out[32], struct dverr *err)
 {
     out[0] = '\0';

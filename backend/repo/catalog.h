@@ -34,8 +34,6 @@ int catalog_points(struct catalog *c, const char *env, struct point_summary **ou
 /* Insert or replace p's row and its delta-segment rows. */
 int catalog_point_add(struct catalog *c, const struct point *p, struct dverr *err);
 int catalog_point_del(struct catalog *c, const char *env, const char *name, struct dverr *err);
-/* Environments with points, sorted. */
-int catalog_envs(struct catalog *c, char ***names, size_t *n, struct dverr *err);
 /* The point the capture state of env corresponds to ("" when none). */
 int catalog_state_point(struct catalog *c, const char *env, char out[32], struct dverr *err);
 /* The settings a catalog connection really runs with (read back with PRAGMA, for tests and

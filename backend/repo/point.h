@@ -73,7 +73,8 @@ struct point_summary {
     time_t taken_at, expires_at;
     bool anomaly;            /* the capture flagged it (point.anomaly_json) */
     bool held;               /* a hold object names it (holds/<env>/<name>.json; it may have
-                                expired: point_hold_active says) */
+                                expired: point_hold_active says); set by
+                                repo_points_mark_held only */
 };
 
 /* A hold (issue 17): the point is never pruned nor forgotten while it is active. Stored as

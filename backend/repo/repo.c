@@ -654,9 +654,8 @@ static void summary_from_point(const struct point *p, struct point_summary *s)
     s->anomaly = p->anomaly_json != NULL;
 }
 
-/* Mark the points of v (sorted by name) that a hold document names. */
-static int mark_held(struct repo *r, const char *env, struct point_summary *v, size_t n,
-                     struct dverr *err)
+int repo_points_mark_held(struct repo *r, const char *env, struct point_summary *v, size_t n,
+                          struct dverr *err)
 {
     struct name_list held;
     int rc = repo_hold_names(r, env, &held, err);
@@ -701,8 +700,6 @@ static int points_from_manifests(struct repo *r, const char *env, struct point_s
         point_free(p);
     }
     strv_free(names.v, names.n);
-    if (!rc)
-        rc = mark_held(r, env, v, cnt, err);
     if (rc) {
         point_summaries_free(v, cnt);
         return rc;
@@ -760,8 +757,6 @@ int repo_points(struct repo *r, const char *env, struct point_summary **out, siz
         n_have = 0;
         rc = catalog_points(cat, env, &have, &n_have, err);
     }
-    if (!rc)
-        rc = mark_held(r, env, have, n_have, err);
 out:
     strv_free(names.v, names.n);
     if (rc && rc != -ENOMEM && rc != -ENOENT) {

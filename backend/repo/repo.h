@@ -78,10 +78,14 @@ struct objstore *repo_store(struct repo *r);
 /* ---- restore points (the types are in point.h) ---- */
 /* Environments that have points or an envs/ document, sorted. */
 int repo_envs(struct repo *r, char ***names, size_t *n, struct dverr *err);
-/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing; held
- * from a listing of holds/<env>/). */
+/* The points of env, oldest first. Cheap (catalog, refreshed from the store's listing); held is
+ * left false: repo_points_mark_held sets it, for the callers that show it. */
 int repo_points(struct repo *r, const char *env, struct point_summary **out, size_t *n,
                 struct dverr *err);
+/* Set held in the n points v of env (sorted by name, as repo_points gives them) from one listing
+ * of holds/<env>/. 0 or -errno. */
+int repo_points_mark_held(struct repo *r, const char *env, struct point_summary *v, size_t n,
+                          struct dverr *err);
 /* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err);

@@ -267,18 +267,26 @@ static void report_kept(struct prune_report *rep, const char *what, bool locked,
         }
 }
 
-/* Decide for the points of env; the names of those to remove are added to gone ("env/name"). */
+/* The holds of one environment, read once per prune (for the decision and for tidying). */
+struct env_holds {
+    struct point_hold *v;
+    size_t n;
+};
+
+/* Decide for the points of env; the names of those to remove are added to gone ("env/name").
+ * env's holds into *eh (the caller frees them). */
 static int prune_decide_env(struct repo *r, const char *env, time_t now, prune_decide_fn decide,
                             void *ctx, struct prune_report *rep, struct name_list *gone,
-                            struct dverr *err)
+                            struct env_holds *eh, struct dverr *err)
 {
     struct point_summary *ps = NULL;
-    struct point_hold *holds = NULL;
     struct prune_point *pts = NULL;
-    size_t n = 0, n_holds = 0;
+    size_t n = 0;
     int rc = repo_points(r, env, &ps, &n, err);
     if (!rc)
-        rc = repo_holds(r, env, &holds, &n_holds, err);
+        rc = repo_holds(r, env, &eh->v, &eh->n, err);
+    struct point_hold *holds = eh->v;
+    size_t n_holds = eh->n;
     if (!rc && !(pts = calloc(n ? n : 1, sizeof *pts)))
         rc = dverr_set(err, -ENOMEM, "out of memory");
     if (rc)
@@ -312,7 +320,6 @@ static int prune_decide_env(struct repo *r, const char *env, time_t now, prune_d
 out:
     free(pts);
     point_summaries_free(ps, n);
-    point_holds_free(holds, n_holds);
     return rc;
 }
 
@@ -330,16 +337,17 @@ static bool held_now(struct repo *r, const char *env, const char *name, time_t n
     return held;
 }
 
-/* Hold documents that expired, or whose point is gone (not dry_run). */
-static void prune_holds(struct repo *r, const struct name_list *envs, time_t now, bool dry_run,
+/* Hold documents that expired, or whose point is gone (not dry_run), from the holds the decision
+ * read (eh, one per environment of envs); a hold about to go is read again first, so that one
+ * placed again while prune ran stays. */
+static void prune_holds(struct repo *r, const struct name_list *envs,
+                        const struct env_holds *eh, time_t now, bool dry_run,
                         struct prune_report *rep)
 {
     for (size_t e = 0; e < envs->n; e++) {
-        struct point_hold *holds = NULL;
-        size_t n = 0;
+        const struct point_hold *holds = eh[e].v;
+        size_t n = eh[e].n;
         struct dverr ignore = {0};
-        if (repo_holds(r, envs->v[e], &holds, &n, &ignore))
-            continue;
         for (size_t i = 0; i < n; i++) {
             char manifest[400];
             uint64_t size;
@@ -350,11 +358,19 @@ static void prune_holds(struct repo *r, const struct name_list *envs, time_t now
                 continue;
             if (!holds[i].by || strcmp(holds[i].by, "?") == 0)
                 continue; /* damaged: left for a person to look at */
+            if (!gone && !dry_run) {
+                struct point_hold now_h;
+                int hrc = repo_hold_get(r, envs->v[e], holds[i].point, &now_h, &ignore);
+                bool still_expired = hrc == 0 && !point_hold_active(&now_h, now);
+                if (hrc == 0)
+                    point_hold_release(&now_h);
+                if (!still_expired)
+                    continue; /* placed again, released or damaged meanwhile */
+            }
             if (!dry_run && repo_hold_del(r, envs->v[e], holds[i].point, &ignore))
                 continue;
             rep->holds_removed++;
         }
-        point_holds_free(holds, n);
     }
 }
 
@@ -390,6 +406,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
     struct name_list manifests = {0}, objects = {0}, envs = {0}, gone = {0};
     struct idset refs = {0};
     struct objstore_lease *lease = NULL;
+    struct env_holds *eh = NULL; /* one per environment of envs */
     int lock_fd = -1;
     int rc = repo_lock_open(r, "prune.lock", &lock_fd, err);
     if (rc)
@@ -412,8 +429,10 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
             rc = name_list_add(&envs, env, strlen(env));
     }
     name_list_sort_unique(&envs);
+    if (!(eh = calloc(envs.n ? envs.n : 1, sizeof *eh)))
+        rc = dverr_set(err, -ENOMEM, "out of memory");
     for (size_t e = 0; e < envs.n && !rc; e++)
-        rc = prune_decide_env(r, envs.v[e], now, decide, ctx, rep, &gone, err);
+        rc = prune_decide_env(r, envs.v[e], now, decide, ctx, rep, &gone, &eh[e], err);
     if (rc)
         goto out;
     name_list_sort_unique(&gone);
@@ -466,7 +485,7 @@ int repo_prune(struct repo *r, time_t now, bool dry_run, prune_decide_fn decide,
         if (rc)
             goto out;
     }
-    prune_holds(r, &envs, now, dry_run, rep);
+    prune_holds(r, &envs, eh, now, dry_run, rep);
     idset_seal(&refs);
     if ((rc = r->store->ops->list(r->store->impl, "objects/", name_list_collect, &objects, err)))
         goto out;
@@ -499,6 +518,9 @@ out:
         close(lock_fd);
     strv_free(manifests.v, manifests.n);
     strv_free(objects.v, objects.n);
+    for (size_t e = 0; eh && e < envs.n; e++)
+        point_holds_free(eh[e].v, eh[e].n);
+    free(eh);
     strv_free(envs.v, envs.n);
     strv_free(gone.v, gone.n);
     free(refs.v);

@@ -267,11 +267,6 @@ void segment_writer_set_attachments(struct segment_writer *w, bool on)
     w->attachments = on;
 }
 
-void segment_writer_set_level(struct segment_writer *w, int level)
-{
-    w->level = level < 1 ? 1 : level > 19 ? 19 : level;
-}
-
 void segment_writer_set_ordered(struct segment_writer *w)
 {
     w->ordered = true;

@@ -119,9 +119,6 @@ void segment_writer_set_budget(struct segment_writer *w, size_t bytes);
 /* Entries will come in strictly increasing key order (an entry out of order gives -EINVAL): they
  * are written into frames as they come, with nothing buffered beyond the frame being filled. */
 void segment_writer_set_ordered(struct segment_writer *w);
-/* zstd level of the segment's frames (1..19; default 7). The bytes differ by level, so the same
- * entries written at two levels give two objects. */
-void segment_writer_set_level(struct segment_writer *w, int level);
 /* Keep attachments once (default off): a line holding a large canonical base64 "documentbody" is
  * stored as a reference to the blob of its bytes (put by the writer) and readers get the exact line
  * back. Only for lines whose blobs the point also lists as files (notes), since prune keeps the

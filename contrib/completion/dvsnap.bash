@@ -5,9 +5,11 @@
 # service nothing. Needs no bash-completion helpers.
 
 # Options whose next word is their value (not a positional argument): every option that
-# `dvsnap help` and `dvsnap help COMMAND` show with a value.
+# `dvsnap help` and `dvsnap help COMMAND` show with a value (tests/integration/pkg_completion.sh
+# checks it against them; the same list is in _dvsnap and dvsnap.fish).
 _dvsnap_valued='--config --now --env --every --concurrency --passes --label --capture-every
-  --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c'
+  --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c --reason --for
+  --table --id --where --map --fallback-owner --new-password-file'
 
 # _dvsnap_add WORD...: each WORD that starts with $cur into COMPREPLY, quoted for the line.
 _dvsnap_add() {
@@ -56,7 +58,7 @@ _dvsnap() {
     cmd=$w
     break
   done
-  if [[ $prev == --config ]]; then
+  if [[ $prev == --config || $prev == --map || $prev == --new-password-file ]]; then
     mapfile -t COMPREPLY < <(compgen -f -- "$cur")
     return
   fi
@@ -103,9 +105,9 @@ _dvsnap() {
     complete:0) _dvsnap_add envs points tables ;;
     complete:1) [[ ${args[0]} == envs ]] || { _dvsnap_lines "${names[@]}" envs; _dvsnap_add "${_dvsnap_out[@]}"; } ;;
     complete:2) [[ ${args[0]} == tables ]] && { _dvsnap_lines "${names[@]}" points "${args[1]}"; _dvsnap_add "${_dvsnap_out[@]}"; } ;;
-    points:0 | cat:0 | changes:0 | backup:0 | forget:0 | restore:0 | status:*)
+    points:0 | cat:0 | changes:0 | backup:0 | forget:0 | hold:0 | release:0 | erase:0 | restore:0 | status:*)
       _dvsnap_lines "${names[@]}" envs; _dvsnap_add "${_dvsnap_out[@]}" ;;
-    points:1 | cat:1 | changes:1 | forget:1 | restore:1)
+    points:1 | cat:1 | changes:1 | forget:1 | hold:1 | release:1 | restore:1)
       _dvsnap_lines "${names[@]}" points "${args[0]}"; _dvsnap_add "${_dvsnap_out[@]}" ;;
     cat:2 | changes:2)
       _dvsnap_lines "${names[@]}" tables "${args[0]}" "${args[1]}"; _dvsnap_add "${_dvsnap_out[@]}" ;;

@@ -5,9 +5,11 @@
 # service nothing. The same rules as the bash completion (dvsnap.bash).
 
 function __dvsnap_candidates
-    # options whose next word is their value: every option `dvsnap help` shows with one
+    # options whose next word is their value: every option `dvsnap help` shows with one (the
+    # same list as dvsnap.bash's, which tests/integration/pkg_completion.sh checks)
     set -l valued --config --now --env --every --concurrency --passes --label --capture-every \
-        --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c
+        --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c --reason \
+        --for --table --id --where --map --fallback-owner --new-password-file
     set -l words (commandline -opc)
     set -l cur (commandline -ct)
     set -l prog $words[1]
@@ -34,7 +36,7 @@ function __dvsnap_candidates
         break
     end
     set -l prev $words[-1]
-    if test "$prev" = --config
+    if contains -- "$prev" --config --map --new-password-file
         __fish_complete_path $cur
         return
     end
@@ -98,9 +100,9 @@ function __dvsnap_candidates
             test "$args[1]" = envs; or $names envs 2>/dev/null
         case complete:2
             test "$args[1]" = tables; and $names points $args[2] 2>/dev/null
-        case points:0 cat:0 changes:0 backup:0 forget:0 restore:0 'status:*'
+        case points:0 cat:0 changes:0 backup:0 forget:0 hold:0 release:0 erase:0 restore:0 'status:*'
             $names envs 2>/dev/null
-        case points:1 cat:1 changes:1 forget:1 restore:1
+        case points:1 cat:1 changes:1 forget:1 hold:1 release:1 restore:1
             $names points $args[1] 2>/dev/null
         case cat:2 changes:2
             $names tables $args[1] $args[2] 2>/dev/null

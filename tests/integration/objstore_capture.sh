@@ -108,7 +108,7 @@ curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":1000}' >/dev/null
 # once, which is checked further down)
 DVSNAP_TEST_MACHINE=machine-a "$DVSNAP" --config "$T/azure.config" capture --env contoso-dev >"$T/capA.log" 2>&1 &
 capA=$!; _pids+=("$capA")
-lease_present() { ot "$REPO_AZ" list locks/ | grep -q 'locks/contoso-dev.lease\.'; }
+lease_present() { ot "$REPO_AZ" leases locks/ | grep -q '^locks/contoso-dev.lease:'; }
 REPO_AZ=$(sed -n 's/^repository = //p' "$T/azure.config")
 check "writer A holds the contoso-dev lease" wait_for 20 lease_present
 dv azure-b capture --env contoso-dev >"$T/capB.log" 2>&1; rc=$?
@@ -157,7 +157,7 @@ before=$(npoints)
 curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":300}' >/dev/null
 "$DVSNAP" --config "$T/px.config" -v capture --env contoso-prod >"$T/capC.log" 2>&1 &
 capC=$!; _pids+=("$capC")
-prod_lease() { ot "$REPO_AZ" list locks/ | grep -q 'locks/contoso-prod.lease\.'; }
+prod_lease() { ot "$REPO_AZ" leases locks/ | grep -q '^locks/contoso-prod.lease:'; }
 check "capture through the proxy holds the lease" wait_for 20 prod_lease
 sleep 1
 note "killing the proxy at $(date +%T.%N)"

@@ -43,14 +43,16 @@ objs_after=$(nobj)
 check "objects only the expired points needed were deleted ($objs_before -> $objs_after)" test "$objs_after" -lt "$objs_before"
 check_eq "the remaining point reads back unchanged" "$(cat "$T/before.txt")" "$(digest b)"
 check "check --read-data is clean" dv a check --read-data
-check_eq "no lease left behind" "" "$(ot "$REPO" list locks/)"
+check_eq "no live lease left behind" "" "$(ot "$REPO" leases locks/)"
+check "the released leases keep their newest generations (never numbered again)" \
+  test "$(ot "$REPO" list locks/ | grep -c 'locks/prune.lease\.')" -eq 2
 
 # a prune on machine b while machine a captures: prune waits for the capture's lease
 curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"latency_ms":500}' >/dev/null
 sim_churn contoso-dev 0.1 2 >/dev/null
 "$DVSNAP" --config "$T/a.config" capture --env contoso-dev >"$T/cap.log" 2>&1 &
 cap=$!; _pids+=("$cap")
-lease() { ot "$REPO" list locks/ | grep -q 'contoso-dev.lease'; }
+lease() { ot "$REPO" leases locks/ | grep -q 'contoso-dev.lease'; }
 check "the capture holds its lease" wait_for 20 lease
 dv b prune >"$T/prune.log" 2>&1 &
 pr=$!; _pids+=("$pr")

@@ -6,7 +6,10 @@
 # then _dvsnap run with $words and $CURRENT set and compadd replaced by a function that prints
 # what it is given (zsh filters by prefix itself, so every candidate is printed), and once in a
 # real interactive zsh on a pseudo-terminal (zpty). Every command `dvsnap help` lists is offered
-# by each shell.
+# by each shell; every option each command's --help prints is offered by bash for that command,
+# and every option the help shows with a value is in bash's list of valued options (whose value is
+# not a positional argument), which zsh and fish hold the same: the lists cannot drift from the
+# program.
 . "$(dirname "$0")/../lib.sh"
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 C="$SRC/contrib/completion"
@@ -30,6 +33,17 @@ check "dvsnap complete tables takes a label as the point" \
 check_fails "dvsnap complete with a wrong form is a usage error" dvsnap complete points
 COMMANDS=$("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p')
 check "dvsnap help lists commands" test "$(wc -w <<<"$COMMANDS")" -ge 10
+# the options a command's help shows with a value ("--reason TEXT", "-t|--target ENV2"): in the
+# usage lines (the first and those indented more than the description), and the global ones
+help_valued() {
+  { "$DVSNAP" "$1" --help | awk 'NR == 1 || (/^   / && !d) {print; next} {d = 1}'
+    "$DVSNAP" help | sed -n '/^options:/,/^$/p'; } |
+    grep -oE -- '(-[a-zA-Z]\|)?--[a-z][a-z-]* [^][| -]' | sed 's/ .$//' | tr '|' '\n'
+}
+check "the help shows valued options (--reason, --map, --new-password-file)" \
+  bash -c 'grep -qx -- --reason <<<"$1" && grep -qx -- --map <<<"$2" &&
+    grep -qx -- --new-password-file <<<"$3"' _ "$(help_valued hold)" "$(help_valued restore)" \
+  "$(help_valued key)"
 
 check "bash -n" bash -n "$C/dvsnap.bash"
 check "complete -p dvsnap names _dvsnap after sourcing" \
@@ -49,6 +63,31 @@ for c in $COMMANDS; do
   grep -qx "$c" <<<"$all" || missing="$missing $c"
 done
 check_eq "bash: every command of dvsnap help is offered" "" "$missing"
+missing=""
+unvalued=""
+VALUED=$(bash -c '. "$0"; printf "%s\n" $_dvsnap_valued' "$C/dvsnap.bash" | sort -u)
+for c in $COMMANDS; do
+  offered=$(comp "${D[@]}" "$c" --)
+  for o in $("$DVSNAP" "$c" --help | grep -oE -- '--[a-z][a-z-]*' | sort -u); do
+    grep -qx -- "$o" <<<"$offered" || missing="$missing $c:$o"
+  done
+  for o in $(help_valued "$c"); do
+    grep -qx -- "$o" <<<"$VALUED" || unvalued="$unvalued $c:$o"
+  done
+done
+check_eq "bash: every option of each command's --help is offered for that command" "" "$missing"
+check_eq "bash: every option the help shows with a value is a valued option" "" "$unvalued"
+# the list as zsh and fish hold it
+zsh_valued=$(sed -n '/^  valued=(/,/)/p' "$C/_dvsnap" | tr -s ' ()' '\n' | grep -E '^-' | sort -u)
+fish_valued=$(sed -n '/set -l valued/,/[^\\]$/p' "$C/dvsnap.fish" | sed 's/.*set -l valued//' |
+  tr -s ' \\' '\n' | grep -E '^-' | sort -u)
+check_eq "zsh: the same valued options as bash" "$VALUED" "$zsh_valued"
+check_eq "fish: the same valued options as bash" "$VALUED" "$fish_valued"
+check "bash: a value of --fallback-owner is not a positional argument" \
+  bash -c 'grep -qx pre-upgrade' < <(comp "${D[@]}" restore --fallback-owner team:1 contoso-prod "")
+check "bash: points of hold after --reason TEXT" \
+  bash -c 'grep -qx pre-upgrade' < <(comp "${D[@]}" hold --reason audit contoso-prod "")
+check "bash: files after --map" bash -c 'grep -qx "$0"' "$T/config" < <(comp "${D[@]}" restore --map "$T/conf")
 check_eq "bash: environments for points" "contoso-dev contoso-prod" \
   "$(comp "${D[@]}" points "" | tr '\n' ' ' | sed 's/ $//')"
 check "bash: points of contoso-prod, with latest and the label" \
@@ -89,6 +128,8 @@ if command -v fish >/dev/null; then
     < <(fcomp "dvsnap --config $T/config cat contoso-prod ")
   check_eq "fish: tables by prefix" "account" \
     "$(fcomp "dvsnap --config $T/config cat contoso-prod latest acc")"
+  check "fish: a value of --where is not a positional argument" \
+    bash -c 'grep -qx contoso-prod' < <(fcomp "dvsnap --config $T/config erase --where a=b ")
   check_eq "fish: options of restore by prefix" "--tables --target" \
     "$(fcomp "dvsnap --config $T/config restore contoso-prod latest --ta" | sort | tr '\n' ' ' | sed 's/ $//')"
   missing=""
@@ -123,6 +164,8 @@ if command -v zsh >/dev/null; then
   check "zsh: points with latest and the label" \
     bash -c 'out=$(cat); grep -qx latest <<<"$out" && grep -qx pre-upgrade <<<"$out"' \
     < <(zcomp "${D[@]}" cat contoso-prod "")
+  check "zsh: a value of --for is not a positional argument" bash -c 'grep -qx pre-upgrade' \
+    < <(zcomp "${D[@]}" hold contoso-prod --for 90d "")
   check "zsh: tables of a label" bash -c 'grep -qx account' \
     < <(zcomp "${D[@]}" cat contoso-prod pre-upgrade "")
   check "zsh: options of restore" bash -c 'out=$(cat); grep -qx -- --target <<<"$out" &&

@@ -7,6 +7,9 @@
  *   objtool LOCATION stat NAME           (prints the size)
  *   objtool LOCATION list [PREFIX]       ("SIZE NAME" lines, sorted)
  *   objtool LOCATION del NAME
+ *   objtool LOCATION leases [PREFIX]     (the live leases under PREFIX, "NAME: holder" lines; a
+ *                                         released or expired lease keeps objects but is not
+ *                                         listed)
  *   objtool LOCATION fill PREFIX N       (N small objects PREFIX000000.. holding their names)
  *   objtool LOCATION open NAME           (a manifest or environment document, opened: the
  *                                         repository is opened with DVSNAP_PASSWORD_FILE when
@@ -24,6 +27,7 @@
 
 #include "backend/base/log.h"
 #include "backend/objstore/objstore.h"
+#include "backend/objstore/objstore_lease.h"
 #include "backend/repo/repo_int.h"
 
 static int collect(void *ctx, const char *name, uint64_t size)
@@ -58,7 +62,7 @@ static char *env(const char *name)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: objtool LOCATION put|put-file|put-if-absent|get|stat|list|del|fill ...\n");
+        fprintf(stderr, "usage: objtool LOCATION put|put-file|put-if-absent|get|stat|list|del|leases|fill ...\n");
         return 64;
     }
     const char *loc = argv[1], *cmd = argv[2];
@@ -124,6 +128,11 @@ int main(int argc, char **argv)
         }
     } else if (strcmp(cmd, "del") == 0) {
         rc = s->ops->del(s->impl, name, &err);
+    } else if (strcmp(cmd, "leases") == 0) {
+        int live = 0;
+        rc = objstore_lease_live(s, name, NULL, &b, &live, &err);
+        if (rc == 0 && b.len && fwrite(b.data, 1, b.len, stdout) != b.len)
+            rc = -EIO;
     } else if ((strcmp(cmd, "open") == 0 || strcmp(cmd, "blob") == 0) && argc > 3) {
         struct repo *r = NULL;
         struct buf doc = BUF_INIT;

@@ -1,7 +1,8 @@
 /* test_dataverse: the Dataverse clients against a scripted fake transport. Each test scripts the
  * exchanges it expects in order (method + URL) and the fake answers token requests itself, so the
  * tests see exactly what was sent (URLs, Prefer headers, bearer tokens, bodies) and when.
- * Covers: environments (paging, fields, skipping non-Dataverse ones), table definitions (expanded
+ * Covers: environments (paging, fields, skipping non-Dataverse ones, one read back from its stored
+ * document), table definitions (expanded
  * and fallback routes), paged reads with nextLink/deltaLink, deleted rows, exact numbers, 429 with
  * Retry-After timing, 503 without it, expired delta token -> -ESTALE, links to other origins and
  * other orgs refused with no request sent, malformed pages, 401 refresh, token errors without the
@@ -208,6 +209,38 @@ static const char envs_page2[] =
     "{\"value\":[{\"name\":\"e2\",\"location\":\"unitedstates\",\"properties\":{\"displayName\":\"Default\","
     "\"environmentSku\":\"Default\",\"isDefault\":true,\"linkedEnvironmentMetadata\":{\"uniqueName\":\"contoso-default\","
     "\"instanceApiUrl\":\"https://def.test\"}}}]}";
+
+/* An environment document as the repository keeps it: the fields the list gives, the retention
+ * in weeks too, the top-level retentionPeriod when retentionDetails has none; no Dataverse: 1. */
+static void test_env_from_json(void **state)
+{
+    (void)state;
+    static const char doc[] =
+        "{\"name\":\"e3\",\"location\":\"europe\",\"properties\":{\"environmentSku\":\"default\","
+        "\"retentionDetails\":{\"retentionPeriod\":\"P4W\"},"
+        "\"linkedEnvironmentMetadata\":{\"uniqueName\":\"contoso-eu\",\"instanceApiUrl\":\"https://eu.test/\","
+        "\"templates\":[\"D365_Sales\"]}}}";
+    struct dv_env e;
+    assert_int_equal(dv_env_from_json(doc, strlen(doc), &e), 0);
+    assert_string_equal(e.unique_name, "contoso-eu");
+    assert_string_equal(e.geo, "europe");
+    assert_string_equal(e.api_url, "https://eu.test");
+    assert_int_equal(e.retention_days, 28);
+    assert_true(e.is_default); /* the sku, whatever its case */
+    assert_true(e.has_d365_apps);
+    assert_string_equal(e.raw_json, doc);
+    dv_env_release(&e);
+    static const char top[] =
+        "{\"name\":\"e4\",\"properties\":{\"retentionPeriod\":\"P14D\",\"linkedEnvironmentMetadata\":"
+        "{\"uniqueName\":\"contoso-top\",\"instanceApiUrl\":\"https://top.test\"}}}";
+    assert_int_equal(dv_env_from_json(top, strlen(top), &e), 0);
+    assert_int_equal(e.retention_days, 14);
+    assert_false(e.is_default);
+    dv_env_release(&e);
+    static const char nodv[] = "{\"name\":\"nodv\",\"properties\":{}}";
+    assert_int_equal(dv_env_from_json(nodv, strlen(nodv), &e), 1);
+    assert_int_not_equal(dv_env_from_json("{", 1, &e), 0);
+}
 
 static void test_env_list(void **state)
 {
@@ -1440,6 +1473,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_env_list),
+        cmocka_unit_test(test_env_from_json),
         cmocka_unit_test(test_env_nextlink_elsewhere),
         cmocka_unit_test(test_admin_resource),
         cmocka_unit_test(test_tables_expanded),

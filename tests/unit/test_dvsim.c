@@ -118,6 +118,32 @@ static void test_url(void **state)
     assert_false(dvsim_guid_valid("0036e99d-3914-4fca-b158-2ae7c3e1f38", 36));
 }
 
+/* An elastic row's stored id: the id, then ':' and 16 hex digits of its partition; the id alone
+ * without one. The API shows the id part (dvstore_id_len). */
+static void test_row_id(void **state)
+{
+    char a[DVSTORE_ID_MAX], b[DVSTORE_ID_MAX], c[DVSTORE_ID_MAX];
+    const char *id = "0036e99d-3914-4fca-b158-2ae7c3e1f38f";
+    dvstore_row_id(id, NULL, a);
+    assert_string_equal(a, id);
+    dvstore_row_id(id, "", a);
+    assert_string_equal(a, id);
+    assert_int_equal(dvstore_id_len(a), 36);
+    dvstore_row_id(id, "device-001", a);
+    dvstore_row_id(id, "device-002", b);
+    dvstore_row_id(id, "device-001", c);
+    assert_int_equal(strlen(a), 36 + 1 + 16);
+    assert_int_equal(dvstore_id_len(a), 36);
+    assert_memory_equal(a, id, 36);
+    assert_string_not_equal(a, b);
+    assert_string_equal(a, c);
+    char long_part[1100];
+    memset(long_part, 'p', sizeof long_part - 1);
+    long_part[sizeof long_part - 1] = '\0';
+    dvstore_row_id(id, long_part, a);
+    assert_int_equal(strlen(a), 36 + 1 + 16);
+}
+
 static void test_tokens(void **state)
 {
     struct dvsim d;
@@ -377,6 +403,7 @@ int main(void)
         cmocka_unit_test(test_line_scan), cmocka_unit_test(test_rec_render_order),
         cmocka_unit_test(test_project),   cmocka_unit_test(test_formatting),
         cmocka_unit_test(test_url),       cmocka_unit_test(test_tokens),
+        cmocka_unit_test(test_row_id),
         cmocka_unit_test(test_schema),    cmocka_unit_test(test_seed_canonical_and_deterministic),
         cmocka_unit_test(test_write_path_canonical), cmocka_unit_test(test_tenant_people),
         cmocka_unit_test(test_thumbnail_and_base),

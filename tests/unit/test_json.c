@@ -152,6 +152,44 @@ static void test_record_key_and_size(void **state)
     assert_int_equal(table_file_size(2, 3), strlen("[\na,\nbb\n]\n"));
 }
 
+/* An elastic row's key: id, ':' and partitionid; without a partition (absent, null, empty or the
+ * id itself) the id alone, as every other table's key. */
+static void test_record_row_key(void **state)
+{
+    struct buf scratch = BUF_INIT;
+    size_t kl;
+    struct json_doc *doc;
+    const struct json_node *r = parse_ok("{\"pid\":\"a1\",\"partitionid\":\"dev-7\"}", &doc);
+    assert_string_equal(record_row_key(r, "pid", "partitionid", &scratch, &kl), "a1:dev-7");
+    assert_int_equal(kl, 8);
+    assert_int_equal(record_key_id_len("a1:dev-7", kl), 2);
+    /* no partition column asked: the id */
+    assert_string_equal(record_row_key(r, "pid", NULL, &scratch, &kl), "a1");
+    assert_int_equal(kl, 2);
+    json_doc_free(doc);
+    static const char *const plain[] = {
+        "{\"pid\":\"a1\"}", "{\"pid\":\"a1\",\"partitionid\":null}",
+        "{\"pid\":\"a1\",\"partitionid\":\"\"}", "{\"pid\":\"a1\",\"partitionid\":\"a1\"}",
+    };
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        r = parse_ok(plain[i], &doc);
+        assert_string_equal(record_row_key(r, "pid", "partitionid", &scratch, &kl), "a1");
+        assert_int_equal(kl, 2);
+        assert_int_equal(record_key_id_len("a1", kl), 2);
+        json_doc_free(doc);
+    }
+    /* two partitions of one id sort together, after the id alone and before the next id */
+    r = parse_ok("{\"pid\":\"a1\",\"partitionid\":\"b\"}", &doc);
+    const char *k = record_row_key(r, "pid", "partitionid", &scratch, &kl);
+    assert_true(memcmp(k, "a1", 2) == 0 && kl > 2);
+    assert_true(strcmp(k, "a1:c") < 0 && strcmp("a1", k) < 0 && strcmp(k, "a2") < 0);
+    json_doc_free(doc);
+    r = parse_ok("{\"partitionid\":\"b\"}", &doc);
+    assert_null(record_row_key(r, "pid", "partitionid", &scratch, &kl));
+    json_doc_free(doc);
+    buf_release(&scratch);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -159,6 +197,7 @@ int main(void)
         cmocka_unit_test(test_rejects),             cmocka_unit_test(test_limits),
         cmocka_unit_test(test_render_canonical),    cmocka_unit_test(test_render_duplicates_and_errors),
         cmocka_unit_test(test_render_many_members), cmocka_unit_test(test_record_key_and_size),
+        cmocka_unit_test(test_record_row_key),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -7,8 +7,9 @@
  * lease, takes over after the first one's death, and prune waits for no capture lease.
  * Append-only stores (issue 16): the decorator refuses deletes and overwrites; a lease renews and
  * releases by creating generations, deletes nothing, is still taken over and still notices a
- * takeover; objstore_lease_gc leaves the newest generation only; an environment document is kept
- * as versions, the newest read back. */
+ * takeover; objstore_lease_gc leaves the newest two generations; an environment document is kept
+ * as versions, the newest read back. A listing that runs while another taker takes (and releases)
+ * the lease neither makes a second holder nor numbers a generation a second time. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -104,12 +105,16 @@ static void test_take_refuse_release(void **state)
                      0);
     objstore_lease_release(b);
     objstore_lease_release(a);
-    assert_false(exists(f->s, "locks/env1.lease.0000000001"));
+    /* released by the next generation, expired; the previous one stays (never numbered again) */
+    assert_true(exists(f->s, "locks/env1.lease.0000000001"));
+    assert_true(exists(f->s, "locks/env1.lease.0000000002"));
     dverr_clear(&err);
     assert_int_equal(objstore_lease_holder(f->s, "locks/env1.lease", &h, &err), 0);
     assert_int_equal(h.len, 0);
     dverr_clear(&err);
     assert_int_equal(objstore_lease_take(f->s, "locks/env1.lease", "again", 30, &a, &err), 0);
+    assert_true(exists(f->s, "locks/env1.lease.0000000003"));
+    assert_false(exists(f->s, "locks/env1.lease.0000000001")); /* below the previous one */
     objstore_lease_release(a);
 }
 
@@ -122,8 +127,11 @@ static void test_takeover_after_expiry(void **state)
     struct objstore_lease *a = NULL;
     assert_int_equal(objstore_lease_take(f->s, "locks/e.lease", "capture of e", 30, &a, &err), 0);
     assert_true(exists(f->s, "locks/e.lease.0000000006"));
-    assert_false(exists(f->s, "locks/e.lease.0000000005")); /* the dead generation is cleaned up */
+    assert_true(exists(f->s, "locks/e.lease.0000000005")); /* the previous generation stays */
     objstore_lease_release(a);
+    assert_true(exists(f->s, "locks/e.lease.0000000007")); /* the release */
+    assert_true(exists(f->s, "locks/e.lease.0000000006"));
+    assert_false(exists(f->s, "locks/e.lease.0000000005")); /* now below the previous one */
 }
 
 static void test_live_foreign_lease_refused(void **state)
@@ -228,6 +236,148 @@ static void test_superseded_holder_notices(void **state)
     assert_non_null(strstr(dverr_msg(&err), "took the lease over"));
     objstore_lease_release(a);
     assert_true(exists(f->s, "locks/s.lease.0000000002")); /* the new holder's lease stays */
+}
+
+/* A store over another whose next listing of lease generations is not a snapshot: while it runs,
+ * another taker takes the lease (and, when release_too, releases it), and the listing shows none
+ * of the objects that taker created (a directory listing that had passed their place) and none of
+ * those it deleted (gone before the listing reached them). */
+struct racy {
+    struct objstore *inner;
+    bool armed;
+    bool release_too;
+    bool in_hook;      /* the other taker is at work: record what it creates */
+    char hidden[8][128];
+    int n_hidden;
+    int hook_rc;
+    struct objstore_lease *other; /* the other taker's lease, when not released */
+};
+
+static int racy_put(void *impl, const char *name, const void *data, size_t len,
+                    struct dverr *err)
+{
+    struct racy *r = impl;
+    return r->inner->ops->put(r->inner->impl, name, data, len, err);
+}
+
+static int racy_put_file(void *impl, const char *name, const char *path, struct dverr *err)
+{
+    struct racy *r = impl;
+    return r->inner->ops->put_file(r->inner->impl, name, path, err);
+}
+
+static int racy_put_if_absent(void *impl, const char *name, const void *data, size_t len,
+                              struct dverr *err)
+{
+    struct racy *r = impl;
+    int rc = r->inner->ops->put_if_absent(r->inner->impl, name, data, len, err);
+    if (rc == 0 && r->in_hook && r->n_hidden < 8)
+        snprintf(r->hidden[r->n_hidden++], sizeof r->hidden[0], "%s", name);
+    return rc;
+}
+
+static int racy_get(void *impl, const char *name, uint64_t off, uint64_t len, struct buf *out,
+                    struct dverr *err)
+{
+    struct racy *r = impl;
+    return r->inner->ops->get(r->inner->impl, name, off, len, out, err);
+}
+
+static int racy_stat(void *impl, const char *name, uint64_t *size, struct dverr *err)
+{
+    struct racy *r = impl;
+    return r->inner->ops->stat(r->inner->impl, name, size, err);
+}
+
+static int racy_del(void *impl, const char *name, struct dverr *err)
+{
+    struct racy *r = impl;
+    return r->inner->ops->del(r->inner->impl, name, err);
+}
+
+static struct objstore racy_store;
+
+struct racy_list_ctx {
+    struct racy *r;
+    int (*fn)(void *ctx, const char *name, uint64_t size);
+    void *ctx;
+};
+
+static int racy_filter(void *ctx, const char *name, uint64_t size)
+{
+    struct racy_list_ctx *c = ctx;
+    for (int i = 0; i < c->r->n_hidden; i++)
+        if (strcmp(name, c->r->hidden[i]) == 0)
+            return 0;
+    return c->fn(c->ctx, name, size);
+}
+
+static int racy_list(void *impl, const char *prefix,
+                     int (*fn)(void *ctx, const char *name, uint64_t size), void *ctx,
+                     struct dverr *err)
+{
+    struct racy *r = impl;
+    if (!r->armed)
+        return r->inner->ops->list(r->inner->impl, prefix, fn, ctx, err);
+    r->armed = false;
+    r->in_hook = true;
+    struct dverr e2;
+    dverr_clear(&e2);
+    char name[128]; /* the prefix is the lease's name and a dot */
+    snprintf(name, sizeof name, "%.*s", (int)strlen(prefix) - 1, prefix);
+    r->hook_rc = objstore_lease_take(&racy_store, name, "the other taker", 30, &r->other, &e2);
+    if (r->release_too) {
+        objstore_lease_release(r->other);
+        r->other = NULL;
+    }
+    r->in_hook = false;
+    struct racy_list_ctx c = {r, fn, ctx};
+    int rc = r->inner->ops->list(r->inner->impl, prefix, racy_filter, &c, err);
+    r->n_hidden = 0;
+    return rc;
+}
+
+static void racy_free(void *impl)
+{
+    (void)impl;
+}
+
+static const struct objstore_ops racy_ops = {
+    racy_put, racy_put_file, racy_put_if_absent, racy_get, racy_stat, racy_list, racy_del,
+    racy_free, NULL,
+};
+
+static void test_listing_racing_a_takeover(void **state)
+{
+    struct fx *f = *state;
+    struct racy r = {.inner = f->s};
+    racy_store = (struct objstore){.ops = &racy_ops, .impl = &r};
+    struct dverr err;
+    /* an expired generation 5: the other taker creates 6 (and tidies) while our listing runs */
+    put_doc(f->s, "locks/x.lease.0000000005", time(NULL) - 1, "dead");
+    r.armed = true;
+    struct objstore_lease *a = NULL;
+    dverr_clear(&err);
+    int rc = objstore_lease_take(&racy_store, "locks/x.lease", "capture of x", 30, &a, &err);
+    assert_int_equal(r.hook_rc, 0); /* the other taker holds it */
+    assert_true(exists(f->s, "locks/x.lease.0000000006"));
+    assert_false(exists(f->s, "locks/x.lease.0000000001")); /* no number used twice */
+    assert_int_equal(rc, -EBUSY);                            /* not two holders */
+    assert_null(a);
+    objstore_lease_release(r.other);
+    r.other = NULL;
+    /* a free lease that the other taker takes (1) and releases (2) while our listing runs: ours
+     * is the next number, not 1 again */
+    r.armed = true;
+    r.release_too = true;
+    dverr_clear(&err);
+    assert_int_equal(objstore_lease_take(&racy_store, "locks/y.lease", "capture of y", 30, &a,
+                                         &err),
+                     0);
+    assert_int_equal(r.hook_rc, 0);
+    assert_true(exists(f->s, "locks/y.lease.0000000003"));
+    assert_int_equal(objstore_lease_check(a, &err), 0);
+    objstore_lease_release(a);
 }
 
 /* A repository over f->dir as another machine would see a remote store: no local_dir, catalog
@@ -342,12 +492,13 @@ static void test_append_only_lease(void **state)
     assert_int_equal(objstore_lease_check(b, &err), -ESTALE);
     objstore_lease_release(b); /* lost: writes nothing */
     assert_int_equal(objects_under(s, "locks/"), renewed + 3);
-    /* prune, with delete rights (the plain store), keeps the newest generation only */
+    /* prune, with delete rights (the plain store), keeps the newest generation and the one
+     * before it (a generation number is never used twice) */
     uint64_t removed = 0;
     dverr_clear(&err);
     assert_int_equal(objstore_lease_gc(f->s, "locks/", &removed, &err), 0);
-    assert_int_equal(removed, (uint64_t)renewed + 2);
-    assert_int_equal(objects_under(s, "locks/"), 1);
+    assert_int_equal(removed, (uint64_t)renewed + 1);
+    assert_int_equal(objects_under(s, "locks/"), 2);
     assert_true(exists(s, top));
     objstore_free(s);
 }
@@ -410,9 +561,10 @@ static void test_repo_writer_lease(void **state)
     assert_non_null(strstr(who.data, "locks/contoso-dev.lease: held by"));
     buf_release(&who);
     repo_capture_abort(ca);
-    assert_false(exists(f->s, "locks/contoso-dev.lease.0000000001"));
+    assert_true(exists(f->s, "locks/contoso-dev.lease.0000000002")); /* released */
     dverr_clear(&err);
     assert_int_equal(repo_capture_begin(b, "contoso-dev", &cb, &err), 0);
+    assert_true(exists(f->s, "locks/contoso-dev.lease.0000000003"));
     repo_capture_abort(cb);
     /* a dead writer's lease (not renewed, expired) is taken over */
     put_doc(f->s, "locks/contoso-dev.lease.0000000009", time(NULL) - 1, "dead");
@@ -424,10 +576,10 @@ static void test_repo_writer_lease(void **state)
     struct prune_report rep;
     dverr_clear(&err);
     assert_int_equal(repo_prune(a, time(NULL), true, NULL, NULL, &rep, &err), 0);
-    assert_false(exists(f->s, "locks/prune.lease.0000000001"));
+    assert_true(exists(f->s, "locks/prune.lease.0000000002")); /* released */
     prune_report_release(&rep);
     /* a capture waits for a live prune lease: a foreign one that expires in 2 s */
-    put_doc(f->s, "locks/prune.lease.0000000001", time(NULL) + 2, "pruner");
+    put_doc(f->s, "locks/prune.lease.0000000003", time(NULL) + 2, "pruner");
     int64_t t0 = now_ms();
     dverr_clear(&err);
     assert_int_equal(repo_capture_begin(a, "contoso-dev", &ca, &err), 0);
@@ -447,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_racing_takers_one_wins, setup, teardown),
         cmocka_unit_test_setup_teardown(test_renewal_keeps_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_superseded_holder_notices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_racing_a_takeover, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repo_writer_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_only_store_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_only_lease, setup, teardown),

@@ -201,6 +201,31 @@ static struct json_doc *parse(const char *s)
     return d;
 }
 
+/* A map key is the stored key, an elastic table's made from the record (id and partitionid), so a
+ * point keyed by id alone compares by both. */
+static void test_record_key(void **state)
+{
+    struct dv_table reading = {.logical_name = S("new_sensorreading"), .entity_set = S("new_sensorreadings"),
+                               .primary_id = S("new_sensorreadingid"), .is_elastic = true};
+    struct json_doc *d = parse("{\"new_sensorreadingid\":\"r1\",\"partitionid\":\"dev-1\"}");
+    struct buf scratch = BUF_INIT;
+    size_t kl;
+    const char *k = restore_record_key(&reading, json_root(d), "r1", 2, &scratch, &kl);
+    assert_non_null(k);
+    assert_int_equal(kl, 8);
+    assert_memory_equal(k, "r1:dev-1", 8);
+    k = restore_record_key(&account, json_root(d), "stored", 6, &scratch, &kl);
+    assert_int_equal(kl, 6);
+    assert_memory_equal(k, "stored", 6);
+    json_doc_free(d);
+    d = parse("{\"new_sensorreadingid\":\"r1\",\"partitionid\":null}");
+    k = restore_record_key(&reading, json_root(d), "r1", 2, &scratch, &kl);
+    assert_int_equal(kl, 2);
+    assert_memory_equal(k, "r1", 2);
+    json_doc_free(d);
+    buf_release(&scratch);
+}
+
 static char *normalize_h(const struct dv_table *t, const char *line, struct strset *skipped,
                          const struct restore_hooks *h)
 {
@@ -868,6 +893,7 @@ int main(void)
         cmocka_unit_test(test_parse_full),
         cmocka_unit_test(test_parse_errors),
         cmocka_unit_test(test_rmap),
+        cmocka_unit_test(test_record_key),
         cmocka_unit_test(test_base64),
         cmocka_unit_test(test_normalize_ignores_what_restore_cannot_write),
         cmocka_unit_test(test_normalize_files_by_bytes),

@@ -421,6 +421,14 @@ int dvstore_next_version(struct sqlite3 *db, int env, int64_t *ver);
 int dvstore_put_record(struct sqlite3 *db, int tid, const char *id, int64_t ver, const char *line,
                      size_t len);
 int dvstore_delete_record(struct sqlite3 *db, int tid, const char *id, int64_t ver);
+/* The stored id of a row: its id, and for a row of an elastic table in a partition
+ * (partition not NULL and not empty) <id>:<16 hex digits of the partition's FNV-1a hash>, so that
+ * (id, partitionid) is unique, the rows of one id stay together in id order and every stored id
+ * fits DVSTORE_ID_MAX (a partitionid may not hold ':', webwrite.c). */
+#define DVSTORE_ID_MAX 64
+void dvstore_row_id(const char *id, const char *partition, char out[DVSTORE_ID_MAX]);
+/* The length of the row's id within a stored id (what the API shows as the primary key). */
+size_t dvstore_id_len(const char *stored_id);
 /* Current live line (caller frees *line) or -ENOENT. */
 int dvstore_get_record(struct sqlite3 *db, int tid, const char *id, char **line, size_t *len);
 int dvstore_begin(struct sqlite3 *db);

@@ -10,8 +10,11 @@
  *     and a variant;
  *   one virtual table, new_erporder (TableType Virtual, DataProviderId set): its rows live in an
  *     external system and every read of it fails as a failing data provider answers (webapi.c);
- *   one elastic table, new_sensorreading (TableType Elastic): its rows carry partitionid and a
- *     write addresses a row by id and ?partitionId= (webwrite.c).
+ *   one elastic table, new_sensorreading (TableType Elastic): its rows carry partitionid, a row
+ *     is keyed by id and partitionid (two rows may share an id in two partitions) and a request
+ *     addresses it by id and ?partitionId= or the alternate key (webapi.c, webwrite.c). It is not
+ *     change-tracked (the service's documentation does not say that a delta's deleted rows name
+ *     their partition).
  * Attribute counts and ownership are functions of the table's name, so the definitions are the
  * same on every run. Which generated tables hold rows, and how many: seed_real.c.
  * Threading: dvschema_real_build runs once on the main thread before the server starts; the

@@ -3,7 +3,9 @@
  * activity and intersect tables hold none, and the virtual table none (its rows are external).
  * The elastic table new_sensorreading holds --elastic-rows rows in contoso-prod (default: as many
  * as --records) and 40 in the other orgs; its partitionid is one of 64 devices, null for one row
- * in ten (a row created without a partition). A row sets its primary name, up to 16 filler
+ * in ten (a row created without a partition), and one row in fifty (the 22nd, 72nd, ...) is a
+ * twin: the id of the row before it in a partition of its own (twin-<row>), as the service allows
+ * (an elastic row is keyed by id and partitionid). A row sets its primary name, up to 16 filler
  * columns, createdby/modifiedby, owner, state and the common columns; the rest of its attributes
  * are absent, as a column never set reads. Values are pure functions of (seed, environment,
  * table, row) like every other seeded value. Single-threaded (see seed_int.h). */
@@ -25,9 +27,14 @@ static void user_lookup(struct gen *g, const char *attr, uint64_t h)
 static int gen_row(struct gen *g, int table, uint64_t i)
 {
     const struct table_def *t = dvschema_table_at(table);
-    char id[37], v[200];
+    char id[37], v[200], part[40] = "", row[DVSTORE_ID_MAX];
     int64_t ver = ++g->ver;
-    seed_id(g, table, i, id);
+    bool twin = t->elastic && i % 50 == 21; /* the row before it (i % 10 == 0) has a partition */
+    seed_id(g, table, twin ? i - 1 : i, id);
+    if (twin)
+        snprintf(part, sizeof part, "twin-%03llu", (unsigned long long)i);
+    else if (t->elastic && i % 10 != 9)
+        snprintf(part, sizeof part, "device-%03llu", (unsigned long long)(seed_hash(g, table, i, 9) % 64));
     lb_str(&g->lb, t->pk, id);
     int filled = 0;
     for (size_t c = 0; c < t->n_cols; c++) {
@@ -47,10 +54,10 @@ static int gen_row(struct gen *g, int table, uint64_t i)
             if (primary)
                 snprintf(v, sizeof v, "%s %llu", t->logical, (unsigned long long)i + 1);
             else if (own)
-                snprintf(v, sizeof v, "device-%03llu", (unsigned long long)(seed_hash(g, table, i, 9) % 64));
+                snprintf(v, sizeof v, "%s", part);
             else
                 snprintf(v, sizeof v, "%s-%06llx", col->name, (unsigned long long)(x & 0xffffff));
-            lb_str(&g->lb, col->name, own && i % 10 == 9 ? NULL : v);
+            lb_str(&g->lb, col->name, own && !part[0] ? NULL : v);
             break;
         case COL_MEMO:
             snprintf(v, sizeof v, "Notes on %s %llu.\nSecond line: \"quoted\" ✓", t->logical,
@@ -91,7 +98,8 @@ static int gen_row(struct gen *g, int table, uint64_t i)
         seed_state(g, t, 0, 1);
     seed_common(g, t, i, ver);
     g->extra_rows++;
-    return seed_insert(g, table, id);
+    dvstore_row_id(id, part, row);
+    return seed_insert(g, table, row);
 }
 
 int seed_real_env(struct gen *g)

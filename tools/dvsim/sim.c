@@ -4,8 +4,8 @@
  *        answers {"env","updated","created","deleted","version"}. With "table":T (logical name
  *        or entity set) only that table; with "delete_fraction":D (0..1, instead of "fraction")
  *        exactly D of each table is deleted and nothing else changes (a mass delete).
- *   GET  /_sim/dump?env=E&table=T    the table in the table-file format (record.h), T = logical
- *        name or entity set
+ *   GET  /_sim/dump?env=E&table=T    the table in the table-file format (record.h, an elastic
+ *        table's rows in the order of their id and partitionid), T = logical name or entity set
  *   GET  /_sim/requests[?since=SEQ][&parts=1]  {"requests":[{"seq","method","path","status",
  *        "time_ms","token","bytes","bypass_business_logic","bypass_custom_plugins",
  *        "suppress_flows"}],"last":SEQ}; token is a fingerprint, never the token; bypass_* are the
@@ -25,6 +25,7 @@
  * not a client's: it runs no plug-in and follows no write rule but the derived columns.
  * Thread-safe: writers hold d->write_lock, control state is under d->lock. */
 #include "tools/dvsim/webapi_int.h"
+#include "backend/base/json.h"
 #include "backend/base/record.h"
 
 #include <cjson/cJSON.h>
@@ -279,6 +280,59 @@ static void route_churn(struct req *r)
     r->content_type = "application/json";
 }
 
+/* An elastic table's rows come in the order of their keys (record.h: id, then partitionid), as
+ * a table file holds them; the stored ids order the partitions of one id by a hash. */
+struct dump_row {
+    char *key, *line;
+    size_t key_len, len;
+};
+
+static int dump_row_add(struct dump_row **rows, size_t *n, size_t *cap, const struct table_def *t,
+                        const char *line, size_t len)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 256;
+        struct dump_row *nr = realloc(*rows, nc * sizeof *nr);
+        if (!nr)
+            return -ENOMEM;
+        *rows = nr;
+        *cap = nc;
+    }
+    struct json_doc *doc = NULL;
+    struct dverr err = {0};
+    struct buf scratch = BUF_INIT;
+    int rc = json_parse(line, len, NULL, &doc, &err);
+    size_t kl = 0;
+    const char *k = rc ? NULL : record_row_key(json_root(doc), t->pk, "partitionid", &scratch, &kl);
+    struct dump_row *d = &(*rows)[*n];
+    d->key = malloc(kl + 1);
+    d->line = malloc(len ? len : 1);
+    if (d->key && d->line) {
+        if (k)
+            memcpy(d->key, k, kl);
+        d->key[kl] = '\0';
+        d->key_len = kl;
+        memcpy(d->line, line, len);
+        d->len = len;
+        (*n)++;
+        rc = 0;
+    } else {
+        free(d->key);
+        free(d->line);
+        rc = -ENOMEM;
+    }
+    json_doc_free(doc);
+    buf_release(&scratch);
+    return rc;
+}
+
+static int dump_row_cmp(const void *a, const void *b)
+{
+    const struct dump_row *x = a, *y = b;
+    int c = memcmp(x->key, y->key, x->key_len < y->key_len ? x->key_len : y->key_len);
+    return c ? c : (x->key_len > y->key_len) - (x->key_len < y->key_len);
+}
+
 static void route_dump(struct req *r)
 {
     const char *env = sreq_arg(r, "env"), *table = sreq_arg(r, "table");
@@ -295,16 +349,40 @@ static void route_dump(struct req *r)
     buf_reset(&r->out);
     buf_addstr(&r->out, TABLE_FILE_HEAD);
     int n = 0;
+    struct dump_row *rows = NULL;
+    size_t n_rows = 0, cap_rows = 0;
+    bool failed = false;
     if (db && sqlite3_prepare_v2(db, "SELECT line FROM rec WHERE tid=?1 AND del=0 ORDER BY id", -1, &st, NULL) == SQLITE_OK) {
         sqlite3_bind_int(st, 1, table_id(e, dvschema_table_index(t)));
         while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *line = sqlite3_column_blob(st, 0);
+            size_t len = (size_t)sqlite3_column_bytes(st, 0);
+            if (t->elastic) { /* sorted below, by record_row_key */
+                if (dump_row_add(&rows, &n_rows, &cap_rows, t, line, len))
+                    failed = true;
+                continue;
+            }
             if (n++)
                 buf_addstr(&r->out, ",\n");
-            buf_add(&r->out, sqlite3_column_blob(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+            buf_add(&r->out, line, len);
         }
     }
     sqlite3_finalize(st);
     dvstore_put(r->d->store, db);
+    if (n_rows)
+        qsort(rows, n_rows, sizeof *rows, dump_row_cmp);
+    for (size_t i = 0; i < n_rows; i++) {
+        if (n++)
+            buf_addstr(&r->out, ",\n");
+        buf_add(&r->out, rows[i].line, rows[i].len);
+        free(rows[i].key);
+        free(rows[i].line);
+    }
+    free(rows);
+    if (failed) {
+        sim_error(r, 500, "out of memory");
+        return;
+    }
     if (n)
         buf_addstr(&r->out, "\n]\n");
     else

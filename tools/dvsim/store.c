@@ -1,5 +1,7 @@
 /* store: dvsim's SQLite database. One file holds every org's records as canonical lines:
  *   rec(rid, tid, id, ver, del, line)  tid = env*16 + table; unique (tid, id); index (tid, ver);
+ *                                 id is the row's id, or for an elastic row in a partition the
+ *                                 id and a hash of its partition (dvstore_row_id);
  *                                 del=1 rows are tombstones (line NULL). A rowid table: lines of
  *                                 1-2 KB would spill to overflow pages in a WITHOUT ROWID table.
  *   orgver(env, ver)              the per-org change-tracking version counter
@@ -18,6 +20,7 @@
 
 #include <errno.h>
 #include <sqlite3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,6 +196,23 @@ int dvstore_next_version(sqlite3 *db, int env, int64_t *ver)
     }
     sqlite3_finalize(st);
     return dvstore_errno(rc);
+}
+
+void dvstore_row_id(const char *id, const char *partition, char out[DVSTORE_ID_MAX])
+{
+    if (!partition || !*partition) {
+        snprintf(out, DVSTORE_ID_MAX, "%s", id);
+        return;
+    }
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (const unsigned char *p = (const unsigned char *)partition; *p; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    snprintf(out, DVSTORE_ID_MAX, "%.40s:%016llx", id, (unsigned long long)h);
+}
+
+size_t dvstore_id_len(const char *stored_id)
+{
+    return strcspn(stored_id, ":");
 }
 
 int dvstore_put_record(sqlite3 *db, int tid, const char *id, int64_t ver, const char *line, size_t len)

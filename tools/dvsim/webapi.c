@@ -7,7 +7,9 @@
  *   GET /<set>?$select&$filter&$orderby&$top   Prefer: odata.maxpagesize (<= 5000),
  *       odata.include-annotations, odata.track-changes; $skiptoken in @odata.nextLink;
  *       $deltatoken in @odata.deltaLink (upserts by version, then $deletedEntity rows)
- *   GET /<set>/$count, GET /<set>(<guid>)
+ *   GET /<set>/$count, GET /<set>(<guid>); an elastic table's row in a partition:
+ *       /<set>(<guid>)?partitionId=<p> or the alternate key /<set>(<pk>=<guid>,partitionid='<p>')
+ *       (elastic_alternate_key; the same for writes)
  *   GET /WhoAmI, GET /systemusers(<guid>)/Microsoft.Dynamics.CRM.RetrieveUserPrivileges(),
  *   POST /CloseIncident | /WinOpportunity | /LoseOpportunity   (webwrite_actions.c)
  * Writes, $batch and file columns are routed to webwrite*.c; the query options ($filter,
@@ -16,7 +18,8 @@
  *
  * A virtual table's rows live in an external system: every read of one answers 500 as a data
  * provider whose source does not answer makes the service answer (virtual_read_fails).
- * Paging order is the primary key's bytes (or $orderby, then the key). Thread-safe: each request
+ * Paging order is the primary key's bytes (or $orderby, then the key; an elastic table's rows of
+ * one id by their stored id, store.c). Thread-safe: each request
  * uses its own SQLite connection from the pool. */
 #include "tools/dvsim/webapi_int.h"
 
@@ -345,9 +348,17 @@ static void collection_get(struct req *r, const struct table_def *t)
         /* the page starts after the last key given, or at the filter's lower bound on the key
          * when that is further; it ends at the filter's upper bound (an index seek: a key
          * range's pages cost what they return, as on the service) */
-        char lo[37] = "", hi[37] = "";
+        char lo[37] = "", hi[38] = "";
         bool lo_incl = false, hi_incl = false;
         webapi_filter_key_bounds(filter, t->pk, lo, &lo_incl, hi, &hi_incl);
+        /* an inclusive upper bound takes an elastic row's stored ids of that id too (<id>:<hash>,
+         * store.c): below "<id>;" (';' follows ':') */
+        if (hi[0] && hi_incl) {
+            size_t hl = strlen(hi); /* at most 36 */
+            hi[hl] = ';';
+            hi[hl + 1] = '\0';
+            hi_incl = false;
+        }
         bool from_lo = lo[0] && strcmp(lo, ck.last) > 0;
         /* the primary key alone (no filter): from the key and version columns, the stored line
          * (whose etag is W/"<ver>") not read, as the service answers it from an index */
@@ -377,9 +388,11 @@ static void collection_get(struct req *r, const struct table_def *t)
             }
             if (emitted)
                 buf_addch(o, ',');
-            if (keys_only)
-                buf_printf(o, "{\"%s\":\"%s\",\"@odata.etag\":\"W/\\\"%lld\\\"\"}", t->pk,
-                           (const char *)sqlite3_column_text(st, 0), (long long)sqlite3_column_int64(st, 1));
+            if (keys_only) {
+                const char *sid = (const char *)sqlite3_column_text(st, 0); /* an elastic row: id:partition */
+                buf_printf(o, "{\"%s\":\"%.*s\",\"@odata.etag\":\"W/\\\"%lld\\\"\"}", t->pk,
+                           (int)dvstore_id_len(sid), sid, (long long)sqlite3_column_int64(st, 1));
+            }
             else
                 dvline_project(&proj, line, len, o);
             snprintf(next.last, sizeof next.last, "%s", (const char *)sqlite3_column_text(st, 0));
@@ -472,10 +485,20 @@ void webapi_record_get(struct req *r, const struct table_def *t, const char *key
     if (webapi_projection_init(r, t, &pf, &proj, ctx_sel, sizeof ctx_sel))
         return;
     sqlite3 *db = dvstore_get(r->d->store);
-    char *line = NULL;
+    char *line = NULL, row[DVSTORE_ID_MAX];
     size_t len = 0;
-    int rc = db ? dvstore_get_record(db, table_id(r->env, dvschema_table_index(t)), key, &line, &len) : -EIO;
+    /* an elastic row in a partition is read with it named (?partitionId=, or the alternate key) */
+    const char *part = t->elastic ? sreq_arg(r, "partitionId") : NULL;
+    if (t->elastic && !part)
+        part = sreq_arg(r, "partitionid");
+    dvstore_row_id(key, part, row);
+    int rc = db ? dvstore_get_record(db, table_id(r->env, dvschema_table_index(t)), row, &line, &len) : -EIO;
     dvstore_put(r->d->store, db);
+    if (rc == -ENOENT && t->elastic) {
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist", t->logical, key,
+                     part ? part : "null");
+        return;
+    }
     if (rc == -ENOENT) {
         sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
         return;
@@ -526,6 +549,89 @@ static void service_document(struct req *r)
                    dvschema_table_at(i)->set, dvschema_table_at(i)->set);
     buf_addstr(&r->out, "]}");
     sreply_json(r, 200);
+}
+
+/* An elastic table's alternate key segment, <pk>=<id>,partitionid='<partition>' (either order,
+ * partitionid or partitionId, '' for a quote): key gets the id (lower case) and the partition joins
+ * the request's arguments as partitionId (one given there too must be the same). 0, or -EINVAL
+ * after a 400 reply. */
+static int elastic_alternate_key(struct req *r, const struct table_def *t, const char *k, size_t kl, char key[64])
+{
+    const char *id = NULL;
+    size_t id_len = 0;
+    struct buf part = BUF_INIT;
+    bool have_part = false;
+    const char *p = k, *end = k + kl;
+    int rc = 0;
+    while (p < end && !rc) {
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        if (!eq) {
+            rc = -EINVAL;
+            break;
+        }
+        size_t nl = (size_t)(eq - p);
+        const char *v = eq + 1;
+        const char *next;
+        if (nl == strlen(t->pk) && !strncmp(p, t->pk, nl)) {
+            id = v;
+            id_len = strcspn(v, ",)");
+            if (v + id_len > end)
+                id_len = (size_t)(end - v);
+            next = v + id_len;
+        } else if (nl == 11 && !strncasecmp(p, "partitionid", 11) && v < end && *v == '\'') {
+            const char *q = v + 1;
+            for (; q < end; q++) {
+                if (*q == '\'' && q + 1 < end && q[1] == '\'')
+                    buf_addch(&part, *q++);
+                else if (*q == '\'')
+                    break;
+                else
+                    buf_addch(&part, *q);
+            }
+            if (q >= end) {
+                rc = -EINVAL;
+                break;
+            }
+            have_part = true;
+            next = q + 1;
+        } else {
+            rc = -EINVAL;
+            break;
+        }
+        if (next < end && *next != ',')
+            rc = -EINVAL;
+        p = next < end ? next + 1 : end;
+    }
+    if (rc || !id || !have_part || !dvsim_guid_valid(id, id_len)) {
+        sreply_error(r, 400, "0x80060888", "Invalid key '%.*s': dvsim takes a primary key GUID or %s=<GUID>,partitionid='<partition>'.",
+                     (int)(kl > 80 ? 80 : kl), k, t->pk);
+        buf_release(&part);
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < id_len; i++)
+        key[i] = (char)tolower((unsigned char)id[i]);
+    key[id_len] = '\0';
+    const char *given = sreq_arg(r, "partitionId");
+    if (given && strcmp(given, part.data ? part.data : "") != 0) {
+        sreply_error(r, 400, "0x80060888", "The key's partitionid and ?partitionId= differ.");
+        rc = -EINVAL;
+    } else if (!given && r->n_args < 32) {
+        r->args[r->n_args].key = strdup("partitionId");
+        r->args[r->n_args].val = strdup(part.data ? part.data : "");
+        if (r->args[r->n_args].key && r->args[r->n_args].val) {
+            r->n_args++;
+        } else {
+            free(r->args[r->n_args].key);
+            free(r->args[r->n_args].val);
+            sreply_error(r, 500, "0x80040216", "out of memory");
+            rc = -ENOMEM;
+        }
+    } else if (!given) {
+        sreply_error(r, 400, "0x80060888", "Too many query parameters.");
+        rc = -EINVAL;
+    }
+    buf_release(&part);
+    return rc;
 }
 
 void webapi_route(struct req *r, const char *rest)
@@ -591,6 +697,18 @@ void webapi_route(struct req *r, const char *rest)
             return;
         }
         char key[64];
+        if (t->elastic && !dvsim_guid_valid(k, kl)) {
+            /* the alternate key (<pk>=<id>,partitionid='<partition>'): its partition is taken as
+             * ?partitionId= */
+            if (elastic_alternate_key(r, t, k, kl, key))
+                return;
+            const char *sub = k + kl + 1;
+            if (*sub == '\0' && get)
+                webapi_record_get(r, t, key);
+            else
+                webwrite_route(r, t, key, *sub ? sub : NULL);
+            return;
+        }
         if (!dvsim_guid_valid(k, kl)) {
             sreply_error(r, 400, "0x80060888", "Invalid key '%.*s': dvsim supports primary key GUIDs only.",
                         (int)(kl > 80 ? 80 : kl), k);

@@ -6,7 +6,9 @@
  * read with an @odata.deltaLink whose $deltatoken is "<version>!<issue time>" (the time in the
  * service's MM/dd/yyyy HH:mm:ss form); a GET of it returns the records changed after that
  * version up to the snapshot version taken on its first page (upserts in version order, then
- * $deletedEntity rows), paged like any read, and a new delta link. A token older than
+ * $deletedEntity rows, which name the id alone: the service's documentation does not say that
+ * the delete of an elastic row names its partition, and dvsim's elastic table is not tracked,
+ * schema_real.c), paged like any read, and a new delta link. A token older than
  * --delta-token-lifetime (a fault /_sim/ can change) is refused with the service's 0x80044352
  * (full sync needed).
  * Thread-safe: each request reads with its own pooled connection; the lifetime is read under
@@ -127,8 +129,9 @@ void webapi_delta_page(struct req *r, const struct table_def *t, sqlite3 *db, in
                 buf_addch(o, ',');
             buf_addstr(o, "{\"@odata.context\":\"");
             webapi_base(r, o);
-            buf_printf(o, "/$metadata#%s/$deletedEntity\",\"id\":\"%s\",\"reason\":\"deleted\"}", t->set,
-                       (const char *)sqlite3_column_text(st, 0));
+            const char *sid = (const char *)sqlite3_column_text(st, 0); /* an elastic row: id:partition */
+            buf_printf(o, "/$metadata#%s/$deletedEntity\",\"id\":\"%.*s\",\"reason\":\"deleted\"}", t->set,
+                       (int)dvstore_id_len(sid), sid);
             next->after = sqlite3_column_int64(st, 1);
             (*emitted)++;
         }

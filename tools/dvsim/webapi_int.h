@@ -192,7 +192,9 @@ void webwrite_reply_closed(struct req *r, const struct table_def *t, int state);
 int webwrite_set_state(struct rec *rec, const struct table_def *t, int statecode, int statuscode);
 /* The columns the service derives: owning* from ownerid, exchangerate and *_base. */
 int webwrite_derive(sqlite3 *db, int env, const struct table_def *t, struct rec *rec);
-/* Store rec as record id of t with the org's next version: stamped (srec_stamp), rendered into out,
+/* The stored id of a record: id, and for a row of an elastic table its partitionid (store.c). */
+void webwrite_row_id(const struct table_def *t, const char *id, const struct rec *rec, char out[DVSTORE_ID_MAX]);
+/* Store rec as record id of t (in its partition, for an elastic table) with the org's next version: stamped (srec_stamp), rendered into out,
  * audited as a create or an update when w asks for audits, and, for an activity, its
  * activitypointer row. The caller has applied, checked and derived everything else. */
 int webwrite_store(struct write_ctx *w, const struct table_def *t, const char *id, struct rec *rec, bool create,

@@ -421,7 +421,11 @@ int webapi_cookie_parse(const char *s, struct cookie *c)
     c->off = strtoll(v, NULL, 10);
     cookie_attr(s, "istracking", v, sizeof v);
     c->tracking = strcmp(v, "True") == 0;
-    if (c->page < 2 || (c->last[0] && !dvsim_guid_valid(c->last, strlen(c->last))))
+    /* last: a stored id, a GUID or an elastic row's GUID:<16 hex digits> (store.c) */
+    size_t il = dvstore_id_len(c->last), tl = strlen(c->last);
+    bool last_ok = dvsim_guid_valid(c->last, il) &&
+                   (tl == il || (tl == il + 17 && strspn(c->last + il + 1, "0123456789abcdef") == 16));
+    if (c->page < 2 || (c->last[0] && !last_ok))
         return -EINVAL;
     return 0;
 }

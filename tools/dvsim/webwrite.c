@@ -6,7 +6,9 @@
  * stamps, audit rows) is webwrite_rules.c; what comes with it (activitypointer rows, parties,
  * the plug-in's task, flow runs) is webwrite_activity.c; file and image columns are
  * webwrite_files.c; $batch is webwrite_batch.c (webapi_int.h lists them). A row of an elastic
- * table is addressed by id and ?partitionId= (elastic_partition_check).
+ * table is addressed by its id and partition (addressed_row): two rows may share an id in two
+ * partitions, and a request that names no partition addresses the row created without one (the
+ * service's documentation: a row given a partitionid must be named with it in every operation).
  * Writers hold d->write_lock for the whole SQLite transaction (versions are per org and must
  * not interleave): a write session (struct wsess) takes it, or joins the transaction of the
  * $batch change set the request is part of. */
@@ -134,53 +136,72 @@ static bool want_representation(struct req *r)
     return yes;
 }
 
-/* The request's ?partitionId= (also spelled partitionid), or NULL. */
+/* The partition a request names: ?partitionId= (also spelled partitionid; an alternate key
+ * segment (<pk>=<id>,partitionid='<p>') arrives as ?partitionId=: webapi.c), or NULL. */
 static const char *partition_arg(struct req *r)
 {
     const char *arg = sreq_arg(r, "partitionId");
     return arg ? arg : sreq_arg(r, "partitionid");
 }
 
-/* An elastic table's row is addressed by its id and the partition it was created in
- * (?partitionId=; none for a row created without one). 0 when the request names the stored row's
- * partition (old NULL: nothing stored yet), else a 404 as the service finds no row of that id in
- * that partition (dvsim keeps one row per id). */
-static int elastic_partition_check(struct req *r, const struct table_def *t, const char *key, const char *old,
-                                   size_t old_len)
+/* The stored id of the row a request addresses: key, and for an elastic table the partition the
+ * request names (?partitionId=, else for a PATCH the body's partitionid; none: the row created
+ * without a partition). part gets that partition. */
+static void addressed_row(struct req *r, const struct table_def *t, const char *key, struct buf *part,
+                          char row[DVSTORE_ID_MAX])
 {
-    if (!t->elastic || !old)
-        return 0;
-    const char *want = partition_arg(r);
-    struct lmember m[128];
-    int n = dvline_scan(old, old_len, m, 128);
-    const struct lmember *p = n > 0 ? dvline_member(m, n, "partitionid") : NULL;
-    struct buf have = BUF_INIT;
-    if (p && !(p->val_len == 4 && !memcmp(p->val, "null", 4)))
-        dvline_unquote(p->val, p->val_len, &have);
-    bool same = have.data ? want && !strcmp(want, have.data) : !want || !*want;
-    buf_release(&have);
-    if (same)
-        return 0;
-    sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist", t->logical, key,
-                 want ? want : "null");
-    return -ENOENT;
+    buf_reset(part);
+    const char *arg = t->elastic ? partition_arg(r) : NULL;
+    if (arg) {
+        buf_addstr(part, arg);
+    } else if (t->elastic && !strcmp(r->method, "PATCH") && r->body.len) {
+        struct json_doc *doc = NULL;
+        struct dverr err = {0};
+        if (!json_parse(r->body.data, r->body.len, NULL, &doc, &err)) {
+            const char *p = json_get_str(json_root(doc), "partitionid");
+            if (p)
+                buf_addstr(part, p);
+        }
+        json_doc_free(doc);
+    }
+    dvstore_row_id(key, part->data, row);
+}
+
+/* 404 for a row that is not there (in the partition named, for an elastic table). */
+static void row_not_found(struct req *r, const struct table_def *t, const char *key, const struct buf *part)
+{
+    if (t->elastic)
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist", t->logical, key,
+                     part->data ? part->data : "null");
+    else
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
 }
 
 /* A create in an elastic table takes ?partitionId= as its partitionid unless the body set it; a
- * body that names another partition is refused. */
+ * body that names another partition is refused, and so is a partitionid holding a character an
+ * alternate key cannot (/ < > * % & : \ ?). */
 static int elastic_partition_take(struct req *r, const struct table_def *t, struct rec *rec)
 {
+    if (!t->elastic)
+        return 0;
     const char *arg = partition_arg(r);
-    if (!t->elastic || !arg)
-        return 0;
     const char *body = srec_get(rec, "partitionid");
-    if (!body || !strcmp(body, "null"))
-        return srec_set_str(rec, "partitionid", arg);
-    size_t bl = strlen(body);
-    if (bl == strlen(arg) + 2 && !strncmp(body + 1, arg, bl - 2))
-        return 0;
-    sreply_error(r, 400, "0x80040203", "partitionid in the body does not match the partitionId of the request.");
-    return -EINVAL;
+    if (arg && (!body || !strcmp(body, "null"))) {
+        if (srec_set_str(rec, "partitionid", arg))
+            return -ENOMEM;
+        body = srec_get(rec, "partitionid");
+    } else if (arg) {
+        size_t bl = strlen(body);
+        if (!(bl == strlen(arg) + 2 && !strncmp(body + 1, arg, bl - 2))) {
+            sreply_error(r, 400, "0x80040203", "partitionid in the body does not match the partitionId of the request.");
+            return -EINVAL;
+        }
+    }
+    if (body && strpbrk(body, "/<>*%&:\\?")) {
+        sreply_error(r, 400, "0x80040203", "partitionid holds a character an alternate key cannot: / < > * %% & : \\ ?");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* POST (key NULL) or PATCH upsert (key given), with the business-logic headers bl. */
@@ -192,7 +213,8 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     struct buf out = BUF_INIT, url = BUF_INIT;
     char *old = NULL;
     size_t old_len = 0;
-    char body_id[37], id[37];
+    char body_id[37], id[37], row[DVSTORE_ID_MAX];
+    struct buf part = BUF_INIT;
     bool ok = false, create = false;
     srec_init(&rec);
     memset(&wb, 0, sizeof wb);
@@ -202,7 +224,8 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     }
     int tid = table_id(r->env, dvschema_table_index(t));
     if (key) {
-        int rc = dvstore_get_record(ws.db, tid, key, &old, &old_len);
+        addressed_row(r, t, key, &part, row);
+        int rc = dvstore_get_record(ws.db, tid, row, &old, &old_len);
         if (rc && rc != -ENOENT) {
             sreply_error(r, 500, "0x80040216", "database error");
             goto out;
@@ -213,7 +236,7 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     if (if_none && !strcmp(if_none, "null"))
         if_none = NULL;
     if (key && if_match && !old) {
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
+        row_not_found(r, t, key, &part);
         goto out;
     }
     if (key && old && if_match && strcmp(if_match, "*") != 0) {
@@ -224,8 +247,6 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
             goto out;
         }
     }
-    if (key && elastic_partition_check(r, t, key, old, old_len))
-        goto out;
     if (key && old && if_none && !strcmp(if_none, "*")) {
         sreply_error(r, 412, "0x80040237", "A record with matching key values already exists.");
         goto out;
@@ -253,7 +274,8 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     if (!key && body_id[0]) {
         char *x = NULL;
         size_t xl;
-        if (dvstore_get_record(ws.db, tid, id, &x, &xl) == 0) {
+        webwrite_row_id(t, id, &rec, row);
+        if (dvstore_get_record(ws.db, tid, row, &x, &xl) == 0) {
             free(x);
             sreply_error(r, 412, "0x80040237", "A record with matching key values already exists.");
             goto out;
@@ -307,6 +329,7 @@ out:
     srec_release(&rec);
     buf_release(&out);
     buf_release(&url);
+    buf_release(&part);
 }
 
 /* Remove the N:N rows that point at a deleted record. */
@@ -361,20 +384,20 @@ static void delete_record(struct req *r, const struct table_def *t, const char *
 {
     struct wsess ws = {NULL, false};
     bool ok = false;
-    char *old = NULL;
+    char *old = NULL, row[DVSTORE_ID_MAX];
     size_t old_len = 0;
+    struct buf part = BUF_INIT;
     if (webwrite_session_begin(r, &ws)) {
         sreply_error(r, 503, "0x80040216", "database busy");
         return;
     }
     int tid = table_id(r->env, dvschema_table_index(t));
-    int rc = dvstore_get_record(ws.db, tid, key, &old, &old_len);
+    addressed_row(r, t, key, &part, row);
+    int rc = dvstore_get_record(ws.db, tid, row, &old, &old_len);
     if (rc == -ENOENT) {
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
+        row_not_found(r, t, key, &part);
         goto out;
     }
-    if (!rc && elastic_partition_check(r, t, key, old, old_len))
-        goto out;
     const char *if_match = sreq_header(r, "If-Match");
     if (!rc && if_match && strcmp(if_match, "*") != 0) {
         char etag[64];
@@ -386,7 +409,7 @@ static void delete_record(struct req *r, const struct table_def *t, const char *
     }
     int64_t ver = 0;
     struct write_ctx w = {r->d, ws.db, r->env, true};
-    if (rc || dvstore_next_version(ws.db, r->env, &ver) || dvstore_delete_record(ws.db, tid, key, ver) ||
+    if (rc || dvstore_next_version(ws.db, r->env, &ver) || dvstore_delete_record(ws.db, tid, row, ver) ||
         drop_intersect_rows(r, ws.db, t, key) || dvsim_audit_write(&w, t, key, 3) ||
         (t->activity && webwrite_activity_deleted(ws.db, r->env, key))) {
         sreply_error(r, 500, "0x80040216", "database error");
@@ -398,6 +421,7 @@ out:
     if (ok)
         webwrite_reply_no_content(r);
     free(old);
+    buf_release(&part);
 }
 
 /* ---- $ref: N:N associations and single-valued navigation ---- */

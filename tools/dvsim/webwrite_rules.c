@@ -72,6 +72,16 @@ void srec_stamp(struct rec *rec, const struct table_def *t, int64_t ver, int64_t
     srec_set_str(rec, "@odata.etag", etag);
 }
 
+void webwrite_row_id(const struct table_def *t, const char *id, const struct rec *rec, char out[DVSTORE_ID_MAX])
+{
+    const char *p = t->elastic ? srec_get(rec, "partitionid") : NULL;
+    struct buf part = BUF_INIT;
+    if (p && p[0] == '"')
+        dvline_unquote(p, strlen(p), &part);
+    dvstore_row_id(id, part.data, out);
+    buf_release(&part);
+}
+
 int webwrite_store(struct write_ctx *w, const struct table_def *t, const char *id, struct rec *rec, bool create,
                    struct buf *out)
 {
@@ -80,8 +90,10 @@ int webwrite_store(struct write_ctx *w, const struct table_def *t, const char *i
     if (rc)
         return rc;
     srec_stamp(rec, t, ver, (int64_t)time(NULL), create);
+    char row[DVSTORE_ID_MAX];
+    webwrite_row_id(t, id, rec, row);
     rc = srec_render(rec, t->pk, out);
-    rc = rc ? rc : dvstore_put_record(w->db, table_id(w->env, dvschema_table_index(t)), id, ver, out->data, out->len);
+    rc = rc ? rc : dvstore_put_record(w->db, table_id(w->env, dvschema_table_index(t)), row, ver, out->data, out->len);
     rc = rc ? rc : dvsim_audit_write(w, t, id, create ? 1 : 2);
     if (!rc && t->activity)
         rc = webwrite_pointer_put(w->db, w->env, id, rec, ver);

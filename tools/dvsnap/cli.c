@@ -201,47 +201,6 @@ int cli_resolve_point(struct repo *repo, const char *env, const char *arg, char 
     return 0;
 }
 
-int cli_env_from_doc(const char *json, size_t len, struct dv_env *env)
-{
-    struct json_doc *doc = NULL;
-    memset(env, 0, sizeof *env);
-    int rc = json_parse(json, len, NULL, &doc, NULL);
-    if (rc)
-        return rc;
-    const struct json_node *root = json_root(doc);
-    const struct json_node *props = json_get(root, "properties");
-    const struct json_node *lem = props ? json_get(props, "linkedEnvironmentMetadata") : NULL;
-    const struct json_node *ret = props ? json_get(props, "retentionDetails") : NULL;
-    const char *period = ret ? json_get_str(ret, "retentionPeriod") : NULL;
-    if (!period && props)
-        period = json_get_str(props, "retentionPeriod");
-    const char *s;
-    if (lem && (s = json_get_str(lem, "uniqueName")))
-        env->unique_name = strdup(s);
-    if (props && (s = json_get_str(props, "environmentSku")))
-        env->sku = strdup(s);
-    if ((s = json_get_str(root, "location")))
-        env->geo = strdup(s);
-    env->is_default = (props && json_get_bool(props, "isDefault", false)) ||
-                      json_get_bool(root, "isDefault", false) ||
-                      (env->sku && strcmp(env->sku, "Default") == 0);
-    if (period && period[0] == 'P') {
-        int days = 0;
-        const char *p = period + 1;
-        while (*p >= '0' && *p <= '9' && days < 100000)
-            days = days * 10 + (*p++ - '0');
-        if (*p == 'D' && p[1] == '\0')
-            env->retention_days = days;
-    }
-    const struct json_node *tpl = lem ? json_get(lem, "templates") : NULL;
-    for (const struct json_node *t = tpl && tpl->type == JSON_ARRAY ? tpl->child : NULL; t;
-         t = t->next)
-        if (t->type == JSON_STRING && strncmp(t->str, "D365_", 5) == 0)
-            env->has_d365_apps = true;
-    json_doc_free(doc);
-    return 0;
-}
-
 void json_str(struct buf *b, const char *s)
 {
     if (s)

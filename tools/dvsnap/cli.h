@@ -143,11 +143,6 @@ void cli_user_at_host(char *out, size_t n);
 int cli_resolve_point(struct repo *repo, const char *env, const char *arg, char out[32],
                       struct dverr *err);
 
-/* The parts of an admin API environment document (BAP shape; the repository's envs/<env>.json)
- * that policy needs, for environments known only from the repository. 0 or -errno; release with
- * dv_env_release. */
-int cli_env_from_doc(const char *json, size_t len, struct dv_env *env);
-
 /* JSON output: values appended to a struct buf. */
 void json_str(struct buf *b, const char *s);          /* a string, or null for NULL */
 void json_time(struct buf *b, time_t t);               /* RFC 3339, or null for t <= 0 */

@@ -38,7 +38,13 @@ static int s_envs(void *impl, char ***names, size_t *n, struct dverr *err)
 static int s_points(void *impl, const char *env, struct point_summary **out, size_t *n,
                     struct dverr *err)
 {
-    return repo_points(impl, env, out, n, err);
+    int rc = repo_points(impl, env, out, n, err);
+    if (!rc && (rc = repo_points_mark_held(impl, env, *out, *n, err))) {
+        point_summaries_free(*out, *n);
+        *out = NULL;
+        *n = 0;
+    }
+    return rc;
 }
 
 static int s_point_load(void *impl, const char *env, const char *name, struct point **out,

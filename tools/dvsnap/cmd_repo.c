@@ -405,7 +405,7 @@ static const struct dv_env *expiry_env(struct expiry_ctx *x, const char *env)
     if (!x->envs[i])
         return NULL;
     x->have[i] = repo_env_doc(x->repo, env, &doc, NULL) == 0 && doc.len &&
-                 cli_env_from_doc(doc.data, doc.len, &x->docs[i]) == 0;
+                 dv_env_from_json(doc.data, doc.len, &x->docs[i]) == 0;
     x->n++;
     buf_release(&doc);
     return x->have[i] ? &x->docs[i] : NULL;

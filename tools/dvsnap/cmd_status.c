@@ -50,7 +50,7 @@ static bool backed_up(struct repo *repo, const char *env)
     struct dv_env e;
     bool yes = true;
     if (repo_env_doc(repo, env, &doc, NULL) == 0 && doc.len &&
-        cli_env_from_doc(doc.data, doc.len, &e) == 0) {
+        dv_env_from_json(doc.data, doc.len, &e) == 0) {
         yes = policy_backup_allowed(&e, NULL) == 0;
         dv_env_release(&e);
     }
