@@ -33,6 +33,10 @@ struct fsd *fs_of_req(fuse_req_t req)
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
     conn->want |= FUSE_CAP_READDIRPLUS;
+    /* every listing request is READDIRPLUS, not only a directory's first (the kernel's "auto"
+     * mode): otherwise `ls -l` of a directory longer than one request looks up each of the rest
+     * one by one, and once entries were dropped (node_trim) every warm listing did */
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     /* O_DIRECT reads as plain requests in the reader's context: with asynchronous direct I/O the
      * reader waits uninterruptibly, so a signal could not withdraw a read waiting for a fill */

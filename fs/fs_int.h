@@ -214,17 +214,21 @@ struct open_count {
     struct open_count *next;
 };
 
-/* A child as listed or resolved: what its node will be (listing.c). Owned by one request. */
+/* A child as listed or resolved: what its node will be (listing.c). Its strings are in its
+ * listing's string blocks. Owned by one request. */
 struct dent {
-    char *name;
+    const char *name;
     enum nkind kind;
-    char *env, *point, *arg;
+    const char *env, *point, *arg;
     int i1, i2;
 };
+
+struct dirh_block;             /* listing.c */
 
 struct dirh {                  /* a listing; owned by one request */
     struct dent *e;
     size_t n, cap;
+    struct dirh_block *blocks; /* the entries' strings: one allocation for many entries */
 };
 
 enum htype { H_MEM, H_CACHE, H_CTL };
