@@ -12,7 +12,9 @@
  * in it, node_trim (on the refresher) asks the kernel to drop the least recently looked-up leaf
  * entries (fuse_lowlevel_notify_inval_entry); the kernel drops those not in use and sends FORGET,
  * and keeps those in use (an open file, a working directory) until they no longer are. A node
- * whose drop was asked leaves the LRU, and comes back to it when looked up again. A node borrows
+ * whose drop was asked leaves the LRU, and comes back to it when looked up again. The kernel
+ * handles a notification inside its write, and the FORGETs it causes need the FUSE workers to be
+ * reading: hence the refresher, never a request handler, and no lock held across it. A node borrows
  * its env and point strings from its parent when they are the same (most are).
  *
  * Limits: two hash tables (by inode, by path) that double when they hold twice as many nodes as
