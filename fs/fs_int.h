@@ -17,9 +17,10 @@
  * Locks: four, never nested (none is taken while another is held). None is held across source,
  * control or cache calls, nor across fuse_lowlevel_notify_* (fsd.mu is held across registering a
  * passthrough backing file, an ioctl).
- *   fsd.mu       the node tables and every node's nlookup, the open counts, the list of handles
+ *   fsd.mu       the node tables, the nodes' LRU, every node's nlookup and child count, the
+ *                open counts, the list of handles
  *   fsd.vmu      the environment list, the environment views, the point views' LRU and hash
- *                table, and each point view's refs and schema sizes
+ *                table, each point view's refs and schema sizes, the schema memo's slots
  *   fsd.stop_mu  the refresher's wake-up and stop flags (with stop_cond)
  *   fsd.cq_mu    the completer's queue (with cq_cond; the queue is in ops_read.c)
  * Every field below names its lock, or says why it needs none: "setup" means set by fs_run before
