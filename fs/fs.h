@@ -10,7 +10,10 @@
  * Limits: sizes come from the manifests (exact before the first read); schema documents and
  * backup.json are rendered (small) to know their size. Directories are opened without a request
  * (no OPENDIR) and the kernel caches their listings; each readdir request lists the directory.
- * Parsed manifests are kept in memory within FS_POINT_BYTES. Files read again are served by FUSE
+ * Parsed manifests are kept in memory within FS_POINT_BYTES. The entries the kernel knows are kept
+ * to about DVSNAP_MOUNT_MAX_NODES (an environment variable, 1000 or more; FS_MAX_NODES_DEFAULT,
+ * 200,000, when unset): past it the least recently looked-up are dropped from the kernel's cache
+ * and the daemon's memory, and looked up again when next used. Files read again are served by FUSE
  * passthrough from the cache's plain copies (fs/passthrough.h) when the daemon may.
  * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates the
  * directories whose listings change (the root, environments, labels/, .operations/; inside a
