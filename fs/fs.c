@@ -111,18 +111,7 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
     pthread_cond_init(&f->stop_cond, NULL);
     pthread_mutex_init(&f->cq_mu, NULL);
     pthread_cond_init(&f->cq_cond, NULL);
-    f->max_nodes = FS_MAX_NODES_DEFAULT;
-    const char *mn = getenv("DVSNAP_MOUNT_MAX_NODES");
-    if (mn && *mn) {
-        char *end;
-        unsigned long long v = strtoull(mn, &end, 10);
-        if (*end || v < 1000 || v > (1ULL << 32)) {
-            rc = dverr_set(err, -EINVAL, "DVSNAP_MOUNT_MAX_NODES takes a number from 1000 to "
-                                         "4294967296");
-            goto out;
-        }
-        f->max_nodes = (size_t)v;
-    }
+    f->max_nodes = o->max_nodes ? o->max_nodes : FS_MAX_NODES_DEFAULT;
     f->n_buckets = 1024;
     f->by_ino = calloc(f->n_buckets, sizeof *f->by_ino);
     f->by_path = calloc(f->n_buckets, sizeof *f->by_path);

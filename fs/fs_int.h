@@ -80,7 +80,7 @@ struct node {
 #define NODE_OWNS_ENV 1
 #define NODE_OWNS_POINT 2
 
-/* Kernel-known nodes kept at most (see node_trim): DVSNAP_MOUNT_MAX_NODES, or this. */
+/* Kernel-known nodes kept at most (see node_trim): fs_opts.max_nodes (--max-nodes), or this. */
 #define FS_MAX_NODES_DEFAULT 200000
 
 /* One environment's points and labels (env_view.c). Kept until the mount ends. All fields vmu,

@@ -18,7 +18,7 @@
 #   BENCH realorg_lsr_ratio_cold / _warm       mount against local disk (goal: within 2x)
 #   BENCH realorg_lsr_rss                daemon peak RSS (VmHWM) after the listings (VmRSS and the
 #                                        nodes it keeps, statfs's f_files, in the note)
-# The mount keeps about DVSNAP_MOUNT_MAX_NODES kernel-known nodes (200,000 by default; the knob
+# The mount keeps about --max-nodes kernel-known nodes (200,000 by default; the knob
 # BENCH_REALORG_MAX_NODES sets it): a tree larger than that is listed again from the daemon when
 # walked again, so the warm listing of 1,000 points (1.6M entries) is not served from the kernel's
 # caches alone.
@@ -98,7 +98,7 @@ secs() { awk -v n="$1" 'BEGIN {printf "%.3f", n / 1e9}'; }
 lsr() { local s; s=$(date +%s%N); ls -lR "$1" >/dev/null 2>&1; echo $(( $(date +%s%N) - s )); }
 best3() { local b="" d; for _ in 1 2 3; do d=$(lsr "$1"); [ -z "$b" ] || [ "$d" -lt "$b" ] && b=$d; done; echo "$b"; }
 if [ -n "${BENCH_REALORG_MAX_NODES:-}" ]; then
-  DVSNAP_MOUNT_MAX_NODES=$BENCH_REALORG_MAX_NODES mount_dvsnap "$M"
+  mount_dvsnap "$M" --max-nodes "$BENCH_REALORG_MAX_NODES"
 else
   mount_dvsnap "$M"
 fi

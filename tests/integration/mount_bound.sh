@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mount_bound: the daemon keeps at most about DVSNAP_MOUNT_MAX_NODES kernel-known nodes (issue
+# mount_bound: the daemon keeps at most about --max-nodes kernel-known nodes (issue
 # 15): `ls -lR` of a tree several times the bound leaves the node count (statfs's f_files) within
 # it once the kernel forgot what it was asked to drop, the daemon's peak RSS under a figure, and
 # everything still lists and reads the same: the second listing equals the first, a dropped file
@@ -13,7 +13,7 @@ dvsnap init >/dev/null
 check "first capture" dvsnap capture --env contoso-prod
 check "24 more points" dvsnap capture --env contoso-prod --passes 24
 M="$T/mnt"
-DVSNAP_MOUNT_MAX_NODES=$BOUND mount_dvsnap "$M"
+mount_dvsnap "$M" --max-nodes "$BOUND"
 E="$M/contoso-prod"
 nodes() { stat -f -c %c "$M"; }
 FIRST=$(ls "$E" | grep '^20' | head -1)
