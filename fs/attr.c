@@ -7,7 +7,8 @@
  * the rest for ENV_TIMEOUT.
  *
  * Limits: generated documents and control-file status are rendered to know their size; a
- * schema's size costs one fetch of its blob per point view (then kept in the view).
+ * schema's size costs one fetch of its blob, then is kept in the view and in fsd.schema_memo (by
+ * blob id, for every point that shares it).
  * Threading: any thread; takes fsd->vmu briefly, never across source or control calls, and holds
  * a point-view reference while it reads one. */
 #include "fs/fs_int.h"
@@ -154,12 +155,17 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
             fill_common(f, st, S_IFREG | 0444, v->p->tables[i1].changes_bytes, pt_time);
             break;
         case N_SCHEMA_FILE: {
+            const char *id = v->p->tables[i1].schema;
+            struct schema_memo *slot = &f->schema_memo[fs_fnv1a(id) & (SCHEMA_MEMO_SLOTS - 1)];
+            bool memo_ok = strlen(id) < sizeof slot->id;
             pthread_mutex_lock(&f->vmu);
             int64_t sz = v->schema_size[i1];
+            if (sz < 0 && memo_ok && strcmp(slot->id, id) == 0)
+                sz = v->schema_size[i1] = slot->size;
             pthread_mutex_unlock(&f->vmu);
             if (sz < 0) {
                 struct dverr err = {0};
-                rc = f->src->ops->blob_get(f->src->impl, v->p->tables[i1].schema, &b, &err);
+                rc = f->src->ops->blob_get(f->src->impl, id, &b, &err);
                 if (rc) {
                     log_warn("mount: schema of %s: %s", v->p->tables[i1].name, dverr_msg(&err));
                     rc = -EIO;
@@ -168,6 +174,10 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
                 sz = (int64_t)b.len;
                 pthread_mutex_lock(&f->vmu);
                 v->schema_size[i1] = sz;
+                if (memo_ok) {
+                    memcpy(slot->id, id, strlen(id) + 1);
+                    slot->size = sz;
+                }
                 pthread_mutex_unlock(&f->vmu);
             }
             fill_common(f, st, S_IFREG | 0444, (uint64_t)sz, pt_time);

@@ -33,6 +33,10 @@ struct fsd *fs_of_req(fuse_req_t req)
 static void ll_init(void *userdata, struct fuse_conn_info *conn)
 {
     conn->want |= FUSE_CAP_READDIRPLUS;
+    /* every listing request is READDIRPLUS, not only a directory's first (the kernel's "auto"
+     * mode): otherwise `ls -l` of a directory longer than one request looks up each of the rest
+     * one by one, and once entries were dropped (node_trim) every warm listing did */
+    conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS_AUTO;
     conn->want &= ~(unsigned)FUSE_CAP_SPLICE_READ;
     /* O_DIRECT reads as plain requests in the reader's context: with asynchronous direct I/O the
      * reader waits uninterruptibly, so a signal could not withdraw a read waiting for a fill */
@@ -107,11 +111,13 @@ int fs_run(const struct fs_opts *o, const struct fs_source *src, struct dverr *e
     pthread_cond_init(&f->stop_cond, NULL);
     pthread_mutex_init(&f->cq_mu, NULL);
     pthread_cond_init(&f->cq_cond, NULL);
+    f->max_nodes = o->max_nodes ? o->max_nodes : FS_MAX_NODES_DEFAULT;
     f->n_buckets = 1024;
     f->by_ino = calloc(f->n_buckets, sizeof *f->by_ino);
     f->by_path = calloc(f->n_buckets, sizeof *f->by_path);
+    f->schema_memo = calloc(SCHEMA_MEMO_SLOTS, sizeof *f->schema_memo);
     struct node *root = calloc(1, sizeof *root);
-    if (!f->by_ino || !f->by_path || !root || !(root->path = strdup(""))) {
+    if (!f->by_ino || !f->by_path || !f->schema_memo || !root || !(root->path = strdup(""))) {
         free(root);
         rc = dverr_set(err, -ENOMEM, "out of memory");
         goto out;
@@ -224,6 +230,7 @@ out:
     }
     free(f->by_ino);
     free(f->by_path);
+    free(f->schema_memo);
     for (struct open_count *c = f->open_counts, *next; c; c = next) {
         next = c->next;
         free(c);

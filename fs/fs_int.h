@@ -17,9 +17,10 @@
  * Locks: four, never nested (none is taken while another is held). None is held across source,
  * control or cache calls, nor across fuse_lowlevel_notify_* (fsd.mu is held across registering a
  * passthrough backing file, an ioctl).
- *   fsd.mu       the node tables and every node's nlookup, the open counts, the list of handles
+ *   fsd.mu       the node tables, the nodes' LRU, every node's nlookup and child count, the
+ *                open counts, the list of handles
  *   fsd.vmu      the environment list, the environment views, the point views' LRU and hash
- *                table, and each point view's refs and schema sizes
+ *                table, each point view's refs and schema sizes, the schema memo's slots
  *   fsd.stop_mu  the refresher's wake-up and stop flags (with stop_cond)
  *   fsd.cq_mu    the completer's queue (with cq_cond; the queue is in ops_read.c)
  * Every field below names its lock, or says why it needs none: "setup" means set by fs_run before
@@ -54,20 +55,33 @@ enum nkind {
     N_CHANGES, N_CHANGE_FILE, N_FILES, N_FILES_TABLE, N_FILES_RECORD, N_FILE,
 };
 
-/* One kernel-known inode (node.c). Every field but nlookup and the chains is immutable: set
- * before the node is linked, and a node is freed only when the kernel forgets it (parents are
- * pinned by the kernel while their children are looked up), so handlers read them without a
- * lock. */
+/* One kernel-known inode (node.c). Every field but nlookup, n_children and the chains is
+ * immutable: set before the node is linked. A node stays linked while the kernel knows it
+ * (nlookup > 0) or while one of its children is linked (n_children > 0), so a child's parent,
+ * and the env and point strings it borrows from it, outlive the child; handlers read the
+ * immutable fields without a lock. */
 struct node {
     fuse_ino_t ino;            /* immutable */
     uint64_t nlookup;          /* fsd->mu */
-    enum nkind kind;           /* immutable */
+    struct node *parent;       /* immutable; NULL for the root */
     char *path;                /* immutable: "/env/point/..." ("" for the root) */
     uint64_t phash;            /* immutable: fs_fnv1a(path) */
-    char *env, *point, *arg;   /* immutable; NULL when not relevant */
+    char *env, *point, *arg;   /* immutable; NULL when not relevant; env and point may be the
+                                  parent's (see owns) */
     int i1, i2;                /* immutable: indexes in the point view (a table; a file) */
+    enum nkind kind;           /* immutable */
+    uint8_t owns;              /* immutable: NODE_OWNS_ENV, NODE_OWNS_POINT: which it frees */
+    bool in_lru;               /* fsd->mu: in fsd.lru (kernel-known, no invalidation asked) */
+    uint32_t n_children;       /* fsd->mu: linked nodes whose parent this is */
     struct node *inext, *pnext; /* fsd->mu */
+    struct node *lprev, *lnext; /* fsd->mu: fsd.lru, least recently looked up first */
 };
+
+#define NODE_OWNS_ENV 1
+#define NODE_OWNS_POINT 2
+
+/* Kernel-known nodes kept at most (see node_trim): fs_opts.max_nodes (--max-nodes), or this. */
+#define FS_MAX_NODES_DEFAULT 200000
 
 /* One environment's points and labels (env_view.c). Kept until the mount ends. All fields vmu,
  * but name (immutable). */
@@ -119,6 +133,17 @@ struct pview {
 
 #define PV_BUCKETS 4096 /* a power of two */
 
+/* Sizes of schema documents by blob id, for every point: a blob id is its content's hash, so a
+ * size never changes, and the points of an environment share most of their schemas (700 of them
+ * in the 700-table org: without it, a cold `ls -lR` fetched and decrypted every schema of every
+ * point). Direct-mapped: a slot holds the last id that hashed to it. */
+#define SCHEMA_MEMO_SLOTS 8192 /* a power of two; 80 bytes a slot */
+
+struct schema_memo {
+    char id[72];               /* a blob id (64 hex digits); "" when empty */
+    int64_t size;
+};
+
 /* The view's state: one per mount, the session's userdata (fs_of_req). */
 struct fsd {
     const struct fs_opts *o;   /* setup */
@@ -131,6 +156,11 @@ struct fsd {
     pthread_mutex_t mu;
     struct node **by_ino, **by_path; /* mu */
     size_t n_buckets, n_nodes;       /* mu (ll_statfs reads n_nodes without it: an estimate) */
+    struct node *lru_first, *lru_last; /* mu: the nodes the kernel may be asked to drop, least
+                                          recently looked up first (node_trim) */
+    size_t n_lru;                    /* mu */
+    size_t max_nodes;                /* setup: node_trim keeps n_lru at most this */
+    bool trim_asked;                 /* mu: the refresher was woken to trim and has not yet */
 
     pthread_mutex_t vmu;
     char **env_names;          /* vmu: real names, sorted */
@@ -145,12 +175,15 @@ struct fsd {
                                           CPU cache on every view: 1000 points cost ~1M misses)
                                           (vmu) */
 
+    struct schema_memo *schema_memo; /* SCHEMA_MEMO_SLOTS of them (setup; the slots vmu) */
+
     pthread_t refresher;       /* fs_run's thread only */
     bool refresher_started;    /* fs_run's thread only */
     pthread_mutex_t stop_mu;
     pthread_cond_t stop_cond;
     bool stopping;             /* stop_mu */
     bool refresh_now;          /* a change was seen: run the refresher's pass now (stop_mu) */
+    bool trim_now;             /* too many nodes: run node_trim now (stop_mu) */
     bool envs_notify;          /* the environment list changed since the kernel was told (vmu) */
 
     /* reads answered when the cache has their bytes (see ll_read) */
@@ -182,17 +215,21 @@ struct open_count {
     struct open_count *next;
 };
 
-/* A child as listed or resolved: what its node will be (listing.c). Owned by one request. */
+/* A child as listed or resolved: what its node will be (listing.c). Its strings are in its
+ * listing's string blocks. Owned by one request. */
 struct dent {
-    char *name;
+    const char *name;
     enum nkind kind;
-    char *env, *point, *arg;
+    const char *env, *point, *arg;
     int i1, i2;
 };
+
+struct dirh_block;             /* listing.c */
 
 struct dirh {                  /* a listing; owned by one request */
     struct dent *e;
     size_t n, cap;
+    struct dirh_block *blocks; /* the entries' strings: one allocation for many entries */
 };
 
 enum htype { H_MEM, H_CACHE, H_CTL };
@@ -241,9 +278,14 @@ void node_link(struct fsd *f, struct node *n);
 void node_free(struct node *n);
 /* These take fsd->mu. */
 fuse_ino_t node_ino_peek(struct fsd *f, const char *path, enum nkind kind);
-struct node *node_get(struct fsd *f, const struct node *parent, const struct dent *d);
+struct node *node_get(struct fsd *f, struct node *parent, const struct dent *d);
 struct node *node_find(struct fsd *f, fuse_ino_t ino);
 void node_forget(struct fsd *f, fuse_ino_t ino, uint64_t nlookup);
+/* Ask the kernel to drop the least recently looked-up leaf entries until at most 7/8 of
+ * f->max_nodes are in the LRU (fuse_lowlevel_notify_inval_entry; it then sends FORGET). Only
+ * from a thread that is not a FUSE request handler (the refresher); takes fsd->mu, not across
+ * the notifications. */
+void node_trim(struct fsd *f);
 
 /* ---- env_view.c ---- */
 /* The view of env, or NULL; vmu held. */
@@ -335,6 +377,8 @@ void *completer_main(void *arg);
 void *refresher_main(void *arg);
 /* Have the refresher run its pass now (any thread; takes stop_mu). */
 void refresher_wake(struct fsd *f);
+/* Have the refresher run node_trim now (any thread; takes stop_mu). */
+void refresher_wake_trim(struct fsd *f);
 /* Drop the kernel's listing of .operations/ (a new operation; any thread). */
 void fs_ops_dir_changed(struct fsd *f);
 

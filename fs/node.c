@@ -1,22 +1,38 @@
 /* node: the view's nodes, one struct node per kernel-known inode, created by lookup and
- * readdirplus and dropped when the kernel forgets it (nlookup 0), so memory stays flat under
- * `find`. A node's identity is its path in the view; its inode number is a 63-bit FNV-1a hash of
+ * readdirplus and dropped when the kernel forgets it (nlookup 0) and none of its children is
+ * left. A node's identity is its path in the view; its inode number is a 63-bit FNV-1a hash of
  * that path (collisions probe to the next free number), control files get the top bit set (a
  * reserved range), the root is 1. So numbers are stable for the life of the mount and, barring
  * collisions, across mounts. Also the small helpers every file uses: the hash and the kinds'
  * predicates.
  *
+ * Memory is bounded: the kernel keeps every entry it looked up for as long as it has memory to
+ * spare (1.6M entries after one `ls -lR` of 1,000 points of the 700-table org: 499 MB of nodes),
+ * so the nodes it knows are kept in an LRU by last lookup, and when more than fsd.max_nodes are
+ * in it, node_trim (on the refresher) asks the kernel to drop the least recently looked-up leaf
+ * entries (fuse_lowlevel_notify_inval_entry); the kernel drops those not in use and sends FORGET,
+ * and keeps those in use (an open file, a working directory) until they no longer are. A node
+ * whose drop was asked leaves the LRU, and comes back to it when looked up again. The kernel
+ * handles a notification inside its write, and the FORGETs it causes need the FUSE workers to be
+ * reading: hence the refresher, never a request handler, and no lock held across it. A node borrows
+ * its env and point strings from its parent when they are the same (most are).
+ *
  * Limits: two hash tables (by inode, by path) that double when they hold twice as many nodes as
- * buckets, and stay as they are when that allocation fails.
- * Threading: any thread. fsd->mu guards the tables and nlookup: node_by_ino, node_by_path,
- * node_link, node_unlink and ino_for expect it held, the others take it. Node fields other than
- * nlookup never change after creation (parents are pinned by the kernel while their children are
- * looked up), so handlers read them without a lock. */
+ * buckets, and stay as they are when that allocation fails. Between two trims the nodes can
+ * exceed max_nodes by what the kernel looks up meanwhile (the refresher is woken at once). A
+ * directory's entry is asked to be dropped only once its children are gone, so a dropped
+ * directory costs its parent's cached listing (the kernel drops it with any entry of it).
+ * Threading: any thread. fsd->mu guards the tables, the LRU, nlookup and n_children: node_by_ino,
+ * node_by_path, node_link, node_unlink and ino_for expect it held, the others take it. Node fields
+ * other than those never change after creation, and a node outlives its children, so handlers
+ * read them without a lock. */
 #include "fs/fs_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "backend/base/log.h"
 
 uint64_t fs_fnv1a(const char *s)
 {
@@ -77,8 +93,44 @@ struct node *node_by_path(struct fsd *f, const char *path, uint64_t h)
     return NULL;
 }
 
+static void lru_remove(struct fsd *f, struct node *n)
+{
+    if (!n->in_lru)
+        return;
+    if (n->lprev)
+        n->lprev->lnext = n->lnext;
+    else
+        f->lru_first = n->lnext;
+    if (n->lnext)
+        n->lnext->lprev = n->lprev;
+    else
+        f->lru_last = n->lprev;
+    n->lprev = n->lnext = NULL;
+    n->in_lru = false;
+    f->n_lru--;
+}
+
+/* (Re)put n at the most recently looked-up end. */
+static void lru_touch(struct fsd *f, struct node *n)
+{
+    lru_remove(f, n);
+    n->lprev = f->lru_last;
+    n->lnext = NULL;
+    if (f->lru_last)
+        f->lru_last->lnext = n;
+    else
+        f->lru_first = n;
+    f->lru_last = n;
+    n->in_lru = true;
+    f->n_lru++;
+}
+
 void node_link(struct fsd *f, struct node *n)
 {
+    if (n->parent) {
+        n->parent->n_children++;
+        lru_touch(f, n);
+    }
     size_t b = n->ino % f->n_buckets;
     n->inext = f->by_ino[b];
     f->by_ino[b] = n;
@@ -138,10 +190,39 @@ void node_free(struct node *n)
     if (!n)
         return;
     free(n->path);
-    free(n->env);
-    free(n->point);
+    if (n->owns & NODE_OWNS_ENV)
+        free(n->env);
+    if (n->owns & NODE_OWNS_POINT)
+        free(n->point);
     free(n->arg);
     free(n);
+}
+
+/* Unlink n if nobody needs it any more (the kernel forgot it, no child is left), then its
+ * parent on the same terms, and so on up (mu held). The unlinked nodes, chained through lnext,
+ * for the caller to free without the lock. */
+static struct node *node_release(struct fsd *f, struct node *n)
+{
+    struct node *freed = NULL;
+    while (n && n->parent && n->nlookup == 0 && n->n_children == 0) {
+        struct node *p = n->parent;
+        lru_remove(f, n);
+        node_unlink(f, n);
+        p->n_children--;
+        n->lnext = freed;
+        freed = n;
+        n = p;
+    }
+    return freed;
+}
+
+static void node_free_chain(struct node *n)
+{
+    while (n) {
+        struct node *next = n->lnext;
+        node_free(n);
+        n = next;
+    }
 }
 
 static fuse_ino_t ino_for(struct fsd *f, const char *path, uint64_t h, enum nkind kind)
@@ -165,17 +246,30 @@ fuse_ino_t node_ino_peek(struct fsd *f, const char *path, enum nkind kind)
     return ino;
 }
 
+/* Own a copy of s, or borrow the parent's when it is the same string. */
+static char *borrow_or_dup(const char *s, char *parents, uint8_t bit, uint8_t *owns)
+{
+    if (!s)
+        return NULL;
+    if (parents && strcmp(s, parents) == 0)
+        return parents;
+    *owns |= bit;
+    return strdup(s);
+}
+
 /* Find or create the node for a child and take one lookup reference. */
-struct node *node_get(struct fsd *f, const struct node *parent, const struct dent *d)
+struct node *node_get(struct fsd *f, struct node *parent, const struct dent *d)
 {
     char *path = NULL;
     if (asprintf(&path, "%s/%s", parent->ino == FUSE_ROOT_ID ? "" : parent->path, d->name) < 0)
         return NULL;
     uint64_t h = fs_fnv1a(path);
+    bool wake = false;
     pthread_mutex_lock(&f->mu);
     struct node *n = node_by_path(f, path, h);
     if (n) {
         n->nlookup++;
+        lru_touch(f, n);
         pthread_mutex_unlock(&f->mu);
         free(path);
         return n;
@@ -189,8 +283,9 @@ struct node *node_get(struct fsd *f, const struct node *parent, const struct den
     n->path = path;
     n->phash = h;
     n->kind = d->kind;
-    n->env = fs_xstrdup(d->env);
-    n->point = fs_xstrdup(d->point);
+    n->parent = parent;
+    n->env = borrow_or_dup(d->env, parent->env, NODE_OWNS_ENV, &n->owns);
+    n->point = borrow_or_dup(d->point, parent->point, NODE_OWNS_POINT, &n->owns);
     n->arg = fs_xstrdup(d->arg);
     n->i1 = d->i1;
     n->i2 = d->i2;
@@ -204,7 +299,11 @@ struct node *node_get(struct fsd *f, const struct node *parent, const struct den
         grow_tables(f);
     n->ino = ino_for(f, path, h, d->kind);
     node_link(f, n);
+    if (f->n_lru > f->max_nodes && !f->trim_asked)
+        wake = f->trim_asked = true;
     pthread_mutex_unlock(&f->mu);
+    if (wake)
+        refresher_wake_trim(f);
     return n;
 }
 
@@ -220,15 +319,63 @@ void node_forget(struct fsd *f, fuse_ino_t ino, uint64_t nlookup)
 {
     if (ino == FUSE_ROOT_ID)
         return;
+    struct node *freed = NULL;
     pthread_mutex_lock(&f->mu);
     struct node *n = node_by_ino(f, ino);
     if (n) {
         n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
-        if (n->nlookup == 0)
-            node_unlink(f, n);
-        else
-            n = NULL;
+        if (n->nlookup == 0) {
+            lru_remove(f, n);
+            freed = node_release(f, n);
+        }
     }
     pthread_mutex_unlock(&f->mu);
-    node_free(n);
+    node_free_chain(freed);
+}
+
+/* node_trim's batch: the entries to drop, copied under mu and told without it */
+#define TRIM_BATCH 1024
+
+struct trim_entry {
+    fuse_ino_t parent;
+    char name[256];
+};
+
+void node_trim(struct fsd *f)
+{
+    struct trim_entry *batch = malloc(TRIM_BATCH * sizeof *batch);
+    size_t asked = 0;
+    for (;;) {
+        size_t k = 0;
+        pthread_mutex_lock(&f->mu);
+        size_t low = f->max_nodes - f->max_nodes / 8;
+        size_t scan = f->n_lru;
+        for (struct node *n = f->lru_first, *next; batch && n && k < TRIM_BATCH &&
+                                                   f->n_lru > low && scan > 0;
+             n = next, scan--) {
+            next = n->lnext;
+            if (n->n_children) {
+                lru_touch(f, n); /* a directory whose children the kernel knows: later */
+                continue;
+            }
+            const char *name = strrchr(n->path, '/') + 1; /* at most 255 bytes (NAME_MAX) */
+            size_t len = strlen(name);
+            lru_remove(f, n);
+            batch[k].parent = n->parent->ino;
+            memcpy(batch[k].name, name, len + 1);
+            k++;
+        }
+        if (!k)
+            f->trim_asked = false;
+        pthread_mutex_unlock(&f->mu);
+        if (!k)
+            break;
+        for (size_t i = 0; i < k; i++)
+            fuse_lowlevel_notify_inval_entry(f->se, batch[i].parent, batch[i].name,
+                                             strlen(batch[i].name));
+        asked += k;
+    }
+    free(batch);
+    if (asked)
+        log_debug("mount: asked the kernel to drop %zu entries", asked);
 }

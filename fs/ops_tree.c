@@ -33,13 +33,7 @@ void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         rc = attr_of(f, d.e[0].kind, d.e[0].env, d.e[0].point, d.e[0].arg, d.e[0].i1, d.e[0].i2,
                      &a);
     if (rc) {
-        for (size_t i = 0; i < d.n; i++) {
-            free(d.e[i].name);
-            free(d.e[i].env);
-            free(d.e[i].point);
-            free(d.e[i].arg);
-        }
-        free(d.e);
+        dirh_clear(&d);
         if (rc == -ENOENT && p->kind >= N_POINT) {
             /* nothing appears inside a point: cache the miss */
             struct fuse_entry_param e = {0};
@@ -51,13 +45,7 @@ void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         return;
     }
     struct node *c = node_get(f, p, &d.e[0]);
-    for (size_t i = 0; i < d.n; i++) {
-        free(d.e[i].name);
-        free(d.e[i].env);
-        free(d.e[i].point);
-        free(d.e[i].arg);
-    }
-    free(d.e);
+    dirh_clear(&d);
     if (!c) {
         fuse_reply_err(req, ENOMEM);
         return;

@@ -1,4 +1,6 @@
-/* refresher: the thread that tells the kernel what changed. Each pass (every refresh_ms, 1 s by
+/* refresher: the thread that tells the kernel what changed, and asks it to drop entries when it
+ * holds more than the view's bound of nodes (node_trim, at once when woken for it by
+ * refresher_wake_trim, and at every pass). Each pass (every refresh_ms, 1 s by
  * default, or at once when refresher_wake says a request saw a change) re-reads the environment
  * list and every environment the kernel has seen, then drops the kernel's cached listings and
  * entries that changed: the root's listing; an environment's listing, its `latest` entry, its
@@ -32,6 +34,14 @@ void refresher_wake(struct fsd *f)
 {
     pthread_mutex_lock(&f->stop_mu);
     f->refresh_now = true;
+    pthread_cond_signal(&f->stop_cond);
+    pthread_mutex_unlock(&f->stop_mu);
+}
+
+void refresher_wake_trim(struct fsd *f)
+{
+    pthread_mutex_lock(&f->stop_mu);
+    f->trim_now = true;
     pthread_cond_signal(&f->stop_cond);
     pthread_mutex_unlock(&f->stop_mu);
 }
@@ -127,17 +137,28 @@ void *refresher_main(void *arg)
     struct fsd *f = arg;
     int period = f->o->refresh_ms > 0 ? f->o->refresh_ms : 1000;
     raise_readahead(f);
+    struct timespec last_pass;
+    clock_gettime(CLOCK_MONOTONIC, &last_pass);
     for (;;) {
         pthread_mutex_lock(&f->stop_mu);
-        if (!f->stopping && !f->refresh_now) {
+        if (!f->stopping && !f->refresh_now && !f->trim_now) {
             struct timespec ts = timespec_in_ms(CLOCK_REALTIME, period);
             pthread_cond_timedwait(&f->stop_cond, &f->stop_mu, &ts);
         }
+        bool refresh = f->refresh_now;
         f->refresh_now = false;
+        f->trim_now = false;
         bool stop = f->stopping;
         pthread_mutex_unlock(&f->stop_mu);
         if (stop)
             break;
+        node_trim(f);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (!refresh && (now.tv_sec - last_pass.tv_sec) * 1000 +
+                                (now.tv_nsec - last_pass.tv_nsec) / 1000000 < period)
+            continue; /* woken to trim only */
+        last_pass = now;
         /* the kernel is told of every change, whichever thread saw it first */
         envs_refresh(f, 0);
         pthread_mutex_lock(&f->vmu);

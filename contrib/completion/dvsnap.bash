@@ -8,7 +8,7 @@
 # `dvsnap help` and `dvsnap help COMMAND` show with a value (tests/integration/pkg_completion.sh
 # checks it against them; the same list is in _dvsnap and dvsnap.fish).
 _dvsnap_valued='--config --now --env --every --concurrency --passes --label --capture-every
-  --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c --reason --for
+  --cache-size --metrics-listen --max-nodes --threads --target -t --tables -T --confirm -c --reason --for
   --table --id --where --map --fallback-owner --new-password-file'
 
 # _dvsnap_add WORD...: each WORD that starts with $cur into COMPREPLY, quoted for the line.

@@ -8,7 +8,7 @@ function __dvsnap_candidates
     # options whose next word is their value: every option `dvsnap help` shows with one (the
     # same list as dvsnap.bash's, which tests/integration/pkg_completion.sh checks)
     set -l valued --config --now --env --every --concurrency --passes --label --capture-every \
-        --cache-size --metrics-listen --threads --target -t --tables -T --confirm -c --reason \
+        --cache-size --metrics-listen --max-nodes --threads --target -t --tables -T --confirm -c --reason \
         --for --table --id --where --map --fallback-owner --new-password-file
     set -l words (commandline -opc)
     set -l cur (commandline -ct)

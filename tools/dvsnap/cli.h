@@ -55,6 +55,7 @@ enum cli_optval {
     O_NO_PASSTHROUGH, O_METRICS_LISTEN, O_INSECURE_NO_ENCRYPTION, O_NEW_PASSWORD_FILE,
     O_MAP, O_FALLBACK_OWNER, O_ALLOW_BUSINESS_LOGIC,                                /* issue 14 */
     O_REASON, O_FOR, O_TABLE, O_ID, O_WHERE, O_NO_RELATED, O_OVERRIDE_HOLD, O_LOG, /* issue 17 */
+    O_MAX_NODES,                                                                   /* issue 15 */
 };
 
 /* One option as the command received it: val is the struct option's val, arg its argument. */

@@ -212,6 +212,7 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
     bool foreground = false, allow_other = false, debug = false, no_passthrough = false;
     const char *every_arg = NULL, *size_arg = NULL, *metrics_listen = NULL;
     int threads = 0;
+    unsigned long long max_nodes = 0;
     for (size_t i = 0; i < a->n_opts; i++) {
         const char *v = a->opts[i].arg;
         char *end;
@@ -225,6 +226,11 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
             threads = (int)strtol(v, &end, 10);
             if (*end || threads < 1 || threads > 1024)
                 return cli_usage_error(cli, "--threads takes a number from 1 to 1024");
+            break;
+        case O_MAX_NODES:
+            max_nodes = strtoull(v, &end, 10);
+            if (*end || *v == '-' || max_nodes < 1000 || max_nodes > (1ULL << 32))
+                return cli_usage_error(cli, "--max-nodes takes a number from 1000 to 4294967296");
             break;
         case O_NO_PASSTHROUGH: no_passthrough = true; break;
         case O_METRICS_LISTEN: metrics_listen = v; break;
@@ -346,6 +352,7 @@ int cmd_mount(struct cli *cli, const struct cli_args *a)
     fo.allow_other = allow_other;
     fo.debug = debug;
     fo.max_threads = threads;
+    fo.max_nodes = (size_t)max_nodes;
     fo.no_passthrough = no_passthrough;
     fo.cache_key_prefix = cfg->repository;
     fo.cache = cache;

@@ -45,6 +45,7 @@ static const struct option mount_opts[] = {
     {"allow-other", no_argument, NULL, O_ALLOW_OTHER},
     {"debug", no_argument, NULL, O_DEBUG},
     {"threads", required_argument, NULL, O_THREADS},
+    {"max-nodes", required_argument, NULL, O_MAX_NODES},
     {"no-passthrough", no_argument, NULL, O_NO_PASSTHROUGH},
     {"metrics-listen", required_argument, NULL, O_METRICS_LISTEN},
     {NULL, 0, NULL, 0}};
@@ -180,14 +181,16 @@ const struct command cli_commands[] = {
     {"mount", cmd_mount, mount_opts, "f", false, "show the backups as a filesystem",
      "usage: dvsnap mount [-f|--foreground] [--capture-every DURATION] [--cache-size SIZE]\n"
      "                    [--allow-other] [--no-passthrough] [--metrics-listen HOST:PORT]\n"
-     "                    [--threads N] [--debug] MOUNTPOINT\n"
+     "                    [--max-nodes N] [--threads N] [--debug] MOUNTPOINT\n"
      "  --capture-every runs the capture loop in the mount process (each pass is recorded for\n"
      "  `dvsnap status` and written to metrics_file). --metrics-listen (or metrics_listen)\n"
      "  serves Prometheus metrics at http://HOST:PORT/metrics. As root, a file read again is\n"
      "  served by FUSE passthrough from a plain copy in the cache (local-disk speed);\n"
-     "  --no-passthrough serves every read through the daemon. --threads: FUSE worker threads;\n"
-     "  --debug: libfuse's debug output. Without --foreground the process detaches and logs to\n"
-     "  <cache_dir>/mount.log.\n"},
+     "  --no-passthrough serves every read through the daemon. --max-nodes: the entries the\n"
+     "  daemon keeps (default 200000, about 250 bytes each); past it the least recently used\n"
+     "  are dropped from the kernel's cache and looked up again when used. --threads: FUSE\n"
+     "  worker threads; --debug: libfuse's debug output. Without --foreground the process\n"
+     "  detaches and logs to <cache_dir>/mount.log.\n"},
     {"umount", cmd_umount, umount_opts, "z", false, "unmount",
      "usage: dvsnap umount [-z|--lazy] MOUNTPOINT\n"
      "  --lazy detaches it now and finishes when the last file there closes.\n"},

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# mount_bound: the daemon keeps at most about --max-nodes kernel-known nodes (issue
+# 15): `ls -lR` of a tree several times the bound leaves the node count (statfs's f_files) within
+# it once the kernel forgot what it was asked to drop, the daemon's peak RSS under a figure, and
+# everything still lists and reads the same: the second listing equals the first, a dropped file
+# is looked up again with the same inode number and bytes, a file kept open reads on, and the
+# control files (.backup, .restore) still answer.
+. "$(dirname "$0")/../lib.sh"
+BOUND=1000
+start_dvsim --seed demo
+write_config
+dvsnap init >/dev/null
+check "first capture" dvsnap capture --env contoso-prod
+check "24 more points" dvsnap capture --env contoso-prod --passes 24
+M="$T/mnt"
+mount_dvsnap "$M" --max-nodes "$BOUND"
+E="$M/contoso-prod"
+nodes() { stat -f -c %c "$M"; }
+FIRST=$(ls "$E" | grep '^20' | head -1)
+TBL="$E/$FIRST/tables/account.json"
+ino0=$(stat -c %i "$TBL")
+sum0=$(cksum <"$TBL")
+exec 3<"$TBL"   # kept open across the drops
+
+ls -lR --time-style=full-iso "$E" >"$T/ls1" 2>"$T/ls1.err"
+check "the first listing has no errors" test ! -s "$T/ls1.err"
+entries=$(grep -c '^[-dl]' "$T/ls1")
+check "the tree ($entries entries) is at least 4 times the bound" test "$entries" -ge $((4 * BOUND))
+check "the daemon's nodes come back within the bound ($BOUND)" wait_for 10 test "$(nodes)" -le $((BOUND + 10))
+note "nodes after the listing: $(nodes)"
+ls -lR --time-style=full-iso "$E" >"$T/ls2" 2>"$T/ls2.err"
+# environment.json's time is the time of reading
+same() { cmp -s <(grep -v environment.json "$1") <(grep -v environment.json "$2"); }
+check "a second listing has no errors" test ! -s "$T/ls2.err"
+check "... and equals the first (but environment.json's time)" same "$T/ls1" "$T/ls2"
+check "the nodes stay within the bound" wait_for 10 test "$(nodes)" -le $((BOUND + 10))
+check_eq "a dropped file is looked up again with its inode number" "$ino0" "$(stat -c %i "$TBL")"
+check_eq "... and its bytes" "$sum0" "$(cksum <"$TBL")"
+check_eq "the file kept open reads on" "$sum0" "$(cksum <&3)"
+exec 3<&-
+# every table of the last point against `dvsnap cat`
+LAST=$(ls "$E" | grep '^20' | tail -1)
+bad=0
+for f in "$E/$LAST/tables/"*.json; do
+  t=$(basename "$f" .json)
+  dvsnap cat contoso-prod "$LAST" "$t" | cmp -s - "$f" || { note "$t differs"; bad=1; }
+done
+check "every table of the last point equals dvsnap cat" test "$bad" = 0
+check "reading .backup still answers" grep -q "no backup" "$E/.backup"
+check ".restore of a point still answers" test -n "$(cat "$E/$FIRST/.restore")"
+check "a whole read of the tree's files (find | cksum) succeeds" \
+  bash -c "find '$E/$LAST' '$E/$FIRST' -type f -exec cat {} + | cksum >/dev/null"
+hwm=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$MOUNT_PID/status")
+note "daemon peak RSS $hwm MB, $(nodes) nodes"
+check "the daemon's peak RSS is under 80 MB" test "$hwm" -lt 80
+finish
