@@ -9,7 +9,7 @@
 #   write_config and does not say "objstore-suite: skip" (e.g. one that flips bytes in repository
 #   files), on both stores. Two runs go at a time (each its own servers, dvsim and temp
 #   directory); the scripts themselves run in their quick mode (DVSNAP_LONG is not passed
-#   on) unless DVSNAP_SUITES_LONG=1. About 4 minutes on 2 cores.
+#   on) unless DVSNAP_SUITES_LONG=1. About 10 minutes on 2 cores.
 . "$(dirname "$0")/../lib.sh"
 DIR=$(cd "$(dirname "$0")" && pwd)
 
