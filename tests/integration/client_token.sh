@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # client_token: tokens are refreshed before they expire. dvsim issues 4-second tokens and lets
-# each token send one request per second; reading every table of contoso-prod with two threads
+# each token send two requests a second; reading every table of contoso-prod with two threads
 # then lasts well past one token's life. The read must succeed with every table complete, dvsim
 # must have issued several org tokens, and no request may have been answered 401 (a token used
 # after expiry).
@@ -9,7 +9,7 @@ DVREAD="$BUILD/tests/dvread"
 
 start_dvsim --seed demo --token-lifetime 4
 write_config
-curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"max_requests":"1/1"}' >/dev/null
+curl -sf -X POST "$DVSIM_URL/_sim/faults" -d '{"max_requests":"2/1"}' >/dev/null
 start=$(date +%s)
 timeout 120 "$DVREAD" --config "$T/config" readall contoso-prod 2 >"$T/counts" 2>"$T/err"; rc=$?
 took=$(( $(date +%s) - start ))

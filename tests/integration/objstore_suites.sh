@@ -7,9 +7,9 @@
 #   cover s3rver);
 #   DVSNAP_LONG=1 (CI, after make check): every capture_*, mount_* and restore_* script that calls
 #   write_config and does not say "objstore-suite: skip" (e.g. one that flips bytes in repository
-#   files), on both stores. The two stores' runs go in parallel (each its own servers, dvsim and
-#   temp directory); the scripts themselves run in their quick mode (DVSNAP_LONG is not passed
-#   on) unless DVSNAP_SUITES_LONG=1. About 4 minutes on 2 cores.
+#   files), on both stores. Two runs go at a time (each its own servers, dvsim and temp
+#   directory); the scripts themselves run in their quick mode (DVSNAP_LONG is not passed
+#   on) unless DVSNAP_SUITES_LONG=1. About 10 minutes on 2 cores.
 . "$(dirname "$0")/../lib.sh"
 DIR=$(cd "$(dirname "$0")" && pwd)
 
@@ -29,10 +29,23 @@ fi
 child_env=(env -u DVSNAP_LONG)
 [ -z "${DVSNAP_SUITES_LONG:-}" ] || child_env=(env DVSNAP_LONG=1)
 
-# run_kind KIND: every chosen script against KIND, one after another; $T/KIND-NAME.{log,rc,s}
-run_kind() {
-  local kind=$1 name start rc
-  for name in "${names[@]}"; do
+# The (store, script) runs are one queue that $jobs workers take from (a run is claimed with an
+# atomic mkdir), the slowest scripts first, so the workers end together rather than the slower
+# store's lane running on alone. Each run has its own servers, dvsim and temp directory.
+jobs=${#kinds[@]}
+slowest=(restore_faults capture_kill capture_roundtrip restore_real capture_prune)
+runs=()
+for name in "${slowest[@]}" "${names[@]}"; do
+  [[ " ${names[*]} " == *" $name "* ]] || continue
+  [[ " ${runs[*]} " == *":$name "* ]] && continue
+  for kind in "${kinds[@]}"; do runs+=("$kind:$name"); done
+done
+# worker: claim and run queued runs until none is left; $T/KIND-NAME.{log,rc,s}
+worker() {
+  local run kind name start rc
+  for run in "${runs[@]}"; do
+    kind=${run%%:*} name=${run#*:}
+    mkdir "$T/claim-$kind-$name" 2>/dev/null || continue
     start=$(date +%s)
     "${child_env[@]}" DVSNAP_TEST_REPO="$kind" BUILD="$BUILD" timeout -k 10 600 \
       bash "$DIR/$name.sh" >"$T/$kind-$name.log" 2>&1
@@ -44,8 +57,8 @@ run_kind() {
 
 start=$(date +%s)
 pids=()
-for kind in "${kinds[@]}"; do
-  run_kind "$kind" &
+for _ in $(seq 1 "$jobs"); do
+  worker &
   pids+=($!)
   _pids+=($!)
 done
