@@ -39,6 +39,7 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include "backend/base/util.h"
 #include "fs/fs.h"
 
 struct aread;       /* a read waiting for a fill (ops_read.c) */
@@ -224,12 +225,10 @@ struct dent {
     int i1, i2;
 };
 
-struct dirh_block;             /* listing.c */
-
 struct dirh {                  /* a listing; owned by one request */
     struct dent *e;
     size_t n, cap;
-    struct dirh_block *blocks; /* the entries' strings: one allocation for many entries */
+    struct arena strings;      /* the entries' strings: one allocation for many entries */
 };
 
 enum htype { H_MEM, H_CACHE, H_CTL };

@@ -16,20 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct dirh_block {
-    struct dirh_block *next;
-    size_t used, cap;
-    char s[];
-};
-
-#define DIRH_BLOCK 16384
+#define DIRH_BLOCK 16384 /* a listing's string blocks */
 
 void dirh_clear(struct dirh *d)
 {
-    for (struct dirh_block *b = d->blocks, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
+    arena_release(&d->strings);
     free(d->e);
     *d = (struct dirh){0};
 }
@@ -41,23 +32,11 @@ static const char *dirh_str(struct dirh *d, const char *s, const char *prev, boo
         return NULL;
     if (prev && strcmp(s, prev) == 0)
         return prev;
-    size_t len = strlen(s) + 1;
-    struct dirh_block *b = d->blocks;
-    if (!b || b->cap - b->used < len) {
-        size_t cap = len > DIRH_BLOCK ? len : DIRH_BLOCK;
-        b = malloc(sizeof *b + cap);
-        if (!b) {
-            *nomem = true;
-            return NULL;
-        }
-        b->next = d->blocks;
-        b->used = 0;
-        b->cap = cap;
-        d->blocks = b;
-    }
-    char *out = b->s + b->used;
-    memcpy(out, s, len);
-    b->used += len;
+    if (!d->strings.block)
+        d->strings.block = DIRH_BLOCK;
+    char *out = arena_strndup(&d->strings, s, strlen(s));
+    if (!out)
+        *nomem = true;
     return out;
 }
 

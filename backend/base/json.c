@@ -11,14 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    _Alignas(16) char data[];
-};
-
 struct json_doc {
-    struct arena_block *blocks;
+    struct arena arena; /* every node and string */
     struct json_node *root;
 };
 
@@ -31,25 +25,6 @@ struct parser {
     int rc;
     struct dverr *err;
 };
-
-static void *arena_alloc(struct json_doc *doc, size_t n)
-{
-    n = (n + 15) & ~(size_t)15;
-    struct arena_block *b = doc->blocks;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        b = malloc(sizeof *b + cap);
-        if (!b)
-            return NULL;
-        b->cap = cap;
-        b->used = 0;
-        b->next = doc->blocks;
-        doc->blocks = b;
-    }
-    void *p = b->data + b->used;
-    b->used += n;
-    return p;
-}
 
 static int fail(struct parser *ps, int code, const char *what)
 {
@@ -72,7 +47,7 @@ static struct json_node *new_node(struct parser *ps, enum json_type t)
         fail(ps, -E2BIG, "too many values");
         return NULL;
     }
-    struct json_node *n = arena_alloc(ps->doc, sizeof *n);
+    struct json_node *n = arena_alloc(&ps->doc->arena, sizeof *n);
     if (!n) {
         fail(ps, -ENOMEM, "out of memory");
         return NULL;
@@ -174,7 +149,7 @@ static int parse_string(struct parser *ps, const char **out, size_t *out_len)
     size_t raw_len = (size_t)(q - p);
     if (raw_len > ps->lim.max_string)
         return fail(ps, -E2BIG, "string too long");
-    char *o = arena_alloc(ps->doc, raw_len + 1);
+    char *o = arena_bytes(&ps->doc->arena, raw_len + 1);
     if (!o)
         return fail(ps, -ENOMEM, "out of memory");
     size_t n = 0;
@@ -267,7 +242,7 @@ static int parse_number(struct parser *ps, struct json_node *n)
     size_t len = (size_t)(p - ps->p);
     if (len > ps->lim.max_string)
         return fail(ps, -E2BIG, "number too long");
-    char *s = arena_alloc(ps->doc, len + 1);
+    char *s = arena_bytes(&ps->doc->arena, len + 1);
     if (!s)
         return fail(ps, -ENOMEM, "out of memory");
     memcpy(s, ps->p, len);
@@ -425,10 +400,7 @@ void json_doc_free(struct json_doc *doc)
 {
     if (!doc)
         return;
-    for (struct arena_block *b = doc->blocks, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
+    arena_release(&doc->arena);
     free(doc);
 }
 

@@ -7,12 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct keymap_chunk {
-    struct keymap_chunk *next;
-    size_t used, cap;
-    char data[];
-};
-
 #define CHUNK_BYTES ((size_t)1 << 20)
 
 static uint64_t key_hash(const char *k, size_t n)
@@ -48,6 +42,7 @@ static uint32_t len_of(const struct keymap *m, const char *e)
 void keymap_init(struct keymap *m, size_t entry_size, size_t key_off, size_t len_off)
 {
     memset(m, 0, sizeof *m);
+    m->keys.block = CHUNK_BYTES;
     m->entry_size = entry_size;
     m->key_off = key_off;
     m->len_off = len_off;
@@ -56,32 +51,8 @@ void keymap_init(struct keymap *m, size_t entry_size, size_t key_off, size_t len
 void keymap_release(struct keymap *m)
 {
     free(m->slots);
-    while (m->chunks) {
-        struct keymap_chunk *next = m->chunks->next;
-        free(m->chunks);
-        m->chunks = next;
-    }
+    arena_release(&m->keys);
     keymap_init(m, m->entry_size, m->key_off, m->len_off);
-}
-
-static char *arena_dup(struct keymap *m, const char *s, size_t n)
-{
-    struct keymap_chunk *c = m->chunks;
-    if (!c || c->cap - c->used < n + 1) {
-        size_t cap = n + 1 > CHUNK_BYTES ? n + 1 : CHUNK_BYTES;
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->next = m->chunks;
-        c->used = 0;
-        c->cap = cap;
-        m->chunks = c;
-    }
-    char *p = c->data + c->used;
-    memcpy(p, s, n);
-    p[n] = '\0';
-    c->used += n + 1;
-    return p;
 }
 
 void *keymap_get(const struct keymap *m, const char *key, size_t len)
@@ -136,7 +107,7 @@ void *keymap_put(struct keymap *m, const char *key, size_t len, bool *fresh)
         return NULL;
     if ((m->n + 1) * 4 > m->cap * 3 && grow(m))
         return NULL;
-    const char *k = arena_dup(m, key, len);
+    const char *k = arena_strndup(&m->keys, key, len);
     if (!k)
         return NULL;
     size_t i = key_hash(key, len) & (m->cap - 1);

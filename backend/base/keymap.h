@@ -16,12 +16,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct keymap_chunk;
+#include "backend/base/util.h"
+
 struct keymap {
     void *slots; /* cap entries of entry_size bytes (owned) */
     size_t cap, n, entry_size;
     size_t key_off, len_off;     /* where an entry keeps its key pointer (NULL: empty) and length */
-    struct keymap_chunk *chunks; /* the key arena (owned) */
+    struct arena keys;           /* the keys' bytes (owned; blocks of 1 MiB, set by keymap_init) */
 };
 
 /* An empty map of entries of entry_size bytes keeping their key pointer at key_off and its

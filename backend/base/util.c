@@ -754,3 +754,59 @@ void strv_free(char **v, size_t n)
         free(v[i]);
     free(v);
 }
+
+struct arena_block {
+    struct arena_block *next;
+    size_t used, cap;
+    _Alignas(16) char data[];
+};
+
+static void *arena_take(struct arena *a, size_t n, size_t align)
+{
+    struct arena_block *b = a->blocks;
+    size_t at = b ? (b->used + align - 1) & ~(align - 1) : 0;
+    if (!b || at > b->cap || b->cap - at < n) {
+        size_t block = a->block ? a->block : ARENA_BLOCK;
+        size_t cap = n > block ? n : block;
+        b = malloc(sizeof *b + cap);
+        if (!b)
+            return NULL;
+        b->next = a->blocks;
+        b->cap = cap;
+        a->blocks = b;
+        a->bytes += sizeof *b + cap;
+        at = 0;
+    }
+    b->used = at + n;
+    return b->data + at;
+}
+
+void *arena_alloc(struct arena *a, size_t n)
+{
+    return arena_take(a, n, 16);
+}
+
+char *arena_bytes(struct arena *a, size_t n)
+{
+    return arena_take(a, n, 1);
+}
+
+char *arena_strndup(struct arena *a, const char *s, size_t n)
+{
+    char *p = arena_take(a, n + 1, 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+void arena_release(struct arena *a)
+{
+    for (struct arena_block *b = a->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
+    a->blocks = NULL;
+    a->bytes = 0;
+}

@@ -118,6 +118,26 @@ struct timespec timespec_in_ms(clockid_t clock, long ms);
  * thread that unmounts or stops the work), detached when th is NULL: 0 or the pthread error. */
 int thread_start(pthread_t *th, void *(*fn)(void *), void *arg);
 
+/* An arena: pieces of memory handed out from large blocks and freed together (the nodes of a
+ * parsed document, the strings of a listing, a sort buffer). block is the size of a block (0:
+ * ARENA_BLOCK); a piece larger than that gets a block of its own. bytes counts what the blocks
+ * take. Not thread-safe: one owner. */
+#define ARENA_BLOCK 65536
+struct arena_block;
+struct arena {
+    struct arena_block *blocks;
+    size_t block;
+    size_t bytes;
+};
+/* n bytes aligned for any object (16), or NULL when out of memory. */
+void *arena_alloc(struct arena *a, size_t n);
+/* n bytes with no alignment (byte strings packed tight), or NULL. */
+char *arena_bytes(struct arena *a, size_t n);
+/* A NUL-terminated copy of s[0..n), or NULL. */
+char *arena_strndup(struct arena *a, const char *s, size_t n);
+/* Frees every block; the arena is empty again and keeps its block size. */
+void arena_release(struct arena *a);
+
 /* Standard padded base64 of data[0..len) appended to out. */
 int base64_encode(const void *data, size_t len, struct buf *out);
 /* Decode base64 (standard or url alphabet, whitespace skipped, padding optional) appended to out

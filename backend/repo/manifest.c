@@ -209,30 +209,6 @@ struct pctx {
     struct point *pool; /* non-NULL: strings go to pool->files_strings (format-3 chunks) */
 };
 
-/* The blocks a format-3 point's file strings live in (point.h): a list of arenas. */
-struct point_strings {
-    struct point_strings *next;
-    size_t used, cap;
-    char data[];
-};
-
-static char *pool_dup(struct point *p, const char *s)
-{
-    size_t n = strlen(s) + 1;
-    struct point_strings *b = p->files_strings;
-    if (!b || b->cap - b->used < n) {
-        size_t cap = n > 65536 ? n : 65536;
-        if (!(b = malloc(sizeof *b + cap)))
-            return NULL;
-        *b = (struct point_strings){.next = p->files_strings, .cap = cap};
-        p->files_strings = b;
-    }
-    char *d = b->data + b->used;
-    memcpy(d, s, n);
-    b->used += n;
-    return d;
-}
-
 static int bad(struct pctx *c, const char *what)
 {
     if (!c->rc)
@@ -258,7 +234,8 @@ static char *get_str(struct pctx *c, const cJSON *o, const char *key, bool requi
         bad(c, m);
         return NULL;
     }
-    char *s = c->pool ? pool_dup(c->pool, v->valuestring) : strdup(v->valuestring);
+    char *s = c->pool ? arena_strndup(&c->pool->files_strings, v->valuestring, strlen(v->valuestring))
+                      : strdup(v->valuestring);
     if (!s && !c->rc)
         c->rc = dverr_set(c->err, -ENOMEM, "out of memory");
     return s;
@@ -624,7 +601,7 @@ void point_free(struct point *p)
     for (size_t i = 0; i < p->n_tables; i++)
         table_entry_free(&p->tables[i]);
     free(p->tables);
-    for (size_t i = 0; !p->files_strings && i < p->n_files; i++) {
+    for (size_t i = 0; !p->files_strings.blocks && i < p->n_files; i++) {
         struct point_file *f = &p->files[i];
         free(f->table);
         free(f->record_id);
@@ -633,10 +610,7 @@ void point_free(struct point *p)
         free(f->blob);
     }
     free(p->files);
-    for (struct point_strings *b = p->files_strings, *next; b; b = next) {
-        next = b->next;
-        free(b);
-    }
+    arena_release(&p->files_strings);
     free(p->not_captured_json);
     free(p->env_json);
     free(p->audit_table);

@@ -60,9 +60,9 @@ struct point {
     bool files_chunked;      /* format 3: the file list is in chunks (filelist.h) */
     char **files_chunks;     /* their blob ids, in order, as the index names them (format 3) */
     size_t n_files_chunks;
-    struct point_strings *files_strings; /* a point loaded from chunks: its files' strings live
-                                            in these blocks, not each in its own allocation
-                                            (point_free frees them; NULL otherwise) */
+    struct arena files_strings; /* a point loaded from chunks: its files' strings live in this
+                                   arena, not each in its own allocation (point_free frees it;
+                                   empty otherwise) */
 };
 void point_free(struct point *p); /* accepts NULL */
 

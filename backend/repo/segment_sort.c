@@ -41,12 +41,6 @@ struct sentry {
     char op;
 };
 
-struct arena_block {
-    struct arena_block *next;
-    size_t used, cap;
-    char data[];
-};
-
 struct run_ref {
     uint64_t off, len;       /* byte range in its level's file */
 };
@@ -64,7 +58,7 @@ struct segment_sorter {
     struct sentry *ents;
     size_t n, cap;
     uint64_t seq, added;
-    struct arena_block *arena;
+    struct arena arena;      /* the entries' key and line bytes; its block from the budget */
     bool ordered;            /* every key so far above the one before */
     struct buf last_key;
     struct level levels[RUN_LEVELS];
@@ -88,20 +82,13 @@ int segment_sorter_new(const char *tmp_dir, size_t budget, struct segment_sorter
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     s->budget = budget < 4096 ? 4096 : budget;
+    size_t block = s->budget / 8; /* an eighth of the budget, 4 KiB to 1 MiB */
+    s->arena.block = block < 4096 ? 4096 : block > (1u << 20) ? (1u << 20) : block;
     s->ordered = true;
     for (int i = 0; i < RUN_LEVELS; i++)
         s->levels[i].fd = -1;
     *out = s;
     return 0;
-}
-
-static void arena_release(struct arena_block *c)
-{
-    while (c) {
-        struct arena_block *next = c->next;
-        free(c);
-        c = next;
-    }
 }
 
 void segment_sorter_free(struct segment_sorter *s)
@@ -113,7 +100,7 @@ void segment_sorter_free(struct segment_sorter *s)
             close(s->levels[i].fd);
         free(s->levels[i].runs);
     }
-    arena_release(s->arena);
+    arena_release(&s->arena);
     free(s->ents);
     free(s->tmp_dir);
     buf_release(&s->last_key);
@@ -129,24 +116,12 @@ uint64_t segment_sorter_count(const struct segment_sorter *s)
     return s ? s->added : 0;
 }
 
-static char *arena_alloc(struct segment_sorter *s, size_t n)
+/* n bytes of the arena, counted in the sorter's use. */
+static char *sort_bytes(struct segment_sorter *s, size_t n)
 {
-    struct arena_block *c = s->arena;
-    if (!c || c->cap - c->used < n) {
-        size_t blk = s->budget / 8 < 4096 ? 4096 : s->budget / 8 > (1u << 20) ? (1u << 20)
-                                                                               : s->budget / 8;
-        size_t cap = n > blk ? n : blk;
-        c = malloc(sizeof *c + cap);
-        if (!c)
-            return NULL;
-        c->used = 0;
-        c->cap = cap;
-        c->next = s->arena;
-        s->arena = c;
-        s->used += sizeof *c + cap;
-    }
-    char *p = c->data + c->used;
-    c->used += n;
+    size_t before = s->arena.bytes;
+    char *p = arena_bytes(&s->arena, n);
+    s->used += s->arena.bytes - before;
     return p;
 }
 
@@ -518,8 +493,7 @@ static int spill(struct segment_sorter *s, struct dverr *err)
         rc = run_end(&o, err);
     if (rc)
         return rc;
-    arena_release(s->arena);
-    s->arena = NULL;
+    arena_release(&s->arena);
     s->n = 0;
     s->used = s->cap * sizeof *s->ents;
     /* ordered input never overlaps: its runs are read one after another, never merged */
@@ -558,7 +532,7 @@ int segment_sorter_add(struct segment_sorter *s, char op, const char *key, size_
         s->ents = e;
         s->cap = cap;
     }
-    char *p = arena_alloc(s, key_len + line_len);
+    char *p = sort_bytes(s, key_len + line_len);
     if (!p)
         return dverr_set(err, -ENOMEM, "out of memory");
     memcpy(p, key, key_len);

@@ -255,7 +255,7 @@ static void test_format_3_round_trip(void **state)
     }
     free(counts);
     /* its strings are in blocks, the table name kept once */
-    assert_non_null(q->files_strings);
+    assert_non_null(q->files_strings.blocks);
     assert_ptr_equal(q->files[1].table, q->files[0].table);
     /* the same point inline, whichever way it came; the manifest renders again the same */
     struct point flat = *p, qflat = *q;

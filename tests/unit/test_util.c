@@ -141,13 +141,41 @@ static void test_base64(void **state)
     buf_release(&b);
 }
 
+/* The arena: aligned pieces after unaligned ones, a piece larger than a block in a block of its
+ * own, copies that end in NUL, and a release that leaves it empty and reusable. */
+static void test_arena(void **state)
+{
+    (void)state;
+    struct arena a = {.block = 64};
+    char *b = arena_bytes(&a, 3);
+    assert_non_null(b);
+    void *p = arena_alloc(&a, 8);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    assert_true((char *)p >= b + 3);
+    char *s = arena_strndup(&a, "hello world", 5);
+    assert_string_equal(s, "hello");
+    size_t before = a.bytes;
+    char *big = arena_bytes(&a, 1000);
+    assert_non_null(big);
+    memset(big, 'x', 1000);
+    assert_true(a.bytes >= before + 1000);
+    assert_string_equal(s, "hello"); /* earlier pieces untouched */
+    arena_release(&a);
+    assert_null(a.blocks);
+    assert_int_equal(a.bytes, 0);
+    assert_int_equal(a.block, 64);
+    assert_string_equal(arena_strndup(&a, "again", 5), "again");
+    arena_release(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_buf),           cmocka_unit_test(test_dverr_first_wins),
         cmocka_unit_test(test_sha256),        cmocka_unit_test(test_times),
         cmocka_unit_test(test_durations_sizes), cmocka_unit_test(test_name_sanitize),
-        cmocka_unit_test(test_base64),        cmocka_unit_test(test_url_is_loopback),
+        cmocka_unit_test(test_base64), cmocka_unit_test(test_arena),        cmocka_unit_test(test_url_is_loopback),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
