@@ -67,10 +67,14 @@ objects o1
 TOK=$(token "$ENV")
 API="$DVSIM_URL/org/$ENV/api/data/v9.2"
 note_id=$(jq -r '[.files[] | select(.table == "annotation")][length / 2 | floor].record_id' "$T/m1.json")
-body=$(printf 'a changed attachment %s' "$RANDOM" | base64 -w0)
-check_eq "one note's attachment is changed in dvsim" 204 "$(curl -s -o /dev/null -w '%{http_code}' \
-  -X PATCH -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' -H 'If-Match: *' \
-  -d "{\"documentbody\":\"$body\"}" "$API/annotations($note_id)")"
+# change_note TEXT: the note's attachment becomes TEXT (a PATCH to dvsim); prints the status
+change_note() {
+  local body; body=$(printf '%s' "$1" | base64 -w0)
+  curl -s -o /dev/null -w '%{http_code}' -X PATCH -H "Authorization: Bearer $TOK" \
+    -H 'Content-Type: application/json' -H 'If-Match: *' \
+    -d "{\"documentbody\":\"$body\"}" "$API/annotations($note_id)"
+}
+check_eq "one note's attachment is changed in dvsim" 204 "$(change_note "a changed attachment $RANDOM")"
 check "a pass" dvsnap capture --env "$ENV"
 P2=$(point)
 objects o2
@@ -117,10 +121,7 @@ check "it loads with the same files" cmp -s "$T/f2.json" <(manifest "$ENV" "$P3"
 mount_dvsnap "$M"
 check "mounted, it lists and reads every file equal to dvsim's" same_files "$M/$ENV/$P3/files/annotation"
 fusermount3 -u "$M" 2>/dev/null || fusermount -u "$M"
-body=$(printf 'changed again %s' "$RANDOM" | base64 -w0)
-check_eq "the note's attachment changes again" 204 "$(curl -s -o /dev/null -w '%{http_code}' \
-  -X PATCH -H "Authorization: Bearer $TOK" -H 'Content-Type: application/json' -H 'If-Match: *' \
-  -d "{\"documentbody\":\"$body\"}" "$API/annotations($note_id)")"
+check_eq "the note's attachment changes again" 204 "$(change_note "changed again $RANDOM")"
 check "a pass from the format-2 point" dvsnap capture --env "$ENV"
 P4=$(point)
 check_eq "it writes format 3" 3 "$(repo_manifest "points/$ENV/$P4.json" | jq .format)"
