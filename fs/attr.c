@@ -156,12 +156,15 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
             break;
         case N_SCHEMA_FILE: {
             const char *id = v->p->tables[i1].schema;
-            struct schema_memo *slot = &f->schema_memo[fs_fnv1a(id) & (SCHEMA_MEMO_SLOTS - 1)];
-            bool memo_ok = strlen(id) < sizeof slot->id;
+            size_t id_len = strlen(id);
+            struct schema_memo *slot = NULL; /* set only when the view has no size yet */
             pthread_mutex_lock(&f->vmu);
             int64_t sz = v->schema_size[i1];
-            if (sz < 0 && memo_ok && strcmp(slot->id, id) == 0)
-                sz = v->schema_size[i1] = slot->size;
+            if (sz < 0 && id_len < sizeof slot->id) {
+                slot = &f->schema_memo[fs_fnv1a(id) & (SCHEMA_MEMO_SLOTS - 1)];
+                if (strcmp(slot->id, id) == 0)
+                    sz = v->schema_size[i1] = slot->size;
+            }
             pthread_mutex_unlock(&f->vmu);
             if (sz < 0) {
                 struct dverr err = {0};
@@ -174,8 +177,8 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
                 sz = (int64_t)b.len;
                 pthread_mutex_lock(&f->vmu);
                 v->schema_size[i1] = sz;
-                if (memo_ok) {
-                    memcpy(slot->id, id, strlen(id) + 1);
+                if (slot) {
+                    memcpy(slot->id, id, id_len + 1);
                     slot->size = sz;
                 }
                 pthread_mutex_unlock(&f->vmu);

@@ -11,8 +11,9 @@
  * backup.json are rendered (small) to know their size. Directories are opened without a request
  * (no OPENDIR) and the kernel caches their listings; each readdir request lists the directory.
  * Parsed manifests are kept in memory within FS_POINT_BYTES. The entries the kernel knows are kept
- * to about opts.max_nodes (dvsnap mount --max-nodes; FS_MAX_NODES_DEFAULT, 200,000, when 0): past it the least recently looked-up are dropped from the kernel's cache
- * and the daemon's memory, and looked up again when next used. Files read again are served by FUSE
+ * to about opts.max_nodes (dvsnap mount --max-nodes; FS_MAX_NODES_DEFAULT, 200,000, when 0):
+ * past it the least recently looked-up are dropped from the kernel's cache and the daemon's
+ * memory, and looked up again when next used. Files read again are served by FUSE
  * passthrough from the cache's plain copies (fs/passthrough.h) when the daemon may.
  * Threading: FUSE worker threads (max_threads), one refresher thread that invalidates the
  * directories whose listings change (the root, environments, labels/, .operations/; inside a
@@ -91,7 +92,7 @@ struct fs_opts {
     bool allow_other;
     bool debug;
     int max_threads;              /* 0: 16 */
-    size_t max_nodes;             /* kernel-known entries kept (1000 or more); 0: FS_MAX_NODES_DEFAULT */
+    size_t max_nodes;             /* kernel-known entries kept (1000 or more); 0: the default */
     bool no_passthrough;          /* never serve cached files by FUSE passthrough */
     int refresh_ms;               /* how often environments are checked for new points; 0: 1000 */
     const char *cache_key_prefix; /* names the repository in cache keys */

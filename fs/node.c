@@ -338,17 +338,26 @@ void node_forget(struct fsd *f, fuse_ino_t ino, uint64_t nlookup)
 
 struct trim_entry {
     fuse_ino_t parent;
+    size_t len;
     char name[256];
 };
 
 void node_trim(struct fsd *f)
 {
+    size_t low = f->max_nodes - f->max_nodes / 8;
+    /* the refresher calls this at every pass: no batch to allocate when under the bound */
+    pthread_mutex_lock(&f->mu);
+    bool over = f->n_lru > low;
+    if (!over)
+        f->trim_asked = false;
+    pthread_mutex_unlock(&f->mu);
+    if (!over)
+        return;
     struct trim_entry *batch = malloc(TRIM_BATCH * sizeof *batch);
     size_t asked = 0;
     for (;;) {
         size_t k = 0;
         pthread_mutex_lock(&f->mu);
-        size_t low = f->max_nodes - f->max_nodes / 8;
         size_t scan = f->n_lru;
         for (struct node *n = f->lru_first, *next; batch && n && k < TRIM_BATCH &&
                                                    f->n_lru > low && scan > 0;
@@ -362,6 +371,7 @@ void node_trim(struct fsd *f)
             size_t len = strlen(name);
             lru_remove(f, n);
             batch[k].parent = n->parent->ino;
+            batch[k].len = len;
             memcpy(batch[k].name, name, len + 1);
             k++;
         }
@@ -371,8 +381,7 @@ void node_trim(struct fsd *f)
         if (!k)
             break;
         for (size_t i = 0; i < k; i++)
-            fuse_lowlevel_notify_inval_entry(f->se, batch[i].parent, batch[i].name,
-                                             strlen(batch[i].name));
+            fuse_lowlevel_notify_inval_entry(f->se, batch[i].parent, batch[i].name, batch[i].len);
         asked += k;
     }
     free(batch);

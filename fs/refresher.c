@@ -137,8 +137,7 @@ void *refresher_main(void *arg)
     struct fsd *f = arg;
     int period = f->o->refresh_ms > 0 ? f->o->refresh_ms : 1000;
     raise_readahead(f);
-    struct timespec last_pass;
-    clock_gettime(CLOCK_MONOTONIC, &last_pass);
+    int64_t last_pass = now_ms();
     for (;;) {
         pthread_mutex_lock(&f->stop_mu);
         if (!f->stopping && !f->refresh_now && !f->trim_now) {
@@ -153,10 +152,8 @@ void *refresher_main(void *arg)
         if (stop)
             break;
         node_trim(f);
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        if (!refresh && (now.tv_sec - last_pass.tv_sec) * 1000 +
-                                (now.tv_nsec - last_pass.tv_nsec) / 1000000 < period)
+        int64_t now = now_ms();
+        if (!refresh && now - last_pass < period)
             continue; /* woken to trim only */
         last_pass = now;
         /* the kernel is told of every change, whichever thread saw it first */
