@@ -97,11 +97,7 @@ drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
 secs() { awk -v n="$1" 'BEGIN {printf "%.3f", n / 1e9}'; }
 lsr() { local s; s=$(date +%s%N); ls -lR "$1" >/dev/null 2>&1; echo $(( $(date +%s%N) - s )); }
 best3() { local b="" d; for _ in 1 2 3; do d=$(lsr "$1"); [ -z "$b" ] || [ "$d" -lt "$b" ] && b=$d; done; echo "$b"; }
-if [ -n "${BENCH_REALORG_MAX_NODES:-}" ]; then
-  mount_dvsnap "$M" --max-nodes "$BENCH_REALORG_MAX_NODES"
-else
-  mount_dvsnap "$M"
-fi
+mount_dvsnap "$M" ${BENCH_REALORG_MAX_NODES:+--max-nodes "$BENCH_REALORG_MAX_NODES"}
 drop
 l0=$(load)
 cold=$(lsr "$M/$ENV")

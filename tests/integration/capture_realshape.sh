@@ -55,9 +55,10 @@ check_eq "the virtual table was never read" 0 \
   "$(curl -sf "$DVSIM_URL/_sim/requests?since=$seq0" | jq '[.requests[] | select(.path | test("new_erporders"))] | length')"
 check "the elastic table was captured with its rows" \
   test "$(jq '.tables[] | select(.name == "new_sensorreading") | .records' "$T/backup1.json")" -eq 300
+p1=$(jq -r .point "$T/backup1.json")
+P1="$MNT/contoso-prod/$p1/tables/new_sensorreading.json"
 check "its rows keep partitionid" \
-  jq -e '[.[] | select(.partitionid != null)] | length > 250' "$MNT/contoso-prod/$(jq -r .point "$T/backup1.json")/tables/new_sensorreading.json"
-P1="$MNT/contoso-prod/$(jq -r .point "$T/backup1.json")/tables/new_sensorreading.json"
+  jq -e '[.[] | select(.partitionid != null)] | length > 250' "$P1"
 twins='[group_by(.new_sensorreadingid)[] | select(length == 2) | map({id: .new_sensorreadingid, p: .partitionid})]'
 check_eq "rows sharing an id in two partitions are two records each (dvsim seeds 6 pairs)" 6 "$(jq "$twins | length" "$P1")"
 check_eq "and no id has more" 0 "$(jq '[group_by(.new_sensorreadingid)[] | select(length > 2)] | length' "$P1")"
@@ -65,7 +66,7 @@ check_eq "the table file is sorted by id, then partitionid" "true" \
   "$(jq '[.[] | [.new_sensorreadingid, (.partitionid // "")]] as $k | $k == ($k | sort)' "$P1")"
 notes=$(jq '.tables[] | select(.name == "annotation") | .records' "$T/backup1.json")
 check_eq "the notes (one per two accounts) were captured" 100 "$notes"
-bigfile=$(jq '[.[] | select(.filesize > 1048576)] | length' "$MNT/contoso-prod/$(jq -r .point "$T/backup1.json")/tables/annotation.json")
+bigfile=$(jq '[.[] | select(.filesize > 1048576)] | length' "$MNT/contoso-prod/$p1/tables/annotation.json")
 check "attachments of megabytes among them ($bigfile)" test "$bigfile" -ge 1
 
 # churn: the eighteen tables, and the elastic table through its partitions
@@ -145,7 +146,7 @@ sim_dump contoso-dev new_sensorreading | jq -S "$proj" >"$T/elastic.dev"
 check "contoso-dev's elastic rows equal the point's again" cmp -s "$T/elastic.point" "$T/elastic.dev"
 # the first point: the pair's deleted row comes back in its partition, its other row takes back
 # its value, the second row of second_id goes (its first stays)
-dvsnap restore --json contoso-prod "$(jq -r .point "$T/backup1.json")" --target contoso-dev --tables new_sensorreading \
+dvsnap restore --json contoso-prod "$p1" --target contoso-dev --tables new_sensorreading \
   --yes --wait >"$T/restore3.json" 2>"$T/restore3.err"
 note "restore of the first point: $(jq -c '{state,created,updated,deleted,failed}' "$T/restore3.json" 2>/dev/null)"
 check_eq "a restore of the first point: created updated deleted failed" "done 2 2 2 0" \

@@ -31,13 +31,15 @@ check "dvsnap complete tables takes a label as the point" \
   bash -c '"$0" --config "$1" complete tables contoso-prod pre-upgrade | grep -qx account' \
   "$DVSNAP" "$T/config"
 check_fails "dvsnap complete with a wrong form is a usage error" dvsnap complete points
-COMMANDS=$("$DVSNAP" help | sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p')
+HELP=$("$DVSNAP" help)
+COMMANDS=$(sed -n 's/^  \([a-z][a-z-]*\) .*/\1/p' <<<"$HELP")
+GLOBAL_OPTIONS=$(sed -n '/^options:/,/^$/p' <<<"$HELP")
 check "dvsnap help lists commands" test "$(wc -w <<<"$COMMANDS")" -ge 10
 # the options a command's help shows with a value ("--reason TEXT", "-t|--target ENV2"): in the
 # usage lines (the first and those indented more than the description), and the global ones
 help_valued() {
   { "$DVSNAP" "$1" --help | awk 'NR == 1 || (/^   / && !d) {print; next} {d = 1}'
-    "$DVSNAP" help | sed -n '/^options:/,/^$/p'; } |
+    printf '%s\n' "$GLOBAL_OPTIONS"; } |
     grep -oE -- '(-[a-zA-Z]\|)?--[a-z][a-z-]* [^][| -]' | sed 's/ .$//' | tr '|' '\n'
 }
 check "the help shows valued options (--reason, --map, --new-password-file)" \
