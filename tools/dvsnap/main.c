@@ -187,7 +187,7 @@ const struct command cli_commands[] = {
      "  serves Prometheus metrics at http://HOST:PORT/metrics. As root, a file read again is\n"
      "  served by FUSE passthrough from a plain copy in the cache (local-disk speed);\n"
      "  --no-passthrough serves every read through the daemon. --max-nodes: the entries the\n"
-     "  daemon keeps (default 200000, about 250 bytes each); past it the least recently used\n"
+     "  daemon keeps (default 200000); past it the least recently used\n"
      "  are dropped from the kernel's cache and looked up again when used. --threads: FUSE\n"
      "  worker threads; --debug: libfuse's debug output. Without --foreground the process\n"
      "  detaches and logs to <cache_dir>/mount.log.\n"},
