@@ -486,8 +486,7 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
         lease_free(l);
         return dverr_set(err, -EIO, "no randomness for the lease nonce");
     }
-    for (int i = 0; i < 16; i++)
-        snprintf(l->nonce + 2 * i, 3, "%02x", rnd[i]);
+    hex_encode(rnd, sizeof rnd, l->nonce);
     if (!l->name || !l->purpose) {
         lease_free(l);
         return dverr_set(err, -ENOMEM, "out of memory");
