@@ -143,14 +143,19 @@ static int remove_below(struct objstore *s, const char *name, struct gens *g, ui
 }
 
 /* After creating generation gen of name on a store that deletes: remove the generations below the
- * previous one (best effort, see the design note). */
-static void tidy_after(struct objstore *s, const char *name, uint64_t gen)
+ * previous one (best effort, see the design note), from listed (a listing taken since gen was
+ * created or found ours) or, when NULL, from a listing of its own. */
+static void tidy_after(struct objstore *s, const char *name, uint64_t gen, struct gens *listed)
 {
     struct gens g = {0};
     uint64_t top;
     struct dverr ignore;
     dverr_clear(&ignore);
-    if (!s->append_only && gen > 1 && list_gens(s, name, &g, &top, &ignore) == 0)
+    if (s->append_only || gen <= 1)
+        return;
+    if (listed)
+        remove_below(s, name, listed, gen - 1, NULL, &ignore);
+    else if (list_gens(s, name, &g, &top, &ignore) == 0)
         remove_below(s, name, &g, gen - 1, NULL, &ignore);
     free(g.v);
 }
@@ -481,15 +486,14 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
         lease_free(l);
         return dverr_set(err, -EIO, "no randomness for the lease nonce");
     }
-    for (int i = 0; i < 16; i++)
-        snprintf(l->nonce + 2 * i, 3, "%02x", rnd[i]);
+    hex_encode(rnd, sizeof rnd, l->nonce);
     if (!l->name || !l->purpose) {
         lease_free(l);
         return dverr_set(err, -ENOMEM, "out of memory");
     }
     struct gens g = {0};
     int rc = -EBUSY;
-    bool held = false;
+    bool held = false, listed = false; /* listed: g is a whole listing taken once ours was there */
     for (int attempt = 0; attempt < 8 && !held; attempt++) {
         uint64_t top;
         struct dverr e2;
@@ -507,7 +511,7 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
             }
             if (strcmp(d.nonce, l->nonce) == 0) { /* our create whose answer got lost */
                 l->gen = top;
-                held = true;
+                held = listed = true;
                 break;
             }
             time_t now = time(NULL);
@@ -540,7 +544,8 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
              * tidying removes, and the lease is looked at again. Unknown (no listing): ours. */
             uint64_t now_top;
             dverr_clear(&e2);
-            held = list_gens(s, name, &g, &now_top, &e2) != 0 || now_top <= l->gen;
+            listed = list_gens(s, name, &g, &now_top, &e2) == 0;
+            held = !listed || now_top <= l->gen;
             if (!held)
                 rc = -EBUSY;
         } else if (rc != -EEXIST) {
@@ -559,8 +564,8 @@ int objstore_lease_take(struct objstore *s, const char *name, const char *purpos
             return dverr_set(err, -EBUSY, "%s: the lease is contended; try again", name);
         return rc;
     }
+    tidy_after(s, name, l->gen, listed ? &g : NULL);
     free(g.v);
-    tidy_after(s, name, l->gen);
     if (thread_start(&l->thread, renew_thread, l) == 0)
         l->thread_started = true;
     else
@@ -616,7 +621,7 @@ void objstore_lease_release(struct objstore_lease *l)
     dverr_clear(&err);
     int rc = lost ? -EEXIST : write_gen(l, gen + 1, true, true, &exp, &err);
     if (rc == 0)
-        tidy_after(l->s, l->name, gen + 1);
+        tidy_after(l->s, l->name, gen + 1, NULL);
     else if (rc != -EEXIST)
         log_warn("lease %s: could not release it (%s); it expires by itself", l->name,
                  dverr_msg(&err));

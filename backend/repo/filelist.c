@@ -143,9 +143,7 @@ int filelist_parse_index(const char *json, size_t len, char ***ids, size_t **cou
 out:
     cJSON_Delete(root);
     if (rc) {
-        for (size_t k = 0; *ids && k < *n; k++)
-            free((*ids)[k]);
-        free(*ids);
+        strv_free(*ids, *n);
         free(*counts);
         *ids = NULL;
         *counts = NULL;

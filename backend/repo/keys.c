@@ -408,9 +408,7 @@ int keys_remove(struct objstore *s, const char *id, struct dverr *err)
 
 void keys_passphrase_release(struct buf *b)
 {
-    if (b->data)
-        explicit_bzero(b->data, b->cap);
-    buf_release(b);
+    buf_release_secret(b);
 }
 
 bool keys_passphrase_configured(const struct config *cfg)

@@ -616,9 +616,7 @@ void point_free(struct point *p)
     free(p->audit_table);
     free(p->tables_object);
     free(p->files_object);
-    for (size_t k = 0; k < p->n_files_chunks; k++)
-        free(p->files_chunks[k]);
-    free(p->files_chunks);
+    strv_free(p->files_chunks, p->n_files_chunks);
     free(p->anomaly_json);
     free(p->definitions);
     free(p->metadata_stamp);

@@ -489,13 +489,6 @@ static bool base_has_chunk(const struct point *base, size_t at, const char *id)
     return false;
 }
 
-static void chunk_ids_free(char **ids, size_t n)
-{
-    for (size_t k = 0; k < n; k++)
-        free(ids[k]);
-    free(ids);
-}
-
 int repo_point_shared_put(struct repo *r, const struct point *p, const struct point *base,
                           char tables_id[65], char files_id[65], char ***chunks, size_t *n_chunks,
                           struct dverr *err)
@@ -545,7 +538,7 @@ int repo_point_shared_put(struct repo *r, const struct point *p, const struct po
         if (!(v[(*n_chunks)++] = strdup(ids[k])))
             rc = dverr_set(err, -ENOMEM, "out of memory");
     if (rc) {
-        chunk_ids_free(v, v ? *n_chunks : 0);
+        strv_free(v, *n_chunks);
         *n_chunks = 0;
     } else {
         *chunks = v;
@@ -569,7 +562,7 @@ static int put_shared(struct repo *r, struct point *p, const struct point *base,
         return rc;
     free(p->tables_object);
     free(p->files_object);
-    chunk_ids_free(p->files_chunks, p->n_files_chunks);
+    strv_free(p->files_chunks, p->n_files_chunks);
     p->files_chunks = chunks;
     p->n_files_chunks = n_chunks;
     p->files_chunked = true;

@@ -155,9 +155,7 @@ int repo_point_replace(struct repo *r, const struct point *p, struct dverr *err)
     if (!(rc = manifest_render(&q, &doc, err)))
         rc = repo_doc_put(r, "manifest", obj, doc.data, doc.len, err);
     buf_release(&doc);
-    for (size_t k = 0; k < n_chunks; k++)
-        free(chunks[k]);
-    free(chunks);
+    strv_free(chunks, n_chunks);
     if (rc)
         return rc;
     struct dverr ce = {0};
