@@ -17,8 +17,9 @@
  * in its body. A closed case, opportunity or activity of the target that must change is reopened
  * first (PATCH statecode 0 with the point's active status, or one seen in the point, or 1), then
  * updated, then closed again. A row of an elastic table (keyed by id and partitionid:
- * restore_record_key) is addressed in its partition by the alternate key of id and partition
- * (record_path: the point's partition for upserts, the target's for deletes).
+ * restore_record_key) is addressed in its partition by the alternate key of its id and
+ * partitionid (<set>(<pk>=<id>,partitionid='<partitionid>'): the point's for upserts, the
+ * target's for deletes; record_path).
  * Memory: the deferred parts (path and body of each) are held until the upserts are queued.
  * Threading: the restore's thread only (restore_int.h). */
 #include "backend/engine/restore_int.h"

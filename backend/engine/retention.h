@@ -40,7 +40,7 @@ struct retention_point {
 /* Decide for the points of one environment (any order; pts is not reordered) as of now. 0, or
  * -ENOMEM with no decision made (the caller must not prune on it). */
 int retention_decide(const struct config_retention *rules, struct retention_point *pts,
-                      size_t n, time_t now);
+                     size_t n, time_t now);
 
 /* The expiry a new point records (backup.json's expires_at, the `points` list): the platform's
  * for a system point (the rules may keep it longer; prune --dry-run says which), and keep_manual's

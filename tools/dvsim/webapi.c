@@ -471,6 +471,22 @@ static void count_get(struct req *r, const struct table_def *t)
     r->content_type = "text/plain";
 }
 
+const char *webapi_partition_arg(struct req *r)
+{
+    const char *arg = sreq_arg(r, "partitionId");
+    return arg ? arg : sreq_arg(r, "partitionid");
+}
+
+void webapi_row_not_found(struct req *r, const struct table_def *t, const char *key,
+                          const char *partition)
+{
+    if (t->elastic)
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist",
+                     t->logical, key, partition ? partition : "null");
+    else
+        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
+}
+
 void webapi_record_get(struct req *r, const struct table_def *t, const char *key);
 void webapi_record_get(struct req *r, const struct table_def *t, const char *key)
 {
@@ -488,19 +504,12 @@ void webapi_record_get(struct req *r, const struct table_def *t, const char *key
     char *line = NULL, row[DVSTORE_ID_MAX];
     size_t len = 0;
     /* an elastic row in a partition is read with it named (?partitionId=, or the alternate key) */
-    const char *part = t->elastic ? sreq_arg(r, "partitionId") : NULL;
-    if (t->elastic && !part)
-        part = sreq_arg(r, "partitionid");
+    const char *part = t->elastic ? webapi_partition_arg(r) : NULL;
     dvstore_row_id(key, part, row);
     int rc = db ? dvstore_get_record(db, table_id(r->env, dvschema_table_index(t)), row, &line, &len) : -EIO;
     dvstore_put(r->d->store, db);
-    if (rc == -ENOENT && t->elastic) {
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist", t->logical, key,
-                     part ? part : "null");
-        return;
-    }
     if (rc == -ENOENT) {
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
+        webapi_row_not_found(r, t, key, part);
         return;
     }
     if (rc) {

@@ -37,6 +37,12 @@
 /* ---- webapi.c ---- */
 /* "<base>/org/<env>/api/data/v9.2" of the request's org. */
 void webapi_base(struct req *r, struct buf *out);
+/* The partition a request names: ?partitionId= (also spelled partitionid; an alternate key
+ * segment (<pk>=<id>,partitionid='<p>') arrives as ?partitionId=), or NULL. */
+const char *webapi_partition_arg(struct req *r);
+/* 404 for a row that is not there (in the partition named, NULL: none, for an elastic table). */
+void webapi_row_not_found(struct req *r, const struct table_def *t, const char *key,
+                          const char *partition);
 
 /* ---- webapi_query.c ---- */
 /* A parsed $filter; NULL when parsing failed (err says why, as the service would). */

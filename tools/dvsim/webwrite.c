@@ -136,14 +136,6 @@ static bool want_representation(struct req *r)
     return yes;
 }
 
-/* The partition a request names: ?partitionId= (also spelled partitionid; an alternate key
- * segment (<pk>=<id>,partitionid='<p>') arrives as ?partitionId=: webapi.c), or NULL. */
-static const char *partition_arg(struct req *r)
-{
-    const char *arg = sreq_arg(r, "partitionId");
-    return arg ? arg : sreq_arg(r, "partitionid");
-}
-
 /* The stored id of the row a request addresses: key, and for an elastic table the partition the
  * request names (?partitionId=, else for a PATCH the body's partitionid; none: the row created
  * without a partition). part gets that partition. */
@@ -151,7 +143,7 @@ static void addressed_row(struct req *r, const struct table_def *t, const char *
                           char row[DVSTORE_ID_MAX])
 {
     buf_reset(part);
-    const char *arg = t->elastic ? partition_arg(r) : NULL;
+    const char *arg = t->elastic ? webapi_partition_arg(r) : NULL;
     if (arg) {
         buf_addstr(part, arg);
     } else if (t->elastic && !strcmp(r->method, "PATCH") && r->body.len) {
@@ -167,16 +159,6 @@ static void addressed_row(struct req *r, const struct table_def *t, const char *
     dvstore_row_id(key, part->data, row);
 }
 
-/* 404 for a row that is not there (in the partition named, for an elastic table). */
-static void row_not_found(struct req *r, const struct table_def *t, const char *key, const struct buf *part)
-{
-    if (t->elastic)
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s and partitionid = %s Does Not Exist", t->logical, key,
-                     part->data ? part->data : "null");
-    else
-        sreply_error(r, 404, "0x80040217", "%s With Id = %s Does Not Exist", t->logical, key);
-}
-
 /* A create in an elastic table takes ?partitionId= as its partitionid unless the body set it; a
  * body that names another partition is refused, and so is a partitionid holding a character an
  * alternate key cannot (/ < > * % & : \ ?). */
@@ -184,7 +166,7 @@ static int elastic_partition_take(struct req *r, const struct table_def *t, stru
 {
     if (!t->elastic)
         return 0;
-    const char *arg = partition_arg(r);
+    const char *arg = webapi_partition_arg(r);
     const char *body = srec_get(rec, "partitionid");
     if (arg && (!body || !strcmp(body, "null"))) {
         if (srec_set_str(rec, "partitionid", arg))
@@ -236,7 +218,7 @@ static void write_record(struct req *r, const struct table_def *t, const char *k
     if (if_none && !strcmp(if_none, "null"))
         if_none = NULL;
     if (key && if_match && !old) {
-        row_not_found(r, t, key, &part);
+        webapi_row_not_found(r, t, key, part.data);
         goto out;
     }
     if (key && old && if_match && strcmp(if_match, "*") != 0) {
@@ -395,7 +377,7 @@ static void delete_record(struct req *r, const struct table_def *t, const char *
     addressed_row(r, t, key, &part, row);
     int rc = dvstore_get_record(ws.db, tid, row, &old, &old_len);
     if (rc == -ENOENT) {
-        row_not_found(r, t, key, &part);
+        webapi_row_not_found(r, t, key, part.data);
         goto out;
     }
     const char *if_match = sreq_header(r, "If-Match");
