@@ -198,9 +198,10 @@ struct dv_read_stats {
     uint64_t pages, records, deleted;
 };
 /* Read a table. delta_link NULL: a full read (Prefer: odata.track-changes when the table has
- * change tracking); else GET that delta link. Pages of up to 5000 (odata.maxpagesize), formatted
- * values and lookup names included (odata.include-annotations). On success *new_delta_link is the
- * final @odata.deltaLink (caller frees; NULL for tables without change tracking).
+ * change tracking and new_delta_link is given: NULL reads untracked); else GET that delta link.
+ * Pages of up to 5000 (odata.maxpagesize), formatted values and lookup names included
+ * (odata.include-annotations). On success *new_delta_link is the final @odata.deltaLink (caller
+ * frees; NULL for tables without change tracking).
  * -ESTALE when the delta token has expired. */
 int dv_read_table(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
                   const char *delta_link, const struct dv_read_cb *cb, char **new_delta_link,

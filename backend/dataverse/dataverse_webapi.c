@@ -676,7 +676,8 @@ static void drop_select(char *link)
 }
 
 /* A full read, a delta read (delta_link), a read of some columns (select: no change tracking) or
- * a narrowed full read (q: dataverse.h), pages followed. */
+ * a narrowed full read (q: dataverse.h), pages followed. A full read asks for change tracking
+ * only when the caller takes the link (new_delta_link). */
 static int read_rows(struct dv_client *c, const struct dv_env *env, const struct dv_table *table,
                      const char *delta_link, const char *select, const struct dv_read_query *q,
                      const struct dv_read_cb *cb, char **new_delta_link,
@@ -721,7 +722,7 @@ static int read_rows(struct dv_client *c, const struct dv_env *env, const struct
     }
     if (rc)
         goto out;
-    bool track = !delta_link && !select && table->change_tracking &&
+    bool track = new_delta_link && !delta_link && !select && table->change_tracking &&
                  !(q && (q->key_from || q->key_to));
     int page = page_size_for(table);
     if (q && q->keys_only)

@@ -465,11 +465,8 @@ static int read_table(struct table_job *j, const char *delta_link, const char *r
         cap->records += j->records_read % 5000;
         pthread_mutex_unlock(&cap->lock);
     } else {
-        rc = capture_read_full(j, &new_link); /* capture_ranges.c */
-        if (!capture_reads_delta(j->t)) { /* an elastic table's link is never used */
-            free(new_link);
-            new_link = NULL;
-        }
+        /* capture_ranges.c; an elastic table's link would never be used: its read is untracked */
+        rc = capture_read_full(j, capture_reads_delta(j->t) ? &new_link : NULL);
     }
     if (rc)
         goto out;

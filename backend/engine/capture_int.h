@@ -198,8 +198,8 @@ int capture_definitions_index(struct cap *cap, const struct config *cfg,
 
 /* ---- capture_ranges.c: a full read ---- */
 /* Every record of the table into j->sorter or the range sorters (one stream, or key ranges side
- * by side); the
- * table's new delta link (NULL when untracked). */
+ * by side); *new_link the table's new delta link (NULL when untracked). new_link NULL: a table
+ * whose link is not wanted (elastic), read in one untracked stream. */
 int capture_read_full(struct table_job *j, char **new_link);
 /* Every entry of the full read in key order to fn: the range sorters in turn, else j->sorter. */
 int capture_full_drain(struct table_job *j,

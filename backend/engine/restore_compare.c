@@ -548,10 +548,8 @@ int restore_compare_table(struct rctx *c, struct rtab *t)
         rc = table_iterate(c->repo, c->safety, t->name, line_cb, &l, c->err);
     } else {
         struct dv_read_cb cb = {read_cb, read_deleted_cb, &l};
-        char *link = NULL;
         struct dv_read_stats st = {0};
-        rc = dv_read_table(c->dv, &c->target, t->def, NULL, &cb, &link, &st, c->err);
-        free(link);
+        rc = dv_read_table(c->dv, &c->target, t->def, NULL, &cb, NULL, &st, c->err);
     }
     if (rc)
         return rc;
