@@ -265,7 +265,7 @@ static void test_gfs_year(void **state)
     r.keep_weekly = 4;
     r.keep_monthly = 12;
     r.keep_yearly = 3;
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     struct buf want = BUF_INIT;
     static const char *const monthly[] = {"01-31", "02-28", "03-31", "04-30", "05-31", "06-30",
                                           "07-31", "08-31", "09-30", "10-31", "11-30"};
@@ -298,7 +298,7 @@ static void test_platform_default_alone(void **state)
     struct year *y = calloc(1, sizeof *y);
     year_init(y, 7);
     struct config_retention r = no_rules();
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     size_t n_kept = 0;
     for (size_t i = 0; i < y->n; i++) {
         n_kept += y->p[i].keep;
@@ -307,7 +307,7 @@ static void test_platform_default_alone(void **state)
     assert_int_equal(n_kept, 28);
     /* and with rules, every point the platform keeps is still kept */
     r.keep_monthly = 2;
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     for (size_t i = 0; i < y->n; i++)
         if (y->p[i].platform_expires > y->now)
             assert_true(y->p[i].keep);
@@ -322,7 +322,7 @@ static void test_within_all_and_gaps(void **state)
     year_init(y, 0); /* the platform keeps nothing */
     struct config_retention r = no_rules();
     r.keep_within = 2 * DAY;
-    retention_decide(&r, y->p, y->n, y->now + 100 * DAY); /* now does not matter */
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now + 100 * DAY), 0); /* now does not matter */
     char *got = kept(y);
     assert_string_equal(got, "2025-12-30T000000Z 2025-12-30T060000Z 2025-12-30T120000Z "
                              "2025-12-30T180000Z 2025-12-31T000000Z 2025-12-31T060000Z "
@@ -330,7 +330,7 @@ static void test_within_all_and_gaps(void **state)
     free(got);
     r = no_rules();
     r.keep_monthly = CONFIG_KEEP_ALL;
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     size_t n_kept = 0;
     for (size_t i = 0; i < y->n; i++)
         n_kept += y->p[i].keep;
@@ -346,7 +346,7 @@ static void test_within_all_and_gaps(void **state)
     year_add(g, "2025-03-09T10:00:00Z", false);
     r = no_rules();
     r.keep_daily = 2;
-    retention_decide(&r, g->p, g->n, g->now);
+    assert_int_equal(retention_decide(&r, g->p, g->n, g->now), 0);
     got = kept(g);
     assert_string_equal(got, "2025-03-05T100000Z 2025-03-09T100000Z");
     free(got);
@@ -365,7 +365,7 @@ static void test_manual_and_held(void **state)
     h->held = "audit 2025";
     struct config_retention r = no_rules();
     r.keep_daily = 3;
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     assert_true(m->keep);
     assert_non_null(strstr(m->why, "keep_manual all"));
     assert_true(h->keep);
@@ -373,14 +373,14 @@ static void test_manual_and_held(void **state)
     /* the manual point did not take a day of keep_daily: Dec 29..31 are the three days */
     assert_true(find_point(y, "2025-12-29T180000Z")->keep);
     r.keep_manual = 30 * DAY;
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     assert_false(m->keep);
     assert_string_equal(m->why, "keep_manual 30d ended 2025-04-14T12:34:00Z");
     assert_true(h->keep); /* held: kept whatever the rules */
-    retention_decide(&r, y->p, y->n, at("2025-04-01T00:00:00Z"));
+    assert_int_equal(retention_decide(&r, y->p, y->n, at("2025-04-01T00:00:00Z")), 0);
     assert_true(m->keep);
     r.keep_manual = CONFIG_KEEP_MANUAL_PLATFORM;
-    retention_decide(&r, y->p, y->n, y->now);
+    assert_int_equal(retention_decide(&r, y->p, y->n, y->now), 0);
     assert_false(m->keep);
     free(y);
 }
