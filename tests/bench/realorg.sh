@@ -25,7 +25,10 @@
 # dvsim runs with --max-requests 1000000/300: an idle pass of this org is about 700 requests, and
 # the service's 6000 requests per 5 minutes would hold a run of 100 or 1000 back-to-back passes
 # to about 8 passes every 5 minutes (captures 15 minutes apart never meet it).
-# Knobs: BENCH_REALORG_PARTS ("idle ls"), BENCH_REALORG_STORES ("dir azure").
+# Knobs: BENCH_REALORG_PARTS ("idle ls"), BENCH_REALORG_STORES ("dir azure"),
+# BENCH_REALORG_LS_KEEP=DIR (part ls keeps its repository and password in DIR and reuses them
+# when DIR already holds BENCH_REALORG_POINTS points: writing 1,000 points takes about 30 minutes),
+# BENCH_REALORG_LS_BUILD_ONLY=1 (write the points, do not mount).
 . "$(dirname "$0")/../lib.sh"
 PARTS=" ${BENCH_REALORG_PARTS:-idle ls} "
 part() { [[ $PARTS == *" $1 "* ]]; }
@@ -81,17 +84,30 @@ rm -f "$T/dvsim.db"
 
 part ls && {
 PTS=${BENCH_REALORG_POINTS:-1000}
+KEEP=${BENCH_REALORG_LS_KEEP:-}
 rm -rf "$T/repo" "$T/cache"
+[ -z "$KEEP" ] || { mkdir -p "$KEEP/repo"; [ ! -s "$KEEP/password" ] || cp -p "$KEEP/password" "$T/password"; }
 start_dvsim --seed demo --shape real --records 200 --max-requests 1000000/300
 write_config
-dvsnap init >/dev/null || exit 1
-l0=$(load)
-t0=$(date +%s%N)
-dvsnap capture --env "$ENV" >/dev/null || exit 1
-[ "$PTS" -le 1 ] || dvsnap capture --env "$ENV" --passes $(( PTS - 1 )) >/dev/null || exit 1
-t1=$(date +%s%N)
+if [ -n "$KEEP" ]; then
+  rm -rf "$T/repo"
+  ln -s "$KEEP/repo" "$T/repo"
+  cp -p "$T/password" "$KEEP/password"
+fi
+if [ -n "$KEEP" ] && [ -f "$KEEP/points-$PTS" ]; then
+  note "reusing the $PTS points in $KEEP"
+else
+  dvsnap init >/dev/null || exit 1
+  l0=$(load)
+  t0=$(date +%s%N)
+  dvsnap capture --env "$ENV" >/dev/null || exit 1
+  [ "$PTS" -le 1 ] || dvsnap capture --env "$ENV" --passes $(( PTS - 1 )) >/dev/null || exit 1
+  t1=$(date +%s%N)
+  note "$PTS points written in $(( (t1 - t0) / 1000000000 )) s (load $l0)"
+  [ -z "$KEEP" ] || touch "$KEEP/points-$PTS"
+fi
+[ -z "${BENCH_REALORG_LS_BUILD_ONLY:-}" ] || exit 0
 points=$(dvsnap points "$ENV" | tail -n +2 | grep -c .)
-note "$points points written in $(( (t1 - t0) / 1000000000 )) s (load $l0)"
 M="$T/mnt"
 drop() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; }
 secs() { awk -v n="$1" 'BEGIN {printf "%.3f", n / 1e9}'; }
