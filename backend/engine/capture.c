@@ -410,17 +410,10 @@ int capture_carry_previous(struct table_job *j)
     int rc = copy_chain(o, p, NULL);
     if (rc || !o->name)
         return -ENOMEM;
-    /* its files stay as they were */
-    capture_files_free(j->files, j->n_files);
-    j->files = NULL;
-    j->n_files = j->cap_files = 0;
-    const struct point *prev = j->cap->prev;
-    for (size_t i = 0; prev && i < prev->n_files && !rc; i++)
-        if (prev->files[i].table && strcmp(prev->files[i].table, p->name) == 0)
-            rc = capture_add_file(j, prev->files[i].record_id, prev->files[i].column,
-                                  prev->files[i].file_name, prev->files[i].blob,
-                                  prev->files[i].size);
-    return rc;
+    /* its files stay as they were: carried from the previous point when the list is written */
+    capture_job_files_release(j);
+    j->carry_prev_files = true;
+    return 0;
 }
 
 void capture_job_reset_read(struct table_job *j)
@@ -432,9 +425,7 @@ void capture_job_reset_read(struct table_job *j)
     for (size_t i = 0; i < j->n_todo; i++)
         free(j->todo[i].key);
     j->n_todo = 0;
-    capture_files_free(j->files, j->n_files);
-    j->files = NULL;
-    j->n_files = j->cap_files = 0;
+    capture_job_files_release(j);
     capture_full_files_release(j);
 }
 

@@ -68,6 +68,8 @@ static void *worker(void *arg)
         int rc = j->t->definition_error
                      ? dverr_set(&j->err, -EIO, "%s", j->t->definition_error)
                      : capture_run_job(j);
+        if (rc == 0)
+            rc = capture_job_files_park(j);
         if (rc == 0) {
             j->ok = true;
         } else {
@@ -158,19 +160,36 @@ static int cmp_jobs(const void *a, const void *b)
     return strcmp(x->t->logical_name, y->t->logical_name);
 }
 
-/* The point's files in one order whatever the order the tables were read in, so a point whose
- * files did not change has its parent's files object (manifest.h). */
-static int cmp_files(const void *a, const void *b)
+/* The jobs in table order: the point's file list is in that order (filelist.h). */
+static int cmp_job_names(const void *a, const void *b)
 {
-    const struct point_file *x = a, *y = b;
-    int c = strcmp(x->table, y->table);
-    if (!c)
-        c = strcmp(x->record_id, y->record_id);
-    if (!c)
-        c = strcmp(x->column ? x->column : "", y->column ? y->column : "");
-    if (!c)
-        c = strcmp(x->file_name, y->file_name);
-    return c ? c : strcmp(x->blob, y->blob);
+    const struct table_job *x = *(const struct table_job *const *)a,
+                           *y = *(const struct table_job *const *)b;
+    return strcmp(x->t->logical_name, y->t->logical_name);
+}
+
+/* The point's file list, streamed table by table (capture_job_files_put) into the repository:
+ * whatever the order the tables were read in, the same files give the same list, so a point whose
+ * files did not change has its parent's chunks. *n_files: how many. */
+static int put_files(struct cap *cap, struct point *p, size_t *n_files, struct dverr *err)
+{
+    struct table_job **order = calloc(cap->n_jobs ? cap->n_jobs : 1, sizeof *order);
+    size_t n = 0;
+    if (!order)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    for (size_t i = 0; i < cap->n_jobs; i++)
+        if (cap->jobs[i].ok)
+            order[n++] = &cap->jobs[i];
+    qsort(order, n, sizeof *order, cmp_job_names);
+    int rc = repo_capture_files_begin(cap->rc, p->expires_at, err);
+    for (size_t i = 0; i < n && !rc; i++) {
+        rc = capture_job_files_put(order[i], err);
+        capture_job_files_release(order[i]);
+    }
+    if (!rc)
+        rc = repo_capture_files_finish(cap->rc, p, n_files, err);
+    free(order);
+    return rc;
 }
 
 static int cmp_tables(const void *a, const void *b)
@@ -387,7 +406,6 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
             p->audit_table = strdup("audit");
         p->tables[p->n_tables++] = j->out;
         memset(&j->out, 0, sizeof j->out);
-        n_files += j->n_files;
     }
     if (nc.len > 1)
         nc.len--; /* the last ',' */
@@ -396,22 +414,8 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         goto nomem;
     p->not_captured_json = buf_detach(&nc);
     qsort(p->tables, p->n_tables, sizeof *p->tables, cmp_tables);
-    p->files = calloc(n_files ? n_files : 1, sizeof *p->files);
-    if (!p->files)
-        goto nomem;
-    for (size_t i = 0; i < cap.n_jobs; i++) {
-        struct table_job *j = &cap.jobs[i];
-        if (!j->ok)
-            continue;
-        if (j->n_files) /* j->files may be NULL: memcpy(.., NULL, 0) is undefined */
-            memcpy(p->files + p->n_files, j->files, j->n_files * sizeof *j->files);
-        p->n_files += j->n_files;
-        free(j->files);
-        j->files = NULL;
-        j->n_files = 0;
-    }
-    if (p->n_files)
-        qsort(p->files, p->n_files, sizeof *p->files, cmp_files);
+    if ((rc = put_files(&cap, p, &n_files, err)))
+        goto out;
 
     if (anomaly_check(cfg, cap.prev, p))
         goto nomem;
@@ -436,7 +440,7 @@ int capture_env(struct dv_client *dv, struct repo *repo, const struct config *cf
         res->records_read = cap.records;
         res->requests = st1.requests - st0.requests;
         res->blobs_written = atomic_load(&cap.blobs_written);
-        res->files = p->n_files;
+        res->files = n_files;
     }
     goto out;
 nomem:

@@ -5,8 +5,13 @@
  * columns are queued then and downloaded (dv_file_download) after the table's read, for created
  * and updated records only (an image at full size: the record line keeps the thumbnail the
  * service put there); files of unchanged records are carried from the previous point (a full
- * read walks the previous point's files of the table in record order alongside its merge, so it
- * needs no map of the table's keys). A
+ * read walks the previous point's files of the table in record order alongside its merge, read
+ * chunk by chunk from the store, so it needs no map of the table's keys).
+ * The table's part of the point's file list never sits whole in memory: a full read's files go
+ * to an external sort (parked on disk when the read is done); a delta read keeps only its new
+ * files and the ids of the records it touched, and the previous point's other files of the table
+ * are merged in, from its chunks, as the list is written (capture_job_files_put, table by table
+ * in list order, into the repository's streaming list writer). A
  * file the previous point lists as not captured is fetched again, unless it was too large and the
  * limit has not been raised since. Every such blob is one of the point's files, which is what
  * prune keeps (the notes' segment writer names those blobs instead of holding the base64:
@@ -61,9 +66,41 @@ static int add_problem(struct table_job *j, const char *what, const char *reason
     return add_problem_of(j, what, reason, NULL, NULL, 0);
 }
 
+/* A full read's file as a sort entry: key record id, column ("" for none), file name, blob, each
+ * ended by a NUL (so keys sort as the list does), then a sequence number (big-endian: entries
+ * alike stay apart); line: 1 when the column is null, then the size (big-endian). */
+static int sort_file(struct table_job *j, const char *key, const char *column,
+                     const char *file_name, const char *blob, uint64_t size)
+{
+    struct buf k = BUF_INIT;
+    unsigned char seq[8], line[9];
+    uint64_t n = j->file_seq++;
+    for (int i = 7; i >= 0; i--, n >>= 8)
+        seq[i] = (unsigned char)n;
+    line[0] = column == NULL;
+    for (int i = 8; i >= 1; i--, size >>= 8)
+        line[i] = (unsigned char)size;
+    int rc = buf_add(&k, key, strlen(key) + 1);
+    if (!rc)
+        rc = buf_add(&k, column ? column : "", column ? strlen(column) + 1 : 1);
+    if (!rc)
+        rc = buf_add(&k, file_name, strlen(file_name) + 1);
+    if (!rc)
+        rc = buf_add(&k, blob, strlen(blob) + 1);
+    if (!rc)
+        rc = buf_add(&k, seq, sizeof seq);
+    if (!rc)
+        rc = segment_sorter_add(j->file_sorter, 'b', k.data, k.len, (const char *)line,
+                                sizeof line, &j->err);
+    buf_release(&k);
+    return rc;
+}
+
 int capture_add_file(struct table_job *j, const char *key, const char *column,
                      const char *file_name, const char *blob, uint64_t size)
 {
+    if (j->file_sorter)
+        return sort_file(j, key, column, file_name, blob, size);
     if (j->n_files == j->cap_files) {
         size_t cap = j->cap_files ? j->cap_files * 2 : 16;
         struct point_file *f = realloc(j->files, cap * sizeof *f);
@@ -80,7 +117,7 @@ int capture_add_file(struct table_job *j, const char *key, const char *column,
     f->file_name = xstrdup(file_name);
     f->blob = xstrdup(blob);
     f->size = size;
-    if (!f->table || !f->record_id || !f->column || !f->file_name || !f->blob) {
+    if (!f->table || !f->record_id || (column && !f->column) || !f->file_name || !f->blob) {
         free(f->table), free(f->record_id), free(f->column), free(f->file_name), free(f->blob);
         return -ENOMEM;
     }
@@ -330,7 +367,6 @@ int capture_download_files(struct table_job *j)
  * untouched records. */
 int capture_finish_files(struct table_job *j)
 {
-    struct cap *cap = j->cap;
     int rc = queue_failed_files(j);
     if (rc)
         return rc;
@@ -347,28 +383,53 @@ int capture_finish_files(struct table_job *j)
     j->n_files = w;
     if ((rc = capture_download_files(j)))
         return rc;
-    /* carry the previous point's files of records this pass did not touch */
-    const struct point *prev = cap->prev;
-    for (size_t i = 0; prev && i < prev->n_files && !rc; i++) {
-        const struct point_file *f = &prev->files[i];
-        if (!f->table || strcmp(f->table, j->t->logical_name) != 0)
-            continue;
-        struct km_entry *e = km_get(&j->map, f->record_id, strlen(f->record_id), false, NULL);
-        if (e && e->op != KM_NONE)
-            continue;
-        rc = capture_add_file(j, f->record_id, f->column, f->file_name, f->blob, f->size);
+    /* the previous point's files of records this pass did not touch are carried when the list
+     * is written (capture_job_files_put), read from the previous point then */
+    return capture_files_note_touched(j);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int capture_files_note_touched(struct table_job *j)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < j->map.cap; i++) {
+        const struct km_entry *e = keymap_slot(&j->map, i);
+        n += e->key && e->op != KM_NONE;
     }
-    return rc;
+    strv_free(j->touched, j->n_touched);
+    j->touched = NULL;
+    j->n_touched = 0;
+    j->carry_prev_files = true;
+    if (!n)
+        return 0;
+    if (!(j->touched = calloc(n, sizeof *j->touched)))
+        return -ENOMEM;
+    for (size_t i = 0; i < j->map.cap; i++) {
+        const struct km_entry *e = keymap_slot(&j->map, i);
+        if (!e->key || e->op == KM_NONE)
+            continue;
+        if (!(j->touched[j->n_touched] = strndup(e->key, e->key_len)))
+            return -ENOMEM;
+        j->n_touched++;
+    }
+    qsort(j->touched, j->n_touched, sizeof *j->touched, cmp_str);
+    return 0;
 }
 
 /* ---- full reads: files decided key by key, in key order ---- */
 
-static int cmp_file(const void *a, const void *b)
+/* The next of the previous point's files of the table (j->prev_file; NULL at the end). */
+static int prev_file_next(struct table_job *j)
 {
-    const struct point_file *x = *(const struct point_file *const *)a,
-                            *y = *(const struct point_file *const *)b;
-    int c = strcmp(x->record_id, y->record_id);
-    return c ? c : (x > y) - (x < y); /* the manifest's order within a record */
+    j->prev_file = NULL;
+    if (!j->prev_reader)
+        return 0;
+    int rc = repo_files_reader_next(j->prev_reader, &j->prev_file, &j->err);
+    return rc < 0 ? rc : 0;
 }
 
 static int cmp_fail(const void *a, const void *b)
@@ -382,17 +443,14 @@ int capture_full_files_begin(struct table_job *j)
 {
     const struct point *prev = j->cap->prev;
     capture_full_files_release(j);
-    size_t n = 0;
-    for (size_t i = 0; j->prev && prev && i < prev->n_files; i++)
-        n += prev->files[i].table && strcmp(prev->files[i].table, j->t->logical_name) == 0;
-    if (n) {
-        if (!(j->prev_files = malloc(n * sizeof *j->prev_files)))
-            return -ENOMEM;
-        for (size_t i = 0; i < prev->n_files; i++)
-            if (prev->files[i].table && strcmp(prev->files[i].table, j->t->logical_name) == 0)
-                j->prev_files[j->n_prev_files++] = &prev->files[i];
-        qsort(j->prev_files, j->n_prev_files, sizeof *j->prev_files, cmp_file);
-    }
+    capture_job_files_release(j);
+    int rc = repo_sorter_new(j->cap->repo, CAPTURE_FILES_SORT_BUDGET, &j->file_sorter, &j->err);
+    if (!rc && j->prev && prev)
+        rc = repo_prev_files_open(j->cap->rc, j->t->logical_name, &j->prev_reader, &j->err);
+    if (!rc)
+        rc = prev_file_next(j);
+    if (rc)
+        return rc;
     /* files of this table the previous point lists as not captured: fetched again below when
      * their record is still there */
     const char *nc = prev ? prev->not_captured_json : NULL;
@@ -422,9 +480,9 @@ int capture_full_files_begin(struct table_job *j)
 
 void capture_full_files_release(struct table_job *j)
 {
-    free(j->prev_files);
-    j->prev_files = NULL;
-    j->n_prev_files = j->prev_file_at = 0;
+    repo_files_reader_free(j->prev_reader);
+    j->prev_reader = NULL;
+    j->prev_file = NULL;
     free(j->fails);
     j->fails = NULL;
     j->n_fails = j->fail_at = 0;
@@ -481,14 +539,15 @@ int capture_full_files_key(struct table_job *j, const char *key, size_t kn, enum
             rc = capture_record_files(j, json_root(doc), k);
         json_doc_free(doc);
     }
-    while (!rc && j->prev_file_at < j->n_prev_files) {
-        const struct point_file *f = j->prev_files[j->prev_file_at];
+    while (!rc && j->prev_file) {
+        const struct point_file *f = j->prev_file;
         int c = id_cmp(f->record_id, key, kn);
         if (c > 0)
             break;
         if (c == 0 && op == KM_NONE) /* unchanged: its files are as they were */
             rc = capture_add_file(j, f->record_id, f->column, f->file_name, f->blob, f->size);
-        j->prev_file_at++;
+        if (!rc)
+            rc = prev_file_next(j);
     }
     while (!rc && j->fail_at < j->n_fails) {
         const struct json_node *p = j->fails[j->fail_at];
@@ -554,4 +613,105 @@ int capture_find_file_columns(struct table_job *j)
     }
     json_doc_free(doc);
     return 0;
+}
+
+/* ---- the job's files into the point's list ---- */
+
+void capture_job_files_release(struct table_job *j)
+{
+    capture_files_free(j->files, j->n_files);
+    j->files = NULL;
+    j->n_files = j->cap_files = 0;
+    segment_sorter_free(j->file_sorter);
+    j->file_sorter = NULL;
+    j->file_seq = 0;
+    strv_free(j->touched, j->n_touched);
+    j->touched = NULL;
+    j->n_touched = 0;
+    j->carry_prev_files = false;
+}
+
+int capture_job_files_park(struct table_job *j)
+{
+    if (!j->file_sorter || segment_sorter_memory(j->file_sorter) <= CAPTURE_FILES_PARK)
+        return 0;
+    return segment_sorter_park(j->file_sorter, &j->err);
+}
+
+/* The list's order (filelist.h): table, record id, column (none first), file name, blob. */
+static int cmp_files(const void *a, const void *b)
+{
+    const struct point_file *x = a, *y = b;
+    int c = strcmp(x->table, y->table);
+    if (!c)
+        c = strcmp(x->record_id, y->record_id);
+    if (!c)
+        c = strcmp(x->column ? x->column : "", y->column ? y->column : "");
+    if (!c)
+        c = strcmp(x->file_name, y->file_name);
+    return c ? c : strcmp(x->blob, y->blob);
+}
+
+struct put_ctx {
+    struct table_job *j;
+};
+
+/* A sort entry back into a file (sort_file's encoding). */
+static int put_sorted(void *ctx, const struct segment_entry *e, struct dverr *err)
+{
+    struct put_ctx *pc = ctx;
+    const char *k = e->key, *end = e->key + e->key_len, *field[4];
+    for (int i = 0; i < 4; i++) {
+        const char *nul = k < end ? memchr(k, '\0', (size_t)(end - k)) : NULL;
+        if (!nul)
+            return dverr_set(err, -EIO, "a sorted file entry of %s is damaged",
+                             pc->j->t->logical_name);
+        field[i] = k;
+        k = nul + 1;
+    }
+    if (e->line_len != 9)
+        return dverr_set(err, -EIO, "a sorted file entry of %s is damaged", pc->j->t->logical_name);
+    const unsigned char *l = (const unsigned char *)e->line;
+    uint64_t size = 0;
+    for (int i = 1; i <= 8; i++)
+        size = size << 8 | l[i];
+    struct point_file f = {(char *)pc->j->t->logical_name, (char *)field[0],
+                           l[0] ? NULL : (char *)field[1], (char *)field[2], (char *)field[3],
+                           size};
+    return repo_capture_files_add(pc->j->cap->rc, &f, err);
+}
+
+static bool touched(const struct table_job *j, const char *record_id)
+{
+    return j->n_touched &&
+           bsearch(&record_id, j->touched, j->n_touched, sizeof *j->touched, cmp_str) != NULL;
+}
+
+int capture_job_files_put(struct table_job *j, struct dverr *err)
+{
+    if (j->file_sorter) {
+        struct put_ctx pc = {j};
+        return segment_sorter_drain(j->file_sorter, put_sorted, &pc, err);
+    }
+    if (j->n_files)
+        qsort(j->files, j->n_files, sizeof *j->files, cmp_files);
+    struct repo_files_reader *rd = NULL;
+    const struct point_file *pf = NULL;
+    int rc = 0;
+    if (j->carry_prev_files && j->cap->prev &&
+        !(rc = repo_prev_files_open(j->cap->rc, j->t->logical_name, &rd, err)))
+        rc = repo_files_reader_next(rd, &pf, err);
+    size_t i = 0;
+    while (rc >= 0 && (pf || i < j->n_files)) {
+        if (pf && touched(j, pf->record_id)) {
+            rc = repo_files_reader_next(rd, &pf, err);
+        } else if (pf && (i >= j->n_files || cmp_files(pf, &j->files[i]) <= 0)) {
+            if (!(rc = repo_capture_files_add(j->cap->rc, pf, err)))
+                rc = repo_files_reader_next(rd, &pf, err);
+        } else {
+            rc = repo_capture_files_add(j->cap->rc, &j->files[i++], err);
+        }
+    }
+    repo_files_reader_free(rd);
+    return rc < 0 ? rc : 0;
 }

@@ -30,6 +30,11 @@
 
 /* Memory a full read's sort holds before it spills a run to disk (per table being read). */
 #define CAPTURE_SORT_BUDGET ((size_t)24 << 20)
+/* A full read's files (the table's part of the point's file list) are sorted in a sorter of this
+ * budget; one that holds more than CAPTURE_FILES_PARK once the read is done is parked on disk
+ * until the point's list is written (segment_sorter_park), so the list never sits in memory. */
+#define CAPTURE_FILES_SORT_BUDGET ((size_t)4 << 20)
+#define CAPTURE_FILES_PARK ((size_t)256 << 10)
 
 /* ---------------------------------------------------------------- key map */
 
@@ -114,8 +119,18 @@ struct table_job {
     bool ok;                        /* out is filled */
     char *fail_reason;              /* set when the table could not be read */
     int rc;
+    /* the table's files in the new point: a full read's in file_sorter (key: record id, column,
+     * file name, blob, a sequence number; capture_files.c), a delta read's new files in files
+     * (what the pass changed) with carry_prev_files: the previous point's files of the table,
+     * except those of the records in touched (sorted), are the rest; capture_job_files_put
+     * streams them into the point's list */
     struct point_file *files;
     size_t n_files, cap_files;
+    struct segment_sorter *file_sorter;
+    uint64_t file_seq;
+    bool carry_prev_files;
+    char **touched;
+    size_t n_touched;
     struct buf problems;            /* not_captured entries for this table (JSON objects + ',') */
     /* read state */
     struct keymap map;
@@ -129,9 +144,9 @@ struct table_job {
                                             * instead of sorter (capture_ranges.c) */
     size_t n_range_sorters;
     _Atomic bool ranges_failed;     /* a range read failed: the others stop */
-    const struct point_file **prev_files; /* full read: the previous point's files of the table,
-                                           * by record id (capture_full_files_*) */
-    size_t n_prev_files, prev_file_at;
+    struct repo_files_reader *prev_reader; /* full read: the previous point's files of the
+                                            * table, by record id (capture_full_files_*) */
+    const struct point_file *prev_file;     /* the reader's current file (NULL: no more) */
     struct json_doc *nc_doc;        /* full read: the previous point's not_captured, parsed */
     const struct json_node **fails; /* its files of this table, by record id */
     size_t n_fails, fail_at;
@@ -238,5 +253,15 @@ int capture_download_files(struct table_job *j);
 int capture_add_file(struct table_job *j, const char *key, const char *column,
                      const char *file_name, const char *blob, uint64_t size);
 void capture_files_free(struct point_file *f, size_t n);
+/* Delta reads, once the map holds every key's final op: the records the pass touched (their
+ * previous files are not carried). */
+int capture_files_note_touched(struct table_job *j);
+/* A finished job's files set aside until the point's list is written (a big file sorter parked
+ * on disk). */
+int capture_job_files_park(struct table_job *j);
+/* Stream the job's files, in list order, into the point's list (repo_capture_files_add). */
+int capture_job_files_put(struct table_job *j, struct dverr *err);
+/* Drops the job's files (new, sorted, touched). */
+void capture_job_files_release(struct table_job *j);
 
 #endif

@@ -1,7 +1,9 @@
 /* filelist: cutting a point's file list into content-addressed chunks, and the index that names
  * them (format and limits in filelist.h). Chunks are rendered by hand (no JSON tree: a list of
  * 200,000 files is rendered a chunk at a time in a few hundred kilobytes); the index, small, is
- * parsed with cJSON. Thread-safe: no shared state. */
+ * parsed with cJSON. The streaming writer holds one chunk's files (at most 2 * FILELIST_CHUNK_MAX)
+ * and cuts where filelist_chunk_end would (one function decides both).
+ * Thread-safe: no shared state; a writer belongs to one thread at a time. */
 #include "backend/repo/filelist.h"
 
 #include <cjson/cJSON.h>
@@ -34,18 +36,95 @@ static bool same_record(const struct point_file *a, const struct point_file *b)
     return strcmp(a->table, b->table) == 0 && strcmp(a->record_id, b->record_id) == 0;
 }
 
+/* The cut between a, the len-th file of its chunk, and b, the file after it: what both the
+ * whole-list cut (filelist_chunk_end) and the streaming writer decide by, so they cut alike. */
+static bool cut_between(const struct point_file *a, const struct point_file *b, size_t len)
+{
+    if (len >= 2 * FILELIST_CHUNK_MAX)
+        return true; /* one record with that many files: cut inside it */
+    if (same_record(a, b))
+        return false;
+    return record_cuts(a) || len >= FILELIST_CHUNK_MAX;
+}
+
 size_t filelist_chunk_end(const struct point_file *files, size_t n, size_t from)
 {
-    for (size_t i = from; i + 1 < n; i++) {
-        size_t len = i + 1 - from;
-        if (len >= 2 * FILELIST_CHUNK_MAX)
-            return i + 1; /* one record with that many files: cut inside it */
-        if (same_record(&files[i], &files[i + 1]))
-            continue;
-        if (record_cuts(&files[i]) || len >= FILELIST_CHUNK_MAX)
+    for (size_t i = from; i + 1 < n; i++)
+        if (cut_between(&files[i], &files[i + 1], i + 1 - from))
             return i + 1;
-    }
     return n;
+}
+
+struct filelist_writer {
+    int (*emit)(void *ctx, const struct point_file *files, size_t n);
+    void *ctx;
+    struct point_file *pending; /* the chunk being gathered; strings in the arena */
+    size_t n, cap;
+    struct arena strings;
+};
+
+int filelist_writer_new(int (*emit)(void *ctx, const struct point_file *files, size_t n),
+                        void *ctx, struct filelist_writer **out)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out)
+        return -ENOMEM;
+    (*out)->emit = emit;
+    (*out)->ctx = ctx;
+    return 0;
+}
+
+static int writer_flush(struct filelist_writer *w)
+{
+    int rc = w->n ? w->emit(w->ctx, w->pending, w->n) : 0;
+    w->n = 0;
+    arena_release(&w->strings);
+    return rc;
+}
+
+static char *arena_str(struct arena *a, const char *s)
+{
+    return s ? arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+int filelist_writer_add(struct filelist_writer *w, const struct point_file *f)
+{
+    int rc;
+    if (w->n && cut_between(&w->pending[w->n - 1], f, w->n) && (rc = writer_flush(w)))
+        return rc;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 2 * FILELIST_CHUNK_AVG;
+        struct point_file *v = realloc(w->pending, cap * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        w->pending = v;
+        w->cap = cap;
+    }
+    struct point_file *c = &w->pending[w->n];
+    *c = (struct point_file){arena_str(&w->strings, f->table),
+                             arena_str(&w->strings, f->record_id),
+                             arena_str(&w->strings, f->column),
+                             arena_str(&w->strings, f->file_name),
+                             arena_str(&w->strings, f->blob), f->size};
+    if ((f->table && !c->table) || (f->record_id && !c->record_id) || (f->column && !c->column) ||
+        (f->file_name && !c->file_name) || (f->blob && !c->blob))
+        return -ENOMEM;
+    w->n++;
+    return 0;
+}
+
+int filelist_writer_finish(struct filelist_writer *w)
+{
+    return writer_flush(w);
+}
+
+void filelist_writer_free(struct filelist_writer *w)
+{
+    if (!w)
+        return;
+    arena_release(&w->strings);
+    free(w->pending);
+    free(w);
 }
 
 static int add_member(struct buf *out, const char *key, const char *v)

@@ -27,6 +27,16 @@
 
 /* The end (exclusive) of the chunk of files[0..n) that starts at from (< n). */
 size_t filelist_chunk_end(const struct point_file *files, size_t n, size_t from);
+/* A streaming writer: files added one at a time, in list order, are cut into the same chunks as
+ * filelist_chunk_end cuts the whole list; each chunk goes to emit (files valid during the call;
+ * a non-zero return stops the writer and is returned) as soon as its end is known (the file after
+ * it arrived), the last at filelist_writer_finish. Memory: one chunk's files. 0 or -ENOMEM. */
+struct filelist_writer;
+int filelist_writer_new(int (*emit)(void *ctx, const struct point_file *files, size_t n),
+                        void *ctx, struct filelist_writer **out);
+int filelist_writer_add(struct filelist_writer *w, const struct point_file *f);
+int filelist_writer_finish(struct filelist_writer *w);
+void filelist_writer_free(struct filelist_writer *w); /* accepts NULL */
 /* files[0..n) as one chunk document (one line of JSON, appended to out); 0 or -ENOMEM. */
 int filelist_render_chunk(const struct point_file *files, size_t n, struct buf *out);
 /* The index of n chunks (ids[k] a blob id, counts[k] its files) appended to out; 0 or -ENOMEM. */

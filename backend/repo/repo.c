@@ -549,19 +549,19 @@ static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
     return 0;
 }
 
-/* A format-3 point's file list: its index (the bytes in index), then each chunk it names, read
- * as a blob (hash checked; the first ones through the memo) into p->files, sized from the
- * index. */
+/* A format-3 point's file list: its index (the bytes in index), then, when entries, each chunk
+ * it names, read as a blob (hash checked; the first ones through the memo) into p->files, sized
+ * from the index. counts (NULL: not wanted) gets the index's count of each chunk. */
 static int load_file_chunks(struct repo *r, struct point *p, const char *index, size_t len,
-                            struct dverr *err)
+                            bool entries, size_t **counts_out, struct dverr *err)
 {
     size_t *counts = NULL, total = 0;
     struct buf chunk = BUF_INIT;
     int rc = filelist_parse_index(index, len, &p->files_chunks, &counts, &p->n_files_chunks,
                                   &total, err);
-    if (!rc && !(p->files = calloc(total ? total : 1, sizeof *p->files)))
+    if (!rc && entries && !(p->files = calloc(total ? total : 1, sizeof *p->files)))
         rc = dverr_set(err, -ENOMEM, "out of memory");
-    for (size_t k = 0; !rc && k < p->n_files_chunks; k++) {
+    for (size_t k = 0; !rc && entries && k < p->n_files_chunks; k++) {
         buf_reset(&chunk);
         if ((rc = k < REPO_CHUNK_MEMO ? shared_get(r, 2 + (int)k, p->files_chunks[k], &chunk, err)
                                       : repo_blob_get(r, p->files_chunks[k], &chunk, err)))
@@ -570,13 +570,43 @@ static int load_file_chunks(struct repo *r, struct point *p, const char *index, 
                                         err);
     }
     buf_release(&chunk);
+    if (!rc && counts_out) {
+        *counts_out = counts;
+        counts = NULL;
+    }
     free(counts);
     return rc;
 }
 
+int repo_files_chunk_load(struct repo *r, const struct point *p, size_t k, size_t count,
+                          struct point **out, struct dverr *err)
+{
+    *out = NULL;
+    struct buf chunk = BUF_INIT;
+    struct point *c = calloc(1, sizeof *c);
+    int rc = 0;
+    if (!c || (p->env && !(c->env = strdup(p->env))) || (p->name && !(c->name = strdup(p->name))) ||
+        !(c->files = calloc(count ? count : 1, sizeof *c->files)))
+        rc = dverr_set(err, -ENOMEM, "out of memory");
+    if (!rc && k >= p->n_files_chunks)
+        rc = dverr_set(err, -EINVAL, "no chunk %zu in the file list of %s/%s", k, p->env, p->name);
+    if (!rc && !(rc = repo_blob_get(r, p->files_chunks[k], &chunk, err)))
+        rc = manifest_parse_files_chunk(c, count, chunk.data ? chunk.data : "", chunk.len, err);
+    buf_release(&chunk);
+    if (rc) {
+        point_free(c);
+        return rc == -ENOENT ? dverr_set(err, -EIO, "damaged point %s/%s: %s", p->env, p->name,
+                                         dverr_msg(err))
+                             : rc;
+    }
+    *out = c;
+    return 0;
+}
+
 /* Complete a format-2 or 3 point with its tables document and files document or file list
  * (manifest.h). */
-static int load_shared(struct repo *r, struct point *p, struct dverr *err)
+static int load_shared(struct repo *r, struct point *p, bool entries, size_t **counts,
+                       struct dverr *err)
 {
     struct buf t = BUF_INIT, f = BUF_INIT;
     struct dverr e2 = {0};
@@ -587,7 +617,7 @@ static int load_shared(struct repo *r, struct point *p, struct dverr *err)
         rc = manifest_parse_shared(p, t.data ? t.data : "", t.len, f.data ? f.data : "", f.len,
                                    &e2);
     if (!rc && p->files_chunked)
-        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len, &e2);
+        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len, entries, counts, &e2);
     if (rc)
         rc = dverr_set(err, rc == -ENOENT ? -EIO : rc, "damaged point %s/%s: %s", p->env,
                        p->name, dverr_msg(&e2));
@@ -596,8 +626,24 @@ static int load_shared(struct repo *r, struct point *p, struct dverr *err)
     return rc;
 }
 
+static int point_load(struct repo *r, const char *env, const char *name, bool entries,
+                      size_t **counts, struct point **out, struct dverr *err);
+
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err)
+{
+    return point_load(r, env, name, true, NULL, out, err);
+}
+
+int repo_point_load_head(struct repo *r, const char *env, const char *name, struct point **out,
+                         size_t **chunk_counts, struct dverr *err)
+{
+    *chunk_counts = NULL;
+    return point_load(r, env, name, false, chunk_counts, out, err);
+}
+
+static int point_load(struct repo *r, const char *env, const char *name, bool entries,
+                      size_t **counts, struct point **out, struct dverr *err)
 {
     *out = NULL;
     char obj[400];
@@ -626,7 +672,7 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
         point_free(p);
         return dverr_set(err, -EIO, "damaged manifest %s/%s: it names another point", env, name);
     }
-    if (p->tables_object && (rc = load_shared(r, p, err))) {
+    if (p->tables_object && (rc = load_shared(r, p, entries, counts, err))) {
         point_free(p);
         return rc;
     }

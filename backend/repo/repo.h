@@ -89,6 +89,15 @@ int repo_points_mark_held(struct repo *r, const char *env, struct point_summary 
 /* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err);
+/* The same without a format-3 point's file entries: files_chunks names its chunks, n_files is 0,
+ * and *chunk_counts (malloc'd; NULL for formats 1 and 2, whose files are loaded as usual) gives
+ * each chunk's count; repo_files_chunk_load reads a chunk when it is wanted. */
+int repo_point_load_head(struct repo *r, const char *env, const char *name, struct point **out,
+                         size_t **chunk_counts, struct dverr *err);
+/* Chunk k of such a point's file list (count files, as its index says) as a point of its own
+ * whose files are the chunk's (point_free frees it); -EIO when damaged. */
+int repo_files_chunk_load(struct repo *r, const struct point *p, size_t k, size_t count,
+                          struct point **out, struct dverr *err);
 /* The environment document (envs/<env>.json), -ENOENT when none. */
 int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err);
 int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err);
@@ -193,8 +202,28 @@ int repo_write_base(struct repo *r, const struct point_table *pt, char id[65], u
 struct repo_capture;
 int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **out,
                        struct dverr *err);
-/* The latest committed point of env (NULL when none); owned by the capture. */
+/* The latest committed point of env (NULL when none); owned by the capture. A format-3 point
+ * comes without its file entries (n_files 0): repo_prev_files_open reads them. */
 const struct point *repo_capture_previous(struct repo_capture *c);
+/* The previous point's files of one table, in list order (by record id), whatever its format: a
+ * format-3 list is read from the chunks that hold the table, one chunk in memory at a time.
+ * next gives 1 and *f (valid until the next call), 0 at the end, or -errno. Readers of different
+ * tables may run on different threads at once; each belongs to one thread. */
+struct repo_files_reader;
+int repo_prev_files_open(struct repo_capture *c, const char *table, struct repo_files_reader **out,
+                         struct dverr *err);
+int repo_files_reader_next(struct repo_files_reader *rd, const struct point_file **f,
+                           struct dverr *err);
+void repo_files_reader_free(struct repo_files_reader *rd); /* accepts NULL */
+/* The new point's file list, streamed: begin, then every file in list order (table, record id,
+ * column, file name, blob), then finish, which stores the last chunk and the index and names them
+ * in p (*n_files: how many); commit then keeps that list and ignores p->files. Chunks the previous
+ * point names are not stored again; with object_lock, each file's blob is locked until lock_until
+ * as it is added. Memory: one chunk's files. */
+int repo_capture_files_begin(struct repo_capture *c, time_t lock_until, struct dverr *err);
+int repo_capture_files_add(struct repo_capture *c, const struct point_file *f, struct dverr *err);
+int repo_capture_files_finish(struct repo_capture *c, struct point *p, size_t *n_files,
+                              struct dverr *err);
 /* Capture state of one record: found=false when the key is not in the table's current state.
  * Reads one chunk of the state, whatever the table's size. */
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,

@@ -3,6 +3,10 @@
  * environment from begin to commit: the environment's writer lock (and, on a remote store, its
  * lease), the prune lock held shared, the capture state in the catalog, and the manifest written
  * after every object it names. Locks and commit order: repo_int.h.
+ * File lists: the previous point is loaded without its file entries (a format-3 list stays in the
+ * store; which tables each chunk holds is read once at begin) and read back a table at a time
+ * (repo_prev_files_open); the new list is written as it is produced (repo_capture_files_*, one
+ * chunk in memory), so a capture's memory does not grow with the org's files.
  * Limits: a manifest name is retried at most 1000 seconds later when taken (-EEXIST).
  * Threading: a repo_capture belongs to one thread at a time (its capture state is serialised by the
  * catalog); captures of different environments run in parallel. */
@@ -231,9 +235,16 @@ struct repo_capture {
     char *env;
     int lock_fd, prune_fd;
     struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
-    struct point *prev;
+    struct point *prev;              /* format 3: loaded without its file entries */
+    size_t *prev_counts;             /* format 3: each chunk's count, as prev's index says */
+    char ***chunk_tables;            /* format 3: the tables each chunk of prev's list holds, in */
+    size_t *n_chunk_tables;          /* list order (read once at begin: repo_prev_files_open) */
+    struct files_out *files;         /* the new point's list, streamed (repo_capture_files_*) */
+    bool files_named;                /* files_finish named the list in the point: commit keeps it */
     struct catalog_capture *cc;
 };
+
+static void files_out_free(struct files_out *o);
 
 void repo_capture_abort(struct repo_capture *c)
 {
@@ -241,6 +252,12 @@ void repo_capture_abort(struct repo_capture *c)
         return;
     catalog_capture_abort(c->cc);
     objstore_lease_release(c->lease);
+    for (size_t k = 0; c->chunk_tables && c->prev && k < c->prev->n_files_chunks; k++)
+        strv_free(c->chunk_tables[k], c->n_chunk_tables[k]);
+    free(c->chunk_tables);
+    free(c->n_chunk_tables);
+    free(c->prev_counts);
+    files_out_free(c->files);
     point_free(c->prev);
     if (c->prune_fd >= 0)
         close(c->prune_fd);
@@ -294,6 +311,42 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     return catalog_capture_commit(cc, p, err);
 }
 
+/* The tables each chunk of the previous point's list holds (the list is in table order, so a
+ * table's files are in the run of chunks that name it): a reader of one table loads only those. */
+static int chunk_tables_read(struct repo_capture *c, struct dverr *err)
+{
+    const struct point *p = c->prev;
+    if (!p->files_chunked || !p->n_files_chunks)
+        return 0;
+    c->chunk_tables = calloc(p->n_files_chunks, sizeof *c->chunk_tables);
+    c->n_chunk_tables = calloc(p->n_files_chunks, sizeof *c->n_chunk_tables);
+    if (!c->chunk_tables || !c->n_chunk_tables)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    int rc = 0;
+    for (size_t k = 0; k < p->n_files_chunks && !rc; k++) {
+        struct point *chunk = NULL;
+        if ((rc = repo_files_chunk_load(c->r, p, k, c->prev_counts[k], &chunk, err)))
+            break;
+        for (size_t i = 0; i < chunk->n_files && !rc; i++) {
+            const char *t = chunk->files[i].table;
+            size_t *n = &c->n_chunk_tables[k];
+            if (*n && strcmp(c->chunk_tables[k][*n - 1], t) == 0)
+                continue;
+            char **v = realloc(c->chunk_tables[k], (*n + 1) * sizeof *v);
+            if (!v || !(v[*n] = strdup(t))) {
+                if (v)
+                    c->chunk_tables[k] = v;
+                rc = dverr_set(err, -ENOMEM, "out of memory");
+                break;
+            }
+            c->chunk_tables[k] = v;
+            (*n)++;
+        }
+        point_free(chunk);
+    }
+    return rc;
+}
+
 int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **out,
                        struct dverr *err)
 {
@@ -344,7 +397,8 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
     if (n)
         snprintf(latest, sizeof latest, "%s", pts[n - 1].name);
     point_summaries_free(pts, n);
-    if (latest[0] && (rc = repo_point_load(r, env, latest, &c->prev, err)))
+    if (latest[0] && ((rc = repo_point_load_head(r, env, latest, &c->prev, &c->prev_counts, err)) ||
+                      (rc = chunk_tables_read(c, err))))
         goto fail;
     char state_point[32], marker[400], known[400], mkey[300];
     if ((rc = catalog_state_point(cat, env, state_point, err)))
@@ -374,6 +428,115 @@ fail:
 const struct point *repo_capture_previous(struct repo_capture *c)
 {
     return c->prev;
+}
+
+/* ---------- the previous point's files of one table ---------- */
+
+struct repo_files_reader {
+    struct repo_capture *c;
+    char *table;
+    size_t next_chunk;               /* format 3: the next chunk to look in */
+    struct point *chunk;             /* format 3: the chunk being read */
+    size_t at;
+    const struct point_file **mem;   /* formats 1 and 2: the table's files, by record id */
+    size_t n_mem, mem_at;
+};
+
+static int cmp_mem_file(const void *a, const void *b)
+{
+    const struct point_file *x = *(const struct point_file *const *)a,
+                            *y = *(const struct point_file *const *)b;
+    int c = strcmp(x->record_id, y->record_id);
+    return c ? c : (x > y) - (x < y); /* the list's order within a record */
+}
+
+int repo_prev_files_open(struct repo_capture *c, const char *table, struct repo_files_reader **out,
+                         struct dverr *err)
+{
+    struct repo_files_reader *rd = calloc(1, sizeof *rd);
+    *out = NULL;
+    if (!rd || !(rd->table = strdup(table))) {
+        free(rd);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    rd->c = c;
+    const struct point *p = c->prev;
+    size_t n = 0;
+    for (size_t i = 0; p && i < p->n_files; i++)
+        n += p->files[i].table && strcmp(p->files[i].table, table) == 0;
+    if (n && !(rd->mem = malloc(n * sizeof *rd->mem))) {
+        repo_files_reader_free(rd);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; n && i < p->n_files; i++)
+        if (p->files[i].table && strcmp(p->files[i].table, table) == 0)
+            rd->mem[rd->n_mem++] = &p->files[i];
+    if (n)
+        qsort(rd->mem, rd->n_mem, sizeof *rd->mem, cmp_mem_file);
+    *out = rd;
+    return 0;
+}
+
+/* true when chunk k of the previous list holds files of table. */
+static bool chunk_has_table(const struct repo_capture *c, size_t k, const char *table)
+{
+    for (size_t i = 0; i < c->n_chunk_tables[k]; i++)
+        if (strcmp(c->chunk_tables[k][i], table) == 0)
+            return true;
+    return false;
+}
+
+int repo_files_reader_next(struct repo_files_reader *rd, const struct point_file **f,
+                           struct dverr *err)
+{
+    *f = NULL;
+    if (rd->mem || !rd->c->chunk_tables) {
+        if (rd->mem_at >= rd->n_mem)
+            return 0;
+        *f = rd->mem[rd->mem_at++];
+        return 1;
+    }
+    const struct point *p = rd->c->prev;
+    for (;;) {
+        if (rd->chunk && rd->at < rd->chunk->n_files) {
+            const struct point_file *x = &rd->chunk->files[rd->at++];
+            int cmp = strcmp(x->table, rd->table);
+            if (cmp == 0) {
+                *f = x;
+                return 1;
+            }
+            if (cmp > 0) /* past the table: the list is in table order */
+                rd->next_chunk = p->n_files_chunks;
+            else
+                continue;
+        }
+        point_free(rd->chunk);
+        rd->chunk = NULL;
+        rd->at = 0;
+        while (rd->next_chunk < p->n_files_chunks &&
+               !chunk_has_table(rd->c, rd->next_chunk, rd->table))
+            rd->next_chunk++;
+        if (rd->next_chunk >= p->n_files_chunks)
+            return 0;
+        size_t k = rd->next_chunk++;
+        int rc = repo_files_chunk_load(rd->c->r, p, k, rd->c->prev_counts[k], &rd->chunk, err);
+        if (rc)
+            return rc;
+        /* the table's chunks follow each other: the first without it ends the search */
+        if (rd->next_chunk < p->n_files_chunks &&
+            !chunk_has_table(rd->c, rd->next_chunk, rd->table))
+            rd->next_chunk = p->n_files_chunks;
+    }
+}
+
+void repo_files_reader_free(struct repo_files_reader *rd)
+{
+    if (!rd)
+        return;
+    point_free(rd->chunk);
+    free(rd->mem);
+    free(rd->table);
+    free(rd);
 }
 
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
@@ -489,74 +652,193 @@ static bool base_has_chunk(const struct point *base, size_t at, const char *id)
     return false;
 }
 
+/* A file list being written chunk by chunk (filelist_writer): each chunk rendered, stored unless
+ * base names it, its id and count kept for the index; with object_lock, each file's blob locked
+ * until lock_until as it passes (the point's other objects: repo_point_lock at commit). */
+struct files_out {
+    struct repo *r;
+    const struct point *base;
+    time_t lock_until;
+    struct filelist_writer *w;
+    char (*ids)[65];
+    size_t *counts, n, cap, total;
+    struct buf doc;
+    struct dverr err;
+};
+
+static int files_out_emit(void *ctx, const struct point_file *files, size_t n)
+{
+    struct files_out *o = ctx;
+    if (o->n == o->cap) {
+        size_t cap = o->cap ? 2 * o->cap : 64;
+        char(*v)[65] = realloc(o->ids, cap * sizeof *o->ids);
+        if (v)
+            o->ids = v;
+        size_t *c = v ? realloc(o->counts, cap * sizeof *o->counts) : NULL;
+        if (c)
+            o->counts = c;
+        if (!v || !c)
+            return dverr_set(&o->err, -ENOMEM, "out of memory");
+        o->cap = cap;
+    }
+    buf_reset(&o->doc);
+    int rc = filelist_render_chunk(files, n, &o->doc);
+    if (rc)
+        return dverr_set(&o->err, rc, "out of memory");
+    repo_blob_id(o->r, o->doc.data, o->doc.len, o->ids[o->n]);
+    if (!base_has_chunk(o->base, o->n, o->ids[o->n]) &&
+        (rc = repo_blob_put(o->r, o->doc.data, o->doc.len, o->ids[o->n], &o->err)))
+        return rc;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = files[i].blob ? repo_object_lock(o->r, files[i].blob, o->lock_until, &o->err) : 0;
+    o->counts[o->n++] = n;
+    o->total += n;
+    return rc;
+}
+
+static int files_out_new(struct repo *r, const struct point *base, time_t lock_until,
+                         struct files_out **out, struct dverr *err)
+{
+    struct files_out *o = calloc(1, sizeof *o);
+    *out = NULL;
+    if (!o)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    *o = (struct files_out){.r = r, .base = base, .lock_until = lock_until, .doc = BUF_INIT};
+    if (filelist_writer_new(files_out_emit, o, &o->w)) {
+        free(o);
+        return dverr_set(err, -ENOMEM, "out of memory");
+    }
+    *out = o;
+    return 0;
+}
+
+static void files_out_free(struct files_out *o)
+{
+    if (!o)
+        return;
+    filelist_writer_free(o->w);
+    free(o->ids);
+    free(o->counts);
+    buf_release(&o->doc);
+    free(o);
+}
+
+/* The writer's error (its message in o->err) as the caller's. */
+static int files_out_failed(struct files_out *o, int rc, struct dverr *err)
+{
+    return dverr_set(err, rc, "%s", o->err.msg[0] ? dverr_msg(&o->err) : strerror(-rc));
+}
+
+static int files_out_add(struct files_out *o, const struct point_file *f, struct dverr *err)
+{
+    int rc = filelist_writer_add(o->w, f);
+    return rc ? files_out_failed(o, rc, err) : 0;
+}
+
+/* The last chunk, then the index: its id into files_id, the chunks' into *chunks. */
+static int files_out_finish(struct files_out *o, char files_id[65], char ***chunks,
+                            size_t *n_chunks, struct dverr *err)
+{
+    *chunks = NULL;
+    *n_chunks = 0;
+    int rc = filelist_writer_finish(o->w);
+    if (rc)
+        return files_out_failed(o, rc, err);
+    buf_reset(&o->doc);
+    if ((rc = filelist_render_index(o->ids, o->counts, o->n, &o->doc)))
+        return dverr_set(err, rc, "out of memory");
+    if ((rc = repo_blob_put(o->r, o->doc.data, o->doc.len, files_id, err)))
+        return rc;
+    char **v = calloc(o->n ? o->n : 1, sizeof *v);
+    if (!v)
+        return dverr_set(err, -ENOMEM, "out of memory");
+    for (size_t k = 0; k < o->n; k++)
+        if (!(v[k] = strdup(o->ids[k]))) {
+            strv_free(v, k);
+            return dverr_set(err, -ENOMEM, "out of memory");
+        }
+    *chunks = v;
+    *n_chunks = o->n;
+    return 0;
+}
+
 int repo_point_shared_put(struct repo *r, const struct point *p, const struct point *base,
                           char tables_id[65], char files_id[65], char ***chunks, size_t *n_chunks,
                           struct dverr *err)
 {
     struct buf doc = BUF_INIT;
-    char(*ids)[65] = NULL;
-    size_t *counts = NULL, n = 0, cap = 0;
+    struct files_out *o = NULL;
     *chunks = NULL;
     *n_chunks = 0;
     int rc = manifest_render_tables(p, &doc, err);
     if (!rc)
         rc = repo_blob_put(r, doc.data, doc.len, tables_id, err);
-    for (size_t from = 0, end; !rc && from < p->n_files; from = end) {
-        end = filelist_chunk_end(p->files, p->n_files, from);
-        if (n == cap) {
-            cap = cap ? 2 * cap : 64;
-            char(*v)[65] = realloc(ids, cap * sizeof *ids);
-            size_t *c = v ? realloc(counts, cap * sizeof *counts) : NULL;
-            if (v)
-                ids = v;
-            if (c)
-                counts = c;
-            if (!v || !c) {
-                rc = dverr_set(err, -ENOMEM, "out of memory");
-                break;
-            }
-        }
-        buf_reset(&doc);
-        if ((rc = filelist_render_chunk(p->files + from, end - from, &doc))) {
-            rc = dverr_set(err, rc, "out of memory");
-            break;
-        }
-        repo_blob_id(r, doc.data, doc.len, ids[n]);
-        if (!base_has_chunk(base, n, ids[n]))
-            rc = repo_blob_put(r, doc.data, doc.len, ids[n], err);
-        counts[n++] = end - from;
-    }
-    buf_reset(&doc);
-    if (!rc && (rc = filelist_render_index(ids, counts, n, &doc)))
-        rc = dverr_set(err, rc, "out of memory");
-    if (!rc)
-        rc = repo_blob_put(r, doc.data, doc.len, files_id, err);
-    char **v = !rc ? calloc(n ? n : 1, sizeof *v) : NULL;
-    if (!rc && !v)
-        rc = dverr_set(err, -ENOMEM, "out of memory");
-    for (size_t k = 0; !rc && k < n; k++)
-        if (!(v[(*n_chunks)++] = strdup(ids[k])))
-            rc = dverr_set(err, -ENOMEM, "out of memory");
-    if (rc) {
-        strv_free(v, *n_chunks);
-        *n_chunks = 0;
-    } else {
-        *chunks = v;
-    }
     buf_release(&doc);
-    free(ids);
-    free(counts);
+    if (!rc)
+        rc = files_out_new(r, base, 0, &o, err);
+    for (size_t i = 0; !rc && i < p->n_files; i++)
+        rc = files_out_add(o, &p->files[i], err);
+    if (!rc)
+        rc = files_out_finish(o, files_id, chunks, n_chunks, err);
+    files_out_free(o);
     return rc;
+}
+
+int repo_capture_files_begin(struct repo_capture *c, time_t lock_until, struct dverr *err)
+{
+    files_out_free(c->files);
+    c->files = NULL;
+    c->files_named = false;
+    return files_out_new(c->r, c->prev, lock_until, &c->files, err);
+}
+
+int repo_capture_files_add(struct repo_capture *c, const struct point_file *f, struct dverr *err)
+{
+    return files_out_add(c->files, f, err);
+}
+
+int repo_capture_files_finish(struct repo_capture *c, struct point *p, size_t *n_files,
+                              struct dverr *err)
+{
+    char fid[65], **chunks;
+    size_t n_chunks;
+    int rc = files_out_finish(c->files, fid, &chunks, &n_chunks, err);
+    if (rc)
+        return rc;
+    *n_files = c->files->total;
+    files_out_free(c->files);
+    c->files = NULL;
+    free(p->files_object);
+    strv_free(p->files_chunks, p->n_files_chunks);
+    p->files_chunks = chunks;
+    p->n_files_chunks = n_chunks;
+    p->files_chunked = true;
+    if (!(p->files_object = strdup(fid)))
+        return dverr_set(err, -ENOMEM, "out of memory");
+    c->files_named = true;
+    return 0;
 }
 
 /* Store p's shared tables document and file list (manifest.h, format 3) as blobs and name them in
  * p: a point that changed nothing names its parent's, which are already there (base: the parent,
- * NULL for a first point). */
-static int put_shared(struct repo *r, struct point *p, const struct point *base,
+ * NULL for a first point). A list the capture streamed (files_named) is named already. */
+static int put_shared(struct repo *r, struct point *p, const struct point *base, bool files_named,
                       struct dverr *err)
 {
     char tid[65], fid[65], **chunks;
     size_t n_chunks;
+    if (files_named) {
+        struct buf doc = BUF_INIT;
+        int rc = manifest_render_tables(p, &doc, err);
+        if (!rc)
+            rc = repo_blob_put(r, doc.data, doc.len, tid, err);
+        buf_release(&doc);
+        if (rc)
+            return rc;
+        free(p->tables_object);
+        p->tables_object = strdup(tid);
+        return p->tables_object ? 0 : dverr_set(err, -ENOMEM, "out of memory");
+    }
     int rc = repo_point_shared_put(r, p, base, tid, fid, &chunks, &n_chunks, err);
     if (rc)
         return rc;
@@ -592,7 +874,7 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
         goto out;
     if ((rc = objstore_lease_check(c->lease, err))) /* never publish after losing the lease */
         goto out;
-    if ((rc = put_shared(r, p, c->prev, err)))
+    if ((rc = put_shared(r, p, c->prev, c->files_named, err)))
         goto out;
     /* object_lock: everything the point names is locked until it expires before the manifest
      * exists (objects an earlier point named get their retention extended) */

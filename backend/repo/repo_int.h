@@ -106,6 +106,9 @@ int repo_point_each_id(const struct point *p, int (*fn)(void *ctx, const char *i
  * from deletion until `until` (objstore retain: extended, never shortened). 0 when object_lock is
  * off or until is 0 (a point that never expires is not locked). */
 int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct dverr *err);
+/* The same for one object (blob or segment id): what repo_point_lock does for each, and what a
+ * capture does for each file of the list it streams (repo_capture_files_add). */
+int repo_object_lock(struct repo *r, const char *id, time_t until, struct dverr *err);
 
 /* ---- holds (repo_holds.c) ---- */
 /* The points of env that have a hold document (sorted; active or not). */

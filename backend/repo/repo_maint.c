@@ -163,18 +163,27 @@ int repo_point_lock(struct repo *r, const struct point *p, time_t until, struct 
     if (rc)
         return dverr_set(err, rc, "out of memory");
     idset_seal(&ids);
-    for (size_t i = 0; i < ids.n && !rc; i++) {
-        if (i && strcmp(ids.v[i], ids.v[i - 1]) == 0)
-            continue;
-        char name[80];
-        uint64_t have;
-        segment_object_name(ids.v[i], name);
-        if (objstore_sizes_get(r->locked, name, &have) && have >= (uint64_t)until)
-            continue; /* this process locked it long enough already */
-        if ((rc = r->store->ops->retain(r->store->impl, name, until, err)) == 0)
-            objstore_sizes_note(r->locked, name, (uint64_t)until);
-    }
+    for (size_t i = 0; i < ids.n && !rc; i++)
+        if (!i || strcmp(ids.v[i], ids.v[i - 1]) != 0)
+            rc = repo_object_lock(r, ids.v[i], until, err);
     free(ids.v);
+    return rc;
+}
+
+int repo_object_lock(struct repo *r, const char *id, time_t until, struct dverr *err)
+{
+    if (!r->object_lock || until <= 0)
+        return 0;
+    if (!r->store->ops->retain)
+        return dverr_set(err, -ENOTSUP, "this store cannot lock objects (object_lock)");
+    char name[80];
+    uint64_t have;
+    segment_object_name(id, name);
+    if (objstore_sizes_get(r->locked, name, &have) && have >= (uint64_t)until)
+        return 0; /* this process locked it long enough already */
+    int rc = r->store->ops->retain(r->store->impl, name, until, err);
+    if (rc == 0)
+        objstore_sizes_note(r->locked, name, (uint64_t)until);
     return rc;
 }
 

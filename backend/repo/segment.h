@@ -149,6 +149,11 @@ uint64_t segment_sorter_count(const struct segment_sorter *s); /* entries added 
 int segment_sorter_drain(struct segment_sorter *s,
                          int (*fn)(void *ctx, const struct segment_entry *e, struct dverr *err),
                          void *ctx, struct dverr *err);
+/* Set the sorter aside until its drain: what it buffers goes to a run on disk and its buffers and
+ * compression contexts are freed (it keeps its temp files' descriptors); more may be added after. */
+int segment_sorter_park(struct segment_sorter *s, struct dverr *err);
+/* The memory its buffer takes now (at most about the budget). */
+size_t segment_sorter_memory(const struct segment_sorter *s);
 void segment_sorter_free(struct segment_sorter *s); /* accepts NULL */
 
 /* The changes-file line of one entry (repo.h changes_reader_open); a base entry renders as a

@@ -545,6 +545,29 @@ int segment_sorter_add(struct segment_sorter *s, char op, const char *key, size_
     return 0;
 }
 
+int segment_sorter_park(struct segment_sorter *s, struct dverr *err)
+{
+    int rc = s->n ? spill(s, err) : 0;
+    if (rc)
+        return rc;
+    free(s->ents);
+    s->ents = NULL;
+    s->cap = 0;
+    s->used = 0;
+    buf_release(&s->block);
+    buf_release(&s->zblock);
+    ZSTD_freeCCtx(s->cctx);
+    s->cctx = NULL;
+    ZSTD_freeDCtx(s->dctx);
+    s->dctx = NULL;
+    return 0;
+}
+
+size_t segment_sorter_memory(const struct segment_sorter *s)
+{
+    return s ? s->used : 0;
+}
+
 int segment_sorter_drain(struct segment_sorter *s, entry_fn fn, void *ctx, struct dverr *err)
 {
     size_t n_buf = sort_dedupe(s), n_src = 1;

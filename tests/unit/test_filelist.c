@@ -3,7 +3,8 @@
  * 20,000-file list, and those chunks are a small part of its bytes; an index renders and parses
  * back and a damaged one is refused; a format-3 manifest, its tables document, index and chunks
  * parse back to the same point as it was (its file strings in blocks, a table name kept once),
- * and a chunk that does not match its index is refused. */
+ * and a chunk that does not match its index is refused; the streaming writer cuts a varied list
+ * (several tables, big records, a record cut inside) into the same chunks as the whole-list cut. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -280,6 +281,91 @@ static void test_format_3_round_trip(void **state)
     buf_release(&t), buf_release(&m), buf_release(&idx), buf_release(&a), buf_release(&b);
 }
 
+/* A streaming writer's chunks, rendered one after the other. */
+static int collect_chunk(void *ctx, const struct point_file *files, size_t n)
+{
+    struct buf *out = ctx;
+    assert_true(n > 0 && n <= 2 * FILELIST_CHUNK_MAX);
+    assert_int_equal(filelist_render_chunk(files, n, out), 0);
+    return 0;
+}
+
+static int cmp_list(const void *a, const void *b)
+{
+    const struct point_file *x = a, *y = b;
+    int c = strcmp(x->table, y->table);
+    if (!c)
+        c = strcmp(x->record_id, y->record_id);
+    if (!c)
+        c = strcmp(x->column ? x->column : "", y->column ? y->column : "");
+    return c ? c : strcmp(x->file_name, y->file_name);
+}
+
+/* Several tables; records with one to a few files, a few with hundreds, one with more than
+ * 2 * FILELIST_CHUNK_MAX (cut inside it), and a run long enough that a chunk ends at
+ * FILELIST_CHUNK_MAX; some columns null. */
+static struct point_file *make_varied(size_t *n)
+{
+    const char *tables[] = {"account", "annotation", "contact", "msdyn_doc"};
+    size_t cap = 40000, k = 0;
+    struct point_file *v = calloc(cap, sizeof *v);
+    for (size_t t = 0; t < 4; t++)
+        for (size_t i = 0; i < (t == 1 ? 3000 : 400); i++) {
+            size_t per = i == 17 && t == 2 ? 2 * FILELIST_CHUNK_MAX + 300
+                         : i % 97 == 5     ? 300
+                                           : 1 + i % 3;
+            for (size_t f = 0; f < per && k < cap; f++) {
+                char rid[48], name[48], blob[65];
+                snprintf(rid, sizeof rid, "%08zx-%zu", (i * 2654435761u) % 0xffffffffu, t);
+                snprintf(name, sizeof name, "f-%zu-%06zu.bin", i, f);
+                sha256_hex(name, strlen(name), blob);
+                v[k] = (struct point_file){strdup(tables[t]), strdup(rid),
+                                           f % 5 == 4 ? NULL : strdup(f % 2 ? "doc" : "image"),
+                                           strdup(name), strdup(blob), f * 7 + i};
+                k++;
+            }
+        }
+    qsort(v, k, sizeof *v, cmp_list);
+    *n = k;
+    return v;
+}
+
+/* The streaming writer cuts a list exactly as filelist_chunk_end cuts it whole: the same chunks,
+ * byte for byte (so the same blob ids). */
+static void test_streamed_equals_whole(void **state)
+{
+    (void)state;
+    size_t n;
+    struct point_file *v = make_varied(&n);
+    assert_true(n > 3000);
+    struct buf whole = BUF_INIT, streamed = BUF_INIT;
+    size_t chunks = 0, longest = 0;
+    for (size_t from = 0, end; from < n; from = end, chunks++) {
+        end = filelist_chunk_end(v, n, from);
+        longest = end - from > longest ? end - from : longest;
+        assert_int_equal(filelist_render_chunk(v + from, end - from, &whole), 0);
+    }
+    assert_true(chunks > 5);
+    assert_int_equal(longest, 2 * FILELIST_CHUNK_MAX); /* the cut inside a record was made */
+    struct filelist_writer *w = NULL;
+    assert_int_equal(filelist_writer_new(collect_chunk, &streamed, &w), 0);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(filelist_writer_add(w, &v[i]), 0);
+    assert_int_equal(filelist_writer_finish(w), 0);
+    filelist_writer_free(w);
+    assert_int_equal(streamed.len, whole.len);
+    assert_memory_equal(streamed.data, whole.data, whole.len);
+    /* an empty list: no chunk */
+    buf_reset(&streamed);
+    assert_int_equal(filelist_writer_new(collect_chunk, &streamed, &w), 0);
+    assert_int_equal(filelist_writer_finish(w), 0);
+    filelist_writer_free(w);
+    assert_int_equal(streamed.len, 0);
+    buf_release(&whole);
+    buf_release(&streamed);
+    files_free(v, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +373,7 @@ int main(void)
         cmocka_unit_test(test_one_change_changes_one_chunk),
         cmocka_unit_test(test_index_round_trip),
         cmocka_unit_test(test_format_3_round_trip),
+        cmocka_unit_test(test_streamed_equals_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
