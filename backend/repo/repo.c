@@ -124,6 +124,7 @@ void repo_free(struct repo *r)
     crypt_free(r->crypt);
     pthread_mutex_destroy(&r->mu);
     pthread_mutex_destroy(&r->shared_mu);
+    chunk_tables_release(&r->files_memo);
     for (size_t i = 0; i < sizeof r->shared / sizeof r->shared[0]; i++)
         buf_release(&r->shared[i].doc);
     free(r->catalog_path);

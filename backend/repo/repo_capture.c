@@ -237,10 +237,11 @@ struct repo_capture {
     struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
     struct point *prev;              /* format 3: loaded without its file entries */
     size_t *prev_counts;             /* format 3: each chunk's count, as prev's index says */
-    char ***chunk_tables;            /* format 3: the tables each chunk of prev's list holds, in */
-    size_t *n_chunk_tables;          /* list order (read once at begin: repo_prev_files_open) */
+    struct chunk_tables prev_tables; /* format 3: the tables of each chunk of prev's list (from
+                                      * the memo, else read once at begin) */
     struct files_out *files;         /* the new point's list, streamed (repo_capture_files_*) */
     bool files_named;                /* files_finish named the list in the point: commit keeps it */
+    struct chunk_tables new_tables;  /* the tables of each chunk of that list (to the memo) */
     struct catalog_capture *cc;
 };
 
@@ -252,10 +253,8 @@ void repo_capture_abort(struct repo_capture *c)
         return;
     catalog_capture_abort(c->cc);
     objstore_lease_release(c->lease);
-    for (size_t k = 0; c->chunk_tables && c->prev && k < c->prev->n_files_chunks; k++)
-        strv_free(c->chunk_tables[k], c->n_chunk_tables[k]);
-    free(c->chunk_tables);
-    free(c->n_chunk_tables);
+    chunk_tables_release(&c->prev_tables);
+    chunk_tables_release(&c->new_tables);
     free(c->prev_counts);
     files_out_free(c->files);
     point_free(c->prev);
@@ -311,37 +310,73 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     return catalog_capture_commit(cc, p, err);
 }
 
+void chunk_tables_release(struct chunk_tables *t)
+{
+    for (size_t k = 0; k < t->n_chunks; k++)
+        strv_free(t->tables[k], t->n[k]);
+    free(t->tables);
+    free(t->n);
+    *t = (struct chunk_tables){0};
+}
+
+/* Append a chunk holding files[0..n) (in list order) to t. */
+static int chunk_tables_add(struct chunk_tables *t, const struct point_file *files, size_t n)
+{
+    if (t->n_chunks == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        char ***v = realloc(t->tables, cap * sizeof *v);
+        if (v)
+            t->tables = v;
+        size_t *c = v ? realloc(t->n, cap * sizeof *c) : NULL;
+        if (c)
+            t->n = c;
+        if (!v || !c)
+            return -ENOMEM;
+        t->cap = cap;
+    }
+    size_t k = t->n_chunks++;
+    t->tables[k] = NULL;
+    t->n[k] = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *name = files[i].table ? files[i].table : "";
+        if (t->n[k] && strcmp(t->tables[k][t->n[k] - 1], name) == 0)
+            continue;
+        char **v = realloc(t->tables[k], (t->n[k] + 1) * sizeof *v);
+        if (!v)
+            return -ENOMEM;
+        t->tables[k] = v;
+        if (!(v[t->n[k]] = strdup(name)))
+            return -ENOMEM;
+        t->n[k]++;
+    }
+    return 0;
+}
+
 /* The tables each chunk of the previous point's list holds (the list is in table order, so a
- * table's files are in the run of chunks that name it): a reader of one table loads only those. */
+ * table's files are in the run of chunks that name it): a reader of one table loads only those.
+ * From the memo when this process wrote that list, else read once from every chunk. */
 static int chunk_tables_read(struct repo_capture *c, struct dverr *err)
 {
     const struct point *p = c->prev;
+    struct repo *r = c->r;
     if (!p->files_chunked || !p->n_files_chunks)
         return 0;
-    c->chunk_tables = calloc(p->n_files_chunks, sizeof *c->chunk_tables);
-    c->n_chunk_tables = calloc(p->n_files_chunks, sizeof *c->n_chunk_tables);
-    if (!c->chunk_tables || !c->n_chunk_tables)
-        return dverr_set(err, -ENOMEM, "out of memory");
+    pthread_mutex_lock(&r->shared_mu);
+    if (strcmp(r->files_memo.index, p->files_object) == 0 &&
+        r->files_memo.n_chunks == p->n_files_chunks) {
+        c->prev_tables = r->files_memo;
+        r->files_memo = (struct chunk_tables){0};
+    }
+    pthread_mutex_unlock(&r->shared_mu);
+    if (c->prev_tables.n_chunks)
+        return 0;
     int rc = 0;
     for (size_t k = 0; k < p->n_files_chunks && !rc; k++) {
         struct point *chunk = NULL;
-        if ((rc = repo_files_chunk_load(c->r, p, k, c->prev_counts[k], &chunk, err)))
+        if ((rc = repo_files_chunk_load(r, p, k, c->prev_counts[k], &chunk, err)))
             break;
-        for (size_t i = 0; i < chunk->n_files && !rc; i++) {
-            const char *t = chunk->files[i].table;
-            size_t *n = &c->n_chunk_tables[k];
-            if (*n && strcmp(c->chunk_tables[k][*n - 1], t) == 0)
-                continue;
-            char **v = realloc(c->chunk_tables[k], (*n + 1) * sizeof *v);
-            if (!v || !(v[*n] = strdup(t))) {
-                if (v)
-                    c->chunk_tables[k] = v;
-                rc = dverr_set(err, -ENOMEM, "out of memory");
-                break;
-            }
-            c->chunk_tables[k] = v;
-            (*n)++;
-        }
+        if (chunk_tables_add(&c->prev_tables, chunk->files, chunk->n_files))
+            rc = dverr_set(err, -ENOMEM, "out of memory");
         point_free(chunk);
     }
     return rc;
@@ -480,8 +515,8 @@ int repo_prev_files_open(struct repo_capture *c, const char *table, struct repo_
 /* true when chunk k of the previous list holds files of table. */
 static bool chunk_has_table(const struct repo_capture *c, size_t k, const char *table)
 {
-    for (size_t i = 0; i < c->n_chunk_tables[k]; i++)
-        if (strcmp(c->chunk_tables[k][i], table) == 0)
+    for (size_t i = 0; i < c->prev_tables.n[k]; i++)
+        if (strcmp(c->prev_tables.tables[k][i], table) == 0)
             return true;
     return false;
 }
@@ -490,7 +525,7 @@ int repo_files_reader_next(struct repo_files_reader *rd, const struct point_file
                            struct dverr *err)
 {
     *f = NULL;
-    if (rd->mem || !rd->c->chunk_tables) {
+    if (rd->mem || !rd->c->prev_tables.n_chunks) {
         if (rd->mem_at >= rd->n_mem)
             return 0;
         *f = rd->mem[rd->mem_at++];
@@ -663,6 +698,7 @@ struct files_out {
     char (*ids)[65];
     size_t *counts, n, cap, total;
     struct buf doc;
+    struct chunk_tables tables; /* what each chunk holds (the memo of the next capture) */
     struct dverr err;
 };
 
@@ -691,6 +727,8 @@ static int files_out_emit(void *ctx, const struct point_file *files, size_t n)
         return rc;
     for (size_t i = 0; i < n && !rc; i++)
         rc = files[i].blob ? repo_object_lock(o->r, files[i].blob, o->lock_until, &o->err) : 0;
+    if (!rc && chunk_tables_add(&o->tables, files, n))
+        rc = dverr_set(&o->err, -ENOMEM, "out of memory");
     o->counts[o->n++] = n;
     o->total += n;
     return rc;
@@ -717,6 +755,7 @@ static void files_out_free(struct files_out *o)
     if (!o)
         return;
     filelist_writer_free(o->w);
+    chunk_tables_release(&o->tables);
     free(o->ids);
     free(o->counts);
     buf_release(&o->doc);
@@ -806,6 +845,10 @@ int repo_capture_files_finish(struct repo_capture *c, struct point *p, size_t *n
     if (rc)
         return rc;
     *n_files = c->files->total;
+    chunk_tables_release(&c->new_tables);
+    c->new_tables = c->files->tables;
+    c->files->tables = (struct chunk_tables){0};
+    snprintf(c->new_tables.index, sizeof c->new_tables.index, "%s", fid);
     files_out_free(c->files);
     c->files = NULL;
     free(p->files_object);
@@ -920,6 +963,13 @@ int repo_capture_commit(struct repo_capture *c, struct point *p, struct dverr *e
             rc = 0;
         }
         break;
+    }
+    if (c->files_named && c->new_tables.index[0]) { /* the next capture's previous list */
+        pthread_mutex_lock(&r->shared_mu);
+        chunk_tables_release(&r->files_memo);
+        r->files_memo = c->new_tables;
+        c->new_tables = (struct chunk_tables){0};
+        pthread_mutex_unlock(&r->shared_mu);
     }
     struct dverr ce = {0};
     int crc = catalog_capture_commit(c->cc, p, &ce);

@@ -34,6 +34,15 @@ struct crypt;
 
 #define REPO_CHUNK_MEMO 8 /* file list chunks kept by the load memo (struct repo.shared) */
 
+/* The tables each chunk of a format-3 file list holds, in list order (named by its index id):
+ * a reader of one table's files loads only the chunks that hold it (repo_capture.c). */
+struct chunk_tables {
+    char index[65];          /* the list's index id ("" when unknown) */
+    char ***tables;          /* n_chunks arrays of n[k] table names */
+    size_t *n, n_chunks, cap;
+};
+void chunk_tables_release(struct chunk_tables *t);
+
 struct repo {
     struct objstore *store;  /* immutable after open (the store is thread-safe) */
     struct crypt *crypt;     /* immutable after open: the master key of an encrypted repository,
@@ -62,6 +71,9 @@ struct repo {
         char id[65];
         struct buf doc;
     } shared[2 + REPO_CHUNK_MEMO]; /* guarded by shared_mu */
+    struct chunk_tables files_memo; /* guarded by shared_mu: the tables in each chunk of the last
+                                     * file list a capture of this process wrote, so its next
+                                     * capture finds a table's chunks without reading them all */
 };
 
 /* The catalog, or NULL with why in err (damaged, or being rebuilt). */
