@@ -33,6 +33,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "backend/repo/filelist.h"
+
 /* A not_captured entry; a file's also names its table, record and column (the next capture
  * fetches it again: queue_failed_files). */
 static int add_problem_of(struct table_job *j, const char *what, const char *reason,
@@ -638,18 +640,9 @@ int capture_job_files_park(struct table_job *j)
     return segment_sorter_park(j->file_sorter, &j->err);
 }
 
-/* The list's order (filelist.h): table, record id, column (none first), file name, blob. */
 static int cmp_files(const void *a, const void *b)
 {
-    const struct point_file *x = a, *y = b;
-    int c = strcmp(x->table, y->table);
-    if (!c)
-        c = strcmp(x->record_id, y->record_id);
-    if (!c)
-        c = strcmp(x->column ? x->column : "", y->column ? y->column : "");
-    if (!c)
-        c = strcmp(x->file_name, y->file_name);
-    return c ? c : strcmp(x->blob, y->blob);
+    return filelist_cmp(a, b);
 }
 
 struct put_ctx {
@@ -681,12 +674,6 @@ static int put_sorted(void *ctx, const struct segment_entry *e, struct dverr *er
     return repo_capture_files_add(pc->j->cap->rc, &f, err);
 }
 
-static bool touched(const struct table_job *j, const char *record_id)
-{
-    return j->n_touched &&
-           bsearch(&record_id, j->touched, j->n_touched, sizeof *j->touched, cmp_str) != NULL;
-}
-
 int capture_job_files_put(struct table_job *j, struct dverr *err)
 {
     if (j->file_sorter) {
@@ -695,23 +682,11 @@ int capture_job_files_put(struct table_job *j, struct dverr *err)
     }
     if (j->n_files)
         qsort(j->files, j->n_files, sizeof *j->files, cmp_files);
-    struct repo_files_reader *rd = NULL;
-    const struct point_file *pf = NULL;
+    if (j->carry_prev_files)
+        return repo_capture_files_carry(j->cap->rc, j->t->logical_name, j->files, j->n_files,
+                                        j->touched, j->n_touched, err);
     int rc = 0;
-    if (j->carry_prev_files && j->cap->prev &&
-        !(rc = repo_prev_files_open(j->cap->rc, j->t->logical_name, &rd, err)))
-        rc = repo_files_reader_next(rd, &pf, err);
-    size_t i = 0;
-    while (rc >= 0 && (pf || i < j->n_files)) {
-        if (pf && touched(j, pf->record_id)) {
-            rc = repo_files_reader_next(rd, &pf, err);
-        } else if (pf && (i >= j->n_files || cmp_files(pf, &j->files[i]) <= 0)) {
-            if (!(rc = repo_capture_files_add(j->cap->rc, pf, err)))
-                rc = repo_files_reader_next(rd, &pf, err);
-        } else {
-            rc = repo_capture_files_add(j->cap->rc, &j->files[i++], err);
-        }
-    }
-    repo_files_reader_free(rd);
-    return rc < 0 ? rc : 0;
+    for (size_t i = 0; i < j->n_files && !rc; i++)
+        rc = repo_capture_files_add(j->cap->rc, &j->files[i], err);
+    return rc;
 }

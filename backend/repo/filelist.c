@@ -118,6 +118,29 @@ int filelist_writer_finish(struct filelist_writer *w)
     return writer_flush(w);
 }
 
+size_t filelist_writer_pending(const struct filelist_writer *w, const struct point_file **files)
+{
+    *files = w->pending;
+    return w->n;
+}
+
+int filelist_writer_cut(struct filelist_writer *w)
+{
+    return writer_flush(w);
+}
+
+int filelist_cmp(const struct point_file *x, const struct point_file *y)
+{
+    int c = strcmp(x->table, y->table);
+    if (!c)
+        c = strcmp(x->record_id, y->record_id);
+    if (!c)
+        c = strcmp(x->column ? x->column : "", y->column ? y->column : "");
+    if (!c)
+        c = strcmp(x->file_name, y->file_name);
+    return c ? c : strcmp(x->blob, y->blob);
+}
+
 void filelist_writer_free(struct filelist_writer *w)
 {
     if (!w)

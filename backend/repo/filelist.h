@@ -37,6 +37,14 @@ int filelist_writer_new(int (*emit)(void *ctx, const struct point_file *files, s
 int filelist_writer_add(struct filelist_writer *w, const struct point_file *f);
 int filelist_writer_finish(struct filelist_writer *w);
 void filelist_writer_free(struct filelist_writer *w); /* accepts NULL */
+/* The files gathered since the last chunk (*files valid until the next add), and how many. */
+size_t filelist_writer_pending(const struct filelist_writer *w, const struct point_file **files);
+/* End the chunk here: only for a caller that knows the list is cut after the pending files
+ * whatever follows (the same chunk, ended by a cut, in an earlier list with the same next file or
+ * one of another record: repo_capture_files_carry). */
+int filelist_writer_cut(struct filelist_writer *w);
+/* The list's order: table, record id, column (none as ""), file name, blob (strcmp each). */
+int filelist_cmp(const struct point_file *x, const struct point_file *y);
 /* files[0..n) as one chunk document (one line of JSON, appended to out); 0 or -ENOMEM. */
 int filelist_render_chunk(const struct point_file *files, size_t n, struct buf *out);
 /* The index of n chunks (ids[k] a blob id, counts[k] its files) appended to out; 0 or -ENOMEM. */

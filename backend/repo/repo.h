@@ -224,6 +224,14 @@ int repo_capture_files_begin(struct repo_capture *c, time_t lock_until, struct d
 int repo_capture_files_add(struct repo_capture *c, const struct point_file *f, struct dverr *err);
 int repo_capture_files_finish(struct repo_capture *c, struct point *p, size_t *n_files,
                               struct dverr *err);
+/* Add one table's files to that list: the previous point's files of the table, except those of
+ * the records in touched (sorted record ids), merged with added (sorted in list order). Where the
+ * list stands at the start of one of the previous list's chunks that holds only this table and
+ * nothing that changed, that chunk is named by id and not read (so an unchanged table costs no
+ * read of its files; never with object_lock, whose blobs are locked one by one). */
+int repo_capture_files_carry(struct repo_capture *c, const char *table,
+                             const struct point_file *added, size_t n_added,
+                             char *const *touched, size_t n_touched, struct dverr *err);
 /* Capture state of one record: found=false when the key is not in the table's current state.
  * Reads one chunk of the state, whatever the table's size. */
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,

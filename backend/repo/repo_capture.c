@@ -4,9 +4,8 @@
  * lease), the prune lock held shared, the capture state in the catalog, and the manifest written
  * after every object it names. Locks and commit order: repo_int.h.
  * File lists: the previous point is loaded without its file entries (a format-3 list stays in the
- * store; which tables each chunk holds is read once at begin) and read back a table at a time
- * (repo_prev_files_open); the new list is written as it is produced (repo_capture_files_*, one
- * chunk in memory), so a capture's memory does not grow with the org's files.
+ * store) and read back a table at a time; the new list is written as it is produced (both in
+ * repo_files.c), so a capture's memory does not grow with the org's files.
  * Limits: a manifest name is retried at most 1000 seconds later when taken (-EEXIST).
  * Threading: a repo_capture belongs to one thread at a time (its capture state is serialised by the
  * catalog); captures of different environments run in parallel. */
@@ -230,22 +229,7 @@ int repo_table_compact(struct repo *r, struct point_table *pt, struct dverr *err
 
 /* ---------- capture ---------- */
 
-struct repo_capture {
-    struct repo *r;
-    char *env;
-    int lock_fd, prune_fd;
-    struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
-    struct point *prev;              /* format 3: loaded without its file entries */
-    size_t *prev_counts;             /* format 3: each chunk's count, as prev's index says */
-    struct chunk_tables prev_tables; /* format 3: the tables of each chunk of prev's list (from
-                                      * the memo, else read once at begin) */
-    struct files_out *files;         /* the new point's list, streamed (repo_capture_files_*) */
-    bool files_named;                /* files_finish named the list in the point: commit keeps it */
-    struct chunk_tables new_tables;  /* the tables of each chunk of that list (to the memo) */
-    struct catalog_capture *cc;
-};
 
-static void files_out_free(struct files_out *o);
 
 void repo_capture_abort(struct repo_capture *c)
 {
@@ -256,7 +240,7 @@ void repo_capture_abort(struct repo_capture *c)
     chunk_tables_release(&c->prev_tables);
     chunk_tables_release(&c->new_tables);
     free(c->prev_counts);
-    files_out_free(c->files);
+    repo_files_out_free(c->files);
     point_free(c->prev);
     if (c->prune_fd >= 0)
         close(c->prune_fd);
@@ -310,78 +294,6 @@ int repo_env_state_rebuild(struct repo *r, struct catalog *cat, const char *env,
     return catalog_capture_commit(cc, p, err);
 }
 
-void chunk_tables_release(struct chunk_tables *t)
-{
-    for (size_t k = 0; k < t->n_chunks; k++)
-        strv_free(t->tables[k], t->n[k]);
-    free(t->tables);
-    free(t->n);
-    *t = (struct chunk_tables){0};
-}
-
-/* Append a chunk holding files[0..n) (in list order) to t. */
-static int chunk_tables_add(struct chunk_tables *t, const struct point_file *files, size_t n)
-{
-    if (t->n_chunks == t->cap) {
-        size_t cap = t->cap ? 2 * t->cap : 64;
-        char ***v = realloc(t->tables, cap * sizeof *v);
-        if (v)
-            t->tables = v;
-        size_t *c = v ? realloc(t->n, cap * sizeof *c) : NULL;
-        if (c)
-            t->n = c;
-        if (!v || !c)
-            return -ENOMEM;
-        t->cap = cap;
-    }
-    size_t k = t->n_chunks++;
-    t->tables[k] = NULL;
-    t->n[k] = 0;
-    for (size_t i = 0; i < n; i++) {
-        const char *name = files[i].table ? files[i].table : "";
-        if (t->n[k] && strcmp(t->tables[k][t->n[k] - 1], name) == 0)
-            continue;
-        char **v = realloc(t->tables[k], (t->n[k] + 1) * sizeof *v);
-        if (!v)
-            return -ENOMEM;
-        t->tables[k] = v;
-        if (!(v[t->n[k]] = strdup(name)))
-            return -ENOMEM;
-        t->n[k]++;
-    }
-    return 0;
-}
-
-/* The tables each chunk of the previous point's list holds (the list is in table order, so a
- * table's files are in the run of chunks that name it): a reader of one table loads only those.
- * From the memo when this process wrote that list, else read once from every chunk. */
-static int chunk_tables_read(struct repo_capture *c, struct dverr *err)
-{
-    const struct point *p = c->prev;
-    struct repo *r = c->r;
-    if (!p->files_chunked || !p->n_files_chunks)
-        return 0;
-    pthread_mutex_lock(&r->shared_mu);
-    if (strcmp(r->files_memo.index, p->files_object) == 0 &&
-        r->files_memo.n_chunks == p->n_files_chunks) {
-        c->prev_tables = r->files_memo;
-        r->files_memo = (struct chunk_tables){0};
-    }
-    pthread_mutex_unlock(&r->shared_mu);
-    if (c->prev_tables.n_chunks)
-        return 0;
-    int rc = 0;
-    for (size_t k = 0; k < p->n_files_chunks && !rc; k++) {
-        struct point *chunk = NULL;
-        if ((rc = repo_files_chunk_load(r, p, k, c->prev_counts[k], &chunk, err)))
-            break;
-        if (chunk_tables_add(&c->prev_tables, chunk->files, chunk->n_files))
-            rc = dverr_set(err, -ENOMEM, "out of memory");
-        point_free(chunk);
-    }
-    return rc;
-}
-
 int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **out,
                        struct dverr *err)
 {
@@ -433,7 +345,7 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
         snprintf(latest, sizeof latest, "%s", pts[n - 1].name);
     point_summaries_free(pts, n);
     if (latest[0] && ((rc = repo_point_load_head(r, env, latest, &c->prev, &c->prev_counts, err)) ||
-                      (rc = chunk_tables_read(c, err))))
+                      (rc = repo_chunk_tables_read(c, err))))
         goto fail;
     char state_point[32], marker[400], known[400], mkey[300];
     if ((rc = catalog_state_point(cat, env, state_point, err)))
@@ -463,115 +375,6 @@ fail:
 const struct point *repo_capture_previous(struct repo_capture *c)
 {
     return c->prev;
-}
-
-/* ---------- the previous point's files of one table ---------- */
-
-struct repo_files_reader {
-    struct repo_capture *c;
-    char *table;
-    size_t next_chunk;               /* format 3: the next chunk to look in */
-    struct point *chunk;             /* format 3: the chunk being read */
-    size_t at;
-    const struct point_file **mem;   /* formats 1 and 2: the table's files, by record id */
-    size_t n_mem, mem_at;
-};
-
-static int cmp_mem_file(const void *a, const void *b)
-{
-    const struct point_file *x = *(const struct point_file *const *)a,
-                            *y = *(const struct point_file *const *)b;
-    int c = strcmp(x->record_id, y->record_id);
-    return c ? c : (x > y) - (x < y); /* the list's order within a record */
-}
-
-int repo_prev_files_open(struct repo_capture *c, const char *table, struct repo_files_reader **out,
-                         struct dverr *err)
-{
-    struct repo_files_reader *rd = calloc(1, sizeof *rd);
-    *out = NULL;
-    if (!rd || !(rd->table = strdup(table))) {
-        free(rd);
-        return dverr_set(err, -ENOMEM, "out of memory");
-    }
-    rd->c = c;
-    const struct point *p = c->prev;
-    size_t n = 0;
-    for (size_t i = 0; p && i < p->n_files; i++)
-        n += p->files[i].table && strcmp(p->files[i].table, table) == 0;
-    if (n && !(rd->mem = malloc(n * sizeof *rd->mem))) {
-        repo_files_reader_free(rd);
-        return dverr_set(err, -ENOMEM, "out of memory");
-    }
-    for (size_t i = 0; n && i < p->n_files; i++)
-        if (p->files[i].table && strcmp(p->files[i].table, table) == 0)
-            rd->mem[rd->n_mem++] = &p->files[i];
-    if (n)
-        qsort(rd->mem, rd->n_mem, sizeof *rd->mem, cmp_mem_file);
-    *out = rd;
-    return 0;
-}
-
-/* true when chunk k of the previous list holds files of table. */
-static bool chunk_has_table(const struct repo_capture *c, size_t k, const char *table)
-{
-    for (size_t i = 0; i < c->prev_tables.n[k]; i++)
-        if (strcmp(c->prev_tables.tables[k][i], table) == 0)
-            return true;
-    return false;
-}
-
-int repo_files_reader_next(struct repo_files_reader *rd, const struct point_file **f,
-                           struct dverr *err)
-{
-    *f = NULL;
-    if (rd->mem || !rd->c->prev_tables.n_chunks) {
-        if (rd->mem_at >= rd->n_mem)
-            return 0;
-        *f = rd->mem[rd->mem_at++];
-        return 1;
-    }
-    const struct point *p = rd->c->prev;
-    for (;;) {
-        if (rd->chunk && rd->at < rd->chunk->n_files) {
-            const struct point_file *x = &rd->chunk->files[rd->at++];
-            int cmp = strcmp(x->table, rd->table);
-            if (cmp == 0) {
-                *f = x;
-                return 1;
-            }
-            if (cmp > 0) /* past the table: the list is in table order */
-                rd->next_chunk = p->n_files_chunks;
-            else
-                continue;
-        }
-        point_free(rd->chunk);
-        rd->chunk = NULL;
-        rd->at = 0;
-        while (rd->next_chunk < p->n_files_chunks &&
-               !chunk_has_table(rd->c, rd->next_chunk, rd->table))
-            rd->next_chunk++;
-        if (rd->next_chunk >= p->n_files_chunks)
-            return 0;
-        size_t k = rd->next_chunk++;
-        int rc = repo_files_chunk_load(rd->c->r, p, k, rd->c->prev_counts[k], &rd->chunk, err);
-        if (rc)
-            return rc;
-        /* the table's chunks follow each other: the first without it ends the search */
-        if (rd->next_chunk < p->n_files_chunks &&
-            !chunk_has_table(rd->c, rd->next_chunk, rd->table))
-            rd->next_chunk = p->n_files_chunks;
-    }
-}
-
-void repo_files_reader_free(struct repo_files_reader *rd)
-{
-    if (!rd)
-        return;
-    point_free(rd->chunk);
-    free(rd->mem);
-    free(rd->table);
-    free(rd);
 }
 
 int repo_capture_state_get(struct repo_capture *c, const char *table, const char *key,
@@ -671,194 +474,6 @@ static int compact_point(struct repo *r, struct point *p, struct dverr *err)
             log_info("%s: compacted the chain of %s from %zu segments to %zu", p->env, pt->name,
                      before, pt->n_segments);
     }
-    return 0;
-}
-
-/* true when base names the chunk id (it is stored: base's point exists). */
-static bool base_has_chunk(const struct point *base, size_t at, const char *id)
-{
-    if (!base)
-        return false;
-    if (at < base->n_files_chunks && strcmp(base->files_chunks[at], id) == 0)
-        return true; /* the common case: the same chunk at the same place */
-    for (size_t k = 0; k < base->n_files_chunks; k++)
-        if (strcmp(base->files_chunks[k], id) == 0)
-            return true;
-    return false;
-}
-
-/* A file list being written chunk by chunk (filelist_writer): each chunk rendered, stored unless
- * base names it, its id and count kept for the index; with object_lock, each file's blob locked
- * until lock_until as it passes (the point's other objects: repo_point_lock at commit). */
-struct files_out {
-    struct repo *r;
-    const struct point *base;
-    time_t lock_until;
-    struct filelist_writer *w;
-    char (*ids)[65];
-    size_t *counts, n, cap, total;
-    struct buf doc;
-    struct chunk_tables tables; /* what each chunk holds (the memo of the next capture) */
-    struct dverr err;
-};
-
-static int files_out_emit(void *ctx, const struct point_file *files, size_t n)
-{
-    struct files_out *o = ctx;
-    if (o->n == o->cap) {
-        size_t cap = o->cap ? 2 * o->cap : 64;
-        char(*v)[65] = realloc(o->ids, cap * sizeof *o->ids);
-        if (v)
-            o->ids = v;
-        size_t *c = v ? realloc(o->counts, cap * sizeof *o->counts) : NULL;
-        if (c)
-            o->counts = c;
-        if (!v || !c)
-            return dverr_set(&o->err, -ENOMEM, "out of memory");
-        o->cap = cap;
-    }
-    buf_reset(&o->doc);
-    int rc = filelist_render_chunk(files, n, &o->doc);
-    if (rc)
-        return dverr_set(&o->err, rc, "out of memory");
-    repo_blob_id(o->r, o->doc.data, o->doc.len, o->ids[o->n]);
-    if (!base_has_chunk(o->base, o->n, o->ids[o->n]) &&
-        (rc = repo_blob_put(o->r, o->doc.data, o->doc.len, o->ids[o->n], &o->err)))
-        return rc;
-    for (size_t i = 0; i < n && !rc; i++)
-        rc = files[i].blob ? repo_object_lock(o->r, files[i].blob, o->lock_until, &o->err) : 0;
-    if (!rc && chunk_tables_add(&o->tables, files, n))
-        rc = dverr_set(&o->err, -ENOMEM, "out of memory");
-    o->counts[o->n++] = n;
-    o->total += n;
-    return rc;
-}
-
-static int files_out_new(struct repo *r, const struct point *base, time_t lock_until,
-                         struct files_out **out, struct dverr *err)
-{
-    struct files_out *o = calloc(1, sizeof *o);
-    *out = NULL;
-    if (!o)
-        return dverr_set(err, -ENOMEM, "out of memory");
-    *o = (struct files_out){.r = r, .base = base, .lock_until = lock_until, .doc = BUF_INIT};
-    if (filelist_writer_new(files_out_emit, o, &o->w)) {
-        free(o);
-        return dverr_set(err, -ENOMEM, "out of memory");
-    }
-    *out = o;
-    return 0;
-}
-
-static void files_out_free(struct files_out *o)
-{
-    if (!o)
-        return;
-    filelist_writer_free(o->w);
-    chunk_tables_release(&o->tables);
-    free(o->ids);
-    free(o->counts);
-    buf_release(&o->doc);
-    free(o);
-}
-
-/* The writer's error (its message in o->err) as the caller's. */
-static int files_out_failed(struct files_out *o, int rc, struct dverr *err)
-{
-    return dverr_set(err, rc, "%s", o->err.msg[0] ? dverr_msg(&o->err) : strerror(-rc));
-}
-
-static int files_out_add(struct files_out *o, const struct point_file *f, struct dverr *err)
-{
-    int rc = filelist_writer_add(o->w, f);
-    return rc ? files_out_failed(o, rc, err) : 0;
-}
-
-/* The last chunk, then the index: its id into files_id, the chunks' into *chunks. */
-static int files_out_finish(struct files_out *o, char files_id[65], char ***chunks,
-                            size_t *n_chunks, struct dverr *err)
-{
-    *chunks = NULL;
-    *n_chunks = 0;
-    int rc = filelist_writer_finish(o->w);
-    if (rc)
-        return files_out_failed(o, rc, err);
-    buf_reset(&o->doc);
-    if ((rc = filelist_render_index(o->ids, o->counts, o->n, &o->doc)))
-        return dverr_set(err, rc, "out of memory");
-    if ((rc = repo_blob_put(o->r, o->doc.data, o->doc.len, files_id, err)))
-        return rc;
-    char **v = calloc(o->n ? o->n : 1, sizeof *v);
-    if (!v)
-        return dverr_set(err, -ENOMEM, "out of memory");
-    for (size_t k = 0; k < o->n; k++)
-        if (!(v[k] = strdup(o->ids[k]))) {
-            strv_free(v, k);
-            return dverr_set(err, -ENOMEM, "out of memory");
-        }
-    *chunks = v;
-    *n_chunks = o->n;
-    return 0;
-}
-
-int repo_point_shared_put(struct repo *r, const struct point *p, const struct point *base,
-                          char tables_id[65], char files_id[65], char ***chunks, size_t *n_chunks,
-                          struct dverr *err)
-{
-    struct buf doc = BUF_INIT;
-    struct files_out *o = NULL;
-    *chunks = NULL;
-    *n_chunks = 0;
-    int rc = manifest_render_tables(p, &doc, err);
-    if (!rc)
-        rc = repo_blob_put(r, doc.data, doc.len, tables_id, err);
-    buf_release(&doc);
-    if (!rc)
-        rc = files_out_new(r, base, 0, &o, err);
-    for (size_t i = 0; !rc && i < p->n_files; i++)
-        rc = files_out_add(o, &p->files[i], err);
-    if (!rc)
-        rc = files_out_finish(o, files_id, chunks, n_chunks, err);
-    files_out_free(o);
-    return rc;
-}
-
-int repo_capture_files_begin(struct repo_capture *c, time_t lock_until, struct dverr *err)
-{
-    files_out_free(c->files);
-    c->files = NULL;
-    c->files_named = false;
-    return files_out_new(c->r, c->prev, lock_until, &c->files, err);
-}
-
-int repo_capture_files_add(struct repo_capture *c, const struct point_file *f, struct dverr *err)
-{
-    return files_out_add(c->files, f, err);
-}
-
-int repo_capture_files_finish(struct repo_capture *c, struct point *p, size_t *n_files,
-                              struct dverr *err)
-{
-    char fid[65], **chunks;
-    size_t n_chunks;
-    int rc = files_out_finish(c->files, fid, &chunks, &n_chunks, err);
-    if (rc)
-        return rc;
-    *n_files = c->files->total;
-    chunk_tables_release(&c->new_tables);
-    c->new_tables = c->files->tables;
-    c->files->tables = (struct chunk_tables){0};
-    snprintf(c->new_tables.index, sizeof c->new_tables.index, "%s", fid);
-    files_out_free(c->files);
-    c->files = NULL;
-    free(p->files_object);
-    strv_free(p->files_chunks, p->n_files_chunks);
-    p->files_chunks = chunks;
-    p->n_files_chunks = n_chunks;
-    p->files_chunked = true;
-    if (!(p->files_object = strdup(fid)))
-        return dverr_set(err, -ENOMEM, "out of memory");
-    c->files_named = true;
     return 0;
 }
 

@@ -1,6 +1,7 @@
 /* repo_int: internals of the repository (repo.h) shared by its files: repo.c (open, init, lock
  * files, points, environment and sealed documents, blobs), repo_read.c (table and changes
- * readers), repo_capture.c (segment writer glue, captures, compaction), repo_maint.c (forget,
+ * readers), repo_capture.c (segment writer glue, captures, compaction), repo_files.c (a
+ * capture's file lists: the previous point's read back, the new one streamed), repo_maint.c (forget,
  * prune, check, catalog rebuild), repo_holds.c (holds), repo_keys.c (key objects) and
  * repo_erase.c (erasures). Not part of the contract; only these files include it, and two test
  * programs that look inside (test_repo.c, tests/tools/objtool.c).
@@ -35,10 +36,12 @@ struct crypt;
 #define REPO_CHUNK_MEMO 8 /* file list chunks kept by the load memo (struct repo.shared) */
 
 /* The tables each chunk of a format-3 file list holds, in list order (named by its index id):
- * a reader of one table's files loads only the chunks that hold it (repo_capture.c). */
+ * a reader of one table's files loads only the chunks that hold it, and a table's unchanged
+ * chunks are carried by id without being read (repo_capture.c). */
 struct chunk_tables {
     char index[65];          /* the list's index id ("" when unknown) */
     char ***tables;          /* n_chunks arrays of n[k] table names */
+    char **first, **last;    /* each chunk's first and last file's record id */
     size_t *n, n_chunks, cap;
 };
 void chunk_tables_release(struct chunk_tables *t);
@@ -151,7 +154,27 @@ int repo_doc_put(struct repo *r, const char *kind, const char *obj, const void *
 int repo_doc_get(struct repo *r, const char *kind, const char *obj, uint64_t max_stored,
                  struct buf *out, struct dverr *err);
 
-/* ---- shared documents of a point (repo_capture.c; manifest.h, format 3) ---- */
+/* ---- a capture in progress (repo_capture.c; its file lists: repo_files.c) ---- */
+struct files_out;
+struct repo_capture {
+    struct repo *r;
+    char *env;
+    int lock_fd, prune_fd;
+    struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
+    struct point *prev;              /* format 3: loaded without its file entries */
+    size_t *prev_counts;             /* format 3: each chunk's count, as prev's index says */
+    struct chunk_tables prev_tables; /* format 3: the tables of each chunk of prev's list (from
+                                      * the memo, else read once at begin) */
+    struct files_out *files;         /* the new point's list, streamed (repo_capture_files_*) */
+    bool files_named;                /* files_finish named the list in the point: commit keeps it */
+    struct chunk_tables new_tables;  /* the tables of each chunk of that list (to the memo) */
+    struct catalog_capture *cc;
+};
+/* The tables of each chunk of c->prev's list into c->prev_tables (from the memo, else read). */
+int repo_chunk_tables_read(struct repo_capture *c, struct dverr *err);
+void repo_files_out_free(struct files_out *o); /* accepts NULL */
+
+/* ---- shared documents of a point (repo_files.c; manifest.h, format 3) ---- */
 /* Store p's tables document, its file list's chunks and their index (filelist.h) as blobs: their
  * ids into tables_id, files_id (the index) and *chunks (n_chunks malloc'd ids, the array malloc'd;
  * the caller frees them). Chunks that base (NULL: none) names are there already and are not

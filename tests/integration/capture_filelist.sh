@@ -9,7 +9,9 @@
 #   - an idle pass adds its manifest only;
 #   - a format-2 point (the whole list in one files document, as captures before format 3 wrote
 #     it: pointdump --store-format-2) still reads, mounted and loaded, and a capture goes on from
-#     it and writes format 3 again; the repository checks clean.
+#     it and writes format 3 again;
+#   - a pass where notes changed and were deleted across the list names its parent's other
+#     chunks and lists and reads every file equal to dvsim's; the repository checks clean.
 # objstore-suite: skip (it measures the directory repository's object files; what it tests, the
 # list's chunks, does not depend on the store)
 . "$(dirname "$0")/../lib.sh"
@@ -128,6 +130,31 @@ check_eq "it writes format 3" 3 "$(repo_manifest "points/$ENV/$P4.json" | jq .fo
 check_eq "with every file" "$files" "$(manifest "$ENV" "$P4" | jq '.files | length')"
 mount_dvsnap "$M"
 check "and it reads every file equal to dvsim's" same_files "$M/$ENV/$P4/files/annotation"
+fusermount3 -u "$M" 2>/dev/null || fusermount -u "$M"
+# ---- notes changed and deleted across the list: the chunks around them are written again, the
+# others carried by id (not read), and every file is right
+manifest "$ENV" "$P4" >"$T/m4.json"
+jq -r '[.files[] | select(.table == "annotation") | .record_id] | unique | . as $v
+  | [range(0; length; (length / 12 | floor))] | map($v[.]) | .[:12][]' "$T/m4.json" >"$T/spread"
+n=0; codes=""
+while read -r id; do
+  n=$((n + 1))
+  if [ "$n" -le 9 ]; then codes="$codes $(note_id=$id change_note "spread $n $RANDOM")"
+  else codes="$codes $(curl -s -o /dev/null -w '%{http_code}' -X DELETE \
+    -H "Authorization: Bearer $TOK" "$API/annotations($id)")"; fi
+done <"$T/spread"
+check_eq "9 notes' attachments changed and 3 notes deleted across the list" \
+  " 204 204 204 204 204 204 204 204 204 204 204 204" "$codes"
+check "a pass" dvsnap capture --env "$ENV"
+P5=$(point)
+manifest "$ENV" "$P5" >"$T/m5.json"
+check_eq "it lists 3 files fewer" $((files - 3)) "$(jq '.files | length' "$T/m5.json")"
+kept=$(jq -n --slurpfile a "$T/m4.json" --slurpfile b "$T/m5.json" \
+  '[$b[0].files_chunks[] | select(. as $c | $a[0].files_chunks | index($c))] | length')
+n5=$(jq '.files_chunks | length' "$T/m5.json")
+check "it names its parent's other chunks ($kept of $n5 kept)" test "$kept" -ge $((n5 - 24)) -a "$kept" -ge 1
+mount_dvsnap "$M"
+check "it reads every file equal to dvsim's" same_files "$M/$ENV/$P5/files/annotation"
 fusermount3 -u "$M" 2>/dev/null || fusermount -u "$M"
 check "the repository checks clean" dvsnap check --read-data
 finish
