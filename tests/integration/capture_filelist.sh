@@ -6,7 +6,8 @@
 #     whole list (its chunk, a new index, the note's blob and delta, the manifest), names the
 #     other chunks of its parent, and lists and reads every file equal to dvsim's (through the
 #     mount: files/ of the point);
-#   - an idle pass adds its manifest only;
+#   - an idle pass adds its manifest only, and carries its parent's chunks by id without reading
+#     them;
 #   - a format-2 point (the whole list in one files document, as captures before format 3 wrote
 #     it: pointdump --store-format-2) still reads, mounted and loaded, and a capture goes on from
 #     it and writes format 3 again;
@@ -103,9 +104,15 @@ check_eq "the note's file changed" 1 "$(jq -n --slurpfile a "$T/m1.json" --slurp
   '[$a[0].files[], $b[0].files[] | select(.record_id == $id) | .blob] | unique | length - 1')"
 
 # ---- an idle pass: its manifest only
-check "an idle pass" dvsnap capture --env "$ENV"
+check "an idle pass" sh -c '"$0" --config "$1" -vv capture --env "$2" 2>"$3"' "$DVSNAP" \
+  "$T/config" "$ENV" "$T/idle.log"
 objects o3
 check_eq "it adds its manifest only" 1 "$(join -1 2 -2 2 -v 2 "$T/o2" "$T/o3" | wc -l)"
+carried=$(sed -n 's/.*file list of [0-9]* files in \([0-9]*\) chunks, \([0-9]*\) of them carried.*/\1 \2/p' \
+  "$T/idle.log")
+note "idle pass: chunks, carried by id unread: $carried"
+check "it names its parent's chunks by id without reading them (all but the last two at most)" \
+  test -n "$carried" -a "${carried#* }" -ge $(( ${carried% *} - 2 ))
 
 # ---- the mount lists and reads every file
 M="$T/mnt"
