@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "backend/repo/catalog.h"
+#include "backend/repo/filelist.h"
 #include "backend/repo/manifest.h"
 #include "backend/repo/repo.h"
 #include "backend/repo/repo_int.h"
@@ -1059,6 +1060,155 @@ static void test_commit_merges_deltas(void **state)
     free(idx);
 }
 
+/* ---- file lists carried through captures (repo_files.c) ---- */
+
+static int cmp_strp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int cmp_point_file(const void *a, const void *b)
+{
+    return filelist_cmp(a, b);
+}
+
+/* A list of three tables (one with most of the files), sorted; f->size holds a version. */
+static struct point_file *carry_files(size_t *n, int changed)
+{
+    const char *tables[] = {"account", "annotation", "contact"};
+    size_t counts[] = {400, 6000, 300}, k = 0;
+    struct point_file *v = calloc(7000, sizeof *v);
+    for (int t = 0; t < 3; t++)
+        for (size_t i = 0; i < counts[t]; i++) {
+            if (t == 1 && changed && (i == 2500 || i == 4000))
+                continue; /* deleted */
+            char rid[40], name[40], blob[65];
+            snprintf(rid, sizeof rid, "%08zx-%d", (i * 2654435761u) % 0xffffffffu, t);
+            snprintf(name, sizeof name, "f%zu.bin", i);
+            int ver = t == 1 && changed && i == 1000 ? 2 : 1;
+            char seed[64];
+            snprintf(seed, sizeof seed, "%s/%d", name, ver);
+            sha256_hex(seed, strlen(seed), blob);
+            v[k++] = (struct point_file){strdup(tables[t]), strdup(rid),
+                                         strdup("documentbody"), strdup(name), strdup(blob),
+                                         (uint64_t)ver};
+        }
+    if (changed) { /* a new note */
+        char blob[65];
+        sha256_hex("new", 3, blob);
+        v[k++] = (struct point_file){strdup("annotation"), strdup("7fffffff-new"),
+                                     strdup("documentbody"), strdup("new.bin"), strdup(blob), 3};
+    }
+    qsort(v, k, sizeof *v, cmp_point_file);
+    *n = k;
+    return v;
+}
+
+/* Commit a point whose file list is streamed: each table carried from the previous point (less
+ * touched, plus added), or, when carry is false, every file of v added. */
+static struct point *commit_streamed(struct fx *f, time_t t, const struct point_file *v, size_t n,
+                                     bool carry, char *const *touched, size_t n_touched,
+                                     const struct point_file *added, size_t n_added)
+{
+    struct dverr e = {0};
+    struct repo_capture *c = NULL;
+    assert_int_equal(repo_capture_begin(f->r, "contoso-files", &c, &e), 0);
+    assert_int_equal(repo_capture_files_begin(c, 0, &e), 0);
+    const char *tables[] = {"account", "annotation", "contact"};
+    for (int k = 0; k < 3; k++) {
+        if (!carry) {
+            for (size_t i = 0; i < n; i++)
+                if (strcmp(v[i].table, tables[k]) == 0)
+                    assert_int_equal(repo_capture_files_add(c, &v[i], &e), 0);
+            continue;
+        }
+        bool notes = strcmp(tables[k], "annotation") == 0;
+        int rc = repo_capture_files_carry(c, tables[k], notes ? added : NULL, notes ? n_added : 0,
+                                          notes ? touched : NULL, notes ? n_touched : 0, &e);
+        if (rc)
+            fprintf(stderr, "carry: %s\n", dverr_msg(&e));
+        assert_int_equal(rc, 0);
+    }
+    char *chain[1] = {NULL};
+    struct point *p = one_table_point("contoso-files", chain, 0, 0, 4);
+    p->taken_at = t;
+    size_t total = 0;
+    assert_int_equal(repo_capture_files_finish(c, p, &total, &e), 0);
+    assert_int_equal(repo_capture_commit(c, p, &e), 0);
+    return p;
+}
+
+/* The previous point's files, carried table by table (unchanged chunks by id, unread), give
+ * exactly the list written whole: an idle pass names its parent's index; a pass where notes
+ * changed, went and came gives the index of that list written from scratch, and loads back to
+ * it. */
+static void test_files_carried(void **state)
+{
+    struct fx *f = *state;
+    struct dverr e = {0};
+    size_t n0, n1;
+    struct point_file *v0 = carry_files(&n0, 0), *v1 = carry_files(&n1, 1);
+    struct point *p1 = commit_streamed(f, 1763715600, v0, n0, false, NULL, 0, NULL, 0);
+    assert_true(p1->n_files_chunks > 8);
+    struct point *p2 = commit_streamed(f, 1763715700, NULL, 0, true, NULL, 0, NULL, 0);
+    assert_string_equal(p2->files_object, p1->files_object);
+    /* touched: the changed, deleted and new notes' records; added: their files now */
+    char *touched[4];
+    size_t n_touched = 0;
+    struct point_file added[2];
+    size_t n_added = 0;
+    for (size_t i = 0; i < n0; i++) {
+        const char *name = v0[i].file_name;
+        if (strcmp(v0[i].table, "annotation") == 0 &&
+            (!strcmp(name, "f1000.bin") || !strcmp(name, "f2500.bin") || !strcmp(name, "f4000.bin")))
+            touched[n_touched++] = v0[i].record_id;
+    }
+    char new_id[] = "7fffffff-new";
+    touched[n_touched++] = new_id;
+    qsort(touched, n_touched, sizeof *touched, cmp_strp);
+    for (size_t i = 0; i < n1; i++)
+        if (strcmp(v1[i].table, "annotation") == 0 &&
+            (!strcmp(v1[i].file_name, "f1000.bin") || !strcmp(v1[i].file_name, "new.bin")))
+            added[n_added++] = v1[i];
+    assert_int_equal(n_added, 2);
+    qsort(added, n_added, sizeof *added, cmp_point_file);
+    struct point *p3 = commit_streamed(f, 1763715800, NULL, 0, true, touched, n_touched, added,
+                                       n_added);
+    /* the same list written whole */
+    char env[] = "contoso-files";
+    struct point whole = {.env = env, .files = v1, .n_files = n1};
+    char tid[65], fid[65], **chunks = NULL;
+    size_t n_chunks = 0;
+    assert_int_equal(repo_point_shared_put(f->r, &whole, NULL, tid, fid, &chunks, &n_chunks, &e),
+                     0);
+    assert_string_equal(p3->files_object, fid);
+    size_t kept = 0;
+    for (size_t k = 0; k < p3->n_files_chunks; k++)
+        for (size_t j = 0; j < p1->n_files_chunks; j++)
+            kept += strcmp(p3->files_chunks[k], p1->files_chunks[j]) == 0;
+    assert_true(kept + 8 >= p3->n_files_chunks && kept > 0);
+    struct point *q = NULL;
+    assert_int_equal(repo_point_load(f->r, "contoso-files", p3->name, &q, &e), 0);
+    assert_int_equal(q->n_files, n1);
+    for (size_t i = 0; i < n1; i++) {
+        assert_string_equal(q->files[i].record_id, v1[i].record_id);
+        assert_string_equal(q->files[i].blob, v1[i].blob);
+    }
+    strv_free(chunks, n_chunks);
+    point_free(q);
+    point_free(p1);
+    point_free(p2);
+    point_free(p3);
+    for (size_t i = 0; i < n0; i++)
+        free(v0[i].table), free(v0[i].record_id), free(v0[i].column), free(v0[i].file_name),
+            free(v0[i].blob);
+    for (size_t i = 0; i < n1; i++)
+        free(v1[i].table), free(v1[i].record_id), free(v1[i].column), free(v1[i].file_name),
+            free(v1[i].blob);
+    free(v0);
+    free(v1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1077,6 +1227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_parallel_readers, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_compacts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_commit_merges_deltas, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_files_carried, setup, teardown),
     };
     int failed = cmocka_run_group_tests_name("unencrypted", tests, NULL, NULL);
     encrypted = true;
