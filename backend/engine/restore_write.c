@@ -213,9 +213,11 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     if (t->def->is_elastic) { /* keyed by id and partition, made from the record (compare) */
         if ((rc = json_parse(line, line_len, NULL, &doc, c->err)))
             goto out;
-        key = restore_record_key(t->def, json_root(doc), key, key_len, &scratch, &key_len);
-        if (!key)
+        if ((rc = restore_record_key(t->def, json_root(doc), &scratch, &key, &key_len))) {
+            if (rc == -ENOENT)
+                rc = 0; /* no id: the compare passed it by too */
             goto out;
+        }
     }
     e = rmap_get(&t->map, key, key_len);
     if (!e || (e->action != ACT_CREATE && e->action != ACT_UPDATE))
