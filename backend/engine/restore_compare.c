@@ -463,7 +463,7 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
         }
         /* an elastic row is deleted in its partition: the target's partitionid (freed with the
          * map: restore.c) */
-        const char *part = t->def->is_elastic ? json_get_str(rec, "partitionid") : NULL;
+        const char *part = t->def->is_elastic ? json_get_str(rec, DV_PARTITION_COLUMN) : NULL;
         if (part && !e->ptr && !(e->ptr = strdup(part))) {
             rc = -ENOMEM;
             goto out;

@@ -605,7 +605,7 @@ int restore_record_key(const struct dv_table *t, const struct json_node *rec, st
     if (!t->is_elastic)
         return 0;
     size_t len;
-    const char *made = record_row_key(rec, t->primary_id, "partitionid", scratch, &len);
+    const char *made = record_row_key(rec, t->primary_id, DV_PARTITION_COLUMN, scratch, &len);
     if (!made) /* no id, or an id and a partition that did not fit in scratch */
         return record_key(rec, t->primary_id, NULL) ? -ENOMEM : -ENOENT;
     *key = made;
