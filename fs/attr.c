@@ -198,12 +198,12 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
         case N_FILES_TABLE: {
             size_t recs = 0;
             const char *prev = NULL;
-            for (size_t i = 0; i < v->n_files; i++)
-                if (v->files[i].tdir == (size_t)idx) {
-                    if (!prev || strcmp(prev, v->files[i].rdir) != 0)
-                        recs++;
-                    prev = v->files[i].rdir;
-                }
+            for (size_t i = pview_files_seek(v, (size_t)idx, NULL);
+                 i < v->n_files && v->files[i].tdir == (size_t)idx; i++) {
+                if (!prev || strcmp(prev, v->files[i].rdir) != 0)
+                    recs++;
+                prev = v->files[i].rdir;
+            }
             fill_common(f, st, S_IFDIR | 0555, 0, pt_time);
             st->st_nlink = 2 + recs;
             break;

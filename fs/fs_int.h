@@ -51,7 +51,7 @@ struct passthrough; /* fs/passthrough.h */
 #define CTL_BIT (1ULL << 63)      /* set in control files' inode numbers, clear in all others */
 /* An inode number with ENC_BIT set is encoded: everything under a point (N_POINT and below) is
  * numbered CTL_BIT? | ENC_BIT | kind << 57 | point number << 32 | index, and needs no node (node.c).
- * Point numbers are given in the order points are first seen, for the mount's life. */
+ * A point's number is a hash of its environment and name, kept for the mount's life. */
 #define ENC_BIT (1ULL << 62)
 #define ENC_KIND_SHIFT 57
 #define ENC_POINT_SHIFT 32
@@ -95,7 +95,9 @@ struct node {
 struct point_number {
     const char *env;           /* in fsd.pn_envs */
     char name[32];
-    uint32_t next;             /* hash chain: the next number + 1, 0 at the end (fsd->mu) */
+    uint32_t number;           /* below 2^ENC_POINT_BITS */
+    uint32_t next, nnext;      /* hash chains by name and by number: the next slot + 1, 0 at the
+                                  end (fsd->mu) */
 };
 
 #define PN_BUCKETS 65536 /* a power of two */
@@ -186,8 +188,10 @@ struct fsd {
     bool trim_asked;                 /* mu: the refresher was woken to trim and has not yet */
     struct point_number **pn_blocks; /* mu: point numbers' blocks (ENC_POINT_BLOCK each; a block
                                         is never moved, so its strings can be read without mu) */
-    uint32_t *pn_hash;               /* mu: PN_BUCKETS chains of point numbers, by env and name */
-    uint32_t n_points;               /* mu: point numbers given */
+    uint32_t *pn_hash;               /* mu: PN_BUCKETS chains of point numbers' slots (slot + 1),
+                                        by env and name */
+    uint32_t *pn_nhash;              /* mu: the same by number */
+    uint32_t n_points;               /* mu: point numbers given (slots used) */
     char **pn_envs;                  /* mu: environment names the point numbers point at */
     size_t n_pn_envs;                /* mu */
 
@@ -351,6 +355,10 @@ void pview_free(struct fsd *f, struct pview *v);
 /* Drop the views of env/point (their backup.json changed: a hold): the next pview_get loads the
  * point again; a view in use is freed when its last holder puts it back. Takes vmu. */
 void pview_drop(struct fsd *f, const char *env, const char *point);
+/* The index of the first file of table directory tdir whose record directory is rdir (the table
+ * directory's first file when rdir is NULL), or where it would be (v->files is sorted by table
+ * directory, then record directory). */
+size_t pview_files_seek(const struct pview *v, size_t tdir, const char *rdir);
 /* idx is within v for a node of kind (a table, a files/ table, a file), or kind has none. */
 bool pview_index_ok(const struct pview *v, enum nkind kind, int idx);
 /* The index of table name in p->tables, or -1. */

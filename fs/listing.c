@@ -184,15 +184,17 @@ int listing_children(struct fsd *f, const struct node *n, const char *only, stru
                 if (!only || strcmp(only, v->ftab[t]) == 0)
                     rc = dirh_add(d, v->ftab[t], N_FILES_TABLE, n->env, n->point, NULL, (int)t);
         } else if (n->kind == N_FILES_TABLE) {
-            /* a record directory's node is its first file's index */
+            /* a record directory's node is its first file's index; files are sorted by table
+             * directory and record directory (a lookup seeks to its name) */
             const char *prev = NULL;
-            for (size_t i = 0; i < v->n_files && !rc; i++) {
+            for (size_t i = pview_files_seek(v, (size_t)n->idx, only); i < v->n_files && !rc; i++) {
                 const struct ffile *ff = &v->files[i];
-                if (ff->tdir != (size_t)n->idx || (prev && strcmp(prev, ff->rdir) == 0))
+                if (ff->tdir != (size_t)n->idx || (only && strcmp(only, ff->rdir) != 0))
+                    break;
+                if (prev && strcmp(prev, ff->rdir) == 0)
                     continue;
                 prev = ff->rdir;
-                if (!only || strcmp(only, ff->rdir) == 0)
-                    rc = dirh_add(d, ff->rdir, N_FILES_RECORD, n->env, n->point, NULL, (int)i);
+                rc = dirh_add(d, ff->rdir, N_FILES_RECORD, n->env, n->point, NULL, (int)i);
             }
         } else {
             /* a record directory's files follow its first one (files are sorted by directory) */

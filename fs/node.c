@@ -2,8 +2,8 @@
  * below it: 99.9% of a big tree) gets an encoded number that says what it is, so the daemon keeps
  * nothing for it however many of them the kernel knows:
  *   CTL_BIT (a control file) | ENC_BIT | kind << 57 | point number << 32 | index
- * where the point number stands for an environment and a point name (given in the order points are
- * first seen, kept for the mount's life: about 50 bytes a point) and the index is the node's table
+ * where the point number stands for an environment and a point name (given when the point is first
+ * seen, kept for the mount's life: about 60 bytes a point) and the index is the node's table
  * or file in the point's view (fs_int.h, struct node). The view of a point is loaded again from
  * its immutable manifest when needed, and gives the same indexes every time. A FORGET of such a
  * number is a no-op, and the kernel keeps these entries and their listings for as long as it has
@@ -23,9 +23,11 @@
  * a request handler, and no lock held across it. A node borrows its env string from its parent
  * when it is the same.
  *
- * Numbers are stable for the mount's life, not across mounts (a point's number depends on the
- * order points were seen). Limits: 2^25 point numbers a mount (a lookup past them fails with
- * EOVERFLOW) and 2^32 entries a point's directory; two hash tables for the nodes (by inode, by
+ * Numbers are stable for the mount's life and, barring collisions, across mounts: a point's number
+ * is a 25-bit hash of its environment and name (a collision probes to the next free number, so
+ * which point keeps its number depends on which was seen first). Limits: 2^24 point numbers a
+ * mount (half the space, so probing stays short; a lookup past them fails with EOVERFLOW) and 2^32
+ * entries a point's directory; two hash tables for the nodes (by inode, by
  * path) that double when they hold twice as many nodes as buckets, and stay as they are when that
  * allocation fails; PN_BUCKETS chains for the point numbers (no growth: chains of 16 at a million
  * points). Between two trims the nodes can exceed max_nodes by what the kernel looks up meanwhile.
@@ -254,31 +256,52 @@ static fuse_ino_t encode(enum nkind kind, uint32_t number, int idx)
            (uint64_t)number << ENC_POINT_SHIFT | (uint32_t)idx;
 }
 
-static struct point_number *number_at(struct fsd *f, uint32_t number)
+/* Point numbers are kept in slots, in the order they were given; two hash chains find a slot by
+ * env and name, and by number. */
+static struct point_number *slot_at(struct fsd *f, uint32_t slot)
 {
-    return &f->pn_blocks[number / ENC_POINT_BLOCK][number % ENC_POINT_BLOCK];
+    return &f->pn_blocks[slot / ENC_POINT_BLOCK][slot % ENC_POINT_BLOCK];
 }
 
-static uint32_t number_bucket(const char *env, const char *point)
+static uint32_t name_bucket(const char *env, const char *point)
 {
-    uint64_t h = fs_fnv1a(env) * 31 + fs_fnv1a(point);
-    return (uint32_t)(h & (PN_BUCKETS - 1));
+    return (uint32_t)((fs_fnv1a(env) * 31 + fs_fnv1a(point)) & (PN_BUCKETS - 1));
 }
 
-/* The number of env/point, or -1 (mu held). */
+static uint32_t number_bucket(uint32_t number)
+{
+    return (uint32_t)((number * 0x9E3779B1u) >> 16) & (PN_BUCKETS - 1);
+}
+
+/* The point number of env/point, or -1 (mu held). */
 static int64_t number_find(struct fsd *f, const char *env, const char *point)
 {
     if (!f->pn_hash)
         return -1;
-    for (uint32_t k = f->pn_hash[number_bucket(env, point)]; k; k = number_at(f, k - 1)->next) {
-        const struct point_number *pn = number_at(f, k - 1);
+    for (uint32_t k = f->pn_hash[name_bucket(env, point)]; k; k = slot_at(f, k - 1)->next) {
+        const struct point_number *pn = slot_at(f, k - 1);
         if (strcmp(pn->name, point) == 0 && strcmp(pn->env, env) == 0)
-            return k - 1;
+            return pn->number;
     }
     return -1;
 }
 
-/* The number of env/point, given now if it has none (mu held); -ENOMEM, -EOVERFLOW. */
+/* The slot of point number number, or NULL (mu held). */
+static const struct point_number *number_slot(struct fsd *f, uint32_t number)
+{
+    if (!f->pn_nhash)
+        return NULL;
+    for (uint32_t k = f->pn_nhash[number_bucket(number)]; k; k = slot_at(f, k - 1)->nnext) {
+        const struct point_number *pn = slot_at(f, k - 1);
+        if (pn->number == number)
+            return pn;
+    }
+    return NULL;
+}
+
+/* The number of env/point, given now if it has none (mu held); -ENOMEM, -EOVERFLOW. A new
+ * number is a hash of env and name (the next free one when taken), so a point keeps its number
+ * across mounts unless another point took it first. */
 static int64_t number_of(struct fsd *f, const char *env, const char *point)
 {
     int64_t found = number_find(f, env, point);
@@ -286,15 +309,17 @@ static int64_t number_of(struct fsd *f, const char *env, const char *point)
         return found;
     if (strlen(point) >= sizeof ((struct point_number *)0)->name)
         return -ENAMETOOLONG;
-    if (f->n_points >= (1u << ENC_POINT_BITS))
-        return -EOVERFLOW;
+    if (f->n_points >= (1u << ENC_POINT_BITS) / 2)
+        return -EOVERFLOW; /* half full: probing stays short */
     if (!f->pn_hash) {
         f->pn_hash = calloc(PN_BUCKETS, sizeof *f->pn_hash);
+        f->pn_nhash = calloc(PN_BUCKETS, sizeof *f->pn_nhash);
         f->pn_blocks = calloc((1u << ENC_POINT_BITS) / ENC_POINT_BLOCK, sizeof *f->pn_blocks);
-        if (!f->pn_hash || !f->pn_blocks) {
+        if (!f->pn_hash || !f->pn_nhash || !f->pn_blocks) {
             free(f->pn_hash);
+            free(f->pn_nhash);
             free(f->pn_blocks);
-            f->pn_hash = NULL;
+            f->pn_hash = f->pn_nhash = NULL;
             f->pn_blocks = NULL;
             return -ENOMEM;
         }
@@ -312,16 +337,24 @@ static int64_t number_of(struct fsd *f, const char *env, const char *point)
             return -ENOMEM;
         env_copy = envs[f->n_pn_envs++];
     }
-    uint32_t number = f->n_points;
-    struct point_number **block = &f->pn_blocks[number / ENC_POINT_BLOCK];
+    uint32_t slot = f->n_points;
+    struct point_number **block = &f->pn_blocks[slot / ENC_POINT_BLOCK];
     if (!*block && !(*block = calloc(ENC_POINT_BLOCK, sizeof **block)))
         return -ENOMEM;
-    struct point_number *pn = number_at(f, number);
+    const uint32_t mask = (1u << ENC_POINT_BITS) - 1;
+    uint32_t number = (uint32_t)(fs_fnv1a(env) ^ (fs_fnv1a(point) * 0x9E3779B97F4A7C15ULL)) & mask;
+    while (number_slot(f, number))
+        number = (number + 1) & mask;
+    struct point_number *pn = slot_at(f, slot);
     pn->env = env_copy;
     memcpy(pn->name, point, strlen(point) + 1);
-    uint32_t b = number_bucket(env, point);
+    pn->number = number;
+    uint32_t b = name_bucket(env, point);
     pn->next = f->pn_hash[b];
-    f->pn_hash[b] = number + 1;
+    f->pn_hash[b] = slot + 1;
+    b = number_bucket(number);
+    pn->nnext = f->pn_nhash[b];
+    f->pn_nhash[b] = slot + 1;
     f->n_points++;
     return number;
 }
@@ -333,11 +366,12 @@ void node_numbers_free(struct fsd *f)
             free(f->pn_blocks[i]);
     free(f->pn_blocks);
     free(f->pn_hash);
+    free(f->pn_nhash);
     for (size_t i = 0; i < f->n_pn_envs; i++)
         free(f->pn_envs[i]);
     free(f->pn_envs);
     f->pn_blocks = NULL;
-    f->pn_hash = NULL;
+    f->pn_hash = f->pn_nhash = NULL;
     f->pn_envs = NULL;
     f->n_pn_envs = 0;
     f->n_points = 0;
@@ -485,10 +519,9 @@ struct node *node_find(struct fsd *f, fuse_ino_t ino, struct node *out)
     if (ino & ENC_BIT) {
         enum nkind kind = (enum nkind)((ino >> ENC_KIND_SHIFT) & 31);
         uint32_t number = (uint32_t)((ino >> ENC_POINT_SHIFT) & ((1u << ENC_POINT_BITS) - 1));
-        bool known = number < f->n_points && is_encoded(kind) && kind <= N_FILE &&
-                     !(ino & CTL_BIT) == !fs_is_ctl(kind);
+        const struct point_number *pn = number_slot(f, number);
+        bool known = pn && is_encoded(kind) && kind <= N_FILE && !(ino & CTL_BIT) == !fs_is_ctl(kind);
         if (known) {
-            const struct point_number *pn = number_at(f, number);
             out->ino = ino;
             out->kind = kind;
             out->env = (char *)pn->env;
