@@ -309,11 +309,12 @@ void node_link(struct fsd *f, struct node *n);
 void node_free(struct node *n);
 void node_numbers_free(struct fsd *f);
 /* These take fsd->mu. */
-/* The inode number child d of parent has or would get (for plain readdir); 0 on ENOMEM. */
+/* The inode number child d of parent has or would get (for plain readdir); 0 when it has none. */
 fuse_ino_t node_ino_peek(struct fsd *f, const struct node *parent, const struct dent *d);
-/* The inode number of child d of parent, taking one lookup reference (for a node outside the
- * points: found or created); 0 when out of memory or of point numbers. */
-fuse_ino_t node_get(struct fsd *f, const struct node *parent, const struct dent *d);
+/* The inode number of child d of parent in *ino, taking one lookup reference (for a node outside
+ * the points: found or created). 0, -ENOMEM, -EOVERFLOW (out of point numbers), -ENOENT (the
+ * parent was forgotten meanwhile). */
+int node_get(struct fsd *f, const struct node *parent, const struct dent *d, fuse_ino_t *ino);
 /* The inode ino (a copy in *out, which it returns), or NULL when it is not known. */
 struct node *node_find(struct fsd *f, fuse_ino_t ino, struct node *out);
 void node_forget(struct fsd *f, fuse_ino_t ino, uint64_t nlookup);

@@ -453,20 +453,22 @@ static char *borrow_or_dup(const char *s, char *parents, uint8_t bit, uint8_t *o
     return strdup(s);
 }
 
-fuse_ino_t node_get(struct fsd *f, const struct node *parent_copy, const struct dent *d)
+int node_get(struct fsd *f, const struct node *parent_copy, const struct dent *d,
+             fuse_ino_t *ino)
 {
+    int rc = 0;
+    *ino = 0;
     if (is_encoded(d->kind)) {
-        int err = 0;
         pthread_mutex_lock(&f->mu);
-        fuse_ino_t ino = encoded_child(f, parent_copy, d, &err);
+        *ino = encoded_child(f, parent_copy, d, &rc);
         pthread_mutex_unlock(&f->mu);
-        if (!ino)
-            log_warn("mount: %s/%s has no inode number: %s", d->env, d->point, strerror(-err));
-        return ino;
+        if (rc)
+            log_warn("mount: %s/%s has no inode number: %s", d->env, d->point, strerror(-rc));
+        return rc;
     }
     char *path = child_path(parent_copy, d);
     if (!path)
-        return 0;
+        return -ENOMEM;
     uint64_t h = fs_fnv1a(path);
     bool wake = false;
     pthread_mutex_lock(&f->mu);
@@ -475,17 +477,19 @@ fuse_ino_t node_get(struct fsd *f, const struct node *parent_copy, const struct 
     if (n) {
         n->nlookup++;
         lru_touch(f, n);
-        pthread_mutex_unlock(&f->mu);
-        free(path);
-        return n->ino;
+        *ino = n->ino;
+        goto out;
     }
-    n = parent ? calloc(1, sizeof *n) : NULL; /* no parent: it was forgotten meanwhile */
-    if (!n) {
-        pthread_mutex_unlock(&f->mu);
-        free(path);
-        return 0;
+    if (!parent) { /* forgotten meanwhile */
+        rc = -ENOENT;
+        goto out;
+    }
+    if (!(n = calloc(1, sizeof *n))) {
+        rc = -ENOMEM;
+        goto out;
     }
     n->path = path;
+    path = NULL;
     n->phash = h;
     n->kind = d->kind;
     n->parent = parent;
@@ -494,22 +498,23 @@ fuse_ino_t node_get(struct fsd *f, const struct node *parent_copy, const struct 
     n->idx = d->idx;
     n->nlookup = 1;
     if ((d->env && !n->env) || (d->arg && !n->arg)) {
-        pthread_mutex_unlock(&f->mu);
         node_free(n);
-        return 0;
+        rc = -ENOMEM;
+        goto out;
     }
     if (f->n_nodes + 1 > f->n_buckets * 2)
         grow_tables(f);
-    n->ino = ino_for(f, path, h, d->kind);
+    n->ino = ino_for(f, n->path, h, d->kind);
     node_link(f, n);
+    *ino = n->ino;
     if (f->n_lru > f->max_nodes && !f->trim_asked)
         wake = f->trim_asked = true;
+out:
     pthread_mutex_unlock(&f->mu);
-    fuse_ino_t ino = n->ino;
-    pthread_mutex_unlock(&f->mu);
+    free(path);
     if (wake)
         refresher_wake_trim(f);
-    return ino;
+    return rc;
 }
 
 struct node *node_find(struct fsd *f, fuse_ino_t ino, struct node *out)

@@ -43,10 +43,11 @@ void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, -rc);
         return;
     }
-    fuse_ino_t c = node_get(f, p, &d.e[0]);
+    fuse_ino_t c;
+    rc = node_get(f, p, &d.e[0], &c);
     dirh_clear(&d);
-    if (!c) {
-        fuse_reply_err(req, p->kind == N_ENV ? EOVERFLOW : ENOMEM);
+    if (rc) {
+        fuse_reply_err(req, -rc);
         return;
     }
     struct fuse_entry_param e;
@@ -195,6 +196,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     size_t used = 0;
+    int err = 0; /* an entry that could not be numbered: the reply ends before it */
     /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
     for (off_t i = off; i < (off_t)d->n + 2; i++) {
         size_t room = size - used;
@@ -224,8 +226,8 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 /* it went away (a point deleted meanwhile): skip it */
                 continue;
             }
-            fuse_ino_t c = node_get(f, n, de);
-            if (!c)
+            fuse_ino_t c;
+            if ((err = node_get(f, n, de, &c)))
                 break;
             struct fuse_entry_param e;
             attr_fill_entry(&e, c, &a);
@@ -237,8 +239,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         } else {
             struct stat st = {0};
             st.st_ino = node_ino_peek(f, n, de);
-            if (!st.st_ino)
+            if (!st.st_ino) {
+                err = -ENOMEM;
                 break;
+            }
             st.st_mode = fs_is_dir(de->kind) ? S_IFDIR : fs_is_link(de->kind) ? S_IFLNK : S_IFREG;
             len = fuse_add_direntry(req, buf + used, room, de->name, &st, i + 1);
             if (len > room)
@@ -246,7 +250,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         used += len;
     }
-    fuse_reply_buf(req, buf, used);
+    if (err && used == 0)
+        fuse_reply_err(req, -err); /* not an empty (ended) listing */
+    else
+        fuse_reply_buf(req, buf, used);
     free(buf);
     dirh_clear(d);
 }
