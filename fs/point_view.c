@@ -103,17 +103,20 @@ static int pview_build(struct fsd *f, struct pview *v)
         const char *fnm = pf->file_name && *pf->file_name ? pf->file_name : pf->column;
         name_sanitize(fnm ? fnm : "file", strlen(fnm ? fnm : "file"), ff->fname);
     }
-    /* unique names within a record directory: sort (stable input order), then suffix */
+    /* unique names within a record directory: sort (the same order for the same point: node.c
+     * numbers a file by its index here), then suffix; a directory's files are contiguous */
     qsort(v->files, v->n_files, sizeof *v->files, cmp_ffile);
+    size_t dir_start = 0;
     for (size_t i = 1; i < v->n_files; i++) {
         struct ffile *a = &v->files[i];
+        if (a->tdir != v->files[i - 1].tdir || strcmp(a->rdir, v->files[i - 1].rdir) != 0)
+            dir_start = i;
         char base[256];
         memcpy(base, a->fname, 256);
         for (int k = 2;; k++) {
             bool clash = false;
-            for (size_t j = 0; j < i && !clash; j++)
-                clash = v->files[j].tdir == a->tdir && strcmp(v->files[j].rdir, a->rdir) == 0 &&
-                        strcmp(v->files[j].fname, a->fname) == 0;
+            for (size_t j = dir_start; j < i && !clash; j++)
+                clash = strcmp(v->files[j].fname, a->fname) == 0;
             if (!clash)
                 break;
             memcpy(a->fname, base, 256);
@@ -322,6 +325,40 @@ void pview_drop(struct fsd *f, const char *env, const char *point)
     }
     pthread_mutex_unlock(&f->vmu);
     pview_free_chain(f, victims);
+}
+
+/* The index of the first file of table directory tdir whose record directory is rdir (the
+ * table directory's first file when rdir is NULL), or where it would be: v->files is sorted by
+ * table directory, then record directory (point_view.c). */
+size_t pview_files_seek(const struct pview *v, size_t tdir, const char *rdir)
+{
+    size_t lo = 0, hi = v->n_files;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct ffile *ff = &v->files[mid];
+        bool before = ff->tdir < tdir || (ff->tdir == tdir && rdir && strcmp(ff->rdir, rdir) < 0);
+        if (before)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+bool pview_index_ok(const struct pview *v, enum nkind kind, int idx)
+{
+    if (idx < 0)
+        return false;
+    switch (kind) {
+    case N_TABLE: case N_SCHEMA_FILE: case N_CHANGE_FILE:
+        return (size_t)idx < v->p->n_tables;
+    case N_FILES_TABLE:
+        return (size_t)idx < v->n_ftab;
+    case N_FILES_RECORD: case N_FILE:
+        return (size_t)idx < v->n_files;
+    default:
+        return true;
+    }
 }
 
 int fs_table_index(const struct point *p, const char *name)
