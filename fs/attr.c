@@ -132,7 +132,7 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
         fill_common(f, st, S_IFDIR | 0555, 0, pt_time);
         break;
     default:
-        rc = pview_get(f, env, point, &v);
+        rc = pview_get(f, env, point, fs_needs_files(kind), &v);
         if (rc)
             break;
         if (!pview_index_ok(v, kind, idx)) {

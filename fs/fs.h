@@ -44,8 +44,9 @@ struct fs_source_ops {
     int (*points)(void *impl, const char *env, struct point_summary **out, size_t *n,
                   struct dverr *err);                                       /* oldest first */
     void (*points_free)(struct point_summary *p, size_t n);
-    int (*point_load)(void *impl, const char *env, const char *name, struct point **out,
-                      struct dverr *err);
+    /* A point; without with_files its file list may be left unread (point.h, files_later). */
+    int (*point_load)(void *impl, const char *env, const char *name, bool with_files,
+                      struct point **out, struct dverr *err);
     void (*point_free)(struct point *p);
     int (*env_doc)(void *impl, const char *env, struct buf *out, struct dverr *err);
     int (*backup_json)(void *impl, const struct point *p, struct buf *out);

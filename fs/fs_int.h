@@ -130,10 +130,12 @@ struct eview {
 };
 
 struct ffile {                 /* one entry under files/ (immutable, part of its pview) */
-    size_t tdir;               /* index in ftab */
-    char rdir[256];            /* record directory name */
-    char fname[256];           /* file name (unique within the record directory) */
-    size_t idx;                /* index in point->files */
+    uint32_t tdir;             /* index in ftab */
+    uint32_t idx;              /* index in point->files */
+    const char *rdir;          /* record directory name (in the view's names: shared by the
+                                  record's files) */
+    const char *fname;         /* file name, unique within the record directory (the view's
+                                  names) */
 };
 
 /* A loaded point and its names (point_view.c). Fields not marked vmu are immutable: set before
@@ -154,6 +156,9 @@ struct pview {
     struct buf backup_json;
     struct pview *prev, *next; /* LRU, vmu */
     struct pview *hnext;       /* chain in fsd.pv_hash, vmu */
+    bool with_files;           /* its point was loaded with its file list, and files is built
+                                  (else files is empty: the point's list may be unread) */
+    struct arena names;        /* the files' rdir and fname strings */
 };
 
 #define PV_BUCKETS 4096 /* a power of two */
@@ -348,8 +353,13 @@ struct pinfo env_point_of_label(struct fsd *f, const char *env, const char *labe
 
 /* ---- point_view.c ---- */
 /* A referenced view of env/point (-ENOENT when the point does not exist, -EIO, -ENOMEM); put it
- * back with pview_put. Both take vmu. */
-int pview_get(struct fsd *f, const char *env, const char *point, struct pview **out);
+ * back with pview_put. Both take vmu. with_files: a view with the point's files (what files/
+ * needs: fs_needs_files), which costs reading the file list (one object a ~512 files); the
+ * other views leave it unread when the store lets them. */
+int pview_get(struct fsd *f, const char *env, const char *point, bool with_files,
+              struct pview **out);
+/* A node of kind needs the point's files (files/ and below). */
+bool fs_needs_files(enum nkind kind);
 void pview_put(struct fsd *f, struct pview *v);
 /* Free a view nobody holds (out of the LRU, or at teardown). */
 void pview_free(struct fsd *f, struct pview *v);

@@ -150,7 +150,7 @@ int listing_children(struct fsd *f, const struct node *n, const char *only, stru
         ADD("files", N_FILES, n->env, n->point, NULL, 0);
         if (!only || strcmp(only, "audit.json") == 0) {
             struct pview *v;
-            if (pview_get(f, n->env, n->point, &v) == 0) {
+            if (pview_get(f, n->env, n->point, false, &v) == 0) {
                 bool has = v->p->audit_table && fs_table_index(v->p, v->p->audit_table) >= 0;
                 pview_put(f, v);
                 if (has)
@@ -162,7 +162,7 @@ int listing_children(struct fsd *f, const struct node *n, const char *only, stru
     case N_TABLES: case N_SCHEMA: case N_CHANGES: case N_FILES: case N_FILES_TABLE:
     case N_FILES_RECORD: {
         struct pview *v;
-        rc = pview_get(f, n->env, n->point, &v);
+        rc = pview_get(f, n->env, n->point, fs_needs_files(n->kind), &v);
         if (rc)
             break;
         const struct point *p = v->p;

@@ -98,7 +98,7 @@ static void blob_src_free(void *arg)
 static int open_cached(struct fsd *f, const struct node *n, struct handle *h, struct dverr *err)
 {
     struct pview *v;
-    int rc = pview_get(f, n->env, n->point, &v);
+    int rc = pview_get(f, n->env, n->point, n->kind == N_FILE, &v);
     if (rc)
         return rc;
     char *key = NULL;
@@ -324,7 +324,7 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         break;
     case N_BACKUP_JSON: {
         struct pview *v;
-        rc = pview_get(f, n->env, n->point, &v);
+        rc = pview_get(f, n->env, n->point, false, &v);
         if (!rc) {
             rc = buf_add(&h->mem, v->backup_json.data, v->backup_json.len);
             pview_put(f, v);

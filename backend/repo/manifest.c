@@ -650,8 +650,11 @@ struct point *point_dup(const struct point *p)
                 point_free(copy);
                 copy = NULL;
             }
-        if (copy)
+        if (copy) {
             copy->files_chunked = p->files_chunked;
+            copy->files_later = p->files_later;
+            copy->files_listed = p->files_listed;
+        }
     }
     buf_release(&b);
     return copy;
@@ -709,7 +712,8 @@ int point_render_backup_json(const struct point *p, const struct point_hold *hol
         rc = rc ? rc : buf_addch(out, '}');
     }
     rc = rc ? rc : buf_addstr(out, p->n_tables ? "\n  ],\n" : "],\n");
-    rc = rc ? rc : buf_printf(out, "  \"files\": %zu,\n", p->n_files);
+    rc = rc ? rc : buf_printf(out, "  \"files\": %zu,\n",
+                              p->files_later ? p->files_listed : p->n_files);
     rc = rc ? rc : add_kv_str(out, "  ", "audit", p->audit_table ? "captured" : "not captured", true);
     rc = rc ? rc : buf_addstr(out, "  \"anomaly\": ");
     rc = rc ? rc : buf_addstr(out, p->anomaly_json ? p->anomaly_json : "null");

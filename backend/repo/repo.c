@@ -551,14 +551,20 @@ static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
 
 /* A format-3 point's file list: its index (the bytes in index), then each chunk it names, read
  * as a blob (hash checked; the first ones through the memo) into p->files, sized from the
- * index. */
+ * index; with later, the index only (files_later). */
 static int load_file_chunks(struct repo *r, struct point *p, const char *index, size_t len,
-                            struct dverr *err)
+                            bool later, struct dverr *err)
 {
     size_t *counts = NULL, total = 0;
     struct buf chunk = BUF_INIT;
     int rc = filelist_parse_index(index, len, &p->files_chunks, &counts, &p->n_files_chunks,
                                   &total, err);
+    if (!rc && later) {
+        p->files_later = true;
+        p->files_listed = total;
+        free(counts);
+        return 0;
+    }
     if (!rc && !(p->files = calloc(total ? total : 1, sizeof *p->files)))
         rc = dverr_set(err, -ENOMEM, "out of memory");
     for (size_t k = 0; !rc && k < p->n_files_chunks; k++) {
@@ -576,7 +582,7 @@ static int load_file_chunks(struct repo *r, struct point *p, const char *index, 
 
 /* Complete a format-2 or 3 point with its tables document and files document or file list
  * (manifest.h). */
-static int load_shared(struct repo *r, struct point *p, struct dverr *err)
+static int load_shared(struct repo *r, struct point *p, unsigned flags, struct dverr *err)
 {
     struct buf t = BUF_INIT, f = BUF_INIT;
     struct dverr e2 = {0};
@@ -587,7 +593,8 @@ static int load_shared(struct repo *r, struct point *p, struct dverr *err)
         rc = manifest_parse_shared(p, t.data ? t.data : "", t.len, f.data ? f.data : "", f.len,
                                    &e2);
     if (!rc && p->files_chunked)
-        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len, &e2);
+        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len,
+                              (flags & REPO_LOAD_FILES_LATER) != 0, &e2);
     if (rc)
         rc = dverr_set(err, rc == -ENOENT ? -EIO : rc, "damaged point %s/%s: %s", p->env,
                        p->name, dverr_msg(&e2));
@@ -598,6 +605,12 @@ static int load_shared(struct repo *r, struct point *p, struct dverr *err)
 
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err)
+{
+    return repo_point_load_flags(r, env, name, 0, out, err);
+}
+
+int repo_point_load_flags(struct repo *r, const char *env, const char *name, unsigned flags,
+                          struct point **out, struct dverr *err)
 {
     *out = NULL;
     char obj[400];
@@ -626,7 +639,7 @@ int repo_point_load(struct repo *r, const char *env, const char *name, struct po
         point_free(p);
         return dverr_set(err, -EIO, "damaged manifest %s/%s: it names another point", env, name);
     }
-    if (p->tables_object && (rc = load_shared(r, p, err))) {
+    if (p->tables_object && (rc = load_shared(r, p, flags, err))) {
         point_free(p);
         return rc;
     }

@@ -89,6 +89,12 @@ int repo_points_mark_held(struct repo *r, const char *env, struct point_summary 
 /* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err);
+/* The same; with REPO_LOAD_FILES_LATER, a point whose file list is in chunks (format 3) is loaded
+ * without reading them: files_later set, files empty (what the mount does for everything but
+ * files/: opening a table of a 200,000-file point reads 3 objects, not 400). */
+#define REPO_LOAD_FILES_LATER 1u
+int repo_point_load_flags(struct repo *r, const char *env, const char *name, unsigned flags,
+                          struct point **out, struct dverr *err);
 /* The environment document (envs/<env>.json), -ENOENT when none. */
 int repo_env_doc(struct repo *r, const char *env, struct buf *out, struct dverr *err);
 int repo_env_doc_put(struct repo *r, const char *env, const char *json, struct dverr *err);
