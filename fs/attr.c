@@ -1,4 +1,4 @@
-/* attr: the attributes of a node, or of a would-be node described by kind/env/point/arg/i1/i2
+/* attr: the attributes of a node, or of a would-be node described by kind/env/point/arg/idx
  * (an entry listed or resolved before its node exists), and the entry the kernel is given for a
  * node. Owner and group are the mount's. Times: under a point, the point's; an environment, its
  * newest point's; latest, labels and at/ links, their point's; environment.json, operation and
@@ -41,9 +41,9 @@ static size_t count_subdirs_env(struct fsd *f, const char *env)
     return n;
 }
 
-/* Attributes of a node (or a would-be node) described by kind/env/point/arg/i1/i2. */
+/* Attributes of a node (or a would-be node) described by kind/env/point/arg/idx. */
 int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
-            const char *arg, int i1, int i2, struct attr *a)
+            const char *arg, int idx, struct attr *a)
 {
     memset(a, 0, sizeof *a);
     struct stat *st = &a->st;
@@ -132,9 +132,13 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
         fill_common(f, st, S_IFDIR | 0555, 0, pt_time);
         break;
     default:
-        rc = pview_get(f, env, point, &v);
+        rc = pview_get(f, env, point, fs_needs_files(kind), &v);
         if (rc)
             break;
+        if (!pview_index_ok(v, kind, idx)) {
+            rc = -ENOENT;
+            break;
+        }
         switch (kind) {
         case N_BACKUP_JSON:
             fill_common(f, st, S_IFREG | 0444, v->backup_json.len, pt_time);
@@ -149,34 +153,34 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
             break;
         }
         case N_TABLE:
-            fill_common(f, st, S_IFREG | 0444, v->p->tables[i1].bytes, pt_time);
+            fill_common(f, st, S_IFREG | 0444, v->p->tables[idx].bytes, pt_time);
             break;
         case N_CHANGE_FILE:
-            fill_common(f, st, S_IFREG | 0444, v->p->tables[i1].changes_bytes, pt_time);
+            fill_common(f, st, S_IFREG | 0444, v->p->tables[idx].changes_bytes, pt_time);
             break;
         case N_SCHEMA_FILE: {
-            const char *id = v->p->tables[i1].schema;
+            const char *id = v->p->tables[idx].schema;
             size_t id_len = strlen(id);
             struct schema_memo *slot = NULL; /* set only when the view has no size yet */
             pthread_mutex_lock(&f->vmu);
-            int64_t sz = v->schema_size[i1];
+            int64_t sz = v->schema_size[idx];
             if (sz < 0 && id_len < sizeof slot->id) {
                 slot = &f->schema_memo[fs_fnv1a(id) & (SCHEMA_MEMO_SLOTS - 1)];
                 if (strcmp(slot->id, id) == 0)
-                    sz = v->schema_size[i1] = slot->size;
+                    sz = v->schema_size[idx] = slot->size;
             }
             pthread_mutex_unlock(&f->vmu);
             if (sz < 0) {
                 struct dverr err = {0};
                 rc = f->src->ops->blob_get(f->src->impl, id, &b, &err);
                 if (rc) {
-                    log_warn("mount: schema of %s: %s", v->p->tables[i1].name, dverr_msg(&err));
+                    log_warn("mount: schema of %s: %s", v->p->tables[idx].name, dverr_msg(&err));
                     rc = -EIO;
                     break;
                 }
                 sz = (int64_t)b.len;
                 pthread_mutex_lock(&f->vmu);
-                v->schema_size[i1] = sz;
+                v->schema_size[idx] = sz;
                 if (slot) {
                     memcpy(slot->id, id, id_len + 1);
                     slot->size = sz;
@@ -194,12 +198,12 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
         case N_FILES_TABLE: {
             size_t recs = 0;
             const char *prev = NULL;
-            for (size_t i = 0; i < v->n_files; i++)
-                if (v->files[i].tdir == (size_t)i1) {
-                    if (!prev || strcmp(prev, v->files[i].rdir) != 0)
-                        recs++;
-                    prev = v->files[i].rdir;
-                }
+            for (size_t i = pview_files_seek(v, (size_t)idx, NULL);
+                 i < v->n_files && v->files[i].tdir == (size_t)idx; i++) {
+                if (!prev || strcmp(prev, v->files[i].rdir) != 0)
+                    recs++;
+                prev = v->files[i].rdir;
+            }
             fill_common(f, st, S_IFDIR | 0555, 0, pt_time);
             st->st_nlink = 2 + recs;
             break;
@@ -208,7 +212,7 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
             fill_common(f, st, S_IFDIR | 0555, 0, pt_time);
             break;
         case N_FILE:
-            fill_common(f, st, S_IFREG | 0444, v->p->files[v->files[i2].idx].size, pt_time);
+            fill_common(f, st, S_IFREG | 0444, v->p->files[v->files[idx].idx].size, pt_time);
             break;
         default:
             rc = -ENOENT;
@@ -220,12 +224,12 @@ int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point,
     return rc;
 }
 
-void attr_fill_entry(struct fuse_entry_param *e, const struct node *n, const struct attr *a)
+void attr_fill_entry(struct fuse_entry_param *e, fuse_ino_t ino, const struct attr *a)
 {
     memset(e, 0, sizeof *e);
-    e->ino = n->ino;
+    e->ino = ino;
     e->attr = a->st;
-    e->attr.st_ino = n->ino;
+    e->attr.st_ino = ino;
     e->attr_timeout = a->timeout;
     e->entry_timeout = a->timeout;
 }

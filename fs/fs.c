@@ -230,6 +230,7 @@ out:
     }
     free(f->by_ino);
     free(f->by_path);
+    node_numbers_free(f);
     free(f->schema_memo);
     for (struct open_count *c = f->open_counts, *next; c; c = next) {
         next = c->next;

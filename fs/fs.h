@@ -10,8 +10,9 @@
  * Limits: sizes come from the manifests (exact before the first read); schema documents and
  * backup.json are rendered (small) to know their size. Directories are opened without a request
  * (no OPENDIR) and the kernel caches their listings; each readdir request lists the directory.
- * Parsed manifests are kept in memory within FS_POINT_BYTES. The entries the kernel knows are kept
- * to about opts.max_nodes (dvsnap mount --max-nodes; FS_MAX_NODES_DEFAULT, 200,000, when 0):
+ * Parsed manifests are kept in memory within FS_POINT_BYTES. Entries under a point have encoded
+ * inode numbers and no state in the daemon (fs/node.c); the other entries the kernel knows are
+ * kept to about opts.max_nodes (dvsnap mount --max-nodes; FS_MAX_NODES_DEFAULT, 200,000, when 0):
  * past it the least recently looked-up are dropped from the kernel's cache and the daemon's
  * memory, and looked up again when next used. Files read again are served by FUSE
  * passthrough from the cache's plain copies (fs/passthrough.h) when the daemon may.
@@ -43,8 +44,9 @@ struct fs_source_ops {
     int (*points)(void *impl, const char *env, struct point_summary **out, size_t *n,
                   struct dverr *err);                                       /* oldest first */
     void (*points_free)(struct point_summary *p, size_t n);
-    int (*point_load)(void *impl, const char *env, const char *name, struct point **out,
-                      struct dverr *err);
+    /* A point; without with_files its file list may be left unread (point.h, files_later). */
+    int (*point_load)(void *impl, const char *env, const char *name, bool with_files,
+                      struct point **out, struct dverr *err);
     void (*point_free)(struct point *p);
     int (*env_doc)(void *impl, const char *env, struct buf *out, struct dverr *err);
     int (*backup_json)(void *impl, const struct point *p, struct buf *out);
@@ -92,7 +94,8 @@ struct fs_opts {
     bool allow_other;
     bool debug;
     int max_threads;              /* 0: 16 */
-    size_t max_nodes;             /* kernel-known entries kept (1000 or more); 0: the default */
+    size_t max_nodes;             /* kernel-known entries outside the points kept (1000 or
+                                     more); 0: the default */
     bool no_passthrough;          /* never serve cached files by FUSE passthrough */
     int refresh_ms;               /* how often environments are checked for new points; 0: 1000 */
     const char *cache_key_prefix; /* names the repository in cache keys */

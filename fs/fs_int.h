@@ -1,7 +1,8 @@
 /* fs_int: the FUSE view's internals, shared by the files of fs/ and included by nothing outside
  * it (callers use fs/fs.h). The view, by file:
  *   fs.c          the mount's lifecycle: session, threads, the table of operations, teardown
- *   node.c        kernel-known nodes (inode numbers, the node tables), hashing, kind predicates
+ *   node.c        inode numbers: encoded for everything under a point (no state), kernel-known
+ *                 nodes for the rest (the node tables); hashing, kind predicates
  *   env_view.c    the environment list, each environment's points and labels, and the point a
  *                 name, latest, a label or a time resolves to
  *   point_view.c  loaded points with their file names, an LRU within FS_POINT_BYTES
@@ -18,7 +19,7 @@
  * control or cache calls, nor across fuse_lowlevel_notify_* (fsd.mu is held across registering a
  * passthrough backing file, an ioctl).
  *   fsd.mu       the node tables, the nodes' LRU, every node's nlookup and child count, the
- *                open counts, the list of handles
+ *                point numbers, the open counts, the list of handles
  *   fsd.vmu      the environment list, the environment views, the point views' LRU and hash
  *                table, each point view's refs and schema sizes, the schema memo's slots
  *   fsd.stop_mu  the refresher's wake-up and stop flags (with stop_cond)
@@ -48,6 +49,14 @@ struct passthrough; /* fs/passthrough.h */
 #define IMMUTABLE_TIMEOUT 86400.0 /* the kernel's cache of entries and attributes under a point */
 #define ENV_TIMEOUT 1.0           /* elsewhere; also the age at which requests refresh a list */
 #define CTL_BIT (1ULL << 63)      /* set in control files' inode numbers, clear in all others */
+/* An inode number with ENC_BIT set is encoded: everything under a point (N_POINT and below) is
+ * numbered CTL_BIT? | ENC_BIT | kind << 57 | point number << 32 | index, and needs no node (node.c).
+ * A point's number is a hash of its environment and name, kept for the mount's life. */
+#define ENC_BIT (1ULL << 62)
+#define ENC_KIND_SHIFT 57
+#define ENC_POINT_SHIFT 32
+#define ENC_POINT_BITS 25         /* 33M points a mount */
+#define ENC_POINT_BLOCK 4096      /* point numbers are kept in blocks of this many (never moved) */
 
 enum nkind {
     N_ROOT, N_README, N_OPS_DIR, N_OP_FILE,
@@ -56,32 +65,47 @@ enum nkind {
     N_CHANGES, N_CHANGE_FILE, N_FILES, N_FILES_TABLE, N_FILES_RECORD, N_FILE,
 };
 
-/* One kernel-known inode (node.c). Every field but nlookup, n_children and the chains is
- * immutable: set before the node is linked. A node stays linked while the kernel knows it
- * (nlookup > 0) or while one of its children is linked (n_children > 0), so a child's parent,
- * and the env and point strings it borrows from it, outlive the child; handlers read the
- * immutable fields without a lock. */
+/* An inode: a kernel-known node outside the points (node.c), or what an encoded inode number
+ * says (node_find fills one in: path, parent and arg NULL, the strings the point number's). A
+ * linked node's fields but nlookup, n_children and the chains are immutable: set before the node
+ * is linked. A node stays linked while the kernel knows it (nlookup > 0) or while one of its
+ * children is linked (n_children > 0), so a child's parent, and the env and point strings it
+ * borrows from it, outlive the child; handlers read a copy of the immutable fields. */
 struct node {
     fuse_ino_t ino;            /* immutable */
     uint64_t nlookup;          /* fsd->mu */
     struct node *parent;       /* immutable; NULL for the root */
-    char *path;                /* immutable: "/env/point/..." ("" for the root) */
+    char *path;                /* immutable: "/env/..." ("" for the root; NULL if encoded) */
     uint64_t phash;            /* immutable: fs_fnv1a(path) */
-    char *env, *point, *arg;   /* immutable; NULL when not relevant; env and point may be the
-                                  parent's (see owns) */
-    int i1, i2;                /* immutable: indexes in the point view (a table; a file) */
+    char *env, *point, *arg;   /* immutable; NULL when not relevant; env may be the parent's
+                                  (see owns); point only in an encoded node's copy */
+    int idx;                   /* immutable: an index in the point view: a table (N_TABLE,
+                                  N_SCHEMA_FILE, N_CHANGE_FILE), a files/ table directory
+                                  (N_FILES_TABLE), a file (N_FILE; for N_FILES_RECORD, its
+                                  first file) */
     enum nkind kind;           /* immutable */
-    uint8_t owns;              /* immutable: NODE_OWNS_ENV, NODE_OWNS_POINT: which it frees */
+    uint8_t owns;              /* immutable: NODE_OWNS_ENV when it frees env */
     bool in_lru;               /* fsd->mu: in fsd.lru (kernel-known, no invalidation asked) */
     uint32_t n_children;       /* fsd->mu: linked nodes whose parent this is */
     struct node *inext, *pnext; /* fsd->mu */
     struct node *lprev, *lnext; /* fsd->mu: fsd.lru, least recently looked up first */
 };
 
-#define NODE_OWNS_ENV 1
-#define NODE_OWNS_POINT 2
+/* What a point number stands for (node.c). Immutable once given. */
+struct point_number {
+    const char *env;           /* in fsd.pn_envs */
+    char name[32];
+    uint32_t number;           /* below 2^ENC_POINT_BITS */
+    uint32_t next, nnext;      /* hash chains by name and by number: the next slot + 1, 0 at the
+                                  end (fsd->mu) */
+};
 
-/* Kernel-known nodes kept at most (see node_trim): fs_opts.max_nodes (--max-nodes), or this. */
+#define PN_BUCKETS 65536 /* a power of two */
+
+#define NODE_OWNS_ENV 1
+
+/* Kernel-known nodes (outside the points) kept at most (see node_trim): fs_opts.max_nodes
+ * (--max-nodes), or this. */
 #define FS_MAX_NODES_DEFAULT 200000
 
 /* One environment's points and labels (env_view.c). Kept until the mount ends. All fields vmu,
@@ -106,10 +130,12 @@ struct eview {
 };
 
 struct ffile {                 /* one entry under files/ (immutable, part of its pview) */
-    size_t tdir;               /* index in ftab */
-    char rdir[256];            /* record directory name */
-    char fname[256];           /* file name (unique within the record directory) */
-    size_t idx;                /* index in point->files */
+    uint32_t tdir;             /* index in ftab */
+    uint32_t idx;              /* index in point->files */
+    const char *rdir;          /* record directory name (in the view's names: shared by the
+                                  record's files) */
+    const char *fname;         /* file name, unique within the record directory (the view's
+                                  names) */
 };
 
 /* A loaded point and its names (point_view.c). Fields not marked vmu are immutable: set before
@@ -130,6 +156,9 @@ struct pview {
     struct buf backup_json;
     struct pview *prev, *next; /* LRU, vmu */
     struct pview *hnext;       /* chain in fsd.pv_hash, vmu */
+    bool with_files;           /* its point was loaded with its file list, and files is built
+                                  (else files is empty: the point's list may be unread) */
+    struct arena names;        /* the files' rdir and fname strings */
 };
 
 #define PV_BUCKETS 4096 /* a power of two */
@@ -162,6 +191,14 @@ struct fsd {
     size_t n_lru;                    /* mu */
     size_t max_nodes;                /* setup: node_trim keeps n_lru at most this */
     bool trim_asked;                 /* mu: the refresher was woken to trim and has not yet */
+    struct point_number **pn_blocks; /* mu: point numbers' blocks (ENC_POINT_BLOCK each; a block
+                                        is never moved, so its strings can be read without mu) */
+    uint32_t *pn_hash;               /* mu: PN_BUCKETS chains of point numbers' slots (slot + 1),
+                                        by env and name */
+    uint32_t *pn_nhash;              /* mu: the same by number */
+    uint32_t n_points;               /* mu: point numbers given (slots used) */
+    char **pn_envs;                  /* mu: environment names the point numbers point at */
+    size_t n_pn_envs;                /* mu */
 
     pthread_mutex_t vmu;
     char **env_names;          /* vmu: real names, sorted */
@@ -222,7 +259,7 @@ struct dent {
     const char *name;
     enum nkind kind;
     const char *env, *point, *arg;
-    int i1, i2;
+    int idx;
 };
 
 struct dirh {                  /* a listing; owned by one request */
@@ -273,13 +310,26 @@ char *fs_xstrdup(const char *s);    /* strdup, NULL for NULL */
 /* fsd->mu held (or before the session starts, for node_link). */
 struct node *node_by_path(struct fsd *f, const char *path, uint64_t h);
 void node_link(struct fsd *f, struct node *n);
-/* Free an unlinked node. */
+/* Free an unlinked node; free the point numbers (at teardown). */
 void node_free(struct node *n);
+void node_numbers_free(struct fsd *f);
 /* These take fsd->mu. */
-fuse_ino_t node_ino_peek(struct fsd *f, const char *path, enum nkind kind);
-struct node *node_get(struct fsd *f, struct node *parent, const struct dent *d);
-struct node *node_find(struct fsd *f, fuse_ino_t ino);
+/* The inode number child d of parent has or would get (for plain readdir); 0 when it has none. */
+fuse_ino_t node_ino_peek(struct fsd *f, const struct node *parent, const struct dent *d);
+/* The inode number of child d of parent in *ino, taking one lookup reference (for a node outside
+ * the points: found or created). 0, -ENOMEM, -EOVERFLOW (out of point numbers), -ENOENT (the
+ * parent was forgotten meanwhile). */
+int node_get(struct fsd *f, const struct node *parent, const struct dent *d, fuse_ino_t *ino);
+/* The inode ino (a copy in *out, which it returns), or NULL when it is not known. */
+struct node *node_find(struct fsd *f, fuse_ino_t ino, struct node *out);
 void node_forget(struct fsd *f, fuse_ino_t ino, uint64_t nlookup);
+/* n for a log line: its path, or what an encoded node is ("table 3 of env/point"), in buf. */
+const char *node_describe(const struct node *n, char *buf, size_t size);
+/* The inode number of the node at path (outside the points) if the kernel knows it, else 0. */
+fuse_ino_t node_path_ino(struct fsd *f, const char *path);
+/* The inode number of kind (N_POINT or below, no index) in env/point if the kernel may know it
+ * (the point was numbered), else 0. */
+fuse_ino_t node_point_ino(struct fsd *f, const char *env, const char *point, enum nkind kind);
 /* Ask the kernel to drop the least recently looked-up leaf entries until at most 7/8 of
  * f->max_nodes are in the LRU (fuse_lowlevel_notify_inval_entry; it then sends FORGET). Only
  * from a thread that is not a FUSE request handler (the refresher); takes fsd->mu, not across
@@ -303,14 +353,25 @@ struct pinfo env_point_of_label(struct fsd *f, const char *env, const char *labe
 
 /* ---- point_view.c ---- */
 /* A referenced view of env/point (-ENOENT when the point does not exist, -EIO, -ENOMEM); put it
- * back with pview_put. Both take vmu. */
-int pview_get(struct fsd *f, const char *env, const char *point, struct pview **out);
+ * back with pview_put. Both take vmu. with_files: a view with the point's files (what files/
+ * needs: fs_needs_files), which costs reading the file list (one object a ~512 files); the
+ * other views leave it unread when the store lets them. */
+int pview_get(struct fsd *f, const char *env, const char *point, bool with_files,
+              struct pview **out);
+/* A node of kind needs the point's files (files/ and below). */
+bool fs_needs_files(enum nkind kind);
 void pview_put(struct fsd *f, struct pview *v);
 /* Free a view nobody holds (out of the LRU, or at teardown). */
 void pview_free(struct fsd *f, struct pview *v);
 /* Drop the views of env/point (their backup.json changed: a hold): the next pview_get loads the
  * point again; a view in use is freed when its last holder puts it back. Takes vmu. */
 void pview_drop(struct fsd *f, const char *env, const char *point);
+/* The index of the first file of table directory tdir whose record directory is rdir (the table
+ * directory's first file when rdir is NULL), or where it would be (v->files is sorted by table
+ * directory, then record directory). */
+size_t pview_files_seek(const struct pview *v, size_t tdir, const char *rdir);
+/* idx is within v for a node of kind (a table, a files/ table, a file), or kind has none. */
+bool pview_index_ok(const struct pview *v, enum nkind kind, int idx);
 /* The index of table name in p->tables, or -1. */
 int fs_table_index(const struct point *p, const char *name);
 
@@ -322,10 +383,10 @@ int docs_env_json(struct fsd *f, const char *env, struct buf *out);
 int docs_status(struct fsd *f, const struct node *n, struct buf *out);
 
 /* ---- attr.c ---- */
-/* Attributes of a node (or a would-be node) described by kind/env/point/arg/i1/i2. */
+/* Attributes of a node (or a would-be node) described by kind/env/point/arg/idx. */
 int attr_of(struct fsd *f, enum nkind kind, const char *env, const char *point, const char *arg,
-            int i1, int i2, struct attr *a);
-void attr_fill_entry(struct fuse_entry_param *e, const struct node *n, const struct attr *a);
+            int idx, struct attr *a);
+void attr_fill_entry(struct fuse_entry_param *e, fuse_ino_t ino, const struct attr *a);
 
 /* ---- listing.c ---- */
 void dirh_clear(struct dirh *d);

@@ -1,33 +1,43 @@
-/* node: the view's nodes, one struct node per kernel-known inode, created by lookup and
- * readdirplus and dropped when the kernel forgets it (nlookup 0) and none of its children is
- * left. A node's identity is its path in the view; its inode number is a 63-bit FNV-1a hash of
- * that path (collisions probe to the next free number), control files get the top bit set (a
- * reserved range), the root is 1. So numbers are stable for the life of the mount and, barring
- * collisions, across mounts. Also the small helpers every file uses: the hash and the kinds'
- * predicates.
+/* node: the view's inode numbers. Everything under a restore point (the point's directory and all
+ * below it: 99.9% of a big tree) gets an encoded number that says what it is, so the daemon keeps
+ * nothing for it however many of them the kernel knows:
+ *   CTL_BIT (a control file) | ENC_BIT | kind << 57 | point number << 32 | index
+ * where the point number stands for an environment and a point name (given when the point is first
+ * seen, kept for the mount's life: about 60 bytes a point) and the index is the node's table
+ * or file in the point's view (fs_int.h, struct node). The view of a point is loaded again from
+ * its immutable manifest when needed, and gives the same indexes every time. A FORGET of such a
+ * number is a no-op, and the kernel keeps these entries and their listings for as long as it has
+ * memory for them (IMMUTABLE_TIMEOUT), as it does a local disk's: a second `ls -lR` is served by
+ * the kernel alone.
  *
- * Memory is bounded: the kernel keeps every entry it looked up for as long as it has memory to
- * spare (1.6M entries after one `ls -lR` of 1,000 points of the 700-table org: 499 MB of nodes),
- * so the nodes it knows are kept in an LRU by last lookup, and when more than fsd.max_nodes are
- * in it, node_trim (on the refresher) asks the kernel to drop the least recently looked-up leaf
- * entries (fuse_lowlevel_notify_inval_entry); the kernel drops those not in use and sends FORGET,
- * and keeps those in use (an open file, a working directory) until they no longer are. A node
- * whose drop was asked leaves the LRU, and comes back to it when looked up again. The kernel
- * handles a notification inside its write, and the FORGETs it causes need the FUSE workers to be
- * reading: hence the refresher, never a request handler, and no lock held across it. A node borrows
- * its env and point strings from its parent when they are the same (most are).
+ * The rest (the root, environments, labels, at/ links, .operations) is few but changing: one
+ * struct node per kernel-known inode, created by lookup and readdirplus and dropped when the
+ * kernel forgets it (nlookup 0) and none of its children is left. Its identity is its path; its
+ * number a 62-bit FNV-1a hash of that path (collisions probe to the next free number), control
+ * files with CTL_BIT set, the root 1. Those nodes are kept in an LRU by last lookup, and when more
+ * than fsd.max_nodes are in it (at/<time> links are as many as the times looked up), node_trim
+ * (on the refresher) asks the kernel to drop the least recently looked-up leaf entries
+ * (fuse_lowlevel_notify_inval_entry); the kernel drops those not in use and sends FORGET, and
+ * keeps those in use until they no longer are. The kernel handles a notification inside its
+ * write, and the FORGETs it causes need the FUSE workers to be reading: hence the refresher, never
+ * a request handler, and no lock held across it. A node borrows its env string from its parent
+ * when it is the same.
  *
- * Limits: two hash tables (by inode, by path) that double when they hold twice as many nodes as
- * buckets, and stay as they are when that allocation fails. Between two trims the nodes can
- * exceed max_nodes by what the kernel looks up meanwhile (the refresher is woken at once). A
- * directory's entry is asked to be dropped only once its children are gone, so a dropped
- * directory costs its parent's cached listing (the kernel drops it with any entry of it).
- * Threading: any thread. fsd->mu guards the tables, the LRU, nlookup and n_children: node_by_ino,
- * node_by_path, node_link, node_unlink and ino_for expect it held, the others take it. Node fields
- * other than those never change after creation, and a node outlives its children, so handlers
- * read them without a lock. */
+ * Numbers are stable for the mount's life and, barring collisions, across mounts: a point's number
+ * is a 25-bit hash of its environment and name (a collision probes to the next free number, so
+ * which point keeps its number depends on which was seen first). Limits: 2^24 point numbers a
+ * mount (half the space, so probing stays short; a lookup past them fails with EOVERFLOW) and 2^32
+ * entries a point's directory; two hash tables for the nodes (by inode, by
+ * path) that double when they hold twice as many nodes as buckets, and stay as they are when that
+ * allocation fails; PN_BUCKETS chains for the point numbers (no growth: chains of 16 at a million
+ * points). Between two trims the nodes can exceed max_nodes by what the kernel looks up meanwhile.
+ * Threading: any thread. fsd->mu guards the tables, the LRU, nlookup, n_children and the point
+ * numbers: node_by_ino, node_by_path, node_link, node_unlink and ino_for expect it held, the
+ * others take it. Node fields other than those never change after creation, and a node outlives
+ * its children; a point number's strings never move: handlers read copies without a lock. */
 #include "fs/fs_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -192,8 +202,6 @@ void node_free(struct node *n)
     free(n->path);
     if (n->owns & NODE_OWNS_ENV)
         free(n->env);
-    if (n->owns & NODE_OWNS_POINT)
-        free(n->point);
     free(n->arg);
     free(n);
 }
@@ -227,22 +235,210 @@ static void node_free_chain(struct node *n)
 
 static fuse_ino_t ino_for(struct fsd *f, const char *path, uint64_t h, enum nkind kind)
 {
-    fuse_ino_t ino = fs_is_ctl(kind) ? (h | CTL_BIT) : (h & ~CTL_BIT);
+    fuse_ino_t ino = h & ~(CTL_BIT | ENC_BIT);
     if (ino < 2)
         ino += 2;
-    while (node_by_ino(f, ino))
-        ino++;
+    while (node_by_ino(f, ino | (fs_is_ctl(kind) ? CTL_BIT : 0)))
+        ino = (ino + 1) & ~(CTL_BIT | ENC_BIT);
+    return ino | (fs_is_ctl(kind) ? CTL_BIT : 0);
+}
+
+/* ---- encoded numbers ---- */
+
+static bool is_encoded(enum nkind kind)
+{
+    return kind >= N_POINT;
+}
+
+static fuse_ino_t encode(enum nkind kind, uint32_t number, int idx)
+{
+    return (fs_is_ctl(kind) ? CTL_BIT : 0) | ENC_BIT | (uint64_t)kind << ENC_KIND_SHIFT |
+           (uint64_t)number << ENC_POINT_SHIFT | (uint32_t)idx;
+}
+
+/* Point numbers are kept in slots, in the order they were given; two hash chains find a slot by
+ * env and name, and by number. */
+static struct point_number *slot_at(struct fsd *f, uint32_t slot)
+{
+    return &f->pn_blocks[slot / ENC_POINT_BLOCK][slot % ENC_POINT_BLOCK];
+}
+
+static uint32_t name_bucket(const char *env, const char *point)
+{
+    return (uint32_t)((fs_fnv1a(env) * 31 + fs_fnv1a(point)) & (PN_BUCKETS - 1));
+}
+
+static uint32_t number_bucket(uint32_t number)
+{
+    return (uint32_t)((number * 0x9E3779B1u) >> 16) & (PN_BUCKETS - 1);
+}
+
+/* The point number of env/point, or -1 (mu held). */
+static int64_t number_find(struct fsd *f, const char *env, const char *point)
+{
+    if (!f->pn_hash)
+        return -1;
+    for (uint32_t k = f->pn_hash[name_bucket(env, point)]; k; k = slot_at(f, k - 1)->next) {
+        const struct point_number *pn = slot_at(f, k - 1);
+        if (strcmp(pn->name, point) == 0 && strcmp(pn->env, env) == 0)
+            return pn->number;
+    }
+    return -1;
+}
+
+/* The slot of point number number, or NULL (mu held). */
+static const struct point_number *number_slot(struct fsd *f, uint32_t number)
+{
+    if (!f->pn_nhash)
+        return NULL;
+    for (uint32_t k = f->pn_nhash[number_bucket(number)]; k; k = slot_at(f, k - 1)->nnext) {
+        const struct point_number *pn = slot_at(f, k - 1);
+        if (pn->number == number)
+            return pn;
+    }
+    return NULL;
+}
+
+/* The number of env/point, given now if it has none (mu held); -ENOMEM, -EOVERFLOW. A new
+ * number is a hash of env and name (the next free one when taken), so a point keeps its number
+ * across mounts unless another point took it first. */
+static int64_t number_of(struct fsd *f, const char *env, const char *point)
+{
+    int64_t found = number_find(f, env, point);
+    if (found >= 0)
+        return found;
+    if (strlen(point) >= sizeof ((struct point_number *)0)->name)
+        return -ENAMETOOLONG;
+    if (f->n_points >= (1u << ENC_POINT_BITS) / 2)
+        return -EOVERFLOW; /* half full: probing stays short */
+    if (!f->pn_hash) {
+        f->pn_hash = calloc(PN_BUCKETS, sizeof *f->pn_hash);
+        f->pn_nhash = calloc(PN_BUCKETS, sizeof *f->pn_nhash);
+        f->pn_blocks = calloc((1u << ENC_POINT_BITS) / ENC_POINT_BLOCK, sizeof *f->pn_blocks);
+        if (!f->pn_hash || !f->pn_nhash || !f->pn_blocks) {
+            free(f->pn_hash);
+            free(f->pn_nhash);
+            free(f->pn_blocks);
+            f->pn_hash = f->pn_nhash = NULL;
+            f->pn_blocks = NULL;
+            return -ENOMEM;
+        }
+    }
+    const char *env_copy = NULL;
+    for (size_t i = 0; i < f->n_pn_envs && !env_copy; i++)
+        if (strcmp(f->pn_envs[i], env) == 0)
+            env_copy = f->pn_envs[i];
+    if (!env_copy) {
+        char **envs = realloc(f->pn_envs, (f->n_pn_envs + 1) * sizeof *envs);
+        if (!envs)
+            return -ENOMEM;
+        f->pn_envs = envs;
+        if (!(envs[f->n_pn_envs] = strdup(env)))
+            return -ENOMEM;
+        env_copy = envs[f->n_pn_envs++];
+    }
+    uint32_t slot = f->n_points;
+    struct point_number **block = &f->pn_blocks[slot / ENC_POINT_BLOCK];
+    if (!*block && !(*block = calloc(ENC_POINT_BLOCK, sizeof **block)))
+        return -ENOMEM;
+    const uint32_t mask = (1u << ENC_POINT_BITS) - 1;
+    uint32_t number = (uint32_t)(fs_fnv1a(env) ^ (fs_fnv1a(point) * 0x9E3779B97F4A7C15ULL)) & mask;
+    while (number_slot(f, number))
+        number = (number + 1) & mask;
+    struct point_number *pn = slot_at(f, slot);
+    pn->env = env_copy;
+    memcpy(pn->name, point, strlen(point) + 1);
+    pn->number = number;
+    uint32_t b = name_bucket(env, point);
+    pn->next = f->pn_hash[b];
+    f->pn_hash[b] = slot + 1;
+    b = number_bucket(number);
+    pn->nnext = f->pn_nhash[b];
+    f->pn_nhash[b] = slot + 1;
+    f->n_points++;
+    return number;
+}
+
+void node_numbers_free(struct fsd *f)
+{
+    if (f->pn_blocks)
+        for (size_t i = 0; i < (1u << ENC_POINT_BITS) / ENC_POINT_BLOCK; i++)
+            free(f->pn_blocks[i]);
+    free(f->pn_blocks);
+    free(f->pn_hash);
+    free(f->pn_nhash);
+    for (size_t i = 0; i < f->n_pn_envs; i++)
+        free(f->pn_envs[i]);
+    free(f->pn_envs);
+    f->pn_blocks = NULL;
+    f->pn_hash = f->pn_nhash = NULL;
+    f->pn_envs = NULL;
+    f->n_pn_envs = 0;
+    f->n_points = 0;
+}
+
+/* The encoded number of child d of parent (mu held): its point's number is its parent's, or, for
+ * a point's directory, looked up (given when new). 0 with *err set when it cannot be numbered. */
+static fuse_ino_t encoded_child(struct fsd *f, const struct node *parent, const struct dent *d,
+                                int *err)
+{
+    int64_t number;
+    if (is_encoded(parent->kind))
+        number = (int64_t)((parent->ino >> ENC_POINT_SHIFT) & ((1u << ENC_POINT_BITS) - 1));
+    else
+        number = number_of(f, d->env, d->point);
+    if (number < 0) {
+        *err = (int)number;
+        return 0;
+    }
+    return encode(d->kind, (uint32_t)number, d->idx);
+}
+
+fuse_ino_t node_point_ino(struct fsd *f, const char *env, const char *point, enum nkind kind)
+{
+    pthread_mutex_lock(&f->mu);
+    int64_t number = number_find(f, env, point);
+    pthread_mutex_unlock(&f->mu);
+    return number < 0 ? 0 : encode(kind, (uint32_t)number, 0);
+}
+
+fuse_ino_t node_path_ino(struct fsd *f, const char *path)
+{
+    pthread_mutex_lock(&f->mu);
+    struct node *n = node_by_path(f, path, fs_fnv1a(path));
+    fuse_ino_t ino = n ? n->ino : 0;
+    pthread_mutex_unlock(&f->mu);
     return ino;
 }
 
-/* The inode number a child has or would get (for plain readdir). */
-fuse_ino_t node_ino_peek(struct fsd *f, const char *path, enum nkind kind)
+/* The node path of child d of parent (outside the points); NULL on ENOMEM. */
+static char *child_path(const struct node *parent, const struct dent *d)
 {
+    char *path = NULL;
+    if (asprintf(&path, "%s/%s", parent->ino == FUSE_ROOT_ID ? "" : parent->path, d->name) < 0)
+        return NULL;
+    return path;
+}
+
+fuse_ino_t node_ino_peek(struct fsd *f, const struct node *parent, const struct dent *d)
+{
+    int err = 0;
+    fuse_ino_t ino = 0;
+    if (is_encoded(d->kind)) {
+        pthread_mutex_lock(&f->mu);
+        ino = encoded_child(f, parent, d, &err);
+        pthread_mutex_unlock(&f->mu);
+        return ino;
+    }
+    char *path = child_path(parent, d);
+    if (!path)
+        return 0;
     uint64_t h = fs_fnv1a(path);
     pthread_mutex_lock(&f->mu);
     struct node *n = node_by_path(f, path, h);
-    fuse_ino_t ino = n ? n->ino : ino_for(f, path, h, kind);
+    ino = n ? n->ino : ino_for(f, path, h, d->kind);
     pthread_mutex_unlock(&f->mu);
+    free(path);
     return ino;
 }
 
@@ -257,67 +453,116 @@ static char *borrow_or_dup(const char *s, char *parents, uint8_t bit, uint8_t *o
     return strdup(s);
 }
 
-/* Find or create the node for a child and take one lookup reference. */
-struct node *node_get(struct fsd *f, struct node *parent, const struct dent *d)
+int node_get(struct fsd *f, const struct node *parent_copy, const struct dent *d,
+             fuse_ino_t *ino)
 {
-    char *path = NULL;
-    if (asprintf(&path, "%s/%s", parent->ino == FUSE_ROOT_ID ? "" : parent->path, d->name) < 0)
-        return NULL;
+    int rc = 0;
+    *ino = 0;
+    if (is_encoded(d->kind)) {
+        pthread_mutex_lock(&f->mu);
+        *ino = encoded_child(f, parent_copy, d, &rc);
+        pthread_mutex_unlock(&f->mu);
+        if (rc)
+            log_warn("mount: %s/%s has no inode number: %s", d->env, d->point, strerror(-rc));
+        return rc;
+    }
+    char *path = child_path(parent_copy, d);
+    if (!path)
+        return -ENOMEM;
     uint64_t h = fs_fnv1a(path);
     bool wake = false;
     pthread_mutex_lock(&f->mu);
+    struct node *parent = node_by_ino(f, parent_copy->ino);
     struct node *n = node_by_path(f, path, h);
     if (n) {
         n->nlookup++;
         lru_touch(f, n);
-        pthread_mutex_unlock(&f->mu);
-        free(path);
-        return n;
+        *ino = n->ino;
+        goto out;
     }
-    n = calloc(1, sizeof *n);
-    if (!n) {
-        pthread_mutex_unlock(&f->mu);
-        free(path);
-        return NULL;
+    if (!parent) { /* forgotten meanwhile */
+        rc = -ENOENT;
+        goto out;
+    }
+    if (!(n = calloc(1, sizeof *n))) {
+        rc = -ENOMEM;
+        goto out;
     }
     n->path = path;
+    path = NULL;
     n->phash = h;
     n->kind = d->kind;
     n->parent = parent;
     n->env = borrow_or_dup(d->env, parent->env, NODE_OWNS_ENV, &n->owns);
-    n->point = borrow_or_dup(d->point, parent->point, NODE_OWNS_POINT, &n->owns);
     n->arg = fs_xstrdup(d->arg);
-    n->i1 = d->i1;
-    n->i2 = d->i2;
+    n->idx = d->idx;
     n->nlookup = 1;
-    if ((d->env && !n->env) || (d->point && !n->point) || (d->arg && !n->arg)) {
-        pthread_mutex_unlock(&f->mu);
+    if ((d->env && !n->env) || (d->arg && !n->arg)) {
         node_free(n);
-        return NULL;
+        rc = -ENOMEM;
+        goto out;
     }
     if (f->n_nodes + 1 > f->n_buckets * 2)
         grow_tables(f);
-    n->ino = ino_for(f, path, h, d->kind);
+    n->ino = ino_for(f, n->path, h, d->kind);
     node_link(f, n);
+    *ino = n->ino;
     if (f->n_lru > f->max_nodes && !f->trim_asked)
         wake = f->trim_asked = true;
+out:
     pthread_mutex_unlock(&f->mu);
+    free(path);
     if (wake)
         refresher_wake_trim(f);
-    return n;
+    return rc;
 }
 
-struct node *node_find(struct fsd *f, fuse_ino_t ino)
+struct node *node_find(struct fsd *f, fuse_ino_t ino, struct node *out)
 {
+    memset(out, 0, sizeof *out);
     pthread_mutex_lock(&f->mu);
+    if (ino & ENC_BIT) {
+        enum nkind kind = (enum nkind)((ino >> ENC_KIND_SHIFT) & 31);
+        uint32_t number = (uint32_t)((ino >> ENC_POINT_SHIFT) & ((1u << ENC_POINT_BITS) - 1));
+        const struct point_number *pn = number_slot(f, number);
+        bool known = pn && is_encoded(kind) && kind <= N_FILE && !(ino & CTL_BIT) == !fs_is_ctl(kind);
+        if (known) {
+            out->ino = ino;
+            out->kind = kind;
+            out->env = (char *)pn->env;
+            out->point = (char *)pn->name;
+            out->idx = (int)(uint32_t)ino;
+        }
+        pthread_mutex_unlock(&f->mu);
+        return known ? out : NULL;
+    }
     struct node *n = node_by_ino(f, ino);
+    if (n)
+        *out = *n;
     pthread_mutex_unlock(&f->mu);
-    return n;
+    return n ? out : NULL;
+}
+
+const char *node_describe(const struct node *n, char *buf, size_t size)
+{
+    static const char *const what[] = {
+        [N_POINT] = "the directory", [N_BACKUP_JSON] = "backup.json", [N_RESTORE_CTL] = ".restore",
+        [N_AUDIT] = "audit.json", [N_TABLES] = "tables/", [N_TABLE] = "table",
+        [N_SCHEMA] = "schema/", [N_SCHEMA_FILE] = "schema", [N_CHANGES] = "changes/",
+        [N_CHANGE_FILE] = "changes of table", [N_FILES] = "files/",
+        [N_FILES_TABLE] = "files/ table", [N_FILES_RECORD] = "record directory of file",
+        [N_FILE] = "file",
+    };
+    if (n->path)
+        return n->path;
+    snprintf(buf, size, "%s %d of point %s/%s", what[n->kind] ? what[n->kind] : "entry", n->idx,
+             n->env, n->point);
+    return buf;
 }
 
 void node_forget(struct fsd *f, fuse_ino_t ino, uint64_t nlookup)
 {
-    if (ino == FUSE_ROOT_ID)
+    if (ino == FUSE_ROOT_ID || (ino & ENC_BIT))
         return;
     struct node *freed = NULL;
     pthread_mutex_lock(&f->mu);

@@ -98,7 +98,7 @@ static void blob_src_free(void *arg)
 static int open_cached(struct fsd *f, const struct node *n, struct handle *h, struct dverr *err)
 {
     struct pview *v;
-    int rc = pview_get(f, n->env, n->point, &v);
+    int rc = pview_get(f, n->env, n->point, n->kind == N_FILE, &v);
     if (rc)
         return rc;
     char *key = NULL;
@@ -107,7 +107,7 @@ static int open_cached(struct fsd *f, const struct node *n, struct handle *h, st
     const struct point *p = v->p;
     if (n->kind == N_TABLE || n->kind == N_CHANGE_FILE || n->kind == N_AUDIT) {
         int ti = n->kind == N_AUDIT ? (p->audit_table ? fs_table_index(p, p->audit_table) : -1)
-                                    : n->i1;
+                                    : n->idx;
         if (ti < 0 || (size_t)ti >= p->n_tables) {
             pview_put(f, v);
             return -ENOENT;
@@ -132,17 +132,20 @@ static int open_cached(struct fsd *f, const struct node *n, struct handle *h, st
             free(key);
             return -ENOMEM;
         }
+    } else if (!pview_index_ok(v, n->kind, n->idx)) {
+        pview_put(f, v);
+        return -ENOENT;
     } else {
         const char *blob;
         if (n->kind == N_SCHEMA_FILE) {
-            blob = p->tables[n->i1].schema;
+            blob = p->tables[n->idx].schema;
             int64_t sz;
             pthread_mutex_lock(&f->vmu);
-            sz = v->schema_size[n->i1];
+            sz = v->schema_size[n->idx];
             pthread_mutex_unlock(&f->vmu);
             if (sz < 0) {
                 struct attr a;
-                rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->i1, n->i2, &a);
+                rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->idx, &a);
                 if (rc) {
                     pview_put(f, v);
                     return rc;
@@ -151,7 +154,7 @@ static int open_cached(struct fsd *f, const struct node *n, struct handle *h, st
             }
             size = (uint64_t)sz;
         } else {
-            const struct point_file *pf = &p->files[v->files[n->i2].idx];
+            const struct point_file *pf = &p->files[v->files[n->idx].idx];
             blob = pf->blob;
             size = pf->size;
         }
@@ -288,7 +291,7 @@ void handle_free(struct handle *h)
 void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *n = node_find(f, ino);
+    struct node copy, *n = node_find(f, ino, &copy);
     struct dverr err = {0};
     int rc = 0, backing_id = 0;
     if (!n) {
@@ -321,7 +324,7 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         break;
     case N_BACKUP_JSON: {
         struct pview *v;
-        rc = pview_get(f, n->env, n->point, &v);
+        rc = pview_get(f, n->env, n->point, false, &v);
         if (!rc) {
             rc = buf_add(&h->mem, v->backup_json.data, v->backup_json.len);
             pview_put(f, v);
@@ -351,8 +354,10 @@ void ll_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         break;
     case N_TABLE: case N_CHANGE_FILE: case N_AUDIT: case N_SCHEMA_FILE: case N_FILE:
         rc = open_cached(f, n, h, &err);
-        if (rc)
-            log_warn("mount: open %s: %s", n->path, dverr_msg(&err));
+        if (rc) {
+            char what[400];
+            log_warn("mount: open %s: %s", node_describe(n, what, sizeof what), dverr_msg(&err));
+        }
         if (!rc)
             backing_id = open_mode_pick(f, ino, h);
         if (backing_id < 0)

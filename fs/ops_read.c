@@ -35,8 +35,9 @@ static void readbuf_key_make(void)
 
 static void read_failed(struct fsd *f, fuse_req_t req, fuse_ino_t ino, const char *msg)
 {
-    struct node *nd = node_find(f, ino);
-    log_warn("mount: read %s: %s", nd ? nd->path : "?", msg);
+    struct node copy, *nd = node_find(f, ino, &copy);
+    char what[400];
+    log_warn("mount: read %s: %s", nd ? node_describe(nd, what, sizeof what) : "?", msg);
     fuse_reply_err(req, EIO);
 }
 

@@ -17,7 +17,7 @@
 void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *p = node_find(f, parent);
+    struct node pcopy, *p = node_find(f, parent, &pcopy);
     if (!p) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -30,8 +30,7 @@ void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
     int rc = listing_resolve(f, p, name, &d);
     struct attr a;
     if (!rc)
-        rc = attr_of(f, d.e[0].kind, d.e[0].env, d.e[0].point, d.e[0].arg, d.e[0].i1, d.e[0].i2,
-                     &a);
+        rc = attr_of(f, d.e[0].kind, d.e[0].env, d.e[0].point, d.e[0].arg, d.e[0].idx, &a);
     if (rc) {
         dirh_clear(&d);
         if (rc == -ENOENT && p->kind >= N_POINT) {
@@ -44,16 +43,17 @@ void ll_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
         fuse_reply_err(req, -rc);
         return;
     }
-    struct node *c = node_get(f, p, &d.e[0]);
+    fuse_ino_t c;
+    rc = node_get(f, p, &d.e[0], &c);
     dirh_clear(&d);
-    if (!c) {
-        fuse_reply_err(req, ENOMEM);
+    if (rc) {
+        fuse_reply_err(req, -rc);
         return;
     }
     struct fuse_entry_param e;
     attr_fill_entry(&e, c, &a);
     if (fuse_reply_entry(req, &e) != 0)
-        node_forget(f, c->ino, 1);
+        node_forget(f, c, 1);
 }
 
 void ll_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
@@ -73,7 +73,7 @@ void ll_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forg
 static void reply_attr_of(struct fsd *f, fuse_req_t req, const struct node *n, bool no_cache)
 {
     struct attr a;
-    int rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->i1, n->i2, &a);
+    int rc = attr_of(f, n->kind, n->env, n->point, n->arg, n->idx, &a);
     if (rc) {
         fuse_reply_err(req, -rc);
         return;
@@ -85,7 +85,7 @@ static void reply_attr_of(struct fsd *f, fuse_req_t req, const struct node *n, b
 void ll_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *n = node_find(f, ino);
+    struct node copy, *n = node_find(f, ino, &copy);
     if (!n) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -103,7 +103,7 @@ void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
                 struct fuse_file_info *fi)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *n = node_find(f, ino);
+    struct node copy, *n = node_find(f, ino, &copy);
     if (!n) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -125,7 +125,7 @@ void ll_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 void ll_readlink(fuse_req_t req, fuse_ino_t ino)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *n = node_find(f, ino);
+    struct node copy, *n = node_find(f, ino, &copy);
     if (!n || !fs_is_link(n->kind)) {
         fuse_reply_err(req, n ? EINVAL : ENOENT);
         return;
@@ -178,7 +178,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                        struct fuse_file_info *fi, bool plus)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *n = node_find(f, ino);
+    struct node copy, *n = node_find(f, ino, &copy);
     if (!n) {
         fuse_reply_err(req, ENOENT);
         return;
@@ -196,6 +196,7 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         return;
     }
     size_t used = 0;
+    int err = 0; /* an entry that could not be numbered: the reply ends before it */
     /* offsets: 1 = ".", 2 = "..", 3 + i = entry i */
     for (off_t i = off; i < (off_t)d->n + 2; i++) {
         size_t room = size - used;
@@ -220,28 +221,28 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         const struct dent *de = &d->e[i - 2];
         if (plus) {
             struct attr a;
-            int rc = attr_of(f, de->kind, de->env, de->point, de->arg, de->i1, de->i2, &a);
+            int rc = attr_of(f, de->kind, de->env, de->point, de->arg, de->idx, &a);
             if (rc) {
                 /* it went away (a point deleted meanwhile): skip it */
                 continue;
             }
-            struct node *c = node_get(f, n, de);
-            if (!c)
+            fuse_ino_t c;
+            if ((err = node_get(f, n, de, &c)))
                 break;
             struct fuse_entry_param e;
             attr_fill_entry(&e, c, &a);
             len = fuse_add_direntry_plus(req, buf + used, room, de->name, &e, i + 1);
             if (len > room) {
-                node_forget(f, c->ino, 1);
+                node_forget(f, c, 1);
                 break;
             }
         } else {
-            char *path = NULL;
-            if (asprintf(&path, "%s/%s", n->ino == FUSE_ROOT_ID ? "" : n->path, de->name) < 0)
-                break;
             struct stat st = {0};
-            st.st_ino = node_ino_peek(f, path, de->kind);
-            free(path);
+            st.st_ino = node_ino_peek(f, n, de);
+            if (!st.st_ino) {
+                err = -ENOMEM;
+                break;
+            }
             st.st_mode = fs_is_dir(de->kind) ? S_IFDIR : fs_is_link(de->kind) ? S_IFLNK : S_IFREG;
             len = fuse_add_direntry(req, buf + used, room, de->name, &st, i + 1);
             if (len > room)
@@ -249,7 +250,10 @@ static void do_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         }
         used += len;
     }
-    fuse_reply_buf(req, buf, used);
+    if (err && used == 0)
+        fuse_reply_err(req, -err); /* not an empty (ended) listing */
+    else
+        fuse_reply_buf(req, buf, used);
     free(buf);
     dirh_clear(d);
 }

@@ -20,7 +20,7 @@ void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 {
     struct fsd *f = fs_of_req(req);
     struct handle *h = (struct handle *)(uintptr_t)fi->fh;
-    struct node *n = node_find(f, ino);
+    struct node copy, *n = node_find(f, ino, &copy);
     if (!n || h->type != H_CTL || !h->write || !f->o->control) {
         fuse_reply_err(req, EROFS);
         return;
@@ -50,7 +50,8 @@ void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
     else
         rc = f->o->control->ops->restore(f->o->control->ctx, n->env, n->point, line, &err);
     if (rc) {
-        log_info("mount: %s refused: %s", n->path, dverr_msg(&err));
+        char what[400];
+        log_info("mount: %s refused: %s", node_describe(n, what, sizeof what), dverr_msg(&err));
         fuse_reply_err(req, -rc);
         return;
     }
@@ -61,7 +62,7 @@ void ll_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_
 void ll_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
     struct fsd *f = fs_of_req(req);
-    struct node *p = node_find(f, parent);
+    struct node copy, *p = node_find(f, parent, &copy);
     if (!p) {
         fuse_reply_err(req, ENOENT);
         return;

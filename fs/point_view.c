@@ -2,7 +2,11 @@
  * tables/<name>.json (sanitised, unique, room for ".json"), files/<table>/<record>/<name> (unique
  * within a record directory) and the rendered backup.json. Kept in an LRU, found by a hash of
  * env and point, within FS_POINT_BYTES (estimated) and FS_POINT_CACHE views; views in use are
- * never evicted.
+ * never evicted. A point's file list (hundreds of chunks in a big org) is read only for files/:
+ * the other views load the point without it (with_files false), so opening a table reads the
+ * manifest and its shared tables document whatever the number of files. A files/ entry's names
+ * are pointers into the view's arena (two per file, a record's directory name shared by its
+ * files): about 100 bytes a file with the point's own entry.
  *
  * Limits: the byte count is an estimate (16 bytes of allocator overhead per block); views in use
  * can hold the total over budget until they are put back; two requests that miss the same point
@@ -31,6 +35,7 @@ void pview_free(struct fsd *f, struct pview *v)
     free(v->schema_size);
     free(v->ftab);
     free(v->files);
+    arena_release(&v->names);
     buf_release(&v->backup_json);
     free(v);
 }
@@ -46,8 +51,86 @@ static int cmp_ffile(const void *a, const void *b)
     return strcmp(x->fname, y->fname);
 }
 
+/* A sanitised copy of s in the view's names (NULL when out of memory). */
+static const char *view_name(struct pview *v, const char *s)
+{
+    char nm[256];
+    name_sanitize(s, strlen(s), nm);
+    return arena_strndup(&v->names, nm, strlen(nm));
+}
+
+/* files/<table>/<record>/<name>: the point's files sorted by table and record directory (the
+ * same order every time the point is loaded: node.c numbers a file by its index here), names
+ * made unique within a record directory. */
+static int pview_build_files(struct pview *v)
+{
+    const struct point *p = v->p;
+    size_t cap_ftab = 0;
+    v->names.block = 64 * 1024;
+    v->files = calloc(p->n_files ? p->n_files : 1, sizeof *v->files);
+    if (!v->files)
+        return -ENOMEM;
+    const struct point_file *prev = NULL;
+    for (size_t i = 0; i < p->n_files; i++) {
+        const struct point_file *pf = &p->files[i];
+        char tn[256];
+        name_sanitize(pf->table, strlen(pf->table), tn);
+        size_t t;
+        for (t = 0; t < v->n_ftab; t++)
+            if (strcmp(v->ftab[t], tn) == 0)
+                break;
+        if (t == v->n_ftab) {
+            if (v->n_ftab == cap_ftab) {
+                cap_ftab = cap_ftab ? 2 * cap_ftab : 8;
+                char (*ftab)[256] = realloc(v->ftab, cap_ftab * sizeof *ftab);
+                if (!ftab)
+                    return -ENOMEM;
+                v->ftab = ftab;
+            }
+            memcpy(v->ftab[v->n_ftab++], tn, 256);
+        }
+        struct ffile *ff = &v->files[v->n_files++];
+        ff->tdir = (uint32_t)t;
+        ff->idx = (uint32_t)i;
+        /* a record's files are next to each other in the list: one name for them */
+        bool same = prev && strcmp(prev->table, pf->table) == 0 &&
+                    strcmp(prev->record_id, pf->record_id) == 0;
+        ff->rdir = same ? v->files[v->n_files - 2].rdir : view_name(v, pf->record_id);
+        const char *fnm = pf->file_name && *pf->file_name ? pf->file_name : pf->column;
+        ff->fname = view_name(v, fnm ? fnm : "file");
+        if (!ff->rdir || !ff->fname)
+            return -ENOMEM;
+        prev = pf;
+    }
+    /* unique names within a record directory: sort, then suffix; a directory's files are
+     * contiguous */
+    qsort(v->files, v->n_files, sizeof *v->files, cmp_ffile);
+    size_t dir_start = 0;
+    for (size_t i = 1; i < v->n_files; i++) {
+        struct ffile *a = &v->files[i];
+        if (a->tdir != v->files[i - 1].tdir || strcmp(a->rdir, v->files[i - 1].rdir) != 0)
+            dir_start = i;
+        char name[256];
+        snprintf(name, sizeof name, "%s", a->fname);
+        for (int k = 2;; k++) {
+            bool clash = false;
+            for (size_t j = dir_start; j < i && !clash; j++)
+                clash = strcmp(v->files[j].fname, name) == 0;
+            if (!clash)
+                break;
+            snprintf(name, sizeof name, "%s", a->fname);
+            name_unique_suffix(name, k);
+        }
+        if (strcmp(name, a->fname) != 0 &&
+            !(a->fname = arena_strndup(&v->names, name, strlen(name))))
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 static int pview_build(struct fsd *f, struct pview *v)
 {
+    int rc;
     struct point *p = v->p;
     size_t nt = p->n_tables;
     v->tnames = calloc(nt ? nt : 1, sizeof *v->tnames);
@@ -81,45 +164,8 @@ static int pview_build(struct fsd *f, struct pview *v)
             nm[250] = '\0';
         }
     }
-    /* files/<table>/<record>/<name> */
-    v->files = calloc(p->n_files ? p->n_files : 1, sizeof *v->files);
-    v->ftab = calloc(p->n_files ? p->n_files : 1, sizeof *v->ftab);
-    if (!v->files || !v->ftab)
-        return -ENOMEM;
-    for (size_t i = 0; i < p->n_files; i++) {
-        const struct point_file *pf = &p->files[i];
-        char tn[256];
-        name_sanitize(pf->table, strlen(pf->table), tn);
-        size_t t;
-        for (t = 0; t < v->n_ftab; t++)
-            if (strcmp(v->ftab[t], tn) == 0)
-                break;
-        if (t == v->n_ftab)
-            memcpy(v->ftab[v->n_ftab++], tn, 256);
-        struct ffile *ff = &v->files[v->n_files++];
-        ff->tdir = t;
-        ff->idx = i;
-        name_sanitize(pf->record_id, strlen(pf->record_id), ff->rdir);
-        const char *fnm = pf->file_name && *pf->file_name ? pf->file_name : pf->column;
-        name_sanitize(fnm ? fnm : "file", strlen(fnm ? fnm : "file"), ff->fname);
-    }
-    /* unique names within a record directory: sort (stable input order), then suffix */
-    qsort(v->files, v->n_files, sizeof *v->files, cmp_ffile);
-    for (size_t i = 1; i < v->n_files; i++) {
-        struct ffile *a = &v->files[i];
-        char base[256];
-        memcpy(base, a->fname, 256);
-        for (int k = 2;; k++) {
-            bool clash = false;
-            for (size_t j = 0; j < i && !clash; j++)
-                clash = v->files[j].tdir == a->tdir && strcmp(v->files[j].rdir, a->rdir) == 0 &&
-                        strcmp(v->files[j].fname, a->fname) == 0;
-            if (!clash)
-                break;
-            memcpy(a->fname, base, 256);
-            name_unique_suffix(a->fname, k);
-        }
-    }
+    if (v->with_files && (rc = pview_build_files(v)))
+        return rc;
     return f->src->ops->backup_json(f->src->impl, p, &v->backup_json);
 }
 
@@ -148,11 +194,15 @@ static size_t pview_bytes(const struct pview *v)
         for (size_t j = 0; j < t->n_segments; j++)
             b += str_bytes(t->segments[j]);
     }
+    /* a point loaded from chunks keeps its files' strings in an arena; otherwise each string
+     * is an allocation */
+    b += p->files_strings.bytes + v->names.bytes + v->n_ftab * sizeof *v->ftab;
     for (size_t i = 0; i < p->n_files; i++) {
         const struct point_file *pf = &p->files[i];
-        b += sizeof *pf + sizeof *v->files + sizeof *v->ftab + str_bytes(pf->table) +
-             str_bytes(pf->record_id) + str_bytes(pf->column) + str_bytes(pf->file_name) +
-             str_bytes(pf->blob);
+        b += sizeof *pf + sizeof *v->files;
+        if (!p->files_strings.blocks)
+            b += str_bytes(pf->table) + str_bytes(pf->record_id) + str_bytes(pf->column) +
+                 str_bytes(pf->file_name) + str_bytes(pf->blob);
     }
     return b;
 }
@@ -228,13 +278,22 @@ static void pview_free_chain(struct fsd *f, struct pview *victims)
     }
 }
 
-/* A referenced view of env/point (-ENOENT when the point does not exist). */
-int pview_get(struct fsd *f, const char *env, const char *point, struct pview **out)
+bool fs_needs_files(enum nkind kind)
+{
+    return kind == N_FILES || kind == N_FILES_TABLE || kind == N_FILES_RECORD || kind == N_FILE;
+}
+
+/* A referenced view of env/point (-ENOENT when the point does not exist). A view with files
+ * serves both; a view without is loaded again with them when they are asked for (the newer view
+ * is found first, the older one ages out of the LRU). */
+int pview_get(struct fsd *f, const char *env, const char *point, bool with_files,
+              struct pview **out)
 {
     uint64_t key = pview_key(env, point);
     pthread_mutex_lock(&f->vmu);
     for (struct pview *v = f->pv_hash[key & (PV_BUCKETS - 1)]; v; v = v->hnext) {
-        if (v->key == key && strcmp(v->name, point) == 0 && strcmp(v->env, env) == 0) {
+        if (v->key == key && (v->with_files || !with_files) && strcmp(v->name, point) == 0 &&
+            strcmp(v->env, env) == 0) {
             v->refs++;
             pview_lru_unlink(f, v);
             pview_lru_push(f, v);
@@ -252,9 +311,12 @@ int pview_get(struct fsd *f, const char *env, const char *point, struct pview **
     v->env = strdup(env);
     v->name = strdup(point);
     v->key = key;
+    v->with_files = with_files;
     int rc = v->env && v->name ? 0 : -ENOMEM;
     if (!rc)
-        rc = f->src->ops->point_load(f->src->impl, env, point, &v->p, &err);
+        rc = f->src->ops->point_load(f->src->impl, env, point, with_files, &v->p, &err);
+    if (!rc && with_files && v->p->files_later)
+        rc = -EIO; /* a source that does not honour with_files */
     if (!rc)
         rc = pview_build(f, v);
     if (rc) {
@@ -322,6 +384,40 @@ void pview_drop(struct fsd *f, const char *env, const char *point)
     }
     pthread_mutex_unlock(&f->vmu);
     pview_free_chain(f, victims);
+}
+
+/* The index of the first file of table directory tdir whose record directory is rdir (the
+ * table directory's first file when rdir is NULL), or where it would be: v->files is sorted by
+ * table directory, then record directory (point_view.c). */
+size_t pview_files_seek(const struct pview *v, size_t tdir, const char *rdir)
+{
+    size_t lo = 0, hi = v->n_files;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const struct ffile *ff = &v->files[mid];
+        bool before = ff->tdir < tdir || (ff->tdir == tdir && rdir && strcmp(ff->rdir, rdir) < 0);
+        if (before)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+bool pview_index_ok(const struct pview *v, enum nkind kind, int idx)
+{
+    if (idx < 0)
+        return false;
+    switch (kind) {
+    case N_TABLE: case N_SCHEMA_FILE: case N_CHANGE_FILE:
+        return (size_t)idx < v->p->n_tables;
+    case N_FILES_TABLE:
+        return (size_t)idx < v->n_ftab;
+    case N_FILES_RECORD: case N_FILE:
+        return (size_t)idx < v->n_files;
+    default:
+        return true;
+    }
 }
 
 int fs_table_index(const struct point *p, const char *name)

@@ -49,7 +49,9 @@ void refresher_wake_trim(struct fsd *f)
 /* The kernel caches .operations/'s listing: drop it (a new operation). */
 void fs_ops_dir_changed(struct fsd *f)
 {
-    fuse_lowlevel_notify_inval_inode(f->se, node_ino_peek(f, "/.operations", N_OPS_DIR), 0, 0);
+    fuse_ino_t ino = node_path_ino(f, "/.operations");
+    if (ino)
+        fuse_lowlevel_notify_inval_inode(f->se, ino, 0, 0);
 }
 
 /* A hash of the operation ids, to see .operations/ change. */
@@ -68,15 +70,10 @@ static uint64_t ops_list_hash(struct fsd *f)
 
 /* A hold was placed or released: backup.json of env/point is rendered again, and the kernel
  * drops what it cached of it (when it has seen it). */
-static void notify_reheld(struct fsd *f, const char *env, const char *dname, const char *point)
+static void notify_reheld(struct fsd *f, const char *env, const char *point)
 {
     pview_drop(f, env, point);
-    char path[600];
-    snprintf(path, sizeof path, "/%s/%s/backup.json", dname, point);
-    pthread_mutex_lock(&f->mu);
-    struct node *n = node_by_path(f, path, fs_fnv1a(path));
-    fuse_ino_t ino = n ? n->ino : 0;
-    pthread_mutex_unlock(&f->mu);
+    fuse_ino_t ino = node_point_ino(f, env, point, N_BACKUP_JSON);
     if (ino)
         fuse_lowlevel_notify_inval_inode(f->se, ino, 0, 0);
 }
@@ -94,14 +91,9 @@ static void notify_env_changed(struct fsd *f, const char *env, char (*gone)[32],
         return;
     char path[300];
     snprintf(path, sizeof path, "/%s", dname);
-    uint64_t h = fs_fnv1a(path);
-    pthread_mutex_lock(&f->mu);
-    struct node *n = node_by_path(f, path, h);
-    fuse_ino_t env_ino = n ? n->ino : 0;
+    fuse_ino_t env_ino = node_path_ino(f, path);
     snprintf(path, sizeof path, "/%s/labels", dname);
-    n = node_by_path(f, path, fs_fnv1a(path));
-    fuse_ino_t labels_ino = n ? n->ino : 0;
-    pthread_mutex_unlock(&f->mu);
+    fuse_ino_t labels_ino = node_path_ino(f, path);
     if (!env_ino)
         return;
     fuse_lowlevel_notify_inval_inode(f->se, env_ino, 0, 0);
@@ -111,7 +103,7 @@ static void notify_env_changed(struct fsd *f, const char *env, char (*gone)[32],
     for (size_t i = 0; i < n_gone; i++)
         fuse_lowlevel_notify_inval_entry(f->se, env_ino, gone[i], strlen(gone[i]));
     for (size_t i = 0; i < n_reheld; i++)
-        notify_reheld(f, env, dname, reheld[i]);
+        notify_reheld(f, env, reheld[i]);
     log_debug("mount: %s changed; kernel entries invalidated", env);
 }
 

@@ -31,6 +31,10 @@ struct http_transport; /* http.h */
  * intact) is asked for again this many times before the read fails with -EPROTO. */
 #define DV_BAD_BODY_RETRIES 4
 
+/* The column that partitions an elastic table (dv_table.is_elastic): its rows are unique by id
+ * and this column, and a write or delete of a row names both. */
+#define DV_PARTITION_COLUMN "partitionid"
+
 /* Build a client from the configuration (reads the secret file through config_read_secret_file). */
 int dv_client_new(const struct config *cfg, struct dv_client **out, struct dverr *err);
 /* Same on a given transport (tests script a fake one). Takes ownership of transport. */

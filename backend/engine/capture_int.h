@@ -86,7 +86,7 @@ static inline struct km_entry *km_get(struct keymap *m, const char *key, size_t 
  * (record_row_key: <id>:<partitionid>, the id alone for a row without a partition). */
 static inline const char *capture_partition_column(const struct dv_table *t)
 {
-    return t->is_elastic ? "partitionid" : NULL;
+    return t->is_elastic ? DV_PARTITION_COLUMN : NULL;
 }
 
 /* Whether a table is read through its delta link: a tracked table that is not elastic. The

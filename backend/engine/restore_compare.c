@@ -20,7 +20,9 @@
  * the 16-byte digest of its normalised content (an activity's parties mixed in:
  * restore_parties.c) and from its state (statecode and statuscode, kept with the target's key for
  * the writer). Intersect tables are keyed by their lower-cased (entity1 id, entity2 id) pair, an
- * elastic table's rows by id and partitionid (restore_record_key).
+ * elastic table's rows by id and partitionid (restore_record_key). Out of memory on a row of
+ * either side fails the compare (-ENOMEM, so nothing is written): a row left out would make the
+ * plan wrong.
  * File and image columns are compared by the blob id of their bytes (repo_blob_id): the point's
  * blob id, against the id of the target's bytes (an image at full size), downloaded. A dry run keeps the
  * first keys of each action (FIRST_KEYS) for the outcome.
@@ -373,6 +375,15 @@ static int cmp_str(const void *a, const void *b)
 }
 
 
+static int add_lower(struct buf *k, const char *s)
+{
+    for (const char *p = s; *p; p++)
+        if (buf_addch(k, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p)))
+            return -ENOMEM;
+    return 0;
+}
+
+/* An intersect row's key: 0, -EINVAL when it lacks one of the pair, -ENOMEM. */
 static int intersect_key(const struct rtab *t, const struct json_node *rec, struct buf *k)
 {
     const char *a = json_get_str(rec, t->mm->entity1_attr);
@@ -380,11 +391,8 @@ static int intersect_key(const struct rtab *t, const struct json_node *rec, stru
     if (!a || !b)
         return -EINVAL;
     buf_reset(k);
-    for (const char *p = a; *p; p++)
-        buf_addch(k, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
-    buf_addch(k, '|');
-    for (const char *p = b; *p; p++)
-        buf_addch(k, (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p));
+    if (add_lower(k, a) || buf_addch(k, '|') || add_lower(k, b))
+        return -ENOMEM;
     return 0;
 }
 
@@ -409,8 +417,11 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
     bool files_there = false;
     uint8_t files_dg[16] = {0};
     if (t->mm) {
-        if (intersect_key(t, rec, &ik)) {
-            t->out->skipped++;
+        if ((rc = intersect_key(t, rec, &ik))) {
+            if (rc == -EINVAL) { /* not a pair: nothing to associate */
+                t->out->skipped++;
+                rc = 0;
+            }
             goto out;
         }
         key = ik.data;
@@ -452,7 +463,7 @@ static int index_record(struct rctx *c, struct rtab *t, const struct json_node *
         }
         /* an elastic row is deleted in its partition: the target's partitionid (freed with the
          * map: restore.c) */
-        const char *part = t->def->is_elastic ? json_get_str(rec, "partitionid") : NULL;
+        const char *part = t->def->is_elastic ? json_get_str(rec, DV_PARTITION_COLUMN) : NULL;
         if (part && !e->ptr && !(e->ptr = strdup(part))) {
             rc = -ENOMEM;
             goto out;
@@ -497,22 +508,34 @@ struct line_ctx {
     bool target_side;
 };
 
+/* One row of either side, stored (line_cb) or read live (read_cb), by its key in the map (an
+ * elastic row: by id and partition). A row without a key is passed by; out of memory fails the
+ * compare, whichever side the row is from: a row left out would make the plan wrong. */
+static int index_row(struct line_ctx *l, const struct json_node *rec, const char *key, size_t kl)
+{
+    struct buf scratch = BUF_INIT;
+    int rc = l->t->mm ? 0 : restore_record_key(l->t->def, rec, &scratch, &key, &kl);
+    if (rc == 0)
+        rc = index_record(l->c, l->t, rec, key, kl, l->files, l->target_side);
+    else if (rc == -ENOENT)
+        rc = 0;
+    if (rc == -ENOMEM)
+        dverr_set(l->c->err, rc, "comparing %s: out of memory", l->t->name);
+    buf_release(&scratch);
+    return rc;
+}
+
 static int line_cb(void *ctx, const char *key, size_t key_len, const char *line, size_t line_len)
 {
     struct line_ctx *l = ctx;
     if (cancelled(l->c))
         return -ECANCELED;
     struct json_doc *doc = NULL;
-    struct buf scratch = BUF_INIT;
     int rc = json_parse(line, line_len, NULL, &doc, l->c->err);
     if (rc)
         return rc;
-    if (!l->t->mm) /* an elastic row: by id and partition */
-        key = restore_record_key(l->t->def, json_root(doc), key, key_len, &scratch, &key_len);
-    rc = key ? index_record(l->c, l->t, json_root(doc), key, key_len, l->files, l->target_side)
-             : 0;
+    rc = index_row(l, json_root(doc), key, key_len);
     json_doc_free(doc);
-    buf_release(&scratch);
     return rc;
 }
 
@@ -522,14 +545,7 @@ static int read_cb(void *ctx, const struct json_node *rec)
     if (cancelled(l->c))
         return -ECANCELED;
     const char *id = json_get_str(rec, l->t->def->primary_id);
-    if (!id)
-        return 0;
-    struct buf scratch = BUF_INIT;
-    size_t kl;
-    const char *key = restore_record_key(l->t->def, rec, id, strlen(id), &scratch, &kl);
-    int rc = key ? index_record(l->c, l->t, rec, key, kl, NULL, true) : -ENOMEM;
-    buf_release(&scratch);
-    return rc;
+    return id ? index_row(l, rec, id, strlen(id)) : 0;
 }
 
 static int read_deleted_cb(void *ctx, const char *id)

@@ -156,14 +156,15 @@ int restore_body(const struct dv_table *t, const struct json_node *rec, bool cre
                  bool state_in_body, const struct restore_hooks *h, struct buf *out,
                  struct buf *deferred);
 
-/* The key a record has in its table's map: key (as stored), or for an elastic table the key made
- * from the record (record_row_key: its id and partitionid), so rows sharing an id in two
- * partitions are two keys on both sides, and a point captured when such rows were keyed by id
- * alone compares the same way. Points at key, into rec or into scratch; NULL without a primary
- * key (or when scratch could not grow). */
-const char *restore_record_key(const struct dv_table *t, const struct json_node *rec,
-                               const char *key, size_t key_len, struct buf *scratch,
-                               size_t *out_len);
+/* The key a record has in its table's map: *key (as stored, *key_len bytes) is left as it is, or
+ * for an elastic table replaced by the key made from the record (record_row_key: its id and
+ * partitionid), so rows sharing an id in two partitions are two keys on both sides, and a point
+ * captured when such rows were keyed by id alone compares the same way. The new key points into
+ * rec or into scratch. 0; -ENOENT when an elastic row has no id (no side indexes it: the caller
+ * passes it by); -ENOMEM when scratch could not grow (the caller fails: a row passed by for want
+ * of memory would make the plan wrong). */
+int restore_record_key(const struct dv_table *t, const struct json_node *rec, struct buf *scratch,
+                       const char **key, size_t *key_len);
 
 /* Operation ids: "r" + UTC compact time + "-" + 4 hex chars, e.g. r20261122T010203Z-9f1c. */
 void restore_operation_id(char out[32]);

@@ -599,15 +599,18 @@ static void member_sep(struct buf *out, bool *first)
     *first = false;
 }
 
-const char *restore_record_key(const struct dv_table *t, const struct json_node *rec,
-                               const char *key, size_t key_len, struct buf *scratch,
-                               size_t *out_len)
+int restore_record_key(const struct dv_table *t, const struct json_node *rec, struct buf *scratch,
+                       const char **key, size_t *key_len)
 {
-    if (!t->is_elastic) {
-        *out_len = key_len;
-        return key;
-    }
-    return record_row_key(rec, t->primary_id, "partitionid", scratch, out_len);
+    if (!t->is_elastic)
+        return 0;
+    size_t len;
+    const char *made = record_row_key(rec, t->primary_id, DV_PARTITION_COLUMN, scratch, &len);
+    if (!made) /* no id, or an id and a partition that did not fit in scratch */
+        return record_key(rec, t->primary_id, NULL) ? -ENOMEM : -ENOENT;
+    *key = made;
+    *key_len = len;
+    return 0;
 }
 
 static bool is_primary(const struct dv_table *t, const char *key, size_t kl)

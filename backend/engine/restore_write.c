@@ -84,7 +84,7 @@ static char *record_path(const struct dv_table *def, const char *key, size_t kl,
         if (*c == '\'')
             buf_add(&lit, c, 1);
     }
-    buf_printf(&p, "%s(%s=%.*s,partitionid='", def->entity_set, def->primary_id, (int)kl, key);
+    buf_printf(&p, "%s(%s=%.*s," DV_PARTITION_COLUMN "='", def->entity_set, def->primary_id, (int)kl, key);
     buf_urlencode(&p, lit.data ? lit.data : "", false);
     buf_addstr(&p, "')");
     buf_release(&lit);
@@ -213,9 +213,11 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     if (t->def->is_elastic) { /* keyed by id and partition, made from the record (compare) */
         if ((rc = json_parse(line, line_len, NULL, &doc, c->err)))
             goto out;
-        key = restore_record_key(t->def, json_root(doc), key, key_len, &scratch, &key_len);
-        if (!key)
+        if ((rc = restore_record_key(t->def, json_root(doc), &scratch, &key, &key_len))) {
+            if (rc == -ENOENT)
+                rc = 0; /* no id: the compare passed it by too */
             goto out;
+        }
     }
     e = rmap_get(&t->map, key, key_len);
     if (!e || (e->action != ACT_CREATE && e->action != ACT_UPDATE))
@@ -233,7 +235,7 @@ static int upsert_cb(void *ctx, const char *key, size_t key_len, const char *lin
     if (cd)
         snprintf(closed_on, sizeof(closed_on), "%s", cd);
     /* an elastic row is written in its partition (partitionid cannot change after a create) */
-    const char *pid = t->def->is_elastic ? json_get_str(json_root(doc), "partitionid") : NULL;
+    const char *pid = t->def->is_elastic ? json_get_str(json_root(doc), DV_PARTITION_COLUMN) : NULL;
     partition = pid ? strdup(pid) : NULL;
     if (pid && !partition) {
         rc = -ENOMEM;

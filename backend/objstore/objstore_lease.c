@@ -143,8 +143,9 @@ static int remove_below(struct objstore *s, const char *name, struct gens *g, ui
 }
 
 /* After creating generation gen of name on a store that deletes: remove the generations below the
- * previous one (best effort, see the design note), from listed (a listing taken since gen was
- * created or found ours) or, when NULL, from a listing of its own. */
+ * previous one (best effort, see the design note), from listed (a listing taken since gen, or the
+ * previous one, was created or found ours: no generation below that one appears later) or, when
+ * NULL, from a listing of its own. */
 static void tidy_after(struct objstore *s, const char *name, uint64_t gen, struct gens *listed)
 {
     struct gens g = {0};
@@ -360,13 +361,17 @@ static bool gen_is_ours(struct objstore_lease *l, uint64_t gen, struct lease_doc
     return read_doc(l->s, l->name, gen, d, &ignore) == 0 && strcmp(d->nonce, l->nonce) == 0;
 }
 
-/* Is a generation above ours present? 1 yes, 0 no, -errno. */
-static int superseded(struct objstore_lease *l, struct dverr *err)
+/* Is a generation above ours present? 1 yes, 0 no, -errno. listing (may be NULL) takes the
+ * generations listed, for the caller to free, when it returns 0 or 1. */
+static int superseded(struct objstore_lease *l, struct gens *listing, struct dverr *err)
 {
     struct gens g = {0};
     uint64_t top;
     int rc = list_gens(l->s, l->name, &g, &top, err);
-    free(g.v);
+    if (listing && !rc)
+        *listing = g;
+    else
+        free(g.v);
     if (rc)
         return rc;
     if (top <= our_gen(l))
@@ -390,7 +395,7 @@ static int renew(struct objstore_lease *l)
 {
     struct dverr err;
     dverr_clear(&err);
-    int sup = superseded(l, &err);
+    int sup = superseded(l, NULL, &err);
     if (sup == 1) {
         mark_lost(l, "another writer took the lease over");
         return -ESTALE;
@@ -578,7 +583,7 @@ int objstore_lease_check(struct objstore_lease *l, struct dverr *err)
 {
     if (!l)
         return 0;
-    int sup = superseded(l, err);
+    int sup = superseded(l, NULL, err);
     if (sup == 1)
         mark_lost(l, "another writer took the lease over");
     else if (sup < 0)
@@ -609,11 +614,14 @@ void objstore_lease_release(struct objstore_lease *l)
     }
     /* The next generation, expired at once (a generation number is never used twice, see the
      * design note): -EEXIST means someone took over, and a lease taken over has nothing of ours
-     * to free (its next number may even be deleted already: it is not created again). */
+     * to free (its next number may even be deleted already: it is not created again). The
+     * listing that found ours the top is the one the tidying works from: one listing, not two. */
     struct dverr err;
     dverr_clear(&err);
     time_t exp;
-    bool lost = superseded(l, &err) == 1;
+    struct gens listed = {0};
+    int sup = superseded(l, &listed, &err);
+    bool lost = sup == 1;
     pthread_mutex_lock(&l->mu);
     lost = lost || l->lost;
     uint64_t gen = l->gen;
@@ -621,10 +629,11 @@ void objstore_lease_release(struct objstore_lease *l)
     dverr_clear(&err);
     int rc = lost ? -EEXIST : write_gen(l, gen + 1, true, true, &exp, &err);
     if (rc == 0)
-        tidy_after(l->s, l->name, gen + 1, NULL);
+        tidy_after(l->s, l->name, gen + 1, sup == 0 ? &listed : NULL);
     else if (rc != -EEXIST)
         log_warn("lease %s: could not release it (%s); it expires by itself", l->name,
                  dverr_msg(&err));
+    free(listed.v);
     lease_free(l);
 }
 

@@ -617,6 +617,7 @@ void point_free(struct point *p)
     free(p->tables_object);
     free(p->files_object);
     strv_free(p->files_chunks, p->n_files_chunks);
+    free(p->files_chunk_counts);
     free(p->anomaly_json);
     free(p->definitions);
     free(p->metadata_stamp);
@@ -650,8 +651,21 @@ struct point *point_dup(const struct point *p)
                 point_free(copy);
                 copy = NULL;
             }
-        if (copy)
+        if (copy) {
             copy->files_chunked = p->files_chunked;
+            copy->files_later = p->files_later;
+            copy->files_listed = p->files_listed;
+        }
+        if (copy && p->files_chunk_counts) {
+            size_t n = p->n_files_chunks ? p->n_files_chunks : 1;
+            if ((copy->files_chunk_counts = malloc(n * sizeof *copy->files_chunk_counts)))
+                memcpy(copy->files_chunk_counts, p->files_chunk_counts,
+                       p->n_files_chunks * sizeof *copy->files_chunk_counts);
+            else {
+                point_free(copy);
+                copy = NULL;
+            }
+        }
     }
     buf_release(&b);
     return copy;
@@ -709,7 +723,8 @@ int point_render_backup_json(const struct point *p, const struct point_hold *hol
         rc = rc ? rc : buf_addch(out, '}');
     }
     rc = rc ? rc : buf_addstr(out, p->n_tables ? "\n  ],\n" : "],\n");
-    rc = rc ? rc : buf_printf(out, "  \"files\": %zu,\n", p->n_files);
+    rc = rc ? rc : buf_printf(out, "  \"files\": %zu,\n",
+                              p->files_later ? p->files_listed : p->n_files);
     rc = rc ? rc : add_kv_str(out, "  ", "audit", p->audit_table ? "captured" : "not captured", true);
     rc = rc ? rc : buf_addstr(out, "  \"anomaly\": ");
     rc = rc ? rc : buf_addstr(out, p->anomaly_json ? p->anomaly_json : "null");

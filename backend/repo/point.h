@@ -45,6 +45,10 @@ struct point {
     time_t expires_at;       /* 0: never (set by policy at capture; prune recomputes) */
     struct point_table *tables; size_t n_tables;
     struct point_file *files; size_t n_files;
+    bool files_later;        /* loaded with REPO_LOAD_FILES_LATER: files is empty, the list is in
+                                files_chunks, files_listed long (its index's count) */
+    size_t files_listed;
+    size_t *files_chunk_counts; /* files_later: each chunk's count, as the index gives it */
     char *not_captured_json; /* JSON array of {"what":..,"reason":..}: apps, flows, failures */
     char *env_json;          /* the environment as the admin API described it at capture */
     char *audit_table;       /* the table shown as audit.json, or NULL */

@@ -550,19 +550,25 @@ static int shared_get(struct repo *r, int slot, const char *id, struct buf *out,
     return 0;
 }
 
-/* A format-3 point's file list: its index (the bytes in index), then, when entries, each chunk
- * it names, read as a blob (hash checked; the first ones through the memo) into p->files, sized
- * from the index. counts (NULL: not wanted) gets the index's count of each chunk. */
+/* A format-3 point's file list: its index (the bytes in index), then each chunk it names, read
+ * as a blob (hash checked; the first ones through the memo) into p->files, sized from the
+ * index; with later, the index only (files_later, with each chunk's count). */
 static int load_file_chunks(struct repo *r, struct point *p, const char *index, size_t len,
-                            bool entries, size_t **counts_out, struct dverr *err)
+                            bool later, struct dverr *err)
 {
     size_t *counts = NULL, total = 0;
     struct buf chunk = BUF_INIT;
     int rc = filelist_parse_index(index, len, &p->files_chunks, &counts, &p->n_files_chunks,
                                   &total, err);
-    if (!rc && entries && !(p->files = calloc(total ? total : 1, sizeof *p->files)))
+    if (!rc && later) {
+        p->files_later = true;
+        p->files_listed = total;
+        p->files_chunk_counts = counts; /* repo_files_chunk_load reads a chunk with its count */
+        return 0;
+    }
+    if (!rc && !(p->files = calloc(total ? total : 1, sizeof *p->files)))
         rc = dverr_set(err, -ENOMEM, "out of memory");
-    for (size_t k = 0; !rc && entries && k < p->n_files_chunks; k++) {
+    for (size_t k = 0; !rc && k < p->n_files_chunks; k++) {
         buf_reset(&chunk);
         if ((rc = k < REPO_CHUNK_MEMO ? shared_get(r, 2 + (int)k, p->files_chunks[k], &chunk, err)
                                       : repo_blob_get(r, p->files_chunks[k], &chunk, err)))
@@ -571,10 +577,6 @@ static int load_file_chunks(struct repo *r, struct point *p, const char *index, 
                                         err);
     }
     buf_release(&chunk);
-    if (!rc && counts_out) {
-        *counts_out = counts;
-        counts = NULL;
-    }
     free(counts);
     return rc;
 }
@@ -606,8 +608,7 @@ int repo_files_chunk_load(struct repo *r, const struct point *p, size_t k, size_
 
 /* Complete a format-2 or 3 point with its tables document and files document or file list
  * (manifest.h). */
-static int load_shared(struct repo *r, struct point *p, bool entries, size_t **counts,
-                       struct dverr *err)
+static int load_shared(struct repo *r, struct point *p, unsigned flags, struct dverr *err)
 {
     struct buf t = BUF_INIT, f = BUF_INIT;
     struct dverr e2 = {0};
@@ -618,7 +619,8 @@ static int load_shared(struct repo *r, struct point *p, bool entries, size_t **c
         rc = manifest_parse_shared(p, t.data ? t.data : "", t.len, f.data ? f.data : "", f.len,
                                    &e2);
     if (!rc && p->files_chunked)
-        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len, entries, counts, &e2);
+        rc = load_file_chunks(r, p, f.data ? f.data : "", f.len,
+                              (flags & REPO_LOAD_FILES_LATER) != 0, &e2);
     if (rc)
         rc = dverr_set(err, rc == -ENOENT ? -EIO : rc, "damaged point %s/%s: %s", p->env,
                        p->name, dverr_msg(&e2));
@@ -627,24 +629,14 @@ static int load_shared(struct repo *r, struct point *p, bool entries, size_t **c
     return rc;
 }
 
-static int point_load(struct repo *r, const char *env, const char *name, bool entries,
-                      size_t **counts, struct point **out, struct dverr *err);
-
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err)
 {
-    return point_load(r, env, name, true, NULL, out, err);
+    return repo_point_load_flags(r, env, name, 0, out, err);
 }
 
-int repo_point_load_head(struct repo *r, const char *env, const char *name, struct point **out,
-                         size_t **chunk_counts, struct dverr *err)
-{
-    *chunk_counts = NULL;
-    return point_load(r, env, name, false, chunk_counts, out, err);
-}
-
-static int point_load(struct repo *r, const char *env, const char *name, bool entries,
-                      size_t **counts, struct point **out, struct dverr *err)
+int repo_point_load_flags(struct repo *r, const char *env, const char *name, unsigned flags,
+                          struct point **out, struct dverr *err)
 {
     *out = NULL;
     char obj[400];
@@ -673,7 +665,7 @@ static int point_load(struct repo *r, const char *env, const char *name, bool en
         point_free(p);
         return dverr_set(err, -EIO, "damaged manifest %s/%s: it names another point", env, name);
     }
-    if (p->tables_object && (rc = load_shared(r, p, entries, counts, err))) {
+    if (p->tables_object && (rc = load_shared(r, p, flags, err))) {
         point_free(p);
         return rc;
     }

@@ -89,13 +89,14 @@ int repo_points_mark_held(struct repo *r, const char *env, struct point_summary 
 /* Load a point's manifest (-ENOENT when absent, -EIO when damaged). */
 int repo_point_load(struct repo *r, const char *env, const char *name, struct point **out,
                     struct dverr *err);
-/* The same without a format-3 point's file entries: files_chunks names its chunks, n_files is 0,
- * and *chunk_counts (malloc'd; NULL for formats 1 and 2, whose files are loaded as usual) gives
- * each chunk's count; repo_files_chunk_load reads a chunk when it is wanted. */
-int repo_point_load_head(struct repo *r, const char *env, const char *name, struct point **out,
-                         size_t **chunk_counts, struct dverr *err);
-/* Chunk k of such a point's file list (count files, as its index says) as a point of its own
- * whose files are the chunk's (point_free frees it); -EIO when damaged. */
+/* The same; with REPO_LOAD_FILES_LATER, a point whose file list is in chunks (format 3) is loaded
+ * without reading them: files_later set, files empty (what the mount does for everything but
+ * files/: opening a table of a 200,000-file point reads 3 objects, not 400). */
+#define REPO_LOAD_FILES_LATER 1u
+int repo_point_load_flags(struct repo *r, const char *env, const char *name, unsigned flags,
+                          struct point **out, struct dverr *err);
+/* Chunk k of a point loaded with REPO_LOAD_FILES_LATER (count files: files_chunk_counts[k]) as a
+ * point of its own whose files are the chunk's (point_free frees it); -EIO when damaged. */
 int repo_files_chunk_load(struct repo *r, const struct point *p, size_t k, size_t count,
                           struct point **out, struct dverr *err);
 /* The environment document (envs/<env>.json), -ENOENT when none. */

@@ -239,7 +239,6 @@ void repo_capture_abort(struct repo_capture *c)
     objstore_lease_release(c->lease);
     chunk_tables_release(&c->prev_tables);
     chunk_tables_release(&c->new_tables);
-    free(c->prev_counts);
     repo_files_out_free(c->files);
     point_free(c->prev);
     if (c->prune_fd >= 0)
@@ -344,7 +343,8 @@ int repo_capture_begin(struct repo *r, const char *env, struct repo_capture **ou
     if (n)
         snprintf(latest, sizeof latest, "%s", pts[n - 1].name);
     point_summaries_free(pts, n);
-    if (latest[0] && ((rc = repo_point_load_head(r, env, latest, &c->prev, &c->prev_counts, err)) ||
+    if (latest[0] && ((rc = repo_point_load_flags(r, env, latest, REPO_LOAD_FILES_LATER, &c->prev,
+                                                  err)) ||
                       (rc = repo_chunk_tables_read(c, err))))
         goto fail;
     char state_point[32], marker[400], known[400], mkey[300];

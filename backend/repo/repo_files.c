@@ -125,7 +125,7 @@ int repo_chunk_tables_read(struct repo_capture *c, struct dverr *err)
     int rc = 0;
     for (size_t k = 0; k < p->n_files_chunks && !rc; k++) {
         struct point *chunk = NULL;
-        if ((rc = repo_files_chunk_load(r, p, k, c->prev_counts[k], &chunk, err)))
+        if ((rc = repo_files_chunk_load(r, p, k, c->prev->files_chunk_counts[k], &chunk, err)))
             break;
         if (chunk_tables_add(&c->prev_tables, chunk->files, chunk->n_files))
             rc = dverr_set(err, -ENOMEM, "out of memory");
@@ -223,7 +223,7 @@ int repo_files_reader_next(struct repo_files_reader *rd, const struct point_file
         if (rd->next_chunk >= p->n_files_chunks)
             return 0;
         size_t k = rd->next_chunk++;
-        int rc = repo_files_chunk_load(rd->c->r, p, k, rd->c->prev_counts[k], &rd->chunk, err);
+        int rc = repo_files_chunk_load(rd->c->r, p, k, rd->c->prev->files_chunk_counts[k], &rd->chunk, err);
         if (rc)
             return rc;
         /* the table's chunks follow each other: the first without it ends the search */
@@ -521,8 +521,8 @@ static int carry_chunks(struct repo_capture *c, struct repo_files_reader *rd,
         if (o->n == o->cap && (rc = files_out_room(o)))
             break;
         snprintf(o->ids[o->n], sizeof o->ids[o->n], "%s", base->files_chunks[k]);
-        o->counts[o->n++] = c->prev_counts[k];
-        o->total += c->prev_counts[k];
+        o->counts[o->n++] = c->prev->files_chunk_counts[k];
+        o->total += c->prev->files_chunk_counts[k];
         o->carried++;
         if (chunk_tables_copy(&o->tables, t, k))
             rc = dverr_set(&o->err, -ENOMEM, "out of memory");

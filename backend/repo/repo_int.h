@@ -161,8 +161,7 @@ struct repo_capture {
     char *env;
     int lock_fd, prune_fd;
     struct objstore_lease *lease; /* remote stores: the writer lease (objstore_lease.h) */
-    struct point *prev;              /* format 3: loaded without its file entries */
-    size_t *prev_counts;             /* format 3: each chunk's count, as prev's index says */
+    struct point *prev;              /* format 3: loaded without its file entries (files_later) */
     struct chunk_tables prev_tables; /* format 3: the tables of each chunk of prev's list (from
                                       * the memo, else read once at begin) */
     struct files_out *files;         /* the new point's list, streamed (repo_capture_files_*) */

@@ -8,6 +8,8 @@
 #     mount: files/ of the point);
 #   - an idle pass adds its manifest only, and carries its parent's chunks by id without reading
 #     them;
+#   - the mount reads a point's tables and backup.json without its file list: with the list's
+#     chunks moved away, they read, and only files/ fails;
 #   - a format-2 point (the whole list in one files document, as captures before format 3 wrote
 #     it: pointdump --store-format-2) still reads, mounted and loaded, and a capture goes on from
 #     it and writes format 3 again;
@@ -119,6 +121,20 @@ M="$T/mnt"
 mount_dvsnap "$M"
 check "the point lists and reads every file equal to dvsim's" same_files "$M/$ENV/$P2/files/annotation"
 fusermount3 -u "$M" 2>/dev/null || fusermount -u "$M"
+
+# ---- the mount opens a table without reading the file list
+dvsnap cat "$ENV" "$P2" account >"$T/account.json"
+manifest "$ENV" "$P2" | jq -r '.files_chunks[]' >"$T/chunks"
+mkdir -p "$T/away"
+while read -r id; do mv "$T/repo/objects/${id:0:2}/$id" "$T/away/"; done <"$T/chunks"
+mount_dvsnap "$M"
+check "with its file list's $(wc -l <"$T/chunks") chunks gone, a table of the point reads" \
+  cmp -s "$T/account.json" "$M/$ENV/$P2/tables/account.json"
+check_eq "... its backup.json counts its files from the list's index" "$files" \
+  "$(jq .files "$M/$ENV/$P2/backup.json")"
+check_fails "... and only its files/ fails" ls "$M/$ENV/$P2/files/annotation"
+fusermount3 -u "$M" 2>/dev/null || fusermount -u "$M"
+while read -r id; do mv "$T/away/$id" "$T/repo/objects/${id:0:2}/$id"; done <"$T/chunks"
 
 # ---- a format-2 point (one files document) still reads, and captures go on from it
 P3=$(point)

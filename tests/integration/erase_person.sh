@@ -4,7 +4,8 @@
 # attachment; six points hold versions of them (created, updated, in a manual backup, deleted at
 # the source). `dvsnap erase contoso-prod --where emailaddress1=... --table account --id A`:
 #   - the dry run names what goes (the contact, the account, the note, their audit records) and
-#     changes nothing; a held point refuses the erasure until --override-hold;
+#     changes nothing; a held point refuses the erasure until --override-hold; a --now that does
+#     not parse is a usage error (exit 2) that changes nothing;
 #   - afterwards no object of the repository and no file of the cache (raw, and every zstd frame
 #     decoded) holds any of their values, ids or attachment bytes, nor does any file of a fresh
 #     mount; every other record of every point (table files and changes files) is byte for byte
@@ -106,6 +107,10 @@ check "...saying to unmount it first" grep -q "unmount the dvsnap mount that use
 fusermount3 -u "$T/mnt"; sleep 0.5
 
 repo_list >"$T/objects.before"
+dvsnap erase $ENV --where "emailaddress1=$EMAIL" --yes --override-hold --now yesterday >"$T/now.out" 2>&1
+check_eq "erase with a --now that does not parse is a usage error (exit 2)" 2 "$?"
+check "...saying what --now takes" grep -q "dvsnap erase: --now (or DVSNAP_NOW) must be an RFC 3339 time" "$T/now.out"
+check_eq "...and changes nothing" "" "$(repo_list | diff "$T/objects.before" - | grep -v catalog.db)"
 dvsnap erase $ENV --where "emailaddress1=$EMAIL" --table account --id $A >"$T/dry.out" 2>&1; rc=$?
 check_eq "dry run: exit 0" 0 "$rc"
 check "dry run: the contact, the account, the note and their audit records" \

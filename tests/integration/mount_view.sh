@@ -114,6 +114,10 @@ check "the other table of that point reads" bash -c 'jq length "$1" >/dev/null' 
 # names
 check "names with '/' and Unicode are sanitised" test -f "$P/files/annotation/r1/ünï∕cödé.bin"
 check_eq "files/ bytes are the blob's" "hello world" "$(cat "$P/files/annotation/r1/my file.txt")"
+# r2 has two files named "a" and one named "a~2": three distinct names, each with its own bytes
+check_eq "a record directory's clashing names are made unique" "$(printf '%s\n' a a~2 a~2~2)" "$(ls "$P/files/annotation/r2")"
+check_eq "... each with its own bytes" 3 "$(for f in "$P/files/annotation/r2/"*; do cksum <"$f"; done | sort -u | wc -l)"
+check_eq "... and its own inode number" 3 "$(stat -c %i "$P/files/annotation/r2/"* | sort -u | wc -l)"
 
 # another user: EACCES on rmdir (checked by the daemon), reads allowed
 if id 1001 >/dev/null 2>&1 || true; then

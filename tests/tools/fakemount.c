@@ -144,11 +144,15 @@ static const char *FILES[][3] = {
     {"r1", "my file.txt", "hello world\n"},
     {"r1", "ünï/cödé.bin", "\x01\x02\x03 unicode bytes"},
     {"r2", "a", "second record"},
+    {"r2", "a", "same name, second file"},
+    {"r2", "a~2", "a name the second file's suffix would take"},
 };
+#define N_FILES (sizeof FILES / sizeof FILES[0])
 
-static int f_point_load(void *impl, const char *env, const char *name, struct point **out,
-                        struct dverr *err)
+static int f_point_load(void *impl, const char *env, const char *name, bool with_files,
+                        struct point **out, struct dverr *err)
 {
+    (void)with_files; /* its points are small: always whole */
     struct fake *fk = impl;
     time_t t;
     if (point_name_to_time(name, &t))
@@ -190,9 +194,9 @@ static int f_point_load(void *impl, const char *env, const char *name, struct po
                 pt->changes_bytes = tsize(idx == 0 ? pt->records : 1);
             }
         }
-        p->n_files = 3;
-        p->files = calloc(3, sizeof *p->files);
-        for (int i = 0; i < 3; i++) {
+        p->n_files = N_FILES;
+        p->files = calloc(N_FILES, sizeof *p->files);
+        for (int i = 0; i < (int)N_FILES; i++) {
             p->files[i].table = strdup("annotation");
             p->files[i].record_id = strdup(FILES[i][0]);
             p->files[i].file_name = strdup(FILES[i][1]);

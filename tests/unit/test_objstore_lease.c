@@ -9,7 +9,8 @@
  * releases by creating generations, deletes nothing, is still taken over and still notices a
  * takeover; objstore_lease_gc leaves the newest two generations; an environment document is kept
  * as versions, the newest read back. A listing that runs while another taker takes (and releases)
- * the lease neither makes a second holder nor numbers a generation a second time. */
+ * the lease neither makes a second holder nor numbers a generation a second time; a release
+ * lists the generations once. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -251,6 +252,7 @@ struct racy {
     int n_hidden;
     int hook_rc;
     struct objstore_lease *other; /* the other taker's lease, when not released */
+    int lists;         /* listings asked of the store */
 };
 
 static int racy_put(void *impl, const char *name, const void *data, size_t len,
@@ -317,6 +319,7 @@ static int racy_list(void *impl, const char *prefix,
                      struct dverr *err)
 {
     struct racy *r = impl;
+    r->lists++;
     if (!r->armed)
         return r->inner->ops->list(r->inner->impl, prefix, fn, ctx, err);
     r->armed = false;
@@ -378,6 +381,29 @@ static void test_listing_racing_a_takeover(void **state)
     assert_true(exists(f->s, "locks/y.lease.0000000003"));
     assert_int_equal(objstore_lease_check(a, &err), 0);
     objstore_lease_release(a);
+}
+
+/* A release lists the lease's generations once: the listing that finds ours still the top is
+ * the one the tidying works from (each listing is a request to a remote store). */
+static void test_release_lists_once(void **state)
+{
+    struct fx *f = *state;
+    struct racy r = {.inner = f->s};
+    racy_store = (struct objstore){.ops = &racy_ops, .impl = &r};
+    put_doc(f->s, "locks/z.lease.0000000005", time(NULL) - 1, "dead");
+    struct dverr err;
+    dverr_clear(&err);
+    struct objstore_lease *a = NULL;
+    assert_int_equal(objstore_lease_take(&racy_store, "locks/z.lease", "capture of z", 30, &a,
+                                         &err),
+                     0);
+    assert_true(exists(f->s, "locks/z.lease.0000000006"));
+    r.lists = 0;
+    objstore_lease_release(a);
+    assert_int_equal(r.lists, 1);
+    assert_true(exists(f->s, "locks/z.lease.0000000007"));  /* the release */
+    assert_true(exists(f->s, "locks/z.lease.0000000006"));  /* the previous one stays */
+    assert_false(exists(f->s, "locks/z.lease.0000000005")); /* tidied from that one listing */
 }
 
 /* A repository over f->dir as another machine would see a remote store: no local_dir, catalog
@@ -600,6 +626,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_renewal_keeps_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_superseded_holder_notices, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listing_racing_a_takeover, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_lists_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_repo_writer_lease, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_only_store_refuses, setup, teardown),
         cmocka_unit_test_setup_teardown(test_append_only_lease, setup, teardown),

@@ -209,19 +209,30 @@ static void test_record_key(void **state)
                                .primary_id = S("new_sensorreadingid"), .is_elastic = true};
     struct json_doc *d = parse("{\"new_sensorreadingid\":\"r1\",\"partitionid\":\"dev-1\"}");
     struct buf scratch = BUF_INIT;
-    size_t kl;
-    const char *k = restore_record_key(&reading, json_root(d), "r1", 2, &scratch, &kl);
+    const char *k = "r1";
+    size_t kl = 2;
+    assert_int_equal(restore_record_key(&reading, json_root(d), &scratch, &k, &kl), 0);
     assert_non_null(k);
     assert_int_equal(kl, 8);
     assert_memory_equal(k, "r1:dev-1", 8);
-    k = restore_record_key(&account, json_root(d), "stored", 6, &scratch, &kl);
+    k = "stored";
+    kl = 6;
+    assert_int_equal(restore_record_key(&account, json_root(d), &scratch, &k, &kl), 0);
     assert_int_equal(kl, 6);
     assert_memory_equal(k, "stored", 6);
     json_doc_free(d);
     d = parse("{\"new_sensorreadingid\":\"r1\",\"partitionid\":null}");
-    k = restore_record_key(&reading, json_root(d), "r1", 2, &scratch, &kl);
+    k = "r1";
+    kl = 2;
+    assert_int_equal(restore_record_key(&reading, json_root(d), &scratch, &k, &kl), 0);
     assert_int_equal(kl, 2);
     assert_memory_equal(k, "r1", 2);
+    json_doc_free(d);
+    /* an elastic row without its id has no key (passed by), which is not out of memory */
+    d = parse("{\"partitionid\":\"dev-1\"}");
+    k = "stored";
+    kl = 6;
+    assert_int_equal(restore_record_key(&reading, json_root(d), &scratch, &k, &kl), -ENOENT);
     json_doc_free(d);
     buf_release(&scratch);
 }

@@ -141,6 +141,11 @@ int cmd_erase(struct cli *cli, const struct cli_args *a)
         goto out;
     }
     env = a->pos[0];
+    time_t now; /* 0 when neither --now nor DVSNAP_NOW pins it: the engine reads the clock */
+    if (cli_pinned_time(cli, &now)) {
+        ret = cli_usage_error(cli, "--now (or DVSNAP_NOW) must be an RFC 3339 time");
+        goto out;
+    }
     struct repo *repo = log ? cli_repo(cli) : cli_repo_prune(cli); /* erasing deletes */
     if (!repo)
         goto out;
@@ -171,8 +176,6 @@ int cmd_erase(struct cli *cli, const struct cli_args *a)
     buf_printf(&c, "%s", related ? "; with the notes, audits and activities regarding them" : "");
     snprintf(crit, sizeof crit, "%s", c.data ? c.data : "");
     buf_release(&c);
-    time_t now;
-    (void)cli_pinned_time(cli, &now); /* a time that does not parse: 0, the clock */
     struct erase_request req = {env, ids, n_ids, where, n_where, related, !yes, override, by,
                                 crit, now};
     struct erase_report rep = {0};

@@ -47,10 +47,11 @@ static int s_points(void *impl, const char *env, struct point_summary **out, siz
     return rc;
 }
 
-static int s_point_load(void *impl, const char *env, const char *name, struct point **out,
-                        struct dverr *err)
+static int s_point_load(void *impl, const char *env, const char *name, bool with_files,
+                        struct point **out, struct dverr *err)
 {
-    return repo_point_load(impl, env, name, out, err);
+    return repo_point_load_flags(impl, env, name, with_files ? 0 : REPO_LOAD_FILES_LATER, out,
+                                 err);
 }
 
 static int s_env_doc(void *impl, const char *env, struct buf *out, struct dverr *err)

@@ -186,9 +186,10 @@ const struct command cli_commands[] = {
      "  `dvsnap status` and written to metrics_file). --metrics-listen (or metrics_listen)\n"
      "  serves Prometheus metrics at http://HOST:PORT/metrics. As root, a file read again is\n"
      "  served by FUSE passthrough from a plain copy in the cache (local-disk speed);\n"
-     "  --no-passthrough serves every read through the daemon. --max-nodes: the entries the\n"
-     "  daemon keeps (default 200000); past it the least recently used\n"
-     "  are dropped from the kernel's cache and looked up again when used. --threads: FUSE\n"
+     "  --no-passthrough serves every read through the daemon. --max-nodes: the entries\n"
+     "  outside the points (environments, labels, at/ links) the daemon keeps (default\n"
+     "  200000; entries under a point cost the daemon nothing); past it the least recently\n"
+     "  used are dropped from the kernel's cache and looked up again when used. --threads: FUSE\n"
      "  worker threads; --debug: libfuse's debug output. Without --foreground the process\n"
      "  detaches and logs to <cache_dir>/mount.log.\n"},
     {"umount", cmd_umount, umount_opts, "z", false, "unmount",
