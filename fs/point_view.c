@@ -6,7 +6,7 @@
  * the other views load the point without it (with_files false), so opening a table reads the
  * manifest and its shared tables document whatever the number of files. A files/ entry's names
  * are pointers into the view's arena (two per file, a record's directory name shared by its
- * files): about 100 bytes a file with the point's own entry.
+ * files): about 70 bytes a file on top of the point's own entry (reckoned, not measured).
  *
  * Limits: the byte count is an estimate (16 bytes of allocator overhead per block); views in use
  * can hold the total over budget until they are put back; two requests that miss the same point
