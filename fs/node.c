@@ -8,7 +8,8 @@
  * its immutable manifest when needed, and gives the same indexes every time. A FORGET of such a
  * number is a no-op, and the kernel keeps these entries and their listings for as long as it has
  * memory for them (IMMUTABLE_TIMEOUT), as it does a local disk's: a second `ls -lR` is served by
- * the kernel alone.
+ * the kernel but for one GETATTR a directory (a directory read on a writable mount has its access
+ * time marked stale, and `ls -R` stats each directory it opens).
  *
  * The rest (the root, environments, labels, at/ links, .operations) is few but changing: one
  * struct node per kernel-known inode, created by lookup and readdirplus and dropped when the
