@@ -101,6 +101,8 @@ struct point_number {
 };
 
 #define PN_BUCKETS 65536 /* a power of two */
+/* Point numbers given at most: half the number space, so a new number's probing stays short. */
+#define PN_MAX_SLOTS ((1u << ENC_POINT_BITS) / 2)
 
 #define NODE_OWNS_ENV 1
 

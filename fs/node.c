@@ -3,7 +3,7 @@
  * nothing for it however many of them the kernel knows:
  *   CTL_BIT (a control file) | ENC_BIT | kind << 57 | point number << 32 | index
  * where the point number stands for an environment and a point name (given when the point is first
- * seen, kept for the mount's life: about 60 bytes a point) and the index is the node's table
+ * seen, kept for the mount's life: about 60 bytes a point, reckoned) and the index is the node's table
  * or file in the point's view (fs_int.h, struct node). The view of a point is loaded again from
  * its immutable manifest when needed, and gives the same indexes every time. A FORGET of such a
  * number is a no-op, and the kernel keeps these entries and their listings for as long as it has
@@ -310,12 +310,12 @@ static int64_t number_of(struct fsd *f, const char *env, const char *point)
         return found;
     if (strlen(point) >= sizeof ((struct point_number *)0)->name)
         return -ENAMETOOLONG;
-    if (f->n_points >= (1u << ENC_POINT_BITS) / 2)
+    if (f->n_points >= PN_MAX_SLOTS)
         return -EOVERFLOW; /* half full: probing stays short */
     if (!f->pn_hash) {
         f->pn_hash = calloc(PN_BUCKETS, sizeof *f->pn_hash);
         f->pn_nhash = calloc(PN_BUCKETS, sizeof *f->pn_nhash);
-        f->pn_blocks = calloc((1u << ENC_POINT_BITS) / ENC_POINT_BLOCK, sizeof *f->pn_blocks);
+        f->pn_blocks = calloc(PN_MAX_SLOTS / ENC_POINT_BLOCK, sizeof *f->pn_blocks);
         if (!f->pn_hash || !f->pn_nhash || !f->pn_blocks) {
             free(f->pn_hash);
             free(f->pn_nhash);
@@ -363,7 +363,7 @@ static int64_t number_of(struct fsd *f, const char *env, const char *point)
 void node_numbers_free(struct fsd *f)
 {
     if (f->pn_blocks)
-        for (size_t i = 0; i < (1u << ENC_POINT_BITS) / ENC_POINT_BLOCK; i++)
+        for (size_t i = 0; i < PN_MAX_SLOTS / ENC_POINT_BLOCK; i++)
             free(f->pn_blocks[i]);
     free(f->pn_blocks);
     free(f->pn_hash);

@@ -386,9 +386,6 @@ void pview_drop(struct fsd *f, const char *env, const char *point)
     pview_free_chain(f, victims);
 }
 
-/* The index of the first file of table directory tdir whose record directory is rdir (the
- * table directory's first file when rdir is NULL), or where it would be: v->files is sorted by
- * table directory, then record directory (point_view.c). */
 size_t pview_files_seek(const struct pview *v, size_t tdir, const char *rdir)
 {
     size_t lo = 0, hi = v->n_files;
